@@ -1,0 +1,5 @@
+"""``python -m crit_plus``."""
+
+from .cli import run
+
+run()

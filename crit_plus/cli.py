@@ -1,0 +1,113 @@
+"""The ``crit-plus`` command line: one click group and the error boundary.
+
+Exit codes (scripts can rely on them):
+
+- 0: success;
+- 1: an input could not be read or decoded (the message names file, entry
+  and offset);
+- 2: wrong usage, or pycriu (CRIU's Python library) is missing;
+- 130: interrupted.
+
+``--traceback`` shows the stack of an error instead of the one-line message.
+Output piped into a command that stops reading (``| head``) ends quietly.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+import click
+
+from decoders.errors import DecodeError
+from decoders.schema import PycriuNotFound
+
+from .commands import decode as decode_cmd
+from .commands import encode as encode_cmd
+from .commands import info as info_cmd
+from .commands import version as version_cmd
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--traceback", is_flag=True, help="Show the Python stack on errors.")
+@click.version_option(package_name="crit-plus", message="crit-plus %(version)s")
+@click.pass_context
+def cli(ctx, traceback):
+    """Read CRIU checkpoint images: what is in them, how big they are, whether
+    they will restore, and what changed between two of them.
+
+    \b
+    Image commands (the ones CRIU's crit has, same JSON):
+      crit-plus decode -i core-1.img --pretty   one image as JSON
+      crit-plus show pstree.img                 the same, pretty, to the terminal
+      crit-plus info pagemap-1.img              kind, entries, size
+      crit-plus encode -i core.json -o core-1.img
+    Add --format json to any command for machine-readable output.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["traceback"] = traceback
+
+
+for module in (decode_cmd, encode_cmd, info_cmd, version_cmd):
+    module.register(cli)
+
+
+def _fail(message, code):
+    click.echo(f"crit-plus: {message}", err=True)
+    return code
+
+
+def _quiet_broken_pipe():
+    """Point stdout at /dev/null so Python's exit flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None):
+    """Entry point of the ``crit-plus`` console script; returns the exit code."""
+    show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+        return EXIT_OK
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Abort:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return EXIT_OK
+    except PycriuNotFound as error:
+        if show_traceback:
+            raise
+        return _fail(str(error), EXIT_USAGE)
+    except DecodeError as error:
+        if show_traceback:
+            raise
+        return _fail(str(error), EXIT_BAD_INPUT)
+    except OSError as error:
+        if error.errno == errno.EPIPE:
+            _quiet_broken_pipe()
+            return EXIT_OK
+        if show_traceback:
+            raise
+        name = f"{error.filename}: " if error.filename else ""
+        return _fail(f"{name}{error.strerror or error}", EXIT_BAD_INPUT)
+
+
+def run():
+    """``python -m crit_plus`` and the console script: exit with main()'s code."""
+    sys.exit(main())

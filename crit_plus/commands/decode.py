@@ -1,0 +1,118 @@
+"""``decode`` and ``show``: one image as crit's JSON, streamed entry by entry."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from decoders.image import image_from_bytes, open_image
+from decoders.jsonform import Converter
+
+from .options import open_output
+
+INDENT = 4  # crit's indent for --pretty and show
+
+
+def load_image(path):
+    """Open ``path`` (``-`` or None: standard input) as an image."""
+    if path in (None, "-"):
+        return image_from_bytes(sys.stdin.buffer.read())
+    return open_image(path)
+
+
+def write_image_json(image, out, pretty=False, nopl=False, converter=None):
+    """Write ``image`` as crit writes it: ``json.dump(img, indent=4 if pretty)``.
+
+    Entries are converted and written one at a time, so memory stays bounded
+    by one entry whatever the image size; the text is the same as crit's.
+    """
+    if image.is_raw:
+        json.dump(image.raw_info(), out, indent=INDENT if pretty else None)
+        return
+    converter = converter or Converter(image.schema)
+    entries = image.json_entries(pretty=pretty, nopl=nopl, converter=converter)
+    magic = json.dumps(image.magic_name)
+    if not pretty:
+        out.write('{"magic": %s, "entries": [' % magic)
+        for index, entry in enumerate(entries):
+            out.write((", " if index else "") + json.dumps(entry))
+        out.write("]}")
+        return
+    out.write('{\n    "magic": %s,\n    "entries": [' % magic)
+    pad = " " * (2 * INDENT)
+    first = True
+    for entry in entries:
+        text = json.dumps(entry, indent=INDENT).replace("\n", "\n" + pad)
+        out.write(("\n" if first else ",\n") + pad + text)
+        first = False
+    out.write(("\n" + " " * INDENT + "]" if not first else "]") + "\n}")
+
+
+def report_unknown_fields(converter, schema):
+    """Tell stderr which fields the loaded schema could not name."""
+    seen = converter.unknown_seen
+    if not seen:
+        return
+    total = sum(seen.values())
+    listed = ", ".join(f"{name} ×{count}" for name, count in sorted(seen.items())[:6])
+    more = ", ..." if len(seen) > 6 else ""
+    click.echo(
+        f"crit-plus: {total} field(s) unknown to the CRIU {schema.criu_version or '?'} schema "
+        f"({listed}{more}), shown by number in \"_unknown_fields\"; a newer CRIU schema names "
+        "them: run `make schema` (see `crit-plus version`)",
+        err=True,
+    )
+
+
+def _decode(in_path, out_path, pretty, nopl):
+    with load_image(in_path) as image:
+        converter = Converter(image.schema)
+        out = open_output(out_path)
+        try:
+            write_image_json(image, out, pretty=pretty, nopl=nopl, converter=converter)
+            out.write("\n")
+            out.flush()
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        report_unknown_fields(converter, image.schema)
+
+
+@click.command()
+@click.option("-i", "--in", "in_path", metavar="IMG", help="Image to read (default: stdin).")
+@click.option("-o", "--out", "out_path", metavar="FILE", help="Where to write (default: stdout).")
+@click.option("--pretty", is_flag=True, help="Indent, and show addresses in hex, flags by name.")
+@click.option("--nopl", is_flag=True, help="Do not show payloads (pipe data, socket queues, ...).")
+def decode(in_path, out_path, pretty, nopl):
+    """Convert an image to JSON, exactly as CRIU's `crit decode` does.
+
+    Every image kind CRIU writes is understood; raw images (pages-*.img,
+    route-*, *.tar.gz.img) are reported with their kind and size.  Fields the
+    loaded CRIU schema does not know are kept under "_unknown_fields".
+
+    \b
+    Example:
+      crit-plus decode -i pagemap-1.img --pretty | less
+    """
+    _decode(in_path, out_path, pretty, nopl)
+
+
+@click.command()
+@click.argument("image", metavar="IMG")
+@click.option("--nopl", is_flag=True, help="Do not show payloads (pipe data, socket queues, ...).")
+def show(image, nopl):
+    """Show an image as pretty JSON (crit's `show`: decode --pretty).
+
+    \b
+    Example:
+      crit-plus show core-1.img | head
+    """
+    _decode(image, None, True, nopl)
+
+
+def register(group):
+    """Add ``decode`` and ``show`` to the CLI group."""
+    group.add_command(decode)
+    group.add_command(show)

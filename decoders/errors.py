@@ -1,0 +1,103 @@
+"""Errors raised while decoding CRIU images.
+
+Every error is a :class:`DecodeError` that knows *where* it happened: the image
+file, the index of the entry being read and the byte offset in the file.  Its
+message reads like ``core-42.img: entry 0 at offset 0x8: truncated: needs 120
+bytes, 64 left``.  Subclasses also inherit the matching builtin exception
+(``FileNotFoundError``, ``EOFError``, ``ValueError``) so callers can catch
+either.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class DecodeError(Exception):
+    """Base error: an image could not be read as CRIU wrote it."""
+
+    def __init__(self, path, reason, offset=None, entry_index=None):
+        self.path = os.fspath(path) if path is not None else None
+        self.reason = reason
+        self.offset = offset
+        self.entry_index = entry_index
+        super().__init__(self.describe())
+
+    def describe(self):
+        """Return the one-line message: file, entry, offset, reason."""
+        where = [os.path.basename(self.path) if self.path else "<input>"]
+        position = []
+        if self.entry_index is not None:
+            position.append(f"entry {self.entry_index}")
+        if self.offset is not None:
+            position.append(f"at offset {self.offset:#x}")
+        if position:
+            where.append(" ".join(position))
+        return ": ".join(where + [self.reason])
+
+    def __str__(self):
+        return self.describe()
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls, state):
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.describe())
+    return error
+
+
+class BadMagicError(DecodeError, ValueError):
+    """The file's magic is not a CRIU magic, or not the one its name implies."""
+
+    def __init__(self, path, magic, expected=None, offset=0):
+        self.magic = magic
+        self.expected = expected
+        if expected is None:
+            reason = f"unknown magic {magic:#010x} (not a CRIU image, or a raw one)"
+        else:
+            reason = f"magic {magic} does not match the file name, which implies {expected}"
+        super().__init__(path, reason, offset=offset)
+
+
+class TruncatedError(DecodeError, EOFError):
+    """The file ends before the bytes the format promises."""
+
+    def __init__(self, path, what, needed, available, offset, entry_index=None):
+        self.what = what
+        self.needed = needed
+        self.available = available
+        reason = f"truncated {what}: needs {needed} bytes, {available} left"
+        super().__init__(path, reason, offset=offset, entry_index=entry_index)
+
+
+class EntryDecodeError(DecodeError, ValueError):
+    """An entry's bytes are not a valid message of the expected type."""
+
+    def __init__(self, path, message_type, detail, offset, entry_index):
+        self.message_type = message_type
+        self.detail = detail
+        reason = f"cannot decode {message_type}: {detail}"
+        super().__init__(path, reason, offset=offset, entry_index=entry_index)
+
+
+class SchemaError(DecodeError, LookupError):
+    """The loaded CRIU schema (pycriu) lacks something an image needs."""
+
+
+class MissingImageError(DecodeError, FileNotFoundError):
+    """An image the checkpoint needs is not there."""
+
+    def __init__(self, path, reason="image is missing"):
+        super().__init__(path, reason)
+
+
+class UnreadableImageError(DecodeError, OSError):
+    """The image exists but cannot be read (permissions, a directory, I/O error)."""
+
+    def __init__(self, path, error):
+        self.error = error
+        detail = error.strerror or str(error) if isinstance(error, OSError) else str(error)
+        super().__init__(path, f"cannot read: {detail}")

@@ -1,0 +1,221 @@
+"""The framing every CRIU image shares, read with every length checked.
+
+Grammar (integers are little-endian, as CRIU writes them on x86_64)::
+
+    IMAGE_FILE ::= [ HEAD_MAGIC ] MAGIC { ENTRY }
+    HEAD_MAGIC ::= u32      0x54564319 (IMG_COMMON) | 0x55105940 (IMG_SERVICE);
+                            absent in inventory.img, whose MAGIC comes first
+    MAGIC      ::= u32      the image kind (pycriu's magic table)
+    ENTRY      ::= SIZE MESSAGE [ PAYLOAD ]
+    SIZE       ::= u32      the length of MESSAGE
+    MESSAGE    ::= SIZE bytes of one protobuf message
+    PAYLOAD    ::= raw bytes whose length a field of MESSAGE gives
+                   (pipes-data, sk-queues, tcp-stream, ghost-file, ...)
+
+Raw images (``pages-*.img``, ``route-*``, ``*.tar.gz.img``, ...) have no
+magic at all; :mod:`decoders.kinds` recognises them by name.
+
+This is the only module that touches image bytes.  A length larger than the
+bytes left is a :class:`~decoders.errors.TruncatedError`, never an allocation.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+import struct
+from dataclasses import dataclass
+
+from .errors import TruncatedError, UnreadableImageError
+
+IMG_COMMON = 0x54564319
+IMG_SERVICE = 0x55105940
+HEAD_MAGICS = (IMG_COMMON, IMG_SERVICE)
+INVENTORY_MAGIC = 0x58313116
+
+_U32 = struct.Struct("<I")
+
+
+class ImageBytes:
+    """Read-only, bounds-checked access to the bytes of one image file.
+
+    Regular files are memory-mapped (nothing is copied until an entry is
+    taken); other inputs (a pipe, ``bytes``) are held in memory.
+    """
+
+    def __init__(self, path, data, closer=None):
+        self.path = path
+        self._data = data
+        self._closer = closer
+        self.size = len(data)
+
+    @classmethod
+    def open(cls, path):
+        """Map the file at ``path`` read-only."""
+        try:
+            with open(path, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    return cls(path, handle.read())
+                if info.st_size == 0:
+                    return cls(path, b"")
+                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except IsADirectoryError as error:
+            raise UnreadableImageError(path, error) from None
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            raise UnreadableImageError(path, error) from None
+        return cls(path, mapped, closer=mapped.close)
+
+    @classmethod
+    def from_bytes(cls, data, path="<input>"):
+        """Wrap bytes already in memory (stdin, tests)."""
+        return cls(path, bytes(data))
+
+    def close(self):
+        """Release the mapping; later reads fail."""
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def u32(self, offset, what, entry_index=None):
+        """Return the u32 at ``offset``; raise if fewer than 4 bytes are left."""
+        self.require(offset, 4, what, entry_index)
+        return _U32.unpack_from(self._data, offset)[0]
+
+    def take(self, offset, length, what, entry_index=None):
+        """Return ``length`` bytes at ``offset`` as ``bytes``, bounds-checked."""
+        self.require(offset, length, what, entry_index)
+        return self._data[offset : offset + length]
+
+    def require(self, offset, length, what, entry_index=None):
+        """Raise :class:`TruncatedError` unless ``length`` bytes exist at ``offset``."""
+        if length < 0 or offset + length > self.size:
+            raise TruncatedError(
+                self.path, what, length, max(self.size - offset, 0), offset, entry_index
+            )
+
+    def view(self):
+        """The underlying buffer, for tight loops that check bounds themselves."""
+        return self._data
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What precedes the entries: the optional head magic and the image magic."""
+
+    head_magic: int | None
+    magic: int
+    entries_offset: int
+
+
+def read_header(image):
+    """Read the magics at the start of ``image`` (an :class:`ImageBytes`)."""
+    first = image.u32(0, "magic")
+    if first in HEAD_MAGICS:
+        return Header(first, image.u32(4, "image magic"), 8)
+    return Header(None, first, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One entry's message bytes and where they were found."""
+
+    index: int
+    offset: int  # offset of the SIZE prefix
+    data: bytes
+
+    @property
+    def end(self):
+        """Offset just past the message (where a payload would start)."""
+        return self.offset + 4 + len(self.data)
+
+
+class Cursor:
+    """Walks the entries of an image, handing out frames and payloads in order."""
+
+    def __init__(self, image, offset):
+        self.image = image
+        self.offset = offset
+        self.index = 0
+
+    @property
+    def at_end(self):
+        """True when no bytes are left."""
+        return self.offset >= self.image.size
+
+    def next_frame(self):
+        """Read the next SIZE + MESSAGE; return a :class:`Frame`."""
+        offset = self.offset
+        size = self.image.u32(offset, "entry size", self.index)
+        data = self.image.take(offset + 4, size, f"entry of {size} bytes", self.index)
+        frame = Frame(self.index, offset, data)
+        self.offset = offset + 4 + size
+        self.index += 1
+        return frame
+
+    def payload(self, length, what):
+        """Return the (offset, length) of a payload after the current entry and skip it.
+
+        The bytes are not read: callers read them with :meth:`read_payload` or
+        leave them in place.
+        """
+        self.image.require(self.offset, length, what, self.index - 1)
+        offset = self.offset
+        self.offset += length
+        return offset, length
+
+    def read_payload(self, length, what):
+        """Read and return ``length`` payload bytes after the current entry."""
+        offset, length = self.payload(length, what)
+        return self.image.take(offset, length, what, self.index - 1)
+
+
+def count_frames(image, offset):
+    """Count SIZE-prefixed entries from ``offset`` by seeking, without parsing."""
+    count = 0
+    size = image.size
+    data = image.view()
+    while offset < size:
+        if offset + 4 > size:
+            raise TruncatedError(image.path, "entry size", 4, size - offset, offset, count)
+        length = _U32.unpack_from(data, offset)[0]
+        if offset + 4 + length > size:
+            raise TruncatedError(
+                image.path, f"entry of {length} bytes", length, size - offset - 4, offset + 4, count
+            )
+        offset += 4 + length
+        count += 1
+    return count
+
+
+def iter_frame_bounds(image, offset):
+    """Yield ``(offset, start, end)`` of each entry's message, bounds-checked.
+
+    The fast path for images without payloads (pagemaps can hold millions of
+    entries): no object is made per entry beyond the tuple.
+    """
+    size = image.size
+    data = image.view()
+    unpack = _U32.unpack_from
+    index = 0
+    while offset < size:
+        if offset + 4 > size:
+            raise TruncatedError(image.path, "entry size", 4, size - offset, offset, index)
+        start = offset + 4
+        end = start + unpack(data, offset)[0]
+        if end > size:
+            raise TruncatedError(
+                image.path, f"entry of {end - start} bytes", end - start, size - start, offset, index
+            )
+        yield offset, start, end
+        offset = end
+        index += 1

@@ -1,0 +1,65 @@
+"""``inventory.img`` (what the whole dump needs) and ``stats-dump`` (CRIU's
+timings and page counters for the dump)."""
+
+from __future__ import annotations
+
+from .errors import EntryDecodeError
+from .ids import ids_from_message
+from .image import Source, open_image
+from .records import DumpStats, Inventory
+
+
+def _first(path, type_name):
+    with open_image(path) as image:
+        for index, offset, msg in image.iter_messages():
+            return msg, Source(image.path, offset, index)
+    raise EntryDecodeError(path, type_name, "the image has no entry", 4, 0)
+
+
+def _enum_name(msg, name):
+    if name not in msg.DESCRIPTOR.fields_by_name or not msg.HasField(name):
+        return None
+    value = getattr(msg, name)
+    field = msg.DESCRIPTOR.fields_by_name[name]
+    if field.enum_type is None:
+        return str(value)
+    named = field.enum_type.values_by_number.get(value)
+    return named.name if named is not None else str(value)
+
+
+def _get(msg, name):
+    if name in msg.DESCRIPTOR.fields_by_name and msg.HasField(name):
+        return getattr(msg, name)
+    return None
+
+
+def read_inventory(path):
+    """Return the :class:`Inventory` of ``inventory.img`` at ``path``."""
+    msg, source = _first(path, "inventory_entry")
+    plugins = ()
+    if _get(msg, "plugins_entry") is not None:
+        plugins = tuple(msg.plugins_entry.plugins)
+    return Inventory(
+        img_version=msg.img_version,
+        fdinfo_per_id=bool(msg.fdinfo_per_id),
+        ns_per_id=bool(msg.ns_per_id),
+        root_ids=ids_from_message(msg.root_ids, source) if msg.HasField("root_ids") else None,
+        root_cg_set=_get(msg, "root_cg_set"),
+        lsm_type=_enum_name(msg, "lsmtype"),
+        dump_uptime=_get(msg, "dump_uptime"),
+        pre_dump_mode=None if _get(msg, "pre_dump_mode") is None else str(msg.pre_dump_mode),
+        tcp_close=bool(_get(msg, "tcp_close")),
+        network_lock_method=None if _get(msg, "network_lock_method") is None
+        else str(msg.network_lock_method),
+        plugins=plugins,
+        source=source,
+        raw=msg,
+    )
+
+
+def read_dump_stats(path):
+    """Return the :class:`DumpStats` of ``stats-dump`` at ``path``."""
+    msg, source = _first(path, "stats_entry")
+    if not msg.HasField("dump"):
+        return DumpStats((), source)
+    return DumpStats(tuple((f.name, v) for f, v in msg.dump.ListFields()), source)

@@ -1,0 +1,427 @@
+"""Messages to and from the JSON form CRIU's ``crit`` uses.
+
+The dictionary of a message has one key per set field, in field-number order:
+
+- integers as numbers; with ``pretty`` (names from pycriu's own tables), fields CRIU marks ``(criu).hex`` as
+  ``"0x1f"`` (and every integer inside a hex-marked sub-message), ``dev`` as
+  ``"major:minor"``, ``flags`` as ``"PROT_READ | PROT_WRITE"``, ``dict`` as
+  names (socket family/type/state, task state), ``ipadd`` as one address;
+- enums by name, bytes base64-encoded (``unix_name`` quoted-printable),
+  nested messages as dictionaries, repeated fields as lists.
+
+crit-plus adds what crit drops: fields the loaded schema does not know.  A field
+listed in :data:`decoders.schema.FIELD_OVERLAYS` gets its real name (so a CRIU
+4.2 pagemap entry read with an older schema still says ``nr_pages``); any other
+goes into ``"_unknown_fields"``: a list of ``{"number", "wire_type", "value"}``
+with integers as numbers and length-delimited values base64-encoded.
+
+Task state names differ from pycriu on purpose: CRIU writes 1 (alive),
+2 (dead: a zombie) and 3 (stopped); pycriu's table says 3 is "Zombie" and
+6 "Stopped", which is wrong.
+
+Conversion plans are compiled once per message type, so a pagemap of millions
+of entries costs one dictionary lookup per field.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import quopri
+import socket
+
+from google.protobuf.descriptor import FieldDescriptor as FD
+
+from .schema import get_schema
+
+UNKNOWN_KEY = "_unknown_fields"
+KERN_MINORBITS = 20
+
+WIRE_TYPES = {0: "varint", 1: "fixed64", 2: "length", 5: "fixed32"}
+WIRE_NUMBERS = {name: number for number, name in WIRE_TYPES.items()}
+
+#: Task state names as CRIU writes them.  pycriu's own table (1 Alive,
+#: 3 Zombie, 6 Stopped) is wrong for images: 2 is a zombie, 3 stopped.
+TASK_STATE_NAMES = {1: "Alive", 2: "Zombie", 3: "Stopped"}
+
+
+def _value_tables(schema):
+    """The flag and value-name tables of the loaded pycriu, task states corrected."""
+    pb2dict = schema.images.pb2dict
+    dict_maps = {name: maps[0] for name, maps in pb2dict.dict_maps.items()}
+    dict_maps["gen"] = dict(dict_maps.get("gen", {}), task_state=TASK_STATE_NAMES)
+    return dict(pb2dict.flags_maps), dict_maps
+
+
+_INT_TYPES = frozenset(
+    (FD.TYPE_INT32, FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_UINT64, FD.TYPE_SINT32,
+     FD.TYPE_SINT64, FD.TYPE_FIXED32, FD.TYPE_FIXED64, FD.TYPE_SFIXED32, FD.TYPE_SFIXED64)
+)
+
+
+def flags_to_text(value, flag_map):
+    """``5`` with the mmap.prot map → ``"PROT_READ | PROT_EXEC"`` (leftover bits in hex)."""
+    names = [name for name, bit in flag_map if value & bit]
+    rest = value & ~sum(bit for _, bit in flag_map)
+    if rest:
+        names.append(f"{rest:#x}")
+    return " | ".join(names)
+
+
+def text_to_flags(text, flag_map):
+    """The inverse of :func:`flags_to_text`; numbers are accepted for any part."""
+    if text == "":
+        return 0
+    bits = dict(flag_map)
+    return sum(
+        bits[part] if part in bits else int(part, 0)
+        for part in (piece.strip() for piece in text.split("|"))
+    )
+
+
+def encode_bytes(value):
+    """Bytes as crit shows them: base64 with a newline every 76 characters."""
+    return base64.encodebytes(value).decode("ascii")
+
+
+def _dev_to_text(value, old_encoding):
+    if old_encoding:  # user-space dev_t, as stat() returns it
+        return f"{os.major(value)}:{os.minor(value)}"
+    return f"{value >> KERN_MINORBITS}:{value & ((1 << KERN_MINORBITS) - 1)}"
+
+
+def _text_to_dev(text, old_encoding):
+    major, minor = (int(part) for part in text.split(":"))
+    if old_encoding:
+        return os.makedev(major, minor)
+    return (major << KERN_MINORBITS) | minor
+
+
+def _ip_to_text(words):
+    if len(words) == 1:
+        return str(ipaddress.IPv4Address(socket.ntohl(words[0])))
+    if len(words) == 4:
+        value = 0
+        for word in words:
+            value = (value << 32) | socket.ntohl(word)
+        return ipaddress.IPv6Address(value).compressed
+    return None
+
+
+def _text_to_ip(text):
+    address = ipaddress.ip_address(text)
+    value = int(address)
+    count = 1 if address.version == 4 else 4
+    return [socket.htonl((value >> (32 * (count - 1 - i))) & 0xFFFFFFFF) for i in range(count)]
+
+
+class _FieldPlan:
+    """How one field turns into JSON and back, decided once per message type."""
+
+    __slots__ = ("name", "number", "type", "repeated", "hex", "dev", "odev", "flags",
+                 "flags_unknown", "names", "ipadd", "conv", "message", "enum")
+
+    def __init__(self, field, options, flag_maps, dict_maps):
+        self.name = field.name
+        self.number = field.number
+        self.type = field.type
+        self.repeated = field.label == FD.LABEL_REPEATED
+        self.hex = bool(options.hex)
+        self.dev = bool(options.dev)
+        self.odev = bool(options.odev)
+        self.flags = flag_maps.get(options.flags) if options.flags else None
+        self.flags_unknown = bool(options.flags) and self.flags is None
+        names = dict_maps.get(options.dict, {}).get(field.name) if options.dict else None
+        self.names = names
+        self.ipadd = bool(options.ipadd)
+        self.conv = options.conv or None
+        self.message = field.message_type
+        self.enum = field.enum_type
+
+    def to_json(self, value, pretty, in_hex, converter):
+        """Convert one (non-repeated) value of this field."""
+        kind = self.type
+        if kind == FD.TYPE_MESSAGE:
+            return converter.message(value, pretty, in_hex or self.hex)
+        if kind == FD.TYPE_BYTES:
+            if self.conv == "unix_name":
+                return quopri.encodestring(value).decode("latin-1")
+            return encode_bytes(value)
+        if kind == FD.TYPE_ENUM:
+            enum_value = self.enum.values_by_number.get(value)
+            return enum_value.name if enum_value is not None else value
+        if kind in _INT_TYPES and pretty:
+            if in_hex or self.hex:
+                return f"{value:#x}"
+            if self.dev:
+                return _dev_to_text(value, self.odev)
+            if self.flags is not None:
+                return flags_to_text(value, self.flags)
+            if self.flags_unknown:
+                return f"{value:#x}"
+            if self.names is not None:
+                return self.names.get(value, value)
+        return value
+
+    def from_json(self, value, converter, target):
+        """Convert one JSON value of this field back; sub-messages fill ``target``."""
+        kind = self.type
+        if kind == FD.TYPE_MESSAGE:
+            converter.fill(target, value)
+            return None
+        if kind == FD.TYPE_BYTES:
+            if self.conv == "unix_name":
+                return quopri.decodestring(value.encode("latin-1"))
+            return base64.decodebytes(value.encode("ascii"))
+        if kind == FD.TYPE_ENUM:
+            if isinstance(value, str):
+                return self.enum.values_by_name[value].number
+            return value
+        if kind in _INT_TYPES and isinstance(value, str):
+            if self.dev and ":" in value:
+                return _text_to_dev(value, self.odev)
+            if self.flags is not None:
+                return text_to_flags(value, self.flags)
+            if self.names is not None:
+                for number, name in self.names.items():
+                    if name == value:
+                        return number
+            return int(value, 0)
+        return value
+
+
+class Converter:
+    """Message ⇄ JSON dictionary, with plans cached per message type."""
+
+    def __init__(self, schema=None):
+        self.schema = schema or get_schema()
+        self._plans = {}
+        self._flag_maps, self._dict_maps = _value_tables(self.schema)
+        self.unknown_seen = {}  # "message.number" -> count, for the stderr note
+
+    def plan(self, descriptor):
+        """The field plans of a message type, by field number."""
+        plans = self._plans.get(descriptor.full_name)
+        if plans is None:
+            plans = {
+                f.number: _FieldPlan(f, self.schema.criu_options(f), self._flag_maps,
+                                     self._dict_maps)
+                for f in descriptor.fields
+            }
+            self._plans[descriptor.full_name] = plans
+        return plans
+
+    # -- message → JSON ------------------------------------------------------------
+    def message(self, msg, pretty=False, in_hex=False):
+        """Return the JSON dictionary of ``msg``."""
+        plans = self.plan(msg.DESCRIPTOR)
+        out = {}
+        for field, value in msg.ListFields():
+            plan = plans[field.number]
+            if plan.repeated:
+                if pretty and plan.ipadd:
+                    text = _ip_to_text(list(value))
+                    if text is not None:
+                        out[plan.name] = [text]
+                        continue
+                out[plan.name] = [plan.to_json(v, pretty, in_hex, self) for v in value]
+            else:
+                out[plan.name] = plan.to_json(value, pretty, in_hex, self)
+        unknown = unknown_fields(msg)
+        if unknown:
+            self._add_unknown(msg.DESCRIPTOR, out, unknown, pretty)
+        return out
+
+    def _add_unknown(self, descriptor, out, unknown, pretty):
+        overlays = {o.number: o for o in self.schema.overlays_for(descriptor.name, descriptor)}
+        rest = []
+        for number, wire_type, value in unknown:
+            overlay = overlays.get(number)
+            if overlay is not None and wire_type in (0, 1, 5):
+                for old_number, new_name in overlay.renames.items():
+                    old_plan = self.plan(descriptor).get(old_number)
+                    if old_plan is not None and old_plan.name in out:
+                        out[new_name] = out.pop(old_plan.name)
+                out[overlay.name] = value
+                continue
+            key = f"{descriptor.name}.{number}"
+            self.unknown_seen[key] = self.unknown_seen.get(key, 0) + 1
+            shown = encode_bytes(value) if isinstance(value, bytes) else value
+            rest.append({"number": number, "wire_type": WIRE_TYPES.get(wire_type, wire_type),
+                         "value": shown})
+        if overlays:
+            numbers = {p.name: n for n, p in self.plan(descriptor).items()}
+            for overlay in overlays.values():
+                numbers[overlay.name] = overlay.number
+                numbers.update({name: n for n, name in overlay.renames.items()})
+            ordered = sorted(out.items(), key=lambda item: numbers.get(item[0], 1 << 30))
+            out.clear()
+            out.update(ordered)
+        if rest:
+            out[UNKNOWN_KEY] = rest
+
+    # -- JSON → message ------------------------------------------------------------
+    def fill(self, msg, data):
+        """Set the fields of ``msg`` from its JSON dictionary ``data``."""
+        descriptor = msg.DESCRIPTOR
+        plans = self.plan(descriptor)
+        by_name = {p.name: p for p in plans.values()}
+        extra = bytearray()
+        overlays = self.schema.overlays_for(descriptor.name, descriptor)
+        renamed = {}
+        applied = []
+        for overlay in overlays:
+            # The new form has the overlay's name *and* the new names of renamed
+            # fields; otherwise the name is the old schema's own field.
+            if overlay.name in data and all(n in data for n in overlay.renames.values()):
+                extra += wire_field(overlay.number, 0, int(data[overlay.name]))
+                applied.append(overlay.name)
+                for old_number, new_name in overlay.renames.items():
+                    renamed[new_name] = plans[old_number].name
+        for key, value in data.items():
+            if key == UNKNOWN_KEY:
+                for item in value:
+                    wire = WIRE_NUMBERS.get(item["wire_type"], item["wire_type"])
+                    raw = item["value"]
+                    if wire == 2:
+                        raw = base64.decodebytes(raw.encode("ascii"))
+                    extra += wire_field(item["number"], wire, raw)
+                continue
+            if key in applied:
+                continue
+            plan = by_name.get(renamed.get(key, key))
+            if plan is None:
+                raise ValueError(f"{descriptor.name} has no field {key!r}")
+            self._set(msg, plan, value)
+        if extra:
+            msg.MergeFromString(bytes(extra))
+        return msg
+
+    def _set(self, msg, plan, value):
+        if plan.repeated:
+            container = getattr(msg, plan.name)
+            if plan.ipadd and value and isinstance(value[0], str):
+                container.extend(_text_to_ip(value[0]))
+                return
+            for item in value:
+                if plan.type == FD.TYPE_MESSAGE:
+                    self.fill(container.add(), item)
+                else:
+                    container.append(plan.from_json(item, self, None))
+        elif plan.type == FD.TYPE_MESSAGE:
+            sub = getattr(msg, plan.name)
+            sub.SetInParent()
+            self.fill(sub, value)
+        else:
+            setattr(msg, plan.name, plan.from_json(value, self, None))
+
+
+def unknown_fields(msg):
+    """Return the fields of ``msg`` its schema does not know: (number, wire type, value).
+
+    Length-delimited values come back as ``bytes``, the others as ``int``.
+    """
+    raw = _unknown_bytes(msg)
+    if not raw:
+        return ()
+    return tuple(iter_wire_fields(raw))
+
+
+def _unknown_bytes(msg):
+    try:
+        from google.protobuf import unknown_fields as _uf
+    except ImportError:  # protobuf < 4.24: the old API
+        fields = msg.UnknownFields()
+        if not len(fields):
+            return b""
+        return b"".join(wire_field(f.field_number, f.wire_type, f.data) for f in fields)
+    fields = _uf.UnknownFieldSet(msg)
+    if not len(fields):
+        return b""
+    return b"".join(wire_field(f.field_number, f.wire_type, f.data) for f in fields)
+
+
+def _varint(value):
+    out = bytearray()
+    value &= (1 << 64) - 1
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def wire_field(number, wire_type, value):
+    """Encode one field in protobuf wire format."""
+    key = _varint((number << 3) | wire_type)
+    if wire_type == 0:
+        return key + _varint(value)
+    if wire_type == 1:
+        return key + int(value).to_bytes(8, "little")
+    if wire_type == 5:
+        return key + int(value).to_bytes(4, "little")
+    if wire_type == 2:
+        return key + _varint(len(value)) + bytes(value)
+    raise ValueError(f"unsupported wire type {wire_type}")
+
+
+def read_varint(data, pos):
+    """Decode a varint at ``pos``; return (value, next position)."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("bad varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def iter_wire_fields(data):
+    """Yield (number, wire type, value) for each top-level field of wire bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = read_varint(data, pos)
+        elif wire == 1:
+            value, pos = int.from_bytes(data[pos : pos + 8], "little"), pos + 8
+        elif wire == 5:
+            value, pos = int.from_bytes(data[pos : pos + 4], "little"), pos + 4
+        elif wire == 2:
+            length, pos = read_varint(data, pos)
+            value, pos = bytes(data[pos : pos + length]), pos + length
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > len(data):
+            raise ValueError("field runs past the end")
+        yield number, wire, value
+
+
+def overlay_value(msg, name):
+    """The value of overlay field ``name`` in ``msg`` whether or not the schema knows it."""
+    descriptor = msg.DESCRIPTOR
+    field = descriptor.fields_by_name.get(name)
+    for overlay in get_schema().overlays_for(descriptor.name, descriptor):
+        if overlay.name == name:
+            for number, _wire, value in unknown_fields(msg):
+                if number == overlay.number:
+                    return value
+            return None
+    if field is not None and msg.HasField(name):
+        return getattr(msg, name)
+    return None
+
+
+__all__ = [
+    "Converter", "UNKNOWN_KEY", "unknown_fields", "iter_wire_fields", "wire_field",
+    "flags_to_text", "text_to_flags", "encode_bytes", "overlay_value",
+]

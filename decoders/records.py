@@ -1,0 +1,297 @@
+"""Typed, frozen records the decoders return.
+
+Every record keeps ``source`` (file, offset, entry index) and ``raw``: the
+protobuf message it came from, an escape hatch for fields not lifted here.
+Records hold facts from one image; linking images is ``crit_plus.graph``'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .flags import PAGE_SIZE, FdType, MapFlags, PageFlags, Prot, TaskState, VmaStatus
+from .image import Source
+
+
+@dataclass(frozen=True, slots=True)
+class PstreeEntry:
+    """One process of ``pstree.img``: ids and its threads (tids)."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    threads: tuple
+    source: Source = field(compare=False)
+    raw: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Creds:
+    """A thread's credentials (``creds_entry``)."""
+
+    uid: int
+    gid: int
+    euid: int
+    egid: int
+    suid: int
+    sgid: int
+    fsuid: int
+    fsgid: int
+    groups: tuple
+    cap_eff: tuple
+    cap_prm: tuple
+    cap_bnd: tuple
+    lsm_profile: str | None
+    no_new_privs: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadCore:
+    """One ``core-<tid>.img``: the thread's state; the leader's also the task's.
+
+    ``task_state`` and ``exit_code`` come from the task part (``tc``), which
+    only a group leader's core carries; for other threads they are None.
+    ``xsave_features`` is the x86 XSAVE feature mask the thread used (the
+    restore host's CPU must offer every bit), or None.
+    """
+
+    tid: int
+    arch: str
+    comm: str | None
+    task_state: TaskState | int | None
+    exit_code: int | None
+    creds: Creds | None
+    seccomp_mode: str | None
+    xsave_features: int | None
+    blocked_signals: int | None
+    source: Source = field(compare=False)
+    raw: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def state_label(self):
+        """``alive``, ``zombie``, ``stopped`` (or ``unknown(N)``), None for non-leaders."""
+        if self.task_state is None:
+            return None
+        if isinstance(self.task_state, TaskState):
+            return self.task_state.label
+        return f"unknown({self.task_state})"
+
+
+@dataclass(frozen=True, slots=True)
+class Vma:
+    """One mapping of a process's address space."""
+
+    start: int
+    end: int
+    pgoff: int
+    shmid: int
+    prot: Prot
+    flags: MapFlags
+    status: VmaStatus
+    fd: int
+    source: Source = field(compare=False)
+
+    @property
+    def size(self):
+        """Bytes mapped."""
+        return self.end - self.start
+
+    @property
+    def pages(self):
+        """Pages mapped."""
+        return (self.end - self.start) // PAGE_SIZE
+
+    @property
+    def kind(self):
+        """What the mapping is: heap, stack, vdso, vvar, vsyscall, sysvipc, socket,
+        aio, file, file-shared, memfd, shared (anonymous shared) or anon."""
+        status = self.status
+        for bit, name in _VMA_KINDS:
+            if status & bit:
+                return name
+        return "anon"
+
+    @property
+    def is_file_backed(self):
+        """True when ``shmid`` names a file in files.img (file and memfd mappings)."""
+        return bool(self.status & (VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED))
+
+    @property
+    def is_shared_anon(self):
+        """True for ``MAP_SHARED|MAP_ANONYMOUS`` (contents in pagemap-shmem-<shmid>)."""
+        return bool(self.status & VmaStatus.ANON_SHARED)
+
+
+_VMA_KINDS = (
+    (VmaStatus.HEAP, "heap"),
+    (VmaStatus.STACK, "stack"),
+    (VmaStatus.VDSO, "vdso"),
+    (VmaStatus.VVAR, "vvar"),
+    (VmaStatus.VSYSCALL, "vsyscall"),
+    (VmaStatus.SYSVIPC, "sysvipc"),
+    (VmaStatus.SOCKET, "socket"),
+    (VmaStatus.AIORING, "aio"),
+    (VmaStatus.MEMFD, "memfd"),
+    (VmaStatus.FILE_SHARED, "file-shared"),
+    (VmaStatus.FILE_PRIVATE, "file"),
+    (VmaStatus.ANON_SHARED, "shared"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Mm:
+    """``mm-<pid>.img``: the address space layout of one process."""
+
+    exe_file_id: int
+    arg_start: int
+    arg_end: int
+    env_start: int
+    env_end: int
+    start_brk: int
+    brk: int
+    start_stack: int
+    auxv: tuple
+    vmas: tuple
+    source: Source = field(compare=False)
+    raw: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRun:
+    """One pagemap entry: ``nr_pages`` pages from ``vaddr`` with ``flags``."""
+
+    vaddr: int
+    nr_pages: int
+    flags: PageFlags
+    index: int
+
+    @property
+    def end(self):
+        """The address just past the run."""
+        return self.vaddr + self.nr_pages * PAGE_SIZE
+
+    @property
+    def present(self):
+        """True when the pages are in this checkpoint's pages file."""
+        return bool(self.flags & PageFlags.PRESENT)
+
+    @property
+    def in_parent(self):
+        """True when the pages are in the ``parent/`` checkpoint."""
+        return bool(self.flags & PageFlags.PARENT)
+
+    @property
+    def lazy(self):
+        """True when the pages are served later by a lazy-pages daemon."""
+        return bool(self.flags & PageFlags.LAZY)
+
+
+@dataclass(frozen=True, slots=True)
+class Pagemap:
+    """A ``pagemap-<pid>.img`` or ``pagemap-shmem-<shmid>.img``: which pages were
+    dumped and where (``pages_id`` names the ``pages-<id>.img`` with the data)."""
+
+    pages_id: int
+    runs: tuple
+    source: Source = field(compare=False)
+
+    def pages_by_flags(self):
+        """``{flags value: pages}`` as FACTS.json counts them."""
+        counts = {}
+        for run in self.runs:
+            counts[int(run.flags)] = counts.get(int(run.flags), 0) + run.nr_pages
+        return counts
+
+    @property
+    def present_pages(self):
+        """Pages whose data is in this checkpoint's pages file."""
+        return sum(run.nr_pages for run in self.runs if run.present)
+
+
+@dataclass(frozen=True, slots=True)
+class FdInfo:
+    """One open file descriptor of a file table (``fdinfo-<files_id>.img``)."""
+
+    fd: int
+    type: FdType | int
+    id: int
+    flags: int
+    source: Source = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One entry of ``files.img`` (or of the pre-3.4 per-kind images).
+
+    ``detail`` is the kind-specific message (``reg``, ``usk``, ``isk``, ...).
+    ``name`` is what users recognise where the image has one: a regular file's
+    path, a memfd's name, a unix socket's bound name, a tty's index.
+    """
+
+    id: int
+    type: FdType | int
+    name: str | None
+    detail: object = field(repr=False)
+    source: Source = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """``ids-<pid>.img``: the keys linking a process to shared objects."""
+
+    vm_id: int
+    files_id: int
+    fs_id: int
+    sighand_id: int
+    namespaces: tuple  # ((name, id), ...) for pid, net, ipc, uts, mnt, user, cgroup, time
+    source: Source = field(compare=False)
+
+    def namespace(self, name):
+        """The id of namespace ``name`` (``"pid"``, ``"mnt"``, ...), or None."""
+        return dict(self.namespaces).get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Fs:
+    """``fs-<pid>.img``: the ids of the cwd and root files, and the umask."""
+
+    cwd_id: int
+    root_id: int
+    umask: int | None
+    source: Source = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """``inventory.img``: what the whole dump needs to restore."""
+
+    img_version: int
+    fdinfo_per_id: bool
+    ns_per_id: bool
+    root_ids: Ids | None
+    root_cg_set: int | None
+    lsm_type: str | None
+    dump_uptime: int | None
+    pre_dump_mode: str | None
+    tcp_close: bool
+    network_lock_method: str | None
+    plugins: tuple
+    source: Source = field(compare=False)
+    raw: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DumpStats:
+    """``stats-dump``: every counter and timing CRIU recorded, by field name.
+
+    Times are in microseconds (CRIU's unit); ``fields`` keeps whatever the
+    schema knows, so counters newer than crit-plus still show up.
+    """
+
+    fields: tuple  # ((name, value), ...) in field order
+    source: Source = field(compare=False)
+
+    def get(self, name, default=None):
+        """The value of counter ``name``."""
+        return dict(self.fields).get(name, default)

@@ -1,0 +1,240 @@
+"""The CRIU schema: every pycriu import of crit-plus happens here.
+
+pycriu is CRIU's own Python library.  It carries the protobuf message classes
+generated from CRIU's ``images/*.proto`` and the magic table.  It is not on
+PyPI: distributions ship it inside their ``criu`` package, often in a system
+directory that a virtual environment does not see.  This module finds it and
+loads *only that package*, never the whole system path.
+
+Search order (the first that loads wins):
+
+1. ``$CRIT_PLUS_PYCRIU``: a directory holding a ``pycriu`` package (or the
+   package directory itself).  The value ``system`` skips steps 2 and 3.
+2. crit-plus's own current schema, built from CRIU's sources by
+   ``make schema`` (``scripts/build-pycriu``) into
+   ``$XDG_DATA_HOME/crit-plus/schema`` (``~/.local/share/crit-plus/schema``).
+3. ``import pycriu`` from the running interpreter.
+4. The distribution's directories (``/usr/lib/python3/dist-packages`` on
+   Debian and Ubuntu, ``site-packages`` on Fedora and others).
+
+Compatibility rules that depend on the schema version also live here:
+:data:`FIELD_OVERLAYS` names fields that newer CRIUs write but an older schema
+does not know (CRIU 4.2's 64-bit pagemap page count is the one that matters).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+ENV_VAR = "CRIT_PLUS_PYCRIU"
+SCHEMA_MARKER = "CRIT_PLUS_SCHEMA"
+INSTALL_HINT = (
+    "pycriu (CRIU's Python library) was not found: install your distribution's "
+    "criu package (Debian/Ubuntu: apt-get install criu), or run `make schema` "
+    f"to build a current one, or point ${ENV_VAR} at a directory holding pycriu"
+)
+
+
+class PycriuNotFound(ImportError):
+    """No usable pycriu could be loaded; the message says how to get one."""
+
+
+@dataclass(frozen=True)
+class FieldOverlay:
+    """A field a newer CRIU writes that an older schema may not know.
+
+    ``renames`` maps field numbers whose meaning changed to their new names
+    (CRIU 4.2 turned pagemap field 2 into ``compat_nr_pages``).
+    """
+
+    number: int
+    name: str
+    kind: str  # "uint64", "uint32", "bool", "int64", "bytes", "string"
+    since: str
+    renames: dict = field(default_factory=dict)
+
+
+#: Fields named here are decoded by name even when the loaded schema lacks them.
+FIELD_OVERLAYS = {
+    "pagemap_entry": (
+        FieldOverlay(5, "nr_pages", "uint64", "4.2", renames={2: "compat_nr_pages"}),
+    ),
+}
+
+
+def _distribution_dirs():
+    """Directories where distributions install pycriu, most likely first."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    patterns = [
+        "/usr/lib/python3/dist-packages",
+        f"/usr/lib/{version}/site-packages",
+        f"/usr/lib64/{version}/site-packages",
+        "/usr/lib/python3*/site-packages",
+        "/usr/lib64/python3*/site-packages",
+        "/usr/local/lib/python3*/dist-packages",
+    ]
+    seen = []
+    for pattern in patterns:
+        for directory in sorted(glob.glob(pattern), reverse=True):
+            if directory not in seen:
+                seen.append(directory)
+    return seen
+
+
+def own_schema_dir():
+    """Where ``make schema`` installs the current pycriu for crit-plus."""
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data_home, "crit-plus", "schema")
+
+
+def _package_dir(directory):
+    """Return the pycriu package directory in or at ``directory``, or None."""
+    for candidate in (os.path.join(directory, "pycriu"), directory):
+        if os.path.isfile(os.path.join(candidate, "images", "pb.py")) and os.path.isfile(
+            os.path.join(candidate, "__init__.py")
+        ):
+            return candidate
+    return None
+
+
+def _candidates():
+    """Yield (origin, package_dir_or_None) in search order."""
+    chosen = os.environ.get(ENV_VAR, "").strip()
+    if chosen and chosen != "system":
+        yield "environment", _package_dir(chosen)
+        return
+    if not chosen:
+        yield "crit-plus", _package_dir(own_schema_dir())
+        spec = importlib.util.find_spec("pycriu")
+        if spec is not None and spec.submodule_search_locations:
+            yield "importable", _package_dir(list(spec.submodule_search_locations)[0])
+    for directory in _distribution_dirs():
+        package = _package_dir(directory)
+        if package:
+            yield "distribution", package
+
+
+def _load_package(package_dir):
+    """Import the pycriu package at ``package_dir`` as ``pycriu``.
+
+    Only that directory becomes importable; its parent (for instance the whole
+    system dist-packages) is never put on ``sys.path``.
+    """
+    existing = sys.modules.get("pycriu")
+    if existing is not None:
+        if os.path.realpath(os.path.dirname(existing.__file__)) == os.path.realpath(package_dir):
+            return existing
+        raise PycriuNotFound(
+            f"another pycriu is already loaded from {os.path.dirname(existing.__file__)}; "
+            f"cannot also load {package_dir} in one process"
+        )
+    spec = importlib.util.spec_from_file_location(
+        "pycriu", os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pycriu"] = module
+    try:
+        spec.loader.exec_module(module)
+        importlib.import_module("pycriu.images")
+    except Exception:
+        for name in [n for n in sys.modules if n == "pycriu" or n.startswith("pycriu.")]:
+            del sys.modules[name]
+        raise
+    return module
+
+
+class Schema:
+    """The loaded pycriu: message classes, magic table and the CRIU version.
+
+    Get the process-wide instance with :func:`get_schema`.
+    """
+
+    def __init__(self, pycriu, origin, package_dir):
+        self.pycriu = pycriu
+        self.images = pycriu.images
+        self.origin = origin
+        self.package_dir = package_dir
+        self.magic_by_name = dict(self.images.magic.by_name)
+        self.magic_by_value = dict(self.images.magic.by_val)
+        self._pb = self.images.pb
+        self._opts = sys.modules.get("opts_pb2")
+
+    def message_class(self, name):
+        """Return the message class called ``name`` (e.g. ``core_entry``), or None."""
+        return getattr(self._pb, name, None)
+
+    def criu_options(self, field_descriptor):
+        """Return the ``(criu)`` field options CRIU attaches to a field."""
+        return field_descriptor.GetOptions().Extensions[self._opts.criu]
+
+    @functools.cached_property
+    def criu_version(self):
+        """The CRIU version this schema comes from, or None if it cannot be told."""
+        marker = os.path.join(self.package_dir, SCHEMA_MARKER)
+        if os.path.isfile(marker):
+            with open(marker, encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        version = getattr(self.pycriu, "__version__", None)
+        if version:
+            return str(version)
+        return _package_manager_version(self.package_dir)
+
+    def overlays_for(self, message_name, descriptor):
+        """Overlays of ``message_name`` whose field number the schema does not know."""
+        known = descriptor.fields_by_number
+        return tuple(o for o in FIELD_OVERLAYS.get(message_name, ()) if o.number not in known)
+
+    def describe(self):
+        """One line: where pycriu came from and which CRIU it speaks."""
+        version = self.criu_version or "unknown version"
+        return f"pycriu {version} ({self.origin}: {self.package_dir})"
+
+
+def _package_manager_version(package_dir):
+    """Ask dpkg or rpm which version of the package owning ``package_dir`` is installed."""
+    queries = (
+        (["dpkg-query", "-S", package_dir], ["dpkg-query", "-W", "-f", "${Version}"]),
+        (["rpm", "-qf", "--qf", "%{NAME}\n", package_dir], ["rpm", "-q", "--qf", "%{VERSION}"]),
+    )
+    for owner_query, version_query in queries:
+        try:
+            owner = subprocess.run(owner_query, capture_output=True, text=True, timeout=5)
+            if owner.returncode != 0 or not owner.stdout.strip():
+                continue
+            package = owner.stdout.split(":")[0].strip().splitlines()[0]
+            version = subprocess.run(
+                version_query + [package], capture_output=True, text=True, timeout=5
+            )
+            if version.returncode == 0 and version.stdout.strip():
+                return version.stdout.strip().split("-")[0].split(":")[-1]
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def get_schema():
+    """Find, load and return the process-wide :class:`Schema`.
+
+    Raises :class:`PycriuNotFound` with an install hint when none loads.  The
+    result is cached because a pycriu registers its messages in protobuf's
+    process-wide descriptor pool: one process can hold only one.
+    """
+    failures = []
+    for origin, package_dir in _candidates():
+        if package_dir is None:
+            continue
+        try:
+            return Schema(_load_package(package_dir), origin, package_dir)
+        except PycriuNotFound:
+            raise
+        except Exception as error:  # a broken or incompatible pycriu: try the next
+            failures.append(f"{package_dir}: {type(error).__name__}: {error}")
+    detail = ("; tried " + "; ".join(failures)) if failures else ""
+    raise PycriuNotFound(INSTALL_HINT + detail)

@@ -1,0 +1,73 @@
+"""Shared test fixtures: the real checkpoints, unpacked once per session.
+
+``fixtures/*.tar.gz`` are real CRIU and LXD checkpoints (see fixtures/README.md);
+``fixtures/FACTS.json`` holds facts computed independently with CRIU's pycriu.
+Tests never write into an unpacked checkpoint; the tree is made read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+ARCHIVES = ("service-a", "service-b", "service-c", "service-old", "lxd-web", "lxd-deb")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "benchmark: performance measurement (tests/benchmarks)")
+    config.addinivalue_line("markers", "live: needs a working CRIU binary")
+
+
+def _make_read_only(top):
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & ~0o222)
+
+
+@pytest.fixture(scope="session")
+def fixture_root(tmp_path_factory):
+    """Directory holding every fixture archive unpacked under its name."""
+    root = tmp_path_factory.mktemp("fixtures")
+    for name in ARCHIVES:
+        with tarfile.open(FIXTURES / f"{name}.tar.gz") as archive:
+            archive.extractall(root, filter="data")
+    _make_read_only(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def facts():
+    """FACTS.json: checkpoint key (path relative to the fixture root) → facts."""
+    return json.loads((FIXTURES / "FACTS.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dirs(fixture_root, facts):
+    """Checkpoint key → unpacked image directory, for every checkpoint in FACTS.json."""
+    return {key: fixture_root / key for key in facts}
+
+
+@pytest.fixture(scope="session")
+def service_a(fixture_root):
+    """The service-a image directory (CRIU 4.2.1)."""
+    return fixture_root / "service-a"
+
+
+@pytest.fixture(scope="session")
+def service_old(fixture_root):
+    """The service-old image directory (CRIU 4.1.1)."""
+    return fixture_root / "service-old"
+
+
+def all_image_files(directory):
+    """Every file of a checkpoint directory, sorted."""
+    return sorted(p for p in Path(directory).iterdir() if p.is_file())
