@@ -34,7 +34,31 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Escaped(Exception):
+    """Carries an error past click, which would turn EOFError into "Aborted!" and a
+    broken pipe into exit 1, to :func:`main`'s boundary."""
+
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
+
+
+class _Boundary(click.Group):
+    """The command group; errors of any command leave through :func:`main`."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (DecodeError, PycriuNotFound, BrokenPipeError) as error:
+            raise _Escaped(error) from error
+        except OSError as error:
+            if error.errno == errno.EPIPE:
+                raise _Escaped(error) from error
+            raise
+
+
+@click.group(cls=_Boundary,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--traceback", is_flag=True, help="Show the Python stack on errors.")
 @click.version_option(package_name="crit-plus", message="crit-plus %(version)s")
 @click.pass_context
@@ -76,7 +100,10 @@ def main(argv=None):
     """Entry point of the ``crit-plus`` console script; returns the exit code."""
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+        except _Escaped as escaped:
+            raise escaped.error from None
         return EXIT_OK
     except click.exceptions.Exit as done:
         return done.exit_code

@@ -1,0 +1,127 @@
+"""The crit-compatible commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from decoders.encode import encode_image
+
+from .cli import run_cli
+from .oracle import crit_json
+
+
+def test_help_teaches():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("decode", "show", "info", "encode", "version"):
+        assert command in result.stdout
+    assert "--format json" in result.stdout
+
+
+def test_decode_matches_crit(service_a):
+    image = service_a / "core-12525.img"
+    result = run_cli("decode", "-i", image)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == crit_json(image)
+    pretty = run_cli("decode", "-i", image, "--pretty")
+    assert json.loads(pretty.stdout) == crit_json(image, pretty=True)
+
+
+def test_decode_reads_stdin_and_writes_a_file(service_a, tmp_path):
+    image = service_a / "pstree.img"
+    out = tmp_path / "pstree.json"
+    result = subprocess.run([sys.executable, "-m", "crit_plus", "decode", "-o", str(out)],
+                            stdin=open(image, "rb"), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text()) == crit_json(image)
+
+
+def test_show_is_pretty_decode(service_a):
+    image = service_a / "mm-12525.img"
+    assert json.loads(run_cli("show", image).stdout) == crit_json(image, pretty=True)
+    nopl = run_cli("show", service_a / "ghost-file-1.img", "--nopl")
+    assert json.loads(nopl.stdout) == crit_json(service_a / "ghost-file-1.img", True, True)
+
+
+def test_info(service_a):
+    result = run_cli("info", service_a / "pagemap-12525.img", "--format", "json")
+    facts = json.loads(result.stdout)
+    assert facts["magic"] == "PAGEMAP"
+    assert facts["count"] == len(crit_json(service_a / "pagemap-12525.img")["entries"])
+    table = run_cli("info", service_a / "pagemap-12525.img")
+    assert "PAGEMAP" in table.stdout and str(facts["count"]) in table.stdout
+
+
+def test_raw_image_is_reported_with_its_size(service_a):
+    result = run_cli("decode", "-i", service_a / "pages-1.img")
+    assert result.returncode == 0
+    data = json.loads(result.stdout)
+    assert data["magic"] == "RAW" and data["kind"] == "pages"
+    assert data["size"] == (service_a / "pages-1.img").stat().st_size
+
+
+def test_encode_round_trip(service_a, tmp_path):
+    for name in ("core-12525.img", "tcp-stream-2f479.img", "ghost-file-1.img", "inventory.img"):
+        as_json = tmp_path / (name + ".json")
+        rebuilt = tmp_path / name
+        assert run_cli("decode", "-i", service_a / name, "--pretty", "-o", as_json).returncode == 0
+        result = run_cli("encode", "-i", as_json, "-o", rebuilt)
+        assert result.returncode == 0, result.stderr
+        assert rebuilt.read_bytes() == (service_a / name).read_bytes()
+
+
+def test_encode_rejects_what_is_not_json(service_a):
+    result = run_cli("encode", "-i", service_a / "core-12525.img")
+    assert result.returncode == 1
+    assert result.stderr.startswith("crit-plus: ") and "not JSON" in result.stderr
+
+
+def test_truncated_image_is_one_line_with_file_entry_offset(service_a, tmp_path):
+    data = (service_a / "pagemap-12525.img").read_bytes()
+    broken = tmp_path / "pagemap-12525.img"
+    broken.write_bytes(data[:100])
+    result = run_cli("decode", "-i", broken)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("crit-plus: pagemap-12525.img: entry ")
+    assert "at offset 0x" in lines[0] and "truncated" in lines[0]
+    assert "Traceback" not in result.stderr
+    traced = run_cli("--traceback", "decode", "-i", broken)
+    assert traced.returncode != 0 and "Traceback" in traced.stderr
+
+
+def test_missing_file_is_one_line():
+    result = run_cli("show", "/nonexistent/core-1.img")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "crit-plus: core-1.img: image is missing"
+
+
+def test_missing_pycriu_says_how_to_install(service_a, tmp_path):
+    result = run_cli("show", service_a / "pstree.img", env={"CRIT_PLUS_PYCRIU": str(tmp_path)})
+    assert result.returncode == 2
+    assert "apt-get install criu" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _big_pagemap(tmp_path):
+    entries = [{"pages_id": 1}] + [
+        {"vaddr": 0x10000 + i * 0x2000, "compat_nr_pages": 0, "flags": 4, "nr_pages": 1}
+        for i in range(40000)
+    ]
+    path = tmp_path / "pagemap-1.img"
+    path.write_bytes(encode_image({"magic": "PAGEMAP", "entries": entries}))
+    return path
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    image = _big_pagemap(tmp_path)
+    pipeline = subprocess.run(
+        f"{sys.executable} -m crit_plus show {image} | head -n 3; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120,
+    )
+    assert pipeline.stdout.splitlines() == ["{", '    "magic": "PAGEMAP",', '    "entries": [']
+    assert pipeline.stderr == ""
+    assert pipeline.returncode == 0
