@@ -197,25 +197,69 @@ def count_frames(image, offset):
     return count
 
 
-def iter_frame_bounds(image, offset):
-    """Yield ``(offset, start, end)`` of each entry's message, bounds-checked.
+def frame_bounds(image, offset, limit, first_index=0):
+    """Return up to ``limit`` entries' ``(offset, start, end)`` from ``offset``,
+    bounds-checked, and the offset after the last one.
 
     The fast path for images without payloads (pagemaps can hold millions of
-    entries): no object is made per entry beyond the tuple.
+    entries): one tight loop, no object per entry beyond the tuple.
+    ``first_index`` is the index of the first entry, for error messages.
     """
     size = image.size
     data = image.view()
     unpack = _U32.unpack_from
-    index = 0
-    while offset < size:
-        if offset + 4 > size:
-            raise TruncatedError(image.path, "entry size", 4, size - offset, offset, index)
+    bounds = []
+    append = bounds.append
+    while offset < size and len(bounds) < limit:
         start = offset + 4
+        if start > size:
+            raise TruncatedError(image.path, "entry size", 4, size - offset, offset,
+                                 first_index + len(bounds))
         end = start + unpack(data, offset)[0]
         if end > size:
-            raise TruncatedError(
-                image.path, f"entry of {end - start} bytes", end - start, size - start, offset, index
-            )
-        yield offset, start, end
+            raise TruncatedError(image.path, f"entry of {end - start} bytes", end - start,
+                                 size - start, offset, first_index + len(bounds))
+        append((offset, start, end))
         offset = end
-        index += 1
+    return bounds, offset
+
+
+#: Largest entry :func:`reframe` can rewrite in place (a 3-byte varint length).
+REFRAME_MAX = (1 << 21) - 1
+
+
+def reframe(image, bounds):
+    """The entries of ``bounds`` as one protobuf message: ``repeated bytes e = 1``.
+
+    Each entry's 4-byte SIZE becomes a 4-byte field header: the key of field 1
+    (length-delimited) and the length as a 3-byte varint (protobuf parsers
+    accept padded varints).  One copy of the region, one small write per
+    entry, then a single protobuf parse reads every entry.
+    """
+    first = bounds[0][0]
+    data = image.view()
+    out = bytearray(data[first : bounds[-1][2]])
+    headers = {}  # entries of one image have few distinct sizes
+    for offset, start, end in bounds:
+        length = end - start
+        header = headers.get(length)
+        if header is None:
+            if length > REFRAME_MAX:
+                return None
+            header = headers[length] = bytes(
+                (0x0A, (length & 0x7F) | 0x80, ((length >> 7) & 0x7F) | 0x80, length >> 14)
+            )
+        position = offset - first
+        out[position : position + 4] = header
+    return bytes(out)
+
+
+def iter_frame_bounds(image, offset, batch=4096):
+    """Yield ``(offset, start, end)`` of each entry's message (see :func:`frame_bounds`)."""
+    index = 0
+    while True:
+        bounds, offset = frame_bounds(image, offset, batch, index)
+        if not bounds:
+            return
+        index += len(bounds)
+        yield from bounds

@@ -139,6 +139,33 @@ class _FieldPlan:
         self.message = field.message_type
         self.enum = field.enum_type
 
+    def converter(self, pretty, in_hex, converter):
+        """A function turning one value into JSON, or None when it is its own JSON."""
+        kind = self.type
+        if kind == FD.TYPE_MESSAGE:
+            nested_hex = in_hex or self.hex
+            return lambda value: converter.message(value, pretty, nested_hex)
+        if kind in (FD.TYPE_BYTES, FD.TYPE_ENUM):
+            return lambda value: self.to_json(value, pretty, in_hex, converter)
+        if kind not in _INT_TYPES or not pretty:
+            return None
+        if in_hex or self.hex or self.flags_unknown:
+            return "0x%x".__mod__
+        if self.dev:
+            return lambda value: _dev_to_text(value, self.odev)
+        if self.flags is not None:
+            texts = {}  # few distinct values per field: remember each one's text
+
+            def flags(value, flag_map=self.flags):
+                text = texts.get(value)
+                if text is None:
+                    text = texts[value] = flags_to_text(value, flag_map)
+                return text
+            return flags
+        if self.names is not None:
+            return lambda value, names=self.names: names.get(value, value)
+        return None
+
     def to_json(self, value, pretty, in_hex, converter):
         """Convert one (non-repeated) value of this field."""
         kind = self.type
@@ -153,13 +180,13 @@ class _FieldPlan:
             return enum_value.name if enum_value is not None else value
         if kind in _INT_TYPES and pretty:
             if in_hex or self.hex:
-                return f"{value:#x}"
+                return "0x%x" % value
             if self.dev:
                 return _dev_to_text(value, self.odev)
             if self.flags is not None:
                 return flags_to_text(value, self.flags)
             if self.flags_unknown:
-                return f"{value:#x}"
+                return "0x%x" % value
             if self.names is not None:
                 return self.names.get(value, value)
         return value
@@ -197,6 +224,7 @@ class Converter:
     def __init__(self, schema=None):
         self.schema = schema or get_schema()
         self._plans = {}
+        self._readers = {}
         self._flag_maps, self._dict_maps = _value_tables(self.schema)
         self.unknown_seen = {}  # "message.number" -> count, for the stderr note
 
@@ -213,21 +241,41 @@ class Converter:
         return plans
 
     # -- message → JSON ------------------------------------------------------------
+    def readers(self, descriptor, pretty, in_hex):
+        """``(name, repeated, convert, ipadd)`` per field in number order.
+
+        ``convert`` is None where the value is its own JSON (plain integers,
+        strings, booleans): the hot path of big images does no call per field.
+        """
+        key = (descriptor.full_name, pretty, in_hex)
+        readers = self._readers.get(key)
+        if readers is None:
+            readers = []
+            for number in sorted(self.plan(descriptor)):
+                plan = self.plan(descriptor)[number]
+                readers.append((plan.name, plan.repeated, plan.converter(pretty, in_hex, self),
+                                pretty and plan.ipadd))
+            self._readers[key] = readers = tuple(readers)
+        return readers
+
     def message(self, msg, pretty=False, in_hex=False):
-        """Return the JSON dictionary of ``msg``."""
-        plans = self.plan(msg.DESCRIPTOR)
+        """Return the JSON dictionary of ``msg`` (set fields only, in number order)."""
         out = {}
-        for field, value in msg.ListFields():
-            plan = plans[field.number]
-            if plan.repeated:
-                if pretty and plan.ipadd:
-                    text = _ip_to_text(list(value))
+        has = msg.HasField
+        for name, repeated, convert, ipadd in self.readers(msg.DESCRIPTOR, pretty, in_hex):
+            if repeated:
+                values = getattr(msg, name)
+                if not values:
+                    continue
+                if ipadd:
+                    text = _ip_to_text(list(values))
                     if text is not None:
-                        out[plan.name] = [text]
+                        out[name] = [text]
                         continue
-                out[plan.name] = [plan.to_json(v, pretty, in_hex, self) for v in value]
-            else:
-                out[plan.name] = plan.to_json(value, pretty, in_hex, self)
+                out[name] = [convert(v) for v in values] if convert else list(values)
+            elif has(name):
+                value = getattr(msg, name)
+                out[name] = convert(value) if convert else value
         unknown = unknown_fields(msg)
         if unknown:
             self._add_unknown(msg.DESCRIPTOR, out, unknown, pretty)

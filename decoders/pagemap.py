@@ -23,21 +23,27 @@ NR_PAGES_FIELD = 5
 
 
 def page_count(msg, knows_nr_pages):
-    """The page count of a ``pagemap_entry``, from whichever field holds it."""
+    """The page count of a ``pagemap_entry``, from whichever field holds it.
+
+    CRIU writes either field 5 or field 2, never a zero count, so a zero in
+    field 5 (unset) means "look at field 2".
+    """
     if knows_nr_pages:
-        if msg.HasField("nr_pages"):
-            return msg.nr_pages
-        return msg.compat_nr_pages
+        return msg.nr_pages or msg.compat_nr_pages
     for number, _wire, value in unknown_fields(msg):
         if number == NR_PAGES_FIELD:
             return value
     return msg.nr_pages  # the old schema's name for field 2
 
 
+_FLAGS = {value: PageFlags(value) for value in range(8)}
+
+
 def run_flags(msg):
     """The effective :class:`PageFlags` of a ``pagemap_entry``."""
-    if msg.HasField("flags") and msg.flags:
-        return PageFlags(msg.flags)
+    flags = msg.flags
+    if flags:
+        return _FLAGS.get(flags) or PageFlags(flags)
     if msg.in_parent:
         return PageFlags.PARENT
     return PageFlags.PRESENT
@@ -45,18 +51,28 @@ def run_flags(msg):
 
 def read_pagemap(path):
     """Return the :class:`Pagemap` of the pagemap image at ``path``."""
+    present, parent = PageFlags.PRESENT, PageFlags.PARENT
     with open_image(path) as image:
-        messages = image.iter_messages()
-        head = next(messages, None)
+        batches = image.message_batches()
+        head = next(batches, None)
         if head is None:
             raise EntryDecodeError(path, "pagemap_head", "the image has no entry", 8, 0)
-        index, offset, head_msg = head
-        source = Source(image.path, offset, index)
+        _index, ((offset, _start, _end),), (head_msg,) = head
+        source = Source(image.path, offset, 0)
+        entry_class = image.message_class("pagemap_entry")
+        knows = NR_PAGES_FIELD in entry_class.DESCRIPTOR.fields_by_number
         runs = []
-        knows = None
-        for index, _offset, msg in messages:
-            if knows is None:
-                fields = msg.DESCRIPTOR.fields_by_number
-                knows = NR_PAGES_FIELD in fields
-            runs.append(PageRun(msg.vaddr, page_count(msg, knows), run_flags(msg), index))
+        append = runs.append
+        make = tuple.__new__  # PageRun(...) without the named tuple's extra call
+        for index, _bounds, messages in batches:
+            for msg in messages:  # inlined page_count / run_flags: the hot loop
+                flags = msg.flags
+                append(make(PageRun, (
+                    msg.vaddr,
+                    (msg.nr_pages or msg.compat_nr_pages) if knows else page_count(msg, False),
+                    (_FLAGS.get(flags) or PageFlags(flags)) if flags
+                    else (parent if msg.in_parent else present),
+                    index,
+                )))
+                index += 1
     return Pagemap(head_msg.pages_id, tuple(runs), source)

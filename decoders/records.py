@@ -8,6 +8,7 @@ Records hold facts from one image; linking images is ``crit_plus.graph``'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .flags import PAGE_SIZE, FdType, MapFlags, PageFlags, Prot, TaskState, VmaStatus
 from .image import Source
@@ -157,9 +158,12 @@ class Mm:
     raw: object = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
-class PageRun:
-    """One pagemap entry: ``nr_pages`` pages from ``vaddr`` with ``flags``."""
+class PageRun(NamedTuple):
+    """One pagemap entry: ``nr_pages`` pages from ``vaddr`` with ``flags``.
+
+    A named tuple rather than a dataclass: pagemaps hold millions of runs and
+    a tuple is the cheapest immutable record to make.
+    """
 
     vaddr: int
     nr_pages: int

@@ -164,10 +164,38 @@ class Schema:
         self.magic_by_value = dict(self.images.magic.by_val)
         self._pb = self.images.pb
         self._opts = sys.modules.get("opts_pb2")
+        self._batch_classes = {}
 
     def message_class(self, name):
         """Return the message class called ``name`` (e.g. ``core_entry``), or None."""
         return getattr(self._pb, name, None)
+
+    def batch_class(self, message_class):
+        """A message type holding ``repeated <message_class> e = 1``.
+
+        Entries of an image, re-framed as that repeated field, parse in one
+        call into protobuf's C code instead of one Python call per entry.
+        """
+        name = message_class.DESCRIPTOR.full_name
+        batch = self._batch_classes.get(name)
+        if batch is None:
+            from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+            pool = message_class.DESCRIPTOR.file.pool or descriptor_pool.Default()
+            batch_name = "crit_plus_batch_" + name.replace(".", "_")
+            try:
+                descriptor = pool.FindMessageTypeByName(batch_name)
+            except KeyError:
+                proto = descriptor_pb2.FileDescriptorProto(
+                    name=batch_name + ".proto", dependency=[message_class.DESCRIPTOR.file.name]
+                )
+                message = proto.message_type.add(name=batch_name)
+                message.field.add(name="e", number=1, label=3, type=11, type_name="." + name)
+                pool.Add(proto)
+                descriptor = pool.FindMessageTypeByName(batch_name)
+            batch = message_factory.GetMessageClass(descriptor)
+            self._batch_classes[name] = batch
+        return batch
 
     def criu_options(self, field_descriptor):
         """Return the ``(criu)`` field options CRIU attaches to a field."""

@@ -10,6 +10,7 @@ import click
 from decoders.image import image_from_bytes, open_image
 from decoders.jsonform import Converter
 
+from ..jsontext import write_document
 from .options import open_output
 
 INDENT = 4  # crit's indent for --pretty and show
@@ -25,29 +26,15 @@ def load_image(path):
 def write_image_json(image, out, pretty=False, nopl=False, converter=None):
     """Write ``image`` as crit writes it: ``json.dump(img, indent=4 if pretty)``.
 
-    Entries are converted and written one at a time, so memory stays bounded
-    by one entry whatever the image size; the text is the same as crit's.
+    Entries are converted and written a batch at a time, so memory stays
+    bounded whatever the image size; the text is the same as crit's.
     """
     if image.is_raw:
         json.dump(image.raw_info(), out, indent=INDENT if pretty else None)
         return
     converter = converter or Converter(image.schema)
     entries = image.json_entries(pretty=pretty, nopl=nopl, converter=converter)
-    magic = json.dumps(image.magic_name)
-    if not pretty:
-        out.write('{"magic": %s, "entries": [' % magic)
-        for index, entry in enumerate(entries):
-            out.write((", " if index else "") + json.dumps(entry))
-        out.write("]}")
-        return
-    out.write('{\n    "magic": %s,\n    "entries": [' % magic)
-    pad = " " * (2 * INDENT)
-    first = True
-    for entry in entries:
-        text = json.dumps(entry, indent=INDENT).replace("\n", "\n" + pad)
-        out.write(("\n" if first else ",\n") + pad + text)
-        first = False
-    out.write(("\n" + " " * INDENT + "]" if not first else "]") + "\n}")
+    write_document(image.magic_name, entries, out, pretty)
 
 
 def report_unknown_fields(converter, schema):
