@@ -20,9 +20,19 @@ FIXTURES = ROOT / "fixtures"
 ARCHIVES = ("service-a", "service-b", "service-c", "service-old", "lxd-web", "lxd-deb")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "benchmark: performance measurement (tests/benchmarks)")
-    config.addinivalue_line("markers", "live: needs a working CRIU binary")
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks run only with ``--benchmark-enable`` (``make bench``): they take
+    minutes and measure, they do not check."""
+    try:
+        enabled = config.getoption("--benchmark-enable")
+    except ValueError:  # pytest-benchmark is not installed
+        enabled = False
+    if enabled:
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with `make bench`")
+    for item in items:
+        if "benchmark" in item.keywords or "benchmarks" in item.path.parts:
+            item.add_marker(skip)
 
 
 def _make_read_only(top):

@@ -125,3 +125,13 @@ def test_output_piped_into_head_ends_quietly(tmp_path):
     assert pipeline.stdout.splitlines() == ["{", '    "magic": "PAGEMAP",', '    "entries": [']
     assert pipeline.stderr == ""
     assert pipeline.returncode == 0
+
+
+def test_version_names_the_schema_and_checks_a_checkpoint(service_a):
+    result = run_cli("version", service_a, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["schema_criu_version"] and facts["pycriu_path"].endswith("pycriu")
+    assert facts["unknown_fields"] == {}
+    assert facts["newer_than_schema"] is False
+    assert "warning" not in result.stderr

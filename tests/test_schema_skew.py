@@ -148,3 +148,17 @@ def test_round_trip_under_the_old_schema(fixture_root):
     for path in fixture_images(fixture_root):
         if is_metadata_image(path):
             assert encode_image(ours_json(path, pretty=True)) == path.read_bytes(), path
+
+
+def test_version_warns_that_the_checkpoint_is_newer(service_a):
+    result = run_cli("version", service_a, "--format", "json")
+    facts = json.loads(result.stdout)
+    assert facts["schema_criu_version"] == SCHEMA.criu_version
+    assert facts["newer_than_schema"] is True
+    assert facts["unknown_fields"]["creds_entry.19"] > 0  # cap_amb, added after 3.17
+    assert "newer than the CRIU" in result.stderr and "make schema" in result.stderr
+
+
+def test_version_is_quiet_for_a_checkpoint_the_old_schema_reads(service_old):
+    facts = json.loads(run_cli("version", service_old, "--format", "json").stdout)
+    assert "pagemap_entry.5" not in facts["unknown_fields"]  # CRIU 4.1.1: field 2 holds counts

@@ -1,4 +1,5 @@
-"""``version``: crit-plus, the pycriu it uses and the CRIU schema it speaks."""
+"""``version``: crit-plus, the pycriu it uses, the CRIU schema it speaks, and
+whether a checkpoint needs a newer one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decoders.schema import get_schema, own_schema_dir
 
 from .. import __version__
 from ..render import write_fields, write_json
+from ..schema_check import check_checkpoint
 from .options import format_option
 
 
@@ -17,7 +19,7 @@ def version_facts():
     schema = get_schema()
     return {
         "crit_plus": __version__,
-        "pycriu_version": schema.criu_version,
+        "schema_criu_version": schema.criu_version,
         "pycriu_origin": schema.origin,
         "pycriu_path": schema.package_dir,
         "protobuf": google.protobuf.__version__,
@@ -26,19 +28,41 @@ def version_facts():
 
 
 @click.command()
+@click.argument("checkpoint", required=False, metavar="[DIR]",
+                type=click.Path(exists=True, file_okay=False))
 @format_option()
-def version(fmt):
-    """Show crit-plus's version, the pycriu it loaded and where from.
+def version(checkpoint, fmt):
+    """Show crit-plus's version, the pycriu it loaded and where from; with a
+    checkpoint DIR, also whether it was written by a newer CRIU than the schema.
 
     crit-plus prefers its own current schema (built by `make schema` from
     CRIU 4.2.1's sources) over the distribution's pycriu, which may be older
-    than the CRIU that wrote a checkpoint (Debian 12 ships 3.17.1).
+    than the CRIU that wrote a checkpoint (Debian 12 ships 3.17.1).  Set
+    CRIT_PLUS_PYCRIU=system to use the distribution's, or to a directory.
+
+    \b
+    Example:
+      crit-plus version /var/lib/lxd/containers/web/state
     """
     facts = version_facts()
+    warning = None
+    if checkpoint:
+        currency = check_checkpoint(checkpoint)
+        facts.update(
+            checkpoint=checkpoint,
+            checkpoint_criu_version=currency.dump_version,
+            unknown_fields=currency.unknown_fields,
+            newer_than_schema=currency.newer_than_schema,
+        )
+        warning = currency.warning()
+    out = click.get_text_stream("stdout")
     if fmt == "json":
-        write_json(facts, click.get_text_stream("stdout"))
-        return
-    write_fields(list(facts.items()), click.get_text_stream("stdout"))
+        write_json(facts, out)
+    else:
+        write_fields([(k, v if not isinstance(v, dict) else sum(v.values()))
+                      for k, v in facts.items()], out)
+    if warning:
+        click.echo(f"crit-plus: warning: {warning}", err=True)
 
 
 def register(group):

@@ -1,0 +1,82 @@
+"""``list``: the stateful checkpoints LXD and Incus keep, or the image directories below a path."""
+
+from __future__ import annotations
+
+import click
+
+from ..render import write_json, write_table
+from ..sources import discover
+from ..sources.discover import DEFAULT_DEPTH
+from .options import format_option
+
+COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),
+           ("taken_at_text", "TAKEN AT (UTC)"), ("size_text", "SIZE"),
+           ("criu_version", "CRIU"), ("images_dir", "PATH"))
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def _size_text(size):
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{size} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
+
+
+def _row(source):
+    """One checkpoint as a row: machine values plus the two texts the table shows."""
+    taken = source.taken_at
+    instance = source.instance
+    if instance and source.project not in (None, "default"):
+        instance = f"{source.project}:{instance}"
+    return {
+        "instance": instance, "snapshot": source.snapshot, "kind": source.kind,
+        "manager": source.manager, "project": source.project, "stateful": source.stateful,
+        "taken_at": taken.isoformat() if taken else None,
+        "taken_at_source": source.taken_at_source,
+        "taken_at_text": None if taken is None else taken.strftime("%Y-%m-%d %H:%M:%S")
+        + (" (mtime)" if source.taken_at_source == "mtime" else ""),
+        "size": source.size, "size_text": _size_text(source.size),
+        "criu_version": source.criu_version, "kernel": source.kernel,
+        "images_dir": str(source.images_dir),
+        "findings": [str(finding) for finding in source.findings],
+    }
+
+
+@click.command("list")
+@click.argument("where", required=False, metavar="[lxd: | incus: | lxd:NAME | DIR]")
+@click.option("--lxd-dir", type=click.Path(file_okay=False),
+              help="The manager's data directory (default: /var/lib/lxd, "
+                   "/var/snap/lxd/common/lxd, /var/lib/incus).")
+@click.option("--project", help="Only this LXD/Incus project (default: all).")
+@click.option("--depth", type=click.IntRange(0, 64), default=DEFAULT_DEPTH, show_default=True,
+              help="How deep to search below DIR.")
+@format_option()
+def list_command(where, lxd_dir, project, depth, fmt):
+    """List stateful checkpoints: LXD/Incus stateful snapshots and stateful
+    stops, or every directory of CRIU images below DIR.
+
+    \b
+    Examples:
+      crit-plus list                      every LXD and Incus checkpoint here
+      crit-plus list lxd:web              the checkpoints of instance web
+      crit-plus list --lxd-dir /srv/lxd   a data directory elsewhere
+      crit-plus list /srv/checkpoints     image directories below a path
+    Set CRIT_PLUS_ROOT to look at an LXD tree copied from another machine.
+    """
+    found = discover(where, lxd_dir=lxd_dir, project=project, max_depth=depth)
+    rows = [_row(source) for source in found.sources]
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        write_json([{k: v for k, v in row.items() if not k.endswith("_text")} for row in rows], out)
+    elif rows:
+        write_table(rows, COLUMNS, out)
+    else:
+        places = ", ".join(str(place) for place in found.searched)
+        click.echo(f"no checkpoints found (searched {places})", err=True)
+    for problem in found.problems:
+        click.echo(f"crit-plus: skipped {problem}", err=True)
+
+
+def register(group):
+    """Add ``list`` to the CLI group."""
+    group.add_command(list_command)

@@ -1,0 +1,53 @@
+"""Findings: what is wrong or odd in a checkpoint, collected instead of raised.
+
+The graph does not trust the images.  A missing image, an orphan process, a
+pagemap entry outside every VMA or an fd whose file is not in ``files.img``
+becomes a :class:`Finding` on the object it concerns; ``Checkpoint.findings``
+gathers them all.  Only input that makes the checkpoint unreadable as a whole
+(no ``inventory.img`` and no ``pstree.img``) raises.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+
+#: Severities, most serious first.
+SEVERITIES = (ERROR, WARNING, INFO)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem or remark.
+
+    ``severity`` is ``error`` (a restore would fail or data is lost),
+    ``warning`` (suspicious, may still restore) or ``info``; ``code`` is a
+    short stable identifier (``orphan``, ``missing-image``, ...) for programs;
+    ``message`` is one sentence for people; ``where`` names the image file or
+    object concerned (``pagemap-42.img``, ``pid 42``).
+    """
+
+    severity: str
+    code: str
+    message: str
+    where: str
+
+    def __str__(self):
+        return f"{self.severity}: {self.where}: {self.message}"
+
+
+def error_finding(error, code="bad-image", severity=ERROR):
+    """A :class:`Finding` for a :class:`~decoders.errors.DecodeError` that was caught."""
+    where = os.path.basename(error.path) if getattr(error, "path", None) else "checkpoint"
+    reason = getattr(error, "reason", None) or str(error)
+    position = []
+    if getattr(error, "entry_index", None) is not None:
+        position.append(f"entry {error.entry_index}")
+    if getattr(error, "offset", None) is not None:
+        position.append(f"at offset {error.offset:#x}")
+    message = (" ".join(position) + ": " + reason) if position else reason
+    return Finding(severity, code, message, where)

@@ -1,0 +1,31 @@
+"""Sources: whatever the user typed → a CRIU image directory plus what its manager knows.
+
+>>> from crit_plus.sources import resolve
+>>> with resolve("lxd:web/before") as source:          # doctest: +SKIP
+...     source.images_dir, source.stateful, source.taken_at
+
+Accepted: a directory of CRIU images; an LXD/Incus instance or snapshot
+directory (or its ``state/``); ``lxd:NAME[/SNAP]``, ``incus:NAME[/SNAP]``,
+``lxc:NAME[/DIR]``; a Podman/CRI-O checkpoint archive (``.tar``, ``.tar.gz``,
+``.tar.zst``).  See docs/sources.md.
+
+Modules, one job each: :mod:`.resolve` (dispatch on the spec), :mod:`.layout`
+(where managers keep things), :mod:`.backup` (backup.yaml), :mod:`.managed`
+(building a Source from a state directory), :mod:`.archive` (safe archive
+extraction), :mod:`.logs` (CRIU and LXC logs), :mod:`.discover` (``list``),
+:mod:`.model` (the Source itself), :mod:`.errors`.
+"""
+
+from .archive import ArchiveLimits, open_archive
+from .discover import Discovery, discover
+from .errors import ArchiveError, SourceError
+from .layout import ROOT_ENV, fake_root, standard_roots
+from .logs import LogFile, LogHeader
+from .model import KINDS, Source, parse_timestamp
+from .resolve import parse_name, resolve, source_for_images_dir
+
+__all__ = [
+    "ArchiveError", "ArchiveLimits", "Discovery", "KINDS", "LogFile", "LogHeader", "ROOT_ENV",
+    "Source", "SourceError", "discover", "fake_root", "open_archive", "parse_name",
+    "parse_timestamp", "resolve", "source_for_images_dir", "standard_roots",
+]

@@ -1,0 +1,83 @@
+"""``backup.yaml``: what LXD and Incus record beside an instance or snapshot.
+
+The file is the manager's own description of the instance (``container:`` in
+LXD 5.0 and Incus, ``instance:`` in later LXD), its snapshots (``snapshots:``,
+each with ``name``, ``created_at`` and ``stateful``), pool, profiles and
+volume.  A snapshot's own backup.yaml is a copy of the instance's file *as it
+was when the snapshot was taken*: it does not list that snapshot itself.  What
+LXD recorded about snapshot S is therefore found in the instance's backup.yaml
+or in the copies kept by snapshots taken after S.
+
+Parsed with PyYAML's safe loader; timestamps are kept as the strings LXD wrote
+(Go writes nanoseconds, which a datetime cannot hold).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+#: A backup.yaml larger than this is not parsed (LXD's are a few KiB).
+MAX_BACKUP_BYTES = 16 << 20
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader, with timestamps left as text."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp",
+                        lambda loader, node: loader.construct_scalar(node))
+
+
+class BackupError(Exception):
+    """backup.yaml exists but cannot be used; the message says why."""
+
+
+def load_backup(path):
+    """Parse the backup.yaml at ``path`` into a dict.
+
+    Returns None if there is no such file; raises :class:`BackupError` (one
+    line) if it cannot be read, is too large, is not YAML or is not a mapping.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
+    if size > MAX_BACKUP_BYTES:
+        raise BackupError(f"{path} is {size} bytes, more than {MAX_BACKUP_BYTES}; not parsed")
+    try:
+        with open(path, "rb") as stream:
+            data = yaml.load(stream, Loader=_Loader)  # noqa: S506 (a safe loader)
+    except OSError as error:
+        raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise BackupError(f"{path} is not valid YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BackupError(f"{path} is not a YAML mapping")
+    return data
+
+
+def instance_record(backup):
+    """The instance's own record (``instance:`` or ``container:``), or an empty dict."""
+    if not isinstance(backup, dict):
+        return {}
+    record = backup.get("instance") or backup.get("container")
+    return record if isinstance(record, dict) else {}
+
+
+def snapshot_record(backup, name):
+    """The ``snapshots:`` entry named ``name`` in a parsed backup.yaml, or None."""
+    if not isinstance(backup, dict):
+        return None
+    for entry in backup.get("snapshots") or ():
+        if isinstance(entry, dict) and str(entry.get("name")) == name:
+            return entry
+    return None

@@ -1,0 +1,128 @@
+"""Find the checkpoints a manager keeps, or every image directory below a path.
+
+Used by ``crit-plus list``.  A manager's data directory is enumerated by its
+layout (storage pools first, then the top-level ``containers/`` and
+``snapshots/`` links, each ``state/`` once); a plain directory is walked to a
+bounded depth.  Podman archives are not searched for (that would mean
+decompressing every tar file met).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SourceError
+from .layout import guess_manager, place_state_dir, standard_roots, state_dir_of, walk_images_dirs
+from .managed import lxd_source
+from .resolve import parse_name, source_for_images_dir
+
+#: Default depth of the walk below a directory given to ``list``.
+DEFAULT_DEPTH = 10
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The sources found, where they were searched for, and what could not be read."""
+
+    sources: tuple
+    searched: tuple
+    problems: tuple = ()
+
+
+def _subdirs(directory):
+    try:
+        return sorted(Path(entry.path) for entry in os.scandir(directory)
+                      if entry.is_dir())
+    except OSError:
+        return []
+
+
+def _owner_dirs(root):
+    """Instance and snapshot directories under a data directory, pools first."""
+    root = Path(root)
+    bases = [pool for pool in _subdirs(root / "storage-pools")] + [root]
+    for base in bases:
+        yield from _subdirs(base / "containers")
+        for kind in ("containers-snapshots", "snapshots"):
+            for instance_dir in _subdirs(base / kind):
+                yield from _subdirs(instance_dir)
+
+
+def _manager_sources(manager, roots, instance, project, problems):
+    seen = set()
+    for root in roots:
+        for owner in _owner_dirs(root):
+            state = state_dir_of(owner)
+            if state is None:
+                continue
+            real = os.path.realpath(state)
+            if real in seen:
+                continue
+            seen.add(real)
+            placement = place_state_dir(state, manager)
+            if placement is None:
+                continue
+            if instance is not None and placement.instance != instance:
+                continue
+            if project is not None and placement.project != project:
+                continue
+            try:
+                yield lxd_source(str(state), state, placement)
+            except (SourceError, OSError) as error:
+                problems.append(f"{state}: {error}")
+
+
+def _walk_sources(top, max_depth, problems):
+    seen = set()
+    for images_dir in walk_images_dirs(top, max_depth):
+        real = os.path.realpath(images_dir)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            yield source_for_images_dir(str(images_dir), images_dir)
+        except (SourceError, OSError) as error:
+            problems.append(f"{images_dir}: {error}")
+
+
+def _sort_key(source):
+    taken = source.taken_at.timestamp() if source.taken_at else float("inf")
+    stop_last = source.kind.endswith("-instance")  # a stateful stop is newer than its snapshots
+    return (source.manager or "", source.project or "", source.instance or "", stop_last, taken,
+            source.snapshot or "", str(source.images_dir))
+
+
+def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH):
+    """Find checkpoints: under every manager (``where`` None), one manager
+    (``lxd:``, ``incus:``), one instance (``lxd:NAME``) or a directory.
+
+    Returns a :class:`Discovery`; sources are sorted by manager, project,
+    instance and time.  ``lxc:`` is not enumerable (LXC checkpoints live
+    wherever ``lxc-checkpoint -D`` put them): walk a directory instead.
+    """
+    problems = []
+    if where is not None and os.path.isdir(where):
+        sources = list(_walk_sources(Path(where), max_depth, problems))
+        return Discovery(tuple(sorted(sources, key=_sort_key)), (Path(where),), tuple(problems))
+    if where is None:
+        instance = None
+        managers = [guess_manager(lxd_dir)] if lxd_dir is not None else ["lxd", "incus"]
+    else:
+        named = parse_name(where)
+        if named is None:
+            raise SourceError(where, "not a directory, and not lxd:, incus: or lxd:NAME")
+        scheme, instance, snapshot = named
+        if scheme == "lxc":
+            raise SourceError(where, "LXC checkpoints have no standard place: "
+                              "give the directory to search (crit-plus list DIR)")
+        if snapshot:
+            raise SourceError(where, "list takes an instance, not a snapshot (use lxd:NAME)")
+        managers = [scheme]
+    sources, searched = [], []
+    for manager in managers:
+        roots = standard_roots(manager, lxd_dir)
+        searched += roots
+        sources += _manager_sources(manager, roots, instance, project, problems)
+    return Discovery(tuple(sorted(sources, key=_sort_key)), tuple(searched), tuple(problems))

@@ -1,0 +1,194 @@
+"""The resolved source: an image directory plus what its manager knows about it."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from pathlib import Path
+
+from .logs import LogFile, read_log, same_content
+
+#: Every ``Source.kind``.
+KINDS = ("criu-dir", "lxd-instance", "lxd-snapshot", "incus-instance", "incus-snapshot", "lxc",
+         "podman-archive")
+
+#: Files of a manager's instance log directory that are read into ``Source.logs``,
+#: as (glob pattern, kind); LXD names CRIU log copies FUNCTION_METHOD_TIME.log
+#: (``snapshot_dump_...``, ``migration_restore_...``).
+LOG_PATTERNS = (("lxc.log", "lxc"), ("lxc.log.old", "lxc"), ("*dump*.log", "criu"),
+                ("*restore*.log", "criu"), ("migration_*", "criu"))
+
+_TIMESTAMP = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_timestamp(text):
+    """A timezone-aware datetime from an RFC 3339 time as Go writes it, or None.
+
+    Go's zero time (year 1, LXD's "never") and unparsable text give None;
+    nanoseconds are truncated to microseconds; no zone means UTC.
+    """
+    if isinstance(text, datetime):
+        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+    match = _TIMESTAMP.match(str(text).strip()) if text is not None else None
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if int(year) <= 1:
+        return None
+    zone_info = timezone.utc
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        zone_info = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                        micro, tzinfo=zone_info)
+    except ValueError:
+        return None
+
+
+def mtime_of(path):
+    """The modification time of ``path`` as an aware UTC datetime (None if unreadable)."""
+    try:
+        return datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc)
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A checkpoint's image directory and its context.
+
+    ``images_dir`` holds the CRIU images; ``kind`` is one of :data:`KINDS`;
+    ``manager`` is ``lxd``, ``incus`` or None; ``instance``, ``snapshot`` and
+    ``project`` name it for the manager.  ``backup`` is the parsed
+    ``backup.yaml`` beside ``state/`` (``backup_path``), ``stateful`` what
+    backup.yaml records for this checkpoint (None when it records nothing).
+    ``taken_at`` comes from ``taken_at_source``: ``backup.yaml`` (snapshot
+    ``created_at``), ``config.dump`` (``checkpointedTime``) or ``mtime`` (of the
+    images directory).  ``criu_version``, ``kernel`` and ``criu_run_id`` come
+    from the CRIU log in the images directory (``dump_log``); ``log_dirs`` are
+    where :attr:`logs` are looked for.  ``metadata`` holds an archive's
+    metadata files, ``archive`` its path.  ``findings`` are the disagreements
+    found (a tuple of :class:`crit_plus.findings.Finding`).
+
+    An archive's images live in a private temporary directory: use the source
+    as a context manager (or call :meth:`close`) to remove it.
+    """
+
+    spec: str
+    images_dir: Path
+    kind: str
+    manager: str | None = None
+    instance: str | None = None
+    snapshot: str | None = None
+    project: str | None = None
+    backup: dict | None = None
+    backup_path: Path | None = None
+    stateful: bool | None = None
+    taken_at: datetime | None = None
+    taken_at_source: str | None = None
+    criu_version: str | None = None
+    kernel: str | None = None
+    criu_run_id: str | None = None
+    dump_log: Path | None = None
+    log_dirs: tuple = ()
+    metadata: dict | None = None
+    archive: Path | None = None
+    findings: tuple = ()
+    workdir: object = field(default=None, repr=False, compare=False)
+
+    # -- lifetime --------------------------------------------------------------------
+    def close(self):
+        """Remove the private temporary directory of an archive (no-op otherwise)."""
+        if self.workdir is not None:
+            self.workdir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- logs, read on first use ---------------------------------------------------------
+    @cached_property
+    def logs(self):
+        """CRIU and LXC logs (tuple of :class:`LogFile`): those in the images
+        directory (``dump.log``) and the manager's logs for this instance.
+
+        Read on first use: CRIU logs are megabytes.  A log that is a copy of
+        this checkpoint's ``dump.log`` has ``this_checkpoint`` set.
+        """
+        found = {}
+        for directory in self.log_dirs:
+            for pattern, kind in LOG_PATTERNS:
+                for path in sorted(Path(directory).glob(pattern)):
+                    if path.is_file() and path not in found:
+                        found[path] = kind
+        logs = []
+        for path, kind in sorted(found.items()):
+            mine = (kind == "criu" and self.dump_log is not None
+                    and same_content(path, self.dump_log))
+            try:
+                logs.append(read_log(path, kind, this_checkpoint=mine))
+            except OSError:
+                continue
+        return tuple(logs)
+
+    @cached_property
+    def size(self):
+        """Bytes of the regular files in :attr:`images_dir` (links not followed)."""
+        total = 0
+        for directory, _dirs, files in os.walk(self.images_dir):
+            for name in files:
+                try:
+                    info = os.lstat(os.path.join(directory, name))
+                except OSError:
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+        return total
+
+    @property
+    def log_errors(self):
+        """Every error line of :attr:`logs` as ``(log file name, line)`` pairs."""
+        return tuple((log.name, line) for log in self.logs for line in log.errors)
+
+    # -- output ------------------------------------------------------------------------
+    @property
+    def name(self):
+        """A short display name: ``instance/snapshot``, ``instance`` or the directory."""
+        if self.instance and self.snapshot:
+            return f"{self.instance}/{self.snapshot}"
+        return self.instance or str(self.archive or self.images_dir)
+
+    def to_dict(self, with_logs=False, with_backup=False):
+        """A JSON-ready dict; logs and the whole backup.yaml only on request."""
+        data = {
+            "spec": self.spec, "images_dir": str(self.images_dir), "kind": self.kind,
+            "manager": self.manager, "project": self.project, "instance": self.instance,
+            "snapshot": self.snapshot, "stateful": self.stateful,
+            "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+            "taken_at_source": self.taken_at_source,
+            "criu_version": self.criu_version, "kernel": self.kernel,
+            "criu_run_id": self.criu_run_id,
+            "backup_path": str(self.backup_path) if self.backup_path else None,
+            "archive": str(self.archive) if self.archive else None,
+            "metadata": self.metadata,
+            "findings": [{"severity": f.severity, "code": f.code, "message": f.message,
+                          "where": f.where} for f in self.findings],
+        }
+        if with_backup:
+            data["backup"] = self.backup
+        if with_logs:
+            data["logs"] = [log.to_dict() for log in self.logs]
+        return data
+
+
+__all__ = ["KINDS", "LOG_PATTERNS", "LogFile", "Source", "mtime_of", "parse_timestamp"]
