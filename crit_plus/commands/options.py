@@ -22,3 +22,19 @@ def open_output(path, binary=False):
     if path in (None, "-"):
         return sys.stdout.buffer if binary else sys.stdout
     return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8")
+
+
+def source_options(func):
+    """``PATH`` plus ``--lxd-dir``, ``--project``, ``--root``: where the checkpoint is.
+
+    PATH is an image directory, an LXD/Incus instance or snapshot directory, a
+    name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``) or a Podman/CRI-O
+    checkpoint archive (see docs/sources.md).
+    """
+    func = click.option("--root", type=click.Path(exists=True, file_okay=False),
+                        help="Directory standing for / of the dumped processes "
+                             "(default: a snapshot's rootfs/).")(func)
+    func = click.option("--project", help="LXD/Incus project of a NAME.")(func)
+    func = click.option("--lxd-dir", type=click.Path(file_okay=False),
+                        help="LXD/Incus directory instead of the standard ones.")(func)
+    return click.argument("path", metavar="PATH")(func)

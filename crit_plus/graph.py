@@ -1,0 +1,770 @@
+"""The typed checkpoint graph: a directory of images as one object to walk.
+
+``open_checkpoint(path)`` reads ``inventory.img`` and ``pstree.img`` only;
+everything else is decoded on first use and kept on the instance that asked
+(``functools.cached_property``; no module-level caches).  How the images link::
+
+    pstree.img ── pid ──► core-<tid>.img (one per thread; the leader's has the task state)
+                     ├──► ids-<pid>.img ── files_id ──► fdinfo-<files_id>.img ── id ──► files.img
+                     ├──► mm-<pid>.img   (VMAs; vma.shmid → files.img for file mappings,
+                     │                    exe_file_id → files.img)
+                     ├──► pagemap-<pid>.img ── pages_id ──► pages-<pages_id>.img
+                     │         └── PE_PARENT ──► parent/pagemap-<pid>.img (recursively)
+                     └──► fs-<pid>.img   (cwd_id, root_id → files.img)
+    shared anonymous / memfd memory ──► pagemap-shmem-<shmid>.img ── pages_id ──► pages-<id>.img
+
+The graph does not trust the images: orphans, duplicate pids, parent cycles,
+missing or undecodable images become :class:`~crit_plus.findings.Finding` s,
+not exceptions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+
+from decoders.errors import DecodeError, MissingImageError
+from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
+from decoders.fdinfo import read_fdinfo
+from decoders.core import read_core
+from decoders.ids import read_fs, read_ids
+from decoders.inventory import read_dump_stats, read_inventory
+from decoders.mm import read_mm
+from decoders.pstree import read_pstree
+
+from .files import Fd, FileTable
+from .findings import ERROR, INFO, WARNING, Finding, error_finding
+from .memory import AddressSpace, PageStore, UnavailableError, backing_for
+
+_ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
+_FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
+
+
+def open_checkpoint(path, *, root=None):
+    """Open the checkpoint at ``path`` and return a :class:`Checkpoint`.
+
+    ``path`` is a directory of CRIU images, or a directory that holds one as
+    ``state/`` (LXD and Incus containers and snapshots) or ``checkpoint/``
+    (an unpacked Podman/CRI-O export).  ``root`` is a directory that stands for
+    ``/`` of the dumped processes, used to read clean pages of file mappings;
+    for an LXD snapshot opened by its directory, its ``rootfs/`` is used when
+    ``root`` is not given.
+
+    Raises :class:`~decoders.errors.MissingImageError` when ``path`` holds no
+    checkpoint, and a :class:`~decoders.errors.DecodeError` when
+    ``inventory.img`` or ``pstree.img`` cannot be decoded.
+    """
+    directory = os.fspath(path)
+    if not os.path.isdir(directory):
+        reason = "not a directory" if os.path.exists(directory) else "no such directory"
+        raise MissingImageError(directory, f"{reason}: a checkpoint is a directory of images")
+    if not _holds_images(directory):
+        for sub in ("state", "checkpoint"):
+            candidate = os.path.join(directory, sub)
+            if _holds_images(candidate):
+                rootfs = os.path.join(directory, "rootfs")
+                if root is None and sub == "state" and os.path.isdir(rootfs):
+                    root = rootfs
+                directory = candidate
+                break
+        else:
+            raise MissingImageError(
+                os.path.join(directory, "inventory.img"),
+                "not a CRIU checkpoint: no inventory.img or pstree.img here "
+                "(nor under state/ or checkpoint/)")
+    return Checkpoint(directory, root=root)
+
+
+def _holds_images(directory):
+    return any(os.path.exists(os.path.join(directory, name))
+               for name in ("inventory.img", "pstree.img"))
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """One thread of a process (``core-<tid>.img``).
+
+    ``state`` is the task state a core carries (only a group leader's core has
+    one; None for the others), ``core`` the decoded record or None when the
+    image is missing or bad.
+    """
+
+    tid: int
+    is_leader: bool
+    core: object
+
+    @property
+    def comm(self):
+        """The thread's name, or None."""
+        return self.core.comm if self.core is not None else None
+
+    @property
+    def state(self):
+        """The :class:`~decoders.flags.TaskState` this thread's core records, or None."""
+        return self.core.task_state if self.core is not None else None
+
+    @property
+    def creds(self):
+        """The thread's :class:`~decoders.records.Creds`, or None."""
+        return self.core.creds if self.core is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PagesFile:
+    """One ``pages-<id>.img``: which pagemaps use it, and its size against theirs."""
+
+    name: str
+    pages_id: int
+    pagemaps: tuple
+    present_pages: int
+    size: int | None
+
+    @property
+    def expected_size(self):
+        """4096 × the PE_PRESENT pages its pagemaps list."""
+        return self.present_pages * PAGE_SIZE
+
+
+class ProcessTree:
+    """Parent/child links of the processes, checked instead of trusted.
+
+    A process whose parent is not in the checkpoint is an orphan (a root, with
+    a finding); a parent cycle is broken at its first member in pstree order
+    (a root, with a finding); more than one root is a finding.
+    """
+
+    def __init__(self, entries):
+        self.order = [entry.pid for entry in entries]
+        ppid = {entry.pid: entry.ppid for entry in entries}
+        findings = []
+        parent = {}
+        roots = []
+        for entry in entries:
+            if entry.ppid == 0:
+                roots.append(entry.pid)
+            elif entry.ppid == entry.pid:
+                findings.append(Finding(ERROR, "pid-cycle",
+                                        f"pid {entry.pid} is its own parent", "pstree.img"))
+                roots.append(entry.pid)
+            elif entry.ppid not in ppid:
+                findings.append(Finding(
+                    ERROR, "orphan",
+                    f"pid {entry.pid}: parent pid {entry.ppid} is not in the checkpoint",
+                    "pstree.img"))
+                roots.append(entry.pid)
+            else:
+                parent[entry.pid] = entry.ppid
+        # cycles: walk parent links from every process; a walk that meets itself is a cycle
+        state = {}  # pid -> 1 visiting, 2 done
+        for pid in self.order:
+            path = []
+            node = pid
+            while node in parent and state.get(node) is None:
+                state[node] = 1
+                path.append(node)
+                node = parent[node]
+            if node in parent and state.get(node) == 1:
+                cycle = path[path.index(node):]
+                first = min(cycle, key=self.order.index)
+                findings.append(Finding(
+                    ERROR, "pid-cycle",
+                    "parent cycle: " + " -> ".join(str(p) for p in cycle + [cycle[0]]),
+                    "pstree.img"))
+                del parent[first]
+                roots.append(first)
+            for visited in path:
+                state[visited] = 2
+        roots.sort(key=self.order.index)
+        if len([pid for pid in roots if ppid[pid] == 0]) > 1:
+            findings.append(Finding(
+                WARNING, "many-roots",
+                "more than one process has parent 0: "
+                + ", ".join(str(p) for p in roots if ppid[p] == 0), "pstree.img"))
+        children = {pid: [] for pid in self.order}
+        for pid in self.order:
+            if pid in parent:
+                children[parent[pid]].append(pid)
+        self.roots = tuple(roots)
+        self._parent = parent
+        self._children = {pid: tuple(kids) for pid, kids in children.items()}
+        self.findings = tuple(findings)
+
+    def parent(self, pid):
+        """The pid of ``pid``'s parent in the tree, or None for a root."""
+        return self._parent.get(pid)
+
+    def children(self, pid):
+        """The pids of ``pid``'s children, in pstree order."""
+        return self._children.get(pid, ())
+
+    def walk(self):
+        """Yield ``(depth, pid)`` depth-first from each root, children in pstree order."""
+        stack = [(0, pid) for pid in reversed(self.roots)]
+        while stack:
+            depth, pid = stack.pop()
+            yield depth, pid
+            stack.extend((depth + 1, kid) for kid in reversed(self._children.get(pid, ())))
+
+
+class _Loaded:
+    """A value decoded from an image and the findings that came with it."""
+
+    __slots__ = ("value", "findings")
+
+    def __init__(self, value=None, findings=()):
+        self.value = value
+        self.findings = tuple(findings)
+
+
+class Process:
+    """One process of the checkpoint.  Cheap to make; images are read on first use."""
+
+    def __init__(self, checkpoint, entry):
+        self.checkpoint = checkpoint
+        self.entry = entry
+        self.pid = entry.pid
+        self.ppid = entry.ppid
+        self.pgid = entry.pgid
+        self.sid = entry.sid
+
+    def __repr__(self):
+        return f"<Process {self.pid} {self.comm!r}>"
+
+    # -- images --------------------------------------------------------------------------
+    def _path(self, name):
+        return os.path.join(self.checkpoint.directory, name)
+
+    def _load(self, reader, name, *args, required=True):
+        try:
+            return _Loaded(reader(self._path(name), *args))
+        except MissingImageError:
+            if not required:
+                return _Loaded()
+            return _Loaded(None, [Finding(ERROR, "missing-image",
+                                          f"pid {self.pid} needs {name}, which is missing", name)])
+        except DecodeError as error:
+            return _Loaded(None, [error_finding(error)])
+
+    @functools.cached_property
+    def _cores(self):
+        tids = list(self.entry.threads) or [self.pid]
+        if self.pid not in tids:
+            tids.insert(0, self.pid)
+        return {tid: self._load(read_core, f"core-{tid}.img", tid) for tid in tids}
+
+    @functools.cached_property
+    def _needs_images(self):
+        """True unless the process is a zombie (CRIU writes only its core)."""
+        return not self.is_zombie
+
+    @functools.cached_property
+    def _ids(self):
+        return self._load(read_ids, f"ids-{self.pid}.img", required=self._needs_images)
+
+    @functools.cached_property
+    def _mm(self):
+        return self._load(read_mm, f"mm-{self.pid}.img", required=self._needs_images)
+
+    @functools.cached_property
+    def _fs(self):
+        return self._load(read_fs, f"fs-{self.pid}.img", required=self._needs_images)
+
+    @functools.cached_property
+    def _pagemap(self):
+        name = f"pagemap-{self.pid}.img"
+        store = self.checkpoint.page_store
+        table = store.table(name)
+        if not isinstance(table, str):
+            return _Loaded(table.pagemap)
+        error = store.error(name)
+        if isinstance(error, MissingImageError):
+            if not self._needs_images:
+                return _Loaded()
+            return _Loaded(None, [Finding(ERROR, "missing-image",
+                                          f"pid {self.pid} needs {name}, which is missing", name)])
+        return _Loaded(None, [error_finding(error)])
+
+    # -- identity and state ------------------------------------------------------------
+    @property
+    def core(self):
+        """The leader's :class:`~decoders.records.ThreadCore`, or None."""
+        return self._cores[self.pid].value
+
+    @functools.cached_property
+    def threads(self):
+        """Every :class:`Thread`, leader first."""
+        return tuple(Thread(tid, tid == self.pid, loaded.value)
+                     for tid, loaded in self._cores.items())
+
+    @property
+    def comm(self):
+        """The process name (the task's ``comm``), or None."""
+        core = self.core
+        if core is None:
+            return None
+        raw = core.raw
+        if raw is not None and raw.HasField("tc") and raw.tc.comm:
+            return raw.tc.comm
+        return core.comm
+
+    @property
+    def state(self):
+        """The :class:`~decoders.flags.TaskState` (ALIVE, DEAD = zombie, STOPPED), or None."""
+        core = self.core
+        return core.task_state if core is not None else None
+
+    @property
+    def state_label(self):
+        """``alive``, ``zombie``, ``stopped``, ``unknown(N)``, or None without a core."""
+        core = self.core
+        return core.state_label if core is not None else None
+
+    @property
+    def is_zombie(self):
+        """True when CRIU dumped the process as a zombie (only its core exists)."""
+        return self.state in _ZOMBIE_STATES
+
+    @property
+    def creds(self):
+        """The leader's :class:`~decoders.records.Creds`, or None."""
+        core = self.core
+        return core.creds if core is not None else None
+
+    @property
+    def ids(self):
+        """The :class:`~decoders.records.Ids` (files_id, namespaces...), or None."""
+        return self._ids.value
+
+    @property
+    def mm(self):
+        """The :class:`~decoders.records.Mm`, or None (zombies have none)."""
+        return self._mm.value
+
+    @property
+    def fs(self):
+        """The :class:`~decoders.records.Fs` (cwd and root ids), or None."""
+        return self._fs.value
+
+    @property
+    def pagemap(self):
+        """The :class:`~decoders.records.Pagemap` record, or None."""
+        return self._pagemap.value
+
+    # -- tree ---------------------------------------------------------------------------
+    @property
+    def parent(self):
+        """The parent :class:`Process` in the checked tree, or None for a root."""
+        ppid = self.checkpoint.tree.parent(self.pid)
+        return self.checkpoint.process(ppid) if ppid is not None else None
+
+    @property
+    def children(self):
+        """The child processes, in pstree order."""
+        tree = self.checkpoint.tree
+        return tuple(self.checkpoint.process(pid) for pid in tree.children(self.pid))
+
+    # -- files ----------------------------------------------------------------------------
+    @functools.cached_property
+    def _fds(self):
+        ids = self.ids
+        if ids is None:
+            return _Loaded(())
+        name = f"fdinfo-{ids.files_id}.img"
+        try:
+            infos = read_fdinfo(self._path(name))
+        except MissingImageError:
+            finding = Finding(INFO, "no-fdinfo",
+                              f"pid {self.pid}: {name} is missing (no open files)", name)
+            return _Loaded((), [finding] if self._needs_images else [])
+        except DecodeError as error:
+            return _Loaded((), [error_finding(error)])
+        table = self.checkpoint.files
+        fds, findings = [], []
+        for info in infos:
+            file = table.get(info.id)
+            if file is None:
+                findings.append(Finding(
+                    ERROR, "unresolved-fd",
+                    f"pid {self.pid} fd {info.fd}: file id {info.id} is not in files.img", name))
+            fds.append(Fd(info.fd, info.type, file, info.flags, info.source))
+        return _Loaded(tuple(fds), findings)
+
+    @property
+    def fds(self):
+        """Every open :class:`~crit_plus.files.Fd`, in fdinfo order."""
+        return self._fds.value
+
+    def fd(self, number):
+        """The :class:`~crit_plus.files.Fd` numbered ``number``, or None."""
+        for fd in self.fds:
+            if fd.fd == number:
+                return fd
+        return None
+
+    def epoll_targets(self, number):
+        """``(target fd number, events, Fd or None)`` for each file epoll fd ``number`` watches."""
+        fd = self.fd(number)
+        if fd is None or fd.file is None:
+            return ()
+        return tuple((t["fd"], t["events"], self.fd(t["fd"]))
+                     for t in fd.file.details.get("targets", ()))
+
+    def _file(self, file_id, what, image):
+        if file_id is None:
+            return _Loaded()
+        file = self.checkpoint.files.get(file_id)
+        if file is None:
+            return _Loaded(None, [Finding(
+                ERROR, "unresolved-file",
+                f"pid {self.pid}: {what} (file id {file_id}) is not in files.img", image)])
+        return _Loaded(file)
+
+    @functools.cached_property
+    def _cwd(self):
+        fs = self.fs
+        return self._file(fs.cwd_id if fs else None, "cwd", f"fs-{self.pid}.img")
+
+    @functools.cached_property
+    def _root(self):
+        fs = self.fs
+        return self._file(fs.root_id if fs else None, "root", f"fs-{self.pid}.img")
+
+    @functools.cached_property
+    def _exe(self):
+        mm = self.mm
+        return self._file(mm.exe_file_id if mm else None, "executable", f"mm-{self.pid}.img")
+
+    @property
+    def cwd(self):
+        """The working directory's :class:`~crit_plus.files.FileObject`, or None."""
+        return self._cwd.value
+
+    @property
+    def root(self):
+        """The root directory's :class:`~crit_plus.files.FileObject`, or None."""
+        return self._root.value
+
+    @property
+    def exe(self):
+        """The executable's :class:`~crit_plus.files.FileObject`, or None."""
+        return self._exe.value
+
+    # -- memory ---------------------------------------------------------------------------
+    @functools.cached_property
+    def _memory(self):
+        mm = self.mm
+        if mm is None:
+            return _Loaded()
+        checkpoint = self.checkpoint
+        files = checkpoint.files
+        layout, findings = [], []
+        cache = checkpoint._backings
+        for vma in mm.vmas:
+            file = None
+            if int(vma.status) & _FILE_BACKED:
+                file = files.get(vma.shmid)
+                if file is None:
+                    findings.append(Finding(
+                        ERROR, "unresolved-vma-file",
+                        f"VMA {vma.start:#x}-{vma.end:#x} maps file id {vma.shmid}, "
+                        "not in files.img", f"mm-{self.pid}.img"))
+            layout.append((vma, file, backing_for(vma, file, files, checkpoint.root, cache)))
+        name = f"pagemap-{self.pid}.img"
+        table = checkpoint.page_store.table(name)
+        problem = None
+        if isinstance(table, str):
+            problem, table = f"no usable pagemap: {table}", None
+        space = AddressSpace(name, layout, table, checkpoint.page_store, problem)
+        return _Loaded(space, findings)
+
+    @property
+    def memory(self):
+        """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
+        return self._memory.value
+
+    @property
+    def vmas(self):
+        """The :class:`~crit_plus.memory.Mapping` of every VMA (empty without memory)."""
+        memory = self.memory
+        return memory.vmas if memory is not None else ()
+
+    def _strings(self, start, end):
+        memory = self.memory
+        if memory is None or end <= start:
+            return None
+        try:
+            data = memory.read(start, end - start)
+        except UnavailableError:
+            return None
+        parts = data.split(b"\0")
+        if parts and parts[-1] == b"":
+            parts.pop()
+        return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
+
+    @functools.cached_property
+    def argv(self):
+        """The command line read back from memory (``mm`` arg_start..arg_end), or None."""
+        mm = self.mm
+        return self._strings(mm.arg_start, mm.arg_end) if mm is not None else None
+
+    @functools.cached_property
+    def environ(self):
+        """The environment (``NAME=value`` strings) read back from memory, or None."""
+        mm = self.mm
+        return self._strings(mm.env_start, mm.env_end) if mm is not None else None
+
+    # -- findings -------------------------------------------------------------------------
+    @functools.cached_property
+    def findings(self):
+        """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images)."""
+        found = []
+        for tid, loaded in self._cores.items():
+            found.extend(loaded.findings)
+        if self.core is not None and self.state is None:
+            found.append(Finding(ERROR, "no-task-state",
+                                 f"pid {self.pid}: the leader's core has no task state",
+                                 f"core-{self.pid}.img"))
+        for part in (self._ids, self._mm, self._fs, self._pagemap, self._fds, self._cwd,
+                     self._root, self._exe, self._memory):
+            found.extend(part.findings)
+        if self.is_zombie:
+            for name in (f"mm-{self.pid}.img", f"pagemap-{self.pid}.img"):
+                if os.path.exists(self._path(name)):
+                    found.append(Finding(WARNING, "zombie-images",
+                                         f"zombie pid {self.pid} has {name}", name))
+        if self.memory is not None:
+            found.extend(self.memory.findings)
+        return tuple(found)
+
+
+_PAGES_NAME = re.compile(r"^pages-(\d+)\.img$")
+_PAGEMAP_NAME = re.compile(r"^pagemap-(?:shmem-)?\d+\.img$")
+
+
+class Checkpoint:
+    """One checkpoint directory.  Use :func:`open_checkpoint`.
+
+    Opening reads ``inventory.img`` and ``pstree.img``; processes, files and
+    memory are decoded on first use.  The checkpoint is never written.
+    """
+
+    def __init__(self, directory, *, root=None, _seen=()):
+        self.directory = os.fspath(directory)
+        self.root = os.fspath(root) if root is not None else None
+        self._seen = tuple(_seen) + (os.path.realpath(self.directory),)
+        self._open_findings = []
+        self.inventory = self._read_inventory()
+        self.pstree = self._read_pstree()
+
+    def __repr__(self):
+        return f"<Checkpoint {self.directory} ({len(self.pstree)} processes)>"
+
+    def _read_inventory(self):
+        path = os.path.join(self.directory, "inventory.img")
+        try:
+            return read_inventory(path)
+        except MissingImageError:
+            self._open_findings.append(Finding(ERROR, "missing-image",
+                                               "inventory.img is missing", "inventory.img"))
+            return None
+
+    def _read_pstree(self):
+        path = os.path.join(self.directory, "pstree.img")
+        try:
+            return tuple(read_pstree(path))
+        except MissingImageError:
+            self._open_findings.append(Finding(ERROR, "missing-image",
+                                               "pstree.img is missing", "pstree.img"))
+            return ()
+
+    # -- processes ------------------------------------------------------------------------
+    @functools.cached_property
+    def _unique_entries(self):
+        first, entries, findings = {}, [], []
+        owner = {}
+        for index, entry in enumerate(self.pstree):
+            if entry.pid in first:
+                findings.append(Finding(
+                    ERROR, "duplicate-pid",
+                    f"pid {entry.pid} appears again at entry {index} (first at entry "
+                    f"{first[entry.pid]}); the first is used", "pstree.img"))
+                continue
+            first[entry.pid] = index
+            entries.append(entry)
+            for tid in entry.threads:
+                if tid in owner and owner[tid] != entry.pid:
+                    findings.append(Finding(
+                        ERROR, "duplicate-tid",
+                        f"thread {tid} belongs to pid {owner[tid]} and pid {entry.pid}",
+                        "pstree.img"))
+                owner.setdefault(tid, entry.pid)
+        return entries, findings
+
+    @functools.cached_property
+    def processes(self):
+        """Every :class:`Process`, in pstree order (a duplicated pid only once)."""
+        return tuple(Process(self, entry) for entry in self._unique_entries[0])
+
+    @functools.cached_property
+    def _by_pid(self):
+        return {process.pid: process for process in self.processes}
+
+    def process(self, pid):
+        """The :class:`Process` with ``pid``; KeyError if there is none."""
+        try:
+            return self._by_pid[pid]
+        except KeyError:
+            raise KeyError(f"no process {pid} in {self.directory}") from None
+
+    @property
+    def pids(self):
+        """Every pid, in pstree order."""
+        return tuple(process.pid for process in self.processes)
+
+    @functools.cached_property
+    def tree(self):
+        """The checked :class:`ProcessTree`."""
+        return ProcessTree(self._unique_entries[0])
+
+    def walk(self):
+        """Yield ``(depth, Process)`` depth-first through the tree."""
+        for depth, pid in self.tree.walk():
+            yield depth, self.process(pid)
+
+    # -- files ------------------------------------------------------------------------------
+    @functools.cached_property
+    def files(self):
+        """The checkpoint's :class:`~crit_plus.files.FileTable` (``files.img`` resolved)."""
+        return FileTable.load(self.directory)
+
+    @functools.cached_property
+    def _holders(self):
+        holders = {}
+        for process in self.processes:
+            for fd in process.fds:
+                if fd.file is not None:
+                    holders.setdefault(fd.file.id, []).append((process.pid, fd.fd))
+        return {file_id: tuple(items) for file_id, items in holders.items()}
+
+    def holders(self, file_id):
+        """``((pid, fd), ...)`` of every fd open on file ``file_id``."""
+        return self._holders.get(file_id, ())
+
+    # -- memory ------------------------------------------------------------------------------
+    @functools.cached_property
+    def _backings(self):
+        """file id → Backing, shared by the VMAs of every process mapping that file."""
+        return {}
+
+    @functools.cached_property
+    def page_store(self):
+        """The :class:`~crit_plus.memory.PageStore` of this directory and its ``parent/`` chain."""
+        return PageStore(self.directory)
+
+    def read(self, pid, vaddr, length):
+        """The ``length`` bytes at ``vaddr`` of process ``pid`` as CRIU would restore them."""
+        memory = self.process(pid).memory
+        if memory is None:
+            raise UnavailableError(os.path.join(self.directory, f"mm-{pid}.img"), vaddr, length,
+                                   f"pid {pid} has no memory image")
+        return memory.read(vaddr, length)
+
+    @functools.cached_property
+    def pages_files(self):
+        """Every ``pages-<id>.img`` (present or needed) as a :class:`PagesFile`, by id."""
+        users, present = {}, {}
+        for name in self.image_files:
+            if not _PAGEMAP_NAME.match(name):
+                continue
+            table = self.page_store.table(name)
+            if isinstance(table, str):
+                continue  # reported by the process or shmem findings
+            users.setdefault(table.pages_id, []).append(name)
+            present[table.pages_id] = present.get(table.pages_id, 0) + \
+                table.present_bytes // PAGE_SIZE
+        for name in self.image_files:
+            match = _PAGES_NAME.match(name)
+            if match:
+                users.setdefault(int(match.group(1)), [])
+        result = []
+        for pages_id in sorted(users):
+            name = f"pages-{pages_id}.img"
+            size = None
+            try:
+                size = os.stat(os.path.join(self.directory, name)).st_size
+            except OSError:
+                pass
+            result.append(PagesFile(name, pages_id, tuple(users[pages_id]),
+                                    present.get(pages_id, 0), size))
+        return tuple(result)
+
+    @functools.cached_property
+    def shmem_ids(self):
+        """The ids of every ``pagemap-shmem-<shmid>.img``."""
+        ids = []
+        for name in self.image_files:
+            match = re.match(r"^pagemap-shmem-(\d+)\.img$", name)
+            if match:
+                ids.append(int(match.group(1)))
+        return tuple(sorted(ids))
+
+    # -- the directory ------------------------------------------------------------------------
+    @functools.cached_property
+    def image_files(self):
+        """Names of the regular files in the checkpoint directory, sorted."""
+        names = []
+        for entry in os.scandir(self.directory):
+            if entry.is_file(follow_symlinks=False):
+                names.append(entry.name)
+        return tuple(sorted(names))
+
+    @functools.cached_property
+    def _stats(self):
+        path = os.path.join(self.directory, "stats-dump")
+        if not os.path.exists(path):
+            return _Loaded()
+        try:
+            return _Loaded(read_dump_stats(path))
+        except DecodeError as error:
+            return _Loaded(None, [error_finding(error, severity=WARNING)])
+
+    @property
+    def stats(self):
+        """The dump's :class:`~decoders.records.DumpStats` (``stats-dump``), or None."""
+        return self._stats.value
+
+    @functools.cached_property
+    def parent(self):
+        """The :class:`Checkpoint` in ``parent/`` (a pre-dump this one builds on), or None."""
+        path = os.path.join(self.directory, "parent")
+        if not os.path.isdir(path) or os.path.realpath(path) in self._seen:
+            return None
+        try:
+            return Checkpoint(path, root=self.root, _seen=self._seen)
+        except DecodeError:
+            return None
+
+    # -- findings -------------------------------------------------------------------------------
+    @functools.cached_property
+    def findings(self):
+        """Every :class:`~crit_plus.findings.Finding`: the tree, the files, shared memory,
+        then each process in pstree order.  Decodes every image except page data."""
+        found = list(self._open_findings)
+        found.extend(self._unique_entries[1])
+        found.extend(self.tree.findings)
+        found.extend(self.files.findings)
+        found.extend(self._stats.findings)
+        store = self.page_store
+        for shmid in self.shmem_ids:
+            table = store.table(f"pagemap-shmem-{shmid}.img")
+            if isinstance(table, str):
+                found.append(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img"))
+            else:
+                found.extend(table.findings)
+        if store.parent is None and store.parent_problem:
+            found.append(Finding(ERROR, "parent-loop", store.parent_problem, "parent"))
+        for process in self.processes:
+            found.extend(process.findings)
+        return tuple(found)

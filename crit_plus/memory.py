@@ -1,0 +1,1036 @@
+"""Page access: the bytes CRIU would restore at an address, never copied into the model.
+
+Where a process's memory lives (CRIU's ``criu/pagemap.c``, ``criu/shmem.c``)::
+
+    pagemap-<pid>.img     ::= HEAD(pages_id) { ENTRY(vaddr, nr_pages, flags) }
+    pages-<pages_id>.img  ::= the pages of every PE_PRESENT entry, back to back,
+                              in entry order, no header
+    pagemap-shmem-<shmid>.img ::= the same, with ``vaddr`` an offset in the
+                              shared-memory object (anonymous MAP_SHARED, SysV,
+                              memfd contents)
+
+An address resolves as follows:
+
+1. find its VMA (sorted VMA starts + bisect); none → unavailable ("not mapped");
+2. find its pagemap run (sorted run starts + bisect):
+
+   - PE_PARENT → the same-named pagemap in ``parent/``, recursively (a
+     ``parent/`` that leads back to a checkpoint already visited is a loop);
+   - PE_PRESENT → ``pages-<id>.img`` at the run's offset; the offset advances
+     over PE_PRESENT runs only;
+   - PE_LAZY alone → unavailable: a lazy-pages daemon served it, it is not in
+     the images;
+
+3. an address no run lists takes its VMA's :class:`Backing`: zeros for private
+   anonymous memory; ``pagemap-shmem-<shmid>.img`` for shared anonymous,
+   SysV and memfd memory (offset in the object = vaddr - vma.start + pgoff;
+   unlisted there → zeros); the backing file for file mappings when it is
+   reachable under the ``root`` given to ``open_checkpoint`` (or the contents
+   of ``ghost-file-<id>.img`` for a deleted file); otherwise unavailable.
+
+Nothing is ever invented: what the images (and ``root``) cannot give is an
+:class:`Unavailable` marker, or an :class:`UnavailableError` from
+:meth:`AddressSpace.read`.  Runs are ``(vaddr, npages, flags, file,
+file_offset)``; data is read with ``os.pread`` in chunks of at most
+``chunk_size`` bytes, so memory stays bounded by the chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from decoders.errors import DecodeError, MissingImageError, TruncatedError
+from decoders.flags import PAGE_SIZE, PageFlags, VmaStatus
+from decoders.pagemap import read_pagemap
+
+from .findings import ERROR, WARNING, Finding
+
+#: Default size of the pieces bulk readers read and yield.
+CHUNK_SIZE = 4 << 20
+
+#: How many generations of ``parent/`` are followed at most.
+MAX_PARENT_DEPTH = 128
+
+# Span kinds: (start, end, kind, path, offset, reason)
+_PAGES, _FILE, _ZERO, _NONE = 0, 1, 2, 3
+_SOURCE_NAMES = {_PAGES: "pages", _FILE: "file", _ZERO: "zero", _NONE: "unavailable"}
+
+_F_PARENT = int(PageFlags.PARENT)
+_F_LAZY = int(PageFlags.LAZY)
+_F_PRESENT = int(PageFlags.PRESENT)
+
+LAZY_REASON = "lazy: the lazy-pages daemon served these pages, they are not in the images"
+
+#: Findings of one kind beyond this many are summed up in one more finding.
+FINDINGS_CAP = 5
+
+
+class UnavailableError(DecodeError, LookupError):
+    """Bytes asked of :meth:`AddressSpace.read` that the checkpoint cannot give.
+
+    ``vaddr`` and ``length`` say which bytes, ``reason`` why (not mapped, lazy,
+    backing file not reachable, missing from the parent, ...).
+    """
+
+    def __init__(self, path, vaddr, length, reason):
+        self.vaddr = vaddr
+        self.length = length
+        self.why = reason
+        super().__init__(path, f"{length} bytes at {vaddr:#x} are unavailable: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Marker for bytes the checkpoint cannot give: ``length`` bytes from ``vaddr``, and why."""
+
+    vaddr: int
+    length: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One pagemap entry, located: ``npages`` pages from ``vaddr`` with ``flags``.
+
+    ``file``/``file_offset`` say where the data is for PE_PRESENT runs (the
+    ``pages-<id>.img`` path and byte offset), None otherwise.
+    """
+
+    vaddr: int
+    npages: int
+    flags: PageFlags
+    file: str | None
+    file_offset: int | None
+
+    @property
+    def end(self):
+        """The address just past the run."""
+        return self.vaddr + self.npages * PAGE_SIZE
+
+    @property
+    def size(self):
+        """Bytes the run covers."""
+        return self.npages * PAGE_SIZE
+
+    @property
+    def state(self):
+        """``present``, ``parent``, ``lazy`` or ``none`` (see :func:`page_state`)."""
+        return page_state(self.flags)
+
+
+def page_state(flags):
+    """Where pages with pagemap ``flags`` come from on restore.
+
+    ``parent`` (PE_PARENT: an earlier checkpoint; CRIU checks it first),
+    ``present`` (PE_PRESENT: this checkpoint's pages file, lazily restorable or
+    not), ``lazy`` (PE_LAZY alone: not in the images) or ``none``.
+    """
+    flags = int(flags)
+    if flags & _F_PARENT:
+        return "parent"
+    if flags & _F_PRESENT:
+        return "present"
+    if flags & _F_LAZY:
+        return "lazy"
+    return "none"
+
+
+_STATES = tuple(page_state(flags) for flags in range(8))
+
+
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """Where ``length`` bytes from ``vaddr`` come from.
+
+    ``source`` is ``pages`` (a pages image), ``file`` (a backing file or a
+    ghost-file image), ``zero`` or ``unavailable``; ``path``/``offset`` locate
+    the bytes for the first two, ``reason`` explains the last.
+    """
+
+    vaddr: int
+    length: int
+    source: str
+    path: str | None = None
+    offset: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backing:
+    """What a VMA holds where no pagemap run lists a page.
+
+    ``kind`` is ``zero`` (private anonymous memory), ``shmem`` (the object of
+    ``pagemap-shmem-<shmid>.img``; ``size`` bounds a memfd), ``file`` (the file
+    at host ``path``, ``size`` bytes), ``ghost`` (a deleted file's contents in
+    the ghost image ``path``, laid out by ``extents``) or ``none`` (``reason``
+    says why the contents are unavailable).
+    """
+
+    kind: str
+    shmid: int | None = None
+    path: str | None = None
+    size: int | None = None
+    extents: tuple = ()
+    reason: str | None = None
+
+    @classmethod
+    def zero(cls):
+        """Unlisted pages read as zeros."""
+        return cls("zero")
+
+    @classmethod
+    def unavailable(cls, reason):
+        """Unlisted pages cannot be read, because of ``reason``."""
+        return cls("none", reason=reason)
+
+    @classmethod
+    def shmem(cls, shmid, size=None):
+        """Unlisted pages come from shared-memory object ``shmid``."""
+        return cls("shmem", shmid=shmid, size=size)
+
+    @classmethod
+    def file(cls, path, size):
+        """Unlisted pages come from the host file ``path`` of ``size`` bytes."""
+        return cls("file", path=path, size=size)
+
+    @classmethod
+    def ghost(cls, contents):
+        """Unlisted pages come from a ghost-file image (:class:`~crit_plus.files.GhostContents`)."""
+        return cls("ghost", path=contents.image, size=contents.size,
+                   extents=tuple(sorted(contents.extents)))
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """One VMA of a process, with the file behind it and its pages by state.
+
+    ``pages`` maps ``present``/``parent``/``lazy``/``none`` (pagemap runs inside
+    the VMA) and ``unlisted`` (pages no run lists: see ``backing``) to counts.
+    """
+
+    vma: object
+    file: object
+    backing: Backing
+    pages: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def start(self):
+        """First address."""
+        return self.vma.start
+
+    @property
+    def end(self):
+        """Address just past the mapping."""
+        return self.vma.end
+
+    @property
+    def size(self):
+        """Bytes mapped."""
+        return self.vma.end - self.vma.start
+
+    @property
+    def pgoff(self):
+        """Offset (bytes) in the file or shared object of the first byte."""
+        return self.vma.pgoff
+
+    @property
+    def prot(self):
+        """Protection (:class:`decoders.Prot`)."""
+        return self.vma.prot
+
+    @property
+    def flags(self):
+        """mmap flags (:class:`decoders.MapFlags`)."""
+        return self.vma.flags
+
+    @property
+    def status(self):
+        """CRIU's VMA status (:class:`decoders.VmaStatus`)."""
+        return self.vma.status
+
+    @property
+    def kind(self):
+        """heap, stack, vdso, vvar, vsyscall, file, file-shared, memfd, shared, anon, ..."""
+        return self.vma.kind
+
+    @property
+    def name(self):
+        """What ``/proc/PID/maps`` shows: the file's name, ``[heap]``, ``[stack]``... or None."""
+        if self.file is not None and self.file.name:
+            return self.file.name
+        kind = self.vma.kind
+        if kind in ("heap", "stack", "vdso", "vvar", "vsyscall"):
+            return f"[{kind}]"
+        return None
+
+
+def round_up(value):
+    """``value`` rounded up to a whole page."""
+    return (value + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+def _cap(findings, items, severity, code, where, summary):
+    """Append one finding per (message) in ``items`` up to the cap, then a summary."""
+    for message in items[:FINDINGS_CAP]:
+        findings.append(Finding(severity, code, message, where))
+    if len(items) > FINDINGS_CAP:
+        findings.append(Finding(severity, code,
+                                f"and {len(items) - FINDINGS_CAP} more: {summary}", where))
+
+
+class PageTable:
+    """One pagemap image, located and sorted for lookup.
+
+    ``runs`` are in image order with their pages-file offsets; lookups use
+    parallel sorted lists (starts, ends, flags, offsets) and bisect.  Entries
+    out of order are sorted; pages listed twice keep their first listing
+    (both are findings).
+    """
+
+    def __init__(self, pagemap, directory, name, label=""):
+        self.name = name
+        self.directory = directory
+        self.pagemap = pagemap
+        self.pages_id = pagemap.pages_id
+        self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
+        self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
+        findings = []
+        runs = []
+        offset = 0
+        for run in pagemap.runs:
+            if int(run.flags) & _F_PRESENT:
+                runs.append(Run(run.vaddr, run.nr_pages, run.flags, self.pages_path, offset))
+                offset += run.nr_pages * PAGE_SIZE
+            else:
+                runs.append(Run(run.vaddr, run.nr_pages, run.flags, None, None))
+        self.runs = tuple(runs)
+        self.present_bytes = offset
+        self.pages_size = _file_size(self.pages_path)
+        if self.pages_size is None:
+            self.missing_reason = f"{self.pages_name} is missing"
+            if offset:
+                findings.append(Finding(
+                    ERROR, "missing-pages",
+                    f"{self.pages_name} is missing; the pagemap lists {offset // PAGE_SIZE} "
+                    "present pages", name))
+        else:
+            self.missing_reason = None
+            if self.pages_size < offset:
+                findings.append(Finding(
+                    ERROR, "pages-size",
+                    f"{self.pages_name} holds {self.pages_size} bytes, the pagemap needs {offset} "
+                    f"(4096 x {offset // PAGE_SIZE} present pages)", name))
+            elif self.pages_size > offset:
+                findings.append(Finding(
+                    WARNING, "pages-size",
+                    f"{self.pages_name} holds {self.pages_size} bytes, more than the {offset} "
+                    "its pagemap lists", name))
+        self.data_end = self.pages_size or 0
+        self._sort(findings)
+        self.findings = tuple(findings)
+
+    def _sort(self, findings):
+        runs = self.runs
+        order = sorted(range(len(runs)), key=lambda i: (runs[i].vaddr, i))
+        if order != list(range(len(runs))):
+            findings.append(Finding(WARNING, "pagemap-unsorted",
+                                    "pagemap entries are not sorted by address", self.name))
+        starts, ends, flags, offsets = [], [], [], []
+        overlaps, empty, unaligned = [], [], []
+        prev_end = None
+        for i in order:
+            run = runs[i]
+            if run.npages <= 0:
+                empty.append(f"entry {i + 1} at {run.vaddr:#x} lists no pages")
+                continue
+            if run.vaddr % PAGE_SIZE:
+                unaligned.append(f"entry {i + 1} starts at {run.vaddr:#x}, not on a page boundary")
+            start, end = run.vaddr, run.end
+            offset = run.file_offset if run.file_offset is not None else -1
+            if prev_end is not None and start < prev_end:
+                overlaps.append(
+                    f"entry {i + 1} ({start:#x}-{end:#x}) overlaps an earlier entry up to "
+                    f"{prev_end:#x}; the first listing is used")
+                if end <= prev_end:
+                    continue
+                if offset >= 0:
+                    offset += prev_end - start
+                start = prev_end
+            starts.append(start)
+            ends.append(end)
+            flags.append(int(run.flags))
+            offsets.append(offset)
+            prev_end = end
+        _cap(findings, overlaps, ERROR, "pagemap-overlap", self.name, "overlapping entries")
+        _cap(findings, empty, WARNING, "pagemap-empty-entry", self.name, "empty entries")
+        _cap(findings, unaligned, ERROR, "pagemap-unaligned", self.name, "unaligned entries")
+        self.starts, self.ends, self.flags, self.offsets = starts, ends, flags, offsets
+
+    def segments(self, start, end):
+        """Yield ``(s, e, index)`` covering [start, end): ``index`` of the sorted run
+        holding s..e, or -1 for a stretch no run lists."""
+        starts, ends = self.starts, self.ends
+        count = len(starts)
+        i = bisect_right(starts, start) - 1
+        if i < 0:
+            i = 0
+        elif start >= ends[i]:
+            i += 1
+        pos = start
+        while pos < end:
+            if i >= count:
+                yield pos, end, -1
+                return
+            run_start = starts[i]
+            if pos < run_start:
+                stop = min(run_start, end)
+                yield pos, stop, -1
+                pos = stop
+                continue
+            stop = min(ends[i], end)
+            yield pos, stop, i
+            pos = stop
+            i += 1
+
+    def data_spans(self, i, start, end):
+        """Spans of a PE_PRESENT run's bytes s..e: in the pages file up to its end."""
+        offset = self.offsets[i] + (start - self.starts[i])
+        available = self.data_end - offset
+        if available >= end - start:
+            yield start, end, _PAGES, self.pages_path, offset, None
+            return
+        cut = start + max(available, 0)
+        if cut > start:
+            yield start, cut, _PAGES, self.pages_path, offset, None
+        reason = self.missing_reason or f"{self.pages_name} ends at {self.data_end:#x}, " \
+                                        f"before the data of these pages"
+        yield cut, end, _NONE, None, 0, reason
+
+    def count_pages(self, start, end):
+        """Pages of [start, end) by state, and ``unlisted`` pages."""
+        counts = {}
+        for s, e, i in self.segments(start, end):
+            state = "unlisted" if i < 0 else _STATES[self.flags[i] & 7]
+            counts[state] = counts.get(state, 0) + (e - s) // PAGE_SIZE
+        return counts
+
+
+def _file_size(path):
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+class PageStore:
+    """The pagemaps of one checkpoint directory and the chain of its ``parent/``.
+
+    Tables are decoded on first use and kept per instance.  ``parent`` is the
+    store of ``parent/`` (a symlink or directory CRIU's ``--prev-images-dir``
+    made), or None; a parent that leads back to a directory already in the
+    chain is refused (``parent_problem`` says so).
+    """
+
+    def __init__(self, directory, label="", seen=()):
+        self.directory = os.fspath(directory)
+        self.label = label
+        self.real = os.path.realpath(self.directory)
+        self._seen = tuple(seen) + (self.real,)
+        self._tables = {}
+        self._parent = None
+        self._parent_known = False
+        self.parent_problem = None
+
+    def _load(self, name):
+        if name not in self._tables:
+            path = os.path.join(self.directory, name)
+            try:
+                self._tables[name] = (PageTable(read_pagemap(path), self.directory, name,
+                                                self.label), None)
+            except MissingImageError as error:
+                self._tables[name] = (f"{self.label}{name} is missing", error)
+            except DecodeError as error:
+                self._tables[name] = (f"{self.label}{error}", error)
+        return self._tables[name]
+
+    def table(self, name):
+        """The :class:`PageTable` of pagemap image ``name``, or a string saying why not."""
+        return self._load(name)[0]
+
+    def error(self, name):
+        """The :class:`~decoders.errors.DecodeError` that kept ``name`` from loading, or None
+        (a :class:`~decoders.errors.MissingImageError` when it does not exist)."""
+        return self._load(name)[1]
+
+    @property
+    def parent(self):
+        """The :class:`PageStore` of ``parent/``, or None."""
+        if not self._parent_known:
+            self._parent_known = True
+            path = os.path.join(self.directory, "parent")
+            if os.path.isdir(path):
+                real = os.path.realpath(path)
+                if real in self._seen:
+                    self.parent_problem = (f"{self.label}parent/ leads back to {real}, "
+                                           "a checkpoint already in the chain (a loop)")
+                elif len(self._seen) > MAX_PARENT_DEPTH:
+                    self.parent_problem = f"more than {MAX_PARENT_DEPTH} parent checkpoints"
+                else:
+                    self._parent = PageStore(path, f"{self.label}parent/", self._seen)
+            elif os.path.lexists(path):
+                self.parent_problem = f"{self.label}parent/ is a broken link"
+        return self._parent
+
+    def from_parent(self, name, start, end):
+        """Spans for [start, end) that ``name`` marks PE_PARENT: resolved in the parent chain."""
+        parent = self.parent
+        if parent is None:
+            reason = self.parent_problem or \
+                f"in the parent checkpoint, but {self.label or 'the checkpoint'} has no parent/"
+            yield start, end, _NONE, None, 0, reason
+            return
+        table = parent.table(name)
+        if isinstance(table, str):
+            yield start, end, _NONE, None, 0, f"in the parent checkpoint, but {table}"
+            return
+
+        def missing(s, e):
+            yield s, e, _NONE, None, 0, f"in the parent checkpoint, but not in {parent.label}{name}"
+
+        yield from resolve(parent, table, start, end, missing)
+
+
+def resolve(store, table, start, end, gap):
+    """Spans of [start, end) in ``table`` of ``store``; unlisted stretches go to ``gap(s, e)``."""
+    for s, e, i in table.segments(start, end):
+        if i < 0:
+            yield from gap(s, e)
+            continue
+        flags = table.flags[i]
+        if flags & _F_PARENT:
+            yield from store.from_parent(table.name, s, e)
+        elif flags & _F_PRESENT:
+            yield from table.data_spans(i, s, e)
+        elif flags & _F_LAZY:
+            yield s, e, _NONE, None, 0, LAZY_REASON
+        else:
+            yield s, e, _NONE, None, 0, "the pagemap entry is neither present, in parent nor lazy"
+
+
+def coalesce(spans):
+    """Merge adjacent spans that read from the same place (or are both zero, or
+    unavailable for the same reason)."""
+    current = None
+    for span in spans:
+        if span[0] == span[1]:
+            continue
+        if current is not None and span[0] == current[1] and span[2] == current[2]:
+            kind = span[2]
+            if (kind == _ZERO
+                    or (kind == _NONE and span[5] == current[5])
+                    or (kind in (_PAGES, _FILE) and span[3] == current[3]
+                        and span[4] == current[4] + (current[1] - current[0]))):
+                current[1] = span[1]
+                continue
+        if current is not None:
+            yield tuple(current)
+        current = list(span)
+    if current is not None:
+        yield tuple(current)
+
+
+class _Files:
+    """File descriptors opened read-only for one read or stream, closed at the end."""
+
+    def __init__(self):
+        self._fds = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def _fd(self, path):
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._fds[path] = fd
+        return fd
+
+    def pread_upto(self, path, length, offset):
+        """Up to ``length`` bytes at ``offset`` (fewer only at the end of the file)."""
+        fd = self._fd(path)
+        data = os.pread(fd, length, offset)
+        if len(data) == length or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < length:
+            more = os.pread(fd, length - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def pread(self, path, length, offset):
+        """Exactly ``length`` bytes at ``offset``; a short file is a TruncatedError."""
+        data = self.pread_upto(path, length, offset)
+        if len(data) != length:
+            raise TruncatedError(path, "page data", length, len(data), offset)
+        return data
+
+
+class AddressSpace:
+    """The memory of one process as CRIU would restore it.
+
+    Built by :class:`crit_plus.graph.Process` from its VMAs (each with the file
+    behind it and a :class:`Backing`), its pagemap (a :class:`PageTable`, or
+    None with ``problem`` saying why there is none) and the checkpoint's
+    :class:`PageStore`.
+    """
+
+    def __init__(self, name, layout, table, store, problem=None, path=None):
+        self.name = name
+        self.path = path or os.path.join(store.directory, name)
+        self._table = table
+        self._store = store
+        self._problem = problem
+        findings = list(table.findings) if table is not None else []
+        ordered = sorted(layout, key=lambda item: (item[0].start, item[0].end))
+        if [item[0] for item in ordered] != [item[0] for item in layout]:
+            findings.append(Finding(WARNING, "vma-unsorted", "VMAs are not sorted", name))
+        mappings = []
+        for vma, file, backing in ordered:
+            pages = table.count_pages(vma.start, vma.end) if table is not None else {}
+            mappings.append(Mapping(vma, file, backing, pages))
+        self.mappings = tuple(mappings)
+        self._starts = [m.start for m in self.mappings]
+        self._ends = [m.end for m in self.mappings]
+        self._check_vmas(findings)
+        self._layout_findings = tuple(findings)
+
+    # -- layout ------------------------------------------------------------------------
+    @property
+    def vmas(self):
+        """The :class:`Mapping` of every VMA, by address."""
+        return self.mappings
+
+    @property
+    def runs(self):
+        """The :class:`Run` of every pagemap entry, in image order."""
+        return self._table.runs if self._table is not None else ()
+
+    @property
+    def pages_id(self):
+        """The id of this process's ``pages-<id>.img``, or None."""
+        return self._table.pages_id if self._table is not None else None
+
+    @property
+    def pages_path(self):
+        """The path of this process's ``pages-<id>.img``, or None."""
+        return self._table.pages_path if self._table is not None else None
+
+    def find(self, vaddr):
+        """The :class:`Mapping` holding ``vaddr``, or None."""
+        i = bisect_right(self._starts, vaddr) - 1
+        if i >= 0 and vaddr < self._ends[i]:
+            return self.mappings[i]
+        return None
+
+    def pages_by_kind(self):
+        """Pages of the pagemap by state: ``{"present": n, "parent": n, "lazy": n}``
+        (and ``none`` for entries with no data flag, if any)."""
+        counts = {"present": 0, "parent": 0, "lazy": 0}
+        for run in self.runs:
+            state = run.state
+            counts[state] = counts.get(state, 0) + run.npages
+        return counts
+
+    def pages_by_flags(self):
+        """Pages of the pagemap by raw flags value (as ``FACTS.json`` counts them)."""
+        counts = {}
+        for run in self.runs:
+            counts[int(run.flags)] = counts.get(int(run.flags), 0) + run.npages
+        return counts
+
+    # -- findings ----------------------------------------------------------------------
+    @functools.cached_property
+    def findings(self):
+        """Problems of the pagemap, the VMAs and the parent chain, as :class:`Finding`."""
+        found = list(self._layout_findings)
+        self._check_runs(found)
+        self._check_sources(found)
+        return tuple(found)
+
+    def _check_vmas(self, findings):
+        overlaps = []
+        for prev, cur in zip(self.mappings, self.mappings[1:]):
+            if cur.start < prev.end:
+                overlaps.append(f"VMA {cur.start:#x}-{cur.end:#x} overlaps "
+                                f"{prev.start:#x}-{prev.end:#x}")
+        _cap(findings, overlaps, ERROR, "vma-overlap", self.name, "overlapping VMAs")
+
+    def _check_runs(self, findings):
+        table = self._table
+        if table is None:
+            return
+        outside = []
+        for start, end in zip(table.starts, table.ends):
+            uncovered = self._uncovered(start, end)
+            if uncovered:
+                outside.append(f"pages {start:#x}-{end:#x}: {uncovered // PAGE_SIZE} of them "
+                               "are in no VMA")
+        _cap(findings, outside, ERROR, "pagemap-outside-vma", self.name,
+             "entries outside every VMA")
+
+    def _uncovered(self, start, end):
+        missing = 0
+        pos = start
+        i = bisect_right(self._starts, pos) - 1
+        if i < 0:
+            i = 0
+        while pos < end:
+            if i < len(self.mappings) and self._starts[i] <= pos < self._ends[i]:
+                pos = min(end, self._ends[i])
+                i += 1
+                continue
+            if i < len(self.mappings) and self._ends[i] <= pos:
+                i += 1
+                continue
+            nxt = self._starts[i] if i < len(self.mappings) else end
+            stop = min(end, max(nxt, pos + 1))
+            missing += stop - pos
+            pos = stop
+        return missing
+
+    def _check_sources(self, findings):
+        """Follow PE_PARENT runs into the parent chain and shared objects into their
+        pagemaps; report what a restore could not find."""
+        table = self._table
+        problems = {}
+        if table is not None:
+            for i, flags in enumerate(table.flags):
+                if flags & _F_PARENT:
+                    start, end = table.starts[i], table.ends[i]
+                    spans = self._store.from_parent(table.name, start, end)
+                    for s, e, kind, _path, _offset, reason in spans:
+                        if kind == _NONE:
+                            problems[reason] = problems.get(reason, 0) + (e - s) // PAGE_SIZE
+        for reason, pages in problems.items():
+            findings.append(Finding(ERROR, "parent-pages", f"{pages} pages marked in parent: "
+                                    f"{reason}", self.name))
+        seen = set()
+        for mapping in self.mappings:
+            backing = mapping.backing
+            if backing.kind != "shmem" or backing.shmid in seen:
+                continue
+            seen.add(backing.shmid)
+            shm = self._store.table(f"pagemap-shmem-{backing.shmid}.img")
+            if isinstance(shm, str):
+                findings.append(Finding(
+                    ERROR, "missing-shmem",
+                    f"shared memory {mapping.start:#x}-{mapping.end:#x} needs {shm}", self.name))
+
+    # -- resolving ---------------------------------------------------------------------
+    def _spans(self, start, end):
+        mappings = self.mappings
+        count = len(mappings)
+        i = bisect_right(self._starts, start) - 1
+        if i < 0:
+            i = 0
+        pos = start
+        while pos < end:
+            while i < count and self._ends[i] <= pos:
+                i += 1
+            if i < count and self._starts[i] <= pos:
+                mapping = mappings[i]
+                stop = min(end, mapping.end)
+                yield from self._vma_spans(mapping, pos, stop)
+                pos = stop
+                i += 1
+                continue
+            stop = min(end, self._starts[i]) if i < count else end
+            yield pos, stop, _NONE, None, 0, "not mapped"
+            pos = stop
+
+    def _vma_spans(self, mapping, start, end):
+        table = self._table
+        if table is None:
+            yield start, end, _NONE, None, 0, self._problem or "the process has no pagemap"
+            return
+        yield from resolve(self._store, table, start, end,
+                           lambda s, e: self._backing_spans(mapping, s, e))
+
+    def _backing_spans(self, mapping, start, end):
+        backing = mapping.backing
+        kind = backing.kind
+        if kind == "zero":
+            yield start, end, _ZERO, None, 0, None
+            return
+        if kind == "none":
+            yield start, end, _NONE, None, 0, backing.reason
+            return
+        delta = mapping.start - mapping.pgoff  # vaddr = object offset + delta
+        for s, e, k, path, offset, reason in self._object_spans(backing, start - delta,
+                                                                end - delta):
+            yield s + delta, e + delta, k, path, offset, reason
+
+    def _object_spans(self, backing, start, end):
+        """Spans of bytes [start, end) of a shared object or file."""
+        limit = end
+        if backing.size is not None:
+            limit = min(end, round_up(backing.size))
+        if start < limit:
+            kind = backing.kind
+            if kind == "shmem":
+                name = f"pagemap-shmem-{backing.shmid}.img"
+                table = self._store.table(name)
+                if isinstance(table, str):
+                    yield start, limit, _NONE, None, 0, table
+                else:
+                    yield from resolve(self._store, table, start, limit, _zeros)
+            elif kind == "file":
+                yield from _file_spans(backing.path, backing.size, ((0, backing.size, 0),),
+                                       start, limit)
+            elif kind == "ghost":
+                yield from _file_spans(backing.path, backing.size, backing.extents, start, limit)
+        if max(start, limit) < end:
+            what = "memfd" if backing.kind == "shmem" else "file"
+            yield (max(start, limit), end, _NONE, None, 0,
+                   f"beyond the end of the mapped {what} ({backing.size} bytes): a restored "
+                   "process would get SIGBUS")
+
+    # -- reading -----------------------------------------------------------------------
+    def extents(self, vaddr, length):
+        """Where each stretch of [vaddr, vaddr+length) comes from, as :class:`Extent` s."""
+        spans = coalesce(self._spans(vaddr, vaddr + length))
+        return [Extent(s, e - s, _SOURCE_NAMES[kind], path,
+                       offset if kind in (_PAGES, _FILE) else None, reason)
+                for s, e, kind, path, offset, reason in spans]
+
+    def read(self, vaddr, length):
+        """The ``length`` bytes at ``vaddr`` as CRIU would restore them.
+
+        Raises :class:`UnavailableError` if any of them cannot be given (see
+        :meth:`stream` to get what can be read with markers for the rest).
+        """
+        if length < 0:
+            raise ValueError("length must not be negative")
+        pieces = []
+        with _Files() as files:
+            for s, e, kind, path, offset, reason in coalesce(self._spans(vaddr, vaddr + length)):
+                if kind == _NONE:
+                    raise UnavailableError(self.path, s, e - s, reason)
+                if kind == _ZERO:
+                    pieces.append(bytes(e - s))
+                else:
+                    pieces.append(files.pread(path, e - s, offset))
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
+
+    def stream(self, vaddr, length, chunk_size=CHUNK_SIZE):
+        """Yield ``(address, bytes | Unavailable)`` covering [vaddr, vaddr+length) in order.
+
+        Each data piece is at most ``chunk_size`` bytes; an unreadable stretch
+        is one :class:`Unavailable` marker.  Memory use is bounded by the chunk.
+        """
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        zeros = None
+        with _Files() as files:
+            for s, e, kind, path, offset, reason in coalesce(self._spans(vaddr, vaddr + length)):
+                if kind == _NONE:
+                    yield s, Unavailable(s, e - s, reason)
+                    continue
+                for pos in range(s, e, chunk_size):
+                    n = min(chunk_size, e - pos)
+                    if kind == _ZERO:
+                        if zeros is None:
+                            zeros = bytes(chunk_size)
+                        yield pos, zeros if n == chunk_size else bytes(n)
+                    else:
+                        yield pos, files.pread(path, n, offset + (pos - s))
+
+    def iter_present(self, chunk_size=CHUNK_SIZE):
+        """Yield ``(vaddr, bytes)`` for every PE_PRESENT page of this checkpoint.
+
+        Pieces follow the pages file's order, at most ``chunk_size`` bytes each
+        (small runs are read together and split).  Where the pages file is
+        missing or short, the data is an :class:`Unavailable` marker instead.
+        """
+        table = self._table
+        if table is None:
+            return
+        present = [run for run in table.runs if run.file is not None and run.npages > 0]
+        batch, batch_bytes = [], 0
+        with _Files() as files:
+            for run in present:
+                size = run.size
+                if batch and batch_bytes + size > chunk_size:
+                    yield from self._emit(files, table, batch)
+                    batch, batch_bytes = [], 0
+                if size * 4 >= chunk_size:  # large runs: read directly, no batching copy
+                    if batch:
+                        yield from self._emit(files, table, batch)
+                        batch, batch_bytes = [], 0
+                    for k in range(0, size, chunk_size):
+                        n = min(chunk_size, size - k)
+                        yield from self._emit(files, table,
+                                              [(run.vaddr + k, run.file_offset + k, n)])
+                    continue
+                batch.append((run.vaddr, run.file_offset, size))
+                batch_bytes += size
+            if batch:
+                yield from self._emit(files, table, batch)
+
+    def _emit(self, files, table, batch):
+        base = batch[0][1]
+        total = batch[-1][1] + batch[-1][2] - base
+        data = files.pread_upto(table.pages_path, total, base) if table.pages_size is not None \
+            else b""
+        # merge runs contiguous in both address and file
+        groups = []
+        for vaddr, offset, size in batch:
+            if groups and groups[-1][0] + groups[-1][2] == vaddr and \
+                    groups[-1][1] + groups[-1][2] == offset:
+                groups[-1][2] += size
+            else:
+                groups.append([vaddr, offset, size])
+        for vaddr, offset, size in groups:
+            rel = offset - base
+            have = max(0, min(size, len(data) - rel))
+            if have:
+                yield vaddr, data if (rel == 0 and have == len(data)) else data[rel:rel + have]
+            if have < size:
+                reason = table.missing_reason or f"{table.pages_name} ends at {table.data_end:#x}"
+                yield vaddr + have, Unavailable(vaddr + have, size - have, reason)
+
+    def search(self, needle, chunk_size=CHUNK_SIZE):
+        """Yield every address where ``needle`` occurs in readable memory, by address.
+
+        Reads VMA by VMA through :meth:`stream`; unavailable stretches are skipped.
+        """
+        needle = bytes(needle)
+        if not needle:
+            raise ValueError("needle must not be empty")
+        keep = len(needle) - 1
+        for mapping in self.mappings:
+            tail, tail_at = b"", mapping.start
+            for addr, data in self.stream(mapping.start, mapping.size, chunk_size):
+                if isinstance(data, Unavailable):
+                    tail = b""
+                    continue
+                if tail and tail_at + len(tail) == addr:
+                    buf, base = tail + data, tail_at
+                else:
+                    buf, base = data, addr
+                at = buf.find(needle)
+                while at != -1:
+                    yield base + at
+                    at = buf.find(needle, at + 1)
+                if keep:
+                    tail = buf[-keep:]
+                    tail_at = base + len(buf) - len(tail)
+
+
+def _zeros(start, end):
+    yield start, end, _ZERO, None, 0, None
+
+
+def _file_spans(path, size, extents, start, end):
+    """Spans of bytes [start, end) of a file whose data lies at ``extents``
+    ((file_offset, length, offset_in_path), sorted); bytes in no extent but below
+    the page-rounded size are zeros."""
+    pos = start
+    for file_offset, length, at in extents:
+        ext_end = file_offset + length
+        if ext_end <= pos:
+            continue
+        if file_offset >= end:
+            break
+        if file_offset > pos:
+            yield pos, file_offset, _ZERO, None, 0, None
+            pos = file_offset
+        stop = min(end, ext_end)
+        yield pos, stop, _FILE, path, at + (pos - file_offset), None
+        pos = stop
+        if pos >= end:
+            return
+    if pos < end:
+        yield pos, end, _ZERO, None, 0, None
+
+
+_KERNEL = int(VmaStatus.VVAR | VmaStatus.VSYSCALL)
+_SHMEM = int(VmaStatus.ANON_SHARED | VmaStatus.SYSVIPC)
+_FILE_STATUS = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
+_RECREATED = int(VmaStatus.AIORING | VmaStatus.SOCKET | VmaStatus.UPROBES | VmaStatus.SHSTK)
+
+
+def backing_for(vma, file, files, root, cache=None):
+    """The :class:`Backing` of ``vma`` given the file it maps (or None).
+
+    ``files`` is the checkpoint's :class:`~crit_plus.files.FileTable` (for
+    ghost contents), ``root`` the directory standing for ``/`` or None;
+    ``cache`` (a dict the caller keeps) saves resolving one file per VMA.
+    """
+    status = int(vma.status)
+    if status & _KERNEL:
+        return Backing.unavailable(f"{vma.kind} pages are provided by the kernel, not dumped")
+    if status & _SHMEM:
+        return Backing.shmem(vma.shmid)
+    if status & _FILE_STATUS:
+        if file is None:
+            return Backing.unavailable(f"the mapped file (id {vma.shmid}) is not in files.img")
+        if cache is None:
+            return _file_backing(file, files, root)
+        if file.id not in cache:
+            cache[file.id] = _file_backing(file, files, root)
+        return cache[file.id]
+    if status & _RECREATED:
+        return Backing.unavailable(f"{vma.kind} memory is recreated by the restore, not dumped")
+    return _ZERO_BACKING
+
+
+def _file_backing(file, files, root):
+    from decoders.flags import FdType
+
+    from .files import resolve_in_root
+
+    if file.type == FdType.MEMFD:
+        shmid = file.details.get("shmid")
+        if shmid is None:
+            return Backing.unavailable(f"memfd inode {file.details.get('inode_id')} "
+                                       "is not in memfd.img")
+        return Backing.shmem(shmid, file.details.get("size"))
+    if file.type != FdType.REG:
+        return Backing.unavailable(f"the mapped {file.kind} file cannot be read")
+    ghost = files.ghost(file.id) if files is not None else None
+    if ghost is not None:
+        return Backing.ghost(ghost)
+    if file.details.get("remap") is not None and file.details.get("link_remap_path"):
+        path = file.details["link_remap_path"]
+    else:
+        path = file.name
+    if root is None:
+        return Backing.unavailable(f"{path} is not in the images; give root= to read it "
+                                   "from a copy of the file system")
+    host = resolve_in_root(root, path)
+    if host is None or not os.path.isfile(host):
+        return Backing.unavailable(f"{path} is not found under {root}")
+    size = _file_size(host)
+    recorded = file.details.get("size")
+    if recorded is not None and size != recorded:
+        return Backing.unavailable(f"{host} has {size} bytes but was {recorded} at dump time: "
+                                   "it changed since")
+    return Backing.file(host, size)
+
+
+_ZERO_BACKING = Backing("zero")

@@ -1,0 +1,411 @@
+"""Build synthetic CRIU checkpoints for tests, with pycriu's message classes and
+the real framing.
+
+Images written here are what CRIU writes, byte for byte in layout::
+
+    IMAGE  ::= u32 IMG_COMMON (0x54564319)  u32 MAGIC  { u32 SIZE  MESSAGE [PAYLOAD] }
+    inventory.img ::= u32 INVENTORY_MAGIC  { u32 SIZE MESSAGE }     (no head magic)
+    pages-<id>.img ::= raw page data, no header
+
+Message classes come from ``decoders.schema.get_schema().message_class(name)``
+and magics from ``get_schema().magic_by_name``, so a test exercises the same
+schema the decoders use.  Required fields left unset are filled with zeros
+(``fill_required``) unless ``partial=True`` is asked for, which is how
+corruption tests write entries a real CRIU never would.
+
+Typical use::
+
+    ck = CheckpointBuilder(tmp_path / "ck")
+    ck.inventory()
+    ck.pstree([proc(1)])
+    ck.process(1, vmas=[vma(0x10000, 0x14000)],
+               runs=[run(0x10000, 2, PRESENT, b"A" * 8192)])
+    checkpoint = crit_plus.open_checkpoint(ck.directory)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from decoders.flags import PAGE_SIZE, MapFlags, PageFlags, Prot, VmaStatus
+from decoders.schema import get_schema
+
+IMG_COMMON = 0x54564319
+
+PARENT = int(PageFlags.PARENT)
+LAZY = int(PageFlags.LAZY)
+PRESENT = int(PageFlags.PRESENT)
+
+_U32 = struct.Struct("<I")
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+def message_class(name):
+    """The pycriu message class ``name`` (``pagemap_entry``, ``core_entry``, ...)."""
+    cls = get_schema().message_class(name)
+    if cls is None:
+        raise LookupError(f"the loaded schema has no message {name}")
+    return cls
+
+
+def _zero(field):
+    if field.type == field.TYPE_STRING:
+        return ""
+    if field.type == field.TYPE_BYTES:
+        return b""
+    if field.type == field.TYPE_BOOL:
+        return False
+    if field.type == field.TYPE_ENUM:
+        return field.enum_type.values[0].number
+    if field.type in (field.TYPE_FLOAT, field.TYPE_DOUBLE):
+        return 0.0
+    return 0
+
+
+def fill_required(msg):
+    """Set every unset required field of ``msg`` (recursively) to zero / empty."""
+    for field in msg.DESCRIPTOR.fields:
+        if field.label == field.LABEL_REPEATED:
+            if field.type == field.TYPE_MESSAGE:
+                for item in getattr(msg, field.name):
+                    fill_required(item)
+            continue
+        if field.type == field.TYPE_MESSAGE:
+            if field.label == field.LABEL_REQUIRED or msg.HasField(field.name):
+                sub = getattr(msg, field.name)
+                sub.SetInParent()
+                fill_required(sub)
+        elif field.label == field.LABEL_REQUIRED and not msg.HasField(field.name):
+            setattr(msg, field.name, _zero(field))
+    return msg
+
+
+def _assign(msg, values):
+    for name, value in values.items():
+        field = msg.DESCRIPTOR.fields_by_name.get(name)
+        if field is None:
+            raise KeyError(f"{msg.DESCRIPTOR.name} has no field {name}")
+        if field.label == field.LABEL_REPEATED:
+            target = getattr(msg, name)
+            for item in value:
+                if field.type == field.TYPE_MESSAGE:
+                    if isinstance(item, dict):
+                        _assign(target.add(), item)
+                    else:
+                        target.add().CopyFrom(item)
+                else:
+                    target.append(item)
+        elif field.type == field.TYPE_MESSAGE:
+            if isinstance(value, dict):
+                sub = getattr(msg, name)
+                sub.SetInParent()
+                _assign(sub, value)
+            else:
+                getattr(msg, name).CopyFrom(value)
+        else:
+            setattr(msg, name, value)
+
+
+def message(type_name, partial=False, **fields):
+    """A ``type_name`` message with ``fields`` (dicts for sub-messages, lists for
+    repeated fields); unset required fields are zero unless ``partial``."""
+    msg = message_class(type_name)()
+    _assign(msg, fields)
+    if not partial:
+        fill_required(msg)
+    return msg
+
+
+# -- framing ------------------------------------------------------------------------------
+
+
+def magic(name):
+    """The magic value of image kind ``name`` (``PSTREE``, ``PAGEMAP``, ...)."""
+    return get_schema().magic_by_name[name]
+
+
+def entry_bytes(entry):
+    """``u32 SIZE + MESSAGE [+ PAYLOAD]`` for an entry: a message, raw message
+    bytes, or a ``(message_or_bytes, payload)`` tuple."""
+    payload = b""
+    if isinstance(entry, tuple):
+        entry, payload = entry
+    data = entry if isinstance(entry, (bytes, bytearray)) else entry.SerializePartialToString()
+    return _U32.pack(len(data)) + bytes(data) + bytes(payload)
+
+
+def image_bytes(magic_name, entries=(), head=True):
+    """The bytes of an image of kind ``magic_name`` holding ``entries``."""
+    prefix = _U32.pack(IMG_COMMON) if head else b""
+    return prefix + _U32.pack(magic(magic_name)) + b"".join(entry_bytes(e) for e in entries)
+
+
+# -- VMAs and page runs -------------------------------------------------------------------------
+
+_KINDS = {
+    # kind: (status, flags)
+    "anon": (VmaStatus.REGULAR | VmaStatus.ANON_PRIVATE, MapFlags.PRIVATE | MapFlags.ANONYMOUS),
+    "heap": (VmaStatus.REGULAR | VmaStatus.HEAP | VmaStatus.ANON_PRIVATE,
+             MapFlags.PRIVATE | MapFlags.ANONYMOUS),
+    "stack": (VmaStatus.REGULAR | VmaStatus.STACK | VmaStatus.ANON_PRIVATE,
+              MapFlags.PRIVATE | MapFlags.ANONYMOUS | MapFlags.GROWSDOWN),
+    "vdso": (VmaStatus.REGULAR | VmaStatus.VDSO | VmaStatus.ANON_PRIVATE,
+             MapFlags.PRIVATE | MapFlags.ANONYMOUS),
+    "vvar": (VmaStatus.REGULAR | VmaStatus.VVAR | VmaStatus.ANON_PRIVATE,
+             MapFlags.PRIVATE | MapFlags.ANONYMOUS),
+    "shared": (VmaStatus.REGULAR | VmaStatus.ANON_SHARED, MapFlags.SHARED | MapFlags.ANONYMOUS),
+    "file": (VmaStatus.REGULAR | VmaStatus.FILE_PRIVATE, MapFlags.PRIVATE),
+    "file-shared": (VmaStatus.REGULAR | VmaStatus.FILE_SHARED, MapFlags.SHARED),
+    "memfd": (VmaStatus.REGULAR | VmaStatus.FILE_SHARED | VmaStatus.MEMFD, MapFlags.SHARED),
+}
+
+
+def vma(start, end, kind="anon", prot=Prot.READ | Prot.WRITE, shmid=0, pgoff=0):
+    """A ``vma_entry`` dict for :meth:`CheckpointBuilder.mm` (``kind`` as Vma.kind names it)."""
+    status, flags = _KINDS[kind]
+    return {"start": start, "end": end, "pgoff": pgoff, "shmid": shmid, "prot": int(prot),
+            "flags": int(flags), "status": int(status), "fd": -1}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One pagemap entry to write; ``data`` (``npages`` × 4096 bytes) for PE_PRESENT runs.
+
+    ``style`` is how the entry is written: ``new`` (CRIU 4.2: ``nr_pages``,
+    field 5, with ``compat_nr_pages`` 0), ``compat`` (before 4.2: field 2) or
+    ``in_parent`` (before 3.5: no ``flags``, ``in_parent`` true for PE_PARENT,
+    nothing for PE_PRESENT).
+    """
+
+    vaddr: int
+    npages: int
+    flags: int
+    data: bytes | None = None
+    style: str = "new"
+
+
+def run(vaddr, npages, flags=PRESENT, data=None, style="new"):
+    """A :class:`RunSpec`; a PE_PRESENT run without ``data`` gets a recognisable fill
+    (each page starts with ``page@<address>``)."""
+    if flags & PRESENT and data is None:
+        data = page_pattern(vaddr, npages)
+    if data is not None and len(data) != npages * PAGE_SIZE:
+        raise ValueError(f"run at {vaddr:#x}: {len(data)} bytes for {npages} pages")
+    return RunSpec(vaddr, npages, flags, data, style)
+
+
+def page_pattern(vaddr, npages, tag=b""):
+    """``npages`` pages, each beginning with ``page@<address><tag>`` and padded with
+    the address's low byte."""
+    pages = []
+    for i in range(npages):
+        address = vaddr + i * PAGE_SIZE
+        head = b"page@%x%s;" % (address, tag)
+        pages.append(head + bytes([address >> 12 & 0xFF]) * (PAGE_SIZE - len(head)))
+    return b"".join(pages)
+
+
+def pagemap_entry(spec):
+    """The ``pagemap_entry`` message of a :class:`RunSpec`."""
+    cls = message_class("pagemap_entry")
+    fields = cls.DESCRIPTOR.fields_by_number
+    msg = cls()
+    msg.vaddr = spec.vaddr
+    count_field = fields[2].name  # compat_nr_pages (4.2 schema) or nr_pages (older)
+    if spec.style == "new" and 5 in fields:
+        setattr(msg, count_field, 0)
+        setattr(msg, fields[5].name, spec.npages)
+        msg.flags = spec.flags
+    elif spec.style in ("new", "compat"):
+        setattr(msg, count_field, spec.npages)
+        msg.flags = spec.flags
+    elif spec.style == "in_parent":
+        setattr(msg, count_field, spec.npages)
+        if spec.flags & PARENT:
+            msg.in_parent = True
+    else:
+        raise ValueError(spec.style)
+    return msg
+
+
+# -- a checkpoint directory --------------------------------------------------------------------
+
+
+def proc(pid, ppid=0, pgid=None, sid=None, threads=None):
+    """A ``pstree_entry`` dict."""
+    return {"pid": pid, "ppid": ppid, "pgid": pgid if pgid is not None else pid,
+            "sid": sid if sid is not None else pid,
+            "threads": list(threads) if threads is not None else [pid]}
+
+
+class CheckpointBuilder:
+    """Writes the images of one synthetic checkpoint into ``directory``."""
+
+    def __init__(self, directory):
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self._next_pages_id = 1
+        self._next_file_id = 1
+        self._files = []
+
+    def path(self, name):
+        """The path of image ``name`` in the checkpoint."""
+        return os.path.join(self.directory, name)
+
+    def write(self, name, magic_name, entries=(), head=True):
+        """Write image ``name`` of kind ``magic_name``."""
+        with open(self.path(name), "wb") as handle:
+            handle.write(image_bytes(magic_name, entries, head))
+        return self.path(name)
+
+    def write_raw(self, name, data):
+        """Write raw bytes (pages images, or deliberately broken images)."""
+        with open(self.path(name), "wb") as handle:
+            handle.write(data)
+        return self.path(name)
+
+    # -- one image each ------------------------------------------------------------------------
+    def inventory(self, **fields):
+        """``inventory.img`` (no head magic)."""
+        values = {"img_version": 2, "fdinfo_per_id": True}
+        values.update(fields)
+        return self.write("inventory.img", "INVENTORY", [message("inventory_entry", **values)],
+                          head=False)
+
+    def pstree(self, entries):
+        """``pstree.img`` from :func:`proc` dicts."""
+        return self.write("pstree.img", "PSTREE",
+                          [message("pstree_entry", **entry) for entry in entries])
+
+    def core(self, tid, comm="synth", task_state=1, leader=True, uid=0, exit_code=0):
+        """``core-<tid>.img``: x86_64; the task part (state, comm) only for a leader."""
+        fields = {"mtype": 1,
+                  "thread_core": {"futex_rla": 0, "futex_rla_len": 0, "comm": comm,
+                                  "creds": {"uid": uid, "gid": uid, "euid": uid, "egid": uid,
+                                            "suid": uid, "sgid": uid, "fsuid": uid,
+                                            "fsgid": uid, "secbits": 0}}}
+        if leader:
+            fields["tc"] = {"task_state": task_state, "exit_code": exit_code, "personality": 0,
+                            "flags": 0, "blk_sigset": 0, "comm": comm}
+        return self.write(f"core-{tid}.img", "CORE", [message("core_entry", **fields)])
+
+    def ids(self, pid, files_id=None, vm_id=None):
+        """``ids-<pid>.img``."""
+        files_id = pid if files_id is None else files_id
+        return self.write(f"ids-{pid}.img", "IDS", [message(
+            "task_kobj_ids_entry", vm_id=vm_id if vm_id is not None else pid, files_id=files_id,
+            fs_id=pid, sighand_id=pid)])
+
+    def fs(self, pid, cwd_id=0, root_id=0):
+        """``fs-<pid>.img``."""
+        return self.write(f"fs-{pid}.img", "FS",
+                          [message("fs_entry", cwd_id=cwd_id, root_id=root_id, umask=0o22)])
+
+    def mm(self, pid, vmas, exe_file_id=0, arg=(0, 0), env=(0, 0)):
+        """``mm-<pid>.img`` with ``vmas`` (:func:`vma` dicts) and arg/env address ranges."""
+        return self.write(f"mm-{pid}.img", "MM", [message(
+            "mm_entry", vmas=vmas, exe_file_id=exe_file_id, mm_arg_start=arg[0],
+            mm_arg_end=arg[1], mm_env_start=env[0], mm_env_end=env[1])])
+
+    def pagemap(self, name, runs, pages_id=None, write_pages=True):
+        """Write pagemap image ``name`` (``pagemap-<pid>.img`` or
+        ``pagemap-shmem-<shmid>.img``) and, unless told not to, its pages file:
+        the data of PE_PRESENT runs in entry order.  Returns the pages id."""
+        if pages_id is None:
+            pages_id = self._next_pages_id
+        self._next_pages_id = max(self._next_pages_id, pages_id + 1)
+        head = message("pagemap_head", pages_id=pages_id)
+        self.write(name, "PAGEMAP", [head] + [pagemap_entry(spec) for spec in runs])
+        if write_pages:
+            self.write_raw(f"pages-{pages_id}.img",
+                           b"".join(spec.data for spec in runs if spec.flags & PRESENT))
+        return pages_id
+
+    def add_file(self, fd_type, detail_field=None, **detail):
+        """Queue a ``files.img`` entry; returns its id.  ``detail_field`` names the
+        sub-message (``reg``, ``usk``, ``memfd``, ...)."""
+        file_id = detail.pop("id", None) or self._next_file_id
+        self._next_file_id = max(self._next_file_id, file_id + 1)
+        fields = {"type": fd_type, "id": file_id}
+        if detail_field is not None:
+            fields[detail_field] = dict(detail, id=file_id)
+        self._files.append(message("file_entry", **fields))
+        return file_id
+
+    def add_reg(self, name, size=None, **extra):
+        """Queue a regular file entry named ``name``; returns its id."""
+        fields = {"name": name, "flags": 0, "pos": 0, "fown": {}}
+        if size is not None:
+            fields["size"] = size
+        fields.update(extra)
+        return self.add_file(1, "reg", **fields)
+
+    def files(self):
+        """Write ``files.img`` with every queued entry."""
+        return self.write("files.img", "FILES", self._files)
+
+    def fdinfo(self, files_id, fds):
+        """``fdinfo-<files_id>.img`` from ``(fd, file id, fd type)`` triples."""
+        return self.write(f"fdinfo-{files_id}.img", "FDINFO", [
+            message("fdinfo_entry", fd=fd, id=file_id, type=fd_type, flags=0)
+            for fd, file_id, fd_type in fds])
+
+    def parent(self, target, relative=True):
+        """Make ``parent`` a symlink to ``target`` (as ``--prev-images-dir`` does)."""
+        target = os.fspath(target)
+        link = self.path("parent")
+        if relative:
+            target = os.path.relpath(target, self.directory)
+        os.symlink(target, link)
+        return link
+
+    # -- a whole process ----------------------------------------------------------------------
+    def reg_id(self, name, **extra):
+        """The id of a regular-file entry named ``name``, queued once per name."""
+        known = getattr(self, "_reg_ids", None)
+        if known is None:
+            known = self._reg_ids = {}
+        if name not in known:
+            known[name] = self.add_reg(name, **extra)
+        return known[name]
+
+    def process(self, pid, vmas=(), runs=(), comm="synth", task_state=1, threads=(),
+                files_id=None, fds=(), exe="/usr/bin/synth", cwd="/", root="/",
+                arg=(0, 0), env=(0, 0), pages_id=None, write_pages=True):
+        """Write core (and thread cores), ids, fs, mm, pagemap, pages and fdinfo of one
+        process; ``exe``, ``cwd`` and ``root`` become regular-file entries (write
+        them with :meth:`finish`).  With ``write_pages=False`` the caller writes
+        ``pages-<id>.img`` itself (runs may then carry no data).  Returns its pages id."""
+        self.core(pid, comm=comm, task_state=task_state)
+        for tid in threads:
+            if tid != pid:
+                self.core(tid, comm=f"{comm}-t{tid}", leader=False)
+        files_id = pid if files_id is None else files_id
+        self.ids(pid, files_id=files_id)
+        self.fs(pid, cwd_id=self.reg_id(cwd), root_id=self.reg_id(root))
+        self.mm(pid, list(vmas), exe_file_id=self.reg_id(exe), arg=arg, env=env)
+        self.fdinfo(files_id, fds)
+        return self.pagemap(f"pagemap-{pid}.img", list(runs), pages_id=pages_id,
+                            write_pages=write_pages)
+
+    def zombie(self, pid, comm="zombie", exit_code=0):
+        """Only ``core-<pid>.img`` with task_state 2 (DEAD), as CRIU writes a zombie."""
+        return self.core(pid, comm=comm, task_state=2, exit_code=exit_code)
+
+    def finish(self):
+        """Write the images collected along the way (``files.img``)."""
+        return self.files()
+
+
+def minimal(directory, pid=1, vmas=(), runs=(), **process):
+    """A one-process checkpoint: inventory, pstree, the process, files; returns the builder."""
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(pid, threads=process.get("threads") or None)])
+    builder.process(pid, vmas=vmas, runs=runs, **process)
+    builder.finish()
+    return builder
