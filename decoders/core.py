@@ -14,8 +14,8 @@ def _creds(msg):
     return Creds(
         msg.uid, msg.gid, msg.euid, msg.egid, msg.suid, msg.sgid, msg.fsuid, msg.fsgid,
         tuple(msg.groups), tuple(msg.cap_eff), tuple(msg.cap_prm), tuple(msg.cap_bnd),
-        msg.lsm_profile if msg.HasField("lsm_profile") else None,
-        msg.no_new_privs if msg.HasField("no_new_privs") else None,
+        _optional(msg, "lsm_profile"),
+        _optional(msg, "no_new_privs"),  # not in older schemas (3.17)
     )
 
 
