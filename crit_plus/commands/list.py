@@ -7,19 +7,12 @@ import click
 from ..render import write_json, write_table
 from ..sources import discover
 from ..sources.discover import DEFAULT_DEPTH
+from ..describe import human_bytes
 from .options import format_option
 
 COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),
            ("taken_at_text", "TAKEN AT (UTC)"), ("size_text", "SIZE"),
            ("criu_version", "CRIU"), ("images_dir", "PATH"))
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def _size_text(size):
-    value, unit = float(size), 0
-    while value >= 1024 and unit < len(_UNITS) - 1:
-        value, unit = value / 1024, unit + 1
-    return f"{size} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
 
 
 def _row(source):
@@ -35,7 +28,7 @@ def _row(source):
         "taken_at_source": source.taken_at_source,
         "taken_at_text": None if taken is None else taken.strftime("%Y-%m-%d %H:%M:%S")
         + (" (mtime)" if source.taken_at_source == "mtime" else ""),
-        "size": source.size, "size_text": _size_text(source.size),
+        "size": source.size, "size_text": human_bytes(source.size),
         "criu_version": source.criu_version, "kernel": source.kernel,
         "images_dir": str(source.images_dir),
         "findings": [str(finding) for finding in source.findings],
