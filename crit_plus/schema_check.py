@@ -16,9 +16,7 @@ from decoders.jsonform import Converter
 from decoders.kinds import raw_kind
 from decoders.schema import get_schema
 
-_VERSION_LINE = re.compile(r"^\([0-9. ]+\) Version: (?P<version>[0-9][0-9.]*)")
-_LOG_SCAN_LINES = 200
-
+from .sources.logs import read_header
 
 def version_tuple(text):
     """``"4.2.1"`` → ``(4, 2, 1)``; None for text without a version."""
@@ -31,14 +29,10 @@ def dump_log_version(images_dir):
     log = Path(images_dir) / "dump.log"
     if not log.is_file():
         return None
-    with open(log, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle):
-            match = _VERSION_LINE.match(line)
-            if match:
-                return match.group("version")
-            if number > _LOG_SCAN_LINES:
-                break
-    return None
+    try:
+        return read_header(log).version
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -72,8 +66,12 @@ class SchemaCurrency:
                 f"({'; '.join(parts)}): run `make schema` for CRIU 4.2.1's")
 
 
-def check_checkpoint(images_dir):
-    """Scan the metadata images of ``images_dir`` for fields the schema lacks."""
+def check_checkpoint(images_dir, dump_version=None):
+    """Scan the metadata images of ``images_dir`` for fields the schema lacks.
+
+    ``dump_version`` is the CRIU version the source already knows (from a
+    manager's log); otherwise it is looked for in ``dump.log``.
+    """
     converter = Converter(get_schema())
     with_unknown = []
     for path in sorted(Path(images_dir).iterdir()):
@@ -87,5 +85,6 @@ def check_checkpoint(images_dir):
                 pass
         if sum(converter.unknown_seen.values()) > before:
             with_unknown.append(path.name)
-    return SchemaCurrency(get_schema().criu_version, dump_log_version(images_dir),
+    return SchemaCurrency(get_schema().criu_version,
+                          dump_version or dump_log_version(images_dir),
                           dict(converter.unknown_seen), tuple(with_unknown))

@@ -11,6 +11,7 @@ from decoders.schema import get_schema, own_schema_dir
 from .. import __version__
 from ..render import write_fields, write_json
 from ..schema_check import check_checkpoint
+from ..sources import resolve
 from .options import format_option
 
 
@@ -28,12 +29,15 @@ def version_facts():
 
 
 @click.command()
-@click.argument("checkpoint", required=False, metavar="[DIR]",
-                type=click.Path(exists=True, file_okay=False))
+@click.argument("checkpoint", required=False, metavar="[PATH]")
+@click.option("--lxd-dir", type=click.Path(file_okay=False),
+              help="LXD/Incus directory instead of the standard ones.")
+@click.option("--project", help="LXD/Incus project of a NAME.")
 @format_option()
-def version(checkpoint, fmt):
+def version(checkpoint, lxd_dir, project, fmt):
     """Show crit-plus's version, the pycriu it loaded and where from; with a
-    checkpoint DIR, also whether it was written by a newer CRIU than the schema.
+    checkpoint PATH (a directory, lxd:NAME/SNAP, an archive), also whether it
+    was written by a newer CRIU than the schema.
 
     crit-plus prefers its own current schema (built by `make schema` from
     CRIU 4.2.1's sources) over the distribution's pycriu, which may be older
@@ -47,7 +51,8 @@ def version(checkpoint, fmt):
     facts = version_facts()
     warning = None
     if checkpoint:
-        currency = check_checkpoint(checkpoint)
+        with resolve(checkpoint, lxd_dir=lxd_dir, project=project) as source:
+            currency = check_checkpoint(source.images_dir, source.criu_version)
         facts.update(
             checkpoint=checkpoint,
             checkpoint_criu_version=currency.dump_version,
