@@ -30,7 +30,7 @@ def dump_log_version(images_dir):
     if not log.is_file():
         return None
     try:
-        return read_header(log).version
+        return read_header(log).criu_version
     except OSError:
         return None
 
