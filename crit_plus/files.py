@@ -22,7 +22,6 @@ numbers, enums (``IntEnum``: both a number and a name) and resolved facts.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import os
 import posixpath
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 
 from decoders.errors import DecodeError
 from decoders.fdinfo import read_files
-from decoders.flags import FdType
+from decoders.flags import FdType, NamedInt
 from decoders.image import open_image
 
 from .findings import ERROR, WARNING, Finding, error_finding
@@ -66,17 +65,7 @@ def kind_of(fd_type):
         return f"unknown({int(fd_type)})"
 
 
-class _Named(enum.IntEnum):
-    @classmethod
-    def of(cls, value):
-        """The member for ``value``, or the int itself when unnamed."""
-        try:
-            return cls(value)
-        except ValueError:
-            return value
-
-
-class SockFamily(_Named):
+class SockFamily(NamedInt):
     """Socket address families CRIU dumps."""
 
     UNIX = 1
@@ -86,7 +75,7 @@ class SockFamily(_Named):
     PACKET = 17
 
 
-class SockType(_Named):
+class SockType(NamedInt):
     """Socket types."""
 
     STREAM = 1
@@ -97,7 +86,7 @@ class SockType(_Named):
     PACKET = 10
 
 
-class SockState(_Named):
+class SockState(NamedInt):
     """Socket states as the kernel reports them (TCP's names; unix sockets use
     ESTABLISHED, LISTEN and CLOSE for unconnected)."""
 
@@ -114,7 +103,7 @@ class SockState(_Named):
     CLOSING = 11
 
 
-class IpProto(_Named):
+class IpProto(NamedInt):
     """IP protocols."""
 
     ICMP = 1
@@ -125,7 +114,7 @@ class IpProto(_Named):
     SCTP = 132
 
 
-class RemapType(_Named):
+class RemapType(NamedInt):
     """``remap_file_path_entry.remap_type``."""
 
     LINKED = 0
@@ -133,7 +122,7 @@ class RemapType(_Named):
     PROCFS = 2
 
 
-class TtyType(_Named):
+class TtyType(NamedInt):
     """``tty_info_entry.type``."""
 
     UNKNOWN = 0

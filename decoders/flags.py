@@ -77,7 +77,19 @@ class PageFlags(enum.IntFlag):
     PRESENT = 1 << 2
 
 
-class FdType(enum.IntEnum):
+class NamedInt(enum.IntEnum):
+    """An IntEnum whose :meth:`of` keeps values newer than the table as plain ints."""
+
+    @classmethod
+    def of(cls, value):
+        """The member for ``value``, or the int itself when this table lacks it."""
+        try:
+            return cls(value)
+        except ValueError:
+            return value
+
+
+class FdType(NamedInt):
     """``fd_types`` of ``fdinfo.proto``: what an fd or a files.img entry is."""
 
     UND = 0
@@ -104,16 +116,8 @@ class FdType(enum.IntEnum):
     CTL_TTY = 65534
     AUTOFS_PIPE = 65535
 
-    @classmethod
-    def of(cls, value):
-        """The member for ``value``, or the int itself when newer than this table."""
-        try:
-            return cls(value)
-        except ValueError:
-            return value
 
-
-class TaskState(enum.IntEnum):
+class TaskState(NamedInt):
     """``task_core_entry.task_state`` as CRIU writes it.
 
     A zombie is written as DEAD (2) with only a core image; pycriu's name table
@@ -129,11 +133,3 @@ class TaskState(enum.IntEnum):
     def label(self):
         """The word users expect: alive, zombie, stopped."""
         return {1: "alive", 2: "zombie", 3: "stopped", 6: "zombie"}[self.value]
-
-    @classmethod
-    def of(cls, value):
-        """The member for ``value``, or the int itself for unknown states."""
-        try:
-            return cls(value)
-        except ValueError:
-            return value
