@@ -33,6 +33,8 @@ import sys
 from dataclasses import dataclass, field
 
 ENV_VAR = "CRIT_PLUS_PYCRIU"
+#: The CRIU whose schema ``make schema`` builds (scripts/build-pycriu).
+CURRENT_CRIU = "4.2.1"
 SCHEMA_MARKER = "CRIT_PLUS_SCHEMA"
 INSTALL_HINT = (
     "pycriu (CRIU's Python library) was not found: install your distribution's "

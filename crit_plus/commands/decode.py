@@ -9,6 +9,7 @@ import click
 
 from decoders.image import image_from_bytes, open_image
 from decoders.jsonform import Converter
+from decoders.schema import CURRENT_CRIU
 
 from ..jsontext import write_document
 from .options import open_output
@@ -47,8 +48,8 @@ def report_unknown_fields(converter, schema):
     more = ", ..." if len(seen) > 6 else ""
     click.echo(
         f"crit-plus: {total} field(s) unknown to the CRIU {schema.criu_version or '?'} schema "
-        f"({listed}{more}), shown by number in \"_unknown_fields\"; a newer CRIU schema names "
-        "them: run `make schema` (see `crit-plus version`)",
+        f"({listed}{more}), shown by number in \"_unknown_fields\"; the CRIU {CURRENT_CRIU} "
+        "schema names them: run `make schema` (see `crit-plus version`)",
         err=True,
     )
 
