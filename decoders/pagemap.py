@@ -7,8 +7,9 @@ Rules (see docs/format.md):
 - the page count is field 5 (``nr_pages``, uint64) since CRIU 4.2, which
   writes field 2 as 0; older CRIUs use field 2.  Field 5 is read even when the
   loaded schema predates it;
-- no flags at all means PE_PRESENT; ``in_parent`` (before CRIU 3.5) means
-  PE_PARENT.
+- no ``flags`` field means PE_PRESENT; ``in_parent`` (before CRIU 3.5) adds
+  PE_PARENT; an explicit ``flags`` of 0 is a hole (CRIU's
+  ``init_compat_pagemap_entry``).
 """
 
 from __future__ import annotations
@@ -40,18 +41,19 @@ _FLAGS = {value: PageFlags(value) for value in range(8)}
 
 
 def run_flags(msg):
-    """The effective :class:`PageFlags` of a ``pagemap_entry``."""
+    """The effective :class:`PageFlags` of a ``pagemap_entry``, as CRIU computes them
+    (``init_compat_pagemap_entry``): ``in_parent`` adds PE_PARENT; an entry
+    without a ``flags`` field is PE_PRESENT; an explicit 0 stays 0 (a hole)."""
     flags = msg.flags
-    if flags:
-        return _FLAGS.get(flags) or PageFlags(flags)
     if msg.in_parent:
-        return PageFlags.PARENT
-    return PageFlags.PRESENT
+        flags |= PageFlags.PARENT
+    elif not flags and not msg.HasField("flags"):
+        return PageFlags.PRESENT
+    return _FLAGS.get(flags) or PageFlags(flags)
 
 
 def read_pagemap(path):
     """Return the :class:`Pagemap` of the pagemap image at ``path``."""
-    present, parent = PageFlags.PRESENT, PageFlags.PARENT
     with open_image(path) as image:
         batches = image.message_batches()
         head = next(batches, None)
@@ -65,13 +67,12 @@ def read_pagemap(path):
         append = runs.append
         make = tuple.__new__  # PageRun(...) without the named tuple's extra call
         for index, _bounds, messages in batches:
-            for msg in messages:  # inlined page_count / run_flags: the hot loop
+            for msg in messages:  # inlined page_count, and run_flags for the usual case
                 flags = msg.flags
                 append(make(PageRun, (
                     msg.vaddr,
                     (msg.nr_pages or msg.compat_nr_pages) if knows else page_count(msg, False),
-                    (_FLAGS.get(flags) or PageFlags(flags)) if flags
-                    else (parent if msg.in_parent else present),
+                    (flags and not msg.in_parent and _FLAGS.get(flags)) or run_flags(msg),
                     index,
                 )))
                 index += 1
