@@ -43,3 +43,189 @@ def maps_perms(prot, flags):
     """``/proc/PID/maps`` permission text: ``r-xp``, ``rw-s``."""
     shared = "s" if MapFlags(flags) & MapFlags.SHARED else "p"
     return Prot(prot).text() + shared
+
+
+# -- dump statistics, open files, sockets, command lines (summarize and the explorers) ----
+
+#: ``stats-dump`` fields (``dump_stats_entry``, CRIU's criu/stats.c): label and unit.
+#: Times are microseconds; fields newer than this table are shown as plain numbers.
+DUMP_STATS = {
+    "freezing_time": ("freezing", "us"),
+    "frozen_time": ("frozen", "us"),
+    "memdump_time": ("memory dump", "us"),
+    "memwrite_time": ("memory write", "us"),
+    "irmap_resolve": ("inotify path resolving", "us"),
+    "pages_scanned": ("pages scanned", "pages"),
+    "pages_skipped_parent": ("pages skipped (in parent)", "pages"),
+    "pages_written": ("pages written", "pages"),
+    "pages_lazy": ("pages left lazy", "pages"),
+    "page_pipes": ("page pipes", "count"),
+    "page_pipe_bufs": ("page pipe buffers", "count"),
+    "shpages_scanned": ("shared pages scanned", "pages"),
+    "shpages_skipped_parent": ("shared pages skipped (in parent)", "pages"),
+    "shpages_written": ("shared pages written", "pages"),
+}
+
+
+def stat_label(name):
+    """The label of a ``stats-dump`` field (its name when unknown)."""
+    return DUMP_STATS.get(name, (name.replace("_", " "), None))[0]
+
+
+def stat_text(name, value):
+    """A ``stats-dump`` value in its unit: ``"79.4 ms"``, ``"3254 (12.7 MiB)"``."""
+    unit = DUMP_STATS.get(name, (None, None))[1]
+    if value is None:
+        return None
+    if unit == "us":
+        return duration_us(value)
+    if unit == "pages":
+        return pages_text(value)
+    return str(value)
+
+
+_O_ACCMODE, _O_WRONLY, _O_RDWR, _O_APPEND = 0o3, 0o1, 0o2, 0o2000
+
+
+def open_mode(flags):
+    """Access mode of open ``flags``: ``r``, ``w``, ``rw`` (``+a`` when appending)."""
+    if flags is None:
+        return None
+    mode = {0: "r", _O_WRONLY: "w", _O_RDWR: "rw"}.get(flags & _O_ACCMODE, "?")
+    return mode + ("+a" if flags & _O_APPEND else "")
+
+
+_EPOLL_EVENTS = ((0x1, "in"), (0x2, "pri"), (0x4, "out"), (0x8, "err"), (0x10, "hup"),
+                 (0x2000, "rdhup"), (1 << 28, "exclusive"), (1 << 29, "wakeup"),
+                 (1 << 30, "oneshot"), (1 << 31, "et"))
+
+
+def epoll_events(mask):
+    """``EPOLL*`` bits as ``in,err,hup``."""
+    words = [word for bit, word in _EPOLL_EVENTS if mask & bit]
+    rest = mask & ~sum(bit for bit, _ in _EPOLL_EVENTS)
+    if rest:
+        words.append(f"{rest:#x}")
+    return ",".join(words) or "0"
+
+
+def enum_text(value):
+    """A named value (socket family, type, state...) as a lower-case word."""
+    if value is None:
+        return None
+    name = getattr(value, "name", None)
+    return name.lower() if name else str(value)
+
+
+def endpoints_text(endpoints):
+    """``((pid, fd), ...)`` or Endpoint records as ``12525:13, 12528:13``."""
+    return ", ".join(f"{e[0]}:{e[1]}" if isinstance(e, tuple) else f"{e.pid}:{e.fd}"
+                     for e in endpoints)
+
+
+def fd_description(kind, name, details, peers=(), targets=(), queued=None):
+    """What an open file is, in one line: a path with ``(deleted)``, a pipe or
+    FIFO with its id, socket addresses and peer fds, an eventfd's count, what an
+    epoll fd watches, a memfd's size, a tty..."""
+    d = details or {}
+    text = name or kind
+    if kind == "file":
+        if d.get("deleted"):
+            text += " (deleted)"
+    elif kind == "fifo":
+        text = f"{name} (fifo:[{d.get('pipe_id')}])"
+    elif kind == "unix":
+        words = [w for w in (enum_text(d.get("type")), enum_text(d.get("state"))) if w]
+        text = f"unix {name} ({', '.join(words)})" if words else f"unix {name}"
+        if d.get("external_peer"):
+            text += f" -> socket:[{d.get('peer_ino')}] outside the checkpoint"
+        elif peers:
+            text += " -> " + endpoints_text(peers)
+    elif kind == "inet":
+        proto = enum_text(d.get("proto")) or "inet"
+        text = f"{proto} {name} ({enum_text(d.get('state'))})"
+        if peers:
+            text += " <-> " + endpoints_text(peers)
+    elif kind == "eventfd":
+        text = f"eventfd count={d.get('counter')}"
+    elif kind == "eventpoll":
+        watched = [f"{t.fd} {t.name or t.kind or '?'} [{epoll_events(t.events)}]"
+                   for t in targets]
+        text = "epoll: " + ("; ".join(watched) if watched else "nothing watched")
+    elif kind == "memfd":
+        size = d.get("size")
+        text = f"{name} ({human_bytes(size)})" if size is not None else name
+    elif kind == "tty":
+        tty_type = enum_text(d.get("tty_type"))
+        text = f"{name or 'tty'} ({tty_type})" if tty_type else (name or "tty")
+    elif kind == "signalfd":
+        signals = d.get("signals") or ()
+        text = "signalfd: " + (",".join(str(n) for n in signals) or "no signals")
+    elif kind == "inotify":
+        text = f"inotify: {len(d.get('watches') or ())} watches"
+    elif kind == "timerfd":
+        text = f"timerfd (clock {d.get('clockid')})"
+    elif kind == "netlink":
+        text = f"{name} (protocol {d.get('protocol')})"
+    if queued:
+        text += f" [{human_bytes(queued)} queued]"
+    return text
+
+
+def cmdline_text(argv, comm=None):
+    """A command line as ``ps`` shows it; ``[comm]`` when it cannot be read."""
+    if argv:
+        return " ".join(argv)
+    return f"[{comm}]" if comm is not None else None
+
+
+def address_range(start, end):
+    """``/proc/PID/maps`` address text: ``00400000-0041f000``."""
+    return f"{start:08x}-{end:08x}"
+
+
+# -- shares, rates and transfer times (size) -------------------------------------------------
+
+_DECIMAL = ((10 ** 12, "T"), (10 ** 9, "G"), (10 ** 6, "M"), (10 ** 3, "k"))
+
+
+def percent(part, whole):
+    """``part`` as a share of ``whole``: ``"97.9%"``; None when ``whole`` is 0 or unknown."""
+    if part is None or not whole:
+        return None
+    return f"{100 * part / whole:.1f}%"
+
+
+def _decimal(value, unit):
+    for factor, prefix in _DECIMAL:
+        if value >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def human_rate(bytes_per_second):
+    """A transfer rate both ways: ``125000000`` → ``"1 Gbit/s (125 MB/s)"``."""
+    if bytes_per_second is None:
+        return None
+    return f"{_decimal(bytes_per_second * 8, 'bit/s')} ({_decimal(bytes_per_second, 'B/s')})"
+
+
+def human_seconds(seconds):
+    """A duration for people: ``"0.11 s"``, ``"12.3 s"``, ``"2 min 05 s"``, ``"1 h 02 min"``."""
+    if seconds is None:
+        return None
+    if seconds == 0:
+        return "0 s"
+    if seconds < 0.001:
+        return "< 1 ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -55,3 +55,153 @@ def _cell(value):
     if isinstance(value, bool):
         return "yes" if value else "no"
     return safe_text(value)
+
+
+# -- trees, colour, JSON values and hex dumps (the explorers and summarize) ---------------
+
+_TREE_UTF8 = ("├─ ", "└─ ", "│  ", "   ")
+_TREE_ASCII = ("|- ", "`- ", "|  ", "   ")
+
+_COLORS = {"red": "31", "yellow": "33", "green": "32", "cyan": "36", "dim": "2", "bold": "1"}
+
+
+def tree_prefixes(depths, ascii_only=False):
+    """Box-drawing prefixes for rows listed depth-first with these ``depths``."""
+    tee, elbow, pipe, blank = _TREE_ASCII if ascii_only else _TREE_UTF8
+    depths = list(depths)
+    seen = []  # seen[k]: a later row at depth k before any shallower row
+    prefixes = [""] * len(depths)
+    for i in range(len(depths) - 1, -1, -1):
+        depth = max(0, depths[i])
+        if len(seen) <= depth:
+            seen.extend([False] * (depth + 1 - len(seen)))
+        if depth:
+            prefixes[i] = "".join(pipe if seen[k] else blank for k in range(1, depth)) + \
+                (tee if seen[depth] else elbow)
+        seen[depth] = True
+        for k in range(depth + 1, len(seen)):
+            seen[k] = False
+    return prefixes
+
+
+def _ascii_only(out):
+    encoding = getattr(out, "encoding", None) or "utf-8"
+    try:
+        "├─│└".encode(encoding)
+    except (LookupError, UnicodeEncodeError):
+        return True
+    return False
+
+
+def write_tree(rows, columns, out, label, depth="depth"):
+    """Write ``rows`` as a table whose ``label`` column is drawn as a tree by ``depth``."""
+    prefixes = tree_prefixes((row.get(depth) or 0 for row in rows), _ascii_only(out))
+    drawn = []
+    for prefix, row in zip(prefixes, rows):
+        row = dict(row)
+        value = row.get(label)
+        row[label] = prefix + ("-" if value is None else safe_text(value))
+        drawn.append(row)
+    write_table(drawn, columns, out)
+
+
+def colored(text, color, enabled):
+    """``text`` in ``color`` (red, yellow, green, cyan, dim, bold) when ``enabled``."""
+    if not enabled or not color or text is None:
+        return text
+    return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
+
+
+def jsonable(value):
+    """Plain JSON data from dataclasses, enums, tuples, bytes, datetimes.
+
+    Flag sets (``IntFlag``) stay numbers; named values (``IntEnum``) become their
+    lower-case name; bytes become hex; text that is not valid Unicode (names
+    read with surrogate escapes) gets backslash escapes instead.
+    """
+    import dataclasses
+    import datetime
+    import enum
+
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, enum.IntFlag):
+        return int(value)
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def printable_bytes(data):
+    """Bytes as text for people: printable ASCII kept, every other byte ``.``."""
+    return bytes(b if 0x20 <= b < 0x7F else 0x2E for b in data).decode("ascii")
+
+
+def write_hexdump(pieces, out, width=16, squeeze=True):
+    """Write ``(address, bytes | marker)`` pieces as ``hexdump -C`` lines.
+
+    A marker (anything with ``length`` and ``reason``) is one line saying which
+    bytes are unavailable and why.  With ``squeeze``, runs of identical lines
+    are shown as ``*``, as hexdump does.
+    """
+    pending, at = b"", None
+    last, squeezed, end = None, False, None
+
+    def line(address, chunk):
+        nonlocal last, squeezed, end
+        end = address + len(chunk)
+        if squeeze and chunk == last and len(chunk) == width:
+            if not squeezed:
+                out.write("*\n")
+                squeezed = True
+            return
+        last, squeezed = chunk, False
+        cells = [f"{b:02x}" for b in chunk] + ["  "] * (width - len(chunk))
+        half = width // 2
+        hexes = " ".join(cells[:half]) + "  " + " ".join(cells[half:])
+        out.write(f"{address:012x}  {hexes}  |{printable_bytes(chunk)}|\n")
+
+    for address, data in pieces:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            if pending:
+                line(at, pending)
+                pending = b""
+            if squeezed:
+                out.write(f"{end:012x}\n")
+            last, squeezed = None, False
+            out.write(f"{address:012x}  <{data.length} bytes unavailable: "
+                      f"{safe_text(data.reason)}>\n")
+            continue
+        data = bytes(data)
+        if pending and at + len(pending) == address:
+            data, address = pending + data, at
+        elif pending:
+            line(at, pending)
+        pending = b""
+        full = len(data) - len(data) % width
+        for offset in range(0, full, width):
+            line(address + offset, data[offset:offset + width])
+        if full < len(data):
+            pending, at = data[full:], address + full
+    if pending:
+        line(at, pending)
+    if squeezed:
+        out.write(f"{end:012x}\n")

@@ -1,0 +1,418 @@
+"""What the page data holds: zero pages, duplicates, and how well it compresses.
+
+One sequential pass over every ``pages-<id>.img`` of the checkpoint (the data
+of one pagemap each: a process or a shared-memory object)::
+
+    pages-<id>.img ::= { PAGE(4096 bytes) }   the PE_PRESENT pages of one pagemap,
+                                              in pagemap order; bytes past what the
+                                              pagemap lists are not pages of anyone
+
+Each file is read in ``chunk_size`` pieces into one reused buffer (memory is
+bounded by the chunk, whatever the checkpoint's size).  For every page:
+
+- its 64-bit xxh3 digest (blake2b cut to 8 bytes if the ``xxhash`` package is
+  missing); a page whose digest is the zero page's is compared byte for byte:
+  **zero pages** are exact;
+- a non-zero page is a **duplicate within** its owner if that owner already had
+  the same contents, a **duplicate across** owners if an earlier owner had
+  them, and **unique** (the first copy) otherwise.  Owners are scanned one
+  after the other, so one table ``digest → last owner that had it`` tells the
+  three apart.
+
+The table keeps 8-byte digests only and at most ``table_cap`` of them
+(default 2**19: 2 GiB of distinct data, about 45 MiB).  Past that it keeps a
+content-hash sample: digests below a limit that halves each time the table is
+full again, so every copy of a contents is either always counted or never.
+Counts are kept by digest magnitude, so at the end the pages whose contents
+stayed in the sample are counted exactly and scaled by the sampling factor;
+``exact`` says whether that happened.
+
+**Compressed size**: 1 MiB blocks of page data are compressed with zstd
+level 3 (every block up to 64 MiB of data, else a fixed pseudo-random
+sixteenth of them, at least 64 MiB); the ratio is applied to all the data.
+The deduplicated-and-compressed estimate applies the ratio measured on the
+non-zero pages of the sampled blocks to the distinct non-zero pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+from decoders.flags import PAGE_SIZE
+
+try:  # xxh3 is ~10x faster than blake2b per page (docs/size.md)
+    import xxhash
+except ImportError:  # pragma: no cover - depends on the environment
+    xxhash = None
+
+try:
+    import zstandard
+except ImportError:  # pragma: no cover - zstandard is a dependency
+    zstandard = None
+
+#: Bytes read at a time from a pages file (one reused buffer).
+CHUNK_SIZE = 8 << 20
+
+#: Distinct non-zero page digests kept exactly before sampling starts.
+TABLE_CAP = 1 << 19
+
+#: Size of a compression sample block.
+BLOCK_SIZE = 1 << 20
+
+#: Page data compressed in full up to this many bytes; beyond, a sample.
+FULL_COMPRESSION_BYTES = 64 << 20
+
+#: Fraction of blocks compressed beyond FULL_COMPRESSION_BYTES (at least that many bytes).
+SAMPLE_FRACTION = 1 / 16
+
+COMPRESSOR = "zstd"
+COMPRESSION_LEVEL = 3
+
+_ZERO_PAGE = bytes(PAGE_SIZE)
+_PROCESS_PAGEMAP = re.compile(r"^pagemap-(\d+)\.img$")
+_SHMEM_PAGEMAP = re.compile(r"^pagemap-shmem-(\d+)\.img$")
+_BITS = 64
+
+
+def _blake2b64(data, _blake2b=hashlib.blake2b, _from=int.from_bytes):
+    return _from(_blake2b(data, digest_size=8).digest(), "little")
+
+
+if xxhash is not None:
+    page_digest = xxhash.xxh3_64_intdigest
+    HASH_NAME = "xxh3-64"
+else:  # pragma: no cover - depends on the environment
+    page_digest = _blake2b64
+    HASH_NAME = "blake2b-64"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerContent:
+    """The pages of one pagemap (``pid`` for a process, ``shmid`` for a shared object).
+
+    ``pages`` is what the pagemap lists as present; ``unreadable`` of them were
+    not in the pages file (missing or short).  The other pages are ``zero``,
+    ``dup_within`` (contents this owner already had), ``dup_across`` (contents
+    an earlier owner had) or ``unique``.
+    """
+
+    pid: int | None
+    shmid: int | None
+    comm: str | None
+    pages_file: str
+    pages: int
+    zero: int
+    dup_within: int
+    dup_across: int
+    unique: int
+    unreadable: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentReport:
+    """The page data of a checkpoint, read once.
+
+    Page counts partition ``pages``: ``zero + dup_within + dup_across + unique +
+    unreadable``.  ``dedup_saving`` is what storing each contents once (and no
+    zero pages) saves; ``compressed_estimate`` the page data's size after
+    zstd, ``dedup_compressed_estimate`` after both.  ``exact`` is False when
+    the duplicate counts are scaled from a content-hash sample of
+    ``sample_rate``.
+    """
+
+    bytes_read: int
+    pages: int
+    zero: int
+    dup_within: int
+    dup_across: int
+    unique: int
+    unreadable: int
+    exact: bool
+    sample_rate: float
+    hash_name: str
+    table_cap: int
+    table_peak: int
+    compressor: str
+    compression_level: int
+    sampled_bytes: int
+    sampled_compressed: int
+    compressed_estimate: int | None
+    dedup_compressed_estimate: int | None
+    owners: tuple
+
+    @property
+    def distinct(self):
+        """Distinct page contents (the zero page counts as one)."""
+        return self.unique + (1 if self.zero else 0)
+
+    @property
+    def dedup_saving(self):
+        """Bytes saved by storing every contents once and no zero pages."""
+        return (self.zero + self.dup_within + self.dup_across) * PAGE_SIZE
+
+    @property
+    def compression_ratio(self):
+        """Compressed / original bytes of the sampled blocks, or None."""
+        if not self.sampled_bytes:
+            return None
+        return self.sampled_compressed / self.sampled_bytes
+
+
+class _Owner:
+    """Counters of one owner while scanning: per category, by digest magnitude."""
+
+    def __init__(self, pid, shmid, comm, pages_file, pages):
+        self.pid, self.shmid, self.comm = pid, shmid, comm
+        self.pages_file = pages_file
+        self.pages = pages
+        self.zero = 0
+        self.read = 0
+        # index = 64 - digest.bit_length(): digests below 2**(64 - L) have index >= L
+        self.unique = [0] * (_BITS + 1)
+        self.within = [0] * (_BITS + 1)
+        self.across = [0] * (_BITS + 1)
+
+
+def _owners(checkpoint):
+    """``(owner, path, listed bytes)`` for every pages file, processes in pstree order first."""
+    comms = {process.pid: process.comm for process in checkpoint.processes}
+    order = {pid: i for i, pid in enumerate(comms)}
+    entries = []
+    for info in checkpoint.pages_files:
+        pid = shmid = None
+        for name in info.pagemaps:
+            match = _PROCESS_PAGEMAP.match(name)
+            if match:
+                pid = int(match.group(1))
+                break
+            match = _SHMEM_PAGEMAP.match(name)
+            if match and shmid is None:
+                shmid = int(match.group(1))
+        if pid is not None:
+            shmid = None
+        owner = _Owner(pid, shmid, comms.get(pid), info.name, info.present_pages)
+        key = (0, order.get(pid, len(order)), pid) if pid is not None else (1, shmid or 0, 0)
+        entries.append((key, owner, os.path.join(checkpoint.directory, info.name),
+                        info.present_pages * PAGE_SIZE))
+    entries.sort(key=lambda item: item[0])
+    return [(owner, path, listed) for _key, owner, path, listed in entries]
+
+
+class _Sampler:
+    """Picks the 1 MiB blocks to compress: all of them for small data, else a
+    fixed pseudo-random fraction (Knuth's multiplicative hash of the block index)."""
+
+    def __init__(self, total_bytes):
+        if total_bytes <= FULL_COMPRESSION_BYTES:
+            fraction = 1.0
+        else:
+            fraction = min(1.0, max(SAMPLE_FRACTION, FULL_COMPRESSION_BYTES / total_bytes))
+        self.threshold = int(fraction * (1 << 32))
+        self.index = 0
+
+    def take(self):
+        """True if the next block is to be compressed."""
+        index = self.index
+        self.index += 1
+        return (index * 2654435761) & 0xFFFFFFFF < self.threshold
+
+
+def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=TABLE_CAP,
+                 compress=True):
+    """Read every page of ``checkpoint`` once and return a :class:`ContentReport`.
+
+    ``progress(n)`` is called with the bytes of each piece read.  Only this
+    checkpoint's pages files are read (pages in ``parent/`` are not).
+    """
+    if chunk_size < PAGE_SIZE or chunk_size % PAGE_SIZE:
+        raise ValueError("chunk_size must be a positive multiple of the page size")
+    if table_cap < 1:
+        raise ValueError("table_cap must be positive")
+    owners = _owners(checkpoint)
+    total = 0
+    for _owner, path, listed in owners:
+        try:
+            total += min(listed, os.stat(path).st_size)
+        except OSError:
+            pass
+    compressor = None
+    if compress and zstandard is not None:
+        compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL)
+    sampler = _Sampler(total)
+    state = _ScanState(table_cap)
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    block = min(BLOCK_SIZE, chunk_size)
+    try:
+        for owner, path, listed in owners:
+            owner_index = state.add_owner()
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                continue
+            try:
+                offset = 0
+                while offset < listed:
+                    want = min(chunk_size, listed - offset)
+                    got = _read_into(fd, view[:want], offset)
+                    got -= got % PAGE_SIZE
+                    if not got:
+                        break
+                    data = view[:got]
+                    zeros = state.scan(data, owner, owner_index)
+                    if compressor is not None:
+                        state.compress(compressor, sampler, data, block, zeros)
+                    offset += got
+                    owner.read += got
+                    if progress is not None:
+                        progress(got)
+                    if got < want:
+                        break
+            finally:
+                os.close(fd)
+    finally:
+        view.release()
+    return state.report(owners, compressor is not None)
+
+
+def _read_into(fd, view, offset):
+    """Fill ``view`` from ``fd`` at ``offset``; fewer bytes only at the end of the file."""
+    got = 0
+    size = len(view)
+    while got < size:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            break
+        got += n
+    return got
+
+
+class _ScanState:
+    """The dedup table and the compression sums of one scan."""
+
+    def __init__(self, table_cap):
+        self.cap = table_cap
+        self.seen = {}            # digest -> index of the last owner that had it
+        self.limit = 1 << _BITS   # digests >= limit are outside the sample
+        self.level = 0            # the sample keeps 1 / 2**level of the contents
+        self.peak = 0
+        self.owners = 0
+        self.zero_digest = page_digest(_ZERO_PAGE)
+        self.sampled = 0
+        self.sampled_compressed = 0
+        self.sampled_nonzero = 0
+
+    def add_owner(self):
+        """A new owner's index (owners are scanned one after the other)."""
+        self.owners += 1
+        return self.owners - 1
+
+    def scan(self, data, owner, me):
+        """Classify the pages of ``data`` (a memoryview, whole pages) for ``owner``;
+        return ``(start, end)`` of every zero page, for the compression estimate."""
+        seen = self.seen
+        digest = page_digest
+        zero_digest = self.zero_digest
+        zero_page = _ZERO_PAGE
+        unique, within, across = owner.unique, owner.within, owner.across
+        limit = self.limit
+        zeros = []
+        for start in range(0, len(data), PAGE_SIZE):
+            page = data[start:start + PAGE_SIZE]
+            d = digest(page)
+            if d == zero_digest and page.tobytes() == zero_page:
+                zeros.append(start)
+                continue
+            if d >= limit:
+                continue
+            lz = _BITS - d.bit_length()
+            last = seen.get(d)
+            if last is None:
+                seen[d] = me
+                unique[lz] += 1
+                if len(seen) > self.cap:
+                    self._shrink()
+                    limit = self.limit
+            elif last == me:
+                within[lz] += 1
+            else:
+                seen[d] = me
+                across[lz] += 1
+        owner.zero += len(zeros)
+        return zeros
+
+    def _shrink(self):
+        """Halve the sample until the table fits its cap again."""
+        self.peak = max(self.peak, len(self.seen))
+        while len(self.seen) > self.cap:
+            self.level += 1
+            self.limit >>= 1
+            limit = self.limit
+            self.seen = {d: o for d, o in self.seen.items() if d < limit}
+
+    def compress(self, compressor, sampler, data, block, zeros):
+        """Compress the sampled blocks of ``data``; ``zeros`` are its zero pages' offsets."""
+        size = len(data)
+        zi = 0
+        for start in range(0, size, block):
+            end = min(size, start + block)
+            zero_bytes = 0
+            while zi < len(zeros) and zeros[zi] < end:
+                if zeros[zi] >= start:
+                    zero_bytes += PAGE_SIZE
+                zi += 1
+            if not sampler.take():
+                continue
+            self.sampled += end - start
+            self.sampled_compressed += len(compressor.compress(data[start:end]))
+            self.sampled_nonzero += end - start - zero_bytes
+
+    def report(self, owners, compressed):
+        """The :class:`ContentReport` of what was scanned."""
+        level = self.level
+        scale = 1 << level
+        self.peak = max(self.peak, len(self.seen))
+        results = []
+        sums = dict(pages=0, zero=0, within=0, across=0, unique=0, unreadable=0, read=0)
+        for owner, _path, _listed in owners:
+            read_pages = owner.read // PAGE_SIZE
+            nonzero = read_pages - owner.zero
+            within = sum(owner.within[level:]) * scale
+            across = sum(owner.across[level:]) * scale
+            if level:
+                within = min(within, nonzero)
+                across = min(across, nonzero - within)
+            unique = nonzero - within - across
+            unreadable = owner.pages - read_pages
+            results.append(OwnerContent(owner.pid, owner.shmid, owner.comm, owner.pages_file,
+                                        owner.pages, owner.zero, within, across, unique,
+                                        unreadable))
+            for key, value in (("pages", owner.pages), ("zero", owner.zero), ("within", within),
+                               ("across", across), ("unique", unique),
+                               ("unreadable", unreadable), ("read", owner.read)):
+                sums[key] += value
+        compressed_estimate = dedup_compressed = None
+        if compressed and self.sampled:
+            read = sums["read"]
+            compressed_estimate = round(read * self.sampled_compressed / self.sampled)
+            if self.sampled_nonzero:
+                per_nonzero = self.sampled_compressed / self.sampled_nonzero
+                dedup_compressed = round(sums["unique"] * PAGE_SIZE * per_nonzero)
+            else:
+                dedup_compressed = 0
+            dedup_compressed = min(dedup_compressed, compressed_estimate)
+        elif compressed:
+            compressed_estimate = dedup_compressed = 0
+        return ContentReport(
+            bytes_read=sums["read"], pages=sums["pages"], zero=sums["zero"],
+            dup_within=sums["within"], dup_across=sums["across"], unique=sums["unique"],
+            unreadable=sums["unreadable"], exact=level == 0, sample_rate=1 / scale,
+            hash_name=HASH_NAME, table_cap=self.cap, table_peak=self.peak,
+            compressor=COMPRESSOR if compressed else None,
+            compression_level=COMPRESSION_LEVEL if compressed else None,
+            sampled_bytes=self.sampled, sampled_compressed=self.sampled_compressed,
+            compressed_estimate=compressed_estimate, dedup_compressed_estimate=dedup_compressed,
+            owners=tuple(results))

@@ -1,0 +1,191 @@
+"""What a restore host offers, read once into :class:`HostFacts`.
+
+``validate --host`` compares a checkpoint with the machine it would be restored
+on.  Everything it needs from that machine is read here, from files under a
+root directory (``/`` for the running host; a copied tree in tests), so the
+analysis itself stays pure::
+
+    ROOT/proc/sys/kernel/osrelease     kernel release (uname -r)
+    ROOT/proc/sys/kernel/arch          machine (uname -m); os.uname() for "/"
+    ROOT/proc/cpuinfo                  "flags" and "vendor_id" of the first CPU
+    ROOT/sys/kernel/security/lsm       active LSMs, comma-separated
+    ROOT/proc/cgroups                  cgroup v1 controllers and whether enabled
+    ROOT/sys/fs/cgroup/                cgroup hierarchies (v1 dirs, unified, or pure v2)
+    ROOT/proc/PID                      a pid in use (checked on demand)
+    ROOT/usr/lib/criu/NAME.so          CRIU plugins
+    `criu --version`                   only for "/" (a program cannot run in a tree)
+
+A fact that cannot be read is None, never a guess: the checks that need it say
+they were skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+#: Where CRIU looks for plugins by default (``CR_PLUGIN_DEFAULT``).
+PLUGIN_DIR = "usr/lib/criu"
+
+#: XSAVE state components (``xstate_bv`` bits) → the /proc/cpuinfo flag that says
+#: the CPU has them.  Bits 8, 10-16 are supervisor states a thread's user xsave
+#: area never carries.
+XSAVE_FLAGS = {
+    0: "fpu", 1: "sse", 2: "avx", 3: "mpx", 4: "mpx", 5: "avx512f", 6: "avx512f",
+    7: "avx512f", 9: "pku", 17: "amx_tile", 18: "amx_tile", 19: "apx",
+}
+
+#: Names of the XSAVE components, for messages.
+XSAVE_NAMES = {
+    0: "x87", 1: "SSE", 2: "AVX", 3: "MPX bounds", 4: "MPX CSR", 5: "AVX-512 opmask",
+    6: "AVX-512 ZMM_Hi256", 7: "AVX-512 Hi16_ZMM", 9: "PKRU", 17: "AMX TILECFG",
+    18: "AMX TILEDATA", 19: "APX",
+}
+
+
+def xsave_mask_from_flags(flags):
+    """The XSAVE components a CPU with these /proc/cpuinfo ``flags`` supports (a bit mask)."""
+    mask = 0
+    for bit, flag in XSAVE_FLAGS.items():
+        if flag in flags:
+            mask |= 1 << bit
+    return mask
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Facts about a restore host; None where a fact could not be read."""
+
+    root: str
+    machine: str | None = None
+    kernel: str | None = None
+    cpu_vendor: str | None = None
+    cpu_flags: frozenset | None = None
+    lsms: tuple | None = None
+    criu_version: str | None = None
+    criu_path: str | None = None
+    cgroup_v1: frozenset | None = None  # enabled v1 controllers (/proc/cgroups)
+    cgroup_dirs: tuple = field(default=())  # entries of /sys/fs/cgroup
+    cgroup2_controllers: frozenset | None = None
+
+    def path(self, *parts):
+        """``parts`` joined under the host root."""
+        return os.path.join(self.root, *[p.lstrip("/") for p in parts])
+
+    def pid_in_use(self, pid):
+        """True when ``ROOT/proc/PID`` exists (a process or thread holds the pid)."""
+        return os.path.exists(self.path("proc", str(int(pid))))
+
+    @property
+    def xsave_mask(self):
+        """The XSAVE components the CPU offers (from its flags), or None."""
+        return None if self.cpu_flags is None else xsave_mask_from_flags(self.cpu_flags)
+
+    def has_plugin(self, name):
+        """True when CRIU would find plugin ``name`` in its default directory."""
+        base = name if name.endswith(".so") else f"{name}.so"
+        return os.path.exists(self.path(PLUGIN_DIR, base))
+
+    def cgroup_hierarchy(self, controller):
+        """The directory under ``ROOT/sys/fs/cgroup`` holding ``controller`` (``cpu``,
+        ``name=systemd``, ``""`` for cgroup2), or None when the host has none."""
+        base = self.path("sys/fs/cgroup")
+        if controller == "":
+            if "unified" in self.cgroup_dirs:
+                return os.path.join(base, "unified")
+            return base if self.cgroup2_controllers is not None else None
+        wanted = controller[5:] if controller.startswith("name=") else controller
+        for name in self.cgroup_dirs:
+            if wanted in name.split(","):
+                return os.path.join(base, name)
+        return None
+
+
+def _read(path, limit=1 << 20):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            return stream.read(limit)
+    except OSError:
+        return None
+
+
+def _cpuinfo(text):
+    vendor = flags = None
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "vendor_id" and vendor is None:
+            vendor = value.strip()
+        elif key == "flags" and flags is None:
+            flags = frozenset(value.split())
+        if vendor is not None and flags is not None:
+            break
+    return vendor, flags
+
+
+def _cgroups_v1(text):
+    if text is None:
+        return None
+    enabled = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and not line.startswith("#") and parts[3] == "1":
+            enabled.add(parts[0])
+    return frozenset(enabled)
+
+
+def criu_version(program="criu", timeout=10):
+    """``(version, path)`` of the installed CRIU (``criu --version``), or ``(None, None)``."""
+    path = shutil.which(program) or next(
+        (p for p in ("/usr/sbin/criu", "/usr/local/sbin/criu", "/sbin/criu") if os.access(p, os.X_OK)),
+        None)
+    if path is None:
+        return None, None
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None, path
+    match = re.search(r"Version:\s*(\S+)", done.stdout or "")
+    return (match.group(1) if match else None), path
+
+
+def probe_host(root="/", run_criu=None):
+    """Read :class:`HostFacts` from the files under ``root``.
+
+    ``run_criu`` (default: only when ``root`` is ``/``) runs ``criu --version``.
+    """
+    root = os.fspath(root)
+    real_root = os.path.realpath(root) == "/"
+    facts_path = lambda *parts: os.path.join(root, *parts)  # noqa: E731
+    kernel = _read(facts_path("proc/sys/kernel/osrelease"))
+    machine = _read(facts_path("proc/sys/kernel/arch"))
+    if machine is None and real_root:
+        machine = os.uname().machine
+    vendor, flags = _cpuinfo(_read(facts_path("proc/cpuinfo"), 1 << 22))
+    lsm_text = _read(facts_path("sys/kernel/security/lsm"))
+    lsms = None if lsm_text is None else tuple(x for x in lsm_text.strip().split(",") if x)
+    version = path = None
+    if run_criu if run_criu is not None else real_root:
+        version, path = criu_version()
+    try:
+        dirs = tuple(sorted(os.listdir(facts_path("sys/fs/cgroup"))))
+    except OSError:
+        dirs = ()
+    v2 = _read(facts_path("sys/fs/cgroup/cgroup.controllers"))
+    if v2 is None and "unified" in dirs:
+        v2 = _read(facts_path("sys/fs/cgroup/unified/cgroup.controllers"))
+    return HostFacts(
+        root=root, machine=machine.strip() if machine else None,
+        kernel=kernel.strip() if kernel else None, cpu_vendor=vendor, cpu_flags=flags,
+        lsms=lsms, criu_version=version, criu_path=path,
+        cgroup_v1=_cgroups_v1(_read(facts_path("proc/cgroups"))), cgroup_dirs=dirs,
+        cgroup2_controllers=None if v2 is None else frozenset(v2.split()),
+    )
+
+
+__all__ = ["HostFacts", "PLUGIN_DIR", "XSAVE_FLAGS", "XSAVE_NAMES", "criu_version",
+           "probe_host", "xsave_mask_from_flags"]

@@ -1,0 +1,331 @@
+"""``summarize``: what a checkpoint is, at a glance, without reading page data.
+
+:func:`summarize` gathers, from a resolved source and its checkpoint graph:
+
+- where it came from (:class:`Origin`: the source kind, manager, instance,
+  snapshot, CRIU version, kernel, when it was taken);
+- what the images say of the dump as a whole (:class:`DumpInfo`: inventory,
+  parent checkpoint, image and page bytes) and every counter of ``stats-dump``;
+- each process (:class:`ProcessSummary`) in tree order, the totals
+  (:class:`Totals`), the biggest memory holders, and what is odd
+  (:class:`Note`: zombies, deleted files, external sockets, a parent
+  checkpoint, lazy pages, the source's and the graph's findings).
+
+Page data (``pages-*.img``) is never opened: page counts come from pagemaps
+and file sizes from ``stat``.  The command line lives in the process's memory,
+so it is read only when asked for (``argv=True``); by default a process is
+named by its ``comm`` and its executable's path (from ``mm-<pid>.img``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..files import IpProto, SockState
+from .explore import process_rss
+
+#: How many of the biggest memory holders are listed.
+TOP = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where the checkpoint came from (see :class:`crit_plus.sources.Source`)."""
+
+    spec: str
+    kind: str
+    manager: str | None
+    project: str | None
+    instance: str | None
+    snapshot: str | None
+    images_dir: str
+    archive: str | None
+    stateful: bool | None
+    taken_at: object
+    taken_at_source: str | None
+    criu_version: str | None
+    kernel: str | None
+    criu_run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DumpInfo:
+    """Facts of the dump as a whole: ``inventory.img``, the parent, sizes."""
+
+    image_version: int | None
+    lsm: str | None
+    tcp_close: bool | None
+    network_lock: str | None
+    pre_dump_mode: str | None
+    plugins: tuple
+    parent: str | None
+    image_files: int
+    image_bytes: int
+    pages_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSummary:
+    """One process: identity, state and what it holds.
+
+    ``present``/``parent``/``lazy`` count its pagemap pages; ``shared`` the
+    pages of shared-memory objects it maps; ``argv`` is None unless asked for.
+    """
+
+    depth: int
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str | None
+    exit_code: int | None
+    threads: int
+    comm: str | None
+    exe: str | None
+    argv: tuple | None
+    vmas: int
+    present: int
+    parent: int
+    lazy: int
+    shared: int
+    fds: int
+
+    @property
+    def pages(self):
+        """Pages its pagemap lists (present + parent + lazy)."""
+        return self.present + self.parent + self.lazy
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Counts over the whole checkpoint.
+
+    ``fds_by_kind`` counts fds (an fd shared by two processes counts twice),
+    ``files`` distinct open files; ``sockets`` is ``((family, state, n), ...)``
+    over distinct sockets; ``shared`` the pages of shared-memory objects
+    (counted once).
+    """
+
+    processes: int
+    threads: int
+    zombies: int
+    vmas: int
+    present: int
+    parent: int
+    lazy: int
+    shared: int
+    fds: int
+    files: int
+    fds_by_kind: tuple
+    sockets: tuple
+
+    @property
+    def pages(self):
+        """Pages the processes' pagemaps list."""
+        return self.present + self.parent + self.lazy
+
+
+@dataclass(frozen=True, slots=True)
+class MappingHolder:
+    """One of the biggest mappings: ``pages`` listed (private) or dumped (shared)."""
+
+    pid: int
+    comm: str | None
+    start: int
+    end: int
+    kind: str
+    name: str | None
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something odd: from this summary (``origin`` ``summary``), the source
+    (``source``) or the graph's findings (``graph``)."""
+
+    severity: str
+    code: str
+    message: str
+    where: str
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Everything ``crit-plus summarize`` shows."""
+
+    origin: Origin
+    dump: DumpInfo
+    stats: tuple  # ((name, value), ...) in stats-dump field order; empty without it
+    processes: tuple  # ProcessSummary, tree order
+    totals: Totals
+    top_processes: tuple  # ProcessSummary, most pages first
+    top_mappings: tuple  # MappingHolder, most pages first
+    notes: tuple
+
+
+def summarize(source, checkpoint, *, argv=False, top=TOP):
+    """The :class:`Summary` of ``checkpoint`` opened from ``source``.
+
+    Reads every metadata image (as ``checkpoint.findings`` does), never page
+    data unless ``argv`` asks for the command lines.
+    """
+    processes, mappings = [], []
+    for depth, process in checkpoint.walk():
+        rss = process_rss(process, depth)
+        core = process.core
+        exe = process.exe
+        processes.append(ProcessSummary(
+            depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
+            core.exit_code if core is not None else None, len(process.threads), process.comm,
+            exe.name if exe is not None else None, process.argv if argv else None,
+            rss.vmas, rss.present, rss.parent, rss.lazy, rss.shared, len(process.fds)))
+        memory = process.memory
+        if memory is not None:
+            for mapping in memory.vmas:
+                pages = mapping.pages
+                count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
+                if count:
+                    mappings.append(MappingHolder(process.pid, process.comm, mapping.start,
+                                                  mapping.end, mapping.kind, mapping.name, count))
+    by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
+    mappings.sort(key=lambda m: (-m.pages, m.pid, m.start))
+    return Summary(
+        _origin(source), _dump_info(source, checkpoint), _stats(source, checkpoint),
+        tuple(processes), _totals(checkpoint, processes),
+        tuple(p for p in by_size[:top] if p.pages + p.shared), tuple(mappings[:top]),
+        tuple(_notes(source, checkpoint, processes)))
+
+
+def _origin(source):
+    return Origin(
+        source.spec, source.kind, source.manager, source.project, source.instance,
+        source.snapshot, str(source.images_dir), str(source.archive) if source.archive else None,
+        source.stateful, source.taken_at, source.taken_at_source, source.criu_version,
+        source.kernel, source.criu_run_id)
+
+
+def _dump_info(source, checkpoint):
+    inventory = checkpoint.inventory
+    parent = checkpoint.parent
+    pages_bytes = sum(pf.size or 0 for pf in checkpoint.pages_files)
+    return DumpInfo(
+        inventory.img_version if inventory else None,
+        inventory.lsm_type if inventory else None,
+        inventory.tcp_close if inventory else None,
+        inventory.network_lock_method if inventory else None,
+        inventory.pre_dump_mode if inventory else None,
+        tuple(inventory.plugins) if inventory else (),
+        parent.directory if parent is not None else None,
+        len(checkpoint.image_files), source.size, pages_bytes)
+
+
+def _stats(source, checkpoint):
+    stats = checkpoint.stats
+    if stats is not None:
+        return tuple(stats.fields)
+    metadata = source.metadata or {}
+    archived = metadata.get("stats_dump")  # a Podman/CRI-O archive keeps it beside checkpoint/
+    if isinstance(archived, dict):
+        return tuple(archived.items())
+    return ()
+
+
+def _totals(checkpoint, processes):
+    kinds, sockets, files = {}, {}, set()
+    for process in checkpoint.processes:
+        for fd in process.fds:
+            kinds[fd.kind] = kinds.get(fd.kind, 0) + 1
+            file = fd.file
+            if file is None or file.id in files:
+                continue
+            files.add(file.id)
+            family = file.details.get("family")
+            if family is not None:
+                state = file.details.get("state")
+                key = (_name(family), _name(state) if state is not None else None)
+                sockets[key] = sockets.get(key, 0) + 1
+    shared = sum(pf.present_pages for pf in checkpoint.pages_files
+                 if any(name.startswith("pagemap-shmem-") for name in pf.pagemaps))
+    return Totals(
+        len(processes), sum(p.threads for p in processes),
+        sum(1 for p in processes if p.state == "zombie"), sum(p.vmas for p in processes),
+        sum(p.present for p in processes), sum(p.parent for p in processes),
+        sum(p.lazy for p in processes), shared, sum(kinds.values()), len(files),
+        tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+        tuple((family, state, n) for (family, state), n
+              in sorted(sockets.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))))
+
+
+def _name(value):
+    """An enum's lower-case name, or the value itself."""
+    return value.name.lower() if hasattr(value, "name") else value
+
+
+def _notes(source, checkpoint, processes):
+    notes = []
+
+    def note(severity, code, message, where):
+        notes.append(Note(severity, code, message, where, "summary"))
+
+    for p in processes:
+        if p.state == "zombie":
+            note("info", "zombie", f"pid {p.pid} ({p.comm}) is a zombie (exit code "
+                 f"{p.exit_code}): CRIU restores it as one", f"core-{p.pid}.img")
+        elif p.state == "stopped":
+            note("info", "stopped", f"pid {p.pid} ({p.comm}) was stopped", f"core-{p.pid}.img")
+    established = 0
+    for file in checkpoint.files:
+        holders = checkpoint.holders(file.id)
+        if not holders:
+            continue
+        where = ", ".join(f"pid {pid} fd {fd}" for pid, fd in holders[:3]) + \
+            (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
+        d = file.details
+        if file.kind == "file" and d.get("deleted"):
+            if d.get("ghost_image"):
+                size = d.get("size")
+                note("info", "ghost-file",
+                     f"deleted file {file.name} is open ({where}); its contents "
+                     f"({size if size is not None else '?'} bytes) are in {d['ghost_image']}",
+                     "remap-fpath.img")
+            else:
+                note("info", "deleted-file",
+                     f"deleted file {file.name} is open ({where}); it is kept as "
+                     f"{d.get('link_remap_path') or 'a link-remap file'}", "remap-fpath.img")
+        elif file.kind == "unix" and d.get("external_peer"):
+            note("warning", "external-socket",
+                 f"unix socket {file.name} ({where}) is connected to socket:[{d.get('peer_ino')}] "
+                 "outside the checkpoint: restore needs --ext-unix-sk", "files.img")
+        elif (file.kind == "inet" and d.get("proto") == IpProto.TCP
+              and d.get("state") == SockState.ESTABLISHED):
+            established += 1
+    if established:
+        note("info", "tcp-established",
+             f"{established} established TCP connection end(s): restore needs "
+             "--tcp-established", "files.img")
+    parent = checkpoint.parent
+    if parent is not None:
+        pages = sum(p.parent for p in processes)
+        note("info", "parent", f"incremental: builds on the checkpoint in {parent.directory} "
+             f"({pages} pages are taken from it)", "parent")
+    lazy = sum(p.lazy for p in processes)
+    if lazy:
+        note("warning", "lazy-pages",
+             f"{lazy} pages are lazy: not in the images, a lazy-pages daemon must serve them",
+             "pagemap")
+    stats = dict(_stats(source, checkpoint))
+    if stats.get("pages_lazy"):
+        note("info", "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
+             "stats-dump")
+    for finding in source.findings:
+        notes.append(Note(finding.severity, finding.code, finding.message, finding.where,
+                          "source"))
+    for finding in checkpoint.findings:
+        notes.append(Note(finding.severity, finding.code, finding.message, finding.where,
+                          "graph"))
+    return notes
+
+
+__all__ = ["DumpInfo", "MappingHolder", "Note", "Origin", "ProcessSummary", "Summary", "TOP",
+           "Totals", "summarize"]

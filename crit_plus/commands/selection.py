@@ -1,0 +1,59 @@
+"""Arguments the explorers share: a PID of the checkpoint, addresses and lengths."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+#: Output formats of the explorers.
+TREE_FORMATS = ("table", "json", "tree")
+
+_SIZE = re.compile(r"^(0x[0-9a-f]+|\d+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def check_pid(checkpoint, pid):
+    """``pid`` if the checkpoint has it, else a usage error naming the pids it has."""
+    if pid is None or pid in checkpoint.pids:
+        return pid
+    pids = ", ".join(str(p) for p in checkpoint.pids[:12])
+    more = " ..." if len(checkpoint.pids) > 12 else ""
+    raise click.BadParameter(f"no process {pid} in this checkpoint (it has {pids}{more})",
+                             param_hint="PID")
+
+
+class Address(click.ParamType):
+    """A memory address in hex, as /proc/PID/maps prints it: ``7f954fcb7000`` or ``0x...``."""
+
+    name = "ADDR"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        try:
+            return int(text[2:] if text.startswith("0x") else text, 16)
+        except ValueError:
+            self.fail(f"{value!r} is not a hex address (like 7f954fcb7000 or 0x400000)",
+                      param, ctx)
+
+
+class Size(click.ParamType):
+    """A byte count: ``256``, ``0x100``, ``4k``, ``1M``, ``2GiB``."""
+
+    name = "LEN"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value).strip())
+        if not match:
+            self.fail(f"{value!r} is not a size (like 256, 0x100, 4k, 1M)", param, ctx)
+        number, unit = match.groups()
+        base = int(number, 16) if number.lower().startswith("0x") else int(number)
+        return base * _UNITS[(unit or "")[:1].lower()]
+
+
+ADDRESS = Address()
+SIZE = Size()
