@@ -36,6 +36,76 @@ INVENTORY_MAGIC = 0x58313116
 
 _U32 = struct.Struct("<I")
 
+#: Most bytes read from a pipe or standard input (they are held in memory).
+STREAM_LIMIT = 1 << 30
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def open_untrusted(path, *, pipes=False):
+    """Open ``path`` for reading, never blocking; return ``(fd, stat result)``.
+
+    Checkpoints come from other hosts: where an image should be there may be a
+    FIFO (an ordinary open would wait for a writer forever), a device
+    (``/dev/zero`` never ends) or a directory.  The file is opened with
+    ``O_NONBLOCK`` and must be a regular file (or, with ``pipes``, a FIFO or
+    pipe, read by :func:`read_stream` up to :data:`STREAM_LIMIT`).  Raises
+    ``FileNotFoundError`` when there is nothing at ``path`` and
+    :class:`~decoders.errors.UnreadableImageError` otherwise.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
+        getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise UnreadableImageError(path, error) from None
+    try:
+        info = os.fstat(fd)
+        mode = info.st_mode
+        if not (stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+            raise UnreadableImageError(path, f"not a regular file but {kind}")
+        os.set_blocking(fd, True)  # a FIFO without a writer now reads as empty
+    except OSError as error:
+        os.close(fd)
+        raise UnreadableImageError(path, error) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+class _FdReader:
+    """``read(n)`` on a raw file descriptor (for :func:`read_stream`)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def read(self, size):
+        return os.read(self.fd, size)
+
+
+def read_stream(stream, path, limit=STREAM_LIMIT):
+    """All bytes of a binary ``stream`` (a pipe, standard input), at most ``limit``.
+
+    More than ``limit`` bytes is an :class:`~decoders.errors.UnreadableImageError`:
+    what is read this way is held in memory.
+    """
+    parts, total = [], 0
+    while True:
+        block = stream.read(min(1 << 20, limit + 1 - total))
+        if not block:
+            return b"".join(parts)
+        parts.append(block)
+        total += len(block)
+        if total > limit:
+            raise UnreadableImageError(path, f"more than {limit} bytes from a pipe; "
+                                             "give the image as a file")
+
 
 class ImageBytes:
     """Read-only, bounds-checked access to the bytes of one image file.
@@ -52,21 +122,20 @@ class ImageBytes:
 
     @classmethod
     def open(cls, path):
-        """Map the file at ``path`` read-only."""
+        """Map the regular file at ``path`` read-only (a pipe is read, up to
+        :data:`STREAM_LIMIT` bytes); anything else is an
+        :class:`~decoders.errors.UnreadableImageError`."""
+        fd, info = open_untrusted(path, pipes=True)
         try:
-            with open(path, "rb") as handle:
-                info = os.fstat(handle.fileno())
-                if not stat.S_ISREG(info.st_mode):
-                    return cls(path, handle.read())
-                if info.st_size == 0:
-                    return cls(path, b"")
-                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except IsADirectoryError as error:
-            raise UnreadableImageError(path, error) from None
-        except FileNotFoundError:
-            raise
+            if stat.S_ISFIFO(info.st_mode):
+                return cls(path, read_stream(_FdReader(fd), path))
+            if info.st_size == 0:
+                return cls(path, b"")
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except OSError as error:
             raise UnreadableImageError(path, error) from None
+        finally:
+            os.close(fd)
         return cls(path, mapped, closer=mapped.close)
 
     @classmethod

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from decoders.framing import read_stream
 from decoders.image import image_from_bytes, open_image
 from decoders.jsonform import Converter
 from decoders.schema import CURRENT_CRIU
@@ -20,7 +21,7 @@ INDENT = 4  # crit's indent for --pretty and show
 def load_image(path):
     """Open ``path`` (``-`` or None: standard input) as an image."""
     if path in (None, "-"):
-        return image_from_bytes(sys.stdin.buffer.read())
+        return image_from_bytes(read_stream(sys.stdin.buffer, "<stdin>"))
     return open_image(path)
 
 

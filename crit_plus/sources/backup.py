@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from decoders.framing import open_untrusted
+
 #: A backup.yaml larger than this is not parsed (LXD's are a few KiB).
 MAX_BACKUP_BYTES = 16 << 20
 
@@ -50,8 +52,9 @@ def load_backup(path):
     if size > MAX_BACKUP_BYTES:
         raise BackupError(f"{path} is {size} bytes, more than {MAX_BACKUP_BYTES}; not parsed")
     try:
-        with open(path, "rb") as stream:
-            data = yaml.load(stream, Loader=_Loader)  # noqa: S506 (a safe loader)
+        with open(open_untrusted(path)[0], "rb") as stream:  # a FIFO is refused, not waited on
+            text = stream.read(MAX_BACKUP_BYTES + 1)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except OSError as error:
         raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:

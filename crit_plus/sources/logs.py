@@ -11,7 +11,9 @@ starts like::
 CRIU's error lines read ``(00.024521) Error (criu/util.c:1534): rlimit: ...``;
 liblxc's log lines read ``lxc web 20261125174050.694 ERROR    criu - ...``.
 
-Logs are read line by line, never whole, and never written.
+Logs are read line by line (a line longer than :data:`MAX_LINE` characters is
+cut there), never whole, and never written; a FIFO or device where a log should
+be is refused, not waited on.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from decoders.framing import open_untrusted
+
 #: Lines of a CRIU log searched for the version and uname lines.
 HEADER_LINES = 50
 #: Error lines kept per log file (``error_count`` counts them all).
 MAX_ERRORS = 200
+#: Characters of one log line kept; the rest of a longer line is skipped.
+MAX_LINE = 64 << 10
 
 _RUN_ID = re.compile(r"^\(\s*[\d.]+\)\s+CRIU run id = (\S+)")
 _VERSION = re.compile(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)\))?")
@@ -81,8 +87,17 @@ class LogFile:
 
 
 def _lines(path):
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        for line in stream:
+    fd, _info = open_untrusted(path)
+    with open(fd, encoding="utf-8", errors="replace") as stream:
+        while True:
+            line = stream.readline(MAX_LINE)
+            if not line:
+                return
+            rest = line
+            while not rest.endswith("\n"):  # skip the remainder of an overlong line
+                rest = stream.readline(MAX_LINE)
+                if not rest:
+                    break
             yield line.rstrip("\n")
 
 
@@ -142,7 +157,8 @@ def same_content(first, second, chunk=1 << 20):
     try:
         if Path(first).stat().st_size != Path(second).stat().st_size:
             return False
-        with open(first, "rb") as a, open(second, "rb") as b:
+        with open(open_untrusted(first)[0], "rb") as a, \
+                open(open_untrusted(second)[0], "rb") as b:
             while True:
                 block = a.read(chunk)
                 if block != b.read(chunk):
