@@ -33,6 +33,7 @@ from decoders.errors import DecodeError
 from decoders.fdinfo import read_files
 from decoders.flags import FdType, NamedInt
 from decoders.image import open_image
+from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding
 
@@ -215,13 +216,19 @@ class GhostContents:
 
 
 def _get(msg, name, default=None):
-    """Field ``name`` of ``msg`` if the schema knows it and it is set."""
+    """Field ``name`` of ``msg`` if the schema knows it and it is set (strings as
+    :func:`~decoders.text.image_text`)."""
     if msg is None or name not in msg.DESCRIPTOR.fields_by_name:
         return default
     fdesc = msg.DESCRIPTOR.fields_by_name[name]
+    text = fdesc.type == fdesc.TYPE_STRING
     if fdesc.label == fdesc.LABEL_REPEATED:
-        return tuple(getattr(msg, name))
-    return getattr(msg, name) if msg.HasField(name) else default
+        values = getattr(msg, name)
+        return tuple(image_text(v) for v in values) if text else tuple(values)
+    if not msg.HasField(name):
+        return default
+    value = getattr(msg, name)
+    return image_text(value) if text else value
 
 
 def ip_text(family, words):
@@ -250,8 +257,8 @@ def unix_name(raw):
     if not name:
         return None
     if name.startswith(b"\0"):
-        return "@" + name[1:].decode("utf-8", "backslashreplace")
-    return name.rstrip(b"\0").decode("utf-8", "backslashreplace")
+        return "@" + undecodable_escaped(name[1:])
+    return undecodable_escaped(name.rstrip(b"\0"))
 
 
 def decode_dev(rdev):
@@ -479,7 +486,8 @@ class _Context:
 
     # -- one method per kind, returning (name, details) --------------------------------
     def _file(self, entry, reg):
-        details = {"path": reg.name, "flags": reg.flags, "pos": reg.pos,
+        name = image_text(reg.name)
+        details = {"path": name, "flags": reg.flags, "pos": reg.pos,
                    "size": _get(reg, "size"), "mode": _get(reg, "mode"),
                    "mnt_id": _get(reg, "mnt_id"), "deleted": False, "remap": None}
         remap = self.remaps.get(entry.id)
@@ -493,14 +501,14 @@ class _Context:
                 if not os.path.exists(os.path.join(self.directory, ghost)):
                     self.findings.append(Finding(
                         ERROR, "missing-ghost",
-                        f"deleted file {reg.name} (id {entry.id}) needs {ghost}, which is missing",
+                        f"deleted file {name} (id {entry.id}) needs {ghost}, which is missing",
                         "remap-fpath.img"))
             elif remap_type == RemapType.LINKED:
                 details["deleted"] = True
                 linked = self.entries.get(remap_id)
                 details["link_remap_id"] = remap_id
                 details["link_remap_path"] = linked.name if linked is not None else None
-        return reg.name, details
+        return name, details
 
     def _pipe(self, entry, pipe):
         return f"pipe:[{pipe.pipe_id}]", {"pipe_id": pipe.pipe_id, "flags": pipe.flags}
@@ -608,8 +616,9 @@ class _Context:
                 f"memfd file id {entry.id} names inode {memfd.inode_id}, not in memfd.img",
                 _where(entry)))
             return f"memfd:[{memfd.inode_id}]", details
-        details.update(name=inode.name, size=inode.size, shmid=inode.shmid, seals=inode.seals)
-        return f"/memfd:{inode.name}", details
+        name = image_text(inode.name)
+        details.update(name=name, size=inode.size, shmid=inode.shmid, seals=inode.seals)
+        return f"/memfd:{name}", details
 
     def _tty(self, entry, tty):
         info = self.ttys.get(tty.tty_info_id)

@@ -33,12 +33,16 @@ from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
+from decoders.text import image_text
 
 from .files import Fd, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, error_finding
 from .memory import AddressSpace, PageStore, UnavailableError, backing_for
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
+#: Most bytes of a command line or environment read back from memory (Linux
+#: caps one string at 128 KiB; a damaged mm image could name terabytes).
+STRINGS_LIMIT = 8 << 20
 _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
@@ -306,7 +310,7 @@ class Process:
             return None
         raw = core.raw
         if raw is not None and raw.HasField("tc") and raw.tc.comm:
-            return raw.tc.comm
+            return image_text(raw.tc.comm)
         return core.comm
 
     @property
@@ -495,7 +499,7 @@ class Process:
         if memory is None or end <= start:
             return None
         try:
-            data = memory.read(start, end - start)
+            data = memory.read(start, min(end - start, STRINGS_LIMIT))
         except UnavailableError:
             return None
         parts = data.split(b"\0")
@@ -505,7 +509,8 @@ class Process:
 
     @functools.cached_property
     def argv(self):
-        """The command line read back from memory (``mm`` arg_start..arg_end), or None."""
+        """The command line read back from memory (``mm`` arg_start..arg_end, at most
+        :data:`STRINGS_LIMIT` bytes), or None."""
         mm = self.mm
         return self._strings(mm.arg_start, mm.arg_end) if mm is not None else None
 

@@ -14,13 +14,25 @@ import re
 
 from tabulate import tabulate
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Control characters (C0, DEL, C1), line and paragraph separators, bidirectional
+#: overrides (they reorder what a terminal shows), and the lone surrogates that
+#: stand for undecodable bytes (text read from memory with ``surrogateescape``).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                     r"\udc80-\udcff]")
+
+
+def _escape(match):
+    char = match.group()
+    if char >= "\udc80":
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def safe_text(value):
-    """``value`` as text with control characters escaped (``\\n``, ``\\x1b``)."""
+    """``value`` as text with control characters escaped (``\\n``, ``\\x1b``) and
+    bytes that were not UTF-8 shown as ``\\xHH`` (docs/robustness.md)."""
     text = value if isinstance(value, str) else str(value)
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return _UNSAFE.sub(_escape, text)
 
 
 def use_color(stream):
@@ -28,9 +40,20 @@ def use_color(stream):
     return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
 
 
+#: Characters JSON may carry raw but a terminal would act on (DEL, C1 controls,
+#: separators, bidi overrides) or cannot encode (lone surrogates): written as \uXXXX.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 def write_json(data, out, indent=2):
-    """Write ``data`` as JSON followed by a newline."""
-    json.dump(data, out, indent=indent, ensure_ascii=False)
+    """Write ``data`` as JSON followed by a newline.
+
+    Text stays readable UTF-8; characters a terminal would act on are escaped
+    as ``\\uXXXX`` (they can only occur inside strings, where that escape means
+    the same character), so the output is safe to show and valid UTF-8.
+    """
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    out.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
     out.write("\n")
 
 

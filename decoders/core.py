@@ -7,6 +7,7 @@ from .errors import EntryDecodeError
 from .flags import TaskState
 from .image import open_image
 from .records import Creds, ThreadCore
+from .text import image_text
 
 def _creds(msg):
     if msg is None:
@@ -14,7 +15,7 @@ def _creds(msg):
     return Creds(
         msg.uid, msg.gid, msg.euid, msg.egid, msg.suid, msg.sgid, msg.fsuid, msg.fsgid,
         tuple(msg.groups), tuple(msg.cap_eff), tuple(msg.cap_prm), tuple(msg.cap_bnd),
-        _optional(msg, "lsm_profile"),
+        image_text(_optional(msg, "lsm_profile")),
         _optional(msg, "no_new_privs"),  # not in older schemas (3.17)
     )
 
@@ -51,7 +52,7 @@ def read_core(path, tid):
     core = entry.message
     task = _optional(core, "tc")
     thread = _optional(core, "thread_core")
-    comm = _optional(thread, "comm") or _optional(task, "comm")
+    comm = image_text(_optional(thread, "comm") or _optional(task, "comm"))
     seccomp = None
     if thread is not None and thread.HasField("seccomp_mode"):
         seccomp = _enum_name(thread, "seccomp_mode")

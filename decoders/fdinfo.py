@@ -14,6 +14,7 @@ import os
 from .flags import FdType
 from .image import Source, open_image
 from .records import FdInfo, FileEntry
+from .text import image_text, undecodable_escaped
 
 #: ``file_entry`` sub-message field for each fd type.
 DETAIL_FIELDS = {
@@ -51,12 +52,12 @@ def file_name(fd_type, detail):
     if detail is None:
         return None
     if fd_type == FdType.REG:
-        return detail.name
+        return image_text(detail.name)
     if fd_type == FdType.UNIXSK and detail.name:
         name = bytes(detail.name)
         if name.startswith(b"\0"):
-            return "@" + name[1:].decode("utf-8", "backslashreplace")
-        return name.decode("utf-8", "backslashreplace")
+            return "@" + undecodable_escaped(name[1:])
+        return undecodable_escaped(name)
     if fd_type == FdType.TTY:
         return f"tty (info {detail.tty_info_id})"
     return None

@@ -7,6 +7,7 @@ from .errors import EntryDecodeError
 from .ids import ids_from_message
 from .image import Source, open_image
 from .records import DumpStats, Inventory
+from .text import image_text
 
 
 def _first(path, type_name):
@@ -38,7 +39,7 @@ def read_inventory(path):
     msg, source = _first(path, "inventory_entry")
     plugins = ()
     if _get(msg, "plugins_entry") is not None:
-        plugins = tuple(msg.plugins_entry.plugins)
+        plugins = tuple(image_text(name) for name in msg.plugins_entry.plugins)
     return Inventory(
         img_version=msg.img_version,
         fdinfo_per_id=bool(msg.fdinfo_per_id),

@@ -7,13 +7,15 @@ The dictionary of a message has one key per set field, in field-number order:
   ``"major:minor"``, ``flags`` as ``"PROT_READ | PROT_WRITE"``, ``dict`` as
   names (socket family/type/state, task state), ``ipadd`` as one address;
 - enums by name, bytes base64-encoded (``unix_name`` quoted-printable),
+  strings as text (bytes that are not UTF-8 as ``\\xHH``: :mod:`decoders.text`),
   nested messages as dictionaries, repeated fields as lists.
 
 crit-plus adds what crit drops: fields the loaded schema does not know.  A field
 listed in :data:`decoders.schema.FIELD_OVERLAYS` gets its real name (so a CRIU
 4.2 pagemap entry read with an older schema still says ``nr_pages``); any other
 goes into ``"_unknown_fields"``: a list of ``{"number", "wire_type", "value"}``
-with integers as numbers and length-delimited values base64-encoded.
+with integers as numbers and length-delimited values (and the content of
+groups, which CRIU never writes) base64-encoded.
 
 Task state names differ from pycriu on purpose: CRIU writes 1 (alive),
 2 (dead: a zombie) and 3 (stopped); pycriu's table says 3 is "Zombie" and
@@ -34,11 +36,14 @@ import socket
 from google.protobuf.descriptor import FieldDescriptor as FD
 
 from .schema import get_schema
+from .text import image_text
 
 UNKNOWN_KEY = "_unknown_fields"
 KERN_MINORBITS = 20
 
-WIRE_TYPES = {0: "varint", 1: "fixed64", 2: "length", 5: "fixed32"}
+WIRE_TYPES = {0: "varint", 1: "fixed64", 2: "length", 3: "group", 5: "fixed32"}
+#: Wire types whose value is bytes (a group's value is its content, without the end key).
+_BYTES_WIRE_TYPES = (2, 3)
 WIRE_NUMBERS = {name: number for number, name in WIRE_TYPES.items()}
 
 #: Task state names as CRIU writes them.  pycriu's own table (1 Alive,
@@ -147,6 +152,8 @@ class _FieldPlan:
             return lambda value: converter.message(value, pretty, nested_hex)
         if kind in (FD.TYPE_BYTES, FD.TYPE_ENUM):
             return lambda value: self.to_json(value, pretty, in_hex, converter)
+        if kind == FD.TYPE_STRING:  # not UTF-8 in the image: bytes, shown escaped
+            return image_text
         if kind not in _INT_TYPES or not pretty:
             return None
         if in_hex or self.hex or self.flags_unknown:
@@ -178,6 +185,8 @@ class _FieldPlan:
         if kind == FD.TYPE_ENUM:
             enum_value = self.enum.values_by_number.get(value)
             return enum_value.name if enum_value is not None else value
+        if kind == FD.TYPE_STRING:
+            return image_text(value)
         if kind in _INT_TYPES and pretty:
             if in_hex or self.hex:
                 return "0x%x" % value
@@ -332,7 +341,7 @@ class Converter:
                 for item in value:
                     wire = WIRE_NUMBERS.get(item["wire_type"], item["wire_type"])
                     raw = item["value"]
-                    if wire == 2:
+                    if wire in _BYTES_WIRE_TYPES:
                         raw = base64.decodebytes(raw.encode("ascii"))
                     extra += wire_field(item["number"], wire, raw)
                 continue
@@ -414,6 +423,10 @@ def wire_field(number, wire_type, value):
         return key + int(value).to_bytes(4, "little")
     if wire_type == 2:
         return key + _varint(len(value)) + bytes(value)
+    if wire_type == 3:  # a group (CRIU writes none): its content, or protobuf's field set
+        if not isinstance(value, (bytes, bytearray)):
+            value = b"".join(wire_field(f.field_number, f.wire_type, f.data) for f in value)
+        return key + bytes(value) + _varint((number << 3) | 4)
     raise ValueError(f"unsupported wire type {wire_type}")
 
 
@@ -447,11 +460,45 @@ def iter_wire_fields(data):
         elif wire == 2:
             length, pos = read_varint(data, pos)
             value, pos = bytes(data[pos : pos + length]), pos + length
+        elif wire == 3:
+            start = pos
+            end, pos = _group_end(data, pos, number)
+            value = bytes(data[start:end])
         else:
             raise ValueError(f"unsupported wire type {wire}")
         if pos > len(data):
             raise ValueError("field runs past the end")
         yield number, wire, value
+
+
+def _group_end(data, pos, number):
+    """Where the group of field ``number`` opened before ``pos`` ends: (end of its
+    content, position after its end key).  Nested groups are walked without recursion."""
+    open_groups = [number]
+    while open_groups:
+        start = pos
+        key, pos = read_varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _value, pos = read_varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = read_varint(data, pos)
+            pos += length
+        elif wire == 3:
+            open_groups.append(field)
+        elif wire == 4 and field == open_groups[-1]:
+            open_groups.pop()
+            if not open_groups:
+                return start, pos
+        else:
+            raise ValueError(f"bad group in field {number}")
+        if pos > len(data):
+            raise ValueError("field runs past the end")
+    raise AssertionError("unreachable")
 
 
 def overlay_value(msg, name):
