@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from decoders.errors import DecodeError, MissingImageError, TruncatedError
 from decoders.flags import PAGE_SIZE, PageFlags, VmaStatus
+from decoders.framing import open_untrusted
 from decoders.pagemap import read_pagemap
 
 from .findings import ERROR, WARNING, Finding
@@ -308,13 +310,13 @@ class PageTable:
                 runs.append(Run(run.vaddr, run.nr_pages, run.flags, None, None))
         self.runs = tuple(runs)
         self.present_bytes = offset
-        self.pages_size = _file_size(self.pages_path)
+        self.pages_size, problem = _pages_file(self.pages_path)
         if self.pages_size is None:
-            self.missing_reason = f"{self.pages_name} is missing"
+            self.missing_reason = f"{self.pages_name} {problem}"
             if offset:
                 findings.append(Finding(
                     ERROR, "missing-pages",
-                    f"{self.pages_name} is missing; the pagemap lists {offset // PAGE_SIZE} "
+                    f"{self.missing_reason}; the pagemap lists {offset // PAGE_SIZE} "
                     "present pages", name))
         else:
             self.missing_reason = None
@@ -405,9 +407,13 @@ class PageTable:
         cut = start + max(available, 0)
         if cut > start:
             yield start, cut, _PAGES, self.pages_path, offset, None
-        reason = self.missing_reason or f"{self.pages_name} ends at {self.data_end:#x}, " \
-                                        f"before the data of these pages"
-        yield cut, end, _NONE, None, 0, reason
+        yield cut, end, _NONE, None, 0, self.unavailable_reason
+
+    @property
+    def unavailable_reason(self):
+        """Why present pages past the end of the pages file cannot be read."""
+        return self.missing_reason or f"{self.pages_name} ends at {self.data_end:#x}, " \
+                                      f"before the data of these pages"
 
     def count_pages(self, start, end):
         """Pages of [start, end) by state, and ``unlisted`` pages."""
@@ -423,6 +429,19 @@ def _file_size(path):
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def _pages_file(path):
+    """``(size, None)`` of a usable pages file, or ``(None, why not)``."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None, "is missing"
+    except OSError as error:
+        return None, f"cannot be read: {error.strerror or error}"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "is not a regular file"
+    return info.st_size, None
 
 
 class PageStore:
@@ -559,7 +578,7 @@ class _Files:
     def _fd(self, path):
         fd = self._fds.get(path)
         if fd is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd, _info = open_untrusted(path)  # a regular file, or UnreadableImageError
             self._fds[path] = fd
         return fd
 
@@ -603,6 +622,11 @@ class AddressSpace:
         self._store = store
         self._problem = problem
         findings = list(table.findings) if table is not None else []
+        empty = [f"VMA {item[0].start:#x}-{item[0].end:#x} is empty or ends before it starts; "
+                 "left out" for item in layout if item[0].end <= item[0].start]
+        _cap(findings, empty, ERROR, "vma-empty", name, "empty VMAs")
+        if empty:
+            layout = [item for item in layout if item[0].end > item[0].start]
         ordered = sorted(layout, key=lambda item: (item[0].start, item[0].end))
         if [item[0] for item in ordered] != [item[0] for item in layout]:
             findings.append(Finding(WARNING, "vma-unsorted", "VMAs are not sorted", name))
@@ -881,10 +905,15 @@ class AddressSpace:
                     if batch:
                         yield from self._emit(files, table, batch)
                         batch, batch_bytes = [], 0
-                    for k in range(0, size, chunk_size):
-                        n = min(chunk_size, size - k)
+                    # only what the pages file holds is read; the rest is one marker
+                    have = max(0, min(size, table.data_end - run.file_offset))
+                    for k in range(0, have, chunk_size):
+                        n = min(chunk_size, have - k)
                         yield from self._emit(files, table,
                                               [(run.vaddr + k, run.file_offset + k, n)])
+                    if have < size:
+                        yield run.vaddr + have, Unavailable(run.vaddr + have, size - have,
+                                                            table.unavailable_reason)
                     continue
                 batch.append((run.vaddr, run.file_offset, size))
                 batch_bytes += size
@@ -910,8 +939,8 @@ class AddressSpace:
             if have:
                 yield vaddr, data if (rel == 0 and have == len(data)) else data[rel:rel + have]
             if have < size:
-                reason = table.missing_reason or f"{table.pages_name} ends at {table.data_end:#x}"
-                yield vaddr + have, Unavailable(vaddr + have, size - have, reason)
+                yield vaddr + have, Unavailable(vaddr + have, size - have,
+                                                table.unavailable_reason)
 
     def search(self, needle, chunk_size=CHUNK_SIZE):
         """Yield every address where ``needle`` occurs in readable memory, by address.
