@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import struct
 
+from google.protobuf.message import EncodeError as ProtobufEncodeError
+
 from .errors import DecodeError
 from .framing import IMG_COMMON, IMG_SERVICE
 from .jsonform import Converter
@@ -25,8 +27,11 @@ class EncodeError(DecodeError, ValueError):
     """The JSON does not describe a valid image."""
 
 
-def _frame(message):
-    data = message.SerializeToString()
+def _frame(message, source, index):
+    try:
+        data = message.SerializeToString()
+    except ProtobufEncodeError as error:  # required fields missing
+        raise EncodeError(source, str(error), entry_index=index) from None
     return _U32.pack(len(data)) + data
 
 
@@ -51,7 +56,7 @@ class _Encoder:
                               entry_index=index)
         try:
             return self.converter.fill(cls(), data)
-        except (KeyError, ValueError, TypeError, AttributeError) as error:
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as error:
             raise EncodeError(self.source, f"cannot encode {type_name}: {error}",
                               entry_index=index) from None
 
@@ -73,7 +78,7 @@ class _Encoder:
             out = bytearray()
             for header, text in zip(extra[0::2], extra[1::2]):
                 msg = self.message("ipc_msg", header, index)
-                out += _frame(msg) + _pad(_b64(text)[: msg.msize], 8)
+                out += _frame(msg, self.source, index) + _pad(_b64(text)[: msg.msize], 8)
             return bytes(out)
         raise AssertionError(shape)
 
@@ -93,11 +98,15 @@ class _Encoder:
             out += _U32.pack(IMG_SERVICE if magic_name in _SERVICE_IMAGES else IMG_COMMON)
         out += _U32.pack(magic)
         layout = LAYOUTS.get(magic_name) or Layout(message="")
+        if not isinstance(entries, list):
+            raise EncodeError(self.source, "'entries' must be a list")
         for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise EncodeError(self.source, "an entry must be an object", entry_index=index)
             entry = dict(entry)
             extra = entry.pop("extra", None)
             message = self.message(layout.message_for(index), entry, index)
-            out += _frame(message)
+            out += _frame(message, self.source, index)
             try:
                 if magic_name == "GHOST_FILE" and extra is not None:
                     out += _b64(extra)

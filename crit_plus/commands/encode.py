@@ -33,7 +33,7 @@ def encode(in_path, out_path):
         else:
             with open(in_path, encoding="utf-8") as handle:
                 document = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise EncodeError(source, f"not JSON ({error}); encode expects what decode writes") from None
     data = encode_image(document, source)
     out = open_output(out_path, binary=True)

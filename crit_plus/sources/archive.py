@@ -290,7 +290,7 @@ def _read_metadata(dest, found, findings):
         if how == "json":
             try:
                 metadata[key] = json.loads(path.read_bytes())
-            except (ValueError, OSError) as error:
+            except (ValueError, OSError, RecursionError) as error:  # RecursionError: [[[[...
                 metadata[key] = None
                 findings.append(Finding(WARNING, "bad-metadata",
                                         f"cannot be read as JSON: {error}", name))
