@@ -555,8 +555,8 @@ class _Context:
         }
         name = endpoint_text(src or ("::" if family == SockFamily.INET6 else "0.0.0.0"),
                              isk.src_port)
-        if isk.dst_port:
-            name += "->" + endpoint_text(dst, isk.dst_port)
+        if isk.dst_port:  # a peer port without its address (damaged): "?" for the address
+            name += "->" + endpoint_text(dst or "?", isk.dst_port)
         return name, details
 
     def _netlink(self, entry, nlsk):
