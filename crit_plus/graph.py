@@ -40,9 +40,11 @@ from .findings import ERROR, INFO, WARNING, Finding, error_finding
 from .memory import AddressSpace, PageStore, UnavailableError, backing_for
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
-#: Most bytes of a command line or environment read back from memory (Linux
-#: caps one string at 128 KiB; a damaged mm image could name terabytes).
-STRINGS_LIMIT = 8 << 20
+#: Most bytes, and most strings, of a command line or environment read back from
+#: memory (Linux's ARG_MAX is 2 MiB with the usual 8 MiB stack; a damaged mm
+#: image can name terabytes, or megabytes of NULs that would be millions of "").
+STRINGS_LIMIT = 4 << 20
+STRINGS_COUNT_LIMIT = 1 << 17
 _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
@@ -502,7 +504,7 @@ class Process:
             data = memory.read(start, min(end - start, STRINGS_LIMIT))
         except UnavailableError:
             return None
-        parts = data.split(b"\0")
+        parts = data.split(b"\0", STRINGS_COUNT_LIMIT)[:STRINGS_COUNT_LIMIT]
         if parts and parts[-1] == b"":
             parts.pop()
         return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
@@ -510,7 +512,7 @@ class Process:
     @functools.cached_property
     def argv(self):
         """The command line read back from memory (``mm`` arg_start..arg_end, at most
-        :data:`STRINGS_LIMIT` bytes), or None."""
+        :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings), or None."""
         mm = self.mm
         return self._strings(mm.arg_start, mm.arg_end) if mm is not None else None
 
