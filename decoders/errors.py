@@ -16,6 +16,10 @@ import os
 class DecodeError(Exception):
     """Base error: an image could not be read as CRIU wrote it."""
 
+    #: What holds the image when that is not where the user looked (the name of
+    #: the archive it was extracted from), said first; None otherwise.
+    container = None
+
     def __init__(self, path, reason, offset=None, entry_index=None):
         self.path = os.fspath(path) if path is not None else None
         self.reason = reason
@@ -26,6 +30,8 @@ class DecodeError(Exception):
     def describe(self):
         """Return the one-line message: file, entry, offset, reason."""
         where = [os.path.basename(self.path) if self.path else "<input>"]
+        if self.container:
+            where.insert(0, self.container)
         position = []
         if self.entry_index is not None:
             position.append(f"entry {self.entry_index}")

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 
+from decoders.errors import DecodeError
+
 from .logs import LogFile, read_log, same_content
 
 #: Every ``Source.kind``.
@@ -113,8 +115,20 @@ class Source:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, error, traceback):
+        if isinstance(error, DecodeError):
+            self.name_archive(error)
         self.close()
+
+    def name_archive(self, error):
+        """Make a :class:`~decoders.errors.DecodeError` about an image extracted from
+        this archive name the archive first (``ckpt.tar.zst: pstree.img: entry 1 ...``):
+        the temporary path it was read from means nothing to users."""
+        if self.archive is None or self.workdir is None or error.container or not error.path:
+            return
+        workdir = os.path.realpath(self.workdir.name)
+        if os.path.realpath(error.path).startswith(workdir + os.sep):
+            error.container = os.path.basename(self.archive)
 
     # -- logs, read on first use ---------------------------------------------------------
     @cached_property
