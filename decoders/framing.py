@@ -65,17 +65,15 @@ def open_untrusted(path, *, pipes=False):
         raise UnreadableImageError(path, error) from None
     try:
         info = os.fstat(fd)
-        mode = info.st_mode
-        if not (stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))):
-            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
-            raise UnreadableImageError(path, f"not a regular file but {kind}")
         os.set_blocking(fd, True)  # a FIFO without a writer now reads as empty
     except OSError as error:
         os.close(fd)
         raise UnreadableImageError(path, error) from None
-    except BaseException:
+    mode = info.st_mode
+    if not (stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))):
         os.close(fd)
-        raise
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        raise UnreadableImageError(path, f"not a regular file but {kind}")
     return fd, info
 
 
