@@ -409,3 +409,50 @@ def minimal(directory, pid=1, vmas=(), runs=(), **process):
     builder.process(pid, vmas=vmas, runs=runs, **process)
     builder.finish()
     return builder
+
+
+# -- names no real dump has: control characters and bytes that are not UTF-8 -----------------
+
+#: Raw bytes put where names go in :func:`hostile_names` (escape sequences, C1 and
+#: bidi controls, a line break, bytes that are not UTF-8).
+HOSTILE = {
+    "comm": b"\x1b[31mev\xff\nl\x85\xe2\x80\xae",
+    "path": b"/srv/\x1b]0;owned\x07\xfe\xfd/\r\x9bx.log",
+    "socket": b"\0sock\x1b[2J\xff\n",
+    "argv": b"prog\x1b[1m\0--name=\xff\xfe\r\n\0",
+    "environ": b"KEY=\x1b]0;title\x07\0LANG=\xe9t\xe9\0",
+}
+
+
+def _patch(path, placeholder, raw):
+    """Replace ``placeholder`` (same length) by ``raw`` in the file at ``path``: how a
+    protobuf ``string`` field gets bytes pycriu would refuse to set."""
+    data = open(path, "rb").read()
+    assert len(placeholder) == len(raw) and placeholder in data, (path, placeholder)
+    with open(path, "wb") as handle:
+        handle.write(data.replace(placeholder, raw))
+
+
+def hostile_names(directory, base=0x7F0000000000):
+    """A one-process checkpoint whose comm, file path, socket name, command line and
+    environment hold :data:`HOSTILE` bytes; returns the builder."""
+    page = PAGE_SIZE
+    strings = HOSTILE["argv"] + HOSTILE["environ"]
+    data = strings + bytes(page - len(strings))
+    arg = (base, base + len(HOSTILE["argv"]))
+    env = (arg[1], arg[1] + len(HOSTILE["environ"]))
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(1)])
+    comm_placeholder = "C" * len(HOSTILE["comm"])
+    path_placeholder = "/" + "P" * (len(HOSTILE["path"]) - 1)
+    log = builder.add_reg(path_placeholder)
+    sock = builder.add_file(5, "usk", ino=500, type=1, state=1, flags=0, uflags=0, backlog=0,
+                            peer=0, name=HOSTILE["socket"], fown={}, opts={})
+    builder.process(1, comm=comm_placeholder, vmas=[vma(base, base + page)],
+                    runs=[run(base, 1, PRESENT, data)], fds=[(3, log, 1), (4, sock, 5)],
+                    arg=arg, env=env)
+    builder.finish()
+    _patch(builder.path("core-1.img"), comm_placeholder.encode(), HOSTILE["comm"])
+    _patch(builder.path("files.img"), path_placeholder.encode(), HOSTILE["path"])
+    return builder

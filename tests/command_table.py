@@ -1,0 +1,291 @@
+"""Every command of the ``crit-plus`` click group, and how the fuzz suite runs it.
+
+``COMMANDS`` maps a command name to a :class:`Use`: the argument forms to run
+(templates with the placeholders below), what kind of damaged input it takes
+and the exit codes it may end with.  ``tests/test_fuzz_commands.py`` fails
+when a registered command has no entry here, so a new command cannot escape
+the fuzz suite: add its entry when you register it (and take it out of
+``PENDING`` when it lands).
+
+The outcome every run must have (docs/robustness.md): no exception escapes
+``crit_plus.cli.main``; the exit code is one of ``Use.codes``; nothing says
+``Traceback``; JSON output parses; on failure, stderr is one line starting
+``crit-plus:`` that names the damaged file (and the offset, for a decoding
+problem).  :func:`invoke` runs a command in-process under a memory and time
+limit; :func:`check` applies the rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import resource
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+
+# -- placeholders of the argument templates --------------------------------------------------
+CHECKPOINT = "{checkpoint}"  # the (damaged) checkpoint directory
+ORIGINAL = "{original}"      # an undamaged copy of the same checkpoint (diff's other side)
+IMAGE = "{image}"            # the damaged image, or what was put in its place
+JSON_IN = "{json}"           # a (damaged) JSON document for encode
+OUTPUT = "{output}"          # a scratch output file outside the checkpoint
+PID = "{pid}"                # the first pid of the undamaged checkpoint
+
+#: Exit codes of crit-plus (crit_plus/cli.py; docs/robustness.md).
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Use:
+    """How the fuzz suite runs one command.
+
+    ``forms``: argument templates; each damaged input is run with one of them
+    in turn (all of them on the undamaged checkpoint).  ``on``: ``checkpoint``
+    (a damaged directory), ``image`` (a damaged image file), ``json`` (a
+    damaged JSON document).  ``codes``: the exit codes allowed on damaged
+    input.  ``archives``: a checkpoint command that takes every source kind
+    (a Podman/CRI-O archive too; ``list`` searches below a directory instead).
+    """
+
+    forms: tuple
+    on: str
+    codes: tuple = (EXIT_OK, EXIT_BAD_INPUT)
+    archives: bool = True
+
+
+def _checkpoint_command(name, *extra, formats=("json",), codes=(EXIT_OK, EXIT_BAD_INPUT),
+                        archives=True):
+    forms = [(name, CHECKPOINT) + extra]
+    forms += [(name, CHECKPOINT) + extra + ("--format", fmt) for fmt in formats]
+    return Use(tuple(forms), "checkpoint", codes, archives)
+
+
+COMMANDS = {
+    # image commands (crit's): run on the damaged image itself
+    "decode": Use((("decode", "-i", IMAGE), ("decode", "-i", IMAGE, "--pretty", "--nopl"),
+                   ("decode", "-i", IMAGE, "--pretty")), "image"),
+    "show": Use((("show", IMAGE), ("show", IMAGE, "--nopl")), "image"),
+    "info": Use((("info", IMAGE), ("info", IMAGE, "--format", "json")), "image"),
+    "encode": Use((("encode", "-i", JSON_IN, "-o", OUTPUT),), "json"),
+    # checkpoint commands: run on the damaged directory
+    "list": _checkpoint_command("list", archives=False),
+    "version": _checkpoint_command("version"),
+    "summarize": _checkpoint_command("summarize"),
+    "ps": Use((("ps", CHECKPOINT), ("ps", CHECKPOINT, "--format", "json"),
+               ("ps", CHECKPOINT, "--env", "--format", "tree")), "checkpoint"),
+    "fds": _checkpoint_command("fds"),
+    "sk": _checkpoint_command("sk"),
+    "mems": _checkpoint_command("mems"),
+    "rss": _checkpoint_command("rss"),
+    # mem reads one process's memory: with a damaged pstree the pid may be gone (usage error)
+    "mem": Use((("mem", CHECKPOINT, PID, "0x400000", "64"),
+                ("mem", CHECKPOINT, PID, "0x400000", "64", "--format", "json")),
+               "checkpoint", (EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE)),
+    "size": _checkpoint_command("size"),
+    "validate": _checkpoint_command("validate"),
+    "diff": Use((("diff", CHECKPOINT, ORIGINAL), ("diff", ORIGINAL, CHECKPOINT, "--format", "json")),
+                "checkpoint"),
+}
+
+#: Commands other branches are building, not registered on main yet.  The
+#: table already has their expected forms; when one lands, remove it here (a
+#: test fails until you do) and check its forms against its --help (another
+#: test runs every form on an undamaged checkpoint and wants exit 0).
+PENDING = {
+    "summarize": "branch explore",
+    "ps": "branch explore (crit_plus/commands/ps.py exists but is not registered)",
+    "fds": "branch explore",
+    "sk": "branch explore",
+    "mems": "branch explore",
+    "rss": "branch explore",
+    "mem": "branch explore",
+    "size": "branch size",
+    "validate": "branch validate",
+    "diff": "branch diff",
+}
+
+
+def registered():
+    """Names of the commands registered in the click group."""
+    from crit_plus.cli import cli
+
+    return tuple(sorted(cli.commands))
+
+
+def first_pid(directory):
+    """The first pid in ``directory``'s pstree.img (``state/`` for LXD), or None."""
+    from pathlib import Path
+
+    from decoders.errors import DecodeError
+    from decoders.pstree import read_pstree
+
+    for candidate in (Path(directory), Path(directory) / "state"):
+        try:
+            return read_pstree(candidate / "pstree.img")[0].pid
+        except (DecodeError, IndexError):
+            continue
+    return None
+
+
+def fill(form, **values):
+    """The argument list of template ``form`` with the placeholders replaced."""
+    table = {CHECKPOINT: "checkpoint", ORIGINAL: "original", IMAGE: "image", JSON_IN: "json",
+             OUTPUT: "output", PID: "pid"}
+    args = []
+    for part in form:
+        key = table.get(part)
+        if key is None:
+            args.append(part)
+        elif values.get(key) is None:
+            raise KeyError(f"{part} is needed by {form} but was not given")
+        else:
+            args.append(os.fspath(values[key]))
+    return args
+
+
+# -- running a command in-process, bounded ---------------------------------------------------
+
+#: Memory a single command may add to the test process (RLIMIT_AS headroom).
+MEMORY_BUDGET = 768 << 20
+#: Seconds a single command may take before it counts as hung (a limit, not a measurement).
+TIME_LIMIT = 60
+
+
+class Hung(BaseException):
+    """Raised by the alarm when a command runs past :data:`TIME_LIMIT`."""
+
+
+@dataclass
+class Outcome:
+    """What one in-process run of the CLI did."""
+
+    args: list
+    code: int | None
+    out: bytes
+    err: str
+    escaped: str | None = None  # the traceback of an exception that left main()
+    notes: list = field(default_factory=list)
+
+    def describe(self):
+        """Everything about the run, for an assertion message."""
+        text = f"crit-plus {' '.join(self.args)}\n  exit {self.code}\n  stderr: {self.err!r}"
+        text += f"\n  stdout: {self.out[:300]!r}"
+        if self.escaped:
+            text += "\n  escaped:\n" + self.escaped
+        return text
+
+
+def _address_space():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+@contextlib.contextmanager
+def bounded(memory=MEMORY_BUDGET, seconds=TIME_LIMIT):
+    """RLIMIT_AS lowered to what is mapped now + ``memory``; :class:`Hung` raised
+    after ``seconds``.  A huge allocation becomes a MemoryError, a hang an error."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    current = _address_space()
+    limited = current is not None
+    if limited:
+        cap = current + memory
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+    def alarm(_signum, _frame):
+        raise Hung(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if limited:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def invoke(args, *, memory=MEMORY_BUDGET, seconds=TIME_LIMIT, stdin=b""):
+    """Run ``crit-plus ARGS`` in this process with stdout/stderr captured.
+
+    stdout is a strict UTF-8 text stream over bytes (as on a UTF-8 terminal:
+    text that cannot be encoded is an error, not silently replaced).
+    """
+    from crit_plus.cli import main
+
+    out, err = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict", write_through=True)
+    stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace",
+                              write_through=True)
+    stdin_stream = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    saved = sys.stdin, sys.stdout, sys.stderr
+    code, escaped = None, None
+    try:
+        sys.stdin, sys.stdout, sys.stderr = stdin_stream, stdout, stderr
+        with bounded(memory, seconds):
+            code = main(list(args))
+    except (Exception, Hung) as error:  # anything that escapes main() is a failure
+        escaped = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+    for stream in (stdout, stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return Outcome(list(args), code, out.getvalue(), err.getvalue().decode("utf-8", "replace"),
+                   escaped)
+
+
+def problems(outcome, use, names=(), offset_expected=False):
+    """What is wrong with ``outcome`` under the rules (an empty list: nothing).
+
+    ``names``: any of these must appear in a failure's message (the damaged
+    file, or what stands for it); ``offset_expected``: a decoding failure must
+    also say ``offset``.
+    """
+    found = []
+    if outcome.escaped:
+        return ["an exception escaped main()"]
+    if outcome.code not in use.codes:
+        found.append(f"exit code {outcome.code} not in {use.codes}")
+    text = outcome.out.decode("utf-8", "replace") + outcome.err
+    if "Traceback" in text:
+        found.append("a traceback was printed")
+    if outcome.code == EXIT_OK and "--format" in outcome.args:
+        fmt = outcome.args[outcome.args.index("--format") + 1]
+        if fmt == "json":
+            try:
+                json.loads(outcome.out.decode("utf-8"))
+            except ValueError as error:
+                found.append(f"--format json wrote invalid JSON: {error}")
+    if outcome.code == EXIT_BAD_INPUT:
+        found.extend(_error_problems(outcome.err, names, offset_expected))
+    elif outcome.code == EXIT_USAGE:
+        lines = outcome.err.strip().splitlines()
+        if not lines or not lines[-1].startswith("Error:"):
+            found.append("a usage error without click's 'Error:' line")
+    return found
+
+
+def _error_problems(err, names, offset_expected):
+    lines = err.strip("\n").split("\n")
+    found = []
+    if not lines or not lines[-1].startswith("crit-plus: "):
+        return ["the error is not a line starting 'crit-plus: '"]
+    if len(lines) != 1 and not all(line.startswith("crit-plus: ") for line in lines):
+        found.append("the error takes more than one line")
+    message = lines[-1]
+    if names and not any(name in message for name in names):
+        found.append(f"the error names none of {sorted(names)}")
+    if offset_expected and names and any(n in message for n in names) and \
+            "offset" not in message and "cannot read" not in message:
+        found.append("a decoding error without an offset")
+    return found
