@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEMO   := build/demo
 DEMO_SNAPSHOT := $(DEMO)/lxd-web/var/lib/lxd/storage-pools/default/containers-snapshots/web/after/state
 
-.PHONY: setup schema criu demo test test-skew bench clean
+.PHONY: setup schema criu demo test test-skew bench fuzz clean
 
 ## setup: system packages (criu → pycriu), the current CRIU schema, a venv with crit-plus
 setup: $(VENV)/.installed schema
@@ -49,6 +49,15 @@ test-skew:
 ## bench: the benchmarks in tests/benchmarks (numbers go to docs/performance.md)
 bench: setup
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-enable -p no:cacheprovider
+
+## fuzz: coverage-guided fuzzing of the decoders with atheris for FUZZ_TIME seconds
+##       (corpus and findings in build/fuzz/; keep a finding as a test: tests/fuzz_atheris.py)
+FUZZ_TIME ?= 60
+fuzz: setup
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install -q -e '.[fuzz]' || \
+	  { echo "make fuzz: atheris cannot be installed into $(VENV) (it needs a wheel for this" \
+	    "Python and platform, or clang to build one); the test suite does not need it" >&2; exit 1; }
+	$(BIN)/python -m tests.fuzz_atheris -max_total_time=$(FUZZ_TIME)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -6,6 +6,7 @@ Exit codes (scripts can rely on them):
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
 - 2: wrong usage, or pycriu (CRIU's Python library) is missing;
+- 70: an internal error (a bug in crit-plus), said in one line too;
 - 130: interrupted.
 
 ``--traceback`` shows the stack of an error instead of the one-line message.
@@ -23,6 +24,8 @@ import click
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
+from .render import safe_text
+
 from .commands import decode as decode_cmd
 from .commands import encode as encode_cmd
 from .commands import info as info_cmd
@@ -32,6 +35,7 @@ from .commands import version as version_cmd
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
 EXIT_INTERRUPTED = 130
 
 
@@ -134,6 +138,11 @@ def main(argv=None):
             raise
         name = f"{error.filename}: " if error.filename else ""
         return _fail(f"{name}{error.strerror or error}", EXIT_BAD_INPUT)
+    except Exception as error:  # a bug: one line all the same, and a code of its own
+        if show_traceback:
+            raise
+        return _fail(f"internal error: {type(error).__name__}: {safe_text(error)} "
+                     "(a bug in crit-plus: --traceback shows where)", EXIT_INTERNAL)
 
 
 def run():

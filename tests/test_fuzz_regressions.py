@@ -240,3 +240,25 @@ def test_a_decode_error_in_the_graph_is_still_a_decode_error(service_a, tmp_path
     damage.replace(checkpoint / "pstree.img", (service_a / "pstree.img").read_bytes()[:-1])
     with pytest.raises(DecodeError, match=r"pstree.img: entry 1 at offset 0x[0-9a-f]+: truncated"):
         crit_plus.open_checkpoint(checkpoint)
+
+
+# -- the error boundary ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [TypeError("bad\noperand"), MemoryError(), RecursionError()])
+def test_a_bug_is_still_one_line_with_its_own_exit_code(service_a, monkeypatch, error):
+    """What the fuzz suite has not found yet must not print a traceback either: exit 70
+    (EX_SOFTWARE), one line; --traceback shows the stack."""
+    from crit_plus.cli import EXIT_INTERNAL
+    from decoders.image import Image
+
+    def broken(self):
+        raise error
+
+    monkeypatch.setattr(Image, "count", broken)
+    outcome = invoke(["info", str(service_a / "pstree.img")])
+    assert outcome.code == EXIT_INTERNAL and outcome.err.count("\n") == 1, outcome.describe()
+    assert outcome.err.startswith(f"crit-plus: internal error: {type(error).__name__}")
+    assert "Traceback" not in outcome.err
+    traced = invoke(["--traceback", "info", str(service_a / "pstree.img")])
+    assert traced.escaped is not None and type(error).__name__ in traced.escaped
