@@ -247,7 +247,8 @@ def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STA
     findings = sorted(out.findings, key=lambda f: (order.get(f.severity, 9),
                                                    stage_order.get(f.stage, 9)))
     return Report(
-        checkpoint=str(source.images_dir if source is not None else checkpoint.directory),
+        checkpoint=os.path.abspath(source.images_dir if source is not None
+                                   else checkpoint.directory),
         findings=tuple(findings), requirements=tuple(out.requirements),
         skipped=tuple(out.skipped),
         target_root=None if target_root is None else os.fspath(target_root),
@@ -262,7 +263,7 @@ def unreadable_report(images_dir, error, source_kind=None):
     out = Collector()
     validate_integrity.report_decode_error(out, error)
     out.skip("everything else: the checkpoint cannot be opened without these images")
-    return Report(checkpoint=os.fspath(images_dir), findings=tuple(out.findings),
+    return Report(checkpoint=os.path.abspath(images_dir), findings=tuple(out.findings),
                   requirements=(), skipped=tuple(out.skipped), source_kind=source_kind)
 
 

@@ -113,7 +113,8 @@ def write_report(report, out, color=False):
     """Write ``report`` for people: the verdict, the findings grouped by code (each group
     with what CRIU will say and what to do), the options the restore needs, what was not
     checked."""
-    counts = ", ".join(f"{report.count(severity)} {PLURALS[severity]}"
+    counts = ", ".join(f"{report.count(severity)} "
+                       f"{severity if report.count(severity) == 1 else PLURALS[severity]}"
                        for severity in PLURALS)
     kind = f" ({report.source_kind})" if report.source_kind else ""
     verdict = colored(report.verdict.upper(), VERDICT_COLORS[report.verdict], color)
