@@ -251,7 +251,7 @@ def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STA
                                    else checkpoint.directory),
         findings=tuple(findings), requirements=tuple(out.requirements),
         skipped=tuple(out.skipped),
-        target_root=None if target_root is None else os.fspath(target_root),
+        target_root=None if target_root is None else os.path.abspath(target_root),
         host_root=None if host is None else host.root,
         source_kind=None if source is None else source.kind,
     )
