@@ -300,6 +300,13 @@ def test_a_bad_image_names_its_offset(fixture_root, tmp_path):
     assert finding.image == "core-12529.img" and finding.offset is not None
 
 
+def test_an_image_the_restore_never_reads_is_only_a_warning(fixture_root, tmp_path):
+    ck = copy_of(fixture_root, SC, tmp_path)
+    truncate("stats-restore", 3)(ck)
+    finding = next(f for f in run_validate(ck).findings if f.code == "bad-image")
+    assert finding.severity == "warning" and finding.image == "stats-restore"
+
+
 def test_a_damaged_pagemap_names_the_process(fixture_root, tmp_path):
     ck = copy_of(fixture_root, SA, tmp_path)
     pagemap_last_outside(ck)

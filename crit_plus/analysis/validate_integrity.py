@@ -26,7 +26,7 @@ from decoders.errors import MissingImageError
 from decoders.kinds import expected_magic, raw_kind
 
 from ..files import IpProto, SockFamily
-from ..findings import ERROR
+from ..findings import ERROR, WARNING
 from .validate_catalog import check
 
 #: Images the graph decodes itself (its findings report them).
@@ -40,6 +40,8 @@ _GRAPH_NUMBERS = (("pid", r"\bpid (\d+)"), ("fd", r"\bfd (\d+)"), ("id", r"\bfil
 _OFFSET = re.compile(r"\bat offset (0x[0-9a-f]+)")
 _ADDRESS = re.compile(r"\b(0x[0-9a-f]+)")
 _PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
+#: Images a restore never reads: one that does not decode is only a warning.
+NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
 #: CRIU's ``USK_EXTERN``: the entry stands for a socket outside the checkpoint.
 USK_EXTERN = 1
 #: How deep a parent/ chain is followed.
@@ -61,10 +63,11 @@ def run(facts, out):
 
 
 def report_decode_error(out, error, name=None):
-    """Add a ``bad-image`` error for a :class:`~decoders.errors.DecodeError`."""
+    """Add a ``bad-image`` finding for a :class:`~decoders.errors.DecodeError` (an error,
+    or a warning for an image the restore never reads)."""
     name = name or os.path.basename(error.path or "checkpoint")
-    out.add("bad-image", error.reason, name, severity=ERROR, image=name,
-            offset=error.offset, entry=error.entry_index)
+    out.add("bad-image", error.reason, name, severity=WARNING if name in NOT_RESTORED else ERROR,
+            image=name, offset=error.offset, entry=error.entry_index)
 
 
 def _images(facts, out):
@@ -243,4 +246,4 @@ def _strays(facts, out):
                     "pagemap", pages.name, image=pages.name)
 
 
-__all__ = ["MAX_PARENT_DEPTH", "USK_EXTERN", "connected_tcp", "report_decode_error", "run"]
+__all__ = ["MAX_PARENT_DEPTH", "NOT_RESTORED", "USK_EXTERN", "connected_tcp", "report_decode_error", "run"]
