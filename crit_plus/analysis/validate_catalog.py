@@ -188,7 +188,7 @@ CHECKS = {check.code: check for check in (
           "session and terminal."),
     Check("needs-inherit-tty", REQUIREMENTS, "warning",
           "processes hold a terminal from outside the checkpoint (an external tty)",
-          "Can't open slave tty ... / Found slave peer index N without correspond master peer",
+          "No task found with sid {sid}",
           "Give the restore a terminal for it: --inherit-fd fd[N]:{key} where N is an fd of "
           "a terminal the restore inherits (liblxc does this with the console it sets up)."),
     Check("lxd-console", REQUIREMENTS, "error",

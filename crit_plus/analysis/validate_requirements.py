@@ -155,7 +155,7 @@ def _ttys(facts, out):
         out.add("needs-inherit-tty", f"{len(holders)} fds of pids "
                 f"{', '.join(map(str, pids[:LISTED]))} hold the external terminal {key} "
                 f"({file.name})", f"pid {pid} fd {fd}", image="tty-info.img", pid=pid, fd=fd,
-                key=key)
+                key=key, sid=info.sid)
         if key != facts.console_key:  # the console is the lxd-console finding's
             out.require(f"--inherit-fd fd[N]:{key}", f"terminal {file.name} from outside the "
                         "checkpoint")
