@@ -217,7 +217,7 @@ DAMAGES = [
     ("unresolved-fd", SA, edit("fdinfo-3.img", set_fields(3, id=999999))),
     ("unresolved-file", SA, edit("fs-12528.img", set_fields(0, cwd_id=999999))),
     ("unresolved-file", SA, edit("mm-12528.img", set_fields(0, exe_file_id=999999))),
-    ("unresolved-vma-file", SA, edit("mm-12525.img", first_vma(1 << 6))),  # VMA_FILE_PRIVATE
+    ("unresolved-vma-file", SA, edit("mm-12525.img", first_vma(VmaStatus.FILE_PRIVATE))),
     ("missing-ghost", SA, delete("ghost-file-1.img")),
     ("missing-memfd-inode", SA, edit("memfd.img", lambda m: [])),
     ("missing-tty-info", WEB, delete("tty-info.img")),
