@@ -36,7 +36,7 @@ _MANAGER_CLI = {"lxd": "lxc", "incus": "incus"}
 def run(facts, out):
     """Add the requirement findings of ``facts``' checkpoint to ``out``."""
     by_manager = LXC if facts.manager else None
-    _inventory(facts, out, by_manager)
+    _inventory(facts, out)
     _tcp(facts, out, by_manager)
     _unix(facts, out)
     _session(facts, out)
@@ -45,16 +45,16 @@ def run(facts, out):
     _mounts(facts, out, by_manager)
     if facts.messages("filelocks.img"):
         count = len(facts.messages("filelocks.img"))
-        out.add("needs-file-locks", f"{count} file locks were dumped", "filelocks.img",
-                image="filelocks.img")
-        out.require("--file-locks", f"{count} file locks", by_manager)
+        locks = f"{count} file lock{'' if count == 1 else 's'}"
+        out.add("needs-file-locks", f"{locks} dumped", "filelocks.img", image="filelocks.img")
+        out.require("--file-locks", locks, by_manager)
     if facts.has_image("cpuinfo.img"):
         out.add("needs-cpu-cap", "cpuinfo.img records the dumping CPU: a restore with "
                 "--cpu-cap compares the host with it", "cpuinfo.img", image="cpuinfo.img")
     _logs(facts, out)
 
 
-def _inventory(facts, out, by_manager):
+def _inventory(facts, out):
     inventory = facts.checkpoint.inventory
     if inventory is None:
         return
