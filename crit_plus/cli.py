@@ -103,10 +103,11 @@ def main(argv=None):
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
         try:
-            cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+            # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
+            code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             raise escaped.error from None
-        return EXIT_OK
+        return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:

@@ -94,10 +94,7 @@ def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt)
             write_report(report, out, use_color(out))
     code = exit_code(report, strict)
     if code != EXIT_CLEAN:
-        # click hands an Exit's code back to crit-plus's main, which does not pass it
-        # on: leave with it directly (the output is written)
-        out.flush()
-        raise SystemExit(code)
+        click.get_current_context().exit(code)
 
 
 def exit_code(report, strict=False):
