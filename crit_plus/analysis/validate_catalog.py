@@ -5,8 +5,11 @@ the docs table against it, and another that every check fires on a damaged
 copy of a real checkpoint).  ``criu_says`` is the message CRIU (or liblxc)
 prints when a restore hits the problem, taken from CRIU 4.2.1's sources
 (``criu/*.c``) and liblxc's ``src/lxc/criu.c``; ``{name}`` fields are filled
-from the finding.  None means CRIU prints nothing specific: the restore goes
-on and the program misbehaves later, or the restore fails elsewhere.
+from the finding (``{criu_path}`` is a file's path as CRIU prints it: relative
+to the root, without the leading ``/``; ``...`` stands for what varies).  None
+means CRIU prints nothing specific: the restore goes on and the program
+misbehaves later, or the restore fails elsewhere.  The messages of the cases
+tests/test_live_validate.py damages were checked against real restores.
 
 Stages: ``integrity`` (the images alone), ``requirements`` (options and
 external pieces the restore needs), ``target`` (the restore host and the file
@@ -46,14 +49,16 @@ _LXC = "LXD, Incus and lxc-checkpoint pass it themselves."
 CHECKS = {check.code: check for check in (
     # -- integrity: reported by the graph, reused --------------------------------------------
     Check("missing-image", INTEGRITY, "error", "an image the restore reads is missing",
-          "Unexpected EOF on {image}",
+          "Unexpected EOF on (empty-image)",
           "Copy {image} from the original checkpoint; CRIU reads a missing image as empty "
-          "and fails on the first entry it needs.", graph=True),
+          "(its log says `No {image} image`) and fails on the first entry it needs.",
+          graph=True),
     Check("bad-image", INTEGRITY, None,
           "an image does not decode: unknown magic, a magic that does not match its name, "
           "a cut entry, a bad protobuf message",
-          "Magic doesn't match for {image} / Unexpected EOF on {image} / Failed unpacking "
-          "object from {image}", _RECOPY, graph=True),
+          "Magic doesn't match for {image} / Read ... bytes while ... expected from {image} / "
+          "Unexpected EOF on {image} / Failed unpacking object ... from {image}", _RECOPY,
+          graph=True),
     Check("orphan", INTEGRITY, "error", "a process's parent is not in pstree.img",
           "Can't find a parent for {pid}", _RECOPY, graph=True),
     Check("pid-cycle", INTEGRITY, "error", "parent links in pstree.img form a cycle",
@@ -83,7 +88,7 @@ CHECKS = {check.code: check for check in (
           "`- Can't open vma", _RECOPY, graph=True),
     Check("missing-ghost", INTEGRITY, "error",
           "a deleted file's contents (its ghost-file image) are missing",
-          "Unexpected EOF on ghost-file image",
+          "Unexpected EOF on (empty-image)",
           "Copy the ghost-file image from the original checkpoint; without it the deleted "
           "file cannot be recreated.", graph=True),
     Check("missing-memfd-inode", INTEGRITY, "error",
@@ -95,14 +100,19 @@ CHECKS = {check.code: check for check in (
           "a files.img entry lacks the description of its kind",
           None, _RECOPY + " (CRIU dereferences the missing part and crashes.)", graph=True),
     Check("missing-pages", INTEGRITY, "error", "a pages image a pagemap needs is missing",
-          "Reached EOF unexpectedly while reading page from image",
-          "Copy the pages image from the original checkpoint.", graph=True),
+          "Can't read async pr bytes ... / Failed getting raw image fd",
+          "Copy the pages image from the original checkpoint. (For shared memory CRIU 4.2.1 "
+          "logs the second message and restores the processes anyway, with those pages "
+          "zeroed.)", graph=True),
     Check("pages-size", INTEGRITY, None,
           "a pages image is not 4096 x the present pages its pagemaps list "
           "(shorter: error; longer: warning)",
-          "Reached EOF unexpectedly while reading page from image",
+          "Can't read mapping page ...",
           "A short pages image lost memory: copy it again (compare sizes with `ls -l`; "
-          "`criu dedup` only punches holes, the size stays).", graph=True),
+          "`criu dedup` only punches holes, the size stays). CRIU 4.2.1 does not stop on "
+          "it: for private memory the restore never finishes (it retries the read at the end "
+          "of the image forever and prints nothing), for shared memory it logs this message "
+          "and restores the processes with the missing pages zeroed.", graph=True),
     Check("pagemap-unsorted", INTEGRITY, "error", "pagemap entries are not sorted by address",
           "Page entry address {vaddr} outside of VMA", _RECOPY, graph=True),
     Check("pagemap-overlap", INTEGRITY, "error", "pagemap entries overlap",
@@ -156,7 +166,7 @@ CHECKS = {check.code: check for check in (
           "FATAL: Peer {peer} unresolved for {ino}", _RECOPY),
     Check("missing-tcp-stream", INTEGRITY, "error",
           "a connected TCP socket has no tcp-stream image",
-          "Unexpected EOF on {image}",
+          "Unexpected EOF on (empty-image)",
           "Copy {image} from the original checkpoint (it holds the connection's sequence "
           "numbers and queues)."),
     Check("stray-image", INTEGRITY, "info",
@@ -229,18 +239,18 @@ CHECKS = {check.code: check for check in (
           "Read the log ({log}); the other findings say which causes validate predicts."),
     # -- target --------------------------------------------------------------------------------
     Check("file-missing", TARGET, "error", "a file the processes hold or map is missing",
-          "Can't open file {path} on restore: No such file or directory",
+          "Can't open file {criu_path} on restore: No such file or directory",
           "Put {path} back in the target root ({host_path}), or restore where it exists."),
     Check("file-size", TARGET, "error", "a file's size differs from the dump's",
-          "File {path} has bad size {actual} (expect {expected})",
+          "File {criu_path} has bad size {actual} (expect {expected})",
           "Restore the file as it was at dump time: the processes have it open or mapped at "
           "offsets that must match."),
     Check("file-mode", TARGET, "error", "a file's type or permissions differ from the dump's",
-          "File {path} has bad mode 0{actual:o} (expect 0{expected:o})",
+          "File {criu_path} has bad mode 0{actual:o} (expect 0{expected:o})",
           "chmod {expected_perm:o} {host_path} (or restore with --skip-file-rwx-check when "
           "only the permission bits differ)."),
     Check("file-build-id", TARGET, "error", "an ELF file's build-id differs from the dump's",
-          "File {path} has bad build-ID",
+          "File {criu_path} has bad build-ID",
           "Install the same build of {path} (the same package version) on the target: the "
           "processes run code from it."),
     Check("mountpoint-missing", TARGET, "error",

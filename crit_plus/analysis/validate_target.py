@@ -81,7 +81,8 @@ def _files(facts, out, target_root):
     for file, reg in _regular_files(facts):
         path = file.path
         pid, fd = facts.holder(file)
-        common = dict(source=file.source, pid=pid, fd=fd, path=path)
+        common = dict(source=file.source, pid=pid, fd=fd, path=path,
+                      criu_path=_criu_path(path))
         host_path = resolve_in_root(target_root, path)
         info = None
         if host_path is not None:
@@ -107,6 +108,12 @@ def _files(facts, out, target_root):
                  and not facts.on_root_mount(f))
     if others:
         out.skip(f"{others} files on other mounts (mounted at restore, not in the target root)")
+
+
+def _criu_path(path):
+    """``path`` as CRIU's restore messages print it: relative to the root (CRIU
+    opens it with ``openat(root, path + 1)``), ``.`` for the root itself."""
+    return path[1:] or "." if path.startswith("/") else path
 
 
 def _build_id(out, path, host_path, words, common):
