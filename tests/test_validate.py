@@ -293,6 +293,18 @@ def test_untouched_fixtures_have_no_integrity_findings(key, checkpoint_dirs):
     assert not report.errors or report.codes("error") == {"lxd-console"}
 
 
+@pytest.mark.parametrize("pages,says", [("pages-1.img", "Can't read mapping page ..."),
+                                        ("pages-3.img", None)])
+def test_a_short_pages_image_says_what_criu_does(pages, says, fixture_root, tmp_path):
+    """Shared memory (pages-1.img, of pagemap-shmem-2161.img): CRIU logs the read error and
+    goes on; private memory (pages-3.img, of pagemap-12525.img): CRIU prints nothing and its
+    restore never finishes (both seen on real restores in tests/test_live_validate.py)."""
+    ck = copy_of(fixture_root, SA, tmp_path)
+    truncate(pages, 4096)(ck)
+    found = [f for f in run_validate(ck).findings if f.code == "pages-size"]
+    assert [(f.severity, f.criu_says) for f in found] == [("error", says)]
+
+
 def test_a_bad_image_names_its_offset(fixture_root, tmp_path):
     ck = copy_of(fixture_root, SA, tmp_path)
     truncate("core-12529.img", 3)(ck)

@@ -185,11 +185,12 @@ class Collector:
         self._seen = set()
 
     def add(self, code, message, where, *, severity=None, image=None, offset=None, entry=None,
-            source=None, pid=None, fd=None, path=None, **params):
+            source=None, pid=None, fd=None, path=None, criu_silent=False, **params):
         """Record a finding of check ``code``; ``params`` fill its CRIU message and fix.
 
         ``severity`` overrides the catalog's (needed where the catalog says None);
-        ``source`` (a :class:`decoders.Source`) fills ``image``/``offset``/``entry``.
+        ``source`` (a :class:`decoders.Source`) fills ``image``/``offset``/``entry``;
+        ``criu_silent`` says CRIU prints nothing in this case (no ``criu_says``).
         A finding identical to one already recorded is dropped.
         """
         spec = check(code)
@@ -201,7 +202,8 @@ class Collector:
         params.setdefault("image", image or where)
         finding = ValidationFinding(
             severity=severity or spec.severity or INFO, code=code, stage=spec.stage,
-            message=message, where=where, criu_says=fill(spec.criu_says, **params),
+            message=message, where=where,
+            criu_says=None if criu_silent else fill(spec.criu_says, **params),
             fix=fill(spec.fix, **params), image=image, offset=offset, entry=entry,
             pid=pid, fd=fd, path=path)
         key = (finding.code, finding.message, finding.where)
