@@ -38,7 +38,7 @@ from tests.workloads import harness
 pytestmark = pytest.mark.live
 
 RESTORE_TIMEOUT = 60   # a restore of the service takes well under a second here
-HANG_TIMEOUT = 10      # for the case where CRIU 4.2.1 never finishes
+HANG_TIMEOUT = 5       # for the case where CRIU 4.2.1 never finishes (a restore fails in < 1 s)
 
 
 @dataclass

@@ -11,14 +11,12 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
-import os
 import tarfile
 
 import pytest
 
 import crit_plus
 from tests.conftest import ROOT
-from tests.workloads import harness
 
 
 def _load_script():
@@ -39,12 +37,9 @@ def test_facts_of_every_fixture_equal_facts_json(checkpoint_dirs, facts):
 
 
 @pytest.mark.live
-def test_make_fixtures_regenerates_restorable_service_dumps(tmp_path):
-    criu, reason = harness.find_criu()
-    if criu is None:
-        if os.environ.get("CRIT_PLUS_LIVE") == "required":
-            pytest.fail(f"live tests are required here but {reason}")
-        pytest.skip(reason)
+def test_make_fixtures_regenerates_restorable_service_dumps(criu, tmp_path):
+    """``criu`` (tests/conftest.py) skips or fails without a working CRIU; the script
+    finds the same one itself."""
     out = tmp_path / "out"
     assert make_fixtures.main(["--out", str(out), "--workdir", str(tmp_path / "app")]) == 0
     facts = json.loads((out / "FACTS.json").read_text())
