@@ -255,9 +255,11 @@ def test_validate_agrees_with_the_restore(case, dumped, table):
             lambda: all(harness.alive(p) for p in dumped.pids), 15) and \
             _shared_markers_intact(dumped)
     finally:
-        _clean_up(dumped)
-        if undo:
-            undo()
+        try:
+            _clean_up(dumped)
+        finally:
+            if undo:
+                undo()
     errors = set(report.codes("error"))
     table.append((case.name, _codes(report),
                   attempt.outcome if case.restore != "loses-memory" or memory_intact
