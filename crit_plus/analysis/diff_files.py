@@ -1,7 +1,7 @@
 """Open files: fds opened, closed, re-pointed or changed; files, sockets and pipes that
 appeared or disappeared in the whole checkpoint.
 
-Two views (see docs/diff.md):
+Two views (see docs/commands/diff.md):
 
 - per paired process, fd by fd number: ``opened`` (NEW only), ``closed`` (OLD
   only), ``re-pointed`` (the number now names another file), ``changed`` (the
