@@ -14,7 +14,7 @@ import pytest
 
 import crit_plus
 from crit_plus.analysis.diff import diff_checkpoints, report_json
-from crit_plus.analysis.diff_memory import differing_pages
+from crit_plus.analysis.diff_pages import differing_pages
 from decoders import PAGE_SIZE as P
 from decoders.flags import Prot
 
@@ -272,3 +272,14 @@ def test_progress_counts_to_its_total(fixture_root, tmp_path):
     report = diff(old, crit_plus.open_checkpoint(copy), sections=("memory",), progress=progress)
     assert seen["total"] == seen["done"] == report.memory.bytes_read > 0
     assert os.path.getsize(copy / "pages-3.img") * 2 <= report.memory.bytes_read
+
+
+def test_processes_planned_again_give_the_same_answer(fixture_root, monkeypatch):
+    from crit_plus.analysis import diff_memory
+
+    old = crit_plus.open_checkpoint(fixture_root / "service-a")
+    new = crit_plus.open_checkpoint(fixture_root / "service-b")
+    kept = report_json(diff(old, new, sections=("memory",)))
+    monkeypatch.setattr(diff_memory, "MAX_KEPT_TASKS", 1)  # nothing kept: planned twice
+    again = report_json(diff(old, new, sections=("memory",)))
+    assert kept["memory"] == again["memory"]

@@ -1,150 +1,26 @@
-"""Memory of paired processes: VMAs added, removed, grown, shrunk or changed, and
-page contents compared page by page.
+"""The memory section: for each paired process, its VMAs (:mod:`.diff_vmas`) and,
+unless asked not to, its page contents (:mod:`.diff_pages`).
 
-Addresses are compared as they are: CRIU restores every VMA at its address, so
-one process's address is one place on both sides.  VMAs are matched so (see
-docs/commands/diff.md)::
-
-    same | protection | changed ::= one VMA at the same range on both sides
-                                    (protection: only prot differs; changed:
-                                    flags, kind, file or file offset differ)
-    grown | shrunk | moved      ::= overlapping VMAs of one identity (the file
-                                    name, or the kind of anonymous memory) with
-                                    other bounds; moved: same size elsewhere
-    split                       ::= a NEW VMA over part of an OLD one already
-                                    matched (mprotect or munmap of a part)
-    merged                      ::= an OLD VMA now inside a NEW one already matched
-    added | removed             ::= no overlap on the other side
-
-Page contents, address by address, over every page either side maps::
-
-    page ::= changed | unchanged | unavailable   mapped on both sides
-           | added                               mapped in NEW only
-           | removed                             mapped in OLD only
-
-Each side's bytes come from :meth:`crit_plus.memory.AddressSpace.extents`,
-i.e. CRIU's restore rules: PE_PRESENT pages from ``pages-<id>.img``,
-PE_PARENT through ``parent/``, unlisted private anonymous pages are zero,
-shared memory from ``pagemap-shmem-<shmid>.img``, file pages from the file
-under ``root``.  A page either side cannot give (a file mapping without
-``root``, vvar, lazy pages) is ``unavailable``: not compared, not a difference.
-
-Reading is streamed in ``chunk_size`` pieces into two reused buffers (memory is
-bounded by them): zero against zero, or the same bytes of the same file on
-both sides (a checkpoint against itself, a shared ``parent/``), are unchanged
-without reading; otherwise a chunk of each side is read and compared as a
-whole (``memcmp``), and only a chunk that differs is narrowed down, a
-sixteenth at a time, to its pages.
-
-**Moved pages**: a NEW page that differs at its address (changed or added)
-whose contents OLD held at another address of the process (a changed or
-removed page) is counted as ``moved`` as well (mremap, a buffer copied
-elsewhere, ASLR after a restore elsewhere).  Pages are matched by their 64-bit
-xxh3 digest (the ``xxhash`` library; only differing, non-zero pages are
-hashed, at most ``MAX_DIGESTS`` per side and process).
+Processes are planned first (which stretches of pages to compare, and how many
+bytes that reads, for the progress bar), then compared one after the other
+with one :class:`~.diff_pages.PageReader`: two buffers of ``chunk_size``
+bytes, whatever the checkpoints' size.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from bisect import bisect_left
 from dataclasses import dataclass
 
 from decoders.flags import PAGE_SIZE
 
-from .diff_processes import FieldChange
+from .diff_pages import (CHUNK_SIZE, HASH_NAME, Locator, PageCounts, PageReader,
+                         compare_process, iter_tasks, task_bytes)
+from .diff_vmas import VmaView, match_vmas
 
-try:  # xxh3: ~10x faster than blake2b per page; see docs/commands/diff.md
-    import xxhash
-
-    def page_digest(data, _digest=xxhash.xxh3_64_intdigest):
-        """The 64-bit xxh3 digest of ``data`` (a page)."""
-        return _digest(data)
-
-    HASH_NAME = "xxh3_64"
-except ImportError:  # pragma: no cover - xxhash is a dependency
-    import hashlib
-
-    def page_digest(data, _blake2b=hashlib.blake2b):
-        """The 64-bit blake2b digest of ``data`` (``xxhash`` is not installed)."""
-        return int.from_bytes(_blake2b(data, digest_size=8).digest(), "little")
-
-    HASH_NAME = "blake2b_64"
-
-#: Bytes read at a time from each side (two buffers of this size are kept).  Small
-#: enough for both buffers to stay in a core's L2 cache while the kernel copies
-#: page-cache data into them: 8 MiB buffers made that copy ~4x slower (docs/performance.md).
-CHUNK_SIZE = 256 << 10
-
-#: Ranges of changed pages listed per VMA; further ones are only counted.
-MAX_RANGES = 32
-
-#: Digests of differing pages kept per side and process for moved pages.
-MAX_DIGESTS = 1 << 18
-
-#: Kinds of VMAs whose file offset (``pgoff``) says which bytes are mapped.
-_OFFSET_KINDS = ("file", "file-shared", "memfd", "shared", "sysvipc")
-
-_ZERO_PAGE = bytes(PAGE_SIZE)
-
-
-# -- results ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PageCounts:
-    """Pages by what happened to them (see the module docstring); ``moved`` counts
-    pages already counted as changed or added whose contents OLD had elsewhere."""
-
-    changed: int = 0
-    unchanged: int = 0
-    added: int = 0
-    removed: int = 0
-    unavailable: int = 0
-    moved: int = 0
-
-    @property
-    def differs(self):
-        """True when any page changed, was added or removed."""
-        return bool(self.changed or self.added or self.removed)
-
-    def __add__(self, other):
-        return PageCounts(*(a + b for a, b in zip(_counts(self), _counts(other))))
-
-
-def _counts(pages):
-    return (pages.changed, pages.unchanged, pages.added, pages.removed, pages.unavailable,
-            pages.moved)
-
-
-@dataclass(frozen=True, slots=True)
-class VmaView:
-    """One VMA as one side shows it: range, protection, mmap flags, kind, name, pgoff."""
-
-    start: int
-    end: int
-    prot: object
-    flags: object
-    kind: str
-    name: str | None
-    pgoff: int
-
-    @classmethod
-    def of(cls, mapping):
-        """The view of a :class:`crit_plus.memory.Mapping`."""
-        return cls(mapping.start, mapping.end, mapping.prot, mapping.flags, mapping.kind,
-                   mapping.name, mapping.pgoff)
-
-    @property
-    def size(self):
-        """Bytes mapped."""
-        return self.end - self.start
-
-    @property
-    def identity(self):
-        """What stays the same while a VMA grows or shrinks: its file or its kind."""
-        return (self.kind, self.name)
+#: Tasks (stretches of pages to compare) kept from planning to comparing, over all
+#: processes; a process planned beyond this is planned again when compared.
+MAX_KEPT_TASKS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -226,366 +102,7 @@ class MemoryDiff:
         return any(process.differs for process in self.processes)
 
 
-# -- matching VMAs -----------------------------------------------------------------------
-
-
-def _fields(old, new):
-    changes = []
-    for name in ("prot", "flags", "kind", "name"):
-        a, b = getattr(old, name), getattr(new, name)
-        if a != b:
-            changes.append(FieldChange(name, a, b))
-    if old.kind in _OFFSET_KINDS and new.kind in _OFFSET_KINDS:
-        moved_by = (new.start - old.start)  # a file VMA grown down moves its offset with it
-        if old.pgoff + moved_by != new.pgoff:
-            changes.append(FieldChange("pgoff", old.pgoff, new.pgoff))
-    return tuple(changes)
-
-
-def _resized(old, new):
-    if new.size > old.size:
-        return "grown"
-    if new.size < old.size:
-        return "shrunk"
-    return "moved"
-
-
-def _overlapping(view, others, starts):
-    """Indexes of ``others`` (sorted by start, ``starts`` their starts) that overlap ``view``."""
-    k = max(0, bisect_left(starts, view.start) - 1)
-    found = []
-    while k < len(others) and others[k].start < view.end:
-        if others[k].end > view.start:
-            found.append(k)
-        k += 1
-    return found
-
-
-def match_vmas(olds, news):
-    """Match OLD and NEW :class:`VmaView` s (each sorted by start).
-
-    Returns ``(rows, old_row, new_row)``: rows as ``(change, old, new, fields)``
-    (see the module docstring) and, for each OLD and NEW VMA, the index of the
-    row its pages are counted in.  A ``split`` row shows the OLD VMA it came
-    from and a ``merged`` row the NEW VMA it went into; those VMAs keep their
-    own rows.
-    """
-    rows = []
-    old_row = [None] * len(olds)
-    new_row = [None] * len(news)
-
-    def add(change, i, j, own_old=True, own_new=True):
-        old = olds[i] if i is not None else None
-        new = news[j] if j is not None else None
-        fields = _fields(old, new) if old is not None and new is not None else ()
-        if change is None:
-            change = "same" if not fields else \
-                "protection" if [f.field for f in fields] == ["prot"] else "changed"
-        rows.append((change, old, new, fields))
-        if i is not None and own_old:
-            old_row[i] = len(rows) - 1
-        if j is not None and own_new:
-            new_row[j] = len(rows) - 1
-
-    by_range = {(view.start, view.end): j for j, view in enumerate(news)}
-    for i, old in enumerate(olds):
-        j = by_range.get((old.start, old.end))
-        if j is not None and new_row[j] is None:
-            add(None, i, j)
-    new_starts = [view.start for view in news]
-    old_starts = [view.start for view in olds]
-    for same_identity in (True, False):
-        for i, old in enumerate(olds):
-            if old_row[i] is not None:
-                continue
-            for j in _overlapping(old, news, new_starts):
-                if new_row[j] is None and (news[j].identity == old.identity) == same_identity:
-                    add(_resized(old, news[j]) if same_identity else "replaced", i, j)
-                    break
-    for j, new in enumerate(news):
-        if new_row[j] is None:
-            over = _overlapping(new, olds, old_starts)
-            add("split" if over else "added", over[0] if over else None, j, own_old=False)
-    for i, old in enumerate(olds):
-        if old_row[i] is None:
-            over = _overlapping(old, news, new_starts)
-            add("merged" if over else "removed", i, over[0] if over else None, own_new=False)
-    return rows, old_row, new_row
-
-
-# -- reading both sides ------------------------------------------------------------------
-
-
-class _Reader:
-    """Page data of both sides: files opened once, one reused buffer per side, a zero chunk.
-
-    ``bytes_read`` counts what was read from files (both sides).
-    """
-
-    def __init__(self, chunk_size):
-        self.chunk_size = chunk_size
-        self.zeros = bytes(chunk_size)
-        self._zero_view = memoryview(self.zeros)
-        self._buffers = (bytearray(chunk_size), bytearray(chunk_size))
-        self._views = tuple(memoryview(buffer) for buffer in self._buffers)
-        self._fds = {}
-        self.bytes_read = 0
-
-    def close(self):
-        """Close the files and release the buffers."""
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-        for view in self._views + (self._zero_view,):
-            view.release()
-
-    def load(self, side, extent, delta, length):
-        """``length`` bytes from ``delta`` into ``extent`` as ``(data, view)``: the
-        zero chunk, or side ``side``'s buffer filled from the file.  None when
-        the file ends before (it changed since the checkpoint was opened)."""
-        if extent.source == "zero":
-            return self.zeros, self._zero_view
-        fd = self._fds.get(extent.path)
-        if fd is None:
-            fd = self._fds[extent.path] = os.open(extent.path,
-                                                  os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        view = self._views[side]
-        offset = extent.offset + delta
-        got = 0
-        while got < length:
-            n = os.preadv(fd, [view[got:length]], offset + got)
-            if n <= 0:
-                return None
-            got += n
-        self.bytes_read += length
-        return self._buffers[side], view
-
-
-def differing_pages(old, new, start, size):
-    """Offsets of the pages of ``old[start:start+size]`` that differ from ``new``
-    (a memoryview of the same length), in order.
-
-    ``old`` is a bytes or bytearray: ``old.startswith(new[a:b], a)`` compares
-    without copying (``memcmp``).  A stretch that differs is cut in sixteen and
-    each part compared again, down to single pages, so equal data costs one
-    comparison and Python runs only around the pages that differ.
-    """
-    step = max(PAGE_SIZE, size // 16 // PAGE_SIZE * PAGE_SIZE)
-    end = start + size
-    for offset in range(start, end, step):
-        length = min(step, end - offset)
-        if old.startswith(new[offset:offset + length], offset):
-            continue
-        if length <= PAGE_SIZE:
-            yield offset
-        else:
-            yield from differing_pages(old, new, offset, length)
-
-
-_ZERO_DIGEST = page_digest(_ZERO_PAGE)
-
-
-class _Tally:
-    """Page counts, changed ranges and digests of one process, row by row."""
-
-    def __init__(self, rows):
-        self.counts = [[0] * 6 for _ in range(rows)]  # PageCounts field order
-        self.ranges = [[] for _ in range(rows)]
-        self.more = [0] * rows
-        self.last_end = [None] * rows
-        self.old_digests = set()
-        self.new_digests = []  # (row, digest)
-        self.complete = True
-
-    def changed_page(self, row, address):
-        """Count one changed page at ``address`` and extend the row's ranges."""
-        self.counts[row][0] += 1
-        ranges = self.ranges[row]
-        if self.last_end[row] == address:
-            if not self.more[row]:
-                ranges[-1][1] = address + PAGE_SIZE
-        elif len(ranges) < MAX_RANGES and not self.more[row]:
-            ranges.append([address, address + PAGE_SIZE])
-        else:
-            self.more[row] += 1
-        self.last_end[row] = address + PAGE_SIZE
-
-    def old_page(self, page):
-        """Remember a differing OLD page's contents (for moved pages)."""
-        digest = page_digest(page)
-        if digest != _ZERO_DIGEST:
-            if len(self.old_digests) < MAX_DIGESTS:
-                self.old_digests.add(digest)
-            else:
-                self.complete = False
-
-    def new_page(self, row, page):
-        """Remember a differing NEW page's contents (for moved pages)."""
-        digest = page_digest(page)
-        if digest != _ZERO_DIGEST:
-            if len(self.new_digests) < MAX_DIGESTS:
-                self.new_digests.append((row, digest))
-            else:
-                self.complete = False
-
-    def finish(self):
-        """Count moved pages; return per-row ``(PageCounts, ranges, more)``."""
-        old = self.old_digests
-        for row, digest in self.new_digests:
-            if digest in old:
-                self.counts[row][5] += 1
-        return [(PageCounts(*counts), tuple(tuple(r) for r in ranges), more)
-                for counts, ranges, more in zip(self.counts, self.ranges, self.more)]
-
-
-# -- planning and comparing one process ----------------------------------------------------
-
-
-class _Locator:
-    """Where extents' bytes are, to skip comparing bytes with themselves."""
-
-    def __init__(self):
-        self._real = {}
-
-    def _location(self, extent):
-        real = self._real.get(extent.path)
-        if real is None:
-            real = self._real[extent.path] = os.path.realpath(extent.path)
-        return real, extent.offset
-
-    def needs_reading(self, old, new):
-        """True unless the bytes of extents ``old`` and ``new`` (one range) are
-        known without reading: unavailable on a side, zero on both, or the same
-        bytes of the same file."""
-        kinds = (old.source, new.source)
-        if "unavailable" in kinds or kinds == ("zero", "zero"):
-            return False
-        if "zero" in kinds:
-            return True
-        return self._location(old) != self._location(new)
-
-_COMPARE, _ADDED, _REMOVED = 0, 1, 2
-
-
-def _sweep(olds, news):
-    """Yield ``(start, end, i, j)`` over every address either side maps: ``i``/``j``
-    the OLD/NEW VMA holding it, or None.  Both lists are sorted by start."""
-    points = sorted({p for view in olds for p in (view.start, view.end)}
-                    | {p for view in news for p in (view.start, view.end)})
-    i = j = 0
-    for start, end in zip(points, points[1:]):
-        while i < len(olds) and olds[i].end <= start:
-            i += 1
-        while j < len(news) and news[j].end <= start:
-            j += 1
-        in_old = i if i < len(olds) and olds[i].start <= start else None
-        in_new = j if j < len(news) and news[j].start <= start else None
-        if in_old is not None or in_new is not None:
-            yield start, end, in_old, in_new
-
-
-def _paired_extents(olds, news):
-    """Yield ``(start, end, old extent, new extent)`` over two extent lists of one range."""
-    i = j = 0
-    pos = olds[0].vaddr if olds else None
-    while i < len(olds) and j < len(news):
-        old, new = olds[i], news[j]
-        end = min(old.vaddr + old.length, new.vaddr + new.length)
-        yield pos, end, old, new
-        pos = end
-        if old.vaddr + old.length == end:
-            i += 1
-        if new.vaddr + new.length == end:
-            j += 1
-
-
-def plan_process(locator, old_memory, new_memory, olds, news, old_row, new_row):
-    """The work of comparing one process's pages: ``(what, start, end, row, old extent,
-    new extent)`` tasks (``what``: compare, added, removed) and the bytes of page
-    data they take (both sides)."""
-    tasks, to_read = [], 0
-    for start, end, i, j in _sweep(olds, news):
-        if i is not None and j is not None:
-            extents = _paired_extents(old_memory.extents(start, end - start),
-                                      new_memory.extents(start, end - start))
-            for s, e, old, new in extents:
-                tasks.append((_COMPARE, s, e, new_row[j], old, new))
-                if locator.needs_reading(old, new):
-                    to_read += 2 * (e - s)
-        elif j is not None:
-            for extent in new_memory.extents(start, end - start):
-                tasks.append((_ADDED, extent.vaddr, extent.vaddr + extent.length, new_row[j],
-                              None, extent))
-                to_read += extent.length if extent.source == "pages" else 0
-        else:
-            for extent in old_memory.extents(start, end - start):
-                tasks.append((_REMOVED, extent.vaddr, extent.vaddr + extent.length, old_row[i],
-                              extent, None))
-                to_read += extent.length if extent.source == "pages" else 0
-    return tasks, to_read
-
-
-def _compare(reader, locator, tally, row, start, end, old, new, update):
-    if not locator.needs_reading(old, new):
-        unavailable = "unavailable" in (old.source, new.source)
-        tally.counts[row][4 if unavailable else 1] += (end - start) // PAGE_SIZE
-        return
-    chunk = reader.chunk_size
-    for pos in range(start, end, chunk):
-        length = min(chunk, end - pos)
-        a = reader.load(0, old, pos - old.vaddr, length)
-        b = reader.load(1, new, pos - new.vaddr, length)
-        if a is None or b is None:
-            tally.counts[row][4] += (end - pos) // PAGE_SIZE
-            return
-        (old_data, old_view), (_new_data, new_view) = a, b
-        changed = 0
-        if not old_data.startswith(new_view[:length]):
-            for offset in differing_pages(old_data, new_view, 0, length):
-                changed += 1
-                tally.changed_page(row, pos + offset)
-                tally.old_page(old_view[offset:offset + PAGE_SIZE])
-                tally.new_page(row, new_view[offset:offset + PAGE_SIZE])
-        tally.counts[row][1] += length // PAGE_SIZE - changed
-        update(2 * length)
-
-
-def _one_side(reader, tally, row, start, end, extent, side, update):
-    """Count added (side 1) or removed (side 0) pages; hash their page data for moved pages."""
-    tally.counts[row][3 - side] += (end - start) // PAGE_SIZE
-    if extent.source != "pages":
-        return
-    chunk = reader.chunk_size
-    for pos in range(start, end, chunk):
-        length = min(chunk, end - pos)
-        loaded = reader.load(side, extent, pos - extent.vaddr, length)
-        if loaded is None:
-            return
-        view = loaded[1]
-        for offset in range(0, length, PAGE_SIZE):
-            page = view[offset:offset + PAGE_SIZE]
-            if side:
-                tally.new_page(row, page)
-            else:
-                tally.old_page(page)
-        update(length)
-
-
-def compare_process(reader, locator, tasks, rows, update):
-    """Run a process's tasks (:func:`plan_process`); per-row results (see :meth:`_Tally.finish`)
-    and whether moved pages were counted completely."""
-    tally = _Tally(rows)
-    for what, start, end, row, old, new in tasks:
-        if what == _COMPARE:
-            _compare(reader, locator, tally, row, start, end, old, new, update)
-        elif what == _ADDED:
-            _one_side(reader, tally, row, start, end, new, 1, update)
-        else:
-            _one_side(reader, tally, row, start, end, old, 0, update)
-    return tally.finish(), tally.complete
-
-
-# -- the section -----------------------------------------------------------------------------
+# -- the section -------------------------------------------------------------
 
 
 def _views(process):
@@ -604,26 +121,31 @@ def diff_memory(pairing, *, content=True, chunk_size=CHUNK_SIZE, progress=None):
     """
     if chunk_size < PAGE_SIZE or chunk_size % PAGE_SIZE:
         raise ValueError("chunk_size must be a positive multiple of the page size")
-    prepared, total, locator = [], 0, _Locator()
+    prepared, total, locator, kept = [], 0, Locator(), 0
     for pair in pairing.pairs:
         old_memory, olds = _views(pair.old)
         new_memory, news = _views(pair.new)
         rows, old_row, new_row = match_vmas(olds, news)
+        plan = (old_memory, new_memory, olds, news, old_row, new_row)
         tasks = None
         if content:
-            tasks, to_read = plan_process(locator, old_memory, new_memory, olds, news,
-                                          old_row, new_row)
-            total += to_read
-        prepared.append((pair, rows, tasks))
+            tasks = list(iter_tasks(*plan))
+            total += sum(task_bytes(locator, task) for task in tasks)
+            kept += len(tasks)
+            if kept > MAX_KEPT_TASKS:  # planned again when its turn comes
+                kept -= len(tasks)
+                tasks = None
+        prepared.append((pair, rows, plan, tasks))
     results, pages_total = [], (PageCounts() if content else None)
-    reader = _Reader(chunk_size) if content else None
+    reader = PageReader(chunk_size) if content else None
     try:
         with _progress(progress, total if content else 0) as bar:
-            for pair, rows, tasks in prepared:
+            for pair, rows, plan, tasks in prepared:
                 per_row, complete = [(None, (), 0)] * len(rows), True
                 if content:
-                    per_row, complete = compare_process(reader, locator, tasks, len(rows),
-                                                        bar.update)
+                    per_row, complete = compare_process(
+                        reader, locator, tasks if tasks is not None else iter_tasks(*plan),
+                        len(rows), bar.update)
                 vmas = tuple(VmaDiff(change, old, new, fields, pages, ranges, more)
                              for (change, old, new, fields), (pages, ranges, more)
                              in zip(rows, per_row))
