@@ -42,7 +42,7 @@ pytest.importorskip("pytest_benchmark")
 import crit_plus  # noqa: E402
 from crit_plus.analysis.diff import diff_checkpoints  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
-from tests.synth import PRESENT, CheckpointBuilder, RunSpec, proc, vma  # noqa: E402
+from tests.synth import striped  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
 
@@ -65,19 +65,6 @@ def bench(benchmark):
     return benchmark
 
 
-def _metadata(directory):
-    """inventory, pstree, the process's images; returns the pages file path."""
-    builder = CheckpointBuilder(directory)
-    builder.inventory()
-    builder.pstree([proc(1)])
-    stride = (RUN_PAGES + 1) * PAGE_SIZE
-    runs = [RunSpec(BASE + i * stride, RUN_PAGES, PRESENT) for i in range(RUNS)]
-    pages_id = builder.process(1, vmas=[vma(BASE, BASE + RUNS * stride)], runs=runs,
-                               write_pages=False)
-    builder.finish()
-    return builder.path(f"pages-{pages_id}.img")
-
-
 def _write_pages(path):
     """2 GiB of pages: a random 64 MiB block, each page stamped with its own index."""
     block = bytearray(os.urandom(BLOCK))
@@ -98,8 +85,8 @@ def two_checkpoints(tmp_path_factory):
     if free < 2 * SIZE + GIB:
         pytest.skip(f"needs {(2 * SIZE + GIB) / GIB:.0f} GiB free in {top}, has "
                     f"{free / GIB:.1f} GiB")
-    old_pages = _metadata(top / "old")
-    new_pages = _metadata(top / "new")
+    old_pages = striped(top / "old", RUNS, RUN_PAGES, BASE)
+    new_pages = striped(top / "new", RUNS, RUN_PAGES, BASE)
     try:
         _write_pages(old_pages)
         shutil.copyfile(old_pages, new_pages)
