@@ -22,6 +22,9 @@ from .diff_vmas import VmaView, match_vmas
 #: processes; a process planned beyond this is planned again when compared.
 MAX_KEPT_TASKS = 1 << 18
 
+#: Bytes of page data between two progress updates.
+PROGRESS_STEP = 32 << 20
+
 
 @dataclass(frozen=True)
 class VmaDiff:
@@ -112,16 +115,10 @@ def _views(process):
     return memory, [VmaView.of(mapping) for mapping in memory.vmas]
 
 
-def diff_memory(pairing, *, content=True, chunk_size=CHUNK_SIZE, progress=None):
-    """The :class:`MemoryDiff` of every pair of a :class:`~.diff_processes.Pairing`.
-
-    With ``content`` false no page data is read: VMA rows only.  ``progress``,
-    if given, is called with the total bytes to read and returns a context
-    manager yielding an object with ``update(n)`` (see :mod:`crit_plus.progress`).
-    """
-    if chunk_size < PAGE_SIZE or chunk_size % PAGE_SIZE:
-        raise ValueError("chunk_size must be a positive multiple of the page size")
-    prepared, total, locator, kept = [], 0, Locator(), 0
+def _prepare(pairing, content, locator):
+    """Match every pair's VMAs and plan its pages: ``[(pair, rows, plan, tasks)]`` and
+    the bytes to read (tasks are None when not kept, see :data:`MAX_KEPT_TASKS`)."""
+    prepared, total, kept = [], 0, 0
     for pair in pairing.pairs:
         old_memory, olds = _views(pair.old)
         new_memory, news = _views(pair.new)
@@ -136,30 +133,46 @@ def diff_memory(pairing, *, content=True, chunk_size=CHUNK_SIZE, progress=None):
                 kept -= len(tasks)
                 tasks = None
         prepared.append((pair, rows, plan, tasks))
-    results, pages_total = [], (PageCounts() if content else None)
+    return prepared, total
+
+
+def _process_diff(pair, rows, per_row, complete, content):
+    vmas = tuple(VmaDiff(change, old, new, fields, pages, ranges, more)
+                 for (change, old, new, fields), (pages, ranges, more) in zip(rows, per_row))
+    vmas = tuple(sorted(vmas, key=lambda row: (row.view.start, row.view.end)))
+    pages = sum((row.pages for row in vmas), PageCounts()) if content else None
+    return ProcessMemoryDiff(pair.old.pid, pair.new.pid, pair.new.comm, vmas, pages, complete)
+
+
+def diff_memory(pairing, *, content=True, chunk_size=CHUNK_SIZE, progress=None):
+    """The :class:`MemoryDiff` of every pair of a :class:`~.diff_processes.Pairing`.
+
+    With ``content`` false no page data is read: VMA rows only.  ``progress``,
+    if given, is called with the total bytes to read and returns a context
+    manager yielding an object with ``update(n)`` (see :mod:`crit_plus.progress`).
+    """
+    if chunk_size < PAGE_SIZE or chunk_size % PAGE_SIZE:
+        raise ValueError("chunk_size must be a positive multiple of the page size")
+    locator = Locator()
+    prepared, total = _prepare(pairing, content, locator)
+    results = []
     reader = PageReader(chunk_size) if content else None
     try:
-        with _progress(progress, total if content else 0) as bar:
+        with _progress(progress, total) as bar:
+            update = _Batched(bar.update)
             for pair, rows, plan, tasks in prepared:
                 per_row, complete = [(None, (), 0)] * len(rows), True
                 if content:
                     per_row, complete = compare_process(
                         reader, locator, tasks if tasks is not None else iter_tasks(*plan),
-                        len(rows), bar.update)
-                vmas = tuple(VmaDiff(change, old, new, fields, pages, ranges, more)
-                             for (change, old, new, fields), (pages, ranges, more)
-                             in zip(rows, per_row))
-                vmas = tuple(sorted(vmas, key=lambda row: (row.view.start, row.view.end)))
-                pages = None
-                if content:
-                    pages = sum((row.pages for row in vmas), PageCounts())
-                    pages_total += pages
-                results.append(ProcessMemoryDiff(pair.old.pid, pair.new.pid, pair.new.comm,
-                                                 vmas, pages, complete))
+                        len(rows), update)
+                results.append(_process_diff(pair, rows, per_row, complete, content))
+            update.flush()
     finally:
         if reader is not None:
             reader.close()
-    return MemoryDiff(tuple(results), content, pages_total,
+    pages = sum((p.pages for p in results), PageCounts()) if content else None
+    return MemoryDiff(tuple(results), content, pages,
                       reader.bytes_read if reader is not None else 0)
 
 
@@ -168,6 +181,26 @@ class _NoBar:
 
     def update(self, amount):
         """Ignore progress."""
+
+
+class _Batched:
+    """Passes progress on every :data:`PROGRESS_STEP` bytes (a bar redraws on each update)."""
+
+    def __init__(self, update):
+        self._update = update
+        self._pending = 0
+
+    def __call__(self, amount):
+        self._pending += amount
+        if self._pending >= PROGRESS_STEP:
+            self._update(self._pending)
+            self._pending = 0
+
+    def flush(self):
+        """Pass on what is left."""
+        if self._pending:
+            self._update(self._pending)
+            self._pending = 0
 
 
 def _progress(factory, total):
