@@ -148,9 +148,24 @@ def _field_value(field, value):
     return _text(value)
 
 
+def _item_text(item):
+    return ":".join(_text(part) for part in item) if isinstance(item, tuple) else _text(item)
+
+
+def _change_text(change):
+    """``field old -> new``; for sets of things (epoll targets, inotify watches,
+    groups) only what was added (+) and what is gone (-)."""
+    old, new = change.old, change.new
+    if isinstance(old, tuple) and isinstance(new, tuple) and change.field != "argv":
+        gone = [f"-{_item_text(item)}" for item in old if item not in new]
+        added = [f"+{_item_text(item)}" for item in new if item not in old]
+        return f"{change.field} " + " ".join(added + gone)
+    return f"{change.field} {_field_value(change.field, old)} -> " \
+           f"{_field_value(change.field, new)}"
+
+
 def _changes_text(fields):
-    return "; ".join(f"{change.field} {_field_value(change.field, change.old)} -> "
-                     f"{_field_value(change.field, change.new)}" for change in fields)
+    return "; ".join(_change_text(change) for change in fields)
 
 
 def _pids(old_pid, new_pid):
@@ -227,11 +242,6 @@ def _view_text(view):
     return name
 
 
-def _fields_side(fields, side):
-    return ", ".join(f"{change.field}={_field_value(change.field, getattr(change, side))}"
-                     for change in fields)
-
-
 def _write_files(section, out, _verbose, color):
     _heading(out, f"Files: {_plural(len(section.fds), 'fd change')}, "
                   f"{_plural(len(section.objects), 'file')} appeared, disappeared or changed"
@@ -241,8 +251,7 @@ def _write_files(section, out, _verbose, color):
     for change in section.fds:
         old, new = _view_text(change.old), _view_text(change.new)
         if change.change == "changed":
-            old = f"{old}: {_fields_side(change.fields, 'old')}"
-            new = _fields_side(change.fields, "new")
+            new = _changes_text(change.fields)
         rows.append({"pid": _pids(change.old_pid, change.new_pid), "fd": change.fd,
                      "change": _change(change.change, color), "old": old, "new": new})
     if rows:
