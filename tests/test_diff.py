@@ -267,6 +267,39 @@ def test_lxd_names_and_snapshot_dirs_agree(fixture_root):
     assert by_name.old.kind == "lxd-snapshot" and by_name.old.name == "web/before"
 
 
+# -- another run of the service: other pids, pairing by tree -------------------------------------
+
+
+def test_another_run_pairs_by_tree_and_matches_sockets_by_what_they_are(fixture_root, facts):
+    report = compare(fixture_root / "service-a", fixture_root / "service-old",
+                     sections=("processes", "files"))
+    old, new = facts_pids(facts, "service-a"), facts_pids(facts, "service-old")
+    assert not set(old) & set(new)
+    assert report.pairing.method == "tree" and report.pairing.shared_pids == 0
+    root = {pid for pid, p in old.items() if p["ppid"] == 0}, \
+        {pid for pid, p in new.items() if p["ppid"] == 0}
+    child = set(old) - root[0], set(new) - root[1]
+    assert {(p.old.pid, p.new.pid) for p in report.pairing.pairs} == \
+        {(next(iter(root[0])), next(iter(root[1]))), (next(iter(child[0])), next(iter(child[1])))}
+    assert report.processes.started == () == report.processes.exited
+    for process in report.processes.changed:  # the second run: another workdir, no inet
+        fields = {c.field: c for c in process.changes}
+        assert fields["argv"].new[-1] == "--no-inet" and fields["cwd"].new == "/srv/app-old"
+        assert "threads" not in fields  # 4 and 1 threads on both sides
+    assert not report.files.inodes_compared  # another run: pipes and sockets are new ones
+    for change in report.files.fds:
+        kinds = {view.kind for view in (change.old, change.new) if view is not None}
+        # files moved to /srv/app-old; inet sockets are gone; pipes, socketpairs,
+        # eventfd, epoll and memfd are the same things at the same numbers
+        assert kinds <= {"file", "fifo", "inet", "unix"}, change
+        if change.change == "changed":
+            assert change.old.kind == "unix" and change.old.state["path"] is None
+    inet = [fd for fd, f in old[next(iter(root[0]))]["fds"].items() if f["type"] == "INETSK"]
+    gone = {c.fd for c in report.files.fds if c.old_pid in root[0] and c.old is not None
+            and c.old.kind == "inet" and c.change in ("closed", "re-pointed")}
+    assert gone == {int(fd) for fd in inet}
+
+
 # -- identical -----------------------------------------------------------------------------------
 
 

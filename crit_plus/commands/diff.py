@@ -348,7 +348,7 @@ def _write_memory(section, out, verbose, color):
 def _fact_cells(row, formatter):
     return {"label": row.label, "old": formatter(row.field, row.old),
             "new": formatter(row.field, row.new),
-            "mark": "differs" if row.differs and row.compared else ""}
+            "mark": "*" if row.differs and row.compared else ""}
 
 
 def _fact_value(field, value):
@@ -365,7 +365,7 @@ def _write_images(section, out, _verbose, _color):
     for label, names in (("only in OLD", section.only_old), ("only in NEW", section.only_new)):
         if names:
             out.write(f"{label}: {', '.join(safe_text(name) for name in names)}\n")
-    columns = (("label", ""), ("old", "OLD"), ("new", "NEW"), ("mark", ""))
+    columns = (("label", ""), ("old", "OLD"), ("new", "NEW"), ("mark", "DIFFERS"))
     write_table([_fact_cells(row, _fact_value) for row in section.facts], columns, out)
     if section.stats:
         out.write("\n")
