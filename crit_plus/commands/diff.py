@@ -325,7 +325,7 @@ def _write_memory(section, out, verbose, color):
         if process.pages is not None:
             line += "; pages: " + _pages_text(process.pages)
         out.write(line + "\n")
-        rows = []
+        rows, ranges = [], []
         for row in process.vmas:
             if not (verbose or row.differs):
                 continue
@@ -337,12 +337,14 @@ def _write_memory(section, out, verbose, color):
                 item.update({key: getattr(row.pages, key) for key, _ in _PAGE_COLUMNS})
             rows.append(item)
             if verbose and row.changed_ranges:
-                ranges = " ".join(f"{s:x}-{e:x}" for s, e in row.changed_ranges)
                 more = f" and {row.more_ranges} more" if row.more_ranges else ""
-                rows.append({"range": f"  changed pages: {ranges}{more}"})
+                ranges.append(f"changed pages in {view.start:x}-{view.end:x}: " + " ".join(
+                    f"{start:x}-{end:x}" for start, end in row.changed_ranges) + more)
         columns = _MEMORY_COLUMNS + (_PAGE_COLUMNS if section.content else ())
         if rows:
             write_table(rows, columns, out)
+        for line in ranges:
+            out.write(line + "\n")
 
 
 def _fact_cells(row, formatter):
