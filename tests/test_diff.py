@@ -412,7 +412,8 @@ def test_cli_json_schema(fixture_root):
                          "processes", "files", "memory", "images"}
     assert data["version"] == 1 and data["identical"] is False
     assert data["differs"] == list(SECTIONS) == data["sections"]
-    assert set(data["old"]) == {"spec", "kind", "name", "images_dir"}
+    assert set(data["old"]) == {"spec", "kind", "name", "images_dir", "errors"}
+    assert data["old"]["errors"] == 0 == data["new"]["errors"]
     assert data["pairing"]["method"] == "pid"
     assert {"old_pid", "new_pid", "method"} == set(data["pairing"]["pairs"][0])
     started = data["processes"]["started"][0]

@@ -283,3 +283,13 @@ def test_processes_planned_again_give_the_same_answer(fixture_root, monkeypatch)
     monkeypatch.setattr(diff_memory, "MAX_KEPT_TASKS", 1)  # nothing kept: planned twice
     again = report_json(diff(old, new, sections=("memory",)))
     assert kept["memory"] == again["memory"]
+
+
+def test_errors_in_the_images_are_said(tmp_path, original):
+    broken = tree_checkpoint(tmp_path / "new", {pid: pid for pid, _ppid, _argv in TREE})
+    os.remove(os.path.join(broken.directory, "mm-3.img"))
+    report = diff(original, crit_plus.open_checkpoint(broken.directory))
+    assert report.old.errors == 0 and report.new.errors >= 1
+    assert report_json(report)["new"]["errors"] == report.new.errors
+    gone = next(p for p in report.memory.processes if p.old_pid == 3)
+    assert {row.change for row in gone.vmas} == {"removed"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..findings import ERROR
 from ..render import jsonable
 from .diff_files import diff_files
 from .diff_images import diff_images
@@ -33,19 +34,23 @@ JSON_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class Side:
-    """One side of the comparison: what the user named and where the images are."""
+    """One side of the comparison: what the user named, where the images are, and how
+    many error findings its images have (a diff of broken images can mislead)."""
 
     spec: str
     kind: str | None
     name: str
     images_dir: str
+    errors: int = 0
 
     @classmethod
     def of(cls, checkpoint, source=None):
         """The side of ``checkpoint`` opened from ``source`` (a :class:`~crit_plus.sources.Source`)."""
+        errors = sum(1 for finding in checkpoint.findings if finding.severity == ERROR)
         if source is None:
-            return cls(checkpoint.directory, None, checkpoint.directory, checkpoint.directory)
-        return cls(source.spec, source.kind, source.name, str(source.images_dir))
+            directory = checkpoint.directory
+            return cls(directory, None, directory, directory, errors)
+        return cls(source.spec, source.kind, source.name, str(source.images_dir), errors)
 
 
 @dataclass(frozen=True)

@@ -178,8 +178,7 @@ def _heading(out, text):
 
 def write_report(report, out, *, verbose=False, color=False):
     """Write a :class:`~crit_plus.analysis.diff.DiffReport` as text tables."""
-    write_fields([("OLD", f"{report.old.name} ({report.old.kind or 'directory'})"),
-                  ("NEW", f"{report.new.name} ({report.new.kind or 'directory'})")], out)
+    write_fields([("OLD", _side_text(report.old)), ("NEW", _side_text(report.new))], out)
     if report.pairing is not None:
         pairing = report.pairing
         out.write(f"processes paired by {pairing.method}: {pairing.reason}\n")
@@ -189,6 +188,14 @@ def write_report(report, out, *, verbose=False, color=False):
         out.write("\nidentical\n")
     else:
         out.write(f"\ndifferent: {', '.join(report.differing)}\n")
+
+
+def _side_text(side):
+    text = f"{side.name} ({side.kind or 'directory'})"
+    if side.errors:
+        text += f"; {_plural(side.errors, 'error')} in its images, the diff may mislead " \
+                "(crit-plus validate says which)"
+    return text
 
 
 def _change(word, color):
