@@ -293,3 +293,17 @@ def test_errors_in_the_images_are_said(tmp_path, original):
     assert report_json(report)["new"]["errors"] == report.new.errors
     gone = next(p for p in report.memory.processes if p.old_pid == 3)
     assert {row.change for row in gone.vmas} == {"removed"}
+
+
+def test_open_files_stay_bounded(fixture_root, tmp_path, monkeypatch):
+    import shutil
+
+    from crit_plus.analysis import diff_pages
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fixture_root / "service-b", copy)
+    old = crit_plus.open_checkpoint(fixture_root / "service-b")
+    expected = report_json(diff(old, crit_plus.open_checkpoint(copy), sections=("memory",)))
+    monkeypatch.setattr(diff_pages, "MAX_OPEN_FILES", 1)  # every switch of file reopens
+    again = report_json(diff(old, crit_plus.open_checkpoint(copy), sections=("memory",)))
+    assert again["memory"] == expected["memory"]
