@@ -307,3 +307,17 @@ def test_open_files_stay_bounded(fixture_root, tmp_path, monkeypatch):
     monkeypatch.setattr(diff_pages, "MAX_OPEN_FILES", 1)  # every switch of file reopens
     again = report_json(diff(old, crit_plus.open_checkpoint(copy), sections=("memory",)))
     assert again["memory"] == expected["memory"]
+
+
+def test_moved_pages_beyond_the_digest_bound_are_a_lower_bound(tmp_path, monkeypatch):
+    from crit_plus.analysis import diff_pages
+
+    data = random.Random(9).randbytes(4 * P)
+    old = one_process(tmp_path / "old", [vma(0x800000, 0x804000)],
+                      [run(0x800000, 4, PRESENT, data)])
+    new = one_process(tmp_path / "new", [vma(0x900000, 0x904000)],
+                      [run(0x900000, 4, PRESENT, data)])
+    monkeypatch.setattr(diff_pages, "MAX_DIGESTS", 2)
+    (process,) = diff(old, new).memory.processes
+    assert not process.moved_complete
+    assert process.pages.moved == 2 and (process.pages.added, process.pages.removed) == (4, 4)

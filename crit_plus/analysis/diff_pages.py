@@ -194,23 +194,26 @@ class _Tally:
             self.more[row] += 1
         self.last_end[row] = address + PAGE_SIZE
 
+    def full(self, side):
+        """True (and moved pages incomplete) when side 0 (OLD) or 1 (NEW) keeps no more digests."""
+        if len(self.new_digests if side else self.old_digests) < MAX_DIGESTS:
+            return False
+        self.complete = False
+        return True
+
     def old_page(self, page):
         """Remember a differing OLD page's contents (for moved pages)."""
-        digest = page_digest(page)
-        if digest != _ZERO_DIGEST:
-            if len(self.old_digests) < MAX_DIGESTS:
+        if not self.full(0):
+            digest = page_digest(page)
+            if digest != _ZERO_DIGEST:
                 self.old_digests.add(digest)
-            else:
-                self.complete = False
 
     def new_page(self, row, page):
         """Remember a differing NEW page's contents (for moved pages)."""
-        digest = page_digest(page)
-        if digest != _ZERO_DIGEST:
-            if len(self.new_digests) < MAX_DIGESTS:
+        if not self.full(1):
+            digest = page_digest(page)
+            if digest != _ZERO_DIGEST:
                 self.new_digests.append((row, digest))
-            else:
-                self.complete = False
 
     def finish(self):
         """Count moved pages; return per-row ``(PageCounts, ranges, more)``."""
@@ -336,6 +339,9 @@ def _one_side(reader, tally, row, start, end, extent, side, update):
     """Count added (side 1) or removed (side 0) pages; hash their page data for moved pages."""
     tally.counts[row][3 - side] += (end - start) // PAGE_SIZE
     if extent.source != "pages":
+        return
+    if tally.full(side):  # no room for their digests: not read at all
+        update(end - start)
         return
     chunk = reader.chunk_size
     for pos in range(start, end, chunk):
