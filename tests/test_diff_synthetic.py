@@ -236,9 +236,11 @@ def test_differing_pages_finds_exactly_the_pages_that_differ(count):
     chosen = sorted(set(chosen) | {0, count - 1})
     for page in chosen:
         new[page * P + rng.randrange(P)] ^= 0x5A
-    found = list(differing_pages(old, memoryview(bytes(new)), 0, count * P))
+    found = list(differing_pages(old, 0, memoryview(bytes(new)), 0, count * P))
     assert found == [page * P for page in chosen]
-    assert list(differing_pages(old, memoryview(old), 0, count * P)) == []
+    assert list(differing_pages(old, 0, memoryview(old), 0, count * P)) == []
+    shifted = b"x" * 7 + old  # the OLD bytes further into their buffer
+    assert list(differing_pages(shifted, 7, memoryview(bytes(new)), 0, count * P)) == found
 
 
 def test_small_chunks_give_the_same_answer(fixture_root):
