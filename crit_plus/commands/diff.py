@@ -83,7 +83,7 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff dump1 dump2
       crit-plus diff lxd:web/before lxd:web/after --only processes,files
       crit-plus diff dump1 dump2 --no-content --format json | jq .memory
-      crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null; echo $?   0 same, 1 not
+      crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
     """
     try:
         with open_source(old, lxd_dir=lxd_dir, project=project,
