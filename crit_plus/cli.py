@@ -24,6 +24,7 @@ from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
 from .commands import decode as decode_cmd
+from .commands import diff as diff_cmd
 from .commands import encode as encode_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
@@ -80,7 +81,8 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd, validate_cmd):
+for module in (decode_cmd, diff_cmd, encode_cmd, info_cmd, list_cmd, validate_cmd,
+               version_cmd):
     module.register(cli)
 
 

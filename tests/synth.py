@@ -435,3 +435,19 @@ def rewrite_image(path, edit):
     with open(path, "wb") as handle:
         handle.write(image_bytes(magic_name, messages, head))
     return path
+
+def striped(directory, runs, run_pages, base):
+    """A one-process checkpoint whose pagemap lists ``runs`` PE_PRESENT runs of
+    ``run_pages`` pages from ``base``, one unlisted page after each, in one VMA.
+
+    The pages file is left for the caller to write (benchmarks write GiBs of it
+    without holding them in memory); returns its path."""
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(1)])
+    stride = (run_pages + 1) * PAGE_SIZE
+    specs = [RunSpec(base + i * stride, run_pages, PRESENT) for i in range(runs)]
+    pages_id = builder.process(1, vmas=[vma(base, base + runs * stride)], runs=specs,
+                               write_pages=False)
+    builder.finish()
+    return builder.path(f"pages-{pages_id}.img")
