@@ -28,11 +28,6 @@ from tests.workloads import harness
 
 pytestmark = pytest.mark.live
 
-try:
-    import crit_plus.commands.diff  # noqa: F401  (the command under test)
-except ImportError:  # until branch `diff` is merged; remove with the merge
-    pytest.skip("the diff command is not on this branch yet", allow_module_level=True)
-
 PAGE = 4096
 
 
