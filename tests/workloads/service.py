@@ -306,6 +306,10 @@ class Service:
                 os._exit(0)
         os.close(ready_w)
         got = os.read(ready_r, 1)
+        # and wait for EOF: the worker has closed its end, so its fds are final when
+        # INFO_JSON lists them (else its fd list may still show that end)
+        while got and os.read(ready_r, 1):
+            pass
         os.close(ready_r)
         if got != b"r":
             raise RuntimeError(f"worker {number} ({pid}) did not start")
