@@ -31,7 +31,7 @@ def summary(report, output, size):
     return {
         "output": output, "bytes": size, "top": report.top, "host_only": report.host_only,
         "include_images": report.include_images,
-        "members": [member["name"] for member in data["members"]],
+        "members": ["INDEX.md", "report.json"] + [member["name"] for member in data["members"]],
         "skipped": data["skipped"], "error_count": data["error_count"],
         "errors": data["errors"], "crit_plus_commands": data["crit_plus_commands"],
     }

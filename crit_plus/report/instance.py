@@ -119,12 +119,17 @@ def _mtime(entry):
 
 
 def add_log_dir(collection, root, directory, limit=MAX_LOG_FILES):
-    """Copy the regular files of log directory ``directory`` (the newest ``limit``)."""
+    """Copy the regular files of log directory ``directory`` (the newest ``limit``;
+    symbolic links are not followed, subdirectories not entered)."""
     try:
-        entries = [entry for entry in os.scandir(directory) if entry.is_file(follow_symlinks=False)]
+        entries = list(os.scandir(directory))
     except OSError as error:
         collection.skip(f"log directory {directory}", f"cannot be read: {error.strerror}")
         return
+    for entry in entries:
+        if entry.is_symlink():
+            collection.skip(entry.path, "a symbolic link: not followed")
+    entries = [entry for entry in entries if entry.is_file(follow_symlinks=False)]
     entries.sort(key=_mtime, reverse=True)
     if len(entries) > limit:
         collection.skip(f"{len(entries) - limit} older files of {directory}",
