@@ -74,9 +74,10 @@ def _write_text(report, output, size, out):
 @format_option()
 def report_command(path, lxd_dir, project, root, output, host_only, include_images, note, criu,
                    fmt):
-    """Gather what LXD and CRIU maintainers ask for when a stateful snapshot,
-    stateful stop or live migration fails, into one .tar.gz: the logs' error
-    lines (with context) on the first page of INDEX.md, then `lxc info`, the
+    """Bundle the bug report LXD and CRIU maintainers ask for, in one .tar.gz.
+
+    For a stateful snapshot, stateful stop or live migration that failed: the
+    logs' error lines (with context) on the first page of INDEX.md, `lxc info`, the
     instance's expanded config, dmesg, mountinfo (host and instance), uname,
     the daemon's log, the instance's log directory (CRIU's dump and restore
     logs), `criu --version` and `criu check --all`, the CPU flags, and
