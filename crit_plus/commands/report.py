@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timezone
 
 import click
 
-from ..describe import human_bytes
+from ..describe import count_text, human_bytes
 from ..render import safe_text, write_json
 from ..report import OutputRefused, ReportError, ReportRequest, build_report
 from ..report.index import report_data
@@ -29,7 +30,8 @@ def summary(report, output, size):
     """The ``--format json`` summary of a written bundle."""
     data = report_data(report)
     return {
-        "output": output, "bytes": size, "top": report.top, "host_only": report.host_only,
+        "output": os.path.abspath(output), "bytes": size, "top": report.top,
+        "host_only": report.host_only,
         "include_images": report.include_images,
         "members": ["INDEX.md", "report.json"] + [member["name"] for member in data["members"]],
         "skipped": data["skipped"], "error_count": data["error_count"],
@@ -39,8 +41,8 @@ def summary(report, output, size):
 
 def _write_text(report, output, size, out):
     members, skipped = report.collection.members, report.collection.skipped
-    out.write(f"wrote {output} ({human_bytes(size)}: {len(members) + 2} files, "
-              f"{len(skipped)} things not gathered; INDEX.md says what and why)\n")
+    out.write(f"wrote {output} ({human_bytes(size)}: {count_text(len(members) + 2, 'file')}, "
+              f"{count_text(len(skipped), 'thing')} not gathered; INDEX.md says what and why)\n")
     if report.include_images:
         out.write("warning: it includes the checkpoint images (process memory): share it "
                   "with care\n")
@@ -49,7 +51,8 @@ def _write_text(report, output, size, out):
         out.write("no error lines in the logs gathered\n")
         return
     total = sum(e.error_count for e in originals)
-    out.write(f"{total} error lines in {len(originals)} logs; the first:\n")
+    out.write(f"{count_text(total, 'error line')} in {count_text(len(originals), 'log')}; "
+              "the first:\n")
     shown = [(e.member, number, text) for e in originals for c in e.contexts
              for number, text in c.errors][:SHOWN_ERRORS]
     for member, number, text in shown:

@@ -155,7 +155,7 @@ class Collection:
     def add_file(self, name, path, *, redact=True, scan=None):
         """Copy the file at ``path`` in as member ``name``; returns False (and
         records a skip) if it cannot be read."""
-        path = os.fspath(path)
+        path = os.path.abspath(path)
         try:
             with open(path, "rb") as stream:
                 self.add_stream(name, stream, path, redact=redact, scan=scan)
@@ -180,7 +180,7 @@ class Collection:
         """Add the file at ``path`` as member ``name``, copied as is when the bundle
         is written (checkpoint images); returns False (and records a skip) if it
         cannot be read."""
-        path = os.fspath(path)
+        path = os.path.abspath(path)
         try:
             with open(path, "rb") as stream:
                 info = os.fstat(stream.fileno())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from ..describe import human_bytes
+from ..describe import count_text, human_bytes
 from ..render import safe_text
 from .redact import MARK
 
@@ -67,10 +67,10 @@ def _context_block(context):
 
 def _excerpt_section(excerpt):
     title = KIND_TITLES.get(excerpt.kind, excerpt.kind)
-    plural = "s" if excerpt.error_count != 1 else ""
     if excerpt.same_as:
         return [f"- `{excerpt.member}` ({title}): the same file as `{excerpt.same_as}`.", ""]
-    lines = [f"### `{excerpt.member}` — {excerpt.error_count} error line{plural} ({title})", ""]
+    lines = [f"### `{excerpt.member}` — {count_text(excerpt.error_count, 'error line')} "
+             f"({title})", ""]
     if excerpt.cut:
         lines += ["Only the end of this log was kept; line numbers count from there.", ""]
     for context in excerpt.contexts[:MAX_CONTEXTS]:
@@ -89,7 +89,8 @@ def _errors(report):
                 "daemon `level=error`).", ""]
     total = sum(e.error_count for e in excerpts if not e.same_as)
     logs = sum(1 for e in excerpts if not e.same_as)
-    lines = [f"## Errors in the logs ({total} error lines in {logs} logs, most telling first)",
+    lines = [f"## Errors in the logs ({count_text(total, 'error line')} in "
+             f"{count_text(logs, 'log')}, most telling first)",
              "", "Lines marked `>` are the errors; the others are their context.", ""]
     sections = [_excerpt_section(e) for e in excerpts if not e.same_as]
     copies = [_excerpt_section(e) for e in excerpts if e.same_as]
@@ -151,7 +152,7 @@ def _programs(report):
 def _gathered(report):
     rows = [(f"`{m.name}`", m.origin, human_bytes(m.size) + (" (end kept)" if m.cut else ""))
             for m in report.collection.members]
-    return [f"## Gathered ({len(rows)} files)", ""] + _table(("file", "from", "size"), rows)
+    return [f"## Gathered ({count_text(len(rows), 'file')})", ""] + _table(("file", "from", "size"), rows)
 
 
 def _skipped(report):
