@@ -102,6 +102,8 @@ def _errors(report):
 def _cell(value):
     if value is None or value == "":
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return safe_text(value).replace("|", "\\|")
 
 
