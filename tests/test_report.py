@@ -304,6 +304,24 @@ def test_plain_criu_directory(service_a, tmp_path, monkeypatch):
     assert "not an LXD or Incus checkpoint (criu-dir)" in data["INDEX.md"].decode()
 
 
+def test_podman_archive(service_a, tmp_path, monkeypatch):
+    from .test_sources import _write_archive
+
+    monkeypatch.setenv("CRIT_PLUS_ROOT", str(tmp_path))
+    archive = tmp_path / "service.tar.gz"
+    _write_archive(archive, service_a)
+    _report, data, _names, _runner = _build(tmp_path, spec=str(archive))
+    source = json.loads(data["checkpoint/source.json"])
+    assert source["kind"] == "podman-archive"
+    assert {"spec_dump", "config_dump"} <= set(source["metadata_withheld"])
+    assert b"ociVersion" not in b"".join(data.values())  # metadata is named, not copied
+    runs = json.loads(data["report.json"])["crit_plus_commands"]
+    version = next(run for run in runs if run["command"] == "version")
+    assert version["status"] == "ok"
+    assert version["argv"][1] == source["images_dir"] != str(archive)  # not unpacked again
+    assert not Path(source["images_dir"]).exists()  # the unpacked copy is gone
+
+
 # -- reading only what it may ----------------------------------------------------------------
 
 def _record_reads(monkeypatch):

@@ -38,12 +38,16 @@ SELF_FORMATS = (("json", "json"), ("table", "txt"))
 def source_facts(source):
     """The JSON-ready facts of a resolved source, for ``checkpoint/source.json``.
 
-    An archive's metadata files are named, not copied (Podman's ``spec.dump``
-    holds the container's environment).
+    Of an archive's metadata only plain values are kept; its documents
+    (``config.dump``, ``spec.dump``: they hold the container's environment) are
+    named in ``metadata_withheld``, not copied.
     """
     facts = source.to_dict()
-    metadata = facts.pop("metadata", None)
-    facts["metadata_files"] = sorted(metadata) if metadata else []
+    metadata = facts.pop("metadata", None) or {}
+    facts["metadata"] = {key: value for key, value in metadata.items()
+                         if not isinstance(value, (dict, list))}
+    facts["metadata_withheld"] = sorted(key for key, value in metadata.items()
+                                        if isinstance(value, (dict, list)))
     facts["images_bytes"] = source.size
     return facts
 
