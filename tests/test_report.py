@@ -39,9 +39,9 @@ from crit_plus.report.collect import Collection
 from crit_plus.report.host import CPUINFO, HOST_FILES, cpuinfo_text, gather_host
 from crit_plus.report.instance import Instance, add_log_dir
 from crit_plus.report.programs import CRIU_ENV, find_criu
-from crit_plus.report.redact import MARK, redact
+from crit_plus.report.redact import MARK, redact, redact_chunks
 from crit_plus.report.selfrun import NOT_AVAILABLE, command_args, run_command
-from crit_plus.sources.logs import error_contexts, text_lines
+from crit_plus.sources.logs import error_contexts, is_error_line, text_lines
 from decoders.errors import DecodeError
 
 from .cli import run_cli
@@ -606,7 +606,7 @@ def test_error_contexts_on_the_real_lxc_log(web_fixture):
     path = web_fixture / "var/log/lxd/web/lxc.log"
     with open(path, encoding="utf-8") as stream:
         lines = stream.read().splitlines()
-    contexts, count = error_contexts(iter(lines), before=2, after=1)
+    contexts, count = error_contexts(io.StringIO("\n".join(lines) + "\n"), before=2, after=1)
     errors = [number for context in contexts for number, _text in context.errors]
     assert count == len(errors) == sum(" ERROR " in line for line in lines)
     assert CONSOLE_ERROR in contexts[0].errors[0][1]
@@ -619,13 +619,47 @@ def test_error_contexts_on_the_real_lxc_log(web_fixture):
         assert second.lines[0][0] > first.lines[-1][0] + 1
 
 
+def _reference_contexts(lines, before, after):
+    """Error contexts the plain way: a window around each error line, windows that
+    overlap or touch merged."""
+    windows = []
+    for index, line in enumerate(lines):
+        if is_error_line(line):
+            low, high = max(0, index - before), min(len(lines) - 1, index + after)
+            if windows and low <= windows[-1][1] + 1:
+                windows[-1][1] = max(windows[-1][1], high)
+            else:
+                windows.append([low, high])
+    return [[(i + 1, lines[i], is_error_line(lines[i])) for i in range(low, high + 1)]
+            for low, high in windows]
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 4096, 333])
+@pytest.mark.parametrize("before, after", [(3, 2), (0, 0), (5, 9)])
+def test_error_contexts_equal_the_plain_way_on_every_real_log(fixture_root, chunk, before,
+                                                                after):
+    logs = sorted(p for p in fixture_root.rglob("*.log") if p.is_file())
+    assert len(logs) >= 6
+    for path in logs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        contexts, count = error_contexts(io.StringIO(text), before, after, chunk=chunk)
+        expected = _reference_contexts(text.splitlines(), before, after)
+        assert [list(c.lines) for c in contexts] == expected, path
+        assert count == sum(e for c in expected for _n, _t, e in c)
+
+
 def test_error_contexts_merge_and_limit():
     lines = ["a", "Error (x.c:1): one", "b", "c", "Error (x.c:2): two", "d", "e", "f", "g", "h",
              "Error (x.c:3): three", "i"]
-    contexts, count = error_contexts(lines, before=1, after=1)
-    assert count == 3
-    assert [[n for n, _t, _e in c.lines] for c in contexts] == [[1, 2, 3, 4, 5, 6], [10, 11, 12]]
-    limited, count = error_contexts(lines, before=1, after=1, limit=1)
+    text = "\n".join(lines) + "\n"
+    expected = [[1, 2, 3, 4, 5, 6], [10, 11, 12]]
+    for chunk in (1 << 20, 7, 1):  # the same, however the log is cut into blocks
+        contexts, count = error_contexts(io.StringIO(text), before=1, after=1, chunk=chunk)
+        assert count == 3
+        assert [[n for n, _t, _e in c.lines] for c in contexts] == expected
+        assert [t for c in contexts for _n, t, _e in c.lines] == \
+            [lines[n - 1] for numbers in expected for n in numbers]
+    limited, count = error_contexts(io.StringIO(text), before=1, after=1, limit=1)
     assert count == 3 and len(limited) == 1
 
 
@@ -642,6 +676,9 @@ def test_redaction():
         b"config:\n  environment.TOKEN: " + MARK + b"\n  environment.CERT: " + MARK + b"\n"
         b"    " + MARK + b"\n    " + MARK + b"\n  image.os: busybox\n"
         b"lxc.environment = HOME=" + MARK + b"\nenvironment_var: kept\n")
+    for size in (1, 5, 64):  # however the text arrives, the same result
+        pieces = [text[i:i + size] for i in range(0, len(text), size)]
+        assert b"".join(redact_chunks(pieces)) == redact(text)
 
 
 def test_log_dir_keeps_the_newest_files(tmp_path):

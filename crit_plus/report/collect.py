@@ -20,9 +20,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from ..sources.logs import text_lines
 from .model import Member, Skipped
-from .redact import Redactor
+from .redact import redact_chunks
 
 #: Bytes kept of one copied file; of a longer file the last ones are kept (logs
 #: end with what went wrong), from the start of a line.
@@ -56,10 +55,10 @@ class Spool:
             left -= len(block)
             yield block
 
-    def text_lines(self, member):
-        """The lines of a spooled ``member`` as text (each line bounded)."""
+    def text(self, member):
+        """A spooled ``member`` as a text stream (UTF-8, undecodable bytes replaced)."""
         window = io.BufferedReader(_Window(self.file, member.offset, member.size), _CHUNK)
-        yield from text_lines(io.TextIOWrapper(window, encoding="utf-8", errors="replace"))
+        return io.TextIOWrapper(window, encoding="utf-8", errors="replace")
 
     def close(self):
         """Remove the spool."""
@@ -84,22 +83,6 @@ class _Window(io.RawIOBase):
         buffer[:len(data)] = data
         self._position += len(data)
         return len(data)
-
-
-def _redacted(chunks):
-    """Re-cut ``chunks`` into lines and redact each (a line split across chunks
-    is joined first; lines are bounded by the chunks' sizes)."""
-    redactor, pending = Redactor(), b""
-    for chunk in chunks:
-        lines = (pending + chunk).splitlines(keepends=True)
-        pending = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
-        if len(pending) > _CHUNK:  # one enormous line: pass it on in pieces
-            lines.append(pending)
-            pending = b""
-        for line in lines:
-            yield redactor.line(line)
-    if pending:
-        yield redactor.line(pending)
 
 
 def _file_chunks(stream, size_hint, limit):
@@ -143,7 +126,7 @@ class Collection:
 
     def add_bytes(self, name, data, origin, *, redact=True, scan=None, mtime=None):
         """Add ``data`` as member ``name``; text from the machine is redacted."""
-        chunks = _redacted([data]) if redact else [data]
+        chunks = redact_chunks([data]) if redact else [data]
         offset, size, digest = self.spool.append(chunks)
         self.members.append(Member(name, origin, size, time.time() if mtime is None else mtime,
                                    offset=offset, scan=scan, digest=digest))
@@ -172,7 +155,7 @@ class Collection:
         stream.seek(0)
         info = os.fstat(stream.fileno())
         chunks, cut = _file_chunks(stream, info.st_size, self.limit)
-        offset, size, digest = self.spool.append(_redacted(chunks) if redact else chunks)
+        offset, size, digest = self.spool.append(redact_chunks(chunks) if redact else chunks)
         self.members.append(Member(name, origin, size, info.st_mtime, offset=offset, scan=scan,
                                    digest=digest, cut=cut))
 

@@ -50,12 +50,39 @@ class Redactor:
         return _LXC_KEY.sub(lambda m: m.group(1) + MARK, line)
 
 
+    @property
+    def idle(self):
+        """True unless inside a YAML block value being hidden."""
+        return self._block_indent is None
+
+
+#: Bytes of one line kept waiting for its end; a longer line is redacted in pieces.
+MAX_PENDING = 1 << 20
+
+
+def redact_chunks(chunks):
+    """Redact a text arriving as byte ``chunks`` (of any size): yields redacted
+    byte chunks.  Runs of whole lines without the word ``environment`` pass as
+    they are."""
+    redactor, pending = Redactor(), b""
+    for chunk in chunks:
+        data = pending + chunk
+        end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if end < 0 and len(data) <= MAX_PENDING:
+            pending = data
+            continue
+        whole, pending = (data[:end + 1], data[end + 1:]) if end >= 0 else (data, b"")
+        if redactor.idle and b"environment" not in whole:
+            yield whole
+        else:
+            yield b"".join(redactor.line(line) for line in whole.splitlines(keepends=True))
+    if pending:
+        yield redactor.line(pending)
+
+
 def redact(data):
     """``data`` (bytes, any number of lines) with its environment values redacted."""
-    if b"environment" not in data:
-        return data
-    redactor = Redactor()
-    return b"".join(redactor.line(line) for line in data.splitlines(keepends=True))
+    return b"".join(redact_chunks([data]))
 
 
-__all__ = ["MARK", "Redactor", "redact"]
+__all__ = ["MARK", "MAX_PENDING", "Redactor", "redact", "redact_chunks"]

@@ -38,9 +38,20 @@ LOG_PATTERNS = (("lxc.log", "lxc"), ("lxc.log.old", "lxc"), ("*dump*.log", "criu
 _RUN_ID = re.compile(r"^\(\s*[\d.]+\)\s+CRIU run id = (\S+)")
 _VERSION = re.compile(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)\))?")
 _UNAME = re.compile(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s+(\S+)\s*$")
-_CRIU_ERROR = re.compile(r"^(?:\(\s*[\d.]+\)\s+)?(?:pie: \d+: )?Error \(")
-_LXC_ERROR = re.compile(r"^lxc\s.*?\s(ERROR|CRIT|ALERT|FATAL)\s")
-_DAEMON_ERROR = re.compile(r"(?:^|\s)(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:\s|$)")
+#: An error line, as one pattern that works line by line and on a block of lines
+#: (MULTILINE; ``[^\S\n]`` is whitespace that never crosses a line end): CRIU's
+#: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``), liblxc's
+#: ERROR/CRIT/ALERT/FATAL, the LXD/Incus daemon's level=error (or worse).
+_ERROR_LINE = re.compile(
+    r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:pie: \d+: )?Error \("
+    r"|^lxc[^\S\n].*?[^\S\n](?:ERROR|CRIT|ALERT|FATAL)[^\S\n]"
+    r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)",
+    re.MULTILINE)
+#: Texts one of which every error line holds: blocks of a log are searched for
+#: them (``str.find`` is fast), and only the lines holding one are matched.
+_ERROR_MARKS = ("Error (", "ERROR", "CRIT", "ALERT", "FATAL", "level=", "lvl=")
+#: Characters of a log read at a time when searching it for errors.
+SCAN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -144,8 +155,7 @@ def read_header(path):
 def is_error_line(line):
     """True for a CRIU ``Error (...)`` line, a liblxc ERROR (or worse) line, or an
     LXD/Incus daemon line at level error (or worse)."""
-    return bool(_CRIU_ERROR.match(line) or _LXC_ERROR.match(line)
-                or _DAEMON_ERROR.search(line))
+    return bool(_ERROR_LINE.search(line))
 
 
 def find_logs(directories, patterns=LOG_PATTERNS):
@@ -182,59 +192,157 @@ class ErrorContext:
         return tuple((number, text) for number, text, error in self.lines if error)
 
 
-def error_contexts(lines, before=3, after=2, limit=MAX_ERRORS):
-    """``(contexts, error_count)``: the error lines of ``lines`` (an iterable of
-    text lines) with ``before`` lines before and ``after`` lines after each.
+class _ContextBuilder:
+    """Builds :class:`ErrorContext` objects from lines fed in order, or skipped in
+    bulk when they are neither errors nor after an error."""
 
-    At most ``limit`` contexts are kept (``error_count`` counts every error
-    line); memory is bounded by the contexts kept, whatever the log's size.
-    """
-    contexts, count = [], 0
-    history = deque(maxlen=before)  # (number, text) of lines in no context yet
-    current, until = None, 0  # the context being built, and its last line so far
-    for number, text in enumerate(lines, 1):
-        error = is_error_line(text)
-        count += error
-        if current is not None and number <= until:
-            current.append((number, text, error))
+    def __init__(self, before, after, limit):
+        self.before, self.after, self.limit = before, after, limit
+        self.contexts, self.count, self.number = [], 0, 0
+        self.history = deque(maxlen=before)  # (number, text) of lines in no context yet
+        self.current, self.until = None, 0  # the context being built, its last line so far
+
+    @property
+    def open_lines(self):
+        """How many coming lines belong to the current context whatever they say."""
+        return max(0, self.until - self.number) if self.current is not None else 0
+
+    @property
+    def full(self):
+        """True when no further context will be kept (errors are still counted)."""
+        return self.current is None and len(self.contexts) >= self.limit
+
+    def skip(self, count, tail):
+        """Pass ``count`` lines that are not errors and after every context's end;
+        ``tail`` are their last ``min(count, before)`` texts."""
+        self.number += count
+        first = self.number - len(tail) + 1
+        self.history.extend((first + offset, text) for offset, text in enumerate(tail))
+
+    def line(self, text, error):
+        """Feed the next line."""
+        self.number += 1
+        number = self.number
+        self.count += error
+        if self.current is not None and number <= self.until:
+            self.current.append((number, text, error))
             if error:
-                until = number + after
-            continue
+                self.until = number + self.after
+            return
         if not error:
-            history.append((number, text))
-            continue
-        leading = [(n, t, False) for n, t in history]
-        history.clear()
-        touching = current is not None and (leading[0][0] if leading else number) == until + 1
-        if touching:
-            current.extend(leading)
+            self.history.append((number, text))
+            return
+        leading = [(n, t, False) for n, t in self.history]
+        self.history.clear()
+        if self.current is not None and (leading[0][0] if leading else number) == self.until + 1:
+            self.current.extend(leading)
         else:
-            if current is not None:
-                contexts.append(ErrorContext(tuple(current)))
-            current = None
-            if len(contexts) >= limit:
+            self.close()
+            if len(self.contexts) >= self.limit:
+                return
+            self.current = leading
+        self.current.append((number, text, True))
+        self.until = number + self.after
+
+    def close(self):
+        """Finish the current context."""
+        if self.current is not None:
+            self.contexts.append(ErrorContext(tuple(self.current)))
+        self.current = None
+
+
+def _blocks(stream, chunk):
+    """Blocks of whole lines (each ending in a newline) read from text ``stream``
+    ``chunk`` characters at a time; a line longer than :data:`MAX_LINE` with no end
+    in sight is cut there and the rest of it skipped."""
+    pending, discarding = "", False
+    while True:
+        data = stream.read(chunk)
+        if not data:
+            break
+        if discarding:
+            end = data.find("\n")
+            if end < 0:
                 continue
-            current = leading
-        current.append((number, text, True))
-        until = number + after
-    if current is not None:
-        contexts.append(ErrorContext(tuple(current)))
-    return contexts, count
+            data, discarding = data[end + 1:], False
+        data = pending + data
+        end = data.rfind("\n")
+        if end >= 0:
+            yield data[:end + 1]
+            pending = data[end + 1:]
+        elif len(data) > MAX_LINE:
+            yield data[:MAX_LINE] + "\n"
+            pending, discarding = "", True
+        else:
+            pending = data
+    if pending:
+        yield pending + "\n"
+
+
+def _last_lines(block, count):
+    """The last ``count`` lines of ``block`` (which ends with a newline)."""
+    if count <= 0:
+        return []
+    return [line[:MAX_LINE] for line in block[:-1].rsplit("\n", count)[-count:]]
+
+
+def _error_starts(block):
+    """The offsets in ``block`` where its error lines start, in order."""
+    checked, starts = set(), []
+    for mark in _ERROR_MARKS:
+        position = block.find(mark)
+        while position >= 0:
+            start = block.rfind("\n", 0, position) + 1
+            end = block.find("\n", position)
+            if start not in checked:
+                checked.add(start)
+                if _ERROR_LINE.search(block, start, end):
+                    starts.append(start)
+            position = block.find(mark, end)
+    return sorted(starts)
+
+
+def _scan_block(builder, block):
+    starts = _error_starts(block)
+    if builder.full or (not starts and not builder.open_lines):
+        builder.count += len(starts)
+        lines = block.count("\n")
+        builder.skip(lines, _last_lines(block, min(lines, builder.before)))
+        return
+    errors, line, position = set(), 0, 0
+    for start in starts:
+        line += block.count("\n", position, start)
+        position = start
+        errors.add(line)
+    for index, text in enumerate(block[:-1].split("\n")):
+        builder.line(text[:MAX_LINE], index in errors)
+
+
+def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK):
+    """``(contexts, error_count)``: the error lines (:func:`is_error_line`) of the
+    text ``stream``, each with ``before`` lines before and ``after`` lines after it.
+
+    Lines are numbered from 1; error lines closer together than their context
+    make one :class:`ErrorContext`.  At most ``limit`` contexts are kept
+    (``error_count`` counts every error line).  The log is read in ``chunk``
+    pieces and searched block by block, so memory is bounded by the chunk and the
+    contexts kept, and only blocks holding errors are looked at line by line.
+    """
+    builder = _ContextBuilder(before, after, limit)
+    for block in _blocks(stream, chunk):
+        _scan_block(builder, block)
+    builder.close()
+    return builder.contexts, builder.count
 
 
 def read_log(path, kind, this_checkpoint=False):
-    """Read the log at ``path`` into a :class:`LogFile` in one pass; raises OSError if unreadable."""
+    """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
     path = Path(path)
-    head, errors, count = [], [], 0
-    for line in _lines(path):
-        if len(head) < HEADER_LINES:
-            head.append(line)
-        if is_error_line(line):
-            count += 1
-            if len(errors) < MAX_ERRORS:
-                errors.append(line)
-    header = _parse_header(head) if kind == "criu" else LogHeader()
-    return LogFile(path, kind, header, tuple(errors), count, this_checkpoint)
+    header = read_header(path) if kind == "criu" else LogHeader()
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        contexts, count = error_contexts(stream, before=0, after=0)
+    errors = tuple(text for context in contexts for _number, text in context.errors)
+    return LogFile(path, kind, header, errors[:MAX_ERRORS], count, this_checkpoint)
 
 
 def same_content(first, second, chunk=1 << 20):
