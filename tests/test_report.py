@@ -41,7 +41,7 @@ from crit_plus.report.instance import Instance, add_log_dir
 from crit_plus.report.programs import CRIU_ENV, find_criu
 from crit_plus.report.redact import MARK, redact, redact_chunks
 from crit_plus.report.selfrun import NOT_AVAILABLE, command_args, run_command
-from crit_plus.sources.logs import error_contexts, is_error_line, text_lines
+from crit_plus.sources.logs import MAX_LINE, error_contexts, is_error_line, text_lines
 from decoders.errors import DecodeError
 
 from .cli import run_cli
@@ -634,18 +634,41 @@ def _reference_contexts(lines, before, after):
             for low, high in windows]
 
 
-@pytest.mark.parametrize("chunk", [1 << 20, 4096, 333])
-@pytest.mark.parametrize("before, after", [(3, 2), (0, 0), (5, 9)])
-def test_error_contexts_equal_the_plain_way_on_every_real_log(fixture_root, chunk, before,
-                                                                after):
-    logs = sorted(p for p in fixture_root.rglob("*.log") if p.is_file())
-    assert len(logs) >= 6
-    for path in logs:
-        text = path.read_text(encoding="utf-8", errors="replace")
+@pytest.fixture(scope="module")
+def real_logs(fixture_root):
+    """The text of every distinct log of the fixtures (CRIU dump/restore logs, lxc.log)."""
+    texts = {p.read_text(encoding="utf-8", errors="replace")
+             for p in fixture_root.rglob("*.log") if p.is_file()}
+    return sorted(texts)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 333])
+@pytest.mark.parametrize("before, after", [(3, 2), (0, 5)])
+def test_error_contexts_equal_the_plain_way_on_every_real_log(real_logs, chunk, before, after):
+    assert len(real_logs) >= 6
+    for text in real_logs:
         contexts, count = error_contexts(io.StringIO(text), before, after, chunk=chunk)
         expected = _reference_contexts(text.splitlines(), before, after)
-        assert [list(c.lines) for c in contexts] == expected, path
+        assert [list(c.lines) for c in contexts] == expected
         assert count == sum(e for c in expected for _n, _t, e in c)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_error_contexts_equal_the_plain_way_on_generated_logs(seed):
+    import random
+
+    rng = random.Random(seed)
+    kinds = ["(00.1) Error (criu/x.c:1): bad", "lxc web 1.2 ERROR    criu - x", "plain line",
+             'time="t" level=error msg="m"', "(00.2) Warn (criu/x.c:2): meh", "", "x" * 300]
+    weights = [2, 1, 60, 1, 5, 3, 1]
+    lines = [rng.choices(kinds, weights)[0] for _ in range(3000)]
+    text = "\n".join(lines) + "\n"
+    for before, after in ((0, 0), (1, 4), (7, 2)):
+        expected = _reference_contexts(lines, before, after)
+        for chunk in (1, 29, 250, 4096, 1 << 20):
+            contexts, count = error_contexts(io.StringIO(text), before, after, chunk=chunk)
+            assert [list(c.lines) for c in contexts] == expected, (before, after, chunk)
+            assert count == sum(e for c in expected for _n, _t, e in c)
 
 
 def test_error_contexts_merge_and_limit():
@@ -666,6 +689,12 @@ def test_error_contexts_merge_and_limit():
 def test_long_log_lines_are_bounded():
     stream = io.StringIO("x" * 100 + "\nError (a.c:1): short\n")
     assert list(text_lines(stream, max_line=40)) == ["x" * 40, "Error (a.c:1): short"]
+    huge = "Error (a.c:1): " + "y" * (3 * MAX_LINE) + "\nnext\nError (b.c:2): two\n"
+    for chunk in (100, 1 << 20):
+        contexts, count = error_contexts(io.StringIO(huge), before=1, after=0, chunk=chunk)
+        assert count == 2
+        assert [(n, len(t)) for c in contexts for n, t, _e in c.lines] == \
+            [(1, MAX_LINE), (2, 4), (3, len("Error (b.c:2): two"))]
 
 
 def test_redaction():

@@ -302,6 +302,20 @@ def _error_starts(block):
     return sorted(starts)
 
 
+def _wanted_ranges(errors, before, after, open_lines, count):
+    """Sorted, disjoint ``[low, high]`` line ranges of a block of ``count`` lines that
+    must be looked at: each error line with its context, and the ``open_lines``
+    first lines (the end of a context begun in an earlier block)."""
+    ranges = [[0, min(open_lines, count) - 1]] if open_lines else []
+    for index in errors:
+        low, high = max(0, index - before), min(count - 1, index + after)
+        if ranges and low <= ranges[-1][1] + 1:
+            ranges[-1][1] = max(ranges[-1][1], high)
+        else:
+            ranges.append([low, high])
+    return ranges
+
+
 def _scan_block(builder, block):
     starts = _error_starts(block)
     if builder.full or (not starts and not builder.open_lines):
@@ -309,13 +323,24 @@ def _scan_block(builder, block):
         lines = block.count("\n")
         builder.skip(lines, _last_lines(block, min(lines, builder.before)))
         return
-    errors, line, position = set(), 0, 0
+    errors, line, position = [], 0, 0
     for start in starts:
         line += block.count("\n", position, start)
         position = start
-        errors.add(line)
-    for index, text in enumerate(block[:-1].split("\n")):
-        builder.line(text[:MAX_LINE], index in errors)
+        errors.append(line)
+    lines = block[:-1].split("\n")
+    error_set, done = set(errors), 0
+    for low, high in _wanted_ranges(errors, builder.before, builder.after, builder.open_lines,
+                                    len(lines)):
+        if low > done:
+            builder.skip(low - done, [text[:MAX_LINE] for text in
+                                      lines[max(done, low - builder.before):low]])
+        for index in range(low, high + 1):
+            builder.line(lines[index][:MAX_LINE], index in error_set)
+        done = high + 1
+    if done < len(lines):
+        builder.skip(len(lines) - done, [text[:MAX_LINE] for text in
+                                         lines[max(done, len(lines) - builder.before):]])
 
 
 def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK):
