@@ -251,7 +251,8 @@ def test_include_images_adds_them_and_says_so(fake_root, tmp_path):
         assert data[f"images/{path.name}"] == path.read_bytes()
     index = data["INDEX.md"].decode().splitlines()
     assert "INCLUDES THE CHECKPOINT IMAGES" in index[2]
-    assert SECRET.encode() not in b"".join(v for k, v in data.items() if not k.startswith("images/"))
+    assert SECRET.encode() not in b"".join(
+        value for name, value in data.items() if not name.startswith("images/"))
 
 
 def test_lxc_absent_is_reported_not_fatal(fake_root, tmp_path):
@@ -606,7 +607,7 @@ def test_error_contexts_on_the_real_lxc_log(web_fixture):
     path = web_fixture / "var/log/lxd/web/lxc.log"
     with open(path, encoding="utf-8") as stream:
         lines = stream.read().splitlines()
-    contexts, count = error_contexts(io.StringIO("\n".join(lines) + "\n"), before=2, after=1)
+    contexts, count = error_contexts(io.BytesIO(path.read_bytes()), before=2, after=1)
     errors = [number for context in contexts for number, _text in context.errors]
     assert count == len(errors) == sum(" ERROR " in line for line in lines)
     assert CONSOLE_ERROR in contexts[0].errors[0][1]
@@ -637,18 +638,17 @@ def _reference_contexts(lines, before, after):
 @pytest.fixture(scope="module")
 def real_logs(fixture_root):
     """The text of every distinct log of the fixtures (CRIU dump/restore logs, lxc.log)."""
-    texts = {p.read_text(encoding="utf-8", errors="replace")
-             for p in fixture_root.rglob("*.log") if p.is_file()}
-    return sorted(texts)
+    return sorted({p.read_bytes() for p in fixture_root.rglob("*.log") if p.is_file()})
 
 
 @pytest.mark.parametrize("chunk", [1 << 20, 333])
 @pytest.mark.parametrize("before, after", [(3, 2), (0, 5)])
 def test_error_contexts_equal_the_plain_way_on_every_real_log(real_logs, chunk, before, after):
     assert len(real_logs) >= 6
-    for text in real_logs:
-        contexts, count = error_contexts(io.StringIO(text), before, after, chunk=chunk)
-        expected = _reference_contexts(text.splitlines(), before, after)
+    for data in real_logs:
+        contexts, count = error_contexts(io.BytesIO(data), before, after, chunk=chunk)
+        expected = _reference_contexts(data.decode("utf-8", "replace").split("\n")[:-1],
+                                       before, after)
         assert [list(c.lines) for c in contexts] == expected
         assert count == sum(e for c in expected for _n, _t, e in c)
 
@@ -666,7 +666,8 @@ def test_error_contexts_equal_the_plain_way_on_generated_logs(seed):
     for before, after in ((0, 0), (1, 4), (7, 2)):
         expected = _reference_contexts(lines, before, after)
         for chunk in (1, 29, 250, 4096, 1 << 20):
-            contexts, count = error_contexts(io.StringIO(text), before, after, chunk=chunk)
+            contexts, count = error_contexts(io.BytesIO(text.encode()), before, after,
+                                             chunk=chunk)
             assert [list(c.lines) for c in contexts] == expected, (before, after, chunk)
             assert count == sum(e for c in expected for _n, _t, e in c)
 
@@ -677,12 +678,13 @@ def test_error_contexts_merge_and_limit():
     text = "\n".join(lines) + "\n"
     expected = [[1, 2, 3, 4, 5, 6], [10, 11, 12]]
     for chunk in (1 << 20, 7, 1):  # the same, however the log is cut into blocks
-        contexts, count = error_contexts(io.StringIO(text), before=1, after=1, chunk=chunk)
+        contexts, count = error_contexts(io.BytesIO(text.encode()), before=1, after=1,
+                                         chunk=chunk)
         assert count == 3
         assert [[n for n, _t, _e in c.lines] for c in contexts] == expected
         assert [t for c in contexts for _n, t, _e in c.lines] == \
             [lines[n - 1] for numbers in expected for n in numbers]
-    limited, count = error_contexts(io.StringIO(text), before=1, after=1, limit=1)
+    limited, count = error_contexts(io.BytesIO(text.encode()), before=1, after=1, limit=1)
     assert count == 3 and len(limited) == 1
 
 
@@ -691,7 +693,8 @@ def test_long_log_lines_are_bounded():
     assert list(text_lines(stream, max_line=40)) == ["x" * 40, "Error (a.c:1): short"]
     huge = "Error (a.c:1): " + "y" * (3 * MAX_LINE) + "\nnext\nError (b.c:2): two\n"
     for chunk in (100, 1 << 20):
-        contexts, count = error_contexts(io.StringIO(huge), before=1, after=0, chunk=chunk)
+        contexts, count = error_contexts(io.BytesIO(huge.encode()), before=1, after=0,
+                                         chunk=chunk)
         assert count == 2
         assert [(n, len(t)) for c in contexts for n, t, _e in c.lines] == \
             [(1, MAX_LINE), (2, 4), (3, len("Error (b.c:2): two"))]

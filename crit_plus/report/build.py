@@ -1,7 +1,8 @@
 """One report, from request to bundle: resolve, check the output, gather, index, write.
 
 >>> from crit_plus.report import ReportRequest, build_report
->>> report, size = build_report(ReportRequest(output="web.tar.gz", spec="lxd:web"))  # doctest: +SKIP
+>>> request = ReportRequest(output="web.tar.gz", spec="lxd:web")
+>>> report, size = build_report(request)  # doctest: +SKIP
 
 The host side is read under ``host_root`` (default: ``$CRIT_PLUS_ROOT`` or
 ``/``) and programs run through ``runner`` (default: this machine's, or none at

@@ -55,10 +55,9 @@ class Spool:
             left -= len(block)
             yield block
 
-    def text(self, member):
-        """A spooled ``member`` as a text stream (UTF-8, undecodable bytes replaced)."""
-        window = io.BufferedReader(_Window(self.file, member.offset, member.size), _CHUNK)
-        return io.TextIOWrapper(window, encoding="utf-8", errors="replace")
+    def reader(self, member):
+        """A spooled ``member`` as a binary stream."""
+        return io.BufferedReader(_Window(self.file, member.offset, member.size), _CHUNK)
 
     def close(self):
         """Remove the spool."""

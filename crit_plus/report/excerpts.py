@@ -75,7 +75,7 @@ def find_excerpts(collection):
                 excerpts.append(Excerpt(member.name, member.origin, member.scan, (),
                                         same.error_count, same_as=same.member, cut=member.cut))
             continue
-        contexts, count = error_contexts(collection.spool.text(member), BEFORE, AFTER)
+        contexts, count = error_contexts(collection.spool.reader(member), BEFORE, AFTER)
         excerpt = Excerpt(member.name, member.origin, member.scan, tuple(contexts), count,
                           cut=member.cut)
         first_with[member.digest] = excerpt

@@ -154,7 +154,8 @@ def _programs(report):
 def _gathered(report):
     rows = [(f"`{m.name}`", m.origin, human_bytes(m.size) + (" (end kept)" if m.cut else ""))
             for m in report.collection.members]
-    return [f"## Gathered ({count_text(len(rows), 'file')})", ""] + _table(("file", "from", "size"), rows)
+    return [f"## Gathered ({count_text(len(rows), 'file')})", ""] + \
+        _table(("file", "from", "size"), rows)
 
 
 def _skipped(report):

@@ -150,4 +150,5 @@ def gather_manager(collection, root, runner, instance, log_dirs=(), lxd_dir=None
         add_log_dir(collection, root, directory)
 
 
-__all__ = ["CLIENTS", "DAEMON_LOGS", "Instance", "MAX_LOG_FILES", "add_log_dir", "gather_manager", "instance_log_dirs", "member_path"]
+__all__ = ["CLIENTS", "DAEMON_LOGS", "Instance", "MAX_LOG_FILES", "add_log_dir", "gather_manager",
+           "instance_log_dirs", "member_path"]

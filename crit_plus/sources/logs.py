@@ -27,7 +27,8 @@ from pathlib import Path
 HEADER_LINES = 50
 #: Error lines kept per log file (``error_count`` counts them all).
 MAX_ERRORS = 200
-#: Characters kept of one log line; the rest of a longer line is skipped.
+#: Characters (bytes, when searching for errors) kept of one log line; the rest of
+#: a longer line is skipped.
 MAX_LINE = 8192
 #: Files of a log directory read as logs, as (glob pattern, kind); LXD names its
 #: copies of CRIU's logs FUNCTION_METHOD_TIME.log (``snapshot_dump_...``,
@@ -42,15 +43,16 @@ _UNAME = re.compile(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?
 #: (MULTILINE; ``[^\S\n]`` is whitespace that never crosses a line end): CRIU's
 #: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``), liblxc's
 #: ERROR/CRIT/ALERT/FATAL, the LXD/Incus daemon's level=error (or worse).
-_ERROR_LINE = re.compile(
+_ERROR_PATTERN = (
     r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:pie: \d+: )?Error \("
     r"|^lxc[^\S\n].*?[^\S\n](?:ERROR|CRIT|ALERT|FATAL)[^\S\n]"
-    r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)",
-    re.MULTILINE)
-#: Texts one of which every error line holds: blocks of a log are searched for
-#: them (``str.find`` is fast), and only the lines holding one are matched.
-_ERROR_MARKS = ("Error (", "ERROR", "CRIT", "ALERT", "FATAL", "level=", "lvl=")
-#: Characters of a log read at a time when searching it for errors.
+    r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)")
+_ERROR_LINE = re.compile(_ERROR_PATTERN, re.MULTILINE)
+_ERROR_LINE_BYTES = re.compile(_ERROR_PATTERN.encode(), re.MULTILINE)
+#: Bytes one of which every error line holds: blocks of a log are searched for
+#: them (``bytes.find`` is fast), and only the lines holding one are matched.
+_ERROR_MARKS = (b"Error (", b"ERROR", b"CRIT", b"ALERT", b"FATAL", b"level=", b"lvl=")
+#: Bytes of a log read at a time when searching it for errors.
 SCAN_CHUNK = 1 << 20
 
 
@@ -252,38 +254,44 @@ class _ContextBuilder:
 
 
 def _blocks(stream, chunk):
-    """Blocks of whole lines (each ending in a newline) read from text ``stream``
-    ``chunk`` characters at a time; a line longer than :data:`MAX_LINE` with no end
-    in sight is cut there and the rest of it skipped."""
-    pending, discarding = "", False
+    """Blocks of whole lines (each ending in a newline) read from binary ``stream``
+    ``chunk`` bytes at a time; a line longer than :data:`MAX_LINE` with no end in
+    sight is cut there and the rest of it skipped."""
+    pending, discarding = b"", False
     while True:
         data = stream.read(chunk)
         if not data:
             break
         if discarding:
-            end = data.find("\n")
+            end = data.find(b"\n")
             if end < 0:
                 continue
             data, discarding = data[end + 1:], False
         data = pending + data
-        end = data.rfind("\n")
+        end = data.rfind(b"\n")
         if end >= 0:
             yield data[:end + 1]
             pending = data[end + 1:]
         elif len(data) > MAX_LINE:
-            yield data[:MAX_LINE] + "\n"
-            pending, discarding = "", True
+            yield data[:MAX_LINE] + b"\n"
+            pending, discarding = b"", True
         else:
             pending = data
     if pending:
-        yield pending + "\n"
+        yield pending + b"\n"
+
+
+def _text(line):
+    """One kept log line as text: at most :data:`MAX_LINE` bytes, no carriage return."""
+    line = line[:MAX_LINE]
+    return (line[:-1] if line.endswith(b"\r") else line).decode("utf-8", "replace")
 
 
 def _last_lines(block, count):
     """The last ``count`` lines of ``block`` (which ends with a newline)."""
     if count <= 0:
         return []
-    return [line[:MAX_LINE] for line in block[:-1].rsplit("\n", count)[-count:]]
+    return [_text(line) for line in block[:-1].rsplit(b"\n", count)[-count:]]
 
 
 def _error_starts(block):
@@ -292,11 +300,11 @@ def _error_starts(block):
     for mark in _ERROR_MARKS:
         position = block.find(mark)
         while position >= 0:
-            start = block.rfind("\n", 0, position) + 1
-            end = block.find("\n", position)
+            start = block.rfind(b"\n", 0, position) + 1
+            end = block.find(b"\n", position)
             if start not in checked:
                 checked.add(start)
-                if _ERROR_LINE.search(block, start, end):
+                if _ERROR_LINE_BYTES.search(block, start, end):
                     starts.append(start)
             position = block.find(mark, end)
     return sorted(starts)
@@ -320,35 +328,36 @@ def _scan_block(builder, block):
     starts = _error_starts(block)
     if builder.full or (not starts and not builder.open_lines):
         builder.count += len(starts)
-        lines = block.count("\n")
+        lines = block.count(b"\n")
         builder.skip(lines, _last_lines(block, min(lines, builder.before)))
         return
     errors, line, position = [], 0, 0
     for start in starts:
-        line += block.count("\n", position, start)
+        line += block.count(b"\n", position, start)
         position = start
         errors.append(line)
-    lines = block[:-1].split("\n")
+    lines = block[:-1].split(b"\n")
     error_set, done = set(errors), 0
     for low, high in _wanted_ranges(errors, builder.before, builder.after, builder.open_lines,
                                     len(lines)):
         if low > done:
-            builder.skip(low - done, [text[:MAX_LINE] for text in
+            builder.skip(low - done, [_text(text) for text in
                                       lines[max(done, low - builder.before):low]])
         for index in range(low, high + 1):
-            builder.line(lines[index][:MAX_LINE], index in error_set)
+            builder.line(_text(lines[index]), index in error_set)
         done = high + 1
     if done < len(lines):
-        builder.skip(len(lines) - done, [text[:MAX_LINE] for text in
+        builder.skip(len(lines) - done, [_text(text) for text in
                                          lines[max(done, len(lines) - builder.before):]])
 
 
 def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK):
     """``(contexts, error_count)``: the error lines (:func:`is_error_line`) of the
-    text ``stream``, each with ``before`` lines before and ``after`` lines after it.
+    binary ``stream``, each with ``before`` lines before and ``after`` lines after it.
 
-    Lines are numbered from 1; error lines closer together than their context
-    make one :class:`ErrorContext`.  At most ``limit`` contexts are kept
+    Lines are numbered from 1 and given as text (UTF-8, undecodable bytes
+    replaced, cut at :data:`MAX_LINE` bytes); error lines closer together than
+    their context make one :class:`ErrorContext`.  At most ``limit`` contexts are kept
     (``error_count`` counts every error line).  The log is read in ``chunk``
     pieces and searched block by block, so memory is bounded by the chunk and the
     contexts kept, and only blocks holding errors are looked at line by line.
@@ -364,7 +373,7 @@ def read_log(path, kind, this_checkpoint=False):
     """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
     path = Path(path)
     header = read_header(path) if kind == "criu" else LogHeader()
-    with open(path, encoding="utf-8", errors="replace") as stream:
+    with open(path, "rb") as stream:
         contexts, count = error_contexts(stream, before=0, after=0)
     errors = tuple(text for context in contexts for _number, text in context.errors)
     return LogFile(path, kind, header, errors[:MAX_ERRORS], count, this_checkpoint)

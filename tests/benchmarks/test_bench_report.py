@@ -41,7 +41,7 @@ def big_log(tmp_path_factory):
 
 
 def _contexts(path):
-    with open(path, encoding="utf-8", errors="replace") as stream:
+    with open(path, "rb") as stream:
         return error_contexts(stream)
 
 
