@@ -13,6 +13,7 @@ import builtins
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -567,6 +568,37 @@ def test_output_inside_the_checkpoint_is_refused(fake_root, web_fixture, inside)
     done = run_cli("report", "lxd:web", "-o", output, env={"CRIT_PLUS_ROOT": str(fake_root)})
     assert done.returncode == 2 and "inside" in done.stderr and "Traceback" not in done.stderr
     assert _tree(web_fixture) == before
+
+
+@pytest.mark.parametrize("output, words", [("-", "not to stdout"), (".", "is a directory"),
+                                           ("nowhere/x.tar.gz", "does not exist")])
+def test_unusable_outputs_are_refused(fake_root, tmp_path, monkeypatch, output, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputRefused, match=words):
+        build_report(ReportRequest(output=output, spec="lxd:web"), runner=FakeRunner())
+
+
+def test_real_programs_with_lxc_absent(tmp_path):
+    """On this machine's root, with a $PATH holding uname and dmesg but no lxc."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for program in ("uname", "dmesg"):
+        found = shutil.which(program)
+        if found:
+            (bindir / program).symlink_to(found)
+    output = tmp_path / "target.tar.gz"
+    done = run_cli("report", "--host-only", "lxd:web", "-o", output, "--format", "json",
+                   env={"PATH": str(bindir), "CRIT_PLUS_ROOT": ""})
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    whys = {s["what"]: s["why"] for s in summary["skipped"]}
+    assert whys["lxc info, lxc info web, lxc config show --expanded web, "
+                "/proc/self/mountinfo inside web"] == "lxc not found on $PATH"
+    data, _names = _members(output)
+    if shutil.which("uname"):
+        assert data["host/uname.txt"].decode().splitlines()[2] == \
+            subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
+    assert data["host/mountinfo.txt"]  # this machine's mounts
 
 
 def test_a_failed_write_leaves_nothing_behind(fake_root, tmp_path, monkeypatch):

@@ -45,9 +45,11 @@ def _inside(path, directory):
 
 
 def check_output(output, protected=()):
-    """Refuse (:class:`OutputRefused`) an output that is a directory, whose
+    """Refuse (:class:`OutputRefused`) an output that is ``-``, a directory, whose
     directory does not exist, or that lies inside one of the ``protected``
     directories (the checkpoint, the logs being gathered)."""
+    if os.fspath(output) == "-":
+        raise OutputRefused("a bundle is written to a file, not to stdout: give -o FILE.tar.gz")
     output = os.path.abspath(os.fspath(output))
     if os.path.isdir(output):
         raise OutputRefused(f"{output} is a directory: name the .tar.gz file to write")
