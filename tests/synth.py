@@ -409,3 +409,29 @@ def minimal(directory, pid=1, vmas=(), runs=(), **process):
     builder.process(pid, vmas=vmas, runs=runs, **process)
     builder.finish()
     return builder
+
+
+# -- damaging copies of real checkpoints (validate's tests) -------------------------------------
+
+
+def read_messages(path):
+    """``(magic name, has head magic, [message, ...])`` of an image without payloads."""
+    from decoders.image import open_image
+
+    with open_image(path) as image:
+        messages = [entry.message for entry in image.entries()]
+        return image.magic_name, image.head_magic is not None, messages
+
+
+def rewrite_image(path, edit):
+    """Rewrite the image at ``path`` (a copy) after ``edit(messages)`` changed its list of
+    messages in place, or returned a new list.  Only for images without payloads; the
+    file is made writable first (fixture copies are read-only)."""
+    magic_name, head, messages = read_messages(path)
+    changed = edit(messages)
+    if changed is not None:
+        messages = changed
+    os.chmod(path, 0o644)
+    with open(path, "wb") as handle:
+        handle.write(image_bytes(magic_name, messages, head))
+    return path
