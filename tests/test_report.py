@@ -462,7 +462,7 @@ def test_fake_commands_output_captured_and_failures_isolated(fake_root, tmp_path
         ("crashed", None)
     assert runs["size", "table"]["message"] == "crashed: RuntimeError: bug in a command"
     assert (runs["validate", "json"]["status"], runs["validate", "json"]["exit_code"]) == \
-        ("failed", 1)
+        ("nonzero-exit", 1)
     # The report itself went on to the end.
     assert CONSOLE_ERROR in data["INDEX.md"].decode()
 

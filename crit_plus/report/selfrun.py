@@ -41,7 +41,8 @@ NOT_AVAILABLE = "not available in this crit-plus"
 class SelfRun:
     """One run of a crit-plus command.
 
-    ``status`` is ``ok`` (exit 0), ``failed`` (another exit code), ``crashed``
+    ``status`` is ``ok`` (exit 0), ``nonzero-exit`` (another exit code: an error,
+    or a verdict — ``validate`` exits 1 and 2 for what it found), ``crashed``
     (an exception escaped the CLI's error boundary), ``not-available`` (no such
     command) or ``refused`` (see :data:`MEMORY_OPTIONS`).  ``stdout`` and
     ``stderr`` are the captured bytes, in a temporary file each (None when the
@@ -121,7 +122,7 @@ def run_command(name, spec=None, options=None, output_format="table"):
         first = crash.strip().splitlines()[-1]
         return SelfRun(name, output_format, argv, "crashed", None, stdout, stderr,
                        f"crashed: {first}")
-    status = "ok" if code == 0 else "failed"
+    status = "ok" if code == 0 else "nonzero-exit"
     return SelfRun(name, output_format, argv, status, code, stdout, stderr,
                    None if code == 0 else f"exit code {code}")
 
