@@ -27,6 +27,7 @@ from .commands import decode as decode_cmd
 from .commands import encode as encode_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
+from .commands import size as size_cmd
 from .commands import version as version_cmd
 
 EXIT_OK = 0
@@ -79,7 +80,7 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd):
+for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, size_cmd, version_cmd):
     module.register(cli)
 
 

@@ -1,57 +1,58 @@
 """What the page data holds: zero pages, duplicates, and how well it compresses.
 
 One sequential pass over every ``pages-<id>.img`` of the checkpoint (the data
-of one pagemap each: a process or a shared-memory object)::
+of one pagemap each: a process or a shared-memory object, its *owner*)::
 
     pages-<id>.img ::= { PAGE(4096 bytes) }   the PE_PRESENT pages of one pagemap,
                                               in pagemap order; bytes past what the
                                               pagemap lists are not pages of anyone
 
-Each file is read in ``chunk_size`` pieces into one reused buffer (memory is
-bounded by the chunk, whatever the checkpoint's size).  For every page:
+Each file is read with ``preadv`` in ``chunk_size`` pieces into one reused
+buffer, so memory is bounded by the chunk whatever the checkpoint's size.
+Owners are scanned one after the other: processes in pstree order, then the
+shared-memory objects by shmid.  For every page:
 
-- its 64-bit xxh3 digest (blake2b cut to 8 bytes if the ``xxhash`` package is
-  missing); a page whose digest is the zero page's is compared byte for byte:
-  **zero pages** are exact;
+- its 64-bit xxh3 digest (``xxhash``: ~30 GB/s in C, so hashing costs less than
+  the loop around it); a page whose digest is the zero page's is compared byte
+  for byte, so **zero pages** are exact;
 - a non-zero page is a **duplicate within** its owner if that owner already had
   the same contents, a **duplicate across** owners if an earlier owner had
-  them, and **unique** (the first copy) otherwise.  Owners are scanned one
-  after the other, so one table ``digest → last owner that had it`` tells the
-  three apart.
+  them, and **unique** (the first copy) otherwise.  One table ``digest → last
+  owner that had it`` tells the three apart.  Equal digests are taken as equal
+  contents: with 64-bit digests the chance of any false match among n distinct
+  pages is about n² / 2⁶⁵ (below 10⁻⁷ for 8 GiB of distinct pages).
 
-The table keeps 8-byte digests only and at most ``table_cap`` of them
-(default 2**19: 2 GiB of distinct data, about 45 MiB).  Past that it keeps a
-content-hash sample: digests below a limit that halves each time the table is
-full again, so every copy of a contents is either always counted or never.
-Counts are kept by digest magnitude, so at the end the pages whose contents
-stayed in the sample are counted exactly and scaled by the sampling factor;
-``exact`` says whether that happened.
+**Bounded table.**  The table keeps at most ``table_cap`` digests (default
+2**19, i.e. 2 GiB of distinct non-zero pages, about 40 MiB).  When it would
+grow past that, it becomes a content-hash sample: only digests below a limit
+are kept, and the limit halves (dropping half the table) each time it fills
+again.  Every copy of a contents is therefore either always in the sample or
+never, so within/across/unique are exact *for the sampled contents*; counts
+are kept per owner by digest magnitude, so at the end the counts of contents
+still in the sample are scaled by 2**level.  ``exact`` says whether that
+happened; zero-page and page totals stay exact either way.
 
-**Compressed size**: 1 MiB blocks of page data are compressed with zstd
-level 3 (every block up to 64 MiB of data, else a fixed pseudo-random
-sixteenth of them, at least 64 MiB); the ratio is applied to all the data.
-The deduplicated-and-compressed estimate applies the ratio measured on the
-non-zero pages of the sampled blocks to the distinct non-zero pages.
+**Compressed size.**  The data is cut into 1 MiB blocks (the block index runs
+over all owners); every block is compressed with zstd level 3 when there are at
+most ``full_compression_bytes`` (64 MiB) of page data, else a fixed
+pseudo-random subset (Knuth's multiplicative hash of the block index) holding a
+``sample_fraction`` (1/16) of them, or 64 MiB if that is more.  The ratio of
+the sampled blocks is applied to all the data.  The deduplicated-and-compressed
+estimate applies the compressed bytes per non-zero byte of the sampled blocks
+to the unique (distinct non-zero) pages.  docs/commands/size.md says why zstd.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 
+import xxhash
+import zstandard
+
 from decoders.flags import PAGE_SIZE
-
-try:  # xxh3 is ~10x faster than blake2b per page (docs/size.md)
-    import xxhash
-except ImportError:  # pragma: no cover - depends on the environment
-    xxhash = None
-
-try:
-    import zstandard
-except ImportError:  # pragma: no cover - zstandard is a dependency
-    zstandard = None
 
 #: Bytes read at a time from a pages file (one reused buffer).
 CHUNK_SIZE = 8 << 20
@@ -70,23 +71,13 @@ SAMPLE_FRACTION = 1 / 16
 
 COMPRESSOR = "zstd"
 COMPRESSION_LEVEL = 3
+HASH_NAME = "xxh3-64"
 
 _ZERO_PAGE = bytes(PAGE_SIZE)
 _PROCESS_PAGEMAP = re.compile(r"^pagemap-(\d+)\.img$")
 _SHMEM_PAGEMAP = re.compile(r"^pagemap-shmem-(\d+)\.img$")
 _BITS = 64
-
-
-def _blake2b64(data, _blake2b=hashlib.blake2b, _from=int.from_bytes):
-    return _from(_blake2b(data, digest_size=8).digest(), "little")
-
-
-if xxhash is not None:
-    page_digest = xxhash.xxh3_64_intdigest
-    HASH_NAME = "xxh3-64"
-else:  # pragma: no cover - depends on the environment
-    page_digest = _blake2b64
-    HASH_NAME = "blake2b-64"
+page_digest = xxhash.xxh3_64_intdigest
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +85,9 @@ class OwnerContent:
     """The pages of one pagemap (``pid`` for a process, ``shmid`` for a shared object).
 
     ``pages`` is what the pagemap lists as present; ``unreadable`` of them were
-    not in the pages file (missing or short).  The other pages are ``zero``,
-    ``dup_within`` (contents this owner already had), ``dup_across`` (contents
-    an earlier owner had) or ``unique``.
+    not in the pages file (missing, short or not a regular file).  The other
+    pages are ``zero``, ``dup_within`` (contents this owner already had),
+    ``dup_across`` (contents an earlier owner had) or ``unique``.
     """
 
     pid: int | None
@@ -135,8 +126,8 @@ class ContentReport:
     hash_name: str
     table_cap: int
     table_peak: int
-    compressor: str
-    compression_level: int
+    compressor: str | None
+    compression_level: int | None
     sampled_bytes: int
     sampled_compressed: int
     compressed_estimate: int | None
@@ -201,16 +192,35 @@ def _owners(checkpoint):
     return [(owner, path, listed) for _key, owner, path, listed in entries]
 
 
-class _Sampler:
-    """Picks the 1 MiB blocks to compress: all of them for small data, else a
-    fixed pseudo-random fraction (Knuth's multiplicative hash of the block index)."""
+def _regular_size(path):
+    """The size of ``path`` if it is a regular file, else None (missing, FIFO, device...)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
-    def __init__(self, total_bytes):
-        if total_bytes <= FULL_COMPRESSION_BYTES:
-            fraction = 1.0
+
+def content_bytes(checkpoint):
+    """The bytes :func:`scan_content` will read: the listed pages each pages file holds."""
+    total = 0
+    for _owner, path, listed in _owners(checkpoint):
+        size = _regular_size(path)
+        if size is not None:
+            total += min(listed, size - size % PAGE_SIZE)
+    return total
+
+
+class _Sampler:
+    """Picks the blocks to compress: all of them for small data, else a fixed
+    pseudo-random fraction (Knuth's multiplicative hash of the block index)."""
+
+    def __init__(self, total_bytes, full_bytes, fraction):
+        if total_bytes <= full_bytes:
+            share = 1.0
         else:
-            fraction = min(1.0, max(SAMPLE_FRACTION, FULL_COMPRESSION_BYTES / total_bytes))
-        self.threshold = int(fraction * (1 << 32))
+            share = min(1.0, max(fraction, full_bytes / total_bytes))
+        self.threshold = int(share * (1 << 32))
         self.index = 0
 
     def take(self):
@@ -221,27 +231,22 @@ class _Sampler:
 
 
 def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=TABLE_CAP,
-                 compress=True):
+                 compress=True, full_compression_bytes=FULL_COMPRESSION_BYTES,
+                 sample_fraction=SAMPLE_FRACTION):
     """Read every page of ``checkpoint`` once and return a :class:`ContentReport`.
 
     ``progress(n)`` is called with the bytes of each piece read.  Only this
-    checkpoint's pages files are read (pages in ``parent/`` are not).
+    checkpoint's pages files are read (pages in ``parent/`` are not).  A pages
+    file that is missing or not a regular file is not opened: its pages count
+    as unreadable.
     """
     if chunk_size < PAGE_SIZE or chunk_size % PAGE_SIZE:
         raise ValueError("chunk_size must be a positive multiple of the page size")
     if table_cap < 1:
         raise ValueError("table_cap must be positive")
     owners = _owners(checkpoint)
-    total = 0
-    for _owner, path, listed in owners:
-        try:
-            total += min(listed, os.stat(path).st_size)
-        except OSError:
-            pass
-    compressor = None
-    if compress and zstandard is not None:
-        compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL)
-    sampler = _Sampler(total)
+    compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL) if compress else None
+    sampler = _Sampler(content_bytes(checkpoint), full_compression_bytes, sample_fraction)
     state = _ScanState(table_cap)
     buffer = bytearray(chunk_size)
     view = memoryview(buffer)
@@ -249,14 +254,14 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
     try:
         for owner, path, listed in owners:
             owner_index = state.add_owner()
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
+            size = _regular_size(path)
+            if size is None:
                 continue
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                offset = 0
-                while offset < listed:
-                    want = min(chunk_size, listed - offset)
+                offset, end = 0, min(listed, size - size % PAGE_SIZE)
+                while offset < end:
+                    want = min(chunk_size, end - offset)
                     got = _read_into(fd, view[:want], offset)
                     got -= got % PAGE_SIZE
                     if not got:
@@ -312,7 +317,7 @@ class _ScanState:
 
     def scan(self, data, owner, me):
         """Classify the pages of ``data`` (a memoryview, whole pages) for ``owner``;
-        return ``(start, end)`` of every zero page, for the compression estimate."""
+        return the offset of every zero page in it, for the compression estimate."""
         seen = self.seen
         digest = page_digest
         zero_digest = self.zero_digest
@@ -335,6 +340,7 @@ class _ScanState:
                 unique[lz] += 1
                 if len(seen) > self.cap:
                     self._shrink()
+                    seen = self.seen
                     limit = self.limit
             elif last == me:
                 within[lz] += 1
@@ -351,7 +357,8 @@ class _ScanState:
             self.level += 1
             self.limit >>= 1
             limit = self.limit
-            self.seen = {d: o for d, o in self.seen.items() if d < limit}
+            for d in [d for d in self.seen if d >= limit]:
+                del self.seen[d]
 
     def compress(self, compressor, sampler, data, block, zeros):
         """Compress the sampled blocks of ``data``; ``zeros`` are its zero pages' offsets."""
@@ -361,8 +368,7 @@ class _ScanState:
             end = min(size, start + block)
             zero_bytes = 0
             while zi < len(zeros) and zeros[zi] < end:
-                if zeros[zi] >= start:
-                    zero_bytes += PAGE_SIZE
+                zero_bytes += PAGE_SIZE
                 zi += 1
             if not sampler.take():
                 continue
