@@ -348,7 +348,7 @@ class SizeReport:
 DUMP_STAT_FIELDS = ("pages_scanned", "pages_skipped_parent", "pages_written", "pages_lazy",
                     "shpages_scanned", "shpages_skipped_parent", "shpages_written")
 
-_SHMEM_PAGEMAP = re.compile(r"^pagemap-shmem-(\d+)\.img$")
+_GROWSDOWN = int(MapFlags.GROWSDOWN)
 
 
 def _stat(path):
@@ -391,7 +391,7 @@ def vma_kind(mapping, mm=None):
     if kind == "anon":
         if mm is not None and mapping.start <= mm.start_stack < mapping.end:
             return "stack"
-        if int(mapping.flags) & MapFlags.GROWSDOWN:
+        if int(mapping.flags) & _GROWSDOWN:
             return "stack"
     return kind
 
