@@ -79,7 +79,10 @@ def test_disk_totals_are_the_files_on_disk(checkpoint_dirs, facts):
             allocated += st.st_blocks * 512
         assert (report.disk.files, report.apparent, report.allocated) == \
             (len(facts[key]["image_files"]), apparent, allocated)
-        # the image kinds partition the directory
+        # the image kinds partition the directory; each names its biggest file
+        for kind in report.kinds:
+            mine = [f for f in report.files if f.kind == kind.kind]
+            assert kind.largest_apparent == max((f.apparent for f in mine), default=0)
         assert sum(k.files for k in report.kinds) == report.disk.files
         assert sum(k.apparent for k in report.kinds) == apparent
         assert sum(k.allocated for k in report.kinds) == allocated
@@ -278,6 +281,7 @@ def test_shared_memory_counts_once_under_its_first_mapping(tmp_path):
     assert item.disk.files == 2  # its pages file and pagemap-shmem-77.img
     kinds = {v.kind: v for v in report.vma_kinds}
     assert kinds["shared"].pages == PageCounts(present=3) and kinds["shared"].vmas == 2
+    assert kinds["shared"].unlisted == 2  # one page of the 4-page window, in each process
     assert kinds["anon"].pages == PageCounts(present=4)
     assert report.pages == PageCounts(present=7)
     windows = [v for v in report.top_vmas if v.shmid == 77]
@@ -542,7 +546,7 @@ def test_transfer_with_content_estimates(tmp_path):
 
 # -- the command -----------------------------------------------------------------------------------
 
-TOP_KEYS = {"directory", "disk", "pages", "kinds", "pages_files", "processes", "shared",
+TOP_KEYS = {"directory", "disk", "files", "pages", "kinds", "pages_files", "processes", "shared",
             "common", "vma_kinds", "top_vmas", "parent_chain", "dump_stats", "notes",
             "content", "transfer"}
 
@@ -562,6 +566,10 @@ def test_json_schema_and_numbers(checkpoint_dirs):
                                   "present_bytes", "parent_bytes"}
     assert data["pages"]["present"] == report.pages.present
     assert [k["kind"] for k in data["kinds"]] == [k for k, _ in size_analysis.KINDS]
+    assert set(data["kinds"][0]) == {"kind", "description", "files", "apparent", "allocated",
+                                     "largest", "largest_apparent"}
+    assert data["files"] == [{"name": f.name, "kind": f.kind, "apparent": f.apparent,
+                              "allocated": f.allocated} for f in report.files]
     assert set(data["pages_files"][0]) == {"name", "pages_id", "pagemaps", "present_pages",
                                            "apparent", "allocated", "expected", "holes"}
     assert set(data["processes"][0]) == {"pid", "comm", "threads", "pages", "pages_file",

@@ -172,13 +172,15 @@ class FileSize:
 
 @dataclass(frozen=True, slots=True)
 class KindSize:
-    """The files of one image kind together."""
+    """The files of one image kind together; ``largest`` names the biggest (or None)."""
 
     kind: str
     description: str
     files: int
     apparent: int
     allocated: int
+    largest: str | None = None
+    largest_apparent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +254,8 @@ class SharedSize:
 class VmaKindSize:
     """The VMAs of one kind across all processes, and the pages they hold.
 
-    ``unlisted`` pages are mapped but in no pagemap entry (zeros, or the
-    backing file's or shared object's pages).
+    ``unlisted`` pages are mapped but in no pagemap entry, the process's or (for
+    shared memory) the shared object's: zeros, or the backing file's pages.
     """
 
     kind: str
@@ -373,12 +375,14 @@ def directory_files(checkpoint):
 
 def kind_sizes(files):
     """Sum ``files`` by image kind: a :class:`KindSize` for every kind of :data:`KINDS`."""
-    sums = {kind: [0, 0, 0] for kind, _ in KINDS}
+    sums = {kind: [0, 0, 0, None, 0] for kind, _ in KINDS}
     for file in files:
         entry = sums[file.kind]
         entry[0] += 1
         entry[1] += file.apparent
         entry[2] += file.allocated
+        if entry[3] is None or file.apparent > entry[4]:
+            entry[3], entry[4] = file.name, file.apparent
     return tuple(KindSize(kind, description, *sums[kind]) for kind, description in KINDS)
 
 
@@ -489,17 +493,16 @@ class _Tally:
         for mapping in process.memory.vmas:
             kind = vma_kind(mapping, mm)
             own = PageCounts.of(mapping.pages)
-            unlisted = mapping.pages.get("unlisted", 0)
             in_vmas += own
-            self.add(kind, 1, mapping.size, own, unlisted)
             shmid = mapping.backing.shmid if mapping.backing.kind == "shmem" else None
-            window, window_unlisted = own, unlisted
-            if shmid is not None:
-                window, window_unlisted = self._shared_window(process, mapping, kind, shmid)
+            window, unlisted = own, mapping.pages.get("unlisted", 0)
+            if shmid is not None:  # its pages are the object's, counted once with it
+                window, unlisted = self._shared_window(process, mapping, kind, shmid)
+            self.add(kind, 1, mapping.size, own, unlisted)
             if self.top:
                 self.vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
-                                         kind, _mapping_name(mapping, kind), window,
-                                         window_unlisted, shmid))
+                                         kind, _mapping_name(mapping, kind), window, unlisted,
+                                         shmid))
         outside = counts - in_vmas
         if outside.listed:
             self.add("outside-vmas", pages=outside)

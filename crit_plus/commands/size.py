@@ -114,6 +114,7 @@ def report_json(report, scan=None, moving=None):
     return {
         "directory": report.directory,
         "disk": jsonable(report.disk),
+        "files": jsonable(report.files),
         "pages": _pages(report.pages),
         "kinds": jsonable(report.kinds),
         "pages_files": [dict(jsonable(p), expected=p.expected, holes=p.holes)
@@ -185,12 +186,14 @@ def _write_kinds(report, out):
     whole = report.apparent
     rows = [{"kind": k.kind, "files": k.files, "apparent": human_bytes(k.apparent),
              "allocated": human_bytes(k.allocated), "share": percent(k.apparent, whole),
-             "what": k.description} for k in report.kinds if k.files]
+             "largest": f"{k.largest} ({human_bytes(k.largest_apparent)})"}
+            for k in report.kinds if k.files]
     rows.append({"kind": "total", "files": report.disk.files,
                  "apparent": human_bytes(whole), "allocated": human_bytes(report.allocated),
-                 "share": percent(whole, whole)})
+                 "share": percent(whole, whole), "largest": ""})
     write_table(rows, (("kind", "KIND"), ("files", "FILES"), ("apparent", "APPARENT"),
-                       ("allocated", "ALLOCATED"), ("share", "SHARE"), ("what", "HOLDS")), out)
+                       ("allocated", "ALLOCATED"), ("share", "SHARE"), ("largest", "LARGEST")),
+                out)
 
 
 def _write_owners(report, out):
