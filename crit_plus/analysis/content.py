@@ -32,14 +32,16 @@ are kept per owner by digest magnitude, so at the end the counts of contents
 still in the sample are scaled by 2**level.  ``exact`` says whether that
 happened; zero-page and page totals stay exact either way.
 
-**Compressed size.**  The data is cut into 1 MiB blocks (the block index runs
-over all owners); every block is compressed with zstd level 3 when there are at
-most ``full_compression_bytes`` (64 MiB) of page data, else a fixed
-pseudo-random subset (Knuth's multiplicative hash of the block index) holding a
-``sample_fraction`` (1/16) of them, or 64 MiB if that is more.  The ratio of
-the sampled blocks is applied to all the data.  The deduplicated-and-compressed
-estimate applies the compressed bytes per non-zero byte of the sampled blocks
-to the unique (distinct non-zero) pages.  docs/commands/size.md says why zstd.
+**Compressed size.**  All the page data, owner after owner, is one stream (as
+``tar | zstd`` sees the pages files), cut into 1 MiB blocks.  Every block is
+compressed with zstd level 3 when there are at most ``full_compression_bytes``
+(64 MiB) of page data, else a fixed pseudo-random subset (Knuth's
+multiplicative hash of the block index, chosen before the bytes are seen)
+holding a ``sample_fraction`` (1/16) of them, or 64 MiB if that is more.  The
+ratio of the sampled blocks is applied to all the data.  The
+deduplicated-and-compressed estimate applies the compressed bytes per non-zero
+byte of the sampled blocks to the unique (distinct non-zero) pages.
+docs/commands/size.md says why zstd, and how close the estimates come.
 """
 
 from __future__ import annotations
@@ -245,12 +247,13 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
     if table_cap < 1:
         raise ValueError("table_cap must be positive")
     owners = _owners(checkpoint)
-    compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL) if compress else None
-    sampler = _Sampler(content_bytes(checkpoint), full_compression_bytes, sample_fraction)
+    sample = None
+    if compress:
+        sample = _CompressionSample(content_bytes(checkpoint), full_compression_bytes,
+                                    sample_fraction)
     state = _ScanState(table_cap)
     buffer = bytearray(chunk_size)
     view = memoryview(buffer)
-    block = min(BLOCK_SIZE, chunk_size)
     try:
         for owner, path, listed in owners:
             owner_index = state.add_owner()
@@ -268,8 +271,8 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
                         break
                     data = view[:got]
                     zeros = state.scan(data, owner, owner_index)
-                    if compressor is not None:
-                        state.compress(compressor, sampler, data, block, zeros)
+                    if sample is not None:
+                        sample.feed(data, zeros)
                     offset += got
                     owner.read += got
                     if progress is not None:
@@ -280,7 +283,9 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
                 os.close(fd)
     finally:
         view.release()
-    return state.report(owners, compressor is not None)
+    if sample is not None:
+        sample.finish()
+    return state.report(owners, sample)
 
 
 def _read_into(fd, view, offset):
@@ -306,9 +311,6 @@ class _ScanState:
         self.peak = 0
         self.owners = 0
         self.zero_digest = page_digest(_ZERO_PAGE)
-        self.sampled = 0
-        self.sampled_compressed = 0
-        self.sampled_nonzero = 0
 
     def add_owner(self):
         """A new owner's index (owners are scanned one after the other)."""
@@ -360,24 +362,9 @@ class _ScanState:
             for d in [d for d in self.seen if d >= limit]:
                 del self.seen[d]
 
-    def compress(self, compressor, sampler, data, block, zeros):
-        """Compress the sampled blocks of ``data``; ``zeros`` are its zero pages' offsets."""
-        size = len(data)
-        zi = 0
-        for start in range(0, size, block):
-            end = min(size, start + block)
-            zero_bytes = 0
-            while zi < len(zeros) and zeros[zi] < end:
-                zero_bytes += PAGE_SIZE
-                zi += 1
-            if not sampler.take():
-                continue
-            self.sampled += end - start
-            self.sampled_compressed += len(compressor.compress(data[start:end]))
-            self.sampled_nonzero += end - start - zero_bytes
-
-    def report(self, owners, compressed):
-        """The :class:`ContentReport` of what was scanned."""
+    def report(self, owners, sample):
+        """The :class:`ContentReport` of what was scanned (``sample``: the
+        :class:`_CompressionSample`, or None without compression)."""
         level = self.level
         scale = 1 << level
         self.peak = max(self.peak, len(self.seen))
@@ -401,24 +388,74 @@ class _ScanState:
                                ("unreadable", unreadable), ("read", owner.read)):
                 sums[key] += value
         compressed_estimate = dedup_compressed = None
-        if compressed and self.sampled:
-            read = sums["read"]
-            compressed_estimate = round(read * self.sampled_compressed / self.sampled)
-            if self.sampled_nonzero:
-                per_nonzero = self.sampled_compressed / self.sampled_nonzero
-                dedup_compressed = round(sums["unique"] * PAGE_SIZE * per_nonzero)
-            else:
-                dedup_compressed = 0
-            dedup_compressed = min(dedup_compressed, compressed_estimate)
-        elif compressed:
-            compressed_estimate = dedup_compressed = 0
+        if sample is not None:
+            compressed_estimate, dedup_compressed = sample.estimates(sums["read"],
+                                                                     sums["unique"])
         return ContentReport(
             bytes_read=sums["read"], pages=sums["pages"], zero=sums["zero"],
             dup_within=sums["within"], dup_across=sums["across"], unique=sums["unique"],
             unreadable=sums["unreadable"], exact=level == 0, sample_rate=1 / scale,
             hash_name=HASH_NAME, table_cap=self.cap, table_peak=self.peak,
-            compressor=COMPRESSOR if compressed else None,
-            compression_level=COMPRESSION_LEVEL if compressed else None,
-            sampled_bytes=self.sampled, sampled_compressed=self.sampled_compressed,
+            compressor=COMPRESSOR if sample is not None else None,
+            compression_level=COMPRESSION_LEVEL if sample is not None else None,
+            sampled_bytes=sample.sampled if sample is not None else 0,
+            sampled_compressed=sample.compressed if sample is not None else 0,
             compressed_estimate=compressed_estimate, dedup_compressed_estimate=dedup_compressed,
             owners=tuple(results))
+
+
+class _CompressionSample:
+    """zstd on 1 MiB blocks of all the page data taken as one stream (owner after owner,
+    as ``tar | zstd`` would see the pages files, without tar's headers); the blocks to
+    compress are picked by a :class:`_Sampler` before their bytes are seen."""
+
+    def __init__(self, total_bytes, full_bytes, fraction, block=BLOCK_SIZE):
+        self.compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL)
+        self.sampler = _Sampler(total_bytes, full_bytes, fraction)
+        self.block = block
+        self.taken = self.sampler.take()
+        self.fill = 0          # bytes of the current block seen so far
+        self.pieces = []       # their copies, when the block is taken
+        self.zero_bytes = 0    # zero pages among them
+        self.sampled = self.compressed = self.nonzero = 0
+
+    def feed(self, data, zeros):
+        """Add ``data`` (whole pages) whose zero pages start at the offsets ``zeros``."""
+        pos, size, zi = 0, len(data), 0
+        while pos < size:
+            end = pos + min(self.block - self.fill, size - pos)
+            if self.taken:
+                self.pieces.append(data[pos:end].tobytes())
+                while zi < len(zeros) and zeros[zi] < end:
+                    if zeros[zi] >= pos:
+                        self.zero_bytes += PAGE_SIZE
+                    zi += 1
+            self.fill += end - pos
+            pos = end
+            if self.fill == self.block:
+                self._close()
+
+    def finish(self):
+        """Compress the last, partial block."""
+        if self.fill:
+            self._close()
+
+    def _close(self):
+        if self.taken:
+            data = b"".join(self.pieces)
+            self.sampled += len(data)
+            self.compressed += len(self.compressor.compress(data))
+            self.nonzero += len(data) - self.zero_bytes
+        self.pieces, self.fill, self.zero_bytes = [], 0, 0
+        self.taken = self.sampler.take()
+
+    def estimates(self, total, unique_pages):
+        """``(compressed, deduplicated and compressed)`` estimates for ``total`` bytes of
+        page data holding ``unique_pages`` distinct non-zero pages."""
+        if not self.sampled:
+            return 0, 0
+        compressed = round(total * self.compressed / self.sampled)
+        if not self.nonzero:
+            return compressed, 0
+        deduplicated = round(unique_pages * PAGE_SIZE * self.compressed / self.nonzero)
+        return compressed, min(deduplicated, compressed)
