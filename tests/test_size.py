@@ -685,3 +685,17 @@ def test_archived_checkpoint_is_measured_like_its_directory(checkpoint_dirs, tmp
     report = measure(checkpoint_dirs["service-a"])
     assert data["pages"]["present"] == report.pages.present
     assert sum(k["apparent"] for k in data["kinds"]) == report.apparent
+
+
+def test_same_numbers_under_debian_12_pycriu(checkpoint_dirs):
+    # Debian 12's pycriu 3.17.1 reads every CRIU 4.2 page count as 0; size must not
+    old = run_cli("version", "--format", "json", env={"CRIT_PLUS_PYCRIU": "system"})
+    version = json.loads(old.stdout)["schema_criu_version"] if old.returncode == 0 else "4.2"
+    if tuple(int(p) for p in version.split(".")[:2]) >= (4, 2):
+        pytest.skip("no older distribution pycriu on this machine")
+    for key in ("service-a", "service-old"):
+        args = ("size", checkpoint_dirs[key], "--format", "json", "--top", "5")
+        ours = json.loads(run_cli(*args).stdout)
+        skewed = run_cli(*args, env={"CRIT_PLUS_PYCRIU": "system"})
+        assert skewed.returncode == 0, skewed.stderr
+        assert json.loads(skewed.stdout) == ours, key
