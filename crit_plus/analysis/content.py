@@ -83,46 +83,52 @@ page_digest = xxhash.xxh3_64_intdigest
 
 
 @dataclass(frozen=True, slots=True)
-class OwnerContent:
-    """The pages of one pagemap (``pid`` for a process, ``shmid`` for a shared object).
+class PageContents:
+    """Pages by what they hold: ``pages`` (listed as present) = ``zero + dup_within +
+    dup_across + unique + unreadable``.
 
-    ``pages`` is what the pagemap lists as present; ``unreadable`` of them were
-    not in the pages file (missing, short or not a regular file).  The other
-    pages are ``zero``, ``dup_within`` (contents this owner already had),
-    ``dup_across`` (contents an earlier owner had) or ``unique``.
+    ``dup_within``: contents the same owner already had; ``dup_across``: contents an
+    earlier owner had; ``unique``: first copies; ``unreadable``: not in the pages file.
     """
+
+    pages: int
+    zero: int
+    dup_within: int
+    dup_across: int
+    unique: int
+    unreadable: int
+
+    @property
+    def distinct(self):
+        """Distinct page contents (the zero page counts as one)."""
+        return self.unique + (1 if self.zero else 0)
+
+    @property
+    def dedup_saving(self):
+        """Bytes saved by storing every contents once and no zero pages."""
+        return (self.zero + self.dup_within + self.dup_across) * PAGE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerContent(PageContents):
+    """The pages of one pagemap: ``pid`` for a process, ``shmid`` for a shared object."""
 
     pid: int | None
     shmid: int | None
     comm: str | None
     pages_file: str
-    pages: int
-    zero: int
-    dup_within: int
-    dup_across: int
-    unique: int
-    unreadable: int
 
 
 @dataclass(frozen=True, slots=True)
-class ContentReport:
-    """The page data of a checkpoint, read once.
+class ContentReport(PageContents):
+    """The page data of a checkpoint, read once: the counts of every owner together.
 
-    Page counts partition ``pages``: ``zero + dup_within + dup_across + unique +
-    unreadable``.  ``dedup_saving`` is what storing each contents once (and no
-    zero pages) saves; ``compressed_estimate`` the page data's size after
-    zstd, ``dedup_compressed_estimate`` after both.  ``exact`` is False when
-    the duplicate counts are scaled from a content-hash sample of
-    ``sample_rate``.
+    ``compressed_estimate`` is the page data's size after zstd,
+    ``dedup_compressed_estimate`` after dedup and zstd.  ``exact`` is False when
+    the duplicate counts are scaled from a content-hash sample of ``sample_rate``.
     """
 
     bytes_read: int
-    pages: int
-    zero: int
-    dup_within: int
-    dup_across: int
-    unique: int
-    unreadable: int
     exact: bool
     sample_rate: float
     hash_name: str
@@ -135,16 +141,6 @@ class ContentReport:
     compressed_estimate: int | None
     dedup_compressed_estimate: int | None
     owners: tuple
-
-    @property
-    def distinct(self):
-        """Distinct page contents (the zero page counts as one)."""
-        return self.unique + (1 if self.zero else 0)
-
-    @property
-    def dedup_saving(self):
-        """Bytes saved by storing every contents once and no zero pages."""
-        return (self.zero + self.dup_within + self.dup_across) * PAGE_SIZE
 
     @property
     def compression_ratio(self):
@@ -368,8 +364,7 @@ class _ScanState:
         level = self.level
         scale = 1 << level
         self.peak = max(self.peak, len(self.seen))
-        results = []
-        sums = dict(pages=0, zero=0, within=0, across=0, unique=0, unreadable=0, read=0)
+        results, read = [], 0
         for owner, _path, _listed in owners:
             read_pages = owner.read // PAGE_SIZE
             nonzero = read_pages - owner.zero
@@ -378,23 +373,19 @@ class _ScanState:
             if level:
                 within = min(within, nonzero)
                 across = min(across, nonzero - within)
-            unique = nonzero - within - across
-            unreadable = owner.pages - read_pages
-            results.append(OwnerContent(owner.pid, owner.shmid, owner.comm, owner.pages_file,
-                                        owner.pages, owner.zero, within, across, unique,
-                                        unreadable))
-            for key, value in (("pages", owner.pages), ("zero", owner.zero), ("within", within),
-                               ("across", across), ("unique", unique),
-                               ("unreadable", unreadable), ("read", owner.read)):
-                sums[key] += value
+            results.append(OwnerContent(
+                pages=owner.pages, zero=owner.zero, dup_within=within, dup_across=across,
+                unique=nonzero - within - across, unreadable=owner.pages - read_pages,
+                pid=owner.pid, shmid=owner.shmid, comm=owner.comm, pages_file=owner.pages_file))
+            read += owner.read
+        totals = {name: sum(getattr(r, name) for r in results)
+                  for name in ("pages", "zero", "dup_within", "dup_across", "unique",
+                               "unreadable")}
         compressed_estimate = dedup_compressed = None
         if sample is not None:
-            compressed_estimate, dedup_compressed = sample.estimates(sums["read"],
-                                                                     sums["unique"])
+            compressed_estimate, dedup_compressed = sample.estimates(read, totals["unique"])
         return ContentReport(
-            bytes_read=sums["read"], pages=sums["pages"], zero=sums["zero"],
-            dup_within=sums["within"], dup_across=sums["across"], unique=sums["unique"],
-            unreadable=sums["unreadable"], exact=level == 0, sample_rate=1 / scale,
+            **totals, bytes_read=read, exact=level == 0, sample_rate=1 / scale,
             hash_name=HASH_NAME, table_cap=self.cap, table_peak=self.peak,
             compressor=COMPRESSOR if sample is not None else None,
             compression_level=COMPRESSION_LEVEL if sample is not None else None,

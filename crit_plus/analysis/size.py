@@ -208,26 +208,33 @@ class PagesFileSize:
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessSize:
-    """One process: its pages (by state), its pages file and its own metadata images."""
+class OwnerSize:
+    """What one owner of pages holds: its pages (by state), its pages file and the
+    images that describe it (``metadata_disk``)."""
 
-    pid: int
-    comm: str | None
-    threads: int
     pages: PageCounts
     pages_file: str | None
     pages_disk: DiskUsage
-    metadata_files: tuple
     metadata_disk: DiskUsage
 
     @property
     def disk(self):
-        """The process's pages file and metadata images together."""
+        """The pages file and the metadata images together."""
         return self.pages_disk + self.metadata_disk
 
 
 @dataclass(frozen=True, slots=True)
-class SharedSize:
+class ProcessSize(OwnerSize):
+    """One process; ``metadata_files`` are its own images (see the module docstring)."""
+
+    pid: int
+    comm: str | None
+    threads: int
+    metadata_files: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSize(OwnerSize):
     """One shared-memory object (``pagemap-shmem-<shmid>.img``): anonymous shared, SysV or memfd.
 
     ``kind`` is that of the first VMA mapping it, ``memfd`` for a memfd only held
@@ -239,15 +246,6 @@ class SharedSize:
     kind: str
     name: str | None
     mapped_by: tuple
-    pages: PageCounts
-    pages_file: str | None
-    pages_disk: DiskUsage
-    metadata_disk: DiskUsage
-
-    @property
-    def disk(self):
-        """The object's pages file and pagemap together."""
-        return self.pages_disk + self.metadata_disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,9 +573,10 @@ def measure(checkpoint, *, top=0):
         total += counts
         pages_name = pages_file.name if pages_file else None
         meta = _process_metadata(process, by_name, claimed)
-        processes.append(ProcessSize(process.pid, process.comm, len(process.threads), counts,
-                                     pages_name, _disk(claim(pages_name)), tuple(
-                                         f.name for f in meta), DiskUsage.of(meta)))
+        processes.append(ProcessSize(
+            pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
+            metadata_disk=DiskUsage.of(meta), pid=process.pid, comm=process.comm,
+            threads=len(process.threads), metadata_files=tuple(f.name for f in meta)))
 
     shared = []
     for shmid in checkpoint.shmem_ids:
@@ -589,9 +588,9 @@ def measure(checkpoint, *, top=0):
         total += counts
         tally.add(kind, pages=counts)
         shared.append(SharedSize(
-            shmid, kind, tally.shared_name.get(shmid), tuple(tally.shared_users.get(shmid, ())),
-            counts, pages_name, _disk(claim(pages_name)),
-            _disk(claim(f"pagemap-shmem-{shmid}.img"))))
+            pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
+            metadata_disk=_disk(claim(f"pagemap-shmem-{shmid}.img")), shmid=shmid, kind=kind,
+            name=tally.shared_name.get(shmid), mapped_by=tuple(tally.shared_users.get(shmid, ()))))
 
     stats = checkpoint.stats
     dump_stats = {}

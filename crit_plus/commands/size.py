@@ -80,18 +80,20 @@ def _pages(counts):
                 parent_bytes=counts.parent_bytes)
 
 
+def _owner(item, **identity):
+    return dict(identity, pages=_pages(item.pages), pages_file=item.pages_file,
+                pages_disk=jsonable(item.pages_disk), metadata_disk=jsonable(item.metadata_disk),
+                disk=jsonable(item.disk))
+
+
 def _process(item):
-    return dict(pid=item.pid, comm=jsonable(item.comm), threads=item.threads,
-                pages=_pages(item.pages), pages_file=item.pages_file,
-                pages_disk=jsonable(item.pages_disk), metadata_files=list(item.metadata_files),
-                metadata_disk=jsonable(item.metadata_disk), disk=jsonable(item.disk))
+    return _owner(item, pid=item.pid, comm=jsonable(item.comm), threads=item.threads,
+                  metadata_files=list(item.metadata_files))
 
 
 def _shared(item):
-    return dict(shmid=item.shmid, kind=item.kind, name=jsonable(item.name),
-                mapped_by=list(item.mapped_by), pages=_pages(item.pages),
-                pages_file=item.pages_file, pages_disk=jsonable(item.pages_disk),
-                metadata_disk=jsonable(item.metadata_disk), disk=jsonable(item.disk))
+    return _owner(item, shmid=item.shmid, kind=item.kind, name=jsonable(item.name),
+                  mapped_by=list(item.mapped_by))
 
 
 def _vma(item):
