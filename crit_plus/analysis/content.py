@@ -349,14 +349,17 @@ class _ScanState:
         return zeros
 
     def _shrink(self):
-        """Halve the sample until the table fits its cap again."""
+        """Halve the sample until the table fits its cap again.
+
+        The kept digests go into a new dict: deleting in place would leave the old
+        table's slots behind, and CPython would later grow it to twice the size.
+        """
         self.peak = max(self.peak, len(self.seen))
         while len(self.seen) > self.cap:
             self.level += 1
             self.limit >>= 1
             limit = self.limit
-            for d in [d for d in self.seen if d >= limit]:
-                del self.seen[d]
+            self.seen = {d: owner for d, owner in self.seen.items() if d < limit}
 
     def report(self, owners, sample):
         """The :class:`ContentReport` of what was scanned (``sample``: the
