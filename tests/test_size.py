@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -699,3 +700,29 @@ def test_same_numbers_under_debian_12_pycriu(checkpoint_dirs):
         skewed = run_cli(*args, env={"CRIT_PLUS_PYCRIU": "system"})
         assert skewed.returncode == 0, skewed.stderr
         assert json.loads(skewed.stdout) == ours, key
+
+
+def test_damaged_images_become_notes(checkpoint_dirs, tmp_path):
+    directory = tmp_path / "damaged"
+    shutil.copytree(checkpoint_dirs["service-a"], directory)
+    for name, keep in (("pagemap-12525.img", 100), ("mm-12528.img", 30)):
+        path = directory / name
+        os.chmod(path, 0o644)
+        data = path.read_bytes()[:keep]
+        path.write_bytes(data)
+    os.remove(directory / "pages-2.img")
+    report = measure(directory, top=3)
+    notes = "\n".join(report.notes)
+    assert "pagemap-12525.img: entry 6 at offset 0x59: truncated" in notes
+    assert "mm-12528.img: entry 0 at offset 0x8: truncated" in notes
+    assert "pages-2.img is missing" in notes
+    assert "pages-3.img: no decodable pagemap uses it" in notes
+    by_pid = {p.pid: p for p in report.processes}
+    assert by_pid[12525].pages == PageCounts()             # its pagemap cannot be read
+    assert by_pid[12528].pages == PageCounts(present=1620)  # its pagemap can, without its mm
+    scan = content_analysis.scan_content(crit_plus.open_checkpoint(directory))
+    assert [(o.pid, o.shmid, o.unreadable) for o in scan.owners] == \
+        [(12528, None, 0), (None, 2161, 0), (None, 2162, 1)]
+    result = run_cli("size", directory, "--content", "--top", "3")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.count("\nnote: ") == 4

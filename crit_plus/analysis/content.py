@@ -171,6 +171,8 @@ def _owners(checkpoint):
     order = {pid: i for i, pid in enumerate(comms)}
     entries = []
     for info in checkpoint.pages_files:
+        if not info.pagemaps:
+            continue  # no decodable pagemap lists pages in it
         pid = shmid = None
         for name in info.pagemaps:
             match = _PROCESS_PAGEMAP.match(name)

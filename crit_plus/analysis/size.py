@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from decoders.flags import PAGE_SIZE, MapFlags
 from decoders.kinds import split_name
 
+from ..findings import ERROR
 from ..memory import page_state
 
 # -- image kinds -------------------------------------------------------------------------
@@ -350,6 +351,26 @@ DUMP_STAT_FIELDS = ("pages_scanned", "pages_skipped_parent", "pages_written", "p
 
 _GROWSDOWN = int(MapFlags.GROWSDOWN)
 
+#: Findings that leave page counts incomplete: bad or missing memory images, pages
+#: the parent chain cannot give, pagemap entries that overlap or lie outside every VMA.
+_SIZE_FINDINGS = frozenset(("missing-image", "bad-image", "missing-shmem", "parent-pages",
+                            "parent-loop", "pagemap-overlap", "pagemap-outside-vma",
+                            "pagemap-unaligned"))
+_MEMORY_IMAGES = ("pagemap-", "mm-", "pstree", "parent")
+
+
+def _finding_notes(checkpoint):
+    """Notes for the checkpoint's findings that make its sizes incomplete."""
+    notes = []
+    for finding in checkpoint.findings:
+        if finding.severity != ERROR or finding.code not in _SIZE_FINDINGS:
+            continue
+        if finding.code in ("missing-image", "bad-image") and \
+                not finding.where.startswith(_MEMORY_IMAGES):
+            continue
+        notes.append(f"{finding.where}: {finding.message}")
+    return notes
+
 
 def _stat(path):
     """``(apparent, allocated)`` of ``path``, or ``(None, None)`` if it cannot be stat'ed."""
@@ -431,12 +452,19 @@ def _memfd_names(checkpoint):
     return names
 
 
+def _table(checkpoint, name):
+    """The :class:`~crit_plus.memory.PageTable` of pagemap image ``name``, or None when it
+    is missing or cannot be decoded (a finding says why; a zombie has none)."""
+    table = checkpoint.page_store.table(name)
+    return None if isinstance(table, str) else table
+
+
 def _shared_tables(checkpoint):
     """``{shmid: PageTable}`` of every decodable ``pagemap-shmem-<shmid>.img``."""
     tables = {}
     for shmid in checkpoint.shmem_ids:
-        table = checkpoint.page_store.table(f"pagemap-shmem-{shmid}.img")
-        if not isinstance(table, str):
+        table = _table(checkpoint, f"pagemap-shmem-{shmid}.img")
+        if table is not None:
             tables[shmid] = table
     return tables
 
@@ -450,7 +478,10 @@ def _pages_files(checkpoint, by_name):
                                    stat.apparent if stat else None,
                                    stat.allocated if stat else None)
         result.append(pages_file)
-        if pages_file.apparent is None:
+        if not info.pagemaps:
+            notes.append(f"{info.name}: no decodable pagemap uses it; its "
+                         f"{pages_file.apparent} bytes are nobody's pages")
+        elif pages_file.apparent is None:
             if info.present_pages:
                 notes.append(f"{info.name} is missing: its pagemap lists "
                              f"{info.present_pages} present pages")
@@ -564,11 +595,12 @@ def measure(checkpoint, *, top=0):
     processes = []
     total = PageCounts()
     for process in checkpoint.processes:
-        memory = process.memory
         counts, pages_file = PageCounts(), None
-        if memory is not None:
-            counts = PageCounts.of_runs(memory.runs)
-            pages_file = pages_by_id.get(memory.pages_id)
+        table = _table(checkpoint, f"pagemap-{process.pid}.img")
+        if table is not None:
+            counts = PageCounts.of_runs(table.runs)
+            pages_file = pages_by_id.get(table.pages_id)
+        if process.memory is not None:
             tally.process(process, counts)
         total += counts
         pages_name = pages_file.name if pages_file else None
@@ -611,7 +643,7 @@ def measure(checkpoint, *, top=0):
         top_vmas=tally.top_vmas() if top else (),
         parent_chain=parent_chain(checkpoint),
         dump_stats=dump_stats,
-        notes=tuple(notes),
+        notes=tuple(notes + _finding_notes(checkpoint)),
     )
 
 
@@ -625,12 +657,9 @@ def parent_chain(checkpoint):
     current = checkpoint.parent
     while current is not None:
         depth += 1
-        counts = PageCounts()
-        for process in current.processes:
-            if process.memory is not None:
-                counts += PageCounts.of_runs(process.memory.runs)
-        for table in _shared_tables(current).values():
-            counts += PageCounts.of_runs(table.runs)
+        tables = [_table(current, f"pagemap-{p.pid}.img") for p in current.processes]
+        tables += _shared_tables(current).values()
+        counts = sum((PageCounts.of_runs(t.runs) for t in tables if t is not None), PageCounts())
         links.append(ChainLink(depth, current.directory, DiskUsage.of(directory_files(current)),
                                counts))
         current = current.parent
