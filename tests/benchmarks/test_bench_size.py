@@ -60,9 +60,11 @@ def bench(benchmark):
 
 
 def say(capsys, text):
-    """Print a result line past pytest's capture."""
+    """Print a result line past pytest's capture, with the machine's load (other work on
+    a shared machine slows everything, CPU time included)."""
+    load = os.getloadavg()[0]
     with capsys.disabled():
-        print(f"\n[bench] {text}")
+        print(f"\n[bench] {text} [load {load:.1f} on {os.cpu_count()} CPUs]")
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
