@@ -421,7 +421,9 @@ class _CompressionSample:
         while pos < size:
             end = pos + min(self.block - self.fill, size - pos)
             if self.taken:
-                self.pieces.append(data[pos:end].tobytes())
+                piece = data[pos:end]
+                # a whole block is compressed before the buffer is read into again: no copy
+                self.pieces.append(piece if end - pos == self.block else piece.tobytes())
                 while zi < len(zeros) and zeros[zi] < end:
                     if zeros[zi] >= pos:
                         self.zero_bytes += PAGE_SIZE
@@ -438,7 +440,7 @@ class _CompressionSample:
 
     def _close(self):
         if self.taken:
-            data = b"".join(self.pieces)
+            data = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
             self.sampled += len(data)
             self.compressed += len(self.compressor.compress(data))
             self.nonzero += len(data) - self.zero_bytes
