@@ -271,6 +271,7 @@ _SCAN = textwrap.dedent("""
                       "scan_cpu": scan_cpu, "maxrss_kib": peak_kib(),
                       "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "bytes": scan.bytes_read, "exact": scan.exact,
+                      "sample_rate": scan.sample_rate,
                       "table_peak": scan.table_peak, "sampled": scan.sampled_bytes,
                       "zero": scan.zero, "within": scan.dup_within, "across": scan.dup_across,
                       "unique": scan.unique}))
@@ -350,6 +351,7 @@ def test_content_memory_does_not_grow_with_size(bench, capsys, content_dirs):
                     f"({read / numbers['scan_seconds'] / MIB:.0f} MiB/s, "
                     f"{read / numbers['scan_cpu'] / MIB:.0f} MiB per CPU s), peak RSS "
                     f"{numbers['maxrss_kib'] / 1024:.1f} MiB, digest table peak "
-                    f"{numbers['table_peak']}, exact {numbers['exact']}")
+                    f"{numbers['table_peak']}, exact {numbers['exact']} (content sample "
+                    f"1/{round(1 / numbers['sample_rate'])})")
         bench.extra_info[f"{label} maxrss_mib"] = round(numbers["maxrss_kib"] / 1024, 1)
         assert numbers["maxrss_kib"] < 150 * 1024
