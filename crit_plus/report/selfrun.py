@@ -97,7 +97,9 @@ def _has_json(command):
 
 def _memory_option_on(command):
     for param in command.params:
-        if param.name in MEMORY_OPTIONS and isinstance(param, click.Option) and param.default:
+        # `is True`: click 8.2+ gives an unset default as a (truthy) sentinel
+        if param.name in MEMORY_OPTIONS and isinstance(param, click.Option) \
+                and param.default is True:
             return param.opts[0]
     return None
 
