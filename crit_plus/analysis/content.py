@@ -56,6 +56,8 @@ import zstandard
 
 from decoders.flags import PAGE_SIZE
 
+from ..memory import aligned_buffer
+
 #: Bytes read at a time from a pages file (one reused buffer).
 CHUNK_SIZE = 8 << 20
 
@@ -250,8 +252,8 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
         sample = _CompressionSample(content_bytes(checkpoint), full_compression_bytes,
                                     sample_fraction)
     state = _ScanState(table_cap)
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
+    buffer, start = aligned_buffer(chunk_size)
+    view = memoryview(buffer)[start:start + chunk_size]
     try:
         for owner, path, listed in owners:
             owner_index = state.add_owner()
