@@ -28,6 +28,8 @@ from .commands import diff as diff_cmd
 from .commands import encode as encode_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
+from .commands import report as report_cmd
+from .commands import size as size_cmd
 from .commands import validate as validate_cmd
 from .commands import version as version_cmd
 
@@ -81,8 +83,17 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (decode_cmd, diff_cmd, encode_cmd, info_cmd, list_cmd, validate_cmd,
-               version_cmd):
+for module in (
+    decode_cmd,
+    diff_cmd,
+    encode_cmd,
+    info_cmd,
+    list_cmd,
+    report_cmd,
+    size_cmd,
+    validate_cmd,
+    version_cmd,
+):
     module.register(cli)
 
 

@@ -306,9 +306,8 @@ class Service:
                 os._exit(0)
         os.close(ready_w)
         got = os.read(ready_r, 1)
-        # and wait for EOF: the worker has closed its end, so its fds are final when
-        # INFO_JSON lists them (else its fd list may still show that end)
-        while got and os.read(ready_r, 1):
+        # wait for EOF too: the worker has closed its end, so /proc shows its final fds
+        while os.read(ready_r, 1):
             pass
         os.close(ready_r)
         if got != b"r":
