@@ -27,9 +27,13 @@ from decoders.schema import PycriuNotFound
 from .render import safe_text
 
 from .commands import decode as decode_cmd
+from .commands import diff as diff_cmd
 from .commands import encode as encode_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
+from .commands import report as report_cmd
+from .commands import size as size_cmd
+from .commands import validate as validate_cmd
 from .commands import version as version_cmd
 
 EXIT_OK = 0
@@ -83,7 +87,17 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd):
+for module in (
+    decode_cmd,
+    diff_cmd,
+    encode_cmd,
+    info_cmd,
+    list_cmd,
+    report_cmd,
+    size_cmd,
+    validate_cmd,
+    version_cmd,
+):
     module.register(cli)
 
 
@@ -106,10 +120,11 @@ def main(argv=None):
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
         try:
-            cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+            # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
+            code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             raise escaped.error from None
-        return EXIT_OK
+        return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:

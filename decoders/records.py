@@ -107,7 +107,7 @@ class Vma:
     def kind(self):
         """What the mapping is: heap, stack, vdso, vvar, vsyscall, sysvipc, socket,
         aio, file, file-shared, memfd, shared (anonymous shared) or anon."""
-        status = self.status
+        status = int(self.status)  # plain ints: IntFlag arithmetic is ~10x slower
         for bit, name in _VMA_KINDS:
             if status & bit:
                 return name
@@ -138,6 +138,7 @@ _VMA_KINDS = (
     (VmaStatus.FILE_PRIVATE, "file"),
     (VmaStatus.ANON_SHARED, "shared"),
 )
+_VMA_KINDS = tuple((int(bit), name) for bit, name in _VMA_KINDS)
 
 
 @dataclass(frozen=True, slots=True)

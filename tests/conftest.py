@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.workloads import harness
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 ARCHIVES = ("service-a", "service-b", "service-c", "service-old", "lxd-web", "lxd-deb")
@@ -81,3 +83,18 @@ def service_old(fixture_root):
 def all_image_files(directory):
     """Every file of a checkpoint directory, sorted."""
     return sorted(p for p in Path(directory).iterdir() if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def criu():
+    """Path of a working CRIU >= 4.2 for the live tests (marker ``live``).
+
+    Without one (or without root) the test is skipped with the reason; under
+    ``CRIT_PLUS_LIVE=required`` (``make test``, CI) it fails instead.
+    """
+    path, reason = harness.find_criu()
+    if path is None:
+        if os.environ.get("CRIT_PLUS_LIVE") == "required":
+            pytest.fail(f"live tests are required here (CRIT_PLUS_LIVE=required) but {reason}")
+        pytest.skip(reason)
+    return path

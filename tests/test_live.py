@@ -7,7 +7,9 @@ the addresses of marker strings and the SHA-256 of memory regions.  CRIU
 (``scripts/install-criu``; ``$CRIT_PLUS_CRIU`` or its default path) dumps it;
 ``crit_plus.open_checkpoint`` must give back the same facts.  See docs/live.md.
 
-Skipped, with the reason, where no working CRIU >= 4.2 is present or not root.
+Skipped, with the reason, where no working CRIU >= 4.2 is present or not root
+(the ``criu`` fixture in tests/conftest.py; it fails instead under
+``CRIT_PLUS_LIVE=required``, as ``make test`` sets it).
 Every process started here is killed by its process group in a finalizer,
 and every wait is bounded.
 """
@@ -54,16 +56,6 @@ class Dump:
 
 
 # -- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def criu():
-    path, reason = harness.find_criu()
-    if path is None:
-        if os.environ.get("CRIT_PLUS_LIVE") == "required":
-            pytest.fail(f"live tests are required here (CRIT_PLUS_LIVE=required) but {reason}")
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 PINNED_VERSION = "4.2.1"
@@ -290,6 +291,85 @@ def restore(criu, directory, *, options=RESTORE_OPTIONS, timeout=120):
     directory = Path(directory)
     argv = [criu, "restore", "-D", str(directory), "-o", "restore.log", "-v4", "-d", *options]
     return _run_criu(argv, directory / "restore.log", timeout)
+
+
+@dataclass
+class Attempt:
+    """One ``criu restore`` that is allowed to fail (see :func:`try_restore`).
+
+    ``returncode`` is CRIU's exit code, or None when it had not finished after
+    the timeout and was killed (with the tasks it had forked).
+    """
+
+    returncode: int | None
+    directory: Path
+    log: Path
+    timeout: float
+
+    @property
+    def succeeded(self):
+        return self.returncode == 0
+
+    @property
+    def outcome(self):
+        """``restored``, ``failed (exit N)`` or ``no result after N s (killed)``."""
+        if self.returncode is None:
+            return f"no result after {self.timeout:g} s (killed)"
+        return "restored" if self.returncode == 0 else f"failed (exit {self.returncode})"
+
+    def errors(self):
+        """CRIU's ``Error (file:line): message`` lines, as ``message`` (the images
+        directory left out of paths), without the two harmless ones every restore
+        here logs: the RLIMIT_NOFILE of CRIU itself, and the network-unlock
+        iptables call when an earlier restore already removed the lock rules."""
+        found = []
+        prefix = f"{self.directory}/"
+        with open(self.log, errors="replace") as log:
+            for line in log:
+                _, marker, message = line.partition("Error (")
+                if not marker:
+                    continue
+                message = message.split("): ", 1)[-1].rstrip("\n").replace(prefix, "")
+                if not message.startswith(_HARMLESS):
+                    found.append(message)
+        return found
+
+
+# Logged by restores that work: CRIU cannot raise its own RLIMIT_NOFILE in this
+# sandbox; unlocking the network fails when no lock rules are left.
+_HARMLESS = ("rlimit: Can't setup RLIMIT_NOFILE", "exited, status=1",
+             "Iptables configuration failed")
+
+
+def try_restore(criu, directory, *, pids, timeout=30, verbosity=4, options=RESTORE_OPTIONS):
+    """``criu restore -D directory -d`` that may fail or never finish; an :class:`Attempt`.
+
+    CRIU runs in its own session; if it has not finished after ``timeout``
+    seconds, its process group and ``pids`` (the tree it was restoring) are
+    killed.  A restored tree is left running: the caller kills it.
+    """
+    directory = Path(directory)
+    log = directory / "restore.log"
+    argv = [criu, "restore", "-D", str(directory), "-o", log.name, f"-v{verbosity}", "-d",
+            *options]
+    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        returncode = popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        returncode = None
+        kill_group(popen.pid, pids)
+        popen.wait(timeout)
+    return Attempt(returncode, directory, log, timeout)
+
+
+def remove_ghost_leftovers(directory):
+    """Delete the ghost files (``NAME.cr.ID.ghost``) a killed restore left in
+    ``directory``: the next restore would fail on them with "File exists"."""
+    leftovers = sorted(Path(directory).glob("*.cr.*.ghost"))
+    for path in leftovers:
+        path.unlink()
+    return leftovers
 
 
 def pristine_copy(directory, target):
