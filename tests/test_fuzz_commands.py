@@ -135,6 +135,7 @@ class Target:
     original: Path
     pid: int | None
     image: Path
+    output: Path  # where a command that writes a file (report, encode) writes it
 
 
 def run_image_commands(report, rotation, label, target, offset_expected=True, count=1):
@@ -160,7 +161,7 @@ def run_checkpoint_commands(report, rotation, label, target, names, offset_expec
             traceback.format_exception(type(error), error, error.__traceback__)))
     for name, form in rotation.take(count):
         args = fill(form, checkpoint=target.checkpoint, original=target.original,
-                    pid=target.pid, image=target.image)
+                    pid=target.pid, image=target.image, output=target.output)
         report.check(label, invoke(args), name, names, offset_expected)
 
 
@@ -240,7 +241,8 @@ def test_every_damage_of_every_image(image_name, fixture_root, tmp_path):
     images = damage.metadata_images(source)
     index = [p.name for p in images].index(image_name)
     checkpoint = damage.clone(source, tmp_path / "checkpoint")
-    target = Target(checkpoint, source, first_pid(source), checkpoint / image_name)
+    target = Target(checkpoint, source, first_pid(source), checkpoint / image_name,
+                    tmp_path / "output")
     report = Report()
     _damage_one_image(report, (Rotation({"image"}), Rotation({"checkpoint"})),
                       random.Random(f"{SEED}:{image_name}"), target, images[index],
@@ -263,7 +265,7 @@ def test_sampled_damage_of_every_image(key, fixture_root, tmp_path):
     # the checkpoint commands see one case of every third image
     deep = set(range(0, len(images), 3)) if key in CHECKPOINT_SAMPLES else set()
     for index, image in enumerate(images):
-        target = Target(checkpoint, source, pid, checkpoint / image.name)
+        target = Target(checkpoint, source, pid, checkpoint / image.name, tmp_path / "output")
         _damage_one_image(report, rotations, rng, target, image, _other_image(images, index),
                           full=False, keep=SAMPLED_CASES, deep=1 if index in deep else 0)
     report.assert_clean()
@@ -287,7 +289,7 @@ def test_directory_damage(key, fixture_root, tmp_path):
     for number, case in enumerate(damage.directory_damages(source, full=DIRECTORY_CASES[key])):
         checkpoint = damage.clone(source, tmp_path / f"case-{number}")
         damaged = case.apply(checkpoint)
-        target = Target(checkpoint, source, pid, damaged)
+        target = Target(checkpoint, source, pid, damaged, tmp_path / "output")
         names = (damaged.name, checkpoint.name, "parent")
         run_image_commands(report, image_rotation, case.label, target, offset_expected=False)
         run_checkpoint_commands(report, checkpoint_rotation, case.label, target, names,
@@ -380,7 +382,7 @@ def test_hostile_cases_in_a_subprocess(fixture_root, tmp_path):
     for label, checkpoint, image in _hostile_cases(source, tmp_path):
         for name, form in rotation.take(2):
             args = fill(form, checkpoint=checkpoint, original=source, image=image,
-                        pid=first_pid(source))
+                        pid=first_pid(source), output=tmp_path / f"{label}.out")
             try:
                 done = subprocess.run([sys.executable, "-m", "crit_plus", *args],
                                       capture_output=True, timeout=SUBPROCESS_SECONDS, env=env,

@@ -123,11 +123,11 @@ def _checkpoint_forms():
 
 @pytest.mark.parametrize("name, form", _checkpoint_forms(),
                          ids=lambda value: " ".join(value) if isinstance(value, tuple) else value)
-def test_every_checkpoint_command_shows_hostile_names_safely(hostile, name, form):
+def test_every_checkpoint_command_shows_hostile_names_safely(hostile, name, form, tmp_path):
     if name not in registered():
         pytest.skip(f"{name!r} is not registered yet")
     args = fill(form, checkpoint=hostile.directory, original=hostile.directory, pid=1,
-                image=hostile.path("core-1.img"))
+                image=hostile.path("core-1.img"), output=tmp_path / "output")
     outcome = invoke(args)
     use = COMMANDS[name]
     assert outcome.code in use.results and not problems(outcome, use), outcome.describe()
