@@ -93,12 +93,13 @@ COMMANDS = {
     "sk": _checkpoint_command("sk"),
     "mems": _checkpoint_command("mems"),
     "rss": _checkpoint_command("rss", formats=("json", "tree")),
-    # mem read/grep/dump: with a damaged pstree the pid may be gone (a usage error)
+    # mem read/grep: with a damaged pstree the pid may be gone (a usage error); grep exits 1
+    # when nothing matched (grep's convention; a note on stderr, no output)
     "mem": Use((("mem", "read", CHECKPOINT, PID, "0x400000", "64"),
                 ("mem", "read", CHECKPOINT, PID, "0x400000", "64", "--format", "json"),
                 ("mem", "grep", CHECKPOINT, "crit-plus-needle", "--max-count", "1"),
                 ("mem", "grep", CHECKPOINT, "BEGIN", "--max-count", "2", "--format", "json")),
-               "checkpoint", errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
+               "checkpoint", results=(EXIT_OK, 1), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     "size": Use((("size", CHECKPOINT), ("size", CHECKPOINT, "--format", "json"),
                  ("size", CHECKPOINT, "--content", "--top", "5")), "checkpoint"),
     # validate: 0 no errors, 2 errors (a report either way); 1 not a checkpoint (--strict:
@@ -165,7 +166,8 @@ def fill(form, **values):
         elif values.get(key) is None:
             raise KeyError(f"{part} is needed by {form} but was not given")
         else:
-            args.append(os.fspath(values[key]))
+            value = values[key]
+            args.append(os.fspath(value) if isinstance(value, (str, os.PathLike)) else str(value))
     return args
 
 
@@ -255,7 +257,10 @@ def invoke(args, *, memory=MEMORY_BUDGET, seconds=TIME_LIMIT, stdin=b""):
         sys.stdin, sys.stdout, sys.stderr = stdin_stream, stdout, stderr
         with bounded(memory, seconds):
             code = main(list(args))
-    except (Exception, Hung) as error:  # anything that escapes main() is a failure
+    except SystemExit as leaving:  # a command that ends itself (sys.exit) in the real process
+        code = leaving.code if isinstance(leaving.code, int) else (0 if leaving.code is None
+                                                                     else 1)
+    except (Exception, Hung) as error:  # anything else that escapes main() is a failure
         escaped = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
@@ -281,9 +286,10 @@ def problems(outcome, use, names=(), offset_expected=False):
     text = outcome.out.decode("utf-8", "replace") + outcome.err
     if "Traceback" in text:
         found.append("a traceback was printed")
-    # a code that can be either (validate's 2): a result when there is output
-    is_error = outcome.code in use.errors and not (
-        outcome.code in use.results and outcome.out.strip())
+    is_error = outcome.code in use.errors
+    if is_error and outcome.code in use.results:  # validate's 2, mem grep's 1 (no match)
+        is_error = not outcome.out.strip() and \
+            outcome.err.lstrip().startswith(("crit-plus: ", "Usage:", "Error:"))
     if not is_error and "--format" in outcome.args:
         fmt = outcome.args[outcome.args.index("--format") + 1]
         if fmt == "json":
