@@ -234,65 +234,54 @@ class DirectoryDamage:
     apply: Callable[[Path], Path]
 
 
-def _missing(name):
+def _instead(label, name, make):
+    """Damage: image ``name`` removed and ``make(path)`` put in its place (None: nothing)."""
     def apply(directory):
         path = directory / name
+        data = path.read_bytes()
         path.unlink()
-        return path
-    return DirectoryDamage(f"missing:{name}", apply)
-
-
-def _directory_instead(name):
-    def apply(directory):
-        path = directory / name
-        path.unlink()
-        path.mkdir()
-        (path / "inventory.img").write_bytes(b"")  # something inside, to tempt a walker
-        return path
-    return DirectoryDamage(f"directory-instead:{name}", apply)
-
-
-def _fifo_instead(name):
-    def apply(directory):
-        path = directory / name
-        path.unlink()
-        os.mkfifo(path)
-        return path
-    return DirectoryDamage(f"fifo-instead:{name}", apply)
-
-
-def _socket_instead(name):
-    def apply(directory):
-        path = directory / name
-        path.unlink()
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            server.bind(os.fspath(path))
-        except OSError:  # a path too long for sun_path: a FIFO says the same thing
-            os.mkfifo(path)
-        finally:
-            server.close()
-        return path
-    return DirectoryDamage(f"socket-instead:{name}", apply)
-
-
-def _link_to(name, target, label):
-    def apply(directory):
-        path = directory / name
-        path.unlink()
-        os.symlink(target, path)
+        if make is not None:
+            make(path, data)
         return path
     return DirectoryDamage(f"{label}:{name}", apply)
 
 
-def _unreadable(name):
-    def apply(directory):
-        path = directory / name
-        data = path.read_bytes()
-        replace(path, data)  # own inode: the fixture's stays as it is
-        os.chmod(path, 0)
-        return path
-    return DirectoryDamage(f"unreadable:{name}", apply)
+def _a_directory(path, _data):
+    path.mkdir()
+    (path / "inventory.img").write_bytes(b"")  # something inside, to tempt a walker
+
+
+def _a_fifo(path, _data):
+    os.mkfifo(path)
+
+
+def _a_socket(path, _data):
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(os.fspath(path))
+    except OSError:  # a path too long for sun_path: a FIFO says the same thing
+        os.mkfifo(path)
+    finally:
+        server.close()
+
+
+def _a_link_to(target):
+    return lambda path, _data: os.symlink(target, path)
+
+
+def _unreadable_copy(path, data):
+    path.write_bytes(data)  # its own inode: the fixture's stays as it is
+    os.chmod(path, 0)
+
+
+def _special_files(name):
+    """What can stand where image ``name`` should be."""
+    return [_instead("directory-instead", name, _a_directory),
+            _instead("fifo-instead", name, _a_fifo),
+            _instead("socket-instead", name, _a_socket),
+            _instead("devzero", name, _a_link_to("/dev/zero")),
+            _instead("link-loop", name, _a_link_to(name)),
+            _instead("unreadable", name, _unreadable_copy)]
 
 
 def _resized(name, how):
@@ -358,11 +347,9 @@ def directory_damages(directory, *, full=True):
     pages = sorted((n for n in names if n.startswith("pages-")), key=_number)
     key_images = special + [n for n in (f"ids-{pid}.img", f"fs-{pid}.img") if n in names] + \
         pages[-1:]
-    damages = [_missing(name) for name in (names if full else key_images)]
+    damages = [_instead("missing", name, None) for name in (names if full else key_images)]
     for name in (special + pages[-1:]) if full else special[:3]:
-        damages += [_directory_instead(name), _fifo_instead(name), _socket_instead(name),
-                    _link_to(name, "/dev/zero", "devzero"),
-                    _link_to(name, name, "link-loop"), _unreadable(name)]
+        damages += _special_files(name)
     for name in pages if full else pages[-1:]:
         damages += [_resized(name, how) for how in ("empty", "shorter", "longer")]
     damages += [_parent(kind) for kind in ("self", "dangling", "loop-pair", "symlink-loop",

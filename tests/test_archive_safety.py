@@ -13,28 +13,18 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import tempfile
 
 import pytest
 
 from . import damage
 from .command_table import COMMANDS, fill, invoke, problems, registered
-from .test_sources import _add_bytes, _hostile, _write_archive
+from .test_sources import _add_bytes, _hostile, _write_archive, scratch  # noqa: F401 (fixture)
 
 
 def _checkpoint_forms():
     names = set(registered())
     return [(name, form) for name, use in sorted(COMMANDS.items())
             if use.on == "checkpoint" and use.archives and name in names for form in use.forms]
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """The temporary root crit-plus extracts into, watched by the tests."""
-    directory = tmp_path / "scratch"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
 
 
 @pytest.fixture
