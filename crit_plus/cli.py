@@ -153,13 +153,20 @@ def main(argv=None):
             raise
         name = f"{error.filename}: " if error.filename else ""
         return _fail(f"{name}{error.strerror or error}", EXIT_BAD_INPUT)
-    except Exception as error:  # a bug: one line all the same, and a code of its own
-        if show_traceback:
-            raise
-        return _fail(f"internal error: {type(error).__name__}: {safe_text(error)} "
-                     "(a bug in crit-plus: --traceback shows where)", EXIT_INTERNAL)
 
 
 def run():
-    """``python -m crit_plus`` and the console script: exit with main()'s code."""
-    sys.exit(main())
+    """``python -m crit_plus`` and the console script: exit with main()'s code.
+
+    Any other exception is a bug: the process still says it in one line and
+    exits 70 (``--traceback`` shows the stack).  :func:`main` itself lets such
+    exceptions through, for callers in the same process (tests, ``report``).
+    """
+    try:
+        code = main()
+    except Exception as error:  # noqa: BLE001 - the last boundary of the process
+        if "--traceback" in sys.argv[1:]:
+            raise
+        code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} "
+                     "(a bug in crit-plus: --traceback shows where)", EXIT_INTERNAL)
+    sys.exit(code)
