@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from decoders import framing
 from decoders.image import open_image
 from decoders.kinds import raw_kind
@@ -189,12 +191,23 @@ def image_damages(path, rng, *, full=True, other=None):
 # -- directories ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def workspace(tmp_path):
+    """Where the damaged copies of a test go, removed when the test ends: :func:`clone`
+    hard-links the session's fixture files, and extra links must not outlive the test
+    (tarfile, for one, archives a file with several links as a hard link)."""
+    directory = tmp_path / "work"
+    directory.mkdir()
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def clone(source, target):
     """A private copy of the checkpoint directory ``source`` at ``target``.
 
     Regular files are hard-linked when possible (nothing is copied; damage
     always replaces a file, never writes into one), symlinks are recreated,
-    sub-directories are copied recursively.
+    sub-directories are copied recursively.  Clone into :func:`workspace`.
     """
     target = Path(target)
     target.mkdir(parents=True)

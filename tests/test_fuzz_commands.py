@@ -28,6 +28,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import pytest
 from decoders.errors import DecodeError
 
 from . import damage
+from .damage import workspace  # noqa: F401 (fixture)
 from .command_table import (
     COMMANDS,
     EXIT_OK,
@@ -234,15 +236,15 @@ def _damage_one_image(report, rotations, rng, target, image, other, *, full, kee
 
 
 @pytest.mark.parametrize("image_name", _metadata_names(FULL_FIXTURE))
-def test_every_damage_of_every_image(image_name, fixture_root, tmp_path):
+def test_every_damage_of_every_image(image_name, fixture_root, workspace):
     """service-a: every damage of one metadata image through the image commands;
     CHECKPOINT_CASES of them (one kind after another) through the checkpoint commands."""
     source = fixture_root / FULL_FIXTURE
     images = damage.metadata_images(source)
     index = [p.name for p in images].index(image_name)
-    checkpoint = damage.clone(source, tmp_path / "checkpoint")
+    checkpoint = damage.clone(source, workspace / "checkpoint")
     target = Target(checkpoint, source, first_pid(source), checkpoint / image_name,
-                    tmp_path / "output")
+                    workspace / "output")
     report = Report()
     _damage_one_image(report, (Rotation({"image"}), Rotation({"checkpoint"})),
                       random.Random(f"{SEED}:{image_name}"), target, images[index],
@@ -252,20 +254,20 @@ def test_every_damage_of_every_image(image_name, fixture_root, tmp_path):
 
 
 @pytest.mark.parametrize("key", sorted(k for k in FACTS if k != FULL_FIXTURE))
-def test_sampled_damage_of_every_image(key, fixture_root, tmp_path):
+def test_sampled_damage_of_every_image(key, fixture_root, workspace):
     """Every metadata image of the other fixtures: a few damages each through the
     image commands; for CHECKPOINT_SAMPLES some through the checkpoint commands."""
     source = fixture_root / key
     images = damage.metadata_images(source)
     rng = random.Random(f"{SEED}:{key}")
-    checkpoint = damage.clone(source, tmp_path / "checkpoint")
+    checkpoint = damage.clone(source, workspace / "checkpoint")
     pid = first_pid(source)
     report = Report()
     rotations = (Rotation({"image"}), Rotation({"checkpoint"}))
     # the checkpoint commands see one case of every third image
     deep = set(range(0, len(images), 3)) if key in CHECKPOINT_SAMPLES else set()
     for index, image in enumerate(images):
-        target = Target(checkpoint, source, pid, checkpoint / image.name, tmp_path / "output")
+        target = Target(checkpoint, source, pid, checkpoint / image.name, workspace / "output")
         _damage_one_image(report, rotations, rng, target, image, _other_image(images, index),
                           full=False, keep=SAMPLED_CASES, deep=1 if index in deep else 0)
     report.assert_clean()
@@ -280,20 +282,23 @@ DIRECTORY_CASES = {
 
 
 @pytest.mark.parametrize("key", sorted(DIRECTORY_CASES))
-def test_directory_damage(key, fixture_root, tmp_path):
+def test_directory_damage(key, fixture_root, workspace):
     source = fixture_root / key
     report = Report()
     image_rotation = Rotation({"image"})
     checkpoint_rotation = Rotation({"checkpoint"})
     pid = first_pid(source)
     for number, case in enumerate(damage.directory_damages(source, full=DIRECTORY_CASES[key])):
-        checkpoint = damage.clone(source, tmp_path / f"case-{number}")
+        case_dir = workspace / f"case-{number}"
+        case_dir.mkdir()
+        checkpoint = damage.clone(source, case_dir / "checkpoint")
         damaged = case.apply(checkpoint)
-        target = Target(checkpoint, source, pid, damaged, tmp_path / "output")
+        target = Target(checkpoint, source, pid, damaged, case_dir / "output")
         names = (damaged.name, checkpoint.name, "parent")
         run_image_commands(report, image_rotation, case.label, target, offset_expected=False)
         run_checkpoint_commands(report, checkpoint_rotation, case.label, target, names,
                                 offset_expected=False, count=COMMANDS_PER_CASE + 1)
+        shutil.rmtree(case_dir)
     report.assert_clean()
 
 
@@ -347,10 +352,10 @@ SUBPROCESS_MEMORY = 512 << 20
 SUBPROCESS_SECONDS = 60
 
 
-def _hostile_cases(source, tmp_path):
+def _hostile_cases(source, workspace):
     """A few of the nastiest cases, as (label, checkpoint, image) in fresh copies."""
     def copy(label):
-        return damage.clone(source, tmp_path / label)
+        return damage.clone(source, workspace / label)
 
     cases = []
     ck = copy("huge-size")
@@ -371,7 +376,7 @@ def _limit_resources():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def test_hostile_cases_in_a_subprocess(fixture_root, tmp_path):
+def test_hostile_cases_in_a_subprocess(fixture_root, workspace):
     """``python -m crit_plus`` itself, under RLIMIT_AS and a timeout, on the cases
     that would hang or exhaust memory if anything read them naively."""
     source = fixture_root / FULL_FIXTURE
@@ -379,10 +384,10 @@ def test_hostile_cases_in_a_subprocess(fixture_root, tmp_path):
     report = Report()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parent.parent)] + sys.path))
-    for label, checkpoint, image in _hostile_cases(source, tmp_path):
+    for label, checkpoint, image in _hostile_cases(source, workspace):
         for name, form in rotation.take(2):
             args = fill(form, checkpoint=checkpoint, original=source, image=image,
-                        pid=first_pid(source), output=tmp_path / f"{label}.out")
+                        pid=first_pid(source), output=workspace / f"{label}.out")
             try:
                 done = subprocess.run([sys.executable, "-m", "crit_plus", *args],
                                       capture_output=True, timeout=SUBPROCESS_SECONDS, env=env,

@@ -28,6 +28,7 @@ from decoders.flags import PAGE_SIZE, FdType
 from decoders.image import open_image
 
 from . import damage
+from .damage import workspace  # noqa: F401 (fixture)
 from .command_table import EXIT_BAD_INPUT, EXIT_OK, bounded, invoke
 from .fuzz_target import NAMES, input_for, one_input
 from .synth import PRESENT, RunSpec, message, minimal, run, vma
@@ -233,10 +234,10 @@ def test_a_log_line_without_end_is_cut(tmp_path):
         assert read_header(log).criu_version == "4.2.1"
 
 
-def test_a_decode_error_in_the_graph_is_still_a_decode_error(service_a, tmp_path):
+def test_a_decode_error_in_the_graph_is_still_a_decode_error(service_a, workspace):
     """The error boundary's contract: what the graph raises for damage is a DecodeError
     (never a bare ValueError/TypeError), so the CLI says it in one line."""
-    checkpoint = damage.clone(service_a, tmp_path / "ck")
+    checkpoint = damage.clone(service_a, workspace / "ck")
     damage.replace(checkpoint / "pstree.img", (service_a / "pstree.img").read_bytes()[:-1])
     with pytest.raises(DecodeError, match=r"pstree.img: entry 1 at offset 0x[0-9a-f]+: truncated"):
         crit_plus.open_checkpoint(checkpoint)

@@ -155,6 +155,11 @@ def overlap_second_vma(messages):
     vmas[1].start = vmas[0].end - 4096
 
 
+def invert_last_vma(messages):
+    vma = messages[0].vmas[-1]
+    vma.start, vma.end = vma.end, vma.start
+
+
 def write_cpuinfo(ck, xfeatures=0xE7):
     entry = message("cpuinfo_x86_entry", vendor_id=1, cpu_family=6, model=1, stepping=1,
                     capability_ver=2, capability=[0] * 4, xfeatures_mask=xfeatures)
@@ -235,6 +240,7 @@ DAMAGES = [
     ("missing-shmem", SA, delete("pagemap-shmem-2161.img")),
     ("vma-overlap", SA, edit("mm-12525.img", overlap_second_vma)),
     ("vma-unsorted", SA, edit("mm-12525.img", swap(0, 1, "vmas"))),
+    ("vma-empty", SA, edit("mm-12525.img", invert_last_vma)),
     ("parent-link-broken", SA, link_parent("no-such-predump")),
     ("parent-link-broken", SA, nested_broken_parent),
     ("parent-loop", SA, link_parent(".")),

@@ -135,6 +135,8 @@ CHECKS = {check.code: check for check in (
           graph=True),
     Check("vma-unsorted", INTEGRITY, "error", "VMAs of a process are not sorted",
           "VMA-s are not sorted in the image file", _RECOPY, graph=True),
+    Check("vma-empty", INTEGRITY, "error", "a VMA is empty or ends before it starts", None,
+          _RECOPY, graph=True),
     # -- integrity: validate's own -----------------------------------------------------------
     Check("parent-link-broken", INTEGRITY, "error",
           "parent/ (or a parent's parent/) is a dangling link",
