@@ -36,8 +36,9 @@ INVENTORY_MAGIC = 0x58313116
 
 _U32 = struct.Struct("<I")
 
-#: Most bytes read from a pipe or standard input (they are held in memory).
-STREAM_LIMIT = 1 << 30
+#: Most bytes read from a pipe or standard input (they are held in memory; the
+#: largest metadata images, pagemaps of huge sparse processes, are tens of MiB).
+STREAM_LIMIT = 256 << 20
 
 _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
