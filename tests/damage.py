@@ -33,7 +33,6 @@ from typing import Callable
 
 import pytest
 
-from decoders import framing
 from decoders.image import open_image
 from decoders.kinds import raw_kind
 

@@ -210,8 +210,8 @@ def test_a_fifo_as_pages_file_is_unusable_not_waited_on(tmp_path):
 def test_an_inet_peer_port_without_an_address_gets_a_question_mark(tmp_path):
     """Found by atheris (tests/fuzz_findings/files-inet-peer-port-without-address.bin)."""
     builder = minimal(tmp_path / "ck")
-    sock = builder.add_file(FdType.INETSK, "isk", ino=9, family=2, type=1, proto=6, state=1, src_port=80,
-                            dst_port=4242, flags=0, backlog=0, src_addr=[0x0100007F],
+    sock = builder.add_file(FdType.INETSK, "isk", ino=9, family=2, type=1, proto=6, state=1,
+                            src_port=80, dst_port=4242, flags=0, backlog=0, src_addr=[0x0100007F],
                             fown={}, opts={})
     builder.finish()
     files = crit_plus.open_checkpoint(builder.directory).files

@@ -80,7 +80,8 @@ def test_no_command_changes_a_checkpoint(fixture_root, tmp_path):
         outcome = invoke(args)
         assert outcome.code in COMMANDS[name].results, outcome.describe()
         after = damage.tree_state(area)
-        changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+        changed = sorted(key for key in set(before) | set(after)
+                         if before.get(key) != after.get(key))
         assert not changed, f"crit-plus {' '.join(args)} changed {changed[:10]}"
 
 
