@@ -25,8 +25,13 @@ from decoders.schema import PycriuNotFound
 
 from .commands import decode as decode_cmd
 from .commands import encode as encode_cmd
+from .commands import fds as fds_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
+from .commands import mems as mems_cmd
+from .commands import ps as ps_cmd
+from .commands import rss as rss_cmd
+from .commands import sk as sk_cmd
 from .commands import version as version_cmd
 
 EXIT_OK = 0
@@ -79,7 +84,8 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd):
+for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd, ps_cmd, fds_cmd, sk_cmd,
+               mems_cmd, rss_cmd):
     module.register(cli)
 
 

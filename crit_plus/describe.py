@@ -134,6 +134,11 @@ def fd_description(kind, name, details, peers=(), targets=(), queued=None):
             text += " (deleted)"
     elif kind == "fifo":
         text = f"{name} (fifo:[{d.get('pipe_id')}])"
+        if peers:
+            text += " <-> " + endpoints_text(peers)
+    elif kind == "pipe":
+        if peers:
+            text += " <-> " + endpoints_text(peers)
     elif kind == "unix":
         words = [w for w in (enum_text(d.get("type")), enum_text(d.get("state"))) if w]
         text = f"unix {name} ({', '.join(words)})" if words else f"unix {name}"
@@ -149,7 +154,8 @@ def fd_description(kind, name, details, peers=(), targets=(), queued=None):
     elif kind == "eventfd":
         text = f"eventfd count={d.get('counter')}"
     elif kind == "eventpoll":
-        watched = [f"{t.fd} {t.name or t.kind or '?'} [{epoll_events(t.events)}]"
+        watched = [f"{t.fd} {t.name or t.kind or '(not open in this process)'} "
+                   f"[{epoll_events(t.events)}]"
                    for t in targets]
         text = "epoll: " + ("; ".join(watched) if watched else "nothing watched")
     elif kind == "memfd":

@@ -30,7 +30,7 @@ from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
 
 from ..files import SockFamily, endpoint_text
-from ..memory import CHUNK_SIZE, Unavailable
+from ..memory import CHUNK_SIZE, Unavailable, UnavailableError
 
 # -- processes -------------------------------------------------------------------------
 
@@ -55,14 +55,50 @@ class PsRow:
     environ: tuple | None = None
 
 
+def command_line(process):
+    """The command line as ``/proc/PID/cmdline`` shows it, read back from memory,
+    or None (a zombie, unreadable memory).
+
+    The arguments are the NUL-separated strings of ``mm`` arg_start..arg_end.
+    When the last byte there is not a NUL the process rewrote its title
+    (``setproctitle``: sshd, postgres, nginx workers), and, as the kernel
+    does, the title is read on into the environment area up to the first NUL.
+    """
+    mm, memory = process.mm, process.memory
+    if mm is None or memory is None or mm.arg_end <= mm.arg_start:
+        return None
+    try:
+        data = memory.read(mm.arg_start, mm.arg_end - mm.arg_start)
+        if not data.endswith(b"\0") and mm.env_end > mm.arg_end:
+            data = data.split(b"\0", 1)[0]
+            if b"\0" not in data:
+                more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
+                data += more.split(b"\0", 1)[0]
+            return (data.decode("utf-8", "surrogateescape"),)
+    except UnavailableError:
+        return None
+    parts = data.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
+
+
+#: Most bytes of a rewritten process title read from the environment area.
+MAX_TITLE = 4096
+
+
 def ps_rows(checkpoint, *, argv=True, env=False):
-    """Every process depth-first through the checked tree (:class:`PsRow`)."""
+    """Every process depth-first through the checked tree (:class:`PsRow`).
+
+    ``argv`` reads each command line back from memory (:func:`command_line`),
+    ``env`` each environment; without them no page data is read.
+    """
     rows = []
     for depth, process in checkpoint.walk():
         rows.append(PsRow(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
-            process.argv if argv else None,
+            command_line(process) if argv else None,
             process.environ if env else None))
     return rows
 
