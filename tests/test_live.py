@@ -60,6 +60,8 @@ class Dump:
 def criu():
     path, reason = harness.find_criu()
     if path is None:
+        if os.environ.get("CRIT_PLUS_LIVE") == "required":
+            pytest.fail(f"live tests are required here (CRIT_PLUS_LIVE=required) but {reason}")
         pytest.skip(reason)
     return path
 

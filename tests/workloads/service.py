@@ -10,7 +10,8 @@ CRIU needs no terminal then and no ``--shell-job``).  It sets up the state below
 in WORKDIR, then writes INFO_JSON (atomically: a temporary file renamed) with
 what it knows about itself, and waits for signals:
 
-- ``SIGUSR1`` advances one stage (a new marker, a new region, ``stage-N.txt``
+- ``SIGUSR1`` advances one stage (every 16th page of the random region
+  rewritten, a new 256 KiB random region, a new marker, ``stage-N.txt``
   opened, one more worker forked; stage 1 also closes the UDP socket) and
   rewrites INFO_JSON with ``"stage": N``;
 - ``SIGTERM`` ends the workers and the service.
@@ -71,7 +72,8 @@ SHARED_SIZE = 1 << 20
 RANDOM_SIZE = 512 << 10
 ZERO_SIZE = 1 << 20
 UNTOUCHED_SIZE = 256 << 10
-STAGE_REGION_SIZE = 64 << 10
+STAGE_REGION_SIZE = 256 << 10
+REWRITE_EVERY = 16            # each stage rewrites every 16th page of the random region
 DATA_SIZE = 64 << 10
 SCRATCH_TEXT = b"scratch: deleted but still open\n" * 64
 PIPE_TEXT = b"unread bytes from worker 1 in the pipe\n"
@@ -240,6 +242,7 @@ class Service:
         rand[:] = self.rng.randbytes(RANDOM_SIZE)
         self.region(pid, "random", "private", rand)
         self.keep.append(rand)
+        self.rand = rand
         zeros = mmap.mmap(-1, ZERO_SIZE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         for offset in range(0, ZERO_SIZE, PAGE):
             zeros[offset] = 0                      # touch every page, contents stay zero
@@ -331,6 +334,13 @@ class Service:
         fd = os.open(self.files[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(fd, f"stage {n} of {pid}\n".encode())
         self.roles[fd] = f"stage-{n}"
+        rewritten = []
+        for page in range(0, RANDOM_SIZE // PAGE, REWRITE_EVERY):
+            self.rand[page * PAGE:(page + 1) * PAGE] = self.rng.randbytes(PAGE)
+            rewritten.append(page)
+        entry = next(r for r in self.regions if r["name"] == "random")
+        entry["sha256"] = hashlib.sha256(self.rand[:]).hexdigest()
+        entry["rewritten_pages"] = rewritten
         region = mmap.mmap(-1, STAGE_REGION_SIZE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         region[:] = self.rng.randbytes(STAGE_REGION_SIZE)
         self.region(pid, f"stage-{n}", "private", region)
