@@ -28,10 +28,12 @@ from .commands import encode as encode_cmd
 from .commands import fds as fds_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
+from .commands import mem as mem_cmd
 from .commands import mems as mems_cmd
 from .commands import ps as ps_cmd
 from .commands import rss as rss_cmd
 from .commands import sk as sk_cmd
+from .commands import summarize as summarize_cmd
 from .commands import version as version_cmd
 
 EXIT_OK = 0
@@ -85,7 +87,7 @@ def cli(ctx, traceback):
 
 
 for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd, ps_cmd, fds_cmd, sk_cmd,
-               mems_cmd, rss_cmd):
+               mems_cmd, rss_cmd, mem_cmd, summarize_cmd):
     module.register(cli)
 
 

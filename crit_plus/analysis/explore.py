@@ -521,17 +521,24 @@ def rss_table(checkpoint, pid=None):
 # -- memory: read, dump, grep ------------------------------------------------------------------
 
 
+class NoMemoryError(DecodeError, LookupError):
+    """A process has no memory in the checkpoint (a zombie, a missing or bad mm image)."""
+
+
 def memory_of(checkpoint, pid):
     """The :class:`~crit_plus.memory.AddressSpace` of ``pid``.
 
-    ``KeyError`` when the pid is not in the checkpoint, ``LookupError`` with
-    the reason when it has no memory (a zombie, a missing mm image).
+    ``KeyError`` when the pid is not in the checkpoint, :class:`NoMemoryError`
+    with the reason when it has no memory (a zombie, a missing mm image).
     """
     process = checkpoint.process(pid)
     memory = process.memory
     if memory is None:
-        why = "it is a zombie" if process.is_zombie else f"mm-{pid}.img is missing or unreadable"
-        raise LookupError(f"pid {pid} has no memory in this checkpoint: {why}")
+        if process.is_zombie:
+            raise NoMemoryError(os.path.join(checkpoint.directory, f"core-{pid}.img"),
+                                f"pid {pid} is a zombie: CRIU keeps no memory of it")
+        raise NoMemoryError(os.path.join(checkpoint.directory, f"mm-{pid}.img"),
+                            f"pid {pid} has no memory in this checkpoint (missing or unreadable)")
     return memory
 
 
@@ -546,10 +553,12 @@ def unavailable_extents(memory, address, length):
 
 
 def vma_at(checkpoint, pid, address):
-    """The :class:`~crit_plus.memory.Mapping` of ``pid`` holding ``address``; LookupError if none."""
-    mapping = memory_of(checkpoint, pid).find(address)
+    """The :class:`~crit_plus.memory.Mapping` of ``pid`` holding ``address``;
+    :class:`NoMemoryError` (a LookupError) if none does."""
+    memory = memory_of(checkpoint, pid)
+    mapping = memory.find(address)
     if mapping is None:
-        raise LookupError(f"no mapping of pid {pid} holds {address:#x}")
+        raise NoMemoryError(memory.path, f"no mapping of pid {pid} holds {address:#x}")
     return mapping
 
 
@@ -698,8 +707,9 @@ class MemoryGrep:
 
 
 __all__ = [
-    "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MemoryGrep", "ProcessFds", "ProcessRss",
-    "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW", "SocketRow", "VmaRow", "fd_table",
-    "memory_of", "process_rss", "ps_rows", "read_memory", "rss_table", "select", "socket_rows",
-    "unavailable_extents", "vma_at", "vma_table",
+    "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MAX_TITLE", "MemoryGrep",
+    "NoMemoryError", "ProcessFds", "ProcessRss", "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW",
+    "SocketRow", "VmaRow", "command_line", "fd_table", "memory_of", "process_rss", "ps_rows",
+    "read_memory", "rss_table", "select", "socket_rows", "unavailable_extents", "vma_at",
+    "vma_table",
 ]
