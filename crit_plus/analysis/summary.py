@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..files import IpProto, SockState
+from ..describe import netlink_state
+from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
 from .explore import command_line, process_rss
 
@@ -345,6 +346,8 @@ def _totals(checkpoint, processes):
             family = file.details.get("family")
             if family is not None:
                 state = file.details.get("state")
+                if family == SockFamily.NETLINK:
+                    state = netlink_state(state)
                 key = (_name(family), _name(state) if state is not None else None)
                 sockets[key] = sockets.get(key, 0) + 1
     shared = sum(pf.present_pages for pf in checkpoint.pages_files

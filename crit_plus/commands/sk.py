@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..analysis import explore
-from ..describe import endpoints_text, enum_text
+from ..describe import endpoints_text, enum_text, netlink_protocol, netlink_state
+from ..files import SockFamily
 from ..opening import open_source
 from ..render import jsonable, write_json, write_table
 from .options import format_option, source_options
@@ -17,15 +18,17 @@ COLUMNS = (("family", "FAMILY"), ("type", "TYPE"), ("state", "STATE"), ("local",
 
 def _cells(row):
     """A socket row as table cells: words for enums, ``pid:fd`` lists."""
-    kind = enum_text(row.type)
-    if row.proto is not None and enum_text(row.proto) not in (None, "0"):
-        kind = f"{kind}/{enum_text(row.proto)}" if kind else enum_text(row.proto)
+    if row.family == SockFamily.NETLINK:
+        kind, state = netlink_protocol(row.proto), netlink_state(row.state)
+    else:
+        kind, state = enum_text(row.type), enum_text(row.state)
+        if row.proto is not None and int(row.proto):
+            kind = f"{kind}/{enum_text(row.proto)}" if kind else enum_text(row.proto)
     remote = row.remote
     if row.external_peer:
         remote = f"{remote} (outside the checkpoint)"
     return {
-        "family": enum_text(row.family), "type": kind,
-        "state": enum_text(row.state) if row.state is not None else None,
+        "family": enum_text(row.family), "type": kind, "state": state,
         "local": row.local, "remote": remote, "recv_queue": row.recv_queue,
         "send_queue": row.send_queue, "holders": endpoints_text(row.holders),
         "peer_holders": endpoints_text(row.peer_holders) or None,
