@@ -164,15 +164,14 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
         except re.error as error:
             raise click.BadParameter(f"not a regular expression: {error}",
                                      param_hint="PATTERN") from None
-        found = _write_hits(search, fmt, max_count)
+        found = _write_hits(search, fmt, max_count, click.get_text_stream("stdout"))
     if not found:
         click.echo(f"no match in {human_bytes(search.total)} of dumped memory", err=True)
         raise SystemExit(1)  # grep's status: nothing matched
 
 
-def _write_hits(search, fmt, max_count):
-    """Print the hits as they are found; return how many there were."""
-    out = click.get_text_stream("stdout")
+def _write_hits(search, fmt, max_count, out):
+    """Print the hits to ``out`` as they are found; return how many there were."""
     color = use_color(out)
     total = search.total
     count = 0
