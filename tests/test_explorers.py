@@ -394,3 +394,26 @@ def test_unknown_pid_is_a_usage_error(service_a):
     result = run_cli("fds", service_a, "999999")
     assert result.returncode == 2
     assert "no process 999999" in result.stderr
+
+
+def test_control_characters_in_names_are_escaped(tmp_path):
+    builder = CheckpointBuilder(tmp_path / "evil")
+    builder.inventory()
+    builder.pstree([proc(1)])
+    evil_file = builder.add_reg("/tmp/log\n\x1b[2Jfake prompt$ ", size=0)
+    base = 0x10000
+    builder.process(1, vmas=[vma(base, base + 0x1000)], runs=[run(base, 1, PRESENT)],
+                    comm="x\x1b]0;owned\x07", exe="/usr/bin/\x1b[31mred",
+                    fds=[(3, evil_file, FdType.REG)])
+    builder.finish()
+    for command in ("ps", "fds", "mems", "rss", "summarize"):
+        for fmt in ("table", "tree") if command in ("ps", "fds", "rss", "summarize") else ("table",):
+            result = run_cli(command, builder.directory, "-f", fmt)
+            assert result.returncode == 0, (command, result.stderr)
+            assert not set(result.stdout) & {"\x1b", "\x07", "\r"}, (command, fmt)
+            assert "\\x1b" in result.stdout, (command, fmt)
+    fds = run_cli("fds", builder.directory)
+    line = next(l for l in fds.stdout.splitlines() if l.split()[:2] == ["1", "3"])
+    assert "/tmp/log\\n\\x1b[2Jfake prompt$" in line
+    data = json.loads(run_cli("fds", builder.directory, "-f", "json").stdout)
+    assert data[0]["fds"][0]["name"] == "/tmp/log\n\x1b[2Jfake prompt$ "  # JSON keeps the value
