@@ -406,7 +406,8 @@ class ProcessVmas:
     vmas: tuple
 
 
-def _shared_pages(memory, mapping):
+def shared_pages(memory, mapping):
+    """Pages of the shared-memory object of ``mapping`` dumped inside its window."""
     pages = 0
     for extent in memory.extents(mapping.start, mapping.size):
         if extent.source == "pages":
@@ -422,7 +423,7 @@ def _vma_row(memory, mapping):
     shmid = None
     if mapping.backing.kind == "shmem":
         shmid = mapping.backing.shmid
-        shared = _shared_pages(memory, mapping)
+        shared = shared_pages(memory, mapping)
     return VmaRow(vma.start, vma.end, int(vma.prot), int(vma.flags), int(vma.status), vma.pgoff,
                   vma.kind, mapping.name, mapping.file.id if mapping.file is not None else None,
                   shmid, counts, shared, mapping.backing.kind)
@@ -496,16 +497,17 @@ def process_rss(process, depth=0, shared=True):
     kinds = {}
     shared_total = 0
     for mapping in memory.vmas:
+        count = 0
+        if shared and mapping.backing.kind == "shmem":
+            count = shared_pages(memory, mapping)
+            shared_total += count
         pages = mapping.pages
         entry = kinds.setdefault(mapping.kind, [0, 0, 0, 0, 0])
         entry[0] += 1
         entry[1] += pages.get("present", 0)
         entry[2] += pages.get("parent", 0)
         entry[3] += pages.get("lazy", 0)
-        if shared and mapping.backing.kind == "shmem":
-            count = _shared_pages(memory, mapping)
-            entry[4] += count
-            shared_total += count
+        entry[4] += count
     by_kind = tuple(sorted((KindPages(kind, *values) for kind, values in kinds.items()),
                            key=lambda k: (-(k.total + k.shared), k.kind)))
     return ProcessRss(depth, process.pid, process.comm, process.state_label, len(memory.vmas),
@@ -710,6 +712,6 @@ __all__ = [
     "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MAX_TITLE", "MemoryGrep",
     "NoMemoryError", "ProcessFds", "ProcessRss", "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW",
     "SocketRow", "VmaRow", "command_line", "fd_table", "memory_of", "process_rss", "ps_rows",
-    "read_memory", "rss_table", "select", "socket_rows", "unavailable_extents", "vma_at",
+    "read_memory", "rss_table", "select", "shared_pages", "socket_rows", "unavailable_extents", "vma_at",
     "vma_table",
 ]

@@ -24,12 +24,13 @@ by default a process is named by its ``comm`` and its executable's path.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from ..describe import netlink_state
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
-from .explore import command_line, process_rss
+from .explore import command_line, shared_pages
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
@@ -223,37 +224,50 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
     """
     processes, mappings = [], []
     for depth, process in checkpoint.walk():
-        rss = process_rss(process, depth)
+        vmas, states, shared = _memory_facts(process, mappings)
         core = process.core
         exe = process.exe
         processes.append(ProcessSummary(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
             exe.name if exe is not None else None, command_line(process) if argv else None,
-            rss.vmas, rss.present, rss.parent, rss.lazy, rss.shared, len(process.fds)))
-        mappings.extend(_holders(process))
+            vmas, states.get("present", 0), states.get("parent", 0), states.get("lazy", 0),
+            shared, len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
-    mappings.sort(key=lambda m: (-m.pages, m.pid, m.start))
+    biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
     logs = _logs(source, dump.run_id)
     return Summary(
         _origin(source, logs), dump, _stats(source, checkpoint),
         tuple(processes), _totals(checkpoint, processes),
-        tuple(p for p in by_size[:top] if p.pages + p.shared), tuple(mappings[:top]), logs,
+        tuple(p for p in by_size[:top] if p.pages + p.shared),
+        tuple(_holder(process, mapping, -count) for count, _pid, _start, process, mapping
+              in biggest), logs,
         tuple(_notes(source, checkpoint, processes, logs, dump)))
 
 
-def _holders(process):
-    """A :class:`MappingHolder` for each mapping of ``process`` with pages listed."""
+def _memory_facts(process, listed):
+    """``(VMAs, pages by state, shared-memory pages)`` of ``process``, in one pass over
+    its mappings; appends ``(-pages, pid, start, process, mapping)`` to ``listed`` for
+    each mapping with pages listed (records are made for the biggest only)."""
     memory = process.memory
     if memory is None:
-        return
+        return 0, {}, 0
+    pid = process.pid
+    shared = 0
     for mapping in memory.vmas:
+        if mapping.backing.kind == "shmem":
+            shared += shared_pages(memory, mapping)
         pages = mapping.pages
         count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
         if count:
-            yield MappingHolder(process.pid, process.comm, mapping.start, mapping.end,
-                                mapping.kind, mapping.name, count)
+            listed.append((-count, pid, mapping.start, process, mapping))
+    return len(memory.vmas), memory.pages_by_kind(), shared
+
+
+def _holder(process, mapping, pages):
+    return MappingHolder(process.pid, process.comm, mapping.start, mapping.end, mapping.kind,
+                         mapping.name, pages)
 
 
 def _logs(source, run_id):

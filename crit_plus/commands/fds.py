@@ -6,9 +6,8 @@ import click
 
 from ..analysis import explore
 from ..describe import fd_description, open_mode
-from ..opening import open_source
 from ..render import jsonable, safe_text, write_json, write_table, write_tree
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS, check_pid
 
 COLUMNS = (("pid", "PID"), ("fd", "FD"), ("kind", "KIND"), ("mode", "MODE"),
@@ -68,7 +67,7 @@ def fds_command(path, lxd_dir, project, root, pid, fmt):
       crit-plus fds dump1 --format tree
       crit-plus fds dump1 -f json | jq '.[].fds[] | select(.kind == "inet")'
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         table = explore.fd_table(checkpoint, check_pid(checkpoint, pid))
     out = click.get_text_stream("stdout")

@@ -17,11 +17,10 @@ import click
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..memory import Unavailable
-from ..opening import open_source
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
 from ..render import write_json
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import ADDRESS, SIZE, check_pid
 
 #: ``mem read`` without LEN.
@@ -73,7 +72,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
       crit-plus mem read dump1 12525 7f954fcb7000
       crit-plus mem read lxd:web/snap0 8 0x7ffd3c5e1000 4k -o stack.bin
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         memory = explore.memory_of(checkpoint, check_pid(checkpoint, pid))
         if output is not None:
@@ -154,7 +153,7 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
     needle = _pattern_bytes(pattern, as_hex)
     if not needle:
         raise click.BadParameter("the pattern is empty", param_hint="PATTERN")
-    with open_source(path, lxd_dir=lxd_dir, project=project) as opened:
+    with open_checkpoint_source(path, lxd_dir, project) as opened:
         checkpoint = opened.checkpoint
         for pid in pids:
             check_pid(checkpoint, pid)
@@ -211,7 +210,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
       crit-plus mem dump dump1 12525 --vma 3c7b8000 -o heap.bin
       crit-plus mem dump lxd:web/snap0 1 --vma 400000 -o text.bin --root /srv/rootfs
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         mapping = explore.vma_at(checkpoint, check_pid(checkpoint, pid), address)
         memory = explore.memory_of(checkpoint, pid)

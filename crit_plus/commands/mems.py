@@ -6,9 +6,8 @@ import click
 
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
-from ..opening import open_source
 from ..render import jsonable, write_json, write_table
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import check_pid
 
 COLUMNS = (("pid", "PID"), ("range", "ADDRESS"), ("perms", "PERMS"), ("offset", "OFFSET"),
@@ -51,7 +50,7 @@ def mems_command(path, lxd_dir, project, root, pid, fmt):
       crit-plus mems lxd:web/snap0 | less -S
       crit-plus mems dump1 -f json | jq '.[0].vmas[] | select(.pages.present > 0)'
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         table = explore.vma_table(checkpoint, check_pid(checkpoint, pid))
     out = click.get_text_stream("stdout")

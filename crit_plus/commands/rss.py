@@ -6,9 +6,8 @@ import click
 
 from ..analysis import explore
 from ..describe import human_bytes
-from ..opening import open_source
 from ..render import jsonable, safe_text, write_json, write_table, write_tree
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS, check_pid
 
 _PAGE_COLUMNS = (("vmas", "VMAS"), ("present", "PRESENT"), ("parent", "PARENT"),
@@ -51,7 +50,7 @@ def rss_command(path, lxd_dir, project, root, pid, fmt):
       crit-plus rss lxd:web --format tree
       crit-plus rss dump1 -f json | jq 'sort_by(-.total) | .[0].pid'
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         table = explore.rss_table(checkpoint, check_pid(checkpoint, pid))
     out = click.get_text_stream("stdout")

@@ -7,9 +7,8 @@ import click
 from ..analysis import explore
 from ..describe import endpoints_text, enum_text, netlink_protocol, netlink_state
 from ..files import SockFamily
-from ..opening import open_source
 from ..render import jsonable, write_json, write_table
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 
 COLUMNS = (("family", "FAMILY"), ("type", "TYPE"), ("state", "STATE"), ("local", "LOCAL"),
            ("remote", "PEER"), ("recv_queue", "RECV-Q"), ("send_queue", "SEND-Q"),
@@ -53,7 +52,7 @@ def sk_command(path, lxd_dir, project, root, families, fmt):
       crit-plus sk lxd:web --family unix
       crit-plus sk dump1 -f json | jq '.[] | select(.state == "established")'
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         rows = explore.socket_rows(opened.checkpoint)
     if families:
         rows = [row for row in rows if enum_text(row.family) in families]

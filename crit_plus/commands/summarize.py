@@ -14,10 +14,9 @@ from ..describe import (
     stat_label,
     stat_text,
 )
-from ..opening import open_source
 from ..render import colored, jsonable, safe_text, use_color, write_fields, write_json
 from ..render import write_table, write_tree
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
@@ -205,7 +204,7 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
       crit-plus summarize lxd:web/snap0 --format tree
       crit-plus summarize checkpoint.tar.zst -f json | jq .totals
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
     out = click.get_text_stream("stdout")
     if fmt == "json":

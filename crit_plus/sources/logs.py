@@ -16,6 +16,7 @@ Logs are read line by line, never whole, and never written.
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,18 +123,60 @@ def is_error_line(line):
     return bool(_CRIU_ERROR.match(line) or _LXC_ERROR.match(line))
 
 
-def read_log(path, kind, this_checkpoint=False):
-    """Read the log at ``path`` into a :class:`LogFile` in one pass; raises OSError if unreadable."""
-    path = Path(path)
-    head, errors, count = [], [], 0
-    for line in _lines(path):
-        if len(head) < HEADER_LINES:
-            head.append(line)
+#: Bytes of a log scanned at a time by :func:`read_log`.
+SCAN_CHUNK = 4 << 20
+
+# What an error line holds somewhere; lines around a mark are checked by is_error_line.
+# Each is searched for alone (bytes.find is far faster than a regex alternation).
+_ERROR_MARKS = (b"Error (", b" ERROR ", b" CRIT ", b" ALERT ", b" FATAL ")
+
+
+def _error_lines(path):
+    """Every error line of the file at ``path`` (:func:`is_error_line`), found by
+    scanning :data:`SCAN_CHUNK` pieces for the words error lines hold, instead of
+    matching each line (CRIU's verbose logs are megabytes)."""
+    with open(path, "rb") as stream:
+        rest = b""
+        while True:
+            block = stream.read(SCAN_CHUNK)
+            if not block:
+                yield from _marked_lines(rest)
+                return
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            yield from _marked_lines(data[:cut])
+            rest = data[cut:]
+
+
+def _marks(data, mark):
+    at = data.find(mark)
+    while at >= 0:
+        yield at
+        at = data.find(mark, at + 1)
+
+
+def _marked_lines(data):
+    done = 0  # end of the last line looked at
+    for at in heapq.merge(*(_marks(data, mark) for mark in _ERROR_MARKS)):
+        if at < done:
+            continue
+        start = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        done = end = len(data) if end < 0 else end
+        line = data[start:end].decode("utf-8", "replace").rstrip("\r")
         if is_error_line(line):
-            count += 1
-            if len(errors) < MAX_ERRORS:
-                errors.append(line)
-    header = _parse_header(head) if kind == "criu" else LogHeader()
+            yield line
+
+
+def read_log(path, kind, this_checkpoint=False):
+    """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
+    path = Path(path)
+    errors, count = [], 0
+    for line in _error_lines(path):
+        count += 1
+        if len(errors) < MAX_ERRORS:
+            errors.append(line)
+    header = read_header(path) if kind == "criu" else LogHeader()
     return LogFile(path, kind, header, tuple(errors), count, this_checkpoint)
 
 
