@@ -38,6 +38,8 @@ file_offset)``; data is read with ``os.pread`` in chunks of at most
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -352,10 +354,12 @@ class PageTable:
     def _sort(self, findings):
         runs = self.pagemap.runs
         file_offsets = self._file_offsets
-        order = sorted(range(len(runs)), key=lambda i: (runs[i].vaddr, i))
-        if order != list(range(len(runs))):
-            findings.append(Finding(WARNING, "pagemap-unsorted",
-                                    "pagemap entries are not sorted by address", self.name))
+        order = range(len(runs))
+        if not _increasing([run.vaddr for run in runs]):
+            order = sorted(order, key=lambda i: (runs[i].vaddr, i))
+            if order != list(range(len(runs))):
+                findings.append(Finding(WARNING, "pagemap-unsorted",
+                                        "pagemap entries are not sorted by address", self.name))
         starts, ends, flags, offsets = [], [], [], []
         overlaps, empty, unaligned = [], [], []
         prev_end = None
@@ -471,6 +475,11 @@ class PageTable:
         if pos < end:
             counts["unlisted"] = counts.get("unlisted", 0) + (end - pos) // PAGE_SIZE
         return counts
+
+
+def _increasing(values):
+    """True when ``values`` strictly increase (then sorting them changes nothing)."""
+    return all(map(operator.lt, values, itertools.islice(values, 1, None)))
 
 
 def _file_size(path):
@@ -658,17 +667,22 @@ class AddressSpace:
         self._store = store
         self._problem = problem
         findings = list(table.findings) if table is not None else []
-        ordered = sorted(layout, key=lambda item: (item[0].start, item[0].end))
-        if [item[0] for item in ordered] != [item[0] for item in layout]:
-            findings.append(Finding(WARNING, "vma-unsorted", "VMAs are not sorted", name))
+        ordered = layout
+        starts = [item[0].start for item in layout]
+        if not _increasing(starts):  # CRIU writes them sorted; sort anything else
+            ordered = sorted(layout, key=lambda item: (item[0].start, item[0].end))
+            if [item[0] for item in ordered] != [item[0] for item in layout]:
+                findings.append(Finding(WARNING, "vma-unsorted", "VMAs are not sorted", name))
+            starts = [item[0].start for item in ordered]
+        ends = [item[0].end for item in ordered]
         if table is not None:
-            counts = table.count_ranges([(item[0].start, item[0].end) for item in ordered])
+            counts = table.count_ranges(zip(starts, ends))
         else:
             counts = [{} for _item in ordered]
         self.mappings = tuple(Mapping(vma, file, backing, pages)
                               for (vma, file, backing), pages in zip(ordered, counts))
-        self._starts = [m.start for m in self.mappings]
-        self._ends = [m.end for m in self.mappings]
+        self._starts = starts
+        self._ends = ends
         self._check_vmas(findings)
         self._layout_findings = tuple(findings)
 
@@ -725,10 +739,11 @@ class AddressSpace:
 
     def _check_vmas(self, findings):
         overlaps = []
-        for prev, cur in zip(self.mappings, self.mappings[1:]):
-            if cur.start < prev.end:
-                overlaps.append(f"VMA {cur.start:#x}-{cur.end:#x} overlaps "
-                                f"{prev.start:#x}-{prev.end:#x}")
+        starts, ends = self._starts, self._ends
+        for i in range(1, len(starts)):
+            if starts[i] < ends[i - 1]:
+                overlaps.append(f"VMA {starts[i]:#x}-{ends[i]:#x} overlaps "
+                                f"{starts[i - 1]:#x}-{ends[i - 1]:#x}")
         _cap(findings, overlaps, ERROR, "vma-overlap", self.name, "overlapping VMAs")
 
     def _check_runs(self, findings):
