@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import resource
 import subprocess
@@ -136,15 +137,18 @@ def compare(bench, capsys, label, directory, rounds, command_rounds):
 # -- summarize against crit's explorers ---------------------------------------------------------
 
 
+FACTS = json.loads(open(os.path.join(ROOT, "fixtures", "FACTS.json"), encoding="utf-8").read())
+
+
 def _label(key):
     return key.split("/")[0] + (":" + "/".join(key.split("/")[-3:-1]) if "/" in key else "")
 
 
-def test_summarize_every_fixture(bench, capsys, checkpoint_dirs):
+@pytest.mark.parametrize("key", sorted(FACTS), ids=[_label(k) for k in sorted(FACTS)])
+def test_summarize_fixture(bench, capsys, checkpoint_dirs, key):
     if crit_explorers.available():
         pytest.skip(crit_explorers.available())
-    for key in sorted(checkpoint_dirs):
-        compare(bench, capsys, _label(key), checkpoint_dirs[key], rounds=10, command_rounds=3)
+    compare(bench, capsys, _label(key), checkpoint_dirs[key], rounds=10, command_rounds=3)
 
 
 @pytest.fixture(scope="module")
