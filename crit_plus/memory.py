@@ -1091,8 +1091,8 @@ def _file_backing(file, files, root):
     else:
         path = file.name
     if root is None:
-        return Backing.unavailable(f"{path} is not in the images; give root= to read it "
-                                   "from a copy of the file system")
+        return Backing.unavailable(f"{path} is not in the images; read it from a copy of "
+                                   "the file system with root= (the commands' --root)")
     host = resolve_in_root(root, path)
     if host is None or not os.path.isfile(host):
         return Backing.unavailable(f"{path} is not found under {root}")

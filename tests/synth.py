@@ -411,7 +411,7 @@ def minimal(directory, pid=1, vmas=(), runs=(), **process):
     return builder
 
 
-# -- large synthetic checkpoints (benchmarks) -------------------------------------------------------
+# -- large synthetic checkpoints (benchmarks) ------------------------------------------------
 
 
 def many_processes(directory, processes=500, vmas=200, fds=16, pages_per_vma=2):

@@ -43,7 +43,7 @@ def checkpoints(checkpoint_dirs):
     return {key: crit_plus.open_checkpoint(path) for key, path in checkpoint_dirs.items()}
 
 
-# -- the same facts as crit's explorers, on every fixture ----------------------------------------
+# -- the same facts as crit's explorers, on every fixture ------------------------------------------
 
 
 @needs_crit
@@ -149,7 +149,7 @@ def test_rss_equals_crit(checkpoints, checkpoint_dirs, key):
         assert rss.present + rss.parent + rss.lazy == sum(n for _vaddr, n in crit[process.pid])
 
 
-# -- where crit is wrong or crashes ------------------------------------------------------------------
+# -- where crit is wrong or crashes ----------------------------------------------------------------
 
 
 @needs_crit
@@ -264,7 +264,7 @@ def test_piped_into_head_crit_breaks_we_end_quietly(many_vmas):
         assert first and error == "" and code == 0, (command, error)
 
 
-# -- against FACTS.json (independent of crit) --------------------------------------------------------
+# -- against FACTS.json (independent of crit) ------------------------------------------------------
 
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
@@ -407,7 +407,8 @@ def test_control_characters_in_names_are_escaped(tmp_path):
                     fds=[(3, evil_file, FdType.REG)])
     builder.finish()
     for command in ("ps", "fds", "mems", "rss", "summarize"):
-        for fmt in ("table", "tree") if command in ("ps", "fds", "rss", "summarize") else ("table",):
+        formats = ("table", "tree") if command in ("ps", "fds", "rss", "summarize") else ("table",)
+        for fmt in formats:
             result = run_cli(command, builder.directory, "-f", fmt)
             assert result.returncode == 0, (command, result.stderr)
             assert not set(result.stdout) & {"\x1b", "\x07", "\r"}, (command, fmt)

@@ -82,7 +82,7 @@ def test_command_lines_on_request(service_a):
     assert all(p["argv"] and "python" in p["argv"][0] for p in data["processes"])
 
 
-# -- LXD: what the manager knows beside the images ------------------------------------------------
+# -- LXD: what the manager knows beside the images -------------------------------------------------
 
 
 def test_lxd_snapshot_knows_instance_snapshot_stateful_and_logs(fixture_root):
@@ -254,7 +254,7 @@ def test_archive_source(service_a, tmp_path):
         "entries"][0]["dump"]["pages_written"]
 
 
-# -- colour -------------------------------------------------------------------------------------------
+# -- colour ----------------------------------------------------------------------------------------
 
 
 class Terminal(io.StringIO):
@@ -279,3 +279,13 @@ def test_colour_on_a_terminal_unless_no_color(odd_checkpoint, monkeypatch):
     monkeypatch.delenv("NO_COLOR")
     write_summary(result, piped)
     assert "\x1b" not in piped.getvalue()
+
+
+def test_api_doc_example_of_the_analyses_runs(fixture_root, monkeypatch, capsys):
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = text[text.index("## Analyses"):]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("CRIT_PLUS_ROOT", str(fixture_root / "lxd-web"))
+    exec(compile(code, "docs/api.md", "exec"), {})  # noqa: S102 (our own documentation)
+    out = capsys.readouterr().out
+    assert out.startswith("4.2.1 6 ") and "busybox" in out

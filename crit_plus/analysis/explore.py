@@ -712,6 +712,6 @@ __all__ = [
     "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MAX_TITLE", "MemoryGrep",
     "NoMemoryError", "ProcessFds", "ProcessRss", "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW",
     "SocketRow", "VmaRow", "command_line", "fd_table", "memory_of", "process_rss", "ps_rows",
-    "read_memory", "rss_table", "select", "shared_pages", "socket_rows", "unavailable_extents", "vma_at",
-    "vma_table",
+    "read_memory", "rss_table", "select", "shared_pages", "socket_rows", "unavailable_extents",
+    "vma_at", "vma_table",
 ]

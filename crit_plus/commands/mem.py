@@ -124,7 +124,8 @@ def _pattern_bytes(pattern, as_hex):
 @click.argument("pattern")
 @click.option("--pid", "pids", type=int, multiple=True,
               help="Only this process (repeatable; default: every process).")
-@click.option("--regex", "-E", is_flag=True, help="PATTERN is a (Python, bytes) regular expression.")
+@click.option("--regex", "-E", is_flag=True,
+              help="PATTERN is a (Python, bytes) regular expression.")
 @click.option("--ignore-case", "-i", is_flag=True, help="Match letters of either case.")
 @click.option("--hex", "as_hex", is_flag=True, help="PATTERN is hex bytes: 'de ad be ef'.")
 @click.option("--context", "-C", type=click.IntRange(0, 4096), default=16, show_default=True,

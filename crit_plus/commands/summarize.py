@@ -20,6 +20,7 @@ from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
+LSM_NAMES = {"NO_LSM": "none", "SELINUX": "SELinux", "APPARMOR": "AppArmor"}
 SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "cyan"}
 STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
 KIND_TITLES = {
@@ -63,8 +64,8 @@ def _origin_fields(result):
     pairs = [("checkpoint", what)]
     if origin.archive:
         pairs.append(("archive", origin.archive))
-    pairs.append(("images", f"{origin.images_dir} ({dump.image_files} files, "
-                            f"{human_bytes(dump.image_bytes)}; pages {human_bytes(dump.pages_bytes)})"))
+    sizes = f"{human_bytes(dump.image_bytes)}; pages {human_bytes(dump.pages_bytes)}"
+    pairs.append(("images", f"{origin.images_dir} ({dump.image_files} files, {sizes})"))
     if origin.manager:
         recorded = {True: "stateful", False: "NOT stateful", None: "stateful flag not recorded"}
         pairs.append(("backup.yaml", f"{recorded[origin.stateful]} ({origin.backup_path})"
@@ -81,7 +82,8 @@ def _origin_fields(result):
         pairs.append(("CRIU", "version not recorded (no verbose dump log)"))
     if dump.run_id:
         pairs.append(("CRIU run id", dump.run_id))
-    inventory = [f"image version {dump.image_version}", f"LSM {dump.lsm or '?'}",
+    lsm = LSM_NAMES.get(dump.lsm, dump.lsm or "?")
+    inventory = [f"image version {dump.image_version}", f"LSM {lsm}",
                  f"network lock {dump.network_lock or '?'}"]
     if dump.tcp_close:
         inventory.append("TCP closed (--tcp-close)")
