@@ -55,6 +55,14 @@ def test_ps_equals_crit(checkpoints, checkpoint_dirs, key):
     assert ours == crit
 
 
+def _crit_and_ours(what, directory, checkpoint, table):
+    """crit's ``x WHAT`` parsed, and crit-plus's table: both of the same processes."""
+    crit = getattr(crit_explorers, f"parse_{what}")(crit_explorers.run(what, directory))
+    ours = table(checkpoint)
+    assert sorted(crit) == sorted(item.pid for item in ours)
+    return crit, ours
+
+
 def _unix_name(text):
     raw = quopri.decodestring(text.encode())
     if raw.startswith(b"\0"):
@@ -86,9 +94,7 @@ def _check_fd(crit_text, row):
 @needs_crit
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_fds_equal_crit(checkpoints, checkpoint_dirs, key):
-    crit = crit_explorers.parse_fds(crit_explorers.run("fds", checkpoint_dirs[key]))
-    table = explore.fd_table(checkpoints[key])
-    assert sorted(crit) == sorted(item.pid for item in table)
+    crit, table = _crit_and_ours("fds", checkpoint_dirs[key], checkpoints[key], explore.fd_table)
     checked = 0
     for item in table:
         theirs = crit[item.pid]
@@ -113,9 +119,8 @@ def _crit_vma_name(text):
 @needs_crit
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_mems_equal_crit(checkpoints, checkpoint_dirs, key):
-    crit = crit_explorers.parse_mems(crit_explorers.run("mems", checkpoint_dirs[key]))
-    table = explore.vma_table(checkpoints[key])
-    assert sorted(crit) == sorted(item.pid for item in table)
+    crit, table = _crit_and_ours("mems", checkpoint_dirs[key], checkpoints[key],
+                                 explore.vma_table)
     memfds = 0
     for item in table:
         exe, vmas = crit[item.pid]

@@ -67,20 +67,17 @@ def command_line(process):
     mm, memory = process.mm, process.memory
     if mm is None or memory is None or mm.arg_end <= mm.arg_start:
         return None
+    length = mm.arg_end - mm.arg_start
     try:
-        data = memory.read(mm.arg_start, mm.arg_end - mm.arg_start)
-        if not data.endswith(b"\0") and mm.env_end > mm.arg_end:
-            data = data.split(b"\0", 1)[0]
-            if b"\0" not in data:
-                more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
-                data += more.split(b"\0", 1)[0]
-            return (data.decode("utf-8", "surrogateescape"),)
+        if mm.env_end <= mm.arg_end or memory.read(mm.arg_end - 1, 1) == b"\0":
+            return process.argv  # the usual case: NUL-separated arguments
+        title = memory.read(mm.arg_start, length).split(b"\0", 1)[0]
+        if len(title) == length:  # no NUL in the argument area: read on
+            more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
+            title += more.split(b"\0", 1)[0]
     except UnavailableError:
         return None
-    parts = data.split(b"\0")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
+    return (title.decode("utf-8", "surrogateescape"),)
 
 
 #: Most bytes of a rewritten process title read from the environment area.

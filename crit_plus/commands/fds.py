@@ -8,7 +8,7 @@ from ..analysis import explore
 from ..describe import fd_description, open_mode
 from ..render import jsonable, safe_text, write_json, write_table, write_tree
 from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS, check_pid
+from .selection import TREE_FORMATS, check_pid, optional_pid
 
 COLUMNS = (("pid", "PID"), ("fd", "FD"), ("kind", "KIND"), ("mode", "MODE"),
            ("what", "WHAT"))
@@ -52,7 +52,7 @@ def _rows(item):
 
 @click.command("fds")
 @source_options
-@click.argument("pid", type=int, required=False)
+@optional_pid
 @format_option(TREE_FORMATS)
 def fds_command(path, lxd_dir, project, root, pid, fmt):
     """Show open files: every fd with its kind and what users recognise it by

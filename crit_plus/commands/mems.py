@@ -8,7 +8,7 @@ from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..render import jsonable, write_json, write_table
 from .options import format_option, open_checkpoint_source, source_options
-from .selection import check_pid
+from .selection import check_pid, optional_pid
 
 COLUMNS = (("pid", "PID"), ("range", "ADDRESS"), ("perms", "PERMS"), ("offset", "OFFSET"),
            ("size", "SIZE"), ("kind", "KIND"), ("present", "PRESENT"), ("parent", "PARENT"),
@@ -34,7 +34,7 @@ def _cells(pid, row):
 
 @click.command("mems")
 @source_options
-@click.argument("pid", type=int, required=False)
+@optional_pid
 @format_option()
 def mems_command(path, lxd_dir, project, root, pid, fmt):
     """Show each process's mappings as /proc/PID/maps does (address range,

@@ -8,7 +8,7 @@ from ..analysis import explore
 from ..describe import human_bytes
 from ..render import jsonable, safe_text, write_json, write_table, write_tree
 from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS, check_pid
+from .selection import TREE_FORMATS, check_pid, optional_pid
 
 _PAGE_COLUMNS = (("vmas", "VMAS"), ("present", "PRESENT"), ("parent", "PARENT"),
                  ("lazy", "LAZY"), ("shared", "SHMEM"), ("size", "SIZE"))
@@ -35,7 +35,7 @@ def rss_json(item):
 
 @click.command("rss")
 @source_options
-@click.argument("pid", type=int, required=False)
+@optional_pid
 @format_option(TREE_FORMATS)
 def rss_command(path, lxd_dir, project, root, pid, fmt):
     """Show resident pages: for each process, the pages its pagemap lists

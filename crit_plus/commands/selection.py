@@ -57,3 +57,6 @@ class Size(click.ParamType):
 
 ADDRESS = Address()
 SIZE = Size()
+
+#: ``[PID]``: one process of the checkpoint, or every process when left out.
+optional_pid = click.argument("pid", type=int, required=False)

@@ -37,6 +37,7 @@ from crit_plus.commands.options import open_checkpoint_source  # noqa: E402
 from crit_plus.commands.summarize import write_summary  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
 from tests import crit_explorers  # noqa: E402
+from tests.benchmarks.test_bench_graph import bench  # noqa: E402,F401 (the fixture)
 from tests.synth import PRESENT, CheckpointBuilder, RunSpec, many_processes, proc, vma  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
@@ -44,14 +45,6 @@ pytestmark = pytest.mark.benchmark
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20
 GIB = 1 << 30
-
-
-@pytest.fixture
-def bench(benchmark):
-    """The benchmark fixture, or a skip when benchmarks are disabled or crit is missing."""
-    if benchmark.disabled:
-        pytest.skip("benchmarks are disabled: run `make bench` (pytest --benchmark-enable)")
-    return benchmark
 
 
 def best(function, rounds):
