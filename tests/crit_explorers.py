@@ -29,9 +29,13 @@ EXPLORERS = ("ps", "fds", "mems", "rss")
 
 
 def available():
-    """None when crit's source is there, else the reason it is not."""
+    """None when crit's source is there and the loaded pycriu is the 4.2 one it goes
+    with, else the reason it is not."""
     if not CRIT_MAIN.is_file():
         return f"CRIU's crit source is not at {CRIT_MAIN} (make test fetches it)"
+    version = get_schema().criu_version or "?"
+    if not version.startswith("4.2"):
+        return f"crit 4.2.1 needs the CRIU 4.2 pycriu; the loaded one is {version}"
     return None
 
 
