@@ -24,6 +24,7 @@ from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
 from .commands import decode as decode_cmd
+from .commands import diff as diff_cmd
 from .commands import encode as encode_cmd
 from .commands import fds as fds_cmd
 from .commands import info as info_cmd
@@ -31,9 +32,12 @@ from .commands import list as list_cmd
 from .commands import mem as mem_cmd
 from .commands import mems as mems_cmd
 from .commands import ps as ps_cmd
+from .commands import report as report_cmd
 from .commands import rss as rss_cmd
+from .commands import size as size_cmd
 from .commands import sk as sk_cmd
 from .commands import summarize as summarize_cmd
+from .commands import validate as validate_cmd
 from .commands import version as version_cmd
 
 EXIT_OK = 0
@@ -86,8 +90,24 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (decode_cmd, encode_cmd, info_cmd, list_cmd, version_cmd, ps_cmd, fds_cmd, sk_cmd,
-               mems_cmd, rss_cmd, mem_cmd, summarize_cmd):
+for module in (
+    decode_cmd,
+    diff_cmd,
+    encode_cmd,
+    fds_cmd,
+    info_cmd,
+    list_cmd,
+    mem_cmd,
+    mems_cmd,
+    ps_cmd,
+    report_cmd,
+    rss_cmd,
+    size_cmd,
+    sk_cmd,
+    summarize_cmd,
+    validate_cmd,
+    version_cmd,
+):
     module.register(cli)
 
 
@@ -110,10 +130,11 @@ def main(argv=None):
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
         try:
-            cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+            # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
+            code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             raise escaped.error from None
-        return EXIT_OK
+        return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:

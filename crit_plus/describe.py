@@ -260,3 +260,8 @@ def human_seconds(seconds):
         return f"{whole // 60} min {whole % 60:02d} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def count_text(count, singular, plural=None):
+    """``1 log``, ``3 logs``: a count with its noun (``plural`` for irregular nouns)."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"

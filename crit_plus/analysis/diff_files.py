@@ -1,7 +1,7 @@
 """Open files: fds opened, closed, re-pointed or changed; files, sockets and pipes that
 appeared or disappeared in the whole checkpoint.
 
-Two views (see docs/diff.md):
+Two views (see docs/commands/diff.md):
 
 - per paired process, fd by fd number: ``opened`` (NEW only), ``closed`` (OLD
   only), ``re-pointed`` (the number now names another file), ``changed`` (the
@@ -12,10 +12,11 @@ Two views (see docs/diff.md):
 
 A file's identity is what stays the same between two dumps of one system:
 the path of a regular file or FIFO (a deleted one too), the inode of a pipe or
-socket.  Inode numbers are only comparable when the checkpoints come from one
-kernel run; when no pipe or socket inode is common to both, sockets are known
-by what they are (family, type, protocol, addresses or path) and pipes only as
-pipes.  Anonymous-inode files (eventfd, epoll, timerfd, signalfd, inotify)
+socket.  Inode numbers are only comparable when the processes were paired by
+pid (one pid namespace: the same system dumped twice) and some pipe or socket
+inode is common to both (one kernel run); otherwise (another container, a
+restore, which makes new pipes and sockets) sockets are known by what they
+are (family, type, protocol, addresses or path) and pipes only as pipes.  Anonymous-inode files (eventfd, epoll, timerfd, signalfd, inotify)
 have no identity beyond their kind: they are compared fd by fd only.
 
 ``pipes-data.img`` / ``fifo-data.img`` ::= { pipe_data_entry(pipe_id, bytes) PAYLOAD }
@@ -32,7 +33,7 @@ from decoders.errors import DecodeError
 from decoders.image import open_image
 
 from ..files import kind_of
-from .diff_processes import FieldChange
+from .diff_processes import PID, FieldChange
 
 #: Kinds whose files are followed through the whole checkpoint.
 TRACKED = ("file", "fifo", "pipe", "unix", "inet", "netlink", "packet", "memfd", "tty")
@@ -147,8 +148,8 @@ def file_state(file, queued=None):
         if queued is not None:
             state["queued"] = queued.get(d.get("pipe_id"), 0)
         return state
-    if kind == "unix":
-        return {"name": file.name, "state": _enum_name(d.get("state")),
+    if kind == "unix":  # its path, not its name: socket:[inode] when it has none
+        return {"path": d.get("path"), "state": _enum_name(d.get("state")),
                 "type": _enum_name(d.get("type")), "backlog": d.get("backlog"),
                 "flags": d.get("flags")}
     if kind == "inet":
@@ -181,7 +182,7 @@ def file_state(file, queued=None):
 #: compared across the whole checkpoint.
 _OBJECT_FIELDS = {
     "file": ("size", "deleted", "mode"), "fifo": ("queued",), "pipe": ("queued",),
-    "unix": ("name", "state", "backlog"), "inet": ("name", "state", "backlog"),
+    "unix": ("path", "state", "backlog"), "inet": ("name", "state", "backlog"),
     "netlink": ("state",), "memfd": ("size", "seals"),
 }
 
@@ -279,7 +280,7 @@ def diff_fds(pair, inodes):
 
 def diff_files(pairing, old, new):
     """The :class:`FilesDiff` of two checkpoints and their process :class:`Pairing`."""
-    inodes = inodes_comparable(old, new)
+    inodes = pairing.method == PID and inodes_comparable(old, new)
     fds = []
     for pair in pairing.pairs:
         fds.extend(diff_fds(pair, inodes))

@@ -1,6 +1,6 @@
 """Which process of one checkpoint is which process of the other, and what changed in it.
 
-Pairing (see docs/diff.md)::
+Pairing (see docs/commands/diff.md)::
 
     auto ::= pid   when the checkpoints share pids and, for at least half of the
                    smaller side, the process with a shared pid runs the same

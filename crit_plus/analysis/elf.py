@@ -80,17 +80,20 @@ def _note(get, data, start, end):
     position = start
     while position + 12 <= end:
         namesz, descsz, kind = get("I", position), get("I", position + 4), get("I", position + 8)
-        desc = position + 12 + _align4(namesz)
+        desc = position + 12 + round_up4(namesz)
         if kind == NT_GNU_BUILD_ID:
             if not 0 < descsz <= _MAX_DESC or desc + descsz > len(data):
                 return None
             return bytes(data[desc:desc + descsz])
-        position = desc + _align4(descsz)
+        position = desc + round_up4(descsz)
     return None
 
 
-def _align4(value):
+def round_up4(value):
+    """``value`` rounded up to a multiple of 4 (CRIU stores build-ids in u32 words)."""
     return (value + 3) & ~3
+
+
 
 
 def words_to_bytes(words):
@@ -98,4 +101,4 @@ def words_to_bytes(words):
     return b"".join(struct.pack("<I", word & 0xFFFFFFFF) for word in words)
 
 
-__all__ = ["SCAN_SIZE", "build_id", "build_id_of", "words_to_bytes"]
+__all__ = ["SCAN_SIZE", "build_id", "build_id_of", "round_up4", "words_to_bytes"]

@@ -2,18 +2,19 @@
 
 ``validate --host`` compares a checkpoint with the machine it would be restored
 on.  Everything it needs from that machine is read here, from files under a
-root directory (``/`` for the running host; a copied tree in tests), so the
+root directory (``/`` for the running host; a prepared tree in tests), so the
 analysis itself stays pure::
 
     ROOT/proc/sys/kernel/osrelease     kernel release (uname -r)
     ROOT/proc/sys/kernel/arch          machine (uname -m); os.uname() for "/"
     ROOT/proc/cpuinfo                  "flags" and "vendor_id" of the first CPU
-    ROOT/sys/kernel/security/lsm       active LSMs, comma-separated
+    ROOT/sys/kernel/security/apparmor  AppArmor is the LSM (CRIU's kerndat_lsm)
+    ROOT/sys/fs/selinux/enforce        else SELinux (approximately: CRIU asks libselinux)
     ROOT/proc/cgroups                  cgroup v1 controllers and whether enabled
     ROOT/sys/fs/cgroup/                cgroup hierarchies (v1 dirs, unified, or pure v2)
     ROOT/proc/PID                      a pid in use (checked on demand)
     ROOT/usr/lib/criu/NAME.so          CRIU plugins
-    `criu --version`                   only for "/" (a program cannot run in a tree)
+    ROOT/usr/sbin/criu ...             the criu binary; `criu --version` only for "/"
 
 A fact that cannot be read is None, never a guess: the checks that need it say
 they were skipped.
@@ -29,21 +30,26 @@ from dataclasses import dataclass, field
 
 #: Where CRIU looks for plugins by default (``CR_PLUGIN_DEFAULT``).
 PLUGIN_DIR = "usr/lib/criu"
+#: Where a criu binary is looked for under a root that is not "/".
+CRIU_PATHS = ("usr/sbin/criu", "usr/local/sbin/criu", "sbin/criu", "usr/bin/criu")
 
 #: XSAVE state components (``xstate_bv`` bits) → the /proc/cpuinfo flag that says
-#: the CPU has them.  Bits 8, 10-16 are supervisor states a thread's user xsave
-#: area never carries.
+#: the CPU has them.  Bits 8 and 10-16 are supervisor states a thread's user xsave
+#: area never carries; newer bits are left out until their flag names are certain.
 XSAVE_FLAGS = {
     0: "fpu", 1: "sse", 2: "avx", 3: "mpx", 4: "mpx", 5: "avx512f", 6: "avx512f",
-    7: "avx512f", 9: "pku", 17: "amx_tile", 18: "amx_tile", 19: "apx",
+    7: "avx512f", 9: "pku", 17: "amx_tile", 18: "amx_tile",
 }
 
 #: Names of the XSAVE components, for messages.
 XSAVE_NAMES = {
     0: "x87", 1: "SSE", 2: "AVX", 3: "MPX bounds", 4: "MPX CSR", 5: "AVX-512 opmask",
     6: "AVX-512 ZMM_Hi256", 7: "AVX-512 Hi16_ZMM", 9: "PKRU", 17: "AMX TILECFG",
-    18: "AMX TILEDATA", 19: "APX",
+    18: "AMX TILEDATA",
 }
+
+#: The XSAVE bits this module can judge.
+KNOWN_XSAVE = sum(1 << bit for bit in XSAVE_FLAGS)
 
 
 def xsave_mask_from_flags(flags):
@@ -55,16 +61,32 @@ def xsave_mask_from_flags(flags):
     return mask
 
 
+def xsave_description(mask):
+    """``AVX-512 opmask (avx512f), ...`` for the bits of ``mask``."""
+    return ", ".join(f"{XSAVE_NAMES[bit]} ({XSAVE_FLAGS[bit]})"
+                     for bit in sorted(XSAVE_FLAGS) if mask >> bit & 1)
+
+
+def release_tuple(text):
+    """The leading numbers of a version or kernel release: ``6.18.44-fc`` → (6, 18, 44)."""
+    match = re.match(r"^\s*v?(\d+(?:\.\d+)*)", text or "")
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
 @dataclass(frozen=True)
 class HostFacts:
-    """Facts about a restore host; None where a fact could not be read."""
+    """Facts about a restore host; None where a fact could not be read.
+
+    ``criu_path`` is where a criu binary was found (None: none found),
+    ``criu_version`` its version when it could be run.
+    """
 
     root: str
     machine: str | None = None
     kernel: str | None = None
     cpu_vendor: str | None = None
     cpu_flags: frozenset | None = None
-    lsms: tuple | None = None
+    lsm: str | None = None  # APPARMOR, SELINUX or NO_LSM, as in inventory.img
     criu_version: str | None = None
     criu_path: str | None = None
     cgroup_v1: frozenset | None = None  # enabled v1 controllers (/proc/cgroups)
@@ -74,6 +96,11 @@ class HostFacts:
     def path(self, *parts):
         """``parts`` joined under the host root."""
         return os.path.join(self.root, *[p.lstrip("/") for p in parts])
+
+    @property
+    def has_proc(self):
+        """True when the root has a /proc to look pids up in."""
+        return os.path.isdir(self.path("proc"))
 
     def pid_in_use(self, pid):
         """True when ``ROOT/proc/PID`` exists (a process or thread holds the pid)."""
@@ -89,6 +116,19 @@ class HostFacts:
         base = name if name.endswith(".so") else f"{name}.so"
         return os.path.exists(self.path(PLUGIN_DIR, base))
 
+    def has_controller(self, name):
+        """True when cgroup controller ``name`` can be used: a named hierarchy
+        (``name=...``, CRIU mounts it itself), cgroup2 (``""``) when the host has it,
+        else a v1 controller enabled in /proc/cgroups or a v2 controller.  None when
+        the host's cgroups are unknown."""
+        if name.startswith("name="):
+            return True
+        if self.cgroup_v1 is None and self.cgroup2_controllers is None:
+            return None
+        if name == "":
+            return self.cgroup2_controllers is not None
+        return name in (self.cgroup_v1 or ()) or name in (self.cgroup2_controllers or ())
+
     def cgroup_hierarchy(self, controller):
         """The directory under ``ROOT/sys/fs/cgroup`` holding ``controller`` (``cpu``,
         ``name=systemd``, ``""`` for cgroup2), or None when the host has none."""
@@ -101,6 +141,9 @@ class HostFacts:
         for name in self.cgroup_dirs:
             if wanted in name.split(","):
                 return os.path.join(base, name)
+        if self.cgroup2_controllers is not None and controller in self.cgroup2_controllers \
+                and "unified" not in self.cgroup_dirs:
+            return base
         return None
 
 
@@ -132,16 +175,26 @@ def _cgroups_v1(text):
     enabled = set()
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 4 and not line.startswith("#") and parts[3] == "1":
+        if len(parts) >= 4 and not line.startswith("#") and parts[3] == "1" and parts[1] != "0":
             enabled.add(parts[0])
     return frozenset(enabled)
+
+
+def _lsm(root):
+    """The LSM CRIU would see under ``root`` (its ``kerndat_lsm``): AppArmor when
+    securityfs shows it, else SELinux when selinuxfs is there, else NO_LSM."""
+    if os.path.exists(os.path.join(root, "sys/kernel/security/apparmor")):
+        return "APPARMOR"
+    if os.path.exists(os.path.join(root, "sys/fs/selinux/enforce")):
+        return "SELINUX"
+    return "NO_LSM"
 
 
 def criu_version(program="criu", timeout=10):
     """``(version, path)`` of the installed CRIU (``criu --version``), or ``(None, None)``."""
     path = shutil.which(program) or next(
-        (p for p in ("/usr/sbin/criu", "/usr/local/sbin/criu", "/sbin/criu") if os.access(p, os.X_OK)),
-        None)
+        (p for p in ("/usr/sbin/criu", "/usr/local/sbin/criu", "/sbin/criu")
+         if os.access(p, os.X_OK)), None)
     if path is None:
         return None, None
     try:
@@ -153,39 +206,44 @@ def criu_version(program="criu", timeout=10):
     return (match.group(1) if match else None), path
 
 
-def probe_host(root="/", run_criu=None):
+def probe_host(root="/", criu=None):
     """Read :class:`HostFacts` from the files under ``root``.
 
-    ``run_criu`` (default: only when ``root`` is ``/``) runs ``criu --version``.
+    ``criu`` is ``(version, path)`` to use instead of looking: by default
+    ``criu --version`` is run for ``/``; under another root only the binary is
+    looked for (its version stays unknown).
     """
     root = os.fspath(root)
     real_root = os.path.realpath(root) == "/"
-    facts_path = lambda *parts: os.path.join(root, *parts)  # noqa: E731
-    kernel = _read(facts_path("proc/sys/kernel/osrelease"))
-    machine = _read(facts_path("proc/sys/kernel/arch"))
+    under = lambda *parts: os.path.join(root, *parts)  # noqa: E731
+    kernel = _read(under("proc/sys/kernel/osrelease"))
+    machine = _read(under("proc/sys/kernel/arch"))
     if machine is None and real_root:
         machine = os.uname().machine
-    vendor, flags = _cpuinfo(_read(facts_path("proc/cpuinfo"), 1 << 22))
-    lsm_text = _read(facts_path("sys/kernel/security/lsm"))
-    lsms = None if lsm_text is None else tuple(x for x in lsm_text.strip().split(",") if x)
-    version = path = None
-    if run_criu if run_criu is not None else real_root:
+    vendor, flags = _cpuinfo(_read(under("proc/cpuinfo"), 1 << 22))
+    if criu is not None:
+        version, path = criu
+    elif real_root:
         version, path = criu_version()
+    else:
+        version = None
+        path = next(("/" + p for p in CRIU_PATHS if os.path.exists(under(p))), None)
     try:
-        dirs = tuple(sorted(os.listdir(facts_path("sys/fs/cgroup"))))
+        dirs = tuple(sorted(os.listdir(under("sys/fs/cgroup"))))
     except OSError:
         dirs = ()
-    v2 = _read(facts_path("sys/fs/cgroup/cgroup.controllers"))
+    v2 = _read(under("sys/fs/cgroup/cgroup.controllers"))
     if v2 is None and "unified" in dirs:
-        v2 = _read(facts_path("sys/fs/cgroup/unified/cgroup.controllers"))
+        v2 = _read(under("sys/fs/cgroup/unified/cgroup.controllers"))
     return HostFacts(
         root=root, machine=machine.strip() if machine else None,
         kernel=kernel.strip() if kernel else None, cpu_vendor=vendor, cpu_flags=flags,
-        lsms=lsms, criu_version=version, criu_path=path,
-        cgroup_v1=_cgroups_v1(_read(facts_path("proc/cgroups"))), cgroup_dirs=dirs,
+        lsm=_lsm(root), criu_version=version, criu_path=path,
+        cgroup_v1=_cgroups_v1(_read(under("proc/cgroups"))), cgroup_dirs=dirs,
         cgroup2_controllers=None if v2 is None else frozenset(v2.split()),
     )
 
 
-__all__ = ["HostFacts", "PLUGIN_DIR", "XSAVE_FLAGS", "XSAVE_NAMES", "criu_version",
-           "probe_host", "xsave_mask_from_flags"]
+__all__ = ["CRIU_PATHS", "HostFacts", "KNOWN_XSAVE", "PLUGIN_DIR", "XSAVE_FLAGS", "XSAVE_NAMES",
+           "criu_version", "probe_host", "release_tuple", "xsave_description",
+           "xsave_mask_from_flags"]

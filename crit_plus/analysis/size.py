@@ -1,29 +1,34 @@
 """Where a checkpoint's bytes go: files on disk, image kinds, processes, VMA kinds.
 
 Everything here comes from ``stat`` and the metadata images (pagemaps, mm,
-pstree, ids); **no page data is read** (``content.py`` does that, on request).
-The numbers add up exactly:
+pstree, ids, files); **no page data is read** (``content.py`` does that, on
+request).  The numbers add up exactly:
 
 - ``apparent`` is ``st_size``, ``allocated`` is ``st_blocks × 512`` (holes that
   ``criu dedup`` punches into pages files lower it, the size stays);
 - the image kinds partition the directory's regular files, so their sums are
   the directory's total;
+- so do the owners: each process (its pages file and its own metadata images),
+  each shared-memory object (its pages file and its ``pagemap-shmem``), and
+  the checkpoint-wide rest;
 - pages are counted from the pagemaps by state (``present`` in this
   checkpoint's ``pages-*.img``, ``parent`` in the ``parent/`` chain, ``lazy``
-  served by a lazy-pages daemon, ``none`` for holes): the present pages of the
-  process and shared-memory pagemaps together are 4096 × the pages files'
-  expected sizes, and the VMA kinds partition the same pages (pages of a
-  process's pagemap in no VMA land in ``outside-vmas``; a shared-memory object
-  counts once, under the kind of the first VMA that maps it).
+  served by a lazy-pages daemon, ``none`` for entries with no data flag): the
+  present pages of the process and shared-memory pagemaps together are
+  4096 × the pages files' expected sizes, and the VMA kinds partition the
+  same pages (pages of a process's pagemap in no VMA, or listed twice, land in
+  ``outside-vmas``; a shared-memory object counts once, under the kind of the
+  first VMA that maps it).
 
-Per-process metadata is the images named after the process or its threads
+A process's own metadata is the images named after it or its threads
 (``core-<tid>``, ``mm-<pid>``, ``pagemap-<pid>``, ``ids-<pid>``, ``fs-<pid>``,
 and the older per-task images) plus ``fdinfo-<files_id>`` for the first process
-that uses that file table; everything else is the checkpoint's.
+that uses that file table.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from decoders.flags import PAGE_SIZE, MapFlags
 from decoders.kinds import split_name
 
+from ..findings import ERROR
 from ..memory import page_state
 
 # -- image kinds -------------------------------------------------------------------------
@@ -72,10 +78,6 @@ for _stem in ("files", "fdinfo", "reg-files", "ext-files", "ns-files", "eventfd"
 _PID_STEMS = frozenset(("mm", "pagemap", "ids", "fs", "creds", "sigacts", "itimers",
                         "posix-timers", "rlimit", "signal-p", "vmas"))
 _TID_STEMS = frozenset(("core", "signal-s"))
-
-_PAGES_NAME = re.compile(r"^pages-(\d+)\.img$")
-_SHMEM_PAGEMAP = re.compile(r"^pagemap-shmem-(\d+)\.img$")
-_PROCESS_PAGEMAP = re.compile(r"^pagemap-(\d+)\.img$")
 
 
 def image_kind(name):
@@ -140,6 +142,26 @@ class PageCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class DiskUsage:
+    """``files`` regular files together: ``apparent`` bytes (st_size) and ``allocated``
+    bytes (st_blocks × 512)."""
+
+    files: int = 0
+    apparent: int = 0
+    allocated: int = 0
+
+    @classmethod
+    def of(cls, files):
+        """The sum of :class:`FileSize` ``files``."""
+        files = tuple(files)
+        return cls(len(files), sum(f.apparent for f in files), sum(f.allocated for f in files))
+
+    def __add__(self, other):
+        return DiskUsage(self.files + other.files, self.apparent + other.apparent,
+                         self.allocated + other.allocated)
+
+
+@dataclass(frozen=True, slots=True)
 class FileSize:
     """One regular file of the checkpoint directory."""
 
@@ -151,13 +173,15 @@ class FileSize:
 
 @dataclass(frozen=True, slots=True)
 class KindSize:
-    """The files of one image kind together."""
+    """The files of one image kind together; ``largest`` names the biggest (or None)."""
 
     kind: str
     description: str
     files: int
     apparent: int
     allocated: int
+    largest: str | None = None
+    largest_apparent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,42 +209,53 @@ class PagesFileSize:
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessSize:
-    """One process: its pages and its own metadata images."""
+class OwnerSize:
+    """What one owner of pages holds: its pages (by state), its pages file and the
+    images that describe it (``metadata_disk``)."""
+
+    pages: PageCounts
+    pages_file: str | None
+    pages_disk: DiskUsage
+    metadata_disk: DiskUsage
+
+    @property
+    def disk(self):
+        """The pages file and the metadata images together."""
+        return self.pages_disk + self.metadata_disk
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSize(OwnerSize):
+    """One process; ``metadata_files`` are its own images (see the module docstring)."""
 
     pid: int
     comm: str | None
     threads: int
-    pages: PageCounts
-    pages_file: str | None
-    pages_apparent: int
-    pages_allocated: int
     metadata_files: tuple
-    metadata_apparent: int
-    metadata_allocated: int
 
 
 @dataclass(frozen=True, slots=True)
-class SharedSize:
+class SharedSize(OwnerSize):
     """One shared-memory object (``pagemap-shmem-<shmid>.img``): anonymous shared, SysV or memfd.
 
     ``kind`` is that of the first VMA mapping it, ``memfd`` for a memfd only held
-    open, else ``unmapped-shmem``; ``name`` the memfd's or the mapping's name.
+    open, else ``unmapped-shmem``; ``name`` the memfd's or the mapping's name;
+    ``metadata_disk`` is its ``pagemap-shmem`` image.
     """
 
     shmid: int
     kind: str
     name: str | None
     mapped_by: tuple
-    pages: PageCounts
-    pages_file: str | None
-    pages_apparent: int
-    pages_allocated: int
 
 
 @dataclass(frozen=True, slots=True)
 class VmaKindSize:
-    """The VMAs of one kind across all processes, and the pages they hold."""
+    """The VMAs of one kind across all processes, and the pages they hold.
+
+    ``unlisted`` pages are mapped but in no pagemap entry, the process's or (for
+    shared memory) the shared object's: zeros, or the backing file's pages.
+    """
 
     kind: str
     vmas: int
@@ -259,31 +294,43 @@ class ChainLink:
 
     depth: int
     directory: str
-    files: int
-    apparent: int
-    allocated: int
+    disk: DiskUsage
     pages: PageCounts
 
 
 @dataclass(frozen=True, slots=True)
 class SizeReport:
-    """Everything :func:`measure` finds.  ``files`` lists every regular file;
-    ``kinds`` sums them by :data:`KINDS` (all kinds, zeros included)."""
+    """Everything :func:`measure` finds.
+
+    ``files`` lists every regular file and ``disk`` sums them; ``kinds`` sums
+    them by :data:`KINDS` (all kinds, zeros included); ``processes``,
+    ``shared`` and ``common`` (the checkpoint-wide images) partition them too.
+    """
 
     directory: str
     files: tuple
-    apparent: int
-    allocated: int
+    disk: DiskUsage
     kinds: tuple
     pages: PageCounts
     pages_files: tuple
     processes: tuple
     shared: tuple
+    common: DiskUsage
     vma_kinds: tuple
     top_vmas: tuple
     parent_chain: tuple
     dump_stats: dict
     notes: tuple
+
+    @property
+    def apparent(self):
+        """Bytes of the directory's files (st_size)."""
+        return self.disk.apparent
+
+    @property
+    def allocated(self):
+        """Bytes of disk blocks of the directory's files."""
+        return self.disk.allocated
 
     @property
     def kind_sizes(self):
@@ -301,6 +348,28 @@ class SizeReport:
 #: Counters of ``stats-dump`` that concern size, passed through as CRIU wrote them.
 DUMP_STAT_FIELDS = ("pages_scanned", "pages_skipped_parent", "pages_written", "pages_lazy",
                     "shpages_scanned", "shpages_skipped_parent", "shpages_written")
+
+_GROWSDOWN = int(MapFlags.GROWSDOWN)
+
+#: Findings that leave page counts incomplete: bad or missing memory images, pages
+#: the parent chain cannot give, pagemap entries that overlap or lie outside every VMA.
+_SIZE_FINDINGS = frozenset(("missing-image", "bad-image", "missing-shmem", "parent-pages",
+                            "parent-loop", "pagemap-overlap", "pagemap-outside-vma",
+                            "pagemap-unaligned"))
+_MEMORY_IMAGES = ("pagemap-", "mm-", "pstree", "parent")
+
+
+def _finding_notes(checkpoint):
+    """Notes for the checkpoint's findings that make its sizes incomplete."""
+    notes = []
+    for finding in checkpoint.findings:
+        if finding.severity != ERROR or finding.code not in _SIZE_FINDINGS:
+            continue
+        if finding.code in ("missing-image", "bad-image") and \
+                not finding.where.startswith(_MEMORY_IMAGES):
+            continue
+        notes.append(f"{finding.where}: {finding.message}")
+    return notes
 
 
 def _stat(path):
@@ -325,12 +394,14 @@ def directory_files(checkpoint):
 
 def kind_sizes(files):
     """Sum ``files`` by image kind: a :class:`KindSize` for every kind of :data:`KINDS`."""
-    sums = {kind: [0, 0, 0] for kind, _ in KINDS}
+    sums = {kind: [0, 0, 0, None, 0] for kind, _ in KINDS}
     for file in files:
         entry = sums[file.kind]
         entry[0] += 1
         entry[1] += file.apparent
         entry[2] += file.allocated
+        if entry[3] is None or file.apparent > entry[4]:
+            entry[3], entry[4] = file.name, file.apparent
     return tuple(KindSize(kind, description, *sums[kind]) for kind, description in KINDS)
 
 
@@ -343,7 +414,7 @@ def vma_kind(mapping, mm=None):
     if kind == "anon":
         if mm is not None and mapping.start <= mm.start_stack < mapping.end:
             return "stack"
-        if int(mapping.flags) & MapFlags.GROWSDOWN:
+        if int(mapping.flags) & _GROWSDOWN:
             return "stack"
     return kind
 
@@ -355,23 +426,19 @@ def _mapping_name(mapping, kind):
     return name
 
 
-def _process_metadata(process, files, claimed_fdinfo):
-    tids = {str(thread.tid) for thread in process.threads}
-    pid = str(process.pid)
-    own = []
-    for file in files:
-        stem, ident = split_name(file.name)
-        if (stem in _PID_STEMS and ident == pid) or (stem in _TID_STEMS and ident in tids):
-            own.append(file)
+def _process_metadata(process, by_name, claimed):
+    """The :class:`FileSize` s of ``process``'s own images not yet ``claimed``."""
+    names = [f"{stem}-{process.pid}.img" for stem in sorted(_PID_STEMS)]
+    names += [f"{stem}-{thread.tid}.img" for thread in process.threads
+              for stem in sorted(_TID_STEMS)]
     ids = process.ids
     if ids is not None:
-        name = f"fdinfo-{ids.files_id}.img"
-        if name not in claimed_fdinfo:
-            for file in files:
-                if file.name == name:
-                    claimed_fdinfo.add(name)
-                    own.append(file)
-                    break
+        names.append(f"fdinfo-{ids.files_id}.img")
+    own = []
+    for name in names:
+        if name in by_name and name not in claimed:
+            claimed.add(name)
+            own.append(by_name[name])
     return tuple(own)
 
 
@@ -385,14 +452,125 @@ def _memfd_names(checkpoint):
     return names
 
 
+def _table(checkpoint, name):
+    """The :class:`~crit_plus.memory.PageTable` of pagemap image ``name``, or None when it
+    is missing or cannot be decoded (a finding says why; a zombie has none)."""
+    table = checkpoint.page_store.table(name)
+    return None if isinstance(table, str) else table
+
+
 def _shared_tables(checkpoint):
     """``{shmid: PageTable}`` of every decodable ``pagemap-shmem-<shmid>.img``."""
     tables = {}
     for shmid in checkpoint.shmem_ids:
-        table = checkpoint.page_store.table(f"pagemap-shmem-{shmid}.img")
-        if not isinstance(table, str):
+        table = _table(checkpoint, f"pagemap-shmem-{shmid}.img")
+        if table is not None:
             tables[shmid] = table
     return tables
+
+
+def _pages_files(checkpoint, by_name):
+    """Every pages file as a :class:`PagesFileSize`, and notes on sizes that do not add up."""
+    result, notes = [], []
+    for info in checkpoint.pages_files:
+        stat = by_name.get(info.name)
+        pages_file = PagesFileSize(info.name, info.pages_id, info.pagemaps, info.present_pages,
+                                   stat.apparent if stat else None,
+                                   stat.allocated if stat else None)
+        result.append(pages_file)
+        if not info.pagemaps:
+            notes.append(f"{info.name}: no decodable pagemap uses it; its "
+                         f"{pages_file.apparent} bytes are nobody's pages")
+        elif pages_file.apparent is None:
+            if info.present_pages:
+                notes.append(f"{info.name} is missing: its pagemap lists "
+                             f"{info.present_pages} present pages")
+        elif pages_file.apparent != pages_file.expected:
+            notes.append(f"{info.name} holds {pages_file.apparent} bytes, its pagemap lists "
+                         f"{pages_file.expected} (4096 x {info.present_pages} present pages)")
+        if pages_file.holes:
+            notes.append(f"{info.name} has {pages_file.holes} bytes of holes "
+                         "(pages punched out by criu dedup, or a sparse copy)")
+    return tuple(result), notes
+
+
+class _Tally:
+    """Sums by VMA kind while the processes are walked, and the shared objects' users."""
+
+    def __init__(self, checkpoint, top):
+        self.top = top
+        self.shared_tables = _shared_tables(checkpoint)
+        self.shared_users = {}   # shmid -> [pids]
+        self.shared_kind = {}    # shmid -> kind of the first VMA mapping it
+        self.memfds = _memfd_names(checkpoint)
+        self.shared_name = dict(self.memfds)  # shmid -> name
+        self.kinds = {}          # kind -> [vmas, mapped, PageCounts, unlisted]
+        self.vmas = []
+
+    def add(self, kind, vmas=0, mapped=0, pages=PageCounts(), unlisted=0):
+        """Add to the sums of VMA ``kind``."""
+        entry = self.kinds.setdefault(kind, [0, 0, PageCounts(), 0])
+        entry[0] += vmas
+        entry[1] += mapped
+        entry[2] += pages
+        entry[3] += unlisted
+
+    def process(self, process, counts):
+        """Add the VMAs of ``process`` (whose pagemap lists ``counts``)."""
+        in_vmas = PageCounts()
+        mm = process.mm
+        for mapping in process.memory.vmas:
+            kind = vma_kind(mapping, mm)
+            own = PageCounts.of(mapping.pages)
+            in_vmas += own
+            shmid = mapping.backing.shmid if mapping.backing.kind == "shmem" else None
+            window, unlisted = own, mapping.pages.get("unlisted", 0)
+            if shmid is not None:  # its pages are the object's, counted once with it
+                window, unlisted = self._shared_window(process, mapping, kind, shmid)
+            self.add(kind, 1, mapping.size, own, unlisted)
+            if self.top:
+                self.vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
+                                         kind, _mapping_name(mapping, kind), window, unlisted,
+                                         shmid))
+        outside = counts - in_vmas
+        if outside.listed:
+            self.add("outside-vmas", pages=outside)
+
+    def _shared_window(self, process, mapping, kind, shmid):
+        users = self.shared_users.setdefault(shmid, [])
+        if process.pid not in users:
+            users.append(process.pid)
+        self.shared_kind.setdefault(shmid, kind)
+        self.shared_name.setdefault(shmid, _mapping_name(mapping, kind))
+        table = self.shared_tables.get(shmid)
+        if table is None:
+            return PageCounts(), mapping.size // PAGE_SIZE
+        window = table.count_pages(mapping.pgoff, mapping.pgoff + mapping.size)
+        return PageCounts.of(window), window.get("unlisted", 0)
+
+    def shared_kind_of(self, shmid):
+        """The kind a shared object is counted under."""
+        kind = self.shared_kind.get(shmid)
+        if kind is None:
+            kind = "memfd" if shmid in self.memfds else "unmapped-shmem"
+        return kind
+
+    def vma_kinds(self):
+        """The :class:`VmaKindSize` s, most present pages first."""
+        order = sorted(self.kinds.items(), key=lambda item: (-item[1][2].present,
+                                                             -item[1][2].listed,
+                                                             -item[1][1], item[0]))
+        return tuple(VmaKindSize(kind, v[0], v[1], v[2], v[3]) for kind, v in order)
+
+    def top_vmas(self):
+        """The ``top`` biggest VMAs: most present pages, then parent + lazy, then mapped."""
+        self.vmas.sort(key=lambda v: (-v.pages.present, -(v.pages.parent + v.pages.lazy),
+                                      -v.mapped, v.pid, v.start))
+        return tuple(self.vmas[:self.top])
+
+
+def _disk(file):
+    return DiskUsage.of((file,)) if file is not None else DiskUsage()
 
 
 def measure(checkpoint, *, top=0):
@@ -403,117 +581,48 @@ def measure(checkpoint, *, top=0):
     """
     files = directory_files(checkpoint)
     by_name = {file.name: file for file in files}
-    notes = []
-
-    # pages files
-    pages_files = []
-    for info in checkpoint.pages_files:
-        stat = by_name.get(info.name)
-        pages_file = PagesFileSize(info.name, info.pages_id, info.pagemaps, info.present_pages,
-                                   stat.apparent if stat else None,
-                                   stat.allocated if stat else None)
-        pages_files.append(pages_file)
-        if pages_file.apparent is None:
-            if info.present_pages:
-                notes.append(f"{info.name} is missing: its pagemap lists "
-                             f"{info.present_pages} present pages")
-        elif pages_file.apparent != pages_file.expected:
-            notes.append(f"{info.name} holds {pages_file.apparent} bytes, its pagemap lists "
-                         f"{pages_file.expected} (4096 x {info.present_pages} present pages)")
-        if pages_file.holes:
-            notes.append(f"{info.name} has {pages_file.holes} bytes of holes "
-                         "(pages punched out by criu dedup, or a sparse copy)")
+    pages_files, notes = _pages_files(checkpoint, by_name)
     pages_by_id = {p.pages_id: p for p in pages_files}
+    claimed = set()
 
-    # processes, their VMAs by kind, the shared objects they map
-    shared_tables = _shared_tables(checkpoint)
-    shared_users = {}   # shmid -> [pids]
-    shared_kind = {}    # shmid -> kind of the first VMA mapping it
-    shared_name = _memfd_names(checkpoint)  # shmid -> name
-    kinds = {}          # kind -> [vmas, mapped, PageCounts, unlisted]
-    vmas = []
+    def claim(name):
+        if name is None or name in claimed or name not in by_name:
+            return None
+        claimed.add(name)
+        return by_name[name]
+
+    tally = _Tally(checkpoint, top)
     processes = []
-    claimed_fdinfo = set()
     total = PageCounts()
     for process in checkpoint.processes:
-        memory = process.memory
-        counts = PageCounts()
-        pages_file = None
-        if memory is not None:
-            counts = PageCounts.of_runs(memory.runs)
-            pages_file = pages_by_id.get(memory.pages_id)
-            in_vmas = PageCounts()
-            mm = process.mm
-            for mapping in memory.vmas:
-                kind = vma_kind(mapping, mm)
-                own = PageCounts.of(mapping.pages)
-                in_vmas += own
-                unlisted = mapping.pages.get("unlisted", 0)
-                shmid = mapping.backing.shmid if mapping.backing.kind == "shmem" else None
-                window, window_unlisted = own, unlisted
-                if shmid is not None:
-                    users = shared_users.setdefault(shmid, [])
-                    if process.pid not in users:
-                        users.append(process.pid)
-                    shared_kind.setdefault(shmid, kind)
-                    shared_name.setdefault(shmid, _mapping_name(mapping, kind))
-                    table = shared_tables.get(shmid)
-                    if table is not None:
-                        start = mapping.pgoff
-                        window_counts = table.count_pages(start, start + mapping.size)
-                        window = PageCounts.of(window_counts)
-                        window_unlisted = window_counts.get("unlisted", 0)
-                entry = kinds.setdefault(kind, [0, 0, PageCounts(), 0])
-                entry[0] += 1
-                entry[1] += mapping.size
-                entry[2] += own
-                entry[3] += unlisted
-                if top:
-                    vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
-                                        kind, _mapping_name(mapping, kind), window,
-                                        window_unlisted, shmid))
-            outside = counts - in_vmas
-            if outside.listed:
-                entry = kinds.setdefault("outside-vmas", [0, 0, PageCounts(), 0])
-                entry[2] += outside
+        counts, pages_file = PageCounts(), None
+        table = _table(checkpoint, f"pagemap-{process.pid}.img")
+        if table is not None:
+            counts = PageCounts.of_runs(table.runs)
+            pages_file = pages_by_id.get(table.pages_id)
+        if process.memory is not None:
+            tally.process(process, counts)
         total += counts
-        meta = _process_metadata(process, files, claimed_fdinfo)
+        pages_name = pages_file.name if pages_file else None
+        meta = _process_metadata(process, by_name, claimed)
         processes.append(ProcessSize(
-            process.pid, process.comm, len(process.threads), counts,
-            pages_file.name if pages_file else None,
-            (pages_file.apparent or 0) if pages_file else 0,
-            (pages_file.allocated or 0) if pages_file else 0,
-            tuple(file.name for file in meta), sum(f.apparent for f in meta),
-            sum(f.allocated for f in meta)))
+            pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
+            metadata_disk=DiskUsage.of(meta), pid=process.pid, comm=process.comm,
+            threads=len(process.threads), metadata_files=tuple(f.name for f in meta)))
 
     shared = []
-    memfd_shmids = set(_memfd_names(checkpoint))
     for shmid in checkpoint.shmem_ids:
-        table = shared_tables.get(shmid)
+        table = tally.shared_tables.get(shmid)
         counts = PageCounts.of_runs(table.runs) if table is not None else PageCounts()
         pages_file = pages_by_id.get(table.pages_id) if table is not None else None
-        kind = shared_kind.get(shmid)
-        if kind is None:
-            kind = "memfd" if shmid in memfd_shmids else "unmapped-shmem"
+        pages_name = pages_file.name if pages_file else None
+        kind = tally.shared_kind_of(shmid)
         total += counts
-        entry = kinds.setdefault(kind, [0, 0, PageCounts(), 0])
-        entry[2] += counts
+        tally.add(kind, pages=counts)
         shared.append(SharedSize(
-            shmid, kind, shared_name.get(shmid), tuple(shared_users.get(shmid, ())), counts,
-            pages_file.name if pages_file else None,
-            (pages_file.apparent or 0) if pages_file else 0,
-            (pages_file.allocated or 0) if pages_file else 0))
-
-    vma_kinds = tuple(VmaKindSize(kind, v[0], v[1], v[2], v[3])
-                      for kind, v in sorted(kinds.items(),
-                                            key=lambda item: (-item[1][2].present,
-                                                              -item[1][2].listed,
-                                                              -item[1][1], item[0])))
-    top_vmas = ()
-    if top:
-        vmas.sort(key=lambda v: (-v.pages.present, -(v.pages.parent + v.pages.lazy),
-                                 -v.mapped, v.pid, v.start))
-        top_vmas = tuple(vmas[:top])
+            pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
+            metadata_disk=_disk(claim(f"pagemap-shmem-{shmid}.img")), shmid=shmid, kind=kind,
+            name=tally.shared_name.get(shmid), mapped_by=tuple(tally.shared_users.get(shmid, ()))))
 
     stats = checkpoint.stats
     dump_stats = {}
@@ -523,18 +632,18 @@ def measure(checkpoint, *, top=0):
     return SizeReport(
         directory=checkpoint.directory,
         files=files,
-        apparent=sum(f.apparent for f in files),
-        allocated=sum(f.allocated for f in files),
+        disk=DiskUsage.of(files),
         kinds=kind_sizes(files),
         pages=total,
-        pages_files=tuple(pages_files),
+        pages_files=pages_files,
         processes=tuple(processes),
         shared=tuple(shared),
-        vma_kinds=vma_kinds,
-        top_vmas=top_vmas,
+        common=DiskUsage.of(f for f in files if f.name not in claimed),
+        vma_kinds=tally.vma_kinds(),
+        top_vmas=tally.top_vmas() if top else (),
         parent_chain=parent_chain(checkpoint),
         dump_stats=dump_stats,
-        notes=tuple(notes),
+        notes=tuple(notes + _finding_notes(checkpoint)),
     )
 
 
@@ -548,15 +657,10 @@ def parent_chain(checkpoint):
     current = checkpoint.parent
     while current is not None:
         depth += 1
-        files = directory_files(current)
-        counts = PageCounts()
-        for process in current.processes:
-            if process.memory is not None:
-                counts += PageCounts.of_runs(process.memory.runs)
-        for table in _shared_tables(current).values():
-            counts += PageCounts.of_runs(table.runs)
-        links.append(ChainLink(depth, current.directory, len(files),
-                               sum(f.apparent for f in files), sum(f.allocated for f in files),
+        tables = [_table(current, f"pagemap-{p.pid}.img") for p in current.processes]
+        tables += _shared_tables(current).values()
+        counts = sum((PageCounts.of_runs(t.runs) for t in tables if t is not None), PageCounts())
+        links.append(ChainLink(depth, current.directory, DiskUsage.of(directory_files(current)),
                                counts))
         current = current.parent
     return tuple(links)
@@ -564,40 +668,37 @@ def parent_chain(checkpoint):
 
 # -- transfer ----------------------------------------------------------------------------------
 
-_RATE = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z]*)\s*"
-                   r"(?P<per>/\s*s(?:ec)?|ps)?\s*$")
-_PREFIX = {"": 1, "k": 10 ** 3, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
-           "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
+#: RATE ::= NUMBER [PREFIX UNIT [PER]];  a bare NUMBER is bytes per second.
+_RATE = re.compile(
+    r"^\s*(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*"
+    r"(?:(?P<prefix>[kKmMgGtTpP][iI]?)?(?P<unit>(?i:bits?|bytes?)|[bB])"
+    r"(?P<per>\s*/\s*s(?:ec)?|ps)?)?\s*$")
+_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
 def parse_rate(text):
     """A transfer rate in bytes per second, from ``1Gbit/s``, ``100MB/s``, ``10MiB/s``,
-    ``500Mbps``, ``1.5Gb/s``, ``250000`` (bytes per second).
+    ``500Mbps``, ``1.5Gb/s``, ``40 MByte/s``, ``250000`` (bytes per second).
 
-    ``b``/``bit`` are bits and ``B`` bytes; ``k M G T`` are powers of 1000,
-    ``Ki Mi Gi Ti`` powers of 1024.  Raises ValueError for anything else.
+    ``b``, ``bit``, ``bits`` are bits, ``B``, ``byte``, ``bytes`` bytes; ``k M G T P``
+    (either case) are powers of 1000, ``Ki Mi Gi Ti Pi`` powers of 1024; ``/s``,
+    ``/sec`` or ``ps`` may follow.  Raises ValueError for anything else.
     """
     match = _RATE.match(str(text))
     if not match:
-        raise ValueError(f"{text!r} is not a rate: write it like 1Gbit/s, 100MB/s or 50MiB/s")
+        raise ValueError(f"{text!r} is not a rate: write it like 1Gbit/s, 500Mbps, 100MB/s "
+                         "or 50MiB/s (b = bits, B = bytes)")
     number = float(match.group("number"))
-    unit = match.group("unit")
-    per = match.group("per")
-    bits = None
-    for suffix, is_bits in (("bit", True), ("b", True), ("B", False)):
-        if unit.endswith(suffix):
-            prefix, bits = unit[: -len(suffix)], is_bits
-            break
-    if bits is None:
-        if unit or per:
-            raise ValueError(f"{text!r}: unknown unit {unit!r} (use bit/s, b/s or B/s with "
-                             "an optional k, M, G, T, Ki, Mi, Gi, Ti)")
-        prefix, bits = "", False
-    if prefix not in _PREFIX:
-        raise ValueError(f"{text!r}: unknown prefix {prefix!r} (use k, M, G, T, Ki, Mi, Gi, Ti)")
-    rate = number * _PREFIX[prefix] / (8 if bits else 1)
-    if rate <= 0:
-        raise ValueError(f"{text!r}: a rate must be more than zero")
+    prefix = (match.group("prefix") or "").lower()
+    unit = match.group("unit") or "B"
+    scale = 1
+    if prefix:
+        power = _POWERS[prefix[0]]
+        scale = 1024 ** power if prefix.endswith("i") else 1000 ** power
+    bits = unit == "b" or unit.lower().startswith("bit")
+    rate = number * scale / (8 if bits else 1)
+    if not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"{text!r}: a rate must be a finite number more than zero")
     return rate
 
 
@@ -618,8 +719,8 @@ class Transfer:
     from the parent chain: what moving it without the chain costs),
     ``in_parent`` (the part the parent chain already holds), ``this`` (this
     directory: what is left once the chain has been moved), and with a content
-    scan ``compressed`` and ``deduplicated_compressed`` (estimates: the page
-    data so reduced, the other images as they are).
+    scan ``compressed`` and ``deduplicated_compressed`` (estimates for this
+    directory: its page data so reduced, the other images as they are).
     """
 
     rate: float
@@ -642,7 +743,7 @@ def transfer(report, rate, content=None):
                ("in_parent", report.parent_bytes),
                ("this", report.apparent)]
     if content is not None and content.compressed_estimate is not None:
-        rest = report.apparent - report.kind_sizes["pages"].apparent
+        rest = report.apparent - content.bytes_read
         amounts.append(("compressed", rest + content.compressed_estimate))
         amounts.append(("deduplicated_compressed", rest + content.dedup_compressed_estimate))
     return Transfer(rate, tuple(TransferItem(what, n, n / rate) for what, n in amounts))

@@ -7,9 +7,9 @@ fd, path), the message CRIU will print and what to do about it.  Three stages:
 
 1. **integrity** (:mod:`.validate_integrity`): the images alone — the graph's
    own findings (:attr:`Checkpoint.findings`: missing and undecodable images,
-   the process tree, files, pagemaps and pages, the parent chain) plus what
-   the graph does not check (every other image decodes, the inventory,
-   pstree order, tcp-stream images, stray images);
+   the process tree, files, pagemaps and pages) plus what the graph does not
+   check (every other image decodes, the inventory, pstree order, the parent
+   chain, socket peers, tcp-stream images, stray images);
 2. **requirements** (:mod:`.validate_requirements`): the options and external
    pieces the restore will need (``--tcp-established``, ``--ext-unix-sk``,
    ``--shell-job``, external ttys and mounts, plugins, an LXD console...);
@@ -19,22 +19,26 @@ fd, path), the message CRIU will print and what to do about it.  Three stages:
    features, architecture, kernel, criu, LSM, cgroups, plugins).  Without
    them these checks are skipped, and the report says so.
 
-Pure: nothing is printed and nothing is written; the only files read beyond
-the images' metadata are page files' sizes (``stat``), the target's files and
-the host facts given.  The checks and their CRIU messages are listed in
-:mod:`.validate_catalog` (and docs/validate.md).
+Pure: nothing is printed and nothing is written; page data is never read
+(pages files are only ``stat``-ed); the only files read outside the images are
+the target's files, the host facts given and the manager's logs.  The checks,
+their CRIU messages and fixes are listed in :mod:`.validate_catalog` (and
+docs/validate.md).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..findings import ERROR, INFO, SEVERITIES, WARNING
 from . import validate_integrity, validate_requirements, validate_target
-from .validate_catalog import SOURCE, STAGES, check
+from .validate_catalog import STAGES, check
+from .validate_facts import RestoreFacts
+
+#: Version of the JSON form of a :class:`Report` (bumped on incompatible changes).
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +47,9 @@ class ValidationFinding:
 
     ``where`` names what it concerns for people (``pid 42 fd 3``,
     ``pagemap-42.img``, ``/usr/bin/python3``); ``image``/``offset``/``entry``
-    locate it in the images when it comes from one.  ``criu_says`` is the
-    message CRIU will print (None when it prints nothing specific), ``fix``
-    what to do.
+    locate it in the images when it comes from one; ``pid``, ``fd`` and
+    ``path`` name the object when there is one.  ``criu_says`` is the message
+    CRIU will print (None when it prints nothing specific), ``fix`` what to do.
     """
 
     severity: str
@@ -58,20 +62,23 @@ class ValidationFinding:
     image: str | None = None
     offset: int | None = None
     entry: int | None = None
+    pid: int | None = None
+    fd: int | None = None
+    path: str | None = None
 
     def to_dict(self):
-        """A JSON-ready dict of machine values."""
+        """A JSON-ready dict of machine values (see docs/validate.md for the schema)."""
         return {"severity": self.severity, "code": self.code, "stage": self.stage,
                 "message": self.message, "where": self.where, "image": self.image,
-                "offset": self.offset, "entry": self.entry, "criu_says": self.criu_says,
-                "fix": self.fix}
+                "offset": self.offset, "entry": self.entry, "pid": self.pid, "fd": self.fd,
+                "path": self.path, "criu_says": self.criu_says, "fix": self.fix}
 
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """An option or external piece the restore needs (``--tcp-established``, ...).
 
-    ``provided_by`` names the manager that passes it by itself (``LXD``), or None.
+    ``provided_by`` names the manager that passes it by itself (``LXC``), or None.
     """
 
     option: str
@@ -121,8 +128,9 @@ class Report:
         return {f.code for f in self.findings if severity is None or f.severity == severity}
 
     def to_dict(self):
-        """A JSON-ready dict."""
+        """A JSON-ready dict (schema in docs/validate.md)."""
         return {
+            "schema_version": SCHEMA_VERSION,
             "checkpoint": self.checkpoint, "source_kind": self.source_kind,
             "target_root": self.target_root, "host_root": self.host_root,
             "verdict": self.verdict,
@@ -146,7 +154,8 @@ class _Missing:
 class _Template(string.Formatter):
     def get_value(self, key, args, kwargs):
         if isinstance(key, str):
-            return kwargs.get(key, _Missing(key))
+            value = kwargs.get(key)
+            return _Missing(key) if value is None else value
         return super().get_value(key, args, kwargs)
 
     def format_field(self, value, spec):
@@ -176,9 +185,10 @@ class Collector:
         self._seen = set()
 
     def add(self, code, message, where, *, severity=None, image=None, offset=None, entry=None,
-            source=None, stage=None, **params):
+            source=None, pid=None, fd=None, path=None, **params):
         """Record a finding of check ``code``; ``params`` fill its CRIU message and fix.
 
+        ``severity`` overrides the catalog's (needed where the catalog says None);
         ``source`` (a :class:`decoders.Source`) fills ``image``/``offset``/``entry``.
         A finding identical to one already recorded is dropped.
         """
@@ -187,11 +197,13 @@ class Collector:
             image = image or os.path.basename(source.path)
             offset = source.offset if offset is None else offset
             entry = source.index if entry is None else entry
+        params.update(pid=pid, fd=fd, path=path)
         params.setdefault("image", image or where)
         finding = ValidationFinding(
-            severity=severity or spec.severity or INFO, code=code, stage=stage or spec.stage,
+            severity=severity or spec.severity or INFO, code=code, stage=spec.stage,
             message=message, where=where, criu_says=fill(spec.criu_says, **params),
-            fix=fill(spec.fix, **params), image=image, offset=offset, entry=entry)
+            fix=fill(spec.fix, **params), image=image, offset=offset, entry=entry,
+            pid=pid, fd=fd, path=path)
         key = (finding.code, finding.message, finding.where)
         if key not in self._seen:
             self._seen.add(key)
@@ -210,53 +222,65 @@ class Collector:
             self.skipped.append(sentence)
 
 
-_NUMBERS = (("pid", r"\bpid (\d+)"), ("fd", r"\bfd (\d+)"), ("id", r"\bfile id (\d+)"),
-            ("tid", r"\bthread (\d+)"), ("vaddr", r"\b(0x[0-9a-f]+)"))
-
-
-def graph_params(message):
-    """Values a graph finding's message names (pid, fd, file id, address), for templates."""
-    params = {}
-    for name, pattern in _NUMBERS:
-        match = re.search(pattern, message)
-        if match:
-            value = match.group(1)
-            params[name] = value if name == "vaddr" else int(value)
-    return params
-
-
-def validate(checkpoint, *, source=None, target_root=None, host=None):
+def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STAGES):
     """Check whether ``checkpoint`` will restore; return a :class:`Report`.
 
     ``source`` (a :class:`crit_plus.sources.Source`) adds what the manager knows
-    (backup.yaml, logs, the dump's CRIU and kernel versions, LXC's tty.info);
-    ``target_root`` is the directory that will be ``/`` of the restored
-    processes (files and mountpoints are checked there); ``host`` is the
-    :class:`~.host.HostFacts` of the restore host (pids, CPU, kernel, criu,
-    LSM, cgroups, plugins).  Without ``target_root`` or ``host`` those checks
-    are skipped and :attr:`Report.skipped` says so.
+    (its kind, the dump's CRIU and kernel versions from its log, its logs of
+    earlier restores); ``target_root`` is the directory that will be ``/`` of
+    the restored processes (files and mountpoints are checked there); ``host``
+    is the :class:`~.host.HostFacts` of the restore host (pids, CPU, kernel,
+    criu, LSM, cgroups, plugins).  Without ``target_root`` or ``host`` those
+    checks are skipped and :attr:`Report.skipped` says so.  ``stages`` limits
+    the run (the benchmark times integrity and requirements alone).
     """
     out = Collector()
-    validate_integrity.run(checkpoint, out)
-    validate_requirements.run(checkpoint, out, source)
-    if source is not None:
-        for finding in source.findings:
-            out.add(finding.code, finding.message, finding.where,
-                    severity=finding.severity, stage=SOURCE)
-    validate_target.run(checkpoint, out, source, target_root, host)
+    facts = RestoreFacts(checkpoint, source)
+    if "integrity" in stages:
+        validate_integrity.run(facts, out)
+    if "requirements" in stages:
+        validate_requirements.run(facts, out)
+    if "target" in stages:
+        validate_target.run(facts, out, target_root, host)
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
-    stages = {stage: i for i, stage in enumerate(STAGES)}
+    stage_order = {stage: i for i, stage in enumerate(STAGES)}
     findings = sorted(out.findings, key=lambda f: (order.get(f.severity, 9),
-                                                   stages.get(f.stage, 9)))
+                                                   stage_order.get(f.stage, 9)))
     return Report(
-        checkpoint=str(source.images_dir if source is not None else checkpoint.directory),
+        checkpoint=os.path.abspath(source.images_dir if source is not None
+                                   else checkpoint.directory),
         findings=tuple(findings), requirements=tuple(out.requirements),
         skipped=tuple(out.skipped),
-        target_root=None if target_root is None else os.fspath(target_root),
+        target_root=None if target_root is None else os.path.abspath(target_root),
         host_root=None if host is None else host.root,
         source_kind=None if source is None else source.kind,
     )
 
 
-__all__ = ["Collector", "Report", "Requirement", "ValidationFinding", "fill", "graph_params",
-           "validate"]
+def unreadable_report(images_dir, error, source_kind=None):
+    """The :class:`Report` of a checkpoint whose ``inventory.img`` or ``pstree.img`` does
+    not decode (no graph can be built): one ``bad-image`` error."""
+    out = Collector()
+    validate_integrity.report_decode_error(out, error)
+    out.skip("everything else: the checkpoint cannot be opened without these images")
+    return Report(checkpoint=os.path.abspath(images_dir), findings=tuple(out.findings),
+                  requirements=(), skipped=tuple(out.skipped), source_kind=source_kind)
+
+
+def default_target_root(checkpoint, source=None):
+    """Where the restored processes' ``/`` is when the user names none: ``/`` for a tree
+    that shares the host's mount namespace; for one with its own, the ``rootfs/`` the
+    manager keeps beside the images (LXD/Incus), else None (unknown)."""
+    facts = RestoreFacts(checkpoint, source)
+    namespaces = facts.new_namespaces
+    if namespaces is None:
+        return None
+    if "mnt" not in namespaces:
+        return "/"
+    base = source.images_dir if source is not None else checkpoint.directory
+    rootfs = os.path.join(os.path.dirname(os.fspath(base)), "rootfs")
+    return rootfs if os.path.isdir(rootfs) else None
+
+
+__all__ = ["Collector", "Report", "Requirement", "SCHEMA_VERSION", "ValidationFinding",
+           "default_target_root", "fill", "unreadable_report", "validate"]

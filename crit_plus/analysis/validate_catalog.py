@@ -1,26 +1,29 @@
 """Every check ``validate`` runs: its stage, severity, what CRIU will say, and the fix.
 
 One table, so the code, the output and docs/validate.md agree (a test checks
-the docs table against it).  ``criu_says`` is the message CRIU (or liblxc)
-prints when the restore hits the problem, taken from CRIU 4.2.1's sources
-(``criu/*.c``) and liblxc 5.0's ``src/lxc/criu.c``; ``{name}`` fields are
-filled from the finding.  None means CRIU prints nothing specific: the restore
-goes on and the program misbehaves later, or the restore fails elsewhere.
+the docs table against it, and another that every check fires on a damaged
+copy of a real checkpoint).  ``criu_says`` is the message CRIU (or liblxc)
+prints when a restore hits the problem, taken from CRIU 4.2.1's sources
+(``criu/*.c``) and liblxc's ``src/lxc/criu.c``; ``{name}`` fields are filled
+from the finding.  None means CRIU prints nothing specific: the restore goes
+on and the program misbehaves later, or the restore fails elsewhere.
 
 Stages: ``integrity`` (the images alone), ``requirements`` (options and
-external pieces the restore needs), ``target`` (the restore host and the
-file system the processes will see), ``source`` (what the manager's metadata
-says).  Codes the graph already reports (:attr:`Checkpoint.findings`) are
-listed with ``graph=True``: validate reuses those findings and only adds the
-CRIU message and the fix; ``severity`` None keeps the graph's own.
+external pieces the restore needs), ``target`` (the restore host and the file
+system the processes will see).  Codes the graph already reports
+(:attr:`crit_plus.graph.Checkpoint.findings`) carry ``graph=True``: validate
+reuses those findings and adds the CRIU message and the fix.  ``severity``
+None means "error or warning, depending on the case" (the finding says which).
+
+Codes are stable: programs (and issue 10's restore comparisons) key on them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-INTEGRITY, REQUIREMENTS, TARGET, SOURCE = "integrity", "requirements", "target", "source"
-STAGES = (INTEGRITY, REQUIREMENTS, TARGET, SOURCE)
+INTEGRITY, REQUIREMENTS, TARGET = "integrity", "requirements", "target"
+STAGES = (INTEGRITY, REQUIREMENTS, TARGET)
 
 
 @dataclass(frozen=True)
@@ -36,34 +39,40 @@ class Check:
     graph: bool = False
 
 
-_RECOPY = "Copy the checkpoint again from the machine that made it (the images are incomplete or damaged)."
+_RECOPY = ("Copy the checkpoint again from the machine that made it: the images are "
+           "incomplete or damaged.")
+_LXC = "LXD, Incus and lxc-checkpoint pass it themselves."
 
 CHECKS = {check.code: check for check in (
-    # -- integrity: reported by the graph, reused ------------------------------------------
+    # -- integrity: reported by the graph, reused --------------------------------------------
     Check("missing-image", INTEGRITY, "error", "an image the restore reads is missing",
           "Unexpected EOF on {image}",
           "Copy {image} from the original checkpoint; CRIU reads a missing image as empty "
           "and fails on the first entry it needs.", graph=True),
-    Check("bad-image", INTEGRITY, "error", "an image does not decode (magic, framing, protobuf)",
-          "Magic doesn't match for {image} / Failed unpacking object from {image}",
-          _RECOPY, graph=True),
+    Check("bad-image", INTEGRITY, None,
+          "an image does not decode: unknown magic, a magic that does not match its name, "
+          "a cut entry, a bad protobuf message",
+          "Magic doesn't match for {image} / Unexpected EOF on {image} / Failed unpacking "
+          "object from {image}", _RECOPY, graph=True),
     Check("orphan", INTEGRITY, "error", "a process's parent is not in pstree.img",
           "Can't find a parent for {pid}", _RECOPY, graph=True),
-    Check("pid-cycle", INTEGRITY, "error", "parent links form a cycle",
+    Check("pid-cycle", INTEGRITY, "error", "parent links in pstree.img form a cycle",
           "Can't find a parent for {pid}", _RECOPY, graph=True),
     Check("many-roots", INTEGRITY, "error", "more than one process has parent 0",
           "Parent missed on non-root task with pid {pid}, image corruption!", _RECOPY,
           graph=True),
-    Check("duplicate-pid", INTEGRITY, "error", "a pid appears twice in pstree.img", None,
-          _RECOPY, graph=True),
+    Check("duplicate-pid", INTEGRITY, "error", "a pid appears twice in pstree.img",
+          None, _RECOPY + " (CRIU stops on an internal assertion.)", graph=True),
     Check("duplicate-tid", INTEGRITY, "error", "a thread id belongs to two processes",
           "Unexpected task {tid} in a tree", _RECOPY, graph=True),
-    Check("no-task-state", INTEGRITY, "error", "a leader's core has no task part (tc)",
+    Check("no-task-state", INTEGRITY, "error", "a leader's core image has no task part (tc)",
           "Core task state data missed", _RECOPY, graph=True),
-    Check("zombie-images", INTEGRITY, None, "a zombie has mm/pagemap images", None,
-          "Nothing to do for the restore (CRIU ignores them); the dump was unusual.", graph=True),
-    Check("no-fdinfo", INTEGRITY, None, "a process has no fdinfo image (no open files)", None,
-          "Nothing: CRIU omits empty images.", graph=True),
+    Check("zombie-images", INTEGRITY, "info", "a zombie has mm or pagemap images",
+          None, "Nothing for the restore (CRIU does not read them); the dump was unusual.",
+          graph=True),
+    Check("no-fdinfo", INTEGRITY, "info", "a process has no fdinfo image",
+          None, "Nothing if the process had no open files (CRIU then writes no image); "
+          "otherwise copy {image} from the original checkpoint.", graph=True),
     Check("unresolved-fd", INTEGRITY, "error", "an fd names a file id missing from files.img",
           "No file for fd {fd} id {id:#x}", _RECOPY, graph=True),
     Check("unresolved-file", INTEGRITY, "error",
@@ -73,21 +82,24 @@ CHECKS = {check.code: check for check in (
           "a file mapping names a file id missing from files.img",
           "`- Can't open vma", _RECOPY, graph=True),
     Check("missing-ghost", INTEGRITY, "error",
-          "a deleted file's contents (ghost-file image) are missing",
-          "Unexpected EOF on {image}",
+          "a deleted file's contents (its ghost-file image) are missing",
+          "Unexpected EOF on ghost-file image",
           "Copy the ghost-file image from the original checkpoint; without it the deleted "
           "file cannot be recreated.", graph=True),
-    Check("missing-memfd-inode", INTEGRITY, "error", "a memfd names an inode missing from memfd.img",
-          None, _RECOPY, graph=True),
-    Check("missing-tty-info", INTEGRITY, "error", "a tty names an entry missing from tty-info.img",
+    Check("missing-memfd-inode", INTEGRITY, "error",
+          "a memfd names an inode missing from memfd.img", None, _RECOPY, graph=True),
+    Check("missing-tty-info", INTEGRITY, "error",
+          "a terminal names an entry missing from tty-info.img",
           "Not all TTYs got its infos", _RECOPY, graph=True),
-    Check("empty-file-entry", INTEGRITY, None, "a files.img entry has no description",
-          "Unknown file type", _RECOPY, graph=True),
-    Check("missing-pages", INTEGRITY, "error", "a pages image the pagemap needs is missing",
+    Check("empty-file-entry", INTEGRITY, "error",
+          "a files.img entry lacks the description of its kind",
+          None, _RECOPY + " (CRIU dereferences the missing part and crashes.)", graph=True),
+    Check("missing-pages", INTEGRITY, "error", "a pages image a pagemap needs is missing",
           "Reached EOF unexpectedly while reading page from image",
           "Copy the pages image from the original checkpoint.", graph=True),
     Check("pages-size", INTEGRITY, None,
-          "a pages image is not 4096 x the present pages its pagemaps list",
+          "a pages image is not 4096 x the present pages its pagemaps list "
+          "(shorter: error; longer: warning)",
           "Reached EOF unexpectedly while reading page from image",
           "A short pages image lost memory: copy it again (compare sizes with `ls -l`; "
           "`criu dedup` only punches holes, the size stays).", graph=True),
@@ -95,10 +107,10 @@ CHECKS = {check.code: check for check in (
           "Page entry address {vaddr} outside of VMA", _RECOPY, graph=True),
     Check("pagemap-overlap", INTEGRITY, "error", "pagemap entries overlap",
           "Page entry address {vaddr} outside of VMA", _RECOPY, graph=True),
-    Check("pagemap-unaligned", INTEGRITY, "error", "a pagemap entry is not page aligned", None,
-          _RECOPY, graph=True),
-    Check("pagemap-empty-entry", INTEGRITY, None, "a pagemap entry lists no pages", None,
-          _RECOPY, graph=True),
+    Check("pagemap-unaligned", INTEGRITY, "error", "a pagemap entry is not page aligned",
+          None, _RECOPY, graph=True),
+    Check("pagemap-empty-entry", INTEGRITY, "warning", "a pagemap entry lists no pages",
+          None, _RECOPY, graph=True),
     Check("pagemap-outside-vma", INTEGRITY, "error", "listed pages lie in no VMA",
           "Page entry address {vaddr} outside of VMA", _RECOPY, graph=True),
     Check("parent-pages", INTEGRITY, "error",
@@ -106,131 +118,153 @@ CHECKS = {check.code: check for check in (
           "Missing {vaddr} in parent pagemap / No parent for snapshot pagemap",
           "Restore the parent/ link to the pre-dump directory (criu dump --prev-images-dir) "
           "and copy that directory too.", graph=True),
-    Check("parent-loop", INTEGRITY, "error", "parent/ leads back into the chain", None,
-          "Point parent/ at the pre-dump this checkpoint was made from.", graph=True),
     Check("missing-shmem", INTEGRITY, "error",
-          "a shared mapping has no pagemap-shmem image",
+          "a shared anonymous mapping has no pagemap-shmem image",
           "Can't restore shmem content", _RECOPY, graph=True),
-    Check("vma-overlap", INTEGRITY, "error", "VMAs overlap", None, _RECOPY, graph=True),
-    Check("vma-unsorted", INTEGRITY, "error", "VMAs are not sorted",
+    Check("vma-overlap", INTEGRITY, "error", "VMAs of a process overlap", None, _RECOPY,
+          graph=True),
+    Check("vma-unsorted", INTEGRITY, "error", "VMAs of a process are not sorted",
           "VMA-s are not sorted in the image file", _RECOPY, graph=True),
-    # -- integrity: validate's own ---------------------------------------------------------
-    Check("inventory-version", INTEGRITY, "error", "img_version is not 1 or 2",
+    # -- integrity: validate's own -----------------------------------------------------------
+    Check("parent-link-broken", INTEGRITY, "error",
+          "parent/ (or a parent's parent/) is a dangling link",
+          "Can't open parent path: No such file or directory",
+          "Point parent/ at the pre-dump directory it was made from, or remove the link if "
+          "no page is marked PE_PARENT (CRIU opens parent/ whenever it exists)."),
+    Check("parent-loop", INTEGRITY, "error", "parent/ leads back into its own chain",
+          None, "Point parent/ at the pre-dump this checkpoint was made from (CRIU follows "
+          "the chain until it runs out of file descriptors)."),
+    Check("inventory-version", INTEGRITY, "error", "inventory img_version is not 1 or 2",
           "Not supported images version {version}",
-          "Use the CRIU release that wrote the images; this CRIU format is not supported."),
+          "Use the CRIU release that wrote the images; this format is not supported."),
     Check("inventory-too-old", INTEGRITY, "error", "inventory lacks fdinfo_per_id",
           "Too old image, no longer supported",
           "Restore with the (pre-1.3) CRIU that wrote it, or dump again."),
     Check("root-cg-set", INTEGRITY, "error", "inventory root_cg_set is 0",
           "Corrupted root cgset", _RECOPY),
     Check("no-processes", INTEGRITY, "error", "pstree.img lists no process", None, _RECOPY),
-    Check("pstree-order", INTEGRITY, "error",
-          "a process comes before its parent in pstree.img",
+    Check("pstree-order", INTEGRITY, "error", "a process comes before its parent in pstree.img",
           "Can't find a parent for {pid}",
-          "CRIU reads pstree.img in order; the image was edited or damaged: copy it again."),
+          "CRIU reads pstree.img in order: the image was edited or damaged; copy it again."),
     Check("arch-mixed", INTEGRITY, "error", "core images name different architectures",
           "Core march mismatch {mtype}", _RECOPY),
+    Check("pidns-init", INTEGRITY, "error",
+          "the tree has its own pid namespace but its root is not pid 1",
+          "First PID in a PID namespace needs to be 1 and not {pid}", _RECOPY),
+    Check("unresolved-peer", INTEGRITY, "error",
+          "a unix socket's peer is not in files.img (not even as an external socket)",
+          "FATAL: Peer {peer} unresolved for {ino}", _RECOPY),
     Check("missing-tcp-stream", INTEGRITY, "error",
           "a connected TCP socket has no tcp-stream image",
           "Unexpected EOF on {image}",
           "Copy {image} from the original checkpoint (it holds the connection's sequence "
           "numbers and queues)."),
-    Check("parent-link-broken", INTEGRITY, None, "parent/ is a dangling link", None,
-          "Point parent/ at the pre-dump directory, or remove it if no page is PE_PARENT."),
-    Check("stray-image", INTEGRITY, "info", "a per-process image for a pid not in pstree.img",
-          None, "Nothing for the restore (CRIU never opens it); it hints that pstree.img was edited."),
+    Check("stray-image", INTEGRITY, "info",
+          "a per-process image for a pid (or file table) pstree.img does not list", None,
+          "Nothing for the restore (CRIU never opens it); it hints that pstree.img or an "
+          "ids image was edited."),
     Check("unused-pages", INTEGRITY, "info", "a pages image no pagemap refers to", None,
           "Nothing for the restore; it hints that a pagemap image is missing."),
-    # -- requirements -------------------------------------------------------------------------
+    # -- requirements ----------------------------------------------------------------------
     Check("needs-tcp-established", REQUIREMENTS, "info", "connected TCP sockets",
           "Connected TCP socket in image",
-          "Restore with --tcp-established (or --tcp-close to restore them closed); the peer "
-          "address {endpoint} must be reachable and the connection's ports free."),
-    Check("needs-tcp-close", REQUIREMENTS, "info", "inventory says tcp_close",
+          "Restore with --tcp-established (or --tcp-close to restore them closed); the "
+          "connection's addresses must exist on the target and its ports be free. " + _LXC),
+    Check("needs-tcp-close", REQUIREMENTS, "info", "the inventory says tcp_close",
           "Need to set the --tcp-close options.", "Restore with --tcp-close."),
-    Check("needs-allow-uprobes", REQUIREMENTS, "info", "inventory says allow_uprobes",
+    Check("needs-allow-uprobes", REQUIREMENTS, "info", "the inventory says allow_uprobes",
           "Dumped with --allow-uprobes. Need to set it on restore as well.",
           "Restore with --allow-uprobes."),
     Check("needs-ext-unix-sk", REQUIREMENTS, "warning",
-          "a unix socket's peer was not dumped (external)",
-          "Can't find peer for unix socket / external socket not allowed",
-          "Restore with --ext-unix-sk, and make sure the peer ({peer}) exists on the target "
-          "(or pass it with --inherit-fd)."),
+          "a unix socket is connected to a socket outside the checkpoint",
+          "External socket found in image. Consider using the --ext-unix-sk option to allow "
+          "restoring it.",
+          "Restore with --ext-unix-sk, and make sure the peer ({peer_name}) exists on the "
+          "target before the restore."),
     Check("needs-shell-job", REQUIREMENTS, "info",
-          "the tree's session or terminal belongs to something not dumped",
-          "No task found with sid {sid}",
-          "Restore with --shell-job (-j) from a shell: the restored tree joins its session "
-          "and terminal."),
+          "the tree's session belongs to a process outside the checkpoint (a shell job)",
+          "Requested sid {sid} doesn't match inherited N / No task found with sid {sid}",
+          "Restore with --shell-job (-j) from a shell: the restored tree joins that shell's "
+          "session and terminal."),
     Check("needs-inherit-tty", REQUIREMENTS, "warning",
-          "a terminal outside the tree (an external tty) is held",
-          "No file for fd {fd} id {id:#x} / Can't open ... tty",
-          "Restore with --inherit-fd fd[N]:{key} where N is an fd of a terminal the restore "
-          "inherits (a pty you open), or --external {key}."),
+          "processes hold a terminal from outside the checkpoint (an external tty)",
+          "No task found with sid {sid}",
+          "Give the restore a terminal for it: --inherit-fd fd[N]:{key} where N is an fd of "
+          "a terminal the restore inherits (liblxc does this with the console it sets up)."),
     Check("lxd-console", REQUIREMENTS, "error",
-          "an LXD/LXC container dumped with its console (tty.info) needs the console on restore",
+          "an LXD/Incus/LXC container was dumped with its console (tty.info holds its id)",
           "lxc.console.path configured on source host but not target",
-          "{fix}"),
+          "liblxc restores the console only from a console fd of the new container, which "
+          "LXD and Incus never set up (canonical/lxd#9396, lxc/incus#2186): this checkpoint "
+          "will not restore through them. Start the container without its state "
+          "({manager} start --stateless {instance}), or restore it by hand with criu "
+          "restore --inherit-fd fd[N]:{key}. For future checkpoints set raw.lxc "
+          "'lxc.console.path = none' before dumping."),
     Check("needs-root", REQUIREMENTS, "info", "the tree has its own mount namespace",
           "The --root option is required to restore a mount namespace",
-          "Restore with --root DIR, DIR being the container's root file system."),
-    Check("needs-ext-mount", REQUIREMENTS, "info", "external mounts need a mapping",
+          "Restore with --root DIR, DIR being the container's root file system (mounted). "
+          + _LXC),
+    Check("needs-ext-mount", REQUIREMENTS, "info", "mounts that were external at dump",
           "No mapping for {mnt_id}:{mountpoint} mountpoint",
           "Restore with --ext-mount-map {key}:HOSTPATH (or --external mnt[{key}]:HOSTPATH) "
-          "for each key."),
-    Check("needs-ext-mount-auto", REQUIREMENTS, "info", "autodetected external mounts",
-          "Mount {mnt_id}:{mountpoint} is autodetected external mount. Try "
-          "\"--ext-mount-map auto\" to allow them.",
-          "Restore with --ext-mount-map auto; the host paths must exist on the target."),
+          "for each key. " + _LXC),
+    Check("needs-ext-mount-auto", REQUIREMENTS, "info", "mounts CRIU found external by itself",
+          "Mount {mnt_id}:{mountpoint} is autodetected external mount. Try \"--ext-mount-map "
+          "auto\" to allow them.",
+          "Restore with --ext-mount-map auto; the host paths must exist on the target. "
+          + _LXC),
     Check("needs-plugin", REQUIREMENTS, "info", "CRIU plugins the dump used",
           "Missing required plugin: {plugin}",
           "Install the CRIU plugin {plugin} on the target (default directory /usr/lib/criu)."),
-    Check("needs-file-locks", REQUIREMENTS, "info", "file locks were dumped",
-          None, "Restore with --file-locks, or the locks are silently not restored."),
-    Check("needs-cpu-cap", REQUIREMENTS, "info", "cpuinfo.img: dumped with --cpu-cap",
+    Check("needs-file-locks", REQUIREMENTS, "info", "file locks were dumped (filelocks.img)",
+          None, "Restore with --file-locks, or the locks are silently not restored. " + _LXC),
+    Check("needs-cpu-cap", REQUIREMENTS, "info",
+          "cpuinfo.img: the dump recorded the CPU (--cpu-cap)",
           "CPU xfeatures has unsupported bits / CPU capabilities do not match run time",
-          "The restore checks the CPU against cpuinfo.img; restore on a like CPU, or "
-          "with --cpu-cap=none to skip the check."),
-    Check("manager-restore-failed", SOURCE, "info",
-          "the manager's log shows an earlier restore of this instance failing",
-          "{line}", "Read the log; this validation predicts the causes it can."),
-    # -- target ---------------------------------------------------------------------------------
+          "A restore with --cpu-cap checks the CPU against cpuinfo.img: restore on a like "
+          "CPU; without --cpu-cap only the FPU and instruction sets are compared."),
+    Check("manager-restore-failed", REQUIREMENTS, "warning",
+          "the manager's log shows a restore of this instance failing (the line is quoted)",
+          None,
+          "Read the log ({log}); the other findings say which causes validate predicts."),
+    # -- target --------------------------------------------------------------------------------
     Check("file-missing", TARGET, "error", "a file the processes hold or map is missing",
           "Can't open file {path} on restore: No such file or directory",
           "Put {path} back in the target root ({host_path}), or restore where it exists."),
     Check("file-size", TARGET, "error", "a file's size differs from the dump's",
           "File {path} has bad size {actual} (expect {expected})",
-          "Restore the file's contents as they were at dump time (the processes have it "
-          "open or mapped at offsets that must match)."),
+          "Restore the file as it was at dump time: the processes have it open or mapped at "
+          "offsets that must match."),
     Check("file-mode", TARGET, "error", "a file's type or permissions differ from the dump's",
           "File {path} has bad mode 0{actual:o} (expect 0{expected:o})",
-          "chmod {expected_perm:o} {host_path}, or restore with --skip-file-rwx-check when only "
-          "the permission bits differ."),
+          "chmod {expected_perm:o} {host_path} (or restore with --skip-file-rwx-check when "
+          "only the permission bits differ)."),
     Check("file-build-id", TARGET, "error", "an ELF file's build-id differs from the dump's",
           "File {path} has bad build-ID",
-          "Install the same build of {path} (same package version) on the target; the "
+          "Install the same build of {path} (the same package version) on the target: the "
           "processes run code from it."),
     Check("mountpoint-missing", TARGET, "error",
           "a mountpoint in the root file system does not exist",
-          "Failed to move mount {mnt_id} from ... to {mountpoint}: No such file or directory",
+          "Can't mount at {mountpoint}: No such file or directory",
           "mkdir -p {host_path} in the target root."),
     Check("ext-mount-source", TARGET, "warning",
           "an autodetected external mount's host path does not exist",
           "Can't mount at ...: No such file or directory",
-          "Create {source} on the host before the restore (a manager may create it itself "
-          "when it starts the instance)."),
-    Check("pid-busy", TARGET, "error", "a pid the restore needs is in use on the host",
+          "Create {mount_source} on the host before the restore (LXD and Incus create "
+          "/var/lib/lxd/shmounts and device nodes themselves when they start the instance)."),
+    Check("pid-busy", TARGET, "error",
+          "a pid the restore needs is in use on the host (restoring into the host's pid "
+          "namespace)",
           "Can't fork for {pid}: File exists",
-          "Stop the process that holds pid {pid} on the host, or restore the tree in a new "
-          "pid namespace (e.g. under `unshare -p -f --mount-proc`)."),
-    Check("pidns-init", TARGET, "error",
-          "the tree has its own pid namespace but its root is not pid 1",
-          "First PID in a PID namespace needs to be 1 and not {pid}", _RECOPY),
+          "Stop what holds pid {pid} on the host, or restore the tree in a new pid namespace "
+          "(e.g. under `unshare -p -f --mount-proc`)."),
     Check("arch-mismatch", TARGET, "error", "the images are for another architecture",
           "Core march mismatch {mtype}", "Restore on a {arch} machine."),
     Check("cpu-xsave", TARGET, "warning",
           "a thread used CPU state (XSAVE components) the host CPU lacks", None,
-          "Restore on a CPU with {features}; without them CRIU drops that state and the "
-          "program may die with SIGILL when it next uses those instructions."),
+          "Restore on a CPU with {features}: CRIU restores without that state and the "
+          "program dies with SIGILL when it next runs those instructions (libraries choose "
+          "them once, at start)."),
     Check("cpuinfo-xfeatures", TARGET, "error",
           "cpuinfo.img needs XSAVE components the host CPU lacks",
           "CPU xfeatures has unsupported bits ({bits:#x})",
@@ -238,14 +272,17 @@ CHECKS = {check.code: check for check in (
     Check("kernel-older", TARGET, "warning", "the host kernel is older than the dump's",
           None, "Restore on a kernel at least as new as {dumped}, or run `criu check --all` "
           "on the target to see which features are missing."),
-    Check("criu-older", TARGET, "error", "the installed criu is older than the dump's",
-          None, "Install CRIU {dumped} or newer on the target (the images use its format: "
-          "{why})."),
-    Check("criu-missing", TARGET, "error", "no criu on the target", None,
-          "Install CRIU {dumped} or newer."),
-    Check("lsm-missing", TARGET, None, "the dump's LSM is not active on the host",
-          "can't render profile {profile} for lsmtype", "Restore on a host with {lsm} "
-          "enabled, or with --lsm-profile to map the profiles."),
+    Check("criu-older", TARGET, None,
+          "the installed criu is older than the dump's (error when the image format changed "
+          "in between, warning otherwise)",
+          None, "Install CRIU {dumped} or newer on the target{why}."),
+    Check("criu-missing", TARGET, "warning", "no criu found on the target", None,
+          "Install CRIU {dumped} or newer (LXD's snap ships its own criu; this check looks "
+          "in PATH, /usr/sbin, /usr/local/sbin and /sbin)."),
+    Check("lsm-missing", TARGET, "error",
+          "the dump's LSM is not the host's, and processes carry LSM profiles",
+          "mismatched lsm types and lsm profile specified",
+          "Restore on a host with {lsm} enabled, or map the profiles with --lsm-profile."),
     Check("plugin-missing", TARGET, "error", "a CRIU plugin the dump used is not installed",
           "Missing required plugin: {plugin}",
           "Install the CRIU plugin {plugin} into /usr/lib/criu on the target."),
@@ -256,17 +293,18 @@ CHECKS = {check.code: check for check in (
           "--manage-cgroups=ignore (the tasks then stay in CRIU's cgroups)."),
     Check("cgroup-path", TARGET, "info", "a cgroup of the dump does not exist on the host",
           "Cgroup dir {path} doesn't exist (only with --manage-cgroups=none or props)",
-          "Nothing with the default --manage-cgroups=soft (CRIU creates it); with a "
+          "Nothing with the default --manage-cgroups=soft (CRIU creates it); with "
           "--cgroup-root the path is remapped."),
 )}
 
 
 def check(code):
-    """The :class:`Check` for ``code``; an unknown code (a newer graph's) gets a bare one."""
+    """The :class:`Check` for ``code``; a graph code newer than this table gets a bare one
+    (a test keeps the table complete for the graph of this version)."""
     found = CHECKS.get(code)
     if found is None:
         return Check(code, INTEGRITY, None, code, None, "See the message.", graph=True)
     return found
 
 
-__all__ = ["CHECKS", "Check", "INTEGRITY", "REQUIREMENTS", "SOURCE", "STAGES", "TARGET", "check"]
+__all__ = ["CHECKS", "Check", "INTEGRITY", "REQUIREMENTS", "STAGES", "TARGET", "check"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 
 import click
 
@@ -83,7 +84,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
                        err=True)
             return
         pieces = memory.stream(address, length)
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         if fmt == "json":
             write_json({"pid": pid, "address": address, "length": length,
                         "pieces": [_piece_json(a, d) for a, d in pieces]}, out)
@@ -164,7 +165,7 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
         except re.error as error:
             raise click.BadParameter(f"not a regular expression: {error}",
                                      param_hint="PATTERN") from None
-        found = _write_hits(search, fmt, max_count, click.get_text_stream("stdout"))
+        found = _write_hits(search, fmt, max_count, sys.stdout)
     if not found:
         click.echo(f"no match in {human_bytes(search.total)} of dumped memory", err=True)
         raise SystemExit(1)  # grep's status: nothing matched
@@ -223,7 +224,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
               "unavailable": [{"address": h.vaddr, "length": h.length, "reason": h.reason}
                               for h in holes]}
     if fmt == "json":
-        write_json(report, click.get_text_stream("stdout"))
+        write_json(report, sys.stdout)
         return
     click.echo(f"wrote {mapping.size} bytes of pid {pid} {safe_text(_vma_text(mapping))} "
                f"to {output}", err=True)

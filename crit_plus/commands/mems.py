@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..analysis import explore
@@ -53,7 +55,7 @@ def mems_command(path, lxd_dir, project, root, pid, fmt):
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         table = explore.vma_table(checkpoint, check_pid(checkpoint, pid))
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json([{"depth": item.depth, "pid": item.pid, "comm": item.comm,
                      "state": item.state, "exe": item.exe,

@@ -26,20 +26,24 @@ def open_output(path, binary=False):
     return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8")
 
 
-def source_options(func):
+def source_options(func=None, *, path_required=True):
     """``PATH`` plus ``--lxd-dir``, ``--project``, ``--root``: where the checkpoint is.
 
     PATH is an image directory, an LXD/Incus instance or snapshot directory, a
     name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``) or a Podman/CRI-O
-    checkpoint archive (see docs/sources.md).
+    checkpoint archive (see docs/sources.md).  Use as ``@source_options``, or
+    ``@source_options(path_required=False)`` for a command that can do without.
     """
+    if func is None:
+        return lambda command: source_options(command, path_required=path_required)
     func = click.option("--root", type=click.Path(exists=True, file_okay=False),
                         help="Directory standing for / of the dumped processes "
                              "(default: a snapshot's rootfs/).")(func)
     func = click.option("--project", help="LXD/Incus project of a NAME.")(func)
     func = click.option("--lxd-dir", type=click.Path(file_okay=False),
                         help="LXD/Incus directory instead of the standard ones.")(func)
-    return click.argument("path", metavar="PATH")(func)
+    return click.argument("path", metavar="PATH" if path_required else "[PATH]",
+                          required=path_required)(func)
 
 
 @contextlib.contextmanager

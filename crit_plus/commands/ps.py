@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..analysis import explore
@@ -35,7 +37,7 @@ def ps_command(path, lxd_dir, project, root, env, fmt):
     """
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         rows = explore.ps_rows(opened.checkpoint, env=env)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]
         if not env:

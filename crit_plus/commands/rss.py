@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..analysis import explore
@@ -53,7 +55,7 @@ def rss_command(path, lxd_dir, project, root, pid, fmt):
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         table = explore.rss_table(checkpoint, check_pid(checkpoint, pid))
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json([rss_json(item) for item in table], out)
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..analysis import explore
@@ -56,7 +58,7 @@ def sk_command(path, lxd_dir, project, root, families, fmt):
         rows = explore.socket_rows(opened.checkpoint)
     if families:
         rows = [row for row in rows if enum_text(row.family) in families]
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json([jsonable(row) for row in rows], out)
     elif rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..analysis import summary as analysis
@@ -208,7 +210,7 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
     """
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json(summary_json(result), out)
     else:

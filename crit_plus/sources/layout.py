@@ -46,19 +46,31 @@ def fake_root():
     return Path(os.environ.get(ROOT_ENV) or "/")
 
 
-def standard_roots(manager, lxd_dir=None):
+def standard_roots(manager, lxd_dir=None, root=None):
     """Data directories to search for ``manager``, in order.
 
     ``lxd_dir`` wins; then ``$LXD_DIR`` / ``$INCUS_DIR``; then the standard
-    directories under :func:`fake_root`.
+    directories under ``root`` (default: :func:`fake_root`).
     """
     if lxd_dir is not None:
         return [Path(lxd_dir)]
     variable = MANAGER_DIR_ENV.get(manager)
     if variable and os.environ.get(variable):
         return [Path(os.environ[variable])]
-    root = fake_root()
+    root = fake_root() if root is None else Path(root)
     return [root / relative for relative in STANDARD_ROOTS[manager]]
+
+
+def log_dir_candidates(root, dirname):
+    """Where a manager whose data directory is ``root`` keeps the logs of instance
+    directory ``dirname``: ``PREFIX/var/log/NAME/DIR`` for ``PREFIX/var/lib/NAME``,
+    then ``root/logs/DIR`` (the snap, custom data directories)."""
+    root = Path(root)
+    candidates = [root / "logs" / dirname]
+    if len(root.parts) >= 3 and root.parts[-3:-1] == ("var", "lib"):
+        prefix = root.parents[2]
+        candidates.insert(0, prefix / "var" / "log" / root.name / dirname)
+    return candidates
 
 
 def is_images_dir(path):
@@ -156,12 +168,8 @@ class Placement:
 
     def log_dirs(self):
         """The manager's log directories for this instance, those that exist."""
-        root = self.root
-        candidates = [root / "logs" / self.dirname]
-        if len(root.parts) >= 3 and root.parts[-3:-1] == ("var", "lib"):
-            prefix = root.parents[2]
-            candidates.insert(0, prefix / "var" / "log" / root.name / self.dirname)
-        return tuple(path for path in candidates if path.is_dir())
+        return tuple(path for path in log_dir_candidates(self.root, self.dirname)
+                     if path.is_dir())
 
 
 def place_state_dir(state_dir, manager=None):

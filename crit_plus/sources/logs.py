@@ -9,15 +9,17 @@ starts like::
 
 ``Running on`` is uname's nodename, sysname, release, version and machine.
 CRIU's error lines read ``(00.024521) Error (criu/util.c:1534): rlimit: ...``;
-liblxc's log lines read ``lxc web 20261125174050.694 ERROR    criu - ...``.
+liblxc's log lines read ``lxc web 20261125174050.694 ERROR    criu - ...``;
+the LXD and Incus daemons' logs say ``level=error`` (``lvl=eror`` before LXD 5).
 
-Logs are read line by line, never whole, and never written.
+Logs are read line by line, never whole, and never written; a line longer than
+:data:`MAX_LINE` characters is cut there (the rest of it is skipped).
 """
 
 from __future__ import annotations
 
-import heapq
 import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +27,33 @@ from pathlib import Path
 HEADER_LINES = 50
 #: Error lines kept per log file (``error_count`` counts them all).
 MAX_ERRORS = 200
+#: Characters (bytes, when searching for errors) kept of one log line; the rest of
+#: a longer line is skipped.
+MAX_LINE = 8192
+#: Files of a log directory read as logs, as (glob pattern, kind); LXD names its
+#: copies of CRIU's logs FUNCTION_METHOD_TIME.log (``snapshot_dump_...``,
+#: ``migration_restore_...``).
+LOG_PATTERNS = (("lxc.log", "lxc"), ("lxc.log.old", "lxc"), ("*dump*.log", "criu"),
+                ("*restore*.log", "criu"), ("migration_*", "criu"))
 
 _RUN_ID = re.compile(r"^\(\s*[\d.]+\)\s+CRIU run id = (\S+)")
 _VERSION = re.compile(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)\))?")
 _UNAME = re.compile(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s+(\S+)\s*$")
-_CRIU_ERROR = re.compile(r"^(?:\(\s*[\d.]+\)\s+)?(?:pie: \d+: )?Error \(")
-_LXC_ERROR = re.compile(r"^lxc\s.*?\s(ERROR|CRIT|ALERT|FATAL)\s")
+#: An error line, as one pattern that works line by line and on a block of lines
+#: (MULTILINE; ``[^\S\n]`` is whitespace that never crosses a line end): CRIU's
+#: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``), liblxc's
+#: ERROR/CRIT/ALERT/FATAL, the LXD/Incus daemon's level=error (or worse).
+_ERROR_PATTERN = (
+    r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:pie: \d+: )?Error \("
+    r"|^lxc[^\S\n].*?[^\S\n](?:ERROR|CRIT|ALERT|FATAL)[^\S\n]"
+    r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)")
+_ERROR_LINE = re.compile(_ERROR_PATTERN, re.MULTILINE)
+_ERROR_LINE_BYTES = re.compile(_ERROR_PATTERN.encode(), re.MULTILINE)
+#: Bytes one of which every error line holds: blocks of a log are searched for
+#: them (``bytes.find`` is fast), and only the lines holding one are matched.
+_ERROR_MARKS = (b"Error (", b"ERROR", b"CRIT", b"ALERT", b"FATAL", b"level=", b"lvl=")
+#: Bytes of a log read at a time when searching it for errors.
+SCAN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -81,10 +104,23 @@ class LogFile:
         }
 
 
+def text_lines(stream, max_line=MAX_LINE):
+    """The lines of a text ``stream`` without their newline, each cut to ``max_line``
+    characters (the rest of a longer line is read past in bounded pieces)."""
+    while True:
+        line = stream.readline(max_line)
+        if not line:
+            return
+        if not line.endswith("\n") and len(line) == max_line:
+            rest = line
+            while rest and not rest.endswith("\n"):
+                rest = stream.readline(max_line)
+        yield line.rstrip("\n")
+
+
 def _lines(path):
     with open(path, encoding="utf-8", errors="replace") as stream:
-        for line in stream:
-            yield line.rstrip("\n")
+        yield from text_lines(stream)
 
 
 def _parse_header(lines):
@@ -119,65 +155,228 @@ def read_header(path):
 
 
 def is_error_line(line):
-    """True for a CRIU ``Error (...)`` line or a liblxc ERROR (or worse) line."""
-    return bool(_CRIU_ERROR.match(line) or _LXC_ERROR.match(line))
+    """True for a CRIU ``Error (...)`` line, a liblxc ERROR (or worse) line, or an
+    LXD/Incus daemon line at level error (or worse)."""
+    return bool(_ERROR_LINE.search(line))
 
 
-#: Bytes of a log scanned at a time by :func:`read_log`.
-SCAN_CHUNK = 4 << 20
+def find_logs(directories, patterns=LOG_PATTERNS):
+    """``{path: kind}`` of the log files in ``directories`` matching ``patterns``,
+    sorted by path; missing or unreadable directories are skipped."""
+    found = {}
+    for directory in directories:
+        for pattern, kind in patterns:
+            for path in sorted(Path(directory).glob(pattern)):
+                if path.is_file() and path not in found:
+                    found[path] = kind
+    return dict(sorted(found.items()))
 
-# What an error line holds somewhere; lines around a mark are checked by is_error_line.
-# Each is searched for alone (bytes.find is far faster than a regex alternation).
-_ERROR_MARKS = (b"Error (", b" ERROR ", b" CRIT ", b" ALERT ", b" FATAL ")
+
+@dataclass(frozen=True)
+class ErrorContext:
+    """Error lines of a log with the lines around them.
+
+    ``lines`` are ``(number, text, is_error)`` triples, numbered from 1 and
+    consecutive; error lines closer together than their context are one
+    context.
+    """
+
+    lines: tuple
+
+    @property
+    def first_line(self):
+        """The number of the first line shown."""
+        return self.lines[0][0]
+
+    @property
+    def errors(self):
+        """``(number, text)`` of the error lines."""
+        return tuple((number, text) for number, text, error in self.lines if error)
 
 
-def _error_lines(path):
-    """Every error line of the file at ``path`` (:func:`is_error_line`), found by
-    scanning :data:`SCAN_CHUNK` pieces for the words error lines hold, instead of
-    matching each line (CRIU's verbose logs are megabytes)."""
-    with open(path, "rb") as stream:
-        rest = b""
-        while True:
-            block = stream.read(SCAN_CHUNK)
-            if not block:
-                yield from _marked_lines(rest)
+class _ContextBuilder:
+    """Builds :class:`ErrorContext` objects from lines fed in order, or skipped in
+    bulk when they are neither errors nor after an error."""
+
+    def __init__(self, before, after, limit):
+        self.before, self.after, self.limit = before, after, limit
+        self.contexts, self.count, self.number = [], 0, 0
+        self.history = deque(maxlen=before)  # (number, text) of lines in no context yet
+        self.current, self.until = None, 0  # the context being built, its last line so far
+
+    @property
+    def open_lines(self):
+        """How many coming lines belong to the current context whatever they say."""
+        return max(0, self.until - self.number) if self.current is not None else 0
+
+    @property
+    def full(self):
+        """True when no further context will be kept (errors are still counted)."""
+        return self.current is None and len(self.contexts) >= self.limit
+
+    def skip(self, count, tail):
+        """Pass ``count`` lines that are not errors and after every context's end;
+        ``tail`` are their last ``min(count, before)`` texts."""
+        self.number += count
+        first = self.number - len(tail) + 1
+        self.history.extend((first + offset, text) for offset, text in enumerate(tail))
+
+    def line(self, text, error):
+        """Feed the next line."""
+        self.number += 1
+        number = self.number
+        self.count += error
+        if self.current is not None and number <= self.until:
+            self.current.append((number, text, error))
+            if error:
+                self.until = number + self.after
+            return
+        if not error:
+            self.history.append((number, text))
+            return
+        leading = [(n, t, False) for n, t in self.history]
+        self.history.clear()
+        if self.current is not None and (leading[0][0] if leading else number) == self.until + 1:
+            self.current.extend(leading)
+        else:
+            self.close()
+            if len(self.contexts) >= self.limit:
                 return
-            data = rest + block
-            cut = data.rfind(b"\n") + 1
-            yield from _marked_lines(data[:cut])
-            rest = data[cut:]
+            self.current = leading
+        self.current.append((number, text, True))
+        self.until = number + self.after
+
+    def close(self):
+        """Finish the current context."""
+        if self.current is not None:
+            self.contexts.append(ErrorContext(tuple(self.current)))
+        self.current = None
 
 
-def _marks(data, mark):
-    at = data.find(mark)
-    while at >= 0:
-        yield at
-        at = data.find(mark, at + 1)
+def _blocks(stream, chunk):
+    """Blocks of whole lines (each ending in a newline) read from binary ``stream``
+    ``chunk`` bytes at a time; a line longer than :data:`MAX_LINE` with no end in
+    sight is cut there and the rest of it skipped."""
+    pending, discarding = b"", False
+    while True:
+        data = stream.read(chunk)
+        if not data:
+            break
+        if discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                continue
+            data, discarding = data[end + 1:], False
+        data = pending + data
+        end = data.rfind(b"\n")
+        if end >= 0:
+            yield data[:end + 1]
+            pending = data[end + 1:]
+        elif len(data) > MAX_LINE:
+            yield data[:MAX_LINE] + b"\n"
+            pending, discarding = b"", True
+        else:
+            pending = data
+    if pending:
+        yield pending + b"\n"
 
 
-def _marked_lines(data):
-    done = 0  # end of the last line looked at
-    for at in heapq.merge(*(_marks(data, mark) for mark in _ERROR_MARKS)):
-        if at < done:
-            continue
-        start = data.rfind(b"\n", 0, at) + 1
-        end = data.find(b"\n", at)
-        done = end = len(data) if end < 0 else end
-        line = data[start:end].decode("utf-8", "replace").rstrip("\r")
-        if is_error_line(line):
-            yield line
+def _text(line):
+    """One kept log line as text: at most :data:`MAX_LINE` bytes, no carriage return."""
+    line = line[:MAX_LINE]
+    return (line[:-1] if line.endswith(b"\r") else line).decode("utf-8", "replace")
+
+
+def _last_lines(block, count):
+    """The last ``count`` lines of ``block`` (which ends with a newline)."""
+    if count <= 0:
+        return []
+    return [_text(line) for line in block[:-1].rsplit(b"\n", count)[-count:]]
+
+
+def _error_starts(block):
+    """The offsets in ``block`` where its error lines start, in order."""
+    checked, starts = set(), []
+    for mark in _ERROR_MARKS:
+        position = block.find(mark)
+        while position >= 0:
+            start = block.rfind(b"\n", 0, position) + 1
+            end = block.find(b"\n", position)
+            if start not in checked:
+                checked.add(start)
+                if _ERROR_LINE_BYTES.search(block, start, end):
+                    starts.append(start)
+            position = block.find(mark, end)
+    return sorted(starts)
+
+
+def _wanted_ranges(errors, before, after, open_lines, count):
+    """Sorted, disjoint ``[low, high]`` line ranges of a block of ``count`` lines that
+    must be looked at: each error line with its context, and the ``open_lines``
+    first lines (the end of a context begun in an earlier block)."""
+    ranges = [[0, min(open_lines, count) - 1]] if open_lines else []
+    for index in errors:
+        low, high = max(0, index - before), min(count - 1, index + after)
+        if ranges and low <= ranges[-1][1] + 1:
+            ranges[-1][1] = max(ranges[-1][1], high)
+        else:
+            ranges.append([low, high])
+    return ranges
+
+
+def _scan_block(builder, block):
+    starts = _error_starts(block)
+    if builder.full or (not starts and not builder.open_lines):
+        builder.count += len(starts)
+        lines = block.count(b"\n")
+        builder.skip(lines, _last_lines(block, min(lines, builder.before)))
+        return
+    errors, line, position = [], 0, 0
+    for start in starts:
+        line += block.count(b"\n", position, start)
+        position = start
+        errors.append(line)
+    lines = block[:-1].split(b"\n")
+    error_set, done = set(errors), 0
+    for low, high in _wanted_ranges(errors, builder.before, builder.after, builder.open_lines,
+                                    len(lines)):
+        if low > done:
+            builder.skip(low - done, [_text(text) for text in
+                                      lines[max(done, low - builder.before):low]])
+        for index in range(low, high + 1):
+            builder.line(_text(lines[index]), index in error_set)
+        done = high + 1
+    if done < len(lines):
+        builder.skip(len(lines) - done, [_text(text) for text in
+                                         lines[max(done, len(lines) - builder.before):]])
+
+
+def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK):
+    """``(contexts, error_count)``: the error lines (:func:`is_error_line`) of the
+    binary ``stream``, each with ``before`` lines before and ``after`` lines after it.
+
+    Lines are numbered from 1 and given as text (UTF-8, undecodable bytes
+    replaced, cut at :data:`MAX_LINE` bytes); error lines closer together than
+    their context make one :class:`ErrorContext`.  At most ``limit`` contexts are kept
+    (``error_count`` counts every error line).  The log is read in ``chunk``
+    pieces and searched block by block, so memory is bounded by the chunk and the
+    contexts kept, and only blocks holding errors are looked at line by line.
+    """
+    builder = _ContextBuilder(before, after, limit)
+    for block in _blocks(stream, chunk):
+        _scan_block(builder, block)
+    builder.close()
+    return builder.contexts, builder.count
 
 
 def read_log(path, kind, this_checkpoint=False):
     """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
     path = Path(path)
-    errors, count = [], 0
-    for line in _error_lines(path):
-        count += 1
-        if len(errors) < MAX_ERRORS:
-            errors.append(line)
     header = read_header(path) if kind == "criu" else LogHeader()
-    return LogFile(path, kind, header, tuple(errors), count, this_checkpoint)
+    with open(path, "rb") as stream:
+        contexts, count = error_contexts(stream, before=0, after=0)
+    errors = tuple(text for context in contexts for _number, text in context.errors)
+    return LogFile(path, kind, header, errors[:MAX_ERRORS], count, this_checkpoint)
 
 
 def same_content(first, second, chunk=1 << 20):

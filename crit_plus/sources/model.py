@@ -10,17 +10,11 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 
-from .logs import LogFile, read_log, same_content
+from .logs import LOG_PATTERNS, LogFile, find_logs, read_log, same_content
 
 #: Every ``Source.kind``.
 KINDS = ("criu-dir", "lxd-instance", "lxd-snapshot", "incus-instance", "incus-snapshot", "lxc",
          "podman-archive")
-
-#: Files of a manager's instance log directory that are read into ``Source.logs``,
-#: as (glob pattern, kind); LXD names CRIU log copies FUNCTION_METHOD_TIME.log
-#: (``snapshot_dump_...``, ``migration_restore_...``).
-LOG_PATTERNS = (("lxc.log", "lxc"), ("lxc.log.old", "lxc"), ("*dump*.log", "criu"),
-                ("*restore*.log", "criu"), ("migration_*", "criu"))
 
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$")
@@ -125,15 +119,9 @@ class Source:
         Read on first use: CRIU logs are megabytes.  A log that is a copy of
         this checkpoint's ``dump.log`` has ``this_checkpoint`` set.
         """
-        found = {}
-        for directory in self.log_dirs:
-            for pattern, kind in LOG_PATTERNS:
-                for path in sorted(Path(directory).glob(pattern)):
-                    if path.is_file() and path not in found:
-                        found[path] = kind
         logs = []
-        own = None  # dump.log read once; a copy of it takes its facts
-        for path, kind in sorted(found.items()):
+        own = None  # dump.log is read once; a copy of it takes its facts
+        for path, kind in find_logs(self.log_dirs).items():
             mine = (kind == "criu" and self.dump_log is not None
                     and same_content(path, self.dump_log))
             try:

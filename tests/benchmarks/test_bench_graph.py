@@ -29,7 +29,7 @@ pytest.importorskip("pytest_benchmark")
 
 import crit_plus  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
-from tests.synth import PRESENT, CheckpointBuilder, RunSpec, proc, vma  # noqa: E402
+from tests.synth import striped  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
 
@@ -90,20 +90,13 @@ def test_open_and_walk_largest_fixture(bench, capsys, checkpoint_dirs, facts):
 def gib_checkpoint(tmp_path_factory):
     """A checkpoint whose process has 1 GiB of present pages, in 1 MiB runs with holes."""
     directory = tmp_path_factory.mktemp("gib") / "ck"
-    builder = CheckpointBuilder(directory)
-    builder.inventory()
-    builder.pstree([proc(1)])
-    stride = (RUN_PAGES + 1) * PAGE_SIZE
-    runs = [RunSpec(BASE + i * stride, RUN_PAGES, PRESENT) for i in range(RUNS)]
-    pages_id = builder.process(1, vmas=[vma(BASE, BASE + RUNS * stride)], runs=runs,
-                               write_pages=False)
+    pages = striped(directory, RUNS, RUN_PAGES, BASE)
     block = os.urandom(RUN_PAGES * PAGE_SIZE)
-    with open(builder.path(f"pages-{pages_id}.img"), "wb") as handle:
+    with open(pages, "wb") as handle:
         for i in range(RUNS):
             handle.write(i.to_bytes(8, "little") + block[8:])
-    builder.finish()
     yield directory
-    os.remove(builder.path(f"pages-{pages_id}.img"))
+    os.remove(pages)
 
 
 def test_iter_present_gib(bench, capsys, gib_checkpoint):

@@ -306,6 +306,9 @@ class Service:
                 os._exit(0)
         os.close(ready_w)
         got = os.read(ready_r, 1)
+        # wait for EOF too: the worker has closed its end, so /proc shows its final fds
+        while os.read(ready_r, 1):
+            pass
         os.close(ready_r)
         if got != b"r":
             raise RuntimeError(f"worker {number} ({pid}) did not start")

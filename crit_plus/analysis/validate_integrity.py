@@ -1,0 +1,249 @@
+"""``validate`` stage 1: the images alone.
+
+What CRIU's restore reads, checked before it reads it:
+
+- every image decodes and its magic matches its name (images the graph reads
+  are checked by the graph; the rest here; raw images have no magic);
+- the graph's findings (:attr:`~crit_plus.graph.Checkpoint.findings`): missing
+  per-process images, the process tree, fds and file mappings resolved in
+  ``files.img``, ghost files, pagemaps against VMAs and pages files;
+- ``inventory.img``: ``img_version`` 1 or 2, ``fdinfo_per_id``, ``root_cg_set``
+  (``check_img_inventory``);
+- ``pstree.img`` order (a parent before its children, ``read_pstree_image``),
+  one architecture, pid 1 at the root of a new pid namespace;
+- the ``parent/`` chain: no dangling link, no loop (``open_parent``);
+- unix socket peers resolve (``fixup_unix_peer``); connected TCP sockets have
+  their ``tcp-stream-<ino>.img``;
+- stray per-process images and unused pages images (info).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from decoders.errors import MissingImageError
+from decoders.kinds import expected_magic, raw_kind
+
+from ..files import IpProto, SockFamily
+from ..findings import ERROR, WARNING
+from .validate_catalog import check
+
+#: Images the graph decodes itself (its findings report them).
+_GRAPH_IMAGES = re.compile(
+    r"^(?:(?:core|ids|mm|fs|pagemap|fdinfo)-\d+\.img|pagemap-shmem-\d+\.img|inventory\.img|"
+    r"pstree\.img|files\.img|memfd\.img|tty-info\.img|remap-fpath\.img|eventpoll-tfd\.img|"
+    r"inotify-wd\.img|stats-dump)$")
+_PER_PROCESS = re.compile(r"^(core|ids|mm|fs|pagemap|fdinfo)-(\d+)\.img$")
+_GRAPH_NUMBERS = (("pid", r"\bpid (\d+)"), ("fd", r"\bfd (\d+)"), ("id", r"\bfile id (\d+)"),
+                  ("tid", r"\bthread (\d+)"), ("entry", r"\bentry (\d+)"))
+_OFFSET = re.compile(r"\bat offset (0x[0-9a-f]+)")
+_ADDRESS = re.compile(r"\b(0x[0-9a-f]+)")
+_PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
+#: Images a restore never reads: one that does not decode is only a warning.
+NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
+#: CRIU's ``USK_EXTERN``: the entry stands for a socket outside the checkpoint.
+USK_EXTERN = 1
+#: How deep a parent/ chain is followed.
+MAX_PARENT_DEPTH = 64
+
+
+def run(facts, out):
+    """Add the integrity findings of ``facts``' checkpoint to ``out``."""
+    _images(facts, out)
+    _inventory(facts, out)
+    _pstree(facts, out)
+    _graph(facts, out)
+    _parent_chain(facts, out)
+    _architectures(facts, out)
+    _pid_namespace(facts, out)
+    _unix_peers(facts, out)
+    _tcp_streams(facts, out)
+    _strays(facts, out)
+
+
+def report_decode_error(out, error, name=None):
+    """Add a ``bad-image`` finding for a :class:`~decoders.errors.DecodeError` (an error,
+    or a warning for an image the restore never reads)."""
+    name = name or os.path.basename(error.path or "checkpoint")
+    out.add("bad-image", error.reason, name, severity=WARNING if name in NOT_RESTORED else ERROR,
+            image=name, offset=error.offset, entry=error.entry_index)
+
+
+def _images(facts, out):
+    for name in facts.checkpoint.image_files:
+        if _GRAPH_IMAGES.match(name) or raw_kind(name) or expected_magic(name) is None:
+            continue
+        _messages, error = facts.decode(name)
+        if error is not None and not isinstance(error, MissingImageError):
+            report_decode_error(out, error, name)
+
+
+def _inventory(facts, out):
+    inventory = facts.checkpoint.inventory
+    if inventory is None:
+        return  # the graph reports the missing image
+    where = "inventory.img"
+    if inventory.img_version not in (1, 2):
+        out.add("inventory-version", f"img_version is {inventory.img_version}, CRIU reads 1 "
+                "and 2", where, source=inventory.source, version=inventory.img_version)
+    if not inventory.fdinfo_per_id:
+        out.add("inventory-too-old", "fdinfo_per_id is not set: the images predate CRIU 1.3",
+                where, source=inventory.source)
+    if inventory.root_cg_set == 0:
+        out.add("root-cg-set", "root_cg_set is 0", where, source=inventory.source)
+
+
+def _pstree(facts, out):
+    checkpoint = facts.checkpoint
+    if not checkpoint.pstree:
+        if facts.has_image("pstree.img"):
+            out.add("no-processes", "pstree.img lists no process", "pstree.img",
+                    image="pstree.img")
+        return
+    pids = {entry.pid for entry in checkpoint.pstree}
+    seen = set()
+    for entry in checkpoint.pstree:
+        if entry.ppid and entry.ppid in pids and entry.ppid not in seen:
+            out.add("pstree-order", f"pid {entry.pid} comes before its parent {entry.ppid}",
+                    "pstree.img", source=entry.source, pid=entry.pid)
+        seen.add(entry.pid)
+
+
+def _graph_params(finding):
+    """Structured values a graph finding's message names (pid, fd, file id, offset...)."""
+    message = finding.message
+    params = {}
+    for name, pattern in _GRAPH_NUMBERS:
+        match = re.search(pattern, message)
+        if match:
+            params[name] = int(match.group(1))
+    match = _OFFSET.search(message)
+    if match:
+        params["offset"] = int(match.group(1), 16)
+    match = _ADDRESS.search(_OFFSET.sub("", message))
+    if match:
+        params["vaddr"] = match.group(1)
+    if "pid" not in params:
+        match = _PID_IMAGE.match(finding.where)
+        if match:
+            params["pid"] = int(match.group(1))
+    return params
+
+
+def _graph(facts, out):
+    for finding in facts.checkpoint.findings:
+        if finding.code == "parent-loop":
+            continue  # the whole chain is walked by _parent_chain
+        spec = check(finding.code)
+        params = _graph_params(finding)
+        image = finding.where if finding.where.endswith(".img") or \
+            finding.where == "stats-dump" else None
+        out.add(finding.code, finding.message, finding.where,
+                severity=spec.severity or finding.severity, image=image, **params)
+
+
+def _parent_chain(facts, out):
+    directory = facts.directory
+    seen = {os.path.realpath(directory)}
+    label = ""
+    for _depth in range(MAX_PARENT_DEPTH + 1):
+        link = os.path.join(directory, "parent")
+        label += "parent/"
+        if not os.path.lexists(link):
+            return
+        if not os.path.isdir(link):
+            target = os.readlink(link) if os.path.islink(link) else None
+            what = f"points at {target}, which does not exist" if target else "is not a directory"
+            out.add("parent-link-broken", f"{label.rstrip('/')} {what}", label.rstrip("/"),
+                    path=link)
+            return
+        real = os.path.realpath(link)
+        if real in seen:
+            out.add("parent-loop", f"{label.rstrip('/')} leads back to {real}, already in the "
+                    "chain", label.rstrip("/"), path=link)
+            return
+        seen.add(real)
+        directory = link
+    out.add("parent-loop", f"the parent/ chain is longer than {MAX_PARENT_DEPTH}",
+            label.rstrip("/"))
+
+
+def _architectures(facts, out):
+    root = facts.root
+    if root is None or root.core is None:
+        return
+    expected = root.core.arch
+    for process in facts.checkpoint.processes:
+        for thread in process.threads:
+            if thread.core is not None and thread.core.arch != expected:
+                out.add("arch-mixed", f"thread {thread.tid} is {thread.core.arch}, the root "
+                        f"{root.pid} is {expected}", f"core-{thread.tid}.img",
+                        source=thread.core.source, pid=process.pid, mtype=thread.core.arch)
+
+
+def _pid_namespace(facts, out):
+    root = facts.root
+    if root is not None and "pid" in (facts.new_namespaces or ()) and root.pid != 1:
+        out.add("pidns-init", f"the tree has its own pid namespace, but its root is pid "
+                f"{root.pid}", f"pid {root.pid}", image="pstree.img", pid=root.pid)
+
+
+def _unix_peers(facts, out):
+    checkpoint = facts.checkpoint
+    for file in checkpoint.files:
+        if file.kind != "unix" or not file.details.get("peer_ino"):
+            continue
+        if file.details.get("peer_id") is not None:
+            continue
+        pid, fd = facts.holder(file)
+        ino, peer = file.details["ino"], file.details["peer_ino"]
+        out.add("unresolved-peer", f"unix socket {ino} ({file.name}) names peer {peer}, which "
+                "is not in files.img", f"pid {pid} fd {fd}" if pid else f"file id {file.id}",
+                source=file.source, pid=pid, fd=fd, peer=peer, ino=ino)
+
+
+def connected_tcp(checkpoint):
+    """The files of TCP sockets with a peer address (CRIU's ``tcp_connection``)."""
+    return [file for file in checkpoint.files
+            if file.kind == "inet" and file.details.get("proto") == IpProto.TCP
+            and file.details.get("dst_port")]
+
+
+def _tcp_streams(facts, out):
+    checkpoint = facts.checkpoint
+    inventory = checkpoint.inventory
+    if inventory is not None and inventory.tcp_close:
+        return  # restored closed: the streams are not read
+    for file in connected_tcp(checkpoint):
+        name = f"tcp-stream-{file.details['ino']:x}.img"
+        if not facts.has_image(name):
+            pid, fd = facts.holder(file)
+            family = "TCPv6" if file.details.get("family") == SockFamily.INET6 else "TCP"
+            out.add("missing-tcp-stream", f"{family} connection {file.name} needs {name}, "
+                    "which is missing", f"pid {pid} fd {fd}" if pid else name, image=name,
+                    pid=pid, fd=fd)
+
+
+def _strays(facts, out):
+    checkpoint = facts.checkpoint
+    pids = set(checkpoint.pids)
+    tids = {thread.tid for process in checkpoint.processes for thread in process.threads}
+    tables = {process.ids.files_id for process in checkpoint.processes if process.ids}
+    known = {"core": tids, "fdinfo": tables}
+    for name in checkpoint.image_files:
+        match = _PER_PROCESS.match(name)
+        if match is None:
+            continue
+        kind, number = match.group(1), int(match.group(2))
+        if number not in known.get(kind, pids):
+            owner = "file table" if kind == "fdinfo" else "thread" if kind == "core" else "pid"
+            out.add("stray-image", f"{name}: no {owner} {number} in pstree.img", name,
+                    image=name)
+    for pages in checkpoint.pages_files:
+        if pages.size is not None and not pages.pagemaps:
+            out.add("unused-pages", f"{pages.name} ({pages.size} bytes) is named by no "
+                    "pagemap", pages.name, image=pages.name)
+
+
+__all__ = ["MAX_PARENT_DEPTH", "NOT_RESTORED", "USK_EXTERN", "connected_tcp", "report_decode_error", "run"]

@@ -1,0 +1,235 @@
+"""``validate`` stage 2: what the restore must be given.
+
+Options and external pieces a restore of this checkpoint needs, read from the
+images (each also listed as a :class:`~.validate.Requirement`):
+
+- ``--tcp-established`` for connected TCP sockets (``Connected TCP socket in
+  image``), ``--tcp-close`` and ``--allow-uprobes`` when the inventory says so,
+  the plugins the inventory lists;
+- ``--ext-unix-sk`` for unix sockets whose peer CRIU dumped as external;
+- ``--shell-job`` when the tree's session leader was not dumped;
+- ``--inherit-fd fd[N]:tty[RDEV:DEV]`` for terminals from outside (``EXT_TTY``),
+  and liblxc's console (``tty.info``), which LXD and Incus cannot give back;
+- ``--root`` for a mount namespace, ``--ext-mount-map`` for external mounts;
+- ``--file-locks`` for ``filelocks.img``; ``--cpu-cap`` semantics for ``cpuinfo.img``;
+- and what the manager's logs say about earlier restores of the instance.
+
+Which of them liblxc passes itself (LXD, Incus, lxc-checkpoint) is recorded
+as ``provided_by``.
+"""
+
+from __future__ import annotations
+
+from ..files import TtyType
+from .validate_facts import AUTODETECTED, EXTERNAL_DEV
+from .validate_integrity import USK_EXTERN, connected_tcp
+
+#: The name under which liblxc-based restores are credited with an option.
+LXC = "LXC"
+#: Most lines of one log quoted by ``manager-restore-failed``.
+LOG_LINES = 3
+#: Most mountpoints named in one mount finding.
+LISTED = 8
+_MANAGER_CLI = {"lxd": "lxc", "incus": "incus"}
+
+
+def run(facts, out):
+    """Add the requirement findings of ``facts``' checkpoint to ``out``."""
+    by_manager = LXC if facts.manager else None
+    _inventory(facts, out)
+    _tcp(facts, out, by_manager)
+    _unix(facts, out)
+    _session(facts, out)
+    _ttys(facts, out)
+    _console(facts, out)
+    _mounts(facts, out, by_manager)
+    if facts.messages("filelocks.img"):
+        count = len(facts.messages("filelocks.img"))
+        locks = f"{count} file lock{'' if count == 1 else 's'}"
+        out.add("needs-file-locks", f"{locks} dumped", "filelocks.img", image="filelocks.img")
+        out.require("--file-locks", locks, by_manager)
+    if facts.has_image("cpuinfo.img"):
+        out.add("needs-cpu-cap", "cpuinfo.img records the dumping CPU: a restore with "
+                "--cpu-cap compares the host with it", "cpuinfo.img", image="cpuinfo.img")
+    _logs(facts, out)
+
+
+def _inventory(facts, out):
+    inventory = facts.checkpoint.inventory
+    if inventory is None:
+        return
+    if inventory.tcp_close:
+        out.add("needs-tcp-close", "the dump was made with --tcp-close", "inventory.img",
+                source=inventory.source)
+        out.require("--tcp-close", "the inventory says tcp_close")
+    raw = inventory.raw
+    if raw is not None and "allow_uprobes" in raw.DESCRIPTOR.fields_by_name \
+            and raw.allow_uprobes:
+        out.add("needs-allow-uprobes", "the dump was made with --allow-uprobes",
+                "inventory.img", source=inventory.source)
+        out.require("--allow-uprobes", "the inventory says allow_uprobes")
+    for plugin in inventory.plugins:
+        out.add("needs-plugin", f"the dump used the CRIU plugin {plugin}", "inventory.img",
+                source=inventory.source, plugin=plugin)
+        out.require(f"plugin {plugin}", "listed in the inventory")
+
+
+def _tcp(facts, out, by_manager):
+    checkpoint = facts.checkpoint
+    inventory = checkpoint.inventory
+    if inventory is not None and inventory.tcp_close:
+        return
+    connections = connected_tcp(checkpoint)
+    for file in connections:
+        where, pid, fd = facts.where(file)
+        out.add("needs-tcp-established", f"connected TCP socket {file.name}", where,
+                source=file.source, pid=pid, fd=fd)
+    if connections:
+        out.require("--tcp-established", f"{len(connections)} connected TCP sockets",
+                    by_manager)
+
+
+def _unix(facts, out):
+    checkpoint = facts.checkpoint
+    files = checkpoint.files
+    externals = 0
+    for file in files:
+        peer = files.get(file.details.get("peer_id")) if file.kind == "unix" else None
+        if peer is None or peer.entry is None or peer.entry.detail is None:
+            continue
+        if not peer.entry.detail.uflags & USK_EXTERN or not checkpoint.holders(file.id):
+            continue
+        externals += 1
+        where, pid, fd = facts.where(file)
+        peer_name = peer.name or f"socket:[{peer.details.get('ino')}]"
+        out.add("needs-ext-unix-sk", f"unix socket {file.name} is connected to {peer_name}, "
+                "outside the checkpoint", where, source=file.source, pid=pid, fd=fd,
+                peer_name=peer_name)
+    if externals:
+        out.require("--ext-unix-sk", f"{externals} unix sockets connected outside the tree")
+
+
+def _session(facts, out):
+    checkpoint = facts.checkpoint
+    root = facts.root
+    if root is None:
+        return
+    pids = set(checkpoint.pids)
+    if root.sid != root.pid and root.sid not in pids:
+        out.add("needs-shell-job", f"the root pid {root.pid} is in session {root.sid}, whose "
+                "leader was not dumped", f"pid {root.pid}", image="pstree.img",
+                pid=root.pid, sid=root.sid)
+        out.require("--shell-job", f"session {root.sid} is outside the checkpoint")
+    for file in checkpoint.files:
+        details = file.details
+        if file.kind != "tty" or details.get("tty_type") != TtyType.PTY:
+            continue
+        sid = details.get("sid")
+        if sid and sid not in pids and checkpoint.holders(file.id):
+            where, pid, fd = facts.where(file)
+            out.add("needs-shell-job", f"terminal {file.name} belongs to session {sid}, "
+                    "whose leader was not dumped", where, pid=pid, fd=fd, sid=sid)
+            out.require("--shell-job", f"terminal {file.name} of session {sid}")
+
+
+def tty_key(info):
+    """CRIU's external id of a terminal: ``tty[RDEV:DEV]`` in hex (``tty_d_name``)."""
+    return f"tty[{info.rdev:x}:{info.dev:x}]"
+
+
+def _ttys(facts, out):
+    checkpoint = facts.checkpoint
+    infos = {info.id: info for info in facts.messages("tty-info.img")}
+    users = {}
+    for file in checkpoint.files:
+        if file.kind == "tty" and file.details.get("tty_type") == TtyType.EXT_TTY:
+            for holder in checkpoint.holders(file.id):
+                users.setdefault(file.details["tty_info_id"], []).append((holder, file))
+    for info_id, holders in users.items():
+        info = infos.get(info_id)
+        if info is None:
+            continue  # missing-tty-info says so
+        key = tty_key(info)
+        (pid, fd), file = holders[0]
+        pids = sorted({holder[0] for holder, _file in holders})
+        out.add("needs-inherit-tty", f"{len(holders)} fds of pids "
+                f"{', '.join(map(str, pids[:LISTED]))} hold the external terminal {key} "
+                f"({file.name})", f"pid {pid} fd {fd}", image="tty-info.img", pid=pid, fd=fd,
+                key=key, sid=info.sid)
+        if key != facts.console_key:  # the console is the lxd-console finding's
+            out.require(f"--inherit-fd fd[N]:{key}", f"terminal {file.name} from outside the "
+                        "checkpoint")
+
+
+def _console(facts, out):
+    key = facts.console_key
+    if key is None:
+        return
+    source = facts.source
+    instance = source.instance if source is not None and source.instance else "NAME"
+    failed = [line for _log, line in _restore_failures(facts)
+              if "console" in line and "not target" in line]
+    evidence = " (the manager's log shows exactly this failure)" if failed else ""
+    out.add("lxd-console", f"liblxc dumped the container's console {key} (tty.info); its "
+            f"restore needs the new container's console, which LXD and Incus do not "
+            f"provide{evidence}", "tty.info", path="tty.info", key=key, instance=instance,
+            manager=_MANAGER_CLI.get(facts.manager, "lxc"))
+    out.require(f"--inherit-fd fd[N]:{key}", "the container's console (tty.info)")
+
+
+def _mounts(facts, out, by_manager):
+    if "mnt" not in (facts.new_namespaces or ()):
+        return
+    out.add("needs-root", "the tree has its own mount namespace", facts.mounts_image or
+            "ids", image=facts.mounts_image)
+    out.require("--root DIR", "a mount namespace", by_manager)
+    auto = [m for m in facts.mounts if m.ext_key == AUTODETECTED]
+    keyed = [m for m in facts.mounts if m.ext_key not in (None, AUTODETECTED, EXTERNAL_DEV)]
+    if auto:
+        names = ", ".join(m.mountpoint for m in auto[:LISTED]) + (" ..." if len(auto) > LISTED
+                                                                  else "")
+        first = auto[0]
+        out.add("needs-ext-mount-auto", f"{len(auto)} mounts CRIU found external by itself: "
+                f"{names}", facts.mounts_image, image=facts.mounts_image,
+                mnt_id=first.mnt_id, mountpoint=first.mountpoint)
+        out.require("--ext-mount-map auto", f"{len(auto)} autodetected external mounts",
+                    by_manager)
+    if keyed:
+        pairs = ", ".join(f"{m.ext_key}:{m.mountpoint}" for m in keyed[:LISTED])
+        first = keyed[0]
+        out.add("needs-ext-mount", f"{len(keyed)} mounts were external at dump (key:mountpoint): "
+                f"{pairs}" + (" ..." if len(keyed) > LISTED else ""), facts.mounts_image,
+                image=facts.mounts_image, mnt_id=first.mnt_id, mountpoint=first.mountpoint,
+                key="KEY")
+    for mount in keyed:
+        out.require(f"--ext-mount-map {mount.ext_key}:HOSTPATH", f"external mount at "
+                    f"{mount.mountpoint}", by_manager)
+
+
+def _restore_failures(facts):
+    """``(log, line)`` of lines in the manager's logs where a restore failed."""
+    source = facts.source
+    if source is None:
+        return []
+    found = []
+    for log in source.logs:
+        if log.kind == "criu":
+            failed = "restore" in log.name and any("Restoring FAILED" in line
+                                                   for line in log.errors)
+            lines = list(log.errors) if failed else []
+        else:
+            lines = [line for line in log.errors
+                     if "criu" in line and ("restore" in line or "exec_criu" in line)]
+        found.extend((log, line) for line in lines[:LOG_LINES])
+    return found
+
+
+def _logs(facts, out):
+    source = facts.source
+    for log, line in _restore_failures(facts):
+        out.add("manager-restore-failed", f"{log.name}: {line.strip()}", str(log.path),
+                path=str(log.path), line=line.strip(), log=log.name,
+                instance=source.instance)
+
+
+__all__ = ["LXC", "run", "tty_key"]

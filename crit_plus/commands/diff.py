@@ -1,0 +1,391 @@
+"""``diff``: what changed between two checkpoints.
+
+Exit codes, as diff(1) and cmp(1): 0 identical, 1 different, 2 trouble (an
+input could not be read or decoded, wrong usage).  The code leaves through
+``ctx.exit``, which crit-plus's main turns into the process's exit code.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import click
+
+from decoders.errors import DecodeError
+from decoders.flags import MapFlags, Prot
+
+from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
+from ..describe import cmdline_text, human_bytes, stat_text
+from ..opening import open_source
+from ..progress import progress
+from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
+from .options import format_option
+
+EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
+
+_CHANGE_COLORS = {"started": "green", "opened": "green", "appeared": "green", "added": "green",
+                  "exited": "red", "closed": "red", "disappeared": "red", "removed": "red"}
+
+
+class _Sections(click.ParamType):
+    """A comma-separated list of section names."""
+
+    name = "SECTIONS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(part.strip() for part in str(value).split(",") if part.strip())
+        unknown = [name for name in names if name not in SECTIONS]
+        if unknown or not names:
+            self.fail(f"{value!r}: sections are {', '.join(SECTIONS)} (comma-separated)",
+                      param, ctx)
+        return names
+
+
+@click.command("diff")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option("--only", type=_Sections(), default=",".join(SECTIONS), show_default=True,
+              help="Compare only these sections: " + ", ".join(SECTIONS) + ".")
+@click.option("--no-content", "no_content", is_flag=True,
+              help="Do not read page data: VMAs are compared, page contents are not.")
+@click.option("--match", type=click.Choice(("auto", "pid", "tree")), default="auto",
+              show_default=True,
+              help="Pair processes by pid, by tree position and command line, or let the "
+                   "checkpoints decide (pid when they share a pid namespace).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Table: also list unchanged VMAs and the changed page ranges.")
+@click.option("--lxd-dir", type=click.Path(file_okay=False),
+              help="LXD/Incus directory for lxd:/incus: names.")
+@click.option("--project", help="LXD/Incus project of the names.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False),
+              help="Directory standing for / of both sides' processes (file-backed pages).")
+@click.option("--old-root", type=click.Path(exists=True, file_okay=False),
+              help="The same for OLD only (default: --root, or a snapshot's rootfs/).")
+@click.option("--new-root", type=click.Path(exists=True, file_okay=False),
+              help="The same for NEW only.")
+@format_option()
+@click.pass_context
+def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, project, root,
+                 old_root, new_root, fmt):
+    """Show what changed between two checkpoints OLD and NEW: processes started,
+    exited or changed; fds and sockets opened, closed or changed; VMAs and memory
+    pages changed, added or removed; images and dump facts side by side.
+
+    OLD and NEW are any sources: image directories, LXD/Incus snapshot directories,
+    lxd:NAME/SNAP names, Podman/CRI-O archives.  Processes are paired by pid when
+    both share a pid namespace, else by tree position and command line (the
+    output says which).  Exit status: 0 identical, 1 different, 2 trouble.
+
+    \b
+    Examples:
+      crit-plus diff dump1 dump2
+      crit-plus diff lxd:web/before lxd:web/after --only processes,files
+      crit-plus diff dump1 dump2 --no-content --format json | jq .memory
+      crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
+    """
+    try:
+        with open_source(old, lxd_dir=lxd_dir, project=project,
+                         root=old_root or root) as opened_old, \
+                open_source(new, lxd_dir=lxd_dir, project=project,
+                            root=new_root or root) as opened_new:
+            report = diff_checkpoints(
+                opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
+                new_source=opened_new.source, sections=only, content=not no_content,
+                match=match, progress=lambda total: progress(total, "comparing pages"))
+    except (DecodeError, OSError) as error:
+        if isinstance(error, BrokenPipeError) or getattr(error, "errno", None) == errno.EPIPE \
+                or (ctx.obj or {}).get("traceback"):
+            raise
+        click.echo(f"crit-plus: {_error_text(error)}", err=True)
+        ctx.exit(EXIT_TROUBLE)
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        write_json(report_json(report), out)
+    else:
+        write_report(report, out, verbose=verbose, color=use_color(out))
+    out.flush()
+    ctx.exit(EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT)
+
+
+def _error_text(error):
+    if isinstance(error, DecodeError):
+        return str(error)
+    name = f"{error.filename}: " if getattr(error, "filename", None) else ""
+    return f"{name}{error.strerror or error}"
+
+
+# -- the table form ---------------------------------------------------------------------------
+
+
+def _plural(count, word):
+    return f"{count} {word}" + ("" if count == 1 else "es" if word.endswith("s") else "s")
+
+
+def _text(value):
+    if value is None:
+        return "-"
+    if isinstance(value, (tuple, list)):
+        return " ".join(_text(item) for item in value) if value else "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _field_value(field, value):
+    """A changed value for people: protections as rwx, mmap flags by name, argv joined."""
+    if value is None:
+        return "-"
+    if field == "prot":
+        return Prot(value).text()
+    if field == "flags" and isinstance(value, MapFlags):
+        return "|".join(flag.name for flag in MapFlags if flag and value & flag) or "0"
+    if field in ("argv",):
+        return cmdline_text(value) or "-"
+    if isinstance(value, int) and field in ("pgoff",):
+        return hex(value)
+    return _text(value)
+
+
+def _item_text(item):
+    return ":".join(_text(part) for part in item) if isinstance(item, tuple) else _text(item)
+
+
+def _change_text(change):
+    """``field old -> new``; for sets of things (epoll targets, inotify watches,
+    groups) only what was added (+) and what is gone (-)."""
+    old, new = change.old, change.new
+    if isinstance(old, tuple) and isinstance(new, tuple) and change.field != "argv":
+        gone = [f"-{_item_text(item)}" for item in old if item not in new]
+        added = [f"+{_item_text(item)}" for item in new if item not in old]
+        return f"{change.field} " + " ".join(added + gone)
+    return f"{change.field} {_field_value(change.field, old)} -> " \
+           f"{_field_value(change.field, new)}"
+
+
+def _changes_text(fields):
+    return "; ".join(_change_text(change) for change in fields)
+
+
+def _pids(old_pid, new_pid):
+    return str(new_pid) if old_pid == new_pid else f"{old_pid}->{new_pid}"
+
+
+def _heading(out, text):
+    out.write(f"\n{text}\n")
+
+
+def write_report(report, out, *, verbose=False, color=False):
+    """Write a :class:`~crit_plus.analysis.diff.DiffReport` as text tables."""
+    write_fields([("OLD", _side_text(report.old)), ("NEW", _side_text(report.new))], out)
+    if report.pairing is not None:
+        pairing = report.pairing
+        out.write(f"processes paired by {pairing.method}: {pairing.reason}\n")
+    for name in report.sections:
+        _WRITERS[name](getattr(report, name), out, verbose, color)
+    if report.identical:
+        out.write("\nidentical\n")
+    else:
+        out.write(f"\ndifferent: {', '.join(report.differing)}\n")
+
+
+def _side_text(side):
+    text = f"{side.name} ({side.kind or 'directory'})"
+    if side.errors:
+        text += f"; {_plural(side.errors, 'error')} in its images, the diff may mislead " \
+                "(crit-plus validate says which)"
+    return text
+
+
+def _change(word, color):
+    return colored(word, _CHANGE_COLORS.get(word, "yellow"), color)
+
+
+def _write_processes(section, out, _verbose, color):
+    _heading(out, f"Processes: {len(section.started)} started, {len(section.exited)} exited, "
+                  f"{len(section.changed)} changed, {section.unchanged} unchanged")
+    rows = []
+    for word, infos in (("started", section.started), ("exited", section.exited)):
+        for info in infos:
+            rows.append({"change": _change(word, color),
+                         "old": info.pid if word == "exited" else None,
+                         "new": info.pid if word == "started" else None,
+                         "comm": info.comm,
+                         "what": f"{cmdline_text(info.argv, info.comm)} (ppid {info.ppid}, "
+                                 f"{_plural(info.threads, 'thread')}, {_plural(info.fds, 'fd')}, "
+                                 f"{info.state})"})
+    for process in section.changed:
+        what = _changes_text(process.changes)
+        if process.threads_added:
+            what += ("; " if what else "") + "threads added " + \
+                ",".join(str(tid) for tid in process.threads_added)
+        if process.threads_gone:
+            what += ("; " if what else "") + "threads gone " + \
+                ",".join(str(tid) for tid in process.threads_gone)
+        rows.append({"change": _change("changed", color), "old": process.old_pid,
+                     "new": process.new_pid, "comm": process.comm, "what": what})
+    if rows:
+        write_table(rows, (("change", "CHANGE"), ("old", "OLD PID"), ("new", "NEW PID"),
+                           ("comm", "COMM"), ("what", "WHAT")), out)
+
+
+def _view_text(view):
+    """An open file in one line: path, socket with protocol and state, pipe..."""
+    if view is None:
+        return "-"
+    state = view.state or {}
+    name = view.name or view.kind
+    if view.kind == "inet":
+        return f"{str(state.get('proto') or 'inet').lower()} {name} " \
+               f"({str(state.get('state') or '?').lower()})"
+    if view.kind == "unix":
+        words = [str(word).lower() for word in (state.get("type"), state.get("state")) if word]
+        return f"unix {name} ({', '.join(words)})"
+    if view.kind == "file" and state.get("deleted"):
+        return f"{name} (deleted{', ghost' if state.get('ghost') else ''})"
+    if view.kind in ("fifo", "pipe", "file", "memfd", "tty"):
+        return name if view.kind == "file" else f"{view.kind} {name}"
+    return name
+
+
+def _write_files(section, out, _verbose, color):
+    _heading(out, f"Files: {_plural(len(section.fds), 'fd change')}, "
+                  f"{_plural(len(section.objects), 'file')} appeared, disappeared or changed"
+                  + ("" if section.inodes_compared else
+                     " (inode numbers not comparable: sockets and pipes matched by what they are)"))
+    rows = []
+    for change in section.fds:
+        old, new = _view_text(change.old), _view_text(change.new)
+        if change.change == "changed":
+            new = _changes_text(change.fields)
+        rows.append({"pid": _pids(change.old_pid, change.new_pid), "fd": change.fd,
+                     "change": _change(change.change, color), "old": old, "new": new})
+    if rows:
+        write_table(rows, (("pid", "PID"), ("fd", "FD"), ("change", "CHANGE"), ("old", "OLD"),
+                           ("new", "NEW")), out)
+    rows = []
+    for change in section.objects:
+        holders = ", ".join(f"{pid}:{fd}" for pid, fd in
+                            (change.new_holders or change.old_holders))
+        rows.append({"change": _change(change.change, color), "kind": change.kind,
+                     "what": _view_text(change.new or change.old),
+                     "fields": _changes_text(change.fields) or None, "holders": holders})
+    if rows:
+        out.write("\n")
+        write_table(rows, (("change", "CHANGE"), ("kind", "KIND"), ("what", "FILE"),
+                           ("fields", "WHAT CHANGED"), ("holders", "HELD BY")), out)
+
+
+def _pages_text(pages):
+    text = (f"{pages.changed} changed, {pages.added} added, {pages.removed} removed, "
+            f"{pages.unchanged} unchanged, {pages.unavailable} unavailable")
+    if pages.moved:
+        text += f" ({pages.moved} of the changed or added moved from elsewhere)"
+    return text
+
+
+def _size_text(row):
+    old, new = row.old, row.new
+    if old is not None and new is not None and old.size != new.size:
+        return f"{human_bytes(old.size)} -> {human_bytes(new.size)}"
+    return human_bytes(row.view.size)
+
+
+def _perm_text(row):
+    old, new = row.old, row.new
+    if old is not None and new is not None and old.prot != new.prot:
+        return f"{Prot(old.prot).text()}->{Prot(new.prot).text()}"
+    return Prot(row.view.prot).text()
+
+
+def _range_text(row):
+    view = row.view
+    text = f"{view.start:x}-{view.end:x}"
+    old = row.old
+    if row.new is not None and old is not None and (old.start, old.end) != (view.start, view.end):
+        text += f" (was {old.start:x}-{old.end:x})"
+    return text
+
+
+_MEMORY_COLUMNS = (("change", "CHANGE"), ("range", "ADDRESS"), ("perm", "PERM"),
+                   ("size", "SIZE"), ("mapping", "MAPPING"))
+_PAGE_COLUMNS = (("changed", "CHANGED"), ("added", "ADDED"), ("removed", "REMOVED"),
+                 ("unchanged", "SAME"), ("unavailable", "N/A"))
+
+
+def _write_memory(section, out, verbose, color):
+    summary = f"Memory: {_plural(len(section.processes), 'process')} compared"
+    if section.content:
+        summary += (f", {human_bytes(section.bytes_read)} of page data read; pages: "
+                    + _pages_text(section.pages))
+    else:
+        summary += " (VMAs only: --no-content)"
+    _heading(out, summary)
+    for process in section.processes:
+        if not process.differs and not verbose:
+            continue
+        changes = ", ".join(f"{count} {change}" for change, count in
+                            sorted(process.vma_changes.items())) or "none"
+        line = f"\npid {_pids(process.old_pid, process.new_pid)} " \
+               f"({safe_text(process.comm or '?')}): VMA changes: {changes}"
+        if process.pages is not None:
+            line += "; pages: " + _pages_text(process.pages)
+        out.write(line + "\n")
+        rows, ranges = [], []
+        for row in process.vmas:
+            if not (verbose or row.differs):
+                continue
+            view = row.view
+            item = {"change": _change(row.change, color), "range": _range_text(row),
+                    "perm": _perm_text(row), "size": _size_text(row),
+                    "mapping": view.name or view.kind}
+            if row.pages is not None:
+                item.update({key: getattr(row.pages, key) for key, _ in _PAGE_COLUMNS})
+            rows.append(item)
+            if verbose and row.changed_ranges:
+                more = f" and {row.more_ranges} more" if row.more_ranges else ""
+                ranges.append(f"changed pages in {view.start:x}-{view.end:x}: " + " ".join(
+                    f"{start:x}-{end:x}" for start, end in row.changed_ranges) + more)
+        columns = _MEMORY_COLUMNS + (_PAGE_COLUMNS if section.content else ())
+        if rows:
+            write_table(rows, columns, out)
+        for line in ranges:
+            out.write(line + "\n")
+
+
+def _fact_cells(row, formatter):
+    return {"label": row.label, "old": formatter(row.field, row.old),
+            "new": formatter(row.field, row.new),
+            "mark": "*" if row.differs and row.compared else ""}
+
+
+def _fact_value(field, value):
+    if field in ("image_bytes", "pages_bytes") and value is not None:
+        return f"{value} ({human_bytes(value)})"
+    if field == "taken_at" and value is not None:
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return _text(value)
+
+
+def _write_images(section, out, _verbose, _color):
+    _heading(out, f"Images: {len(section.only_old)} only in OLD, {len(section.only_new)} "
+                  "only in NEW")
+    for label, names in (("only in OLD", section.only_old), ("only in NEW", section.only_new)):
+        if names:
+            out.write(f"{label}: {', '.join(safe_text(name) for name in names)}\n")
+    columns = (("label", ""), ("old", "OLD"), ("new", "NEW"), ("mark", "DIFFERS"))
+    write_table([_fact_cells(row, _fact_value) for row in section.facts], columns, out)
+    if section.stats:
+        out.write("\n")
+        write_table([_fact_cells(row, stat_text) for row in section.stats],
+                    (("label", "stats-dump"), ("old", "OLD"), ("new", "NEW")), out)
+
+
+_WRITERS = {"processes": _write_processes, "files": _write_files, "memory": _write_memory,
+            "images": _write_images}
+
+
+def register(group):
+    """Add ``diff`` to the CLI group."""
+    group.add_command(diff_command)

@@ -1,0 +1,154 @@
+"""``validate``: will this checkpoint restore, and if not, why — before anyone tries."""
+
+from __future__ import annotations
+
+import textwrap
+
+import click
+
+from decoders.errors import DecodeError, MissingImageError
+
+from ..analysis.host import probe_host
+from ..analysis.validate import default_target_root, unreadable_report, validate
+from ..graph import open_checkpoint
+from ..render import colored, safe_text, use_color, write_json, write_table
+from ..sources import resolve
+from .options import format_option
+
+#: Exit codes of ``validate`` (they differ from the other commands': see the help).
+EXIT_CLEAN = 0
+EXIT_WARNINGS = 1
+EXIT_ERRORS = 2
+
+SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "cyan"}
+VERDICT_COLORS = {"fail": "red", "risky": "yellow", "ok": "green"}
+REQUIREMENT_COLUMNS = (("option", "OPTION"), ("why", "WHY"), ("provided_by", "PASSED BY"))
+WIDTH = 96
+INDENT = " " * 8
+#: Findings of one code shown in the text form (all of them are in the JSON).
+GROUP_LINES = 5
+PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
+
+
+@click.command("validate")
+@click.argument("path", metavar="PATH")
+@click.option("--target-root", type=click.Path(exists=True, file_okay=False),
+              help="Directory that will be / of the restored processes: the files they hold "
+                   "or map must be there with the dump's size, mode and build-id.")
+@click.option("--host", "use_host", is_flag=True,
+              help="Also compare with this machine: free pids, CPU features, architecture, "
+                   "kernel, installed criu, LSM, plugins, cgroups. The target root then "
+                   "defaults to / (or to the container's rootfs/ beside its state).")
+@click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (and no errors).")
+@click.option("--lxd-dir", type=click.Path(file_okay=False),
+              help="LXD/Incus directory instead of the standard ones.")
+@click.option("--project", help="LXD/Incus project of a NAME.")
+@format_option()
+def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt):
+    """Predict whether a checkpoint will restore, and why not: every finding says
+    what CRIU will print and what to do. The checkpoint is only read.
+
+    \b
+    Stages:
+      integrity     the images alone: every image decodes, the process tree,
+                    files, pagemaps and pages files, the parent/ chain
+      requirements  options and pieces the restore needs (--tcp-established,
+                    --shell-job, --ext-unix-sk, external ttys and mounts, the
+                    LXD console, plugins)
+      target        with --target-root and/or --host: files, pids, CPU, kernel,
+                    criu, LSM, cgroups of where it would be restored
+
+    \b
+    Exit codes (not the other commands' meanings):
+      0  no errors (warnings allowed unless --strict)
+      1  warnings and no errors, with --strict;
+         or the input is not a checkpoint at all (a message on stderr, no report)
+      2  errors: the restore will fail (a checkpoint whose inventory.img or
+         pstree.img does not decode is reported as such);
+         or wrong usage (a message on stderr, no report)
+    Scripts that must tell these apart read --format json ("verdict").
+
+    \b
+    Examples:
+      crit-plus validate /var/lib/criu/dump1
+      crit-plus validate lxd:web --host
+      crit-plus validate dump1 --target-root /srv/newroot --format json | jq .verdict
+      crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
+    """
+    with resolve(path, lxd_dir=lxd_dir, project=project) as source:
+        try:
+            checkpoint = open_checkpoint(source.images_dir)
+        except MissingImageError:
+            raise
+        except DecodeError as error:
+            report = unreadable_report(source.images_dir, error, source.kind)
+        else:
+            host = probe_host("/") if use_host else None
+            if target_root is None and use_host:
+                target_root = default_target_root(checkpoint, source)
+            report = validate(checkpoint, source=source, target_root=target_root, host=host)
+        out = click.get_text_stream("stdout")
+        if fmt == "json":
+            write_json(report.to_dict(), out)
+        else:
+            write_report(report, out, use_color(out))
+    code = exit_code(report, strict)
+    if code != EXIT_CLEAN:
+        click.get_current_context().exit(code)
+
+
+def exit_code(report, strict=False):
+    """0 clean, 1 warnings only with ``strict``, 2 errors."""
+    if report.errors:
+        return EXIT_ERRORS
+    if strict and report.warnings:
+        return EXIT_WARNINGS
+    return EXIT_CLEAN
+
+
+def write_report(report, out, color=False):
+    """Write ``report`` for people: the verdict, the findings grouped by code (each group
+    with what CRIU will say and what to do), the options the restore needs, what was not
+    checked."""
+    counts = ", ".join(f"{report.count(severity)} "
+                       f"{severity if report.count(severity) == 1 else PLURALS[severity]}"
+                       for severity in PLURALS)
+    kind = f" ({report.source_kind})" if report.source_kind else ""
+    verdict = colored(report.verdict.upper(), VERDICT_COLORS[report.verdict], color)
+    out.write(f"{safe_text(report.checkpoint)}{kind}\nverdict: {verdict} ({counts})\n")
+    groups = {}
+    for finding in report.findings:
+        groups.setdefault(finding.code, []).append(finding)
+    for code, findings in groups.items():
+        out.write("\n")
+        for finding in findings[:GROUP_LINES]:
+            severity = colored(f"{finding.severity:<8}", SEVERITY_COLORS.get(finding.severity),
+                               color)
+            out.write(f"{severity}{code}  {safe_text(finding.where)}\n")
+            out.write(_indented(finding.message))
+        if len(findings) > GROUP_LINES:
+            out.write(_indented(f"... and {len(findings) - GROUP_LINES} more {code} findings "
+                                "(--format json lists them all)"))
+        first = findings[0]
+        if first.criu_says:
+            out.write(_indented(f"CRIU says: {first.criu_says}"))
+        if first.fix:
+            out.write(_indented(f"Fix: {first.fix}"))
+    if report.requirements:
+        out.write("\nThe restore needs:\n")
+        write_table([r.to_dict() for r in report.requirements], REQUIREMENT_COLUMNS, out)
+    if report.skipped:
+        out.write("\nNot checked:\n")
+        for sentence in report.skipped:
+            out.write(f"  - {safe_text(sentence)}\n")
+
+
+def _indented(text):
+    return textwrap.fill(safe_text(text), WIDTH, initial_indent=INDENT,
+                         subsequent_indent=INDENT + "  ", break_on_hyphens=False,
+                         break_long_words=False) + "\n"
+
+
+def register(group):
+    """Add ``validate`` to the CLI group."""
+    group.add_command(validate_command)

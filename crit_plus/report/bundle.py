@@ -1,0 +1,140 @@
+"""Writing a report bundle: a ``.tar.gz`` written atomically, never into a checkpoint.
+
+::
+
+    BUNDLE ::= TOP/INDEX.md  TOP/report.json  { TOP/MEMBER }     (gzip-compressed tar)
+
+The bundle is written to a temporary file beside the output (mode 0600: it
+holds logs) and renamed over the output only when complete: an interrupted
+report leaves no partial bundle.  Members carry their source file's
+modification time, owner 0 and mode 0644.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+import tempfile
+import time
+
+from ..progress import progress
+
+_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutputRefused(ValueError):
+    """The output path is not acceptable (inside a checkpoint, a directory, ...)."""
+
+
+def top_directory(output):
+    """The bundle's top directory: the output's file name without ``.tar.gz``."""
+    name = os.path.basename(os.fspath(output))
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
+            break
+    return _UNSAFE.sub("_", name).strip("._") or "crit-plus-report"
+
+
+def _inside(path, directory):
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def check_output(output, protected=()):
+    """Refuse (:class:`OutputRefused`) an output that is ``-``, a directory, whose
+    directory does not exist, or that lies inside one of the ``protected``
+    directories (the checkpoint, the logs being gathered)."""
+    if os.fspath(output) == "-":
+        raise OutputRefused("a bundle is written to a file, not to stdout: give -o FILE.tar.gz")
+    output = os.path.abspath(os.fspath(output))
+    if os.path.isdir(output):
+        raise OutputRefused(f"{output} is a directory: name the .tar.gz file to write")
+    parent = os.path.dirname(output)
+    if not os.path.isdir(parent):
+        raise OutputRefused(f"{parent} does not exist")
+    for directory in protected:
+        if _inside(output, directory):
+            raise OutputRefused(f"{output} is inside {directory}: a report never writes "
+                                "into the checkpoint or the logs it gathers; write it elsewhere")
+    return output
+
+
+def _info(name, size, mtime, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, int(mtime), mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _add_spooled(tar, top, member, spool):
+    spool.file.seek(member.offset)
+    tar.addfile(_info(f"{top}/{member.name}", member.size, member.mtime),
+                _Exact(spool.file, member.size))
+
+
+def _add_streamed(tar, top, member, bar):
+    with open(member.path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        tar.addfile(_info(f"{top}/{member.name}", size, member.mtime), stream)
+    bar.update(size)
+
+
+class _Exact(io.RawIOBase):
+    """Reads at most ``size`` bytes of ``file`` from where it stands."""
+
+    def __init__(self, file, size):
+        super().__init__()
+        self._file, self._left = file, size
+
+    def readable(self):
+        """Readable, never writable."""
+        return True
+
+    def readinto(self, buffer):
+        """Read the next bytes into ``buffer``."""
+        data = self._file.read(min(len(buffer), self._left))
+        buffer[:len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def write_bundle(output, top, heads, collection):
+    """Write the bundle to ``output`` atomically; returns the output's size.
+
+    ``heads`` are ``(name, bytes)`` pairs written first (the index, report.json);
+    then every member of ``collection``.
+    """
+    output = os.path.abspath(os.fspath(output))
+    directory, base = os.path.split(output)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".partial")
+    streamed = sum(m.size for m in collection.members if m.path is not None)
+    try:
+        with os.fdopen(descriptor, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+                now = time.time()
+                for name, data in heads:
+                    tar.addfile(_info(f"{top}/{name}", len(data), now), io.BytesIO(data))
+                with progress(streamed, "images") as bar:
+                    for member in collection.members:
+                        if member.path is not None:
+                            _add_streamed(tar, top, member, bar)
+                        else:
+                            _add_spooled(tar, top, member, collection.spool)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temporary, output)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    return os.stat(output).st_size
+
+
+__all__ = ["OutputRefused", "check_output", "top_directory", "write_bundle"]

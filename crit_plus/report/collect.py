@@ -1,0 +1,180 @@
+"""What a report gathers, before it is written: members, skips, program runs.
+
+Gathering and writing are apart because the index, the bundle's first member,
+lists everything gathered and skipped: so every member's bytes are copied once,
+while gathering, into one spool file (one file descriptor and bounded memory
+however many members there are) and the tar is written from the spool.  Text
+copied from the machine passes the environment :class:`~.redact.Redactor` on
+the way in.  Only checkpoint images (``--include-images``) are not spooled:
+they are streamed from their files at write time.
+
+Member names are relative to the bundle's top directory, ``/``-separated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from .model import Member, Skipped
+from .redact import redact_chunks
+
+#: Bytes kept of one copied file; of a longer file the last ones are kept (logs
+#: end with what went wrong), from the start of a line.
+MAX_FILE = 64 << 20
+_CHUNK = 1 << 20
+
+
+class Spool:
+    """One temporary file holding every spooled member's bytes, back to back."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()
+
+    def append(self, chunks):
+        """Write ``chunks`` at the end → ``(offset, size, sha256 hex)``."""
+        self.file.seek(0, os.SEEK_END)
+        offset, digest = self.file.tell(), hashlib.sha256()
+        for chunk in chunks:
+            self.file.write(chunk)
+            digest.update(chunk)
+        return offset, self.file.tell() - offset, digest.hexdigest()
+
+    def chunks(self, offset, size):
+        """The bytes of ``offset``..``offset+size``, in bounded chunks."""
+        self.file.seek(offset)
+        left = size
+        while left:
+            block = self.file.read(min(_CHUNK, left))
+            if not block:
+                raise OSError(f"report spool ended {left} bytes early")
+            left -= len(block)
+            yield block
+
+    def reader(self, member):
+        """A spooled ``member`` as a binary stream."""
+        return io.BufferedReader(_Window(self.file, member.offset, member.size), _CHUNK)
+
+    def close(self):
+        """Remove the spool."""
+        self.file.close()
+
+
+class _Window(io.RawIOBase):
+    """A read-only view of ``size`` bytes of ``file`` from ``offset``."""
+
+    def __init__(self, file, offset, size):
+        super().__init__()
+        self._file, self._position, self._end = file, offset, offset + size
+
+    def readable(self):
+        """A window is read-only."""
+        return True
+
+    def readinto(self, buffer):
+        """Read the next bytes of the window into ``buffer``."""
+        self._file.seek(self._position)
+        data = self._file.read(min(len(buffer), self._end - self._position))
+        buffer[:len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def _file_chunks(stream, size_hint, limit):
+    """``(chunks, cut)``: a file's bytes, the last ``limit`` of them (from a line
+    start) when its size says it is longer; files whose size is unknown
+    (``/proc``) are read up to ``limit``."""
+    cut = size_hint > limit
+    if cut:
+        stream.seek(size_hint - limit)
+        stream.readline(_CHUNK)  # skip to the next line start
+
+    def chunks():
+        left = limit
+        while left > 0:
+            block = stream.read(min(_CHUNK, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
+    return chunks(), cut
+
+
+@dataclass
+class Collection:
+    """Everything gathered for one bundle, in the order it was gathered."""
+
+    spool: Spool = field(default_factory=Spool)
+    members: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    runs: list = field(default_factory=list)  # (what, Ran, member name or None)
+    self_runs: list = field(default_factory=list)  # (selfrun.SelfRun, member or None)
+    limit: int = MAX_FILE
+
+    def names(self):
+        """The member names gathered so far."""
+        return {member.name for member in self.members}
+
+    def skip(self, what, why):
+        """Record that ``what`` is not in the bundle, and ``why``."""
+        self.skipped.append(Skipped(what, why))
+
+    def add_bytes(self, name, data, origin, *, redact=True, scan=None, mtime=None):
+        """Add ``data`` as member ``name``; text from the machine is redacted."""
+        chunks = redact_chunks([data]) if redact else [data]
+        offset, size, digest = self.spool.append(chunks)
+        self.members.append(Member(name, origin, size, time.time() if mtime is None else mtime,
+                                   offset=offset, scan=scan, digest=digest))
+
+    def add_text(self, name, text, origin, **options):
+        """Add ``text`` (str) as member ``name``."""
+        self.add_bytes(name, text.encode("utf-8", "backslashreplace"), origin, **options)
+
+    def add_file(self, name, path, *, redact=True, scan=None):
+        """Copy the file at ``path`` in as member ``name``; returns False (and
+        records a skip) if it cannot be read."""
+        path = os.path.abspath(path)
+        try:
+            with open(path, "rb") as stream:
+                self.add_stream(name, stream, path, redact=redact, scan=scan)
+        except OSError as error:
+            self.skip(path, f"cannot be read: {error.strerror or error}")
+            return False
+        return True
+
+    def add_stream(self, name, stream, origin, *, redact=True, scan=None):
+        """Copy the binary file object ``stream`` (from its start) in as member ``name``.
+
+        Raises OSError if it cannot be read.
+        """
+        stream.seek(0)
+        info = os.fstat(stream.fileno())
+        chunks, cut = _file_chunks(stream, info.st_size, self.limit)
+        offset, size, digest = self.spool.append(redact_chunks(chunks) if redact else chunks)
+        self.members.append(Member(name, origin, size, info.st_mtime, offset=offset, scan=scan,
+                                   digest=digest, cut=cut))
+
+    def add_streamed(self, name, path):
+        """Add the file at ``path`` as member ``name``, copied as is when the bundle
+        is written (checkpoint images); returns False (and records a skip) if it
+        cannot be read."""
+        path = os.path.abspath(path)
+        try:
+            with open(path, "rb") as stream:
+                info = os.fstat(stream.fileno())
+        except OSError as error:
+            self.skip(path, f"cannot be read: {error.strerror or error}")
+            return False
+        self.members.append(Member(name, path, info.st_size, info.st_mtime, path=path))
+        return True
+
+    def close(self):
+        """Remove the spool."""
+        self.spool.close()
+
+
+__all__ = ["Collection", "MAX_FILE", "Spool"]

@@ -1,0 +1,153 @@
+"""crit-plus's own commands, run in-process for a report, output captured.
+
+Each command is looked up in the click group (:data:`crit_plus.cli.cli`) and
+run through :func:`crit_plus.cli.main`, exactly as ``crit-plus NAME ...`` on
+the command line would: same options, same one-line errors, same exit codes.
+Nothing here knows how a command works inside; it only reads the command's
+declared parameters to pass what the command accepts:
+
+- the checkpoint as the first argument, and ``--lxd-dir``, ``--project``,
+  ``--root`` when the command has them and the user gave them;
+- ``--format json`` for the JSON run (the table run passes no ``--format``);
+- nothing else: options left at their defaults, so no command is asked to read
+  memory contents (``summarize --env``, ``size --content``).  A command whose
+  memory-reading option is *on* by default (:data:`MEMORY_OPTIONS`) is not run.
+
+A command that is not registered (another part of crit-plus not installed)
+is recorded as not available; one that fails or crashes is recorded with its
+exit code and stderr, and the report goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import traceback
+from dataclasses import dataclass
+
+import click
+
+#: Options that make a command read memory contents into its output; the
+#: report never sets them, and refuses a command that has one on by default.
+MEMORY_OPTIONS = frozenset({"env", "environ", "argv", "cmdline", "content"})
+#: Options passed through from the report when the user gave them.
+SOURCE_OPTIONS = ("lxd_dir", "project", "root")
+
+NOT_AVAILABLE = "not available in this crit-plus"
+
+
+@dataclass(frozen=True)
+class SelfRun:
+    """One run of a crit-plus command.
+
+    ``status`` is ``ok`` (exit 0), ``nonzero-exit`` (another exit code: an error,
+    or a verdict — ``validate`` exits 1 and 2 for what it found), ``crashed``
+    (an exception escaped the CLI's error boundary), ``not-available`` (no such
+    command) or ``refused`` (see :data:`MEMORY_OPTIONS`).  ``stdout`` and
+    ``stderr`` are the captured bytes, in a temporary file each (None when the
+    command did not run); ``message`` explains a status other than ``ok``.
+    """
+
+    command: str
+    output_format: str
+    argv: tuple
+    status: str
+    exit_code: int | None = None
+    stdout: object = None
+    stderr: object = None
+    message: str | None = None
+
+
+def _group():
+    from .. import cli  # the CLI imports this package's command: import it late
+
+    return cli
+
+
+def registered(name):
+    """The click command ``name`` of crit-plus's CLI group, or None."""
+    return _group().cli.commands.get(name)
+
+
+def command_args(command, spec, options, output_format):
+    """The arguments to give ``command`` (after its name) for checkpoint ``spec``.
+
+    ``options`` maps :data:`SOURCE_OPTIONS` names to values (None: not given);
+    ``output_format`` is ``json`` or ``table``; ``spec`` None gives no argument.
+    """
+    args = []
+    arguments = [p for p in command.params if isinstance(p, click.Argument)]
+    if spec is not None and arguments:
+        args.append(str(spec))
+    declared = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for name in SOURCE_OPTIONS:
+        value = options.get(name)
+        if value is not None and name in declared:
+            args += [declared[name].opts[0], str(value)]
+    if output_format == "json":
+        args += ["--format", "json"]
+    return args
+
+
+def _has_json(command):
+    return any(isinstance(p, click.Option) and "--format" in p.opts
+               and "json" in getattr(p.type, "choices", ("json",)) for p in command.params)
+
+
+def _memory_option_on(command):
+    for param in command.params:
+        # `is True`: click 8.2+ gives an unset default as a (truthy) sentinel
+        if param.name in MEMORY_OPTIONS and isinstance(param, click.Option) \
+                and param.default is True:
+            return param.opts[0]
+    return None
+
+
+def run_command(name, spec=None, options=None, output_format="table"):
+    """Run crit-plus command ``name`` on ``spec`` in-process → :class:`SelfRun`."""
+    command = registered(name)
+    if command is None:
+        return SelfRun(name, output_format, (), "not-available", message=NOT_AVAILABLE)
+    if output_format == "json" and not _has_json(command):
+        return SelfRun(name, output_format, (), "not-available",
+                       message=f"`crit-plus {name}` has no --format json")
+    flag = _memory_option_on(command)
+    if flag is not None:
+        return SelfRun(name, output_format, (), "refused",
+                       message=f"`crit-plus {name}` reads memory contents by default ({flag})")
+    argv = (name, *command_args(command, spec, options or {}, output_format))
+    stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    code, crash = _invoke(argv, stdout, stderr)
+    if crash is not None:
+        stderr.write(crash.encode("utf-8", "backslashreplace"))
+        first = crash.strip().splitlines()[-1]
+        return SelfRun(name, output_format, argv, "crashed", None, stdout, stderr,
+                       f"crashed: {first}")
+    status = "ok" if code == 0 else "nonzero-exit"
+    return SelfRun(name, output_format, argv, status, code, stdout, stderr,
+                   None if code == 0 else f"exit code {code}")
+
+
+def _invoke(argv, stdout, stderr):
+    """``(exit code, traceback text or None)`` of ``crit-plus ARGV`` with its output
+    going to the binary files ``stdout`` and ``stderr``."""
+    out = io.TextIOWrapper(stdout, encoding="utf-8", errors="backslashreplace",
+                           write_through=True)
+    err = io.TextIOWrapper(stderr, encoding="utf-8", errors="backslashreplace",
+                           write_through=True)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = _group().main(list(argv))
+        return code, None
+    except (Exception, SystemExit):  # noqa: BLE001 (a broken command must not stop a report)
+        return None, traceback.format_exc()
+    finally:
+        for stream in (out, err):
+            with contextlib.suppress(ValueError, OSError):
+                stream.flush()
+            stream.detach()
+
+
+__all__ = ["MEMORY_OPTIONS", "NOT_AVAILABLE", "SOURCE_OPTIONS", "SelfRun", "command_args",
+           "registered", "run_command"]
