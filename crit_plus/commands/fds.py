@@ -9,8 +9,8 @@ import click
 from ..analysis import explore
 from ..describe import fd_description, open_mode
 from ..render import jsonable, safe_text, write_json, write_table, write_tree
-from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS, check_pid, optional_pid
+from .options import format_option, source_options
+from .selection import TREE_FORMATS, optional_pid, process_table
 
 COLUMNS = (("pid", "PID"), ("fd", "FD"), ("kind", "KIND"), ("mode", "MODE"),
            ("what", "WHAT"))
@@ -69,9 +69,7 @@ def fds_command(path, lxd_dir, project, root, pid, fmt):
       crit-plus fds dump1 --format tree
       crit-plus fds dump1 -f json | jq '.[].fds[] | select(.kind == "inet")'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        checkpoint = opened.checkpoint
-        table = explore.fd_table(checkpoint, check_pid(checkpoint, pid))
+    table = process_table(explore.fd_table, path, lxd_dir, project, root, pid)
     out = sys.stdout
     if fmt == "json":
         write_json([_process_json(item) for item in table], out)

@@ -9,8 +9,8 @@ import click
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..render import jsonable, write_json, write_table
-from .options import format_option, open_checkpoint_source, source_options
-from .selection import check_pid, optional_pid
+from .options import format_option, source_options
+from .selection import optional_pid, process_table
 
 COLUMNS = (("pid", "PID"), ("range", "ADDRESS"), ("perms", "PERMS"), ("offset", "OFFSET"),
            ("size", "SIZE"), ("kind", "KIND"), ("present", "PRESENT"), ("parent", "PARENT"),
@@ -52,9 +52,7 @@ def mems_command(path, lxd_dir, project, root, pid, fmt):
       crit-plus mems lxd:web/snap0 | less -S
       crit-plus mems dump1 -f json | jq '.[0].vmas[] | select(.pages.present > 0)'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        checkpoint = opened.checkpoint
-        table = explore.vma_table(checkpoint, check_pid(checkpoint, pid))
+    table = process_table(explore.vma_table, path, lxd_dir, project, root, pid)
     out = sys.stdout
     if fmt == "json":
         write_json([{"depth": item.depth, "pid": item.pid, "comm": item.comm,

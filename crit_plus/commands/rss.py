@@ -9,8 +9,8 @@ import click
 from ..analysis import explore
 from ..describe import human_bytes
 from ..render import jsonable, safe_text, write_json, write_table, write_tree
-from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS, check_pid, optional_pid
+from .options import format_option, source_options
+from .selection import TREE_FORMATS, optional_pid, process_table
 
 _PAGE_COLUMNS = (("vmas", "VMAS"), ("present", "PRESENT"), ("parent", "PARENT"),
                  ("lazy", "LAZY"), ("shared", "SHMEM"), ("size", "SIZE"))
@@ -52,9 +52,7 @@ def rss_command(path, lxd_dir, project, root, pid, fmt):
       crit-plus rss lxd:web --format tree
       crit-plus rss dump1 -f json | jq 'sort_by(-.total) | .[0].pid'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        checkpoint = opened.checkpoint
-        table = explore.rss_table(checkpoint, check_pid(checkpoint, pid))
+    table = process_table(explore.rss_table, path, lxd_dir, project, root, pid)
     out = sys.stdout
     if fmt == "json":
         write_json([rss_json(item) for item in table], out)
