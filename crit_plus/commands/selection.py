@@ -1,4 +1,4 @@
-"""Arguments the explorers share: a PID of the checkpoint, addresses and lengths."""
+"""What the explorers share: a PID of the checkpoint, addresses and lengths, their rows."""
 
 from __future__ import annotations
 
