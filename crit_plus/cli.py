@@ -26,10 +26,17 @@ from decoders.schema import PycriuNotFound
 from .commands import decode as decode_cmd
 from .commands import diff as diff_cmd
 from .commands import encode as encode_cmd
+from .commands import fds as fds_cmd
 from .commands import info as info_cmd
 from .commands import list as list_cmd
+from .commands import mem as mem_cmd
+from .commands import mems as mems_cmd
+from .commands import ps as ps_cmd
 from .commands import report as report_cmd
+from .commands import rss as rss_cmd
 from .commands import size as size_cmd
+from .commands import sk as sk_cmd
+from .commands import summarize as summarize_cmd
 from .commands import validate as validate_cmd
 from .commands import version as version_cmd
 
@@ -87,10 +94,17 @@ for module in (
     decode_cmd,
     diff_cmd,
     encode_cmd,
+    fds_cmd,
     info_cmd,
     list_cmd,
+    mem_cmd,
+    mems_cmd,
+    ps_cmd,
     report_cmd,
+    rss_cmd,
     size_cmd,
+    sk_cmd,
+    summarize_cmd,
     validate_cmd,
     version_cmd,
 ):

@@ -37,11 +37,17 @@ INVENTORY_MAGIC = 0x58313116
 _U32 = struct.Struct("<I")
 
 
+#: Images up to this size are read whole: cheaper than mapping them (most images
+#: are a few KiB, and a checkpoint of 500 processes has thousands).
+READ_WHOLE = 1 << 20
+
+
 class ImageBytes:
     """Read-only, bounds-checked access to the bytes of one image file.
 
-    Regular files are memory-mapped (nothing is copied until an entry is
-    taken); other inputs (a pipe, ``bytes``) are held in memory.
+    Regular files larger than :data:`READ_WHOLE` are memory-mapped (nothing is
+    copied until an entry is taken); smaller ones and other inputs (a pipe,
+    ``bytes``) are held in memory.
     """
 
     def __init__(self, path, data, closer=None):
@@ -58,8 +64,8 @@ class ImageBytes:
                 info = os.fstat(handle.fileno())
                 if not stat.S_ISREG(info.st_mode):
                     return cls(path, handle.read())
-                if info.st_size == 0:
-                    return cls(path, b"")
+                if info.st_size <= READ_WHOLE:
+                    return cls(path, handle.read())
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except IsADirectoryError as error:
             raise UnreadableImageError(path, error) from None
