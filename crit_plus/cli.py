@@ -15,6 +15,7 @@ Output piped into a command that stops reading (``| head``) ends quietly.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 
@@ -23,22 +24,6 @@ import click
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
-from .commands import decode as decode_cmd
-from .commands import diff as diff_cmd
-from .commands import encode as encode_cmd
-from .commands import fds as fds_cmd
-from .commands import info as info_cmd
-from .commands import list as list_cmd
-from .commands import mem as mem_cmd
-from .commands import mems as mems_cmd
-from .commands import ps as ps_cmd
-from .commands import report as report_cmd
-from .commands import rss as rss_cmd
-from .commands import size as size_cmd
-from .commands import sk as sk_cmd
-from .commands import summarize as summarize_cmd
-from .commands import validate as validate_cmd
-from .commands import version as version_cmd
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -55,8 +40,33 @@ class _Escaped(Exception):
         self.error = error
 
 
+#: Command name → the module of crit_plus.commands that defines it.  Modules are
+#: imported when their command runs (or ``--help`` lists them), not at start-up:
+#: a command pays only for its own imports.
+COMMAND_MODULES = {
+    "decode": "decode", "show": "decode", "encode": "encode", "info": "info",
+    "list": "list", "version": "version",
+    "summarize": "summarize", "ps": "ps", "fds": "fds", "sk": "sk", "mems": "mems",
+    "rss": "rss", "mem": "mem",
+    "size": "size", "validate": "validate", "diff": "diff", "report": "report",
+}
+
+
 class _Boundary(click.Group):
-    """The command group; errors of any command leave through :func:`main`."""
+    """The command group; errors of any command leave through :func:`main`.
+
+    Commands are loaded on first use from :data:`COMMAND_MODULES`.
+    """
+
+    def list_commands(self, ctx):
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f".commands.{COMMAND_MODULES[cmd_name]}",
+                                             __package__)
+            module.register(self)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx):
         try:
@@ -90,25 +100,6 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (
-    decode_cmd,
-    diff_cmd,
-    encode_cmd,
-    fds_cmd,
-    info_cmd,
-    list_cmd,
-    mem_cmd,
-    mems_cmd,
-    ps_cmd,
-    report_cmd,
-    rss_cmd,
-    size_cmd,
-    sk_cmd,
-    summarize_cmd,
-    validate_cmd,
-    version_cmd,
-):
-    module.register(cli)
 
 
 def _fail(message, code):
