@@ -16,6 +16,7 @@ Output piped into a command that stops reading (``| head``) ends quietly.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 
@@ -24,17 +25,6 @@ import click
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
-from .render import safe_text
-
-from .commands import decode as decode_cmd
-from .commands import diff as diff_cmd
-from .commands import encode as encode_cmd
-from .commands import info as info_cmd
-from .commands import list as list_cmd
-from .commands import report as report_cmd
-from .commands import size as size_cmd
-from .commands import validate as validate_cmd
-from .commands import version as version_cmd
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -52,8 +42,33 @@ class _Escaped(Exception):
         self.error = error
 
 
+#: Command name → the module of crit_plus.commands that defines it.  Modules are
+#: imported when their command runs (or ``--help`` lists them), not at start-up:
+#: a command pays only for its own imports.
+COMMAND_MODULES = {
+    "decode": "decode", "show": "decode", "encode": "encode", "info": "info",
+    "list": "list", "version": "version",
+    "summarize": "summarize", "ps": "ps", "fds": "fds", "sk": "sk", "mems": "mems",
+    "rss": "rss", "mem": "mem",
+    "size": "size", "validate": "validate", "diff": "diff", "report": "report",
+}
+
+
 class _Boundary(click.Group):
-    """The command group; errors of any command leave through :func:`main`."""
+    """The command group; errors of any command leave through :func:`main`.
+
+    Commands are loaded on first use from :data:`COMMAND_MODULES`.
+    """
+
+    def list_commands(self, ctx):
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f".commands.{COMMAND_MODULES[cmd_name]}",
+                                             __package__)
+            module.register(self)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx):
         try:
@@ -87,18 +102,6 @@ def cli(ctx, traceback):
     ctx.obj["traceback"] = traceback
 
 
-for module in (
-    decode_cmd,
-    diff_cmd,
-    encode_cmd,
-    info_cmd,
-    list_cmd,
-    report_cmd,
-    size_cmd,
-    validate_cmd,
-    version_cmd,
-):
-    module.register(cli)
 
 
 def _fail(message, code):
@@ -167,6 +170,8 @@ def run():
     except Exception as error:  # noqa: BLE001 - the last boundary of the process
         if "--traceback" in sys.argv[1:]:
             raise
+        from .render import safe_text  # imported only here: start-up stays short
+
         code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} "
                      "(a bug in crit-plus: --traceback shows where)", EXIT_INTERNAL)
     sys.exit(code)

@@ -134,6 +134,11 @@ def fd_description(kind, name, details, peers=(), targets=(), queued=None):
             text += " (deleted)"
     elif kind == "fifo":
         text = f"{name} (fifo:[{d.get('pipe_id')}])"
+        if peers:
+            text += " <-> " + endpoints_text(peers)
+    elif kind == "pipe":
+        if peers:
+            text += " <-> " + endpoints_text(peers)
     elif kind == "unix":
         words = [w for w in (enum_text(d.get("type")), enum_text(d.get("state"))) if w]
         text = f"unix {name} ({', '.join(words)})" if words else f"unix {name}"
@@ -149,7 +154,8 @@ def fd_description(kind, name, details, peers=(), targets=(), queued=None):
     elif kind == "eventfd":
         text = f"eventfd count={d.get('counter')}"
     elif kind == "eventpoll":
-        watched = [f"{t.fd} {t.name or t.kind or '?'} [{epoll_events(t.events)}]"
+        watched = [f"{t.fd} {t.name or t.kind or '(not open in this process)'} "
+                   f"[{epoll_events(t.events)}]"
                    for t in targets]
         text = "epoll: " + ("; ".join(watched) if watched else "nothing watched")
     elif kind == "memfd":
@@ -166,10 +172,35 @@ def fd_description(kind, name, details, peers=(), targets=(), queued=None):
     elif kind == "timerfd":
         text = f"timerfd (clock {d.get('clockid')})"
     elif kind == "netlink":
-        text = f"{name} (protocol {d.get('protocol')})"
+        text = f"{name} ({netlink_protocol(d.get('protocol'))})"
     if queued:
         text += f" [{human_bytes(queued)} queued]"
     return text
+
+
+#: Netlink protocols (``linux/netlink.h``).
+NETLINK_PROTOCOLS = {
+    0: "route", 1: "unused", 2: "usersock", 3: "firewall", 4: "sock_diag", 5: "nflog",
+    6: "xfrm", 7: "selinux", 8: "iscsi", 9: "audit", 10: "fib_lookup", 11: "connector",
+    12: "netfilter", 13: "ip6_fw", 14: "dnrtmsg", 15: "kobject_uevent", 16: "generic",
+    18: "scsitransport", 19: "ecryptfs", 20: "rdma", 21: "crypto", 22: "smc",
+}
+#: A netlink socket's ``sk_state``: 7 (TCP_CLOSE, set at creation) and 0 mean unconnected.
+NETLINK_STATES = {0: "unconnected", 1: "connected", 7: "unconnected"}
+
+
+def netlink_protocol(number):
+    """A netlink protocol's name (``kobject_uevent``), or its number as text."""
+    if number is None:
+        return None
+    return NETLINK_PROTOCOLS.get(int(number), str(number))
+
+
+def netlink_state(number):
+    """A netlink socket's state as a word."""
+    if number is None:
+        return None
+    return NETLINK_STATES.get(int(number), str(number))
 
 
 def cmdline_text(argv, comm=None):

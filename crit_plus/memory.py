@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
+import operator
 import os
 import stat
 from bisect import bisect_right
@@ -311,15 +313,15 @@ class PageTable:
         self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
         self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
         findings = []
-        runs = []
+        file_offsets = []  # per entry: where its data starts in the pages file, or None
         offset = 0
         for run in pagemap.runs:
             if int(run.flags) & _F_PRESENT:
-                runs.append(Run(run.vaddr, run.nr_pages, run.flags, self.pages_path, offset))
+                file_offsets.append(offset)
                 offset += run.nr_pages * PAGE_SIZE
             else:
-                runs.append(Run(run.vaddr, run.nr_pages, run.flags, None, None))
-        self.runs = tuple(runs)
+                file_offsets.append(None)
+        self._file_offsets = file_offsets
         self.present_bytes = offset
         self.pages_size, problem = _pages_file(self.pages_path)
         if self.pages_size is None:
@@ -345,24 +347,44 @@ class PageTable:
         self._sort(findings)
         self.findings = tuple(findings)
 
+    @functools.cached_property
+    def runs(self):
+        """Every :class:`Run`, in image order (made on first use)."""
+        path, offsets = self.pages_path, self._file_offsets
+        return tuple(Run(run.vaddr, run.nr_pages, run.flags,
+                         path if offset is not None else None, offset)
+                     for run, offset in zip(self.pagemap.runs, offsets))
+
+    def pages_by_state(self):
+        """Pages of every entry by :func:`page_state`: ``{"present": n, "parent": n,
+        "lazy": n}`` (and ``none`` for entries with no data flag, if any)."""
+        counts = {"present": 0, "parent": 0, "lazy": 0}
+        for run in self.pagemap.runs:
+            state = _STATES[int(run.flags) & 7]
+            counts[state] = counts.get(state, 0) + run.nr_pages
+        return counts
+
     def _sort(self, findings):
-        runs = self.runs
-        order = sorted(range(len(runs)), key=lambda i: (runs[i].vaddr, i))
-        if order != list(range(len(runs))):
-            findings.append(Finding(WARNING, "pagemap-unsorted",
-                                    "pagemap entries are not sorted by address", self.name))
+        runs = self.pagemap.runs
+        file_offsets = self._file_offsets
+        order = range(len(runs))
+        if not _increasing([run.vaddr for run in runs]):
+            order = sorted(order, key=lambda i: (runs[i].vaddr, i))
+            if order != list(range(len(runs))):
+                findings.append(Finding(WARNING, "pagemap-unsorted",
+                                        "pagemap entries are not sorted by address", self.name))
         starts, ends, flags, offsets = [], [], [], []
         overlaps, empty, unaligned = [], [], []
         prev_end = None
         for i in order:
             run = runs[i]
-            if run.npages <= 0:
+            if run.nr_pages <= 0:
                 empty.append(f"entry {i + 1} at {run.vaddr:#x} lists no pages")
                 continue
             if run.vaddr % PAGE_SIZE:
                 unaligned.append(f"entry {i + 1} starts at {run.vaddr:#x}, not on a page boundary")
-            start, end = run.vaddr, run.end
-            offset = run.file_offset if run.file_offset is not None else -1
+            start, end = run.vaddr, run.vaddr + run.nr_pages * PAGE_SIZE
+            offset = file_offsets[i] if file_offsets[i] is not None else -1
             if prev_end is not None and start < prev_end:
                 overlaps.append(
                     f"entry {i + 1} ({start:#x}-{end:#x}) overlaps an earlier entry up to "
@@ -427,12 +449,54 @@ class PageTable:
                                       f"before the data of these pages"
 
     def count_pages(self, start, end):
-        """Pages of [start, end) by state, and ``unlisted`` pages."""
+        """Pages of [start, end) by state, and ``unlisted`` pages.
+
+        The same counts as summing :meth:`segments`, without making them: runs
+        are sorted and disjoint, so their ends are sorted too and one bisect
+        finds the first run that reaches into the range.
+        """
+        return self._count(start, end, bisect_right(self.ends, start))
+
+    def count_ranges(self, ranges):
+        """:meth:`count_pages` of each ``(start, end)`` of ``ranges`` (sorted by start),
+        in one sweep over the runs."""
+        ends = self.ends
+        count = len(ends)
+        result = []
+        i, prev_end = 0, None
+        for start, end in ranges:
+            if prev_end is not None and start < prev_end:  # overlapping ranges: look it up
+                result.append(self.count_pages(start, end))
+                continue
+            while i < count and ends[i] <= start:
+                i += 1
+            result.append(self._count(start, end, i))
+            prev_end = end
+        return result
+
+    def _count(self, start, end, i):
+        """Counts of [start, end) from sorted run ``i``, the first that ends after ``start``."""
+        starts, ends, flags = self.starts, self.ends, self.flags
         counts = {}
-        for s, e, i in self.segments(start, end):
-            state = "unlisted" if i < 0 else _STATES[self.flags[i] & 7]
+        count = len(starts)
+        pos = start
+        while i < count and starts[i] < end:
+            s = starts[i] if starts[i] > pos else pos
+            e = ends[i] if ends[i] < end else end
+            if s > pos:
+                counts["unlisted"] = counts.get("unlisted", 0) + (s - pos) // PAGE_SIZE
+            state = _STATES[flags[i] & 7]
             counts[state] = counts.get(state, 0) + (e - s) // PAGE_SIZE
+            pos = e
+            i += 1
+        if pos < end:
+            counts["unlisted"] = counts.get("unlisted", 0) + (end - pos) // PAGE_SIZE
         return counts
+
+
+def _increasing(values):
+    """True when ``values`` strictly increase (then sorting them changes nothing)."""
+    return all(map(operator.lt, values, itertools.islice(values, 1, None)))
 
 
 def _file_size(path):
@@ -638,16 +702,22 @@ class AddressSpace:
         _cap(findings, empty, ERROR, "vma-empty", name, "empty VMAs")
         if empty:
             layout = [item for item in layout if item[0].end > item[0].start]
-        ordered = sorted(layout, key=lambda item: (item[0].start, item[0].end))
-        if [item[0] for item in ordered] != [item[0] for item in layout]:
-            findings.append(Finding(WARNING, "vma-unsorted", "VMAs are not sorted", name))
-        mappings = []
-        for vma, file, backing in ordered:
-            pages = table.count_pages(vma.start, vma.end) if table is not None else {}
-            mappings.append(Mapping(vma, file, backing, pages))
-        self.mappings = tuple(mappings)
-        self._starts = [m.start for m in self.mappings]
-        self._ends = [m.end for m in self.mappings]
+        ordered = layout
+        starts = [item[0].start for item in layout]
+        if not _increasing(starts):  # CRIU writes them sorted; sort anything else
+            ordered = sorted(layout, key=lambda item: (item[0].start, item[0].end))
+            if [item[0] for item in ordered] != [item[0] for item in layout]:
+                findings.append(Finding(WARNING, "vma-unsorted", "VMAs are not sorted", name))
+            starts = [item[0].start for item in ordered]
+        ends = [item[0].end for item in ordered]
+        if table is not None:
+            counts = table.count_ranges(zip(starts, ends))
+        else:
+            counts = [{} for _item in ordered]
+        self.mappings = tuple(Mapping(vma, file, backing, pages)
+                              for (vma, file, backing), pages in zip(ordered, counts))
+        self._starts = starts
+        self._ends = ends
         self._check_vmas(findings)
         self._layout_findings = tuple(findings)
 
@@ -682,11 +752,9 @@ class AddressSpace:
     def pages_by_kind(self):
         """Pages of the pagemap by state: ``{"present": n, "parent": n, "lazy": n}``
         (and ``none`` for entries with no data flag, if any)."""
-        counts = {"present": 0, "parent": 0, "lazy": 0}
-        for run in self.runs:
-            state = run.state
-            counts[state] = counts.get(state, 0) + run.npages
-        return counts
+        if self._table is None:
+            return {"present": 0, "parent": 0, "lazy": 0}
+        return self._table.pages_by_state()
 
     def pages_by_flags(self):
         """Pages of the pagemap by raw flags value (as ``FACTS.json`` counts them)."""
@@ -706,10 +774,11 @@ class AddressSpace:
 
     def _check_vmas(self, findings):
         overlaps = []
-        for prev, cur in zip(self.mappings, self.mappings[1:]):
-            if cur.start < prev.end:
-                overlaps.append(f"VMA {cur.start:#x}-{cur.end:#x} overlaps "
-                                f"{prev.start:#x}-{prev.end:#x}")
+        starts, ends = self._starts, self._ends
+        for i in range(1, len(starts)):
+            if starts[i] < ends[i - 1]:
+                overlaps.append(f"VMA {starts[i]:#x}-{ends[i]:#x} overlaps "
+                                f"{starts[i - 1]:#x}-{ends[i - 1]:#x}")
         _cap(findings, overlaps, ERROR, "vma-overlap", self.name, "overlapping VMAs")
 
     def _check_runs(self, findings):
@@ -729,6 +798,8 @@ class AddressSpace:
         missing = 0
         pos = start
         i = bisect_right(self._starts, pos) - 1
+        if i >= 0 and end <= self._ends[i]:
+            return 0  # the usual case: one VMA holds the whole entry
         if i < 0:
             i = 0
         while pos < end:
@@ -1060,8 +1131,8 @@ def _file_backing(file, files, root):
     else:
         path = file.name
     if root is None:
-        return Backing.unavailable(f"{path} is not in the images; give root= to read it "
-                                   "from a copy of the file system")
+        return Backing.unavailable(f"{path} is not in the images; read it from a copy of "
+                                   "the file system with root= (the commands' --root)")
     host = resolve_in_root(root, path)
     if host is None or not os.path.isfile(host):
         return Backing.unavailable(f"{path} is not found under {root}")

@@ -60,9 +60,23 @@ def write_json(data, out, indent=2):
 def write_table(rows, columns, out):
     """Write ``rows`` (dicts) as a table with ``columns`` ((key, header), ...)."""
     body = [[_cell(row.get(key)) for key, _header in columns] for row in rows]
-    out.write(tabulate(body, headers=[header for _key, header in columns],
-                       tablefmt="simple", disable_numparse=True))
+    out.write(_tabulate(body, [header for _key, header in columns]))
     out.write("\n")
+
+
+def _tabulate(body, headers):
+    """tabulate's simple format, leading spaces kept (tree prefixes are indented)."""
+    options = {"headers": headers, "tablefmt": "simple", "disable_numparse": True}
+    try:
+        return tabulate(body, preserve_whitespace=True, **options)
+    except TypeError:  # tabulate before 0.10 reads a module switch instead
+        import tabulate as module
+
+        saved, module.PRESERVE_WHITESPACE = module.PRESERVE_WHITESPACE, True
+        try:
+            return tabulate(body, **options)
+        finally:
+            module.PRESERVE_WHITESPACE = saved
 
 
 def write_fields(pairs, out):
@@ -75,6 +89,8 @@ def write_fields(pairs, out):
 def _cell(value):
     if value is None:
         return "-"
+    if isinstance(value, Styled):
+        return value
     if isinstance(value, bool):
         return "yes" if value else "no"
     return safe_text(value)
@@ -128,11 +144,20 @@ def write_tree(rows, columns, out, label, depth="depth"):
     write_table(drawn, columns, out)
 
 
+class Styled(str):
+    """Text already escaped and wrapped in colour codes: tables print it as it is
+    (tabulate does not count the codes in a column's width)."""
+
+
 def colored(text, color, enabled):
-    """``text`` in ``color`` (red, yellow, green, cyan, dim, bold) when ``enabled``."""
+    """``text`` in ``color`` (red, yellow, green, cyan, dim, bold) when ``enabled``.
+
+    The text is escaped (:func:`safe_text`) before the codes are added, so a
+    coloured name from an image cannot smuggle control characters either.
+    """
     if not enabled or not color or text is None:
         return text
-    return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
+    return Styled(f"\x1b[{_COLORS[color]}m{safe_text(text)}\x1b[0m")
 
 
 def jsonable(value):

@@ -106,11 +106,17 @@ def read_stream(stream, path, limit=STREAM_LIMIT):
                                              "give the image as a file")
 
 
+#: Images up to this size are read whole: cheaper than mapping them (most images
+#: are a few KiB, and a checkpoint of 500 processes has thousands).
+READ_WHOLE = 1 << 20
+
+
 class ImageBytes:
     """Read-only, bounds-checked access to the bytes of one image file.
 
-    Regular files are memory-mapped (nothing is copied until an entry is
-    taken); other inputs (a pipe, ``bytes``) are held in memory.
+    Regular files larger than :data:`READ_WHOLE` are memory-mapped (nothing is
+    copied until an entry is taken); smaller ones and other inputs (a pipe,
+    ``bytes``) are held in memory.
     """
 
     def __init__(self, path, data, closer=None):
@@ -128,8 +134,8 @@ class ImageBytes:
         try:
             if stat.S_ISFIFO(info.st_mode):
                 return cls(path, read_stream(_FdReader(fd), path))
-            if info.st_size == 0:
-                return cls(path, b"")
+            if info.st_size <= READ_WHOLE:  # small: read whole, cheaper than mapping
+                return cls(path, os.read(fd, info.st_size) if info.st_size else b"")
             mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except OSError as error:
             raise UnreadableImageError(path, error) from None

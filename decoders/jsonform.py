@@ -29,16 +29,24 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import keyword
 import os
 import quopri
 import socket
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
+try:
+    from google.protobuf import unknown_fields as _uf
+except ImportError:  # protobuf < 4.24: messages have UnknownFields()
+    _uf = None
+
 from .schema import get_schema
 from .text import image_text
 
 UNKNOWN_KEY = "_unknown_fields"
+#: Distinct flag values whose text each field remembers (real images have a few).
+FLAG_TEXTS_KEPT = 4096
 KERN_MINORBITS = 20
 
 WIRE_TYPES = {0: "varint", 1: "fixed64", 2: "length", 3: "group", 5: "fixed32"}
@@ -166,7 +174,9 @@ class _FieldPlan:
             def flags(value, flag_map=self.flags):
                 text = texts.get(value)
                 if text is None:
-                    text = texts[value] = flags_to_text(value, flag_map)
+                    text = flags_to_text(value, flag_map)
+                    if len(texts) < FLAG_TEXTS_KEPT:  # bounded, whatever an image holds
+                        texts[value] = text
                 return text
             return flags
         if self.names is not None:
@@ -234,6 +244,8 @@ class Converter:
         self.schema = schema or get_schema()
         self._plans = {}
         self._readers = {}
+        # the generated functions depend on the schema only: made once per schema
+        self._compiled = self.schema.json_functions
         self._flag_maps, self._dict_maps = _value_tables(self.schema)
         self.unknown_seen = {}  # "message.number" -> count, for the stderr note
 
@@ -251,44 +263,71 @@ class Converter:
 
     # -- message → JSON ------------------------------------------------------------
     def readers(self, descriptor, pretty, in_hex):
-        """``(name, repeated, convert, ipadd)`` per field in number order.
+        """``(name, repeated, convert, ipadd, nested_hex)`` per field in number order.
 
         ``convert`` is None where the value is its own JSON (plain integers,
-        strings, booleans): the hot path of big images does no call per field.
+        strings, booleans); ``nested_hex`` is set for sub-messages (None otherwise).
         """
         key = (descriptor.full_name, pretty, in_hex)
         readers = self._readers.get(key)
         if readers is None:
             readers = []
-            for number in sorted(self.plan(descriptor)):
-                plan = self.plan(descriptor)[number]
+            plans = self.plan(descriptor)
+            for number in sorted(plans):
+                plan = plans[number]
+                nested = (in_hex or plan.hex) if plan.type == FD.TYPE_MESSAGE else None
                 readers.append((plan.name, plan.repeated, plan.converter(pretty, in_hex, self),
-                                pretty and plan.ipadd))
+                                pretty and plan.ipadd, nested))
             self._readers[key] = readers = tuple(readers)
         return readers
 
-    def message(self, msg, pretty=False, in_hex=False):
-        """Return the JSON dictionary of ``msg`` (set fields only, in number order)."""
-        out = {}
-        has = msg.HasField
-        for name, repeated, convert, ipadd in self.readers(msg.DESCRIPTOR, pretty, in_hex):
-            if repeated:
-                values = getattr(msg, name)
-                if not values:
-                    continue
-                if ipadd:
-                    text = _ip_to_text(list(values))
-                    if text is not None:
-                        out[name] = [text]
-                        continue
-                out[name] = [convert(v) for v in values] if convert else list(values)
-            elif has(name):
-                value = getattr(msg, name)
-                out[name] = convert(value) if convert else value
-        unknown = unknown_fields(msg)
-        if unknown:
-            self._add_unknown(msg.DESCRIPTOR, out, unknown, pretty)
-        return out
+    def message(self, msg, pretty=False, in_hex=False, check_unknown=True):
+        """Return the JSON dictionary of ``msg`` (set fields only, in number order).
+
+        ``check_unknown=False`` skips looking for fields the schema does not know
+        (the caller knows there are none: :meth:`decoders.image.Image.json_entries`
+        checks a whole batch of entries at once).
+        """
+        key = (msg.DESCRIPTOR.full_name, pretty, in_hex)
+        function = self._compiled.get(key)
+        if function is None:
+            function = self._compiled[key] = self._compile(msg.DESCRIPTOR, pretty, in_hex)
+        return function(msg, check_unknown, self)
+
+    def _compile(self, descriptor, pretty, in_hex):
+        """One Python function that converts messages of ``descriptor``: the fields
+        unrolled, so a pagemap of millions of entries runs no loop per field.
+        Generated source, like :mod:`dataclasses` does for ``__init__``."""
+        env = {"_unknown_fields": unknown_fields, "_ip_to_text": _ip_to_text,
+               "_descriptor": descriptor, "_pretty": pretty}
+        lines = ["def convert(msg, check, conv):", "    out = {}", "    has = msg.HasField"]
+        for i, (name, repeated, convert, ipadd, nested) in enumerate(
+                self.readers(descriptor, pretty, in_hex)):
+            get = f"getattr(msg, {name!r})" if keyword.iskeyword(name) else f"msg.{name}"
+            env[f"_c{i}"] = convert
+            if nested is not None:
+                one = f"conv.message({{}}, _pretty, {nested!r}, check)"
+            elif convert is not None:
+                one = f"_c{i}({{}})"
+            else:
+                one = "{}"
+            if not repeated:
+                lines += [f"    if has({name!r}):", f"        out[{name!r}] = " + one.format(get)]
+                continue
+            lines += [f"    values = {get}", "    if values:"]
+            if ipadd:
+                lines += ["        text = _ip_to_text(list(values))",
+                          "        if text is not None:",
+                          f"            out[{name!r}] = [text]",
+                          "        else:",
+                          f"            out[{name!r}] = " + _list_of(one)]
+            else:
+                lines.append(f"        out[{name!r}] = " + _list_of(one))
+        lines += ["    if check:", "        unknown = _unknown_fields(msg)", "        if unknown:",
+                  "            conv._add_unknown(_descriptor, out, unknown, _pretty)",
+                  "    return out"]
+        exec("\n".join(lines), env)  # noqa: S102 (source made here from field names)
+        return env["convert"]
 
     def _add_unknown(self, descriptor, out, unknown, pretty):
         overlays = {o.number: o for o in self.schema.overlays_for(descriptor.name, descriptor)}
@@ -374,6 +413,11 @@ class Converter:
             setattr(msg, plan.name, plan.from_json(value, self, None))
 
 
+def _list_of(one):
+    """Generated source of a list of ``one`` (a ``{}`` template) over ``values``."""
+    return "list(values)" if one == "{}" else f"[{one.format('value')} for value in values]"
+
+
 def unknown_fields(msg):
     """Return the fields of ``msg`` its schema does not know: (number, wire type, value).
 
@@ -386,9 +430,7 @@ def unknown_fields(msg):
 
 
 def _unknown_bytes(msg):
-    try:
-        from google.protobuf import unknown_fields as _uf
-    except ImportError:  # protobuf < 4.24: the old API
+    if _uf is None:  # protobuf < 4.24: the old API
         fields = msg.UnknownFields()
         if not len(fields):
             return b""

@@ -9,6 +9,18 @@ from .image import Source, open_image
 from .records import Mm, Vma
 
 
+class _Flags(dict):
+    """value → flag set of one ``IntFlag`` type, made on first use (one per read)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def __missing__(self, value):
+        made = self[value] = self.kind(value)
+        return made
+
+
 def read_mm(path):
     """Return the :class:`Mm` of the mm image at ``path``."""
     with open_image(path) as image:
@@ -17,9 +29,11 @@ def read_mm(path):
         raise EntryDecodeError(path, "mm_entry", "the image has no entry", 8, 0)
     index, offset, msg = entries[0]
     source = Source(path, offset, index)
+    # a process has few distinct prot/flags/status values: make each flag set once
+    prots, flags, statuses = _Flags(Prot), _Flags(MapFlags), _Flags(VmaStatus)
     vmas = tuple(
-        Vma(v.start, v.end, v.pgoff, v.shmid, Prot(v.prot), MapFlags(v.flags),
-            VmaStatus(v.status), v.fd, source)
+        Vma(v.start, v.end, v.pgoff, v.shmid, prots[v.prot], flags[v.flags],
+            statuses[v.status], v.fd, source)
         for v in msg.vmas
     )
     return Mm(

@@ -496,3 +496,38 @@ def striped(directory, runs, run_pages, base):
                                write_pages=False)
     builder.finish()
     return builder.path(f"pages-{pages_id}.img")
+
+
+# -- large synthetic checkpoints (benchmarks) ------------------------------------------------
+
+
+def many_processes(directory, processes=500, vmas=200, fds=16, pages_per_vma=2):
+    """A checkpoint of ``processes`` processes with ``vmas`` VMAs each (a quarter of
+    them mapping shared libraries), ``fds`` open files each and a pagemap entry of
+    ``pages_per_vma`` pages in every VMA.  Pages images are sparse files of the
+    right size: metadata readers never look inside them.  Returns the builder."""
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(1)] + [proc(pid, ppid=1) for pid in range(2, processes + 1)])
+    libraries = [builder.reg_id(f"/usr/lib/x86_64-linux-gnu/lib{n}.so.1") for n in range(40)]
+    logs = [builder.reg_id(f"/var/log/app/{n}.log") for n in range(fds)]
+    stride = 0x10000
+    base = 0x7F0000000000
+    for pid in range(1, processes + 1):
+        layout, runs = [], []
+        for n in range(vmas):
+            start = base + n * stride
+            if n % 4 == 0:
+                entry = vma(start, start + stride, kind="file", shmid=libraries[n // 4 % 40],
+                            prot=Prot.READ | Prot.EXEC)
+            else:
+                entry = vma(start, start + stride)
+            layout.append(entry)
+            runs.append(RunSpec(start, pages_per_vma, PRESENT))
+        pages_id = builder.process(pid, vmas=layout, runs=runs, comm=f"worker-{pid}",
+                                   fds=[(n, logs[n], 1) for n in range(fds)],
+                                   write_pages=False)
+        with open(builder.path(f"pages-{pages_id}.img"), "wb") as handle:
+            handle.truncate(vmas * pages_per_vma * PAGE_SIZE)
+    builder.finish()
+    return builder

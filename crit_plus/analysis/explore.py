@@ -30,7 +30,7 @@ from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
 
 from ..files import SockFamily, endpoint_text
-from ..memory import CHUNK_SIZE, Unavailable
+from ..memory import CHUNK_SIZE, Unavailable, UnavailableError
 
 # -- processes -------------------------------------------------------------------------
 
@@ -55,14 +55,47 @@ class PsRow:
     environ: tuple | None = None
 
 
+def command_line(process):
+    """The command line as ``/proc/PID/cmdline`` shows it, read back from memory,
+    or None (a zombie, unreadable memory).
+
+    The arguments are the NUL-separated strings of ``mm`` arg_start..arg_end.
+    When the last byte there is not a NUL the process rewrote its title
+    (``setproctitle``: sshd, postgres, nginx workers), and, as the kernel
+    does, the title is read on into the environment area up to the first NUL.
+    """
+    mm, memory = process.mm, process.memory
+    if mm is None or memory is None or mm.arg_end <= mm.arg_start:
+        return None
+    length = mm.arg_end - mm.arg_start
+    try:
+        if mm.env_end <= mm.arg_end or memory.read(mm.arg_end - 1, 1) == b"\0":
+            return process.argv  # the usual case: NUL-separated arguments
+        title = memory.read(mm.arg_start, length).split(b"\0", 1)[0]
+        if len(title) == length:  # no NUL in the argument area: read on
+            more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
+            title += more.split(b"\0", 1)[0]
+    except UnavailableError:
+        return None
+    return (title.decode("utf-8", "surrogateescape"),)
+
+
+#: Most bytes of a rewritten process title read from the environment area.
+MAX_TITLE = 4096
+
+
 def ps_rows(checkpoint, *, argv=True, env=False):
-    """Every process depth-first through the checked tree (:class:`PsRow`)."""
+    """Every process depth-first through the checked tree (:class:`PsRow`).
+
+    ``argv`` reads each command line back from memory (:func:`command_line`),
+    ``env`` each environment; without them no page data is read.
+    """
     rows = []
     for depth, process in checkpoint.walk():
         rows.append(PsRow(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
-            process.argv if argv else None,
+            command_line(process) if argv else None,
             process.environ if env else None))
     return rows
 
@@ -370,7 +403,8 @@ class ProcessVmas:
     vmas: tuple
 
 
-def _shared_pages(memory, mapping):
+def shared_pages(memory, mapping):
+    """Pages of the shared-memory object of ``mapping`` dumped inside its window."""
     pages = 0
     for extent in memory.extents(mapping.start, mapping.size):
         if extent.source == "pages":
@@ -386,7 +420,7 @@ def _vma_row(memory, mapping):
     shmid = None
     if mapping.backing.kind == "shmem":
         shmid = mapping.backing.shmid
-        shared = _shared_pages(memory, mapping)
+        shared = shared_pages(memory, mapping)
     return VmaRow(vma.start, vma.end, int(vma.prot), int(vma.flags), int(vma.status), vma.pgoff,
                   vma.kind, mapping.name, mapping.file.id if mapping.file is not None else None,
                   shmid, counts, shared, mapping.backing.kind)
@@ -460,16 +494,17 @@ def process_rss(process, depth=0, shared=True):
     kinds = {}
     shared_total = 0
     for mapping in memory.vmas:
+        count = 0
+        if shared and mapping.backing.kind == "shmem":
+            count = shared_pages(memory, mapping)
+            shared_total += count
         pages = mapping.pages
         entry = kinds.setdefault(mapping.kind, [0, 0, 0, 0, 0])
         entry[0] += 1
         entry[1] += pages.get("present", 0)
         entry[2] += pages.get("parent", 0)
         entry[3] += pages.get("lazy", 0)
-        if shared and mapping.backing.kind == "shmem":
-            count = _shared_pages(memory, mapping)
-            entry[4] += count
-            shared_total += count
+        entry[4] += count
     by_kind = tuple(sorted((KindPages(kind, *values) for kind, values in kinds.items()),
                            key=lambda k: (-(k.total + k.shared), k.kind)))
     return ProcessRss(depth, process.pid, process.comm, process.state_label, len(memory.vmas),
@@ -485,17 +520,24 @@ def rss_table(checkpoint, pid=None):
 # -- memory: read, dump, grep ------------------------------------------------------------------
 
 
+class NoMemoryError(DecodeError, LookupError):
+    """A process has no memory in the checkpoint (a zombie, a missing or bad mm image)."""
+
+
 def memory_of(checkpoint, pid):
     """The :class:`~crit_plus.memory.AddressSpace` of ``pid``.
 
-    ``KeyError`` when the pid is not in the checkpoint, ``LookupError`` with
-    the reason when it has no memory (a zombie, a missing mm image).
+    ``KeyError`` when the pid is not in the checkpoint, :class:`NoMemoryError`
+    with the reason when it has no memory (a zombie, a missing mm image).
     """
     process = checkpoint.process(pid)
     memory = process.memory
     if memory is None:
-        why = "it is a zombie" if process.is_zombie else f"mm-{pid}.img is missing or unreadable"
-        raise LookupError(f"pid {pid} has no memory in this checkpoint: {why}")
+        if process.is_zombie:
+            raise NoMemoryError(os.path.join(checkpoint.directory, f"core-{pid}.img"),
+                                f"pid {pid} is a zombie: CRIU keeps no memory of it")
+        raise NoMemoryError(os.path.join(checkpoint.directory, f"mm-{pid}.img"),
+                            f"pid {pid} has no memory in this checkpoint (missing or unreadable)")
     return memory
 
 
@@ -510,10 +552,12 @@ def unavailable_extents(memory, address, length):
 
 
 def vma_at(checkpoint, pid, address):
-    """The :class:`~crit_plus.memory.Mapping` of ``pid`` holding ``address``; LookupError if none."""
-    mapping = memory_of(checkpoint, pid).find(address)
+    """The :class:`~crit_plus.memory.Mapping` of ``pid`` holding ``address``;
+    :class:`NoMemoryError` (a LookupError) if none does."""
+    memory = memory_of(checkpoint, pid)
+    mapping = memory.find(address)
     if mapping is None:
-        raise LookupError(f"no mapping of pid {pid} holds {address:#x}")
+        raise NoMemoryError(memory.path, f"no mapping of pid {pid} holds {address:#x}")
     return mapping
 
 
@@ -662,8 +706,9 @@ class MemoryGrep:
 
 
 __all__ = [
-    "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MemoryGrep", "ProcessFds", "ProcessRss",
-    "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW", "SocketRow", "VmaRow", "fd_table",
-    "memory_of", "process_rss", "ps_rows", "read_memory", "rss_table", "select", "socket_rows",
-    "unavailable_extents", "vma_at", "vma_table",
+    "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MAX_TITLE", "MemoryGrep",
+    "NoMemoryError", "ProcessFds", "ProcessRss", "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW",
+    "SocketRow", "VmaRow", "command_line", "fd_table", "memory_of", "process_rss", "ps_rows",
+    "read_memory", "rss_table", "select", "shared_pages", "socket_rows", "unavailable_extents",
+    "vma_at", "vma_table",
 ]

@@ -3,34 +3,58 @@
 :func:`summarize` gathers, from a resolved source and its checkpoint graph:
 
 - where it came from (:class:`Origin`: the source kind, manager, instance,
-  snapshot, CRIU version, kernel, when it was taken);
+  snapshot, the stateful flag backup.yaml records, CRIU version and kernel
+  from the CRIU log, when it was taken);
 - what the images say of the dump as a whole (:class:`DumpInfo`: inventory,
   parent checkpoint, image and page bytes) and every counter of ``stats-dump``;
 - each process (:class:`ProcessSummary`) in tree order, the totals
-  (:class:`Totals`), the biggest memory holders, and what is odd
-  (:class:`Note`: zombies, deleted files, external sockets, a parent
-  checkpoint, lazy pages, the source's and the graph's findings).
+  (:class:`Totals`), the biggest memory holders;
+- the logs the manager keeps beside the checkpoint (:class:`LogSummary`:
+  ``dump.log``, LXD's ``snapshot_dump_*.log`` / ``migration_*`` copies,
+  ``lxc.log``) with their error lines;
+- what is odd (:class:`Note`: zombies, deleted files, external sockets, a
+  parent checkpoint, lazy pages, errors in the logs, the source's and the
+  graph's findings).
 
 Page data (``pages-*.img``) is never opened: page counts come from pagemaps
 and file sizes from ``stat``.  The command line lives in the process's memory,
-so it is read only when asked for (``argv=True``); by default a process is
-named by its ``comm`` and its executable's path (from ``mm-<pid>.img``).
+so it is read only when asked for (``argv=True``, a few bytes per process);
+by default a process is named by its ``comm`` and its executable's path.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
-from ..files import IpProto, SockState
-from .explore import process_rss
+from decoders.jsonform import unknown_fields
+
+from ..describe import netlink_state
+from ..files import IpProto, SockFamily, SockState
+from ..findings import INFO, WARNING
+from .explore import command_line, shared_pages
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
+#: Error lines of each log kept in the summary (``error_count`` counts them all).
+LOG_ERRORS = 5
+
+#: ``inventory_entry`` field number of ``dump_criu_run_id``.
+RUN_ID_FIELD = 13
+
+#: ``inventory.network_lock_method`` (CRIU's ``enum NETWORK_LOCK_METHOD``).
+NETWORK_LOCKS = {0: "iptables", 1: "nftables", 2: "skip"}
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where the checkpoint came from (see :class:`crit_plus.sources.Source`)."""
+    """Where the checkpoint came from (see :class:`crit_plus.sources.Source`).
+
+    ``stateful`` is what backup.yaml records (None: nothing recorded);
+    ``criu_version``/``kernel``/``machine`` come from ``version_source`` (the
+    checkpoint's ``dump.log``, or the manager's copy of it), None when no
+    verbose log was kept.
+    """
 
     spec: str
     kind: str
@@ -40,17 +64,24 @@ class Origin:
     snapshot: str | None
     images_dir: str
     archive: str | None
+    backup_path: str | None
     stateful: bool | None
     taken_at: object
     taken_at_source: str | None
     criu_version: str | None
     kernel: str | None
+    machine: str | None
+    version_source: str | None
     criu_run_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class DumpInfo:
-    """Facts of the dump as a whole: ``inventory.img``, the parent, sizes."""
+    """Facts of the dump as a whole: ``inventory.img``, the parent, sizes.
+
+    ``run_id`` is the CRIU run id the inventory records (CRIU >= 3.16);
+    ``uptime_us`` the host's uptime when it dumped (microseconds).
+    """
 
     image_version: int | None
     lsm: str | None
@@ -58,6 +89,8 @@ class DumpInfo:
     network_lock: str | None
     pre_dump_mode: str | None
     plugins: tuple
+    run_id: str | None
+    uptime_us: int | None
     parent: str | None
     image_files: int
     image_bytes: int
@@ -139,6 +172,29 @@ class MappingHolder:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSummary:
+    """A log kept beside the checkpoint: what it is and the errors it records.
+
+    ``kind`` is ``criu`` or ``lxc``; ``this_checkpoint`` is True for the CRIU
+    log of the dump that wrote these images (the images directory's
+    ``dump.log``, or a manager's log of the same CRIU run); ``copies`` names
+    the other files holding the same bytes (LXD's ``snapshot_dump_*.log``);
+    ``errors`` are the first :data:`LOG_ERRORS` error lines, ``error_count``
+    counts all.
+    """
+
+    name: str
+    path: str
+    kind: str
+    this_checkpoint: bool
+    copies: tuple
+    criu_version: str | None
+    run_id: str | None
+    error_count: int
+    errors: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """Something odd: from this summary (``origin`` ``summary``), the source
     (``source``) or the graph's findings (``graph``)."""
@@ -161,63 +217,138 @@ class Summary:
     totals: Totals
     top_processes: tuple  # ProcessSummary, most pages first
     top_mappings: tuple  # MappingHolder, most pages first
+    logs: tuple  # LogSummary: the checkpoint's own first
     notes: tuple
 
 
 def summarize(source, checkpoint, *, argv=False, top=TOP):
     """The :class:`Summary` of ``checkpoint`` opened from ``source``.
 
-    Reads every metadata image (as ``checkpoint.findings`` does), never page
-    data unless ``argv`` asks for the command lines.
+    Reads every metadata image (as ``checkpoint.findings`` does) and the
+    logs, never page data unless ``argv`` asks for the command lines.
     """
     processes, mappings = [], []
     for depth, process in checkpoint.walk():
-        rss = process_rss(process, depth)
+        vmas, states, shared = _memory_facts(process, mappings)
         core = process.core
         exe = process.exe
         processes.append(ProcessSummary(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
-            exe.name if exe is not None else None, process.argv if argv else None,
-            rss.vmas, rss.present, rss.parent, rss.lazy, rss.shared, len(process.fds)))
-        memory = process.memory
-        if memory is not None:
-            for mapping in memory.vmas:
-                pages = mapping.pages
-                count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
-                if count:
-                    mappings.append(MappingHolder(process.pid, process.comm, mapping.start,
-                                                  mapping.end, mapping.kind, mapping.name, count))
+            exe.name if exe is not None else None, command_line(process) if argv else None,
+            vmas, states.get("present", 0), states.get("parent", 0), states.get("lazy", 0),
+            shared, len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
-    mappings.sort(key=lambda m: (-m.pages, m.pid, m.start))
+    biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
+    dump = _dump_info(source, checkpoint)
+    logs = _logs(source, dump.run_id)
     return Summary(
-        _origin(source), _dump_info(source, checkpoint), _stats(source, checkpoint),
+        _origin(source, logs), dump, _stats(source, checkpoint),
         tuple(processes), _totals(checkpoint, processes),
-        tuple(p for p in by_size[:top] if p.pages + p.shared), tuple(mappings[:top]),
-        tuple(_notes(source, checkpoint, processes)))
+        tuple(p for p in by_size[:top] if p.pages + p.shared),
+        tuple(_holder(process, mapping, -count) for count, _pid, _start, process, mapping
+              in biggest), logs,
+        tuple(_notes(source, checkpoint, processes, logs, dump)))
 
 
-def _origin(source):
+def _memory_facts(process, listed):
+    """``(VMAs, pages by state, shared-memory pages)`` of ``process``, in one pass over
+    its mappings; appends ``(-pages, pid, start, process, mapping)`` to ``listed`` for
+    each mapping with pages listed (records are made for the biggest only)."""
+    memory = process.memory
+    if memory is None:
+        return 0, {}, 0
+    pid = process.pid
+    shared = 0
+    for mapping in memory.vmas:
+        if mapping.backing.kind == "shmem":
+            shared += shared_pages(memory, mapping)
+        pages = mapping.pages
+        count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
+        if count:
+            listed.append((-count, pid, mapping.start, process, mapping))
+    return len(memory.vmas), memory.pages_by_kind(), shared
+
+
+def _holder(process, mapping, pages):
+    return MappingHolder(process.pid, process.comm, mapping.start, mapping.end, mapping.kind,
+                         mapping.name, pages)
+
+
+def _logs(source, run_id):
+    """The source's logs, each once (copies of ``dump.log`` folded into it), the
+    checkpoint's own first; a CRIU log is this checkpoint's when it is a copy
+    of ``dump.log`` or records the run id the inventory records."""
+    logs = source.logs
+    copies = {}
+    own = next((log for log in logs if log.path == source.dump_log), None)
+    if own is not None:
+        copies[own.path] = tuple(log.name for log in logs
+                                 if log.this_checkpoint and log is not own)
+    found = []
+    for log in logs:
+        if log is not own and own is not None and log.this_checkpoint:
+            continue  # shown as a copy of dump.log
+        mine = log is own or log.this_checkpoint or bool(
+            log.kind == "criu" and run_id and log.header.run_id == run_id)
+        found.append(LogSummary(log.name, str(log.path), log.kind, mine,
+                                copies.get(log.path, ()), log.header.criu_version,
+                                log.header.run_id, log.error_count,
+                                tuple(log.errors[:LOG_ERRORS])))
+    found.sort(key=lambda log: (not log.this_checkpoint, log.kind != "criu", log.name))
+    return tuple(found)
+
+
+def _origin(source, logs):
+    """The :class:`Origin`; version and kernel from this checkpoint's CRIU log."""
+    version, kernel, machine, where = source.criu_version, source.kernel, None, None
+    if version or kernel:
+        where = source.dump_log.name if source.dump_log is not None else "dump.log"
+    mine = [log.path for log in logs if log.this_checkpoint and log.kind == "criu"]
+    for log in source.logs:
+        if str(log.path) not in mine:
+            continue
+        machine = machine or log.header.machine
+        if version is None and log.header.criu_version:
+            version, kernel, where = log.header.criu_version, log.header.kernel, log.name
     return Origin(
         source.spec, source.kind, source.manager, source.project, source.instance,
         source.snapshot, str(source.images_dir), str(source.archive) if source.archive else None,
-        source.stateful, source.taken_at, source.taken_at_source, source.criu_version,
-        source.kernel, source.criu_run_id)
+        str(source.backup_path) if source.backup_path else None, source.stateful,
+        source.taken_at, source.taken_at_source, version, kernel, machine, where,
+        source.criu_run_id)
 
 
 def _dump_info(source, checkpoint):
     inventory = checkpoint.inventory
+    run_id = _run_id(inventory.raw) if inventory is not None else None
+    lock = inventory.network_lock_method if inventory else None
+    if lock is not None and lock.isdigit():
+        lock = NETWORK_LOCKS.get(int(lock), lock)
     parent = checkpoint.parent
     pages_bytes = sum(pf.size or 0 for pf in checkpoint.pages_files)
     return DumpInfo(
         inventory.img_version if inventory else None,
         inventory.lsm_type if inventory else None,
-        inventory.tcp_close if inventory else None,
-        inventory.network_lock_method if inventory else None,
+        inventory.tcp_close if inventory else None, lock,
         inventory.pre_dump_mode if inventory else None,
-        tuple(inventory.plugins) if inventory else (),
+        tuple(inventory.plugins) if inventory else (), run_id,
+        inventory.dump_uptime if inventory else None,
         parent.directory if parent is not None else None,
         len(checkpoint.image_files), source.size, pages_bytes)
+
+
+def _run_id(msg):
+    """``inventory_entry.dump_criu_run_id`` (field 13, CRIU >= 3.16), also when the
+    loaded schema is older and keeps it as an unknown field; None when absent."""
+    if msg is None:
+        return None
+    if "dump_criu_run_id" in msg.DESCRIPTOR.fields_by_name:
+        return msg.dump_criu_run_id if msg.HasField("dump_criu_run_id") else None
+    for number, _wire, value in unknown_fields(msg):
+        if number == RUN_ID_FIELD and isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def _stats(source, checkpoint):
@@ -243,6 +374,8 @@ def _totals(checkpoint, processes):
             family = file.details.get("family")
             if family is not None:
                 state = file.details.get("state")
+                if family == SockFamily.NETLINK:
+                    state = netlink_state(state)
                 key = (_name(family), _name(state) if state is not None else None)
                 sockets[key] = sockets.get(key, 0) + 1
     shared = sum(pf.present_pages for pf in checkpoint.pages_files
@@ -254,7 +387,7 @@ def _totals(checkpoint, processes):
         sum(p.lazy for p in processes), shared, sum(kinds.values()), len(files),
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
-              in sorted(sockets.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))))
+              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))))
 
 
 def _name(value):
@@ -262,7 +395,62 @@ def _name(value):
     return value.name.lower() if hasattr(value, "name") else value
 
 
-def _notes(source, checkpoint, processes):
+def _where(holders):
+    text = ", ".join(f"pid {pid} fd {fd}" for pid, fd in holders[:3])
+    return text + (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
+
+
+def _file_notes(checkpoint):
+    """``(severity, code, message, where)`` for deleted files, external unix peers
+    and established TCP connections (which restore needs options for)."""
+    established = 0
+    for file in checkpoint.files:
+        holders = checkpoint.holders(file.id)
+        if not holders:
+            continue
+        d = file.details
+        if file.kind == "file" and d.get("deleted"):
+            if d.get("ghost_image"):
+                size = d.get("size")
+                yield (INFO, "ghost-file",
+                       f"deleted file {file.name} is open ({_where(holders)}); its contents "
+                       f"({size if size is not None else '?'} bytes) are in {d['ghost_image']}",
+                       "remap-fpath.img")
+            else:
+                yield (INFO, "deleted-file",
+                       f"deleted file {file.name} is open ({_where(holders)}); it is kept as "
+                       f"{d.get('link_remap_path') or 'a link-remap file'}", "remap-fpath.img")
+        elif file.kind == "unix" and d.get("external_peer"):
+            yield (WARNING, "external-socket",
+                   f"unix socket {file.name} ({_where(holders)}) is connected to "
+                   f"socket:[{d.get('peer_ino')}] outside the checkpoint: restore needs "
+                   "--ext-unix-sk", "files.img")
+        elif (file.kind == "inet" and d.get("proto") == IpProto.TCP
+              and d.get("state") == SockState.ESTABLISHED):
+            established += 1
+    if established:
+        yield (INFO, "tcp-established",
+               f"{established} established TCP connection end(s): restore needs "
+               "--tcp-established", "files.img")
+
+
+def _log_notes(logs, dump):
+    """Error lines of this checkpoint's CRIU log and of the manager's (LXC) logs;
+    a log whose CRIU run is not the one that wrote the images."""
+    for log in logs:
+        if log.error_count and (log.this_checkpoint or log.kind == "lxc"):
+            whose = "the dump's CRIU log" if log.this_checkpoint else "the instance's LXC log"
+            first = log.errors[0].strip() if log.errors else ""
+            yield (WARNING if log.kind == "lxc" else INFO, "log-errors",
+                   f"{whose} records {log.error_count} error line(s), the first: {first}",
+                   log.name)
+        if log.this_checkpoint and log.run_id and dump.run_id and log.run_id != dump.run_id:
+            yield (WARNING, "run-id-mismatch",
+                   f"{log.name} is the log of CRIU run {log.run_id}, the images were written "
+                   f"by run {dump.run_id}", log.name)
+
+
+def _notes(source, checkpoint, processes, logs, dump):
     notes = []
 
     def note(severity, code, message, where):
@@ -270,54 +458,28 @@ def _notes(source, checkpoint, processes):
 
     for p in processes:
         if p.state == "zombie":
-            note("info", "zombie", f"pid {p.pid} ({p.comm}) is a zombie (exit code "
+            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie (exit code "
                  f"{p.exit_code}): CRIU restores it as one", f"core-{p.pid}.img")
         elif p.state == "stopped":
-            note("info", "stopped", f"pid {p.pid} ({p.comm}) was stopped", f"core-{p.pid}.img")
-    established = 0
-    for file in checkpoint.files:
-        holders = checkpoint.holders(file.id)
-        if not holders:
-            continue
-        where = ", ".join(f"pid {pid} fd {fd}" for pid, fd in holders[:3]) + \
-            (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
-        d = file.details
-        if file.kind == "file" and d.get("deleted"):
-            if d.get("ghost_image"):
-                size = d.get("size")
-                note("info", "ghost-file",
-                     f"deleted file {file.name} is open ({where}); its contents "
-                     f"({size if size is not None else '?'} bytes) are in {d['ghost_image']}",
-                     "remap-fpath.img")
-            else:
-                note("info", "deleted-file",
-                     f"deleted file {file.name} is open ({where}); it is kept as "
-                     f"{d.get('link_remap_path') or 'a link-remap file'}", "remap-fpath.img")
-        elif file.kind == "unix" and d.get("external_peer"):
-            note("warning", "external-socket",
-                 f"unix socket {file.name} ({where}) is connected to socket:[{d.get('peer_ino')}] "
-                 "outside the checkpoint: restore needs --ext-unix-sk", "files.img")
-        elif (file.kind == "inet" and d.get("proto") == IpProto.TCP
-              and d.get("state") == SockState.ESTABLISHED):
-            established += 1
-    if established:
-        note("info", "tcp-established",
-             f"{established} established TCP connection end(s): restore needs "
-             "--tcp-established", "files.img")
+            note(INFO, "stopped", f"pid {p.pid} ({p.comm}) was stopped", f"core-{p.pid}.img")
+    for item in _file_notes(checkpoint):
+        note(*item)
     parent = checkpoint.parent
     if parent is not None:
         pages = sum(p.parent for p in processes)
-        note("info", "parent", f"incremental: builds on the checkpoint in {parent.directory} "
+        note(INFO, "parent", f"incremental: builds on the checkpoint in {parent.directory} "
              f"({pages} pages are taken from it)", "parent")
     lazy = sum(p.lazy for p in processes)
     if lazy:
-        note("warning", "lazy-pages",
+        note(WARNING, "lazy-pages",
              f"{lazy} pages are lazy: not in the images, a lazy-pages daemon must serve them",
              "pagemap")
     stats = dict(_stats(source, checkpoint))
     if stats.get("pages_lazy"):
-        note("info", "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
+        note(INFO, "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
              "stats-dump")
+    for item in _log_notes(logs, dump):
+        note(*item)
     for finding in source.findings:
         notes.append(Note(finding.severity, finding.code, finding.message, finding.where,
                           "source"))
@@ -327,5 +489,5 @@ def _notes(source, checkpoint, processes):
     return notes
 
 
-__all__ = ["DumpInfo", "MappingHolder", "Note", "Origin", "ProcessSummary", "Summary", "TOP",
-           "Totals", "summarize"]
+__all__ = ["DumpInfo", "LOG_ERRORS", "LogSummary", "MappingHolder", "NETWORK_LOCKS", "Note",
+           "Origin", "ProcessSummary", "Summary", "TOP", "Totals", "summarize"]

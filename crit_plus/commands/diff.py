@@ -8,6 +8,7 @@ input could not be read or decoded, wrong usage).  The code leaves through
 from __future__ import annotations
 
 import errno
+import sys
 
 import click
 
@@ -100,7 +101,7 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
             raise
         click.echo(f"crit-plus: {_error_text(error)}", err=True)
         ctx.exit(EXIT_TROUBLE)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json(report_json(report), out)
     else:

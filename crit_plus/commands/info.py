@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -45,7 +46,7 @@ def info(image, fmt):
       crit-plus info pagemap-1.img --format json
     """
     facts = image_info(image)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json(facts, out)
     else:

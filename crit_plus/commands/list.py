@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..render import write_json, write_table
@@ -58,7 +60,7 @@ def list_command(where, lxd_dir, project, depth, fmt):
     """
     found = discover(where, lxd_dir=lxd_dir, project=project, max_depth=depth)
     rows = [_row(source) for source in found.sources]
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json([{k: v for k, v in row.items() if not k.endswith("_text")} for row in rows], out)
     elif rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 
 import click
@@ -42,3 +44,31 @@ def source_options(func=None, *, path_required=True):
                         help="LXD/Incus directory instead of the standard ones.")(func)
     return click.argument("path", metavar="PATH" if path_required else "[PATH]",
                           required=path_required)(func)
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Run a block without Python's cyclic garbage collector.
+
+    Reading a big checkpoint makes millions of small objects that live until
+    the command ends; the collector would walk them all again and again (a
+    quarter of ``summarize``'s time on 100 000 VMAs).  Commands only: a library
+    call never switches the collector off behind its caller's back.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def open_checkpoint_source(path, lxd_dir=None, project=None, root=None):
+    """:func:`crit_plus.opening.open_source` for a command: the collector paused
+    (:func:`gc_paused`) while the checkpoint is read."""
+    from ..opening import open_source
+
+    with gc_paused(), open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+        yield opened

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..analysis import explore
 from ..describe import cmdline_text
-from ..opening import open_source
 from ..render import colored, jsonable, safe_text, use_color, write_json, write_table, write_tree
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS
 
 COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("pgid", "PGID"), ("sid", "SID"),
@@ -34,9 +35,9 @@ def ps_command(path, lxd_dir, project, root, env, fmt):
       crit-plus ps lxd:web/snap0 --format tree
       crit-plus ps dump1 --env --format json | jq '.[0].environ'
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         rows = explore.ps_rows(opened.checkpoint, env=env)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]
         if not env:

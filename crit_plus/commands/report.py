@@ -6,6 +6,8 @@ import os
 import re
 from datetime import datetime, timezone
 
+import sys
+
 import click
 
 from ..describe import count_text, human_bytes
@@ -106,7 +108,7 @@ def report_command(path, lxd_dir, project, root, output, host_only, include_imag
         report, size = build_report(request)
     except (ReportError, OutputRefused) as error:
         raise click.UsageError(str(error)) from None
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json(summary(report, output, size), out)
     else:

@@ -1,4 +1,4 @@
-"""Arguments the explorers share: a PID of the checkpoint, addresses and lengths."""
+"""What the explorers share: a PID of the checkpoint, addresses and lengths, their rows."""
 
 from __future__ import annotations
 
@@ -6,11 +6,21 @@ import re
 
 import click
 
+from .options import open_checkpoint_source
+
 #: Output formats of the explorers.
 TREE_FORMATS = ("table", "json", "tree")
 
 _SIZE = re.compile(r"^(0x[0-9a-f]+|\d+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def process_table(table, path, lxd_dir, project, root, pid):
+    """``table(checkpoint, pid)`` of the checkpoint at ``path`` (an explorer's rows for
+    every process, or for ``pid`` once checked to be in it)."""
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        checkpoint = opened.checkpoint
+        return table(checkpoint, check_pid(checkpoint, pid))
 
 
 def check_pid(checkpoint, pid):
@@ -57,3 +67,6 @@ class Size(click.ParamType):
 
 ADDRESS = Address()
 SIZE = Size()
+
+#: ``[PID]``: one process of the checkpoint, or every process when left out.
+optional_pid = click.argument("pid", type=int, required=False)

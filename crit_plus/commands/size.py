@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
@@ -65,7 +66,7 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
                 scan = content_analysis.scan_content(checkpoint, progress=bar.update)
             elapsed = time.perf_counter() - started
     moving = size_analysis.transfer(report, bandwidth, scan) if bandwidth else None
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json(report_json(report, scan, moving), out)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import click
@@ -87,7 +88,7 @@ def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt)
             if target_root is None and use_host:
                 target_root = default_target_root(checkpoint, source)
             report = validate(checkpoint, source=source, target_root=target_root, host=host)
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         if fmt == "json":
             write_json(report.to_dict(), out)
         else:

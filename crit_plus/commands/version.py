@@ -3,6 +3,8 @@ whether a checkpoint needs a newer one."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 import google.protobuf
 
@@ -60,7 +62,7 @@ def version(checkpoint, lxd_dir, project, fmt):
             newer_than_schema=currency.newer_than_schema,
         )
         warning = currency.warning()
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         write_json(facts, out)
     else:

@@ -67,7 +67,7 @@ def _group():
 
 def registered(name):
     """The click command ``name`` of crit-plus's CLI group, or None."""
-    return _group().cli.commands.get(name)
+    return _group().cli.get_command(None, name)
 
 
 def command_args(command, spec, options, output_format):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -134,13 +134,20 @@ class Source:
         this checkpoint's ``dump.log`` has ``this_checkpoint`` set.
         """
         logs = []
+        own = None  # dump.log is read once; a copy of it takes its facts
         for path, kind in find_logs(self.log_dirs).items():
             mine = (kind == "criu" and self.dump_log is not None
                     and same_content(path, self.dump_log))
             try:
-                logs.append(read_log(path, kind, this_checkpoint=mine))
+                if mine and own is not None:
+                    logs.append(replace(own, path=path))
+                    continue
+                log = read_log(path, kind, this_checkpoint=mine)
             except OSError:
                 continue
+            if mine:
+                own = log
+            logs.append(log)
         return tuple(logs)
 
     @cached_property

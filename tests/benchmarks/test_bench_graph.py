@@ -15,6 +15,7 @@ asserted, except the memory bound of the bulk readers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ pytest.importorskip("pytest_benchmark")
 
 import crit_plus  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
+from tests import crit_explorers  # noqa: E402
 from tests.synth import striped  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
@@ -81,6 +83,27 @@ def test_open_and_walk_largest_fixture(bench, capsys, checkpoint_dirs, facts):
     count = bench.pedantic(walk, rounds=10, iterations=1, warmup_rounds=1)
     assert count > 0
     report(bench, capsys, f"open + walk {key.split('/')[0]} ({count} objects)")
+    if crit_explorers.available() is None:  # the same input through crit's x ps/fds/mems/rss
+        ours = bench.stats.stats.min
+        theirs = min(_timed(lambda: _crit_explorers(path)) for _ in range(5))
+        bench.extra_info["crit_x_s"] = round(theirs, 4)
+        with capsys.disabled():
+            print(f"[bench] crit x ps+fds+mems+rss on the same input: {theirs * 1000:.1f} ms "
+                  f"(best of 5) against {ours * 1000:.1f} ms: {theirs / ours:.1f}x")
+
+
+def _timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def _crit_explorers(path):
+    """crit's four explorers on ``path``, printing to /dev/null (a fresh crit module
+    each: crit caches files.img in module globals)."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        for what in crit_explorers.EXPLORERS:
+            crit_explorers.load_crit().explorers[what]({"dir": str(path)})
 
 
 # -- the page reader ------------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+"""``mem``: read, search and dump the memory of checkpointed processes.
+
+``mem read`` and ``mem dump`` give the bytes CRIU would restore at an address
+(pages images, the parent chain, shared memory, zeros, backing files under
+``--root``); ``mem grep`` searches every page the images hold.  Bytes the
+checkpoint cannot give are said so, never invented.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import click
+
+from ..analysis import explore
+from ..describe import address_range, human_bytes, maps_perms
+from ..memory import Unavailable
+from ..progress import progress
+from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
+from ..render import write_json
+from .options import format_option, open_checkpoint_source, source_options
+from .selection import ADDRESS, SIZE, check_pid
+
+#: ``mem read`` without LEN.
+DEFAULT_LENGTH = 256
+#: A search over fewer bytes than this shows no progress bar.
+PROGRESS_MIN = 64 << 20
+
+
+@click.group("mem")
+def mem_group():
+    """Read, search and dump the memory of checkpointed processes.
+
+    \b
+    Examples:
+      crit-plus mem read dump1 12525 7f954fcb7000 64
+      crit-plus mem grep dump1 'BEGIN RSA PRIVATE KEY'
+      crit-plus mem dump dump1 12525 --vma 3c7b8000 -o heap.bin
+    """
+
+
+def _vma_text(mapping):
+    name = f" {mapping.name}" if mapping.name else ""
+    return (f"{address_range(mapping.start, mapping.end)} "
+            f"{maps_perms(mapping.prot, mapping.flags)} {mapping.kind}{name}")
+
+
+def _piece_json(address, data):
+    if isinstance(data, Unavailable):
+        return {"address": address, "length": data.length, "reason": data.reason}
+    return {"address": address, "length": len(data), "data": bytes(data).hex()}
+
+
+@mem_group.command("read")
+@source_options
+@click.argument("pid", type=int)
+@click.argument("address", type=ADDRESS)
+@click.argument("length", type=SIZE, required=False, default=DEFAULT_LENGTH)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the raw bytes to this file instead of a hex dump.")
+@format_option()
+def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
+    """Show LEN bytes (default 256) at ADDR (hex) of process PID as a hex dump,
+    or write them raw with -o.  Stretches the checkpoint cannot give (not
+    mapped, lazy, a file mapping without --root) are marked in the dump and
+    refused with -o.
+
+    \b
+    Examples:
+      crit-plus mem read dump1 12525 7f954fcb7000
+      crit-plus mem read lxd:web/snap0 8 0x7ffd3c5e1000 4k -o stack.bin
+    """
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        checkpoint = opened.checkpoint
+        memory = explore.memory_of(checkpoint, check_pid(checkpoint, pid))
+        if output is not None:
+            data = memory.read(address, length)  # UnavailableError: one line, exit 1
+            with open(output, "wb") as handle:
+                handle.write(data)
+            click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to {output}",
+                       err=True)
+            return
+        pieces = memory.stream(address, length)
+        out = sys.stdout
+        if fmt == "json":
+            write_json({"pid": pid, "address": address, "length": length,
+                        "pieces": [_piece_json(a, d) for a, d in pieces]}, out)
+        else:
+            write_hexdump(pieces, out)
+
+
+def _hit_json(hit):
+    data = jsonable(hit)
+    data["vma_offset"] = hit.vma_offset
+    data["perms"] = maps_perms(hit.vma_prot, hit.vma_flags)
+    return data
+
+
+def _hit_line(hit, color):
+    context = (printable_bytes(hit.before)
+               + (colored(printable_bytes(hit.match), "red", color) or "")
+               + printable_bytes(hit.after))
+    name = f" {safe_text(hit.vma_name)}" if hit.vma_name else ""
+    return (f"{hit.pid} {safe_text(hit.comm or '?')} {hit.address:#x} "
+            f"[{address_range(hit.vma_start, hit.vma_end)} "
+            f"{maps_perms(hit.vma_prot, hit.vma_flags)} {hit.vma_kind}{name} "
+            f"+{hit.vma_offset:#x}]  {context}\n")
+
+
+def _pattern_bytes(pattern, as_hex):
+    if as_hex:
+        try:
+            return bytes.fromhex(pattern.replace(" ", ""))
+        except ValueError:
+            raise click.BadParameter(f"{pattern!r} is not hex bytes (like 'de ad be ef')",
+                                     param_hint="PATTERN") from None
+    return os.fsencode(pattern)
+
+
+@mem_group.command("grep")
+@click.argument("path", metavar="PATH")
+@click.argument("pattern")
+@click.option("--pid", "pids", type=int, multiple=True,
+              help="Only this process (repeatable; default: every process).")
+@click.option("--regex", "-E", is_flag=True,
+              help="PATTERN is a (Python, bytes) regular expression.")
+@click.option("--ignore-case", "-i", is_flag=True, help="Match letters of either case.")
+@click.option("--hex", "as_hex", is_flag=True, help="PATTERN is hex bytes: 'de ad be ef'.")
+@click.option("--context", "-C", type=click.IntRange(0, 4096), default=16, show_default=True,
+              help="Bytes shown on each side of a match.")
+@click.option("--max-count", "-m", type=click.IntRange(1), help="Stop after this many matches.")
+@click.option("--lxd-dir", type=click.Path(file_okay=False),
+              help="LXD/Incus directory instead of the standard ones.")
+@click.option("--project", help="LXD/Incus project of a NAME.")
+@format_option()
+def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count, lxd_dir,
+             project, fmt):
+    """Search every page the checkpoint holds, in every process (or --pid), for
+    PATTERN; print each match with its process, address, mapping and the bytes
+    around it.  Pages are streamed in large chunks (memory stays bounded) and
+    a progress bar shows on a terminal for long searches.  Shared memory is
+    searched in each process that maps it; zero pages and file-backed pages
+    (not in the images) are not searched.  Exit status: 0 when something
+    matched, 1 when nothing did.
+
+    \b
+    Examples:
+      crit-plus mem grep dump1 'password='
+      crit-plus mem grep lxd:web 'Authorization: [A-Za-z]+ \\S+' --regex
+      crit-plus mem grep dump1 --hex '7f 45 4c 46' --pid 12525 -f json
+    """
+    needle = _pattern_bytes(pattern, as_hex)
+    if not needle:
+        raise click.BadParameter("the pattern is empty", param_hint="PATTERN")
+    with open_checkpoint_source(path, lxd_dir, project) as opened:
+        checkpoint = opened.checkpoint
+        for pid in pids:
+            check_pid(checkpoint, pid)
+        try:
+            search = explore.MemoryGrep(checkpoint, needle, pids=pids or None, regex=regex,
+                                        ignore_case=ignore_case, context=context)
+        except re.error as error:
+            raise click.BadParameter(f"not a regular expression: {error}",
+                                     param_hint="PATTERN") from None
+        found = _write_hits(search, fmt, max_count, sys.stdout)
+    if not found:
+        click.echo(f"no match in {human_bytes(search.total)} of dumped memory", err=True)
+        raise SystemExit(1)  # grep's status: nothing matched
+
+
+def _write_hits(search, fmt, max_count, out):
+    """Print the hits to ``out`` as they are found; return how many there were."""
+    color = use_color(out)
+    total = search.total
+    count = 0
+    with progress(total if total >= PROGRESS_MIN else 0, "searching") as bar:
+        if fmt == "json":
+            out.write("[")
+        for hit in search.hits(bar.update):
+            if fmt == "json":
+                out.write(",\n  " if count else "\n  ")
+                out.write(json.dumps(_hit_json(hit), ensure_ascii=False))
+            else:
+                out.write(_hit_line(hit, color))
+            count += 1
+            if max_count and count >= max_count:
+                break
+        if fmt == "json":
+            out.write("\n]\n" if count else "]\n")
+    return count
+
+
+@mem_group.command("dump")
+@source_options
+@click.argument("pid", type=int)
+@click.option("--vma", "address", type=ADDRESS, required=True,
+              help="Any address inside the mapping to dump (hex).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="File to write the mapping's bytes to.")
+@format_option()
+def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
+    """Write the whole mapping of PID that holds ADDR to a file, byte for byte as
+    CRIU would restore it.  Stretches the checkpoint cannot give (lazy pages,
+    a file mapping without --root, kernel-provided pages) are left as holes of
+    zeros and listed on stderr.
+
+    \b
+    Examples:
+      crit-plus mem dump dump1 12525 --vma 3c7b8000 -o heap.bin
+      crit-plus mem dump lxd:web/snap0 1 --vma 400000 -o text.bin --root /srv/rootfs
+    """
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        checkpoint = opened.checkpoint
+        mapping = explore.vma_at(checkpoint, check_pid(checkpoint, pid), address)
+        memory = explore.memory_of(checkpoint, pid)
+        holes = _write_mapping(memory, mapping, output)
+    report = {"pid": pid, "vma": {"start": mapping.start, "end": mapping.end,
+                                  "perms": maps_perms(mapping.prot, mapping.flags),
+                                  "kind": mapping.kind, "name": mapping.name},
+              "file": output, "bytes": mapping.size,
+              "unavailable": [{"address": h.vaddr, "length": h.length, "reason": h.reason}
+                              for h in holes]}
+    if fmt == "json":
+        write_json(report, sys.stdout)
+        return
+    click.echo(f"wrote {mapping.size} bytes of pid {pid} {safe_text(_vma_text(mapping))} "
+               f"to {output}", err=True)
+    for hole in holes:
+        click.echo(f"  {hole.length} bytes at {hole.vaddr:#x} unavailable, left as zeros: "
+                   f"{safe_text(hole.reason)}", err=True)
+
+
+def _write_mapping(memory, mapping, output):
+    """Stream ``mapping`` into ``output``; return the :class:`Unavailable` stretches."""
+    holes = []
+    with open(output, "wb") as handle:
+        for address, data in memory.stream(mapping.start, mapping.size):
+            if isinstance(data, Unavailable):
+                holes.append(data)
+                handle.seek(data.vaddr + data.length - mapping.start)
+            else:
+                handle.write(data)
+        handle.truncate(mapping.size)
+    return holes
+
+
+def register(group):
+    """Add ``mem`` (read, grep, dump) to the CLI group."""
+    group.add_command(mem_group)
+

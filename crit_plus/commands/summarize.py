@@ -1,0 +1,223 @@
+"""``summarize``: one screen that says what a checkpoint is."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..analysis import summary as analysis
+from ..describe import (
+    address_range,
+    cmdline_text,
+    human_bytes,
+    human_seconds,
+    pages_text,
+    stat_label,
+    stat_text,
+)
+from ..render import colored, jsonable, safe_text, use_color, write_fields, write_json
+from ..render import write_table, write_tree
+from .options import format_option, open_checkpoint_source, source_options
+from .selection import TREE_FORMATS
+
+PAGE_SIZE = 4096
+LSM_NAMES = {"NO_LSM": "none", "SELINUX": "SELinux", "APPARMOR": "AppArmor"}
+SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "cyan"}
+STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
+KIND_TITLES = {
+    "criu-dir": "CRIU image directory", "lxd-instance": "LXD stateful stop",
+    "lxd-snapshot": "LXD stateful snapshot", "incus-instance": "Incus stateful stop",
+    "incus-snapshot": "Incus stateful snapshot", "lxc": "LXC checkpoint",
+    "podman-archive": "Podman/CRI-O checkpoint archive",
+}
+
+PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads", "THR"),
+                   ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("size", "SIZE"),
+                   ("fds", "FDS"), ("command", "COMMAND"))
+TREE_COLUMNS = (("label", "PROCESS"), ("state", "STATE"), ("threads", "THR"), ("vmas", "VMAS"),
+                ("pages", "PAGES"), ("size", "SIZE"), ("fds", "FDS"), ("command", "COMMAND"))
+MAPPING_COLUMNS = (("pid", "PID"), ("comm", "COMM"), ("range", "MAPPING"), ("kind", "KIND"),
+                   ("pages", "PAGES"), ("size", "SIZE"), ("name", "NAME"))
+
+
+def summary_json(result):
+    """The summary as JSON data (schema in docs/commands/summarize.md)."""
+    data = jsonable(result)
+    data["stats"] = {name: value for name, value in result.stats}
+    data["totals"]["pages"] = result.totals.pages
+    for key in ("processes", "top_processes"):
+        for item, process in zip(data[key], getattr(result, key)):
+            item["pages"] = process.pages
+    return data
+
+
+def _heading(out, text, color):
+    out.write("\n" + (colored(text, "bold", color) or text) + "\n")
+
+
+def _origin_fields(result):
+    origin, dump = result.origin, result.dump
+    what = KIND_TITLES.get(origin.kind, origin.kind)
+    if origin.instance:
+        what += f" {origin.instance}" + (f"/{origin.snapshot}" if origin.snapshot else "")
+        if origin.project not in (None, "default"):
+            what += f" (project {origin.project})"
+    pairs = [("checkpoint", what)]
+    if origin.archive:
+        pairs.append(("archive", origin.archive))
+    sizes = f"{human_bytes(dump.image_bytes)}; pages {human_bytes(dump.pages_bytes)}"
+    pairs.append(("images", f"{origin.images_dir} ({dump.image_files} files, {sizes})"))
+    if origin.manager:
+        recorded = {True: "stateful", False: "NOT stateful", None: "stateful flag not recorded"}
+        pairs.append(("backup.yaml", f"{recorded[origin.stateful]} ({origin.backup_path})"
+                      if origin.backup_path else "none beside state/"))
+    if origin.taken_at is not None:
+        pairs.append(("taken at", f"{origin.taken_at.strftime('%Y-%m-%d %H:%M:%S %Z')} "
+                                  f"(from {origin.taken_at_source})"))
+    if origin.criu_version or origin.kernel:
+        on = f" on Linux {origin.kernel}" if origin.kernel else ""
+        machine = f" {origin.machine}" if origin.machine else ""
+        pairs.append(("CRIU", f"{origin.criu_version or '?'}{on}{machine} "
+                              f"(from {origin.version_source})"))
+    else:
+        pairs.append(("CRIU", "version not recorded (no verbose dump log)"))
+    if dump.run_id:
+        pairs.append(("CRIU run id", dump.run_id))
+    lsm = LSM_NAMES.get(dump.lsm, dump.lsm or "?")
+    inventory = [f"image version {dump.image_version}", f"LSM {lsm}",
+                 f"network lock {dump.network_lock or '?'}"]
+    if dump.tcp_close:
+        inventory.append("TCP closed (--tcp-close)")
+    if dump.plugins:
+        inventory.append("plugins " + ", ".join(dump.plugins))
+    if dump.pre_dump_mode is not None:
+        inventory.append(f"pre-dump mode {dump.pre_dump_mode}")
+    pairs.append(("inventory", ", ".join(inventory)))
+    if dump.uptime_us:
+        pairs.append(("host uptime", human_seconds(dump.uptime_us / 1e6)))
+    pairs.append(("parent", dump.parent or "none (a full dump)"))
+    return pairs
+
+
+def _totals_fields(totals):
+    pairs = [
+        ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
+        ("memory", f"{totals.vmas} VMAs; pages {pages_text(totals.present)} present, "
+                   f"{totals.parent} in parent, {totals.lazy} lazy; "
+                   f"{pages_text(totals.shared)} of shared memory"),
+        ("fds", f"{totals.fds} ({totals.files} distinct files): "
+                + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
+    ]
+    families = {}
+    for family, state, n in totals.sockets:
+        families.setdefault(str(family), []).append(f"{n} {state or 'unknown'}")
+    pairs.append(("sockets", "; ".join(f"{family}: {', '.join(states)}"
+                                       for family, states in families.items()) or "none"))
+    return pairs
+
+
+def _process_rows(result, color):
+    rows = []
+    for p in result.processes:
+        pages = p.pages + p.shared
+        command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
+        rows.append({
+            "pid": p.pid, "ppid": p.ppid,
+            "state": colored(p.state, STATE_COLORS.get(p.state), color),
+            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": pages,
+            "size": human_bytes(pages * PAGE_SIZE), "fds": p.fds, "command": command,
+            "depth": p.depth, "label": f"{p.pid} {safe_text(p.comm or '?')}",
+        })
+    return rows
+
+
+def _mapping_rows(result):
+    return [{"pid": m.pid, "comm": m.comm, "range": address_range(m.start, m.end),
+             "kind": m.kind, "pages": m.pages, "size": human_bytes(m.pages * PAGE_SIZE),
+             "name": m.name} for m in result.top_mappings]
+
+
+def _write_logs(result, out):
+    for log in result.logs:
+        role = "this checkpoint's dump log" if log.this_checkpoint else \
+            ("the instance's" if log.kind == "lxc" else "another CRIU run")
+        copies = f", copied as {', '.join(log.copies)}" if log.copies else ""
+        version = f", CRIU {log.criu_version}" if log.criu_version else ""
+        out.write(f"  {safe_text(log.name)} ({role}{copies}{version}): "
+                  f"{log.error_count} error line(s)\n")
+        for line in log.errors:
+            out.write(f"      {safe_text(line.strip())}\n")
+        if log.error_count > len(log.errors):
+            out.write(f"      ... and {log.error_count - len(log.errors)} more\n")
+
+
+def write_summary(result, out, tree=False):
+    """Write the summary for people: fields, tables, logs and notes."""
+    color = use_color(out)
+    write_fields(_origin_fields(result), out)
+    if result.stats:
+        _heading(out, "DUMP STATISTICS (stats-dump)", color)
+        write_fields([(stat_label(name), stat_text(name, value))
+                      for name, value in result.stats], out)
+    _heading(out, "TOTALS", color)
+    write_fields(_totals_fields(result.totals), out)
+    _heading(out, "PROCESSES", color)
+    rows = _process_rows(result, color)
+    if tree:
+        write_tree(rows, TREE_COLUMNS, out, "label")
+    else:
+        write_table(rows, PROCESS_COLUMNS, out)
+    if result.top_mappings:
+        _heading(out, "BIGGEST MEMORY HOLDERS", color)
+        write_table(_mapping_rows(result), MAPPING_COLUMNS, out)
+    if result.logs:
+        _heading(out, "LOGS", color)
+        _write_logs(result, out)
+    _heading(out, "NOTES", color)
+    for note in result.notes:
+        severity = colored(f"{note.severity:<7}", SEVERITY_COLORS.get(note.severity), color)
+        out.write(f"  {severity} {safe_text(note.code)}: {safe_text(note.message)} "
+                  f"[{safe_text(note.where)}]\n")
+    if not result.notes:
+        out.write("  nothing odd\n")
+
+
+@click.command("summarize")
+@source_options
+@click.option("--top", type=click.IntRange(0, 1000), default=analysis.TOP, show_default=True,
+              help="How many of the biggest memory holders to list.")
+@click.option("--cmdline", is_flag=True,
+              help="Read each process's command line from its memory (a few bytes of page "
+                   "data per process; without it no page data is read).")
+@format_option(TREE_FORMATS)
+def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
+    """Say what a checkpoint is, on one screen: where it came from (a CRIU
+    directory, an LXD/Incus stateful stop or snapshot, an archive), the CRIU
+    version and kernel, when it was taken, every dump statistic, the process
+    tree with threads, pages and fds, totals, the biggest memory holders, the
+    logs kept beside it and their errors, and anything odd (zombies, deleted
+    files, external sockets, a parent checkpoint, lazy pages...).
+
+    Only metadata is read (no page data, unless --cmdline): fast on big
+    checkpoints.
+
+    \b
+    Examples:
+      crit-plus summarize /var/lib/criu/dump1
+      crit-plus summarize lxd:web/snap0 --format tree
+      crit-plus summarize checkpoint.tar.zst -f json | jq .totals
+    """
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
+    out = sys.stdout
+    if fmt == "json":
+        write_json(summary_json(result), out)
+    else:
+        write_summary(result, out, tree=fmt == "tree")
+
+
+def register(group):
+    """Add ``summarize`` to the CLI group."""
+    group.add_command(summarize_command)
+

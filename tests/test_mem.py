@@ -1,0 +1,203 @@
+"""``mem read``, ``mem grep`` and ``mem dump`` on the real fixtures (and a synthetic seam).
+
+The service fixtures wrote ``shared-region-NN`` and ``child-heartbeat!`` into
+their memory before the dump (tests/workloads/service.py); ``mem grep`` must
+find them, and every hit must read back as the pattern.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+import crit_plus
+from crit_plus.analysis import explore
+from crit_plus.commands import mem as mem_command
+
+from .cli import run_cli
+from .synth import PRESENT, CheckpointBuilder, proc, run, vma
+
+SERVICES = ("service-a", "service-b", "service-c", "service-old")
+
+
+def _naive_hits(checkpoint, needle):
+    """(pid, address) of every occurrence of ``needle`` in dumped pages, each span read whole."""
+    found = set()
+    for process in checkpoint.processes:
+        memory = process.memory
+        for mapping in memory.vmas:
+            for extent in memory.extents(mapping.start, mapping.size):
+                if extent.source != "pages":
+                    continue
+                data = memory.read(extent.vaddr, extent.length)
+                at = data.find(needle)
+                while at != -1:
+                    found.add((process.pid, extent.vaddr + at))
+                    at = data.find(needle, at + 1)
+    return found
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_grep_finds_what_the_service_wrote(fixture_root, name):
+    directory = fixture_root / name
+    checkpoint = crit_plus.open_checkpoint(directory)
+    for text in ("shared-region-00", "child-heartbeat!"):
+        result = run_cli("mem", "grep", directory, text, "--format", "json")
+        assert result.returncode == 0, result.stderr
+        hits = json.loads(result.stdout)
+        assert hits, f"{text} not found in {name}"
+        for hit in hits:
+            assert bytes.fromhex(hit["match"]) == text.encode()
+            assert checkpoint.read(hit["pid"], hit["address"], len(text)) == text.encode()
+            assert hit["vma_start"] <= hit["address"] < hit["vma_end"]
+        # the shared region is seen by the main process and its worker alike
+        shared = {h["pid"] for h in hits if h["vma_kind"] in ("memfd", "shared")}
+        assert len(shared) >= 2
+        assert {(h["pid"], h["address"]) for h in hits} == \
+            _naive_hits(checkpoint, text.encode())
+
+
+def test_grep_across_chunk_seams_equals_a_whole_read(service_a):
+    checkpoint = crit_plus.open_checkpoint(service_a)
+    needle = b"region"
+    search = explore.MemoryGrep(checkpoint, needle, chunk_size=4096)
+    assert {(h.pid, h.address) for h in search.hits()} == _naive_hits(checkpoint, needle)
+
+
+def test_grep_matches_across_two_pagemap_runs(tmp_path):
+    builder = CheckpointBuilder(tmp_path / "seam")
+    builder.inventory()
+    builder.pstree([proc(1)])
+    base = 0x400000
+    first = bytearray(4096)
+    first[-5:] = b"SECRE"
+    second = bytearray(4096)
+    second[:6] = b"T-KEY!"
+    builder.process(1, vmas=[vma(base, base + 0x3000)],
+                    runs=[run(base, 1, PRESENT, bytes(first)),
+                          run(base + 0x1000, 1, PRESENT, bytes(second))])
+    builder.finish()
+    checkpoint = crit_plus.open_checkpoint(builder.directory)
+    for regex in (False, True):
+        pattern = rb"SECRET-K[A-Z]+" if regex else b"SECRET-KEY"
+        hits = list(explore.MemoryGrep(checkpoint, pattern, regex=regex, chunk_size=4096,
+                                       context=4).hits())
+        assert [(h.address, h.match) for h in hits] == [(base + 4091, hits[0].match)]
+        assert hits[0].match.startswith(b"SECRET-KEY")
+        assert hits[0].before == b"\0" * 4 and hits[0].after.startswith(b"!")
+
+
+def test_grep_options(service_a):
+    regex = run_cli("mem", "grep", service_a, r"shared-region-\d\d", "--regex", "-f", "json")
+    assert regex.returncode == 0
+    assert all(bytes.fromhex(h["match"]).startswith(b"shared-region-")
+               for h in json.loads(regex.stdout))
+    upper = run_cli("mem", "grep", service_a, "CHILD-HEARTBEAT!", "-i", "-m", "1")
+    assert upper.returncode == 0 and len(upper.stdout.splitlines()) == 1
+    assert "child-heartbeat!" in upper.stdout
+    as_hex = run_cli("mem", "grep", service_a, "--hex", "63 68 69 6c 64 2d 68", "-f", "json")
+    assert len(json.loads(as_hex.stdout)) == len(json.loads(
+        run_cli("mem", "grep", service_a, "child-h", "-f", "json").stdout))
+    pid = json.loads(regex.stdout)[0]["pid"]
+    one = json.loads(run_cli("mem", "grep", service_a, "shared-region-00", "--pid", str(pid),
+                             "-f", "json").stdout)
+    assert one and {h["pid"] for h in one} == {pid}
+    missing = run_cli("mem", "grep", service_a, "no such bytes anywhere \x01")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.startswith("no match in ")
+    bad = run_cli("mem", "grep", service_a, "([", "--regex")
+    assert bad.returncode == 2 and "not a regular expression" in bad.stderr
+
+
+def test_grep_progress_on_a_terminal(service_a, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    checkpoint = crit_plus.open_checkpoint(service_a)
+    search = explore.MemoryGrep(checkpoint, b"child-heartbeat!")
+    seen = []
+    assert len(list(search.hits(seen.append))) > 0
+    assert sum(seen) == search.total > 0  # every byte searched is reported
+    stderr, stdout = Terminal(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr(mem_command, "PROGRESS_MIN", 0)
+    count = mem_command._write_hits(explore.MemoryGrep(checkpoint, b"child-heartbeat!"),
+                                    "table", None, stdout)
+    assert count > 0 and "searching" in stderr.getvalue()
+    quiet = io.StringIO()  # not a terminal: no bar
+    monkeypatch.setattr("sys.stderr", quiet)
+    mem_command._write_hits(explore.MemoryGrep(checkpoint, b"child-heartbeat!"), "table", None,
+                            stdout)
+    assert quiet.getvalue() == ""
+
+
+def test_read_hexdump_raw_and_json(service_a, tmp_path):
+    checkpoint = crit_plus.open_checkpoint(service_a)
+    process = checkpoint.processes[0]
+    heap = next(m for m in process.vmas if m.kind == "heap")
+    data = checkpoint.read(process.pid, heap.start, 64)
+    dump = run_cli("mem", "read", service_a, process.pid, f"{heap.start:x}", "64")
+    assert dump.returncode == 0, dump.stderr
+    first = dump.stdout.splitlines()[0].split("  ")
+    assert first[0] == f"{heap.start:012x}"
+    assert bytes.fromhex((first[1] + first[2]).replace(" ", "")) == data[:16]
+    out = tmp_path / "heap.bin"
+    raw = run_cli("mem", "read", service_a, process.pid, hex(heap.start), "4k", "-o", out)
+    assert raw.returncode == 0 and out.read_bytes() == checkpoint.read(process.pid,
+                                                                       heap.start, 4096)
+    pieces = json.loads(run_cli("mem", "read", service_a, process.pid, hex(heap.start), "32",
+                                "-f", "json").stdout)["pieces"]
+    assert bytes.fromhex(pieces[0]["data"]) == data[:32]
+
+
+def test_read_what_cannot_be_read_says_why(service_a, tmp_path):
+    checkpoint = crit_plus.open_checkpoint(service_a)
+    process = checkpoint.processes[0]
+    text = next(m for m in process.vmas if m.kind == "file")  # no root: not in the images
+    shown = run_cli("mem", "read", service_a, process.pid, hex(text.start), "32")
+    assert shown.returncode == 0 and "unavailable" in shown.stdout
+    refused = run_cli("mem", "read", service_a, process.pid, hex(text.start), "32",
+                      "-o", tmp_path / "x")
+    assert refused.returncode == 1
+    assert len(refused.stderr.splitlines()) == 1 and "unavailable" in refused.stderr
+    unmapped = run_cli("mem", "read", service_a, process.pid, "10", "4")
+    assert "not mapped" in unmapped.stdout
+    bad = run_cli("mem", "read", service_a, process.pid, "xyz")
+    assert bad.returncode == 2 and "not a hex address" in bad.stderr
+
+
+def test_dump_a_mapping(service_a, tmp_path):
+    checkpoint = crit_plus.open_checkpoint(service_a)
+    process = checkpoint.processes[0]
+    heap = next(m for m in process.vmas if m.kind == "heap")
+    out = tmp_path / "heap.bin"
+    result = run_cli("mem", "dump", service_a, process.pid, "--vma", hex(heap.start + 100),
+                     "-o", out, "-f", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["vma"]["start"] == heap.start and report["unavailable"] == []
+    assert out.read_bytes() == checkpoint.read(process.pid, heap.start, heap.size)
+    text = next(m for m in process.vmas if m.kind == "file")
+    holes = run_cli("mem", "dump", service_a, process.pid, "--vma", hex(text.start),
+                    "-o", tmp_path / "text.bin")
+    assert holes.returncode == 0 and "left as zeros" in holes.stderr
+    assert (tmp_path / "text.bin").stat().st_size == text.size
+    outside = run_cli("mem", "dump", service_a, process.pid, "--vma", "10", "-o", tmp_path / "n")
+    assert outside.returncode == 1 and "no mapping" in outside.stderr
+
+
+def test_dump_reads_file_mappings_from_a_snapshots_rootfs(fixture_root, tmp_path):
+    snapshot = fixture_root / "lxd-web/var/lib/lxd/storage-pools/default/containers-snapshots" \
+                              "/web/before"
+    checkpoint = crit_plus.open_checkpoint(snapshot)  # its rootfs/ is the root
+    process = checkpoint.processes[0]
+    text = next(m for m in process.vmas if m.kind == "file" and m.name == "/bin/busybox")
+    out = tmp_path / "busybox-text.bin"
+    result = run_cli("mem", "dump", snapshot, process.pid, "--vma", hex(text.start), "-o", out)
+    assert result.returncode == 0 and "left as zeros" not in result.stderr
+    busybox = (snapshot / "rootfs/bin/busybox").read_bytes()
+    expected = busybox[text.pgoff:text.pgoff + text.size]
+    assert out.read_bytes()[:len(expected)] == expected
