@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import EncodeError as ProtobufEncodeError
 
 from .errors import BadMagicError, EntryDecodeError, MissingImageError, TruncatedError
 from .framing import Cursor, ImageBytes, count_frames, frame_bounds, read_header, reframe
@@ -84,11 +85,16 @@ class Entry:
 
 def _has_unknown(batch):
     """Whether a parsed batch holds a field (at any depth) its schema does not know:
-    a copy without unknown fields is smaller.  Two C calls for thousands of entries."""
+    a copy without unknown fields is smaller.  Two C calls for thousands of entries.
+    A batch whose messages lack required fields (a damaged image: protobuf refuses
+    to size it) may hold some: its messages are then checked one by one."""
     bare = type(batch)()
     bare.CopyFrom(batch)
     bare.DiscardUnknownFields()
-    return bare.ByteSize() != batch.ByteSize()
+    try:
+        return bare.ByteSize() != batch.ByteSize()
+    except ProtobufEncodeError:
+        return True
 
 
 class Image:
