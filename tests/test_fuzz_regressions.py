@@ -287,3 +287,14 @@ def test_a_bug_is_still_one_line_with_its_own_exit_code(service_a, monkeypatch, 
     with pytest.raises(type(error)):
         run()
     assert invoke(["info", str(service_a / "pstree.img")]).escaped is not None
+
+
+def test_reading_memory_of_a_process_whose_mm_image_is_damaged_says_where(service_a, workspace):
+    """`mem read` said only "no memory (missing or unreadable)": now the decode error, with
+    its offset (found by CRIT_PLUS_FUZZ=full)."""
+    checkpoint = damage.clone(service_a, workspace / "ck")
+    damage.replace(checkpoint / "mm-12525.img", (service_a / "mm-12525.img").read_bytes()[:2])
+    outcome = invoke(["mem", "read", str(checkpoint), "12525", "0x400000", "64"])
+    assert outcome.code == EXIT_BAD_INPUT
+    assert outcome.err == ("crit-plus: mm-12525.img: pid 12525 has no memory in this checkpoint: "
+                           "at offset 0x0: truncated magic: needs 4 bytes, 2 left\n")

@@ -536,8 +536,11 @@ def memory_of(checkpoint, pid):
         if process.is_zombie:
             raise NoMemoryError(os.path.join(checkpoint.directory, f"core-{pid}.img"),
                                 f"pid {pid} is a zombie: CRIU keeps no memory of it")
-        raise NoMemoryError(os.path.join(checkpoint.directory, f"mm-{pid}.img"),
-                            f"pid {pid} has no memory in this checkpoint (missing or unreadable)")
+        name = f"mm-{pid}.img"
+        why = next((finding.message for finding in process.findings if finding.where == name),
+                   "missing or unreadable")  # the decode error, with its offset
+        raise NoMemoryError(os.path.join(checkpoint.directory, name),
+                            f"pid {pid} has no memory in this checkpoint: {why}")
     return memory
 
 
