@@ -135,3 +135,24 @@ def test_version_names_the_schema_and_checks_a_checkpoint(service_a):
     assert facts["unknown_fields"] == {}
     assert facts["newer_than_schema"] is False
     assert "warning" not in result.stderr
+
+
+def test_start_up_loads_only_what_the_command_needs(service_a):
+    """Start-up is most of what a small command costs: summarize on a plain CRIU
+    directory loads neither pycriu's RPC client, PyYAML (only LXD/Incus keep a
+    backup.yaml) nor importlib.metadata (tabulate 0.10 reads its version with it)."""
+    code = (
+        "import sys, io, contextlib\n"
+        "from crit_plus.cli import main\n"
+        f"sys.argv = ['crit-plus', 'summarize', {str(service_a)!r}]\n"
+        "try:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main()\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "print(' '.join(sorted(m for m in sys.modules if m in ('yaml', 'pycriu.rpc_pb2',\n"
+        "                  'pycriu.criu', 'importlib.metadata'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.split() == [], result.stdout

@@ -14,9 +14,8 @@ Parsed with PyYAML's safe loader; timestamps are kept as the strings LXD wrote
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-
-import yaml
 
 from decoders.framing import open_untrusted
 
@@ -24,12 +23,21 @@ from decoders.framing import open_untrusted
 MAX_BACKUP_BYTES = 16 << 20
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """PyYAML's safe loader, with timestamps left as text."""
+@functools.lru_cache(maxsize=1)
+def _yaml():
+    """``(yaml, loader)``: PyYAML and its safe loader with timestamps left as text.
 
+    Imported on first use: only checkpoints kept by LXD or Incus have a
+    backup.yaml, and PyYAML costs every other command's start-up 15 ms.
+    """
+    import yaml
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp",
-                        lambda loader, node: loader.construct_scalar(node))
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        """PyYAML's safe loader, with timestamps left as text."""
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp",
+                           lambda loader, node: loader.construct_scalar(node))
+    return yaml, Loader
 
 
 class BackupError(Exception):
@@ -51,10 +59,11 @@ def load_backup(path):
         raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
     if size > MAX_BACKUP_BYTES:
         raise BackupError(f"{path} is {size} bytes, more than {MAX_BACKUP_BYTES}; not parsed")
+    yaml, loader = _yaml()
     try:
         with open(open_untrusted(path)[0], "rb") as stream:  # a FIFO is refused, not waited on
             text = stream.read(MAX_BACKUP_BYTES + 1)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
     except OSError as error:
         raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:

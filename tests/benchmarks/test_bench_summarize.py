@@ -88,23 +88,32 @@ def summarize_in_process(directory):
     return result
 
 
+#: Both sides' commands run as a user's do: with Python's bytecode cache (the
+#: sandbox this was written in sets PYTHONDONTWRITEBYTECODE, which makes every
+#: process compile every module it imports, crit's and pycriu's included).
+COMMAND_ENV = {name: value for name, value in os.environ.items()
+               if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def crit_commands(directory):
     """Run the four ``crit x`` commands as processes."""
     for what in crit_explorers.EXPLORERS:
         subprocess.run(crit_explorers.command(what, directory), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False, timeout=600)
+                       stderr=subprocess.DEVNULL, check=False, timeout=600, env=COMMAND_ENV)
 
 
 def summarize_command(directory):
     """Run ``crit-plus summarize`` as a process."""
     subprocess.run([sys.executable, "-m", "crit_plus", "summarize", str(directory)],
-                   stdout=subprocess.DEVNULL, check=True, timeout=600, cwd=ROOT)
+                   stdout=subprocess.DEVNULL, check=True, timeout=600, cwd=ROOT, env=COMMAND_ENV)
 
 
 def compare(bench, capsys, label, directory, rounds, command_rounds):
     """Time both sides in-process and as commands; print and keep the numbers."""
     crashed = crit_explorers_in_process(directory)  # warm the page cache and imports
     summarize_in_process(directory)
+    crit_commands(directory)  # and the bytecode caches of both sides
+    summarize_command(directory)
     crit_wall, crit_cpu = best(lambda: crit_explorers_in_process(directory), rounds)
     ours_wall, ours_cpu = best(lambda: summarize_in_process(directory), rounds)
     crit_cmd_wall, crit_cmd_cpu = best(lambda: crit_commands(directory), command_rounds)
