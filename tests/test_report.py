@@ -42,7 +42,8 @@ from crit_plus.report.instance import Instance, add_log_dir
 from crit_plus.report.programs import CRIU_ENV, find_criu
 from crit_plus.report.redact import MARK, redact, redact_chunks
 from crit_plus.report.selfrun import NOT_AVAILABLE, command_args, run_command
-from crit_plus.sources.logs import MAX_LINE, error_contexts, is_error_line, text_lines
+from crit_plus.sources.logs import (MARKS_BY_KIND, MAX_LINE, error_contexts, is_error_line,
+                                    text_lines)
 from decoders.errors import DecodeError
 
 from .cli import run_cli
@@ -675,7 +676,7 @@ def real_logs(fixture_root):
 
 
 @pytest.mark.parametrize("chunk", [1 << 20, 333])
-@pytest.mark.parametrize("before, after", [(3, 2), (0, 5)])
+@pytest.mark.parametrize("before, after", [(3, 2), (0, 5), (0, 0)])
 def test_error_contexts_equal_the_plain_way_on_every_real_log(real_logs, chunk, before, after):
     assert len(real_logs) >= 6
     for data in real_logs:
@@ -684,6 +685,22 @@ def test_error_contexts_equal_the_plain_way_on_every_real_log(real_logs, chunk, 
                                        before, after)
         assert [list(c.lines) for c in contexts] == expected
         assert count == sum(e for c in expected for _n, _t, e in c)
+
+
+def test_criu_logs_searched_for_criu_marks_only_lose_nothing(fixture_root):
+    """read_log searches a CRIU log for CRIU's own error mark only: on every real
+    CRIU log that finds exactly what searching for every mark finds."""
+    logs = [p for p in fixture_root.rglob("*.log") if p.is_file() and "ticker" not in p.name
+            and p.name != "lxc.log"]
+    assert len(logs) >= 6
+    found = 0
+    for path in logs:
+        data = path.read_bytes()
+        narrow = error_contexts(io.BytesIO(data), 0, 0, marks=MARKS_BY_KIND["criu"])
+        wide = error_contexts(io.BytesIO(data), 0, 0)
+        assert narrow == wide, path
+        found += wide[1]
+    assert found > 0  # the failed restore's logs hold CRIU errors
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -137,7 +137,7 @@ class Source:
         own = None  # dump.log is read once; a copy of it takes its facts
         for path, kind in find_logs(self.log_dirs).items():
             mine = (kind == "criu" and self.dump_log is not None
-                    and same_content(path, self.dump_log))
+                    and (path == self.dump_log or same_content(path, self.dump_log)))
             try:
                 if mine and own is not None:
                     logs.append(replace(own, path=path))
