@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   := build/demo
-DEMO_SNAPSHOT := $(DEMO)/lxd-web/var/lib/lxd/storage-pools/default/containers-snapshots/web/after/state
+DEMO_LXD := $(DEMO)/lxd-web/var/lib/lxd
+DEMO_SNAPSHOT := $(DEMO_LXD)/storage-pools/default/containers-snapshots/web/after/state
 
 .PHONY: setup schema criu demo test test-skew bench fuzz clean
 
@@ -33,9 +34,18 @@ $(DEMO_SNAPSHOT):
 ## demo: run crit-plus on a bundled real LXD stateful snapshot
 demo: setup $(DEMO_SNAPSHOT)
 	$(BIN)/crit-plus version
+	@echo; echo '# What is in it? (a real LXD stateful snapshot; no page data is read)'
+	$(BIN)/crit-plus summarize --lxd-dir $(DEMO_LXD) lxd:web/after
+	@echo; echo '# Will `lxc restore` bring it back? (exit 0 clean, 1 warnings with --strict, 2 errors)'
+	$(BIN)/crit-plus validate --lxd-dir $(DEMO_LXD) lxd:web/after; echo "(validate exited $$?)"
+	@echo; echo '# What changed since the snapshot before it? (exit 0 same, 1 different)'
+	$(BIN)/crit-plus diff --no-content --lxd-dir $(DEMO_LXD) lxd:web/before lxd:web/after; \
+	  echo "(diff exited $$?)"
+	@echo; echo '# Where do its bytes go?'
+	$(BIN)/crit-plus size --top 3 --lxd-dir $(DEMO_LXD) lxd:web/after
+	@echo; echo "# What CRIU's crit shows, the same JSON"
 	$(BIN)/crit-plus info $(DEMO_SNAPSHOT)/pstree.img
-	$(BIN)/crit-plus show $(DEMO_SNAPSHOT)/pstree.img
-	$(BIN)/crit-plus show $(DEMO_SNAPSHOT)/core-1.img | head -n 30
+	$(BIN)/crit-plus show $(DEMO_SNAPSHOT)/pstree.img | head -n 12
 
 ## test: the whole suite with the current schema (live CRIU tests included: they must run,
 ##       not skip), then the version-skew suite under the distribution's older pycriu
