@@ -109,7 +109,7 @@ def _fail(message, code):
     return code
 
 
-def _quiet_broken_pipe():
+def quiet_broken_pipe():
     """Point stdout at /dev/null so Python's exit flush cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -138,7 +138,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        quiet_broken_pipe()
         return EXIT_OK
     except PycriuNotFound as error:
         if show_traceback:
@@ -150,7 +150,7 @@ def main(argv=None):
         return _fail(str(error), EXIT_BAD_INPUT)
     except OSError as error:
         if error.errno == errno.EPIPE:
-            _quiet_broken_pipe()
+            quiet_broken_pipe()
             return EXIT_OK
         if show_traceback:
             raise

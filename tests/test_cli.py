@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -156,3 +157,33 @@ def test_start_up_loads_only_what_the_command_needs(service_a):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.split() == [], result.stdout
+
+
+def _exit_code_into_a_closed_pipe(*args):
+    """Run crit-plus with stdout a pipe whose reader is already gone (what
+    ``| head`` becomes once head has read its lines): every write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                timeout=300)
+    finally:
+        os.close(write_end)
+    return result
+
+
+def test_a_verdict_survives_a_closed_pipe(fixture_root):
+    """diff and validate exit with their verdict even when nobody reads their output
+    (``crit-plus diff A B | head; echo ${PIPESTATUS[0]}``); other commands end quietly."""
+    web = fixture_root / "lxd-web/var/lib/lxd/storage-pools/default"
+    before = web / "containers-snapshots/web/before/state"
+    after = web / "containers-snapshots/web/after/state"
+    diff = _exit_code_into_a_closed_pipe("diff", "--no-content", before, after)
+    assert (diff.returncode, diff.stderr) == (1, "")
+    same = _exit_code_into_a_closed_pipe("diff", "--no-content", after, after)
+    assert (same.returncode, same.stderr) == (0, "")
+    validate = _exit_code_into_a_closed_pipe("validate", after)
+    assert (validate.returncode, validate.stderr) == (2, "")
+    summary = _exit_code_into_a_closed_pipe("summarize", after)
+    assert (summary.returncode, summary.stderr) == (0, "")

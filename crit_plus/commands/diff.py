@@ -20,7 +20,7 @@ from ..describe import cmdline_text, human_bytes, stat_text
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
-from .options import format_option
+from .options import format_option, verdict_kept
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -101,13 +101,15 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
             raise
         click.echo(f"crit-plus: {_error_text(error)}", err=True)
         ctx.exit(EXIT_TROUBLE)
+    code = EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT
     out = sys.stdout
-    if fmt == "json":
-        write_json(report_json(report), out)
-    else:
-        write_report(report, out, verbose=verbose, color=use_color(out))
-    out.flush()
-    ctx.exit(EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT)
+    with verdict_kept(code):
+        if fmt == "json":
+            write_json(report_json(report), out)
+        else:
+            write_report(report, out, verbose=verbose, color=use_color(out))
+        out.flush()
+    ctx.exit(code)
 
 
 def _error_text(error):

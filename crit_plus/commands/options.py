@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import sys
 
@@ -72,3 +73,19 @@ def open_checkpoint_source(path, lxd_dir=None, project=None, root=None):
 
     with gc_paused(), open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
         yield opened
+
+
+@contextlib.contextmanager
+def verdict_kept(code):
+    """Output written inside ends with exit ``code`` even if the reader of stdout
+    goes away: ``crit-plus diff A B | head`` still exits 1 when A and B differ
+    (a broken pipe otherwise ends a command quietly with 0)."""
+    try:
+        yield
+    except OSError as error:
+        if not isinstance(error, BrokenPipeError) and error.errno != errno.EPIPE:
+            raise
+        from ..cli import quiet_broken_pipe
+
+        quiet_broken_pipe()
+        click.get_current_context().exit(code)

@@ -14,7 +14,7 @@ from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..graph import open_checkpoint
 from ..render import colored, safe_text, use_color, write_json, write_table
 from ..sources import resolve
-from .options import format_option
+from .options import format_option, verdict_kept
 
 #: Exit codes of ``validate`` (they differ from the other commands': see the help).
 EXIT_CLEAN = 0
@@ -88,12 +88,14 @@ def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt)
             if target_root is None and use_host:
                 target_root = default_target_root(checkpoint, source)
             report = validate(checkpoint, source=source, target_root=target_root, host=host)
+        code = exit_code(report, strict)
         out = sys.stdout
-        if fmt == "json":
-            write_json(report.to_dict(), out)
-        else:
-            write_report(report, out, use_color(out))
-    code = exit_code(report, strict)
+        with verdict_kept(code):
+            if fmt == "json":
+                write_json(report.to_dict(), out)
+            else:
+                write_report(report, out, use_color(out))
+            out.flush()
     if code != EXIT_CLEAN:
         click.get_current_context().exit(code)
 
