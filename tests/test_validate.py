@@ -845,3 +845,36 @@ def test_page_data_is_never_opened(checkpoint_dirs, monkeypatch, tmp_path):
             validate(source.checkpoint, source=source.source, host=host, target_root=tmp_path)
     assert any(name.endswith("pagemap-12525.img") for name in opened)
     assert not [name for name in opened if re.search(r"/pages-\d+\.img$", name)]
+
+
+def _fake_criu(directory, version):
+    """A program that answers ``--version`` as criu VERSION does."""
+    path = directory / f"criu-{version}"
+    path.write_text(f"#!/bin/sh\necho 'Version: {version}'\n")
+    path.chmod(0o755)
+    return path
+
+
+def _criu_findings(done):
+    assert done.returncode in (0, 1, 2), done.stderr
+    report = json.loads(done.stdout)
+    return [f for f in report["findings"] if f["code"] == "criu-older"], report["skipped"]
+
+
+def test_host_criu_is_the_one_named(checkpoint_dirs, tmp_path):
+    """--criu (or $CRIT_PLUS_CRIU) names the criu that will restore: its version,
+    not the one on PATH, is compared with the dump's (4.2.1, from dump.log)."""
+    state = checkpoint_dirs[WEB]
+    older, same = _fake_criu(tmp_path, "4.1"), _fake_criu(tmp_path, "4.2.1")
+    found, skipped = _criu_findings(run_cli("validate", state, "--host", "--criu", older,
+                                            "--format", "json"))
+    assert [f["path"] for f in found] == [str(older)]
+    assert "criu 4.1 is installed" in found[0]["message"]
+    found, skipped = _criu_findings(run_cli("validate", state, "--host", "--criu", same,
+                                            "--format", "json"))
+    assert found == [] and not [s for s in skipped if "criu" in s]
+    found, _ = _criu_findings(run_cli("validate", state, "--host", "--format", "json",
+                                      env={"CRIT_PLUS_CRIU": str(older)}))
+    assert [f["path"] for f in found] == [str(older)]
+    missing = run_cli("validate", state, "--host", "--criu", tmp_path / "nothing")
+    assert missing.returncode == 2 and "--criu" in missing.stderr and missing.stdout == ""

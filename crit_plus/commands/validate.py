@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 
@@ -9,7 +10,7 @@ import click
 
 from decoders.errors import DecodeError, MissingImageError
 
-from ..analysis.host import probe_host
+from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..graph import open_checkpoint
 from ..render import colored, safe_text, use_color, write_json, write_table
@@ -40,12 +41,16 @@ PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
               help="Also compare with this machine: free pids, CPU features, architecture, "
                    "kernel, installed criu, LSM, plugins, cgroups. The target root then "
                    "defaults to / (or to the container's rootfs/ beside its state).")
+@click.option("--criu", "criu_program", metavar="PROGRAM", envvar="CRIT_PLUS_CRIU",
+              help="With --host: the criu that will restore (LXD's snap and Incus bring their "
+                   "own), checked against the dump's version; default: criu on PATH, then "
+                   "/usr/sbin/criu. $CRIT_PLUS_CRIU sets it too.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings (and no errors).")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
               help="LXD/Incus directory instead of the standard ones.")
 @click.option("--project", help="LXD/Incus project of a NAME.")
 @format_option()
-def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt):
+def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir, project, fmt):
     """Predict whether a checkpoint will restore, and why not: every finding says
     what CRIU will print and what to do. The checkpoint is only read.
 
@@ -73,9 +78,11 @@ def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt)
     Examples:
       crit-plus validate /var/lib/criu/dump1
       crit-plus validate lxd:web --host
+      crit-plus validate lxd:web --host --criu /snap/lxd/current/sbin/criu
       crit-plus validate dump1 --target-root /srv/newroot --format json | jq .verdict
       crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
     """
+    criu = _chosen_criu(criu_program) if use_host else None
     with resolve(path, lxd_dir=lxd_dir, project=project) as source:
         try:
             checkpoint = open_checkpoint(source.images_dir)
@@ -84,7 +91,7 @@ def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt)
         except DecodeError as error:
             report = unreadable_report(source.images_dir, error, source.kind)
         else:
-            host = probe_host("/") if use_host else None
+            host = probe_host("/", criu=criu) if use_host else None
             if target_root is None and use_host:
                 target_root = default_target_root(checkpoint, source)
             report = validate(checkpoint, source=source, target_root=target_root, host=host)
@@ -98,6 +105,16 @@ def validate_command(path, target_root, use_host, strict, lxd_dir, project, fmt)
             out.flush()
     if code != EXIT_CLEAN:
         click.get_current_context().exit(code)
+
+
+def _chosen_criu(program):
+    """``(version, path)`` of the criu named by ``--criu``, or None to look for one."""
+    if not program:
+        return None
+    path = shutil.which(program)
+    if path is None:
+        raise click.BadParameter(f"{program} is not an executable", param_hint="--criu")
+    return criu_version(path)
 
 
 def exit_code(report, strict=False):
