@@ -4,8 +4,8 @@
 (templates with the placeholders below), what kind of damaged input it takes
 and the exit codes it may end with.  ``tests/test_fuzz_commands.py`` fails
 when a registered command has no entry here, so a new command cannot escape
-the fuzz suite: add its entry when you register it (and take it out of
-``PENDING`` when it lands).
+the fuzz suite (and an entry without a command fails too): add its entry when
+you register it.
 
 The outcome every run must have (docs/robustness.md): no exception escapes
 ``crit_plus.cli.main``; the exit code is one of the command's ``results``
@@ -116,13 +116,6 @@ COMMANDS = {
                    ("report", CHECKPOINT, "-o", OUTPUT, "--criu", "/nonexistent/criu",
                     "--format", "json")), "checkpoint", gathers=True),
 }
-
-#: Commands other branches are building, not registered on main yet.  The
-#: table already has their expected forms; when one lands, remove it here (a
-#: test fails until you do) and check its forms against its --help (another
-#: test runs every form on an undamaged checkpoint and wants a result).
-PENDING = {}
-
 
 def registered():
     """Names of the commands of the click group (loaded on first use, so asked of
