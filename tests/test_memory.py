@@ -79,7 +79,7 @@ def test_iter_present_is_the_pages_file(opened, fixture_root, name):
     for process in opened[name].processes:
         memory = process.memory
         expected = (fixture_root / name / f"pages-{memory.pages_id}.img").read_bytes()
-        digest, total, previous = hashlib.sha256(), 0, None
+        digest, total = hashlib.sha256(), 0
         for vaddr, data in memory.iter_present(chunk_size=64 * 1024):
             assert not isinstance(data, Unavailable)
             assert 0 < len(data) <= 64 * 1024
