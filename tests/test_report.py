@@ -854,3 +854,14 @@ def test_real_criu_version_and_check(tmp_path):
                                                         "host/criu-check.txt"}
     finally:
         collection.close()
+
+
+def test_redaction_of_cloud_init_data():
+    text = (b"config:\n  cloud-init.user-data: |\n    #cloud-config\n    password: hunter2\n"
+            b"  user.vendor-data: secret\n  user.comment: kept\n  image.os: debian\n")
+    assert redact(text) == (
+        b"config:\n  cloud-init.user-data: " + MARK + b"\n    " + MARK + b"\n    " + MARK +
+        b"\n  user.vendor-data: " + MARK + b"\n  user.comment: kept\n  image.os: debian\n")
+    for size in (1, 7, 64):
+        pieces = [text[i:i + size] for i in range(0, len(text), size)]
+        assert b"".join(redact_chunks(pieces)) == redact(text)

@@ -38,12 +38,13 @@ def privacy_statement(report):
             f"{len(images)} files, {size}, added by `--include-images`). They hold the memory of "
             "every process: passwords, keys, tokens and environment variables may be in them. "
             "Share it only with people you would trust with the container itself. Environment "
-            f"values in the configuration and logs are still replaced by `{redacted}`.")
+            "values and cloud-init data in the configuration and logs are still replaced by "
+            f"`{redacted}`.")
     return (
         "> **Privacy:** this bundle holds no memory contents, no environment variables and no "
         "checkpoint images. No page data was read into it, crit-plus's commands ran without "
-        "their memory-reading options, and environment values in configurations and logs are "
-        f"replaced by `{redacted}`. It does hold logs, the instance's configuration, kernel "
+        "their memory-reading options, and environment values and cloud-init data in "
+        f"configurations and logs are replaced by `{redacted}`. It does hold logs, the instance's configuration, kernel "
         "messages and host facts (listed below): read them before you share it. "
         "(`--include-images` would add the images.)")
 

@@ -1,4 +1,4 @@
-"""Environment variables out of text gathered for a report.
+"""Environment variables and cloud-init data out of text gathered for a report.
 
 LXD and Incus keep an instance's environment in its configuration
 (``environment.NAME: value`` in ``lxc config show`` and ``backup.yaml``) and
@@ -7,6 +7,8 @@ instance's log directory, and in liblxc's trace logs).  Every line of text a
 report copies from the machine goes through a :class:`Redactor`: the
 variable's name stays (it helps), its value is replaced by :data:`MARK`,
 including the continuation lines of a YAML block value (``environment.X: |``).
+cloud-init's data (``cloud-init.user-data`` and the older ``user.user-data``
+and friends) is hidden the same way: it carries passwords and keys.
 """
 
 from __future__ import annotations
@@ -16,11 +18,25 @@ import re
 #: What a redacted value is replaced with.
 MARK = b"<redacted by crit-plus>"
 
+#: Configuration keys whose values are hidden: the environment, and cloud-init's
+#: data (user-data holds passwords and keys often enough), in its current
+#: (``cloud-init.*``) and its older (``user.user-data``, ...) spelling.
+_SECRET_KEY = (rb"(?:environment\.[^\s:=\"']+|cloud-init\.[^\s:=\"']+"
+               rb"|user\.(?:user-data|vendor-data|network-config|meta-data))")
 _CONFIG_KEY = re.compile(
-    rb"""^([ \t-]*)(.*?["']?environment\.[^\s:="']+["']?\s*[:=][ \t]*)(?=\S)([^\r\n]*)""")
+    rb"""^([ \t-]*)(.*?["']?""" + _SECRET_KEY + rb"""["']?\s*[:=][ \t]*)(?=\S)([^\r\n]*)""")
+#: Words one of which every line with a value to hide holds (whole runs of lines
+#: without any pass unread).
+_WORDS = (b"environment", b"cloud-init.", b"user.user-data", b"user.vendor-data",
+          b"user.network-config", b"user.meta-data")
 _LXC_KEY = re.compile(rb"(lxc\.environment\s*=[ \t]*(?:[^\s=]+=)?)(?=\S)[^\r\n]*")
 _BLOCK_START = re.compile(rb"^[|>][-+0-9]*\s*$")
 _INDENT = re.compile(rb"^[ \t]*")
+
+
+def _mentions_secret(data):
+    """True if ``data`` holds one of :data:`_WORDS` (it may have a value to hide)."""
+    return any(word in data for word in _WORDS)
 
 
 class Redactor:
@@ -40,7 +56,7 @@ class Redactor:
                     return line
                 return body[:indent] + MARK + line[len(body):]
             self._block_indent = None
-        if b"environment" not in line:
+        if not _mentions_secret(line):
             return line
         match = _CONFIG_KEY.match(line)
         if match:
@@ -62,7 +78,7 @@ MAX_PENDING = 1 << 20
 
 def redact_chunks(chunks):
     """Redact a text arriving as byte ``chunks`` (of any size): yields redacted
-    byte chunks.  Runs of whole lines without the word ``environment`` pass as
+    byte chunks.  Runs of whole lines without any of :data:`_WORDS` pass as
     they are."""
     redactor, pending = Redactor(), b""
     for chunk in chunks:
@@ -72,7 +88,7 @@ def redact_chunks(chunks):
             pending = data
             continue
         whole, pending = (data[:end + 1], data[end + 1:]) if end >= 0 else (data, b"")
-        if redactor.idle and b"environment" not in whole:
+        if redactor.idle and not _mentions_secret(whole):
             yield whole
         else:
             yield b"".join(redactor.line(line) for line in whole.splitlines(keepends=True))
