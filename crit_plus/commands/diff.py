@@ -16,11 +16,11 @@ from decoders.errors import DecodeError
 from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
-from ..describe import cmdline_text, human_bytes, stat_text
+from ..describe import cmdline_text, count_text, human_bytes, stat_text
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
-from .options import format_option, verdict_kept
+from .options import format_option, gc_paused, verdict_kept
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -87,7 +87,7 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
     """
     try:
-        with open_source(old, lxd_dir=lxd_dir, project=project,
+        with gc_paused(), open_source(old, lxd_dir=lxd_dir, project=project,
                          root=old_root or root) as opened_old, \
                 open_source(new, lxd_dir=lxd_dir, project=project,
                             root=new_root or root) as opened_new:
@@ -120,10 +120,6 @@ def _error_text(error):
 
 
 # -- the table form ---------------------------------------------------------------------------
-
-
-def _plural(count, word):
-    return f"{count} {word}" + ("" if count == 1 else "es" if word.endswith("s") else "s")
 
 
 def _text(value):
@@ -196,7 +192,7 @@ def write_report(report, out, *, verbose=False, color=False):
 def _side_text(side):
     text = f"{side.name} ({side.kind or 'directory'})"
     if side.errors:
-        text += f"; {_plural(side.errors, 'error')} in its images, the diff may mislead " \
+        text += f"; {count_text(side.errors, 'error')} in its images, the diff may mislead " \
                 "(crit-plus validate says which)"
     return text
 
@@ -216,7 +212,8 @@ def _write_processes(section, out, _verbose, color):
                          "new": info.pid if word == "started" else None,
                          "comm": info.comm,
                          "what": f"{cmdline_text(info.argv, info.comm)} (ppid {info.ppid}, "
-                                 f"{_plural(info.threads, 'thread')}, {_plural(info.fds, 'fd')}, "
+                                 f"{count_text(info.threads, 'thread')}, "
+                                 f"{count_text(info.fds, 'fd')}, "
                                  f"{info.state})"})
     for process in section.changed:
         what = _changes_text(process.changes)
@@ -253,8 +250,8 @@ def _view_text(view):
 
 
 def _write_files(section, out, _verbose, color):
-    _heading(out, f"Files: {_plural(len(section.fds), 'fd change')}, "
-                  f"{_plural(len(section.objects), 'file')} appeared, disappeared or changed"
+    _heading(out, f"Files: {count_text(len(section.fds), 'fd change')}, "
+                  f"{count_text(len(section.objects), 'file')} appeared, disappeared or changed"
                   + ("" if section.inodes_compared else
                      " (inode numbers not comparable: sockets and pipes matched by what they are)"))
     rows = []
@@ -318,7 +315,7 @@ _PAGE_COLUMNS = (("changed", "CHANGED"), ("added", "ADDED"), ("removed", "REMOVE
 
 
 def _write_memory(section, out, verbose, color):
-    summary = f"Memory: {_plural(len(section.processes), 'process')} compared"
+    summary = f"Memory: {count_text(len(section.processes), 'process', 'processes')} compared"
     if section.content:
         summary += (f", {human_bytes(section.bytes_read)} of page data read; pages: "
                     + _pages_text(section.pages))

@@ -10,10 +10,9 @@ import click
 from ..analysis import content as content_analysis
 from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
-from ..opening import open_source
 from ..progress import progress
 from ..render import jsonable, safe_text, write_json, write_table
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, source_options
 
 
 class Rate(click.ParamType):
@@ -55,7 +54,7 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
       crit-plus size dump1 --content --bandwidth 1Gbit/s
       crit-plus size dump1 --format json | jq .disk.apparent
     """
-    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
         checkpoint = opened.checkpoint
         report = size_analysis.measure(checkpoint, top=top)
         scan = elapsed = None

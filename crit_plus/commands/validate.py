@@ -12,10 +12,11 @@ from decoders.errors import DecodeError, MissingImageError
 
 from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
+from ..describe import count_text
 from ..graph import open_checkpoint
 from ..render import colored, safe_text, use_color, write_json, write_table
 from ..sources import resolve
-from .options import format_option, verdict_kept
+from .options import format_option, gc_paused, verdict_kept
 
 #: Exit codes of ``validate`` (they differ from the other commands': see the help).
 EXIT_CLEAN = 0
@@ -83,7 +84,7 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
       crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
     """
     criu = _chosen_criu(criu_program) if use_host else None
-    with resolve(path, lxd_dir=lxd_dir, project=project) as source:
+    with gc_paused(), resolve(path, lxd_dir=lxd_dir, project=project) as source:
         try:
             checkpoint = open_checkpoint(source.images_dir)
         except MissingImageError:
@@ -130,9 +131,8 @@ def write_report(report, out, color=False):
     """Write ``report`` for people: the verdict, the findings grouped by code (each group
     with what CRIU will say and what to do), the options the restore needs, what was not
     checked."""
-    counts = ", ".join(f"{report.count(severity)} "
-                       f"{severity if report.count(severity) == 1 else PLURALS[severity]}"
-                       for severity in PLURALS)
+    counts = ", ".join(count_text(report.count(severity), severity, plural)
+                       for severity, plural in PLURALS.items())
     kind = f" ({report.source_kind})" if report.source_kind else ""
     verdict = colored(report.verdict.upper(), VERDICT_COLORS[report.verdict], color)
     out.write(f"{safe_text(report.checkpoint)}{kind}\nverdict: {verdict} ({counts})\n")
