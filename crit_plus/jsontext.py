@@ -80,11 +80,6 @@ class Indenter:
         return _scalar(value)
 
 
-def indented(value, level, step="    "):
-    """``json.dumps(value, indent=4)`` text for a value nested ``level`` deep."""
-    return Indenter(step).text(value, level)
-
-
 def write_document(magic, entries, out, pretty):
     """Write ``{"magic": magic, "entries": [...]}`` as crit does, streaming ``entries``."""
     if not pretty:

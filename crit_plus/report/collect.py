@@ -115,10 +115,6 @@ class Collection:
     self_runs: list = field(default_factory=list)  # (selfrun.SelfRun, member or None)
     limit: int = MAX_FILE
 
-    def names(self):
-        """The member names gathered so far."""
-        return {member.name for member in self.members}
-
     def skip(self, what, why):
         """Record that ``what`` is not in the bundle, and ``why``."""
         self.skipped.append(Skipped(what, why))

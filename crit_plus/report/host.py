@@ -69,10 +69,10 @@ def record_program(collection, what, member, runner, argv, scan=None):
     return ran
 
 
-def run_if_present(collection, what, member, runner, program, args, fallbacks=(), scan=None):
+def run_if_present(collection, what, member, runner, program, args, scan=None):
     """Like :func:`record_program` for ``program ARGS``, after finding
     ``program``; a missing program is recorded as skipped."""
-    path = runner.which(program, fallbacks)
+    path = runner.which(program)
     if path is None:
         collection.skip(what, runner.missing(program))
         return None
