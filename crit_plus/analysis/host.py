@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 
 #: Where CRIU looks for plugins by default (``CR_PLUGIN_DEFAULT``).
 PLUGIN_DIR = "usr/lib/criu"
+#: Where criu is installed when it is not on the search path.
+CRIU_SBIN = ("/usr/sbin/criu", "/usr/local/sbin/criu", "/sbin/criu")
 #: Where a criu binary is looked for under a root that is not "/".
-CRIU_PATHS = ("usr/sbin/criu", "usr/local/sbin/criu", "sbin/criu", "usr/bin/criu")
+CRIU_PATHS = tuple(path[1:] for path in CRIU_SBIN) + ("usr/bin/criu",)
 
 #: XSAVE state components (``xstate_bv`` bits) → the /proc/cpuinfo flag that says
 #: the CPU has them.  Bits 8 and 10-16 are supervisor states a thread's user xsave
@@ -192,9 +194,7 @@ def _lsm(root):
 
 def criu_version(program="criu", timeout=10):
     """``(version, path)`` of the installed CRIU (``criu --version``), or ``(None, None)``."""
-    path = shutil.which(program) or next(
-        (p for p in ("/usr/sbin/criu", "/usr/local/sbin/criu", "/sbin/criu")
-         if os.access(p, os.X_OK)), None)
+    path = shutil.which(program) or next((p for p in CRIU_SBIN if os.access(p, os.X_OK)), None)
     if path is None:
         return None, None
     try:

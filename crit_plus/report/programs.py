@@ -15,6 +15,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from ..analysis.host import CRIU_SBIN
+
 #: Bytes kept of a program's stdout and of its stderr (the start; ``truncated`` says so).
 MAX_OUTPUT = 8 << 20
 #: Seconds a program may run.
@@ -23,9 +25,8 @@ TIMEOUT = 60
 CRIU_ENV = "CRIT_PLUS_CRIU"
 #: Where ``criu`` is looked for when it is not on ``$PATH`` (sbin is often not on a
 #: user's PATH); the last is the build ``scripts/install-criu`` caches.
-CRIU_FALLBACKS = ("/usr/sbin/criu", "/usr/local/sbin/criu", "/sbin/criu",
-                  os.path.join(os.environ.get("CRIT_PLUS_CACHE") or "/var/cache/crit-plus",
-                               "criu-4.2.1", "bin", "criu"))
+CRIU_FALLBACKS = CRIU_SBIN + (os.path.join(os.environ.get("CRIT_PLUS_CACHE")
+                                           or "/var/cache/crit-plus", "criu-4.2.1", "bin", "criu"),)
 
 
 @dataclass(frozen=True)
