@@ -9,6 +9,7 @@ region found by its contents, pages compared one by one through
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 import zlib
@@ -443,6 +444,29 @@ def test_cli_archive_and_directory_are_identical(fixture_root, tmp_path):
     data = json.loads(result.stdout)
     assert data["new"]["kind"] == "podman-archive"
     assert data["memory"]["bytes_read"] > 0  # the archive's copy was read and compared
+
+
+@pytest.mark.parametrize("damage", ["removed", "cut short"])
+def test_cli_side_with_image_errors_exits_2_not_identical(fixture_root, tmp_path, damage):
+    """Pages NEW cannot give are not compared, so nothing differs; the verdict still
+    may not be 0 (identical): the report is printed and diff exits 2."""
+    copy = tmp_path / "copy"
+    shutil.copytree(fixture_root / "service-a", copy)
+    for pages in copy.glob("pages-*.img"):
+        pages.chmod(0o644)
+        if damage == "removed":
+            pages.unlink()
+        else:
+            os.truncate(pages, 4096)
+    result = run_cli("diff", fixture_root / "service-a", copy, "--only", "memory",
+                     "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["identical"] is True and data["new"]["errors"] >= 1
+    assert data["memory"]["pages"]["unavailable"] > 0
+    assert result.returncode == 2
+    same = run_cli("diff", fixture_root / "service-a", fixture_root / "service-a",
+                   "--only", "memory")
+    assert same.returncode == 0
 
 
 def test_cli_unreadable_input_exits_2(fixture_root, tmp_path):

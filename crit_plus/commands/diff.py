@@ -1,7 +1,7 @@
 """``diff``: what changed between two checkpoints.
 
 Exit codes, as diff(1) and cmp(1): 0 identical, 1 different, 2 trouble (an
-input could not be read or decoded, wrong usage).  The code leaves through
+input could not be read or decoded, a side's images have errors, wrong usage).  The code leaves through
 ``ctx.exit``, which crit-plus's main turns into the process's exit code.
 """
 
@@ -77,7 +77,10 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
     OLD and NEW are any sources: image directories, LXD/Incus snapshot directories,
     lxd:NAME/SNAP names, Podman/CRI-O archives.  Processes are paired by pid when
     both share a pid namespace, else by tree position and command line (the
-    output says which).  Exit status: 0 identical, 1 different, 2 trouble.
+    output says which).  Exit status: 0 identical, 1 different, 2 trouble
+    (also when a side's images have errors: what cannot be compared is not
+    counted as a difference, so the verdict cannot be trusted; the report is
+    still printed).
 
     \b
     Examples:
@@ -101,7 +104,7 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
             raise
         click.echo(f"crit-plus: {_error_text(error)}", err=True)
         ctx.exit(EXIT_TROUBLE)
-    code = EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT
+    code = verdict(report)
     out = sys.stdout
     with verdict_kept(code):
         if fmt == "json":
@@ -110,6 +113,15 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
             write_report(report, out, verbose=verbose, color=use_color(out))
         out.flush()
     ctx.exit(code)
+
+
+def verdict(report):
+    """The exit code: 0 identical, 1 different, 2 when a side's images have errors (a
+    pages file missing or cut short, an image that does not decode): what could not be
+    compared counts as no difference, so neither 0 nor 1 could be trusted."""
+    if report.old.errors or report.new.errors:
+        return EXIT_TROUBLE
+    return EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT
 
 
 def _error_text(error):
