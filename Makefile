@@ -50,7 +50,8 @@ demo: setup $(DEMO_SNAPSHOT)
 ## test: the whole suite with the current schema (live CRIU tests included: they must run,
 ##       not skip), then the version-skew suite under the distribution's older pycriu
 test: setup criu
-	CRIT_PLUS_LIVE=required $(BIN)/python -m pytest -q
+	CRIT_PLUS_LIVE=required CRIT_PLUS_CRIU="$${CRIT_PLUS_CRIU:-$$(scripts/install-criu)}" \
+	  $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-skew
 
 test-skew:

@@ -47,6 +47,7 @@ from crit_plus.sources.logs import (MARKS_BY_KIND, MAX_LINE, error_contexts, is_
 from decoders.errors import DecodeError
 
 from .cli import run_cli
+from .workloads import harness
 
 POOL = "var/lib/lxd/storage-pools/default"
 CONSOLE_ERROR = "lxc.console.path configured on source host but not target"
@@ -64,8 +65,7 @@ processor\t: 1
 vendor_id\t: GenuineIntel
 flags\t\t: fpu sse
 """
-REAL_CRIU = os.path.join(os.environ.get("CRIT_PLUS_CACHE") or "/var/cache/crit-plus",
-                         "criu-4.2.1", "bin", "criu")
+REAL_CRIU = harness.DEFAULT_CRIU
 
 
 # -- the fake root and the fake machine -----------------------------------------------------

@@ -20,7 +20,9 @@ from pathlib import Path
 
 PINNED_VERSION = "4.2.1"
 MIN_VERSION = (4, 2)
-DEFAULT_CRIU = f"/var/cache/crit-plus/criu-{PINNED_VERSION}/bin/criu"
+#: Where scripts/install-criu caches its build (``$CRIT_PLUS_CACHE`` moves it).
+DEFAULT_CRIU = os.path.join(os.environ.get("CRIT_PLUS_CACHE") or "/var/cache/crit-plus",
+                            f"criu-{PINNED_VERSION}", "bin", "criu")
 SERVICE = Path(__file__).resolve().with_name("service.py")
 ENV_MARKER = "CRIT_PLUS_LIVE_MARKER"
 
