@@ -37,7 +37,6 @@ from decoders.flags import PAGE_SIZE, MapFlags
 from decoders.kinds import split_name
 
 from ..findings import ERROR
-from ..memory import page_state
 
 # -- image kinds -------------------------------------------------------------------------
 
@@ -131,14 +130,6 @@ class PageCounts:
         return cls(counts.get("present", 0), counts.get("parent", 0), counts.get("lazy", 0),
                    counts.get("none", 0))
 
-    @classmethod
-    def of_runs(cls, runs):
-        """Counted over pagemap :class:`~crit_plus.Run` s (every entry, as CRIU writes it)."""
-        counts = {}
-        for run in runs:
-            state = page_state(run.flags)
-            counts[state] = counts.get(state, 0) + run.npages
-        return cls.of(counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,7 +589,7 @@ def measure(checkpoint, *, top=0):
         counts, pages_file = PageCounts(), None
         table = _table(checkpoint, f"pagemap-{process.pid}.img")
         if table is not None:
-            counts = PageCounts.of_runs(table.runs)
+            counts = PageCounts.of(table.pages_by_state())
             pages_file = pages_by_id.get(table.pages_id)
         if process.memory is not None:
             tally.process(process, counts)
@@ -613,7 +604,7 @@ def measure(checkpoint, *, top=0):
     shared = []
     for shmid in checkpoint.shmem_ids:
         table = tally.shared_tables.get(shmid)
-        counts = PageCounts.of_runs(table.runs) if table is not None else PageCounts()
+        counts = PageCounts.of(table.pages_by_state()) if table is not None else PageCounts()
         pages_file = pages_by_id.get(table.pages_id) if table is not None else None
         pages_name = pages_file.name if pages_file else None
         kind = tally.shared_kind_of(shmid)
@@ -659,7 +650,8 @@ def parent_chain(checkpoint):
         depth += 1
         tables = [_table(current, f"pagemap-{p.pid}.img") for p in current.processes]
         tables += _shared_tables(current).values()
-        counts = sum((PageCounts.of_runs(t.runs) for t in tables if t is not None), PageCounts())
+        counts = sum((PageCounts.of(t.pages_by_state()) for t in tables if t is not None),
+                     PageCounts())
         links.append(ChainLink(depth, current.directory, DiskUsage.of(directory_files(current)),
                                counts))
         current = current.parent
