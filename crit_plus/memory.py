@@ -37,7 +37,6 @@ file_offset)``; data is read with ``os.pread`` in chunks of at most
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import itertools
 import operator
@@ -62,6 +61,8 @@ def aligned_buffer(size):
     boundary, to read page data into.  The kernel copies into an unaligned destination
     several times slower (4.5x measured for a bytearray's own start, 16 bytes past a
     cache line)."""
+    import ctypes  # here, not at start-up: only diff and size --content use it
+
     buffer = bytearray(size + PAGE_SIZE)
     address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
     return buffer, -address % PAGE_SIZE
