@@ -52,20 +52,19 @@ def load_backup(path):
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        fd, info = open_untrusted(path)  # a FIFO is refused, not waited on
+        with open(fd, "rb") as stream:
+            if info.st_size > MAX_BACKUP_BYTES:
+                raise BackupError(f"{path} is {info.st_size} bytes, more than "
+                                  f"{MAX_BACKUP_BYTES}; not parsed")
+            text = stream.read(MAX_BACKUP_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as error:
         raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
-    if size > MAX_BACKUP_BYTES:
-        raise BackupError(f"{path} is {size} bytes, more than {MAX_BACKUP_BYTES}; not parsed")
     yaml, loader = _yaml()
     try:
-        with open(open_untrusted(path)[0], "rb") as stream:  # a FIFO is refused, not waited on
-            text = stream.read(MAX_BACKUP_BYTES + 1)
         data = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
-    except OSError as error:
-        raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""

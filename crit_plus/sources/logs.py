@@ -398,7 +398,7 @@ def read_log(path, kind, this_checkpoint=False):
     """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
     path = Path(path)
     header = read_header(path) if kind == "criu" else LogHeader()
-    with open(path, "rb") as stream:
+    with open(open_untrusted(path)[0], "rb") as stream:
         contexts, count = error_contexts(stream, before=0, after=0,
                                          marks=MARKS_BY_KIND.get(kind, _ERROR_MARKS))
     errors = tuple(text for context in contexts for _number, text in context.errors)
