@@ -243,6 +243,20 @@ def test_a_fifo_named_backup_yaml_is_refused(tmp_path):
         load_backup(fifo)
 
 
+def test_an_oversized_backup_yaml_is_not_parsed(tmp_path, monkeypatch):
+    from crit_plus.sources import backup
+
+    monkeypatch.setattr(backup, "MAX_BACKUP_BYTES", 64)
+    big = tmp_path / "backup.yaml"
+    big.write_text("container:\n" + "  key: value\n" * 10)
+    with pytest.raises(BackupError, match=r"backup.yaml is 141 bytes, more than 64; not parsed"):
+        load_backup(big)
+    assert load_backup(tmp_path / "absent.yaml") is None
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(BackupError, match="cannot read .*dir.yaml: .*not a regular file but a directory"):
+        load_backup(tmp_path / "dir.yaml")
+
+
 def test_a_log_line_without_end_is_cut(tmp_path):
     log = tmp_path / "dump.log"
     log.write_bytes(b"x" * (MAX_LINE * 40) + b"\n(00.000061) Version: 4.2.1 (gitid 0)\n")
