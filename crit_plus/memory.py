@@ -67,6 +67,19 @@ def aligned_buffer(size):
     address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
     return buffer, -address % PAGE_SIZE
 
+
+def read_into(fd, view, offset):
+    """Fill ``view`` from ``fd`` at ``offset``: the bytes read, fewer only at the end
+    of the file."""
+    got = 0
+    size = len(view)
+    while got < size:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            break
+        got += n
+    return got
+
 #: How many generations of ``parent/`` are followed at most.
 MAX_PARENT_DEPTH = 128
 

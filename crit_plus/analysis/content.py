@@ -55,8 +55,9 @@ import xxhash
 import zstandard
 
 from decoders.flags import PAGE_SIZE
+from decoders.framing import open_untrusted
 
-from ..memory import aligned_buffer
+from ..memory import aligned_buffer, read_into
 
 #: Bytes read at a time from a pages file (one reused buffer).
 CHUNK_SIZE = 8 << 20
@@ -260,12 +261,12 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
             size = _regular_size(path)
             if size is None:
                 continue
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = open_untrusted(path)[0]  # never waits, should it have become a FIFO since
             try:
                 offset, end = 0, min(listed, size - size % PAGE_SIZE)
                 while offset < end:
                     want = min(chunk_size, end - offset)
-                    got = _read_into(fd, view[:want], offset)
+                    got = read_into(fd, view[:want], offset)
                     got -= got % PAGE_SIZE
                     if not got:
                         break
@@ -286,18 +287,6 @@ def scan_content(checkpoint, *, progress=None, chunk_size=CHUNK_SIZE, table_cap=
     if sample is not None:
         sample.finish()
     return state.report(owners, sample)
-
-
-def _read_into(fd, view, offset):
-    """Fill ``view`` from ``fd`` at ``offset``; fewer bytes only at the end of the file."""
-    got = 0
-    size = len(view)
-    while got < size:
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n <= 0:
-            break
-        got += n
-    return got
 
 
 class _ScanState:

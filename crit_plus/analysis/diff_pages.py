@@ -36,8 +36,9 @@ from dataclasses import dataclass
 import xxhash
 
 from decoders.flags import PAGE_SIZE
+from decoders.framing import open_untrusted
 
-from ..memory import aligned_buffer
+from ..memory import aligned_buffer, read_into
 
 #: The digest of a page, for pages that moved: xxh3, ~35x cheaper per page than blake2b
 #: (docs/commands/diff.md); the library's own function, no wrapper in the page loop.
@@ -119,7 +120,7 @@ class PageReader:
         if fd is None:
             if len(self._fds) >= MAX_OPEN_FILES:  # thousands of processes: bounded fds
                 os.close(self._fds.pop(next(iter(self._fds))))
-            fd = self._fds[path] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = self._fds[path] = open_untrusted(path)[0]
         return fd
 
     def load(self, side, extent, delta, length):
@@ -131,13 +132,8 @@ class PageReader:
             return self.zeros, 0, self._zero_view
         fd = self._fd(extent.path)
         buffer, base, view = self._sides[side]
-        offset = extent.offset + delta
-        got = 0
-        while got < length:
-            n = os.preadv(fd, [view[got:length]], offset + got)
-            if n <= 0:
-                return None
-            got += n
+        if read_into(fd, view[:length], extent.offset + delta) < length:
+            return None
         self.bytes_read += length
         return buffer, base, view
 
