@@ -107,10 +107,11 @@ COMMANDS = {
     "validate": Use((("validate", CHECKPOINT), ("validate", CHECKPOINT, "--format", "json"),
                      ("validate", CHECKPOINT, "--strict")),
                     "checkpoint", results=(EXIT_OK, 1, 2), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
-    # diff: as diff(1), 0 identical, 1 different, 2 trouble
+    # diff: as diff(1), 0 identical, 1 different, 2 trouble: a stderr line alone (an input
+    # that does not open), or with the report when a side's images have errors
     "diff": Use((("diff", CHECKPOINT, ORIGINAL), ("diff", ORIGINAL, CHECKPOINT, "--format", "json"),
                  ("diff", CHECKPOINT, ORIGINAL, "--no-content", "-v")),
-                "checkpoint", results=(EXIT_OK, 1), errors=(EXIT_USAGE,)),
+                "checkpoint", results=(EXIT_OK, 1, EXIT_USAGE), errors=(EXIT_USAGE,)),
     # report writes a bundle (-o, never into the checkpoint); --criu: no `criu check` run
     "report": Use((("report", CHECKPOINT, "-o", OUTPUT, "--criu", "/nonexistent/criu"),
                    ("report", CHECKPOINT, "-o", OUTPUT, "--criu", "/nonexistent/criu",

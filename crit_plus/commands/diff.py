@@ -112,6 +112,11 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
         else:
             write_report(report, out, verbose=verbose, color=use_color(out))
         out.flush()
+    for side, word in ((report.old, "OLD"), (report.new, "NEW")):
+        if side.errors:
+            click.echo(f"crit-plus: {word} {safe_text(side.name)}: "
+                       f"{count_text(side.errors, 'error')} in its images, the comparison is "
+                       "incomplete (crit-plus validate says which)", err=True)
     ctx.exit(code)
 
 
