@@ -334,3 +334,17 @@ def test_api_doc_example_runs(service_a, monkeypatch, capsys):
     assert "argv ('python3', '/srv/app/service.py', '/srv/app')" in out
     assert "fd 16: memfd /memfd:fixture-memfd" in out
     assert "unavailable: /usr/bin/python3.11 is not in the images" in out
+
+
+def test_readme_python_example_runs(fixture_root, monkeypatch, capsys):
+    """The README's Python example runs as written (from the fixtures' directory)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    block = re.search(r"## Python\n\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(fixture_root)
+    exec(compile(block, "README.md", "exec"), {"__name__": "__main__"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["12525 python3 alive 23", "12528 python3 alive 21"]
+    assert len(eval(lines[2])) == 16  # noqa: S307 (the bytes the example printed)
