@@ -14,6 +14,13 @@ def crit_json(path, pretty=False, nopl=False):
         return json.loads(json.dumps(images.load(handle, pretty, nopl)))
 
 
+def crit_info(path):
+    """What CRIU's ``crit info`` prints for ``path`` (``magic`` and ``count``)."""
+    images = get_schema().images
+    with open(path, "rb") as handle:
+        return images.info(handle)
+
+
 def ours_json(path, pretty=False, nopl=False):
     """crit-plus's JSON for ``path``, as plain JSON data."""
     from decoders.image import open_image

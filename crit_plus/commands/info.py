@@ -21,9 +21,12 @@ def image_info(path):
     with open_image(path) as image:
         if image.is_raw:
             return dict(image.raw_info(), count=0, file=os.fspath(path))
+        entries = image.count()
+        if image.magic_name == "PAGEMAP" and entries:
+            entries -= 1  # crit counts a pagemap's entries after its head (pagemap_handler)
         return {
             "magic": image.magic_name,
-            "count": image.count(),
+            "count": entries,
             "file": os.fspath(path),
             "size": image.size,
             "head_magic": HEAD_MAGIC_NAMES.get(image.head_magic, hex(image.head_magic or 0)),
