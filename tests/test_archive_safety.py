@@ -126,3 +126,19 @@ def test_metadata_nested_too_deep_is_a_finding(service_a, scratch, shelf):
         assert source.metadata["config_dump"] is None
         assert any(f.code == "bad-metadata" and "recursion" in f.message for f in source.findings)
     assert json.dumps(source.metadata)  # the rest is still there, as JSON
+
+
+def test_an_archive_is_named_not_its_temporary_copy(service_a, scratch, shelf):
+    """The images of an archive live in a temporary directory removed when the command
+    ends: reports name the archive and the directory inside it instead."""
+    archive = _write_archive(shelf / "service.tar.zst", service_a)
+    label = f"{archive}: checkpoint/"
+    where = {"summarize": lambda d: d["origin"]["images_dir"], "size": lambda d: d["directory"],
+             "validate": lambda d: d["checkpoint"], "diff": lambda d: d["new"]["images_dir"]}
+    for name, field in where.items():
+        args = [name, str(archive)] if name != "diff" else \
+            [name, str(service_a), str(archive), "--no-content"]
+        table = invoke(args)
+        assert str(scratch) not in table.out.decode(), name
+        assert label in table.out.decode() or name == "diff", name  # diff: its name
+        assert field(json.loads(invoke([*args, "--format", "json"]).out)) == label, name

@@ -50,7 +50,7 @@ class Side:
         if source is None:
             directory = checkpoint.directory
             return cls(directory, None, directory, directory, errors)
-        return cls(source.spec, source.kind, source.name, str(source.images_dir), errors)
+        return cls(source.spec, source.kind, source.name, source.images_label, errors)
 
 
 @dataclass(frozen=True)

@@ -313,7 +313,7 @@ def _origin(source, logs):
             version, kernel, where = log.header.criu_version, log.header.kernel, log.name
     return Origin(
         source.spec, source.kind, source.manager, source.project, source.instance,
-        source.snapshot, str(source.images_dir), str(source.archive) if source.archive else None,
+        source.snapshot, source.images_label, str(source.archive) if source.archive else None,
         str(source.backup_path) if source.backup_path else None, source.stateful,
         source.taken_at, source.taken_at_source, version, kernel, machine, where,
         source.criu_run_id)

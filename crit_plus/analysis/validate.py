@@ -249,8 +249,7 @@ def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STA
     findings = sorted(out.findings, key=lambda f: (order.get(f.severity, 9),
                                                    stage_order.get(f.stage, 9)))
     return Report(
-        checkpoint=os.path.abspath(source.images_dir if source is not None
-                                   else checkpoint.directory),
+        checkpoint=_where(source, checkpoint.directory),
         findings=tuple(findings), requirements=tuple(out.requirements),
         skipped=tuple(out.skipped),
         target_root=None if target_root is None else os.path.abspath(target_root),
@@ -259,14 +258,22 @@ def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STA
     )
 
 
-def unreadable_report(images_dir, error, source_kind=None):
-    """The :class:`Report` of a checkpoint whose ``inventory.img`` or ``pstree.img`` does
-    not decode (no graph can be built): one ``bad-image`` error."""
+def unreadable_report(source, error):
+    """The :class:`Report` of the checkpoint of ``source`` whose ``inventory.img`` or
+    ``pstree.img`` does not decode (no graph can be built): one ``bad-image`` error."""
     out = Collector()
     validate_integrity.report_decode_error(out, error)
     out.skip("everything else: the checkpoint cannot be opened without these images")
-    return Report(checkpoint=os.path.abspath(images_dir), findings=tuple(out.findings),
-                  requirements=(), skipped=tuple(out.skipped), source_kind=source_kind)
+    return Report(checkpoint=_where(source, source.images_dir), findings=tuple(out.findings),
+                  requirements=(), skipped=tuple(out.skipped), source_kind=source.kind)
+
+
+def _where(source, directory):
+    """The checkpoint's place for the report: an archive's images by the archive's
+    name (:attr:`~crit_plus.sources.Source.images_label`), else the absolute directory."""
+    if source is not None and source.archive is not None:
+        return source.images_label
+    return os.path.abspath(source.images_dir if source is not None else directory)
 
 
 def default_target_root(checkpoint, source=None):

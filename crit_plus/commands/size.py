@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 import click
 
@@ -57,6 +58,8 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
     with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
         checkpoint = opened.checkpoint
         report = size_analysis.measure(checkpoint, top=top)
+        if opened.source.archive is not None:  # not its temporary copy, gone at exit
+            report = replace(report, directory=opened.source.images_label)
         scan = elapsed = None
         if content:
             total = content_analysis.content_bytes(checkpoint)

@@ -90,7 +90,7 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
         except MissingImageError:
             raise
         except DecodeError as error:
-            report = unreadable_report(source.images_dir, error, source.kind)
+            report = unreadable_report(source, error)
         else:
             host = probe_host("/", criu=criu) if use_host else None
             if target_root is None and use_host:

@@ -171,6 +171,16 @@ class Source:
 
     # -- output ------------------------------------------------------------------------
     @property
+    def images_label(self):
+        """Where the images are, for people: the directory, or for an archive the
+        archive and the directory inside it (``ckpt.tar.zst: checkpoint/``), not the
+        temporary copy that is gone when the command ends."""
+        if self.archive is None or self.workdir is None:
+            return str(self.images_dir)
+        inside = os.path.relpath(self.images_dir, self.workdir.name)
+        return f"{self.archive}: {inside}/"
+
+    @property
     def name(self):
         """A short display name: ``instance/snapshot``, ``instance`` or the directory."""
         if self.instance and self.snapshot:
