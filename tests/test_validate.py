@@ -878,3 +878,31 @@ def test_host_criu_is_the_one_named(checkpoint_dirs, tmp_path):
     assert [f["path"] for f in found] == [str(older)]
     missing = run_cli("validate", state, "--host", "--criu", tmp_path / "nothing")
     assert missing.returncode == 2 and "--criu" in missing.stderr and missing.stdout == ""
+
+
+def test_table_gives_each_finding_its_own_advice_when_it_differs():
+    """A group of findings of one code says what CRIU will print and the fix once when
+    they are the same for all, else under each finding (they name its own file)."""
+    import io
+
+    from crit_plus.analysis.validate import Report, ValidationFinding
+    from crit_plus.commands.validate import write_report
+
+    def finding(path, says, fix):
+        return ValidationFinding("error", "file-missing", "target", f"{path} is gone", path,
+                                 criu_says=says, fix=fix)
+
+    differing = Report("ck", (finding("/a", "Can't open file a", "Put /a back"),
+                              finding("/b", "Can't open file b", "Put /b back")), (), ())
+    out = io.StringIO()
+    write_report(differing, out)
+    text = out.getvalue()
+    assert text.index("/a is gone") < text.index("Can't open file a") < text.index("/b is gone")
+    assert text.index("/b is gone") < text.index("Can't open file b")
+    same = Report("ck", (finding("/a", "Connected TCP socket", "Use --tcp-established"),
+                         finding("/b", "Connected TCP socket", "Use --tcp-established")), (), ())
+    out = io.StringIO()
+    write_report(same, out)
+    text = out.getvalue()
+    assert text.count("CRIU says: Connected TCP socket") == 1
+    assert text.index("/b is gone") < text.index("CRIU says")

@@ -141,19 +141,22 @@ def write_report(report, out, color=False):
         groups.setdefault(finding.code, []).append(finding)
     for code, findings in groups.items():
         out.write("\n")
-        for finding in findings[:GROUP_LINES]:
+        shown = findings[:GROUP_LINES]
+        # what CRIU will say and the fix, once for the group when they are the same for
+        # all its findings, else under each (they name the finding's own file)
+        each = len({(finding.criu_says, finding.fix) for finding in shown}) > 1
+        for finding in shown:
             severity = colored(f"{finding.severity:<8}", SEVERITY_COLORS.get(finding.severity),
                                color)
             out.write(f"{severity}{code}  {safe_text(finding.where)}\n")
             out.write(_indented(finding.message))
+            if each:
+                _write_advice(finding, out)
         if len(findings) > GROUP_LINES:
             out.write(_indented(f"... and {len(findings) - GROUP_LINES} more {code} findings "
                                 "(--format json lists them all)"))
-        first = findings[0]
-        if first.criu_says:
-            out.write(_indented(f"CRIU says: {first.criu_says}"))
-        if first.fix:
-            out.write(_indented(f"Fix: {first.fix}"))
+        if not each:
+            _write_advice(findings[0], out)
     if report.requirements:
         out.write("\nThe restore needs:\n")
         write_table([r.to_dict() for r in report.requirements], REQUIREMENT_COLUMNS, out)
@@ -161,6 +164,13 @@ def write_report(report, out, color=False):
         out.write("\nNot checked:\n")
         for sentence in report.skipped:
             out.write(f"  - {safe_text(sentence)}\n")
+
+
+def _write_advice(finding, out):
+    if finding.criu_says:
+        out.write(_indented(f"CRIU says: {finding.criu_says}"))
+    if finding.fix:
+        out.write(_indented(f"Fix: {finding.fix}"))
 
 
 def _indented(text):
