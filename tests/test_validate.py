@@ -311,6 +311,18 @@ def test_a_short_pages_image_says_what_criu_does(pages, says, fixture_root, tmp_
     assert [(f.severity, f.criu_says) for f in found] == [("error", says)]
 
 
+@pytest.mark.parametrize("pages", ["pages-1.img", "pages-4.img"])
+def test_a_longer_pages_image_is_a_warning_criu_says_nothing_about(pages, fixture_root,
+                                                                   tmp_path):
+    ck = copy_of(fixture_root, SA, tmp_path)
+    os.chmod(ck / pages, 0o644)
+    with open(ck / pages, "ab") as handle:
+        handle.write(bytes(8192))
+    found = [f for f in run_validate(ck).findings if f.code == "pages-size"]
+    assert [(f.severity, f.criu_says) for f in found] == [("warning", None)]
+    assert "A longer image holds bytes no pagemap lists" in found[0].fix
+
+
 def test_a_bad_image_names_its_offset(fixture_root, tmp_path):
     ck = copy_of(fixture_root, SA, tmp_path)
     truncate("core-12529.img", 3)(ck)
