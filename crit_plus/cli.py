@@ -172,6 +172,6 @@ def run():
             raise
         from .render import safe_text  # imported only here: start-up stays short
 
-        code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} "
-                     "(a bug in crit-plus: --traceback shows where)", EXIT_INTERNAL)
+        code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} (a bug in "
+                     "crit-plus: `crit-plus --traceback COMMAND ...` shows where)", EXIT_INTERNAL)
     sys.exit(code)

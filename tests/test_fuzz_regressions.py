@@ -296,6 +296,7 @@ def test_a_bug_is_still_one_line_with_its_own_exit_code(service_a, monkeypatch, 
     err = capsys.readouterr().err
     assert leaving.value.code == EXIT_INTERNAL and err.count("\n") == 1, err
     assert err.startswith(f"crit-plus: internal error: {type(error).__name__}")
+    assert "`crit-plus --traceback COMMAND ...` shows where" in err  # as the next lines run it
     monkeypatch.setattr(sys, "argv", ["crit-plus", "--traceback", "info",
                                       str(service_a / "pstree.img")])
     with pytest.raises(type(error)):
