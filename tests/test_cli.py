@@ -191,3 +191,28 @@ def test_a_verdict_survives_a_closed_pipe(fixture_root):
     assert (validate.returncode, validate.stderr) == (2, "")
     summary = _exit_code_into_a_closed_pipe("summarize", after)
     assert (summary.returncode, summary.stderr) == (0, "")
+
+
+def test_decode_output_is_whole_or_not_there(tmp_path):
+    """A decode that fails half-way (a pagemap cut in its 6th entry) leaves no file behind,
+    nor changes one already there; a complete one is readable as normal files are."""
+    image = _big_pagemap(tmp_path)
+    cut = tmp_path / "pagemap-2.img"
+    cut.write_bytes(image.read_bytes()[:100])
+    output = tmp_path / "out.json"
+    failed = run_cli("decode", "-i", cut, "-o", output)
+    assert failed.returncode == 1 and "offset" in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pagemap-1.img", "pagemap-2.img"]
+    output.write_text("kept")
+    assert run_cli("decode", "-i", cut, "-o", output).returncode == 1
+    assert output.read_text() == "kept"
+    assert run_cli("decode", "-i", image, "-o", output).returncode == 0
+    assert json.loads(output.read_text())["magic"] == "PAGEMAP"
+    assert os.stat(output).st_mode & 0o777 == 0o666 & ~_umask()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -13,7 +13,7 @@ from decoders.jsonform import Converter
 from decoders.schema import CURRENT_CRIU
 
 from ..jsontext import write_document
-from .options import open_output
+from ..output import output_stream
 
 INDENT = 4  # crit's indent for --pretty and show
 
@@ -58,14 +58,10 @@ def report_unknown_fields(converter, schema):
 def _decode(in_path, out_path, pretty, nopl):
     with load_image(in_path) as image:
         converter = Converter(image.schema)
-        out = open_output(out_path)
-        try:
+        with output_stream(out_path) as out:
             write_image_json(image, out, pretty=pretty, nopl=nopl, converter=converter)
             out.write("\n")
             out.flush()
-        finally:
-            if out is not sys.stdout:
-                out.close()
         report_unknown_fields(converter, image.schema)
 
 

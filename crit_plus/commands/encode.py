@@ -9,7 +9,7 @@ import click
 
 from decoders.encode import EncodeError, encode_image
 
-from .options import open_output
+from ..output import output_stream
 
 
 @click.command()
@@ -36,13 +36,9 @@ def encode(in_path, out_path):
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise EncodeError(source, f"not JSON ({error}); encode expects what decode writes") from None
     data = encode_image(document, source)
-    out = open_output(out_path, binary=True)
-    try:
+    with output_stream(out_path, binary=True) as out:
         out.write(data)
         out.flush()
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
 
 
 def register(group):

@@ -18,6 +18,7 @@ import click
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..memory import Unavailable
+from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
 from ..render import write_json
@@ -78,7 +79,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
         memory = explore.memory_of(checkpoint, check_pid(checkpoint, pid))
         if output is not None:
             data = memory.read(address, length)  # UnavailableError: one line, exit 1
-            with open(output, "wb") as handle:
+            with whole_file(output) as handle:
                 handle.write(data)
             click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to {output}",
                        err=True)
@@ -236,7 +237,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
 def _write_mapping(memory, mapping, output):
     """Stream ``mapping`` into ``output``; return the :class:`Unavailable` stretches."""
     holes = []
-    with open(output, "wb") as handle:
+    with whole_file(output) as handle:
         for address, data in memory.stream(mapping.start, mapping.size):
             if isinstance(data, Unavailable):
                 holes.append(data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import sys
 
 import click
 
@@ -18,13 +17,6 @@ def format_option(choices=FORMATS, default="table"):
         "--format", "-f", "fmt", type=click.Choice(choices), default=default, show_default=True,
         help="Output format: " + ", ".join(choices) + ".",
     )
-
-
-def open_output(path, binary=False):
-    """A writable stream for ``-o PATH`` (stdout when PATH is None or ``-``)."""
-    if path in (None, "-"):
-        return sys.stdout.buffer if binary else sys.stdout
-    return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8")
 
 
 def source_options(func=None, *, path_required=True):

@@ -16,9 +16,9 @@ import io
 import os
 import re
 import tarfile
-import tempfile
 import time
 
+from ..output import whole_file
 from ..progress import progress
 
 _SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -109,31 +109,18 @@ def write_bundle(output, top, heads, collection):
     ``heads`` are ``(name, bytes)`` pairs written first (the index, report.json);
     then every member of ``collection``.
     """
-    output = os.path.abspath(os.fspath(output))
-    directory, base = os.path.split(output)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".partial")
     streamed = sum(m.size for m in collection.members if m.path is not None)
-    try:
-        with os.fdopen(descriptor, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-                now = time.time()
-                for name, data in heads:
-                    tar.addfile(_info(f"{top}/{name}", len(data), now), io.BytesIO(data))
-                with progress(streamed, "images") as bar:
-                    for member in collection.members:
-                        if member.path is not None:
-                            _add_streamed(tar, top, member, bar)
-                        else:
-                            _add_spooled(tar, top, member, collection.spool)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temporary, output)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    with whole_file(output, permissions=0o600) as raw:
+        with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+            now = time.time()
+            for name, data in heads:
+                tar.addfile(_info(f"{top}/{name}", len(data), now), io.BytesIO(data))
+            with progress(streamed, "images") as bar:
+                for member in collection.members:
+                    if member.path is not None:
+                        _add_streamed(tar, top, member, bar)
+                    else:
+                        _add_spooled(tar, top, member, collection.spool)
     return os.stat(output).st_size
 
 
