@@ -230,6 +230,8 @@ class Cursor:
         """Read the next SIZE + MESSAGE; return a :class:`Frame`."""
         offset = self.offset
         size = self.image.u32(offset, "entry size", self.index)
+        if offset + 4 + size > self.image.size:
+            raise _cut_entry(self.image, offset, size, self.index)
         data = self.image.take(offset + 4, size, f"entry of {size} bytes", self.index)
         frame = Frame(self.index, offset, data)
         self.offset = offset + 4 + size
@@ -253,6 +255,13 @@ class Cursor:
         return self.image.take(offset, length, what, self.index - 1)
 
 
+def _cut_entry(image, offset, length, index):
+    """The error for entry ``index`` (its size prefix at ``offset``) promising ``length``
+    bytes the file does not hold: every reader names the entry by its prefix's offset."""
+    return TruncatedError(image.path, f"entry of {length} bytes", length,
+                          image.size - offset - 4, offset, index)
+
+
 def count_frames(image, offset):
     """Count SIZE-prefixed entries from ``offset`` by seeking, without parsing."""
     count = 0
@@ -263,9 +272,7 @@ def count_frames(image, offset):
             raise TruncatedError(image.path, "entry size", 4, size - offset, offset, count)
         length = _U32.unpack_from(data, offset)[0]
         if offset + 4 + length > size:
-            raise TruncatedError(
-                image.path, f"entry of {length} bytes", length, size - offset - 4, offset + 4, count
-            )
+            raise _cut_entry(image, offset, length, count)
         offset += 4 + length
         count += 1
     return count
@@ -291,8 +298,7 @@ def frame_bounds(image, offset, limit, first_index=0):
                                  first_index + len(bounds))
         end = start + unpack(data, offset)[0]
         if end > size:
-            raise TruncatedError(image.path, f"entry of {end - start} bytes", end - start,
-                                 size - start, offset, first_index + len(bounds))
+            raise _cut_entry(image, offset, end - start, first_index + len(bounds))
         append((offset, start, end))
         offset = end
     return bounds, offset

@@ -131,6 +131,7 @@ def test_arbitrary_bytes_only_ever_truncate(data):
     errors = [r for r in results if r[0] == "error"]
     assert len(errors) in (0, 3), results  # all three readers agree on whether it is whole
     assert len({index for _kind, index, _offset in errors}) <= 1, results  # and on the entry
+    assert len({offset for _kind, _index, offset in errors}) <= 1, results  # and where
     if not errors:
         bounds, count, frames = (r[1] for r in results)
         assert count == len(bounds) == len(frames)
