@@ -96,7 +96,8 @@ def cli(ctx, traceback):
       crit-plus show pstree.img                 the same, pretty, to the terminal
       crit-plus info pagemap-1.img              kind, entries, size
       crit-plus encode -i core.json -o core-1.img
-    Add --format json to any command for machine-readable output.
+    Every other command takes --format json for machine-readable output
+    (decode and show write JSON already; encode writes an image).
     """
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback
