@@ -21,6 +21,9 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
                      r"\udc80-\udcff]")
 
 
+#: Colours of finding severities in tables (when colour is on).
+SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "cyan"}
+
 def _escape(match):
     char = match.group()
     if char >= "\udc80":

@@ -30,6 +30,7 @@ from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
 
 from ..files import SockFamily, endpoint_text
+from ..graph import STRINGS_LIMIT
 from ..memory import CHUNK_SIZE, Unavailable, UnavailableError
 
 # -- processes -------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def command_line(process):
     try:
         if mm.env_end <= mm.arg_end or memory.read(mm.arg_end - 1, 1) == b"\0":
             return process.argv  # the usual case: NUL-separated arguments
-        title = memory.read(mm.arg_start, length).split(b"\0", 1)[0]
+        title = memory.read(mm.arg_start, min(length, STRINGS_LIMIT)).split(b"\0", 1)[0]
         if len(title) == length:  # no NUL in the argument area: read on
             more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
             title += more.split(b"\0", 1)[0]

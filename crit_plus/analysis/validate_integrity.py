@@ -207,11 +207,11 @@ def _unix_peers(facts, out):
             continue
         if file.details.get("peer_id") is not None:
             continue
-        pid, fd = facts.holder(file)
+        where, pid, fd = facts.where(file)
         ino, peer = file.details["ino"], file.details["peer_ino"]
         out.add("unresolved-peer", f"unix socket {ino} ({file.name}) names peer {peer}, which "
-                "is not in files.img", f"pid {pid} fd {fd}" if pid else f"file id {file.id}",
-                source=file.source, pid=pid, fd=fd, peer=peer, ino=ino)
+                "is not in files.img", where, source=file.source, pid=pid, fd=fd, peer=peer,
+                ino=ino)
 
 
 def connected_tcp(checkpoint):

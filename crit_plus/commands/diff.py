@@ -1,8 +1,8 @@
 """``diff``: what changed between two checkpoints.
 
 Exit codes, as diff(1) and cmp(1): 0 identical, 1 different, 2 trouble (an
-input could not be read or decoded, a side's images have errors, wrong usage).  The code leaves through
-``ctx.exit``, which crit-plus's main turns into the process's exit code.
+input could not be read or decoded, a side's images have errors, wrong usage).  The
+code leaves through ``ctx.exit``, which crit-plus's main turns into the process's exit code.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from dataclasses import replace
 
 import click
 
+from decoders.flags import PAGE_SIZE
+
 from ..analysis import content as content_analysis
 from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
@@ -149,7 +151,7 @@ _SIZE_COLUMNS = (("present", "PRESENT"), ("parent", "PARENT"), ("lazy", "LAZY"))
 def _page_cells(counts):
     return {"present": human_bytes(counts.present_bytes),
             "parent": human_bytes(counts.parent_bytes),
-            "lazy": human_bytes(counts.lazy * 4096)}
+            "lazy": human_bytes(counts.lazy * PAGE_SIZE)}
 
 
 def _heading(out, text):
@@ -227,7 +229,7 @@ def _write_owners(report, out):
 def _write_vma_kinds(report, out):
     _heading(out, "By VMA kind (unlisted: mapped, not in any pagemap entry)")
     rows = [dict(_page_cells(v.pages), kind=v.kind, vmas=v.vmas, mapped=human_bytes(v.mapped),
-                 unlisted=human_bytes(v.unlisted * 4096)) for v in report.vma_kinds]
+                 unlisted=human_bytes(v.unlisted * PAGE_SIZE)) for v in report.vma_kinds]
     write_table(rows, (("kind", "KIND"), ("vmas", "VMAS"), ("mapped", "MAPPED")) +
                 _SIZE_COLUMNS + (("unlisted", "UNLISTED"),), out)
 
@@ -252,7 +254,7 @@ def _write_chain(report, out):
 
 
 def _content_line(label, pages, whole):
-    return {"what": label, "pages": pages, "bytes": human_bytes(pages * 4096),
+    return {"what": label, "pages": pages, "bytes": human_bytes(pages * PAGE_SIZE),
             "share": percent(pages, whole)}
 
 
@@ -271,7 +273,7 @@ def _write_content(report, scan, elapsed, out):
         rows.append(_content_line("unreadable (missing from the pages file)",
                                   scan.unreadable, whole))
     rows.append({"what": "dedup would save", "bytes": human_bytes(scan.dedup_saving),
-                 "share": percent(scan.dedup_saving, scan.pages * 4096)})
+                 "share": percent(scan.dedup_saving, scan.pages * PAGE_SIZE)})
     if scan.compressed_estimate is not None:
         sampled = "all" if scan.sampled_bytes == scan.bytes_read else \
             f"{human_bytes(scan.sampled_bytes)} sampled"

@@ -16,14 +16,13 @@ from ..describe import (
     stat_label,
     stat_text,
 )
-from ..render import colored, jsonable, safe_text, use_color, write_fields, write_json
-from ..render import write_table, write_tree
+from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
+from ..render import write_json, write_table, write_tree
 from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
 LSM_NAMES = {"NO_LSM": "none", "SELINUX": "SELinux", "APPARMOR": "AppArmor"}
-SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "cyan"}
 STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
 KIND_TITLES = {
     "criu-dir": "CRIU image directory", "lxd-instance": "LXD stateful stop",

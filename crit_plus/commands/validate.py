@@ -14,7 +14,7 @@ from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..describe import count_text
 from ..graph import open_checkpoint
-from ..render import colored, safe_text, use_color, write_json, write_table
+from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
 from ..sources import resolve
 from .options import format_option, gc_paused, verdict_kept
 
@@ -23,7 +23,6 @@ EXIT_CLEAN = 0
 EXIT_WARNINGS = 1
 EXIT_ERRORS = 2
 
-SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "cyan"}
 VERDICT_COLORS = {"fail": "red", "risky": "yellow", "ok": "green"}
 REQUIREMENT_COLUMNS = (("option", "OPTION"), ("why", "WHY"), ("provided_by", "PASSED BY"))
 WIDTH = 96
