@@ -423,3 +423,19 @@ def test_control_characters_in_names_are_escaped(tmp_path):
     assert "/tmp/log\\n\\x1b[2Jfake prompt$" in line
     data = json.loads(run_cli("fds", builder.directory, "-f", "json").stdout)
     assert data[0]["fds"][0]["name"] == "/tmp/log\n\x1b[2Jfake prompt$ "  # JSON keeps the value
+
+
+@pytest.mark.parametrize("command", ["ps", "fds", "sk", "mems", "rss"])
+def test_explorers_say_when_the_images_have_errors(command, fixture_root, tmp_path):
+    """The explorers show no findings: on damaged images they still answer (exit 0) and
+    say once on stderr that the rows may be incomplete; on whole ones they say nothing."""
+    copy = tmp_path / "copy"
+    shutil.copytree(fixture_root / "service-a", copy)
+    (copy / "core-12528.img").chmod(0o644)
+    (copy / "core-12528.img").unlink()
+    damaged = run_cli(command, copy)
+    assert damaged.returncode == 0 and damaged.stdout
+    assert damaged.stderr == (f"crit-plus: note: 1 error in the images of {copy}, so this may "
+                              "be incomplete: `crit-plus validate` says which\n")
+    whole = run_cli(command, fixture_root / "service-a")
+    assert whole.returncode == 0 and whole.stderr == ""

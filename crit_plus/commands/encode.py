@@ -34,7 +34,8 @@ def encode(in_path, out_path):
             with open(in_path, encoding="utf-8") as handle:
                 document = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise EncodeError(source, f"not JSON ({error}); encode expects what decode writes") from None
+        raise EncodeError(source,
+                          f"not JSON ({error}); encode expects what decode writes") from None
     data = encode_image(document, source)
     with output_stream(out_path, binary=True) as out:
         out.write(data)

@@ -58,13 +58,29 @@ def gc_paused():
 
 
 @contextlib.contextmanager
-def open_checkpoint_source(path, lxd_dir=None, project=None, root=None):
+def open_checkpoint_source(path, lxd_dir=None, project=None, root=None, note_errors=False):
     """:func:`crit_plus.opening.open_source` for a command: the collector paused
-    (:func:`gc_paused`) while the checkpoint is read."""
+    (:func:`gc_paused`) while the checkpoint is read.  With ``note_errors`` (the
+    explorers, which show no findings themselves) a checkpoint whose images have
+    errors gets one note on stderr: its rows may be incomplete."""
     from ..opening import open_source
 
     with gc_paused(), open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
         yield opened
+        if note_errors:
+            note_image_errors(opened)
+
+
+def note_image_errors(opened):
+    """Say on stderr how many errors the images of ``opened`` have, if any."""
+    from ..describe import count_text
+    from ..findings import ERROR
+
+    errors = sum(1 for finding in opened.checkpoint.findings if finding.severity == ERROR)
+    if errors:
+        click.echo(f"crit-plus: note: {count_text(errors, 'error')} in the images of "
+                   f"{opened.source.images_label}, so this may be incomplete: "
+                   "`crit-plus validate` says which", err=True)
 
 
 @contextlib.contextmanager

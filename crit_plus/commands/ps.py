@@ -35,7 +35,7 @@ def ps_command(path, lxd_dir, project, root, env, fmt):
       crit-plus ps lxd:web/snap0 --format tree
       crit-plus ps dump1 --env --format json | jq '.[0].environ'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         rows = explore.ps_rows(opened.checkpoint, env=env)
     out = sys.stdout
     if fmt == "json":

@@ -18,7 +18,7 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 def process_table(table, path, lxd_dir, project, root, pid):
     """``table(checkpoint, pid)`` of the checkpoint at ``path`` (an explorer's rows for
     every process, or for ``pid`` once checked to be in it)."""
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         return table(checkpoint, check_pid(checkpoint, pid))
 

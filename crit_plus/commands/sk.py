@@ -54,7 +54,7 @@ def sk_command(path, lxd_dir, project, root, families, fmt):
       crit-plus sk lxd:web --family unix
       crit-plus sk dump1 -f json | jq '.[] | select(.state == "established")'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         rows = explore.socket_rows(opened.checkpoint)
     if families:
         rows = [row for row in rows if enum_text(row.family) in families]
