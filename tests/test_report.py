@@ -865,3 +865,19 @@ def test_redaction_of_cloud_init_data():
     for size in (1, 7, 64):
         pieces = [text[i:i + size] for i in range(0, len(text), size)]
         assert b"".join(redact_chunks(pieces)) == redact(text)
+
+
+def test_a_failed_own_command_says_why_on_the_index(fixture_root, tmp_path):
+    """crit-plus's own commands that fail on a damaged checkpoint give their error line
+    on the index, not only in their .stderr.txt member."""
+    copy = tmp_path / "damaged"
+    shutil.copytree(fixture_root / "service-a", copy)
+    (copy / "pstree.img").chmod(0o644)
+    os.truncate(copy / "pstree.img", 30)
+    output = tmp_path / "r.tar.gz"
+    done = run_cli("report", copy, "-o", output, "--criu", "/nonexistent/criu")
+    assert done.returncode == 0, done.stderr
+    data, _names = _members(output)
+    index = data["INDEX.md"].decode()
+    assert "| crit-plus summarize | json | exit code 1: crit-plus: pstree.img: entry 0 at " \
+        "offset 0x8: truncated entry" in index

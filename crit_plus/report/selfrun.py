@@ -124,9 +124,24 @@ def run_command(name, spec=None, options=None, output_format="table"):
         first = crash.strip().splitlines()[-1]
         return SelfRun(name, output_format, argv, "crashed", None, stdout, stderr,
                        f"crashed: {first}")
-    status = "ok" if code == 0 else "nonzero-exit"
-    return SelfRun(name, output_format, argv, status, code, stdout, stderr,
-                   None if code == 0 else f"exit code {code}")
+    if code == 0:
+        return SelfRun(name, output_format, argv, "ok", code, stdout, stderr)
+    said = _last_line(stderr)
+    return SelfRun(name, output_format, argv, "nonzero-exit", code, stdout, stderr,
+                   f"exit code {code}" + (f": {said}" if said else ""))
+
+
+#: Bytes read from the end of a command's stderr for the line that says why it failed.
+LAST_LINE_BYTES = 4096
+
+
+def _last_line(stream):
+    """The last non-empty line of the binary file ``stream`` (its end only), or None."""
+    size = stream.seek(0, 2)
+    stream.seek(max(0, size - LAST_LINE_BYTES))
+    lines = stream.read().decode("utf-8", "replace").strip().splitlines()
+    stream.seek(0)
+    return lines[-1].strip() if lines else None
 
 
 def _invoke(argv, stdout, stderr):
