@@ -72,9 +72,7 @@ def _info(name, size, mtime, mode=0o644):
 
 
 def _add_spooled(tar, top, member, spool):
-    spool.file.seek(member.offset)
-    tar.addfile(_info(f"{top}/{member.name}", member.size, member.mtime),
-                _Exact(spool.file, member.size))
+    tar.addfile(_info(f"{top}/{member.name}", member.size, member.mtime), spool.reader(member))
 
 
 def _add_streamed(tar, top, member, bar):
@@ -82,25 +80,6 @@ def _add_streamed(tar, top, member, bar):
         size = os.fstat(stream.fileno()).st_size
         tar.addfile(_info(f"{top}/{member.name}", size, member.mtime), stream)
     bar.update(size)
-
-
-class _Exact(io.RawIOBase):
-    """Reads at most ``size`` bytes of ``file`` from where it stands."""
-
-    def __init__(self, file, size):
-        super().__init__()
-        self._file, self._left = file, size
-
-    def readable(self):
-        """Readable, never writable."""
-        return True
-
-    def readinto(self, buffer):
-        """Read the next bytes into ``buffer``."""
-        data = self._file.read(min(len(buffer), self._left))
-        buffer[:len(data)] = data
-        self._left -= len(data)
-        return len(data)
 
 
 def write_bundle(output, top, heads, collection):
