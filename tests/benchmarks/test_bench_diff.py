@@ -57,14 +57,6 @@ BLOCK = 64 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture
-def bench(benchmark):
-    """The benchmark fixture, or a skip when benchmarks are disabled."""
-    if benchmark.disabled:
-        pytest.skip("benchmarks are disabled: run `make bench` (pytest --benchmark-enable)")
-    return benchmark
-
-
 def _write_pages(path):
     """2 GiB of pages: a random 64 MiB block, each page stamped with its own index."""
     block = bytearray(os.urandom(BLOCK))

@@ -42,14 +42,6 @@ BASE = 0x7F0000000000
 CHUNK = 4 << 20
 
 
-@pytest.fixture
-def bench(benchmark):
-    """The benchmark fixture, or a skip when benchmarks are disabled."""
-    if benchmark.disabled:
-        pytest.skip("benchmarks are disabled: run `make bench` (pytest --benchmark-enable)")
-    return benchmark
-
-
 def report(benchmark, capsys, what, nbytes=None):
     """Print the mean time (and throughput) of the last benchmark; keep it in extra_info."""
     mean = benchmark.stats.stats.mean

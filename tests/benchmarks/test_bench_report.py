@@ -20,7 +20,7 @@ from crit_plus.report import NoPrograms, ReportRequest, build_report  # noqa: E4
 from crit_plus.report.collect import Collection  # noqa: E402
 from crit_plus.sources.logs import error_contexts  # noqa: E402
 
-from .test_bench_graph import bench, report as print_mean  # noqa: E402,F401 (bench: fixture)
+from .test_bench_graph import report as print_mean  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
 

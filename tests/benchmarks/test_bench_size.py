@@ -51,14 +51,6 @@ PROCESSES = 4
 RUNS_PER_PROCESS = 256
 
 
-@pytest.fixture
-def bench(benchmark):
-    """The benchmark fixture, or a skip when benchmarks are disabled."""
-    if benchmark.disabled:
-        pytest.skip("benchmarks are disabled: run `make bench` (pytest --benchmark-enable)")
-    return benchmark
-
-
 def say(capsys, text):
     """Print a result line past pytest's capture, with the machine's load (other work on
     a shared machine slows everything, CPU time included)."""

@@ -37,7 +37,6 @@ from crit_plus.commands.options import open_checkpoint_source  # noqa: E402
 from crit_plus.commands.summarize import write_summary  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
 from tests import crit_explorers  # noqa: E402
-from tests.benchmarks.test_bench_graph import bench  # noqa: E402,F401 (the fixture)
 from tests.synth import PRESENT, CheckpointBuilder, RunSpec, many_processes, proc, vma  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
