@@ -411,6 +411,56 @@ def minimal(directory, pid=1, vmas=(), runs=(), **process):
     return builder
 
 
+# -- a parent/ chain ------------------------------------------------------------------------
+
+#: Where the chain's one VMA starts.
+CHAIN_BASE = 0x7F0000000000
+
+
+def tagged(vaddr, npages, tag):
+    """Page data that says which generation wrote it."""
+    return page_pattern(vaddr, npages, b"/" + tag)
+
+
+def build_chain(tmp_path, parent_as="symlink"):
+    """Three generations: gen0 (oldest pre-dump), gen1, gen2 (the dump), one VMA of
+    8 pages at :data:`CHAIN_BASE`; returns gen2's builder.
+
+    page 0: present in gen0 only;          page 1: rewritten in gen1;
+    page 2: rewritten in gen2;             page 3: gen0's, through gen1's PE_PARENT;
+    page 4: lazy in gen2;                  pages 5-7: never listed (zeros).
+    ``parent_as`` ``symlink``: gen2/parent links to gen1; ``directory``: gen1 is moved
+    into gen2 as its parent/ (as CRIU's --prev-images-dir can leave it).
+    """
+    base, page = CHAIN_BASE, PAGE_SIZE
+    vmas = [vma(base, base + 8 * page)]
+    gen0 = minimal(tmp_path / "gen0", vmas=vmas,
+                   runs=[run(base, 4, PRESENT, tagged(base, 4, b"g0"))])
+    gen1 = minimal(tmp_path / "gen1", vmas=vmas, runs=[
+        run(base, 1, PARENT),
+        run(base + page, 1, PRESENT, tagged(base + page, 1, b"g1")),
+        run(base + 2 * page, 2, PARENT),
+    ])
+    gen1.parent(gen0.directory)
+    gen2_dir = tmp_path / ("gen2" if parent_as == "symlink" else "outer")
+    gen2 = minimal(gen2_dir, vmas=vmas, runs=[
+        run(base, 2, PARENT),
+        run(base + 2 * page, 1, PRESENT, tagged(base + 2 * page, 1, b"g2")),
+        run(base + 3 * page, 1, PARENT),
+        run(base + 4 * page, 1, LAZY),
+    ])
+    if parent_as == "symlink":
+        gen2.parent(gen1.directory)
+    else:
+        os.rename(gen1.directory, os.path.join(gen2.directory, "parent"))
+        os.symlink(os.path.relpath(gen0.directory, os.path.join(gen2.directory, "parent")),
+                   os.path.join(gen2.directory, "parent", "parent.tmp"))
+        os.remove(os.path.join(gen2.directory, "parent", "parent"))
+        os.rename(os.path.join(gen2.directory, "parent", "parent.tmp"),
+                  os.path.join(gen2.directory, "parent", "parent"))
+    return gen2
+
+
 # -- names no real dump has: control characters and bytes that are not UTF-8 -----------------
 
 #: Raw bytes put where names go in :func:`hostile_names` (escape sequences, C1 and

@@ -37,6 +37,7 @@ from tests.synth import (
     PARENT,
     PRESENT,
     CheckpointBuilder,
+    build_chain,
     minimal,
     page_pattern,
     proc,
@@ -221,21 +222,6 @@ def test_sparse_copy_shows_holes(tmp_path):
     assert (info.apparent, info.allocated, info.holes) == \
         (256 * P, st.st_blocks * 512, 256 * P - st.st_blocks * 512)
     assert report.allocated < report.apparent
-
-
-def build_chain(tmp_path):
-    """gen0 (oldest pre-dump) ← gen1 ← gen2 (the dump); gen2 has 1 present page, 3 in
-    the chain, 1 lazy; gen1 has 1 present and 3 in gen0; gen0 has 4 present."""
-    vmas = [vma(BASE, BASE + 8 * P)]
-    gen0 = minimal(tmp_path / "gen0", vmas=vmas, runs=[run(BASE, 4, PRESENT)])
-    gen1 = minimal(tmp_path / "gen1", vmas=vmas, runs=[
-        run(BASE, 1, PARENT), run(BASE + P, 1, PRESENT), run(BASE + 2 * P, 2, PARENT)])
-    gen1.parent(gen0.directory)
-    gen2 = minimal(tmp_path / "gen2", vmas=vmas, runs=[
-        run(BASE, 2, PARENT), run(BASE + 2 * P, 1, PRESENT), run(BASE + 3 * P, 1, PARENT),
-        run(BASE + 4 * P, 1, LAZY)])
-    gen2.parent(gen1.directory)
-    return gen2
 
 
 def test_parent_chain_and_lazy_pages(tmp_path):

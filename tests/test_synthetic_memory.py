@@ -20,11 +20,13 @@ from tests.synth import (
     PARENT,
     PRESENT,
     CheckpointBuilder,
+    build_chain,
     message,
     minimal,
     page_pattern,
     proc,
     run,
+    tagged,
     vma,
 )
 
@@ -37,50 +39,7 @@ def codes(findings):
     return [finding.code for finding in findings]
 
 
-def tagged(vaddr, npages, tag):
-    """Page data that says which generation wrote it."""
-    return page_pattern(vaddr, npages, b"/" + tag)
-
-
 # -- parent chains --------------------------------------------------------------------------------
-
-
-def build_chain(tmp_path, parent_as="symlink"):
-    """Three generations: gen0 (oldest pre-dump), gen1, gen2 (the dump).
-
-    page 0: present in gen0 only;          page 1: rewritten in gen1;
-    page 2: rewritten in gen2;             page 3: gen0's, through gen1's PE_PARENT;
-    page 4: lazy in gen2;                  pages 5-7: never listed (zeros).
-    """
-    vmas = [vma(BASE, BASE + 8 * P)]
-    gen0 = minimal(tmp_path / "gen0", vmas=vmas,
-                   runs=[run(BASE, 4, PRESENT, tagged(BASE, 4, b"g0"))])
-    gen1 = minimal(tmp_path / "gen1", vmas=vmas, runs=[
-        run(BASE, 1, PARENT),
-        run(BASE + P, 1, PRESENT, tagged(BASE + P, 1, b"g1")),
-        run(BASE + 2 * P, 2, PARENT),
-    ])
-    gen1.parent(gen0.directory)
-    if parent_as == "symlink":
-        gen2_dir = tmp_path / "gen2"
-    else:  # parent/ as a real directory: gen2 holds gen1 inside it
-        gen2_dir = tmp_path / "outer"
-    gen2 = minimal(gen2_dir, vmas=vmas, runs=[
-        run(BASE, 2, PARENT),
-        run(BASE + 2 * P, 1, PRESENT, tagged(BASE + 2 * P, 1, b"g2")),
-        run(BASE + 3 * P, 1, PARENT),
-        run(BASE + 4 * P, 1, LAZY),
-    ])
-    if parent_as == "symlink":
-        gen2.parent(gen1.directory)
-    else:
-        os.rename(gen1.directory, os.path.join(gen2.directory, "parent"))
-        os.symlink(os.path.relpath(gen0.directory, os.path.join(gen2.directory, "parent")),
-                   os.path.join(gen2.directory, "parent", "parent.tmp"))
-        os.remove(os.path.join(gen2.directory, "parent", "parent"))
-        os.rename(os.path.join(gen2.directory, "parent", "parent.tmp"),
-                  os.path.join(gen2.directory, "parent", "parent"))
-    return gen2
 
 
 @pytest.mark.parametrize("parent_as", ["symlink", "directory"])
