@@ -16,6 +16,8 @@ import crit_plus
 from crit_plus import graph as graph_module
 from decoders import PAGE_SIZE, FdType, MissingImageError, TaskState, read_fdinfo, read_files
 
+from .oracle import crit_json
+
 SERVICES = ("service-a", "service-b", "service-c", "service-old")
 
 
@@ -126,6 +128,22 @@ def test_threads_have_cores_comm_and_creds(checkpoints, key):
         assert threads[0].state == process.state
         assert all(t.state is None for t in threads[1:])  # only a leader's core has one
 
+
+
+def test_creds_are_crits(checkpoints, checkpoint_dirs, key):
+    """Every thread's credentials equal what CRIU's own decoder reads from its core."""
+    for process in checkpoints[key].processes:
+        for thread in process.threads:
+            theirs = crit_json(checkpoint_dirs[key] / f"core-{thread.tid}.img")
+            creds = theirs["entries"][0]["thread_core"]["creds"]
+            ours = thread.creds
+            assert [getattr(ours, f) for f in ("uid", "gid", "euid", "egid", "suid", "sgid",
+                                               "fsuid", "fsgid")] == \
+                [creds[f] for f in ("uid", "gid", "euid", "egid", "suid", "sgid", "fsuid",
+                                    "fsgid")], thread.tid
+            assert list(ours.cap_eff) == creds["cap_eff"] and \
+                list(ours.cap_bnd) == creds["cap_bnd"], thread.tid
+            assert list(ours.groups) == creds.get("groups", []), thread.tid
 
 # -- the service: what fixtures/README.md says it did ---------------------------------------
 
