@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 
@@ -20,15 +21,26 @@ def whole_file(path, binary=True, permissions=None):
     """Yield a stream writing ``path`` whole or not at all (see the module).
 
     The file gets ``permissions``, by default what ``open`` would give it (0666
-    less the umask)."""
-    path = os.path.abspath(os.fspath(path))
+    less the umask).  A symbolic link is followed (the file it names is
+    replaced, not the link); something that is not a regular file (``/dev/null``,
+    a terminal, a FIFO) is written in place, as ``open`` would."""
+    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+    try:
+        in_place = not stat.S_ISREG(os.stat(path).st_mode)  # follows links (/dev/stdout)
+    except FileNotFoundError:
+        in_place = False
+    if in_place:
+        with open(path, mode, encoding=encoding) as stream:
+            yield stream
+        return
+    path = os.path.realpath(os.fspath(path))
     directory, base = os.path.split(path)
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.",
                                              suffix=".partial")
     try:
-        os.fchmod(descriptor, _default_permissions() if permissions is None else permissions)
-        mode, encoding = ("wb", None) if binary else ("w", "utf-8")
         with os.fdopen(descriptor, mode, encoding=encoding) as stream:
+            os.fchmod(stream.fileno(),
+                      _default_permissions() if permissions is None else permissions)
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

@@ -216,3 +216,14 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_output_through_a_link_or_to_a_device(service_a, tmp_path):
+    """-o follows a symbolic link (the file it names is written, the link stays) and
+    writes a device such as /dev/null in place, as open() would."""
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    link.symlink_to(target)
+    assert run_cli("decode", "-i", service_a / "pstree.img", "-o", link).returncode == 0
+    assert link.is_symlink() and json.loads(target.read_text())["magic"] == "PSTREE"
+    assert run_cli("decode", "-i", service_a / "pstree.img", "-o", os.devnull).returncode == 0
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
