@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 ## schema: build pycriu from CRIU 4.2.1's sources (Debian's source package) for crit-plus

@@ -7,22 +7,22 @@
 
 __version__ = "0.1.0"
 
-from .files import Fd, FileObject, FileTable, GhostContents
-from .findings import ERROR, INFO, WARNING, Finding
-from .graph import Checkpoint, PagesFile, Process, ProcessTree, Thread, open_checkpoint
-from .memory import (
-    CHUNK_SIZE,
-    AddressSpace,
-    Backing,
-    Extent,
-    Mapping,
-    PageStore,
-    PageTable,
-    Run,
-    Unavailable,
-    UnavailableError,
-    page_state,
-)
+from decoders.lazy import lazy_exports
+
+#: Public name → the module defining it, imported on first use: the command line
+#: (``crit-plus --help``, ``crit-plus decode``) does not pay for the graph.
+_EXPORTS = {
+    **dict.fromkeys(("Fd", "FileObject", "FileTable", "GhostContents"), "files"),
+    **dict.fromkeys(("ERROR", "INFO", "WARNING", "Finding"), "findings"),
+    **dict.fromkeys(("Checkpoint", "PagesFile", "Process", "ProcessTree", "Thread",
+                     "open_checkpoint"), "graph"),
+    **dict.fromkeys(("CHUNK_SIZE", "AddressSpace", "Backing", "Extent", "Mapping", "PageStore",
+                     "PageTable", "Run", "Unavailable", "UnavailableError", "page_state"),
+                    "memory"),
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "AddressSpace", "Backing", "CHUNK_SIZE", "Checkpoint", "ERROR", "Extent", "Fd", "FileObject",

@@ -22,6 +22,7 @@ import sys
 
 import click
 
+from crit_plus import __version__
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
@@ -84,7 +85,7 @@ class _Boundary(click.Group):
 @click.group(cls=_Boundary,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--traceback", is_flag=True, help="Show the Python stack on errors.")
-@click.version_option(package_name="crit-plus", message="crit-plus %(version)s")
+@click.version_option(version=__version__, message="crit-plus %(version)s")
 @click.pass_context
 def cli(ctx, traceback):
     """Read CRIU checkpoint images: what is in them, how big they are, whether

@@ -7,40 +7,30 @@ Knows nothing of directories of images, of output or of the command line.
 >>> [e.pid for e in read_pstree("pstree.img")] # doctest: +SKIP
 """
 
-from .core import read_core
-from .errors import (
-    BadMagicError,
-    DecodeError,
-    EntryDecodeError,
-    MissingImageError,
-    SchemaError,
-    TruncatedError,
-    UnreadableImageError,
-)
-from .fdinfo import read_fdinfo, read_files
-from .flags import PAGE_SIZE, FdType, MapFlags, PageFlags, Prot, TaskState, VmaStatus
-from .ids import read_fs, read_ids
-from .image import Entry, Image, Payload, Source, image_from_bytes, open_image
-from .inventory import read_dump_stats, read_inventory
-from .mm import read_mm
-from .pagemap import read_pagemap
-from .pstree import read_pstree
-from .records import (
-    Creds,
-    DumpStats,
-    FdInfo,
-    FileEntry,
-    Fs,
-    Ids,
-    Inventory,
-    Mm,
-    Pagemap,
-    PageRun,
-    PstreeEntry,
-    ThreadCore,
-    Vma,
-)
-from .schema import PycriuNotFound, get_schema
+from .lazy import lazy_exports
+
+#: Public name → the submodule defining it.  Submodules load on first use, so
+#: ``from decoders.errors import DecodeError`` does not load protobuf and CRIU's
+#: schema (the command line's start-up stays short).
+_EXPORTS = {
+    "read_core": "core",
+    **dict.fromkeys(("BadMagicError", "DecodeError", "EntryDecodeError", "MissingImageError",
+                     "SchemaError", "TruncatedError", "UnreadableImageError"), "errors"),
+    "read_fdinfo": "fdinfo", "read_files": "fdinfo",
+    **dict.fromkeys(("PAGE_SIZE", "FdType", "MapFlags", "PageFlags", "Prot", "TaskState",
+                     "VmaStatus"), "flags"),
+    "read_fs": "ids", "read_ids": "ids",
+    **dict.fromkeys(("Entry", "Image", "Payload", "Source", "image_from_bytes", "open_image"),
+                    "image"),
+    "read_dump_stats": "inventory", "read_inventory": "inventory",
+    "read_mm": "mm", "read_pagemap": "pagemap", "read_pstree": "pstree",
+    **dict.fromkeys(("Creds", "DumpStats", "FdInfo", "FileEntry", "Fs", "Ids", "Inventory", "Mm",
+                     "Pagemap", "PageRun", "PstreeEntry", "ThreadCore", "Vma"), "records"),
+    "PycriuNotFound": "schema", "get_schema": "schema",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BadMagicError", "Creds", "DecodeError", "DumpStats", "Entry", "EntryDecodeError", "FdInfo",

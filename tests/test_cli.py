@@ -12,6 +12,7 @@ import pytest
 from decoders.encode import encode_image
 
 from .cli import run_cli
+from .conftest import ROOT
 from .oracle import crit_info, crit_json
 
 
@@ -161,6 +162,36 @@ def test_start_up_loads_only_what_the_command_needs(service_a):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.split() == [], result.stdout
+
+
+@pytest.mark.parametrize("args, not_loaded", [
+    (["--version"], ("google.protobuf", "crit_plus.graph", "importlib.metadata")),
+    (["decode", "-i", "{service_a}/core-12525.img"], ("crit_plus.graph", "yaml")),
+    (["info", "{service_a}/pstree.img"], ("crit_plus.graph", "crit_plus.files", "yaml")),
+])
+def test_light_commands_do_not_load_the_graph(service_a, args, not_loaded):
+    """``import crit_plus`` and ``import decoders`` load their modules on first use
+    (decoders/lazy.py): ``--version`` and the image commands do not pay for the
+    checkpoint graph, and ``--version`` not even for protobuf."""
+    argv = [arg.format(service_a=service_a) for arg in args]
+    code = (
+        "import sys, io, contextlib\n"
+        "from crit_plus.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main({argv!r}) == 0\n"
+        f"print(' '.join(sorted(m for m in sys.modules if m in {not_loaded!r})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.split() == [], result.stdout
+
+
+def test_version_is_the_package_version():
+    """``crit-plus --version`` says the version pyproject.toml gives the package."""
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        version = tomllib.load(handle)["project"]["version"]
+    assert run_cli("--version", check=True).stdout == f"crit-plus {version}\n"
 
 
 def _exit_code_into_a_closed_pipe(*args):
