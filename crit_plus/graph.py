@@ -45,6 +45,8 @@ _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: image can name terabytes, or megabytes of NULs that would be millions of "").
 STRINGS_LIMIT = 4 << 20
 STRINGS_COUNT_LIMIT = 1 << 17
+#: Most bytes of a rewritten process title read on into the environment area.
+MAX_TITLE = 4096
 _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
@@ -515,6 +517,32 @@ class Process:
         :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings), or None."""
         mm = self.mm
         return self._strings(mm.arg_start, mm.arg_end) if mm is not None else None
+
+    @functools.cached_property
+    def command_line(self):
+        """The command line as ``/proc/PID/cmdline`` shows it, read back from memory,
+        or None (a zombie, unreadable memory).
+
+        The arguments are the NUL-separated strings of ``mm`` arg_start..arg_end
+        (:attr:`argv`).  When the last byte there is not a NUL the process rewrote
+        its title (``setproctitle``: sshd, postgres, nginx workers), and, as the
+        kernel does, the title is read on into the environment area up to the
+        first NUL (at most :data:`MAX_TITLE` bytes of it).
+        """
+        mm, memory = self.mm, self.memory
+        if mm is None or memory is None or mm.arg_end <= mm.arg_start:
+            return None
+        length = mm.arg_end - mm.arg_start
+        try:
+            if mm.env_end <= mm.arg_end or memory.read(mm.arg_end - 1, 1) == b"\0":
+                return self.argv  # the usual case: NUL-separated arguments
+            title = memory.read(mm.arg_start, min(length, STRINGS_LIMIT)).split(b"\0", 1)[0]
+            if len(title) == length:  # no NUL in the argument area: read on
+                more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
+                title += more.split(b"\0", 1)[0]
+        except UnavailableError:
+            return None
+        return (title.decode("utf-8", "surrogateescape"),)
 
     @functools.cached_property
     def environ(self):

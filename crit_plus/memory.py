@@ -935,6 +935,14 @@ class AddressSpace:
                        offset if kind in (_PAGES, _FILE) else None, reason)
                 for s, e, kind, path, offset, reason in spans]
 
+    def shared_pages(self, mapping):
+        """Pages of the shared-memory object behind ``mapping`` dumped inside its window."""
+        pages = 0
+        for extent in self.extents(mapping.start, mapping.size):
+            if extent.source == "pages":
+                pages += extent.length // PAGE_SIZE
+        return pages
+
     def read(self, vaddr, length):
         """The ``length`` bytes at ``vaddr`` as CRIU would restore them.
 

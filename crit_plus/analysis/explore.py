@@ -26,12 +26,10 @@ import re
 from dataclasses import dataclass, field
 
 from decoders.errors import DecodeError
-from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
 
 from ..files import SockFamily, endpoint_text
-from ..graph import STRINGS_LIMIT
-from ..memory import CHUNK_SIZE, Unavailable, UnavailableError
+from ..memory import CHUNK_SIZE, Unavailable
 
 # -- processes -------------------------------------------------------------------------
 
@@ -56,47 +54,19 @@ class PsRow:
     environ: tuple | None = None
 
 
-def command_line(process):
-    """The command line as ``/proc/PID/cmdline`` shows it, read back from memory,
-    or None (a zombie, unreadable memory).
-
-    The arguments are the NUL-separated strings of ``mm`` arg_start..arg_end.
-    When the last byte there is not a NUL the process rewrote its title
-    (``setproctitle``: sshd, postgres, nginx workers), and, as the kernel
-    does, the title is read on into the environment area up to the first NUL.
-    """
-    mm, memory = process.mm, process.memory
-    if mm is None or memory is None or mm.arg_end <= mm.arg_start:
-        return None
-    length = mm.arg_end - mm.arg_start
-    try:
-        if mm.env_end <= mm.arg_end or memory.read(mm.arg_end - 1, 1) == b"\0":
-            return process.argv  # the usual case: NUL-separated arguments
-        title = memory.read(mm.arg_start, min(length, STRINGS_LIMIT)).split(b"\0", 1)[0]
-        if len(title) == length:  # no NUL in the argument area: read on
-            more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
-            title += more.split(b"\0", 1)[0]
-    except UnavailableError:
-        return None
-    return (title.decode("utf-8", "surrogateescape"),)
-
-
-#: Most bytes of a rewritten process title read from the environment area.
-MAX_TITLE = 4096
-
-
 def ps_rows(checkpoint, *, argv=True, env=False):
     """Every process depth-first through the checked tree (:class:`PsRow`).
 
-    ``argv`` reads each command line back from memory (:func:`command_line`),
-    ``env`` each environment; without them no page data is read.
+    ``argv`` reads each command line back from memory
+    (:attr:`~crit_plus.graph.Process.command_line`), ``env`` each environment;
+    without them no page data is read.
     """
     rows = []
     for depth, process in checkpoint.walk():
         rows.append(PsRow(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
-            command_line(process) if argv else None,
+            process.command_line if argv else None,
             process.environ if env else None))
     return rows
 
@@ -404,15 +374,6 @@ class ProcessVmas:
     vmas: tuple
 
 
-def shared_pages(memory, mapping):
-    """Pages of the shared-memory object of ``mapping`` dumped inside its window."""
-    pages = 0
-    for extent in memory.extents(mapping.start, mapping.size):
-        if extent.source == "pages":
-            pages += extent.length // PAGE_SIZE
-    return pages
-
-
 def _vma_row(memory, mapping):
     vma = mapping.vma
     counts = {"present": 0, "parent": 0, "lazy": 0, "unlisted": 0}
@@ -421,7 +382,7 @@ def _vma_row(memory, mapping):
     shmid = None
     if mapping.backing.kind == "shmem":
         shmid = mapping.backing.shmid
-        shared = shared_pages(memory, mapping)
+        shared = memory.shared_pages(mapping)
     return VmaRow(vma.start, vma.end, int(vma.prot), int(vma.flags), int(vma.status), vma.pgoff,
                   vma.kind, mapping.name, mapping.file.id if mapping.file is not None else None,
                   shmid, counts, shared, mapping.backing.kind)
@@ -497,7 +458,7 @@ def process_rss(process, depth=0, shared=True):
     for mapping in memory.vmas:
         count = 0
         if shared and mapping.backing.kind == "shmem":
-            count = shared_pages(memory, mapping)
+            count = memory.shared_pages(mapping)
             shared_total += count
         pages = mapping.pages
         entry = kinds.setdefault(mapping.kind, [0, 0, 0, 0, 0])
@@ -710,9 +671,9 @@ class MemoryGrep:
 
 
 __all__ = [
-    "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MAX_TITLE", "MemoryGrep",
+    "Endpoint", "EpollTarget", "FdRow", "Hit", "KindPages", "MemoryGrep",
     "NoMemoryError", "ProcessFds", "ProcessRss", "ProcessVmas", "PsRow", "Queues", "REGEX_WINDOW",
-    "SocketRow", "VmaRow", "command_line", "fd_table", "memory_of", "process_rss", "ps_rows",
-    "read_memory", "rss_table", "select", "shared_pages", "socket_rows", "unavailable_extents",
+    "SocketRow", "VmaRow", "fd_table", "memory_of", "process_rss", "ps_rows",
+    "read_memory", "rss_table", "select", "socket_rows", "unavailable_extents",
     "vma_at", "vma_table",
 ]

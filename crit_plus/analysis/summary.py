@@ -32,7 +32,6 @@ from decoders.jsonform import unknown_fields
 from ..describe import netlink_state
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
-from .explore import command_line, shared_pages
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
@@ -235,7 +234,7 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
         processes.append(ProcessSummary(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
-            exe.name if exe is not None else None, command_line(process) if argv else None,
+            exe.name if exe is not None else None, process.command_line if argv else None,
             vmas, states.get("present", 0), states.get("parent", 0), states.get("lazy", 0),
             shared, len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
@@ -262,7 +261,7 @@ def _memory_facts(process, listed):
     shared = 0
     for mapping in memory.vmas:
         if mapping.backing.kind == "shmem":
-            shared += shared_pages(memory, mapping)
+            shared += memory.shared_pages(mapping)
         pages = mapping.pages
         count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
         if count:
@@ -291,7 +290,7 @@ def _logs(source, run_id):
             continue  # shown as a copy of dump.log
         mine = log is own or log.this_checkpoint or bool(
             log.kind == "criu" and run_id and log.header.run_id == run_id)
-        found.append(LogSummary(log.name, str(log.path), log.kind, mine,
+        found.append(LogSummary(log.name, source.label_of(log.path), log.kind, mine,
                                 copies.get(log.path, ()), log.header.criu_version,
                                 log.header.run_id, log.error_count,
                                 tuple(log.errors[:LOG_ERRORS])))
@@ -306,7 +305,7 @@ def _origin(source, logs):
         where = source.dump_log.name if source.dump_log is not None else "dump.log"
     mine = [log.path for log in logs if log.this_checkpoint and log.kind == "criu"]
     for log in source.logs:
-        if str(log.path) not in mine:
+        if source.label_of(log.path) not in mine:
             continue
         machine = machine or log.header.machine
         if version is None and log.header.criu_version:
