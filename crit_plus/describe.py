@@ -166,16 +166,34 @@ def fd_description(kind, name, details, peers=(), targets=(), queued=None):
         text = f"{name or 'tty'} ({tty_type})" if tty_type else (name or "tty")
     elif kind == "signalfd":
         signals = d.get("signals") or ()
-        text = "signalfd: " + (",".join(str(n) for n in signals) or "no signals")
+        text = "signalfd: " + (",".join(signal_name(n) for n in signals) or "no signals")
     elif kind == "inotify":
-        text = f"inotify: {len(d.get('watches') or ())} watches"
+        text = "inotify: " + count_text(len(d.get("watches") or ()), "watch", "watches")
     elif kind == "timerfd":
-        text = f"timerfd (clock {d.get('clockid')})"
+        clock = CLOCK_NAMES.get(d.get("clockid"))
+        text = f"timerfd ({clock} clock)" if clock else f"timerfd (clock {d.get('clockid')})"
     elif kind == "netlink":
         text = f"{name} ({netlink_protocol(d.get('protocol'))})"
     if queued:
         text += f" [{human_bytes(queued)} queued]"
     return text
+
+
+#: Signals 1-31 by number, without ``SIG`` (``asm-generic/signal.h``: x86, arm,
+#: arm64, riscv, ppc, s390); 32 and up are real-time signals, shown as numbers.
+SIGNAL_NAMES = (None, "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1",
+                "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP",
+                "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR",
+                "SYS")
+#: The clocks a timerfd can use (``linux/time.h``).
+CLOCK_NAMES = {0: "realtime", 1: "monotonic", 7: "boottime", 8: "realtime_alarm",
+               9: "boottime_alarm"}
+
+
+def signal_name(number):
+    """``TERM`` for 15; a real-time (or unknown) signal as its number."""
+    number = int(number)
+    return SIGNAL_NAMES[number] if 0 < number < len(SIGNAL_NAMES) else str(number)
 
 
 #: Netlink protocols (``linux/netlink.h``).

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import quopri
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -379,6 +381,31 @@ def test_rss_tree_and_totals(service_a, checkpoints):
     data = json.loads(run_cli("rss", service_a, "-f", "json").stdout)
     for item, process in zip(data, checkpoints["service-a"].processes):
         assert item["total"] == sum(process.memory.pages_by_kind().values())
+
+
+def test_fds_name_signals_clocks_and_watches(checkpoint_dirs):
+    """systemd's signalfds list signal names (real-time ones as numbers), its timerfds
+    name their clock, and one inotify watch is "1 watch"; the JSON keeps the numbers."""
+    key = next(k for k in KEYS if k.endswith("deb/s1/state"))
+    table = json.loads(run_cli("fds", checkpoint_dirs[key], "-f", "json").stdout)
+    rows = [row for item in table for row in item["fds"]]
+    by_kind = {}
+    for row in rows:
+        by_kind.setdefault(row["kind"], []).append(row)
+    assert by_kind["signalfd"] and by_kind["timerfd"] and by_kind["inotify"]
+    for row in by_kind["signalfd"]:
+        names = [signal.Signals(n).name[3:] if n < 32 else str(n)
+                 for n in row["details"]["signals"]]
+        assert row["description"] == "signalfd: " + ",".join(names)
+    assert any("TERM" in row["description"] for row in by_kind["signalfd"])
+    clocks = {time.CLOCK_REALTIME: "realtime", time.CLOCK_MONOTONIC: "monotonic",
+              time.CLOCK_BOOTTIME: "boottime"}
+    for row in by_kind["timerfd"]:
+        assert row["description"] == f"timerfd ({clocks[row['details']['clockid']]} clock)"
+    for row in by_kind["inotify"]:
+        count = len(row["details"]["watches"])
+        assert row["description"] == f"inotify: {count} {'watch' if count == 1 else 'watches'}"
+    assert any(len(row["details"]["watches"]) == 1 for row in by_kind["inotify"])
 
 
 def test_ps_reads_command_lines_and_env_only_on_request(checkpoint_dirs, service_a):
