@@ -252,6 +252,9 @@ def test_archive_source(service_a, tmp_path):
     assert data["origin"]["taken_at_source"] == "config.dump"
     assert data["stats"]["pages_written"] == crit_json(service_a / "stats-dump")[
         "entries"][0]["dump"]["pages_written"]
+    # the temporary copy is gone when the command ends: paths name the archive's members
+    assert data["origin"]["images_dir"] == f"{archive}: checkpoint/"
+    assert [log["path"] for log in data["logs"]] == [f"{archive}: checkpoint/dump.log"]
 
 
 # -- colour ----------------------------------------------------------------------------------------

@@ -177,8 +177,14 @@ class Source:
         temporary copy that is gone when the command ends."""
         if self.archive is None or self.workdir is None:
             return str(self.images_dir)
-        inside = os.path.relpath(self.images_dir, self.workdir.name)
-        return f"{self.archive}: {inside}/"
+        return self.label_of(self.images_dir) + "/"
+
+    def label_of(self, path):
+        """Where ``path``, a file of this source, is, for people: the path, or for an
+        archive the archive and the member (``ckpt.tar.zst: checkpoint/dump.log``)."""
+        if self.archive is None or self.workdir is None:
+            return str(path)
+        return f"{self.archive}: {os.path.relpath(path, self.workdir.name)}"
 
     @property
     def name(self):
