@@ -7,7 +7,6 @@ line of ``dump.log`` (written when the dump was verbose; LXD always is).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +15,7 @@ from decoders.jsonform import Converter
 from decoders.kinds import raw_kind
 from decoders.schema import get_schema
 
-from .sources.logs import read_header
-
-def version_tuple(text):
-    """``"4.2.1"`` → ``(4, 2, 1)``; None for text without a version."""
-    numbers = re.findall(r"\d+", text or "")
-    return tuple(int(n) for n in numbers[:3]) if numbers else None
-
+from .sources.logs import read_header, release_tuple
 
 def dump_log_version(images_dir):
     """The CRIU version a verbose ``dump.log`` in ``images_dir`` names, or None."""
@@ -49,7 +42,7 @@ class SchemaCurrency:
         """True if the checkpoint was written by a CRIU newer than the schema."""
         if self.unknown_fields:
             return True
-        dump, schema = version_tuple(self.dump_version), version_tuple(self.schema_version)
+        dump, schema = release_tuple(self.dump_version), release_tuple(self.schema_version)
         return bool(dump and schema and dump > schema)
 
     def warning(self):

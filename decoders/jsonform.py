@@ -32,7 +32,7 @@ import ipaddress
 import keyword
 import os
 import quopri
-import socket
+import sys
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
@@ -111,13 +111,19 @@ def _text_to_dev(text, old_encoding):
     return (major << KERN_MINORBITS) | minor
 
 
+def _swap_to_network(word):
+    """A 32-bit word as the kernel keeps an address (network byte order in host
+    memory), read as the number it means: ``ntohl`` (and ``htonl``, its own inverse)."""
+    return int.from_bytes(word.to_bytes(4, sys.byteorder), "big")
+
+
 def _ip_to_text(words):
     if len(words) == 1:
-        return str(ipaddress.IPv4Address(socket.ntohl(words[0])))
+        return str(ipaddress.IPv4Address(_swap_to_network(words[0])))
     if len(words) == 4:
         value = 0
         for word in words:
-            value = (value << 32) | socket.ntohl(word)
+            value = (value << 32) | _swap_to_network(word)
         return ipaddress.IPv6Address(value).compressed
     return None
 
@@ -126,7 +132,8 @@ def _text_to_ip(text):
     address = ipaddress.ip_address(text)
     value = int(address)
     count = 1 if address.version == 4 else 4
-    return [socket.htonl((value >> (32 * (count - 1 - i))) & 0xFFFFFFFF) for i in range(count)]
+    return [_swap_to_network((value >> (32 * (count - 1 - i))) & 0xFFFFFFFF)
+            for i in range(count)]
 
 
 class _FieldPlan:

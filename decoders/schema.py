@@ -25,10 +25,8 @@ does not know (CRIU 4.2's 64-bit pagemap page count is the one that matters).
 from __future__ import annotations
 
 import functools
-import glob
 import importlib.util
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
@@ -72,6 +70,8 @@ FIELD_OVERLAYS = {
 
 def _distribution_dirs():
     """Directories where distributions install pycriu, most likely first."""
+    import glob  # only when crit-plus's own schema is not there
+
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     patterns = [
         "/usr/lib/python3/dist-packages",
@@ -244,6 +244,8 @@ class Schema:
 
 def _package_manager_version(package_dir):
     """Ask dpkg or rpm which version of the package owning ``package_dir`` is installed."""
+    import subprocess  # rarely needed: a pycriu without version.py or marker
+
     queries = (
         (["dpkg-query", "-S", package_dir], ["dpkg-query", "-W", "-f", "${Version}"]),
         (["rpm", "-qf", "--qf", "%{NAME}\n", package_dir], ["rpm", "-q", "--qf", "%{VERSION}"]),

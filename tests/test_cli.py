@@ -13,6 +13,7 @@ from decoders.encode import encode_image
 
 from .cli import run_cli
 from .conftest import ROOT
+from .test_sources import _write_archive
 from .oracle import crit_info, crit_json
 
 
@@ -192,6 +193,21 @@ def test_version_is_the_package_version():
     with open(ROOT / "pyproject.toml", "rb") as handle:
         version = tomllib.load(handle)["project"]["version"]
     assert run_cli("--version", check=True).stdout == f"crit-plus {version}\n"
+
+
+@pytest.mark.parametrize("command", [["summarize"], ["size"], ["validate"], ["ps"],
+                                     ["diff", "{archive}"]])
+def test_commands_on_an_archive_leave_no_temporary_files(service_a, tmp_path, command):
+    """A command ends without Python's shutdown (cli.leave): the archive's temporary
+    copy must be gone by then, and the output complete."""
+    archive = _write_archive(tmp_path / "service.tar.gz", service_a)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    args = [part.format(archive=archive) for part in command]
+    result = run_cli(args[0], archive, *args[1:], "-f", "json", env={"TMPDIR": str(scratch)})
+    assert result.returncode in (0, 1), result.stderr  # validate: 1 when it finds errors
+    json.loads(result.stdout)
+    assert list(scratch.iterdir()) == []
 
 
 def _exit_code_into_a_closed_pipe(*args):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -187,6 +190,24 @@ def test_dump_a_mapping(service_a, tmp_path):
     assert (tmp_path / "text.bin").stat().st_size == text.size
     outside = run_cli("mem", "dump", service_a, process.pid, "--vma", "10", "-o", tmp_path / "n")
     assert outside.returncode == 1 and "no mapping" in outside.stderr
+
+
+def test_dump_with_holes_into_a_pipe_or_device(service_a, tmp_path):
+    """A file mapping without --root has holes: a regular file gets them sparse, a
+    pipe (-o /dev/stdout) or /dev/null cannot seek, so zeros are written there."""
+    checkpoint = crit_plus.open_checkpoint(service_a)
+    process = checkpoint.processes[0]
+    text = next(m for m in process.vmas if m.kind == "file")
+    args = ["mem", "dump", service_a, process.pid, "--vma", hex(text.start)]
+    into_file = run_cli(*args, "-o", tmp_path / "text.bin")
+    assert into_file.returncode == 0 and "left as zeros" in into_file.stderr
+    piped = subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args), "-o",
+                            "/dev/stdout"], capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == (tmp_path / "text.bin").read_bytes()
+    assert len(piped.stdout) == text.size
+    discarded = run_cli(*args, "-o", os.devnull)
+    assert discarded.returncode == 0, discarded.stderr
 
 
 def test_dump_reads_file_mappings_from_a_snapshots_rootfs(fixture_root, tmp_path):

@@ -25,7 +25,8 @@ import pytest
 
 import crit_plus
 from crit_plus.analysis import elf
-from crit_plus.analysis.host import XSAVE_FLAGS, probe_host, release_tuple, xsave_mask_from_flags
+from crit_plus.analysis.host import XSAVE_FLAGS, probe_host, xsave_mask_from_flags
+from crit_plus.sources.logs import release_tuple
 from crit_plus.analysis.validate import default_target_root, validate
 from crit_plus.analysis.validate_catalog import CHECKS, STAGES
 from crit_plus.analysis.validate_facts import RestoreFacts
@@ -682,6 +683,8 @@ def test_xsave_flags_map_to_components():
     assert set(XSAVE_FLAGS.values()) >= {"avx", "avx512f", "pku"}
     assert release_tuple("6.18.44-fc-v669") == (6, 18, 44)
     assert release_tuple("4.2.1") > release_tuple("4.1.1")
+    assert release_tuple("4.2-rc1") == (4, 2) < release_tuple("4.2.1")  # rc1 is not a patch level
+    assert release_tuple("") is None and release_tuple("unknown") is None
 
 
 # -- ELF build-ids, as CRIU reads them ---------------------------------------------------------------

@@ -69,12 +69,6 @@ def xsave_description(mask):
                      for bit in sorted(XSAVE_FLAGS) if mask >> bit & 1)
 
 
-def release_tuple(text):
-    """The leading numbers of a version or kernel release: ``6.18.44-fc`` → (6, 18, 44)."""
-    match = re.match(r"^\s*v?(\d+(?:\.\d+)*)", text or "")
-    return tuple(int(part) for part in match.group(1).split(".")) if match else None
-
-
 @dataclass(frozen=True)
 class HostFacts:
     """Facts about a restore host; None where a fact could not be read.
@@ -245,5 +239,5 @@ def probe_host(root="/", criu=None):
 
 
 __all__ = ["CRIU_PATHS", "HostFacts", "KNOWN_XSAVE", "PLUGIN_DIR", "XSAVE_FLAGS", "XSAVE_NAMES",
-           "criu_version", "probe_host", "release_tuple", "xsave_description",
+           "criu_version", "probe_host", "xsave_description",
            "xsave_mask_from_flags"]

@@ -26,8 +26,9 @@ import os
 import stat
 
 from ..files import resolve_in_root
+from ..sources.logs import release_tuple
 from . import elf
-from .host import KNOWN_XSAVE, release_tuple, xsave_description
+from .host import KNOWN_XSAVE, xsave_description
 from .validate_facts import AUTODETECTED
 
 #: ``core_entry.mtype`` → the ``uname -m`` values that can run it.

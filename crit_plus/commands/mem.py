@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 
 import click
 
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
-from ..memory import Unavailable
+from ..memory import CHUNK_SIZE, Unavailable
 from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
@@ -238,14 +239,28 @@ def _write_mapping(memory, mapping, output):
     """Stream ``mapping`` into ``output``; return the :class:`Unavailable` stretches."""
     holes = []
     with whole_file(output) as handle:
-        for address, data in memory.stream(mapping.start, mapping.size):
-            if isinstance(data, Unavailable):
-                holes.append(data)
+        # a regular file gets its holes as sparse stretches; a device or pipe
+        # (/dev/null, /dev/stdout) cannot seek or be truncated: zeros are written
+        sparse = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+        for _address, data in memory.stream(mapping.start, mapping.size):
+            if not isinstance(data, Unavailable):
+                handle.write(data)
+                continue
+            holes.append(data)
+            if sparse:
                 handle.seek(data.vaddr + data.length - mapping.start)
             else:
-                handle.write(data)
-        handle.truncate(mapping.size)
+                _write_zeros(handle, data.length)
+        if sparse:
+            handle.truncate(mapping.size)
     return holes
+
+
+def _write_zeros(handle, length, piece=CHUNK_SIZE):
+    zeros = bytes(min(length, piece))
+    while length > 0:
+        handle.write(zeros[:length])
+        length -= len(zeros)
 
 
 def register(group):

@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,6 +135,8 @@ class _Extraction:
 
 
 def _open_tar(stream, archive):
+    import tarfile  # archives only: every other source starts without it
+
     head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
     if head == _ZSTD_MAGIC:
         import zstandard  # imported here: only zstd archives need it
@@ -215,6 +215,8 @@ def _write_member(tar, member, target, archive):
 
 def _extract(path, dest, limits):
     """Stream the archive once, extracting what crit-plus reads into ``dest``."""
+    import tarfile
+
     archive = os.fspath(path)
     found = _Extraction()
     try:
@@ -309,6 +311,8 @@ def open_archive(path, spec=None, limits=None):
     The images go to a private temporary directory; close the source (or use
     it in a ``with`` block) to remove it.  Raises :class:`ArchiveError`.
     """
+    import tempfile
+
     limits = limits or ArchiveLimits.from_env()
     path = Path(path)
     workdir = tempfile.TemporaryDirectory(prefix="crit-plus-archive-")

@@ -147,6 +147,13 @@ def _parse_header(lines):
     return LogHeader(version, run_id, gitid, kernel, machine)
 
 
+def release_tuple(text):
+    """The leading numbers of a CRIU version or kernel release, for comparing them:
+    ``6.18.44-fc`` → (6, 18, 44), ``4.2-rc1`` → (4, 2); None without a number."""
+    match = re.match(r"^\s*v?(\d+(?:\.\d+)*)", text or "")
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
 def read_header(path):
     """The :class:`LogHeader` of the CRIU log at ``path`` (empty if it has none).
 
