@@ -798,8 +798,9 @@ class Checkpoint:
                 found.append(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img"))
             else:
                 found.extend(table.findings)
-        if store.parent is None and store.parent_problem:
-            found.append(Finding(ERROR, "parent-loop", store.parent_problem, "parent"))
+        problem = store.chain_problem()
+        if problem is not None:
+            found.append(Finding(ERROR, *problem))
         for process in self.processes:
             found.extend(process.findings)
         return tuple(found)

@@ -80,8 +80,9 @@ def read_into(fd, view, offset):
         got += n
     return got
 
-#: How many generations of ``parent/`` are followed at most.
-MAX_PARENT_DEPTH = 128
+#: How many generations of ``parent/`` are followed at most (CRIU itself follows
+#: the chain until it runs out of file descriptors).
+MAX_PARENT_DEPTH = 64
 
 # Span kinds: (start, end, kind, path, offset, reason)
 _PAGES, _FILE, _ZERO, _NONE = 0, 1, 2, 3
@@ -550,6 +551,8 @@ class PageStore:
         self._tables = {}
         self._parent = None
         self._parent_known = False
+        #: Why ``parent/`` is not followed, as ``(code, message)`` (``parent-link-broken``,
+        #: ``parent-loop``), or None.
         self.parent_problem = None
 
     def _load(self, name):
@@ -575,28 +578,44 @@ class PageStore:
 
     @property
     def parent(self):
-        """The :class:`PageStore` of ``parent/``, or None."""
+        """The :class:`PageStore` of ``parent/``, or None (see :attr:`parent_problem`)."""
         if not self._parent_known:
             self._parent_known = True
-            path = os.path.join(self.directory, "parent")
-            if os.path.isdir(path):
-                real = os.path.realpath(path)
-                if real in self._seen:
-                    self.parent_problem = (f"{self.label}parent/ leads back to {real}, "
-                                           "a checkpoint already in the chain (a loop)")
-                elif len(self._seen) > MAX_PARENT_DEPTH:
-                    self.parent_problem = f"more than {MAX_PARENT_DEPTH} parent checkpoints"
-                else:
-                    self._parent = PageStore(path, f"{self.label}parent/", self._seen)
-            elif os.path.lexists(path):
-                self.parent_problem = f"{self.label}parent/ is a broken link"
+            self._parent, self.parent_problem = self._open_parent()
         return self._parent
+
+    def _open_parent(self):
+        path = os.path.join(self.directory, "parent")
+        name = f"{self.label}parent"
+        if not os.path.lexists(path):
+            return None, None
+        if not os.path.isdir(path):
+            target = os.readlink(path) if os.path.islink(path) else None
+            what = f"points at {target}, which does not exist" if target else "is not a directory"
+            return None, ("parent-link-broken", f"{name} {what}")
+        real = os.path.realpath(path)
+        if real in self._seen:
+            return None, ("parent-loop", f"{name} leads back to {real}, already in the chain (a loop)")
+        if len(self._seen) > MAX_PARENT_DEPTH:
+            return None, ("parent-loop", f"the parent/ chain is longer than {MAX_PARENT_DEPTH}")
+        return PageStore(path, f"{name}/", self._seen), None
+
+    def chain_problem(self):
+        """``(code, message, where)`` of the first problem down the whole ``parent/``
+        chain (a dangling link, a loop, too many generations), or None."""
+        store = self
+        while store.parent is not None:
+            store = store.parent
+        if store.parent_problem is None:
+            return None
+        code, message = store.parent_problem
+        return code, message, f"{store.label}parent"
 
     def from_parent(self, name, start, end):
         """Spans for [start, end) that ``name`` marks PE_PARENT: resolved in the parent chain."""
         parent = self.parent
         if parent is None:
-            reason = self.parent_problem or \
+            reason = self.parent_problem[1] if self.parent_problem else \
                 f"in the parent checkpoint, but {self.label or 'the checkpoint'} has no parent/"
             yield start, end, _NONE, None, 0, reason
             return

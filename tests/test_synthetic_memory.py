@@ -76,6 +76,8 @@ def test_parent_loop_is_refused(tmp_path):
     with pytest.raises(UnavailableError, match="loop"):
         checkpoint.read(1, BASE, 8)
     assert "parent-pages" in codes(checkpoint.findings)
+    loop, = [f for f in checkpoint.findings if f.code == "parent-loop"]
+    assert loop.where == "parent/parent" and "leads back to" in loop.message
     assert checkpoint.parent is not None and checkpoint.parent.parent is None
     pieces = list(checkpoint.process(1).memory.stream(BASE, 2 * P))
     assert isinstance(pieces[0][1], Unavailable) and pieces[1][1] == bytes(P)
@@ -98,6 +100,13 @@ def test_parent_missing_or_incomplete(tmp_path):
         checkpoint.read(1, BASE + P, 1)
     finding, = checkpoint.findings
     assert finding.code == "parent-pages" and finding.message.startswith("1 pages")
+
+    os.symlink("gone", older.path("parent"))  # the parent's own parent/ dangles
+    broken = [f for f in crit_plus.open_checkpoint(newer.directory).findings
+              if f.code == "parent-link-broken"]
+    assert [(f.where, f.message) for f in broken] == [
+        ("parent/parent", "parent/parent points at gone, which does not exist")]
+    os.remove(older.path("parent"))
 
     os.remove(older.path("pages-1.img"))  # the parent lists the page, its data is gone
     checkpoint = crit_plus.open_checkpoint(newer.directory)

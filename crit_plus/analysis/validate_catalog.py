@@ -140,15 +140,16 @@ CHECKS = {check.code: check for check in (
           "VMA-s are not sorted in the image file", _RECOPY, graph=True),
     Check("vma-empty", INTEGRITY, "error", "a VMA is empty or ends before it starts", None,
           _RECOPY, graph=True),
-    # -- integrity: validate's own -----------------------------------------------------------
     Check("parent-link-broken", INTEGRITY, "error",
           "parent/ (or a parent's parent/) is a dangling link",
           "Can't open parent path: No such file or directory",
           "Point parent/ at the pre-dump directory it was made from, or remove the link if "
-          "no page is marked PE_PARENT (CRIU opens parent/ whenever it exists)."),
-    Check("parent-loop", INTEGRITY, "error", "parent/ leads back into its own chain",
+          "no page is marked PE_PARENT (CRIU opens parent/ whenever it exists).", graph=True),
+    Check("parent-loop", INTEGRITY, "error",
+          "parent/ leads back into its own chain, or has more than 64 generations",
           None, "Point parent/ at the pre-dump this checkpoint was made from (CRIU follows "
-          "the chain until it runs out of file descriptors)."),
+          "the chain until it runs out of file descriptors).", graph=True),
+    # -- integrity: validate's own -----------------------------------------------------------
     Check("inventory-version", INTEGRITY, "error", "inventory img_version is not 1 or 2",
           "Not supported images version {version}",
           "Use the CRIU release that wrote the images; this format is not supported."),

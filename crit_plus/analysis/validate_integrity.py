@@ -44,8 +44,6 @@ _PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
 NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
 #: CRIU's ``USK_EXTERN``: the entry stands for a socket outside the checkpoint.
 USK_EXTERN = 1
-#: How deep a parent/ chain is followed.
-MAX_PARENT_DEPTH = 64
 
 
 def run(facts, out):
@@ -54,7 +52,6 @@ def run(facts, out):
     _inventory(facts, out)
     _pstree(facts, out)
     _graph(facts, out)
-    _parent_chain(facts, out)
     _architectures(facts, out)
     _pid_namespace(facts, out)
     _unix_peers(facts, out)
@@ -133,8 +130,6 @@ def _graph_params(finding):
 
 def _graph(facts, out):
     for finding in facts.checkpoint.findings:
-        if finding.code == "parent-loop":
-            continue  # the whole chain is walked by _parent_chain
         spec = check(finding.code)
         params = _graph_params(finding)
         image = finding.where if finding.where.endswith(".img") or \
@@ -152,32 +147,6 @@ def _criu_silent(finding):
     if finding.code != "pages-size":
         return False
     return finding.severity != ERROR or _PID_IMAGE.match(finding.where) is not None
-
-
-def _parent_chain(facts, out):
-    directory = facts.directory
-    seen = {os.path.realpath(directory)}
-    label = ""
-    for _depth in range(MAX_PARENT_DEPTH + 1):
-        link = os.path.join(directory, "parent")
-        label += "parent/"
-        if not os.path.lexists(link):
-            return
-        if not os.path.isdir(link):
-            target = os.readlink(link) if os.path.islink(link) else None
-            what = f"points at {target}, which does not exist" if target else "is not a directory"
-            out.add("parent-link-broken", f"{label.rstrip('/')} {what}", label.rstrip("/"),
-                    path=link)
-            return
-        real = os.path.realpath(link)
-        if real in seen:
-            out.add("parent-loop", f"{label.rstrip('/')} leads back to {real}, already in the "
-                    "chain", label.rstrip("/"), path=link)
-            return
-        seen.add(real)
-        directory = link
-    out.add("parent-loop", f"the parent/ chain is longer than {MAX_PARENT_DEPTH}",
-            label.rstrip("/"))
 
 
 def _architectures(facts, out):
@@ -257,4 +226,4 @@ def _strays(facts, out):
                     "pagemap", pages.name, image=pages.name)
 
 
-__all__ = ["MAX_PARENT_DEPTH", "NOT_RESTORED", "USK_EXTERN", "connected_tcp", "report_decode_error", "run"]
+__all__ = ["NOT_RESTORED", "USK_EXTERN", "connected_tcp", "report_decode_error", "run"]
