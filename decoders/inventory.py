@@ -6,8 +6,12 @@ from __future__ import annotations
 from .errors import EntryDecodeError
 from .ids import ids_from_message
 from .image import Source, open_image
+from .jsonform import unknown_fields
 from .records import DumpStats, Inventory
 from .text import image_text
+
+#: ``inventory_entry`` field number of ``dump_criu_run_id`` (CRIU >= 3.16).
+RUN_ID_FIELD = 13
 
 
 def _first(path, type_name):
@@ -53,9 +57,21 @@ def read_inventory(path):
         network_lock_method=None if _get(msg, "network_lock_method") is None
         else str(msg.network_lock_method),
         plugins=plugins,
+        run_id=_run_id(msg),
         source=source,
         raw=msg,
     )
+
+
+def _run_id(msg):
+    """``dump_criu_run_id``, also when the loaded schema is older than the field and
+    keeps it as an unknown field (as :func:`decoders.pagemap.page_count` does)."""
+    if "dump_criu_run_id" in msg.DESCRIPTOR.fields_by_name:
+        return image_text(msg.dump_criu_run_id) if msg.HasField("dump_criu_run_id") else None
+    for number, _wire, value in unknown_fields(msg):
+        if number == RUN_ID_FIELD and isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def read_dump_stats(path):

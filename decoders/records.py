@@ -282,6 +282,7 @@ class Inventory:
     tcp_close: bool
     network_lock_method: str | None
     plugins: tuple
+    run_id: str | None  # CRIU's run id of the dump (CRIU >= 3.16), matching its log's
     source: Source = field(compare=False)
     raw: object = field(default=None, repr=False, compare=False)
 

@@ -14,6 +14,7 @@ import pytest
 
 import crit_plus
 from crit_plus import graph as graph_module
+from crit_plus.sources.logs import read_header
 from decoders import PAGE_SIZE, FdType, MissingImageError, TaskState, read_fdinfo, read_files
 
 from .oracle import crit_json
@@ -335,6 +336,11 @@ def test_inventory_and_stats(checkpoints):
     assert checkpoint.inventory.img_version == 2 and checkpoint.inventory.fdinfo_per_id
     assert checkpoint.stats is not None and checkpoint.stats.fields
     assert checkpoint.parent is None
+    # the run id inventory.img records is the one a verbose dump.log starts with
+    pairs = [(read_header(os.path.join(c.directory, "dump.log")).run_id, c.inventory.run_id)
+             for c in checkpoints.values() if os.path.isfile(os.path.join(c.directory, "dump.log"))]
+    verbose = [(logged, ours) for logged, ours in pairs if logged]
+    assert verbose and all(logged == ours for logged, ours in verbose)
 
 
 def test_api_doc_example_runs(service_a, monkeypatch, capsys):

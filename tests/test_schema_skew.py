@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from decoders import read_pagemap, read_pstree
+from crit_plus.sources.logs import read_header
+from decoders import read_inventory, read_pagemap, read_pstree
 from decoders.image import open_image
 from decoders.jsonform import UNKNOWN_KEY
 from decoders.schema import get_schema, own_schema_dir, _package_dir
@@ -140,6 +141,20 @@ def test_process_tree_reads_the_same(service_a):
     assert [e.pid for e in read_pstree(service_a / "pstree.img")] == [12525, 12528]
     with open_image(service_a / "inventory.img") as image:
         assert image.magic_name == "INVENTORY"
+
+
+def test_inventory_run_id_under_the_old_schema(checkpoint_dirs):
+    """3.17's schema does not know ``dump_criu_run_id``: it is read from the unknown
+    field, and equals the run id the dump's own log records."""
+    assert "dump_criu_run_id" not in get_schema().message_class(
+        "inventory_entry").DESCRIPTOR.fields_by_name
+    checked = 0
+    for directory in checkpoint_dirs.values():
+        header = read_header(directory / "dump.log")
+        if header.run_id:
+            assert read_inventory(directory / "inventory.img").run_id == header.run_id
+            checked += 1
+    assert checked
 
 
 def test_round_trip_under_the_old_schema(fixture_root):

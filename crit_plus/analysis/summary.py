@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from decoders.jsonform import unknown_fields
 
 from ..describe import netlink_state
 from ..files import IpProto, SockFamily, SockState
@@ -37,9 +36,6 @@ from ..findings import INFO, WARNING
 TOP = 5
 #: Error lines of each log kept in the summary (``error_count`` counts them all).
 LOG_ERRORS = 5
-
-#: ``inventory_entry`` field number of ``dump_criu_run_id``.
-RUN_ID_FIELD = 13
 
 #: ``inventory.network_lock_method`` (CRIU's ``enum NETWORK_LOCK_METHOD``).
 NETWORK_LOCKS = {0: "iptables", 1: "nftables", 2: "skip"}
@@ -320,7 +316,7 @@ def _origin(source, logs):
 
 def _dump_info(source, checkpoint):
     inventory = checkpoint.inventory
-    run_id = _run_id(inventory.raw) if inventory is not None else None
+    run_id = inventory.run_id if inventory is not None else None
     lock = inventory.network_lock_method if inventory else None
     if lock is not None and lock.isdigit():
         lock = NETWORK_LOCKS.get(int(lock), lock)
@@ -335,19 +331,6 @@ def _dump_info(source, checkpoint):
         inventory.dump_uptime if inventory else None,
         parent.directory if parent is not None else None,
         len(checkpoint.image_files), source.size, pages_bytes)
-
-
-def _run_id(msg):
-    """``inventory_entry.dump_criu_run_id`` (field 13, CRIU >= 3.16), also when the
-    loaded schema is older and keeps it as an unknown field; None when absent."""
-    if msg is None:
-        return None
-    if "dump_criu_run_id" in msg.DESCRIPTOR.fields_by_name:
-        return msg.dump_criu_run_id if msg.HasField("dump_criu_run_id") else None
-    for number, _wire, value in unknown_fields(msg):
-        if number == RUN_ID_FIELD and isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-    return None
 
 
 def _stats(source, checkpoint):
