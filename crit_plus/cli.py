@@ -16,7 +16,6 @@ Output piped into a command that stops reading (``| head``) ends quietly.
 from __future__ import annotations
 
 import errno
-import gc
 import importlib
 import os
 import sys
@@ -175,16 +174,19 @@ def run():
     again; a command lives seconds, and what it makes is freed by reference
     counting or at :func:`leave`.
     """
-    gc.disable()
-    try:
-        code = main()
-    except Exception as error:  # noqa: BLE001 - the last boundary of the process
-        if "--traceback" in sys.argv[1:]:
-            raise
-        from .render import safe_text  # imported only here: start-up stays short
+    from .commands.options import gc_paused
 
-        code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} (a bug in "
-                     "crit-plus: `crit-plus --traceback COMMAND ...` shows where)", EXIT_INTERNAL)
+    with gc_paused():
+        try:
+            code = main()
+        except Exception as error:  # noqa: BLE001 - the last boundary of the process
+            if "--traceback" in sys.argv[1:]:
+                raise
+            from .render import safe_text  # imported only here: start-up stays short
+
+            code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} (a bug "
+                         "in crit-plus: `crit-plus --traceback COMMAND ...` shows where)",
+                         EXIT_INTERNAL)
     leave(code)
 
 

@@ -281,8 +281,10 @@ def test_a_bug_is_still_one_line_with_its_own_exit_code(service_a, monkeypatch, 
     """What the fuzz suite has not found yet must not print a traceback either: the
     process exits 70 (EX_SOFTWARE) with one line; --traceback shows the stack; main()
     itself lets the exception through (the fuzz suite sees it; report records a crash)."""
+    import gc
     import sys
 
+    from crit_plus import cli
     from crit_plus.cli import EXIT_INTERNAL, run
     from decoders.image import Image
 
@@ -290,9 +292,11 @@ def test_a_bug_is_still_one_line_with_its_own_exit_code(service_a, monkeypatch, 
         raise error
 
     monkeypatch.setattr(Image, "count", broken)
+    monkeypatch.setattr(cli, "leave", sys.exit)  # the real one ends this process at once
     monkeypatch.setattr(sys, "argv", ["crit-plus", "info", str(service_a / "pstree.img")])
     with pytest.raises(SystemExit) as leaving:
         run()
+    assert gc.isenabled()  # run() pauses the collector for its command only
     err = capsys.readouterr().err
     assert leaving.value.code == EXIT_INTERNAL and err.count("\n") == 1, err
     assert err.startswith(f"crit-plus: internal error: {type(error).__name__}")
