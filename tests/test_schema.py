@@ -21,8 +21,12 @@ try:
     apt_visible = True
 except ImportError:
     apt_visible = False
+generated = [m for m in sys.modules if m.endswith('_pb2') and '.' not in m
+             and m != 'descriptor_pb2']
+twins = [m for m in generated if sys.modules[m] is not sys.modules.get('pycriu.images.' + m)]
 print(json.dumps({"origin": s.origin, "version": s.criu_version, "path": s.package_dir,
-                  "leaked": leaked, "apt_visible": apt_visible}))
+                  "leaked": leaked, "apt_visible": apt_visible, "generated": len(generated),
+                  "twins": twins, "meta_path": len(sys.meta_path)}))
 """
 
 
@@ -47,6 +51,22 @@ def test_distribution_pycriu_loads_alone():
     assert facts["leaked"] == []
     assert facts["apt_visible"] is False
     assert facts["version"]
+    assert facts["generated"] and facts["twins"] == []
+
+
+def test_each_generated_module_runs_once():
+    """protoc's modules import each other as ``opts_pb2``, pycriu's ``pb.py`` as
+    ``pycriu.images.opts_pb2``: both names are one module (schema._SameModuleFinder),
+    and the finder is gone once pycriu is loaded."""
+    facts = _probe()
+    assert facts["generated"] > 10 and facts["twins"] == []
+    assert facts["meta_path"] == _probe_meta_path()
+
+
+def _probe_meta_path():
+    result = subprocess.run([sys.executable, "-c", "import sys; print(len(sys.meta_path))"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return int(result.stdout)
 
 
 def test_own_schema_is_preferred_when_present():
