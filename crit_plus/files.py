@@ -35,7 +35,7 @@ from decoders.flags import FdType, NamedInt
 from decoders.image import open_image
 from decoders.text import image_text, undecodable_escaped
 
-from .findings import ERROR, WARNING, Finding, error_finding
+from .findings import ERROR, WARNING, Finding, error_finding, named
 
 #: ``kind`` of a file, by fd type.
 KINDS = {
@@ -476,7 +476,8 @@ class _Context:
         if detail is None:
             self.findings.append(Finding(
                 WARNING, "empty-file-entry",
-                f"file id {entry.id} ({kind}) has no {kind} description", _where(entry)))
+                f"file id {entry.id} ({kind}) has no {kind} description", _where(entry),
+                named(id=entry.id)))
             return FileObject(entry.id, fd_type, kind, None, {}, entry)
         builder = getattr(self, "_" + kind, None) if isinstance(fd_type, FdType) else None
         name, details = builder(entry, detail) if builder else (ANON_NAMES.get(fd_type), {})
@@ -502,7 +503,7 @@ class _Context:
                     self.findings.append(Finding(
                         ERROR, "missing-ghost",
                         f"deleted file {name} (id {entry.id}) needs {ghost}, which is missing",
-                        "remap-fpath.img"))
+                        "remap-fpath.img", named(id=entry.id)))
             elif remap_type == RemapType.LINKED:
                 details["deleted"] = True
                 linked = self.entries.get(remap_id)
@@ -614,7 +615,7 @@ class _Context:
             self.findings.append(Finding(
                 ERROR, "missing-memfd-inode",
                 f"memfd file id {entry.id} names inode {memfd.inode_id}, not in memfd.img",
-                _where(entry)))
+                _where(entry), named(id=entry.id)))
             return f"memfd:[{memfd.inode_id}]", details
         name = image_text(inode.name)
         details.update(name=name, size=inode.size, shmid=inode.shmid, seals=inode.seals)
@@ -634,7 +635,7 @@ class _Context:
             self.findings.append(Finding(
                 WARNING, "missing-tty-info",
                 f"tty file id {entry.id} names tty {tty.tty_info_id}, not in tty-info.img",
-                _where(entry)))
+                _where(entry), named(id=entry.id)))
         return path, details
 
     def _ns(self, entry, nsf):

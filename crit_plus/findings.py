@@ -10,7 +10,7 @@ gathers them all.  Only input that makes the checkpoint unreadable as a whole
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ERROR = "error"
 WARNING = "warning"
@@ -28,16 +28,31 @@ class Finding:
     ``warning`` (suspicious, may still restore) or ``info``; ``code`` is a
     short stable identifier (``orphan``, ``missing-image``, ...) for programs;
     ``message`` is one sentence for people; ``where`` names the image file or
-    object concerned (``pagemap-42.img``, ``pid 42``).
+    object concerned (``pagemap-42.img``, ``pid 42``); ``params`` are the values
+    the message names, for programs (``(("pid", 42), ("fd", 3))``: see :func:`named`).
     """
 
     severity: str
     code: str
     message: str
     where: str
+    params: tuple = field(default=(), compare=False, repr=False)
 
     def __str__(self):
         return f"{self.severity}: {self.where}: {self.message}"
+
+
+#: The names :attr:`Finding.params` use: a pid, a thread id, an fd number, a
+#: files.img id, an entry index, a byte offset in the image, an address (hex text).
+PARAM_NAMES = ("pid", "tid", "fd", "id", "entry", "offset", "vaddr")
+
+
+def named(**values):
+    """:attr:`Finding.params` from keyword values (None values left out)."""
+    unknown = set(values) - set(PARAM_NAMES)
+    if unknown:
+        raise TypeError(f"unknown finding params: {sorted(unknown)}")
+    return tuple((name, value) for name, value in values.items() if value is not None)
 
 
 def error_finding(error, code="bad-image", severity=ERROR):
@@ -50,4 +65,6 @@ def error_finding(error, code="bad-image", severity=ERROR):
     if getattr(error, "offset", None) is not None:
         position.append(f"at offset {error.offset:#x}")
     message = (" ".join(position) + ": " + reason) if position else reason
-    return Finding(severity, code, message, where)
+    return Finding(severity, code, message, where,
+                   named(entry=getattr(error, "entry_index", None),
+                         offset=getattr(error, "offset", None)))

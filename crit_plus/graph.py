@@ -36,7 +36,7 @@ from decoders.pstree import read_pstree
 from decoders.text import image_text
 
 from .files import Fd, FileTable
-from .findings import ERROR, INFO, WARNING, Finding, error_finding
+from .findings import ERROR, INFO, WARNING, Finding, error_finding, named
 from .memory import AddressSpace, PageStore, UnavailableError, backing_for
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
@@ -154,13 +154,14 @@ class ProcessTree:
                 roots.append(entry.pid)
             elif entry.ppid == entry.pid:
                 findings.append(Finding(ERROR, "pid-cycle",
-                                        f"pid {entry.pid} is its own parent", "pstree.img"))
+                                        f"pid {entry.pid} is its own parent", "pstree.img",
+                                        named(pid=entry.pid)))
                 roots.append(entry.pid)
             elif entry.ppid not in ppid:
                 findings.append(Finding(
                     ERROR, "orphan",
                     f"pid {entry.pid}: parent pid {entry.ppid} is not in the checkpoint",
-                    "pstree.img"))
+                    "pstree.img", named(pid=entry.pid)))
                 roots.append(entry.pid)
             else:
                 parent[entry.pid] = entry.ppid
@@ -251,7 +252,8 @@ class Process:
             if not required:
                 return _Loaded()
             return _Loaded(None, [Finding(ERROR, "missing-image",
-                                          f"pid {self.pid} needs {name}, which is missing", name)])
+                                          f"pid {self.pid} needs {name}, which is missing", name,
+                                          named(pid=self.pid))])
         except DecodeError as error:
             return _Loaded(None, [error_finding(error)])
 
@@ -291,7 +293,8 @@ class Process:
             if not self._needs_images:
                 return _Loaded()
             return _Loaded(None, [Finding(ERROR, "missing-image",
-                                          f"pid {self.pid} needs {name}, which is missing", name)])
+                                          f"pid {self.pid} needs {name}, which is missing", name,
+                                          named(pid=self.pid))])
         return _Loaded(None, [error_finding(error)])
 
     # -- identity and state ------------------------------------------------------------
@@ -384,7 +387,8 @@ class Process:
             infos = read_fdinfo(self._path(name))
         except MissingImageError:
             finding = Finding(INFO, "no-fdinfo",
-                              f"pid {self.pid}: {name} is missing (no open files)", name)
+                              f"pid {self.pid}: {name} is missing (no open files)", name,
+                              named(pid=self.pid))
             return _Loaded((), [finding] if self._needs_images else [])
         except DecodeError as error:
             return _Loaded((), [error_finding(error)])
@@ -395,7 +399,8 @@ class Process:
             if file is None:
                 findings.append(Finding(
                     ERROR, "unresolved-fd",
-                    f"pid {self.pid} fd {info.fd}: file id {info.id} is not in files.img", name))
+                    f"pid {self.pid} fd {info.fd}: file id {info.id} is not in files.img", name,
+                    named(pid=self.pid, fd=info.fd, id=info.id)))
             fds.append(Fd(info.fd, info.type, file, info.flags, info.source))
         return _Loaded(tuple(fds), findings)
 
@@ -426,7 +431,8 @@ class Process:
         if file is None:
             return _Loaded(None, [Finding(
                 ERROR, "unresolved-file",
-                f"pid {self.pid}: {what} (file id {file_id}) is not in files.img", image)])
+                f"pid {self.pid}: {what} (file id {file_id}) is not in files.img", image,
+                named(pid=self.pid, id=file_id))])
         return _Loaded(file)
 
     @functools.cached_property
@@ -477,7 +483,8 @@ class Process:
                     findings.append(Finding(
                         ERROR, "unresolved-vma-file",
                         f"VMA {vma.start:#x}-{vma.end:#x} maps file id {vma.shmid}, "
-                        "not in files.img", f"mm-{self.pid}.img"))
+                        "not in files.img", f"mm-{self.pid}.img",
+                        named(pid=self.pid, id=vma.shmid, vaddr=f"{vma.start:#x}")))
             layout.append((vma, file, backing_for(vma, file, files, checkpoint.root, cache)))
         name = f"pagemap-{self.pid}.img"
         table = checkpoint.page_store.table(name)
@@ -560,7 +567,7 @@ class Process:
         if self.core is not None and self.state is None:
             found.append(Finding(ERROR, "no-task-state",
                                  f"pid {self.pid}: the leader's core has no task state",
-                                 f"core-{self.pid}.img"))
+                                 f"core-{self.pid}.img", named(pid=self.pid)))
         for part in (self._ids, self._mm, self._fs, self._pagemap, self._fds, self._cwd,
                      self._root, self._exe, self._memory):
             found.extend(part.findings)
@@ -568,7 +575,8 @@ class Process:
             for name in (f"mm-{self.pid}.img", f"pagemap-{self.pid}.img"):
                 if os.path.exists(self._path(name)):
                     found.append(Finding(WARNING, "zombie-images",
-                                         f"zombie pid {self.pid} has {name}", name))
+                                         f"zombie pid {self.pid} has {name}", name,
+                                         named(pid=self.pid)))
         if self.memory is not None:
             found.extend(self.memory.findings)
         return tuple(found)
@@ -624,7 +632,8 @@ class Checkpoint:
                 findings.append(Finding(
                     ERROR, "duplicate-pid",
                     f"pid {entry.pid} appears again at entry {index} (first at entry "
-                    f"{first[entry.pid]}); the first is used", "pstree.img"))
+                    f"{first[entry.pid]}); the first is used", "pstree.img",
+                    named(pid=entry.pid, entry=index)))
                 continue
             first[entry.pid] = index
             entries.append(entry)
@@ -633,7 +642,7 @@ class Checkpoint:
                     findings.append(Finding(
                         ERROR, "duplicate-tid",
                         f"thread {tid} belongs to pid {owner[tid]} and pid {entry.pid}",
-                        "pstree.img"))
+                        "pstree.img", named(pid=owner[tid], tid=tid)))
                 owner.setdefault(tid, entry.pid)
         return entries, findings
 
@@ -795,7 +804,10 @@ class Checkpoint:
         for shmid in self.shmem_ids:
             table = store.table(f"pagemap-shmem-{shmid}.img")
             if isinstance(table, str):
-                found.append(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img"))
+                error = store.error(f"pagemap-shmem-{shmid}.img")
+                found.append(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img",
+                                     named(entry=getattr(error, "entry_index", None),
+                                           offset=getattr(error, "offset", None))))
             else:
                 found.extend(table.findings)
         problem = store.chain_problem()

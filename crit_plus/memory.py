@@ -50,7 +50,7 @@ from decoders.flags import PAGE_SIZE, PageFlags, VmaStatus
 from decoders.framing import open_untrusted
 from decoders.pagemap import read_pagemap
 
-from .findings import ERROR, WARNING, Finding
+from .findings import ERROR, WARNING, Finding, named
 
 #: Default size of the pieces bulk readers read and yield.
 CHUNK_SIZE = 4 << 20
@@ -303,9 +303,10 @@ def round_up(value):
 
 
 def _cap(findings, items, severity, code, where, summary):
-    """Append one finding per (message) in ``items`` up to the cap, then a summary."""
-    for message in items[:FINDINGS_CAP]:
-        findings.append(Finding(severity, code, message, where))
+    """Append one finding per ``(message, params)`` in ``items`` up to the cap, then a
+    summary."""
+    for message, params in items[:FINDINGS_CAP]:
+        findings.append(Finding(severity, code, message, where, params))
     if len(items) > FINDINGS_CAP:
         findings.append(Finding(severity, code,
                                 f"and {len(items) - FINDINGS_CAP} more: {summary}", where))
@@ -394,16 +395,19 @@ class PageTable:
         for i in order:
             run = runs[i]
             if run.nr_pages <= 0:
-                empty.append(f"entry {i + 1} at {run.vaddr:#x} lists no pages")
+                empty.append((f"entry {i + 1} at {run.vaddr:#x} lists no pages",
+                              named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
                 continue
             if run.vaddr % PAGE_SIZE:
-                unaligned.append(f"entry {i + 1} starts at {run.vaddr:#x}, not on a page boundary")
+                unaligned.append((f"entry {i + 1} starts at {run.vaddr:#x}, not on a page "
+                                  "boundary", named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
             start, end = run.vaddr, run.vaddr + run.nr_pages * PAGE_SIZE
             offset = file_offsets[i] if file_offsets[i] is not None else -1
             if prev_end is not None and start < prev_end:
-                overlaps.append(
+                overlaps.append((
                     f"entry {i + 1} ({start:#x}-{end:#x}) overlaps an earlier entry up to "
-                    f"{prev_end:#x}; the first listing is used")
+                    f"{prev_end:#x}; the first listing is used",
+                    named(entry=i + 1, vaddr=f"{start:#x}")))
                 if end <= prev_end:
                     continue
                 if offset >= 0:
@@ -730,8 +734,9 @@ class AddressSpace:
         self._store = store
         self._problem = problem
         findings = list(table.findings) if table is not None else []
-        empty = [f"VMA {item[0].start:#x}-{item[0].end:#x} is empty or ends before it starts; "
-                 "left out" for item in layout if item[0].end <= item[0].start]
+        empty = [(f"VMA {item[0].start:#x}-{item[0].end:#x} is empty or ends before it starts; "
+                  "left out", named(vaddr=f"{item[0].start:#x}"))
+                 for item in layout if item[0].end <= item[0].start]
         _cap(findings, empty, ERROR, "vma-empty", name, "empty VMAs")
         if empty:
             layout = [item for item in layout if item[0].end > item[0].start]
@@ -810,8 +815,9 @@ class AddressSpace:
         starts, ends = self._starts, self._ends
         for i in range(1, len(starts)):
             if starts[i] < ends[i - 1]:
-                overlaps.append(f"VMA {starts[i]:#x}-{ends[i]:#x} overlaps "
-                                f"{starts[i - 1]:#x}-{ends[i - 1]:#x}")
+                overlaps.append((f"VMA {starts[i]:#x}-{ends[i]:#x} overlaps "
+                                 f"{starts[i - 1]:#x}-{ends[i - 1]:#x}",
+                                 named(vaddr=f"{starts[i]:#x}")))
         _cap(findings, overlaps, ERROR, "vma-overlap", self.name, "overlapping VMAs")
 
     def _check_runs(self, findings):
@@ -822,8 +828,8 @@ class AddressSpace:
         for start, end in zip(table.starts, table.ends):
             uncovered = self._uncovered(start, end)
             if uncovered:
-                outside.append(f"pages {start:#x}-{end:#x}: {uncovered // PAGE_SIZE} of them "
-                               "are in no VMA")
+                outside.append((f"pages {start:#x}-{end:#x}: {uncovered // PAGE_SIZE} of them "
+                                "are in no VMA", named(vaddr=f"{start:#x}")))
         _cap(findings, outside, ERROR, "pagemap-outside-vma", self.name,
              "entries outside every VMA")
 
@@ -875,7 +881,8 @@ class AddressSpace:
             if isinstance(shm, str):
                 findings.append(Finding(
                     ERROR, "missing-shmem",
-                    f"shared memory {mapping.start:#x}-{mapping.end:#x} needs {shm}", self.name))
+                    f"shared memory {mapping.start:#x}-{mapping.end:#x} needs {shm}", self.name,
+                    named(vaddr=f"{mapping.start:#x}")))
 
     # -- resolving ---------------------------------------------------------------------
     def _spans(self, start, end):

@@ -197,7 +197,9 @@ def test_many_overlaps_are_summed_up(tmp_path):
     builder = minimal(tmp_path / "ck", vmas=[vma(BASE, BASE + P)], runs=runs)
     found = crit_plus.open_checkpoint(builder.directory).findings
     assert codes(found) == ["pagemap-overlap"] * 6
-    assert found[-1].message.startswith("and 3 more")
+    assert found[-1].message.startswith("and 3 more") and found[-1].params == ()
+    assert [dict(f.params) for f in found[:2]] == [{"entry": 2, "vaddr": hex(BASE)},
+                                                    {"entry": 3, "vaddr": hex(BASE)}]
 
 
 def test_truncated_and_missing_pages_files(tmp_path):
@@ -408,6 +410,9 @@ def test_untrusted_process_tree(tmp_path):
     assert codes(found).count("pid-cycle") == 2  # 2 -> 3 -> 2, and 5 -> 5
     cycle = next(f for f in found if f.code == "pid-cycle" and "->" in f.message)
     assert cycle.message.endswith("2 -> 3 -> 2")
+    shared = next(f for f in found if f.code == "duplicate-tid")
+    assert shared.message == "thread 6 belongs to pid 6 and pid 9"
+    assert dict(shared.params) == {"pid": 6, "tid": 6}
     tree = checkpoint.tree
     assert tree.roots == (1, 2, 4, 5, 7)
     assert tree.children(2) == (3,) and tree.parent(3) == 2 and tree.parent(2) is None
@@ -500,6 +505,7 @@ def test_unresolved_fds_and_external_peers(tmp_path):
     assert pipe_fd.file is None and pipe_fd.kind == "pipe" and pipe_fd.name is None
     finding, = checkpoint.findings
     assert finding.code == "unresolved-fd" and "999" in finding.message
+    assert dict(finding.params) == {"pid": 1, "fd": 1, "id": 999}  # for programs (validate)
     assert checkpoint.holders(sock) == ((1, 0),)
 
 

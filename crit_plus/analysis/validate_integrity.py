@@ -35,10 +35,6 @@ _GRAPH_IMAGES = re.compile(
     r"pstree\.img|files\.img|memfd\.img|tty-info\.img|remap-fpath\.img|eventpoll-tfd\.img|"
     r"inotify-wd\.img|stats-dump)$")
 _PER_PROCESS = re.compile(r"^(core|ids|mm|fs|pagemap|fdinfo)-(\d+)\.img$")
-_GRAPH_NUMBERS = (("pid", r"\bpid (\d+)"), ("fd", r"\bfd (\d+)"), ("id", r"\bfile id (\d+)"),
-                  ("tid", r"\bthread (\d+)"), ("entry", r"\bentry (\d+)"))
-_OFFSET = re.compile(r"\bat offset (0x[0-9a-f]+)")
-_ADDRESS = re.compile(r"\b(0x[0-9a-f]+)")
 _PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
 #: Images a restore never reads: one that does not decode is only a warning.
 NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
@@ -108,19 +104,9 @@ def _pstree(facts, out):
 
 
 def _graph_params(finding):
-    """Structured values a graph finding's message names (pid, fd, file id, offset...)."""
-    message = finding.message
-    params = {}
-    for name, pattern in _GRAPH_NUMBERS:
-        match = re.search(pattern, message)
-        if match:
-            params[name] = int(match.group(1))
-    match = _OFFSET.search(message)
-    if match:
-        params["offset"] = int(match.group(1), 16)
-    match = _ADDRESS.search(_OFFSET.sub("", message))
-    if match:
-        params["vaddr"] = match.group(1)
+    """The values a graph finding names (pid, fd, file id, offset...), with the pid of a
+    per-process image (``core-42.img``) when the finding names none."""
+    params = dict(finding.params)
     if "pid" not in params:
         match = _PID_IMAGE.match(finding.where)
         if match:
