@@ -157,14 +157,11 @@ def test_read_windows_gib(bench, capsys, gib_checkpoint):
     report(bench, capsys, "read() of 1 GiB in <= 4 MiB windows", GIB)
 
 
-# VmHWM, not ru_maxrss: a child started with vfork + exec carries its parent's
-# (pytest's) high-water mark in ru_maxrss; VmHWM is the new process's own.
+# VmHWM, not ru_maxrss (tests/benchmarks/peak.py says why).
 _MEASURE = textwrap.dedent("""
     import json, sys, time
     import crit_plus
-    def hwm_kib():
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    from tests.benchmarks.peak import peak_kib as hwm_kib
     memory = crit_plus.open_checkpoint(sys.argv[1]).process(1).memory
     before = hwm_kib()
     start = time.perf_counter()

@@ -238,18 +238,11 @@ _SCAN = textwrap.dedent("""
     from crit_plus.commands.size import report_json
     from crit_plus.opening import open_source
     from crit_plus.render import write_json
+    from tests.benchmarks.peak import peak_kib  # VmHWM, not ru_maxrss (peak.py says why)
 
     def cpu():
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-
-    def peak_kib():
-        # VmHWM: the peak RSS of this process's own address space.  ru_maxrss would also
-        # count the parent's RSS at fork (Linux keeps the old mm's peak across exec).
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
 
     start, cpu_start = time.perf_counter(), cpu()
     with open_source(sys.argv[1]) as opened:
