@@ -19,6 +19,7 @@ device where a log should be is refused, not waited on.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -124,12 +125,6 @@ def text_lines(stream, max_line=MAX_LINE):
         yield line.rstrip("\n")
 
 
-def _lines(path):
-    fd, _info = open_untrusted(path)
-    with open(fd, encoding="utf-8", errors="replace") as stream:
-        yield from text_lines(stream)
-
-
 def _parse_header(lines):
     version = run_id = gitid = kernel = machine = None
     for line in lines:
@@ -160,11 +155,22 @@ def read_header(path):
     Only the first :data:`HEADER_LINES` lines are read; raises OSError if the
     file cannot be read.
     """
-    head = []
-    for line in _lines(path):
-        if len(head) >= HEADER_LINES:
-            break
-        head.append(line)
+    with open(open_untrusted(path)[0], "rb") as stream:
+        return _header_of(stream)
+
+
+def _header_of(stream):
+    """The :class:`LogHeader` of the first :data:`HEADER_LINES` lines of binary
+    ``stream``; the stream is left open (its position past them)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    try:
+        head = []
+        for line in text_lines(text):
+            if len(head) >= HEADER_LINES:
+                break
+            head.append(line)
+    finally:
+        text.detach()
     return _parse_header(head)
 
 
@@ -404,8 +410,9 @@ def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK
 def read_log(path, kind, this_checkpoint=False):
     """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
     path = Path(path)
-    header = read_header(path) if kind == "criu" else LogHeader()
-    with open(open_untrusted(path)[0], "rb") as stream:
+    with open(open_untrusted(path)[0], "rb") as stream:  # a regular file: it can seek
+        header = _header_of(stream) if kind == "criu" else LogHeader()
+        stream.seek(0)
         contexts, count = error_contexts(stream, before=0, after=0,
                                          marks=MARKS_BY_KIND.get(kind, _ERROR_MARKS))
     errors = tuple(text for context in contexts for _number, text in context.errors)
