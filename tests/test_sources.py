@@ -29,6 +29,7 @@ from crit_plus.sources import (
     resolve,
 )
 from crit_plus.sources.archive import parse_size
+from crit_plus.sources.logs import find_logs, log_kind
 from decoders import read_pstree
 
 POOL = "var/lib/lxd/storage-pools/default"
@@ -489,3 +490,20 @@ def test_truncated_archive(service_a, tmp_path, scratch):
     with pytest.raises(ArchiveError, match="cut.tar.gz: cannot read the archive"):
         resolve(archive)
     assert list(scratch.iterdir()) == []
+
+
+def test_log_kind_names_what_find_logs_finds(fixture_root, tmp_path):
+    """The report copies a log directory and names each file's kind by its name
+    (log_kind) instead of searching the directory again (find_logs)."""
+    directories = [fixture_root / "lxd-web/var/log/lxd/web",
+                   fixture_root / "lxd-deb/var/log/lxd/deb"]
+    extra = tmp_path / "logs"
+    extra.mkdir()
+    for name in ("lxc.log.old", "migration_dump_x.log", "restore.log", "console.log",
+                 ".hidden_dump.log", "lxc.conf"):
+        (extra / name).write_text("x\n")
+    for directory in directories + [extra]:
+        found = {path.name: kind for path, kind in find_logs([directory]).items()}
+        named = {path.name: log_kind(path.name) for path in directory.iterdir()}
+        assert found == {name: kind for name, kind in named.items() if kind}, directory
+    assert log_kind("lxc.log") == "lxc" and log_kind("snapshot_dump_1.log") == "criu"

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..sources import ROOT_ENV, fake_root, parse_name, resolve
 from .bundle import check_output, top_directory, write_bundle
-from .checkpoint import gather_checkpoint, gather_self_runs, source_facts
+from .checkpoint import gather_checkpoint, gather_self_runs
 from .collect import Collection
 from .excerpts import find_excerpts
 from .host import gather_host
@@ -128,9 +128,9 @@ def _gather_checkpoint(request, host_root, runner):
             else:
                 collection.skip("LXD/Incus facts (lxc info, the instance's config and logs)",
                                 f"not an LXD or Incus checkpoint ({source.kind})")
-            gather_checkpoint(collection, source, request.source_options,
-                              request.include_images)
-            return _finish(request, collection, source_facts(source))
+            facts = gather_checkpoint(collection, source, request.source_options,
+                                      request.include_images)
+            return _finish(request, collection, facts)
         finally:
             collection.close()
 

@@ -125,10 +125,12 @@ def self_run_spec(source):
 def gather_checkpoint(collection, source, options, include_images=False):
     """Add what crit-plus knows of ``source`` (a resolved
     :class:`~crit_plus.sources.Source`) to ``collection``; ``options`` are the
-    source options (``lxd_dir``, ``project``, ``root``) for crit-plus's commands."""
+    source options (``lxd_dir``, ``project``, ``root``) for crit-plus's commands.
+    Returns the source's facts (:func:`source_facts`), for the report's index."""
     images_dir = os.fspath(source.images_dir)
+    facts = source_facts(source)
     collection.add_text("checkpoint/source.json",
-                        json.dumps(source_facts(source), indent=2, ensure_ascii=False) + "\n",
+                        json.dumps(facts, indent=2, ensure_ascii=False) + "\n",
                         f"crit-plus's reading of {source.spec}", redact=False)
     files = _image_files(images_dir)
     collection.add_text("checkpoint/images.txt", images_listing(files),
@@ -139,6 +141,7 @@ def gather_checkpoint(collection, source, options, include_images=False):
     gather_self_runs(collection, self_run_spec(source), options)
     if include_images:
         _images(collection, images_dir, files)
+    return facts
 
 
 __all__ = ["SELF_COMMANDS", "SELF_FORMATS", "gather_checkpoint", "gather_self_runs",

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 
 from ..sources.layout import instance_dirname, log_dir_candidates, standard_roots
-from ..sources.logs import find_logs
+from ..sources.logs import log_kind
 from .excerpts import criu_log_kind
 from .host import record_program, under_root
 
@@ -134,9 +134,8 @@ def add_log_dir(collection, root, directory, limit=MAX_LOG_FILES):
     if len(entries) > limit:
         collection.skip(f"{len(entries) - limit} older files of {directory}",
                         f"only the newest {limit} are kept")
-    kinds = {path.name: kind for path, kind in find_logs([directory]).items()}
     for entry in sorted(entries[:limit], key=lambda entry: entry.name):
-        kind = kinds.get(entry.name)
+        kind = log_kind(entry.name)
         scan = None if kind is None else ("lxc" if kind == "lxc" else criu_log_kind(entry.name))
         collection.add_file(member_path(root, entry.path), entry.path, scan=scan)
 

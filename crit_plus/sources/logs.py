@@ -19,6 +19,7 @@ device where a log should be is refused, not waited on.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import re
 from collections import deque
@@ -190,6 +191,12 @@ def find_logs(directories, patterns=LOG_PATTERNS):
                 if path.is_file() and path not in found:
                     found[path] = kind
     return dict(sorted(found.items()))
+
+
+def log_kind(name, patterns=LOG_PATTERNS):
+    """The kind (``criu``, ``lxc``) :func:`find_logs` gives a file named ``name``, or
+    None: that of the first of ``patterns`` it matches."""
+    return next((kind for pattern, kind in patterns if fnmatch.fnmatchcase(name, pattern)), None)
 
 
 @dataclass(frozen=True)
