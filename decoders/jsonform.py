@@ -159,14 +159,12 @@ class _FieldPlan:
         self.message = field.message_type
         self.enum = field.enum_type
 
-    def converter(self, pretty, in_hex, converter):
-        """A function turning one value into JSON, or None when it is its own JSON."""
+    def converter(self, pretty, in_hex):
+        """A function turning one value into JSON, or None when it is its own JSON
+        (and for sub-messages, which :meth:`Converter.message` converts)."""
         kind = self.type
-        if kind == FD.TYPE_MESSAGE:
-            nested_hex = in_hex or self.hex
-            return lambda value: converter.message(value, pretty, nested_hex)
         if kind in (FD.TYPE_BYTES, FD.TYPE_ENUM):
-            return lambda value: self.to_json(value, pretty, in_hex, converter)
+            return self.to_json
         if kind == FD.TYPE_STRING:  # not UTF-8 in the image: bytes, shown escaped
             return image_text
         if kind not in _INT_TYPES or not pretty:
@@ -190,32 +188,15 @@ class _FieldPlan:
             return lambda value, names=self.names: names.get(value, value)
         return None
 
-    def to_json(self, value, pretty, in_hex, converter):
-        """Convert one (non-repeated) value of this field."""
-        kind = self.type
-        if kind == FD.TYPE_MESSAGE:
-            return converter.message(value, pretty, in_hex or self.hex)
-        if kind == FD.TYPE_BYTES:
+    def to_json(self, value):
+        """One bytes value (base64, or crit's quoted-printable for unix socket names)
+        or enum value (its name) of this field as JSON."""
+        if self.type == FD.TYPE_BYTES:
             if self.conv == "unix_name":
                 return quopri.encodestring(value).decode("latin-1")
             return encode_bytes(value)
-        if kind == FD.TYPE_ENUM:
-            enum_value = self.enum.values_by_number.get(value)
-            return enum_value.name if enum_value is not None else value
-        if kind == FD.TYPE_STRING:
-            return image_text(value)
-        if kind in _INT_TYPES and pretty:
-            if in_hex or self.hex:
-                return "0x%x" % value
-            if self.dev:
-                return _dev_to_text(value, self.odev)
-            if self.flags is not None:
-                return flags_to_text(value, self.flags)
-            if self.flags_unknown:
-                return "0x%x" % value
-            if self.names is not None:
-                return self.names.get(value, value)
-        return value
+        enum_value = self.enum.values_by_number.get(value)
+        return enum_value.name if enum_value is not None else value
 
     def from_json(self, value, converter, target):
         """Convert one JSON value of this field back; sub-messages fill ``target``."""
@@ -250,7 +231,6 @@ class Converter:
     def __init__(self, schema=None):
         self.schema = schema or get_schema()
         self._plans = {}
-        self._readers = {}
         # the generated functions depend on the schema only: made once per schema
         self._compiled = self.schema.json_functions
         self._flag_maps, self._dict_maps = _value_tables(self.schema)
@@ -275,18 +255,14 @@ class Converter:
         ``convert`` is None where the value is its own JSON (plain integers,
         strings, booleans); ``nested_hex`` is set for sub-messages (None otherwise).
         """
-        key = (descriptor.full_name, pretty, in_hex)
-        readers = self._readers.get(key)
-        if readers is None:
-            readers = []
-            plans = self.plan(descriptor)
-            for number in sorted(plans):
-                plan = plans[number]
-                nested = (in_hex or plan.hex) if plan.type == FD.TYPE_MESSAGE else None
-                readers.append((plan.name, plan.repeated, plan.converter(pretty, in_hex, self),
-                                pretty and plan.ipadd, nested))
-            self._readers[key] = readers = tuple(readers)
-        return readers
+        readers = []
+        plans = self.plan(descriptor)
+        for number in sorted(plans):
+            plan = plans[number]
+            nested = (in_hex or plan.hex) if plan.type == FD.TYPE_MESSAGE else None
+            readers.append((plan.name, plan.repeated, plan.converter(pretty, in_hex),
+                            pretty and plan.ipadd, nested))
+        return tuple(readers)
 
     def message(self, msg, pretty=False, in_hex=False, check_unknown=True):
         """Return the JSON dictionary of ``msg`` (set fields only, in number order).
@@ -428,23 +404,20 @@ def _list_of(one):
 def unknown_fields(msg):
     """Return the fields of ``msg`` its schema does not know: (number, wire type, value).
 
-    Length-delimited values come back as ``bytes``, the others as ``int``.
+    Length-delimited values and groups (their content) come back as ``bytes``,
+    the others as ``int``; straight from protobuf's set of unknown fields.
     """
-    raw = _unknown_bytes(msg)
-    if not raw:
-        return ()
-    return tuple(iter_wire_fields(raw))
-
-
-def _unknown_bytes(msg):
-    if _uf is None:  # protobuf < 4.24: the old API
-        fields = msg.UnknownFields()
-        if not len(fields):
-            return b""
-        return b"".join(wire_field(f.field_number, f.wire_type, f.data) for f in fields)
-    fields = _uf.UnknownFieldSet(msg)
+    fields = msg.UnknownFields() if _uf is None else _uf.UnknownFieldSet(msg)
     if not len(fields):
-        return b""
+        return ()
+    return tuple((f.field_number, f.wire_type, _group_bytes(f.data) if f.wire_type == 3
+                  else f.data) for f in fields)
+
+
+def _group_bytes(fields):
+    """The wire bytes of a group's fields (protobuf gives them as a field set)."""
+    if isinstance(fields, (bytes, bytearray)):
+        return bytes(fields)
     return b"".join(wire_field(f.field_number, f.wire_type, f.data) for f in fields)
 
 
@@ -473,81 +446,8 @@ def wire_field(number, wire_type, value):
     if wire_type == 2:
         return key + _varint(len(value)) + bytes(value)
     if wire_type == 3:  # a group (CRIU writes none): its content, or protobuf's field set
-        if not isinstance(value, (bytes, bytearray)):
-            value = b"".join(wire_field(f.field_number, f.wire_type, f.data) for f in value)
-        return key + bytes(value) + _varint((number << 3) | 4)
+        return key + _group_bytes(value) + _varint((number << 3) | 4)
     raise ValueError(f"unsupported wire type {wire_type}")
-
-
-def read_varint(data, pos):
-    """Decode a varint at ``pos``; return (value, next position)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("bad varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def iter_wire_fields(data):
-    """Yield (number, wire type, value) for each top-level field of wire bytes."""
-    pos = 0
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = read_varint(data, pos)
-        elif wire == 1:
-            value, pos = int.from_bytes(data[pos : pos + 8], "little"), pos + 8
-        elif wire == 5:
-            value, pos = int.from_bytes(data[pos : pos + 4], "little"), pos + 4
-        elif wire == 2:
-            length, pos = read_varint(data, pos)
-            value, pos = bytes(data[pos : pos + length]), pos + length
-        elif wire == 3:
-            start = pos
-            end, pos = _group_end(data, pos, number)
-            value = bytes(data[start:end])
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > len(data):
-            raise ValueError("field runs past the end")
-        yield number, wire, value
-
-
-def _group_end(data, pos, number):
-    """Where the group of field ``number`` opened before ``pos`` ends: (end of its
-    content, position after its end key).  Nested groups are walked without recursion."""
-    open_groups = [number]
-    while open_groups:
-        start = pos
-        key, pos = read_varint(data, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            _value, pos = read_varint(data, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            length, pos = read_varint(data, pos)
-            pos += length
-        elif wire == 3:
-            open_groups.append(field)
-        elif wire == 4 and field == open_groups[-1]:
-            open_groups.pop()
-            if not open_groups:
-                return start, pos
-        else:
-            raise ValueError(f"bad group in field {number}")
-        if pos > len(data):
-            raise ValueError("field runs past the end")
-    raise AssertionError("unreachable")
 
 
 def overlay_value(msg, name):
@@ -566,6 +466,6 @@ def overlay_value(msg, name):
 
 
 __all__ = [
-    "Converter", "UNKNOWN_KEY", "unknown_fields", "iter_wire_fields", "wire_field",
+    "Converter", "UNKNOWN_KEY", "unknown_fields", "wire_field",
     "flags_to_text", "text_to_flags", "encode_bytes", "overlay_value",
 ]

@@ -103,3 +103,40 @@ def test_overlay_is_used_only_when_the_schema_lacks_the_field():
     overlays = loaded.overlays_for("pagemap_entry", entry.DESCRIPTOR)
     knows = 5 in entry.DESCRIPTOR.fields_by_number
     assert (overlays == ()) == knows
+
+
+def _key(number, wire):
+    return _varint((number << 3) | wire)
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def test_unknown_fields_of_every_wire_type_survive_json():
+    """Fields a schema does not know, of every wire type (a group with a group inside
+    too), come out of unknown_fields as (number, wire type, value), go into JSON
+    and back into the same bytes."""
+    from decoders.jsonform import Converter, unknown_fields
+
+    pstree = schema.get_schema().message_class("pstree_entry")
+    known = pstree(pid=7, ppid=1, pgid=7, sid=7).SerializeToString()
+    inner_group = _key(3, 0) + _varint(5)
+    group = _key(1, 0) + _varint(300) + _key(2, 3) + inner_group + _key(2, 4)
+    extra = (_key(1000, 0) + _varint(2 ** 40 + 3) + _key(1001, 1) + (7).to_bytes(8, "little")
+             + _key(1002, 2) + _varint(3) + b"abc" + _key(1003, 5) + (9).to_bytes(4, "little")
+             + _key(1004, 3) + group + _key(1004, 4))
+    msg = pstree.FromString(known + extra)
+    assert unknown_fields(msg) == ((1000, 0, 2 ** 40 + 3), (1001, 1, 7), (1002, 2, b"abc"),
+                                   (1003, 5, 9), (1004, 3, group))
+    converter = Converter(schema.get_schema())
+    data = converter.message(msg)
+    assert [item["number"] for item in data["_unknown_fields"]] == [1000, 1001, 1002, 1003, 1004]
+    again = pstree()
+    converter.fill(again, data)
+    assert again.SerializeToString() == known + extra
