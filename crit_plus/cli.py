@@ -149,15 +149,24 @@ def main(argv=None):
     except DecodeError as error:
         if show_traceback:
             raise
-        return _fail(str(error), EXIT_BAD_INPUT)
+        return _fail(error_text(error), EXIT_BAD_INPUT)
     except OSError as error:
         if error.errno == errno.EPIPE:
             quiet_broken_pipe()
             return EXIT_OK
         if show_traceback:
             raise
-        name = f"{error.filename}: " if error.filename else ""
-        return _fail(f"{name}{error.strerror or error}", EXIT_BAD_INPUT)
+        return _fail(error_text(error), EXIT_BAD_INPUT)
+
+
+def error_text(error):
+    """The one line that says what went wrong with an input: a
+    :class:`~decoders.errors.DecodeError`'s file, entry and offset, or an OSError's
+    file and reason."""
+    if isinstance(error, DecodeError):
+        return str(error)
+    name = f"{error.filename}: " if getattr(error, "filename", None) else ""
+    return f"{name}{error.strerror or error}"
 
 
 def run():

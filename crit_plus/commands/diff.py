@@ -16,6 +16,7 @@ from decoders.errors import DecodeError
 from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
+from ..cli import error_text
 from ..describe import cmdline_text, count_text, human_bytes, stat_text
 from ..opening import open_source
 from ..progress import progress
@@ -102,7 +103,7 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
         if isinstance(error, BrokenPipeError) or getattr(error, "errno", None) == errno.EPIPE \
                 or (ctx.obj or {}).get("traceback"):
             raise
-        click.echo(f"crit-plus: {_error_text(error)}", err=True)
+        click.echo(f"crit-plus: {error_text(error)}", err=True)
         ctx.exit(EXIT_TROUBLE)
     code = verdict(report)
     out = sys.stdout
@@ -127,13 +128,6 @@ def verdict(report):
     if report.old.errors or report.new.errors:
         return EXIT_TROUBLE
     return EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT
-
-
-def _error_text(error):
-    if isinstance(error, DecodeError):
-        return str(error)
-    name = f"{error.filename}: " if getattr(error, "filename", None) else ""
-    return f"{name}{error.strerror or error}"
 
 
 # -- the table form ---------------------------------------------------------------------------
