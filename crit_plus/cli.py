@@ -210,13 +210,17 @@ def leave(code):
     temporary directory), so only standard output and error need a flush.
     """
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: the process started with standard output closed
+            sys.stdout.flush()
+    except ValueError:  # closed by the command
+        pass
     except OSError as error:  # the reader went away (| head): what was kept is kept
         if not isinstance(error, BrokenPipeError) and error.errno != errno.EPIPE:
             code = code or EXIT_BAD_INPUT
             _fail(f"standard output: {error.strerror or error}", code)
     try:
-        sys.stderr.flush()
-    except OSError:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
         pass
     os._exit(code)

@@ -152,6 +152,8 @@ def _load_package(package_dir):
     except Exception:
         for name in [n for n in sys.modules if n == "pycriu" or n.startswith("pycriu.")]:
             del sys.modules[name]
+        for name in same_module.aliased:  # the next candidate must not find these
+            sys.modules.pop(name, None)
         raise
     finally:
         sys.meta_path.remove(same_module)
@@ -170,6 +172,8 @@ class _SameModuleFinder:
 
     def __init__(self, images_dir):
         self.images_dir = images_dir
+        self.aliased = []  # the top-level names given the package's modules
+        self._specs = {}
 
     def find_spec(self, name, path=None, target=None):
         """A spec whose module is the package's copy of ``name``, for a generated module."""
@@ -178,14 +182,17 @@ class _SameModuleFinder:
             return None
         return importlib.util.spec_from_loader(name, self)
 
-    @staticmethod
-    def create_module(spec):
+    def create_module(self, spec):
         """The module, imported (once) as part of ``pycriu.images``."""
-        return importlib.import_module(f"pycriu.images.{spec.name}")
+        module = importlib.import_module(f"pycriu.images.{spec.name}")
+        self._specs[spec.name] = module.__spec__
+        self.aliased.append(spec.name)
+        return module
 
-    @staticmethod
-    def exec_module(module):
-        """Nothing: the module ran when it was imported as part of the package."""
+    def exec_module(self, module):
+        """Nothing to run (the module ran as part of the package); its own
+        ``__spec__``, which the import machinery replaced, is put back."""
+        module.__spec__ = self._specs.pop(module.__name__.rpartition(".")[2])
 
 
 def _package_version(package_dir):

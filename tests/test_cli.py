@@ -210,6 +210,19 @@ def test_commands_on_an_archive_leave_no_temporary_files(service_a, tmp_path, co
     assert list(scratch.iterdir()) == []
 
 
+@pytest.mark.parametrize("closed", ["2>&-", ">&-"])
+def test_a_closed_standard_stream_changes_nothing(service_a, tmp_path, closed):
+    """A process started with standard error (or output) closed has None for it in
+    Python; the exit code is still the command's, and its file is written."""
+    out = tmp_path / "heap.bin"
+    command = (f"{sys.executable} -m crit_plus mem dump {service_a} 12525 "
+               f"--vma 3c7b8000 -o {out} {closed}")
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and out.stat().st_size > 0
+
+
 def _exit_code_into_a_closed_pipe(*args):
     """Run crit-plus with stdout a pipe whose reader is already gone (what
     ``| head`` becomes once head has read its lines): every write fails."""

@@ -23,7 +23,8 @@ except ImportError:
     apt_visible = False
 generated = [m for m in sys.modules if m.endswith('_pb2') and '.' not in m
              and m != 'descriptor_pb2']
-twins = [m for m in generated if sys.modules[m] is not sys.modules.get('pycriu.images.' + m)]
+twins = [m for m in generated if sys.modules[m] is not sys.modules.get('pycriu.images.' + m)
+         or sys.modules[m].__spec__.name != 'pycriu.images.' + m]
 print(json.dumps({"origin": s.origin, "version": s.criu_version, "path": s.package_dir,
                   "leaked": leaked, "apt_visible": apt_visible, "generated": len(generated),
                   "twins": twins, "meta_path": len(sys.meta_path)}))
