@@ -594,8 +594,10 @@ class PageStore:
         if not os.path.lexists(path):
             return None, None
         if not os.path.isdir(path):
-            target = os.readlink(path) if os.path.islink(path) else None
-            what = f"points at {target}, which does not exist" if target else "is not a directory"
+            what = "is not a directory"
+            if os.path.islink(path):
+                what = (f"points at {os.readlink(path)}, which "
+                        + (what if os.path.exists(path) else "does not exist"))
             return None, ("parent-link-broken", f"{name} {what}")
         real = os.path.realpath(path)
         if real in self._seen:

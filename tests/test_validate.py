@@ -284,6 +284,22 @@ def test_check_fires_on_a_damaged_copy(case, fixture_root, tmp_path):
         assert "{" not in (finding.criu_says or "") + finding.fix  # templates filled
 
 
+@pytest.mark.parametrize("damage, where, says", [
+    (link_parent("no-such-predump"), "parent", "points at no-such-predump, which does not exist"),
+    (nested_broken_parent, "parent/parent", "points at gone, which does not exist"),
+    (link_parent("core-12525.img"), "parent", "points at core-12525.img, which is not a "
+                                              "directory"),
+    (link_parent("."), "parent", "leads back to"),
+])
+def test_parent_link_findings_name_the_link(damage, where, says, fixture_root, tmp_path):
+    """The parent/ chain's findings come from the graph; validate names the link (``path``)."""
+    ck = copy_of(fixture_root, SA, tmp_path)
+    damage(ck)
+    finding, = [f for f in run_validate(ck).findings if f.code.startswith("parent-")]
+    assert finding.where == where and says in finding.message
+    assert finding.path == os.path.join(ck, where)
+
+
 @pytest.mark.parametrize("key", sorted({key for _c, key, _d in DAMAGES}))
 def test_damaged_checks_are_quiet_on_the_untouched_fixture(key, checkpoint_dirs):
     report = run_validate(checkpoint_dirs[key])

@@ -120,9 +120,15 @@ def _graph(facts, out):
         params = _graph_params(finding)
         image = finding.where if finding.where.endswith(".img") or \
             finding.where == "stats-dump" else None
+        if finding.code in PARENT_CODES:  # where is parent/parent...: the link itself
+            params["path"] = os.path.join(facts.directory, finding.where)
         out.add(finding.code, finding.message, finding.where,
                 severity=spec.severity or finding.severity, image=image,
                 criu_silent=_criu_silent(finding), **params)
+
+
+#: Graph findings about the ``parent/`` link (their ``where`` is the link's relative path).
+PARENT_CODES = frozenset({"parent-link-broken", "parent-loop"})
 
 
 def _criu_silent(finding):
