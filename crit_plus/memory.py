@@ -869,10 +869,11 @@ class AddressSpace:
                     spans = self._store.from_parent(table.name, start, end)
                     for s, e, kind, _path, _offset, reason in spans:
                         if kind == _NONE:
-                            problems[reason] = problems.get(reason, 0) + (e - s) // PAGE_SIZE
-        for reason, pages in problems.items():
+                            pages, first = problems.get(reason, (0, s))
+                            problems[reason] = (pages + (e - s) // PAGE_SIZE, first)
+        for reason, (pages, first) in problems.items():
             findings.append(Finding(ERROR, "parent-pages", f"{pages} pages marked in parent: "
-                                    f"{reason}", self.name))
+                                    f"{reason}", self.name, named(vaddr=f"{first:#x}")))
         seen = set()
         for mapping in self.mappings:
             backing = mapping.backing

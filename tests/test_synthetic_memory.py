@@ -14,6 +14,7 @@ import pytest
 
 import crit_plus
 from crit_plus import Unavailable, UnavailableError
+from crit_plus.analysis.validate import validate
 from decoders import PAGE_SIZE, FdType, MissingImageError
 from tests.synth import (
     LAZY,
@@ -100,6 +101,9 @@ def test_parent_missing_or_incomplete(tmp_path):
         checkpoint.read(1, BASE + P, 1)
     finding, = checkpoint.findings
     assert finding.code == "parent-pages" and finding.message.startswith("1 pages")
+    assert dict(finding.params) == {"vaddr": hex(BASE + P)}  # the first page not found
+    said = validate(checkpoint).findings[0].criu_says
+    assert said.startswith(f"Missing {BASE + P:#x} in parent pagemap")
 
     os.symlink("gone", older.path("parent"))  # the parent's own parent/ dangles
     broken = [f for f in crit_plus.open_checkpoint(newer.directory).findings
