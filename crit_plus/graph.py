@@ -180,17 +180,18 @@ class ProcessTree:
                 findings.append(Finding(
                     ERROR, "pid-cycle",
                     "parent cycle: " + " -> ".join(str(p) for p in cycle + [cycle[0]]),
-                    "pstree.img"))
+                    "pstree.img", named(pid=first)))
                 del parent[first]
                 roots.append(first)
             for visited in path:
                 state[visited] = 2
         roots.sort(key=self.order.index)
-        if len([pid for pid in roots if ppid[pid] == 0]) > 1:
+        top = [pid for pid in roots if ppid[pid] == 0]
+        if len(top) > 1:  # CRIU takes the first for the root and stops at the second
             findings.append(Finding(
                 WARNING, "many-roots",
-                "more than one process has parent 0: "
-                + ", ".join(str(p) for p in roots if ppid[p] == 0), "pstree.img"))
+                "more than one process has parent 0: " + ", ".join(str(p) for p in top),
+                "pstree.img", named(pid=top[1])))
         children = {pid: [] for pid in self.order}
         for pid in self.order:
             if pid in parent:

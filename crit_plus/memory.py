@@ -387,8 +387,12 @@ class PageTable:
         if not _increasing([run.vaddr for run in runs]):
             order = sorted(order, key=lambda i: (runs[i].vaddr, i))
             if order != list(range(len(runs))):
-                findings.append(Finding(WARNING, "pagemap-unsorted",
-                                        "pagemap entries are not sorted by address", self.name))
+                i = next(i for i in range(1, len(runs)) if runs[i].vaddr < runs[i - 1].vaddr)
+                findings.append(Finding(
+                    WARNING, "pagemap-unsorted",
+                    f"pagemap entries are not sorted by address: entry {i + 1} at "
+                    f"{runs[i].vaddr:#x} comes after {runs[i - 1].vaddr:#x}", self.name,
+                    named(entry=i + 1, vaddr=f"{runs[i].vaddr:#x}")))
         starts, ends, flags, offsets = [], [], [], []
         overlaps, empty, unaligned = [], [], []
         prev_end = None

@@ -171,6 +171,10 @@ def test_unsorted_entries_keep_file_order_offsets(tmp_path):
     assert checkpoint.read(1, BASE + P, P) == y
     assert checkpoint.read(1, BASE + 3 * P, P) == x
     assert codes(checkpoint.findings) == ["pagemap-unsorted"]
+    unsorted, = checkpoint.findings
+    assert unsorted.message.endswith(f"entry 2 at {BASE + P:#x} comes after {BASE + 3 * P:#x}")
+    assert validate(checkpoint).findings[0].criu_says == \
+        f"Page entry address {BASE + P:#x} outside of VMA"
 
 
 def test_overlapping_entries_keep_the_first_listing(tmp_path):
@@ -413,7 +417,12 @@ def test_untrusted_process_tree(tmp_path):
                                          "pid-cycle"]
     assert codes(found).count("pid-cycle") == 2  # 2 -> 3 -> 2, and 5 -> 5
     cycle = next(f for f in found if f.code == "pid-cycle" and "->" in f.message)
-    assert cycle.message.endswith("2 -> 3 -> 2")
+    assert cycle.message.endswith("2 -> 3 -> 2") and dict(cycle.params) == {"pid": 2}
+    roots = next(f for f in found if f.code == "many-roots")
+    assert dict(roots.params) == {"pid": 7}  # the second process with parent 0 stops CRIU
+    said = {f.code: f.criu_says for f in validate(checkpoint).findings}
+    assert said["many-roots"] == "Parent missed on non-root task with pid 7, image corruption!"
+    assert said["pid-cycle"] == "Can't find a parent for 2"
     shared = next(f for f in found if f.code == "duplicate-tid")
     assert shared.message == "thread 6 belongs to pid 6 and pid 9"
     assert dict(shared.params) == {"pid": 6, "tid": 6}
