@@ -15,6 +15,7 @@ from decoders.jsonform import Converter
 from decoders.kinds import raw_kind
 from decoders.schema import get_schema
 
+from .describe import count_text
 from .sources.logs import read_header, release_tuple
 
 def dump_log_version(images_dir):
@@ -53,8 +54,9 @@ class SchemaCurrency:
         if self.dump_version:
             parts.append(f"dumped by CRIU {self.dump_version}")
         if self.unknown_fields:
-            parts.append(f"{sum(self.unknown_fields.values())} field(s) in "
-                         f"{len(self.images_with_unknown)} image(s) unknown to the schema")
+            parts.append(f"{count_text(sum(self.unknown_fields.values()), 'field')} in "
+                         f"{count_text(len(self.images_with_unknown), 'image')} unknown to the "
+                         "schema")
         return (f"this checkpoint is newer than the CRIU {self.schema_version or '?'} schema "
                 f"({'; '.join(parts)}): run `make schema` for CRIU 4.2.1's")
 

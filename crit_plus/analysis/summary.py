@@ -28,7 +28,7 @@ import heapq
 from dataclasses import dataclass
 
 
-from ..describe import netlink_state
+from ..describe import count_text, netlink_state
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
 
@@ -412,7 +412,7 @@ def _file_notes(checkpoint):
             established += 1
     if established:
         yield (INFO, "tcp-established",
-               f"{established} established TCP connection end(s): restore needs "
+               f"{count_text(established, 'established TCP connection end')}: restore needs "
                "--tcp-established", "files.img")
 
 
@@ -424,7 +424,7 @@ def _log_notes(logs, dump):
             whose = "the dump's CRIU log" if log.this_checkpoint else "the instance's LXC log"
             first = log.errors[0].strip() if log.errors else ""
             yield (WARNING if log.kind == "lxc" else INFO, "log-errors",
-                   f"{whose} records {log.error_count} error line(s), the first: {first}",
+                   f"{whose} records {count_text(log.error_count, 'error line')}, the first: {first}",
                    log.name)
         if log.this_checkpoint and log.run_id and dump.run_id and log.run_id != dump.run_id:
             yield (WARNING, "run-id-mismatch",

@@ -12,6 +12,7 @@ from decoders.image import image_from_bytes, open_image
 from decoders.jsonform import Converter
 from decoders.schema import CURRENT_CRIU
 
+from ..describe import count_text
 from ..jsontext import write_document
 from ..output import output_stream
 
@@ -48,7 +49,8 @@ def report_unknown_fields(converter, schema):
     listed = ", ".join(f"{name} ×{count}" for name, count in sorted(seen.items())[:6])
     more = ", ..." if len(seen) > 6 else ""
     click.echo(
-        f"crit-plus: {total} field(s) unknown to the CRIU {schema.criu_version or '?'} schema "
+        f"crit-plus: {count_text(total, 'field')} unknown to the CRIU "
+        f"{schema.criu_version or '?'} schema "
         f"({listed}{more}), shown by number in \"_unknown_fields\"; the CRIU {CURRENT_CRIU} "
         "schema names them: run `make schema` (see `crit-plus version`)",
         err=True,

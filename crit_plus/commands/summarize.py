@@ -10,6 +10,7 @@ from ..analysis import summary as analysis
 from ..describe import (
     address_range,
     cmdline_text,
+    count_text,
     human_bytes,
     human_seconds,
     pages_text,
@@ -144,7 +145,7 @@ def _write_logs(result, out):
         copies = f", copied as {', '.join(log.copies)}" if log.copies else ""
         version = f", CRIU {log.criu_version}" if log.criu_version else ""
         out.write(f"  {safe_text(log.name)} ({role}{copies}{version}): "
-                  f"{log.error_count} error line(s)\n")
+                  f"{count_text(log.error_count, 'error line')}\n")
         for line in log.errors:
             out.write(f"      {safe_text(line.strip())}\n")
         if log.error_count > len(log.errors):
