@@ -26,6 +26,8 @@ from crit_plus import __version__
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
+from .commands.options import gc_paused
+
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -121,12 +123,19 @@ def quiet_broken_pipe():
 
 
 def main(argv=None):
-    """Entry point of the ``crit-plus`` console script; returns the exit code."""
+    """Run one command (``argv``, default ``sys.argv``); return its exit code.
+
+    The command runs without the cyclic garbage collector (:func:`gc_paused`):
+    loading click, protobuf and CRIU's schema and reading a checkpoint make
+    objects that live until the command ends, which the collector would walk
+    again and again (a quarter of ``summarize``'s time on 100 000 VMAs).
+    """
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
         try:
             # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
-            code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
+            with gc_paused():
+                code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             raise escaped.error from None
         return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
@@ -175,27 +184,17 @@ def run():
     Any other exception is a bug: the process still says it in one line and
     exits 70 (``--traceback`` shows the stack).  :func:`main` itself lets such
     exceptions through, for callers in the same process (tests, ``report``).
-
-    The process runs without the cyclic garbage collector (as the commands
-    already read checkpoints: :func:`~crit_plus.commands.options.gc_paused`):
-    loading click, protobuf and CRIU's schema makes tens of thousands of
-    objects that live until the end, which the collector would walk again and
-    again; a command lives seconds, and what it makes is freed by reference
-    counting or at :func:`leave`.
     """
-    from .commands.options import gc_paused
+    try:
+        code = main()
+    except Exception as error:  # noqa: BLE001 - the last boundary of the process
+        if "--traceback" in sys.argv[1:]:
+            raise
+        from .render import safe_text  # imported only here: start-up stays short
 
-    with gc_paused():
-        try:
-            code = main()
-        except Exception as error:  # noqa: BLE001 - the last boundary of the process
-            if "--traceback" in sys.argv[1:]:
-                raise
-            from .render import safe_text  # imported only here: start-up stays short
-
-            code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} (a bug "
-                         "in crit-plus: `crit-plus --traceback COMMAND ...` shows where)",
-                         EXIT_INTERNAL)
+        code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} (a bug "
+                     "in crit-plus: `crit-plus --traceback COMMAND ...` shows where)",
+                     EXIT_INTERNAL)
     leave(code)
 
 

@@ -605,7 +605,8 @@ class PageStore:
             return None, ("parent-link-broken", f"{name} {what}")
         real = os.path.realpath(path)
         if real in self._seen:
-            return None, ("parent-loop", f"{name} leads back to {real}, already in the chain (a loop)")
+            return None, ("parent-loop",
+                          f"{name} leads back to {real}, already in the chain (a loop)")
         if len(self._seen) > MAX_PARENT_DEPTH:
             return None, ("parent-loop", f"the parent/ chain is longer than {MAX_PARENT_DEPTH}")
         return PageStore(path, f"{name}/", self._seen), None

@@ -21,7 +21,7 @@ from ..describe import cmdline_text, count_text, human_bytes, stat_text
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
-from .options import format_option, gc_paused, verdict_kept
+from .options import format_option, verdict_kept
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -91,7 +91,7 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
     """
     try:
-        with gc_paused(), open_source(old, lxd_dir=lxd_dir, project=project,
+        with open_source(old, lxd_dir=lxd_dir, project=project,
                          root=old_root or root) as opened_old, \
                 open_source(new, lxd_dir=lxd_dir, project=project,
                             root=new_root or root) as opened_new:

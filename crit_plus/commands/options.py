@@ -45,8 +45,9 @@ def gc_paused():
 
     Reading a big checkpoint makes millions of small objects that live until
     the command ends; the collector would walk them all again and again (a
-    quarter of ``summarize``'s time on 100 000 VMAs).  Commands only: a library
-    call never switches the collector off behind its caller's back.
+    quarter of ``summarize``'s time on 100 000 VMAs).  :func:`crit_plus.cli.main`
+    runs every command so; a library call never switches the collector off
+    behind its caller's back.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -59,13 +60,12 @@ def gc_paused():
 
 @contextlib.contextmanager
 def open_checkpoint_source(path, lxd_dir=None, project=None, root=None, note_errors=False):
-    """:func:`crit_plus.opening.open_source` for a command: the collector paused
-    (:func:`gc_paused`) while the checkpoint is read.  With ``note_errors`` (the
+    """:func:`crit_plus.opening.open_source` for a command.  With ``note_errors`` (the
     explorers, which show no findings themselves) a checkpoint whose images have
     errors gets one note on stderr: its rows may be incomplete."""
     from ..opening import open_source
 
-    with gc_paused(), open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
+    with open_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
         yield opened
         if note_errors:
             note_image_errors(opened)

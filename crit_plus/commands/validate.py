@@ -16,7 +16,7 @@ from ..describe import count_text
 from ..graph import open_checkpoint
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
 from ..sources import resolve
-from .options import format_option, gc_paused, verdict_kept
+from .options import format_option, verdict_kept
 
 #: Exit codes of ``validate`` (they differ from the other commands': see the help).
 EXIT_CLEAN = 0
@@ -83,7 +83,7 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
       crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
     """
     criu = _chosen_criu(criu_program) if use_host else None
-    with gc_paused(), resolve(path, lxd_dir=lxd_dir, project=project) as source:
+    with resolve(path, lxd_dir=lxd_dir, project=project) as source:
         try:
             checkpoint = open_checkpoint(source.images_dir)
         except MissingImageError:

@@ -33,7 +33,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 from crit_plus.analysis import explore, summary  # noqa: E402
-from crit_plus.commands.options import open_checkpoint_source  # noqa: E402
+from crit_plus.commands.options import gc_paused, open_checkpoint_source  # noqa: E402
 from crit_plus.commands.summarize import write_summary  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
 from tests import crit_explorers  # noqa: E402
@@ -83,7 +83,7 @@ def crit_explorers_in_process(directory):
 
 def summarize_in_process(directory):
     """What ``crit-plus summarize DIRECTORY`` does after start-up."""
-    with open_checkpoint_source(directory) as opened:
+    with gc_paused(), open_checkpoint_source(directory) as opened:
         result = summary.summarize(opened.source, opened.checkpoint)
     write_summary(result, io.StringIO())
     return result
