@@ -424,7 +424,8 @@ def _log_notes(logs, dump):
             whose = "the dump's CRIU log" if log.this_checkpoint else "the instance's LXC log"
             first = log.errors[0].strip() if log.errors else ""
             yield (WARNING if log.kind == "lxc" else INFO, "log-errors",
-                   f"{whose} records {count_text(log.error_count, 'error line')}, the first: {first}",
+                   f"{whose} records {count_text(log.error_count, 'error line')}, "
+                   f"the first: {first}",
                    log.name)
         if log.this_checkpoint and log.run_id and dump.run_id and log.run_id != dump.run_id:
             yield (WARNING, "run-id-mismatch",
