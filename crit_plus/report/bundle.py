@@ -18,6 +18,7 @@ import re
 import tarfile
 import time
 
+from ..files import open_in_tree
 from ..output import whole_file
 from ..progress import progress
 
@@ -76,7 +77,7 @@ def _add_spooled(tar, top, member, spool):
 
 
 def _add_streamed(tar, top, member, bar):
-    with open(member.path, "rb") as stream:
+    with open(open_in_tree(member.path)[0], "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         tar.addfile(_info(f"{top}/{member.name}", size, member.mtime), stream)
     bar.update(size)

@@ -108,7 +108,7 @@ def _daemon_logs(collection, root, instance, lxd_dir):
         collection.skip(f"the {manager} daemon's log", "not found (looked at "
                         + ", ".join(candidates) + ")")
     for path in found:
-        collection.add_file(member_path(root, path), path, scan="daemon")
+        collection.add_file(member_path(root, path), path, scan="daemon", root=root)
 
 
 def _mtime(entry):

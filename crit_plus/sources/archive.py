@@ -49,6 +49,7 @@ from pathlib import Path
 
 from crit_plus.findings import INFO, WARNING, Finding
 from decoders.errors import DecodeError
+from decoders.framing import open_untrusted
 from decoders.inventory import read_dump_stats
 
 from .errors import ArchiveError
@@ -142,9 +143,10 @@ class ArchiveLimits:
 
 
 def looks_like_archive(path):
-    """True if ``path`` is a regular file that starts like a (compressed) tar archive."""
+    """True if ``path`` is a regular file that starts like a (compressed) tar archive (a
+    FIFO or a device is not opened)."""
     try:
-        with open(path, "rb") as stream:
+        with open(open_untrusted(path)[0], "rb") as stream:
             head = stream.read(512)
     except OSError:
         return False
