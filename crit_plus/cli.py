@@ -5,7 +5,8 @@ Exit codes (scripts can rely on them):
 - 0: success;
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
-- 2: wrong usage, or pycriu (CRIU's Python library) is missing;
+- 2: wrong usage (an ``-o`` that would replace an input included), or pycriu
+  (CRIU's Python library) is missing;
 - 70: an internal error (a bug in crit-plus), said in one line too;
 - 130: interrupted (Ctrl-C);
 - 143: terminated (SIGTERM); like Ctrl-C, temporary files and directories
@@ -29,6 +30,7 @@ from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
 from .commands.options import gc_paused
+from .output import OutputRefused
 from .signals import Terminated, sigterm_unwinds
 
 
@@ -157,7 +159,7 @@ def main(argv=None):
     except BrokenPipeError:
         quiet_broken_pipe()
         return EXIT_OK
-    except PycriuNotFound as error:
+    except (PycriuNotFound, OutputRefused) as error:
         if show_traceback:
             raise
         return _fail(str(error), EXIT_USAGE)

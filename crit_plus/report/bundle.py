@@ -19,15 +19,11 @@ import tarfile
 import time
 
 from ..files import open_in_tree
-from ..output import whole_file
+from ..output import OutputRefused, refuse_inputs, whole_file
 from ..progress import progress
 
 _SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class OutputRefused(ValueError):
-    """The output path is not acceptable (inside a checkpoint, a directory, ...)."""
 
 
 def top_directory(output):
@@ -38,11 +34,6 @@ def top_directory(output):
             name = name[:-len(suffix)]
             break
     return _UNSAFE.sub("_", name).strip("._") or "crit-plus-report"
-
-
-def _inside(path, directory):
-    path, directory = os.path.realpath(path), os.path.realpath(directory)
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def check_output(output, protected=()):
@@ -57,10 +48,7 @@ def check_output(output, protected=()):
     parent = os.path.dirname(output)
     if not os.path.isdir(parent):
         raise OutputRefused(f"{parent} does not exist")
-    for directory in protected:
-        if _inside(output, directory):
-            raise OutputRefused(f"{output} is inside {directory}: a report never writes "
-                                "into the checkpoint or the logs it gathers; write it elsewhere")
+    refuse_inputs(output, protected)
     return output
 
 
