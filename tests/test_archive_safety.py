@@ -171,7 +171,7 @@ def _crit_plus(*args, scratch, limit=True, timeout=60):
     env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parent.parent)] + sys.path))
     return subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=timeout,
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False,
                           preexec_fn=_limited if limit else None, stdin=subprocess.DEVNULL)
 
 

@@ -36,7 +36,7 @@ def _crit_plus(*args, env=None):
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)],
                           capture_output=True, text=True, env=environment, timeout=TIMEOUT,
-                          stdin=subprocess.DEVNULL)
+                          check=False, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture

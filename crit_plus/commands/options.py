@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import gc
+import os
 
 import click
 
