@@ -436,8 +436,20 @@ def open_archive(path, spec=None, limits=None):
         metadata = _read_metadata(dest, found, findings)
         return _source(spec or os.fspath(path), path, images, metadata, found, findings, workdir)
     except BaseException:
-        workdir.cleanup()
+        _discard(workdir)
         raise
+
+
+def _discard(workdir):
+    """Remove the temporary directory after a failure without hiding the failure: a
+    clean-up that fails (out of memory while the failed read still held it) is tried
+    once more, and its own error is never raised over the first."""
+    for _attempt in range(2):
+        try:
+            workdir.cleanup()
+            return
+        except (OSError, MemoryError, RecursionError):
+            continue
 
 
 def _link_parent(path, images, findings):
