@@ -20,11 +20,12 @@ import click
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..memory import CHUNK_SIZE, Unavailable
+from ..opening import input_paths
 from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
 from ..render import write_json
-from .options import checkpoint_inputs, format_option, open_checkpoint_source, source_options
+from .options import format_option, open_checkpoint_source, source_options
 from .selection import ADDRESS, SIZE, check_pid
 
 #: ``mem read`` without LEN.
@@ -84,7 +85,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
         memory = explore.memory_of(checkpoint, check_pid(checkpoint, pid))
         if output is not None:
             data = memory.read(address, length)  # UnavailableError: one line, exit 1
-            with whole_file(output, inputs=checkpoint_inputs(opened)) as handle:
+            with whole_file(output, inputs=input_paths(opened.source)) as handle:
                 handle.write(data)
             click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to {output}",
                        err=True)
@@ -222,7 +223,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
         checkpoint = opened.checkpoint
         mapping = explore.vma_at(checkpoint, check_pid(checkpoint, pid), address)
         memory = explore.memory_of(checkpoint, pid)
-        holes = _write_mapping(memory, mapping, output, checkpoint_inputs(opened))
+        holes = _write_mapping(memory, mapping, output, input_paths(opened.source))
     report = {"pid": pid, "vma": {"start": mapping.start, "end": mapping.end,
                                   "perms": maps_perms(mapping.prot, mapping.flags),
                                   "kind": mapping.kind, "name": mapping.name},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import os
 
 import click
 
@@ -70,23 +69,6 @@ def open_checkpoint_source(path, lxd_dir=None, project=None, root=None, note_err
         yield opened
         if note_errors:
             note_image_errors(opened)
-
-
-def checkpoint_inputs(opened):
-    """What an ``-o`` of a command reading ``opened`` must not land in
-    (:func:`crit_plus.output.refuse_inputs`): the images directory, the directories
-    of its ``parent/`` chain, the archive it came from, its log directories."""
-    from ..memory import MAX_PARENT_DEPTH
-
-    source = opened.source
-    inputs = [source.images_dir, source.archive, *source.log_dirs]
-    directory = os.path.realpath(source.images_dir)
-    for _generation in range(MAX_PARENT_DEPTH):
-        directory = os.path.realpath(os.path.join(directory, "parent"))
-        if not os.path.isdir(directory) or directory in inputs:
-            break
-        inputs.append(directory)
-    return inputs
 
 
 def note_image_errors(opened):
