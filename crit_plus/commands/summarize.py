@@ -138,14 +138,41 @@ def _mapping_rows(result):
              "name": m.name} for m in result.top_mappings]
 
 
+def log_role(log):
+    """What a :class:`~crit_plus.analysis.summary.LogSummary` is to the checkpoint, in words."""
+    operation = log.operation or "run"
+    if log.role == "dump":
+        return f"this checkpoint's {operation}"
+    if log.role == "restore":
+        return "a restore of this checkpoint"
+    if log.role == "manager":
+        return "the instance's liblxc log"
+    if log.role == "other":
+        return ("a restore of another checkpoint" if log.operation == "restore"
+                else f"another CRIU run's {operation}")
+    return f"a CRIU {operation} log of an unknown run"
+
+
+def _log_facts(log):
+    facts = [log_role(log)]
+    if log.run_id:
+        facts.append(f"run {log.run_id[:8]}")
+    if log.outcome:
+        facts.append(log.outcome)
+    if log.ended is not None:
+        facts.append(f"ended {log.ended.strftime('%Y-%m-%d %H:%M:%S')}")
+    if log.criu_version:
+        facts.append(f"CRIU {log.criu_version}")
+    if log.copies:
+        facts.append(f"copied as {', '.join(log.copies)}")
+    return ", ".join(facts)
+
+
 def _write_logs(result, out):
     for log in result.logs:
-        role = "this checkpoint's dump log" if log.this_checkpoint else \
-            ("the instance's" if log.kind == "lxc" else "another CRIU run")
-        copies = f", copied as {', '.join(log.copies)}" if log.copies else ""
-        version = f", CRIU {log.criu_version}" if log.criu_version else ""
-        out.write(f"  {safe_text(log.name)} ({role}{copies}{version}): "
+        out.write(f"  {safe_text(log.name)} ({safe_text(_log_facts(log))}): "
                   f"{count_text(log.error_count, 'error line')}\n")
+        out.write(f"      why: {safe_text(log.reason)}\n")
         for line in log.errors:
             out.write(f"      {safe_text(line.strip())}\n")
         if log.error_count > len(log.errors):
