@@ -61,10 +61,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from decoders.framing import open_untrusted
 
 from .times import mtime_of, parse_timestamp
+
+if TYPE_CHECKING:
+    from .logs import LogFile
 
 #: Every operation a log can be of (CRIU's commands that log a run).
 OPERATIONS = ("dump", "pre-dump", "restore", "check", "page-server", "lazy-pages")
@@ -175,7 +179,7 @@ class AttributedLog:
     files of the same run: they are not listed apart), ``lines`` (liblxc's log:
     its :class:`ManagerLine` about CRIU runs)."""
 
-    log: object  # crit_plus.sources.logs.LogFile
+    log: LogFile
     role: str
     reason: str
     copies: tuple = ()
@@ -352,7 +356,8 @@ def attribute(logs, subject: Subject) -> tuple:
     to ``subject``, by the rule of this module's docstring, in order; a file of
     the same run and operation as an earlier one (preferring the images
     directory's) is folded into it as a copy."""
-    attributed, primary = [], {}
+    attributed: list[AttributedLog] = []
+    primary: dict[tuple, int] = {}
     in_dir = Path(subject.images_dir)
     ordered = sorted(logs, key=lambda log: Path(log.path).parent != in_dir)
     for log in ordered:
