@@ -28,7 +28,7 @@ from pathlib import Path
 
 from decoders.framing import open_untrusted
 
-from .runs import run_of_stream
+from .runs import LogRun, run_of_stream
 
 #: Lines of a CRIU log searched for the version and uname lines.
 HEADER_LINES = 50
@@ -97,7 +97,7 @@ class LogFile:
     header: LogHeader
     errors: tuple
     error_count: int
-    run: object = None
+    run: LogRun | None = None
 
     @property
     def name(self):
