@@ -310,7 +310,7 @@ def test_snapshot_report_says_whose_runs_the_logs_are(fake_root, tmp_path):
     assert logs["lxc.log"]["role"] == "manager" and not logs["lxc.log"]["failed_restore"]
     index = data["INDEX.md"].decode()
     assert "### Logs and their CRIU runs" in index
-    assert "(liblxc; the manager's log: its restore is not this checkpoint's)" in index
+    assert "(liblxc; the manager's log: its restores are not this checkpoint's)" in index
 
 
 def test_plain_criu_directory_with_a_restore_log(fixture_root, tmp_path, monkeypatch):

@@ -155,6 +155,15 @@ def test_liblxc_restores_by_place_and_time(tmp_path, stamp, in_place, mine):
     assert len([line for line in item.lines if line.mine]) == (2 if mine else 0)
 
 
+def test_liblxc_restores_before_and_after_the_dump(tmp_path):
+    text = LXC_LINES.format(t="20261125174030.000") + LXC_LINES.format(t="20261125174050.694")
+    lxc = write(tmp_path / "log/lxc.log", text)
+    item, = attribute(logs_of(lxc), Subject(DUMP_ID, tmp_path / "state", WRITTEN, True))
+    assert [line.mine for line in item.lines] == [False, False, True, True]
+    assert item.reason.startswith("2 of 4 restore lines")
+    assert all("20261125174050.694" in line for line in item.failed_restore_lines)
+
+
 def test_lxd_web_fixture(fixture_root):
     """The real lxd-web logs: the stop's failed restore is the instance's state/'s only."""
     lxd_dir = fixture_root / "lxd-web" / "var/lib/lxd"

@@ -72,11 +72,9 @@ def log_runs(source):
     rows = []
     paths = {log.name: str(log.path) for log in source.logs}
     for item in source.runs(_inventory_run_id(source)):
-        run = item.run
         rows.append({
             "name": item.log.name, "path": source.label_of(item.log.path),
-            "kind": item.log.kind, "role": item.role, "reason": item.reason,
-            "copies": list(item.copies), "run": run.to_dict() if run is not None else None,
+            "kind": item.log.kind, **item.to_dict(),
             "failed_restore": list(item.failed_restore_lines),
             "files": [str(item.log.path)] + [paths[name] for name in item.copies
                                              if name in paths]})

@@ -149,11 +149,11 @@ ROLE_TITLES = {"dump": "this checkpoint's dump", "restore": "a restore of this c
 def _belongs(log):
     """Whose run a log (a row of ``source.logs``) is, in words."""
     text = ROLE_TITLES.get(log["role"], log["role"])
+    restores = [line for line in log.get("lines") or () if line["operation"] == "restore"]
     if log.get("failed_restore"):
         text += ": a restore of this checkpoint failed"
-    elif log["role"] == "manager" and log.get("reason", "").startswith("the restore"):
-        text += ": " + ("its restore is this checkpoint's" if "restores this directory"
-                        in log["reason"] else "its restore is not this checkpoint's")
+    elif restores:
+        text += ": its restores are not this checkpoint's"
     return text
 
 

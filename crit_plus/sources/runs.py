@@ -342,12 +342,17 @@ def _manager_log(log, subject):
             mine = _restore_without_run_id(subject, time, "")[0] == "restore"
         lines.append(ManagerLine(time, operation, text, mine))
     restores = [line for line in lines if line.operation == "restore"]
+    mine = [line for line in restores if line.mine]
     if not restores:
         reason = "liblxc's log: no restore"
+    elif mine and len(mine) < len(restores):
+        reason = (f"{len(mine)} of {len(restores)} restore lines are of this directory, after "
+                  "these images were written; the others ran before")
     else:
-        first = min((line.time for line in restores if line.time), default=None)
-        where = f"the restore at {first:%Y-%m-%d %H:%M:%S}" if first else "its restore"
-        reason = _restore_without_run_id(subject, first, where)[1]
+        line = (mine or restores)[0]
+        where = (f"the restore at {line.time:%Y-%m-%d %H:%M:%S}" if line.time
+                 else "its restore")
+        reason = _restore_without_run_id(subject, line.time, where)[1]
     return AttributedLog(log, "manager", reason, (), tuple(lines))
 
 
