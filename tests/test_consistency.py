@@ -16,7 +16,7 @@ from decoders.flags import PAGE_SIZE as P
 
 from . import consistency
 from .consistency import check_consistency, command_outputs, run_json
-from .synth import (LAZY, PARENT, PRESENT, CheckpointBuilder, build_chain, hostile_names,
+from .synth import (LAZY, PRESENT, CheckpointBuilder, build_chain, hostile_names,
                     many_processes, message, proc, run, tagged, vma)
 
 BASE = 0x7F0000000000
