@@ -181,3 +181,16 @@ def test_diff_counts_only_the_checkpoints_own_pages(checkpoint_dirs):
         counted = item["pages"]
         assert counted["unchanged"] + counted["changed"] == \
             pages.private.present + pages.private.parent + pages.shared.listed
+
+
+def test_rss_help_lists_the_kinds_that_can_appear():
+    from crit_plus.memory import VMA_KINDS
+    from crit_plus.pages import OUTSIDE_VMAS
+
+    from .cli import run_cli
+
+    text = " ".join(run_cli("rss", "--help", check=True).stdout.split())
+    listed = text.split("by kind of mapping (", 1)[1].split(")", 1)[0]
+    named = [word.strip(" ,;") for word in listed.replace(";", ",").split(",")]
+    assert named[:-1] == list(VMA_KINDS)
+    assert named[-1] == f"{OUTSIDE_VMAS} for pages in no mapping"

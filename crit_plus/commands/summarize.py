@@ -106,7 +106,7 @@ def _totals_fields(totals):
         ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
         ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
                    f"{totals.parent} in parent, {totals.lazy} lazy; shared memory "
-                   f"{pages_text(totals.shared)} (each object once)"),
+                   f"{pages_text(totals.shared)}, each object once"),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
     ]
