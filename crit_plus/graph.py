@@ -654,7 +654,6 @@ class Checkpoint:
     @functools.cached_property
     def _unique_entries(self):
         first, entries, findings = {}, [], []
-        owner = {}
         for index, entry in enumerate(self.pstree):
             if entry.pid in first:
                 findings.append(Finding(
@@ -665,14 +664,22 @@ class Checkpoint:
                 continue
             first[entry.pid] = index
             entries.append(entry)
-            for tid in entry.threads:
-                if tid in owner and owner[tid] != entry.pid:
+        return entries, findings
+
+    @functools.cached_property
+    def _thread_findings(self):
+        """A thread id two processes claim (a zombie's unset ids are not threads)."""
+        findings, owner = [], {}
+        for process in self.processes:
+            for thread in process.threads:
+                tid = thread.tid
+                if tid in owner and owner[tid] != process.pid:
                     findings.append(Finding(
                         ERROR, "duplicate-tid",
-                        f"thread {tid} belongs to pid {owner[tid]} and pid {entry.pid}",
+                        f"thread {tid} belongs to pid {owner[tid]} and pid {process.pid}",
                         "pstree.img", named(pid=owner[tid], tid=tid)))
-                owner.setdefault(tid, entry.pid)
-        return entries, findings
+                owner.setdefault(tid, process.pid)
+        return findings
 
     @functools.cached_property
     def processes(self):
@@ -831,6 +838,7 @@ class Checkpoint:
         then each process in pstree order.  Decodes every image except page data."""
         found = list(self._open_findings)
         found.extend(self._unique_entries[1])
+        found.extend(self._thread_findings)
         found.extend(self.tree.findings)
         found.extend(self.files.findings)
         found.extend(self._stats.findings)
