@@ -194,3 +194,42 @@ def test_rss_help_lists_the_kinds_that_can_appear():
     named = [word.strip(" ,;") for word in listed.replace(";", ",").split(",")]
     assert named[:-1] == list(VMA_KINDS)
     assert named[-1] == f"{OUTSIDE_VMAS} for pages in no mapping"
+
+
+_ZOMBIE_PARENT = """
+import os, sys, time
+child = os.fork()
+if child == 0:
+    os._exit(7)
+while open(f"/proc/{child}/stat").read().split(") ")[1][0] != "Z":
+    time.sleep(0.01)
+print(child, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.live
+def test_a_real_zombie_has_one_thread_and_every_command_agrees(criu, tmp_path):
+    """A process with an unreaped child, dumped by CRIU: the zombie's pstree entry holds
+    an unset thread id; it has its leader alone, and the images hold no error."""
+    import os
+    import subprocess
+    import sys
+
+    from .workloads import harness
+
+    parent = subprocess.Popen([sys.executable, "-c", _ZOMBIE_PARENT], stdout=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        zombie = int(parent.stdout.readline())
+        harness.dump(criu, parent.pid, tmp_path / "img", leave_running=False,
+                     options=("--shell-job",))
+    finally:
+        harness.kill_group(parent.pid, [parent.pid])
+        parent.wait()
+    found = check_consistency(tmp_path / "img")
+    assert found[zombie].threads == 1 and found[zombie].command_line is None
+    checkpoint = crit_plus.open_checkpoint(tmp_path / "img")
+    assert checkpoint.process(zombie).is_zombie
+    assert [f for f in checkpoint.findings if f.severity == "error"] == []
+    assert os.path.exists(tmp_path / "img" / f"core-{zombie}.img")
