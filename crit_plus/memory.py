@@ -324,13 +324,13 @@ VMA_KINDS = ("anon", "heap", "stack", "file", "file-shared", "memfd", "shared", 
              "vdso", "vvar", "vsyscall", "socket", "aio")
 
 
-def holds_start_stack(vma, start_stack):
+def holds_start_stack(vma, start_stack: int | None) -> bool:
     """True for the VMA the kernel calls ``[stack]``: the one holding ``mm.start_stack``
     (``vma_is_initial_stack``: start <= start_stack <= end)."""
     return start_stack is not None and vma.start <= start_stack <= vma.end
 
 
-def vma_kind(vma, start_stack=None):
+def vma_kind(vma, start_stack: int | None = None) -> str:
     """What a VMA is — the one rule every command shows.
 
     ``heap``, ``vdso``, ``vvar``, ``vsyscall``, ``sysvipc``, ``socket``, ``aio``,

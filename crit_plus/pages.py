@@ -171,15 +171,32 @@ def process_pages(memory, table=None) -> ProcessPages:
     :class:`~crit_plus.memory.AddressSpace` (None: no mm image, a zombie) and its
     pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable)."""
     private = PageCounts.of(table.pages_by_state()) if table is not None else _ZERO
-    kinds = {}
-    in_vmas = shared = _ZERO
+    sums: dict[str, list[int]] = {}  # kind -> [vmas, mapped, 4 private, 4 shared, unlisted]
     for mapping in memory.vmas if memory is not None else ():
-        counts = mapping_pages(memory, mapping)
-        tally = KindTally(mapping.kind, 1, mapping.size, counts.private,
-                          counts.shared or _ZERO, counts.unlisted)
-        kinds[mapping.kind] = kinds[mapping.kind] + tally if mapping.kind in kinds else tally
-        in_vmas += counts.private
-        shared += counts.shared or _ZERO
+        own = mapping.pages  # plain ints here: 100 000 VMAs must stay cheap
+        entry = sums.get(mapping.kind)
+        if entry is None:
+            entry = sums[mapping.kind] = [0] * 11
+        entry[0] += 1
+        entry[1] += mapping.size
+        entry[2] += own.get("present", 0)
+        entry[3] += own.get("parent", 0)
+        entry[4] += own.get("lazy", 0)
+        entry[5] += own.get("none", 0)
+        if mapping.backing.kind == "shmem":
+            counts = mapping_pages(memory, mapping)
+            window = counts.shared or _ZERO
+            entry[6] += window.present
+            entry[7] += window.parent
+            entry[8] += window.lazy
+            entry[9] += window.none
+            entry[10] += counts.unlisted
+        else:
+            entry[10] += own.get("unlisted", 0)
+    kinds = {kind: KindTally(kind, v[0], v[1], PageCounts(*v[2:6]), PageCounts(*v[6:10]), v[10])
+             for kind, v in sums.items()}
+    in_vmas = sum((k.private for k in kinds.values()), _ZERO)
+    shared = sum((k.shared for k in kinds.values()), _ZERO)
     outside = private - in_vmas
     if outside != _ZERO:
         kinds[OUTSIDE_VMAS] = KindTally(OUTSIDE_VMAS, private=outside)
@@ -218,7 +235,9 @@ class CheckpointPages:
 
 def checkpoint_pages(checkpoint) -> CheckpointPages:
     """The :class:`CheckpointPages` of a :class:`~crit_plus.graph.Checkpoint`."""
-    kinds, users, first_kind = {}, {}, {}
+    kinds: dict[str, KindTally] = {}
+    users: dict[int, list[int]] = {}
+    first_kind: dict[int, str] = {}
     private = _ZERO
     for process in checkpoint.processes:
         pages = process.pages
