@@ -1,7 +1,7 @@
 """Page counts: one type, one tally by VMA kind, one rule for shared pages.
 
-Every command that counts pages (``summarize``, ``rss``, ``mems``, ``size``,
-``diff``) takes its numbers from here, through :attr:`crit_plus.graph.Process.pages`
+The commands that count pages from the pagemaps (``summarize``, ``rss``, ``mems``,
+``size``) take their numbers from here, through :attr:`crit_plus.graph.Process.pages`
 and :attr:`crit_plus.graph.Checkpoint.pages`.  Only pagemaps are read, never page
 data.  The rule (docs/format.md, "Counting pages"):
 
