@@ -18,7 +18,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 
 
 class OutputRefused(ValueError):
@@ -36,17 +35,19 @@ def refuse_inputs(output, inputs):
     being read).  ``None`` and ``-`` (standard input or output) are never refused."""
     if output in (None, "-"):
         return
+    from .render import safe_text  # imported here: the CLI starts without it
+
     for source in inputs:
         if source in (None, "-"):
             continue
         if os.path.isdir(source):
             if _inside(output, source):
-                raise OutputRefused(f"{output} is inside {source}: crit-plus never writes "
-                                    "into its input (a checkpoint, the logs it reads); "
-                                    "write it elsewhere")
+                raise OutputRefused(f"{safe_text(output)} is inside {safe_text(source)}: "
+                                    "crit-plus never writes into its input (a checkpoint, "
+                                    "the logs it reads); write it elsewhere")
         elif _same_file(output, source):
-            raise OutputRefused(f"{output} is the input {source}: crit-plus never replaces "
-                                "its input; write it elsewhere")
+            raise OutputRefused(f"{safe_text(output)} is the input {safe_text(source)}: "
+                                "crit-plus never replaces its input; write it elsewhere")
 
 
 def _same_file(first, second):
@@ -75,6 +76,8 @@ def whole_file(path, binary=True, permissions=None, inputs=()):
         with open(path, mode, encoding=encoding) as stream:
             yield stream
         return
+    import tempfile  # imported here: the CLI starts without it
+
     path = os.path.realpath(os.fspath(path))
     directory, base = os.path.split(path)
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 
 
 class Terminated(BaseException):
@@ -31,10 +30,11 @@ def _raise_terminated(signum, frame):
 def sigterm_unwinds():
     """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere,
     where Python cannot set handlers, nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
