@@ -167,13 +167,17 @@ class Program:
 
 
 def read_desc(path):
-    """A .desc file: a Python literal dict (zdtm.py eval()s it; here a literal only)."""
+    """A .desc file: a Python literal dict (zdtm.py eval()s it; here a literal only:
+    a .desc that is code, like mnt_ext_dev's, gives ``{"code": True}``)."""
     import ast
 
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    return ast.literal_eval(path.read_text())
+    try:
+        return ast.literal_eval(path.read_text())
+    except (ValueError, SyntaxError):
+        return {"code": True}
 
 
 def program_names(static):
@@ -208,6 +212,8 @@ def feature_available(criu, feature, cache={}):  # noqa: B006 - one answer per p
 def skip_reason(program, static, criu):
     """Why ``program`` must not run on this machine, or None (zdtm.py's rules, and safety)."""
     desc, flags = program.desc, program.flags
+    if desc.get("code"):
+        return "skipped: its .desc is code, not a literal"
     if "h" not in desc.get("flavor", "h ns uns").split():
         return "skipped: needs namespaces (no host flavor)"
     arch = os.uname().machine
@@ -303,6 +309,16 @@ def kill_all(pids, timeout=GONE_TIMEOUT):
         except (ProcessLookupError, PermissionError):
             pass
     return harness.wait_gone(pids, timeout)
+
+
+def subreaper(on):
+    """Make this process the reaper of the programs' orphans (PR_SET_CHILD_SUBREAPER):
+    a daemonized program and a restored tree become our children, and
+    :func:`harness.wait_gone` reaps them at once instead of waiting for init."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1 if on else 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 def mount_table():
@@ -438,6 +454,7 @@ def run_program(program, static, criu, out_dir, version):
     env = program_env(static)
     make = ["make", "--no-print-directory", "-C", str(static)]
     mounts, rules = mount_table(), set(lock_rules())
+    subreaper(True)
     pid, seen = None, set()
     try:
         _run([*make, f"{name}.cleanout"], out_dir / "start.log", 60, env=env)
@@ -479,11 +496,14 @@ def run_program(program, static, criu, out_dir, version):
     finally:
         seen |= related_pids(pid, static) if pid else related_pids(0, static)
         left = kill_all(seen)
-        remove_rules(sorted(set(lock_rules()) - rules))
+        if result.dumped and not result.restored:
+            # CRIU's lock of the program's TCP connections stays until a restore lifts it
+            remove_rules(sorted(set(lock_rules()) - rules))
         for suffix in (".out", ".out.inprogress"):
             if (static / f"{name}{suffix}").exists():
                 shutil.copy(static / f"{name}{suffix}", out_dir / f"program{suffix}")
         _run([*make, f"{name}.cleanout"], out_dir / "start.log", 60, env=env)
+        subreaper(False)
         result.seconds = round(time.monotonic() - started_at, 2)
         if left:
             result.reason += f"; processes left: {left}"
