@@ -126,6 +126,7 @@ def build(source=SOURCE, build_root=BUILD, jobs=2, log=sys.stderr):
     (src / "test").mkdir(parents=True)
     (src / "criu").mkdir()
     shutil.copytree(Path(source) / "test" / "zdtm", src / "test" / "zdtm", symlinks=True)
+    shutil.copy(Path(source) / "test" / "zdtm.desc", src / "test" / "zdtm.desc")
     # criu-rtc.so (the rtc program's plugin) includes ../../../criu/include
     shutil.copytree(Path(source) / "criu" / "include", src / "criu" / "include", symlinks=True)
     zdtm = src / "test" / "zdtm"
@@ -184,11 +185,12 @@ def program_names(static):
     """Every program zdtm.py would run from ``static``: executable regular files that
     are not hooks, checkskip scripts, libraries or in zdtm.desc's exclude list."""
     static = Path(static)
-    exclude = set()
+    # zdtm.desc: {'dir': 'zdtm/', 'exclude': ['static/route_rules', ...]}
     zdtm_desc = static.parents[1] / "zdtm.desc"
-    if zdtm_desc.exists():
-        exclude = {Path(e).name for e in read_desc(zdtm_desc).get("exclude", [])
-                   if e.startswith("static/")}
+    if not zdtm_desc.exists():
+        zdtm_desc = SOURCE / "test" / "zdtm.desc"
+    exclude = {Path(e).name for e in read_desc(zdtm_desc).get("exclude", [])
+               if e.startswith("static/")}
     names = []
     for path in sorted(static.iterdir()):
         mode = path.lstat().st_mode
@@ -214,6 +216,9 @@ def skip_reason(program, static, criu):
     desc, flags = program.desc, program.flags
     if desc.get("code"):
         return "skipped: its .desc is code, not a literal"
+    with open(static / program.name, "rb") as head:
+        if head.read(4) != b"\x7fELF":
+            return "skipped: a script, not a static program"
     if "h" not in desc.get("flavor", "h ns uns").split():
         return "skipped: needs namespaces (no host flavor)"
     arch = os.uname().machine
