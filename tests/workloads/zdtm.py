@@ -64,6 +64,11 @@ HOST_CHANGING = {
     "socket6_icmp": "writes the host sysctl net.ipv4.ping_group_range",
 }
 
+#: Programs without the host flavor that need nothing but their own IPC namespace
+#: (SysV shared memory, message queues, semaphores): started under ``unshare --ipc``,
+#: which changes nothing of the host (CRIU dumps and restores the IPC namespace).
+IPC_NS_PROGRAMS = frozenset({"shm", "shm-unaligned", "shm-mp", "msgque", "sem"})
+
 START_TIMEOUT = 30
 CRIU_TIMEOUT = 60
 GONE_TIMEOUT = 20
@@ -156,6 +161,11 @@ class Program:
     skip: str | None = None
 
     @property
+    def flavor(self):
+        """``h`` (the host's namespaces) or ``ipc`` (its own IPC namespace only)."""
+        return "ipc" if self.name in IPC_NS_PROGRAMS else "h"
+
+    @property
     def flags(self):
         return self.desc.get("flags", "").split()
 
@@ -219,7 +229,8 @@ def skip_reason(program, static, criu):
     with open(static / program.name, "rb") as head:
         if head.read(4) != b"\x7fELF":
             return "skipped: a script, not a static program"
-    if "h" not in desc.get("flavor", "h ns uns").split():
+    if "h" not in desc.get("flavor", "h ns uns").split() and \
+            program.name not in IPC_NS_PROGRAMS:
         return "skipped: needs namespaces (no host flavor)"
     arch = os.uname().machine
     if desc.get("arch") and arch not in desc["arch"].split():
@@ -370,6 +381,7 @@ class Result:
     dump_verdict: str = ""     # after a failed dump: the program's own check
     seconds: float = 0.0
     criu: str = ""
+    flavor: str = "h"
 
     @property
     def passed(self):
@@ -454,7 +466,7 @@ def run_program(program, static, criu, out_dir, version):
     images, restore_dir = out_dir / "images", out_dir / "restore"
     images.mkdir(parents=True)
     restore_dir.mkdir()
-    result = Result(name, criu=version)
+    result = Result(name, criu=version, flavor=program.flavor)
     timeout = int(program.desc.get("timeout") or START_TIMEOUT)
     env = program_env(static)
     make = ["make", "--no-print-directory", "-C", str(static)]
@@ -463,7 +475,8 @@ def run_program(program, static, criu, out_dir, version):
     pid, seen = None, set()
     try:
         _run([*make, f"{name}.cleanout"], out_dir / "start.log", 60, env=env)
-        code = _run([*make, f"{name}.pid"], out_dir / "start.log", timeout, env=env)
+        unshare = ["unshare", "--ipc"] if program.flavor == "ipc" else []
+        code = _run([*unshare, *make, f"{name}.pid"], out_dir / "start.log", timeout, env=env)
         pid = _read_pid(static / f"{name}.pid", 1 if code is None else 5)
         if code != 0 or pid is None or not harness.alive(pid):
             result.reason = ("did not start: " + ("timeout" if code is None else
