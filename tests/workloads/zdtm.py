@@ -288,31 +288,46 @@ def _stat_fields(pid):
     return text.rsplit(")", 1)[1].split()
 
 
-def related_pids(root, static):
-    """The process tree of ``root``: its descendants, its session, and any process
-    running a program from ``static`` (one that left the tree is still found)."""
-    parents, sessions, strays = {}, {}, set()
+def _process_table():
+    """``{pid: (ppid, sid, exe or "")}`` of every process."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         fields = _stat_fields(entry)
         if fields is None:
             continue
-        pid = int(entry)
-        parents[pid], sessions[pid] = int(fields[1]), int(fields[3])
         try:
-            if os.readlink(f"/proc/{pid}/exe").startswith(str(static) + "/"):
-                strays.add(pid)
+            exe = os.readlink(f"/proc/{entry}/exe")
         except OSError:
-            pass
-    found = {p for p, sid in sessions.items() if root and sid == root} | strays
-    if root and root in parents:
-        found.add(root)
-    changed = True
-    while changed:
-        children = {p for p, ppid in parents.items() if ppid in found} - found
+            exe = ""
+        table[int(entry)] = (int(fields[1]), int(fields[3]), exe)
+    return table
+
+
+def _with_descendants(found, table):
+    found = set(found)
+    while True:
+        children = {p for p, (ppid, _, _) in table.items() if ppid in found} - found
+        if not children:
+            return found
         found |= children
-        changed = bool(children)
+
+
+def descendants(root):
+    """``root`` and every process below it (the tree ``criu dump -t root`` dumps)."""
+    table = _process_table()
+    return _with_descendants({root} & set(table), table)
+
+
+def related_pids(root, static):
+    """The process tree of ``root``: its descendants, its session, and any process
+    running a program from ``static`` (one that left the tree is still found)."""
+    table = _process_table()
+    found = {p for p, (_, sid, exe) in table.items()
+             if (root and sid == root) or exe.startswith(f"{static}/")}
+    found |= {root} & set(table)
+    found = _with_descendants(found, table)
     found.discard(os.getpid())
     return found
 
@@ -483,7 +498,7 @@ def run_program(program, static, criu, out_dir, version):
                              f"make exited {code}" if code else "no live pid"))
             return result
         result.started = True
-        seen = related_pids(pid, static)
+        seen, tree = related_pids(pid, static), descendants(pid)
         code = _run([criu, "dump", "-t", str(pid), "-D", str(images), "-o", "dump.log",
                      "-v4", *program.options("dump")], out_dir / "criu.out", CRIU_TIMEOUT)
         result.image_bytes = sum(p.stat().st_size for p in images.iterdir()
@@ -495,7 +510,7 @@ def run_program(program, static, criu, out_dir, version):
             result.dump_verdict = _stop(pid, static, name, timeout)
             return result
         result.dumped = True
-        left = harness.wait_gone(sorted(seen), GONE_TIMEOUT)
+        left = harness.wait_gone(sorted(tree), GONE_TIMEOUT)
         if left:
             result.reason = f"dumped tree still there: {left}"
             return result
