@@ -372,6 +372,29 @@ def lock_rules():
     return rules
 
 
+def locked_ports(dump_log):
+    """The port pairs CRIU locked during a dump (``Locked A:P - B:Q connection`` lines)."""
+    import re
+
+    pairs = set()
+    try:
+        with open(dump_log, errors="replace") as log:
+            for line in log:
+                match = re.search(r"Locked \[?[^ ]*?\]?:(\d+) - \[?[^ ]*?\]?:(\d+) connection",
+                                  line)
+                if match:
+                    pairs.add((match.group(1), match.group(2)))
+    except FileNotFoundError:
+        pass
+    return pairs
+
+
+def _locks_port(rule, pairs):
+    words = rule.split()
+    ports = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--sport", "--dport")}
+    return any(set(pair) == ports or set(pair) <= ports for pair in pairs)
+
+
 def remove_rules(rules):
     """Delete the iptables ``rules`` (pairs from :func:`lock_rules`)."""
     for tool, line in rules:
@@ -529,9 +552,10 @@ def run_program(program, static, criu, out_dir, version):
     finally:
         seen |= related_pids(pid, static) if pid else related_pids(0, static)
         left = kill_all(seen)
-        if result.dumped and not result.restored:
-            # CRIU's lock of the program's TCP connections stays until a restore lifts it
-            remove_rules(sorted(set(lock_rules()) - rules))
+        # CRIU's lock of the program's TCP connections stays when no restore lifted it
+        # (and after restores of closing connections): only the dump's own rules go
+        remove_rules(sorted(r for r in set(lock_rules()) - rules
+                            if _locks_port(r[1], locked_ports(images / "dump.log"))))
         for suffix in (".out", ".out.inprogress"):
             if (static / f"{name}{suffix}").exists():
                 shutil.copy(static / f"{name}{suffix}", out_dir / f"program{suffix}")
