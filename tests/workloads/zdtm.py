@@ -441,17 +441,18 @@ def _run(argv, log_path, timeout, cwd=None, env=None):
 
 
 def _criu_error(log_path):
-    """The last ``Error (...)`` line of a CRIU log that is not one every run here logs."""
-    last = ""
+    """The first ``Error (...)`` line of a CRIU log that is not one every run here logs
+    (the cause; the last ones say "Dumping FAILED.")."""
     try:
         with open(log_path, errors="replace") as log:
             for line in log:
                 _, mark, message = line.partition("Error (")
-                if mark and not message.split("): ", 1)[-1].startswith(harness._HARMLESS):
-                    last = message.split("): ", 1)[-1].strip()
+                message = message.split("): ", 1)[-1].strip()
+                if mark and not message.startswith(harness._HARMLESS):
+                    return message
     except FileNotFoundError:
         return "no log"
-    return last
+    return "no error line"
 
 
 def _read_pid(path, timeout=5):
@@ -510,7 +511,7 @@ def run_program(program, static, criu, out_dir, version):
     make = ["make", "--no-print-directory", "-C", str(static)]
     mounts, rules = mount_table(), set(lock_rules())
     subreaper(True)
-    pid, seen = None, set()
+    pid, seen, interrupted = None, set(), False
     try:
         _run([*make, f"{name}.cleanout"], out_dir / "start.log", 60, env=env)
         unshare = ["unshare", "--ipc"] if program.flavor == "ipc" else []
@@ -549,6 +550,9 @@ def run_program(program, static, criu, out_dir, version):
         result.verdict = _stop(pid, static, name, timeout)
         if result.verdict != "PASS":
             result.reason = f"restored, then {result.verdict}"
+    except BaseException:
+        interrupted = True  # no result.json: the program runs again next time
+        raise
     finally:
         seen |= related_pids(pid, static) if pid else related_pids(0, static)
         left = kill_all(seen)
@@ -564,7 +568,8 @@ def run_program(program, static, criu, out_dir, version):
         result.seconds = round(time.monotonic() - started_at, 2)
         if left:
             result.reason += f"; processes left: {left}"
-        (out_dir / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
+        if not interrupted:
+            (out_dir / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
         if mount_table() != mounts:
             raise HostChanged(f"{name} changed the mount table; the run stops "
                               "(see /proc/self/mountinfo)")
