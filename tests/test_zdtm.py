@@ -33,12 +33,13 @@ SAMPLE = {
     "signals": ["sigpending", "sigaltstack", "signalfd00"],
     "zombies": ["zombie00", "zombie01"],
     "ghost and unlinked files": ["unlink_fstat01", "unlink_fstat02", "ghost_holes00",
-                                 "unlink_mmap00"],
+                                 "unlink_mmap00", "fd01"],
     "file locks and leases": ["file_locks00", "file_locks01", "file_lease00"],
     "inotify and fanotify": ["inotify00", "fanotify00"],
     "memfd": ["memfd00", "memfd01"],
     "shared memory": ["shmemfd", "cow01", "maps01"],
-    "seccomp": ["seccomp_strict", "seccomp_filter"],
+    "memory mappings": ["maps12", "mprotect00"],
+    "seccomp": ["seccomp_strict", "seccomp_filter_tsync"],
     "vdso": ["vdso00", "vdso01"],
     "threads and stopped tasks": ["pthread00", "stopped"],
     "eventfd and epoll": ["eventfs00", "epoll"],
@@ -48,7 +49,17 @@ NAMES = [name for names in SAMPLE.values() for name in names]
 
 #: validate's known false errors on zdtm dumps (issue 17), fixed elsewhere: each an
 #: expected failure that turns into a test failure (strict) once the fix is merged.
-KNOWN = {}
+_ZOMBIE = ("issue 17: a zombie's thread id is left unset by CRIU, validate reads it as a "
+           "thread (duplicate-tid, missing-image core-<garbage>.img)")
+KNOWN = {
+    ("zombie00", "validate"): _ZOMBIE,
+    ("zombie01", "validate"): _ZOMBIE,
+    ("sigpending", "validate"): _ZOMBIE,
+    ("fd01", "validate"): "issue 17: CRIU names ghost images ghost-file-%x.img (hex); validate "
+                          "looks for ghost-file-10.img for id 0x10 (missing-ghost)",
+    ("maps12", "validate"): "issue 17: VMA order around special mappings (vma-unsorted, "
+                            "vma-overlap, pagemap-outside-vma)",
+}
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +98,7 @@ def _cases():
             yield pytest.param(name, check, id=f"{name}-{check.name}", marks=marks)
 
 
-@pytest.mark.parametrize("name,check", _cases())
+@pytest.mark.parametrize("name,check", list(_cases()))
 def test_dump(dumps, sample, name, check):
     if name not in dumps:
         pytest.fail(f"{name} was not dumped: {sample[name].reason}")

@@ -171,7 +171,7 @@ def commands_run(dump):
 def validate_report(dump):
     """validate's JSON report of the dump (run once per dump)."""
     if "validate" not in dump.cache:
-        code, stdout, stderr, stack = run_command(["validate", "--format", "json", dump.images])
+        _, stdout, stderr, stack = run_command(["validate", "--format", "json", dump.images])
         if stack is not None:
             raise AssertionError(f"validate crashed: {stack.strip().splitlines()[-1]}")
         dump.cache["validate"] = json.loads(stdout) if stdout.strip() else {"findings": [],

@@ -33,7 +33,7 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tests.workloads import harness
@@ -88,7 +88,7 @@ def missing_packages(packages=BUILD_DEPS):
     missing = []
     for name in packages:
         out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True,
-                             text=True, timeout=30)
+                             text=True, timeout=30, check=False)
         if "install ok installed" not in out.stdout:
             missing.append(name)
     return missing
@@ -101,8 +101,8 @@ def install_packages(packages=BUILD_DEPS):
         return []
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(argv, env=env, stdout=sys.stderr, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], stdout=sys.stderr, timeout=900)
+    if subprocess.run(argv, env=env, stdout=sys.stderr, timeout=900, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], stdout=sys.stderr, timeout=900, check=False)
         subprocess.run(argv, env=env, stdout=sys.stderr, timeout=900, check=True)
     return missing
 
@@ -141,7 +141,7 @@ def build(source=SOURCE, build_root=BUILD, jobs=2, log=sys.stderr):
         subprocess.run(["make", f"-j{jobs}", "-C", str(zdtm / "lib")], stdout=out,
                        stderr=subprocess.STDOUT, timeout=1800, check=True)
         subprocess.run(["make", "-k", f"-j{jobs}", "-C", str(zdtm / "static")], stdout=out,
-                       stderr=subprocess.STDOUT, timeout=3600)
+                       stderr=subprocess.STDOUT, timeout=3600, check=False)
     # zdtm.py lets the programs write their files there (they may drop privileges)
     static = static_dir(build_root)
     static.chmod(static.stat().st_mode | 0o777)
@@ -216,7 +216,7 @@ def feature_available(criu, feature, cache={}):  # noqa: B006 - one answer per p
     """``criu check --feature FEATURE`` succeeds."""
     if (criu, feature) not in cache:
         out = subprocess.run([criu, "check", "--no-default-config", "-v0", "--feature", feature],
-                             capture_output=True, timeout=60)
+                             capture_output=True, timeout=60, check=False)
         cache[(criu, feature)] = out.returncode == 0
     return cache[(criu, feature)]
 
@@ -254,7 +254,7 @@ def skip_reason(program, static, criu):
     if os.access(checkskip, os.X_OK):
         try:
             ok = subprocess.run([str(checkskip)], cwd=static, capture_output=True,
-                                timeout=30).returncode == 0
+                                timeout=30, check=False).returncode == 0
         except subprocess.TimeoutExpired:
             ok = False
         if not ok:
@@ -364,7 +364,7 @@ def lock_rules():
     for tool in ("iptables", "ip6tables"):
         try:
             out = subprocess.run([f"{tool}-save", "-t", "filter"], capture_output=True,
-                                 text=True, timeout=30)
+                                 text=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired):
             continue
         rules += [(tool, line) for line in out.stdout.splitlines()
@@ -399,7 +399,7 @@ def remove_rules(rules):
     """Delete the iptables ``rules`` (pairs from :func:`lock_rules`)."""
     for tool, line in rules:
         subprocess.run([tool, "-t", "filter", "-D", *line.split()[1:]], capture_output=True,
-                       timeout=30)
+                       timeout=30, check=False)
 
 
 # -- one program ------------------------------------------------------------------------
@@ -581,7 +581,8 @@ def run_program(program, static, criu, out_dir, version):
 
 def criu_version(criu):
     """``criu --version`` → ``"4.2.1"``."""
-    out = subprocess.run([criu, "--version"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([criu, "--version"], capture_output=True, text=True, timeout=30,
+                         check=False)
     version = harness.parse_version(out.stdout)
     if version is None:
         raise RuntimeError(f"{criu} --version: {out.stdout.strip()!r}")
@@ -641,8 +642,8 @@ def write_table(results, top):
     rows = [asdict(r) for r in results]
     with open(top / "results.tsv", "w") as tsv:
         tsv.write("\t".join(COLUMNS) + "\n")
-        for row in rows:
-            tsv.write("\t".join(str(row[c]).replace("\t", " ") for c in COLUMNS) + "\n")
+        tsv.writelines("\t".join(str(row[c]).replace("\t", " ") for c in COLUMNS) + "\n"
+                       for row in rows)
     (top / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
