@@ -5,9 +5,11 @@ returning the problems it found (an empty list: the dump passes it).  :data:`CHE
 is the list every dump goes through; add a check by appending to it.
 
 - ``decode``: crit-plus's ``decode`` equals CRIU's own crit (tests/oracle.py) on
-  every image crit reads, apart from crit's known bugs (:func:`without_crit_bugs`);
+  every image crit reads, plain and ``--pretty``, apart from crit's known bugs
+  (:func:`without_crit_bugs`);
 - ``commands``: summarize, ps, fds, sk, mems, rss, size, size --content, validate
-  and diff with itself (:data:`COMMANDS`) run without a traceback, in-process
+  and diff with itself (:data:`COMMANDS`), as tables and as JSON, run without a
+  traceback, in-process
   through ``crit_plus.cli.main`` (an exception escaping it is the traceback);
 - ``validate``: validate predicts the restore: no error on a dump that restored
   and passed its own check; an error on a dump whose restore failed.
@@ -96,25 +98,27 @@ def first_difference(ours, theirs, where=""):
 
 
 def decode_matches_crit(dump):
-    """Every image crit reads decodes in crit-plus to crit's JSON."""
+    """Every image crit reads decodes in crit-plus to crit's JSON, plain and ``--pretty``."""
     problems = []
     for path in sorted(dump.images.iterdir()):
         if not path.is_file() or not is_metadata_image(path):
             continue
-        try:
-            theirs = crit_json(path)
-        except Exception:  # noqa: BLE001 - crit cannot read it: not compared
-            dump.cache.setdefault("crit_unreadable", []).append(path.name)
-            continue
-        try:
-            ours = ours_json(path)
-        except Exception as error:  # noqa: BLE001 - ours must read what crit reads
-            problems.append(f"{path.name}: crit-plus fails ({type(error).__name__}: {error}), "
-                            "crit reads it")
-            continue
-        theirs = without_crit_bugs(path.name, ours, theirs)
-        if ours != theirs:
-            problems.append(f"{path.name}: {first_difference(ours, theirs)}")
+        for pretty in (False, True):
+            label = f"{path.name}{' --pretty' if pretty else ''}"
+            try:
+                theirs = crit_json(path, pretty)
+            except Exception:  # noqa: BLE001 - crit cannot read it: not compared
+                dump.cache.setdefault("crit_unreadable", []).append(label)
+                continue
+            try:
+                ours = ours_json(path, pretty)
+            except Exception as error:  # noqa: BLE001 - ours must read what crit reads
+                problems.append(f"{label}: crit-plus fails ({type(error).__name__}: {error}), "
+                                "crit reads it")
+                continue
+            theirs = without_crit_bugs(path.name, ours, theirs)
+            if ours != theirs:
+                problems.append(f"{label}: {first_difference(ours, theirs)}")
         dump.cache["decoded"] = dump.cache.get("decoded", 0) + 1
     return problems
 
@@ -142,12 +146,14 @@ def run_command(argv):
     return code, texts[0], texts[1], stack
 
 
-#: The commands run on each dump (``{}`` is the images directory).
-COMMANDS = (
+_TABLES = (
     ("summarize", "{}"), ("ps", "{}"), ("fds", "{}"), ("sk", "{}"), ("mems", "{}"),
     ("rss", "{}"), ("size", "{}"), ("size", "--content", "{}"), ("validate", "{}"),
     ("diff", "{}", "{}"),
 )
+#: The commands run on each dump (``{}`` is the images directory), as tables and as
+#: JSON (validate's JSON run is :func:`validate_report`'s).
+COMMANDS = _TABLES + tuple((*c, "--format", "json") for c in _TABLES if c[0] != "validate")
 
 
 def commands_run(dump):
