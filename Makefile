@@ -59,7 +59,7 @@ demo: setup $(DEMO_SNAPSHOT)
 	$(BIN)/crit-plus show $(DEMO_SNAPSHOT)/pstree.img | head -n 12
 
 ## test: the whole suite with the current schema (live CRIU tests included: they must run,
-##       not skip; a sample of 50 zdtm programs among them), then the version-skew suite
+##       not skip; a sample of 60 zdtm programs among them), then the version-skew suite
 ##       under the distribution's older pycriu
 test: setup criu zdtm-build
 	CRIT_PLUS_LIVE=required CRIT_PLUS_CRIU="$${CRIT_PLUS_CRIU:-$$(scripts/install-criu)}" \

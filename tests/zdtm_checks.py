@@ -270,3 +270,45 @@ def summary_text(report):
             for problem in problems:
                 lines.append(f"  {row['test']}: {name}: {problem}")
     return "\n".join(lines)
+
+
+
+def markdown(results, report):
+    """The table docs/live.md shows: the runs, then the checks (a full run's numbers)."""
+    ran = [r for r in results if not r.verdict.startswith(("skipped", "not built"))]
+    skipped = {}
+    for r in results:
+        if r not in ran:
+            skipped[r.verdict] = skipped.get(r.verdict, 0) + 1
+    rows = report["dumps"]
+    false_errors = sum(1 for row in rows if row["validate"] == "false error")
+    missed = sum(1 for row in rows if row["validate"] == "missed failure")
+    passed = sum(r.passed for r in ran)
+    failed_restores = sum(1 for r in ran if r.dumped and not r.restored)
+    images = sum(row["images_decoded"] for row in rows)
+
+    def clean(name):
+        return sum(1 for row in rows if not row["problems"].get(name))
+
+    lines = [
+        "| | programs |", "| --- | --- |",
+        f"| zdtm static programs | {len(results)} |",
+        f"| skipped (not safe or not possible here) | {len(results) - len(ran)} |",
+        f"| run | {len(ran)} |",
+        f"| started | {sum(r.started for r in ran)} |",
+        f"| dumped by CRIU | {sum(r.dumped for r in ran)} |",
+        f"| restored | {sum(r.restored for r in ran)} |",
+        f"| passed their own check after the restore | {passed} |",
+        (f"| dumps whose `decode` equals crit on every image ({images} images, plain and "
+        f"`--pretty`) | {clean('decode')} of {len(rows)} |"),
+        (f"| dumps where every command ran without a traceback | {clean('commands')} of "
+        f"{len(rows)} |"),
+        (f"| validate: no error on a dump that restored and passed | "
+        f"{passed - false_errors} of {passed} |"),
+        (f"| validate: an error on a dump whose restore failed | "
+        f"{failed_restores - missed} of {failed_restores} |"),
+        "",
+        "Skipped: " + "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in
+                                sorted(skipped.items(), key=lambda item: -item[1])) + ".",
+    ]
+    return "\n".join(lines)
