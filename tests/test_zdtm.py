@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import zdtm_checks
+from tests import oracle, zdtm_checks
 from tests.workloads import zdtm
 
 pytestmark = pytest.mark.live
@@ -103,3 +103,48 @@ def test_dump(dumps, sample, name, check):
     if name not in dumps:
         pytest.fail(f"{name} was not dumped: {sample[name].reason}")
     assert check.run(dumps[name]) == []
+
+
+# -- the checks can fail -----------------------------------------------------------------
+
+
+def test_commands_check_reports_a_traceback(service_a, monkeypatch):
+    from crit_plus.analysis import explore
+
+    dump = zdtm_checks.Dump(zdtm.Result("service-a", True, True, True, "PASS"), service_a)
+    assert zdtm_checks.commands_run(dump) == []
+
+    def broken(*args, **kwargs):
+        raise KeyError("planted")
+
+    monkeypatch.setattr(explore, "ps_rows", broken)
+    problems = zdtm_checks.commands_run(zdtm_checks.Dump(dump.result, service_a))
+    assert problems == ["ps: traceback: KeyError: 'planted'",
+                        "ps --format json: traceback: KeyError: 'planted'"]
+
+
+def test_validate_check_reports_both_disagreements(service_a):
+    failed = zdtm.Result("service-a", True, True, False, reason="restore failed: planted")
+    assert zdtm_checks.validate_agrees(zdtm_checks.Dump(failed, service_a)) == [
+        "the restore failed (restore failed: planted), validate found no error"]
+    dump = zdtm_checks.Dump(zdtm.Result("service-a", True, True, True, "PASS"), service_a)
+    dump.cache["validate"] = {"findings": [{"severity": "error", "code": "planted",
+                                            "message": "m"}]}
+    assert zdtm_checks.validate_agrees(dump) == [
+        "restored and passed, but validate says error planted: m"]
+
+
+def test_decode_check_reports_a_difference(service_a, monkeypatch):
+    dump = zdtm_checks.Dump(zdtm.Result("service-a", True, True, True, "PASS"), service_a)
+    assert zdtm_checks.decode_matches_crit(dump) == []
+
+    def shifted(path, pretty=False, nopl=False):
+        document = oracle.crit_json(path, pretty, nopl)
+        if path.name == "pstree.img":
+            document["entries"][0]["pid"] += 1
+        return document
+
+    monkeypatch.setattr(zdtm_checks, "crit_json", shifted)
+    problems = zdtm_checks.decode_matches_crit(zdtm_checks.Dump(dump.result, service_a))
+    assert [p.split(":")[0] for p in problems] == ["pstree.img", "pstree.img --pretty"]
+    assert ".entries[0].pid" in problems[0]
