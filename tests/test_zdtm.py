@@ -55,8 +55,9 @@ KNOWN = {
     ("zombie00", "validate"): _ZOMBIE,
     ("zombie01", "validate"): _ZOMBIE,
     ("sigpending", "validate"): _ZOMBIE,
-    ("fd01", "validate"): "issue 17: CRIU names ghost images ghost-file-%x.img (hex); validate "
-                          "looks for ghost-file-10.img for id 0x10 (missing-ghost)",
+    ("fd01", "validate"): "issue 17: CRIU names ghost images ghost-file-%x.img (hex): "
+                          "ghost-file-a.img for ghost 10, where validate looks for "
+                          "ghost-file-10.img (missing-ghost)",
     ("maps12", "validate"): "issue 17: VMA order around special mappings (vma-unsorted, "
                             "vma-overlap, pagemap-outside-vma)",
 }
