@@ -398,9 +398,10 @@ def locked_ports(dump_log):
 
 
 def _locks_port(rule, pairs):
+    """True if iptables ``rule`` matches both ports of one of ``pairs``."""
     words = rule.split()
     ports = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--sport", "--dport")}
-    return any(set(pair) == ports or set(pair) <= ports for pair in pairs)
+    return any(set(pair) <= ports for pair in pairs)
 
 
 def remove_rules(rules):
