@@ -611,9 +611,11 @@ def cached_result(directory):
         return None
 
 
-def run_all(criu, names=None, build_root=BUILD, source=SOURCE, fresh=False, log=sys.stderr):
+def run_all(criu, names=None, build_root=BUILD, source=SOURCE, fresh=False, retry=False,
+            log=sys.stderr):
     """Build, plan and run ``names`` (default: every program); reuse cached results
-    unless ``fresh``; write the table; return ``(version, [Result])``."""
+    unless ``fresh`` (or, with ``retry``, unless the cached one did not pass); write the
+    table; return ``(version, [Result])``."""
     static = build(source, build_root, log=log)
     version = criu_version(criu)
     top = results_dir(version, build_root)
@@ -626,7 +628,7 @@ def run_all(criu, names=None, build_root=BUILD, source=SOURCE, fresh=False, log=
                                   criu=version))
             continue
         cached = None if fresh else cached_result(top / program.name)
-        if cached is None:
+        if cached is None or (retry and not cached.passed):
             cached = run_program(program, static, criu, top / program.name, version)
             print(f"zdtm: [{number}/{len(programs)}] {program.name}: {describe(cached)}",
                   file=log, flush=True)
