@@ -731,7 +731,9 @@ class AddressSpace:
     Built by :class:`crit_plus.graph.Process` from its VMAs (each with the file
     behind it and a :class:`Backing`), its pagemap (a :class:`PageTable`, or
     None with ``problem`` saying why there is none) and the checkpoint's
-    :class:`PageStore`.
+    :class:`PageStore`.  ``guards`` holds the ``(start, end)`` of CRIU's guard-region
+    entries (``VMA_AREA_GUARD``, kept in ``mm-<pid>.img`` after the VMAs): ranges inside
+    VMAs, not VMAs themselves, so they are left out of :attr:`mappings`.
     """
 
     def __init__(self, name, layout, table, store, problem=None, path=None):
@@ -741,6 +743,12 @@ class AddressSpace:
         self._store = store
         self._problem = problem
         findings = list(table.findings) if table is not None else []
+        # CRIU's VMA_AREA_GUARD entries (MADV_GUARD_INSTALL regions, appended after the VMAs
+        # by collect_madv_guards) lie inside real VMAs: not VMAs, not in /proc/PID/maps
+        self.guards = tuple((item[0].start, item[0].end) for item in layout
+                            if int(item[0].status) & _GUARD)
+        if self.guards:
+            layout = [item for item in layout if not int(item[0].status) & _GUARD]
         empty = [(f"VMA {item[0].start:#x}-{item[0].end:#x} is empty or ends before it starts; "
                   "left out", named(vaddr=f"{item[0].start:#x}"))
                  for item in layout if item[0].end <= item[0].start]
@@ -1136,6 +1144,7 @@ def _file_spans(path, size, extents, start, end):
 
 
 _KERNEL = int(VmaStatus.VVAR | VmaStatus.VSYSCALL)
+_GUARD = int(VmaStatus.GUARD)
 _SHMEM = int(VmaStatus.ANON_SHARED | VmaStatus.SYSVIPC)
 _FILE_STATUS = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 _RECREATED = int(VmaStatus.AIORING | VmaStatus.SOCKET | VmaStatus.UPROBES | VmaStatus.SHSTK)
