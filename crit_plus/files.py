@@ -509,7 +509,7 @@ class _Context:
                     self.findings.append(Finding(
                         ERROR, "missing-ghost",
                         f"deleted file {name} (id {entry.id}) needs {ghost}, which is missing",
-                        "remap-fpath.img", named(id=entry.id, ghost=ghost)))
+                        ghost, named(id=entry.id)))
             elif remap_type == RemapType.LINKED:
                 details["deleted"] = True
                 linked = self.entries.get(remap_id)

@@ -260,10 +260,16 @@ class Process:
 
     @functools.cached_property
     def _cores(self):
-        tids = list(self.entry.threads) or [self.pid]
-        if self.pid not in tids:
-            tids.insert(0, self.pid)
-        return {tid: self._load(read_core, f"core-{tid}.img", tid) for tid in tids}
+        # CRIU's rule (read_pstree_image, restore_one_zombie): threads[0] stands for the
+        # leader; a zombie is its leader alone (CRIU leaves its thread id unset: garbage)
+        cores = {self.pid: self._load(read_core, f"core-{self.pid}.img", self.pid)}
+        leader = cores[self.pid].value
+        if leader is not None and leader.task_state in _ZOMBIE_STATES:
+            return cores
+        for tid in self.entry.threads[1:]:
+            if tid not in cores:
+                cores[tid] = self._load(read_core, f"core-{tid}.img", tid)
+        return cores
 
     @functools.cached_property
     def _needs_images(self):
@@ -627,7 +633,7 @@ class Checkpoint:
     @functools.cached_property
     def _unique_entries(self):
         first, entries, findings = {}, [], []
-        owner = {}
+        owner = {entry.pid: entry.pid for entry in self.pstree}
         for index, entry in enumerate(self.pstree):
             if entry.pid in first:
                 findings.append(Finding(
@@ -638,12 +644,16 @@ class Checkpoint:
                 continue
             first[entry.pid] = index
             entries.append(entry)
-            for tid in entry.threads:
+            # CRIU's read_pstree_image: threads[0] stands for the leader and is never looked
+            # up (a zombie's is left unset at dump: garbage); every other id must be new
+            for tid in entry.threads[1:]:
                 if tid in owner and owner[tid] != entry.pid:
                     findings.append(Finding(
                         ERROR, "duplicate-tid",
-                        f"thread {tid} belongs to pid {owner[tid]} and pid {entry.pid}",
-                        "pstree.img", named(pid=owner[tid], tid=tid)))
+                        f"thread {tid} of pid {entry.pid} is already "
+                        + (f"pid {tid}" if owner[tid] == tid else
+                           f"a thread of pid {owner[tid]}"),
+                        "pstree.img", named(pid=entry.pid, tid=tid)))
                 owner.setdefault(tid, entry.pid)
         return entries, findings
 

@@ -424,8 +424,8 @@ def test_untrusted_process_tree(tmp_path):
     assert said["many-roots"] == "Parent missed on non-root task with pid 7, image corruption!"
     assert said["pid-cycle"] == "Can't find a parent for 2"
     shared = next(f for f in found if f.code == "duplicate-tid")
-    assert shared.message == "thread 6 belongs to pid 6 and pid 9"
-    assert dict(shared.params) == {"pid": 6, "tid": 6}
+    assert shared.message == "thread 6 of pid 9 is already pid 6"
+    assert dict(shared.params) == {"pid": 9, "tid": 6}
     tree = checkpoint.tree
     assert tree.roots == (1, 2, 4, 5, 7)
     assert tree.children(2) == (3,) and tree.parent(3) == 2 and tree.parent(2) is None

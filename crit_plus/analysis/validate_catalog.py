@@ -89,7 +89,7 @@ CHECKS = {check.code: check for check in (
     Check("missing-ghost", INTEGRITY, "error",
           "a deleted file's contents (its ghost-file image) are missing",
           "Unexpected EOF on (empty-image)",
-          "Copy {ghost} from the original checkpoint; without it the deleted "
+          "Copy {image} from the original checkpoint; without it the deleted "
           "file cannot be recreated.", graph=True),
     Check("missing-memfd-inode", INTEGRITY, "error",
           "a memfd names an inode missing from memfd.img", None, _RECOPY, graph=True),
