@@ -13,6 +13,7 @@ restores of zdtm programs with these images removed are in tests/test_live_zdtm_
 from __future__ import annotations
 
 import re
+import shutil
 import tarfile
 
 import pytest
@@ -21,7 +22,6 @@ import crit_plus
 from crit_plus.analysis.validate import validate
 from crit_plus.analysis.validate_catalog import ALWAYS_WRITTEN, CHECKS, always_written
 from tests.conftest import ROOT
-from tests.damage import clone, workspace  # noqa: F401  (the fixture)
 
 SA = "service-a"
 DEB = "lxd-deb/var/lib/lxd/storage-pools/default/containers-snapshots/deb/s2/state"
@@ -67,8 +67,8 @@ def test_every_kind_of_written_image_is_removed_somewhere():
 
 
 @pytest.mark.parametrize("key,name", CASES, ids=[f"{k.split('/')[0]}:{n}" for k, n in CASES])
-def test_a_removed_written_image_is_an_error_naming_it(key, name, fixture_root, workspace):
-    directory = clone(fixture_root / key, workspace / "ck")
+def test_a_removed_written_image_is_an_error_naming_it(key, name, fixture_root, tmp_path):
+    directory = shutil.copytree(fixture_root / key, tmp_path / "ck", symlinks=True)
     (directory / name).unlink()
     report = validate(crit_plus.open_checkpoint(directory))
     if (key, name) in SHARED_ONLY:
@@ -91,9 +91,8 @@ def test_a_removed_written_image_is_an_error_naming_it(key, name, fixture_root, 
     assert written.lacks in finding.fix and "{" not in finding.fix
 
 
-def test_seccomp_without_filters_is_an_error_criu_says_nothing_about(fixture_root,
-                                                                     workspace):
-    directory = clone(fixture_root / SA, workspace / "ck")
+def test_seccomp_without_filters_is_an_error_criu_says_nothing_about(fixture_root, tmp_path):
+    directory = shutil.copytree(fixture_root / SA, tmp_path / "ck", symlinks=True)
     (directory / "seccomp.img").unlink()
     finding, = [f for f in validate(crit_plus.open_checkpoint(directory)).errors]
     assert finding.code == "missing-image" and finding.criu_says is None

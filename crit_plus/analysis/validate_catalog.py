@@ -23,6 +23,7 @@ Codes are stable: programs (and issue 10's restore comparisons) key on them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 INTEGRITY, REQUIREMENTS, TARGET = "integrity", "requirements", "target"
@@ -356,8 +357,10 @@ ALWAYS_WRITTEN = {written.kind: written for written in (
     Written("pstree.img", "every checkpoint", None,
             "CRIU 4.2.1 crashes (segmentation fault, exit code 139) before it logs an error."),
     Written("files.img", "every checkpoint with a living process (its cwd, root and "
-            "executable are in it)", "Remap for non existing file ... / No file for fd ... / Can't find task "
-            "cwd file", "no fd, cwd, root or executable can be opened: the restore stops."),
+            "executable are in it)",
+            "No entry for reg-file-ID ... / Remap for non existing file ... / No file for fd "
+            "...",
+            "no fd, cwd, root or executable can be opened: the restore stops."),
     Written("seccomp.img", "every checkpoint with a living process (one empty entry "
             "when no thread has seccomp filters)", _SEGV,
             "threads that had seccomp filters crash the restore (CRIU reads their filters "
@@ -387,8 +390,13 @@ ALWAYS_WRITTEN = {written.kind: written for written in (
 
 
 def always_written(name):
-    """The :class:`Written` entry for image ``name`` (``mm-42.img``), or None."""
-    return ALWAYS_WRITTEN.get(name.split("-")[0].split(".")[0])
+    """The :class:`Written` entry for image ``name`` (``mm-42.img``), or None
+    (``pagemap-shmem-7.img`` is not ``pagemap-{pid}.img``)."""
+    written = ALWAYS_WRITTEN.get(name.split("-")[0].split(".")[0])
+    if written is None:
+        return None
+    pattern = re.escape(written.name).replace(r"\{pid\}", r"\d+").replace(r"\{tid\}", r"\d+")
+    return written if re.fullmatch(pattern, name) else None
 
 
 def check(code):
@@ -400,5 +408,15 @@ def check(code):
     return found
 
 
-__all__ = ["ALWAYS_WRITTEN", "CHECKS", "Check", "INTEGRITY", "REQUIREMENTS", "STAGES", "TARGET",
-           "Written", "always_written", "check"]
+__all__ = [
+    "ALWAYS_WRITTEN",
+    "CHECKS",
+    "INTEGRITY",
+    "REQUIREMENTS",
+    "STAGES",
+    "TARGET",
+    "Check",
+    "Written",
+    "always_written",
+    "check",
+]

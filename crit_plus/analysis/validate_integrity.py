@@ -168,13 +168,13 @@ def _no_fdinfo(finding, orphans):
     """``(severity, message, criu_silent)`` of the graph's ``no-fdinfo`` finding."""
     message = finding.message.replace(" (no open files)", "")
     if not orphans:
-        return WARNING, message + ": CRIU writes none for a file table without fds; if " \
-            "the process had any, the restore gives it none", True
+        return WARNING, (message + ": CRIU writes none for a file table without fds; if "
+                         "the process had any, the restore gives it none"), True
     names = ", ".join(file.name or f"id {file.id}" for file in orphans[:3])
     more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
     files = "1 file" if len(orphans) == 1 else f"{len(orphans)} files"
-    return ERROR, f"{message}: files.img holds {files} no fd opens " \
-        f"({names}{more}), so their fds were in it", False
+    return ERROR, (f"{message}: files.img holds {files} nothing else in the checkpoint "
+                   f"opens ({names}{more}), so their fds were in it"), False
 
 
 def _always_written(facts, out):
