@@ -260,13 +260,15 @@ class Process:
 
     @functools.cached_property
     def _cores(self):
-        # CRIU's rule (read_pstree_image, restore_one_zombie): threads[0] stands for the
-        # leader; a zombie is its leader alone (CRIU leaves its thread id unset: garbage)
-        cores = {self.pid: self._load(read_core, f"core-{self.pid}.img", self.pid)}
-        leader = cores[self.pid].value
-        if leader is not None and leader.task_state in _ZOMBIE_STATES:
+        """tid → loaded core, leader first.  A zombie has its leader alone: CRIU writes
+        only ``core-<pid>.img`` for it and leaves its pstree thread ids unset
+        (``dump_one_zombie``; ``collect_threads`` refuses zombies with threads), so the
+        ids there are not threads."""
+        leader = self._load(read_core, f"core-{self.pid}.img", self.pid)
+        cores = {self.pid: leader}
+        if leader.value is not None and leader.value.task_state in _ZOMBIE_STATES:
             return cores
-        for tid in self.entry.threads[1:]:
+        for tid in self.entry.threads:
             if tid not in cores:
                 cores[tid] = self._load(read_core, f"core-{tid}.img", tid)
         return cores
@@ -633,7 +635,6 @@ class Checkpoint:
     @functools.cached_property
     def _unique_entries(self):
         first, entries, findings = {}, [], []
-        owner = {entry.pid: entry.pid for entry in self.pstree}
         for index, entry in enumerate(self.pstree):
             if entry.pid in first:
                 findings.append(Finding(
@@ -644,18 +645,22 @@ class Checkpoint:
                 continue
             first[entry.pid] = index
             entries.append(entry)
-            # CRIU's read_pstree_image: threads[0] stands for the leader and is never looked
-            # up (a zombie's is left unset at dump: garbage); every other id must be new
-            for tid in entry.threads[1:]:
-                if tid in owner and owner[tid] != entry.pid:
+        return entries, findings
+
+    @functools.cached_property
+    def _thread_findings(self):
+        """A thread id two processes claim (a zombie's unset ids are not threads)."""
+        findings, owner = [], {}
+        for process in self.processes:
+            for thread in process.threads:
+                tid = thread.tid
+                if tid in owner and owner[tid] != process.pid:
                     findings.append(Finding(
                         ERROR, "duplicate-tid",
-                        f"thread {tid} of pid {entry.pid} is already "
-                        + (f"pid {tid}" if owner[tid] == tid else
-                           f"a thread of pid {owner[tid]}"),
-                        "pstree.img", named(pid=entry.pid, tid=tid)))
-                owner.setdefault(tid, entry.pid)
-        return entries, findings
+                        f"thread {tid} belongs to pid {owner[tid]} and pid {process.pid}",
+                        "pstree.img", named(pid=owner[tid], tid=tid)))
+                owner.setdefault(tid, process.pid)
+        return findings
 
     @functools.cached_property
     def processes(self):
@@ -808,6 +813,7 @@ class Checkpoint:
         then each process in pstree order.  Decodes every image except page data."""
         found = list(self._open_findings)
         found.extend(self._unique_entries[1])
+        found.extend(self._thread_findings)
         found.extend(self.tree.findings)
         found.extend(self.files.findings)
         found.extend(self._stats.findings)
