@@ -731,9 +731,7 @@ class AddressSpace:
     Built by :class:`crit_plus.graph.Process` from its VMAs (each with the file
     behind it and a :class:`Backing`), its pagemap (a :class:`PageTable`, or
     None with ``problem`` saying why there is none) and the checkpoint's
-    :class:`PageStore`.  ``guards`` holds the ``(start, end)`` of CRIU's guard-region
-    entries (``VMA_AREA_GUARD``, kept in ``mm-<pid>.img`` after the VMAs): ranges inside
-    VMAs, not VMAs themselves, so they are left out of :attr:`mappings`.
+    :class:`PageStore`.
     """
 
     def __init__(self, name, layout, table, store, problem=None, path=None):
@@ -744,7 +742,8 @@ class AddressSpace:
         self._problem = problem
         findings = list(table.findings) if table is not None else []
         # CRIU's VMA_AREA_GUARD entries (MADV_GUARD_INSTALL regions, appended after the VMAs
-        # by collect_madv_guards) lie inside real VMAs: not VMAs, not in /proc/PID/maps
+        # by collect_madv_guards) lie inside real VMAs: not VMAs, not in /proc/PID/maps;
+        # ``guards`` keeps their (start, end), :attr:`mappings` leaves them out
         self.guards = tuple((item[0].start, item[0].end) for item in layout
                             if int(item[0].status) & _GUARD)
         if self.guards:
