@@ -85,8 +85,9 @@ def table():
     rows = []
     yield rows
     if rows:
-        print("\n\n| program or case | validate (errors) | `criu restore -d` | verdict |")
-        print("| --- | --- | --- | --- |")
+        print("\n\n| program or case | validate (errors) | `criu restore -d` | verdict "
+              "| CRIU's message |")
+        print("| --- | --- | --- | --- | --- |")
         for row in rows:
             print("| " + " | ".join(row) + " |")
 
@@ -196,6 +197,20 @@ def _validate(directory, host):
     return validate(crit_plus.open_checkpoint(directory), target_root="/", host=host)
 
 
+def _short(verdict):
+    """``PASS`` or ``FAIL`` out of a zdtm output line (``14:07:37.826: 16438: PASS``)."""
+    return verdict.rsplit(": ", 1)[-1]
+
+
+def _message(line):
+    """A CRIU log line for the table: the message after ``Error (file:line):``/``Warn``."""
+    if line is None:
+        return "—"
+    text = re.sub(r"^\(\s*[\d.]+\)\s*(?:\d+: )?(?:pie: \d+: )?", "", line)
+    text = re.sub(r"^(?:Error|Warn)\s*\([^)]*\): ", "", text)
+    return "`" + re.sub(r"/\S*/without-", ".../without-", text).replace("|", "\\|") + "`"
+
+
 def _errors(report):
     return ", ".join(f"`{code}`" for code in sorted(report.codes("error"))) or "no error"
 
@@ -207,7 +222,7 @@ def test_no_error_on_a_dump_that_restores_and_passes(name, dumped, criu, host, t
     restored = harness.pristine_copy(program.images, program.base / "restored")
     attempt = program.restore(criu, restored)
     verdict = program.verdict() if attempt.returncode == 0 else "—"
-    table.append((name, _errors(report), f"exit {attempt.returncode}", verdict))
+    table.append((name, _errors(report), f"exit {attempt.returncode}", _short(verdict), "—"))
     assert attempt.returncode == 0, attempt.errors()
     assert verdict.endswith("PASS"), verdict
     assert [(f.code, f.message) for f in report.errors] == []
@@ -254,15 +269,16 @@ def test_a_missing_written_image_is_an_error_and_the_restore_agrees(kind, dumped
         attempt = program.restore(criu, copy)
         verdict = program.verdict() if attempt.returncode == 0 else "—"
         program.kill()
+        line = _logged(finding.criu_says, copy / "restore.log") if finding.criu_says else None
         table.append((f"{DAMAGED} without {name}", _errors(report),
-                      f"exit {attempt.returncode}", verdict))
+                      f"exit {attempt.returncode}", _short(verdict), _message(line)))
         written = always_written(name)
         if written is not None and RESTORES_WITHOUT.get(written.kind):
             assert attempt.returncode == 0 and verdict.endswith("PASS"), (name, verdict)
         else:
             assert attempt.returncode != 0, f"{name}: restored ({verdict})"
         if finding.criu_says is not None:
-            assert _logged(finding.criu_says, copy / "restore.log"), (name, finding.criu_says)
+            assert line, (name, finding.criu_says)
 
 
 GHOSTS = r'''
@@ -333,7 +349,7 @@ def test_twelve_deleted_files_have_hex_ghost_images(criu, host, tmp_path, table)
         harness.wait_until(lambda: out.exists() and out.read_text(), RUN_TIMEOUT)
         verdict = out.read_text().strip() if out.exists() else "(no verdict)"
         table.append(("12 deleted files", _errors(report), f"exit {attempt.returncode}",
-                      verdict))
+                      verdict, "—"))
         assert verdict == "PASS"
     finally:
         assert harness.kill_group(popen.pid, pids) == []
