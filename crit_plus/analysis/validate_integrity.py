@@ -7,6 +7,11 @@ What CRIU's restore reads, checked before it reads it:
 - the graph's findings (:attr:`~crit_plus.graph.Checkpoint.findings`): missing
   per-process images, the process tree, fds and file mappings resolved in
   ``files.img``, ghost files, pagemaps against VMAs and pages files;
+- every image CRIU writes in every dump is there
+  (:data:`~.validate_catalog.ALWAYS_WRITTEN`: the graph reports the per-process
+  ones, ``files.img``, ``seccomp.img`` and ``timens-0.img`` are checked here),
+  each missing one with what CRIU's restore prints and does without it; a
+  missing fdinfo image is an error when files.img holds files nothing else opens;
 - ``inventory.img``: ``img_version`` 1 or 2, ``fdinfo_per_id``, ``root_cg_set``
   (``check_img_inventory``);
 - ``pstree.img`` order (a parent before its children, ``read_pstree_image``),
@@ -198,8 +203,9 @@ def _always_written(facts, out):
         if name == "seccomp.img":
             filtered = _seccomp_threads(checkpoint)
             if filtered:
-                message += f": thread {', '.join(map(str, filtered[:5]))} " \
-                    f"{'has' if len(filtered) == 1 else 'have'} seccomp filters"
+                tids = ", ".join(map(str, filtered[:5]))
+                message += (f": thread {tids} has seccomp filters" if len(filtered) == 1
+                            else f": threads {tids} have seccomp filters")
             else:
                 silent = True
                 message += ": no thread has seccomp filters, so the restore itself works"
