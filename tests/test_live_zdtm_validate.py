@@ -8,8 +8,9 @@ the options a user gives (``--shell-job --tcp-established --ext-unix-sk --file-l
 asks the restored program for its own verdict (PASS or FAIL in ``NAME.out``).  Where the
 restore passed, validate must report no error: zombies (a zombie's thread id is left unset
 by CRIU), guard regions (``maps12``: VMA_AREA_GUARD entries inside VMAs), deleted files
-(``unlink_fstat00``, ``ghost_holes00``), the vDSO (``vdso01``) and two processes sharing a
-pipe (``pipe00``).
+(``unlink_fstat00``, ``ghost_holes00``), the vDSO (``vdso01``), two processes sharing a
+pipe (``pipe00``) and a process without fds (``fd``: CRIU writes no fdinfo image for it,
+a warning only).
 
 Then each image CRIU always writes (``ALWAYS_WRITTEN``, and the fdinfo images) is removed in
 turn from a copy of ``pipe00``'s dump: validate must name it in an error, the restore must do
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.live
 
 OPTIONS = ("--shell-job", "--tcp-established", "--ext-unix-sk", "--file-locks", "--link-remap")
 PROGRAMS = ("zombie00", "zombie01", "maps12", "unlink_fstat00", "ghost_holes00", "vdso01",
-            "pipe00")
+            "pipe00", "fd")
 DAMAGED = "pipe00"  # two living processes, each with its own fdinfo image
 #: What ``criu restore`` does without each image of ``pipe00``'s dump (by kind): the
 #: table in docs/validate.md says why.
@@ -226,6 +227,8 @@ def test_no_error_on_a_dump_that_restores_and_passes(name, dumped, criu, host, t
     assert attempt.returncode == 0, attempt.errors()
     assert verdict.endswith("PASS"), verdict
     assert [(f.code, f.message) for f in report.errors] == []
+    if name == "fd":
+        assert [f.code for f in report.warnings] == ["no-fdinfo"]
 
 
 def _written(images):
