@@ -15,7 +15,12 @@ import shutil
 import pytest
 
 from crit_plus.sources import resolve
-from crit_plus.sources.backup import MAX_BACKUP_BYTES, BackupError, load_backup, snapshot_record
+from crit_plus.sources.backup import (
+    MAX_BACKUP_BYTES,
+    BackupError,
+    load_backup,
+    snapshot_record,
+)
 from crit_plus.sources.model import parse_timestamp
 
 from .cli import run_cli
@@ -109,7 +114,8 @@ def _archive_with(tmp_path, service_a, **changes):
 
 
 @pytest.mark.parametrize("command", ["summarize", "ps"])
-def test_checkpointed_time_with_a_day_long_offset(service_a, tmp_path, scratch, command):
+def test_checkpointed_time_with_a_day_long_offset(service_a, tmp_path, scratch,  # noqa: F811
+                                                 command):
     archive = _archive_with(tmp_path, service_a, checkpointedTime="2026-11-25T17:39:26+24:00")
     assert CONFIG["checkpointedTime"] != "2026-11-25T17:39:26+24:00"  # restored
     with resolve(archive) as source:
@@ -117,7 +123,7 @@ def test_checkpointed_time_with_a_day_long_offset(service_a, tmp_path, scratch, 
     assert _no_internal_error(command, archive).returncode == 0
 
 
-def test_lone_surrogate_in_the_container_name(service_a, tmp_path, scratch):
+def test_lone_surrogate_in_the_container_name(service_a, tmp_path, scratch):  # noqa: F811
     archive = _archive_with(tmp_path, service_a, name="web\ud800x")
     raw = json.dumps({"name": "web\ud800x"})
     assert "\\ud800" in raw  # what the archive holds: JSON's escape of a lone surrogate

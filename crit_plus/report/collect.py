@@ -5,8 +5,9 @@ lists everything gathered and skipped: so every member's bytes are copied once,
 while gathering, into one spool file (one file descriptor and bounded memory
 however many members there are) and the tar is written from the spool.  Text
 copied from the machine is redacted on the way in (:mod:`.redact`): YAML
-documents parsed and written again, everything else by the shape of its secrets.  Only checkpoint images (``--include-images``) are not spooled:
-they are streamed from their files at write time.
+documents parsed and written again, everything else by the shape of its
+secrets.  Only checkpoint images (``--include-images``) are not spooled: they
+are streamed from their files at write time.
 
 Member names are relative to the bundle's top directory, ``/``-separated.
 """
