@@ -73,16 +73,15 @@ def is_secret_key(key):
 
 # -- text rules --------------------------------------------------------------------------------
 
-_NAME_CHARS = rb"[\w.-]"
-_KEY = (rb"(?<![\w.-])(?:(?:environment|user|cloud-init)\.[^\s:=\"'<>\[\]{},]+"
-        rb"|" + _NAME_CHARS + rb"*(?:" + _WORDS + rb")" + _NAME_CHARS + rb"*)")
-#: ``KEY: value`` (the rest of the line), ``KEY=value`` (up to the next ``name=`` field or
-#: quote), either with the value quoted.
-_KEY_VALUE = re.compile(
-    rb"(" + _KEY + rb"[\"']?[ \t]*(?:(:)|=)[ \t]*)"
+#: Where a sensitive key may be, in a lowercased line: a prefix, or a word of a name.
+_KEY_HIT = re.compile(rb"(environment|user|cloud-init)\.|" + _WORDS)
+#: From a hit: the rest of the name, ``:`` (the value is the rest of the line) or ``=`` (up
+#: to the next ``name=`` field or quote), and the value, maybe quoted.
+_AFTER_HIT = re.compile(
+    rb"[^\s:=\"'<>\[\]{},]*[\"']?[ \t]*(?:(:)|=)[ \t]*"
     rb"(\"(?:[^\"\\\r\n]|\\.)*\"?|'[^'\r\n]*'?"
-    rb"|(?(2)[^\r\n]*|(?:(?![ \t]+[\w.-]+=)[^\"\r\n])*))",
-    re.IGNORECASE)
+    rb"|(?(1)[^\r\n]*|(?:(?![ \t]+[\w.-]+=)[^\"\r\n])*))")
+_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _LXC_ENV = re.compile(rb"(lxc\.environment\s*=[ \t]*(?:[^\s=]+=)?)(?=\S)[^\r\n]*")
 _ENV_LIST = re.compile(rb"(?<![\w.-])(?:env|envs|environ|environment)[\"']?[ \t]*[:=][ \t]*",
                        re.IGNORECASE)
@@ -102,10 +101,22 @@ _TRIGGERS = (b"env", b"user.", b"cloud-init.", b"pass", b"secret", b"token", b"c
              b"key", b"authorization", b"cookie", b"bearer", b"://")
 
 
+_ANY_TRIGGER = re.compile(b"|".join(re.escape(word) for word in _TRIGGERS + (b"-----begin",)))
+
+
 def _mentions_secret(data):
     """True if ``data`` may hold a value to hide (one of :data:`_TRIGGERS`)."""
     lowered = data.lower()
     return any(word in lowered for word in _TRIGGERS)
+
+
+def _line_end(data, position):
+    """The index just after the line starting at ``position`` (its end included)."""
+    newline = data.find(b"\n", position)
+    carriage = data.find(b"\r", position, len(data) if newline < 0 else newline)
+    if carriage >= 0:
+        return carriage + 2 if data[carriage + 1:carriage + 2] == b"\n" else carriage + 1
+    return len(data) if newline < 0 else newline + 1
 
 
 def _env_list_values(extent):
@@ -137,22 +148,40 @@ def _redact_env_lists(line):
     return b"".join(out)
 
 
-def _key_value(match):
-    key_part, value = match.group(1), match.group(3)
-    if not value:
-        return match.group(0)
-    if value[:1] in (b'"', b"'") and len(value) > 1 and value[-1:] == value[:1]:
-        return key_part + value[:1] + MARK + value[:1]
-    return key_part + MARK
+def _redact_key_values(body, lowered):
+    """Hide the values of sensitive ``KEY: value`` / ``KEY=value`` in ``body``."""
+    out, position = [], 0
+    for hit in _KEY_HIT.finditer(lowered):
+        start = hit.start()
+        if start < position or (hit.group(1) and start and lowered[start - 1] in _NAME_BYTES):
+            continue  # inside a value already hidden; a prefix not at a name's start
+        after = _AFTER_HIT.match(body, start)
+        if after is None or not after.group(2):
+            continue
+        value = after.group(2)
+        quoted = value[:1] in (b'"', b"'") and len(value) > 1 and value[-1:] == value[:1]
+        out += [body[position:after.start(2)], value[:1] + MARK + value[:1] if quoted else MARK]
+        position = after.end(2)
+    if not out:
+        return body
+    out.append(body[position:])
+    return b"".join(out)
 
 
 def redact_line_text(body):
     """The shape rules (no state across lines) applied to one line ``body`` (bytes)."""
-    body = _LXC_ENV.sub(lambda m: m.group(1) + MARK, body)
-    body = _redact_env_lists(body)
-    body = _KEY_VALUE.sub(_key_value, body)
-    body = _BEARER.sub(lambda m: m.group(1) + MARK, body)
-    return _URL_PASSWORD.sub(lambda m: m.group(1) + MARK, body)
+    lowered = body.lower()
+    if b"lxc.environment" in body:
+        body = _LXC_ENV.sub(lambda m: m.group(1) + MARK, body)
+    if b"env" in lowered:
+        body = _redact_env_lists(body)
+    if _KEY_HIT.search(lowered):
+        body = _redact_key_values(body, body.lower())
+    if b"bearer" in lowered:
+        body = _BEARER.sub(lambda m: m.group(1) + MARK, body)
+    if b"://" in body:
+        body = _URL_PASSWORD.sub(lambda m: m.group(1) + MARK, body)
+    return body
 
 
 class Redactor:
@@ -189,6 +218,25 @@ class Redactor:
             self._key_indent = len(key.group(1))
         return redact_line_text(body) + end
 
+    def block(self, data):
+        """Redact ``data`` (whole lines): yields redacted pieces; runs of lines
+        without any of :data:`_TRIGGERS` pass as they are."""
+        lowered, position, size = data.lower(), 0, len(data)
+        while position < size:
+            if self.idle:
+                hit = _ANY_TRIGGER.search(lowered, position)
+                if hit is None:
+                    yield data[position:]
+                    return
+                start = max(data.rfind(b"\n", position, hit.start()),
+                            data.rfind(b"\r", position, hit.start())) + 1
+                if start > position:
+                    yield data[position:start]
+                    position = start
+            end = _line_end(data, position)
+            yield self.line(data[position:end])
+            position = end
+
     def _pem_blocks(self, body):
         out, position = [], 0
         while True:
@@ -213,13 +261,11 @@ def redact_chunks(chunks):
     of a line longer than :data:`MAX_PENDING` the rest is dropped (:data:`CUT`)."""
     redactor, pending, dropping = Redactor(), b"", False
     for chunk in chunks:
-        if dropping:  # the rest of an overlong line, up to its end
-            end = _line_end(chunk)
-            if end < 0:
+        if dropping:  # the rest of an overlong line, up to its end (kept)
+            ends = [index for index in (chunk.find(b"\n"), chunk.find(b"\r")) if index >= 0]
+            if not ends:
                 continue
-            chunk, dropping = chunk[end:], False
-            if chunk[:1] == b"\n" and pending.endswith(b"\r"):
-                chunk = chunk[1:]
+            chunk, dropping = chunk[min(ends):], False
         data = pending + chunk
         end = max(data.rfind(b"\n"), data.rfind(b"\r"))
         if end < 0 and len(data) <= MAX_PENDING:
@@ -230,21 +276,12 @@ def redact_chunks(chunks):
             pending, dropping = b"", True
             continue
         whole, pending = data[:end + 1], data[end + 1:]
-        if redactor.idle and not _mentions_secret(whole) and b"-----BEGIN" not in whole:
-            yield whole
-        else:
-            yield b"".join(redactor.line(line) for line in whole.splitlines(keepends=True))
+        yield b"".join(redactor.block(whole))
         if len(pending) > MAX_PENDING:
             yield redactor.line(pending[:MAX_PENDING]) + CUT
             pending, dropping = b"", True
     if pending:
         yield redactor.line(pending)
-
-
-def _line_end(chunk):
-    """The index of the first line end in ``chunk``, or -1."""
-    ends = [index for index in (chunk.find(b"\n"), chunk.find(b"\r")) if index >= 0]
-    return min(ends) if ends else -1
 
 
 def redact(data):
