@@ -85,21 +85,32 @@ class FindingList:
     code that had more (its ``params`` say ``more=K``).
     """
 
-    def __init__(self, limit=MAX_PER_CODE):
+    def __init__(self, limit=MAX_PER_CODE, summary=None):
         self.limit = limit
+        self._summary = summary or _summary_finding
         self._kept = []
         self._seen = {}  # code -> findings of it seen
         self._worst = {}  # code -> the most serious severity of the ones not kept
 
-    def add(self, finding):
-        """Keep ``finding`` if fewer than ``limit`` of its code are kept; True if kept."""
-        seen = self._seen.get(finding.code, 0)
-        self._seen[finding.code] = seen + 1
-        if seen < self.limit:
-            self._kept.append(finding)
-            return True
-        worst = self._worst.get(finding.code, INFO)
-        self._worst[finding.code] = min(worst, finding.severity, key=SEVERITIES.index)
+    def add(self, finding, more=None):
+        """Keep ``finding`` if fewer than ``limit`` of its code are kept; True if kept.
+
+        ``more`` (default: the finding's own ``more`` param) says ``finding`` is a
+        summary standing for that many findings: they are counted, it is not kept.
+        """
+        if more is None:
+            more = dict(getattr(finding, "params", ())).get("more")
+        code = finding.code
+        seen = self._seen.get(code, 0)
+        if more:
+            self._seen[code] = max(seen, self.limit) + more
+        else:
+            self._seen[code] = seen + 1
+            if seen < self.limit:
+                self._kept.append(finding)
+                return True
+        worst = self._worst.get(code, INFO)
+        self._worst[code] = min(worst, finding.severity, key=SEVERITIES.index)
         return False
 
     def extend(self, findings):
@@ -109,13 +120,19 @@ class FindingList:
 
     def result(self):
         """The kept findings, then one summary per code that had more than ``limit``."""
-        summaries = [
-            Finding(severity, code,
-                    f"{self._seen[code] - self.limit} more {code} findings not listed "
-                    f"(only the first {self.limit} of each kind are)", "checkpoint",
-                    named(more=self._seen[code] - self.limit))
-            for code, severity in self._worst.items()]
+        summaries = [self._summary(severity, code, self._seen[code] - self.limit, self.limit)
+                     for code, severity in self._worst.items()]
         return tuple(self._kept + summaries)
+
+
+def summary_message(code, more, limit):
+    """The message of a summary finding standing for ``more`` findings of ``code``."""
+    return f"{more} more {code} findings not listed (only the first {limit} of each kind are)"
+
+
+def _summary_finding(severity, code, more, limit):
+    return Finding(severity, code, summary_message(code, more, limit), "checkpoint",
+                   named(more=more))
 
 
 def finding_count(findings, severity=None):

@@ -68,3 +68,21 @@ def test_finding_list_keeps_the_first_of_each_code_and_counts_the_rest():
     assert (summary.code, summary.severity, dict(summary.params)) == \
         ("missing-image", ERROR, {"more": 3})
     assert finding_count(result, ERROR) == 5 and finding_count(result) == 6
+
+
+def test_validate_s_own_checks_are_capped_too(tmp_path):
+    """Children listed before their parent: one pstree-order finding each (validate's own
+    check, not the graph's), 20 listed and one summary."""
+    from crit_plus.analysis.validate import validate
+    from crit_plus.graph import open_checkpoint
+
+    builder = CheckpointBuilder(tmp_path / "reversed")
+    builder.inventory()
+    children = [proc(pid, ppid=pid + 1, pgid=1, sid=1) for pid in range(2, 60)]
+    builder.pstree([proc(1, pgid=1, sid=1)] + children + [proc(60, ppid=1, pgid=1, sid=1)])
+    report = validate(open_checkpoint(builder.directory), stages=("integrity",))
+    order = [f for f in report.findings if f.code == "pstree-order"]
+    assert len(order) == MAX_PER_CODE + 1
+    assert order[-1].message.startswith(f"{58 - MAX_PER_CODE} more pstree-order findings")
+    missing = [f for f in report.findings if f.code == "missing-image"]
+    assert missing[-1].message.startswith(f"{60 * 5 - MAX_PER_CODE} more missing-image")
