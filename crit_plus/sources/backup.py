@@ -39,7 +39,23 @@ def _yaml():
 
     Loader.add_constructor("tag:yaml.org,2002:timestamp",
                            lambda loader, node: loader.construct_scalar(node))
+    Loader.add_constructor("tag:yaml.org,2002:int", _integer)
     return yaml, Loader
+
+
+#: Integers wider than this many bits (LXD writes 64-bit ones) are kept as their text.
+MAX_INT_BITS = 64
+
+
+def _integer(loader, node):
+    """An integer, or its text when it is wider than :data:`MAX_INT_BITS` bits (a
+    5,000-digit decimal fails Python's int-str limit; a base-60 ``59:59:...`` one
+    would fail later, wherever it is printed)."""
+    try:
+        value = loader.construct_yaml_int(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+    return value if value.bit_length() <= MAX_INT_BITS else loader.construct_scalar(node)
 
 
 def _first_line(error):
