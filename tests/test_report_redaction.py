@@ -97,6 +97,14 @@ LOG_SECRETS = {
 }
 
 
+#: An error line of liblxc's log: quoted by INDEX.md and by crit-plus's own summarize.
+LXC_ERROR = ("lxc web 20261125174122.000 ERROR    conf - conf.c:1:run - failed with "
+             "token=S3CRET-LXC-ERROR\n")
+
+#: The first error line of CRIU's dump.log: quoted by crit-plus's own summarize too.
+DUMP_ERROR = "Error (criu/files.c:1): cannot open /run/app?token=S3CRET-DUMP-ERROR\n"
+
+
 def _config_text(indent):
     return textwrap.indent("".join(text for text, _secret in FORMS.values()), " " * indent)
 
@@ -119,7 +127,11 @@ def secret_root(fake_root, web_fixture):  # noqa: F811 (fixtures)
     with open(logs / "lxd.log", "a") as stream:
         stream.writelines(text for text, _secret in LOG_SECRETS.values())
     lxc_log = logs / "web/lxc.log"
-    lxc_log.write_text(PEM + lxc_log.read_text())  # the console error right after the key
+    lxc_log.write_text(PEM + lxc_log.read_text() + LXC_ERROR)  # the console error after the key
+    dump_log = fake_root / POOL / "containers/web/state/dump.log"
+    text = dump_log.read_text()
+    first = text.index("Error (")
+    dump_log.write_text(text[:first] + DUMP_ERROR + text[first:])  # summarize quotes it
     return fake_root
 
 
@@ -143,8 +155,8 @@ def test_no_secret_in_any_member_in_any_form(secret_root, tmp_path):
     _report, data, _names, _runner = _build(tmp_path, runner=SecretRunner())
     everything = _whole_bundle(tmp_path)
     secrets = [secret for _text, secret in FORMS.values()]
-    secrets += [secret for _text, secret in LOG_SECRETS.values()] + ["S3CRET-KV2",
-                                                                     "S3CRET-PEM-BODY"]
+    secrets += [secret for _text, secret in LOG_SECRETS.values()] + [
+        "S3CRET-KV2", "S3CRET-PEM-BODY", "S3CRET-LXC-ERROR", "S3CRET-DUMP-ERROR"]
     leaked = [secret for secret in secrets if secret.encode() in everything]
     assert not leaked
     for member in ("instance/backup.yaml", "instance/config.yaml"):
@@ -158,6 +170,10 @@ def test_no_secret_in_any_member_in_any_form(secret_root, tmp_path):
     assert MARK.decode() + "-----END OPENSSH PRIVATE KEY-----" in index  # quoted, redacted
     assert "b3BlbnNzaC1rZXktdjEA" not in index
     assert "Failed exec" in index and "AWS_SECRET_ACCESS_KEY=" + MARK.decode() in index
+    quoting = [name for name, text in data.items() if b"failed with token=" + MARK in text]
+    assert "INDEX.md" in quoting and "logs/var/log/lxd/web/lxc.log" in quoting, quoting
+    quoting = [name for name, text in data.items() if b"?token=" + MARK in text]
+    assert {"checkpoint/dump.log", "crit-plus/summarize.txt"} <= set(quoting), quoting
 
 
 def test_a_yaml_document_that_does_not_parse_is_not_copied(secret_root, tmp_path):

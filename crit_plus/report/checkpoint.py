@@ -107,11 +107,11 @@ def gather_self_runs(collection, spec, options, commands=SELF_COMMANDS):
                 continue
             member = f"crit-plus/{name}.{suffix}"
             collection.self_runs.append((run, member))
-            collection.add_stream(member, run.stdout, "crit-plus " + " ".join(run.argv),
-                                  redact=False)
+            # Redacted too: they quote command lines and log lines, which can hold secrets.
+            collection.add_stream(member, run.stdout, "crit-plus " + " ".join(run.argv))
             if run.stderr.seek(0, os.SEEK_END):
                 collection.add_stream(f"{member}.stderr.txt", run.stderr,
-                                      "stderr of crit-plus " + " ".join(run.argv), redact=False)
+                                      "stderr of crit-plus " + " ".join(run.argv))
             run.stdout.close()
             run.stderr.close()
 
