@@ -235,3 +235,19 @@ def test_pem_block_split_over_chunks():
         assert redacted == redact(text)
         assert b"S3CRET-PEM-BODY" not in redacted and b"b3BlbnNz" not in redacted
         assert redacted.startswith(b"before\n") and redacted.endswith(b"after\n")
+
+
+def test_a_failed_config_show_keeps_its_transcript_not_its_output(secret_root, tmp_path):
+    class Failing(SecretRunner):
+        def run(self, argv):
+            ran = super().run(argv)
+            if "config" in argv:
+                ran = type(ran)(ran.argv, 1, b"environment.T: S3CRET-FAILED\n",
+                                b"Error: not found\n")
+            return ran
+
+    _report, data, _names, _runner = _build(tmp_path, runner=Failing())
+    assert b"S3CRET-FAILED" not in _whole_bundle(tmp_path)
+    transcript = data["instance/config.yaml"].decode()
+    assert "# exit code 1" in transcript and "Error: not found" in transcript
+    assert "output not copied" in transcript
