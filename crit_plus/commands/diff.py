@@ -7,22 +7,19 @@ code leaves through ``ctx.exit``, which crit-plus's main turns into the process'
 
 from __future__ import annotations
 
-import errno
 import sys
 
 import click
 
-from decoders.errors import DecodeError
 from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
-from ..cli import error_text
 from ..describe import (address_range, cmdline_text, count_text, human_bytes, lsm_name,
                         maps_perms, stat_text)
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -46,6 +43,7 @@ class _Sections(click.ParamType):
         return names
 
 
+@exit_codes(bad_input=EXIT_TROUBLE)  # usage errors exit 2 already
 @click.command("diff")
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
@@ -91,21 +89,15 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff dump1 dump2 --no-content --format json | jq .memory
       crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
     """
-    try:
-        with open_source(old, lxd_dir=lxd_dir, project=project,
-                         root=old_root or root) as opened_old, \
-                open_source(new, lxd_dir=lxd_dir, project=project,
-                            root=new_root or root) as opened_new:
-            report = diff_checkpoints(
-                opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
-                new_source=opened_new.source, sections=only, content=not no_content,
-                match=match, progress=lambda total: progress(total, "comparing pages"))
-    except (DecodeError, OSError) as error:
-        if isinstance(error, BrokenPipeError) or getattr(error, "errno", None) == errno.EPIPE \
-                or (ctx.obj or {}).get("traceback"):
-            raise
-        click.echo(f"crit-plus: {error_text(error)}", err=True)
-        ctx.exit(EXIT_TROUBLE)
+    # an input that cannot be read: one line, exit 2 (exit_codes, at crit_plus.cli's boundary)
+    with open_source(old, lxd_dir=lxd_dir, project=project,
+                     root=old_root or root) as opened_old, \
+            open_source(new, lxd_dir=lxd_dir, project=project,
+                        root=new_root or root) as opened_new:
+        report = diff_checkpoints(
+            opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
+            new_source=opened_new.source, sections=only, content=not no_content,
+            match=match, progress=lambda total: progress(total, "comparing pages"))
     code = verdict(report)
     out = sys.stdout
     with verdict_kept(code):
