@@ -255,6 +255,11 @@ def address_range(start, end):
     return f"{start:08x}-{end:08x}"
 
 
+def maps_offset(offset):
+    """``/proc/PID/maps`` file offset text: ``0001f000``."""
+    return f"{offset:08x}"
+
+
 # -- shares, rates and transfer times (size) -------------------------------------------------
 
 _DECIMAL = ((10 ** 12, "T"), (10 ** 9, "G"), (10 ** 6, "M"), (10 ** 3, "k"))

@@ -15,7 +15,7 @@ from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
 from ..describe import (address_range, cmdline_text, count_text, human_bytes, lsm_name,
-                        maps_perms, stat_text)
+                        maps_offset, maps_perms, stat_text)
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
@@ -147,7 +147,7 @@ def _field_value(field, value):
     if field in ("argv",):
         return cmdline_text(value) or "-"
     if isinstance(value, int) and field in ("pgoff",):
-        return hex(value)
+        return maps_offset(value)  # as mems shows it
     return _text(value)
 
 
