@@ -172,7 +172,8 @@ def main(argv=None):
     except PycriuNotFound as error:
         if show_traceback:
             raise
-        return _fail(str(error), EXIT_USAGE)
+        # 2, or a command's own "no answer" code (validate's 2 is a verdict: it says 3)
+        return _fail(str(error), EXIT_USAGE if bad_input == EXIT_BAD_INPUT else bad_input)
     except DecodeError as error:
         if show_traceback:
             raise

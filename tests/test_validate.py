@@ -800,7 +800,7 @@ def test_cli_reports_an_undecodable_inventory_as_an_error(fixture_root, tmp_path
     assert data["findings"][0]["image"] == "inventory.img"
 
 
-def test_cli_no_verdict_exits_3_apart_from_the_verdicts(tmp_path):
+def test_cli_no_verdict_exits_3_apart_from_the_verdicts(tmp_path, service_a):
     """1 and 2 are verdicts (warnings with --strict, errors): an input that is not a
     checkpoint, that does not exist, or wrong usage gives no verdict: 3, one line."""
     for args, words in (((tmp_path,), "not a checkpoint"),
@@ -812,6 +812,8 @@ def test_cli_no_verdict_exits_3_apart_from_the_verdicts(tmp_path):
         assert done.returncode == 3 and done.stdout == "", (args, done.stderr)
         assert done.stderr.count("\n") == 1 and words in done.stderr, args
         assert done.stderr.startswith("crit-plus: ")
+    no_pycriu = run_cli("validate", service_a, env={"CRIT_PLUS_PYCRIU": str(tmp_path)})
+    assert no_pycriu.returncode == 3 and "pycriu" in no_pycriu.stderr.lower()
 
 
 def test_cli_target_root_and_help(web_tree, tmp_path):

@@ -72,8 +72,8 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
       1  warnings and no errors, with --strict
       2  errors: the restore will fail (a checkpoint whose inventory.img or
          pstree.img does not decode is reported as such)
-      3  no verdict: the input cannot be read or is not a checkpoint, or
-         wrong usage (one line on stderr, no report)
+      3  no verdict: the input cannot be read or is not a checkpoint, wrong
+         usage, or no pycriu (one line on stderr, no report)
 
     \b
     Examples:
