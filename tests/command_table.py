@@ -56,6 +56,8 @@ class Use:
     too; ``list`` searches below a directory instead).  ``gathers``: the
     command collects what it can (``report``): a damaged image is not an error
     for it, and its output holds host facts and times, so two runs differ.
+    ``judges``: a damaged checkpoint is a verdict with a report (``validate``'s 2,
+    "the restore will fail"), not an error line.
     """
 
     forms: tuple
@@ -64,6 +66,7 @@ class Use:
     errors: tuple = (EXIT_BAD_INPUT,)
     archives: bool = True
     gathers: bool = False
+    judges: bool = False
 
     @property
     def codes(self):
@@ -109,7 +112,7 @@ COMMANDS = {
     # verdict: not a checkpoint, unreadable, wrong usage (a stderr line)
     "validate": Use((("validate", CHECKPOINT), ("validate", CHECKPOINT, "--format", "json"),
                      ("validate", CHECKPOINT, "--strict")),
-                    "checkpoint", results=(EXIT_OK, 1, 2), errors=(3,)),
+                    "checkpoint", results=(EXIT_OK, 1, 2), errors=(3,), judges=True),
     # diff: as diff(1), 0 identical, 1 different, 2 trouble: a stderr line alone (an input
     # that does not open), or with the report when a side's images have errors
     "diff": Use((("diff", CHECKPOINT, ORIGINAL), ("diff", ORIGINAL, CHECKPOINT, "--format", "json"),
