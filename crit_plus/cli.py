@@ -5,12 +5,15 @@ Exit codes (scripts can rely on them; README "Exit codes", docs/commands.md):
 - 0: success;
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
-- 2: wrong usage (one line: ``crit-plus: error: ... (see crit-plus CMD --help)``),
-  or pycriu (CRIU's Python library) is missing;
+- 2: wrong usage (one line: ``crit-plus: error: ... (see crit-plus CMD --help)``;
+  an ``-o`` that would replace an input included), or pycriu (CRIU's Python
+  library) is missing;
 - 3: ``mem read``/``mem dump``: the checkpoint holds no bytes at the address
   asked (not mapped, or a mapping whose pages are not in the images);
 - 70: an internal error (a bug in crit-plus), said in one line too;
-- 130: interrupted.
+- 130: interrupted (Ctrl-C);
+- 143: terminated (SIGTERM); like Ctrl-C, temporary files and directories
+  are removed first (crit_plus/signals.py).
 
 Commands that answer a question keep the Unix convention of their model, and
 say "the command could not answer" with the code after their answers:
@@ -39,6 +42,8 @@ from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
 from .commands.options import BAD_INPUT_EXIT, gc_paused
+from .output import OutputRefused
+from .signals import Terminated, sigterm_unwinds
 
 
 EXIT_OK = 0
@@ -47,6 +52,7 @@ EXIT_USAGE = 2
 EXIT_NO_DATA = 3  # mem read/dump: no bytes at that address in the checkpoint
 EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class _Escaped(Exception):
@@ -146,7 +152,7 @@ def main(argv=None):
     try:
         try:
             # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
-            with gc_paused():
+            with gc_paused(), sigterm_unwinds():
                 code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             bad_input = escaped.bad_input
@@ -166,10 +172,12 @@ def main(argv=None):
         return _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except Terminated:
+        return _fail("terminated", EXIT_TERMINATED)
     except BrokenPipeError:
         quiet_broken_pipe()
         return EXIT_OK
-    except PycriuNotFound as error:
+    except (PycriuNotFound, OutputRefused) as error:
         if show_traceback:
             raise
         # 2, or a command's own "no answer" code (validate's 2 is a verdict: it says 3)
