@@ -11,6 +11,8 @@ is the list every dump goes through; add a check by appending to it.
   and diff with itself (:data:`COMMANDS`), as tables and as JSON, run without a
   traceback, in-process
   through ``crit_plus.cli.main`` (an exception escaping it is the traceback);
+- ``consistency``: every command shows the same VMA count, pages by state and kind,
+  fd count, thread count and command line of every process (tests/consistency.py);
 - ``validate``: validate predicts the restore: no error on a dump that restored
   and passed its own check; an error on a dump whose restore failed.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tests.consistency import check_consistency
 from tests.oracle import crit_json, is_metadata_image, ours_json
 from tests.workloads import zdtm
 
@@ -213,9 +216,22 @@ def validate_outcome(dump):
     return "n/a"
 
 
+# -- consistency ------------------------------------------------------------------------
+
+
+def consistent(dump):
+    """Every command shows the same facts of every process (tests/consistency.py)."""
+    try:
+        check_consistency(dump.images)
+    except AssertionError as error:
+        return str(error).splitlines()[1:] or [str(error)]
+    return []
+
+
 CHECKS = [
     Check("decode", decode_matches_crit),
     Check("commands", commands_run),
+    Check("consistency", consistent),
     Check("validate", validate_agrees),
 ]
 
@@ -303,6 +319,8 @@ def markdown(results, report):
         f"`--pretty`) | {clean('decode')} of {len(rows)} |"),
         (f"| dumps where every command ran without a traceback | {clean('commands')} of "
         f"{len(rows)} |"),
+        (f"| dumps where every command shows the same facts of every process "
+         f"(tests/consistency.py) | {clean('consistency')} of {len(rows)} |"),
         (f"| validate: no error on a dump that restored and passed | "
         f"{passed - false_errors} of {passed} |"),
         (f"| validate: an error on a dump whose restore failed | "
