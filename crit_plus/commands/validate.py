@@ -16,12 +16,13 @@ from ..describe import count_text
 from ..graph import open_checkpoint
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
 from ..sources import resolve
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
-#: Exit codes of ``validate`` (they differ from the other commands': see the help).
+#: Exit codes of ``validate``: its verdicts, then 3 when it cannot give one (see the help).
 EXIT_CLEAN = 0
 EXIT_WARNINGS = 1
 EXIT_ERRORS = 2
+EXIT_TROUBLE = 3
 
 VERDICT_COLORS = {"fail": "red", "risky": "yellow", "ok": "green"}
 REQUIREMENT_COLUMNS = (("option", "OPTION"), ("why", "WHY"), ("provided_by", "PASSED BY"))
@@ -32,6 +33,7 @@ GROUP_LINES = 5
 PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
 
 
+@exit_codes(bad_input=EXIT_TROUBLE, usage=EXIT_TROUBLE)  # 1 and 2 are verdicts
 @click.command("validate")
 @click.argument("path", metavar="PATH")
 @click.option("--target-root", type=click.Path(exists=True, file_okay=False),
@@ -65,14 +67,13 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
                     criu, LSM, cgroups of where it would be restored
 
     \b
-    Exit codes (not the other commands' meanings):
+    Exit codes (a verdict, or 3: no verdict):
       0  no errors (warnings allowed unless --strict)
-      1  warnings and no errors, with --strict;
-         or the input is not a checkpoint at all (a message on stderr, no report)
+      1  warnings and no errors, with --strict
       2  errors: the restore will fail (a checkpoint whose inventory.img or
-         pstree.img does not decode is reported as such);
-         or wrong usage (a message on stderr, no report)
-    Scripts that must tell these apart read --format json ("verdict").
+         pstree.img does not decode is reported as such)
+      3  no verdict: the input cannot be read or is not a checkpoint, wrong
+         usage, or no pycriu (one line on stderr, no report)
 
     \b
     Examples:
