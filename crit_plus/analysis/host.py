@@ -192,7 +192,10 @@ class HostFacts:
 
     def cgroup_hierarchy(self, controller):
         """The directory under ``ROOT/sys/fs/cgroup`` holding ``controller`` (``cpu``,
-        ``name=systemd``, ``""`` for cgroup2), or None when the host has none."""
+        ``name=systemd``, ``""`` for cgroup2), or None when the host has none (or is
+        a fingerprint, which does not list the host's cgroup directories)."""
+        if not self.live:
+            return None
         base = self.path("sys/fs/cgroup")
         if controller == "":
             if "unified" in self.cgroup_dirs:
