@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -236,7 +237,7 @@ def test_host_table_and_json(own_fingerprint):
         assert f"\n{label} " in "\n" + table.stdout
     data = json.loads(run_cli("host", "--format", "json").stdout)
     assert (data["format"], data["version"]) == (fp.FORMAT, fp.VERSION)
-    assert data["pid_max"] == int(open("/proc/sys/kernel/pid_max").read())
+    assert data["pid_max"] == int(Path("/proc/sys/kernel/pid_max").read_text())
 
 
 def test_compare_with_itself_is_compatible(own_fingerprint):

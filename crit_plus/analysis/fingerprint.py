@@ -139,4 +139,4 @@ def load(path: str) -> HostFacts:
     return from_dict(data, path)
 
 
-__all__ = ["FORMAT", "FingerprintError", "VERSION", "fingerprint", "from_dict", "load"]
+__all__ = ["FORMAT", "VERSION", "FingerprintError", "fingerprint", "from_dict", "load"]

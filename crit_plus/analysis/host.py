@@ -101,7 +101,7 @@ class HostFacts:
     ``criu_version`` its version when it could be run.
     """
 
-    root: str
+    root: str | None  # None: the facts come from a fingerprint file
     machine: str | None = None
     kernel: str | None = None
     cpu_vendor: str | None = None
@@ -418,6 +418,17 @@ def probe_host(root="/", criu=None):
     )
 
 
-__all__ = ["CRIU_PATHS", "FEATURES", "HostFacts", "LiveFeatures", "KNOWN_XSAVE", "PLUGIN_DIR", "XSAVE_FLAGS", "XSAVE_NAMES",
-           "criu_version", "probe_host", "xsave_description",
-           "xsave_mask_from_flags"]
+__all__ = [
+    "CRIU_PATHS",
+    "FEATURES",
+    "KNOWN_XSAVE",
+    "PLUGIN_DIR",
+    "XSAVE_FLAGS",
+    "XSAVE_NAMES",
+    "HostFacts",
+    "LiveFeatures",
+    "criu_version",
+    "probe_host",
+    "xsave_description",
+    "xsave_mask_from_flags",
+]

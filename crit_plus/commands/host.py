@@ -12,7 +12,14 @@ from ..analysis import fingerprint as fp
 from ..analysis.host import criu_version, probe_host
 from ..analysis.host_compare import compare
 from ..output import output_stream
-from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_fields, write_json
+from ..render import (
+    SEVERITY_COLORS,
+    colored,
+    safe_text,
+    use_color,
+    write_fields,
+    write_json,
+)
 from .options import format_option
 
 #: Exit codes of ``host compare`` (as diff(1): 0 same enough, 1 warnings, 2 not compatible).
@@ -61,8 +68,8 @@ def write_fingerprint(data: dict, out) -> None:
         ("fs modules", _listed(data["fs_modules"])),
         ("cgroup", f"v{cgroup['version']}: {_listed(controllers)}"),
         ("LSM", data["lsm"]),
-        ("criu", f"{criu['version'] or 'version unknown'} ({criu['path'] or 'not found'}), "
-                 f"plugins: {_listed(criu['plugins'])}"),
+        ("criu", (f"{criu['version'] or 'version unknown'} ({criu['path'] or 'not found'}), "
+                  f"plugins: {_listed(criu['plugins'])}")),
         ("LXD", data["lxd_version"] or "not installed"),
         ("Incus", data["incus_version"] or "not installed"),
         ("pid_max", data["pid_max"]),
