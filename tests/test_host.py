@@ -151,7 +151,16 @@ def _criu(version):
     return change
 
 
-@pytest.mark.parametrize("key,change,code,feature", [
+def _without_fs(name):
+    def change(data):
+        data["filesystems"] = [f for f in data["filesystems"] if f != name]
+        data["fs_modules"] = [f for f in data["fs_modules"] or () if f != name]
+    return change
+
+
+#: (fixture, fingerprint edit, the code it must fire, a word of its message): every check a
+#: fingerprint answers, on a real checkpoint that needs the feature.
+SMALLER_HOSTS = [
     (SA, _without_avx512, "cpu-xsave", "AVX-512"),
     (WEB, _feature_off("userns"), "kernel-feature", "userns"),
     (WEB, _feature_off("seccomp_filters"), "kernel-feature", "seccomp_filters"),
@@ -159,8 +168,13 @@ def _criu(version):
     (SA, _feature_off("get_rseq_conf"), "kernel-feature", "get_rseq_conf"),
     (WEB, _cgroup_v1, "cgroup-controller", "cgroup2"),
     (WEB, _criu("4.1"), "criu-older", "4.2"),
-], ids=["no-avx512", "no-userns", "no-seccomp-filters", "no-timerfd", "no-rseq",
-        "cgroup-v1", "criu-4.1"])
+    (DEB, _without_fs("mqueue"), "fs-missing", "mqueue"),
+]
+
+
+@pytest.mark.parametrize("key,change,code,feature", SMALLER_HOSTS,
+                         ids=["no-avx512", "no-userns", "no-seccomp-filters", "no-timerfd",
+                              "no-rseq", "cgroup-v1", "criu-4.1", "no-mqueue"])
 def test_smaller_host_predicts_its_error(key, change, code, feature, checkpoint_dirs,
                                          own_fingerprint, tmp_path):
     full = edited(own_fingerprint, tmp_path, _with_avx512)
