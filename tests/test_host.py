@@ -288,3 +288,14 @@ def test_compare_finds_the_smaller_target(change, codes, exit_code, own_fingerpr
     assert [d["code"] for d in json.loads(done.stdout)["differences"]] == codes
     if codes != ["cgroup-controller"]:  # the only difference that matters both ways
         assert run_cli("host", "compare", target, source).returncode == 0
+
+
+def test_unprivileged_host_says_what_needed_root(monkeypatch):
+    """As another user `criu check` is not run: the features are unknown, and said to be."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    host = probe_host("/", criu=this_criu() or ("4.2.1", "/usr/sbin/criu"))
+    assert host.kernel_features is None and host.feature("timens") is None
+    assert any("root" in what for what in host.needed_root)
+    data = fp.fingerprint(host)
+    assert data["kernel_features"] is None and data["needed_root"]
+    assert data["filesystems"] and data["cpu"]["flags"] and data["pid_max"]

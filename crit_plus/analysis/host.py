@@ -115,7 +115,7 @@ class HostFacts:
     page_size: int | None = None
     cpu_model: str | None = None
     #: feature name → True (supported), False (not), None (could not be tested)
-    kernel_features: Mapping | None = None
+    kernel_features: Mapping | None = field(default=None, compare=False)
     filesystems: frozenset | None = None  # /proc/filesystems
     fs_modules: frozenset | None = None  # file systems the kernel could load as modules
     plugins: frozenset | None = None  # CRIU plugins (NAME.so) in ROOT/usr/lib/criu
