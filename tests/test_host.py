@@ -267,7 +267,9 @@ def test_compare_with_itself_is_compatible(own_fingerprint):
     (_cgroup_v1, ["cgroup-controller"], 1),
     (_criu("4.1"), ["criu-older"], 2),
     (_criu("4.2.0"), ["criu-older"], 1),
-], ids=["no-avx512", "no-timens", "no-overlay", "cgroup-v1", "criu-4.1", "criu-4.2.0"])
+    (lambda d: d["cpu"].update(criu_xfeatures_mask=1), ["cpuinfo-xfeatures"], 2),
+], ids=["no-avx512", "no-timens", "no-overlay", "cgroup-v1", "criu-4.1", "criu-4.2.0",
+        "criu-xfeatures"])
 def test_compare_finds_the_smaller_target(change, codes, exit_code, own_fingerprint, tmp_path):
     data = json.loads(own_fingerprint.read_text())
     _with_avx512(data)
@@ -276,6 +278,7 @@ def test_compare_finds_the_smaller_target(change, codes, exit_code, own_fingerpr
     data["cgroup"] = {"version": 2, "v1_controllers": [], "v2_controllers": ["cpu", "memory"],
                       "hierarchies": []}
     data["criu"]["version"] = "4.2.1"
+    data["cpu"]["criu_xfeatures_mask"] = 7
     source = tmp_path / "source.json"
     source.write_text(json.dumps(data))
     change(data)

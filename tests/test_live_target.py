@@ -192,6 +192,22 @@ def test_a_host_without_the_feature_predicts_its_error(dump, change, feature, im
     assert code not in cli.stdout
 
 
+def test_cpuinfo_img_against_the_cpu_as_criu_sees_it(criu, own, tmp_path):
+    """``criu cpuinfo dump`` beside a real dump (as for --cpu-cap): clean against this
+    machine, whose fingerprint recorded the same; an error for a CPU with fewer XSAVE bits."""
+    images = tmp_path / "images"
+    _dump_timens(criu, images)
+    done = subprocess.run([criu, "cpuinfo", "dump", "-D", str(images)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads(Path(own).read_text())["cpu"]["criu_xfeatures_mask"]
+    assert recorded is not None
+    assert "cpuinfo-xfeatures" not in run(images, fp.load(str(own))).codes()
+    smaller = edited(own, tmp_path, lambda d: d["cpu"].update(criu_xfeatures_mask=1))
+    found = [f for f in run(images, smaller).findings if f.code == "cpuinfo-xfeatures"]
+    assert [f.severity for f in found] == ["error"] and found[0].image == "cpuinfo.img"
+
+
 # -- zdtm's sample, when it is cached ----------------------------------------------------------
 
 

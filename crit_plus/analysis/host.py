@@ -114,6 +114,10 @@ class HostFacts:
     cgroup2_controllers: frozenset | None = None
     page_size: int | None = None
     cpu_model: str | None = None
+    #: the CPU as CRIU sees it (``criu cpuinfo dump``, as root): the XSAVE components and
+    #: xsave area size a restore compares ``cpuinfo.img`` with
+    criu_xfeatures: int | None = None
+    criu_xsave_size: int | None = None
     #: feature name → True (supported), False (not), None (could not be tested)
     kernel_features: Mapping | None = field(default=None, compare=False)
     filesystems: frozenset | None = None  # /proc/filesystems
@@ -312,6 +316,28 @@ def criu_version(program="criu", timeout=10):
     return (match.group(1) if match else None), path
 
 
+def criu_cpuinfo(criu_path: str, timeout: float = 30) -> tuple:
+    """``(xfeatures_mask, xsave_size)`` of this CPU as ``criu cpuinfo dump`` writes them
+    (into a temporary directory, removed), or ``(None, None)``."""
+    import tempfile
+
+    from decoders.errors import DecodeError
+    from decoders.image import open_image
+
+    with tempfile.TemporaryDirectory(prefix="crit-plus-cpuinfo-") as directory:
+        try:
+            subprocess.run([criu_path, "cpuinfo", "dump", "-D", directory], timeout=timeout,
+                           capture_output=True, check=False, stdin=subprocess.DEVNULL)
+            with open_image(os.path.join(directory, "cpuinfo.img")) as image:
+                entry = next(iter(image.entries()), None)
+        except (OSError, subprocess.SubprocessError, DecodeError):
+            return None, None
+    x86 = entry.message.x86_entry if entry is not None else ()
+    if not x86:
+        return None, None
+    return x86[0].xfeatures_mask, x86[0].xsave_size
+
+
 def _filesystems(text):
     if text is None:
         return None
@@ -395,16 +421,20 @@ def probe_host(root="/", criu=None):
     kernel = kernel.strip() if kernel else None
     needed_root = []
     features = None
+    xfeatures = xsave_size = None
     if real_root and path is not None:
         if os.geteuid() == 0:
             features = LiveFeatures(path)
+            xfeatures, xsave_size = criu_cpuinfo(path)
         else:
             needed_root.append("kernel features (criu check runs as root)")
+            needed_root.append("the CPU as CRIU sees it (criu cpuinfo dump runs as root)")
     pid_max = _read(under("proc/sys/kernel/pid_max"))
     return HostFacts(
         root=root, machine=machine.strip() if machine else None,
         kernel=kernel, cpu_vendor=vendor, cpu_model=model, cpu_flags=flags,
         page_size=os.sysconf("SC_PAGE_SIZE") if real_root else None,
+        criu_xfeatures=xfeatures, criu_xsave_size=xsave_size,
         kernel_features=features, filesystems=_filesystems(_read(under("proc/filesystems"))),
         fs_modules=_fs_modules(root, kernel), plugins=_plugins(root),
         pid_max=int(pid_max) if pid_max and pid_max.strip().isdigit() else None,
@@ -427,6 +457,7 @@ __all__ = [
     "XSAVE_NAMES",
     "HostFacts",
     "LiveFeatures",
+    "criu_cpuinfo",
     "criu_version",
     "probe_host",
     "xsave_description",

@@ -56,6 +56,10 @@ def compare(source: HostFacts, target: HostFacts) -> list:
         _add(found, "cpu-xsave", f"the target CPU lacks {xsave_description(missing)}: "
              "threads that used them die with SIGILL, and a dump with cpuinfo.img does not "
              "restore (cpuinfo-xfeatures)")
+    exact = (source.criu_xfeatures or 0) & ~(target.criu_xfeatures or 0)
+    if source.criu_xfeatures is not None and target.criu_xfeatures is not None and exact:
+        _add(found, "cpuinfo-xfeatures", f"the target CPU lacks XSAVE bits {exact:#x} as "
+             "CRIU sees them (criu cpuinfo dump): a dump with cpuinfo.img does not restore")
     if source.cpu_flags is not None and target.cpu_flags is not None:
         flags = sorted(source.cpu_flags - target.cpu_flags)
         if flags:

@@ -50,6 +50,14 @@ def _features_text(features):
     return text
 
 
+def _xsave_text(cpu):
+    text = "unknown" if cpu["xsave_mask"] is None else f"{cpu['xsave_mask']:#x} (by the flags)"
+    if cpu.get("criu_xfeatures_mask") is not None:
+        text += (f"; as CRIU sees them {cpu['criu_xfeatures_mask']:#x}, xsave area "
+                 f"{cpu['criu_xsave_size']} bytes (criu cpuinfo dump)")
+    return text
+
+
 def write_fingerprint(data: dict, out) -> None:
     """A fingerprint dict as an aligned block for people."""
     cpu, cgroup, criu = data["cpu"], data["cgroup"], data["criu"]
@@ -60,8 +68,7 @@ def write_fingerprint(data: dict, out) -> None:
         ("architecture", f"{data['machine']}, pages of {data['page_size']} bytes"),
         ("kernel", data["kernel"]),
         ("CPU", f"{cpu['vendor']} {cpu['model'] or ''}".strip()),
-        ("XSAVE features", cpu["xsave_mask"] if cpu["xsave_mask"] is None
-         else f"{cpu['xsave_mask']:#x}"),
+        ("XSAVE features", _xsave_text(cpu)),
         ("CPU flags", _listed(cpu["flags"], 12)),
         ("kernel features", _features_text(data["kernel_features"])),
         ("file systems", _listed(data["filesystems"])),
