@@ -198,7 +198,7 @@ def test_cpuinfo_img_against_the_cpu_as_criu_sees_it(criu, own, tmp_path):
     images = tmp_path / "images"
     _dump_timens(criu, images)
     done = subprocess.run([criu, "cpuinfo", "dump", "-D", str(images)], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     recorded = json.loads(Path(own).read_text())["cpu"]["criu_xfeatures_mask"]
     assert recorded is not None
