@@ -40,7 +40,8 @@ PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
                    "or map must be there with the dump's size, mode and build-id.")
 @click.option("--host", "use_host", is_flag=True,
               help="Also compare with this machine: free pids, CPU features, architecture, "
-                   "kernel, installed criu, LSM, plugins, cgroups. The target root then "
+                   "kernel and its features (criu check, as root), file systems, installed "
+                   "criu, LSM, plugins, cgroups. The target root then "
                    "defaults to / (or to the container's rootfs/ beside its state).")
 @click.option("--target", "target_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Compare with another host instead: its fingerprint (`crit-plus host -o "
@@ -78,7 +79,8 @@ def validate_command(path, target_root, use_host, target_file, criu_program, str
          or the input is not a checkpoint at all (a message on stderr, no report)
       2  errors: the restore will fail (a checkpoint whose inventory.img or
          pstree.img does not decode is reported as such);
-         or wrong usage (a message on stderr, no report)
+         or wrong usage, or a --target FILE that is not a host fingerprint
+         (a message on stderr, no report)
     Scripts that must tell these apart read --format json ("verdict").
 
     \b
