@@ -230,3 +230,21 @@ def test_zdtm_sample_target_equals_host(criu, own):
         if by_host != by_target:
             differ[images.parent.name] = (by_host, by_target)
     assert differ == {}
+
+
+@pytest.mark.parametrize("name,feature,image", [
+    ("socket-tcp4v6-fin-wait1", "tcp_half_closed", "files.img"),
+    ("timerfd", "timerfd", "timerfd.img"),
+    ("seccomp_filter_tsync", "seccomp_filters", "core-"),
+])
+def test_zdtm_dump_predicts_the_missing_feature(name, feature, image, own, tmp_path):
+    """zdtm programs that use a feature (cached sample dumps only: skipped without them)."""
+    images = ZDTM_CACHE / name / "images"
+    if not (images / "inventory.img").exists():
+        pytest.skip(f"zdtm's {name} is not cached in {ZDTM_CACHE} (make zdtm makes it)")
+    clean = run(images, fp.load(str(own)))
+    assert "kernel-feature" not in clean.codes()
+    found = [f for f in run(images, edited(own, tmp_path, _feature_off(feature))).findings
+             if f.code == "kernel-feature"]
+    assert [f.severity for f in found] == ["error"], found
+    assert feature in found[0].message and found[0].image.startswith(image)

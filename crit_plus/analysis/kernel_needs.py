@@ -20,6 +20,8 @@ FSTYPES = {
 }
 #: ``inventory.network_lock_method`` (criu/include/cr_options.h): 1 is nftables.
 NETWORK_LOCK_NFTABLES = 1
+#: MFD_HUGETLB (linux/memfd.h): a memfd on hugetlbfs.
+MFD_HUGETLB = 4
 #: TCP states CRIU restores only with ``tcp_half_closed`` (criu/sk-tcp.c).
 HALF_CLOSED = {"FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING"}
 #: Namespaces the restore creates → the feature CRIU tests for them.
@@ -54,7 +56,7 @@ def kernel_needs(facts) -> list:
     for process in facts.checkpoint.processes:
         _process_needs(process, need)
     for file in facts.checkpoint.files:
-        state = str(file.details.get("state", "")) if file.kind == "inet" else ""
+        state = getattr(file.details.get("state"), "name", "") if file.kind == "inet" else ""
         if file.kind == "tun":
             need("tun", "tunfile.img",
                  "a process holds a tun/tap device")
@@ -62,6 +64,10 @@ def kernel_needs(facts) -> list:
             need("timerfd", "timerfd.img", "a process holds a timerfd")
         elif state in HALF_CLOSED:
             need("tcp_half_closed", "files.img", f"a TCP connection is in state {state}")
+    for message in facts.messages("memfd.img"):
+        if getattr(message, "hugetlb_flag", 0) & MFD_HUGETLB:
+            need("memfd_hugetlb", "memfd.img", f"memfd {message.name!r} is on hugetlbfs")
+            break
     for mount in facts.mounts:
         if FSTYPES.get(mount.fstype) == "autofs":
             need("autofs", facts.mounts_image, f"{mount.mountpoint} is an autofs mount")
