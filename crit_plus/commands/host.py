@@ -72,7 +72,8 @@ def write_fingerprint(data: dict, out) -> None:
         ("CPU flags", _listed(cpu["flags"], 12)),
         ("kernel features", _features_text(data["kernel_features"])),
         ("file systems", _listed(data["filesystems"])),
-        ("fs modules", _listed(data["fs_modules"])),
+        ("fs modules", "none found (no /lib/modules/RELEASE/kernel/fs)"
+         if data["fs_modules"] is None else _listed(data["fs_modules"])),
         ("cgroup", f"v{cgroup['version']}: {_listed(controllers)}"),
         ("LSM", data["lsm"]),
         ("criu", (f"{criu['version'] or 'version unknown'} ({criu['path'] or 'not found'}), "
