@@ -248,3 +248,16 @@ def test_zdtm_dump_predicts_the_missing_feature(name, feature, image, own, tmp_p
              if f.code == "kernel-feature"]
     assert [f.severity for f in found] == ["error"], found
     assert feature in found[0].message and found[0].image.startswith(image)
+
+
+def test_zdtm_avx_dump_on_a_cpu_without_avx(own, tmp_path):
+    """zdtm's fpu01 threads used AVX state (xstate_bv bit 2): a CPU without the avx flag
+    is predicted to lose it (cached sample dumps only)."""
+    images = ZDTM_CACHE / "fpu01" / "images"
+    if not (images / "inventory.img").exists():
+        pytest.skip(f"zdtm's fpu01 is not cached in {ZDTM_CACHE} (make zdtm makes it)")
+    assert "cpu-xsave" not in run(images, fp.load(str(own))).codes()
+    no_avx = edited(own, tmp_path, lambda d: d["cpu"].update(
+        flags=[f for f in d["cpu"]["flags"] if not f.startswith("avx")]))
+    found = [f for f in run(images, no_avx).findings if f.code == "cpu-xsave"]
+    assert found and "AVX (avx)" in found[0].message, found
