@@ -302,3 +302,23 @@ def test_unprivileged_host_says_what_needed_root(monkeypatch):
     data = fp.fingerprint(host)
     assert data["kernel_features"] is None and data["needed_root"]
     assert data["filesystems"] and data["cpu"]["flags"] and data["pid_max"]
+
+
+def test_memfd_on_hugetlbfs_needs_memfd_hugetlb(fixture_root, own_fingerprint, tmp_path):
+    """Synthetic (this machine has no huge pages to make a real one): a copy of service-a
+    with a memfd.img whose inode was created with MFD_HUGETLB, as criu/memfd.c records it."""
+    import shutil
+
+    from tests.synth import image_bytes, message
+
+    copy = tmp_path / "ck"
+    shutil.copytree(fixture_root / SA, copy, symlinks=True)
+    inode = message("memfd_inode_entry", name="memfd:huge", size=2 << 20, inode_id=1,
+                    hugetlb_flag=4 | (21 << 26))
+    (copy / "memfd.img").write_bytes(image_bytes("MEMFD_INODE", [inode]))
+    host = edited(own_fingerprint, tmp_path, _feature_off("memfd_hugetlb"))
+    found = [f for f in run(copy, host).findings if f.code == "kernel-feature"]
+    assert [(f.image, "memfd_hugetlb" in f.message) for f in found] == [("memfd.img", True)]
+    plain = message("memfd_inode_entry", name="memfd:plain", size=4096, inode_id=1)
+    (copy / "memfd.img").write_bytes(image_bytes("MEMFD_INODE", [plain]))
+    assert "kernel-feature" not in run(copy, host).codes()
