@@ -87,6 +87,10 @@ COMMANDS = {
     "show": Use((("show", IMAGE), ("show", IMAGE, "--nopl")), "image"),
     "info": Use((("info", IMAGE), ("info", IMAGE, "--format", "json")), "image"),
     "encode": Use((("encode", "-i", JSON_IN, "-o", OUTPUT),), "json"),
+    # host: this machine (no input); host compare: two fingerprints (a CRIT JSON document is
+    # not one: one line, exit 2); exit 0 compatible, 1 warnings, 2 incompatible
+    "host": Use((("host",), ("host", "--format", "json"), ("host", "compare", JSON_IN, JSON_IN)),
+                "json", results=(EXIT_OK, 1, 2), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     # checkpoint commands: run on the damaged directory
     "list": _checkpoint_command("list", archives=False),
     "version": _checkpoint_command("version"),

@@ -34,6 +34,7 @@ from crit_plus.opening import open_source
 from decoders.flags import VmaStatus
 from tests.cli import run_cli
 from tests.conftest import FIXTURES, ROOT
+from tests.test_host import SMALLER_HOSTS
 from tests.synth import image_bytes, message, read_messages, rewrite_image
 
 SA = "service-a"
@@ -769,7 +770,8 @@ def test_docs_table_matches_the_catalog():
 
 def test_every_check_has_a_firing_test():
     tested = {c for c, _k, _d in DAMAGES} | {c for c, _f, _q in PRESENT} | \
-        {c for c, _d in ROOTFS_DAMAGES} | {c[0] for c in HOST_CASES} | {"manager-restore-failed"}
+        {c for c, _d in ROOTFS_DAMAGES} | {c[0] for c in HOST_CASES} | {"manager-restore-failed"} \
+        | {c[2] for c in SMALLER_HOSTS}  # tests/test_host.py: the checks fingerprints answer
     assert tested == set(CHECKS)
     assert {check.stage for check in CHECKS.values()} == set(STAGES)
 
