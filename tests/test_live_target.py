@@ -5,7 +5,7 @@
 - dumps that use a kernel feature or file system (a time namespace, lazy pages served by
   userfaultfd, an overlay mount) validate clean against this machine's fingerprint and
   predict their own error against a fingerprint edited as a host without it;
-- on CRIU's zdtm sample dumps that are already cached (build/zdtm/, ``make zdtm``),
+- on CRIU's zdtm sample dumps (tests/test_zdtm.py's programs, dumped once per session),
   ``--target`` with this machine's fingerprint gives the findings ``--host`` gives.
 
 Every process started here runs in its own session and is killed by its group; the
@@ -29,11 +29,10 @@ from crit_plus.analysis.validate import validate
 from crit_plus.analysis.validate_target import LIVE_ONLY
 from crit_plus.opening import open_source
 from tests.cli import run_cli
-from tests.workloads import harness, zdtm
+from tests.workloads import harness
 
 pytestmark = pytest.mark.live
 
-ZDTM_CACHE = zdtm.BUILD / harness.PINNED_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -208,27 +207,25 @@ def test_cpuinfo_img_against_the_cpu_as_criu_sees_it(criu, own, tmp_path):
     assert [f.severity for f in found] == ["error"] and found[0].image == "cpuinfo.img"
 
 
-# -- zdtm's sample, when it is cached ----------------------------------------------------------
+# -- zdtm's sample (tests/test_zdtm.py's programs, dumped once per session) ------------------
 
 
-def _cached_zdtm():
-    from tests.test_zdtm import NAMES
+def _sample_images(zdtm_dumps, name):
+    if name not in zdtm_dumps:
+        pytest.fail(f"zdtm's {name} was not dumped (tests/test_zdtm.py says why)")
+    return zdtm_dumps[name].images
 
-    found = [ZDTM_CACHE / name / "images" for name in NAMES]
-    return [path for path in found if (path / "inventory.img").exists()]
 
-
-def test_zdtm_sample_target_equals_host(criu, own):
-    dumps = _cached_zdtm()
-    if not dumps:
-        pytest.skip("no zdtm sample dumps cached in build/zdtm/4.2.1 (make zdtm makes them)")
+def test_zdtm_sample_target_equals_host(criu, own, zdtm_dumps):
+    assert len(zdtm_dumps) >= 40
     live, target = probe_host("/", criu=("4.2.1", criu)), fp.load(str(own))
     differ = {}
-    for images in dumps:
-        by_host = [f.to_dict() for f in run(images, live).findings if f.code not in LIVE_ONLY]
-        by_target = [f.to_dict() for f in run(images, target).findings]
+    for name, dump in sorted(zdtm_dumps.items()):
+        by_host = [f.to_dict() for f in run(dump.images, live).findings
+                   if f.code not in LIVE_ONLY]
+        by_target = [f.to_dict() for f in run(dump.images, target).findings]
         if by_host != by_target:
-            differ[images.parent.name] = (by_host, by_target)
+            differ[name] = (by_host, by_target)
     assert differ == {}
 
 
@@ -237,11 +234,10 @@ def test_zdtm_sample_target_equals_host(criu, own):
     ("timerfd", "timerfd", "timerfd.img"),
     ("seccomp_filter_tsync", "seccomp_filters", "core-"),
 ])
-def test_zdtm_dump_predicts_the_missing_feature(name, feature, image, own, tmp_path):
-    """zdtm programs that use a feature (cached sample dumps only: skipped without them)."""
-    images = ZDTM_CACHE / name / "images"
-    if not (images / "inventory.img").exists():
-        pytest.skip(f"zdtm's {name} is not cached in {ZDTM_CACHE} (make zdtm makes it)")
+def test_zdtm_dump_predicts_the_missing_feature(name, feature, image, own, tmp_path,
+                                                 zdtm_dumps):
+    """zdtm programs that use a feature, against a host without it."""
+    images = _sample_images(zdtm_dumps, name)
     clean = run(images, fp.load(str(own)))
     assert "kernel-feature" not in clean.codes()
     found = [f for f in run(images, edited(own, tmp_path, _feature_off(feature))).findings
@@ -250,12 +246,10 @@ def test_zdtm_dump_predicts_the_missing_feature(name, feature, image, own, tmp_p
     assert feature in found[0].message and found[0].image.startswith(image)
 
 
-def test_zdtm_avx_dump_on_a_cpu_without_avx(own, tmp_path):
+def test_zdtm_avx_dump_on_a_cpu_without_avx(own, tmp_path, zdtm_dumps):
     """zdtm's fpu01 threads used AVX state (xstate_bv bit 2): a CPU without the avx flag
-    is predicted to lose it (cached sample dumps only)."""
-    images = ZDTM_CACHE / "fpu01" / "images"
-    if not (images / "inventory.img").exists():
-        pytest.skip(f"zdtm's fpu01 is not cached in {ZDTM_CACHE} (make zdtm makes it)")
+    is predicted to lose it."""
+    images = _sample_images(zdtm_dumps, "fpu01")
     assert "cpu-xsave" not in run(images, fp.load(str(own))).codes()
     no_avx = edited(own, tmp_path, lambda d: d["cpu"].update(
         flags=[f for f in d["cpu"]["flags"] if not f.startswith("avx")]))
