@@ -36,8 +36,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "BadMagicError", "Creds", "DecodeError", "DumpStats", "Entry", "EntryDecodeError", "FdInfo",
     "FdType", "FileEntry", "Fs", "Ids", "Image", "Inventory", "MapFlags", "MissingImageError", "Mm",
-    "PAGE_SIZE", "PageFlags", "PageRun", "Pagemap", "Payload", "Prot", "PstreeEntry", "Registers",
-    "PycriuNotFound", "SchemaError", "Source", "TaskState", "ThreadCore", "TruncatedError",
+    "PAGE_SIZE", "PageFlags", "PageRun", "Pagemap", "Payload", "Prot", "PstreeEntry",
+    "PycriuNotFound", "Registers", "SchemaError", "Source", "TaskState", "ThreadCore", "TruncatedError",
     "UnreadableImageError", "Vma", "VmaStatus", "get_schema", "image_from_bytes", "open_image",
     "read_core", "read_dump_stats", "read_fdinfo", "read_files", "read_fs", "read_ids",
     "read_inventory", "read_mm", "read_pagemap", "read_pstree",

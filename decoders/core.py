@@ -9,6 +9,7 @@ from .image import open_image
 from .records import Creds, Registers, ThreadCore
 from .text import image_text
 
+
 def _creds(msg):
     if msg is None:
         return None

@@ -100,6 +100,10 @@ COMMANDS = {
                 ("mem", "grep", CHECKPOINT, "crit-plus-needle", "--max-count", "1"),
                 ("mem", "grep", CHECKPOINT, "BEGIN", "--max-count", "2", "--format", "json")),
                "checkpoint", results=(EXIT_OK, 1), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
+    # core writes ELF cores (-o, never into the checkpoint); without PID one per process
+    "core": Use((("core", CHECKPOINT, PID, "-o", OUTPUT),
+                 ("core", CHECKPOINT, "-o", OUTPUT + ".d", "--format", "json")),
+                "checkpoint", errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     "size": Use((("size", CHECKPOINT), ("size", CHECKPOINT, "--format", "json"),
                  ("size", CHECKPOINT, "--content", "--top", "5")), "checkpoint"),
     # validate: 0 no errors, 2 errors (a report either way); 1 not a checkpoint (--strict:

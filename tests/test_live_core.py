@@ -101,6 +101,7 @@ def _gdb(program, core, *commands):
     for command in commands:
         argv += ["-ex", command]
     out = subprocess.run([*argv, str(program), str(core)], capture_output=True, text=True,
+                         check=False,
                          timeout=120)
     return out.stdout + out.stderr
 
@@ -132,7 +133,7 @@ def test_gdb_reads_threads_string_and_registers(c_dump):
     process = checkpoint.process(pid)
     assert len(process.threads) == 2
     registers = process.core.registers
-    shown = dict(re.findall(r"^(\w+)\s+(0x[0-9a-f]+)", text, re.M))
+    shown = dict(re.findall(r"^(\w+)\s+(0x[0-9a-f]+)", text, re.MULTILINE))
     for field, name in GDB_NAMES.items():
         assert int(shown[name], 16) == registers.value("gp", field), name
 
@@ -151,9 +152,10 @@ def test_each_thread_registers(c_dump):
 def test_readelf_lists_the_notes(c_dump):
     _workdir, _pid, _images, core = c_dump
     out = subprocess.run([_tool("readelf"), "-n", "-l", "-W", str(core)], capture_output=True,
+                         check=False,
                          text=True, timeout=60)
     assert out.returncode == 0 and "warning" not in out.stderr.lower(), out.stderr
-    notes = re.findall(r"^\s+(CORE|LINUX)\s+0x[0-9a-f]+\s+(NT_\w+)", out.stdout, re.M)
+    notes = re.findall(r"^\s+(CORE|LINUX)\s+0x[0-9a-f]+\s+(NT_\w+)", out.stdout, re.MULTILINE)
     names = [name for _owner, name in notes]
     assert names.count("NT_PRSTATUS") == 2
     assert names.count("NT_FPREGSET") == 2
@@ -180,3 +182,20 @@ def test_python_heap_in_gdb(criu, tmp_path):
     text = _gdb(python, core, f"x/s {address:#x}")
     assert "warning" not in text.lower(), text
     assert marker in text, text
+
+
+def test_root_gives_the_file_pages(c_dump, tmp_path):
+    workdir, pid, _images, core = c_dump
+    with_root = tmp_path / "core"
+    result = run_cli("core", str(workdir / "images"), str(pid), "-o", str(with_root),
+                     "--root", "/", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    plain = run_cli("core", str(workdir / "images"), str(pid), "-o", str(tmp_path / "plain"),
+                    "-f", "json")
+    (rooted,), (bare,) = json.loads(result.stdout), json.loads(plain.stdout)
+    assert rooted["data_bytes"] > bare["data_bytes"]
+    assert rooted["absent_bytes"] < bare["absent_bytes"]
+    text = _gdb(workdir / "prog", with_root, "thread apply all bt", "print the_string")
+    assert "warning" not in text.lower(), text
+    assert "main_middle ()" in text and "worker_middle ()" in text
+    assert '"crit-plus core test: the global string"' in text

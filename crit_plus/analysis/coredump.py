@@ -19,14 +19,17 @@ for x86_64 and aarch64, both little-endian 64-bit.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from decoders.errors import DecodeError
 from decoders.flags import PAGE_SIZE, Prot, TaskState
 
 from ..memory import AddressSpace, Unavailable
+from .explore import memory_of
 
 NT_PRSTATUS = 1
 NT_FPREGSET = 2
@@ -64,8 +67,9 @@ _X87_SSE = 0b11
 _XCR0_OFFSET = 464
 
 
-class CoreError(LookupError):
-    """The process cannot be written as a core (no memory, an architecture not known)."""
+class CoreError(DecodeError, LookupError):
+    """The process cannot be written as a core: its core image is missing or names an
+    architecture crit-plus writes no cores for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +127,12 @@ def architecture(process) -> str:
     """The architecture of ``process``'s core images (``X86_64``, ``AARCH64``);
     :class:`CoreError` when they name none crit-plus writes cores for."""
     core = process.core
+    path = os.path.join(process.checkpoint.directory, f"core-{process.pid}.img")
     if core is None:
-        raise CoreError(f"pid {process.pid} has no readable core-{process.pid}.img")
+        raise CoreError(path, "missing or unreadable: no registers to write")
     if core.arch not in MACHINES:
-        raise CoreError(f"pid {process.pid} is a {core.arch} process: crit-plus writes cores "
-                        f"for {', '.join(sorted(MACHINES))} only")
+        raise CoreError(path, f"a {core.arch} process: crit-plus writes cores for "
+                        f"{', '.join(sorted(MACHINES))} only")
     return core.arch
 
 
@@ -244,7 +249,7 @@ def prpsinfo(process) -> Note:
     """NT_PRPSINFO: state, ids, credentials, name and (the first 80 bytes of) the
     command line."""
     core = process.core
-    state, sname = _STATES.get(core.task_state if core is not None else None, (0, b"R"))
+    state, sname = _STATES.get(core.task_state, (0, b"R")) if core is not None else (0, b"R")
     creds = process.creds
     uid, gid = (creds.uid, creds.gid) if creds is not None else (0, 0)
     nice = (core.nice or 0) if core is not None else 0
@@ -353,12 +358,9 @@ def _phdr(kind: int, flags: int, offset: int, vaddr: int, filesz: int, memsz: in
 def write_core(process, out: BinaryIO) -> CoreFile:
     """Write the core of ``process`` to ``out`` (a seekable binary file, written from
     its start); return what was written.  :class:`CoreError` when the process has no
-    memory or registers to write."""
+    registers to write, :class:`~crit_plus.analysis.explore.NoMemoryError` no memory."""
     arch = architecture(process)
-    memory = process.memory
-    if memory is None:
-        raise CoreError(f"pid {process.pid} has no memory in the checkpoint "
-                        "(a zombie, or a missing mm image)")
+    memory = memory_of(process.checkpoint, process.pid)
     notes = process_notes(process)
     note_bytes = b"".join(note.encode() for note in notes)
     loads = list(segments(memory))

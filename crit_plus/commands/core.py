@@ -11,11 +11,11 @@ import sys
 
 import click
 
-from ..analysis.coredump import CoreError, CoreFile, write_core
+from ..analysis.coredump import CoreFile, write_core
 from ..describe import human_bytes
 from ..opening import input_paths
 from ..output import whole_file
-from ..render import write_json
+from ..render import safe_text, write_json
 from .options import format_option, open_checkpoint_source, source_options
 from .selection import check_pid
 
@@ -56,9 +56,9 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
             try:
                 with whole_file(target, inputs=inputs) as handle:
                     result = write_core(process, handle)
-            except CoreError as error:
+            except LookupError as error:  # CoreError, NoMemoryError: a zombie, no registers
                 if pid is not None:
-                    raise click.ClickException(str(error)) from None
+                    raise
                 click.echo(f"pid {number}: no core: {error}", err=True)
                 continue
             written.append((target, result))
@@ -78,13 +78,13 @@ def _json(target: str, result: CoreFile) -> dict:
 
 def _say(target: str, result: CoreFile) -> None:
     click.echo(f"wrote core of pid {result.pid} ({result.arch.lower()}, {result.segments} "
-               f"segments, {human_bytes(result.data_bytes)} of memory) to {target}", err=True)
+               f"segments, {human_bytes(result.data_bytes)} of memory) to {safe_text(target)}")
     if result.absent_bytes:
         click.echo(f"  {human_bytes(result.absent_bytes)} mapped but not in the checkpoint "
-                   "(file pages without --root, kernel pages): left out", err=True)
+                   "(file pages without --root, kernel pages): left out")
     for hole in result.unavailable:
         click.echo(f"  {hole.length} bytes at {hole.vaddr:#x} unavailable, left as zeros: "
-                   f"{hole.reason}", err=True)
+                   f"{safe_text(hole.reason)}")
 
 
 def register(group: click.Group) -> None:
