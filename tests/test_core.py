@@ -130,3 +130,24 @@ def test_refuses_to_write_into_the_checkpoint(fixture_root):
     result = run_cli("core", str(images), str(pid), "-o", str(images / "core"))
     assert result.returncode == 2 and not (images / "core").exists()
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_read_copy_gives_the_same_bytes(service_core, tmp_path, monkeypatch):
+    """Where the kernel cannot copy (another file system, an old kernel), the bytes are
+    read and written: the same core."""
+    _checkpoint, process, _result, data = service_core
+    monkeypatch.setattr(coredump, "os", _NoKernelCopy())
+    with open(tmp_path / "core", "wb") as handle:
+        coredump.write_core(process, handle)
+    assert (tmp_path / "core").read_bytes() == data
+
+
+class _NoKernelCopy:
+    """``os`` without ``copy_file_range``."""
+
+    def __getattr__(self, name):
+        if name == "copy_file_range":
+            raise AttributeError(name)
+        import os
+
+        return getattr(os, name)

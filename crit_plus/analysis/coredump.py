@@ -19,14 +19,16 @@ for x86_64 and aarch64, both little-endian 64-bit.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from decoders.errors import DecodeError
 from decoders.flags import PAGE_SIZE, Prot, TaskState
+from decoders.framing import open_untrusted
 
 from ..memory import AddressSpace, Unavailable
 from .explore import memory_of
@@ -384,24 +386,79 @@ def write_core(process, out: BinaryIO) -> CoreFile:
     result.absent_bytes = sum(seg.memsz for seg in loads if not seg.filesz)
     out.write(b"".join(table))
     out.write(note_bytes)
-    for seg, at in placed:
-        if seg.filesz:
-            result.data_bytes += _write_segment(memory, seg, at, out, result.unavailable)
+    with _Copier(out) as copier:
+        for seg, at in placed:
+            if seg.filesz:
+                result.data_bytes += _write_segment(memory, seg, at, copier,
+                                                    result.unavailable)
+    out.seek(0, os.SEEK_END)
     out.truncate(offset)
     result.size = offset
     return result
 
 
-def _write_segment(memory: AddressSpace, seg: Segment, at: int, out: BinaryIO,
+class _Copier:
+    """Copies stretches of pages and backing files into the output: in the kernel
+    (``copy_file_range``: no copy through Python) where it can, else by reading."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self._fds: dict[str, int] = {}
+        self._kernel = hasattr(os, "copy_file_range")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+
+    def copy(self, path: str, offset: int, length: int, position: int) -> int:
+        """Copy up to ``length`` bytes of ``path`` at ``offset`` to the output at
+        ``position``; return how many were copied (fewer: at the end of the file, or
+        when the kernel cannot copy between these files — the caller reads the rest)."""
+        if not self._kernel:
+            return 0
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = open_untrusted(path)[0]
+        self.out.flush()
+        done = 0
+        try:
+            while done < length:
+                n = os.copy_file_range(fd, self.out.fileno(), min(length - done, 1 << 30),
+                                       offset + done, position + done)
+                if n == 0:
+                    break
+                done += n
+        except OSError as error:
+            if error.errno not in _NO_KERNEL_COPY:
+                raise
+            self._kernel = False
+        return done
+
+
+#: copy_file_range errors that mean "copy by reading" (another file system, an output
+#: that is not a regular file, an old kernel).
+_NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
+
+
+def _write_segment(memory: AddressSpace, seg: Segment, at: int, copier: _Copier,
                    holes: list) -> int:
-    """Copy the bytes of ``seg`` to ``out`` at ``at``; zero pages stay holes.  Returns
+    """Copy the bytes of ``seg`` to the output at ``at``; zero pages stay holes.  Returns
     the bytes written; a stretch a pages or backing file lacks is added to ``holes``."""
+    out = copier.out
     written = 0
     for extent in memory.extents(seg.vaddr, seg.memsz):
         if extent.source not in ("pages", "file"):
             continue
-        out.seek(at + extent.vaddr - seg.vaddr)
-        for address, data in memory.stream(extent.vaddr, extent.length):
+        position = at + extent.vaddr - seg.vaddr
+        done = copier.copy(extent.path, extent.offset, extent.length, position)
+        written += done
+        if done == extent.length:
+            continue
+        out.seek(position + done)
+        for address, data in memory.stream(extent.vaddr + done, extent.length - done):
             if isinstance(data, Unavailable):
                 holes.append(data)
                 out.seek(at + data.vaddr + data.length - seg.vaddr)
