@@ -7,7 +7,9 @@ against :meth:`AddressSpace.read`, NT_FILE against the VMAs.
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 
 import pytest
 
@@ -151,3 +153,66 @@ class _NoKernelCopy:
         import os
 
         return getattr(os, name)
+
+
+# -- aarch64 and signals: synthetic core images (this machine dumps x86_64 only) -------------
+
+AARCH64_REGS = [0x1000 + n for n in range(31)]
+
+
+def _aarch64_checkpoint(directory):
+    from tests.synth import minimal, run, vma
+
+    base = 0x7F0000000000
+    builder = minimal(directory, pid=7, vmas=[vma(base, base + 2 * 4096)], runs=[run(base, 2)])
+    siginfo = struct.pack("<iii", 10, 0, 0) + bytes(116)  # SIGUSR1 pending
+    builder.core(7, comm="arm", mtype=3, ti_aarch64={
+        "clear_tid_addr": 0, "tls": 0xABCDEF,
+        "gpregs": {"regs": AARCH64_REGS, "sp": 0xFFFF0000, "pc": 0x400123, "pstate": 0x60000000},
+        "fpsimd": {"vregs": list(range(64)), "fpsr": 0x11, "fpcr": 0x22}},
+        thread_core={"futex_rla": 0, "futex_rla_len": 0, "comm": "arm", "blk_sigset": 1 << 14,
+                     "signals_p": {"signals": [{"siginfo": siginfo}]}})
+    return open_checkpoint(directory), base
+
+
+def test_aarch64_notes(tmp_path):
+    checkpoint, base = _aarch64_checkpoint(tmp_path / "images")
+    process = checkpoint.process(7)
+    with open(tmp_path / "core", "wb") as handle:
+        result = coredump.write_core(process, handle)
+    data = (tmp_path / "core").read_bytes()
+    machine, phdrs, notes = parse(data)
+    assert machine == 183 and result.arch == "AARCH64"
+    by_type = {ntype: desc for _name, ntype, desc in notes}
+    status = by_type[coredump.NT_PRSTATUS]
+    assert len(status) == 392  # the kernel's elf_prstatus on arm64
+    assert list(struct.unpack_from("<34Q", status, 112)) == AARCH64_REGS + [
+        0xFFFF0000, 0x400123, 0x60000000]
+    sigpend, sighold = struct.unpack_from("<QQ", status, 16)
+    assert (sigpend, sighold) == (1 << 9, 1 << 14)
+    assert struct.unpack_from("<h", status, 12)[0] == 0  # no fatal signal
+    fpsimd = by_type[coredump.NT_FPREGSET]
+    assert len(fpsimd) == 528 and struct.unpack_from("<II", fpsimd, 512) == (0x11, 0x22)
+    assert list(struct.unpack_from("<64Q", fpsimd)) == list(range(64))
+    assert struct.unpack("<Q", by_type[coredump.NT_ARM_TLS]) == (0xABCDEF,)
+    assert struct.unpack_from("<i", by_type[coredump.NT_SIGINFO])[0] == 10
+    assert coredump.NT_X86_XSTATE not in by_type
+    load = next(p for p in phdrs if p[0] == coredump.PT_LOAD)
+    head = b"page@%x;" % base
+    assert load[3] == base and data[load[2]:load[2] + len(head)] == head
+    if shutil.which("readelf"):  # binutils reads notes of any architecture
+        listed = subprocess.run(["readelf", "-n", str(tmp_path / "core")], capture_output=True,
+                                text=True, check=True, timeout=60).stdout
+        for name in ("NT_PRPSINFO", "NT_PRSTATUS", "NT_FPREGSET", "NT_ARM_TLS", "NT_SIGINFO"):
+            assert name in listed, listed
+
+
+def test_an_unknown_architecture_is_one_line(tmp_path):
+    from tests.synth import minimal
+
+    builder = minimal(tmp_path / "images", pid=7)
+    builder.core(7, mtype=4)  # PPC64
+    result = run_cli("core", str(tmp_path / "images"), "7", "-o", str(tmp_path / "core"))
+    assert result.returncode == 1 and not (tmp_path / "core").exists()
+    assert result.stderr.count("\n") == 1 and "PPC64" in result.stderr
+    assert "core-7.img" in result.stderr

@@ -302,7 +302,7 @@ def file_note(memory: AddressSpace) -> Note | None:
 
 
 def process_notes(process) -> list[Note]:
-    """Every note of ``process``'s core, in the kernel's order: NT_PRPSINFO, then per
+    """Every note of ``process``'s core: NT_PRPSINFO, then per
     thread (leader first) NT_PRSTATUS, FP and extended state, NT_SIGINFO; NT_AUXV,
     NT_FILE."""
     architecture(process)
