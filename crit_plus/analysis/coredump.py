@@ -129,12 +129,16 @@ def architecture(process) -> str:
     """The architecture of ``process``'s core images (``X86_64``, ``AARCH64``);
     :class:`CoreError` when they name none crit-plus writes cores for."""
     core = process.core
-    path = os.path.join(process.checkpoint.directory, f"core-{process.pid}.img")
+    name = f"core-{process.pid}.img"
     if core is None:
-        raise CoreError(path, "missing or unreadable: no registers to write")
+        why = next((finding.message for finding in process.findings if finding.where == name),
+                   "missing or unreadable")  # the decode error, with its offset
+        raise CoreError(os.path.join(process.checkpoint.directory, name),
+                        f"no registers to write: {why}")
     if core.arch not in MACHINES:
-        raise CoreError(path, f"a {core.arch} process: crit-plus writes cores for "
-                        f"{', '.join(sorted(MACHINES))} only")
+        raise CoreError(core.source.path, f"core_entry.mtype is {core.arch}: crit-plus writes "
+                        f"cores for {', '.join(sorted(MACHINES))} only",
+                        core.source.offset, core.source.index)
     return core.arch
 
 
