@@ -18,13 +18,15 @@ from crit_plus.graph import open_checkpoint
 from tests.cli import run_cli
 
 
-def parse(data):
+def parse(data, xnum=coredump.PN_XNUM):
     """``(e_machine, [(type, ...phdr fields)], [(name, type, desc)])`` of a core file."""
     assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1
     e_type, machine = struct.unpack_from("<HH", data, 16)
     assert e_type == 4
-    phoff, = struct.unpack_from("<Q", data, 32)
+    phoff, shoff = struct.unpack_from("<QQ", data, 32)
     phnum, = struct.unpack_from("<H", data, 56)
+    if phnum == xnum:  # PN_XNUM: the count is section 0's sh_info
+        phnum, = struct.unpack_from("<I", data, shoff + 44)
     phdrs = [struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i) for i in range(phnum)]
     notes = []
     for kind, _flags, offset, _vaddr, _paddr, filesz, _memsz, _align in phdrs:
@@ -216,3 +218,18 @@ def test_an_unknown_architecture_is_one_line(tmp_path):
     assert result.returncode == 1 and not (tmp_path / "core").exists()
     assert result.stderr.count("\n") == 1 and "PPC64" in result.stderr
     assert "core-7.img" in result.stderr
+
+
+def test_more_segments_than_e_phnum_holds(service_core, tmp_path, monkeypatch):
+    """Past 65534 segments the count goes to section 0 (PN_XNUM), as the kernel writes it;
+    shown with the limit lowered to 16."""
+    _checkpoint, process, _result, data = service_core
+    monkeypatch.setattr(coredump, "PN_XNUM", 16)
+    with open(tmp_path / "core", "wb") as handle:
+        coredump.write_core(process, handle)
+    extended = (tmp_path / "core").read_bytes()
+    assert struct.unpack_from("<H", extended, 56)[0] == 16
+    _m, phdrs, notes = parse(extended, xnum=16)
+    _m, plain_phdrs, plain_notes = parse(data)
+    assert len(phdrs) == len(plain_phdrs) > 16 and notes == plain_notes
+    assert [p[3:] for p in phdrs] == [p[3:] for p in plain_phdrs]

@@ -350,7 +350,8 @@ def _headers(machine: int, phnum: int) -> bytes:
     """The ELF header (with ``PN_XNUM`` and one section header past 65534 segments)."""
     extended = phnum >= PN_XNUM
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    return ident + struct.pack("<HHIQQQIHHHHHH", 4, machine, 1, 0, EHDR_SIZE,
+    phoff = EHDR_SIZE + (SHDR_SIZE if extended else 0)  # after the section header
+    return ident + struct.pack("<HHIQQQIHHHHHH", 4, machine, 1, 0, phoff,
                                EHDR_SIZE if extended else 0, 0, EHDR_SIZE, PHDR_SIZE,
                                PN_XNUM if extended else phnum, SHDR_SIZE if extended else 0,
                                1 if extended else 0, 0)
