@@ -185,7 +185,7 @@ def test_python_heap_in_gdb(criu, tmp_path):
 
 
 def test_root_gives_the_file_pages(c_dump, tmp_path):
-    workdir, pid, _images, core = c_dump
+    workdir, pid, _images, _core = c_dump
     with_root = tmp_path / "core"
     result = run_cli("core", str(workdir / "images"), str(pid), "-o", str(with_root),
                      "--root", "/", "-f", "json")
@@ -199,3 +199,32 @@ def test_root_gives_the_file_pages(c_dump, tmp_path):
     assert "warning" not in text.lower(), text
     assert "main_middle ()" in text and "worker_middle ()" in text
     assert '"crit-plus core test: the global string"' in text
+
+
+def test_lldb_reads_the_core(c_dump, tmp_path):
+    """lldb (where installed: it is not in scripts/install-system-deps, LLVM is large)
+    loads the core: both call chains and the registers; the string in the executable's
+    read-only data with --root (lldb, unlike gdb, does not read the pages a core leaves
+    out from the executable: the same with the cores gdb's gcore writes)."""
+    lldb = shutil.which("lldb")
+    if lldb is None:
+        pytest.skip("lldb is not installed")
+    workdir, pid, images, _core = c_dump
+    core = tmp_path / "core"
+    result = run_cli("core", str(images), str(pid), "-o", str(core), "--root", "/")
+    assert result.returncode == 0, result.stderr
+    out = subprocess.run([lldb, "--batch", "-o", f"target create {workdir / 'prog'} --core {core}",
+                          "-o", "thread backtrace all", "-o", "p the_string",
+                          "-o", "register read rip rsp"],
+                         capture_output=True, text=True, check=False, timeout=120)
+    # Debian's lldb 14 prints a Python traceback of its own (lldb.embedded_interpreter)
+    text = "\n".join(line for line in (out.stdout + out.stderr).splitlines()
+                     if "Traceback" not in line and not line.startswith(("  File", "NameError",
+                                                                         "ModuleNotFound")))
+    assert "warning" not in text.lower() and "error:" not in text.lower(), text
+    assert re.search(r"prog`main_leaf at prog.c.*\n.*prog`main_middle at prog.c", text), text
+    assert re.search(r"prog`worker_leaf at prog.c.*\n.*prog`worker_middle at prog.c", text), text
+    assert '"crit-plus core test: the global string"' in text
+    registers = open_checkpoint(images).process(pid).core.registers
+    assert int(re.search(r"rip = (0x[0-9a-f]+)", text)[1], 16) == registers.value("gp", "ip")
+    assert int(re.search(r"rsp = (0x[0-9a-f]+)", text)[1], 16) == registers.value("gp", "sp")
