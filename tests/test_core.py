@@ -233,3 +233,28 @@ def test_more_segments_than_e_phnum_holds(service_core, tmp_path, monkeypatch):
     _m, plain_phdrs, plain_notes = parse(data)
     assert len(phdrs) == len(plain_phdrs) > 16 and notes == plain_notes
     assert [p[3:] for p in phdrs] == [p[3:] for p in plain_phdrs]
+
+
+def test_pages_of_the_parent_chain_and_lazy_holes(tmp_path):
+    """An incremental dump: pages from gen0 and gen1 through parent/, gen2's own, a lazy
+    page as a segment without file bytes, never-listed pages as zeros."""
+    from tests.synth import CHAIN_BASE, build_chain, tagged
+
+    gen2 = build_chain(tmp_path)
+    process = open_checkpoint(gen2.directory).process(1)
+    with open(tmp_path / "core", "wb") as handle:
+        result = coredump.write_core(process, handle)
+    data = (tmp_path / "core").read_bytes()
+    _m, phdrs, _notes = parse(data)
+    loads = [p for p in phdrs if p[0] == coredump.PT_LOAD]
+    page = 4096
+    # pages 0-3 from the chain, 4 lazy (no file bytes), 5-7 zeros
+    assert [(p[3] - CHAIN_BASE, p[5], p[6]) for p in loads] == [
+        (0, 4 * page, 4 * page), (4 * page, 0, page), (5 * page, 3 * page, 3 * page)]
+    first = data[loads[0][2]:loads[0][2] + 4 * page]
+    assert first[:page] == tagged(CHAIN_BASE, 1, b"g0")
+    assert first[page:2 * page] == tagged(CHAIN_BASE + page, 1, b"g1")
+    assert first[2 * page:3 * page] == tagged(CHAIN_BASE + 2 * page, 1, b"g2")
+    assert first[3 * page:] == tagged(CHAIN_BASE, 4, b"g0")[3 * page:]
+    assert data[loads[2][2]:loads[2][2] + 3 * page] == bytes(3 * page)
+    assert result.absent_bytes == page
