@@ -128,11 +128,12 @@ def test_every_process_into_a_directory(fixture_root, tmp_path):
     assert {path.name for path in out.iterdir()} == expected
 
 
-def test_refuses_to_write_into_the_checkpoint(fixture_root):
+@pytest.mark.parametrize("with_pid", [True, False])
+def test_refuses_to_write_into_the_checkpoint(fixture_root, with_pid):
     images = fixture_root / "service-a"
-    pid = open_checkpoint(images).pids[0]
-    result = run_cli("core", str(images), str(pid), "-o", str(images / "core"))
-    assert result.returncode == 2 and not (images / "core").exists()
+    pid = [str(open_checkpoint(images).pids[0])] if with_pid else []
+    result = run_cli("core", str(images), *pid, "-o", str(images / "cores"))
+    assert result.returncode == 2 and not (images / "cores").exists()
     assert len(result.stderr.strip().splitlines()) == 1
 
 

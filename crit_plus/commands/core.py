@@ -14,7 +14,7 @@ import click
 from ..analysis.coredump import CoreFile, write_core
 from ..describe import human_bytes
 from ..opening import input_paths
-from ..output import whole_file
+from ..output import refuse_inputs, whole_file
 from ..render import safe_text, write_json
 from .options import format_option, open_checkpoint_source, source_options
 from .selection import check_pid
@@ -49,6 +49,7 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
         pids = [check_pid(checkpoint, pid)] if pid is not None else list(checkpoint.pids)
         to_directory = pid is None or os.path.isdir(output)
         if to_directory:
+            refuse_inputs(output, inputs)  # before making it: never a directory in an input
             os.makedirs(output, exist_ok=True)
         for number in pids:
             process = checkpoint.process(number)
