@@ -100,9 +100,9 @@ COMMANDS = {
                 ("mem", "grep", CHECKPOINT, "crit-plus-needle", "--max-count", "1"),
                 ("mem", "grep", CHECKPOINT, "BEGIN", "--max-count", "2", "--format", "json")),
                "checkpoint", results=(EXIT_OK, 1), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
-    # core writes ELF cores (-o, never into the checkpoint); without PID one per process
+    # core writes an ELF core (-o, never into the checkpoint; -o DIR without PID: test_core)
     "core": Use((("core", CHECKPOINT, PID, "-o", OUTPUT),
-                 ("core", CHECKPOINT, "-o", OUTPUT + ".d", "--format", "json")),
+                 ("core", CHECKPOINT, PID, "-o", OUTPUT, "--format", "json")),
                 "checkpoint", errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     "size": Use((("size", CHECKPOINT), ("size", CHECKPOINT, "--format", "json"),
                  ("size", CHECKPOINT, "--content", "--top", "5")), "checkpoint"),
