@@ -24,7 +24,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 from decoders.errors import DecodeError
 from decoders.flags import PAGE_SIZE, Prot, TaskState
@@ -32,6 +32,11 @@ from decoders.framing import open_untrusted
 
 from ..memory import AddressSpace, Unavailable
 from .explore import memory_of
+
+if TYPE_CHECKING:
+    from decoders.records import Registers
+
+    from ..graph import Process, Thread
 
 NT_PRSTATUS = 1
 NT_FPREGSET = 2
@@ -125,7 +130,7 @@ def _round_page(value: int) -> int:
 
 
 # -- notes ---------------------------------------------------------------------------------
-def architecture(process) -> str:
+def architecture(process: Process) -> str:
     """The architecture of ``process``'s core images (``X86_64``, ``AARCH64``);
     :class:`CoreError` when they name none crit-plus writes cores for."""
     core = process.core
@@ -152,7 +157,7 @@ def _signal_mask(signals) -> int:
     return mask
 
 
-def _gp_values(registers) -> list[int]:
+def _gp_values(registers: Registers) -> list[int]:
     if registers.arch == "X86_64":
         return [value for name, value in registers.gp if name != "mode"][:27]
     regs = list(registers.value("gp", "regs", ()))[:31]
@@ -160,7 +165,7 @@ def _gp_values(registers) -> list[int]:
     return regs + [registers.value("gp", name, 0) for name in ("sp", "pc", "pstate")]
 
 
-def prstatus(process, thread) -> Note:
+def prstatus(process: Process, thread: Thread) -> Note:
     """NT_PRSTATUS of ``thread``: its tid, the process's ids, pending and blocked
     signals and its general registers (zeros when its core image holds none)."""
     core = thread.core
@@ -183,7 +188,7 @@ def _words(values, fmt: str, size: int) -> bytes:
     return data + bytes(size - len(data))
 
 
-def _fxsave(registers, xcr0: int) -> bytearray:
+def _fxsave(registers: Registers, xcr0: int) -> bytearray:
     """The 512-byte fxsave area (``user_i387_struct``) of x86 fp registers."""
     value = registers.value
     area = bytearray(512)
@@ -199,7 +204,7 @@ def _fxsave(registers, xcr0: int) -> bytearray:
     return area
 
 
-def _xcr0(registers) -> int:
+def _xcr0(registers: Registers) -> int:
     xcr0 = _X87_SSE
     for name, bits, _offset, _size, _fmt in _XSAVE_PARTS:
         if registers.value("xsave", name):
@@ -209,7 +214,7 @@ def _xcr0(registers) -> int:
     return xcr0
 
 
-def fp_notes(thread) -> list[Note]:
+def fp_notes(thread: Thread) -> list[Note]:
     """NT_FPREGSET (and NT_X86_XSTATE on x86_64, NT_ARM_TLS on aarch64) of ``thread``;
     none when its core image holds no registers."""
     core = thread.core
@@ -237,7 +242,7 @@ def fp_notes(thread) -> list[Note]:
     return notes
 
 
-def siginfo(thread) -> Note | None:
+def siginfo(thread: Thread) -> Note | None:
     """NT_SIGINFO: the first signal pending for ``thread`` (its ``siginfo_t`` as the
     image holds it), or None when none is pending — a checkpoint has no fatal signal."""
     signals = thread.core.signals if thread.core is not None else ()
@@ -251,7 +256,7 @@ _STATES = {TaskState.ALIVE: (0, b"R"), TaskState.STOPPED: (3, b"T"),
            TaskState.DEAD: (4, b"Z"), TaskState.ZOMBIE_AT_SEIZE: (4, b"Z")}
 
 
-def prpsinfo(process) -> Note:
+def prpsinfo(process: Process) -> Note:
     """NT_PRPSINFO: state, ids, credentials, name and (the first 80 bytes of) the
     command line."""
     core = process.core
@@ -269,7 +274,7 @@ def prpsinfo(process) -> Note:
     return Note(b"CORE", NT_PRPSINFO, desc)
 
 
-def auxv(process) -> Note | None:
+def auxv(process: Process) -> Note | None:
     """NT_AUXV: the saved auxiliary vector (``mm.mm_saved_auxv``), up to its AT_NULL."""
     mm = process.mm
     if mm is None or not mm.auxv:
@@ -305,7 +310,7 @@ def file_note(memory: AddressSpace) -> Note | None:
     return Note(b"CORE", NT_FILE, head + ranges + names)
 
 
-def process_notes(process) -> list[Note]:
+def process_notes(process: Process) -> list[Note]:
     """Every note of ``process``'s core: NT_PRPSINFO, then per
     thread (leader first) NT_PRSTATUS, FP and extended state, NT_SIGINFO; NT_AUXV,
     NT_FILE."""
@@ -362,7 +367,7 @@ def _phdr(kind: int, flags: int, offset: int, vaddr: int, filesz: int, memsz: in
     return struct.pack("<IIQQQQQQ", kind, flags, offset, vaddr, 0, filesz, memsz, align)
 
 
-def write_core(process, out: BinaryIO) -> CoreFile:
+def write_core(process: Process, out: BinaryIO) -> CoreFile:
     """Write the core of ``process`` to ``out`` (a seekable binary file, written from
     its start); return what was written.  :class:`CoreError` when the process has no
     registers to write, :class:`~crit_plus.analysis.explore.NoMemoryError` no memory."""
