@@ -73,7 +73,7 @@ COMMAND_MODULES = {
     "decode": "decode", "show": "decode", "encode": "encode", "info": "info",
     "list": "list", "version": "version",
     "summarize": "summarize", "ps": "ps", "fds": "fds", "sk": "sk", "mems": "mems",
-    "rss": "rss", "mem": "mem",
+    "rss": "rss", "mem": "mem", "core": "core",
     "size": "size", "validate": "validate", "diff": "diff", "report": "report",
     "host": "host",
 }

@@ -33,6 +33,7 @@ from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
+from decoders.records import ThreadCore
 from decoders.text import image_text
 
 from .files import Fd, FileTable
@@ -111,7 +112,7 @@ class Thread:
 
     tid: int
     is_leader: bool
-    core: object
+    core: ThreadCore | None
 
     @property
     def comm(self):

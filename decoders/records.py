@@ -48,13 +48,43 @@ class Creds:
 
 
 @dataclass(frozen=True, slots=True)
+class Registers:
+    """A thread's saved registers, as its core image holds them (``thread_info`` on
+    x86_64, ``ti_aarch64`` on aarch64).
+
+    Each part is ``((name, value), ...)`` in the schema's field order, a repeated
+    field's value a tuple: ``gp`` the general registers (x86: ``user_x86_regs_entry``,
+    aarch64: ``regs``, ``sp``, ``pc``, ``pstate``), ``fp`` the floating-point state
+    (x86: the fxsave fields, aarch64: ``vregs``, ``fpsr``, ``fpcr``), ``xsave`` the
+    x86 XSAVE components (empty when the image has none); ``tls`` aarch64's TPIDR_EL0.
+    """
+
+    arch: str
+    gp: tuple
+    fp: tuple
+    xsave: tuple = ()
+    tls: int | None = None
+
+    def value(self, part: str, name: str, default=None):
+        """The value of field ``name`` of ``part`` (``gp``, ``fp``, ``xsave``)."""
+        for key, value in getattr(self, part):
+            if key == name:
+                return value
+        return default
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadCore:
     """One ``core-<tid>.img``: the thread's state; the leader's also the task's.
 
     ``task_state`` and ``exit_code`` come from the task part (``tc``), which
     only a group leader's core carries; for other threads they are None.
     ``xsave_features`` is the x86 XSAVE feature mask the thread used (the
-    restore host's CPU must offer every bit), or None.
+    restore host's CPU must offer every bit), or None.  ``registers`` the
+    thread's :class:`Registers` (None for an architecture not read),
+    ``signals`` the raw ``siginfo_t`` bytes of its pending signals (the
+    thread's own, then for a leader the process's), ``task_flags`` the task's
+    ``PF_*`` flags (leader only), ``nice`` the thread's nice value.
     """
 
     tid: int
@@ -68,6 +98,10 @@ class ThreadCore:
     blocked_signals: int | None
     source: Source = field(compare=False)
     raw: object = field(default=None, repr=False, compare=False)
+    registers: Registers | None = field(default=None, compare=False)
+    signals: tuple = field(default=(), compare=False)
+    task_flags: int | None = field(default=None, compare=False)
+    nice: int | None = field(default=None, compare=False)
 
     @property
     def state_label(self):

@@ -110,6 +110,10 @@ COMMANDS = {
                 ("mem", "grep", CHECKPOINT, "BEGIN", "--max-count", "2", "--format", "json")),
                "checkpoint", results=(EXIT_OK, 1, EXIT_NO_DATA),
                errors=(EXIT_BAD_INPUT, EXIT_USAGE, EXIT_NO_DATA)),
+    # core writes an ELF core (-o, never into the checkpoint; -o DIR without PID: test_core)
+    "core": Use((("core", CHECKPOINT, PID, "-o", OUTPUT),
+                 ("core", CHECKPOINT, PID, "-o", OUTPUT, "--format", "json")),
+                "checkpoint", errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     "size": Use((("size", CHECKPOINT), ("size", CHECKPOINT, "--format", "json"),
                  ("size", CHECKPOINT, "--content", "--top", "5")), "checkpoint"),
     # validate: 0 no errors, 1 warnings with --strict, 2 errors (a report each time); 3 no
