@@ -54,6 +54,7 @@ COMMAND_MODULES = {
     "summarize": "summarize", "ps": "ps", "fds": "fds", "sk": "sk", "mems": "mems",
     "rss": "rss", "mem": "mem",
     "size": "size", "validate": "validate", "diff": "diff", "report": "report",
+    "explain": "explain",
 }
 
 

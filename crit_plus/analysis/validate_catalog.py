@@ -24,7 +24,7 @@ Codes are stable: programs (and issue 10's restore comparisons) key on them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..sources.logs import HARMLESS
 
@@ -364,6 +364,8 @@ class Failure:
 
 
 _CRIU = "checkpoint-restore/criu"
+#: An entry whose fix is its validate check's.
+_SEE_CHECK = "See validate's fix."
 _LOG_FAILURES = (
     # -- dump: what the processes hold -----------------------------------------------------------
     Failure("unsupported-socket-proto", r"Unsupported proto \d+ for socket",
@@ -655,7 +657,15 @@ def _check_failures(explicit: tuple) -> tuple:
 
 #: Every log message the catalog knows: the entries above, the harmless noise, and validate's
 #: checks by the message CRIU prints for them; matched in this order.
-FAILURES = _LOG_FAILURES + _harmless_failures() + _check_failures(_LOG_FAILURES)
+def _with_check_fixes(failures: tuple) -> tuple:
+    """Entries whose fix is validate's (:data:`_SEE_CHECK`) get their check's fix."""
+    return tuple(replace(failure, fix=_unformatted(CHECKS[failure.check].fix))
+                 if failure.fix == _SEE_CHECK and failure.check in CHECKS else failure
+                 for failure in failures)
+
+
+FAILURES = (_with_check_fixes(_LOG_FAILURES) + _harmless_failures()
+            + _check_failures(_LOG_FAILURES))
 _COMPILED = tuple((re.compile(failure.pattern), failure) for failure in FAILURES)
 
 

@@ -48,10 +48,11 @@ _VERSION = re.compile(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)
 _UNAME = re.compile(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s+(\S+)\s*$")
 #: An error line, as one pattern that works line by line and on a block of lines
 #: (MULTILINE; ``[^\S\n]`` is whitespace that never crosses a line end): CRIU's
-#: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``), liblxc's
+#: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``, and from a
+#: restored process, ``PID: Error (``, which a restore log prefixes), liblxc's
 #: ERROR/CRIT/ALERT/FATAL, the LXD/Incus daemon's level=error (or worse).
 _ERROR_PATTERN = (
-    r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:pie: \d+: )?Error \("
+    r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:[^\S\n]*\d+:[^\S\n]+)?(?:pie: \d+: )?Error \("
     r"|^lxc[^\S\n].*?[^\S\n](?:ERROR|CRIT|ALERT|FATAL)[^\S\n]"
     r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)")
 _ERROR_LINE = re.compile(_ERROR_PATTERN, re.MULTILINE)
@@ -451,3 +452,48 @@ def read_log(path, kind):
         run = run_of_stream(stream, path, header.run_id) if kind == "criu" else None
     errors = tuple(text for context in contexts for _number, text in context.errors)
     return LogFile(path, kind, header, errors[:MAX_ERRORS], count, run)
+
+
+#: A line only CRIU writes: its header, its ``Error``/``Warn`` lines (``criu/`` or
+#: ``compel/`` sources), the lines a run ends with.
+_CRIU_LINE = re.compile(
+    rb"^(?:\(\s*[\d.]+\)\s+)?(?:\s*\d+: )?(?:pie: \d+: )?(?:CRIU run id = |Version: \d"
+    rb"|Running on |(?:Error|Warn) +\((?:criu|compel|soccr)/|Dumping finished successfully"
+    rb"|Restore finished successfully|(?:Pre-d|D)umping FAILED|Restoring FAILED)", re.MULTILINE)
+#: A liblxc log line (``lxc NAME TIME LEVEL module - file:function:line - text``).
+_LXC_ANY = re.compile(rb"^lxc(?: \S+)? \d{14}\.\d{3} +[A-Z]+ ", re.MULTILINE)
+
+
+def sniff_kind(path) -> str | None:
+    """``criu`` or ``lxc`` when the first :data:`SCAN_CHUNK` bytes of the file at
+    ``path`` hold a line only CRIU (or liblxc) writes, else None (any other text).
+    Raises OSError."""
+    with open(open_untrusted(path)[0], "rb") as stream:
+        head = stream.read(SCAN_CHUNK)
+    if _LXC_ANY.search(head):
+        return "lxc"
+    if _CRIU_LINE.search(head):
+        return "criu"
+    return None
+
+
+def read_error_contexts(path, kind: str, before: int = 6, limit: int = MAX_ERRORS):
+    """``(contexts, error_count)`` of :func:`error_contexts` for the log at ``path``
+    with ``before`` lines before each error, the known noise (:data:`HARMLESS`)
+    kept: what ``explain`` reads the decisive error from.  Raises OSError."""
+    with open(open_untrusted(path)[0], "rb") as stream:
+        return error_contexts(stream, before=before, after=0, limit=limit,
+                              marks=MARKS_BY_KIND.get(kind, _ERROR_MARKS), harmless=True)
+
+
+def read_lines(path, limit: int = 1 << 20):
+    """The first ``limit`` lines of the text file at ``path`` (:func:`text_lines`:
+    each cut at :data:`MAX_LINE`), for liblxc's log.  Raises OSError."""
+    with open(open_untrusted(path)[0], "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        found = []
+        for line in text_lines(text):
+            if len(found) >= limit:
+                break
+            found.append(line)
+        return found
