@@ -187,6 +187,8 @@ def test_restore_of_a_changed_file_then_a_good_restore(criu, tmp_path):
         status = _criu(criu, "restore", "-D", str(log.parent), "-d", log="restore.log")
         assert status != 0
         (work / "data").write_text("hello")
+        # the failed restore's process (the dump's pid) must be gone before the next one
+        assert harness.wait_gone([holder.pid], TIMEOUT) == []
         good = _criu(criu, "restore", "-D", str(log.parent), "-d", "--pidfile", str(pidfile),
                      log="restore2.log")
     finally:
@@ -199,7 +201,7 @@ def test_restore_of_a_changed_file_then_a_good_restore(criu, tmp_path):
     assert "has bad size 12 (expect 5)" in run.decisive.text
     codes = [line.failure.code for line in run.consequences]
     assert codes[0] == "restore-open-fd" and codes[-1] == "restore-failed"
-    assert good == 0
+    assert good == 0, explain_criu_log(log.parent / "restore2.log").decisive
     # the whole directory through the CLI: a failed restore, so exit 1; both runs named
     result = run_cli("explain", log.parent, check=False)
     assert result.returncode == 1

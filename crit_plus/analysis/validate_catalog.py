@@ -343,7 +343,9 @@ ROLES = (CAUSE, CONSEQUENCE, HARMLESS_ROLE)
 
 @dataclass(frozen=True)
 class Failure:
-    """One CRIU (or liblxc) log message and what it means; see the block's comment."""
+    """One CRIU (or liblxc) log message and what it means; see the block's comment.
+    ``example`` is a line as CRIU printed it (a live run here, an upstream issue) where
+    the printf ``message`` alone does not show it (macros, pr_perror's errno text)."""
 
     code: str
     pattern: str
@@ -355,6 +357,7 @@ class Failure:
     check: str | None = None
     issue: str | None = None
     role: str = CAUSE
+    example: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -383,7 +386,8 @@ _LOG_FAILURES = (
             "syslog's /dev/log, a peer in another container)",
             "Dump with --ext-unix-sk (datagram peers with a name) or --external unix[INO] and "
             "restore with the peer present (--inherit-fd for a stream); or close the "
-            "connection before the dump.", check="needs-ext-unix-sk", issue=f"{_CRIU}#772"),
+            "connection before the dump.", check="needs-ext-unix-sk", issue=f"{_CRIU}#772",
+            example="sk unix: External socket is used. Consider using --ext-unix-sk option."),
     Failure("ext-unix-stream", r"Can't dump half of stream unix connection",
             "Can't dump half of stream unix connection. name: %s; peer name: %s",
             "criu/sk-unix.c", "dump",
@@ -404,7 +408,8 @@ _LOG_FAILURES = (
             "take it (TCP repair)",
             "Dump (and restore) with --tcp-established, or stop the connection first; Podman: "
             "`podman container checkpoint --tcp-established`, LXD passes it itself.",
-            check="needs-tcp-established", issue=f"{_CRIU}#589"),
+            check="needs-tcp-established", issue=f"{_CRIU}#589",
+            example="inet: Connected TCP socket, consider using --tcp-established option."),
     Failure("tcp-in-image", r"Connected TCP socket in image",
             "Connected TCP socket in image", "criu/sk-inet.c", "restore",
             "the images hold an established TCP connection and the restore was not told how "
@@ -471,7 +476,8 @@ _LOG_FAILURES = (
             "CRIU 3.15, a warning since, but the fsnotify handle that needs it still fails",
             "Remove inotify/fanotify watchers in the container (or restart them) before the "
             "dump, or put stateful instances on a storage pool other than btrfs (dir, zfs).",
-            issue=f"{_CRIU}#565"),
+            issue=f"{_CRIU}#565",
+            example="mnt: The file system 0x1b 0x1b (0x3f) btrfs ./ is inaccessible"),
     Failure("mount-ext-auto", r"is autodetected external mount",
             "Mount %d:%s is autodetected external mount. Try \"--ext-mount-map auto\" to "
             "allow them.", "criu/mount.c", "restore",
@@ -505,13 +511,14 @@ _LOG_FAILURES = (
             "Omit --track-mem (and --prev-images-dir) or use a kernel with "
             "CONFIG_MEM_SOFT_DIRTY.", issue=f"{_CRIU}#1921"),
     Failure("predump-no-dirty-track", r"BUG at criu/mem\.c:4\d",
-            "BUG at %s:%d", "criu/mem.c", "pre-dump",
+            "BUG at %s:%d", "include/common/bug.h", "pre-dump",
             "a pre-dump forces memory tracking (\"Enforcing memory tracking for pre-dump\"), "
             "and CRIU 4.2.1 hits BUG_ON(!kdat.has_dirty_track) in task_reset_dirty_track() on "
             "a kernel without soft-dirty tracking: CRIU aborts, the log ends there",
             "Do not pre-dump on this kernel: take a single dump (LXD: "
             "migration.incremental.memory false), or use a kernel with CONFIG_MEM_SOFT_DIRTY.",
-            issue=f"{_CRIU}#545"),
+            issue=f"{_CRIU}#545",
+            example="Error (criu/mem.c:46): BUG at criu/mem.c:46"),
     Failure("uffd", r"UFFD is not supported|Lazy pages are not available",
             "Lazy pages are not available", "criu/kerndat.c", "lazy-pages",
             "lazy migration needs userfaultfd (non-cooperative) and the kernel or its "
@@ -560,7 +567,8 @@ _LOG_FAILURES = (
             "Can't fork for %d", "criu/cr-restore.c", "restore",
             "a pid the tree needs is in use on this host (the original processes still run, "
             "--leave-running, or another process took the pid)",
-            "Stop what holds the pid, or restore in a new pid namespace.", check="pid-busy"),
+            "Stop what holds the pid, or restore in a new pid namespace.", check="pid-busy",
+            example="Error (criu/cr-restore.c:1237): Can't fork for 19693: File exists"),
     Failure("file-size", r"File \S.* has bad size \d+ \(expect \d+\)",
             "File %s has bad size %lu (expect %lu)", "criu/files-reg.c", "restore",
             "a file the processes hold changed size since the dump", "See validate's fix.",

@@ -261,7 +261,7 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
         if looks_like_archive(path):
             source = open_archive(path, spec=text, limits=limits)
             work = Path(source.workdir.name) if source.workdir is not None else None
-            dirs = list(source.log_dirs) + ([source.dump_log.parent] if source.dump_log else [])
+            dirs = list(source.log_dirs) + ([work] if work else [])  # CRI-O's dump.log
 
             def member(found):
                 inside = found.relative_to(work) if work and found.is_relative_to(work) else found
