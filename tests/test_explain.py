@@ -22,7 +22,6 @@ from crit_plus.analysis.explain import (
 from crit_plus.analysis.validate_catalog import (
     CAUSE,
     CHECKS,
-    CONSEQUENCE,
     FAILURES,
     ROLES,
     match_failure,

@@ -209,7 +209,8 @@ def explain_files(logs) -> tuple:
     """``(runs, files)`` for ``logs`` (``(path, kind, label)``, as
     :class:`crit_plus.sources.resolve.LogSet` gives them): every run found, copies
     merged, and a :class:`FileResult` per file."""
-    runs, files = [], []
+    runs: list[RunExplanation] = []
+    files: list[FileResult] = []
     for path, kind, label in logs:
         try:
             if kind == "criu":
@@ -246,6 +247,17 @@ def issue_url(issue: str | None) -> str | None:
     return f"https://github.com/{repo}/issues/{number}"
 
 
-__all__ = ["BEFORE", "FileResult", "LogLine", "RunExplanation", "SCHEMA", "decisive_error",
-           "exit_status", "explain_criu_log", "explain_files", "explain_lxc_log", "issue_url"]
+__all__ = [
+    "BEFORE",
+    "SCHEMA",
+    "FileResult",
+    "LogLine",
+    "RunExplanation",
+    "decisive_error",
+    "exit_status",
+    "explain_criu_log",
+    "explain_files",
+    "explain_lxc_log",
+    "issue_url",
+]
 

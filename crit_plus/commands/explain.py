@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..analysis.explain import SCHEMA, explain_files, exit_status, issue_url
+from ..analysis.explain import SCHEMA, exit_status, explain_files, issue_url
 from ..render import write_json
 from ..sources.errors import SourceError
 from ..sources.resolve import resolve_logs

@@ -63,10 +63,10 @@ _ERROR_LINE_BYTES = re.compile(_ERROR_PATTERN.encode(), re.MULTILINE)
 #: (:data:`crit_plus.analysis.validate_catalog.FAILURES`) shows them as harmless.
 HARMLESS = (
     ("rlimit-nofile", r"rlimit: Can't setup RLIMIT_NOFILE for self",
-     "CRIU tries to raise its own open-files limit to the kernel's maximum "
+     ("CRIU tries to raise its own open-files limit to the kernel's maximum "
      "(rlimit_unlimit_nofile(), criu/util.c) and logs this with pr_perror when it may not "
      "(no CAP_SYS_RESOURCE, e.g. in a container or under a hard limit); it goes on with the "
-     "limit it has. Every run on such a host logs it, the runs that succeed too."),
+     "limit it has. Every run on such a host logs it, the runs that succeed too.")),
 )
 _HARMLESS = re.compile("|".join(f"(?:{pattern})" for _code, pattern, _why in HARMLESS))
 _HARMLESS_BYTES = re.compile(_HARMLESS.pattern.encode())
@@ -491,7 +491,7 @@ def read_lines(path, limit: int = 1 << 20):
     each cut at :data:`MAX_LINE`), for liblxc's log.  Raises OSError."""
     with open(open_untrusted(path)[0], "rb") as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-        found = []
+        found: list[str] = []
         for line in text_lines(text):
             if len(found) >= limit:
                 break

@@ -28,13 +28,13 @@ from .layout import (
     instance_candidates,
     instance_dirname,
     is_images_dir,
+    log_dir_candidates,
     place_state_dir,
     snapshot_candidates,
     standard_roots,
     state_dir_of,
     walk_images_dirs,
 )
-from .layout import log_dir_candidates
 from .logs import LOG_PATTERNS, log_kind, sniff_kind
 from .managed import lxd_source, plain_source
 from .model import Source
@@ -210,7 +210,7 @@ def _logs_in(directory: Path) -> list:
     """``(path, kind)`` of the logs in ``directory``: the files :data:`LOG_PATTERNS`
     name, and any other ``*.log`` file whose content is CRIU's or liblxc's (``criu
     -o NAME``)."""
-    found = []
+    found: list[tuple[Path, str]] = []
     try:
         entries = sorted(directory.iterdir())
     except OSError:
@@ -309,5 +309,12 @@ def _named_logs(spec, scheme, instance, snapshot, *, lxd_dir, project) -> LogSet
     return _collect(spec, dirs)
 
 
-__all__ = ["ArchiveLimits", "LogSet", "SCHEMES", "parse_name", "resolve", "resolve_logs",
-           "source_for_images_dir"]
+__all__ = [
+    "SCHEMES",
+    "ArchiveLimits",
+    "LogSet",
+    "parse_name",
+    "resolve",
+    "resolve_logs",
+    "source_for_images_dir",
+]

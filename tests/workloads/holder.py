@@ -22,18 +22,18 @@ if kind == "unix":
 elif kind == "tcp":
     held.append(socket.create_connection(("127.0.0.1", int(sys.argv[3]))))
 elif kind == "lock":
-    locked = open(os.path.join(work, "locked"), "w")
+    locked = open(os.path.join(work, "locked"), "w")  # noqa: SIM115 (held until killed)
     fcntl.flock(locked, fcntl.LOCK_EX)
     held.append(locked)
 elif kind == "ghost":
     path = os.path.join(work, "deleted")
-    ghost = open(path, "w+b")
+    ghost = open(path, "w+b")  # noqa: SIM115 (held until killed)
     ghost.write(b"x" * 65536)
     ghost.flush()
     os.unlink(path)
     held.append(ghost)
 elif kind == "file":
-    held.append(open(os.path.join(work, "data"), "rb"))
+    held.append(open(os.path.join(work, "data"), "rb"))  # noqa: SIM115
 open(os.path.join(work, "ready"), "w").close()
 while True:
     time.sleep(1)
