@@ -219,3 +219,15 @@ def test_exit_status_rules():
 def test_help_has_examples():
     text = run_cli("explain", "--help").stdout
     assert "crit-plus explain lxd:web" in text and "Exit status" in text
+
+
+def test_docs_list_every_catalog_entry():
+    """docs/commands/explain.md's catalog table names every explicit entry, with its
+    message and check."""
+    text = (Path(__file__).resolve().parents[1] / "docs/commands/explain.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in text.splitlines()
+            if line.startswith("| `")}
+    for failure in EXPLICIT:
+        assert failure.code in rows, failure.code
+        row = rows[failure.code]
+        assert failure.role in row and (failure.check is None or f"`{failure.check}`" in row)
