@@ -205,10 +205,11 @@ class FileResult:
                 "problem": self.problem}
 
 
-def explain_files(logs) -> tuple:
+def explain_files(logs, file_times: bool = True) -> tuple:
     """``(runs, files)`` for ``logs`` (``(path, kind, label)``, as
     :class:`crit_plus.sources.resolve.LogSet` gives them): every run found, copies
-    merged, and a :class:`FileResult` per file."""
+    merged, and a :class:`FileResult` per file.  Without ``file_times`` (an archive's
+    members, extracted now) a time from a file's modification time is dropped."""
     runs: list[RunExplanation] = []
     files: list[FileResult] = []
     for path, kind, label in logs:
@@ -218,14 +219,16 @@ def explain_files(logs) -> tuple:
             elif kind == "lxc":
                 found = explain_lxc_log(path, label)
             else:
-                files.append(FileResult(label, None, (), "no CRIU run found (not a CRIU or "
-                                        "liblxc log)"))
+                files.append(FileResult(label, None, (), "not a CRIU or liblxc log"))
                 continue
         except OSError as error:
             files.append(FileResult(label, kind, (), f"cannot read it: "
                                     f"{error.strerror or error}"))
             continue
-        problem = None if found else "no CRIU run found (liblxc's log names no CRIU run)"
+        if not file_times:
+            found = tuple(replace(run, when=None, when_from=None)
+                          if run.when_from == "mtime" else run for run in found)
+        problem = None if found else "liblxc's log tells of no CRIU run"
         files.append(FileResult(label, kind, found, problem))
         runs.extend(found)
     return tuple(_merge_copies(runs)), tuple(files)

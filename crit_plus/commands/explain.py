@@ -109,14 +109,14 @@ def explain(paths, lxd_dir, project, fmt):
     for spec in paths:
         try:
             with resolve_logs(spec, lxd_dir=lxd_dir, project=project) as found:
-                runs, results = explain_files(found.logs)
+                runs, results = explain_files(found.logs, found.file_times)
         except SourceError as error:
-            problems.append({"spec": spec, "problem": error.describe()})
+            problems.append({"spec": spec, "problem": error.reason})
             continue
         all_runs.extend(runs)
         files.extend(results)
         if not found.logs:
-            problems.append({"spec": spec, "problem": f"{spec}: no CRIU run found (no log there)"})
+            problems.append({"spec": spec, "problem": "no CRIU or liblxc log there"})
     status = exit_status(all_runs)
     out = sys.stdout
     if fmt == "json":
@@ -124,17 +124,21 @@ def explain(paths, lxd_dir, project, fmt):
                     "runs": [run.to_dict() for run in all_runs],
                     "files": [result.to_dict() for result in files],
                     "problems": problems}, out)
-    else:
-        blocks = ["\n".join(_run_text(run)) for run in all_runs]
-        if blocks:
-            out.write("\n\n".join(blocks) + "\n")
+    elif all_runs:
+        out.write("\n\n".join("\n".join(_run_text(run)) for run in all_runs) + "\n")
         for result in files:
             if result.problem:
                 click.echo(f"crit-plus: {result.path}: {result.problem}", err=True)
         for problem in problems:
-            click.echo(f"crit-plus: {problem['problem']}", err=True)
-        if not all_runs:
-            click.echo("crit-plus: no CRIU run found", err=True)
+            click.echo(f"crit-plus: {problem['spec']}: {problem['problem']}", err=True)
+    else:
+        reasons = [(p["spec"], p["problem"]) for p in problems] + \
+            [(r.path, r.problem) for r in files if r.problem]
+        where = ", ".join(dict.fromkeys(str(spec) for spec in paths))
+        why = "; ".join(f"{name}: {reason}" if len(reasons) > 1 else reason
+                        for name, reason in reasons[:3])
+        click.echo(f"crit-plus: {where}: no CRIU run found" + (f" ({why})" if why else ""),
+                   err=True)
     sys.exit(status)
 
 

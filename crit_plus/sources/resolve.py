@@ -192,11 +192,13 @@ class LogSet:
     ``criu``, ``lxc`` or None (a file that is neither), ``label`` the path as users
     know it (an archive's member is named after the archive).  ``source`` is an
     archive's :class:`Source` (its temporary directory): use the set as a context
-    manager."""
+    manager.  ``file_times`` is False when the files' modification times say nothing
+    of the runs (an archive's members are extracted now)."""
 
     spec: str
     logs: tuple
     source: Source | None = None
+    file_times: bool = True
 
     def __enter__(self):
         return self
@@ -231,7 +233,7 @@ def _logs_in(directory: Path) -> list:
     return found
 
 
-def _collect(spec, directories, source=None, label=None) -> LogSet:
+def _collect(spec, directories, source=None, label=None, file_times=True) -> LogSet:
     seen, logs = set(), []
     for directory in directories:
         for path, kind in _logs_in(Path(directory)):
@@ -239,7 +241,7 @@ def _collect(spec, directories, source=None, label=None) -> LogSet:
                 continue
             seen.add(path.resolve())
             logs.append((path, kind, label(path) if label else str(path)))
-    return LogSet(spec, tuple(logs), source)
+    return LogSet(spec, tuple(logs), source, file_times)
 
 
 def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
@@ -266,7 +268,7 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
             def member(found):
                 inside = found.relative_to(work) if work and found.is_relative_to(work) else found
                 return f"{text}:{inside}"
-            return _collect(text, dirs, source, member)
+            return _collect(text, dirs, source, member, file_times=False)
         try:
             kind = sniff_kind(path)
         except OSError as error:
