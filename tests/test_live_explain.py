@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from crit_plus.analysis.explain import exit_status, explain_criu_log
+from crit_plus.analysis.summary import summarize
 from crit_plus.analysis.validate_catalog import CAUSE
+from crit_plus.opening import open_source
 from tests.cli import run_cli
 from tests.workloads import harness
 
@@ -172,6 +174,16 @@ def test_restore_into_busy_pids_and_a_good_dump(criu, tmp_path):
     run = _explained(log.parent / "restore.log", "pid-busy")
     assert run.operation == "restore" and run.dump_run_id == good.run_id
     assert run.decisive.failure.check == "pid-busy"
+    # summarize's LOGS and validate's manager-restore-failed read it the same way
+    with open_source(str(log.parent)) as opened:
+        summary = summarize(opened.source, opened.checkpoint)
+    restore, = [entry for entry in summary.logs if entry.name == "restore.log"]
+    assert (restore.role, restore.outcome, restore.catalog) == ("restore", "failed", "pid-busy")
+    assert restore.decisive == run.decisive.text and restore.errors[0] == restore.decisive
+    assert restore.failed_restore[0] == restore.decisive
+    text = run_cli("validate", log.parent).stdout
+    assert "manager-restore-failed" in text and "(cause: a pid the tree needs is in use" in \
+        " ".join(text.split())
 
 
 def test_restore_of_a_changed_file_then_a_good_restore(criu, tmp_path):

@@ -123,6 +123,23 @@ def decisive_error(lines) -> LogLine | None:
     return None
 
 
+def diagnose(lines) -> LogLine | None:
+    """The decisive error of one run's error ``lines`` (texts, in log order, as
+    :attr:`crit_plus.sources.logs.LogFile.errors` keeps them): what summarize, validate
+    and report put first."""
+    return decisive_error(tuple(LogLine(None, text, match_failure(text)) for text in lines))
+
+
+def decisive_first(lines) -> tuple:
+    """``lines`` (error line texts of one run) with :func:`diagnose`'s line first."""
+    lines = tuple(lines)
+    found = diagnose(lines)
+    if found is None:
+        return lines
+    index = lines.index(found.text)
+    return (lines[index],) + lines[:index] + lines[index + 1:]
+
+
 def _error_lines(contexts, before=BEFORE) -> tuple:
     """:class:`LogLine` of every error line of ``contexts`` (ErrorContext), each with the
     lines before it in its context."""
@@ -257,6 +274,8 @@ __all__ = [
     "LogLine",
     "RunExplanation",
     "decisive_error",
+    "decisive_first",
+    "diagnose",
     "exit_status",
     "explain_criu_log",
     "explain_files",
