@@ -27,11 +27,10 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-
 from ..describe import count_text, netlink_state
-from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
+from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
