@@ -231,3 +231,25 @@ def test_docs_list_every_catalog_entry():
         assert failure.code in rows, failure.code
         row = rows[failure.code]
         assert failure.role in row and (failure.check is None or f"`{failure.check}`" in row)
+
+
+def _lxd_tree(root, log_name, text):
+    """A minimal LXD tree: instance web (no checkpoint) and one dump log of it."""
+    (root / "var/lib/lxd/containers/web").mkdir(parents=True)
+    logs = root / "var/log/lxd/web"
+    logs.mkdir(parents=True)
+    (logs / log_name).write_text(text)
+    return root
+
+
+def test_list_names_an_instance_whose_last_dump_failed(fixture_root, tmp_path):
+    lines = (fixture_root / WEB_LOGS / STOP_LOG).read_text().splitlines(keepends=True)
+    root = _lxd_tree(tmp_path, "snapshot_dump_2026-11-25T18:00:00Z.log", "".join(lines[:2000]))
+    # an older, successful dump does not hide the newer failure; a newer one would
+    (root / "var/log/lxd/web" / STOP_LOG).write_text("".join(lines))
+    result = run_cli("list", env={"CRIT_PLUS_ROOT": str(root)})
+    assert "lxd:web: the last dump cut short" in result.stdout
+    assert "snapshot_dump_2026-11-25T18:00:00Z.log" in result.stdout
+    assert "see:      crit-plus explain lxd:web" in result.stdout
+    (root / "var/log/lxd/web/snapshot_dump_2026-11-25T19:00:00Z.log").write_text("".join(lines))
+    assert "last dump" not in run_cli("list", env={"CRIT_PLUS_ROOT": str(root)}).stdout

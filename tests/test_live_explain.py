@@ -7,6 +7,7 @@ The whole module takes a few seconds (each CRIU run well under a second here).""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,6 +114,15 @@ def test_established_tcp_without_tcp_established(criu, tmp_path):
         harness.unlock_network([port])
     assert status != 0
     run = _explained(log, "tcp-established")
+    # `list` names an LXD instance whose last dump failed so, with the decisive error
+    root = tmp_path / "root"
+    (root / "var/lib/lxd/containers/web").mkdir(parents=True)
+    (root / "var/log/lxd/web").mkdir(parents=True)
+    shutil.copy(log, root / "var/log/lxd/web/snapshot_dump_2026-12-01T10:00:00Z.log")
+    listed = run_cli("list", env={"CRIT_PLUS_ROOT": str(root)}).stdout
+    assert "lxd:web: the last dump failed" in listed
+    assert f"  decisive: {run.decisive.text}" in listed
+    assert f"  cause:    {run.decisive.failure.cause}" in listed
     assert run.decisive.failure.issue == "checkpoint-restore/criu#589"
     assert [line.failure.code for line in run.consequences] == ["dump-step-failed",
                                                                 "dump-failed"]
