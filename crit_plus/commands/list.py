@@ -7,10 +7,10 @@ import sys
 import click
 
 from ..analysis.explain import explain_criu_log
+from ..describe import human_bytes
 from ..render import safe_text, write_json, write_table
 from ..sources import discover
 from ..sources.discover import DEFAULT_DEPTH
-from ..describe import human_bytes
 from .options import format_option
 
 COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),

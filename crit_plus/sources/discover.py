@@ -26,7 +26,7 @@ from .layout import (
 from .logs import find_logs
 from .managed import lxd_source
 from .resolve import parse_name, source_for_images_dir
-from .runs import read_run
+from .runs import LogRun, read_run
 
 #: Default depth of the walk below a directory given to ``list``.
 DEFAULT_DEPTH = 10
@@ -52,7 +52,7 @@ class FailedDump:
     instance: str
     project: str | None
     path: Path
-    run: object
+    run: LogRun
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -69,7 +69,7 @@ def _failed_dumps(manager, roots, instance, project) -> list:
     or was cut short."""
     found = []
     for root in roots:
-        names = set()
+        names: set[str] = set()
         for base in [*_subdirs(Path(root) / "storage-pools"), Path(root)]:
             names.update(path.name for path in _subdirs(base / "containers"))
         for dirname in sorted(names):
