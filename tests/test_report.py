@@ -209,6 +209,11 @@ def test_bundle_holds_what_maintainers_ask_for(fake_root, web_fixture, tmp_path)
     assert "Unexpected rt vDSO area bounds" in index  # criu check
     # CRIU's dump log holds only rlimit's line, known noise: not an error to quote
     assert "Can't setup RLIMIT_NOFILE" not in index
+    # liblxc's failed restore: its decisive error and cause first, as `explain` reads them
+    decisive = index.index("**Decisive error** (as `crit-plus explain` reads it): `lxc web")
+    assert CONSOLE_ERROR in index[decisive:decisive + 300]
+    assert index.index("- cause: liblxc restores a container dumped with its console") > decisive
+    assert "- predicted by validate's `lxd-console`" in index
     # The index's source facts are crit-plus's reading of the checkpoint.
     source = json.loads(data["checkpoint/source.json"])
     assert (source["kind"], source["instance"], source["criu_version"]) == \
