@@ -20,7 +20,8 @@ What a CRIU log says of its run (:class:`LogRun`, read by :func:`read_run`):
 - the **outcome**: ``succeeded``/``failed`` from that last line; ``cut short`` for
   a verbose log that ends without one (CRIU was killed, or the log is cut);
   ``no failure logged`` for a log at the default level without a ``FAILED``
-  line (CRIU logs success only at ``-v3`` or more);
+  line (CRIU logs success only at ``-v3`` or more), and for ``criu check``, whose
+  verdict goes to stdout only;
 - **when** it ended: the time in LXD's file name (``FUNCTION_METHOD_TIME.log``,
   copied when the run ended; whole seconds), else the file's modification time.
 
@@ -87,6 +88,9 @@ _OPERATION_MARKS = (
     (b"uffd: Waiting for incoming connections", "lazy-pages"),
     (b"fdinfo works OK", "check"), (b"vmsplice works OK", "check"),
 )
+#: Operations whose verdict CRIU prints on stdout only (``criu check``'s "Looks good."):
+#: their log has no last line to say how they ended.
+_NO_END_LINE = ("check",)
 #: The lines with which CRIU ends a run (cr-dump.c, cr-restore.c): (mark, operation, outcome).
 _END_MARKS = (
     (b"Pre-dumping FAILED.", "pre-dump", "failed"),
@@ -259,6 +263,8 @@ def run_of_stream(stream, path, run_id: str | None) -> LogRun:
             break
     if operation is None:
         operation, found = operation_of_name(path.name), "name"
+    if outcome == "cut short" and operation in _NO_END_LINE:
+        outcome = "no failure logged"
     match = _DUMP_RUN_ID.search(head)
     dump_run_id = match.group(1).decode("ascii") if match else None
     ended, ended_from = _ended(path)
