@@ -161,7 +161,9 @@ def test_a_dir_holding_only_a_cut_dump_log(fixture_root, tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / "dump.log").write_text("".join(lines[:2000]))
-    assert run_cli("summarize", state).returncode != 0  # not a checkpoint
+    refused = run_cli("summarize", state)  # not a checkpoint, but it says where to look
+    assert refused.returncode != 0
+    assert f"`crit-plus explain {state}` says why" in refused.stderr
     result = run_cli("explain", state)
     assert result.returncode == 1
     assert "outcome:  cut short" in result.stdout

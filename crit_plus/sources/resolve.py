@@ -106,6 +106,10 @@ def _resolve_path(text, limits):
     state = state_dir_of(path)
     if state is not None:
         return source_for_images_dir(text, state)
+    if _logs_in(path):
+        raise SourceError(text, "not a checkpoint: no CRIU images here, but CRIU logs (a dump "
+                          f"that failed?): `crit-plus explain {text}` says why",
+                          tried=[path / "inventory.img"])
     raise SourceError(text, "not a checkpoint: no CRIU images here (use `crit-plus list DIR` "
                       "to search below it)",
                       tried=[path / "inventory.img", path / "state", path / "rootfs" / "state"])
