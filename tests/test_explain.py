@@ -56,7 +56,7 @@ def test_catalog_has_thirty_causes_each_with_cause_and_fix():
 def _sample(message):
     """A log line CRIU would print for the printf ``message``."""
     values = {"%d": "1234", "%u": "1234", "%x": "1f2e", "%#x": "0x1f", "%#08x": "0x00001f",
-              "%lx": "7f00aa", "%lu": "65536", "%o": "644", "%s": "/srv/app/data"}
+              "%lx": "7f00aa", "%lu": "65536", "%o": "644", "%s": "/srv/app/data", "%c": "t"}
     text = message.replace("\\t", "\t")
     for spec, value in sorted(values.items(), key=lambda item: -len(item[0])):
         text = text.replace(spec, value)
@@ -74,7 +74,7 @@ def test_catalog_pattern_finds_its_own_message(failure):
 
 @pytest.mark.skipif(not (CRIU_SRC / "criu").is_dir(), reason="CRIU 4.2.1's sources not here")
 @pytest.mark.parametrize("failure", [f for f in EXPLICIT
-                                     if f.source.startswith(("criu/", "include/"))
+                                     if f.source.startswith(("criu/", "include/", "compel/"))
                                      and f.role != "harmless"], ids=lambda f: f.code)
 def test_catalog_message_is_criu_4_2_1_s(failure):
     """The message's longest literal piece (between printf conversions) is in the source
@@ -255,3 +255,37 @@ def test_list_names_an_instance_whose_last_dump_failed(fixture_root, tmp_path):
     assert "see:      crit-plus explain lxd:web" in result.stdout
     (root / "var/log/lxd/web/snapshot_dump_2026-11-25T19:00:00Z.log").write_text("".join(lines))
     assert "last dump" not in run_cli("list", env={"CRIT_PLUS_ROOT": str(root)}).stdout
+
+
+ZDTM = Path(__file__).resolve().parents[1] / "build" / "zdtm"
+
+
+def _zdtm_failures():
+    """(program, result) of every zdtm program `make zdtm` ran here that CRIU failed to
+    dump or restore (build/zdtm/VERSION/PROGRAM/result.json), if it ran."""
+    found = []
+    for result in sorted(ZDTM.glob("*/*/result.json")):
+        data = json.loads(result.read_text())
+        if data.get("started") and not (data.get("dumped") and data.get("restored")):
+            found.append((result.parent, data))
+    return found
+
+
+@pytest.mark.skipif(not _zdtm_failures(), reason="no zdtm run here (make zdtm)")
+def test_zdtm_programs_criu_failed_on_are_explained():
+    """Every zdtm program CRIU 4.2.1 failed to dump or restore on this machine: explain finds
+    the failed run in its directory, and its decisive error is a cause the catalog knows."""
+    unknown = []
+    for directory, data in _zdtm_failures():
+        with resolve_logs(directory) as found:
+            runs = [explain_criu_log(path, label) for path, kind, label in found.logs
+                    if kind == "criu"]
+        failed = [run for run in runs if run.failed]
+        assert failed, (directory.name, data)
+        decisive = failed[0].decisive
+        assert decisive is not None, directory.name
+        if decisive.failure is None or decisive.failure.role != CAUSE:
+            unknown.append((directory.name, decisive.text))
+        # zdtm.py records the first error CRIU printed as the reason: the decisive one here
+        assert decisive.text.split("): ", 1)[-1] in data["reason"], directory.name
+    assert not unknown, unknown

@@ -599,6 +599,41 @@ _LOG_FAILURES = (
             "must have criu %s or greater to checkpoint/restore", "liblxc src/lxc/criu.c", None,
             "liblxc found no criu in PATH or one too old",
             "Install CRIU (LXD's snap ships its own: `snap set lxd criu.enable=true`)."),
+    # -- dump: found by CRIU's own zdtm programs on this machine (make zdtm) ---------------------
+    Failure("rlimit-other-uid", r"Can't get rlimit \d+: Operation not permitted",
+            "Can't get rlimit %d", "criu/cr-dump.c", "dump",
+            "CRIU lacks CAP_SYS_RESOURCE (it runs in a container, or with a reduced capability "
+            "set: the harmless `Can't setup RLIMIT_NOFILE` line says the same) and a process "
+            "of the tree runs under another uid (setuid, a dropped-privilege daemon): the "
+            "kernel refuses prlimit64() on it",
+            "Run CRIU with CAP_SYS_RESOURCE (root on the host, a privileged container), or keep "
+            "the tree under CRIU's uid.",
+            example="Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted"),
+    Failure("unseizable", r"Unseizable non-zombie \d+ found, state \w",
+            "Unseizable non-zombie %d found, state %c, err %d/%d", "compel/src/lib/infect.c",
+            "dump", "a process of the tree is already traced (state t: a debugger, strace, "
+            "another ptrace user) or stopped in a way CRIU cannot seize",
+            "Detach the debugger or tracer (gdb, strace) before the dump."),
+    Failure("pending-sigtrap", r"Can't dump the \d+ thread with a pending SIGTRAP",
+            "Can't dump the %d thread with a pending SIGTRAP.", "compel/src/lib/infect.c",
+            "dump", "a thread has a SIGTRAP pending (a breakpoint or single-step just hit): "
+            "CRIU cannot save it", "Let the program handle the signal (detach the debugger) and "
+            "dump again."),
+    Failure("unix-inflight-queue", r"Non-empty write queue on an in-flight socket",
+            "Non-empty write queue on an in-flight socket %#x", "criu/sk-unix.c", "dump",
+            "a unix socket is in flight (sent over another unix socket as SCM_RIGHTS, not yet "
+            "received) and has queued data: CRIU cannot dump both",
+            "Let the receiver take the descriptor (or drain it) before the dump."),
+    Failure("unix-inflight-closed", r"Found a closed in-flight socket to",
+            "Found a closed in-flight socket to %#x", "criu/sk-unix.c", "dump",
+            "a unix socket in flight (passed with SCM_RIGHTS, not yet received) was closed "
+            "by its sender", "Let the receiver take the descriptor before the dump."),
+    Failure("udp-corked", r"Can't dump corked dgram socket",
+            "Can't dump corked dgram socket %x", "criu/sk-inet.c", "dump",
+            "a UDP socket is corked (UDP_CORK or MSG_MORE: data waits to be sent as one "
+            "datagram) and CRIU cannot save the pending data",
+            "Uncork the socket (send the datagram) before the dump.",
+            issue=f"{_CRIU}#409"),
     # -- consequences: lines that follow a cause in CRIU's error chain ---------------------------
     Failure("dump-failed", r"(?:Pre-)?[Dd]umping FAILED\.", "Dumping FAILED.",
             "criu/cr-dump.c", "dump", "the run's end: the cause is an earlier line",

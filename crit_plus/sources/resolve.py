@@ -44,6 +44,8 @@ SCHEMES = ("lxd", "incus", "lxc")
 MANAGER_TITLES = {"lxd": "LXD", "incus": "Incus", "lxc": "LXC"}
 _SCHEME = re.compile(r"^(lxd|incus|lxc):(.*)$")
 _BAD_NAME = re.compile(r"(^\.|\.\.|[\x00/\\])")
+#: How deep below a directory without logs ``explain`` looks for them.
+LOG_SEARCH_DEPTH = 2
 #: How deep under an LXC container directory checkpoints are searched for.
 LXC_SEARCH_DEPTH = 3
 
@@ -284,7 +286,28 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
     state = path if is_images_dir(path) else state_dir_of(path)
     if state is not None:
         dirs += [state, *source_for_images_dir(text, state).log_dirs]
-    return _collect(text, dirs)
+    found = _collect(text, dirs)
+    if found.logs:
+        return found
+    return _collect(text, _subdirs(path, LOG_SEARCH_DEPTH))
+
+
+def _subdirs(top: Path, depth: int) -> list:
+    """The directories below ``top`` down to ``depth`` levels, sorted, links not followed
+    (where ``explain DIR`` looks when DIR itself holds no log: a run's directory
+    holding ``images/``, a directory of several runs)."""
+    found, level = [], [top]
+    for _ in range(depth):
+        below = []
+        for directory in level:
+            try:
+                below += sorted(p for p in directory.iterdir()
+                                if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+        found += below
+        level = below
+    return found
 
 
 def _named_logs(spec, scheme, instance, snapshot, *, lxd_dir, project) -> LogSet:
