@@ -6,7 +6,7 @@ a name (a path, ``pipe:[N]``, ``127.0.0.1:80``, ...) and a ``details`` dict of
 machine values — using the images that complete an entry:
 
 - ``remap-fpath.img``: a file id → a remap id; ``GHOST`` means the file was
-  deleted and its contents are in ``ghost-file-<remap id>.img``, ``LINKED``
+  deleted and its contents are in ``ghost-file-<remap id in hex>.img``, ``LINKED``
   that it survives as another (link-remap) file;
 - ``memfd.img``: ``memfd_inode_entry`` by ``inode_id`` (name, size, and the
   ``shmid`` whose ``pagemap-shmem-<shmid>.img`` holds the contents);
@@ -22,6 +22,7 @@ numbers, enums (``IntEnum``: both a number and a name) and resolved facts.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import posixpath
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from decoders.errors import DecodeError
 from decoders.fdinfo import read_files
 from decoders.flags import FdType, NamedInt
+from decoders.framing import open_untrusted
 from decoders.image import open_image
 from decoders.text import image_text, undecodable_escaped
 
@@ -329,6 +331,32 @@ def resolve_in_root(root, path, max_links=40):
     return os.path.join(root, *done)
 
 
+def open_in_tree(path, root=None):
+    """Open a file that came from a checkpoint, a target root or a copied tree; return
+    ``(fd, stat result)`` (the caller closes ``fd``).
+
+    The one opener for such paths: :func:`decoders.framing.open_untrusted` (never
+    blocks on a FIFO, never opens a device, regular files only), and a symbolic
+    link at ``path`` itself is refused.  When ``path`` lies under ``root``, the
+    links on its way are resolved inside ``root`` (:func:`resolve_in_root`), so a
+    copied tree's links (``var/log/lxd -> /var/log/...``) never reach host files;
+    a ``root`` of ``/`` is the host itself, whose links are followed.
+    Raises OSError (``FileNotFoundError``, or
+    :class:`~decoders.errors.UnreadableImageError` naming the reason).
+    """
+    if root is not None and os.path.realpath(root) == os.sep:
+        return open_untrusted(path)
+    if root is not None:
+        relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+            resolved = resolve_in_root(root, relative)
+            if resolved is None:
+                raise FileNotFoundError(errno.ENOENT, "not found inside " + os.fspath(root),
+                                        os.fspath(path))
+            path = resolved
+    return open_untrusted(path, nofollow=True)
+
+
 # -- the table ------------------------------------------------------------------------
 
 
@@ -362,7 +390,7 @@ class FileTable:
         if remap is None or remap[1] != RemapType.GHOST:
             return None
         if file_id not in self._ghosts:
-            path = os.path.join(self.directory, f"ghost-file-{remap[0]}.img")
+            path = os.path.join(self.directory, ghost_image_name(remap[0]))
             try:
                 self._ghosts[file_id] = ghost_contents(path)
             except DecodeError:
@@ -413,6 +441,12 @@ def _group(messages):
     for msg in messages:
         grouped.setdefault(msg.id, []).append(msg)
     return grouped
+
+
+def ghost_image_name(remap_id):
+    """The name of a deleted file's contents image: ``ghost-file-%x.img``, the remap id in
+    hex as CRIU names it (``CR_FD_GHOST_FILE`` in criu/image-desc.c)."""
+    return f"ghost-file-{remap_id:x}.img"
 
 
 def ghost_contents(path):
@@ -496,14 +530,14 @@ class _Context:
             remap_id, remap_type = remap
             details["remap"] = remap_type
             if remap_type == RemapType.GHOST:
-                ghost = f"ghost-file-{remap_id}.img"
+                ghost = ghost_image_name(remap_id)
                 details["deleted"] = True
                 details["ghost_image"] = ghost
                 if not os.path.exists(os.path.join(self.directory, ghost)):
                     self.findings.append(Finding(
                         ERROR, "missing-ghost",
                         f"deleted file {name} (id {entry.id}) needs {ghost}, which is missing",
-                        "remap-fpath.img", named(id=entry.id)))
+                        ghost, named(id=entry.id)))
             elif remap_type == RemapType.LINKED:
                 details["deleted"] = True
                 linked = self.entries.get(remap_id)
@@ -663,6 +697,6 @@ def _where(entry):
 __all__ = [
     "ANON_NAMES", "Fd", "FileObject", "FileTable", "GhostContents", "IpProto", "KINDS",
     "RemapType", "SockFamily", "SockState", "SockType", "TtyType",
-    "decode_dev", "endpoint_text", "ghost_contents", "ip_text", "kind_of", "resolve_in_root",
-    "tty_path", "unix_name",
+    "decode_dev", "endpoint_text", "ghost_contents", "ghost_image_name", "ip_text", "kind_of",
+    "resolve_in_root", "tty_path", "unix_name",
 ]

@@ -97,7 +97,8 @@ class ProcessSummary:
     """One process: identity, state and what it holds.
 
     ``present``/``parent``/``lazy`` count its pagemap pages; ``shared`` the
-    pages of shared-memory objects it maps; ``argv`` is None unless asked for.
+    pages of shared-memory objects listed inside its mappings (the rule:
+    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.
     """
 
     depth: int
@@ -253,8 +254,7 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
-            vmas, states.get("present", 0), states.get("parent", 0), states.get("lazy", 0),
-            shared, len(process.fds)))
+            vmas, states.present, states.parent, states.lazy, shared, len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
     biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
@@ -269,22 +269,18 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
 
 
 def _memory_facts(process, listed):
-    """``(VMAs, pages by state, shared-memory pages)`` of ``process``, in one pass over
-    its mappings; appends ``(-pages, pid, start, process, mapping)`` to ``listed`` for
-    each mapping with pages listed (records are made for the biggest only)."""
-    memory = process.memory
-    if memory is None:
-        return 0, {}, 0
+    """``(VMAs, private pages by state, shared-memory pages)`` of ``process``
+    (:attr:`~crit_plus.graph.Process.pages`); appends ``(-pages, pid, start, process,
+    mapping)`` to ``listed`` for each mapping with private pages listed (records are
+    made for the biggest only)."""
     pid = process.pid
-    shared = 0
-    for mapping in memory.vmas:
-        if mapping.backing.kind == "shmem":
-            shared += memory.shared_pages(mapping)
+    for mapping in process.vmas:
         pages = mapping.pages
         count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
         if count:
             listed.append((-count, pid, mapping.start, process, mapping))
-    return len(memory.vmas), memory.pages_by_kind(), shared
+    pages = process.pages
+    return pages.vmas, pages.private, pages.shared.listed
 
 
 def _holder(process, mapping, pages):
@@ -383,8 +379,7 @@ def _totals(checkpoint, processes):
                     state = netlink_state(state)
                 key = (_name(family), _name(state) if state is not None else None)
                 sockets[key] = sockets.get(key, 0) + 1
-    shared = sum(pf.present_pages for pf in checkpoint.pages_files
-                 if any(name.startswith("pagemap-shmem-") for name in pf.pagemaps))
+    shared = checkpoint.pages.shared.listed  # each object's pages once
     return Totals(
         len(processes), sum(p.threads for p in processes),
         sum(1 for p in processes if p.state == "zombie"), sum(p.vmas for p in processes),

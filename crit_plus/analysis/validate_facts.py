@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decoders.errors import DecodeError, MissingImageError
 from decoders.image import open_image
 
+from ..files import open_in_tree
 from ..sources.logs import read_header
 
 
@@ -183,8 +184,8 @@ class RestoreFacts:
         """The console's tty id liblxc wrote to ``tty.info`` (``tty[8800:4b]``), or None."""
         path = os.path.join(self.directory, "tty.info")
         try:
-            with open(path, encoding="ascii", errors="replace") as stream:
-                text = stream.readline(64).strip()
+            with open(open_in_tree(path)[0], encoding="ascii", errors="replace") as stream:
+                text = stream.readline(64).strip()  # a FIFO or a device is never opened
         except OSError:
             return None
         return text or None

@@ -33,10 +33,11 @@ KIND_TITLES = {
 }
 
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads", "THR"),
-                   ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("size", "SIZE"),
-                   ("fds", "FDS"), ("command", "COMMAND"))
+                   ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("shared", "SHMEM"),
+                   ("size", "SIZE"), ("fds", "FDS"), ("command", "COMMAND"))
 TREE_COLUMNS = (("label", "PROCESS"), ("state", "STATE"), ("threads", "THR"), ("vmas", "VMAS"),
-                ("pages", "PAGES"), ("size", "SIZE"), ("fds", "FDS"), ("command", "COMMAND"))
+                ("pages", "PAGES"), ("shared", "SHMEM"), ("size", "SIZE"), ("fds", "FDS"),
+                ("command", "COMMAND"))
 MAPPING_COLUMNS = (("pid", "PID"), ("comm", "COMM"), ("range", "MAPPING"), ("kind", "KIND"),
                    ("pages", "PAGES"), ("size", "SIZE"), ("name", "NAME"))
 
@@ -103,9 +104,9 @@ def _origin_fields(result):
 def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
-        ("memory", f"{totals.vmas} VMAs; pages {pages_text(totals.present)} present, "
-                   f"{totals.parent} in parent, {totals.lazy} lazy; "
-                   f"{pages_text(totals.shared)} of shared memory"),
+        ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
+                   f"{totals.parent} in parent, {totals.lazy} lazy; shared memory "
+                   f"{pages_text(totals.shared)}, each object once"),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
     ]
@@ -120,13 +121,13 @@ def _totals_fields(totals):
 def _process_rows(result, color):
     rows = []
     for p in result.processes:
-        pages = p.pages + p.shared
         command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
         rows.append({
             "pid": p.pid, "ppid": p.ppid,
             "state": colored(p.state, STATE_COLORS.get(p.state), color),
-            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": pages,
-            "size": human_bytes(pages * PAGE_SIZE), "fds": p.fds, "command": command,
+            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": p.pages,
+            "shared": p.shared, "size": human_bytes((p.pages + p.shared) * PAGE_SIZE),
+            "fds": p.fds, "command": command,
             "depth": p.depth, "label": f"{p.pid} {safe_text(p.comm or '?')}",
         })
     return rows
