@@ -76,6 +76,7 @@ COMMAND_MODULES = {
     "rss": "rss", "mem": "mem", "core": "core",
     "size": "size", "validate": "validate", "diff": "diff", "report": "report",
     "host": "host",
+    "explain": "explain",
 }
 
 

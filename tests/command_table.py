@@ -126,6 +126,12 @@ COMMANDS = {
     "diff": Use((("diff", CHECKPOINT, ORIGINAL), ("diff", ORIGINAL, CHECKPOINT, "--format", "json"),
                  ("diff", CHECKPOINT, ORIGINAL, "--no-content", "-v")),
                 "checkpoint", results=(EXIT_OK, 1, EXIT_USAGE), errors=(EXIT_USAGE,)),
+    # explain reads the logs only (0 every run succeeded, 1 one failed, 2 no CRIU run found:
+    # one stderr line, or the JSON document); it reads what it can of a damaged checkpoint
+    # or archive (the logs), and shows the logs' file times
+    "explain": Use((("explain", CHECKPOINT), ("explain", CHECKPOINT, "--format", "json")),
+                   "checkpoint", results=(EXIT_OK, 1, EXIT_USAGE), errors=(EXIT_USAGE,),
+                   gathers=True),
     # report writes a bundle (-o, never into the checkpoint); --criu: no `criu check` run
     "report": Use((("report", CHECKPOINT, "-o", OUTPUT, "--criu", "/nonexistent/criu"),
                    ("report", CHECKPOINT, "-o", OUTPUT, "--criu", "/nonexistent/criu",

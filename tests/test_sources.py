@@ -98,8 +98,10 @@ def test_web_logs_hold_the_console_restore_error(web_root):
             "snapshot_dump_2026-11-25T17:40:46Z.log"} <= set(names)
     assert any(LXC_CONSOLE_ERROR in line and " ERROR " in line
                for name, line in source.log_errors if name == "lxc.log")
-    assert any("Error (criu/util.c" in line for name, line in source.log_errors
-               if name == "dump.log")
+    # CRIU's rlimit line is known noise (sources.logs.HARMLESS), not an error line
+    assert "Error (criu/util.c" in (web_root / POOL / "containers/web/state/dump.log").read_text()
+    assert not any("Error (criu/util.c" in line for name, line in source.log_errors
+                   if name == "dump.log")
     # LXD names its copy of CRIU's log by the second: the stop, in the same second as
     # the "after" snapshot, overwrote that snapshot's copy. The run id says whose it is.
     roles = {item.log.name: item for item in source.runs()}
@@ -173,7 +175,7 @@ def test_plain_image_directory(service_a):
     assert source.images_dir == service_a
     assert source.criu_version is None  # this dump.log was written without -v4
     assert [log.name for log in source.logs] == ["dump.log"]
-    assert source.logs[0].error_count == 1
+    assert source.logs[0].error_count == 0  # its one Error line is rlimit's known noise
 
 
 def _link(path, target):

@@ -27,10 +27,10 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
+from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
@@ -177,7 +177,11 @@ class LogSummary:
     ``dump_run_id`` (the dump a restore read) and ``ended`` are what a CRIU log
     says of its run (:class:`crit_plus.sources.runs.LogRun`); ``errors`` are the
     first :data:`LOG_ERRORS` error lines, ``error_count`` counts all;
-    ``failed_restore`` the lines saying a restore of this checkpoint failed.
+    ``failed_restore`` the lines saying a restore of this checkpoint failed.  For a run
+    that failed (or was cut short, or liblxc's errors), ``decisive`` is the error that
+    made it fail (``crit-plus explain``'s reading, :func:`crit_plus.analysis.explain.
+    diagnose`), ``cause`` and ``fix`` the failure catalog's, ``catalog`` its code; the
+    ``errors`` and ``failed_restore`` lists start with it.
     """
 
     name: str
@@ -195,6 +199,10 @@ class LogSummary:
     error_count: int
     errors: tuple
     failed_restore: tuple
+    decisive: str | None = None
+    cause: str | None = None
+    fix: str | None = None
+    catalog: str | None = None
 
     @property
     def this_checkpoint(self):
@@ -285,13 +293,19 @@ def _logs(source, run_id):
     found = []
     for item in source.runs(run_id):
         log, run = item.log, item.run
+        failed = log.kind == "lxc" or (run is not None and run.outcome in FAILED_OUTCOMES)
+        decisive = diagnose(log.errors) if failed else None
+        failure = decisive.failure if decisive is not None else None
+        known = failure is not None and failure.role == "cause"
         found.append(LogSummary(
             log.name, source.label_of(log.path), log.kind, item.role, item.reason,
             item.copies, log.header.criu_version, log.header.run_id,
             run.operation if run else None, run.outcome if run else None,
             run.dump_run_id if run else None, run.ended if run else None,
-            log.error_count, tuple(log.errors[:LOG_ERRORS]),
-            item.failed_restore_lines[:LOG_ERRORS]))
+            log.error_count, decisive_first(log.errors)[:LOG_ERRORS],
+            decisive_first(item.failed_restore_lines)[:LOG_ERRORS],
+            decisive.text if decisive else None, failure.cause if known else None,
+            failure.fix if known else None, failure.code if known else None))
     order = {"dump": 0, "restore": 1}
     found.sort(key=lambda log: (order.get(log.role, 2), log.kind != "criu", log.name))
     return tuple(found)

@@ -24,7 +24,9 @@ Codes are stable: programs (and issue 10's restore comparisons) key on them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from ..sources.logs import HARMLESS
 
 INTEGRITY, REQUIREMENTS, TARGET = "integrity", "requirements", "target"
 STAGES = (INTEGRITY, REQUIREMENTS, TARGET)
@@ -430,3 +432,391 @@ __all__ = [
     "always_written",
     "check",
 ]
+
+
+# == Failures in CRIU's logs (crit-plus explain) =================================================
+# A separate block from the checks above: what a CRIU or liblxc log line means.  Each entry is a
+# message CRIU 4.2.1 prints (``message``: its printf format, verbatim from ``source``), the
+# pattern that finds it in a log, the validate check that predicts it (``check``), the cause,
+# the fix and an upstream issue.  ``role`` says what the line is to a failed run: ``cause`` (it
+# made the run fail), ``consequence`` (CRIU's error chain: it follows a cause, e.g. ``Dumping
+# FAILED.``), ``harmless`` (known noise, sources.logs.HARMLESS).
+
+CAUSE, CONSEQUENCE, HARMLESS_ROLE = "cause", "consequence", "harmless"
+ROLES = (CAUSE, CONSEQUENCE, HARMLESS_ROLE)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One CRIU (or liblxc) log message and what it means; see the block's comment.
+    ``example`` is a line as CRIU printed it (a live run here, an upstream issue) where
+    the printf ``message`` alone does not show it (macros, pr_perror's errno text)."""
+
+    code: str
+    pattern: str
+    message: str
+    source: str
+    operation: str | None
+    cause: str
+    fix: str
+    check: str | None = None
+    issue: str | None = None
+    role: str = CAUSE
+    example: str | None = None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {"code": self.code, "role": self.role, "message": self.message,
+                "source": self.source, "operation": self.operation, "check": self.check,
+                "cause": self.cause, "fix": self.fix, "issue": self.issue}
+
+
+_CRIU = "checkpoint-restore/criu"
+#: An entry whose fix is its validate check's.
+_SEE_CHECK = "See validate's fix."
+_LOG_FAILURES = (
+    # -- dump: what the processes hold -----------------------------------------------------------
+    Failure("unsupported-socket-proto", r"Unsupported proto \d+ for socket",
+            "Unsupported proto %d for socket %x", "criu/sk-inet.c", "dump",
+            "a process holds an inet socket of a protocol this CRIU cannot dump: ICMP (1) and "
+            "ICMPv6 (58) ping sockets before CRIU 4.1 (supported since), SCTP (132), MPTCP "
+            "(262)",
+            "Upgrade CRIU (ICMP), or stop the program that holds it (ping, a health checker, "
+            "an SCTP service) before the dump; for Go programs set GODEBUG=multipathtcp=0 "
+            "(MPTCP).", issue=f"{_CRIU}#2557"),
+    Failure("ext-unix-sk", r"External socket is used\. Consider using --ext-unix-sk",
+            "External socket is used. Consider using --ext-unix-sk option.",
+            "criu/sk-unix.c", "dump",
+            "a unix socket of the tree is connected to a socket outside it (a daemon's socket, "
+            "syslog's /dev/log, a peer in another container)",
+            "Dump with --ext-unix-sk (datagram peers with a name) or --external unix[INO] and "
+            "restore with the peer present (--inherit-fd for a stream); or close the "
+            "connection before the dump.", check="needs-ext-unix-sk", issue=f"{_CRIU}#772",
+            example="sk unix: External socket is used. Consider using --ext-unix-sk option."),
+    Failure("ext-unix-stream", r"Can't dump half of stream unix connection",
+            "Can't dump half of stream unix connection. name: %s; peer name: %s",
+            "criu/sk-unix.c", "dump",
+            "a stream unix socket is connected to a peer outside the tree: --ext-unix-sk "
+            "covers datagram sockets only",
+            "Dump the peer's process in the same tree, or mark the socket --external "
+            "unix[INO] and give it back at restore with --inherit-fd fd[N]:socket:[INO].",
+            check="needs-ext-unix-sk", issue=f"{_CRIU}#1788"),
+    Failure("ext-unix-nameless", r"Can't dump name-less external socket",
+            "Can't dump name-less external socket.", "criu/sk-unix.c", "dump",
+            "a datagram unix socket is connected to a peer outside the tree that has no name "
+            "(socketpair), which CRIU cannot connect again",
+            "Mark it --external unix[INO] and give it back with --inherit-fd at restore.",
+            check="needs-ext-unix-sk", issue=f"{_CRIU}#1200"),
+    Failure("tcp-established", r"Connected TCP socket, consider using --tcp-established",
+            "Connected TCP socket, consider using --%s option.", "criu/sk-inet.c", "dump",
+            "a process holds an established TCP connection and the dump was not allowed to "
+            "take it (TCP repair)",
+            "Dump (and restore) with --tcp-established, or stop the connection first; Podman: "
+            "`podman container checkpoint --tcp-established`, LXD passes it itself.",
+            check="needs-tcp-established", issue=f"{_CRIU}#589",
+            example="inet: Connected TCP socket, consider using --tcp-established option."),
+    Failure("tcp-in-image", r"Connected TCP socket in image",
+            "Connected TCP socket in image", "criu/sk-inet.c", "restore",
+            "the images hold an established TCP connection and the restore was not told how "
+            "to bring it back", "Restore with --tcp-established (or --tcp-close).",
+            check="needs-tcp-established"),
+    Failure("file-locks", r"Some file locks are hold by dumping tasks!",
+            "Some file locks are hold by dumping tasks! You can try --file-locks to dump them.",
+            "criu/file-lock.c", "dump",
+            "a process holds a file lock (flock, POSIX or OFD lock) and the dump was not "
+            "allowed to dump locks", "Dump and restore with --file-locks.",
+            check="needs-file-locks", issue=f"{_CRIU}#1357"),
+    Failure("ghost-limit", r"Can't dump ghost file .* of \d+ size, increase limit",
+            "Can't dump ghost file %s of %lu size, increase limit", "criu/files-reg.c", "dump",
+            "a process holds a deleted file larger than --ghost-limit (1 MiB by default): "
+            "CRIU copies deleted files into the images, up to that size",
+            "Dump with --ghost-limit SIZE above the file's size (or --link-remap when the "
+            "file system allows linking it back); Podman/runc/crun: `ghost-limit` in "
+            "/etc/criu/runc.conf or default.conf.", issue=f"{_CRIU}#202"),
+    Failure("link-remap", r"Can't link remap|Can't create link remap",
+            "Can't create link remap for %s. Use link-remap option.", "criu/files-reg.c",
+            "dump", "a file the processes hold was unlinked and cannot be kept as a ghost",
+            "Dump with --link-remap (CRIU then links the file back under a temporary name)."),
+    Failure("ext-file", r"Can't dump file \d+ of that type",
+            "Can't dump file %d of that type [%o] (%s %s)", "criu/files-ext.c", "dump",
+            "a process holds a file of a kind CRIU cannot dump (a device, an anon inode it does "
+            "not know)",
+            "Close it before the dump, or pass it as --external and give it back with "
+            "--inherit-fd at restore."),
+    Failure("tun", r"No proper support for tun dump/restore|Can't check tun support",
+            "No proper support for tun dump/restore", "criu/tun.c", "dump",
+            "the tree holds a tun/tap device and the kernel lacks what CRIU needs to dump it "
+            "(TUNGETIFF and friends), or /dev/net/tun is missing",
+            "Run `criu check --feature tun`; load the tun module, or stop the VPN client "
+            "before the dump."),
+    Failure("nested-ns", r"Can't dump nested \S+ namespace for",
+            "Can't dump nested %s namespace for %d", "criu/namespaces.c", "dump",
+            "a process of the tree lives in its own namespace inside the dumped one (a nested "
+            "container, `unshare` inside it): CRIU dumps one level",
+            "Dump the nested container by itself, or avoid nested namespaces (LXD: "
+            "security.nesting containers running their own containers cannot be dumped)."),
+    Failure("nested-mntns", r"Nested mount namespaces are not supported",
+            "Nested mount namespaces are not supported without mnt_id in fdinfo",
+            "criu/mount.c", "dump",
+            "the tree has nested mount namespaces and the kernel shows no mnt_id in fdinfo",
+            "Use a newer kernel (mnt_id in /proc/PID/fdinfo) or avoid nested mount "
+            "namespaces."),
+    Failure("mount-unsupported", r"FS mnt .* unsupported id",
+            "FS mnt %s dev %#x root %s unsupported id %d", "criu/mount.c", "dump",
+            "a mount of an unsupported file system type (e.g. a FUSE or btrfs subvolume mount "
+            "CRIU cannot dump)",
+            "Mark it external (--external mnt[PATH]:KEY, restore with --ext-mount-map) or "
+            "unmount it before the dump.", check="needs-ext-mount"),
+    Failure("mount-fs-dump", r"Unable to dump a file system for",
+            "Unable to dump a file system for %d:%s", "criu/mount.c", "dump",
+            "a mount whose contents CRIU would have to copy (tmpfs) or whose file system it "
+            "cannot dump",
+            "Mark the mount external (--external mnt[PATH]:KEY) so the restore binds it from "
+            "the host.", check="needs-ext-mount"),
+    Failure("btrfs-inaccessible", r"The file system \S+ \S+ \(\S+\) btrfs .* is inaccessible",
+            "The file system %#x %#x (%#x) %s %s is inaccessible", "criu/mount.c", "dump",
+            "the container's root is a btrfs subvolume whose device number differs from the "
+            "one /proc shows (btrfs subvolumes are separate anonymous devices): CRIU cannot "
+            "open files of that mount by handle (inotify watches, irmap); an error before "
+            "CRIU 3.15, a warning since, but the fsnotify handle that needs it still fails",
+            "Remove inotify/fanotify watchers in the container (or restart them) before the "
+            "dump, or put stateful instances on a storage pool other than btrfs (dir, zfs).",
+            issue=f"{_CRIU}#565",
+            example="mnt: The file system 0x1b 0x1b (0x3f) btrfs ./ is inaccessible"),
+    Failure("mount-ext-auto", r"is autodetected external mount",
+            "Mount %d:%s is autodetected external mount. Try \"--ext-mount-map auto\" to "
+            "allow them.", "criu/mount.c", "restore",
+            "the images hold mounts CRIU found external by itself at dump",
+            "Restore with --ext-mount-map auto.", check="needs-ext-mount-auto"),
+    Failure("mount-no-mapping", r"No mapping for \d+:\S+ mountpoint",
+            "No mapping for %d:%s mountpoint", "criu/mount.c", "restore",
+            "an external mount has no --ext-mount-map / --external at restore",
+            "Restore with --ext-mount-map KEY:HOSTPATH for each external mount.",
+            check="needs-ext-mount"),
+    Failure("seccomp", r"Dumping seccomp filters not supported|couldn't suspend seccomp"
+            r"|failed to suspend seccomp",
+            "Dumping seccomp filters not supported", "criu/cr-check.c", None,
+            "a process runs under a seccomp filter and the kernel cannot dump or suspend it "
+            "(PTRACE_SECCOMP_GET_FILTER, PTRACE_O_SUSPEND_SECCOMP need CONFIG_CHECKPOINT_"
+            "RESTORE and root)", "Run CRIU as root on a kernel with CONFIG_CHECKPOINT_RESTORE."),
+    Failure("vdso", r"Can't fixup vdso VMAs",
+            "Can't fixup vdso VMAs (pid: %d)", "criu/cr-dump.c", "dump",
+            "CRIU could not find or parse the process's vDSO (a vDSO it does not know, a "
+            "process that unmapped it)", "Run `criu check`; upgrade CRIU for a newer kernel."),
+    Failure("dirty-track-off", r"Dirty tracking is OFF",
+            "Dirty tracking is OFF. Memory snapshot will not work.", "criu/cr-check.c",
+            "check", "the kernel has no soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY, not "
+            "on aarch64 before 6.x kernels, off in some VMs): pre-dump and --track-mem cannot "
+            "work", "Do a single dump without pre-dump (LXD: migration.incremental.memory "
+            "false) or use a kernel with CONFIG_MEM_SOFT_DIRTY.", issue=f"{_CRIU}#1917"),
+    Failure("track-mem-unavailable", r"Tracking memory is not available",
+            "Tracking memory is not available. Consider omitting --track-mem option.",
+            "criu/config.c", "dump",
+            "--track-mem was asked for and the kernel has no soft-dirty tracking",
+            "Omit --track-mem (and --prev-images-dir) or use a kernel with "
+            "CONFIG_MEM_SOFT_DIRTY.", issue=f"{_CRIU}#1921"),
+    Failure("predump-no-dirty-track", r"BUG at criu/mem\.c:4\d",
+            "BUG at %s:%d", "include/common/bug.h", "pre-dump",
+            "a pre-dump forces memory tracking (\"Enforcing memory tracking for pre-dump\"), "
+            "and CRIU 4.2.1 hits BUG_ON(!kdat.has_dirty_track) in task_reset_dirty_track() on "
+            "a kernel without soft-dirty tracking: CRIU aborts, the log ends there",
+            "Do not pre-dump on this kernel: take a single dump (LXD: "
+            "migration.incremental.memory false), or use a kernel with CONFIG_MEM_SOFT_DIRTY.",
+            issue=f"{_CRIU}#545",
+            example="Error (criu/mem.c:46): BUG at criu/mem.c:46"),
+    Failure("uffd", r"UFFD is not supported|Lazy pages are not available",
+            "Lazy pages are not available", "criu/kerndat.c", "lazy-pages",
+            "lazy migration needs userfaultfd (non-cooperative) and the kernel or its "
+            "vm.unprivileged_userfaultfd setting does not give it",
+            "Migrate without --lazy-pages, or enable userfaultfd (CONFIG_USERFAULTFD; run "
+            "CRIU as root)."),
+    Failure("nft-missing", r"CRIU was built without libnftables support|Locking network "
+            r"failed using nftables|Unable to restore nftables",
+            "Unable to restore nftables. CRIU was built without libnftables support",
+            "criu/net.c", None,
+            "the network lock or the netns's rules need nftables and this CRIU was built "
+            "without libnftables", "Use --network-lock iptables, or a CRIU built with "
+            "libnftables."),
+    Failure("iptables-missing", r"execvp\(\"iptables-restore\", \.\.\.\) failed|Locking "
+            r"network failed: iptables-restore returned",
+            "Locking network failed: iptables-restore returned %d. This may be connected to "
+            "disabled CONFIG_NETFILTER_XT_MARK kernel build config option.", "criu/net.c",
+            None, "CRIU locks the network with iptables-restore (the default --network-lock "
+            "iptables) and it is missing or failed (no xt_mark module)",
+            "Install iptables (iptables-restore in PATH) and load xt_mark, or use "
+            "--network-lock nftables (or skip)."),
+    Failure("cgroup-controller-dir", r"Can't mount controller dir",
+            "\\tCan't mount controller dir %s", "criu/cgroup.c", "restore",
+            "a cgroup controller of the dump is not available on this host (cgroup v1 vs v2, "
+            "a controller disabled)",
+            "Enable the controller, or restore with --manage-cgroups=ignore.",
+            check="cgroup-controller"),
+    Failure("cpuset-props", r"Restoring special cpuset props failed",
+            "Restoring special cpuset props failed!", "criu/cgroup.c", "restore",
+            "the dump's cpuset (cpus, mems) does not fit this host (fewer CPUs or NUMA nodes)",
+            "Restore with --manage-cgroups=ignore or --cgroup-props to drop cpuset.cpus/mems, "
+            "or on a host with those CPUs.", check="cgroup-controller"),
+    Failure("apparmor", r"apparmor parsing failed|failed to write policy in AA namespace"
+            r"|Apparmor namespace present but dumping not enabled",
+            "apparmor parsing failed %d", "criu/apparmor.c", None,
+            "the processes run under AppArmor profiles (a container's namespace) CRIU cannot "
+            "dump or load here",
+            "Restore on a host with the same AppArmor profiles loaded, or map them with "
+            "--lsm-profile apparmor:NAME.", check="lsm-missing"),
+    Failure("lsm-mismatch", r"mismatched lsm types and lsm profile specified",
+            "mismatched lsm types and lsm profile specified", "criu/lsm.c", "restore",
+            "the dump's LSM (AppArmor, SELinux) is not this host's", "See validate's fix.",
+            check="lsm-missing"),
+    # -- restore: what the host holds ------------------------------------------------------------
+    Failure("pid-busy", r"Can't fork for \d+: File exists",
+            "Can't fork for %d", "criu/cr-restore.c", "restore",
+            "a pid the tree needs is in use on this host (the original processes still run, "
+            "--leave-running, or another process took the pid)",
+            "Stop what holds the pid, or restore in a new pid namespace.", check="pid-busy",
+            example="Error (criu/cr-restore.c:1237): Can't fork for 19693: File exists"),
+    Failure("file-size", r"File \S.* has bad size \d+ \(expect \d+\)",
+            "File %s has bad size %lu (expect %lu)", "criu/files-reg.c", "restore",
+            "a file the processes hold changed size since the dump", "See validate's fix.",
+            check="file-size"),
+    Failure("file-mode", r"File \S.* has bad mode",
+            "File %s has bad mode 0%o (expect 0%o)", "criu/files-reg.c", "restore",
+            "a file the processes hold changed type or permissions since the dump",
+            "See validate's fix.", check="file-mode"),
+    Failure("file-build-id", r"File \S.* has bad build-ID",
+            "File %s has bad build-ID", "criu/files-reg.c", "restore",
+            "an executable or library the processes map is another build than at dump "
+            "(a package was upgraded)", "See validate's fix.", check="file-build-id"),
+    Failure("file-missing", r"Can't open file .* on restore",
+            "Can't open file %s on restore", "criu/files-reg.c", "restore",
+            "a file the processes hold is missing on this host", "See validate's fix.",
+            check="file-missing"),
+    Failure("parent-pages", r"Missing [0-9a-f]+ in parent pagemap|No parent for snapshot "
+            r"pagemap|No parent image found, though parent directory is set",
+            "Missing %lx in parent pagemap", "criu/pagemap.c", None,
+            "pages the images say are in the pre-dump (parent/) are not there",
+            "See validate's fix.", check="parent-pages"),
+    Failure("lxd-console", r"lxc\.console\.path configured on source host but not target",
+            "lxc.console.path configured on source host but not target", "liblxc src/lxc/criu.c",
+            "restore", "liblxc restores a container dumped with its console only from a "
+            "console fd LXD and Incus never set up", "See validate's fix.",
+            check="lxd-console", issue="canonical/lxd#9396"),
+    Failure("lxc-criu-version", r"must have criu .* or greater to checkpoint/restore",
+            "must have criu %s or greater to checkpoint/restore", "liblxc src/lxc/criu.c", None,
+            "liblxc found no criu in PATH or one too old",
+            "Install CRIU (LXD's snap ships its own: `snap set lxd criu.enable=true`)."),
+    # -- dump: found by CRIU's own zdtm programs on this machine (make zdtm) ---------------------
+    Failure("rlimit-other-uid", r"Can't get rlimit \d+: Operation not permitted",
+            "Can't get rlimit %d", "criu/cr-dump.c", "dump",
+            "CRIU lacks CAP_SYS_RESOURCE (it runs in a container, or with a reduced capability "
+            "set: the harmless `Can't setup RLIMIT_NOFILE` line says the same) and a process "
+            "of the tree runs under another uid (setuid, a dropped-privilege daemon): the "
+            "kernel refuses prlimit64() on it",
+            "Run CRIU with CAP_SYS_RESOURCE (root on the host, a privileged container), or keep "
+            "the tree under CRIU's uid.",
+            example="Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted"),
+    Failure("unseizable", r"Unseizable non-zombie \d+ found, state \w",
+            "Unseizable non-zombie %d found, state %c, err %d/%d", "compel/src/lib/infect.c",
+            "dump", "a process of the tree is already traced (state t: a debugger, strace, "
+            "another ptrace user) or stopped in a way CRIU cannot seize",
+            "Detach the debugger or tracer (gdb, strace) before the dump."),
+    Failure("pending-sigtrap", r"Can't dump the \d+ thread with a pending SIGTRAP",
+            "Can't dump the %d thread with a pending SIGTRAP.", "compel/src/lib/infect.c",
+            "dump", "a thread has a SIGTRAP pending (a breakpoint or single-step just hit): "
+            "CRIU cannot save it", "Let the program handle the signal (detach the debugger) and "
+            "dump again."),
+    Failure("unix-inflight-queue", r"Non-empty write queue on an in-flight socket",
+            "Non-empty write queue on an in-flight socket %#x", "criu/sk-unix.c", "dump",
+            "a unix socket is in flight (sent over another unix socket as SCM_RIGHTS, not yet "
+            "received) and has queued data: CRIU cannot dump both",
+            "Let the receiver take the descriptor (or drain it) before the dump."),
+    Failure("unix-inflight-closed", r"Found a closed in-flight socket to",
+            "Found a closed in-flight socket to %#x", "criu/sk-unix.c", "dump",
+            "a unix socket in flight (passed with SCM_RIGHTS, not yet received) was closed "
+            "by its sender", "Let the receiver take the descriptor before the dump."),
+    Failure("udp-corked", r"Can't dump corked dgram socket",
+            "Can't dump corked dgram socket %x", "criu/sk-inet.c", "dump",
+            "a UDP socket is corked (UDP_CORK or MSG_MORE: data waits to be sent as one "
+            "datagram) and CRIU cannot save the pending data",
+            "Uncork the socket (send the datagram) before the dump.",
+            issue=f"{_CRIU}#409"),
+    # -- consequences: lines that follow a cause in CRIU's error chain ---------------------------
+    Failure("dump-failed", r"(?:Pre-)?[Dd]umping FAILED\.", "Dumping FAILED.",
+            "criu/cr-dump.c", "dump", "the run's end: the cause is an earlier line",
+            "See the error before it.", role=CONSEQUENCE),
+    Failure("restore-failed", r"Restoring FAILED\.", "Restoring FAILED.", "criu/cr-restore.c",
+            "restore", "the run's end: the cause is an earlier line", "See the error before it.",
+            role=CONSEQUENCE),
+    Failure("dump-step-failed", r"(?:Dump files|Collect mappings|Pre-dumping files) "
+            r"\(pid: \d+\) failed with|Dump files \(pid|Can't dump threads",
+            "Dump files (pid: %d) failed with %d", "criu/cr-dump.c", "dump",
+            "a step of dumping one process failed: the cause is the line before it",
+            "See the error before it.", role=CONSEQUENCE),
+    Failure("restore-child-exited", r"\d+ exited, status=\d+|\d+ killed by signal \d+",
+            "%d exited, status=%d", "criu/cr-restore.c", "restore",
+            "a restored process's helper failed: the cause is its own error before it",
+            "See the error before it.", role=CONSEQUENCE),
+    Failure("restore-open-fd", r"Unable to open fd=\d+ id=",
+            "Unable to open fd=%d id=%#x", "criu/files.c", "restore",
+            "a file descriptor could not be restored: the cause is the line before it",
+            "See the error before it.", role=CONSEQUENCE),
+    Failure("lxc-exec-failed", r"Failed to execute criu|criu process exited \d+"
+            r"|restore process died|dumping failed",
+            "criu process exited %d, output:", "liblxc src/lxc/criu.c", None,
+            "liblxc's report that its CRIU run failed: the cause is CRIU's own error or "
+            "liblxc's line before it", "See the error before it.", role=CONSEQUENCE),
+)
+
+
+def _harmless_failures() -> tuple:
+    """The known noise of :data:`crit_plus.sources.logs.HARMLESS` as catalog entries."""
+    return tuple(Failure(code, pattern, pattern.replace("\\", ""), "criu/util.c", None, why,
+                         "Nothing: the run goes on.", role=HARMLESS_ROLE)
+                 for code, pattern, why in HARMLESS)
+
+
+_FIELD = re.compile(r"\{(\w+)[^}]*\}")
+
+
+def _unformatted(text: str) -> str:
+    """A check's text with its ``{field}`` holes shown as ``<field>``."""
+    return _FIELD.sub(lambda match: f"<{match.group(1)}>", text)
+
+
+def _check_pattern(criu_says: str) -> str:
+    """A regex for a check's ``criu_says`` (`` / `` alternatives, ``...`` and ``{field}``
+    stand for anything)."""
+    alternatives = []
+    for alternative in criu_says.split(" / "):
+        parts = [re.escape(part) for part in _FIELD.sub("\0", alternative).split("...")]
+        alternatives.append(".*".join(part.replace("\0", ".*?") for part in parts))
+    return "|".join(f"(?:{alternative})" for alternative in alternatives)
+
+
+def _check_failures(explicit: tuple) -> tuple:
+    """validate's checks whose CRIU message no explicit entry covers, as catalog entries
+    (restore-side: a check predicts what CRIU says when the restore hits it)."""
+    covered = {failure.check for failure in explicit}
+    return tuple(Failure(check.code, _check_pattern(check.criu_says), check.criu_says,
+                         "criu/*.c", "restore", check.what, _unformatted(check.fix),
+                         check=check.code)
+                 for check in CHECKS.values()
+                 if check.criu_says and check.code not in covered)
+
+
+#: Every log message the catalog knows: the entries above, the harmless noise, and validate's
+#: checks by the message CRIU prints for them; matched in this order.
+def _with_check_fixes(failures: tuple) -> tuple:
+    """Entries whose fix is validate's (:data:`_SEE_CHECK`) get their check's fix."""
+    return tuple(replace(failure, fix=_unformatted(CHECKS[failure.check].fix))
+                 if failure.fix == _SEE_CHECK and failure.check in CHECKS else failure
+                 for failure in failures)
+
+
+FAILURES = (_with_check_fixes(_LOG_FAILURES) + _harmless_failures()
+            + _check_failures(_LOG_FAILURES))
+_COMPILED = tuple((re.compile(failure.pattern), failure) for failure in FAILURES)
+
+
+def match_failure(line: str) -> Failure | None:
+    """The first :data:`FAILURES` entry whose pattern is found in the log ``line``, or None."""
+    return next((failure for pattern, failure in _COMPILED if pattern.search(line)), None)

@@ -22,6 +22,8 @@ as ``provided_by``.
 from __future__ import annotations
 
 from ..files import TtyType
+from .explain import decisive_first
+from .validate_catalog import match_failure
 from .validate_facts import AUTODETECTED, EXTERNAL_DEV
 from .validate_integrity import USK_EXTERN, connected_tcp
 
@@ -218,16 +220,19 @@ def _restore_failures(facts):
     inventory = facts.checkpoint.inventory
     found = []
     for item in source.runs(inventory.run_id if inventory is not None else None):
-        found.extend((item.log, line) for line in item.failed_restore_lines[:LOG_LINES])
+        lines = decisive_first(item.failed_restore_lines)  # explain's reading: decisive first
+        found.extend((item.log, line) for line in lines[:LOG_LINES])
     return found
 
 
 def _logs(facts, out):
     source = facts.source
     for log, line in _restore_failures(facts):
-        out.add("manager-restore-failed", f"{log.name}: {line.strip()}", str(log.path),
+        failure = match_failure(line)
+        why = f" (cause: {failure.cause})" if failure and failure.role == "cause" else ""
+        out.add("manager-restore-failed", f"{log.name}: {line.strip()}{why}", str(log.path),
                 path=str(log.path), line=line.strip(), log=log.name,
-                instance=source.instance)
+                instance=source.instance, catalog=failure.code if failure else None)
 
 
 __all__ = ["LXC", "run", "tty_key"]

@@ -6,10 +6,11 @@ import sys
 
 import click
 
-from ..render import write_json, write_table
+from ..analysis.explain import explain_criu_log
+from ..describe import human_bytes
+from ..render import safe_text, write_json, write_table
 from ..sources import discover
 from ..sources.discover import DEFAULT_DEPTH
-from ..describe import human_bytes
 from .options import format_option
 
 COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),
@@ -37,6 +38,35 @@ def _row(source):
     }
 
 
+def _failed(entry):
+    """A failed last dump (:class:`crit_plus.sources.discover.FailedDump`) with its
+    decisive error and cause (``crit-plus explain``'s reading)."""
+    data = entry.to_dict()
+    try:
+        run = explain_criu_log(entry.path)
+    except OSError:
+        run = None
+    decisive = run.decisive if run is not None else None
+    failure = decisive.failure if decisive is not None else None
+    data.update(decisive=decisive.text if decisive else None,
+                cause=failure.cause if failure and failure.role == "cause" else None)
+    return data
+
+
+def _write_failed(failed, out):
+    """The instances whose last dump failed, after the table."""
+    for entry in failed:
+        run = entry["run"]
+        name = f"{entry['manager']}:{entry['instance']}"
+        out.write(f"\n{name}: the last {run['operation']} {run['outcome']} "
+                  f"({entry['log']}, {run['ended']})\n")
+        if entry["decisive"]:
+            out.write(f"  decisive: {safe_text(entry['decisive'].strip())}\n")
+        if entry["cause"]:
+            out.write(f"  cause:    {safe_text(entry['cause'])}\n")
+        out.write(f"  see:      crit-plus explain {name}\n")
+
+
 @click.command("list")
 @click.argument("where", required=False, metavar="[lxd: | incus: | lxd:NAME | DIR]")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
@@ -61,13 +91,20 @@ def list_command(where, lxd_dir, project, depth, fmt):
     found = discover(where, lxd_dir=lxd_dir, project=project, max_depth=depth)
     rows = [_row(source) for source in found.sources]
     out = sys.stdout
+    failed = [_failed(entry) for entry in found.failed_dumps]
     if fmt == "json":
-        write_json([{k: v for k, v in row.items() if not k.endswith("_text")} for row in rows], out)
+        rows = [{k: v for k, v in row.items() if not k.endswith("_text")} for row in rows]
+        for row in rows:
+            row["last_dump_failed"] = next((f for f in failed if f["instance"] == row["instance"]
+                                            and f["manager"] == row["manager"]), None)
+        write_json(rows, out)
     elif rows:
         write_table(rows, COLUMNS, out)
     else:
         places = ", ".join(str(place) for place in found.searched)
         click.echo(f"no checkpoints found (searched {places})", err=True)
+    if fmt != "json":
+        _write_failed(failed, out)
     for problem in found.problems:
         click.echo(f"crit-plus: skipped {problem}", err=True)
 

@@ -174,8 +174,13 @@ def _write_logs(result, out):
         out.write(f"  {safe_text(log.name)} ({safe_text(_log_facts(log))}): "
                   f"{count_text(log.error_count, 'error line')}\n")
         out.write(f"      why: {safe_text(log.reason)}\n")
+        if log.decisive:
+            out.write(f"      decisive: {safe_text(log.decisive.strip())}\n")
+        if log.cause:
+            out.write(f"      cause: {safe_text(log.cause)}\n      fix: {safe_text(log.fix)}\n")
         for line in log.errors:
-            out.write(f"      {safe_text(line.strip())}\n")
+            if line != log.decisive:
+                out.write(f"      {safe_text(line.strip())}\n")
         if log.error_count > len(log.errors):
             out.write(f"      ... and {log.error_count - len(log.errors)} more\n")
 

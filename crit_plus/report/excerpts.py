@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..analysis.explain import diagnose, issue_url
+from ..analysis.validate_catalog import match_failure
 from ..sources.logs import error_contexts, read_header
 from ..sources.runs import operation_of_name, read_run
 
@@ -49,6 +51,9 @@ class Excerpt:
     :class:`~crit_plus.sources.logs.ErrorContext` list, ``error_count`` every
     error line it has; ``same_as`` names an earlier member with the same bytes
     (its contexts are then empty); ``cut`` says only the log's end was kept.
+    ``decisive`` is the error that made a failed run fail (a CRIU log that says
+    ``FAILED.``, liblxc's log) as ``crit-plus explain`` reads it, ``diagnosis`` the
+    failure catalog's ``{code, cause, fix, issue}`` for it (None: not in the catalog).
     """
 
     member: str
@@ -58,12 +63,15 @@ class Excerpt:
     error_count: int
     same_as: str | None = None
     cut: bool = False
+    decisive: str | None = None
+    diagnosis: dict | None = None
 
     def to_dict(self):
         """A JSON-ready dict: the error lines with their numbers."""
         return {
             "member": self.member, "origin": self.origin, "kind": self.kind,
             "error_count": self.error_count, "same_as": self.same_as, "cut": self.cut,
+            "decisive": self.decisive, "diagnosis": self.diagnosis,
             "errors": [{"line": number, "text": text}
                        for context in self.contexts for number, text in context.errors],
         }
@@ -84,6 +92,26 @@ def _copy_key(member):
     return member.digest, member.scan, member.run_id
 
 
+#: Catalog entries that end a failed CRIU run (its last line).
+_RUN_FAILED = ("dump-failed", "restore-failed")
+
+
+def _diagnosis(kind, contexts):
+    """``(decisive, diagnosis)`` of a failed run's error lines (see :class:`Excerpt`)."""
+    texts = [text for context in contexts for _number, text in context.errors]
+    failed = kind == "lxc" or any(
+        (failure := match_failure(text)) is not None and failure.code in _RUN_FAILED
+        for text in texts)
+    found = diagnose(texts) if failed else None
+    if found is None:
+        return None, None
+    failure = found.failure
+    if failure is None or failure.role != "cause":
+        return found.text, None
+    return found.text, {"code": failure.code, "cause": failure.cause, "fix": failure.fix,
+                        "check": failure.check, "issue": issue_url(failure.issue)}
+
+
 def find_excerpts(collection):
     """The :class:`Excerpt` of every scanned member of ``collection`` that has
     error lines, most telling first (see :data:`SCAN_ORDER`; newest first within
@@ -97,8 +125,9 @@ def find_excerpts(collection):
                                         same.error_count, same_as=same.member, cut=member.cut))
             continue
         contexts, count = error_contexts(collection.spool.reader(member), BEFORE, AFTER)
+        decisive, diagnosis = _diagnosis(member.scan, contexts)
         excerpt = Excerpt(member.name, member.origin, member.scan, tuple(contexts), count,
-                          cut=member.cut)
+                          cut=member.cut, decisive=decisive, diagnosis=diagnosis)
         first_with[_copy_key(member)] = excerpt
         if count:
             excerpts.append(excerpt)

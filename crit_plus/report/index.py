@@ -77,6 +77,16 @@ def _excerpt_section(excerpt, belongs=None):
              f"({title})", ""]
     if excerpt.cut:
         lines += ["Only the end of this log was kept; line numbers count from there.", ""]
+    if excerpt.decisive:
+        lines += [f"**Decisive error** (as `crit-plus explain` reads it): "
+                  f"`{safe_text(excerpt.decisive.strip())}`", ""]
+        found = excerpt.diagnosis
+        if found:
+            lines += [f"- cause: {safe_text(found['cause'])}",
+                      f"- fix: {safe_text(found['fix'])}"]
+            lines += [f"- predicted by validate's `{found['check']}`"] if found["check"] else []
+            lines += [f"- upstream: {found['issue']}"] if found["issue"] else []
+            lines += [""]
     for context in excerpt.contexts[:MAX_CONTEXTS]:
         lines += _context_block(context)
     hidden = len(excerpt.contexts) - MAX_CONTEXTS

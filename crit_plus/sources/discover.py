@@ -14,9 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SourceError
-from .layout import guess_manager, place_state_dir, standard_roots, state_dir_of, walk_images_dirs
+from .layout import (
+    guess_manager,
+    log_dir_candidates,
+    place_state_dir,
+    split_dirname,
+    standard_roots,
+    state_dir_of,
+    walk_images_dirs,
+)
+from .logs import find_logs
 from .managed import lxd_source
 from .resolve import parse_name, source_for_images_dir
+from .runs import LogRun, read_run
 
 #: Default depth of the walk below a directory given to ``list``.
 DEFAULT_DEPTH = 10
@@ -29,6 +39,58 @@ class Discovery:
     sources: tuple
     searched: tuple
     problems: tuple = ()
+    failed_dumps: tuple = ()
+
+
+@dataclass(frozen=True)
+class FailedDump:
+    """An instance whose last dump (stateful snapshot, stop or migration) failed: the
+    newest CRIU dump log of its log directory, and what it says of its run
+    (:class:`crit_plus.sources.runs.LogRun`)."""
+
+    manager: str
+    instance: str
+    project: str | None
+    path: Path
+    run: LogRun
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {"manager": self.manager, "instance": self.instance, "project": self.project,
+                "log": str(self.path), "run": self.run.to_dict()}
+
+
+#: The CRIU logs of a dump in a manager's log directory (LXD's FUNCTION_METHOD_TIME.log).
+_DUMP_LOGS = (("*dump*.log", "criu"), ("migration_*", "criu"))
+
+
+def _failed_dumps(manager, roots, instance, project) -> list:
+    """:class:`FailedDump` of each instance (of ``roots``) whose newest dump log failed
+    or was cut short."""
+    found = []
+    for root in roots:
+        names: set[str] = set()
+        for base in [*_subdirs(Path(root) / "storage-pools"), Path(root)]:
+            names.update(path.name for path in _subdirs(base / "containers"))
+        for dirname in sorted(names):
+            owner_project, name = split_dirname(dirname)
+            if (instance is not None and name != instance) or (
+                    project is not None and owner_project != project):
+                continue
+            dirs = [d for d in log_dir_candidates(root, dirname) if d.is_dir()]
+            runs = []
+            for path in find_logs(dirs, _DUMP_LOGS):
+                try:
+                    run = read_run(path, None)
+                except OSError:
+                    continue
+                if run.operation in ("dump", "pre-dump") and run.ended is not None:
+                    runs.append((run.ended, str(path), path, run))
+            if runs:
+                _ended, _name, path, run = max(runs)
+                if run.outcome in ("failed", "cut short"):
+                    found.append(FailedDump(manager, name, owner_project, path, run))
+    return found
 
 
 def _subdirs(directory):
@@ -120,9 +182,11 @@ def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH)
         if snapshot:
             raise SourceError(where, "list takes an instance, not a snapshot (use lxd:NAME)")
         managers = [scheme]
-    sources, searched = [], []
+    sources, searched, failed = [], [], []
     for manager in managers:
         roots = standard_roots(manager, lxd_dir)
         searched += roots
         sources += _manager_sources(manager, roots, instance, project, problems)
-    return Discovery(tuple(sorted(sources, key=_sort_key)), tuple(searched), tuple(problems))
+        failed += _failed_dumps(manager, roots, instance, project)
+    return Discovery(tuple(sorted(sources, key=_sort_key)), tuple(searched), tuple(problems),
+                     tuple(failed))

@@ -48,14 +48,28 @@ _VERSION = re.compile(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)
 _UNAME = re.compile(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s+(\S+)\s*$")
 #: An error line, as one pattern that works line by line and on a block of lines
 #: (MULTILINE; ``[^\S\n]`` is whitespace that never crosses a line end): CRIU's
-#: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``), liblxc's
+#: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``, and from a
+#: restored process, ``PID: Error (``, which a restore log prefixes), liblxc's
 #: ERROR/CRIT/ALERT/FATAL, the LXD/Incus daemon's level=error (or worse).
 _ERROR_PATTERN = (
-    r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:pie: \d+: )?Error \("
+    r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:[^\S\n]*\d+:[^\S\n]+)?(?:pie: \d+: )?Error \("
     r"|^lxc[^\S\n].*?[^\S\n](?:ERROR|CRIT|ALERT|FATAL)[^\S\n]"
     r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)")
 _ERROR_LINE = re.compile(_ERROR_PATTERN, re.MULTILINE)
 _ERROR_LINE_BYTES = re.compile(_ERROR_PATTERN.encode(), re.MULTILINE)
+#: CRIU ``Error`` lines that are known noise, not failures: ``(code, pattern, why)``.
+#: They are no error lines for :func:`is_error_line` and :func:`error_contexts`
+#: (``harmless=True`` keeps them); the failure catalog
+#: (:data:`crit_plus.analysis.validate_catalog.FAILURES`) shows them as harmless.
+HARMLESS = (
+    ("rlimit-nofile", r"rlimit: Can't setup RLIMIT_NOFILE for self",
+     ("CRIU tries to raise its own open-files limit to the kernel's maximum "
+     "(rlimit_unlimit_nofile(), criu/util.c) and logs this with pr_perror when it may not "
+     "(no CAP_SYS_RESOURCE, e.g. in a container or under a hard limit); it goes on with the "
+     "limit it has. Every run on such a host logs it, the runs that succeed too.")),
+)
+_HARMLESS = re.compile("|".join(f"(?:{pattern})" for _code, pattern, _why in HARMLESS))
+_HARMLESS_BYTES = re.compile(_HARMLESS.pattern.encode())
 #: Bytes one of which every error line holds: blocks of a log are searched for
 #: them (``bytes.find`` is fast), and only the lines holding one are matched.
 _ERROR_MARKS = (b"Error (", b"ERROR", b"CRIT", b"ALERT", b"FATAL", b"level=", b"lvl=")
@@ -179,10 +193,16 @@ def _header_of(stream):
     return _parse_header(head)
 
 
-def is_error_line(line):
+def is_error_line(line, harmless=False):
     """True for a CRIU ``Error (...)`` line, a liblxc ERROR (or worse) line, or an
-    LXD/Incus daemon line at level error (or worse)."""
-    return bool(_ERROR_LINE.search(line))
+    LXD/Incus daemon line at level error (or worse); a line of :data:`HARMLESS`
+    only with ``harmless``."""
+    return bool(_ERROR_LINE.search(line)) and (harmless or not is_harmless(line))
+
+
+def is_harmless(line: str) -> bool:
+    """True for a line of :data:`HARMLESS` (known noise, no failure)."""
+    return bool(_HARMLESS.search(line))
 
 
 def find_logs(directories, patterns=LOG_PATTERNS):
@@ -325,8 +345,9 @@ def _last_lines(block, count):
     return [_text(line) for line in block[:-1].rsplit(b"\n", count)[-count:]]
 
 
-def _error_starts(block, marks=_ERROR_MARKS):
-    """The offsets in ``block`` where its error lines start, in order."""
+def _error_starts(block, marks=_ERROR_MARKS, harmless=False):
+    """The offsets in ``block`` where its error lines start, in order (the lines of
+    :data:`HARMLESS` only with ``harmless``)."""
     checked, starts = set(), []
     for mark in marks:
         position = block.find(mark)
@@ -335,7 +356,8 @@ def _error_starts(block, marks=_ERROR_MARKS):
             end = block.find(b"\n", position)
             if start not in checked:
                 checked.add(start)
-                if _ERROR_LINE_BYTES.search(block, start, end):
+                if _ERROR_LINE_BYTES.search(block, start, end) and (
+                        harmless or not _HARMLESS_BYTES.search(block, start, end)):
                     starts.append(start)
             position = block.find(mark, end)
     return sorted(starts)
@@ -355,8 +377,8 @@ def _wanted_ranges(errors, before, after, open_lines, count):
     return ranges
 
 
-def _scan_block(builder, block, marks=_ERROR_MARKS):
-    starts = _error_starts(block, marks)
+def _scan_block(builder, block, marks=_ERROR_MARKS, harmless=False):
+    starts = _error_starts(block, marks, harmless)
     if builder.full or (not starts and not builder.open_lines):
         builder.count += len(starts)
         lines = block.count(b"\n")
@@ -398,7 +420,7 @@ def _scan_error_lines(builder, block, starts):
 
 
 def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK,
-                   marks=_ERROR_MARKS):
+                   marks=_ERROR_MARKS, harmless=False):
     """``(contexts, error_count)``: the error lines (:func:`is_error_line`) of the
     binary ``stream``, each with ``before`` lines before and ``after`` lines after it.
 
@@ -409,11 +431,11 @@ def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK
     pieces and searched block by block, so memory is bounded by the chunk and the
     contexts kept, and only blocks holding errors are looked at line by line.
     ``marks`` narrows the search to what one kind of log can hold
-    (:data:`MARKS_BY_KIND`).
+    (:data:`MARKS_BY_KIND`); ``harmless`` keeps the lines of :data:`HARMLESS`.
     """
     builder = _ContextBuilder(before, after, limit)
     for block in _blocks(stream, chunk):
-        _scan_block(builder, block, marks)
+        _scan_block(builder, block, marks, harmless)
     builder.close()
     return builder.contexts, builder.count
 
@@ -430,3 +452,48 @@ def read_log(path, kind):
         run = run_of_stream(stream, path, header.run_id) if kind == "criu" else None
     errors = tuple(text for context in contexts for _number, text in context.errors)
     return LogFile(path, kind, header, errors[:MAX_ERRORS], count, run)
+
+
+#: A line only CRIU writes: its header, its ``Error``/``Warn`` lines (``criu/`` or
+#: ``compel/`` sources), the lines a run ends with.
+_CRIU_LINE = re.compile(
+    rb"^(?:\(\s*[\d.]+\)\s+)?(?:\s*\d+: )?(?:pie: \d+: )?(?:CRIU run id = |Version: \d"
+    rb"|Running on |(?:Error|Warn) +\((?:criu|compel|soccr)/|Dumping finished successfully"
+    rb"|Restore finished successfully|(?:Pre-d|D)umping FAILED|Restoring FAILED)", re.MULTILINE)
+#: A liblxc log line (``lxc NAME TIME LEVEL module - file:function:line - text``).
+_LXC_ANY = re.compile(rb"^lxc(?: \S+)? \d{14}\.\d{3} +[A-Z]+ ", re.MULTILINE)
+
+
+def sniff_kind(path) -> str | None:
+    """``criu`` or ``lxc`` when the first :data:`SCAN_CHUNK` bytes of the file at
+    ``path`` hold a line only CRIU (or liblxc) writes, else None (any other text).
+    Raises OSError."""
+    with open(open_untrusted(path)[0], "rb") as stream:
+        head = stream.read(SCAN_CHUNK)
+    if _LXC_ANY.search(head):
+        return "lxc"
+    if _CRIU_LINE.search(head):
+        return "criu"
+    return None
+
+
+def read_error_contexts(path, kind: str, before: int = 6, limit: int = MAX_ERRORS):
+    """``(contexts, error_count)`` of :func:`error_contexts` for the log at ``path``
+    with ``before`` lines before each error, the known noise (:data:`HARMLESS`)
+    kept: what ``explain`` reads the decisive error from.  Raises OSError."""
+    with open(open_untrusted(path)[0], "rb") as stream:
+        return error_contexts(stream, before=before, after=0, limit=limit,
+                              marks=MARKS_BY_KIND.get(kind, _ERROR_MARKS), harmless=True)
+
+
+def read_lines(path, limit: int = 1 << 20):
+    """The first ``limit`` lines of the text file at ``path`` (:func:`text_lines`:
+    each cut at :data:`MAX_LINE`), for liblxc's log.  Raises OSError."""
+    with open(open_untrusted(path)[0], "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        found: list[str] = []
+        for line in text_lines(text):
+            if len(found) >= limit:
+                break
+            found.append(line)
+        return found

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ArchiveLimits, looks_like_archive, open_archive
@@ -27,19 +28,24 @@ from .layout import (
     instance_candidates,
     instance_dirname,
     is_images_dir,
+    log_dir_candidates,
     place_state_dir,
     snapshot_candidates,
     standard_roots,
     state_dir_of,
     walk_images_dirs,
 )
+from .logs import LOG_PATTERNS, log_kind, sniff_kind
 from .managed import lxd_source, plain_source
+from .model import Source
 
 #: Name schemes and the manager each one means.
 SCHEMES = ("lxd", "incus", "lxc")
 MANAGER_TITLES = {"lxd": "LXD", "incus": "Incus", "lxc": "LXC"}
 _SCHEME = re.compile(r"^(lxd|incus|lxc):(.*)$")
 _BAD_NAME = re.compile(r"(^\.|\.\.|[\x00/\\])")
+#: How deep below a directory without logs ``explain`` looks for them.
+LOG_SEARCH_DEPTH = 2
 #: How deep under an LXC container directory checkpoints are searched for.
 LXC_SEARCH_DEPTH = 3
 
@@ -102,6 +108,10 @@ def _resolve_path(text, limits):
     state = state_dir_of(path)
     if state is not None:
         return source_for_images_dir(text, state)
+    if _logs_in(path):
+        raise SourceError(text, "not a checkpoint: no CRIU images here, but CRIU logs (a dump "
+                          f"that failed?): `crit-plus explain {text}` says why",
+                          tried=[path / "inventory.img"])
     raise SourceError(text, "not a checkpoint: no CRIU images here (use `crit-plus list DIR` "
                       "to search below it)",
                       tried=[path / "inventory.img", path / "state", path / "rootfs" / "state"])
@@ -179,4 +189,161 @@ def _resolve_lxc(spec, name, subdir, lxc_dir):
     raise SourceError(spec, f"no LXC container {name!r}", tried=tried)
 
 
-__all__ = ["ArchiveLimits", "SCHEMES", "parse_name", "resolve", "source_for_images_dir"]
+# -- the logs of a spec, for `explain` --------------------------------------------------------
+
+
+@dataclass
+class LogSet:
+    """The log files a spec leads to: ``logs`` are ``(path, kind, label)`` with ``kind``
+    ``criu``, ``lxc`` or None (a file that is neither), ``label`` the path as users
+    know it (an archive's member is named after the archive).  ``source`` is an
+    archive's :class:`Source` (its temporary directory): use the set as a context
+    manager.  ``file_times`` is False when the files' modification times say nothing
+    of the runs (an archive's members are extracted now)."""
+
+    spec: str
+    logs: tuple
+    source: Source | None = None
+    file_times: bool = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        if self.source is not None:
+            self.source.close()
+
+
+def _logs_in(directory: Path) -> list:
+    """``(path, kind)`` of the logs in ``directory``: the files :data:`LOG_PATTERNS`
+    name, and any other ``*.log`` file whose content is CRIU's or liblxc's (``criu
+    -o NAME``)."""
+    found: list[tuple[Path, str]] = []
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return found
+    for path in entries:
+        if not path.is_file() or path.is_symlink():
+            continue
+        kind = log_kind(path.name, LOG_PATTERNS)
+        if kind is None and path.name.endswith(".log"):
+            try:
+                kind = sniff_kind(path)
+            except OSError:
+                continue
+            if kind is None:
+                continue
+        if kind is not None:
+            found.append((path, kind))
+    return found
+
+
+def _collect(spec, directories, source=None, label=None, file_times=True) -> LogSet:
+    seen, logs = set(), []
+    for directory in directories:
+        for path, kind in _logs_in(Path(directory)):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            logs.append((path, kind, label(path) if label else str(path)))
+    return LogSet(spec, tuple(logs), source, file_times)
+
+
+def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
+    """The :class:`LogSet` of ``spec``: a log file; a directory (a state or images
+    directory after a failed dump, LXD's or Incus's log directory of an instance, a
+    ``criu -o`` directory; with a checkpoint's, the manager's log directories too); a
+    Podman/CRI-O archive; ``lxd:NAME[/SNAP]``, ``incus:NAME[/SNAP]`` (the instance's
+    log directory and its ``state/``), ``lxc:NAME``.  Raises :class:`SourceError`
+    when the spec leads nowhere."""
+    text = os.fspath(spec)
+    if not os.path.lexists(text):
+        named = parse_name(text)
+        if named is None:
+            raise SourceError(text, "no such file or directory, and not a name like lxd:NAME, "
+                              "incus:NAME or lxc:NAME")
+        return _named_logs(text, *named, lxd_dir=lxd_dir, project=project)
+    path = Path(text)
+    if path.is_file():
+        if looks_like_archive(path):
+            source = open_archive(path, spec=text, limits=limits)
+            work = Path(source.workdir.name) if source.workdir is not None else None
+            dirs = list(source.log_dirs) + ([work] if work else [])  # CRI-O's dump.log
+
+            def member(found):
+                inside = found.relative_to(work) if work and found.is_relative_to(work) else found
+                return f"{text}:{inside}"
+            return _collect(text, dirs, source, member, file_times=False)
+        try:
+            kind = sniff_kind(path)
+        except OSError as error:
+            raise SourceError(text, f"cannot read it: {error.strerror or error}") from None
+        return LogSet(text, ((path, kind, text),))
+    if not path.is_dir():
+        raise SourceError(text, "not a regular file or directory")
+    dirs = [path]
+    state = path if is_images_dir(path) else state_dir_of(path)
+    if state is not None:
+        dirs += [state, *source_for_images_dir(text, state).log_dirs]
+    found = _collect(text, dirs)
+    if found.logs:
+        return found
+    return _collect(text, _subdirs(path, LOG_SEARCH_DEPTH))
+
+
+def _subdirs(top: Path, depth: int) -> list:
+    """The directories below ``top`` down to ``depth`` levels, sorted, links not followed
+    (where ``explain DIR`` looks when DIR itself holds no log: a run's directory
+    holding ``images/``, a directory of several runs)."""
+    found, level = [], [top]
+    for _ in range(depth):
+        below = []
+        for directory in level:
+            try:
+                below += sorted(p for p in directory.iterdir()
+                                if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+        found += below
+        level = below
+    return found
+
+
+def _named_logs(spec, scheme, instance, snapshot, *, lxd_dir, project) -> LogSet:
+    if instance is None:
+        raise SourceError(spec, f"name an instance: {scheme}:NAME")
+    if scheme == "lxc":
+        dirs = [root / instance for root in standard_roots("lxc", lxd_dir)]
+        dirs += [found for root in dirs if root.is_dir()
+                 for found in walk_images_dirs(root, LXC_SEARCH_DEPTH)]
+        dirs += [Path("/var/log/lxc")] if not lxd_dir else []
+        logs = _collect(spec, [d for d in dirs if d.is_dir()])
+        if not logs.logs:
+            raise SourceError(spec, f"no logs of LXC container {instance!r}", tried=dirs)
+        return logs
+    dirname = instance_dirname(instance, project)
+    tried, dirs = [], []
+    for root in standard_roots(scheme, lxd_dir):
+        owners = (snapshot_candidates(root, dirname, snapshot) if snapshot
+                  else instance_candidates(root, dirname))
+        candidates = list(log_dir_candidates(root, dirname))
+        for owner in owners:
+            candidates += [owner / "state", owner / "rootfs" / "state"]
+        tried += candidates
+        dirs += [candidate for candidate in candidates if candidate.is_dir()]
+    if not dirs:
+        raise SourceError(spec, f"no log directory nor state/ of {MANAGER_TITLES[scheme]} "
+                          f"instance {instance!r}", tried=tried)
+    return _collect(spec, dirs)
+
+
+__all__ = [
+    "SCHEMES",
+    "ArchiveLimits",
+    "LogSet",
+    "parse_name",
+    "resolve",
+    "resolve_logs",
+    "source_for_images_dir",
+]

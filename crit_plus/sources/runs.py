@@ -20,7 +20,8 @@ What a CRIU log says of its run (:class:`LogRun`, read by :func:`read_run`):
 - the **outcome**: ``succeeded``/``failed`` from that last line; ``cut short`` for
   a verbose log that ends without one (CRIU was killed, or the log is cut);
   ``no failure logged`` for a log at the default level without a ``FAILED``
-  line (CRIU logs success only at ``-v3`` or more);
+  line (CRIU logs success only at ``-v3`` or more), and for ``criu check``, whose
+  verdict goes to stdout only;
 - **when** it ended: the time in LXD's file name (``FUNCTION_METHOD_TIME.log``,
   copied when the run ended; whole seconds), else the file's modification time.
 
@@ -87,6 +88,9 @@ _OPERATION_MARKS = (
     (b"uffd: Waiting for incoming connections", "lazy-pages"),
     (b"fdinfo works OK", "check"), (b"vmsplice works OK", "check"),
 )
+#: Operations whose verdict CRIU prints on stdout only (``criu check``'s "Looks good."):
+#: their log has no last line to say how they ended.
+_NO_END_LINE = ("check",)
 #: The lines with which CRIU ends a run (cr-dump.c, cr-restore.c): (mark, operation, outcome).
 _END_MARKS = (
     (b"Pre-dumping FAILED.", "pre-dump", "failed"),
@@ -259,6 +263,8 @@ def run_of_stream(stream, path, run_id: str | None) -> LogRun:
             break
     if operation is None:
         operation, found = operation_of_name(path.name), "name"
+    if outcome == "cut short" and operation in _NO_END_LINE:
+        outcome = "no failure logged"
     match = _DUMP_RUN_ID.search(head)
     dump_run_id = match.group(1).decode("ascii") if match else None
     ended, ended_from = _ended(path)
@@ -390,3 +396,92 @@ def _with_copy(item, name):
 __all__ = ["AttributedLog", "HEAD_BYTES", "LogRun", "ManagerLine", "OPERATIONS", "ROLES",
            "Subject", "attribute", "manager_lines", "operation_of_name", "read_run",
            "run_of_stream"]
+
+
+#: Any liblxc line: ``(time, millis, level, module, file, function, text)``.
+_LXC_FULL = re.compile(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+([A-Z]+)\s+(\S+)\s+-\s+\S*?"
+                       r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
+_LXC_COMMAND = re.compile(r"(?:Using command line|execing:?)\s+(.*\S)")
+_LXC_EXIT = re.compile(r"criu process exited (\d+)|exited with status (\d+)")
+_LXC_ERROR_LEVELS = ("ERROR", "CRIT", "ALERT", "FATAL")
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerRun:
+    """One CRIU run liblxc's ``lxc.log`` tells of: its operation, when it began, the
+    criu command liblxc ran (only at liblxc's trace level), CRIU's exit status (None:
+    not logged), whether liblxc says it failed, and the error lines about it, liblxc's
+    lines of other modules that followed included (``(time, module, text)``)."""
+
+    operation: str | None
+    started: datetime | None
+    command: str | None
+    exit: int | None
+    failed: bool
+    errors: tuple
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {"operation": self.operation,
+                "started": self.started.isoformat() if self.started else None,
+                "command": self.command, "exit": self.exit, "failed": self.failed,
+                "errors": [{"time": time.isoformat() if time else None, "module": module,
+                            "text": text} for time, module, text in self.errors]}
+
+
+def _lxc_time(stamp, millis):
+    try:
+        return datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(
+            microsecond=int(millis) * 1000, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def manager_runs(lines) -> tuple:
+    """The :class:`ManagerRun` of liblxc's log ``lines``, in order.
+
+    A run is the lines of liblxc's ``criu.c`` from the command it runs (``Using
+    command line``, at trace level) or its first line, to the line that reports
+    how CRIU ended (``criu process exited N``, ``restore process died``, ``dump``
+    or ``restore`` lines of another operation start another run); the error lines
+    of other modules until the next run belong to it.
+    """
+    runs: list[dict] = []
+    current: dict | None = None
+    for line in lines:
+        match = _LXC_FULL.match(line)
+        if not match:
+            continue
+        stamp, millis, level, module, file, function, text = match.groups()
+        time = _lxc_time(stamp, millis)
+        error = level in _LXC_ERROR_LEVELS
+        if file != "criu.c":
+            if current is not None and error:
+                current["errors"].append((time, module, text))
+            continue
+        operation = ("restore" if "restore" in function else
+                     "dump" if "dump" in function else None)
+        command = _LXC_COMMAND.search(text)
+        exited = _LXC_EXIT.search(text)
+        reports_end = bool(exited) or "process died" in text
+        if current is None or (current["ended"] and not reports_end) or (
+                command and current["command"]) or (
+                operation and current["operation"] and operation != current["operation"]):
+            current = {"operation": None, "started": time, "command": None, "exit": None,
+                       "failed": False, "errors": [], "ended": False}
+            runs.append(current)
+        current["operation"] = current["operation"] or operation
+        if command:
+            current["command"] = command.group(1)
+            words = command.group(1).split()
+            verb = next((w for w in words[1:3] if w in OPERATIONS), None)
+            current["operation"] = current["operation"] or verb
+        if exited:
+            current["exit"] = int(exited.group(1) or exited.group(2))
+        if error:
+            current["failed"] = True
+            current["errors"].append((time, module, text))
+        if reports_end:
+            current["ended"] = True
+    return tuple(ManagerRun(run["operation"], run["started"], run["command"], run["exit"],
+                            run["failed"], tuple(run["errors"])) for run in runs)
