@@ -26,6 +26,7 @@ from crit_plus import __version__
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
+from .boundary import error_text, quiet_broken_pipe
 from .commands.options import gc_paused
 
 
@@ -113,15 +114,6 @@ def _fail(message, code):
     return code
 
 
-def quiet_broken_pipe():
-    """Point stdout at /dev/null so Python's exit flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
 def main(argv=None):
     """Run one command (``argv``, default ``sys.argv``); return its exit code.
 
@@ -166,16 +158,6 @@ def main(argv=None):
         if show_traceback:
             raise
         return _fail(error_text(error), EXIT_BAD_INPUT)
-
-
-def error_text(error):
-    """The one line that says what went wrong with an input: a
-    :class:`~decoders.errors.DecodeError`'s file, entry and offset, or an OSError's
-    file and reason."""
-    if isinstance(error, DecodeError):
-        return str(error)
-    name = f"{error.filename}: " if getattr(error, "filename", None) else ""
-    return f"{name}{error.strerror or error}"
 
 
 def run():

@@ -51,14 +51,12 @@ _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
 def open_checkpoint(path, *, root=None):
-    """Open the checkpoint at ``path`` and return a :class:`Checkpoint`.
+    """Open the directory of CRIU images at ``path`` and return a :class:`Checkpoint`.
 
-    ``path`` is a directory of CRIU images, or a directory that holds one as
-    ``state/`` (LXD and Incus containers and snapshots) or ``checkpoint/``
-    (an unpacked Podman/CRI-O export).  ``root`` is a directory that stands for
-    ``/`` of the dumped processes, used to read clean pages of file mappings;
-    for an LXD snapshot opened by its directory, its ``rootfs/`` is used when
-    ``root`` is not given.
+    ``root`` is a directory that stands for ``/`` of the dumped processes, used to
+    read clean pages of file mappings.  Finding the images inside an instance,
+    snapshot or export directory (and its ``rootfs/``) is the job of
+    :func:`crit_plus.opening.open_checkpoint`, the public ``crit_plus.open_checkpoint``.
 
     Raises :class:`~decoders.errors.MissingImageError` when ``path`` holds no
     checkpoint, and a :class:`~decoders.errors.DecodeError` when
@@ -68,26 +66,12 @@ def open_checkpoint(path, *, root=None):
     if not os.path.isdir(directory):
         reason = "not a directory" if os.path.exists(directory) else "no such directory"
         raise MissingImageError(directory, f"{reason}: a checkpoint is a directory of images")
-    if not _holds_images(directory):
-        for sub in ("state", "checkpoint"):
-            candidate = os.path.join(directory, sub)
-            if _holds_images(candidate):
-                rootfs = os.path.join(directory, "rootfs")
-                if root is None and sub == "state" and os.path.isdir(rootfs):
-                    root = rootfs
-                directory = candidate
-                break
-        else:
-            raise MissingImageError(
-                os.path.join(directory, "inventory.img"),
-                "not a CRIU checkpoint: no inventory.img or pstree.img here "
-                "(nor under state/ or checkpoint/)")
+    if not any(os.path.exists(os.path.join(directory, name))
+               for name in ("inventory.img", "pstree.img")):
+        raise MissingImageError(
+            os.path.join(directory, "inventory.img"),
+            "not a CRIU checkpoint: no inventory.img or pstree.img here")
     return Checkpoint(directory, root=root)
-
-
-def _holds_images(directory):
-    return any(os.path.exists(os.path.join(directory, name))
-               for name in ("inventory.img", "pstree.img"))
 
 
 @dataclass(frozen=True, slots=True)

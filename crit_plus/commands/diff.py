@@ -16,7 +16,7 @@ from decoders.errors import DecodeError
 from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
-from ..cli import error_text
+from ..boundary import error_text
 from ..describe import cmdline_text, count_text, human_bytes, stat_text
 from ..opening import open_source
 from ..progress import progress

@@ -13,9 +13,8 @@ from decoders.errors import DecodeError, MissingImageError
 from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..describe import count_text
-from ..graph import open_checkpoint
+from ..opening import open_graph, resolve_source
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
-from ..sources import resolve
 from .options import format_option, verdict_kept
 
 #: Exit codes of ``validate`` (they differ from the other commands': see the help).
@@ -83,9 +82,9 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
       crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
     """
     criu = _chosen_criu(criu_program) if use_host else None
-    with resolve(path, lxd_dir=lxd_dir, project=project) as source:
+    with resolve_source(path, lxd_dir=lxd_dir, project=project) as source:
         try:
-            checkpoint = open_checkpoint(source.images_dir)
+            checkpoint = open_graph(source)
         except MissingImageError:
             raise
         except DecodeError as error:
