@@ -20,7 +20,8 @@ def error_text(error: BaseException) -> str:
     file and reason."""
     if isinstance(error, DecodeError):
         return str(error)
-    name = f"{error.filename}: " if getattr(error, "filename", None) else ""
+    filename = getattr(error, "filename", None)
+    name = f"{filename}: " if filename else ""
     return f"{name}{getattr(error, 'strerror', None) or error}"
 
 

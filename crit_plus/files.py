@@ -303,7 +303,7 @@ def resolve_in_root(root, path, max_links=40):
         return None
     root = os.path.realpath(root)
     pending = [part for part in path.split("/") if part not in ("", ".")]
-    done = []
+    done: list[str] = []
     hops = 0
     while pending:
         part = pending.pop(0)
@@ -409,7 +409,7 @@ def _read_keyed(directory, name, key, findings):
 
 
 def _group(messages):
-    grouped = {}
+    grouped: dict[int, list] = {}
     for msg in messages:
         grouped.setdefault(msg.id, []).append(msg)
     return grouped
@@ -449,8 +449,8 @@ class _Context:
         self.tfds = tfds
         self.wds = wds
         self.findings = findings
-        self.unix_by_ino = {}
-        self.inet_by_ends = {}
+        self.unix_by_ino: dict[int, int] = {}
+        self.inet_by_ends: dict[tuple, int] = {}
         for file_id, entry in entries.items():
             detail = entry.detail
             if entry.type == FdType.UNIXSK and detail is not None:

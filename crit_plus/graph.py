@@ -24,6 +24,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from decoders.errors import DecodeError, MissingImageError
 from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
@@ -38,6 +39,9 @@ from decoders.text import image_text
 from .files import Fd, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, error_finding, named
 from .memory import AddressSpace, PageStore, UnavailableError, backing_for
+
+if TYPE_CHECKING:
+    from decoders.records import ThreadCore
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: Most bytes, and most strings, of a command line or environment read back from
@@ -85,7 +89,7 @@ class Thread:
 
     tid: int
     is_leader: bool
-    core: object
+    core: ThreadCore | None
 
     @property
     def comm(self):
@@ -150,7 +154,7 @@ class ProcessTree:
             else:
                 parent[entry.pid] = entry.ppid
         # cycles: walk parent links from every process; a walk that meets itself is a cycle
-        state = {}  # pid -> 1 visiting, 2 done
+        state: dict[int, int] = {}  # pid -> 1 visiting, 2 done
         for pid in self.order:
             path = []
             node = pid
@@ -176,7 +180,7 @@ class ProcessTree:
                 WARNING, "many-roots",
                 "more than one process has parent 0: " + ", ".join(str(p) for p in top),
                 "pstree.img", named(pid=top[1])))
-        children = {pid: [] for pid in self.order}
+        children: dict[int, list[int]] = {pid: [] for pid in self.order}
         for pid in self.order:
             if pid in parent:
                 children[parent[pid]].append(pid)
@@ -547,7 +551,7 @@ class Process:
     def findings(self):
         """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images)."""
         found = []
-        for tid, loaded in self._cores.items():
+        for loaded in self._cores.values():
             found.extend(loaded.findings)
         if self.core is not None and self.state is None:
             found.append(Finding(ERROR, "no-task-state",
@@ -610,8 +614,9 @@ class Checkpoint:
     # -- processes ------------------------------------------------------------------------
     @functools.cached_property
     def _unique_entries(self):
-        first, entries, findings = {}, [], []
-        owner = {}
+        first: dict[int, int] = {}
+        entries, findings = [], []
+        owner: dict[int, int] = {}
         for index, entry in enumerate(self.pstree):
             if entry.pid in first:
                 findings.append(Finding(
@@ -670,7 +675,7 @@ class Checkpoint:
 
     @functools.cached_property
     def _holders(self):
-        holders = {}
+        holders: dict[int, list[tuple[int, int]]] = {}
         for process in self.processes:
             for fd in process.fds:
                 if fd.file is not None:
@@ -703,7 +708,8 @@ class Checkpoint:
     @functools.cached_property
     def pages_files(self):
         """Every ``pages-<id>.img`` (present or needed) as a :class:`PagesFile`, by id."""
-        users, present = {}, {}
+        users: dict[int, list[str]] = {}
+        present: dict[int, int] = {}
         for name in self.image_files:
             if not _PAGEMAP_NAME.match(name):
                 continue

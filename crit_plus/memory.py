@@ -44,6 +44,7 @@ import os
 import stat
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from decoders.errors import DecodeError, MissingImageError, TruncatedError
 from decoders.flags import PAGE_SIZE, PageFlags, VmaStatus
@@ -51,6 +52,11 @@ from decoders.framing import open_untrusted
 from decoders.pagemap import read_pagemap
 
 from .findings import ERROR, WARNING, Finding, named
+
+if TYPE_CHECKING:
+    from decoders.records import Vma
+
+    from .files import FileObject
 
 #: Default size of the pieces bulk readers read and yield.
 CHUNK_SIZE = 4 << 20
@@ -241,8 +247,8 @@ class Mapping:
     the VMA) and ``unlisted`` (pages no run lists: see ``backing``) to counts.
     """
 
-    vma: object
-    file: object
+    vma: Vma
+    file: FileObject | None
     backing: Backing
     pages: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -329,7 +335,8 @@ class PageTable:
         self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
         self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
         findings = []
-        file_offsets = []  # per entry: where its data starts in the pages file, or None
+        # per entry: where its data starts in the pages file, or None
+        file_offsets: list[int | None] = []
         offset = 0
         for run in pagemap.runs:
             if int(run.flags) & _F_PRESENT:
@@ -341,7 +348,7 @@ class PageTable:
         self.present_bytes = offset
         self.pages_size, problem = _pages_file(self.pages_path)
         if self.pages_size is None:
-            self.missing_reason = f"{self.pages_name} {problem}"
+            self.missing_reason: str | None = f"{self.pages_name} {problem}"
             if offset:
                 findings.append(Finding(
                     ERROR, "missing-pages",
@@ -383,7 +390,7 @@ class PageTable:
     def _sort(self, findings):
         runs = self.pagemap.runs
         file_offsets = self._file_offsets
-        order = range(len(runs))
+        order: range | list[int] = range(len(runs))
         if not _increasing([run.vaddr for run in runs]):
             order = sorted(order, key=lambda i: (runs[i].vaddr, i))
             if order != list(range(len(runs))):
@@ -406,7 +413,8 @@ class PageTable:
                 unaligned.append((f"entry {i + 1} starts at {run.vaddr:#x}, not on a page "
                                   "boundary", named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
             start, end = run.vaddr, run.vaddr + run.nr_pages * PAGE_SIZE
-            offset = file_offsets[i] if file_offsets[i] is not None else -1
+            file_offset = file_offsets[i]
+            offset = file_offset if file_offset is not None else -1
             if prev_end is not None and start < prev_end:
                 overlaps.append((
                     f"entry {i + 1} ({start:#x}-{end:#x}) overlaps an earlier entry up to "
@@ -500,7 +508,7 @@ class PageTable:
     def _count(self, start, end, i):
         """Counts of [start, end) from sorted run ``i``, the first that ends after ``start``."""
         starts, ends, flags = self.starts, self.ends, self.flags
-        counts = {}
+        counts: dict[str, int] = {}
         count = len(starts)
         pos = start
         while i < count and starts[i] < end:
@@ -803,7 +811,7 @@ class AddressSpace:
 
     def pages_by_flags(self):
         """Pages of the pagemap by raw flags value (as ``FACTS.json`` counts them)."""
-        counts = {}
+        counts: dict[int, int] = {}
         for run in self.runs:
             counts[int(run.flags)] = counts.get(int(run.flags), 0) + run.npages
         return counts
@@ -866,7 +874,7 @@ class AddressSpace:
         """Follow PE_PARENT runs into the parent chain and shared objects into their
         pagemaps; report what a restore could not find."""
         table = self._table
-        problems = {}
+        problems: dict[str, tuple[int, int]] = {}
         if table is not None:
             for i, flags in enumerate(table.flags):
                 if flags & _F_PARENT:
@@ -1032,7 +1040,8 @@ class AddressSpace:
         if table is None:
             return
         present = [run for run in table.runs if run.file is not None and run.npages > 0]
-        batch, batch_bytes = [], 0
+        batch: list[tuple[int, int, int]] = []  # (vaddr, file offset, size)
+        batch_bytes = 0
         with _Files() as files:
             for run in present:
                 size = run.size
@@ -1064,7 +1073,7 @@ class AddressSpace:
         data = files.pread_upto(table.pages_path, total, base) if table.pages_size is not None \
             else b""
         # merge runs contiguous in both address and file
-        groups = []
+        groups: list[list[int]] = []
         for vaddr, offset, size in batch:
             if groups and groups[-1][0] + groups[-1][2] == vaddr and \
                     groups[-1][1] + groups[-1][2] == offset:

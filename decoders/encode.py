@@ -87,7 +87,8 @@ class _Encoder:
             magic_name = document["magic"]
             entries = document["entries"]
         except (KeyError, TypeError):
-            raise EncodeError(self.source, "expected an object with 'magic' and 'entries'") from None
+            raise EncodeError(self.source,
+                              "expected an object with 'magic' and 'entries'") from None
         if magic_name == "RAW":
             raise EncodeError(self.source, "a raw image has no JSON form to encode")
         magic = self.schema.magic_by_name.get(magic_name)

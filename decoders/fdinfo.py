@@ -42,7 +42,8 @@ def read_fdinfo(path):
     """Return the :class:`FdInfo` list of a file table image."""
     with open_image(path) as image:
         return [
-            FdInfo(msg.fd, FdType.of(msg.type), msg.id, msg.flags, Source(image.path, offset, index))
+            FdInfo(msg.fd, FdType.of(msg.type), msg.id, msg.flags,
+                   Source(image.path, offset, index))
             for index, offset, msg in image.iter_messages()
         ]
 

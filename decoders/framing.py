@@ -94,7 +94,8 @@ def read_stream(stream, path, limit=STREAM_LIMIT):
     More than ``limit`` bytes is an :class:`~decoders.errors.UnreadableImageError`:
     what is read this way is held in memory.
     """
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     while True:
         block = stream.read(min(1 << 20, limit + 1 - total))
         if not block:
@@ -289,7 +290,7 @@ def frame_bounds(image, offset, limit, first_index=0):
     size = image.size
     data = image.view()
     unpack = _U32.unpack_from
-    bounds = []
+    bounds: list[tuple[int, int, int]] = []
     append = bounds.append
     while offset < size and len(bounds) < limit:
         start = offset + 4
@@ -319,7 +320,7 @@ def reframe(image, bounds):
     first = bounds[0][0]
     data = image.view()
     out = bytearray(data[first : bounds[-1][2]])
-    headers = {}  # entries of one image have few distinct sizes
+    headers: dict[int, bytes] = {}  # entries of one image have few distinct sizes
     for offset, start, end in bounds:
         length = end - start
         header = headers.get(length)

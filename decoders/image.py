@@ -109,7 +109,8 @@ class Image:
         self.head_magic = None
         self.magic = None
         self.magic_name = "RAW" if self.raw_kind else None
-        self.layout = None
+        # a raw image (no magic) has no layout; nothing reads it for one
+        self.layout: Layout = None  # type: ignore[assignment]
         self._entries_offset = 0
         if self.raw_kind is None:
             self._read_magic(check_name)
@@ -246,7 +247,8 @@ class Image:
             name = cls.DESCRIPTOR.name
             for position, (offset, start, end) in enumerate(chunk):
                 self.parse(name, data[start:end], offset, first_index + position)
-            raise EntryDecodeError(self.path, name, "invalid message", chunk[0][0], first_index)
+            raise EntryDecodeError(self.path, name, "invalid message", chunk[0][0],
+                                   first_index) from None
         return batch
 
     def _read_payload(self, rule, message, cursor):

@@ -2,8 +2,8 @@
 
 The dictionary of a message has one key per set field, in field-number order:
 
-- integers as numbers; with ``pretty`` (names from pycriu's own tables), fields CRIU marks ``(criu).hex`` as
-  ``"0x1f"`` (and every integer inside a hex-marked sub-message), ``dev`` as
+- integers as numbers; with ``pretty`` (names from pycriu's own tables), fields CRIU marks
+  ``(criu).hex`` as ``"0x1f"`` (and every integer inside a hex-marked sub-message), ``dev`` as
   ``"major:minor"``, ``flags`` as ``"PROT_READ | PROT_WRITE"``, ``dict`` as
   names (socket family/type/state, task state), ``ipadd`` as one address;
 - enums by name, bytes base64-encoded (``unix_name`` quoted-printable),
@@ -174,7 +174,7 @@ class _FieldPlan:
         if self.dev:
             return lambda value: _dev_to_text(value, self.odev)
         if self.flags is not None:
-            texts = {}  # few distinct values per field: remember each one's text
+            texts: dict[int, str] = {}  # few distinct values per field: remember each one's text
 
             def flags(value, flag_map=self.flags):
                 text = texts.get(value)

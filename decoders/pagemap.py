@@ -63,7 +63,7 @@ def read_pagemap(path):
         source = Source(image.path, offset, 0)
         entry_class = image.message_class("pagemap_entry")
         knows = NR_PAGES_FIELD in entry_class.DESCRIPTOR.fields_by_number
-        runs = []
+        runs: list[PageRun] = []
         append = runs.append
         make = tuple.__new__  # PageRun(...) without the named tuple's extra call
         for index, _bounds, messages in batches:

@@ -138,7 +138,7 @@ _VMA_KINDS = (
     (VmaStatus.FILE_PRIVATE, "file"),
     (VmaStatus.ANON_SHARED, "shared"),
 )
-_VMA_KINDS = tuple((int(bit), name) for bit, name in _VMA_KINDS)
+_VMA_KINDS = tuple((int(bit), name) for bit, name in _VMA_KINDS)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ class PageRun(NamedTuple):
     vaddr: int
     nr_pages: int
     flags: PageFlags
-    index: int
+    index: int  # type: ignore[assignment]  # a field, as tuple.index is a method
 
     @property
     def end(self):
@@ -203,7 +203,7 @@ class Pagemap:
 
     def pages_by_flags(self):
         """``{flags value: pages}`` as FACTS.json counts them."""
-        counts = {}
+        counts: dict[int, int] = {}
         for run in self.runs:
             counts[int(run.flags)] = counts.get(int(run.flags), 0) + run.nr_pages
         return counts

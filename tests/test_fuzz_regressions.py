@@ -253,7 +253,8 @@ def test_an_oversized_backup_yaml_is_not_parsed(tmp_path, monkeypatch):
         load_backup(big)
     assert load_backup(tmp_path / "absent.yaml") is None
     (tmp_path / "dir.yaml").mkdir()
-    with pytest.raises(BackupError, match="cannot read .*dir.yaml: .*not a regular file but a directory"):
+    with pytest.raises(BackupError,
+                       match="cannot read .*dir.yaml: .*not a regular file but a directory"):
         load_backup(tmp_path / "dir.yaml")
 
 

@@ -424,7 +424,7 @@ def test_manager_restore_failed_reads_the_logs(checkpoint_dirs):
                                                         source=opened.source).codes()
 
 
-# -- the target: a real rootfs and a fake host ------------------------------------------------------
+# -- the target: a real rootfs and a fake host ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -703,7 +703,7 @@ def test_xsave_flags_map_to_components():
     assert release_tuple("") is None and release_tuple("unknown") is None
 
 
-# -- ELF build-ids, as CRIU reads them ---------------------------------------------------------------
+# -- ELF build-ids, as CRIU reads them ------------------------------------------------------------
 
 
 def test_build_id_matches_what_criu_recorded(web_tree):

@@ -16,8 +16,9 @@ socket.  Inode numbers are only comparable when the processes were paired by
 pid (one pid namespace: the same system dumped twice) and some pipe or socket
 inode is common to both (one kernel run); otherwise (another container, a
 restore, which makes new pipes and sockets) sockets are known by what they
-are (family, type, protocol, addresses or path) and pipes only as pipes.  Anonymous-inode files (eventfd, epoll, timerfd, signalfd, inotify)
-have no identity beyond their kind: they are compared fd by fd only.
+are (family, type, protocol, addresses or path) and pipes only as pipes.  Anonymous-inode
+files (eventfd, epoll, timerfd, signalfd, inotify) have no identity beyond their kind: they
+are compared fd by fd only.
 
 ``pipes-data.img`` / ``fifo-data.img`` ::= { pipe_data_entry(pipe_id, bytes) PAYLOAD }
 give the bytes queued in a pipe (read here through :mod:`decoders`; payloads stay

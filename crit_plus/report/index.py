@@ -45,7 +45,8 @@ def privacy_statement(report):
         "checkpoint images. No page data was read into it, crit-plus's commands ran without "
         "their memory-reading options, and environment values and cloud-init data in "
         f"configurations and logs are replaced by `{redacted}`. It does hold logs, the "
-        "instance's configuration, kernel messages and host facts (listed below): read them before you share it. "
+        "instance's configuration, kernel messages and host facts (listed below): "
+        "read them before you share it. "
         "(`--include-images` would add the images.)")
 
 
