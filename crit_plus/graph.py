@@ -34,7 +34,6 @@ from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
-from decoders.text import image_text
 
 from .files import Fd, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, error_finding, named
@@ -304,10 +303,7 @@ class Process:
         core = self.core
         if core is None:
             return None
-        raw = core.raw
-        if raw is not None and raw.HasField("tc") and raw.tc.comm:
-            return image_text(raw.tc.comm)
-        return core.comm
+        return core.task_comm or core.comm
 
     @property
     def state(self):

@@ -68,4 +68,15 @@ def read_core(path, tid):
         blocked_signals=_optional(thread, "blk_sigset"),
         source=entry.source,
         raw=core,
+        task_comm=image_text(_optional(task, "comm")) or None,
+        cg_set=_cg_set(thread, task),
     )
+
+
+def _cg_set(thread, task):
+    """The thread's cgroup set id: ``thread_core.cg_set``, or ``tc.cg_set`` in old dumps."""
+    for part in (thread, task):
+        value = _optional(part, "cg_set")
+        if value is not None:
+            return value
+    return None

@@ -60,6 +60,7 @@ def read_inventory(path):
         run_id=_run_id(msg),
         source=source,
         raw=msg,
+        allow_uprobes=bool(_get(msg, "allow_uprobes")),
     )
 
 

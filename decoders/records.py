@@ -51,8 +51,10 @@ class Creds:
 class ThreadCore:
     """One ``core-<tid>.img``: the thread's state; the leader's also the task's.
 
-    ``task_state`` and ``exit_code`` come from the task part (``tc``), which
-    only a group leader's core carries; for other threads they are None.
+    ``task_state``, ``exit_code`` and ``task_comm`` (the task's name, which
+    ``comm``, the thread's, may differ from) come from the task part (``tc``),
+    which only a group leader's core carries; for other threads they are None.
+    ``cg_set`` is the id of the thread's set in ``cgroup.img``, or None.
     ``xsave_features`` is the x86 XSAVE feature mask the thread used (the
     restore host's CPU must offer every bit), or None.
     """
@@ -68,6 +70,8 @@ class ThreadCore:
     blocked_signals: int | None
     source: Source = field(compare=False)
     raw: object = field(default=None, repr=False, compare=False)
+    task_comm: str | None = None
+    cg_set: int | None = None
 
     @property
     def state_label(self):
@@ -285,6 +289,7 @@ class Inventory:
     run_id: str | None  # CRIU's run id of the dump (CRIU >= 3.16), matching its log's
     source: Source = field(compare=False)
     raw: object = field(default=None, repr=False, compare=False)
+    allow_uprobes: bool = False  # dumped with --allow-uprobes (CRIU >= 4.0)
 
 
 @dataclass(frozen=True, slots=True)

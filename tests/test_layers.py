@@ -238,3 +238,20 @@ def test_layouts_are_probed_by_sources_alone():
                    for part in joined or ()):
                 probing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not probing, "layout probed outside sources/: " + ", ".join(probing)
+
+
+def test_no_protobuf_message_above_decoders_through_raw():
+    """Records carry the fields analysis needs: nothing above decoders/ reads a record's
+    protobuf message (``record.raw``, ``getattr(record, "raw")``)."""
+    found = []
+    for module, (path, _pkg) in MODULES.items():
+        if not module.startswith("crit_plus"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "raw":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and node.func.id in ("getattr", "hasattr") and len(node.args) > 1 \
+                    and isinstance(node.args[1], ast.Constant) and node.args[1].value == "raw":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "protobuf read through .raw above decoders/: " + ", ".join(found)

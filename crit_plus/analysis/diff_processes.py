@@ -258,15 +258,9 @@ def cgroup_sets(checkpoint):
 def cgroup_of(process, sets):
     """``{controller: path}`` of ``process``, or None when it cannot be told."""
     core = process.core
-    raw = getattr(core, "raw", None)
-    if raw is None or not sets:
+    if core is None or core.cg_set is None or not sets:
         return None
-    for part in ("thread_core", "tc"):
-        if raw.HasField(part):
-            msg = getattr(raw, part)
-            if "cg_set" in msg.DESCRIPTOR.fields_by_name and msg.HasField("cg_set"):
-                return sets.get(msg.cg_set)
-    return None
+    return sets.get(core.cg_set)
 
 
 _CREDS = ("uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid", "groups",

@@ -62,9 +62,7 @@ def _inventory(facts, out):
         out.add("needs-tcp-close", "the dump was made with --tcp-close", "inventory.img",
                 source=inventory.source)
         out.require("--tcp-close", "the inventory says tcp_close")
-    raw = inventory.raw
-    if raw is not None and "allow_uprobes" in raw.DESCRIPTOR.fields_by_name \
-            and raw.allow_uprobes:
+    if inventory.allow_uprobes:
         out.add("needs-allow-uprobes", "the dump was made with --allow-uprobes",
                 "inventory.img", source=inventory.source)
         out.require("--allow-uprobes", "the inventory says allow_uprobes")
