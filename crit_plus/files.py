@@ -22,6 +22,7 @@ numbers, enums (``IntEnum``: both a number and a name) and resolved facts.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import posixpath
@@ -29,10 +30,10 @@ import stat
 import struct
 from dataclasses import dataclass, field
 
-from decoders.errors import DecodeError
+from decoders.errors import DecodeError, MissingImageError
 from decoders.fdinfo import read_files
 from decoders.flags import FdType, NamedInt
-from decoders.image import open_image
+from decoders.image import open_image, read_messages
 from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding, named
@@ -370,42 +371,52 @@ class FileTable:
         return self._ghosts[file_id]
 
     @classmethod
-    def load(cls, directory):
-        """Read and resolve the files of the checkpoint in ``directory``."""
+    def load(cls, directory, decoded=None):
+        """Read and resolve the files of the checkpoint in ``directory``.
+
+        ``decoded(name)`` → ``(messages, error)`` reads the images besides ``files.img``
+        (the graph's :meth:`~crit_plus.graph.Checkpoint.decoded`, so each is decoded
+        once per checkpoint); by default they are decoded here."""
+        if decoded is None:
+            decoded = functools.partial(_decode, directory)
         findings = []
         entries = {}
         try:
             entries = read_files(directory)
         except DecodeError as error:
             findings.append(error_finding(error))
-        memfds = _read_keyed(directory, "memfd.img", "inode_id", findings)
-        ttys = _read_keyed(directory, "tty-info.img", "id", findings)
+        memfds = _read_keyed(decoded, "memfd.img", "inode_id", findings)
+        ttys = _read_keyed(decoded, "tty-info.img", "id", findings)
         remaps = {}
-        for msg in _read_all(directory, "remap-fpath.img", findings):
+        for msg in _read_all(decoded, "remap-fpath.img", findings):
             remaps[msg.orig_id] = (msg.remap_id, RemapType.of(_get(msg, "remap_type", 0)))
-        legacy_tfds = _group(_read_all(directory, "eventpoll-tfd.img", findings))
-        legacy_wds = _group(_read_all(directory, "inotify-wd.img", findings))
+        legacy_tfds = _group(_read_all(decoded, "eventpoll-tfd.img", findings))
+        legacy_wds = _group(_read_all(decoded, "inotify-wd.img", findings))
         context = _Context(directory, entries, memfds, ttys, remaps, legacy_tfds, legacy_wds,
                            findings)
         objects = {file_id: context.build(entry) for file_id, entry in entries.items()}
         return cls(directory, objects, findings, remaps)
 
 
-def _read_all(directory, name, findings):
-    """Every message of an optional image (missing → empty, bad → finding)."""
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        return []
+def _decode(directory, name):
+    """``(messages, error)`` of image ``name`` in ``directory``, as
+    :meth:`crit_plus.graph.Checkpoint.decoded` gives them."""
     try:
-        with open_image(path) as image:
-            return [msg for _index, _offset, msg in image.iter_messages()]
+        return read_messages(os.path.join(directory, name)), None
     except DecodeError as error:
+        return (), error
+
+
+def _read_all(decoded, name, findings):
+    """Every message of an optional image (missing → empty, bad → finding)."""
+    messages, error = decoded(name)
+    if error is not None and not isinstance(error, MissingImageError):
         findings.append(error_finding(error))
-        return []
+    return messages
 
 
-def _read_keyed(directory, name, key, findings):
-    return {getattr(msg, key): msg for msg in _read_all(directory, name, findings)}
+def _read_keyed(decoded, name, key, findings):
+    return {getattr(msg, key): msg for msg in _read_all(decoded, name, findings)}
 
 
 def _group(messages):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from decoders.errors import DecodeError, MissingImageError
 from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
 from decoders.fdinfo import read_fdinfo
+from decoders.image import read_messages
 from decoders.core import read_core
 from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
@@ -583,6 +584,7 @@ class Checkpoint:
         self.root = os.fspath(root) if root is not None else None
         self._seen = tuple(_seen) + (os.path.realpath(self.directory),)
         self._open_findings = []
+        self._decoded: dict[str, tuple[tuple, DecodeError | None]] = {}
         self.inventory = self._read_inventory()
         self.pstree = self._read_pstree()
 
@@ -667,7 +669,7 @@ class Checkpoint:
     @functools.cached_property
     def files(self):
         """The checkpoint's :class:`~crit_plus.files.FileTable` (``files.img`` resolved)."""
-        return FileTable.load(self.directory)
+        return FileTable.load(self.directory, self.decoded)
 
     @functools.cached_property
     def _holders(self):
@@ -740,6 +742,25 @@ class Checkpoint:
             if match:
                 ids.append(int(match.group(1)))
         return tuple(sorted(ids))
+
+    # -- images no record reader covers -------------------------------------------------------
+    def decoded(self, name):
+        """``(messages, error)`` of image ``name`` of this directory, decoded once per
+        checkpoint (:func:`decoders.image.read_messages`): the messages and None, or
+        ``((), DecodeError)`` — a :class:`~decoders.errors.MissingImageError` when the
+        image does not exist.  Every image a record reader does not cover (cgroups, pipe
+        data, ttys, mounts, ...) is read through here, by the graph and by analysis."""
+        if name not in self._decoded:
+            try:
+                self._decoded[name] = (read_messages(os.path.join(self.directory, name)), None)
+            except DecodeError as error:
+                self._decoded[name] = ((), error)
+        return self._decoded[name]
+
+    def messages(self, name):
+        """The messages of optional image ``name``: empty when it is missing or does not
+        decode (:meth:`decoded` tells which)."""
+        return self.decoded(name)[0]
 
     # -- the directory ------------------------------------------------------------------------
     @functools.cached_property

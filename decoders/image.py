@@ -409,6 +409,23 @@ def open_image(path, *, check_name=True):
         raise
 
 
+def read_messages(path: str) -> tuple:
+    """Every message of the image at ``path``, in file order, payloads left in the file:
+    batches parsed in C for a kind without payloads (:meth:`Image.iter_messages`), entry
+    by entry otherwise (pipe data, socket queues, ghost files).  A message of a type the
+    schema lacks, and a raw image, give nothing.
+
+    Raises :class:`~decoders.errors.DecodeError` (``MissingImageError`` when absent).
+    """
+    with open_image(path) as image:
+        if image.is_raw:
+            return ()
+        if image.layout.payload is None and image.magic_name != "GHOST_FILE":
+            return tuple(msg for _index, _offset, msg in image.iter_messages()
+                         if msg is not None)
+        return tuple(entry.message for entry in image.entries() if entry.message is not None)
+
+
 def image_from_bytes(data, name="<stdin>"):
     """An :class:`Image` over bytes in memory (standard input, tests)."""
     return Image(name, ImageBytes.from_bytes(data, name), check_name=False, name=name)

@@ -27,11 +27,8 @@ in the file).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from decoders.errors import DecodeError
-from decoders.image import open_image
 
 from ..files import kind_of
 from .diff_processes import PID, FieldChange
@@ -209,15 +206,8 @@ def pipe_queues(checkpoint):
     """``{pipe_id: queued bytes}`` from ``pipes-data.img`` and ``fifo-data.img``."""
     queued = {}
     for name in ("pipes-data.img", "fifo-data.img"):
-        path = os.path.join(checkpoint.directory, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            with open_image(path) as image:
-                for _index, _offset, msg in image.iter_messages():
-                    queued[msg.pipe_id] = queued.get(msg.pipe_id, 0) + msg.bytes
-        except DecodeError:
-            continue
+        for msg in checkpoint.messages(name):
+            queued[msg.pipe_id] = queued.get(msg.pipe_id, 0) + msg.bytes
     return queued
 
 

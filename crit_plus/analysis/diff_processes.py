@@ -21,8 +21,6 @@ import functools
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
-from decoders.errors import DecodeError
-from decoders.image import open_image
 
 PID, TREE, COMMAND_LINE = "pid", "tree", "command line"
 
@@ -243,15 +241,10 @@ def cgroup_sets(checkpoint):
     thread's core names its set (``thread_core.cg_set``, or ``tc.cg_set`` in old
     dumps).  The unified hierarchy's controller name is empty: it is shown as ``""``.
     """
-    path = f"{checkpoint.directory}/cgroup.img"
     sets = {}
-    try:
-        with open_image(path) as image:
-            for _index, _offset, msg in image.iter_messages():
-                for cg_set in msg.sets:
-                    sets[cg_set.id] = {ctl.name: ctl.path for ctl in cg_set.ctls}
-    except (DecodeError, OSError):
-        return {}
+    for msg in checkpoint.messages("cgroup.img"):
+        for cg_set in msg.sets:
+            sets[cg_set.id] = {ctl.name: ctl.path for ctl in cg_set.ctls}
     return sets
 
 
