@@ -37,6 +37,7 @@ from decoders.image import open_image, read_messages
 from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding, named
+from typing import Optional
 
 #: ``kind`` of a file, by fd type.
 KINDS = {
@@ -243,7 +244,7 @@ def ip_text(family, words):
         return raw.hex()
 
 
-def endpoint_text(address, port):
+def endpoint_text(address, port) -> Optional[str]:
     """``addr:port`` (``[addr]:port`` for IPv6)."""
     if address is None:
         return None
@@ -269,7 +270,7 @@ def decode_dev(rdev):
     return major, minor
 
 
-def tty_path(info):
+def tty_path(info) -> Optional[str]:
     """The device path of a ``tty_info_entry``, or None when it cannot be told."""
     if info is None:
         return None
@@ -340,7 +341,7 @@ class FileTable:
     images) and the images that complete its entries, once.
     """
 
-    def __init__(self, directory, objects, findings, remaps):
+    def __init__(self, directory, objects, findings, remaps) -> None:
         self.directory = directory
         self.objects = objects
         self.findings = tuple(findings)
@@ -351,7 +352,7 @@ class FileTable:
         """The :class:`FileObject` with ``file_id``, or None."""
         return self.objects.get(file_id)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.objects)
 
     def __iter__(self):
@@ -451,7 +452,7 @@ def ghost_contents(path):
 class _Context:
     """The images a FileObject is built from; one per :meth:`FileTable.load`."""
 
-    def __init__(self, directory, entries, memfds, ttys, remaps, tfds, wds, findings):
+    def __init__(self, directory, entries, memfds, ttys, remaps, tfds, wds, findings) -> None:
         self.directory = directory
         self.entries = entries
         self.memfds = memfds

@@ -38,7 +38,7 @@ class Finding:
     where: str
     params: tuple = field(default=(), compare=False, repr=False)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.severity}: {self.where}: {self.message}"
 
 

@@ -3,7 +3,7 @@ group leader, the task's state (``tc``: comm, task_state, exit code)."""
 
 from __future__ import annotations
 
-from .errors import EntryDecodeError
+from .errors import EntryDecodeError, StrPath
 from .flags import TaskState
 from .image import open_image
 from .records import Creds, ThreadCore
@@ -41,7 +41,7 @@ def _xsave_features(core):
     return _optional(xsave, "xstate_bv")
 
 
-def read_core(path, tid):
+def read_core(path: StrPath, tid: int) -> ThreadCore:
     """Return the :class:`ThreadCore` of the core image at ``path``."""
     with open_image(path) as image:
         entries = iter(image.entries())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import NamedTuple
+from typing import Any
 
 from .flags import PAGE_SIZE, FdType, MapFlags, PageFlags, Prot, TaskState, VmaStatus
 from .image import Source
@@ -74,7 +75,7 @@ class ThreadCore:
     cg_set: int | None = None
 
     @property
-    def state_label(self):
+    def state_label(self) -> str | None:
         """``alive``, ``zombie``, ``stopped`` (or ``unknown(N)``), None for non-leaders."""
         if self.task_state is None:
             return None
@@ -98,17 +99,17 @@ class Vma:
     source: Source = field(compare=False)
 
     @property
-    def size(self):
+    def size(self) -> int:
         """Bytes mapped."""
         return self.end - self.start
 
     @property
-    def pages(self):
+    def pages(self) -> int:
         """Pages mapped."""
         return (self.end - self.start) // PAGE_SIZE
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         """What the mapping is: heap, stack, vdso, vvar, vsyscall, sysvipc, socket,
         aio, file, file-shared, memfd, shared (anonymous shared) or anon."""
         status = int(self.status)  # plain ints: IntFlag arithmetic is ~10x slower
@@ -118,12 +119,12 @@ class Vma:
         return "anon"
 
     @property
-    def is_file_backed(self):
+    def is_file_backed(self) -> bool:
         """True when ``shmid`` names a file in files.img (file and memfd mappings)."""
         return bool(self.status & (VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED))
 
     @property
-    def is_shared_anon(self):
+    def is_shared_anon(self) -> bool:
         """True for ``MAP_SHARED|MAP_ANONYMOUS`` (contents in pagemap-shmem-<shmid>)."""
         return bool(self.status & VmaStatus.ANON_SHARED)
 
@@ -176,22 +177,22 @@ class PageRun(NamedTuple):
     index: int  # type: ignore[assignment]  # a field, as tuple.index is a method
 
     @property
-    def end(self):
+    def end(self) -> int:
         """The address just past the run."""
         return self.vaddr + self.nr_pages * PAGE_SIZE
 
     @property
-    def present(self):
+    def present(self) -> bool:
         """True when the pages are in this checkpoint's pages file."""
         return bool(self.flags & PageFlags.PRESENT)
 
     @property
-    def in_parent(self):
+    def in_parent(self) -> bool:
         """True when the pages are in the ``parent/`` checkpoint."""
         return bool(self.flags & PageFlags.PARENT)
 
     @property
-    def lazy(self):
+    def lazy(self) -> bool:
         """True when the pages are served later by a lazy-pages daemon."""
         return bool(self.flags & PageFlags.LAZY)
 
@@ -205,7 +206,7 @@ class Pagemap:
     runs: tuple
     source: Source = field(compare=False)
 
-    def pages_by_flags(self):
+    def pages_by_flags(self) -> dict[int, int]:
         """``{flags value: pages}`` as FACTS.json counts them."""
         counts: dict[int, int] = {}
         for run in self.runs:
@@ -213,7 +214,7 @@ class Pagemap:
         return counts
 
     @property
-    def present_pages(self):
+    def present_pages(self) -> int:
         """Pages whose data is in this checkpoint's pages file."""
         return sum(run.nr_pages for run in self.runs if run.present)
 
@@ -256,7 +257,7 @@ class Ids:
     namespaces: tuple  # ((name, id), ...) for pid, net, ipc, uts, mnt, user, cgroup, time
     source: Source = field(compare=False)
 
-    def namespace(self, name):
+    def namespace(self, name: str) -> int | None:
         """The id of namespace ``name`` (``"pid"``, ``"mnt"``, ...), or None."""
         return dict(self.namespaces).get(name)
 
@@ -303,6 +304,6 @@ class DumpStats:
     fields: tuple  # ((name, value), ...) in field order
     source: Source = field(compare=False)
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         """The value of counter ``name``."""
         return dict(self.fields).get(name, default)
