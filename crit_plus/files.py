@@ -28,16 +28,17 @@ import os
 import posixpath
 import stat
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from decoders.errors import DecodeError, MissingImageError
 from decoders.fdinfo import read_files
 from decoders.flags import FdType, NamedInt
-from decoders.image import open_image, read_messages
+from decoders.image import Source, open_image, read_messages
 from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding, named
-from typing import Optional
 
 #: ``kind`` of a file, by fd type.
 KINDS = {
@@ -60,7 +61,7 @@ ANON_NAMES = {
 }
 
 
-def kind_of(fd_type):
+def kind_of(fd_type: int) -> str:
     """The ``kind`` word for an fd type (``unknown(N)`` for types newer than this table)."""
     try:
         return KINDS[FdType(fd_type)]
@@ -154,17 +155,17 @@ class FileObject:
     entry: object = field(default=None, repr=False, compare=False, hash=False)
 
     @property
-    def source(self):
+    def source(self) -> Source | None:
         """Where the entry was read (:class:`decoders.Source`), or None."""
         return getattr(self.entry, "source", None)
 
     @property
-    def path(self):
+    def path(self) -> str | None:
         """The path of a regular file, FIFO or bound unix socket, else None."""
         return self.details.get("path")
 
     @property
-    def deleted(self):
+    def deleted(self) -> bool:
         """True when the file was unlinked at dump time (a ghost or link-remapped file)."""
         return bool(self.details.get("deleted"))
 
@@ -185,17 +186,17 @@ class Fd:
     source: object = field(default=None, repr=False, compare=False)
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         """The file's kind word (from fdinfo's type when the file is unresolved)."""
         return self.file.kind if self.file is not None else kind_of(self.type)
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         """What users recognise the file by, or None."""
         return self.file.name if self.file is not None else None
 
     @property
-    def cloexec(self):
+    def cloexec(self) -> bool:
         """True when the fd is closed on exec."""
         return bool(self.flags & 1)
 
@@ -233,7 +234,7 @@ def _get(msg, name, default=None):
     return image_text(value) if text else value
 
 
-def ip_text(family, words):
+def ip_text(family: int, words: Iterable[int]) -> str:
     """The text of an address stored as CRIU's ``repeated uint32`` (network bytes in host u32s)."""
     raw = b"".join(struct.pack("<I", w & 0xFFFFFFFF) for w in words)
     try:
@@ -244,7 +245,7 @@ def ip_text(family, words):
         return raw.hex()
 
 
-def endpoint_text(address, port) -> Optional[str]:
+def endpoint_text(address: str | None, port: int) -> str | None:
     """``addr:port`` (``[addr]:port`` for IPv6)."""
     if address is None:
         return None
@@ -253,7 +254,7 @@ def endpoint_text(address, port) -> Optional[str]:
     return f"{address}:{port}"
 
 
-def unix_name(raw):
+def unix_name(raw: bytes | None) -> str | None:
     """A unix socket name as text: a path, ``@abstract`` or None when unbound."""
     name = bytes(raw or b"")
     if not name:
@@ -263,14 +264,14 @@ def unix_name(raw):
     return undecodable_escaped(name.rstrip(b"\0"))
 
 
-def decode_dev(rdev):
+def decode_dev(rdev: int) -> tuple[int, int]:
     """(major, minor) of a Linux ``dev_t`` as CRIU stores it (new_encode_dev)."""
     major = (rdev & 0xFFF00) >> 8
     minor = (rdev & 0xFF) | ((rdev >> 12) & 0xFFF00)
     return major, minor
 
 
-def tty_path(info) -> Optional[str]:
+def tty_path(info: Any) -> str | None:
     """The device path of a ``tty_info_entry``, or None when it cannot be told."""
     if info is None:
         return None
@@ -294,7 +295,7 @@ def tty_path(info) -> Optional[str]:
     return None
 
 
-def resolve_in_root(root, path, max_links=40):
+def resolve_in_root(root: str, path: str, max_links: int = 40) -> str | None:
     """The host path of ``path`` inside ``root``, as if ``root`` were ``/``.
 
     Symbolic links are followed inside the root (an absolute target restarts at
@@ -341,24 +342,25 @@ class FileTable:
     images) and the images that complete its entries, once.
     """
 
-    def __init__(self, directory, objects, findings, remaps) -> None:
+    def __init__(self, directory: str, objects: dict[int, FileObject], findings: Iterable[Finding],
+                 remaps: dict[int, tuple[int, int]]) -> None:
         self.directory = directory
         self.objects = objects
         self.findings = tuple(findings)
         self._remaps = remaps
-        self._ghosts = {}
+        self._ghosts: dict[int, GhostContents | None] = {}
 
-    def get(self, file_id):
+    def get(self, file_id: int) -> FileObject | None:
         """The :class:`FileObject` with ``file_id``, or None."""
         return self.objects.get(file_id)
 
     def __len__(self) -> int:
         return len(self.objects)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[FileObject]:
         return iter(self.objects.values())
 
-    def ghost(self, file_id):
+    def ghost(self, file_id: int) -> GhostContents | None:
         """The :class:`GhostContents` of a deleted file, or None (not a ghost, or unreadable)."""
         remap = self._remaps.get(file_id)
         if remap is None or remap[1] != RemapType.GHOST:
@@ -372,7 +374,8 @@ class FileTable:
         return self._ghosts[file_id]
 
     @classmethod
-    def load(cls, directory, decoded=None):
+    def load(cls, directory: str,
+             decoded: Callable[[str], tuple[tuple, DecodeError | None]] | None = None) -> FileTable:
         """Read and resolve the files of the checkpoint in ``directory``.
 
         ``decoded(name)`` → ``(messages, error)`` reads the images besides ``files.img``
@@ -427,7 +430,7 @@ def _group(messages):
     return grouped
 
 
-def ghost_contents(path):
+def ghost_contents(path: str) -> GhostContents:
     """Read the layout of ``ghost-file-<id>.img`` at ``path`` (contents stay in the file)."""
     extents = []
     head = None
@@ -452,7 +455,7 @@ def ghost_contents(path):
 class _Context:
     """The images a FileObject is built from; one per :meth:`FileTable.load`."""
 
-    def __init__(self, directory, entries, memfds, ttys, remaps, tfds, wds, findings) -> None:
+    def __init__(self, directory, entries, memfds, ttys, remaps, tfds, wds, findings):
         self.directory = directory
         self.entries = entries
         self.memfds = memfds
@@ -569,7 +572,7 @@ class _Context:
         name = endpoint_text(src or ("::" if family == SockFamily.INET6 else "0.0.0.0"),
                              isk.src_port)
         if isk.dst_port:  # a peer port without its address (damaged): "?" for the address
-            name += "->" + endpoint_text(dst or "?", isk.dst_port)
+            name = f"{name}->{endpoint_text(dst or '?', isk.dst_port)}"
         return name, details
 
     def _netlink(self, entry, nlsk):

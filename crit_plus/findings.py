@@ -47,7 +47,7 @@ class Finding:
 PARAM_NAMES = ("pid", "tid", "fd", "id", "entry", "offset", "vaddr")
 
 
-def named(**values):
+def named(**values: object) -> tuple[tuple[str, object], ...]:
     """:attr:`Finding.params` from keyword values (None values left out)."""
     unknown = set(values) - set(PARAM_NAMES)
     if unknown:
@@ -55,16 +55,17 @@ def named(**values):
     return tuple((name, value) for name, value in values.items() if value is not None)
 
 
-def error_finding(error, code="bad-image", severity=ERROR):
+def error_finding(error: BaseException, code: str = "bad-image", severity: str = ERROR) -> Finding:
     """A :class:`Finding` for a :class:`~decoders.errors.DecodeError` that was caught."""
-    where = os.path.basename(error.path) if getattr(error, "path", None) else "checkpoint"
+    path = getattr(error, "path", None)
+    entry_index = getattr(error, "entry_index", None)
+    offset = getattr(error, "offset", None)
+    where = os.path.basename(path) if path else "checkpoint"
     reason = getattr(error, "reason", None) or str(error)
     position = []
-    if getattr(error, "entry_index", None) is not None:
-        position.append(f"entry {error.entry_index}")
-    if getattr(error, "offset", None) is not None:
-        position.append(f"at offset {error.offset:#x}")
+    if entry_index is not None:
+        position.append(f"entry {entry_index}")
+    if offset is not None:
+        position.append(f"at offset {offset:#x}")
     message = (" ".join(position) + ": " + reason) if position else reason
-    return Finding(severity, code, message, where,
-                   named(entry=getattr(error, "entry_index", None),
-                         offset=getattr(error, "offset", None)))
+    return Finding(severity, code, message, where, named(entry=entry_index, offset=offset))
