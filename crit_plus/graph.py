@@ -23,10 +23,11 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from decoders.errors import DecodeError, MissingImageError
+from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
 from decoders.fdinfo import read_fdinfo
 from decoders.image import read_messages
@@ -36,12 +37,21 @@ from decoders.inventory import read_dump_stats, read_inventory
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
 
-from .files import Fd, FileTable
+from .files import Fd, FileObject, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, error_finding, named
-from .memory import AddressSpace, PageStore, UnavailableError, backing_for
+from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_for
 
 if TYPE_CHECKING:
-    from decoders.records import ThreadCore
+    from decoders.records import (
+        Creds,
+        DumpStats,
+        Fs,
+        Ids,
+        Mm,
+        Pagemap,
+        PstreeEntry,
+        ThreadCore,
+    )
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: Most bytes, and most strings, of a command line or environment read back from
@@ -54,7 +64,7 @@ MAX_TITLE = 4096
 _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
-def open_checkpoint(path, *, root=None):
+def open_checkpoint(path: StrPath, *, root: StrPath | None = None) -> Checkpoint:
     """Open the directory of CRIU images at ``path`` and return a :class:`Checkpoint`.
 
     ``root`` is a directory that stands for ``/`` of the dumped processes, used to
@@ -92,17 +102,17 @@ class Thread:
     core: ThreadCore | None
 
     @property
-    def comm(self):
+    def comm(self) -> str | None:
         """The thread's name, or None."""
         return self.core.comm if self.core is not None else None
 
     @property
-    def state(self):
+    def state(self) -> TaskState | int | None:
         """The :class:`~decoders.flags.TaskState` this thread's core records, or None."""
         return self.core.task_state if self.core is not None else None
 
     @property
-    def creds(self):
+    def creds(self) -> Creds | None:
         """The thread's :class:`~decoders.records.Creds`, or None."""
         return self.core.creds if self.core is not None else None
 
@@ -118,7 +128,7 @@ class PagesFile:
     size: int | None
 
     @property
-    def expected_size(self):
+    def expected_size(self) -> int:
         """4096 × the PE_PRESENT pages its pagemaps list."""
         return self.present_pages * PAGE_SIZE
 
@@ -131,7 +141,7 @@ class ProcessTree:
     (a root, with a finding); more than one root is a finding.
     """
 
-    def __init__(self, entries):
+    def __init__(self, entries: Sequence[PstreeEntry]) -> None:
         self.order = [entry.pid for entry in entries]
         ppid = {entry.pid: entry.ppid for entry in entries}
         findings = []
@@ -189,15 +199,15 @@ class ProcessTree:
         self._children = {pid: tuple(kids) for pid, kids in children.items()}
         self.findings = tuple(findings)
 
-    def parent(self, pid):
+    def parent(self, pid: int) -> int | None:
         """The pid of ``pid``'s parent in the tree, or None for a root."""
         return self._parent.get(pid)
 
-    def children(self, pid):
+    def children(self, pid: int) -> tuple[int, ...]:
         """The pids of ``pid``'s children, in pstree order."""
         return self._children.get(pid, ())
 
-    def walk(self):
+    def walk(self) -> Iterator[tuple[int, int]]:
         """Yield ``(depth, pid)`` depth-first from each root, children in pstree order."""
         stack = [(0, pid) for pid in reversed(self.roots)]
         while stack:
@@ -219,7 +229,7 @@ class _Loaded:
 class Process:
     """One process of the checkpoint.  Cheap to make; images are read on first use."""
 
-    def __init__(self, checkpoint, entry):
+    def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
         self.entry = entry
         self.pid = entry.pid
@@ -288,18 +298,18 @@ class Process:
 
     # -- identity and state ------------------------------------------------------------
     @property
-    def core(self):
+    def core(self) -> ThreadCore | None:
         """The leader's :class:`~decoders.records.ThreadCore`, or None."""
         return self._cores[self.pid].value
 
     @functools.cached_property
-    def threads(self):
+    def threads(self) -> tuple[Thread, ...]:
         """Every :class:`Thread`, leader first."""
         return tuple(Thread(tid, tid == self.pid, loaded.value)
                      for tid, loaded in self._cores.items())
 
     @property
-    def comm(self):
+    def comm(self) -> str | None:
         """The process name (the task's ``comm``), or None."""
         core = self.core
         if core is None:
@@ -307,57 +317,57 @@ class Process:
         return core.task_comm or core.comm
 
     @property
-    def state(self):
+    def state(self) -> TaskState | int | None:
         """The :class:`~decoders.flags.TaskState` (ALIVE, DEAD = zombie, STOPPED), or None."""
         core = self.core
         return core.task_state if core is not None else None
 
     @property
-    def state_label(self):
+    def state_label(self) -> str | None:
         """``alive``, ``zombie``, ``stopped``, ``unknown(N)``, or None without a core."""
         core = self.core
         return core.state_label if core is not None else None
 
     @property
-    def is_zombie(self):
+    def is_zombie(self) -> bool:
         """True when CRIU dumped the process as a zombie (only its core exists)."""
         return self.state in _ZOMBIE_STATES
 
     @property
-    def creds(self):
+    def creds(self) -> Creds | None:
         """The leader's :class:`~decoders.records.Creds`, or None."""
         core = self.core
         return core.creds if core is not None else None
 
     @property
-    def ids(self):
+    def ids(self) -> Ids | None:
         """The :class:`~decoders.records.Ids` (files_id, namespaces...), or None."""
         return self._ids.value
 
     @property
-    def mm(self):
+    def mm(self) -> Mm | None:
         """The :class:`~decoders.records.Mm`, or None (zombies have none)."""
         return self._mm.value
 
     @property
-    def fs(self):
+    def fs(self) -> Fs | None:
         """The :class:`~decoders.records.Fs` (cwd and root ids), or None."""
         return self._fs.value
 
     @property
-    def pagemap(self):
+    def pagemap(self) -> Pagemap | None:
         """The :class:`~decoders.records.Pagemap` record, or None."""
         return self._pagemap.value
 
     # -- tree ---------------------------------------------------------------------------
     @property
-    def parent(self):
+    def parent(self) -> Process | None:
         """The parent :class:`Process` in the checked tree, or None for a root."""
         ppid = self.checkpoint.tree.parent(self.pid)
         return self.checkpoint.process(ppid) if ppid is not None else None
 
     @property
-    def children(self):
+    def children(self) -> tuple[Process, ...]:
         """The child processes, in pstree order."""
         tree = self.checkpoint.tree
         return tuple(self.checkpoint.process(pid) for pid in tree.children(self.pid))
@@ -391,18 +401,18 @@ class Process:
         return _Loaded(tuple(fds), findings)
 
     @property
-    def fds(self):
+    def fds(self) -> tuple[Fd, ...]:
         """Every open :class:`~crit_plus.files.Fd`, in fdinfo order."""
         return self._fds.value
 
-    def fd(self, number):
+    def fd(self, number: int) -> Fd | None:
         """The :class:`~crit_plus.files.Fd` numbered ``number``, or None."""
         for fd in self.fds:
             if fd.fd == number:
                 return fd
         return None
 
-    def epoll_targets(self, number):
+    def epoll_targets(self, number: int) -> tuple[tuple[int, int, Fd | None], ...]:
         """``(target fd number, events, Fd or None)`` for each file epoll fd ``number`` watches."""
         fd = self.fd(number)
         if fd is None or fd.file is None:
@@ -437,17 +447,17 @@ class Process:
         return self._file(mm.exe_file_id if mm else None, "executable", f"mm-{self.pid}.img")
 
     @property
-    def cwd(self):
+    def cwd(self) -> FileObject | None:
         """The working directory's :class:`~crit_plus.files.FileObject`, or None."""
         return self._cwd.value
 
     @property
-    def root(self):
+    def root(self) -> FileObject | None:
         """The root directory's :class:`~crit_plus.files.FileObject`, or None."""
         return self._root.value
 
     @property
-    def exe(self):
+    def exe(self) -> FileObject | None:
         """The executable's :class:`~crit_plus.files.FileObject`, or None."""
         return self._exe.value
 
@@ -481,12 +491,12 @@ class Process:
         return _Loaded(space, findings)
 
     @property
-    def memory(self):
+    def memory(self) -> AddressSpace | None:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
 
     @property
-    def vmas(self):
+    def vmas(self) -> tuple[Mapping, ...]:
         """The :class:`~crit_plus.memory.Mapping` of every VMA (empty without memory)."""
         memory = self.memory
         return memory.vmas if memory is not None else ()
@@ -505,14 +515,14 @@ class Process:
         return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
 
     @functools.cached_property
-    def argv(self):
+    def argv(self) -> tuple[str, ...] | None:
         """The command line read back from memory (``mm`` arg_start..arg_end, at most
         :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings), or None."""
         mm = self.mm
         return self._strings(mm.arg_start, mm.arg_end) if mm is not None else None
 
     @functools.cached_property
-    def command_line(self):
+    def command_line(self) -> tuple[str, ...] | None:
         """The command line as ``/proc/PID/cmdline`` shows it, read back from memory,
         or None (a zombie, unreadable memory).
 
@@ -538,14 +548,14 @@ class Process:
         return (title.decode("utf-8", "surrogateescape"),)
 
     @functools.cached_property
-    def environ(self):
+    def environ(self) -> tuple[str, ...] | None:
         """The environment (``NAME=value`` strings) read back from memory, or None."""
         mm = self.mm
         return self._strings(mm.env_start, mm.env_end) if mm is not None else None
 
     # -- findings -------------------------------------------------------------------------
     @functools.cached_property
-    def findings(self):
+    def findings(self) -> tuple[Finding, ...]:
         """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images)."""
         found = []
         for loaded in self._cores.values():
@@ -579,11 +589,12 @@ class Checkpoint:
     memory are decoded on first use.  The checkpoint is never written.
     """
 
-    def __init__(self, directory, *, root=None, _seen=()):
+    def __init__(self, directory: StrPath, *, root: StrPath | None = None,
+                 _seen: Iterable[str] = ()) -> None:
         self.directory = os.fspath(directory)
         self.root = os.fspath(root) if root is not None else None
         self._seen = tuple(_seen) + (os.path.realpath(self.directory),)
-        self._open_findings = []
+        self._open_findings: list[Finding] = []
         self._decoded: dict[str, tuple[tuple, DecodeError | None]] = {}
         self.inventory = self._read_inventory()
         self.pstree = self._read_pstree()
@@ -635,7 +646,7 @@ class Checkpoint:
         return entries, findings
 
     @functools.cached_property
-    def processes(self):
+    def processes(self) -> tuple[Process, ...]:
         """Every :class:`Process`, in pstree order (a duplicated pid only once)."""
         return tuple(Process(self, entry) for entry in self._unique_entries[0])
 
@@ -643,7 +654,7 @@ class Checkpoint:
     def _by_pid(self):
         return {process.pid: process for process in self.processes}
 
-    def process(self, pid):
+    def process(self, pid: int) -> Process:
         """The :class:`Process` with ``pid``; KeyError if there is none."""
         try:
             return self._by_pid[pid]
@@ -651,23 +662,23 @@ class Checkpoint:
             raise KeyError(f"no process {pid} in {self.directory}") from None
 
     @property
-    def pids(self):
+    def pids(self) -> tuple[int, ...]:
         """Every pid, in pstree order."""
         return tuple(process.pid for process in self.processes)
 
     @functools.cached_property
-    def tree(self):
+    def tree(self) -> ProcessTree:
         """The checked :class:`ProcessTree`."""
         return ProcessTree(self._unique_entries[0])
 
-    def walk(self):
+    def walk(self) -> Iterator[tuple[int, Process]]:
         """Yield ``(depth, Process)`` depth-first through the tree."""
         for depth, pid in self.tree.walk():
             yield depth, self.process(pid)
 
     # -- files ------------------------------------------------------------------------------
     @functools.cached_property
-    def files(self):
+    def files(self) -> FileTable:
         """The checkpoint's :class:`~crit_plus.files.FileTable` (``files.img`` resolved)."""
         return FileTable.load(self.directory, self.decoded)
 
@@ -680,7 +691,7 @@ class Checkpoint:
                     holders.setdefault(fd.file.id, []).append((process.pid, fd.fd))
         return {file_id: tuple(items) for file_id, items in holders.items()}
 
-    def holders(self, file_id):
+    def holders(self, file_id: int) -> tuple[tuple[int, int], ...]:
         """``((pid, fd), ...)`` of every fd open on file ``file_id``."""
         return self._holders.get(file_id, ())
 
@@ -691,11 +702,11 @@ class Checkpoint:
         return {}
 
     @functools.cached_property
-    def page_store(self):
+    def page_store(self) -> PageStore:
         """The :class:`~crit_plus.memory.PageStore` of this directory and its ``parent/`` chain."""
         return PageStore(self.directory)
 
-    def read(self, pid, vaddr, length):
+    def read(self, pid: int, vaddr: int, length: int) -> bytes:
         """The ``length`` bytes at ``vaddr`` of process ``pid`` as CRIU would restore them."""
         memory = self.process(pid).memory
         if memory is None:
@@ -704,7 +715,7 @@ class Checkpoint:
         return memory.read(vaddr, length)
 
     @functools.cached_property
-    def pages_files(self):
+    def pages_files(self) -> tuple[PagesFile, ...]:
         """Every ``pages-<id>.img`` (present or needed) as a :class:`PagesFile`, by id."""
         users: dict[int, list[str]] = {}
         present: dict[int, int] = {}
@@ -734,7 +745,7 @@ class Checkpoint:
         return tuple(result)
 
     @functools.cached_property
-    def shmem_ids(self):
+    def shmem_ids(self) -> tuple[int, ...]:
         """The ids of every ``pagemap-shmem-<shmid>.img``."""
         ids = []
         for name in self.image_files:
@@ -744,7 +755,7 @@ class Checkpoint:
         return tuple(sorted(ids))
 
     # -- images no record reader covers -------------------------------------------------------
-    def decoded(self, name):
+    def decoded(self, name: str) -> tuple[tuple[Any, ...], DecodeError | None]:
         """``(messages, error)`` of image ``name`` of this directory, decoded once per
         checkpoint (:func:`decoders.image.read_messages`): the messages and None, or
         ``((), DecodeError)`` — a :class:`~decoders.errors.MissingImageError` when the
@@ -757,14 +768,14 @@ class Checkpoint:
                 self._decoded[name] = ((), error)
         return self._decoded[name]
 
-    def messages(self, name):
+    def messages(self, name: str) -> tuple[Any, ...]:
         """The messages of optional image ``name``: empty when it is missing or does not
         decode (:meth:`decoded` tells which)."""
         return self.decoded(name)[0]
 
     # -- the directory ------------------------------------------------------------------------
     @functools.cached_property
-    def image_files(self):
+    def image_files(self) -> tuple[str, ...]:
         """Names of the regular files in the checkpoint directory, sorted."""
         names = []
         for entry in os.scandir(self.directory):
@@ -783,12 +794,12 @@ class Checkpoint:
             return _Loaded(None, [error_finding(error, severity=WARNING)])
 
     @property
-    def stats(self):
+    def stats(self) -> DumpStats | None:
         """The dump's :class:`~decoders.records.DumpStats` (``stats-dump``), or None."""
         return self._stats.value
 
     @functools.cached_property
-    def parent(self):
+    def parent(self) -> Checkpoint | None:
         """The :class:`Checkpoint` in ``parent/`` (a pre-dump this one builds on), or None."""
         path = os.path.join(self.directory, "parent")
         if not os.path.isdir(path) or os.path.realpath(path) in self._seen:
@@ -800,7 +811,7 @@ class Checkpoint:
 
     # -- findings -------------------------------------------------------------------------------
     @functools.cached_property
-    def findings(self):
+    def findings(self) -> tuple[Finding, ...]:
         """Every :class:`~crit_plus.findings.Finding`: the tree, the files, shared memory,
         then each process in pstree order.  Decodes every image except page data."""
         found = list(self._open_findings)
