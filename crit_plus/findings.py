@@ -55,7 +55,7 @@ def named(**values: object) -> tuple[tuple[str, object], ...]:
     return tuple((name, value) for name, value in values.items() if value is not None)
 
 
-def error_finding(error: BaseException, code: str = "bad-image", severity: str = ERROR) -> Finding:
+def error_finding(error: object, code: str = "bad-image", severity: str = ERROR) -> Finding:
     """A :class:`Finding` for a :class:`~decoders.errors.DecodeError` that was caught."""
     path = getattr(error, "path", None)
     entry_index = getattr(error, "entry_index", None)

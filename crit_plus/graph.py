@@ -486,8 +486,9 @@ class Process:
         table = checkpoint.page_store.table(name)
         problem = None
         if isinstance(table, str):
-            problem, table = f"no usable pagemap: {table}", None
-        space = AddressSpace(name, layout, table, checkpoint.page_store, problem)
+            problem = f"no usable pagemap: {table}"
+        space = AddressSpace(name, layout, table if not isinstance(table, str) else None,
+                             checkpoint.page_store, problem)
         return _Loaded(space, findings)
 
     @property
