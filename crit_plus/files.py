@@ -40,6 +40,8 @@ from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding, named
 
+#: CRIU's ``USK_EXTERN`` (``unix_sk_entry.uflags``): the socket is outside the checkpoint.
+USK_EXTERN = 1
 #: ``kind`` of a file, by fd type.
 KINDS = {
     FdType.UND: "unknown", FdType.REG: "file", FdType.PIPE: "pipe", FdType.FIFO: "fifo",
@@ -168,6 +170,28 @@ class FileObject:
     def deleted(self) -> bool:
         """True when the file was unlinked at dump time (a ghost or link-remapped file)."""
         return bool(self.details.get("deleted"))
+
+    @property
+    def external(self) -> bool:
+        """True when CRIU dumped the file as external, to be given back at restore: a
+        regular file's ``ext``, a unix socket whose ``uflags`` have ``USK_EXTERN``."""
+        detail = getattr(self.entry, "detail", None)
+        if detail is None:
+            return False
+        if self.kind == "file":
+            return bool(_get(detail, "ext", False))
+        if self.kind == "unix":
+            return bool(detail.uflags & USK_EXTERN)
+        return False
+
+    @property
+    def build_id(self) -> tuple[int, ...]:
+        """A regular file's GNU build-id as CRIU records it (``reg_file_entry.build_id``,
+        32-bit words), or ``()``."""
+        detail = getattr(self.entry, "detail", None)
+        if self.kind != "file" or detail is None:
+            return ()
+        return tuple(detail.build_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ..files import TtyType
 from .validate_facts import AUTODETECTED, EXTERNAL_DEV
-from .validate_integrity import USK_EXTERN, connected_tcp
+from .validate_integrity import connected_tcp
 
 #: The name under which liblxc-based restores are credited with an option.
 LXC = "LXC"
@@ -93,9 +93,7 @@ def _unix(facts, out):
     externals = 0
     for file in files:
         peer = files.get(file.details.get("peer_id")) if file.kind == "unix" else None
-        if peer is None or peer.entry is None or peer.entry.detail is None:
-            continue
-        if not peer.entry.detail.uflags & USK_EXTERN or not checkpoint.holders(file.id):
+        if peer is None or not peer.external or not checkpoint.holders(file.id):
             continue
         externals += 1
         where, pid, fd = facts.where(file)
