@@ -258,3 +258,17 @@ def test_no_protobuf_message_above_decoders_through_raw():
                     and isinstance(node.args[1], ast.Constant) and node.args[1].value == "raw":
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, "protobuf read through .raw above decoders/: " + ", ".join(found)
+
+
+def test_file_entries_sub_messages_stay_in_the_graph():
+    """``files.img``'s sub-message of a file (``FileEntry.detail``, protobuf) is read by
+    crit_plus/files.py alone: above the graph layer a file's facts are FileObject's
+    (``details``, ``external``, ``build_id``...)."""
+    found = []
+    for module, (path, _pkg) in MODULES.items():
+        if not module.startswith("crit_plus") or _layer(module) <= _layer("crit_plus.graph"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "detail":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "FileEntry.detail read above the graph: " + ", ".join(found)
