@@ -6,7 +6,7 @@ DEMO   := build/demo
 DEMO_LXD := $(DEMO)/lxd-web/var/lib/lxd
 DEMO_SNAPSHOT := $(DEMO_LXD)/storage-pools/default/containers-snapshots/web/after/state
 
-.PHONY: setup schema criu demo check test test-skew bench fuzz clean
+.PHONY: setup schema criu zdtm zdtm-build demo check test test-skew bench fuzz clean
 
 ## setup: system packages (criu → pycriu), the current CRIU schema, a venv with crit-plus
 setup: $(VENV)/.installed schema
@@ -26,6 +26,17 @@ schema:
 ##       package when the distribution's is too old; cached under /var/cache/crit-plus)
 criu:
 	scripts/install-criu >/dev/null
+
+## zdtm: CRIU's own zdtm test programs (test/zdtm/static of the CRIU source `make criu`
+##       uses) built, each one safe on this machine dumped, restored and asked for its
+##       verdict, every dump checked by crit-plus; images, logs and results.tsv in
+##       build/zdtm/<criu version>/, cached (docs/live.md; 30 minutes the first time)
+zdtm: setup criu
+	CRIT_PLUS_CRIU="$${CRIT_PLUS_CRIU:-$$(scripts/install-criu)}" $(BIN)/python scripts/zdtm
+
+## zdtm-build: only build the zdtm programs (their build dependencies installed)
+zdtm-build:
+	$(PYTHON) scripts/zdtm --build-only >/dev/null
 
 $(DEMO_SNAPSHOT):
 	mkdir -p $(DEMO)/lxd-web
@@ -54,8 +65,9 @@ check: $(VENV)/.installed
 	$(BIN)/mypy
 
 ## test: `make check`, the whole suite with the current schema (live CRIU tests included: they
-##       must run, not skip), then the version-skew suite under the distribution's older pycriu
-test: setup criu check
+##       must run, not skip; a sample of 60 zdtm programs among them), then the version-skew
+##       suite under the distribution's older pycriu
+test: setup criu zdtm-build check
 	CRIT_PLUS_LIVE=required CRIT_PLUS_CRIU="$${CRIT_PLUS_CRIU:-$$(scripts/install-criu)}" \
 	  $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-skew

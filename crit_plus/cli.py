@@ -5,9 +5,12 @@ Exit codes (scripts can rely on them):
 - 0: success;
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
-- 2: wrong usage, or pycriu (CRIU's Python library) is missing;
+- 2: wrong usage (an ``-o`` that would replace an input included), or pycriu
+  (CRIU's Python library) is missing;
 - 70: an internal error (a bug in crit-plus), said in one line too;
-- 130: interrupted.
+- 130: interrupted (Ctrl-C);
+- 143: terminated (SIGTERM); like Ctrl-C, temporary files and directories
+  are removed first (crit_plus/signals.py).
 
 ``--traceback`` shows the stack of an error instead of the one-line message.
 Output piped into a command that stops reading (``| head``) ends quietly.
@@ -28,6 +31,8 @@ from decoders.schema import PycriuNotFound
 
 from .boundary import error_text, quiet_broken_pipe
 from .commands.options import gc_paused
+from .output import OutputRefused
+from .signals import Terminated, sigterm_unwinds
 
 
 EXIT_OK = 0
@@ -35,6 +40,7 @@ EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class _Escaped(Exception):
@@ -126,7 +132,7 @@ def main(argv=None):
     try:
         try:
             # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
-            with gc_paused():
+            with gc_paused(), sigterm_unwinds():
                 code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             raise escaped.error from None
@@ -140,10 +146,12 @@ def main(argv=None):
         return _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except Terminated:
+        return _fail("terminated", EXIT_TERMINATED)
     except BrokenPipeError:
         quiet_broken_pipe()
         return EXIT_OK
-    except PycriuNotFound as error:
+    except (PycriuNotFound, OutputRefused) as error:
         if show_traceback:
             raise
         return _fail(str(error), EXIT_USAGE)

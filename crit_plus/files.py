@@ -22,6 +22,7 @@ numbers, enums (``IntEnum``: both a number and a name) and resolved facts.
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import os
@@ -32,9 +33,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from decoders.errors import DecodeError, MissingImageError
+from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.fdinfo import read_files
 from decoders.flags import FdType, NamedInt
+from decoders.framing import open_untrusted
 from decoders.image import Source, open_image, read_messages
 from decoders.text import image_text, undecodable_escaped
 
@@ -319,7 +321,7 @@ def tty_path(info: Any) -> str | None:
     return None
 
 
-def resolve_in_root(root: str, path: str, max_links: int = 40) -> str | None:
+def resolve_in_root(root: StrPath, path: str, max_links: int = 40) -> str | None:
     """The host path of ``path`` inside ``root``, as if ``root`` were ``/``.
 
     Symbolic links are followed inside the root (an absolute target restarts at
@@ -354,6 +356,32 @@ def resolve_in_root(root: str, path: str, max_links: int = 40) -> str | None:
             continue
         done.append(part)
     return os.path.join(root, *done)
+
+
+def open_in_tree(path: StrPath, root: StrPath | None = None) -> tuple[int, os.stat_result]:
+    """Open a file that came from a checkpoint, a target root or a copied tree; return
+    ``(fd, stat result)`` (the caller closes ``fd``).
+
+    The one opener for such paths: :func:`decoders.framing.open_untrusted` (never
+    blocks on a FIFO, never opens a device, regular files only), and a symbolic
+    link at ``path`` itself is refused.  When ``path`` lies under ``root``, the
+    links on its way are resolved inside ``root`` (:func:`resolve_in_root`), so a
+    copied tree's links (``var/log/lxd -> /var/log/...``) never reach host files;
+    a ``root`` of ``/`` is the host itself, whose links are followed.
+    Raises OSError (``FileNotFoundError``, or
+    :class:`~decoders.errors.UnreadableImageError` naming the reason).
+    """
+    if root is not None and os.path.realpath(root) == os.sep:
+        return open_untrusted(path)
+    if root is not None:
+        relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+            resolved = resolve_in_root(root, relative)
+            if resolved is None:
+                raise FileNotFoundError(errno.ENOENT, "not found inside " + os.fspath(root),
+                                        os.fspath(path))
+            path = resolved
+    return open_untrusted(path, nofollow=True)
 
 
 # -- the table ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from decoders.pstree import read_pstree
 from .files import Fd, FileObject, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, error_finding, named
 from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_for
+from .pages import CheckpointPages, ProcessPages, checkpoint_pages, process_pages
 
 if TYPE_CHECKING:
     from decoders.records import (
@@ -59,8 +60,8 @@ _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: image can name terabytes, or megabytes of NULs that would be millions of "").
 STRINGS_LIMIT = 4 << 20
 STRINGS_COUNT_LIMIT = 1 << 17
-#: Most bytes of a rewritten process title read on into the environment area.
-MAX_TITLE = 4096
+#: Most bytes of a rewritten process title (the kernel reads one page from arg_start).
+MAX_TITLE = PAGE_SIZE
 _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
@@ -86,6 +87,16 @@ def open_checkpoint(path: StrPath, *, root: StrPath | None = None) -> Checkpoint
             os.path.join(directory, "inventory.img"),
             "not a CRIU checkpoint: no inventory.img or pstree.img here")
     return Checkpoint(directory, root=root)
+
+
+def _split_strings(data):
+    """NUL-terminated strings (at most :data:`STRINGS_COUNT_LIMIT`) as text; bytes that
+    are not UTF-8 kept as surrogate escapes."""
+    parts = data.split(b"\0", STRINGS_COUNT_LIMIT)[:STRINGS_COUNT_LIMIT]
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +269,18 @@ class Process:
 
     @functools.cached_property
     def _cores(self):
-        tids = list(self.entry.threads) or [self.pid]
-        if self.pid not in tids:
-            tids.insert(0, self.pid)
-        return {tid: self._load(read_core, f"core-{tid}.img", tid) for tid in tids}
+        """tid → loaded core, leader first.  A zombie has its leader alone: CRIU writes
+        only ``core-<pid>.img`` for it and leaves its pstree thread ids unset
+        (``dump_one_zombie``; ``collect_threads`` refuses zombies with threads), so the
+        ids there are not threads."""
+        leader = self._load(read_core, f"core-{self.pid}.img", self.pid)
+        cores = {self.pid: leader}
+        if leader.value is not None and leader.value.task_state in _ZOMBIE_STATES:
+            return cores
+        for tid in self.entry.threads:
+            if tid not in cores:
+                cores[tid] = self._load(read_core, f"core-{tid}.img", tid)
+        return cores
 
     @functools.cached_property
     def _needs_images(self):
@@ -304,7 +323,8 @@ class Process:
 
     @functools.cached_property
     def threads(self) -> tuple[Thread, ...]:
-        """Every :class:`Thread`, leader first."""
+        """Every :class:`Thread`, leader first: the pstree entry's thread ids (the leader
+        added when missing), a zombie's leader alone — the one thread list."""
         return tuple(Thread(tid, tid == self.pid, loaded.value)
                      for tid, loaded in self._cores.items())
 
@@ -488,7 +508,7 @@ class Process:
         if isinstance(table, str):
             problem = f"no usable pagemap: {table}"
         space = AddressSpace(name, layout, table if not isinstance(table, str) else None,
-                             checkpoint.page_store, problem)
+                             checkpoint.page_store, problem, start_stack=mm.start_stack)
         return _Loaded(space, findings)
 
     @property
@@ -502,6 +522,13 @@ class Process:
         memory = self.memory
         return memory.vmas if memory is not None else ()
 
+    @functools.cached_property
+    def pages(self) -> ProcessPages:
+        """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
+        shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
+        table = self.checkpoint.page_store.table(f"pagemap-{self.pid}.img")
+        return process_pages(self.memory, None if isinstance(table, str) else table)
+
     def _strings(self, start, end):
         memory = self.memory
         if memory is None or end <= start:
@@ -510,43 +537,43 @@ class Process:
             data = memory.read(start, min(end - start, STRINGS_LIMIT))
         except UnavailableError:
             return None
-        parts = data.split(b"\0", STRINGS_COUNT_LIMIT)[:STRINGS_COUNT_LIMIT]
-        if parts and parts[-1] == b"":
-            parts.pop()
-        return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
+        return _split_strings(data)
 
-    @functools.cached_property
+    @property
     def argv(self) -> tuple[str, ...] | None:
-        """The command line read back from memory (``mm`` arg_start..arg_end, at most
-        :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings), or None."""
-        mm = self.mm
-        return self._strings(mm.arg_start, mm.arg_end) if mm is not None else None
+        """The same as :attr:`command_line` (one reader of the argument area)."""
+        return self.command_line
 
     @functools.cached_property
     def command_line(self) -> tuple[str, ...] | None:
-        """The command line as ``/proc/PID/cmdline`` shows it, read back from memory,
-        or None (a zombie, unreadable memory).
+        """The command line as ``/proc/PID/cmdline`` gives it and ``ps`` shows it, read back
+        from memory; None for a zombie, an empty argument area or unreadable memory.
 
-        The arguments are the NUL-separated strings of ``mm`` arg_start..arg_end
-        (:attr:`argv`).  When the last byte there is not a NUL the process rewrote
-        its title (``setproctitle``: sshd, postgres, nginx workers), and, as the
-        kernel does, the title is read on into the environment area up to the
-        first NUL (at most :data:`MAX_TITLE` bytes of it).
+        As the kernel does (``get_mm_cmdline`` in ``fs/proc/base.c``): when the
+        last byte of ``mm`` arg_start..arg_end is a NUL, the arguments are the
+        NUL-separated strings there, trailing NULs being padding (a process that
+        shortened its title; ``ps`` skips them too); when it is not, the process
+        rewrote its title (``setproctitle``: sshd, postgres, nginx workers) and the
+        title is the one string from arg_start to the first NUL, read on into the
+        environment area when that follows (at most one page, :data:`MAX_TITLE`).
+        At most :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings.
         """
         mm, memory = self.mm, self.memory
         if mm is None or memory is None or mm.arg_end <= mm.arg_start:
             return None
-        length = mm.arg_end - mm.arg_start
+        start, end = mm.arg_start, mm.arg_end
+        env_end = mm.env_end if mm.env_start == end and mm.env_end >= end else end
         try:
-            if mm.env_end <= mm.arg_end or memory.read(mm.arg_end - 1, 1) == b"\0":
-                return self.argv  # the usual case: NUL-separated arguments
-            title = memory.read(mm.arg_start, min(length, STRINGS_LIMIT)).split(b"\0", 1)[0]
-            if len(title) == length:  # no NUL in the argument area: read on
-                more = memory.read(mm.arg_end, min(mm.env_end - mm.arg_end, MAX_TITLE))
-                title += more.split(b"\0", 1)[0]
+            if memory.read(end - 1, 1) == b"\0":
+                data = memory.read(start, min(end - start, STRINGS_LIMIT)).rstrip(b"\0")
+                return _split_strings(data + b"\0") if data else ()
+            try:
+                data = memory.read(start, min(env_end - start, MAX_TITLE))
+            except UnavailableError:  # the kernel, too, gives what it can read
+                data = memory.read(start, min(end - start, MAX_TITLE))
         except UnavailableError:
             return None
-        return (title.decode("utf-8", "surrogateescape"),)
+        return (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),)
 
     @functools.cached_property
     def environ(self) -> tuple[str, ...] | None:
@@ -626,7 +653,6 @@ class Checkpoint:
     def _unique_entries(self):
         first: dict[int, int] = {}
         entries, findings = [], []
-        owner: dict[int, int] = {}
         for index, entry in enumerate(self.pstree):
             if entry.pid in first:
                 findings.append(Finding(
@@ -637,14 +663,23 @@ class Checkpoint:
                 continue
             first[entry.pid] = index
             entries.append(entry)
-            for tid in entry.threads:
-                if tid in owner and owner[tid] != entry.pid:
+        return entries, findings
+
+    @functools.cached_property
+    def _thread_findings(self):
+        """A thread id two processes claim (a zombie's unset ids are not threads)."""
+        findings = []
+        owner: dict[int, int] = {}
+        for process in self.processes:
+            for thread in process.threads:
+                tid = thread.tid
+                if tid in owner and owner[tid] != process.pid:
                     findings.append(Finding(
                         ERROR, "duplicate-tid",
-                        f"thread {tid} belongs to pid {owner[tid]} and pid {entry.pid}",
+                        f"thread {tid} belongs to pid {owner[tid]} and pid {process.pid}",
                         "pstree.img", named(pid=owner[tid], tid=tid)))
-                owner.setdefault(tid, entry.pid)
-        return entries, findings
+                owner.setdefault(tid, process.pid)
+        return findings
 
     @functools.cached_property
     def processes(self) -> tuple[Process, ...]:
@@ -746,6 +781,12 @@ class Checkpoint:
         return tuple(result)
 
     @functools.cached_property
+    def pages(self) -> CheckpointPages:
+        """The checkpoint's :class:`~crit_plus.pages.CheckpointPages`: every process's
+        private pages, every shared-memory object's pages once, by VMA kind."""
+        return checkpoint_pages(self)
+
+    @functools.cached_property
     def shmem_ids(self) -> tuple[int, ...]:
         """The ids of every ``pagemap-shmem-<shmid>.img``."""
         ids = []
@@ -817,6 +858,7 @@ class Checkpoint:
         then each process in pstree order.  Decodes every image except page data."""
         found = list(self._open_findings)
         found.extend(self._unique_entries[1])
+        found.extend(self._thread_findings)
         found.extend(self.tree.findings)
         found.extend(self.files.findings)
         found.extend(self._stats.findings)

@@ -244,7 +244,7 @@ class Backing:
 
 @dataclass(frozen=True, slots=True)
 class Mapping:
-    """One VMA of a process, with the file behind it and its pages by state.
+    """One VMA of a process, with the file behind it, its kind and its pages by state.
 
     ``pages`` maps ``present``/``parent``/``lazy``/``none`` (pagemap runs inside
     the VMA) and ``unlisted`` (pages no run lists: see ``backing``) to counts.
@@ -254,6 +254,10 @@ class Mapping:
     file: FileObject | None
     backing: Backing
     pages: dict = field(default_factory=dict, compare=False, hash=False)
+    #: What the mapping is (:func:`vma_kind`): heap, stack, vdso, file, memfd, shared, anon...
+    kind: str = "anon"
+    #: True for the VMA holding ``mm.start_stack`` (``/proc/PID/maps``' ``[stack]``).
+    initial_stack: bool = False
 
     @property
     def start(self) -> int:
@@ -291,19 +295,67 @@ class Mapping:
         return self.vma.status
 
     @property
-    def kind(self) -> str:
-        """heap, stack, vdso, vvar, vsyscall, file, file-shared, memfd, shared, anon, ..."""
-        return self.vma.kind
-
-    @property
     def name(self) -> str | None:
-        """What ``/proc/PID/maps`` shows: the file's name, ``[heap]``, ``[stack]``... or None."""
+        """What ``/proc/PID/maps`` shows: the file's name, ``[heap]``, ``[stack]``... or None.
+
+        ``[stack]`` is the VMA holding ``mm.start_stack`` (as the kernel names it);
+        another growing-down VMA is a ``stack`` too, without a name (crit: ``[stack?]``).
+        """
         if self.file is not None and self.file.name:
             return self.file.name
-        kind = self.vma.kind
-        if kind in ("heap", "stack", "vdso", "vvar", "vsyscall"):
+        kind = self.kind
+        if kind == "stack":
+            return "[stack]" if self.initial_stack else None
+        if kind in ("heap", "vdso", "vvar", "vsyscall"):
             return f"[{kind}]"
         return None
+
+
+#: CRIU's status bits that name what a VMA is, checked in this order (``criu/proc_parse.c``
+#: sets them from ``/proc/PID/maps`` and ``smaps``).
+_KIND_BITS = tuple((int(bit), name) for bit, name in (
+    (VmaStatus.HEAP, "heap"),
+    (VmaStatus.VDSO, "vdso"),
+    (VmaStatus.VVAR, "vvar"),
+    (VmaStatus.VSYSCALL, "vsyscall"),
+    (VmaStatus.SYSVIPC, "sysvipc"),
+    (VmaStatus.SOCKET, "socket"),
+    (VmaStatus.AIORING, "aio"),
+    (VmaStatus.MEMFD, "memfd"),
+    (VmaStatus.FILE_SHARED, "file-shared"),
+    (VmaStatus.FILE_PRIVATE, "file"),
+    (VmaStatus.ANON_SHARED, "shared"),
+))
+_GROWSDOWN = int(MapFlags.GROWSDOWN)
+
+#: Every kind :func:`vma_kind` gives, in the order help texts list them.
+VMA_KINDS = ("anon", "heap", "stack", "file", "file-shared", "memfd", "shared", "sysvipc",
+             "vdso", "vvar", "vsyscall", "socket", "aio")
+
+
+def holds_start_stack(vma: Vma, start_stack: int | None) -> bool:
+    """True for the VMA the kernel calls ``[stack]``: the one holding ``mm.start_stack``
+    (``vma_is_initial_stack``: start <= start_stack <= end)."""
+    return start_stack is not None and vma.start <= start_stack <= vma.end
+
+
+def vma_kind(vma: Vma, start_stack: int | None = None) -> str:
+    """What a VMA is — the one rule every command shows.
+
+    ``heap``, ``vdso``, ``vvar``, ``vsyscall``, ``sysvipc``, ``socket``, ``aio``,
+    ``memfd``, ``file-shared``, ``file``, ``shared`` from CRIU's status bits;
+    otherwise (private anonymous memory) ``stack`` for a VMA growing down
+    (``MAP_GROWSDOWN``: CRIU's own test for a stack, ``criu/mem.c``) or holding
+    ``start_stack`` (``/proc/PID/maps``' ``[stack]``), else ``anon``.  CRIU never
+    sets its ``VMA_AREA_STACK`` bit, so it is not read.
+    """
+    status = int(vma.status)  # plain ints: IntFlag arithmetic is ~10x slower
+    for bit, name in _KIND_BITS:
+        if status & bit:
+            return name
+    if int(vma.flags) & _GROWSDOWN or holds_start_stack(vma, start_stack):
+        return "stack"
+    return "anon"
 
 
 def round_up(value: int) -> int:
@@ -743,11 +795,12 @@ class AddressSpace:
     Built by :class:`crit_plus.graph.Process` from its VMAs (each with the file
     behind it and a :class:`Backing`), its pagemap (a :class:`PageTable`, or
     None with ``problem`` saying why there is none) and the checkpoint's
-    :class:`PageStore`.
+    :class:`PageStore`; ``start_stack`` (``mm.start_stack``) names the main stack.
     """
 
     def __init__(self, name: str, layout: Sequence[tuple], table: PageTable | None,
-                 store: PageStore, problem: str | None = None, path: str | None = None) -> None:
+                 store: PageStore, problem: str | None = None, path: str | None = None,
+                 start_stack: int | None = None) -> None:
         self.name = name
         self.path = path or os.path.join(store.directory, name)
         self._table = table
@@ -772,7 +825,8 @@ class AddressSpace:
             counts = table.count_ranges(zip(starts, ends))
         else:
             counts = [{} for _item in ordered]
-        self.mappings = tuple(Mapping(vma, file, backing, pages)
+        self.mappings = tuple(Mapping(vma, file, backing, pages, vma_kind(vma, start_stack),
+                                      holds_start_stack(vma, start_stack))
                               for (vma, file, backing), pages in zip(ordered, counts))
         self._starts = starts
         self._ends = ends
@@ -982,13 +1036,18 @@ class AddressSpace:
                        offset if kind in (_PAGES, _FILE) else None, reason)
                 for s, e, kind, path, offset, reason in spans]
 
-    def shared_pages(self, mapping: Mapping) -> int:
-        """Pages of the shared-memory object behind ``mapping`` dumped inside its window."""
-        pages = 0
-        for extent in self.extents(mapping.start, mapping.size):
-            if extent.source == "pages":
-                pages += extent.length // PAGE_SIZE
-        return pages
+    def shared_counts(self, mapping: Mapping) -> dict[str, int] | None:
+        """The shared-memory object's pages inside ``mapping``'s window, by state, and
+        ``unlisted`` (pages of the window its pagemap does not list); None when the
+        mapping is not of a shared-memory object.  When the object's pagemap cannot be
+        read, every page of the window is ``unlisted``."""
+        backing = mapping.backing
+        if backing.kind != "shmem":
+            return None
+        table = self._store.table(f"pagemap-shmem-{backing.shmid}.img")
+        if isinstance(table, str):
+            return {"unlisted": mapping.size // PAGE_SIZE}
+        return table.count_pages(mapping.pgoff, mapping.pgoff + mapping.size)
 
     def read(self, vaddr: int, length: int) -> bytes:
         """The ``length`` bytes at ``vaddr`` as CRIU would restore them.
@@ -1170,7 +1229,7 @@ def backing_for(vma: Vma, file: FileObject | None, files: FileTable | None, root
     """
     status = int(vma.status)
     if status & _KERNEL:
-        return Backing.unavailable(f"{vma.kind} pages are provided by the kernel, not dumped")
+        return Backing.unavailable(f"{vma_kind(vma)} pages are provided by the kernel, not dumped")
     if status & _SHMEM:
         return Backing.shmem(vma.shmid)
     if status & _FILE_STATUS:
@@ -1182,7 +1241,8 @@ def backing_for(vma: Vma, file: FileObject | None, files: FileTable | None, root
             cache[file.id] = _file_backing(file, files, root)
         return cache[file.id]
     if status & _RECREATED:
-        return Backing.unavailable(f"{vma.kind} memory is recreated by the restore, not dumped")
+        return Backing.unavailable(f"{vma_kind(vma)} memory is recreated by the restore, "
+                                   "not dumped")
     return _ZERO_BACKING
 
 

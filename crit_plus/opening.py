@@ -50,6 +50,25 @@ def open_graph(source: Source, *, root: str | os.PathLike[str] | None = None) ->
     return open_images_dir(source.images_dir, root=root or default_root(source))
 
 
+def input_paths(source: Source) -> list[str | os.PathLike[str]]:
+    """What an output must not replace or land in, for a command reading ``source``
+    (:func:`crit_plus.output.refuse_inputs`): the images directory and the
+    directories of its ``parent/`` chain, a managed checkpoint's instance or
+    snapshot directory, the log directories, the archive it came from."""
+    from .memory import MAX_PARENT_DEPTH
+
+    paths = [source.images_dir, *source.log_dirs, source.archive]
+    if source.manager:
+        paths.append(source.images_dir.parent)
+    directory = os.path.realpath(source.images_dir)
+    for _generation in range(MAX_PARENT_DEPTH):
+        directory = os.path.realpath(os.path.join(directory, "parent"))
+        if not os.path.isdir(directory) or directory in paths:
+            break
+        paths.append(directory)
+    return [path for path in paths if path is not None]
+
+
 @contextlib.contextmanager
 def open_source(spec: object, *, lxd_dir: str | None = None, project: str | None = None,
                 root: str | os.PathLike[str] | None = None) -> Iterator[Opened]:

@@ -3,8 +3,13 @@
 A command that fails half-way (a damaged image met in the middle of a decode,
 an interrupt) must not leave a truncated file that looks like a result.  The
 output is written to a hidden temporary file beside the target, flushed to
-disk and renamed over it only when complete; on failure the temporary file is
-removed and the target is left as it was.
+disk and renamed over it only when complete; on failure (SIGTERM included:
+crit_plus/signals.py) the temporary file is removed and the target is left as it
+was.
+
+An output never replaces or lands among the command's inputs
+(:func:`refuse_inputs`): ``decode -i D/pstree.img -o D/pstree.img`` or ``mem dump
+-o D/pages-3.img`` is refused before anything is read or written.
 """
 
 from __future__ import annotations
@@ -13,17 +18,55 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
+
+
+class OutputRefused(ValueError):
+    """An output that must not be written: one of the inputs, inside a checkpoint, ..."""
+
+
+def _inside(path, directory):
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def refuse_inputs(output, inputs):
+    """Raise :class:`OutputRefused` if ``output`` is one of ``inputs`` (the same file,
+    links followed) or lies inside one that is a directory (a checkpoint, the logs
+    being read).  ``None`` and ``-`` (standard input or output) are never refused."""
+    if output in (None, "-"):
+        return
+    from .render import safe_text  # imported here: the CLI starts without it
+
+    for source in inputs:
+        if source in (None, "-"):
+            continue
+        if os.path.isdir(source):
+            if _inside(output, source):
+                raise OutputRefused(f"{safe_text(output)} is inside {safe_text(source)}: "
+                                    "crit-plus never writes into its input (a checkpoint, "
+                                    "the logs it reads); write it elsewhere")
+        elif _same_file(output, source):
+            raise OutputRefused(f"{safe_text(output)} is the input {safe_text(source)}: "
+                                "crit-plus never replaces its input; write it elsewhere")
+
+
+def _same_file(first, second):
+    try:
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):  # either is missing: not the same existing file
+        return os.path.realpath(first) == os.path.realpath(second)
 
 
 @contextlib.contextmanager
-def whole_file(path, binary=True, permissions=None):
+def whole_file(path, binary=True, permissions=None, inputs=()):
     """Yield a stream writing ``path`` whole or not at all (see the module).
 
     The file gets ``permissions``, by default what ``open`` would give it (0666
     less the umask).  A symbolic link is followed (the file it names is
     replaced, not the link); something that is not a regular file (``/dev/null``,
-    a terminal, a FIFO) is written in place, as ``open`` would."""
+    a terminal, a FIFO) is written in place, as ``open`` would.  ``path`` must not
+    be one of ``inputs`` (:func:`refuse_inputs`)."""
+    refuse_inputs(path, inputs)
     mode, encoding = ("wb", None) if binary else ("w", "utf-8")
     try:
         in_place = not stat.S_ISREG(os.stat(path).st_mode)  # follows links (/dev/stdout)
@@ -33,6 +76,8 @@ def whole_file(path, binary=True, permissions=None):
         with open(path, mode, encoding=encoding) as stream:
             yield stream
         return
+    import tempfile  # imported here: the CLI starts without it
+
     path = os.path.realpath(os.fspath(path))
     directory, base = os.path.split(path)
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.",
@@ -52,13 +97,13 @@ def whole_file(path, binary=True, permissions=None):
 
 
 @contextlib.contextmanager
-def output_stream(path, binary=False):
+def output_stream(path, binary=False, inputs=()):
     """``-o PATH`` of a command: a :func:`whole_file` stream, or standard output when
-    ``path`` is None or ``-`` (left open)."""
+    ``path`` is None or ``-`` (left open); ``path`` must not be one of ``inputs``."""
     if path in (None, "-"):
         yield sys.stdout.buffer if binary else sys.stdout
         return
-    with whole_file(path, binary=binary) as stream:
+    with whole_file(path, binary=binary, inputs=inputs) as stream:
         yield stream
 
 

@@ -49,19 +49,31 @@ _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                (stat.S_ISSOCK, "a socket"))
 
 
-def open_untrusted(path: StrPath, *, pipes: bool = False) -> tuple[int, os.stat_result]:
+def open_untrusted(path: StrPath, *, pipes: bool = False,
+                   nofollow: bool = False) -> tuple[int, os.stat_result]:
     """Open ``path`` for reading, never blocking; return ``(fd, stat result)``.
 
     Checkpoints come from other hosts: where an image should be there may be a
     FIFO (an ordinary open would wait for a writer forever), a device
-    (``/dev/zero`` never ends) or a directory.  The file is opened with
-    ``O_NONBLOCK`` and must be a regular file (or, with ``pipes``, a FIFO or
-    pipe, read by :func:`read_stream` up to :data:`STREAM_LIMIT`).  Raises
-    ``FileNotFoundError`` when there is nothing at ``path`` and
+    (``/dev/zero`` never ends; opening ``/dev/watchdog`` or a serial tty acts on
+    the hardware) or a directory.  What stands at ``path`` must be a regular
+    file (or, with ``pipes``, a FIFO or pipe, read by :func:`read_stream` up to
+    :data:`STREAM_LIMIT`): anything else is refused from ``stat`` without being
+    opened.  It is then opened with ``O_NONBLOCK`` and checked again by
+    ``fstat`` (it may have been swapped).  With ``nofollow``, a symbolic link at
+    ``path`` itself is refused (``O_NOFOLLOW``): for files of a copied tree,
+    whose links could name host files (``crit_plus.files.open_in_tree``).
+    Raises ``FileNotFoundError`` when there is nothing at ``path`` and
     :class:`~decoders.errors.UnreadableImageError` otherwise.
     """
+    try:
+        _check_kind(path, (os.lstat if nofollow else os.stat)(path).st_mode, pipes)
+    except (FileNotFoundError, UnreadableImageError):
+        raise
+    except OSError as error:
+        raise UnreadableImageError(path, error) from None
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
-        getattr(os, "O_NOCTTY", 0)
+        getattr(os, "O_NOCTTY", 0) | (getattr(os, "O_NOFOLLOW", 0) if nofollow else 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -70,16 +82,24 @@ def open_untrusted(path: StrPath, *, pipes: bool = False) -> tuple[int, os.stat_
         raise UnreadableImageError(path, error) from None
     try:
         info = os.fstat(fd)
+        _check_kind(path, info.st_mode, pipes)
         os.set_blocking(fd, True)  # a FIFO without a writer now reads as empty
-    except OSError as error:
+    except BaseException as error:
         os.close(fd)
-        raise UnreadableImageError(path, error) from None
-    mode = info.st_mode
-    if not (stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))):
-        os.close(fd)
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
-        raise UnreadableImageError(path, f"not a regular file but {kind}")
+        if isinstance(error, OSError) and not isinstance(error, UnreadableImageError):
+            raise UnreadableImageError(path, error) from None
+        raise
     return fd, info
+
+
+def _check_kind(path, mode, pipes):
+    """Raise :class:`~decoders.errors.UnreadableImageError` unless ``mode`` is a regular
+    file's (or, with ``pipes``, a FIFO's)."""
+    if stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode)):
+        return
+    kind = "a symbolic link" if stat.S_ISLNK(mode) else \
+        next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+    raise UnreadableImageError(path, f"not a regular file but {kind}")
 
 
 class _FdReader:

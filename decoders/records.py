@@ -109,16 +109,6 @@ class Vma:
         return (self.end - self.start) // PAGE_SIZE
 
     @property
-    def kind(self) -> str:
-        """What the mapping is: heap, stack, vdso, vvar, vsyscall, sysvipc, socket,
-        aio, file, file-shared, memfd, shared (anonymous shared) or anon."""
-        status = int(self.status)  # plain ints: IntFlag arithmetic is ~10x slower
-        for bit, name in _VMA_KINDS:
-            if status & bit:
-                return name
-        return "anon"
-
-    @property
     def is_file_backed(self) -> bool:
         """True when ``shmid`` names a file in files.img (file and memfd mappings)."""
         return bool(self.status & (VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED))
@@ -127,23 +117,6 @@ class Vma:
     def is_shared_anon(self) -> bool:
         """True for ``MAP_SHARED|MAP_ANONYMOUS`` (contents in pagemap-shmem-<shmid>)."""
         return bool(self.status & VmaStatus.ANON_SHARED)
-
-
-_VMA_KINDS = (
-    (VmaStatus.HEAP, "heap"),
-    (VmaStatus.STACK, "stack"),
-    (VmaStatus.VDSO, "vdso"),
-    (VmaStatus.VVAR, "vvar"),
-    (VmaStatus.VSYSCALL, "vsyscall"),
-    (VmaStatus.SYSVIPC, "sysvipc"),
-    (VmaStatus.SOCKET, "socket"),
-    (VmaStatus.AIORING, "aio"),
-    (VmaStatus.MEMFD, "memfd"),
-    (VmaStatus.FILE_SHARED, "file-shared"),
-    (VmaStatus.FILE_PRIVATE, "file"),
-    (VmaStatus.ANON_SHARED, "shared"),
-)
-_VMA_KINDS = tuple((int(bit), name) for bit, name in _VMA_KINDS)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)

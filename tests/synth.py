@@ -151,7 +151,8 @@ _KINDS = {
     "anon": (VmaStatus.REGULAR | VmaStatus.ANON_PRIVATE, MapFlags.PRIVATE | MapFlags.ANONYMOUS),
     "heap": (VmaStatus.REGULAR | VmaStatus.HEAP | VmaStatus.ANON_PRIVATE,
              MapFlags.PRIVATE | MapFlags.ANONYMOUS),
-    "stack": (VmaStatus.REGULAR | VmaStatus.STACK | VmaStatus.ANON_PRIVATE,
+    # CRIU never sets VMA_AREA_STACK: a stack is an anonymous VMA growing down
+    "stack": (VmaStatus.REGULAR | VmaStatus.ANON_PRIVATE,
               MapFlags.PRIVATE | MapFlags.ANONYMOUS | MapFlags.GROWSDOWN),
     "vdso": (VmaStatus.REGULAR | VmaStatus.VDSO | VmaStatus.ANON_PRIVATE,
              MapFlags.PRIVATE | MapFlags.ANONYMOUS),
@@ -165,7 +166,8 @@ _KINDS = {
 
 
 def vma(start, end, kind="anon", prot=Prot.READ | Prot.WRITE, shmid=0, pgoff=0):
-    """A ``vma_entry`` dict for :meth:`CheckpointBuilder.mm` (``kind`` as Vma.kind names it)."""
+    """A ``vma_entry`` dict for :meth:`CheckpointBuilder.mm` (``kind`` as
+    :func:`crit_plus.memory.vma_kind` names it)."""
     status, flags = _KINDS[kind]
     return {"start": start, "end": end, "pgoff": pgoff, "shmid": shmid, "prot": int(prot),
             "flags": int(flags), "status": int(status), "fd": -1}
@@ -305,11 +307,13 @@ class CheckpointBuilder:
         return self.write(f"fs-{pid}.img", "FS",
                           [message("fs_entry", cwd_id=cwd_id, root_id=root_id, umask=0o22)])
 
-    def mm(self, pid, vmas, exe_file_id=0, arg=(0, 0), env=(0, 0)):
-        """``mm-<pid>.img`` with ``vmas`` (:func:`vma` dicts) and arg/env address ranges."""
+    def mm(self, pid, vmas, exe_file_id=0, arg=(0, 0), env=(0, 0), start_stack=0):
+        """``mm-<pid>.img`` with ``vmas`` (:func:`vma` dicts), arg/env address ranges and
+        ``start_stack``."""
         return self.write(f"mm-{pid}.img", "MM", [message(
             "mm_entry", vmas=vmas, exe_file_id=exe_file_id, mm_arg_start=arg[0],
-            mm_arg_end=arg[1], mm_env_start=env[0], mm_env_end=env[1])])
+            mm_arg_end=arg[1], mm_env_start=env[0], mm_env_end=env[1],
+            mm_start_stack=start_stack)])
 
     def pagemap(self, name, runs, pages_id=None, write_pages=True):
         """Write pagemap image ``name`` (``pagemap-<pid>.img`` or
@@ -375,7 +379,7 @@ class CheckpointBuilder:
 
     def process(self, pid, vmas=(), runs=(), comm="synth", task_state=1, threads=(),
                 files_id=None, fds=(), exe="/usr/bin/synth", cwd="/", root="/",
-                arg=(0, 0), env=(0, 0), pages_id=None, write_pages=True):
+                arg=(0, 0), env=(0, 0), pages_id=None, write_pages=True, start_stack=0):
         """Write core (and thread cores), ids, fs, mm, pagemap, pages and fdinfo of one
         process; ``exe``, ``cwd`` and ``root`` become regular-file entries (write
         them with :meth:`finish`).  With ``write_pages=False`` the caller writes
@@ -387,7 +391,8 @@ class CheckpointBuilder:
         files_id = pid if files_id is None else files_id
         self.ids(pid, files_id=files_id)
         self.fs(pid, cwd_id=self.reg_id(cwd), root_id=self.reg_id(root))
-        self.mm(pid, list(vmas), exe_file_id=self.reg_id(exe), arg=arg, env=env)
+        self.mm(pid, list(vmas), exe_file_id=self.reg_id(exe), arg=arg, env=env,
+                start_stack=start_stack)
         self.fdinfo(files_id, fds)
         return self.pagemap(f"pagemap-{pid}.img", list(runs), pages_id=pages_id,
                             write_pages=write_pages)

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
+import zstandard
+
+from crit_plus.sources import ArchiveError, ArchiveLimits, resolve
 
 from . import damage
 from .command_table import COMMANDS, fill, invoke, problems, registered
@@ -142,3 +152,176 @@ def test_an_archive_is_named_not_its_temporary_copy(service_a, scratch, shelf):
         assert str(scratch) not in table.out.decode(), name
         assert label in table.out.decode() or name == "diff", name  # diff: its name
         assert field(json.loads(invoke([*args, "--format", "json"]).out)) == label, name
+
+
+# --- issue 25: headers tarfile would read whole, deep paths, directories, ratio, SIGTERM ---
+
+#: Address space for ``python -m crit_plus`` in the subprocess tests (what reading the
+#: headers below whole would need is more).
+SUBPROCESS_MEMORY = 512 << 20
+
+
+def _limited():
+    resource.setrlimit(resource.RLIMIT_AS, (SUBPROCESS_MEMORY, SUBPROCESS_MEMORY))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _crit_plus(*args, scratch, limit=True, timeout=60):
+    """``python -m crit_plus ARGS`` with ``TMPDIR=scratch``, under RLIMIT_AS when ``limit``."""
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent)] + sys.path))
+    return subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False,
+                          preexec_fn=_limited if limit else None, stdin=subprocess.DEVNULL)
+
+
+def _stream_archive(path, blocks):
+    """A ``.tar.zst`` of the byte blocks ``blocks`` yields, compressed as they come (a
+    header of 640 MiB never exists in the test's memory)."""
+    with open(path, "wb") as out, \
+            zstandard.ZstdCompressor(level=1).stream_writer(out) as writer:
+        for block in blocks:
+            writer.write(block)
+    return path
+
+
+def _header(name, kind, size):
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _huge(kind, size):
+    """A header of ``kind`` whose body is ``size`` bytes, then a member it applies to."""
+    yield _header("././@Header", kind, size)
+    body = (b"%d comment=" % size) if kind != tarfile.GNUTYPE_LONGNAME else b"checkpoint/"
+    yield body
+    chunk = b"A" * (1 << 20)
+    left = size - len(body)
+    while left > 0:
+        yield chunk[:min(left, len(chunk))]
+        left -= min(left, len(chunk))
+    yield b"\0" * (-size % tarfile.BLOCKSIZE)
+    yield _header("checkpoint/inventory.img", tarfile.REGTYPE, 0)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME],
+                         ids=["pax", "pax-global", "gnu-longname"])
+def test_a_huge_extended_header_is_refused_in_bounded_memory(tmp_path, scratch, kind):
+    """tarfile reads a pax or GNU long-name header whole: 640 MiB of it (a few hundred KB
+    compressed) must be refused from its size, under a 512 MiB address-space limit, in one
+    line naming the archive and the header's offset, with nothing left in TMPDIR."""
+    archive = _stream_archive(tmp_path / "huge.tar.zst", _huge(kind, 640 << 20))
+    assert archive.stat().st_size < 1 << 20
+    done = _crit_plus("summarize", archive, scratch=scratch)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("crit-plus: huge.tar.zst: refused: the header at offset 0x0 "
+                                  "of the tar stream: ") and done.stderr.count("\n") == 1
+    assert "over the limit of 1048576" in done.stderr or "global headers" in done.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_chain_of_extended_headers_is_refused(tmp_path, scratch):
+    """tarfile follows consecutive extended headers by recursion: thousands of them were a
+    RecursionError (exit 70)."""
+    record = b"30 comment=" + b"x" * 18 + b"\n"
+    pax = _header("././@PaxHeader", tarfile.XHDTYPE, len(record)) + record + \
+        b"\0" * (-len(record) % tarfile.BLOCKSIZE)
+    archive = _stream_archive(tmp_path / "chain.tar.zst", [pax * 5000, _header(
+        "checkpoint/inventory.img", tarfile.REGTYPE, 0), b"\0" * 1024])
+    done = _crit_plus("summarize", archive, scratch=scratch)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "crit-plus: chain.tar.zst: refused: the header at offset 0x2000 of " \
+                          "the tar stream: more than 8 extended headers in a row\n"
+    assert list(scratch.iterdir()) == []
+
+
+def test_sparse_members_are_refused(service_a, tmp_path, scratch):
+    def sparse(tar):
+        info = tarfile.TarInfo("checkpoint/pages-9.img")
+        info.type = tarfile.GNUTYPE_SPARSE
+        tar.addfile(info)
+
+    archive = _write_archive(tmp_path / "sparse.tar", service_a, extra=sparse)
+    done = _crit_plus("summarize", archive, scratch=scratch)
+    assert done.returncode == 1 and "a GNU sparse member" in done.stderr, done.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_deep_member_path_is_refused_and_nothing_stays(service_a, tmp_path, scratch):
+    """A member 1,500 directories deep was a RecursionError (exit 70) that left the
+    extracted pages in the temporary directory."""
+    deep = "checkpoint/" + "d/" * 1500 + "f"
+    archive = _write_archive(tmp_path / "deep.tar.zst", service_a,
+                             extra=lambda tar: _add_bytes(tar, deep, b"x"))
+    done = _crit_plus("summarize", archive, scratch=scratch)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("crit-plus: deep.tar.zst: member 'checkpoint/d/d/") and \
+        done.stderr.endswith("': refused: its path is 1502 components deep, over the limit "
+                             "of 32\n")
+    assert list(scratch.iterdir()) == []
+
+
+def test_directory_members_count_against_the_member_limit(service_a, tmp_path, scratch):
+    def directories(tar):
+        for number in range(50):
+            info = tarfile.TarInfo(f"checkpoint/empty-{number}")
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+
+    archive = _write_archive(tmp_path / "dirs.tar", service_a, extra=directories)
+    files = len(list(service_a.iterdir())) + 6  # the images and the metadata files
+    with resolve(archive, limits=ArchiveLimits(max_members=files + 51)):
+        pass
+    with pytest.raises(ArchiveError, match=f"refused: more than {files + 10} members"):
+        resolve(archive, limits=ArchiveLimits(max_members=files + 10))
+    assert list(scratch.iterdir()) == []
+
+
+def test_extraction_is_bounded_by_the_compression_ratio(service_a, tmp_path, scratch,
+                                                        monkeypatch):
+    """64 MiB of zeros beside service-a's 3 MB of images: past the floor, more bytes
+    extracted per byte of archive than the ratio allows are refused (the default ratio is
+    100); CRIT_PLUS_ARCHIVE_LIMIT (the user's say) turns the check off."""
+    archive = _write_archive(tmp_path / "zeros.tar.zst", service_a, extra=lambda tar: _add_bytes(
+        tar, "checkpoint/pages-99.img", bytes(64 << 20)))
+    assert archive.stat().st_size * 10 < 64 << 20
+    limits = ArchiveLimits(max_ratio=10, ratio_floor=16 << 20)
+    with pytest.raises(ArchiveError, match=r"member 'checkpoint/pages-99.img': refused: extracting "
+                                           r"it would exceed the total limit of \d+ bytes \(10 "
+                                           r"times the archive's size\)"):
+        resolve(archive, limits=limits)
+    with resolve(archive):  # the default floor (1 GiB) lets it through
+        pass
+    monkeypatch.setenv("CRIT_PLUS_ARCHIVE_LIMIT", "1G")
+    assert ArchiveLimits.from_env().max_ratio is None
+    assert list(scratch.iterdir()) == []
+
+
+def test_sigterm_during_extraction_removes_the_temporary_directory(service_a, tmp_path, scratch):
+    """SIGTERM's default action left the temporary directory (with process memory) behind:
+    now the command unwinds like on Ctrl-C and exits 143."""
+    def many(tar):
+        for number in range(30_000):
+            _add_bytes(tar, f"checkpoint/extra/f{number}", b"x")
+
+    archive = _write_archive(tmp_path / "slow.tar", service_a, extra=many)
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent)] + sys.path))
+    process = subprocess.Popen([sys.executable, "-m", "crit_plus", "summarize", str(archive)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(scratch.glob("*/checkpoint/extra/f1*")) and process.poll() is None:
+            assert time.monotonic() < deadline, "the extraction never started"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143 and err == "crit-plus: terminated\n", err
+    assert list(scratch.iterdir()) == []

@@ -23,7 +23,7 @@ import pytest
 import crit_plus
 from crit_plus.analysis import explore
 from crit_plus.files import KINDS
-from decoders import FdType, Prot
+from decoders import FdType, MapFlags, Prot
 
 from . import crit_explorers
 from .cli import run_cli
@@ -125,6 +125,7 @@ def test_mems_equal_crit(checkpoints, checkpoint_dirs, key):
                                  explore.vma_table)
     memfds = 0
     for item in table:
+        stacks = 0
         exe, vmas = crit[item.pid]
         assert exe == item.exe
         assert [(start, end) for start, end, _p, _n in vmas] == \
@@ -137,10 +138,17 @@ def test_mems_equal_crit(checkpoints, checkpoint_dirs, key):
             elif row.kind == "memfd":  # crit looks for a regular file and gives up
                 assert name == "unknown path" and row.name.startswith("/memfd:")
                 memfds += 1
-            elif row.kind in ("stack", "vdso", "vsyscall"):
+            elif row.kind == "stack":  # crit: [stack?] for MAP_GROWSDOWN; /proc: [stack]
+                assert name == "[stack?]" and row.flags & MapFlags.GROWSDOWN
+                assert row.name in ("[stack]", None)
+                stacks += row.name == "[stack]"
+            elif row.kind in ("vdso", "vsyscall"):
                 assert name == f"[{row.kind}]" == row.name
             elif row.kind == "shared":
                 assert name.startswith("shmem[")
+            else:
+                assert name != "[stack?]"  # every growing-down VMA is a stack
+        assert stacks == 1, "one VMA holds mm.start_stack: /proc's [stack]"
     if key.startswith("service"):
         assert memfds, "the service maps a memfd"
 

@@ -197,12 +197,15 @@ def test_a_huge_present_run_streams_to_the_end_of_its_pages_file(tmp_path):
 
 
 def test_a_huge_command_line_range_is_read_only_up_to_the_limit(tmp_path):
-    """mm arg_start..arg_end spanning 32 TiB of zero pages made argv allocate it all."""
+    """mm arg_start..arg_end spanning 32 TiB of zero pages made argv allocate it all;
+    megabytes of NULs before a last string would be millions of empty strings."""
     from crit_plus.graph import STRINGS_COUNT_LIMIT, STRINGS_LIMIT
 
     size = 1 << 45
+    last = BASE - size + STRINGS_LIMIT - P  # a string in the last page read
     builder = minimal(tmp_path / "ck", vmas=[vma(BASE - size, BASE + P)],
-                      runs=[run(BASE - size, 1, PRESENT, b"arg0\0arg1\0".ljust(P, b"\0"))],
+                      runs=[run(BASE - size, 1, PRESENT, b"arg0\0arg1\0".ljust(P, b"\0")),
+                            run(last, 1, PRESENT, b"z\0".ljust(P, b"\0"))],
                       arg=(BASE - size, BASE))
     process = crit_plus.open_checkpoint(builder.directory).process(1)
     with bounded(memory=STRINGS_LIMIT * 8, seconds=30):

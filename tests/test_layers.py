@@ -29,7 +29,7 @@ GRAPH = ("crit_plus.findings", "crit_plus.files", "crit_plus.memory", "crit_plus
          "crit_plus.graph")
 #: Helpers beside it, that know no checkpoint: value → text, output, the error line.
 HELPERS = ("crit_plus.describe", "crit_plus.render", "crit_plus.jsontext", "crit_plus.progress",
-           "crit_plus.output", "crit_plus.boundary")
+           "crit_plus.output", "crit_plus.boundary", "crit_plus.signals")
 #: (layer, the modules in it: a name stands for the module and everything below it, but
 #: ``crit_plus`` for its ``__init__.py`` alone, which loads its names lazily).
 LAYERS = (
@@ -110,19 +110,35 @@ def _dynamic_commands():
     raise AssertionError("crit_plus/cli.py has no COMMAND_MODULES table")
 
 
-def _edges():
+def _type_checking_only(tree):
+    """The import nodes inside ``if TYPE_CHECKING:`` blocks (never run)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            found |= {id(inner) for stmt in node.body for inner in ast.walk(stmt)}
+    return found
+
+
+def _edges(runtime_only=False):
+    """Module → the modules of ours it imports; with ``runtime_only``, not counting the
+    imports for type hints alone (``if TYPE_CHECKING:``), which never run."""
     edges = {}
     for module, (path, is_package) in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        skipped = _type_checking_only(tree) if runtime_only else set()
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skipped:
                 targets |= _imported(module, is_package, node)
         edges[module] = targets - {module}
     edges["crit_plus.cli"] |= _dynamic_commands()
     return edges
 
 
+#: Every import, type hints' included: no layer may name one above it, even for a hint.
 EDGES = _edges()
+#: The imports that run: none may close a cycle.
+RUNTIME_EDGES = _edges(runtime_only=True)
 
 
 def _under(module, prefix):
@@ -178,7 +194,7 @@ def test_no_import_cycle():
     """Tarjan's strongly connected components: any with two modules or more is a cycle.
     The one upward import (UPWARD) is left out: it runs only inside ``report``, after
     the CLI is loaded."""
-    graph = {m: {t for t in ts if (m, t) not in UPWARD} for m, ts in EDGES.items()}
+    graph = {m: {t for t in ts if (m, t) not in UPWARD} for m, ts in RUNTIME_EDGES.items()}
     index, low, stack, on_stack, cycles = {}, {}, [], set(), []
 
     def visit(node):
@@ -210,8 +226,9 @@ def test_no_import_cycle():
 
 def test_the_cycle_check_finds_a_cycle(monkeypatch):
     """The check above can fail: a made-up import of cli from commands/options is a cycle."""
-    monkeypatch.setitem(EDGES, "crit_plus.commands.options",
-                        EDGES["crit_plus.commands.options"] | {"crit_plus.cli"})
+    for edges in (EDGES, RUNTIME_EDGES):
+        monkeypatch.setitem(edges, "crit_plus.commands.options",
+                            edges["crit_plus.commands.options"] | {"crit_plus.cli"})
     with pytest.raises(AssertionError, match="import cycles"):
         test_no_import_cycle()
     with pytest.raises(AssertionError, match="imports crit_plus.cli"):

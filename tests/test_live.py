@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import crit_plus
+from crit_plus.sources import resolve
 from tests.workloads import harness
 from tests.workloads.service import (
     PIPE_TEXT,
@@ -439,6 +440,7 @@ def test_restore_runs_the_tree_again(criu, final):
     assert harness.lock_rules(ports), "a final dump with --tcp-established locks the connection"
     harness.restore(criu, copy)
     try:
+        _restore_log_is_this_checkpoints(copy)
         pids = [p["pid"] for p in info["processes"]]
         assert harness.wait_until(lambda: all(harness.alive(p) for p in pids), 15), \
             f"restored pids not all alive: {[p for p in pids if not harness.alive(p)]}"
@@ -466,6 +468,22 @@ def test_restore_runs_the_tree_again(criu, final):
     finally:
         left = service.kill()
         assert left == [], f"restored pids survived SIGKILL: {left}"
+
+
+def _restore_log_is_this_checkpoints(directory):
+    """CRIU's own restore log names the dump it read (``Dump CRIU run id``, the run id
+    inventory.img records): the log attribution makes it this checkpoint's restore, and
+    its dump log the run that wrote the images, each with the outcome CRIU logged."""
+    run_id = crit_plus.open_checkpoint(directory).inventory.run_id
+    source = resolve(str(directory))
+    items = {item.log.name: item for item in source.runs(run_id)}
+    dump, restore = items["dump.log"], items["restore.log"]
+    assert (dump.role, dump.run.run_id, dump.run.operation, dump.run.outcome) == (
+        "dump", run_id, "dump", "succeeded")
+    assert (restore.role, restore.run.operation, restore.run.outcome) == (
+        "restore", "restore", "succeeded")
+    assert restore.run.dump_run_id == run_id and restore.run.run_id not in (None, run_id)
+    assert restore.run.operation_from == "log" and restore.run.ended >= dump.run.ended
 
 
 def test_pipe_data_is_in_the_dump(final):

@@ -337,6 +337,16 @@ def test_untouched_dump_restores_and_its_pids_are_then_busy(dumped, table):
         assert blocked.returncode not in (0, None)
         assert _printed(f"Can't fork for {dumped.main}: File exists", blocked.errors())
         assert all(harness.alive(p) for p in dumped.pids), "the failed restore hurt the tree"
+        # CRIU's log of that failed restore is this checkpoint's, as the log attribution
+        # reads it, and validate now quotes it
+        with open_source(str(second)) as opened:
+            run_id = opened.checkpoint.inventory.run_id
+            failed = {i.log.name: i for i in opened.source.runs(run_id)}["restore.log"]
+            logged = validate(opened.checkpoint, source=opened.source)
+        assert (failed.role, failed.run.outcome, failed.run.dump_run_id) == (
+            "restore", "failed", run_id)
+        assert any("Restoring FAILED" in line for line in failed.failed_restore_lines)
+        assert "manager-restore-failed" in logged.codes()
     finally:
         service.info = info
         _clean_up(dumped)

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 import crit_plus
 from crit_plus.render import jsonable, safe_text, write_fields, write_json, write_table
+from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
 
 from .command_table import COMMANDS, EXIT_OK, fill, invoke, problems, registered
-from .synth import HOSTILE, hostile_names
+from .synth import HOSTILE, PRESENT, RunSpec, hostile_names, minimal, run, vma
 
 #: What must never reach a terminal raw: C0 controls but tab and newline, DEL, C1
 #: controls, line/paragraph separators, bidi overrides, lone surrogates.
@@ -134,3 +141,90 @@ def test_every_checkpoint_command_shows_hostile_names_safely(hostile, name, form
     text = outcome.out.decode("utf-8")  # strict: valid UTF-8
     assert not UNSAFE.search(text), f"raw control characters in: {ascii(text[:2000])}"
     assert not UNSAFE.search(outcome.err)
+
+
+# -- mem dump of hostile mappings (issue 25) ----------------------------------------------------
+
+HUGE_BASE = 0x10000000
+
+
+def _crit_plus_process(*args, **options):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent)] + sys.path))
+    return subprocess.Popen([sys.executable, "-m", "crit_plus", *map(str, args)], env=env,
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            **options)
+
+
+def _dump(*args, **options):
+    process = _crit_plus_process("mem", "dump", *args, stdout=subprocess.PIPE, **options)
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def test_mem_dump_writes_zero_pages_as_holes(tmp_path):
+    """A mapping of 1 GiB of zero pages (four pages of data in the middle) was written as
+    1 GiB of real zeros; now as holes: the file has the mapping's size, not its blocks."""
+    size = 1 << 30
+    data = run(HUGE_BASE + (1 << 29), 4)
+    ck = minimal(tmp_path / "ck", vmas=[vma(HUGE_BASE, HUGE_BASE + size)], runs=[data])
+    out = tmp_path / "zeros.bin"
+    code, _out, err = _dump(ck.directory, 1, "--vma", hex(HUGE_BASE), "-o", out)
+    assert code == 0, err
+    assert out.stat().st_size == size and out.stat().st_blocks * 512 < 64 << 20
+    with open(out, "rb") as stream:
+        stream.seek(1 << 29)
+        assert stream.read(4 * PAGE_SIZE) == data.data
+
+
+def test_mem_dump_of_a_64_tib_mapping_is_bounded(tmp_path):
+    """A hostile 64 TiB VMA was 36 GB of zeros in 60 s; a 2^40-page run said only
+    'Invalid argument'.  Now: holes (the file system refuses such a file: one line naming
+    the output and the offset, no partial file), and a pipe refuses past 16 GiB."""
+    pages = 1 << 34
+    huge = minimal(tmp_path / "huge", vmas=[vma(HUGE_BASE, HUGE_BASE + pages * PAGE_SIZE)])
+    run_ck = minimal(tmp_path / "run", vmas=[vma(HUGE_BASE, HUGE_BASE + (1 << 40) * PAGE_SIZE)],
+                     runs=[RunSpec(HUGE_BASE, 1 << 40, PRESENT, None)], write_pages=False)
+    run_ck.write_raw("pages-1.img", b"\x5a" * (3 * PAGE_SIZE))
+    out = tmp_path / "out" / "vma.bin"
+    out.parent.mkdir()
+    for ck in (huge, run_ck):
+        code, _out, err = _dump(ck.directory, 1, "--vma", hex(HUGE_BASE), "-o", out)
+        if code == 0:  # a file system that takes a 64 TiB sparse file
+            assert out.stat().st_blocks * 512 < 64 << 20
+            out.unlink()
+            continue
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"crit-plus: {out}: ") and "at offset 0x" in err, err
+        assert list(out.parent.iterdir()) == []
+    code, _out, err = _dump(huge.directory, 1, "--vma", hex(HUGE_BASE), "-o", "/dev/stdout")
+    assert code == 1 and "more than the 16.0 GiB written to an output that cannot seek" in err
+
+
+def test_sigterm_leaves_no_partial_mem_dump(tmp_path):
+    """SIGTERM (and SIGKILL) left a partial file of gigabytes: SIGTERM now unwinds and
+    removes the hidden .NAME.*.partial file (SIGKILL cannot be handled)."""
+    pages = (256 << 20) // PAGE_SIZE
+    ck = minimal(tmp_path / "ck", vmas=[vma(HUGE_BASE, HUGE_BASE + pages * PAGE_SIZE)],
+                 runs=[RunSpec(HUGE_BASE, pages, PRESENT, None)], write_pages=False)
+    with open(ck.path("pages-1.img"), "wb") as pages_file:
+        pages_file.truncate(pages * PAGE_SIZE)  # data (read, then written), all zero
+    out = tmp_path / "out" / "big.bin"
+    out.parent.mkdir()
+    process = _crit_plus_process("mem", "dump", ck.directory, 1, "--vma", hex(HUGE_BASE),
+                                 "-o", out, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.parent.glob(".big.bin.*.partial")) and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode == 0:
+        pytest.skip("the dump ended before SIGTERM came")
+    assert process.returncode == 143 and err == "crit-plus: terminated\n", err
+    assert list(out.parent.iterdir()) == []

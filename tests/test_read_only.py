@@ -23,9 +23,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+
+import crit_plus
 
 from . import damage
 from .command_table import COMMANDS, fill, first_pid, invoke, registered
@@ -138,3 +141,47 @@ def test_every_command_works_on_a_read_only_mount(fixture_root, tmp_path):
             assert out.encode("latin-1") == want.out, \
                 f"crit-plus {' '.join(args)} printed something else on a read-only mount"
     assert sum(stable) > len(stable) // 2, "most outputs should not vary from run to run"
+
+
+# -- -o never replaces an input (issue 25) -------------------------------------------------------
+
+def _refusals(ck, archive):
+    process = crit_plus.open_checkpoint(ck).process(12525)
+    heap = hex(next(m for m in process.vmas if m.kind == "heap").start)
+    return [
+        ["decode", "-i", ck / "pstree.img", "-o", ck / "pstree.img"],
+        ["decode", "-i", ck / "pstree.img", "-o", ck / "link-to-pstree"],  # a link to it
+        ["encode", "-i", ck.parent / "pstree.json", "-o", ck.parent / "pstree.json"],
+        ["mem", "read", ck, "12525", heap, "64", "-o", ck / "pages-3.img"],
+        ["mem", "read", ck, "12525", heap, "64", "-o", ck / "new.bin"],  # inside, new
+        ["mem", "dump", ck, "12525", "--vma", heap, "-o", ck / "pages-3.img"],
+        ["mem", "dump", ck, "12525", "--vma", heap, "-o", ck / "parent" / "x.bin"],
+        ["mem", "dump", archive, "12525", "--vma", heap, "-o", archive],
+    ]
+
+
+def test_an_output_never_replaces_an_input(fixture_root, tmp_path):
+    """``decode -i D/pstree.img -o D/pstree.img``, ``encode -o``, ``mem read -o`` and
+    ``mem dump -o D/pages-3.img`` succeeded and overwrote the checkpoint: now one line,
+    exit 2, and nothing under the area changes."""
+    area = tmp_path / "area"
+    ck = area / "ck"
+    shutil.copytree(fixture_root / "service-a", ck, symlinks=True)
+    shutil.copytree(fixture_root / "service-a", area / "older", symlinks=True)
+    (ck / "parent").symlink_to("../older")
+    (ck / "link-to-pstree").symlink_to("pstree.img")
+    (area / "pstree.json").write_text(invoke(["decode", "-i", str(ck / "pstree.img")]).out
+                                      .decode())
+    archive = area / "ck.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(fixture_root / "service-a", arcname="checkpoint")
+    before = damage.tree_state(area)
+    for args in _refusals(ck, archive):
+        outcome = invoke([str(arg) for arg in args])
+        assert outcome.code == 2, outcome.describe()
+        assert outcome.err.count("\n") == 1 and outcome.err.startswith("crit-plus: "), \
+            outcome.describe()
+        assert "never" in outcome.err and "write it elsewhere" in outcome.err
+        assert damage.tree_state(area) == before, f"{args} changed the area"
+    out = tmp_path / "elsewhere.json"  # the same commands write where they may
+    assert invoke(["decode", "-i", str(ck / "pstree.img"), "-o", str(out)]).code == 0

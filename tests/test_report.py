@@ -299,6 +299,34 @@ def test_snapshot_report(fake_root, tmp_path):
     assert CONSOLE_ERROR in data["INDEX.md"].decode()
 
 
+def test_snapshot_report_says_whose_runs_the_logs_are(fake_root, tmp_path):
+    """The failed restore in liblxc's log is the instance's later stateful stop's, not
+    snapshot `after`'s: the index says so, beside the error lines it still shows."""
+    _report, data, _names, _runner = _build(tmp_path, spec="lxd:web/after")
+    logs = {log["name"]: log for log in json.loads(data["checkpoint/source.json"])["logs"]}
+    assert logs["dump.log"]["role"] == "dump" and logs["dump.log"]["run"]["outcome"] == \
+        "succeeded"
+    assert logs["snapshot_dump_2026-11-25T17:40:46Z.log"]["role"] == "other"
+    assert logs["lxc.log"]["role"] == "manager" and not logs["lxc.log"]["failed_restore"]
+    index = data["INDEX.md"].decode()
+    assert "### Logs and their CRIU runs" in index
+    assert "(liblxc; the manager's log: its restores are not this checkpoint's)" in index
+
+
+def test_plain_criu_directory_with_a_restore_log(fixture_root, tmp_path, monkeypatch):
+    """service-c's restore.log holds the same bytes as its dump.log (CRIU's default log
+    level writes no run id): it is shown as the restore it is, not as a copy."""
+    monkeypatch.setenv("CRIT_PLUS_ROOT", str(tmp_path))
+    report, data, _names, _runner = _build(tmp_path, spec=str(fixture_root / "service-c"))
+    assert data["checkpoint/restore.log"] == data["checkpoint/dump.log"]
+    kinds = {e.member: (e.kind, e.same_as) for e in report.excerpts}
+    assert kinds["checkpoint/restore.log"] == ("restore", None)
+    assert kinds["checkpoint/dump.log"] == ("dump", None)
+    logs = {log["name"]: log for log in json.loads(data["checkpoint/source.json"])["logs"]}
+    assert logs["restore.log"]["role"] == "restore" and logs["dump.log"]["role"] == "dump"
+    assert "(CRIU restore; a restore of this checkpoint)" in data["INDEX.md"].decode()
+
+
 def test_plain_criu_directory(service_a, tmp_path, monkeypatch):
     monkeypatch.setenv("CRIT_PLUS_ROOT", str(tmp_path))
     _report, data, _names, runner = _build(tmp_path, spec=str(service_a))

@@ -101,15 +101,18 @@ def test_web_logs_hold_the_console_restore_error(web_root):
     assert any("Error (criu/util.c" in line for name, line in source.log_errors
                if name == "dump.log")
     # LXD names its copy of CRIU's log by the second: the stop, in the same second as
-    # the "after" snapshot, overwrote that snapshot's copy.
-    assert names["snapshot_dump_2026-11-25T17:40:46Z.log"].this_checkpoint
-    assert not names["snapshot_dump_2026-11-25T17:40:42Z.log"].this_checkpoint
+    # the "after" snapshot, overwrote that snapshot's copy. The run id says whose it is.
+    roles = {item.log.name: item for item in source.runs()}
+    assert roles["dump.log"].role == "dump"
+    assert roles["dump.log"].copies == ("snapshot_dump_2026-11-25T17:40:46Z.log",)
+    assert "snapshot_dump_2026-11-25T17:40:46Z.log" not in roles
+    assert roles["snapshot_dump_2026-11-25T17:40:42Z.log"].role == "other"
 
 
 def test_snapshot_log_copy_is_recognised(web_root):
     before = resolve("lxd:web/before", lxd_dir=web_root / "var/lib/lxd")
-    mine = [log.name for log in before.logs if log.this_checkpoint]
-    assert mine == ["dump.log", "snapshot_dump_2026-11-25T17:40:42Z.log"]
+    mine = [(item.log.name, item.copies) for item in before.runs() if item.role == "dump"]
+    assert mine == [("dump.log", ("snapshot_dump_2026-11-25T17:40:42Z.log",))]
 
 
 def test_deb_snapshots(deb_root):
@@ -120,7 +123,9 @@ def test_deb_snapshots(deb_root):
     assert s1.taken_at == datetime(2026, 11, 25, 17, 42, 19, 836079, tzinfo=timezone.utc)
     logs = {log.name: log for log in s1.logs}
     dump = logs["snapshot_dump_2026-11-25T17:42:19Z.log"]
-    assert dump.this_checkpoint and dump.header.criu_version == "4.2.1"
+    assert dump.run.run_id == s1.criu_run_id and dump.header.criu_version == "4.2.1"
+    assert {item.log.name: item.copies for item in s1.runs() if item.role == "dump"} == \
+        {"dump.log": ("snapshot_dump_2026-11-25T17:42:19Z.log",)}
     assert dump.header.kernel == "6.18.44-fc-v669" and dump.header.machine == "x86_64"
     assert logs["snapshot_dump_2026-11-25T17:42:27Z.log"].header.criu_version == "4.2.1"
     s2 = resolve("lxd:deb/s2", lxd_dir=lxd_dir)

@@ -103,13 +103,57 @@ def test_lxd_snapshot_knows_instance_snapshot_stateful_and_logs(fixture_root):
     assert lxc.kind == "lxc" and lxc.error_count >= 1
     assert any("lxc.console.path configured on source host but not target" in line
                for line in lxc.errors)
-    codes = {(note.code, note.where) for note in result.notes}
-    assert ("log-errors", "lxc.log") in codes
+    # liblxc's failed restore is of the instance's state/ (its later stateful stop), not
+    # of this snapshot: LXD restores a snapshot from a copy, which no run id here names.
+    assert lxc.role == "manager" and not lxc.failed_restore
+    assert "instance's state/" in lxc.reason
+    assert not [note for note in result.notes if note.where == "lxc.log"]
     text = run_cli("summarize", before).stdout
     assert "LXD stateful snapshot web/before" in text and "stateful (" in text
     assert "lxc.console.path configured on source host but not target" in text
     assert f"): {own.error_count} error line\n" in text and own.error_count == 1  # not "line(s)"
     assert f"{lxc.error_count} error lines" in text
+
+
+def test_a_restore_log_is_a_restore(fixture_root):
+    """service-c was restored after its dump: restore.log holds the same bytes as
+    dump.log (both only CRIU's rlimit error, at the default log level) and is still
+    the log of that restore, not a copy of the dump's."""
+    result = summarize(fixture_root / "service-c")
+    logs = {log.name: log for log in result.logs}
+    dump, restore = logs["dump.log"], logs["restore.log"]
+    assert (dump.role, dump.operation, dump.copies) == ("dump", "dump", ())
+    assert (restore.role, restore.operation) == ("restore", "restore")
+    assert restore.outcome == "no failure logged" and not restore.failed_restore
+    assert restore.ended >= dump.ended
+    text = run_cli("summarize", fixture_root / "service-c").stdout
+    assert "restore.log (a restore of this checkpoint, no failure logged" in text
+    assert "copied as restore.log" not in text
+    data = json.loads(run_cli("summarize", fixture_root / "service-c", "-f", "json").stdout)
+    restore_json, = [log for log in data["logs"] if log["name"] == "restore.log"]
+    assert restore_json["role"] == "restore" and restore_json["operation"] == "restore"
+
+
+def test_a_later_stateful_stop_is_not_a_snapshots(fixture_root):
+    """lxd-web: the instance's stateful stop (CRIU run 806c06c5...) came after snapshot
+    `after` (run aaa3bbc9...), and its restore failed on the console. That failure is
+    the instance's state/'s, never the snapshot's."""
+    after = summarize(fixture_root / "lxd-web" / LXD / "containers-snapshots/web/after")
+    logs = {log.name: log for log in after.logs}
+    assert logs["dump.log"].role == "dump" and logs["dump.log"].outcome == "succeeded"
+    stop = logs["snapshot_dump_2026-11-25T17:40:46Z.log"]
+    assert stop.role == "other" and stop.run_id != after.dump.run_id
+    assert logs["lxc.log"].role == "manager" and not logs["lxc.log"].failed_restore
+    assert not [n for n in after.notes if n.code in ("restore-failed", "log-errors")
+                and n.where != "dump.log"]
+    instance = summarize(fixture_root / "lxd-web" / LXD / "containers/web")
+    lxc = next(log for log in instance.logs if log.name == "lxc.log")
+    assert any("lxc.console.path configured on source host but not target" in line
+               for line in lxc.failed_restore)
+    failed = [n for n in instance.notes if n.code == "restore-failed"]
+    assert failed and failed[0].where == "lxc.log" and failed[0].severity == "warning"
+    own = next(log for log in instance.logs if log.role == "dump")
+    assert own.copies == ("snapshot_dump_2026-11-25T17:40:46Z.log",)
 
 
 def test_lxd_stateful_stop_disagreeing_with_backup_yaml(fixture_root):

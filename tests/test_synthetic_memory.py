@@ -408,8 +408,11 @@ def test_untrusted_process_tree(tmp_path):
                proc(6, ppid=1), proc(1, ppid=0, threads=[1, 8]), proc(7), proc(9, ppid=7,
                                                                            threads=[9, 6])]
     builder.pstree(entries)
-    for pid in (1, 2, 3, 4, 5, 6, 7, 9):
+    for pid in (1, 2, 3, 4, 5, 7):
         builder.zombie(pid)
+    for pid in (6, 9):  # alive: a zombie's pstree thread ids are not threads
+        builder.process(pid)
+    builder.finish()
     checkpoint = crit_plus.open_checkpoint(builder.directory)
     assert checkpoint.pids == (1, 2, 3, 4, 5, 6, 7, 9)
     found = checkpoint.findings
@@ -451,6 +454,22 @@ def test_zombie(tmp_path):
     with pytest.raises(UnavailableError, match="no memory image"):
         checkpoint.read(2, BASE, 1)
     assert checkpoint.read(1, BASE, P) == page_pattern(BASE, 1)
+
+
+def test_a_zombies_unset_thread_ids_are_not_threads(tmp_path):
+    """CRIU leaves a zombie's pstree thread ids unset (dump_one_zombie writes its core
+    alone): whatever they hold is neither a thread nor a duplicate of another's."""
+    builder = CheckpointBuilder(tmp_path / "ck")
+    builder.inventory()
+    builder.pstree([proc(1, threads=[1, 2]), proc(3, ppid=1, threads=[2]),
+                    proc(4, ppid=1, threads=[0])])
+    builder.process(1, threads=[1, 2])
+    builder.zombie(3)
+    builder.zombie(4)
+    builder.finish()
+    checkpoint = crit_plus.open_checkpoint(builder.directory)
+    assert [[t.tid for t in p.threads] for p in checkpoint.processes] == [[1, 2], [3], [4]]
+    assert checkpoint.findings == ()
 
 
 def test_stopped_task(tmp_path):

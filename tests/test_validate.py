@@ -424,6 +424,24 @@ def test_manager_restore_failed_reads_the_logs(checkpoint_dirs):
                                                         source=opened.source).codes()
 
 
+WEB_AFTER = "lxd-web/var/lib/lxd/storage-pools/default/containers-snapshots/web/after/state"
+
+
+@pytest.mark.parametrize("snapshot", [WEB_BEFORE, WEB_AFTER])
+def test_a_later_failed_restore_is_not_a_snapshots(checkpoint_dirs, snapshot):
+    """liblxc's failed restore in lxd-web is of the instance's later stateful stop (its
+    state/, CRIU run 806c06c5...), not of a snapshot dumped before it."""
+    with open_source(checkpoint_dirs[snapshot]) as opened:
+        report = validate(opened.checkpoint, source=opened.source)
+    assert "manager-restore-failed" not in report.codes()
+    console = next(f for f in report.findings if f.code == "lxd-console")
+    assert "shows exactly this failure" not in console.message
+    with open_source(checkpoint_dirs[WEB]) as opened:
+        report = validate(opened.checkpoint, source=opened.source)
+    console = next(f for f in report.findings if f.code == "lxd-console")
+    assert "shows exactly this failure" in console.message
+
+
 # -- the target: a real rootfs and a fake host ----------------------------------------------------
 
 

@@ -11,8 +11,9 @@ Pairing (see docs/commands/diff.md)::
              by command line, then by comm, in pstree order; what is left paired
              by command line anywhere ("command line")
 
-A process's command line is its ``argv`` read back from memory, or its
-``comm`` when that cannot be read (zombies, kernel-provided names).
+A process's command line is the graph's (:attr:`crit_plus.graph.Process.command_line`,
+as ``ps`` shows it), or its ``comm`` when that cannot be read (zombies,
+kernel-provided names).
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ class ProcessesDiff:
 
 
 def command_key(process):
-    """What identifies a process's program: its argv, else ``("comm", comm)``."""
-    argv = process.argv
+    """What identifies a process's program: its command line, else ``("comm", comm)``."""
+    argv = process.command_line
     if argv:
         return tuple(argv)
     return ("comm", process.comm)
@@ -229,7 +230,7 @@ def _pair_by_tree(old, new):
 
 def process_info(process):
     """A :class:`ProcessInfo` of ``process``."""
-    return ProcessInfo(process.pid, process.ppid, process.comm, process.argv,
+    return ProcessInfo(process.pid, process.ppid, process.comm, process.command_line,
                        process.state_label, len(process.threads), len(process.fds),
                        len(process.vmas))
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import struct
 
+from ..files import open_in_tree
+
 #: CRIU maps at most this much of a file to look for the build-id (``BUILD_ID_MAP_SIZE``).
 SCAN_SIZE = 1 << 20
 PT_NOTE = 4
@@ -33,9 +35,10 @@ _LAYOUT = {
 
 
 def build_id(path):
-    """The build-id bytes of the ELF file at ``path``, or None (not ELF, none, unreadable)."""
+    """The build-id bytes of the ELF file at ``path``, or None (not ELF, none, unreadable,
+    not a regular file: a FIFO or device node is never opened, a link never followed)."""
     try:
-        with open(path, "rb") as stream:
+        with open(open_in_tree(path)[0], "rb") as stream:
             data = stream.read(SCAN_SIZE)
     except OSError:
         return None

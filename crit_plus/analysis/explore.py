@@ -29,6 +29,7 @@ from decoders.errors import DecodeError, MissingImageError
 
 from ..files import SockFamily, endpoint_text
 from ..memory import CHUNK_SIZE, Unavailable
+from ..pages import mapping_pages
 
 # -- processes -------------------------------------------------------------------------
 
@@ -373,13 +374,11 @@ def _vma_row(memory, mapping):
     vma = mapping.vma
     counts = {"present": 0, "parent": 0, "lazy": 0, "unlisted": 0}
     counts.update(mapping.pages)
-    shared = None
-    shmid = None
-    if mapping.backing.kind == "shmem":
-        shmid = mapping.backing.shmid
-        shared = memory.shared_pages(mapping)
+    pages = mapping_pages(memory, mapping)
+    shared = pages.shared.listed if pages.shared is not None else None
+    shmid = mapping.backing.shmid if pages.shared is not None else None
     return VmaRow(vma.start, vma.end, int(vma.prot), int(vma.flags), int(vma.status), vma.pgoff,
-                  vma.kind, mapping.name, mapping.file.id if mapping.file is not None else None,
+                  mapping.kind, mapping.name, mapping.file.id if mapping.file is not None else None,
                   shmid, counts, shared, mapping.backing.kind)
 
 
@@ -400,7 +399,8 @@ def vma_table(checkpoint, pid=None):
 
 @dataclass(frozen=True, slots=True)
 class KindPages:
-    """Pages of the VMAs of one kind (heap, stack, file, anon, ...)."""
+    """Pages of the VMAs of one kind (heap, stack, file, anon, ...): a process's
+    :class:`~crit_plus.pages.KindTally` as ``rss`` shows it."""
 
     kind: str
     vmas: int
@@ -417,11 +417,11 @@ class KindPages:
 
 @dataclass(frozen=True, slots=True)
 class ProcessRss:
-    """Resident pages of one process: what its pagemap lists, and shared memory.
+    """Resident pages of one process (:attr:`crit_plus.graph.Process.pages`).
 
     ``present``/``parent``/``lazy`` count every pagemap entry (as crit's
     ``x rss`` lists them); ``shared`` the pages of shared-memory objects
-    dumped inside its shared mappings (counted in every process mapping them).
+    listed inside its shared mappings (counted in every process mapping them).
     """
 
     depth: int
@@ -441,32 +441,19 @@ class ProcessRss:
         return self.present + self.parent + self.lazy
 
 
-def process_rss(process, depth=0, shared=True):
-    """The :class:`ProcessRss` of one process (``shared=False`` skips shared-object pages)."""
-    memory = process.memory
-    if memory is None:
-        return ProcessRss(depth, process.pid, process.comm, process.state_label,
-                          0, 0, 0, 0, 0, ())
-    totals = memory.pages_by_kind()
-    kinds = {}
-    shared_total = 0
-    for mapping in memory.vmas:
-        count = 0
-        if shared and mapping.backing.kind == "shmem":
-            count = memory.shared_pages(mapping)
-            shared_total += count
-        pages = mapping.pages
-        entry = kinds.setdefault(mapping.kind, [0, 0, 0, 0, 0])
-        entry[0] += 1
-        entry[1] += pages.get("present", 0)
-        entry[2] += pages.get("parent", 0)
-        entry[3] += pages.get("lazy", 0)
-        entry[4] += count
-    by_kind = tuple(sorted((KindPages(kind, *values) for kind, values in kinds.items()),
-                           key=lambda k: (-(k.total + k.shared), k.kind)))
-    return ProcessRss(depth, process.pid, process.comm, process.state_label, len(memory.vmas),
-                      totals.get("present", 0), totals.get("parent", 0), totals.get("lazy", 0),
-                      shared_total, by_kind)
+def _kind_pages(tally):
+    private = tally.private
+    return KindPages(tally.kind, tally.vmas, private.present, private.parent, private.lazy,
+                     tally.shared.listed)
+
+
+def process_rss(process, depth=0):
+    """The :class:`ProcessRss` of one process."""
+    pages = process.pages
+    private = pages.private
+    return ProcessRss(depth, process.pid, process.comm, process.state_label, pages.vmas,
+                      private.present, private.parent, private.lazy, pages.shared.listed,
+                      tuple(_kind_pages(tally) for tally in pages.kinds))
 
 
 def rss_table(checkpoint, pid=None):
@@ -662,7 +649,7 @@ class MemoryGrep:
         after = data[end:end + ctx]
         vma = mapping.vma
         return Hit(process.pid, process.comm, address, match, before, after, vma.start, vma.end,
-                   int(vma.prot), int(vma.flags), vma.kind, mapping.name)
+                   int(vma.prot), int(vma.flags), mapping.kind, mapping.name)
 
 
 __all__ = [

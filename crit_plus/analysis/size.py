@@ -11,14 +11,14 @@ request).  The numbers add up exactly:
 - so do the owners: each process (its pages file and its own metadata images),
   each shared-memory object (its pages file and its ``pagemap-shmem``), and
   the checkpoint-wide rest;
-- pages are counted from the pagemaps by state (``present`` in this
-  checkpoint's ``pages-*.img``, ``parent`` in the ``parent/`` chain, ``lazy``
-  served by a lazy-pages daemon, ``none`` for entries with no data flag): the
-  present pages of the process and shared-memory pagemaps together are
-  4096 × the pages files' expected sizes, and the VMA kinds partition the
+- pages are the graph's counts (:mod:`crit_plus.pages`, by state: ``present``
+  in this checkpoint's ``pages-*.img``, ``parent`` in the ``parent/`` chain,
+  ``lazy`` served by a lazy-pages daemon, ``none`` for entries with no data
+  flag): the present pages of the process and shared-memory pagemaps together
+  are 4096 × the pages files' expected sizes, and the VMA kinds partition the
   same pages (pages of a process's pagemap in no VMA, or listed twice, land in
   ``outside-vmas``; a shared-memory object counts once, under the kind of the
-  first VMA that maps it).
+  first VMA that maps it, or ``unmapped-shmem``).
 
 A process's own metadata is the images named after it or its threads
 (``core-<tid>``, ``mm-<pid>``, ``pagemap-<pid>``, ``ids-<pid>``, ``fs-<pid>``,
@@ -33,10 +33,11 @@ import os
 import re
 from dataclasses import dataclass
 
-from decoders.flags import PAGE_SIZE, MapFlags
+from decoders.flags import PAGE_SIZE
 from decoders.kinds import split_name
 
 from ..findings import ERROR
+from ..pages import PageCounts, mapping_pages
 
 # -- image kinds -------------------------------------------------------------------------
 
@@ -85,51 +86,6 @@ def image_kind(name):
 
 
 # -- records -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PageCounts:
-    """Pages by where a restore finds them (pagemap flags, see :func:`crit_plus.page_state`).
-
-    ``present``: in this checkpoint's pages files; ``parent``: in the
-    ``parent/`` chain (PE_PARENT); ``lazy``: PE_LAZY alone, served by a
-    lazy-pages daemon, not in any image; ``none``: entries with no data flag.
-    """
-
-    present: int = 0
-    parent: int = 0
-    lazy: int = 0
-    none: int = 0
-
-    @property
-    def listed(self):
-        """Every page the pagemap lists."""
-        return self.present + self.parent + self.lazy + self.none
-
-    @property
-    def present_bytes(self):
-        """Bytes of this checkpoint's page data."""
-        return self.present * PAGE_SIZE
-
-    @property
-    def parent_bytes(self):
-        """Bytes of page data the parent chain holds."""
-        return self.parent * PAGE_SIZE
-
-    def __add__(self, other):
-        return PageCounts(self.present + other.present, self.parent + other.parent,
-                          self.lazy + other.lazy, self.none + other.none)
-
-    def __sub__(self, other):
-        return PageCounts(self.present - other.present, self.parent - other.parent,
-                          self.lazy - other.lazy, self.none - other.none)
-
-    @classmethod
-    def of(cls, counts):
-        """From a ``{"present": n, "parent": n, "lazy": n, "none": n}`` dict (missing keys 0)."""
-        return cls(counts.get("present", 0), counts.get("parent", 0), counts.get("lazy", 0),
-                   counts.get("none", 0))
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +185,8 @@ class ProcessSize(OwnerSize):
 class SharedSize(OwnerSize):
     """One shared-memory object (``pagemap-shmem-<shmid>.img``): anonymous shared, SysV or memfd.
 
-    ``kind`` is that of the first VMA mapping it, ``memfd`` for a memfd only held
-    open, else ``unmapped-shmem``; ``name`` the memfd's or the mapping's name;
+    ``kind`` is that of the first VMA mapping it, else ``unmapped-shmem`` (a memfd only
+    held open, for one); ``name`` the memfd's or the first mapping's name;
     ``metadata_disk`` is its ``pagemap-shmem`` image.
     """
 
@@ -340,8 +296,6 @@ class SizeReport:
 DUMP_STAT_FIELDS = ("pages_scanned", "pages_skipped_parent", "pages_written", "pages_lazy",
                     "shpages_scanned", "shpages_skipped_parent", "shpages_written")
 
-_GROWSDOWN = int(MapFlags.GROWSDOWN)
-
 #: Findings that leave page counts incomplete: bad or missing memory images, pages
 #: the parent chain cannot give, pagemap entries that overlap or lie outside every VMA.
 _SIZE_FINDINGS = frozenset(("missing-image", "bad-image", "missing-shmem", "parent-pages",
@@ -396,27 +350,6 @@ def kind_sizes(files):
     return tuple(KindSize(kind, description, *sums[kind]) for kind, description in KINDS)
 
 
-def vma_kind(mapping, mm=None):
-    """The kind of a VMA for sizing: the graph's :attr:`Mapping.kind`, except that an
-    anonymous VMA holding ``mm.start_stack`` or growing down is ``stack`` (CRIU does
-    not set VMA_AREA_STACK on the main stack; ``/proc/PID/maps`` calls the VMA
-    holding start_stack ``[stack]``)."""
-    kind = mapping.kind
-    if kind == "anon":
-        if mm is not None and mapping.start <= mm.start_stack < mapping.end:
-            return "stack"
-        if int(mapping.flags) & _GROWSDOWN:
-            return "stack"
-    return kind
-
-
-def _mapping_name(mapping, kind):
-    name = mapping.name
-    if name is None and kind == "stack":
-        return "[stack]"
-    return name
-
-
 def _process_metadata(process, by_name, claimed):
     """The :class:`FileSize` s of ``process``'s own images not yet ``claimed``."""
     names = [f"{stem}-{process.pid}.img" for stem in sorted(_PID_STEMS)]
@@ -450,16 +383,6 @@ def _table(checkpoint, name):
     return None if isinstance(table, str) else table
 
 
-def _shared_tables(checkpoint):
-    """``{shmid: PageTable}`` of every decodable ``pagemap-shmem-<shmid>.img``."""
-    tables = {}
-    for shmid in checkpoint.shmem_ids:
-        table = _table(checkpoint, f"pagemap-shmem-{shmid}.img")
-        if table is not None:
-            tables[shmid] = table
-    return tables
-
-
 def _pages_files(checkpoint, by_name):
     """Every pages file as a :class:`PagesFileSize`, and notes on sizes that do not add up."""
     result, notes = [], []
@@ -485,79 +408,41 @@ def _pages_files(checkpoint, by_name):
     return tuple(result), notes
 
 
-class _Tally:
-    """Sums by VMA kind while the processes are walked, and the shared objects' users."""
+def _vma_kinds(checkpoint):
+    """The checkpoint's :class:`VmaKindSize` s (:attr:`~crit_plus.graph.Checkpoint.pages`),
+    most present pages first."""
+    kinds = [VmaKindSize(k.kind, k.vmas, k.mapped, k.pages, k.unlisted)
+             for k in checkpoint.pages.kinds]
+    kinds.sort(key=lambda k: (-k.pages.present, -k.pages.listed, -k.mapped, k.kind))
+    return tuple(kinds)
 
-    def __init__(self, checkpoint, top):
-        self.top = top
-        self.shared_tables = _shared_tables(checkpoint)
-        self.shared_users = {}   # shmid -> [pids]
-        self.shared_kind = {}    # shmid -> kind of the first VMA mapping it
-        self.memfds = _memfd_names(checkpoint)
-        self.shared_name = dict(self.memfds)  # shmid -> name
-        self.kinds = {}          # kind -> [vmas, mapped, PageCounts, unlisted]
-        self.vmas = []
 
-    def add(self, kind, vmas=0, mapped=0, pages=PageCounts(), unlisted=0):
-        """Add to the sums of VMA ``kind``."""
-        entry = self.kinds.setdefault(kind, [0, 0, PageCounts(), 0])
-        entry[0] += vmas
-        entry[1] += mapped
-        entry[2] += pages
-        entry[3] += unlisted
+def _top_vmas(checkpoint, top):
+    """The ``top`` biggest VMAs: most present pages, then parent + lazy, then mapped
+    (a shared mapping counts its object's pages in its window)."""
+    vmas = []
+    for process in checkpoint.processes:
+        memory = process.memory
+        for mapping in memory.vmas if memory is not None else ():
+            counts = mapping_pages(memory, mapping)
+            shared = counts.shared is not None
+            vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
+                                mapping.kind, mapping.name,
+                                counts.shared if shared else counts.private, counts.unlisted,
+                                mapping.backing.shmid if shared else None))
+    vmas.sort(key=lambda v: (-v.pages.present, -(v.pages.parent + v.pages.lazy),
+                             -v.mapped, v.pid, v.start))
+    return tuple(vmas[:top])
 
-    def process(self, process, counts):
-        """Add the VMAs of ``process`` (whose pagemap lists ``counts``)."""
-        in_vmas = PageCounts()
-        mm = process.mm
-        for mapping in process.memory.vmas:
-            kind = vma_kind(mapping, mm)
-            own = PageCounts.of(mapping.pages)
-            in_vmas += own
-            shmid = mapping.backing.shmid if mapping.backing.kind == "shmem" else None
-            window, unlisted = own, mapping.pages.get("unlisted", 0)
-            if shmid is not None:  # its pages are the object's, counted once with it
-                window, unlisted = self._shared_window(process, mapping, kind, shmid)
-            self.add(kind, 1, mapping.size, own, unlisted)
-            if self.top:
-                self.vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
-                                         kind, _mapping_name(mapping, kind), window, unlisted,
-                                         shmid))
-        outside = counts - in_vmas
-        if outside.listed:
-            self.add("outside-vmas", pages=outside)
 
-    def _shared_window(self, process, mapping, kind, shmid):
-        users = self.shared_users.setdefault(shmid, [])
-        if process.pid not in users:
-            users.append(process.pid)
-        self.shared_kind.setdefault(shmid, kind)
-        self.shared_name.setdefault(shmid, _mapping_name(mapping, kind))
-        table = self.shared_tables.get(shmid)
-        if table is None:
-            return PageCounts(), mapping.size // PAGE_SIZE
-        window = table.count_pages(mapping.pgoff, mapping.pgoff + mapping.size)
-        return PageCounts.of(window), window.get("unlisted", 0)
-
-    def shared_kind_of(self, shmid):
-        """The kind a shared object is counted under."""
-        kind = self.shared_kind.get(shmid)
-        if kind is None:
-            kind = "memfd" if shmid in self.memfds else "unmapped-shmem"
-        return kind
-
-    def vma_kinds(self):
-        """The :class:`VmaKindSize` s, most present pages first."""
-        order = sorted(self.kinds.items(), key=lambda item: (-item[1][2].present,
-                                                             -item[1][2].listed,
-                                                             -item[1][1], item[0]))
-        return tuple(VmaKindSize(kind, v[0], v[1], v[2], v[3]) for kind, v in order)
-
-    def top_vmas(self):
-        """The ``top`` biggest VMAs: most present pages, then parent + lazy, then mapped."""
-        self.vmas.sort(key=lambda v: (-v.pages.present, -(v.pages.parent + v.pages.lazy),
-                                      -v.mapped, v.pid, v.start))
-        return tuple(self.vmas[:self.top])
+def _shared_names(checkpoint):
+    """``{shmid: name}``: a memfd's name, else the name of the first mapping of it."""
+    names = _memfd_names(checkpoint)
+    for process in checkpoint.processes:
+        for mapping in process.vmas:
+            if mapping.backing.kind == "shmem":
+                names.setdefault(mapping.backing.shmid, mapping.name)
+    return names
 
 
 def _disk(file):
@@ -582,18 +467,12 @@ def measure(checkpoint, *, top=0):
         claimed.add(name)
         return by_name[name]
 
-    tally = _Tally(checkpoint, top)
     processes = []
-    total = PageCounts()
     for process in checkpoint.processes:
-        counts, pages_file = PageCounts(), None
+        counts, pages_file = process.pages.private, None
         table = _table(checkpoint, f"pagemap-{process.pid}.img")
         if table is not None:
-            counts = PageCounts.of(table.pages_by_state())
             pages_file = pages_by_id.get(table.pages_id)
-        if process.memory is not None:
-            tally.process(process, counts)
-        total += counts
         pages_name = pages_file.name if pages_file else None
         meta = _process_metadata(process, by_name, claimed)
         processes.append(ProcessSize(
@@ -602,18 +481,15 @@ def measure(checkpoint, *, top=0):
             threads=len(process.threads), metadata_files=tuple(f.name for f in meta)))
 
     shared = []
-    for shmid in checkpoint.shmem_ids:
-        table = tally.shared_tables.get(shmid)
-        counts = PageCounts.of(table.pages_by_state()) if table is not None else PageCounts()
-        pages_file = pages_by_id.get(table.pages_id) if table is not None else None
+    names = _shared_names(checkpoint)
+    for item in checkpoint.pages.objects:
+        pages_file = pages_by_id.get(item.pages_id) if item.pages_id is not None else None
         pages_name = pages_file.name if pages_file else None
-        kind = tally.shared_kind_of(shmid)
-        total += counts
-        tally.add(kind, pages=counts)
         shared.append(SharedSize(
-            pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
-            metadata_disk=_disk(claim(f"pagemap-shmem-{shmid}.img")), shmid=shmid, kind=kind,
-            name=tally.shared_name.get(shmid), mapped_by=tuple(tally.shared_users.get(shmid, ()))))
+            pages=item.pages or PageCounts(), pages_file=pages_name,
+            pages_disk=_disk(claim(pages_name)),
+            metadata_disk=_disk(claim(f"pagemap-shmem-{item.shmid}.img")), shmid=item.shmid,
+            kind=item.kind, name=names.get(item.shmid), mapped_by=item.mapped_by))
 
     stats = checkpoint.stats
     dump_stats = {}
@@ -625,13 +501,13 @@ def measure(checkpoint, *, top=0):
         files=files,
         disk=DiskUsage.of(files),
         kinds=kind_sizes(files),
-        pages=total,
+        pages=checkpoint.pages.total,
         pages_files=pages_files,
         processes=tuple(processes),
         shared=tuple(shared),
         common=DiskUsage.of(f for f in files if f.name not in claimed),
-        vma_kinds=tally.vma_kinds(),
-        top_vmas=tally.top_vmas() if top else (),
+        vma_kinds=_vma_kinds(checkpoint),
+        top_vmas=_top_vmas(checkpoint, top) if top else (),
         parent_chain=parent_chain(checkpoint),
         dump_stats=dump_stats,
         notes=tuple(notes + _finding_notes(checkpoint)),
@@ -648,12 +524,8 @@ def parent_chain(checkpoint):
     current = checkpoint.parent
     while current is not None:
         depth += 1
-        tables = [_table(current, f"pagemap-{p.pid}.img") for p in current.processes]
-        tables += _shared_tables(current).values()
-        counts = sum((PageCounts.of(t.pages_by_state()) for t in tables if t is not None),
-                     PageCounts())
         links.append(ChainLink(depth, current.directory, DiskUsage.of(directory_files(current)),
-                               counts))
+                               current.pages.total))
         current = current.parent
     return tuple(links)
 

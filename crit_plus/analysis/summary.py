@@ -97,7 +97,8 @@ class ProcessSummary:
     """One process: identity, state and what it holds.
 
     ``present``/``parent``/``lazy`` count its pagemap pages; ``shared`` the
-    pages of shared-memory objects it maps; ``argv`` is None unless asked for.
+    pages of shared-memory objects listed inside its mappings (the rule:
+    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.
     """
 
     depth: int
@@ -168,25 +169,39 @@ class MappingHolder:
 
 @dataclass(frozen=True, slots=True)
 class LogSummary:
-    """A log kept beside the checkpoint: what it is and the errors it records.
+    """A log kept beside the checkpoint or by its manager, and whose run it is.
 
-    ``kind`` is ``criu`` or ``lxc``; ``this_checkpoint`` is True for the CRIU
-    log of the dump that wrote these images (the images directory's
-    ``dump.log``, or a manager's log of the same CRIU run); ``copies`` names
-    the other files holding the same bytes (LXD's ``snapshot_dump_*.log``);
-    ``errors`` are the first :data:`LOG_ERRORS` error lines, ``error_count``
-    counts all.
+    ``kind`` is ``criu`` or ``lxc``; ``role`` what the log is to this checkpoint
+    (:data:`crit_plus.sources.runs.ROLES`: ``dump``, the run that wrote these
+    images; ``restore``, a restore of them; ``other``; ``unknown``; ``manager``,
+    liblxc's log) and ``reason`` why; ``copies`` names the other files of the
+    same run (LXD's ``snapshot_dump_*.log``).  ``operation``, ``outcome``,
+    ``dump_run_id`` (the dump a restore read) and ``ended`` are what a CRIU log
+    says of its run (:class:`crit_plus.sources.runs.LogRun`); ``errors`` are the
+    first :data:`LOG_ERRORS` error lines, ``error_count`` counts all;
+    ``failed_restore`` the lines saying a restore of this checkpoint failed.
     """
 
     name: str
     path: str
     kind: str
-    this_checkpoint: bool
+    role: str
+    reason: str
     copies: tuple
     criu_version: str | None
     run_id: str | None
+    operation: str | None
+    outcome: str | None
+    dump_run_id: str | None
+    ended: object
     error_count: int
     errors: tuple
+    failed_restore: tuple
+
+    @property
+    def this_checkpoint(self):
+        """True for the log of the CRIU run that wrote these images."""
+        return self.role == "dump"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +246,7 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
-            vmas, states.get("present", 0), states.get("parent", 0), states.get("lazy", 0),
-            shared, len(process.fds)))
+            vmas, states.present, states.parent, states.lazy, shared, len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
     biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
@@ -247,22 +261,18 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
 
 
 def _memory_facts(process, listed):
-    """``(VMAs, pages by state, shared-memory pages)`` of ``process``, in one pass over
-    its mappings; appends ``(-pages, pid, start, process, mapping)`` to ``listed`` for
-    each mapping with pages listed (records are made for the biggest only)."""
-    memory = process.memory
-    if memory is None:
-        return 0, {}, 0
+    """``(VMAs, private pages by state, shared-memory pages)`` of ``process``
+    (:attr:`~crit_plus.graph.Process.pages`); appends ``(-pages, pid, start, process,
+    mapping)`` to ``listed`` for each mapping with private pages listed (records are
+    made for the biggest only)."""
     pid = process.pid
-    shared = 0
-    for mapping in memory.vmas:
-        if mapping.backing.kind == "shmem":
-            shared += memory.shared_pages(mapping)
+    for mapping in process.vmas:
         pages = mapping.pages
         count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
         if count:
             listed.append((-count, pid, mapping.start, process, mapping))
-    return len(memory.vmas), memory.pages_by_kind(), shared
+    pages = process.pages
+    return pages.vmas, pages.private, pages.shared.listed
 
 
 def _holder(process, mapping, pages):
@@ -271,26 +281,21 @@ def _holder(process, mapping, pages):
 
 
 def _logs(source, run_id):
-    """The source's logs, each once (copies of ``dump.log`` folded into it), the
-    checkpoint's own first; a CRIU log is this checkpoint's when it is a copy
-    of ``dump.log`` or records the run id the inventory records."""
-    logs = source.logs
-    copies = {}
-    own = next((log for log in logs if log.path == source.dump_log), None)
-    if own is not None:
-        copies[own.path] = tuple(log.name for log in logs
-                                 if log.this_checkpoint and log is not own)
+    """The source's logs as the one attribution (:meth:`Source.runs
+    <crit_plus.sources.Source.runs>`) says: copies folded, this checkpoint's
+    dump first, then its restores."""
     found = []
-    for log in logs:
-        if log is not own and own is not None and log.this_checkpoint:
-            continue  # shown as a copy of dump.log
-        mine = log is own or log.this_checkpoint or bool(
-            log.kind == "criu" and run_id and log.header.run_id == run_id)
-        found.append(LogSummary(log.name, source.label_of(log.path), log.kind, mine,
-                                copies.get(log.path, ()), log.header.criu_version,
-                                log.header.run_id, log.error_count,
-                                tuple(log.errors[:LOG_ERRORS])))
-    found.sort(key=lambda log: (not log.this_checkpoint, log.kind != "criu", log.name))
+    for item in source.runs(run_id):
+        log, run = item.log, item.run
+        found.append(LogSummary(
+            log.name, source.label_of(log.path), log.kind, item.role, item.reason,
+            item.copies, log.header.criu_version, log.header.run_id,
+            run.operation if run else None, run.outcome if run else None,
+            run.dump_run_id if run else None, run.ended if run else None,
+            log.error_count, tuple(log.errors[:LOG_ERRORS]),
+            item.failed_restore_lines[:LOG_ERRORS]))
+    order = {"dump": 0, "restore": 1}
+    found.sort(key=lambda log: (order.get(log.role, 2), log.kind != "criu", log.name))
     return tuple(found)
 
 
@@ -360,8 +365,7 @@ def _totals(checkpoint, processes):
                     state = netlink_state(state)
                 key = (_name(family), _name(state) if state is not None else None)
                 sockets[key] = sockets.get(key, 0) + 1
-    shared = sum(pf.present_pages for pf in checkpoint.pages_files
-                 if any(name.startswith("pagemap-shmem-") for name in pf.pagemaps))
+    shared = checkpoint.pages.shared.listed  # each object's pages once
     return Totals(
         len(processes), sum(p.threads for p in processes),
         sum(1 for p in processes if p.state == "zombie"), sum(p.vmas for p in processes),
@@ -416,18 +420,22 @@ def _file_notes(checkpoint):
                "--tcp-established", "files.img")
 
 
-def _log_notes(logs, dump):
-    """Error lines of this checkpoint's CRIU log and of the manager's (LXC) logs;
-    a log whose CRIU run is not the one that wrote the images."""
+def _log_notes(logs, dump, own):
+    """Error lines of this checkpoint's dump log; restores of this checkpoint that
+    failed (a CRIU restore log, liblxc's lines about it); the images directory's
+    dump log (``own``) of another run than the images'."""
     for log in logs:
-        if log.error_count and (log.this_checkpoint or log.kind == "lxc"):
-            whose = "the dump's CRIU log" if log.this_checkpoint else "the instance's LXC log"
+        if log.this_checkpoint and log.error_count:
             first = log.errors[0].strip() if log.errors else ""
-            yield (WARNING if log.kind == "lxc" else INFO, "log-errors",
-                   f"{whose} records {count_text(log.error_count, 'error line')}, "
-                   f"the first: {first}",
-                   log.name)
-        if log.this_checkpoint and log.run_id and dump.run_id and log.run_id != dump.run_id:
+            yield (INFO, "log-errors",
+                   f"the dump's CRIU log records {count_text(log.error_count, 'error line')}, "
+                   f"the first: {first}", log.name)
+        if log.failed_restore:
+            whose = "liblxc's log" if log.kind == "lxc" else "its CRIU log"
+            yield (WARNING, "restore-failed",
+                   f"a restore of this checkpoint failed ({whose}): "
+                   f"{log.failed_restore[0].strip()}", log.name)
+        if log.path == own and log.run_id and dump.run_id and log.run_id != dump.run_id:
             yield (WARNING, "run-id-mismatch",
                    f"{log.name} is the log of CRIU run {log.run_id}, the images were written "
                    f"by run {dump.run_id}", log.name)
@@ -461,7 +469,8 @@ def _notes(source, checkpoint, processes, logs, dump):
     if stats.get("pages_lazy"):
         note(INFO, "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
              "stats-dump")
-    for item in _log_notes(logs, dump):
+    own = source.label_of(source.dump_log) if source.dump_log is not None else None
+    for item in _log_notes(logs, dump, own):
         note(*item)
     for finding in source.findings:
         notes.append(Note(finding.severity, finding.code, finding.message, finding.where,

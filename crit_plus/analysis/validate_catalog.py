@@ -240,7 +240,7 @@ CHECKS = {check.code: check for check in (
           "A restore with --cpu-cap checks the CPU against cpuinfo.img: restore on a like "
           "CPU; without --cpu-cap only the FPU and instruction sets are compared."),
     Check("manager-restore-failed", REQUIREMENTS, "warning",
-          "the manager's log shows a restore of this instance failing (the line is quoted)",
+          "a log shows a restore of this checkpoint failing (the line is quoted)",
           None,
           "Read the log ({log}); the other findings say which causes validate predicts."),
     # -- target --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from decoders.errors import MissingImageError
 
+from ..files import open_in_tree
 from ..sources.logs import read_header
 
 
@@ -169,8 +170,8 @@ class RestoreFacts:
         """The console's tty id liblxc wrote to ``tty.info`` (``tty[8800:4b]``), or None."""
         path = os.path.join(self.directory, "tty.info")
         try:
-            with open(path, encoding="ascii", errors="replace") as stream:
-                text = stream.readline(64).strip()
+            with open(open_in_tree(path)[0], encoding="ascii", errors="replace") as stream:
+                text = stream.readline(64).strip()  # a FIFO or a device is never opened
         except OSError:
             return None
         return text or None

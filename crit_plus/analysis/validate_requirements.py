@@ -12,7 +12,8 @@ images (each also listed as a :class:`~.validate.Requirement`):
   and liblxc's console (``tty.info``), which LXD and Incus cannot give back;
 - ``--root`` for a mount namespace, ``--ext-mount-map`` for external mounts;
 - ``--file-locks`` for ``filelocks.img``; ``--cpu-cap`` semantics for ``cpuinfo.img``;
-- and what the manager's logs say about earlier restores of the instance.
+- and what the logs say about earlier restores of this checkpoint (the one
+  attribution of :mod:`crit_plus.sources.runs`).
 
 Which of them liblxc passes itself (LXD, Incus, lxc-checkpoint) is recorded
 as ``provided_by``.
@@ -203,20 +204,17 @@ def _mounts(facts, out, by_manager):
 
 
 def _restore_failures(facts):
-    """``(log, line)`` of lines in the manager's logs where a restore failed."""
+    """``(log, line)`` of lines in the logs where a restore of this checkpoint failed,
+    as the one attribution says (:meth:`crit_plus.sources.Source.runs`): a CRIU
+    restore log of this checkpoint that failed, liblxc's lines about its restore;
+    never a restore of another checkpoint (the instance's later stateful stop)."""
     source = facts.source
     if source is None:
         return []
+    inventory = facts.checkpoint.inventory
     found = []
-    for log in source.logs:
-        if log.kind == "criu":
-            failed = "restore" in log.name and any("Restoring FAILED" in line
-                                                   for line in log.errors)
-            lines = list(log.errors) if failed else []
-        else:
-            lines = [line for line in log.errors
-                     if "criu" in line and ("restore" in line or "exec_criu" in line)]
-        found.extend((log, line) for line in lines[:LOG_LINES])
+    for item in source.runs(inventory.run_id if inventory is not None else None):
+        found.extend((item.log, line) for line in item.failed_restore_lines[:LOG_LINES])
     return found
 
 

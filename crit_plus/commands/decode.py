@@ -60,7 +60,7 @@ def report_unknown_fields(converter, schema):
 def _decode(in_path, out_path, pretty, nopl):
     with load_image(in_path) as image:
         converter = Converter(image.schema)
-        with output_stream(out_path) as out:
+        with output_stream(out_path, inputs=[in_path]) as out:
             write_image_json(image, out, pretty=pretty, nopl=nopl, converter=converter)
             out.write("\n")
             out.flush()

@@ -9,7 +9,7 @@ import click
 
 from decoders.encode import EncodeError, encode_image
 
-from ..output import output_stream
+from ..output import output_stream, refuse_inputs
 
 
 @click.command()
@@ -27,6 +27,7 @@ def encode(in_path, out_path):
       crit-plus encode -i core.json -o /tmp/core-1.img
     """
     source = in_path or "<stdin>"
+    refuse_inputs(out_path, [in_path])  # before reading: -o never replaces the input
     try:
         if in_path in (None, "-"):
             document = json.load(sys.stdin)

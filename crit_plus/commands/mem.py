@@ -8,6 +8,7 @@ checkpoint cannot give are said so, never invented.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import click
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..memory import CHUNK_SIZE, Unavailable
+from ..opening import input_paths
 from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
@@ -30,6 +32,9 @@ from .selection import ADDRESS, SIZE, check_pid
 DEFAULT_LENGTH = 256
 #: A search over fewer bytes than this shows no progress bar.
 PROGRESS_MIN = 64 << 20
+#: Most bytes ``mem dump`` writes to an output that cannot seek (a pipe, a device), where
+#: zero pages and holes must be written as zeros; a regular file gets them as holes.
+UNSEEKABLE_LIMIT = 16 << 30
 
 
 @click.group("mem")
@@ -80,7 +85,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
         memory = explore.memory_of(checkpoint, check_pid(checkpoint, pid))
         if output is not None:
             data = memory.read(address, length)  # UnavailableError: one line, exit 1
-            with whole_file(output) as handle:
+            with whole_file(output, inputs=input_paths(opened.source)) as handle:
                 handle.write(data)
             click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to {output}",
                        err=True)
@@ -218,7 +223,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
         checkpoint = opened.checkpoint
         mapping = explore.vma_at(checkpoint, check_pid(checkpoint, pid), address)
         memory = explore.memory_of(checkpoint, pid)
-        holes = _write_mapping(memory, mapping, output)
+        holes = _write_mapping(memory, mapping, output, input_paths(opened.source))
     report = {"pid": pid, "vma": {"start": mapping.start, "end": mapping.end,
                                   "perms": maps_perms(mapping.prot, mapping.flags),
                                   "kind": mapping.kind, "name": mapping.name},
@@ -235,25 +240,60 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
                    f"{safe_text(hole.reason)}", err=True)
 
 
-def _write_mapping(memory, mapping, output):
-    """Stream ``mapping`` into ``output``; return the :class:`Unavailable` stretches."""
+def _write_mapping(memory, mapping, output, inputs=()):
+    """Stream ``mapping`` into ``output``; return the :class:`Unavailable` stretches.
+
+    Zero pages and unavailable stretches are holes of a regular file (seeked over,
+    never written: a hostile 64 TiB mapping costs no disk); to an output that
+    cannot seek they are written as zeros, up to :data:`UNSEEKABLE_LIMIT` bytes in
+    all.  A write the file system refuses (past its largest file) is one error
+    naming the output and the offset.
+    """
     holes = []
-    with whole_file(output) as handle:
-        # a regular file gets its holes as sparse stretches; a device or pipe
-        # (/dev/null, /dev/stdout) cannot seek or be truncated: zeros are written
+    with whole_file(output, inputs=inputs) as handle:
         sparse = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
-        for _address, data in memory.stream(mapping.start, mapping.size):
-            if not isinstance(data, Unavailable):
-                handle.write(data)
-                continue
-            holes.append(data)
+        if not sparse and mapping.size > UNSEEKABLE_LIMIT:
+            raise OSError(errno.EFBIG, f"the mapping has {mapping.size} bytes, more than the "
+                          f"{human_bytes(UNSEEKABLE_LIMIT)} written to an output that cannot "
+                          "seek (a pipe, a device): give a regular file", output)
+        position = 0
+        try:
+            for extent in memory.extents(mapping.start, mapping.size):
+                position = extent.vaddr - mapping.start
+                if extent.source in ("pages", "file"):
+                    _copy(memory, extent, handle, holes, sparse, mapping.start)
+                    continue
+                if extent.source == "unavailable":
+                    holes.append(Unavailable(extent.vaddr, extent.length, extent.reason))
+                _skip(handle, extent.length, sparse, position)
+            position = mapping.size
             if sparse:
-                handle.seek(data.vaddr + data.length - mapping.start)
-            else:
-                _write_zeros(handle, data.length)
-        if sparse:
-            handle.truncate(mapping.size)
+                handle.truncate(mapping.size)
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, f"{error.strerror or error} (writing at offset "
+                          f"{position:#x} of the {mapping.size} bytes of the mapping)",
+                          output) from None
     return holes
+
+
+def _copy(memory, extent, handle, holes, sparse, start):
+    """Write the bytes of a ``pages`` or ``file`` extent; a stretch its file lacks is a hole."""
+    for address, data in memory.stream(extent.vaddr, extent.length):
+        if isinstance(data, Unavailable):
+            holes.append(data)
+            _skip(handle, data.length, sparse, address - start)
+        else:
+            handle.write(data)
+
+
+def _skip(handle, length, sparse, position):
+    """Leave ``length`` zero bytes at ``position``: a hole where the output can seek."""
+    if sparse:
+        handle.seek(position + length)
+    else:
+        _write_zeros(handle, length)
 
 
 def _write_zeros(handle, length, piece=CHUNK_SIZE):

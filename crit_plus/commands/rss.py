@@ -43,8 +43,9 @@ def rss_command(path, lxd_dir, project, root, pid, fmt):
     """Show resident pages: for each process, the pages its pagemap lists
     (PRESENT in this checkpoint, PARENT in the parent checkpoint, LAZY left to
     a lazy-pages daemon) and SHMEM pages of shared memory it maps, in total
-    and by kind of mapping (anon, heap, stack, file, shared, memfd...).
-    Only metadata images are read.
+    and by kind of mapping (anon, heap, stack, file, file-shared, memfd,
+    shared, sysvipc, vdso, vvar, vsyscall, socket, aio; outside-vmas for
+    pages in no mapping).  Only metadata images are read.
 
     \b
     Examples:

@@ -33,10 +33,11 @@ KIND_TITLES = {
 }
 
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads", "THR"),
-                   ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("size", "SIZE"),
-                   ("fds", "FDS"), ("command", "COMMAND"))
+                   ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("shared", "SHMEM"),
+                   ("size", "SIZE"), ("fds", "FDS"), ("command", "COMMAND"))
 TREE_COLUMNS = (("label", "PROCESS"), ("state", "STATE"), ("threads", "THR"), ("vmas", "VMAS"),
-                ("pages", "PAGES"), ("size", "SIZE"), ("fds", "FDS"), ("command", "COMMAND"))
+                ("pages", "PAGES"), ("shared", "SHMEM"), ("size", "SIZE"), ("fds", "FDS"),
+                ("command", "COMMAND"))
 MAPPING_COLUMNS = (("pid", "PID"), ("comm", "COMM"), ("range", "MAPPING"), ("kind", "KIND"),
                    ("pages", "PAGES"), ("size", "SIZE"), ("name", "NAME"))
 
@@ -103,9 +104,9 @@ def _origin_fields(result):
 def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
-        ("memory", f"{totals.vmas} VMAs; pages {pages_text(totals.present)} present, "
-                   f"{totals.parent} in parent, {totals.lazy} lazy; "
-                   f"{pages_text(totals.shared)} of shared memory"),
+        ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
+                   f"{totals.parent} in parent, {totals.lazy} lazy; shared memory "
+                   f"{pages_text(totals.shared)}, each object once"),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
     ]
@@ -120,13 +121,13 @@ def _totals_fields(totals):
 def _process_rows(result, color):
     rows = []
     for p in result.processes:
-        pages = p.pages + p.shared
         command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
         rows.append({
             "pid": p.pid, "ppid": p.ppid,
             "state": colored(p.state, STATE_COLORS.get(p.state), color),
-            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": pages,
-            "size": human_bytes(pages * PAGE_SIZE), "fds": p.fds, "command": command,
+            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": p.pages,
+            "shared": p.shared, "size": human_bytes((p.pages + p.shared) * PAGE_SIZE),
+            "fds": p.fds, "command": command,
             "depth": p.depth, "label": f"{p.pid} {safe_text(p.comm or '?')}",
         })
     return rows
@@ -138,14 +139,41 @@ def _mapping_rows(result):
              "name": m.name} for m in result.top_mappings]
 
 
+def log_role(log):
+    """What a :class:`~crit_plus.analysis.summary.LogSummary` is to the checkpoint, in words."""
+    operation = log.operation or "run"
+    if log.role == "dump":
+        return f"this checkpoint's {operation}"
+    if log.role == "restore":
+        return "a restore of this checkpoint"
+    if log.role == "manager":
+        return "the instance's liblxc log"
+    if log.role == "other":
+        return ("a restore of another checkpoint" if log.operation == "restore"
+                else f"another CRIU run's {operation}")
+    return f"a CRIU {operation} log of an unknown run"
+
+
+def _log_facts(log):
+    facts = [log_role(log)]
+    if log.run_id:
+        facts.append(f"run {log.run_id[:8]}")
+    if log.outcome:
+        facts.append(log.outcome)
+    if log.ended is not None:
+        facts.append(f"ended {log.ended.strftime('%Y-%m-%d %H:%M:%S')}")
+    if log.criu_version:
+        facts.append(f"CRIU {log.criu_version}")
+    if log.copies:
+        facts.append(f"copied as {', '.join(log.copies)}")
+    return ", ".join(facts)
+
+
 def _write_logs(result, out):
     for log in result.logs:
-        role = "this checkpoint's dump log" if log.this_checkpoint else \
-            ("the instance's" if log.kind == "lxc" else "another CRIU run")
-        copies = f", copied as {', '.join(log.copies)}" if log.copies else ""
-        version = f", CRIU {log.criu_version}" if log.criu_version else ""
-        out.write(f"  {safe_text(log.name)} ({role}{copies}{version}): "
+        out.write(f"  {safe_text(log.name)} ({safe_text(_log_facts(log))}): "
                   f"{count_text(log.error_count, 'error line')}\n")
+        out.write(f"      why: {safe_text(log.reason)}\n")
         for line in log.errors:
             out.write(f"      {safe_text(line.strip())}\n")
         if log.error_count > len(log.errors):

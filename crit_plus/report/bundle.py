@@ -18,15 +18,12 @@ import re
 import tarfile
 import time
 
-from ..output import whole_file
+from ..files import open_in_tree
+from ..output import OutputRefused, refuse_inputs, whole_file
 from ..progress import progress
 
 _SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class OutputRefused(ValueError):
-    """The output path is not acceptable (inside a checkpoint, a directory, ...)."""
 
 
 def top_directory(output):
@@ -37,11 +34,6 @@ def top_directory(output):
             name = name[:-len(suffix)]
             break
     return _UNSAFE.sub("_", name).strip("._") or "crit-plus-report"
-
-
-def _inside(path, directory):
-    path, directory = os.path.realpath(path), os.path.realpath(directory)
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def check_output(output, protected=()):
@@ -56,10 +48,7 @@ def check_output(output, protected=()):
     parent = os.path.dirname(output)
     if not os.path.isdir(parent):
         raise OutputRefused(f"{parent} does not exist")
-    for directory in protected:
-        if _inside(output, directory):
-            raise OutputRefused(f"{output} is inside {directory}: a report never writes "
-                                "into the checkpoint or the logs it gathers; write it elsewhere")
+    refuse_inputs(output, protected)
     return output
 
 
@@ -76,7 +65,7 @@ def _add_spooled(tar, top, member, spool):
 
 
 def _add_streamed(tar, top, member, bar):
-    with open(member.path, "rb") as stream:
+    with open(open_in_tree(member.path)[0], "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         tar.addfile(_info(f"{top}/{member.name}", size, member.mtime), stream)
     bar.update(size)

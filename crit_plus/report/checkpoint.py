@@ -24,8 +24,11 @@ import json
 import os
 import stat
 
+from decoders.errors import DecodeError
+
 from ..describe import human_bytes
-from .excerpts import criu_log_kind
+from ..graph import open_checkpoint
+from .excerpts import criu_log_scan
 from .selfrun import run_command
 
 #: crit-plus's commands whose output goes into a report, in this order.
@@ -49,7 +52,33 @@ def source_facts(source):
     facts["metadata_withheld"] = sorted(key for key, value in metadata.items()
                                         if isinstance(value, (dict, list)))
     facts["images_bytes"] = source.size
+    facts["logs"] = log_runs(source)
     return facts
+
+
+def _inventory_run_id(source):
+    """The run id ``inventory.img`` records, read by the graph (None when it cannot be
+    read: the report still gathers everything else)."""
+    try:
+        inventory = open_checkpoint(source.images_dir).inventory
+    except (DecodeError, OSError):
+        return None
+    return inventory.run_id if inventory is not None else None
+
+
+def log_runs(source):
+    """Each log of ``source`` (copies folded) and whose run it is, as the one log
+    attribution says (:meth:`crit_plus.sources.Source.runs`), JSON-ready."""
+    rows = []
+    paths = {log.name: str(log.path) for log in source.logs}
+    for item in source.runs(_inventory_run_id(source)):
+        rows.append({
+            "name": item.log.name, "path": source.label_of(item.log.path),
+            "kind": item.log.kind, **item.to_dict(),
+            "failed_restore": list(item.failed_restore_lines),
+            "files": [str(item.log.path)] + [paths[name] for name in item.copies
+                                             if name in paths]})
+    return rows
 
 
 def _image_files(images_dir):
@@ -83,8 +112,9 @@ def images_listing(files):
 def _checkpoint_logs(collection, images_dir, files):
     for relative, info in files:
         if stat.S_ISREG(info.st_mode) and relative.endswith(".log") and os.sep not in relative:
-            collection.add_file(f"checkpoint/{relative}", os.path.join(images_dir, relative),
-                                scan=criu_log_kind(relative))
+            path = os.path.join(images_dir, relative)
+            scan, run_id = criu_log_scan(path)
+            collection.add_file(f"checkpoint/{relative}", path, scan=scan, run_id=run_id)
 
 
 def _images(collection, images_dir, files):
@@ -145,4 +175,4 @@ def gather_checkpoint(collection, source, options, include_images=False):
 
 
 __all__ = ["SELF_COMMANDS", "SELF_FORMATS", "gather_checkpoint", "gather_self_runs",
-           "images_listing", "self_run_spec", "source_facts"]
+           "images_listing", "log_runs", "self_run_spec", "source_facts"]

@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from ..files import open_in_tree
 from .model import Member, Skipped
 from .redact import redact_chunks
 
@@ -130,19 +131,21 @@ class Collection:
         """Add ``text`` (str) as member ``name``."""
         self.add_bytes(name, text.encode("utf-8", "backslashreplace"), origin, **options)
 
-    def add_file(self, name, path, *, redact=True, scan=None):
+    def add_file(self, name, path, *, redact=True, scan=None, run_id=None, root=None):
         """Copy the file at ``path`` in as member ``name``; returns False (and
-        records a skip) if it cannot be read."""
+        records a skip) if it cannot be read.  Only a regular file is copied, and
+        a symbolic link is not followed (out of ``root``, when ``path`` is under
+        it: :func:`~crit_plus.files.open_in_tree`)."""
         path = os.path.abspath(path)
         try:
-            with open(path, "rb") as stream:
-                self.add_stream(name, stream, path, redact=redact, scan=scan)
+            with open(open_in_tree(path, root)[0], "rb") as stream:
+                self.add_stream(name, stream, path, redact=redact, scan=scan, run_id=run_id)
         except OSError as error:
             self.skip(path, f"cannot be read: {error.strerror or error}")
             return False
         return True
 
-    def add_stream(self, name, stream, origin, *, redact=True, scan=None):
+    def add_stream(self, name, stream, origin, *, redact=True, scan=None, run_id=None):
         """Copy the binary file object ``stream`` (from its start) in as member ``name``.
 
         Raises OSError if it cannot be read.
@@ -152,15 +155,15 @@ class Collection:
         chunks, cut = _file_chunks(stream, info.st_size, self.limit)
         offset, size, digest = self.spool.append(redact_chunks(chunks) if redact else chunks)
         self.members.append(Member(name, origin, size, info.st_mtime, offset=offset, scan=scan,
-                                   digest=digest, cut=cut))
+                                   digest=digest, cut=cut, run_id=run_id))
 
     def add_streamed(self, name, path):
         """Add the file at ``path`` as member ``name``, copied as is when the bundle
         is written (checkpoint images); returns False (and records a skip) if it
-        cannot be read."""
+        cannot be read (only regular files, links not followed)."""
         path = os.path.abspath(path)
         try:
-            with open(path, "rb") as stream:
+            with open(open_in_tree(path)[0], "rb") as stream:
                 info = os.fstat(stream.fileno())
         except OSError as error:
             self.skip(path, f"cannot be read: {error.strerror or error}")

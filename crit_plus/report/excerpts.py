@@ -3,16 +3,19 @@ telling first: what the index shows on its first page.
 
 The logs are read back from the bundle's own copies (so line numbers are the
 copy's), error lines found by :func:`crit_plus.sources.logs.error_contexts`.
-A log whose bytes equal an earlier one's (LXD's ``snapshot_dump_TIME.log`` is a
-copy of the checkpoint's ``dump.log``) is listed as the same, not repeated.
+A log whose bytes, kind and CRIU run id equal an earlier one's (LXD's
+``snapshot_dump_TIME.log`` is a copy of the checkpoint's ``dump.log``) is listed as
+the same, not repeated; a CRIU log is a dump's or a restore's by what the log
+attribution (:mod:`crit_plus.sources.runs`) reads in it.
 """
 
 from __future__ import annotations
 
-import re
+import os
 from dataclasses import dataclass
 
-from ..sources.logs import error_contexts
+from ..sources.logs import error_contexts, read_header
+from ..sources.runs import operation_of_name, read_run
 
 #: Kinds of scanned text, most telling first: liblxc's log says why LXD's
 #: restore failed, then CRIU's restore logs, the daemon's log, ``criu check``,
@@ -21,12 +24,21 @@ SCAN_ORDER = ("lxc", "restore", "daemon", "check", "dump")
 #: Lines shown before and after each error line.
 BEFORE, AFTER = 3, 2
 
-_RESTORE = re.compile(r"restore|migrat", re.IGNORECASE)
+#: The scan kind of a CRIU log by its run's operation (a lazy-pages daemon serves a restore).
+_SCAN_OF_OPERATION = {"restore": "restore", "lazy-pages": "restore", "check": "check"}
 
 
-def criu_log_kind(name):
-    """``restore`` for a CRIU log of a restore or migration (by its file name), else ``dump``."""
-    return "restore" if _RESTORE.search(name) else "dump"
+def criu_log_scan(path):
+    """``(scan kind, run id)`` of the CRIU log at ``path``: ``restore`` for a restore
+    (also a lazy-pages daemon), ``check`` for ``criu check``, else ``dump``, by the
+    operation the log attribution reads in it (:func:`crit_plus.sources.runs.read_run`:
+    its content first, its name when the content says nothing); the run id from its
+    header (None without one)."""
+    try:
+        run = read_run(path, read_header(path).run_id)
+    except OSError:
+        return _SCAN_OF_OPERATION.get(operation_of_name(os.path.basename(path)), "dump"), None
+    return _SCAN_OF_OPERATION.get(run.operation, "dump"), run.run_id
 
 
 @dataclass(frozen=True)
@@ -63,13 +75,22 @@ def _rank(member):
             member.name)
 
 
+def _copy_key(member):
+    """What makes two members the same log: the same bytes, kind and CRIU run. A CRIU
+    log without a run id (CRIU's default level) is never another's copy: a dump's and a
+    restore's can hold the same bytes."""
+    if member.scan in ("restore", "dump") and member.run_id is None:
+        return member.name
+    return member.digest, member.scan, member.run_id
+
+
 def find_excerpts(collection):
     """The :class:`Excerpt` of every scanned member of ``collection`` that has
     error lines, most telling first (see :data:`SCAN_ORDER`; newest first within
     a kind)."""
     excerpts, first_with = [], {}
     for member in sorted((m for m in collection.members if m.scan), key=_rank):
-        same = first_with.get(member.digest)
+        same = first_with.get(_copy_key(member))
         if same is not None:
             if same.error_count:
                 excerpts.append(Excerpt(member.name, member.origin, member.scan, (),
@@ -78,10 +99,10 @@ def find_excerpts(collection):
         contexts, count = error_contexts(collection.spool.reader(member), BEFORE, AFTER)
         excerpt = Excerpt(member.name, member.origin, member.scan, tuple(contexts), count,
                           cut=member.cut)
-        first_with[member.digest] = excerpt
+        first_with[_copy_key(member)] = excerpt
         if count:
             excerpts.append(excerpt)
     return excerpts
 
 
-__all__ = ["AFTER", "BEFORE", "Excerpt", "SCAN_ORDER", "criu_log_kind", "find_excerpts"]
+__all__ = ["AFTER", "BEFORE", "Excerpt", "SCAN_ORDER", "criu_log_scan", "find_excerpts"]

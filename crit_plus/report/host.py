@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 
+from ..files import open_in_tree, resolve_in_root
 from .programs import find_criu
 
 #: Host files copied as they are: (path under the root, member, what it is).
@@ -82,7 +83,7 @@ def run_if_present(collection, what, member, runner, program, args, scan=None):
 def _cpuinfo(collection, root):
     path = under_root(root, CPUINFO)
     try:
-        with open(path, encoding="utf-8", errors="replace") as stream:
+        with open(open_in_tree(path, root)[0], encoding="utf-8", errors="replace") as stream:
             text = stream.read(CPUINFO_LIMIT)
     except OSError as error:
         collection.skip(f"CPU flags ({path})", f"cannot be read: {error.strerror or error}")
@@ -109,10 +110,10 @@ def gather_host(collection, root, runner, criu=None):
     _cpuinfo(collection, root)
     for relative, member, what in HOST_FILES:
         path = under_root(root, relative)
-        if not os.path.exists(path):
+        if resolve_in_root(root, relative) is None:  # links resolved inside the root
             collection.skip(f"{what} (/{relative})", "does not exist on this host")
             continue
-        collection.add_file(member, path)
+        collection.add_file(member, path, root=root)
 
 
 __all__ = ["CPUINFO", "CPUINFO_KEYS", "HOST_FILES", "cpuinfo_text", "gather_host",

@@ -67,8 +67,10 @@ def _context_block(context):
     return [fence + "text", *text, fence, ""]
 
 
-def _excerpt_section(excerpt):
+def _excerpt_section(excerpt, belongs=None):
     title = KIND_TITLES.get(excerpt.kind, excerpt.kind)
+    if belongs:
+        title += f"; {belongs}"
     if excerpt.same_as:
         return [f"- `{excerpt.member}` ({title}): the same file as `{excerpt.same_as}`.", ""]
     lines = [f"### `{excerpt.member}` — {count_text(excerpt.error_count, 'error line')} "
@@ -94,7 +96,8 @@ def _errors(report):
     lines = [f"## Errors in the logs ({count_text(total, 'error line')} in "
              f"{count_text(logs, 'log')}, most telling first)",
              "", "Lines marked `>` are the errors; the others are their context.", ""]
-    sections = [_excerpt_section(e) for e in excerpts if not e.same_as]
+    belongs = _belongs_by_file(report)
+    sections = [_excerpt_section(e, belongs.get(e.origin)) for e in excerpts if not e.same_as]
     copies = [_excerpt_section(e) for e in excerpts if e.same_as]
     for section in sections + copies:
         lines += section
@@ -134,7 +137,46 @@ def _checkpoint(report):
     for finding in facts.get("findings") or ():
         lines.append(f"- {finding['severity']}: {safe_text(finding['message'])} "
                      f"({safe_text(finding['code'])})")
-    return lines + ([""] if facts.get("findings") else [])
+    lines += [""] if facts.get("findings") else []
+    return lines + _log_runs(facts.get("logs") or ())
+
+
+#: What a log is to the checkpoint (crit_plus.sources.runs.ROLES), for the index.
+ROLE_TITLES = {"dump": "this checkpoint's dump", "restore": "a restore of this checkpoint",
+               "other": "another checkpoint's run", "unknown": "not known",
+               "manager": "the manager's log"}
+
+
+def _belongs(log):
+    """Whose run a log (a row of ``source.logs``) is, in words."""
+    text = ROLE_TITLES.get(log["role"], log["role"])
+    restores = [line for line in log.get("lines") or () if line["operation"] == "restore"]
+    if log.get("failed_restore"):
+        text += ": a restore of this checkpoint failed"
+    elif restores:
+        text += ": its restores are not this checkpoint's"
+    return text
+
+
+def _belongs_by_file(report):
+    """File path → whose run it is, for every log the attribution read."""
+    logs = (report.source or {}).get("logs") or ()
+    return {path: _belongs(log) for log in logs for path in log.get("files", ())}
+
+
+def _log_runs(logs):
+    """The logs and whose runs they are (the log attribution's reading)."""
+    if not logs:
+        return []
+    rows = []
+    for log in logs:
+        run = log.get("run") or {}
+        belongs = _belongs(log)
+        rows.append((f"`{log['name']}`" + "".join(f", `{c}`" for c in log.get("copies", ())),
+                     run.get("operation"), (run.get("run_id") or "")[:8] or None,
+                     run.get("outcome"), run.get("ended"), belongs, log.get("reason")))
+    return ["### Logs and their CRIU runs", ""] + _table(
+        ("log (and copies)", "operation", "run", "outcome", "ended", "belongs to", "why"), rows)
 
 
 def _self_runs(report):

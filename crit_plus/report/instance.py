@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..sources.layout import instance_dirname, log_dir_candidates, standard_roots
 from ..sources.logs import log_kind
-from .excerpts import criu_log_kind
+from .excerpts import criu_log_scan
 from .host import record_program, under_root
 
 #: The command-line client of each manager.
@@ -108,7 +108,7 @@ def _daemon_logs(collection, root, instance, lxd_dir):
         collection.skip(f"the {manager} daemon's log", "not found (looked at "
                         + ", ".join(candidates) + ")")
     for path in found:
-        collection.add_file(member_path(root, path), path, scan="daemon")
+        collection.add_file(member_path(root, path), path, scan="daemon", root=root)
 
 
 def _mtime(entry):
@@ -136,8 +136,8 @@ def add_log_dir(collection, root, directory, limit=MAX_LOG_FILES):
                         f"only the newest {limit} are kept")
     for entry in sorted(entries[:limit], key=lambda entry: entry.name):
         kind = log_kind(entry.name)
-        scan = None if kind is None else ("lxc" if kind == "lxc" else criu_log_kind(entry.name))
-        collection.add_file(member_path(root, entry.path), entry.path, scan=scan)
+        scan, run_id = (kind, None) if kind in (None, "lxc") else criu_log_scan(entry.path)
+        collection.add_file(member_path(root, entry.path), entry.path, scan=scan, run_id=run_id)
 
 
 def gather_manager(collection, root, runner, instance, log_dirs=(), lxd_dir=None):

@@ -23,7 +23,8 @@ class Member:
     ``scan`` is the kind of log (see :data:`crit_plus.report.excerpts.SCAN_ORDER`)
     for text searched for error lines (logs, ``criu check``), else None;
     ``digest`` (of the bytes kept) finds copies; ``cut`` says a long file was
-    cut to its last bytes (:data:`crit_plus.report.collect.MAX_FILE`).
+    cut to its last bytes (:data:`crit_plus.report.collect.MAX_FILE`); ``run_id``
+    is a CRIU log's run id (its header; None without one).
     """
 
     name: str
@@ -35,6 +36,7 @@ class Member:
     scan: str | None = None
     digest: str | None = None
     cut: bool = False
+    run_id: str | None = None
 
 
 

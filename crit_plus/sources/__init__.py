@@ -12,8 +12,10 @@ directory (or its ``state/``); ``lxd:NAME[/SNAP]``, ``incus:NAME[/SNAP]``,
 Modules, one job each: :mod:`.resolve` (dispatch on the spec), :mod:`.layout`
 (where managers keep things), :mod:`.backup` (backup.yaml), :mod:`.managed`
 (building a Source from a state directory), :mod:`.archive` (safe archive
-extraction), :mod:`.logs` (CRIU and LXC logs), :mod:`.discover` (``list``),
-:mod:`.model` (the Source itself), :mod:`.errors`.
+extraction), :mod:`.logs` (CRIU and LXC logs), :mod:`.runs` (which log belongs to
+which run, and to which checkpoint: the one attribution, ``Source.runs``),
+:mod:`.times` (managers' times), :mod:`.discover` (``list``), :mod:`.model`
+(the Source itself), :mod:`.errors`.
 """
 
 from .archive import ArchiveLimits, open_archive
@@ -22,10 +24,12 @@ from .errors import ArchiveError, SourceError
 from .layout import ROOT_ENV, fake_root, standard_roots
 from .logs import LogFile, LogHeader
 from .model import KINDS, Source, parse_timestamp
+from .runs import AttributedLog, LogRun
 from .resolve import parse_name, resolve, source_for_images_dir
 
 __all__ = [
-    "ArchiveError", "ArchiveLimits", "Discovery", "KINDS", "LogFile", "LogHeader", "ROOT_ENV",
+    "ArchiveError", "ArchiveLimits", "AttributedLog", "Discovery", "KINDS", "LogFile",
+    "LogHeader", "LogRun", "ROOT_ENV",
     "Source", "SourceError", "discover", "fake_root", "open_archive", "parse_name",
     "parse_timestamp", "resolve", "source_for_images_dir", "standard_roots",
 ]

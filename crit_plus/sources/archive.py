@@ -23,9 +23,18 @@ naming the member, if any member has an absolute path or a ``..`` component,
 is a symbolic or hard link (one exception: ``checkpoint/parent`` pointing at
 ``../pre-checkpoint``, which CRIU itself creates for pre-dumps; crit-plus
 recreates that link itself), a device node, a FIFO or another special file,
-appears twice, or if the bytes to extract exceed :class:`ArchiveLimits`.
-Files are created with ``O_EXCL | O_NOFOLLOW`` under the temporary directory
-only.
+appears twice, has a path more than :data:`MAX_DEPTH` components deep, or if
+the bytes or members to extract exceed :class:`ArchiveLimits`.  Files are
+created with ``O_EXCL | O_NOFOLLOW`` under the temporary directory only.
+
+Tar headers are bounded before :mod:`tarfile` reads them (:func:`_tarinfo_class`):
+a pax extended header or GNU long-name header over :data:`MAX_HEADER` bytes,
+more than :data:`MAX_HEADER_CHAIN` of them in a row, and GNU or pax sparse
+members (whose maps tarfile would read without bound) refuse the archive,
+naming the header's offset in the tar stream.  Any other failure while
+extracting (out of memory included) is an :class:`ArchiveError` naming the
+archive, and the temporary directory is removed on every error path (and on
+SIGTERM: :mod:`crit_plus.cli` turns it into an exception that unwinds).
 """
 
 from __future__ import annotations
@@ -33,12 +42,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from crit_plus.findings import INFO, WARNING, Finding
 from decoders.errors import DecodeError
+from decoders.framing import open_untrusted
 from decoders.inventory import read_dump_stats
 
 from .errors import ArchiveError
@@ -61,6 +72,14 @@ METADATA_FILES = {
 SIZE_ONLY = ("rootfs-diff.tar", "devshm-checkpoint.tar")
 #: The one link allowed, and the only target it may have.
 PARENT_LINK = ("checkpoint/parent", "../pre-checkpoint")
+#: Most bytes of one pax extended header or GNU long-name header (tarfile reads it whole),
+#: and of all pax global headers together (they accumulate).
+MAX_HEADER = 1 * MiB
+#: Most extended headers (pax, GNU long name/link) in a row before a member (tarfile
+#: reads them recursively).
+MAX_HEADER_CHAIN = 8
+#: Most components of a member's path (CRIU's image directories are flat).
+MAX_DEPTH = 32
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _COMPRESSED_MAGICS = (b"\x1f\x8b", _ZSTD_MAGIC, b"BZh", b"\xfd7zXZ")
@@ -84,25 +103,38 @@ class ArchiveLimits:
     ``max_total``: bytes extracted in all (default 16 GiB, or
     ``$CRIT_PLUS_ARCHIVE_LIMIT``); ``max_member``: bytes of one extracted
     member (default: ``max_total``); ``max_metadata``: bytes of one metadata
-    file, which is read into memory (64 MiB); ``max_members``: members
-    extracted (100,000).
+    file, which is read into memory (64 MiB); ``max_members``: files and
+    directories extracted (100,000); ``max_ratio``: past ``ratio_floor`` bytes
+    (1 GiB), at most this many bytes extracted per byte of the archive file
+    (100; None: no ratio check, which is what ``$CRIT_PLUS_ARCHIVE_LIMIT``
+    gives: the user has said how much the archive may write).
     """
 
     max_total: int = 16 * GiB
     max_member: int | None = None
     max_metadata: int = 64 * MiB
     max_members: int = 100_000
+    max_ratio: int | None = 100
+    ratio_floor: int = 1 * GiB
 
     @classmethod
     def from_env(cls):
-        """Defaults, with ``max_total`` from ``$CRIT_PLUS_ARCHIVE_LIMIT`` when set."""
+        """Defaults; ``$CRIT_PLUS_ARCHIVE_LIMIT``, when set, is ``max_total`` and turns
+        the ratio check off."""
         value = os.environ.get(LIMIT_ENV)
         if not value:
             return cls()
         try:
-            return cls(max_total=parse_size(value))
+            return cls(max_total=parse_size(value), max_ratio=None)
         except ValueError as error:
             raise ArchiveError(LIMIT_ENV, str(error)) from None
+
+    def total_limit(self, archive_size):
+        """Bytes an archive file of ``archive_size`` bytes may extract (None: not a
+        regular file, whose size says nothing)."""
+        if self.max_ratio is None or archive_size is None:
+            return self.max_total
+        return min(self.max_total, max(self.ratio_floor, self.max_ratio * archive_size))
 
     @property
     def member_limit(self):
@@ -111,9 +143,10 @@ class ArchiveLimits:
 
 
 def looks_like_archive(path):
-    """True if ``path`` is a regular file that starts like a (compressed) tar archive."""
+    """True if ``path`` is a regular file that starts like a (compressed) tar archive (a
+    FIFO or a device is not opened)."""
     try:
-        with open(path, "rb") as stream:
+        with open(open_untrusted(path)[0], "rb") as stream:
             head = stream.read(512)
     except OSError:
         return False
@@ -130,21 +163,75 @@ class _Extraction:
     sizes: dict = field(default_factory=dict)      # SIZE_ONLY name -> size
     skipped: int = 0
     total: int = 0
+    directories: int = 0                           # directory members made
+    total_limit: int = 0                           # ArchiveLimits.total_limit of this archive
+    offset: int | None = None                      # where the member being read starts
     parent_link: bool = False
     images_mtime: float | None = None
+
+
+def _tarinfo_class(archive):
+    """A :class:`tarfile.TarInfo` that checks extended headers before tarfile reads them.
+
+    tarfile reads a pax or GNU long-name header whole into memory, follows a chain
+    of them by recursion and reads sparse maps without bound: a few MB of
+    compressed archive could take gigabytes.  Each is refused here first.
+    """
+    import tarfile  # archives only: every other source starts without it
+
+    def refuse(info, reason):
+        raise ArchiveError(archive, f"refused: the header at offset {info.offset:#x} of the "
+                                    f"tar stream: {reason}")
+
+    class Bounded(tarfile.TarInfo):
+        chain = 0          # extended headers being read, one inside the other
+        global_bytes = 0   # bytes of pax global headers so far
+
+        def _extended(self, tar, kind, read):
+            if self.size > MAX_HEADER:
+                refuse(self, f"a {kind} header of {self.size} bytes, over the limit of "
+                             f"{MAX_HEADER}")
+            if Bounded.chain >= MAX_HEADER_CHAIN:
+                refuse(self, f"more than {MAX_HEADER_CHAIN} extended headers in a row")
+            Bounded.chain += 1
+            try:
+                return read(tar)
+            finally:
+                Bounded.chain -= 1
+
+        def _proc_pax(self, tar):
+            if self.type == tarfile.XGLTYPE:
+                Bounded.global_bytes += self.size
+                if Bounded.global_bytes > MAX_HEADER:
+                    refuse(self, f"pax global headers of more than {MAX_HEADER} bytes")
+            return self._extended(tar, "pax extended", super()._proc_pax)
+
+        def _proc_gnulong(self, tar):
+            return self._extended(tar, "GNU long-name", super()._proc_gnulong)
+
+        def _proc_sparse(self, tar):
+            refuse(self, "a GNU sparse member")
+
+        def _proc_gnusparse_00(self, *args):
+            refuse(self, "a pax sparse member")
+
+        _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+    return Bounded
 
 
 def _open_tar(stream, archive):
     import tarfile  # archives only: every other source starts without it
 
+    bounded = _tarinfo_class(archive)
     head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
     if head == _ZSTD_MAGIC:
         import zstandard  # imported here: only zstd archives need it
 
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        return tarfile.open(fileobj=reader, mode="r|")
+        return tarfile.open(fileobj=reader, mode="r|", tarinfo=bounded)
     try:
-        return tarfile.open(fileobj=stream, mode="r|*")
+        return tarfile.open(fileobj=stream, mode="r|*", tarinfo=bounded)
     except tarfile.TarError as error:
         raise ArchiveError(archive, "not a tar archive (plain, gzip, bzip2, xz or zstd): "
                            f"{error}") from error
@@ -158,6 +245,10 @@ def _clean_name(member, archive):
     parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
     if ".." in parts:
         raise ArchiveError(archive, "refused: its path leaves the archive ('..')", member=name)
+    if len(parts) > MAX_DEPTH:
+        raise ArchiveError(archive, f"refused: its path is {len(parts)} components deep, over "
+                                    f"the limit of {MAX_DEPTH}",
+                           member=name if len(name) <= 200 else name[:200] + "...")
     return "/".join(parts)
 
 
@@ -222,19 +313,31 @@ def _extract(path, dest, limits):
     found = _Extraction()
     try:
         with open(path, "rb") as raw:
+            info = os.fstat(raw.fileno())
+            found.total_limit = limits.total_limit(
+                info.st_size if stat.S_ISREG(info.st_mode) else None)
             with _open_tar(raw, archive) as tar:
                 for member in tar:
+                    found.offset = member.offset
                     _take(tar, member, dest, limits, found, archive)
     except ArchiveError:
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
         detail = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise ArchiveError(archive, f"cannot read the archive: {detail}") from None
+        raise ArchiveError(archive, f"cannot read the archive{_at(found)}: {detail}") from None
+    except (MemoryError, RecursionError) as error:
+        reason = "out of memory" if isinstance(error, MemoryError) else "nested too deep"
+        raise ArchiveError(archive, f"cannot read the archive{_at(found)}: {reason}") from None
     except Exception as error:  # zstandard.ZstdError has no common base with the above
         if type(error).__module__.startswith("zstandard"):
             raise ArchiveError(archive, f"cannot decompress the archive: {error}") from None
         raise
     return found
+
+
+def _at(found):
+    """Where in the tar stream extraction was, for an error message."""
+    return "" if found.offset is None else f" (member at offset {found.offset:#x})"
 
 
 def _take(tar, member, dest, limits, found, archive):
@@ -252,22 +355,25 @@ def _take(tar, member, dest, limits, found, archive):
     if is_parent_link:
         found.parent_link = True
         return
+    if len(found.extracted) + found.directories >= limits.max_members:
+        raise ArchiveError(archive, f"refused: more than {limits.max_members} members to extract",
+                           member=member.name)
     target = _target(dest, name, archive, member)
     if member.isdir():
         if target.exists() and not target.is_dir():
             raise ArchiveError(archive, "refused: it appears twice", member=member.name)
         os.makedirs(target, mode=0o700, exist_ok=True)
+        found.directories += 1
         return
-    if len(found.extracted) >= limits.max_members:
-        raise ArchiveError(archive, f"refused: more than {limits.max_members} members to extract",
-                           member=member.name)
     limit = limits.max_metadata if role == "metadata" else limits.member_limit
     if member.size > limit:
         raise ArchiveError(archive, f"refused: {member.size} bytes, over the limit of {limit}",
                            member=member.name)
-    if found.total + member.size > limits.max_total:
+    if found.total + member.size > found.total_limit:
+        ratio = "" if found.total_limit == limits.max_total else \
+            f" ({limits.max_ratio} times the archive's size)"
         raise ArchiveError(archive, f"refused: extracting it would exceed the total limit of "
-                           f"{limits.max_total} bytes (set {LIMIT_ENV} to raise it)",
+                           f"{found.total_limit} bytes{ratio} (set {LIMIT_ENV} to raise it)",
                            member=member.name)
     _write_member(tar, member, target, archive)
     found.total += member.size
@@ -331,8 +437,20 @@ def open_archive(path, spec=None, limits=None):
         metadata = _read_metadata(dest, found, findings)
         return _source(spec or os.fspath(path), path, images, metadata, found, findings, workdir)
     except BaseException:
-        workdir.cleanup()
+        _discard(workdir)
         raise
+
+
+def _discard(workdir):
+    """Remove the temporary directory after a failure without hiding the failure: a
+    clean-up that fails (out of memory while the failed read still held it) is tried
+    once more, and its own error is never raised over the first."""
+    for _attempt in range(2):
+        try:
+            workdir.cleanup()
+            return
+        except (OSError, MemoryError, RecursionError):
+            continue
 
 
 def _link_parent(path, images, findings):

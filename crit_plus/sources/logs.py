@@ -28,6 +28,8 @@ from pathlib import Path
 
 from decoders.framing import open_untrusted
 
+from .runs import LogRun, run_of_stream
+
 #: Lines of a CRIU log searched for the version and uname lines.
 HEADER_LINES = 50
 #: Error lines kept per log file (``error_count`` counts them all).
@@ -83,8 +85,9 @@ class LogFile:
     """One log file a manager kept: its header facts and its error lines.
 
     ``kind`` is ``criu`` (a CRIU log) or ``lxc`` (liblxc's ``lxc.log``);
-    ``this_checkpoint`` is True when the file is a byte-for-byte copy of the
-    checkpoint's own ``dump.log`` (LXD copies it to ``snapshot_dump_TIME.log``).
+    ``run`` is what a CRIU log says of its run (a
+    :class:`~crit_plus.sources.runs.LogRun`: run id, operation, outcome, when);
+    which checkpoint it belongs to is :func:`crit_plus.sources.runs.attribute`'s.
     ``errors`` keeps the first :data:`MAX_ERRORS` error lines, ``error_count``
     counts all of them.
     """
@@ -94,7 +97,7 @@ class LogFile:
     header: LogHeader
     errors: tuple
     error_count: int
-    this_checkpoint: bool = False
+    run: LogRun | None = None
 
     @property
     def name(self):
@@ -107,7 +110,8 @@ class LogFile:
             "path": str(self.path), "kind": self.kind,
             "criu_version": self.header.criu_version, "run_id": self.header.run_id,
             "kernel": self.header.kernel,
-            "this_checkpoint": self.this_checkpoint, "error_count": self.error_count,
+            "run": self.run.to_dict() if self.run is not None else None,
+            "error_count": self.error_count,
             "errors": list(self.errors),
         }
 
@@ -414,30 +418,15 @@ def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK
     return builder.contexts, builder.count
 
 
-def read_log(path, kind, this_checkpoint=False):
-    """Read the log at ``path`` into a :class:`LogFile`; raises OSError if unreadable."""
+def read_log(path, kind):
+    """Read the log at ``path`` into a :class:`LogFile`, a CRIU log's run facts
+    included; raises OSError if unreadable."""
     path = Path(path)
     with open(open_untrusted(path)[0], "rb") as stream:  # a regular file: it can seek
         header = _header_of(stream) if kind == "criu" else LogHeader()
         stream.seek(0)
         contexts, count = error_contexts(stream, before=0, after=0,
                                          marks=MARKS_BY_KIND.get(kind, _ERROR_MARKS))
+        run = run_of_stream(stream, path, header.run_id) if kind == "criu" else None
     errors = tuple(text for context in contexts for _number, text in context.errors)
-    return LogFile(path, kind, header, errors[:MAX_ERRORS], count, this_checkpoint)
-
-
-def same_content(first, second, chunk=1 << 20):
-    """True if the two files hold the same bytes (sizes compared first)."""
-    try:
-        if Path(first).stat().st_size != Path(second).stat().st_size:
-            return False
-        with open(open_untrusted(first)[0], "rb") as a, \
-                open(open_untrusted(second)[0], "rb") as b:
-            while True:
-                block = a.read(chunk)
-                if block != b.read(chunk):
-                    return False
-                if not block:
-                    return True
-    except OSError:
-        return False
+    return LogFile(path, kind, header, errors[:MAX_ERRORS], count, run)

@@ -3,59 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
 from decoders.errors import DecodeError
 
-from .logs import LOG_PATTERNS, LogFile, find_logs, read_log, same_content
+from .logs import LOG_PATTERNS, LogFile, find_logs, read_log
+from .runs import Subject, attribute
+from .times import mtime_of, parse_timestamp
 
 #: Every ``Source.kind``.
 KINDS = ("criu-dir", "lxd-instance", "lxd-snapshot", "incus-instance", "incus-snapshot", "lxc",
          "podman-archive")
-
-_TIMESTAMP = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$")
-
-
-def parse_timestamp(text):
-    """A timezone-aware datetime from an RFC 3339 time as Go writes it, or None.
-
-    Go's zero time (year 1, LXD's "never") and unparsable text give None;
-    nanoseconds are truncated to microseconds; no zone means UTC.
-    """
-    if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
-    match = _TIMESTAMP.match(str(text).strip()) if text is not None else None
-    if not match:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    if int(year) <= 1:
-        return None
-    zone_info = timezone.utc
-    if zone and zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        zone_info = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    try:
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                        micro, tzinfo=zone_info)
-    except ValueError:
-        return None
-
-
-def mtime_of(path):
-    """The modification time of ``path`` as an aware UTC datetime (None if unreadable)."""
-    try:
-        return datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc)
-    except OSError:
-        return None
-
 
 @dataclass(frozen=True)
 class Source:
@@ -128,27 +90,39 @@ class Source:
     @cached_property
     def logs(self):
         """CRIU and LXC logs (tuple of :class:`LogFile`): those in the images
-        directory (``dump.log``) and the manager's logs for this instance.
+        directory (``dump.log``, ``restore.log``) and the manager's logs for this
+        instance, each with what it says of its run (``LogFile.run``).
 
-        Read on first use: CRIU logs are megabytes.  A log that is a copy of
-        this checkpoint's ``dump.log`` has ``this_checkpoint`` set.
+        Read on first use: CRIU logs are megabytes.  Which of them belong to
+        this checkpoint is :meth:`runs`'s answer.
         """
         logs = []
-        own = None  # dump.log is read once; a copy of it takes its facts
         for path, kind in find_logs(self.log_dirs).items():
-            mine = (kind == "criu" and self.dump_log is not None
-                    and (path == self.dump_log or same_content(path, self.dump_log)))
             try:
-                if mine and own is not None:
-                    logs.append(replace(own, path=path))
-                    continue
-                log = read_log(path, kind, this_checkpoint=mine)
+                logs.append(read_log(path, kind))
             except OSError:
                 continue
-            if mine:
-                own = log
-            logs.append(log)
         return tuple(logs)
+
+    def runs(self, run_id=None):
+        """:attr:`logs` attributed to this checkpoint (tuple of
+        :class:`~crit_plus.sources.runs.AttributedLog`, in the order of
+        :attr:`logs`) by :func:`crit_plus.sources.runs.attribute`, the one rule
+        every command uses.  ``run_id`` is the run id the checkpoint's
+        ``inventory.img`` records (the graph's ``Inventory.run_id``); without it,
+        that of the images directory's ``dump.log``.  Computed once per run id.
+        """
+        run_id = run_id or self.criu_run_id
+        cache = self._attributions
+        if run_id not in cache:
+            subject = Subject(run_id, self.images_dir, self.taken_at,
+                              not (self.kind or "").endswith("-snapshot"))
+            cache[run_id] = attribute(self.logs, subject)
+        return cache[run_id]
+
+    @cached_property
+    def _attributions(self):
+        return {}
 
     @cached_property
     def size(self):
@@ -212,7 +186,8 @@ class Source:
         if with_backup:
             data["backup"] = self.backup
         if with_logs:
-            data["logs"] = [log.to_dict() for log in self.logs]
+            data["logs"] = [dict(item.log.to_dict(), **item.to_dict())
+                            for item in self.runs()]
         return data
 
 

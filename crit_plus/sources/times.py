@@ -1,0 +1,48 @@
+"""Times as managers write them: RFC 3339 text (Go's), file modification times."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+_TIMESTAMP = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_timestamp(text):
+    """A timezone-aware datetime from an RFC 3339 time as Go writes it, or None.
+
+    Go's zero time (year 1, LXD's "never") and unparsable text give None;
+    nanoseconds are truncated to microseconds; no zone means UTC.
+    """
+    if isinstance(text, datetime):
+        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+    match = _TIMESTAMP.match(str(text).strip()) if text is not None else None
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if int(year) <= 1:
+        return None
+    zone_info = timezone.utc
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        zone_info = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                        micro, tzinfo=zone_info)
+    except ValueError:
+        return None
+
+
+def mtime_of(path):
+    """The modification time of ``path`` as an aware UTC datetime (None if unreadable)."""
+    try:
+        return datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc)
+    except OSError:
+        return None
+
+
+__all__ = ["mtime_of", "parse_timestamp"]
