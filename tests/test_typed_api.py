@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The modules whose public API is typed (pyproject.toml's strict-ish mypy modules).
 TYPED = sorted([*(ROOT / "decoders").glob("*.py"),
                 *(ROOT / "crit_plus" / f"{name}.py"
-                  for name in ("graph", "memory", "files", "findings", "opening", "boundary"))])
+                  for name in ("graph", "memory", "pages", "files", "findings", "opening",
+                               "boundary"))])
 
 
 def _public_functions(tree):
