@@ -6,7 +6,7 @@ a name (a path, ``pipe:[N]``, ``127.0.0.1:80``, ...) and a ``details`` dict of
 machine values — using the images that complete an entry:
 
 - ``remap-fpath.img``: a file id → a remap id; ``GHOST`` means the file was
-  deleted and its contents are in ``ghost-file-<remap id>.img``, ``LINKED``
+  deleted and its contents are in ``ghost-file-<remap id in hex>.img``, ``LINKED``
   that it survives as another (link-remap) file;
 - ``memfd.img``: ``memfd_inode_entry`` by ``inode_id`` (name, size, and the
   ``shmid`` whose ``pagemap-shmem-<shmid>.img`` holds the contents);
@@ -418,7 +418,7 @@ class FileTable:
         if remap is None or remap[1] != RemapType.GHOST:
             return None
         if file_id not in self._ghosts:
-            path = os.path.join(self.directory, f"ghost-file-{remap[0]}.img")
+            path = os.path.join(self.directory, ghost_image_name(remap[0]))
             try:
                 self._ghosts[file_id] = ghost_contents(path)
             except DecodeError:
@@ -480,6 +480,12 @@ def _group(messages):
     for msg in messages:
         grouped.setdefault(msg.id, []).append(msg)
     return grouped
+
+
+def ghost_image_name(remap_id: int) -> str:
+    """The name of a deleted file's contents image: ``ghost-file-%x.img``, the remap id in
+    hex as CRIU names it (``CR_FD_GHOST_FILE`` in criu/image-desc.c)."""
+    return f"ghost-file-{remap_id:x}.img"
 
 
 def ghost_contents(path: str) -> GhostContents:
@@ -563,14 +569,14 @@ class _Context:
             remap_id, remap_type = remap
             details["remap"] = remap_type
             if remap_type == RemapType.GHOST:
-                ghost = f"ghost-file-{remap_id}.img"
+                ghost = ghost_image_name(remap_id)
                 details["deleted"] = True
                 details["ghost_image"] = ghost
                 if not os.path.exists(os.path.join(self.directory, ghost)):
                     self.findings.append(Finding(
                         ERROR, "missing-ghost",
                         f"deleted file {name} (id {entry.id}) needs {ghost}, which is missing",
-                        "remap-fpath.img", named(id=entry.id)))
+                        ghost, named(id=entry.id)))
             elif remap_type == RemapType.LINKED:
                 details["deleted"] = True
                 linked = self.entries.get(remap_id)
@@ -730,6 +736,6 @@ def _where(entry):
 __all__ = [
     "ANON_NAMES", "Fd", "FileObject", "FileTable", "GhostContents", "IpProto", "KINDS",
     "RemapType", "SockFamily", "SockState", "SockType", "TtyType",
-    "decode_dev", "endpoint_text", "ghost_contents", "ip_text", "kind_of", "resolve_in_root",
-    "tty_path", "unix_name",
+    "decode_dev", "endpoint_text", "ghost_contents", "ghost_image_name", "ip_text", "kind_of",
+    "resolve_in_root", "tty_path", "unix_name",
 ]

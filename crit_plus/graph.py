@@ -38,7 +38,7 @@ from decoders.mm import read_mm
 from decoders.pstree import read_pstree
 
 from .files import Fd, FileObject, FileTable
-from .findings import ERROR, INFO, WARNING, Finding, error_finding, named
+from .findings import ERROR, INFO, WARNING, Finding, FindingList, error_finding, named
 from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_for
 from .pages import CheckpointPages, ProcessPages, checkpoint_pages, process_pages
 
@@ -855,8 +855,11 @@ class Checkpoint:
     @functools.cached_property
     def findings(self) -> tuple[Finding, ...]:
         """Every :class:`~crit_plus.findings.Finding`: the tree, the files, shared memory,
-        then each process in pstree order.  Decodes every image except page data."""
-        found = list(self._open_findings)
+        then each process in pstree order, at most :data:`~crit_plus.findings.MAX_PER_CODE`
+        of a code (:class:`~crit_plus.findings.FindingList`).  Decodes every image except
+        page data."""
+        found = FindingList()
+        found.extend(self._open_findings)
         found.extend(self._unique_entries[1])
         found.extend(self._thread_findings)
         found.extend(self.tree.findings)
@@ -867,14 +870,14 @@ class Checkpoint:
             table = store.table(f"pagemap-shmem-{shmid}.img")
             if isinstance(table, str):
                 error = store.error(f"pagemap-shmem-{shmid}.img")
-                found.append(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img",
-                                     named(entry=getattr(error, "entry_index", None),
-                                           offset=getattr(error, "offset", None))))
+                found.add(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img",
+                                  named(entry=getattr(error, "entry_index", None),
+                                        offset=getattr(error, "offset", None))))
             else:
                 found.extend(table.findings)
         problem = store.chain_problem()
         if problem is not None:
-            found.append(Finding(ERROR, *problem))
+            found.add(Finding(ERROR, *problem))
         for process in self.processes:
             found.extend(process.findings)
-        return tuple(found)
+        return found.result()

@@ -807,6 +807,13 @@ class AddressSpace:
         self._store = store
         self._problem = problem
         findings = list(table.findings) if table is not None else []
+        # CRIU's VMA_AREA_GUARD entries (MADV_GUARD_INSTALL regions, appended after the VMAs
+        # by collect_madv_guards) lie inside real VMAs: not VMAs, not in /proc/PID/maps;
+        # ``guards`` keeps their (start, end), :attr:`mappings` leaves them out
+        self.guards = tuple((item[0].start, item[0].end) for item in layout
+                            if int(item[0].status) & _GUARD)
+        if self.guards:
+            layout = [item for item in layout if not int(item[0].status) & _GUARD]
         empty = [(f"VMA {item[0].start:#x}-{item[0].end:#x} is empty or ends before it starts; "
                   "left out", named(vaddr=f"{item[0].start:#x}"))
                  for item in layout if item[0].end <= item[0].start]
@@ -1214,6 +1221,7 @@ def _file_spans(path, size, extents, start, end):
 
 
 _KERNEL = int(VmaStatus.VVAR | VmaStatus.VSYSCALL)
+_GUARD = int(VmaStatus.GUARD)
 _SHMEM = int(VmaStatus.ANON_SHARED | VmaStatus.SYSVIPC)
 _FILE_STATUS = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 _RECREATED = int(VmaStatus.AIORING | VmaStatus.SOCKET | VmaStatus.UPROBES | VmaStatus.SHSTK)

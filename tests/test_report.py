@@ -885,11 +885,15 @@ def test_real_criu_version_and_check(tmp_path):
 
 
 def test_redaction_of_cloud_init_data():
+    # user.* is free-form data LXD hands to the instance: every user.* value is hidden;
+    # volatile.cloud-init.instance-id is LXD's identifier, not cloud-init's data.
     text = (b"config:\n  cloud-init.user-data: |\n    #cloud-config\n    password: hunter2\n"
-            b"  user.vendor-data: secret\n  user.comment: kept\n  image.os: debian\n")
+            b"  user.vendor-data: secret\n  user.comment: free\n  image.os: debian\n"
+            b"  volatile.cloud-init.instance-id: 849c601a\n")
     assert redact(text) == (
         b"config:\n  cloud-init.user-data: " + MARK + b"\n    " + MARK + b"\n    " + MARK +
-        b"\n  user.vendor-data: " + MARK + b"\n  user.comment: kept\n  image.os: debian\n")
+        b"\n  user.vendor-data: " + MARK + b"\n  user.comment: " + MARK +
+        b"\n  image.os: debian\n  volatile.cloud-init.instance-id: 849c601a\n")
     for size in (1, 7, 64):
         pieces = [text[i:i + size] for i in range(0, len(text), size)]
         assert b"".join(redact_chunks(pieces)) == redact(text)

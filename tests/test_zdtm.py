@@ -49,13 +49,7 @@ NAMES = [name for names in SAMPLE.values() for name in names]
 
 #: validate's known false errors on zdtm dumps (issue 17), fixed elsewhere: each an
 #: expected failure that turns into a test failure (strict) once the fix is merged.
-KNOWN = {
-    ("fd01", "validate"): "issue 17: CRIU names ghost images ghost-file-%x.img (hex): "
-                          "ghost-file-a.img for ghost 10, where validate looks for "
-                          "ghost-file-10.img (missing-ghost)",
-    ("maps12", "validate"): "issue 17: VMA order around special mappings (vma-unsorted, "
-                            "vma-overlap, pagemap-outside-vma)",
-}
+KNOWN: dict = {}
 
 
 @pytest.fixture(scope="session")

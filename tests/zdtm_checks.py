@@ -319,6 +319,8 @@ def markdown(results, report):
         f"`--pretty`) | {clean('decode')} of {len(rows)} |"),
         (f"| dumps where every command ran without a traceback | {clean('commands')} of "
         f"{len(rows)} |"),
+        (f"| dumps where every command shows the same facts of every process "
+         f"(tests/consistency.py) | {clean('consistency')} of {len(rows)} |"),
         (f"| validate: no error on a dump that restored and passed | "
         f"{passed - false_errors} of {passed} |"),
         (f"| validate: an error on a dump whose restore failed | "

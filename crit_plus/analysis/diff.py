@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..findings import ERROR
+from ..findings import ERROR, finding_count
 from ..render import jsonable
 from .diff_files import diff_files
 from .diff_images import diff_images
@@ -47,7 +47,7 @@ class Side:
     def of(cls, checkpoint, source=None):
         """The side of ``checkpoint`` opened from ``source``
         (a :class:`~crit_plus.sources.Source`)."""
-        errors = sum(1 for finding in checkpoint.findings if finding.severity == ERROR)
+        errors = finding_count(checkpoint.findings, ERROR)
         if source is None:
             directory = checkpoint.directory
             return cls(directory, None, directory, directory, errors)

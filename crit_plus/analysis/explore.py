@@ -281,7 +281,8 @@ def socket_rows(checkpoint):
         if not holders:
             continue  # in files.img only as some other object's part
         rows.append(_socket_row(file, holders, files, checkpoint, queues))
-    rows.sort(key=lambda r: (int(r.family), r.ino or 0, r.file_id))
+    # A socket without its description (damaged files.img) has no family: sorted first.
+    rows.sort(key=lambda r: (-1 if r.family is None else int(r.family), r.ino or 0, r.file_id))
     return rows
 
 
@@ -303,7 +304,7 @@ def _socket_row(file, holders, files, checkpoint, queues):
             remote = peer.name
         elif d.get("peer_ino"):
             remote = f"socket:[{d['peer_ino']}]"
-    elif kind == "inet":
+    elif kind == "inet" and d:  # d is empty for an entry without its description
         family = d.get("family")
         any_addr = "::" if family == SockFamily.INET6 else "0.0.0.0"
         local = endpoint_text(d.get("src_addr") or any_addr, d.get("src_port"))

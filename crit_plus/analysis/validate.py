@@ -32,7 +32,7 @@ import os
 import string
 from dataclasses import dataclass
 
-from ..findings import ERROR, INFO, SEVERITIES, WARNING
+from ..findings import ERROR, INFO, SEVERITIES, WARNING, FindingList, summary_message
 from ..sources.layout import rootfs_beside
 from . import validate_integrity, validate_requirements, validate_target
 from .validate_catalog import STAGES, check
@@ -176,11 +176,17 @@ def fill(template, **params):
     return _TEMPLATE.vformat(template, (), params)
 
 
+def _summary(severity, code, more, limit):
+    """The :class:`ValidationFinding` standing for ``more`` findings of ``code`` not listed."""
+    return ValidationFinding(severity=severity, code=code, stage=check(code).stage,
+                             message=summary_message(code, more, limit), where="checkpoint")
+
+
 class Collector:
     """Gathers findings and requirements for one :func:`validate` run."""
 
     def __init__(self):
-        self.findings = []
+        self._findings = FindingList(summary=_summary)
         self.requirements = []
         self.skipped = []
         self._seen = set()
@@ -210,8 +216,14 @@ class Collector:
         key = (finding.code, finding.message, finding.where)
         if key not in self._seen:
             self._seen.add(key)
-            self.findings.append(finding)
+            self._findings.add(finding, more=params.get("more"))
         return finding
+
+    @property
+    def findings(self):
+        """The findings recorded: at most :data:`~crit_plus.findings.MAX_PER_CODE` of a code,
+        then one summing up the rest (a graph finding's summary merged into it)."""
+        return list(self._findings.result())
 
     def require(self, option, why, provided_by=None):
         """Record an option the restore needs (once per option and reason)."""

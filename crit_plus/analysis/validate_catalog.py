@@ -23,6 +23,7 @@ Codes are stable: programs (and issue 10's restore comparisons) key on them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 INTEGRITY, REQUIREMENTS, TARGET = "integrity", "requirements", "target"
@@ -48,10 +49,10 @@ _LXC = "LXD, Incus and lxc-checkpoint pass it themselves."
 
 CHECKS = {check.code: check for check in (
     # -- integrity: reported by the graph, reused --------------------------------------------
-    Check("missing-image", INTEGRITY, "error", "an image the restore reads is missing",
-          "Unexpected EOF on (empty-image)",
-          "Copy {image} from the original checkpoint; CRIU reads a missing image as empty "
-          "(its log says `No {image} image`) and fails on the first entry it needs.",
+    Check("missing-image", INTEGRITY, "error",
+          "an image CRIU writes in every dump is missing", "{says}",
+          "Copy {image} from the original checkpoint: CRIU writes it for {scope}. Its restore "
+          "reads a missing image as empty (`No {image} image` in its log); then {lacks}",
           graph=True),
     Check("bad-image", INTEGRITY, None,
           "an image does not decode: unknown magic, a magic that does not match its name, "
@@ -75,9 +76,15 @@ CHECKS = {check.code: check for check in (
     Check("zombie-images", INTEGRITY, "info", "a zombie has mm or pagemap images",
           None, "Nothing for the restore (CRIU does not read them); the dump was unusual.",
           graph=True),
-    Check("no-fdinfo", INTEGRITY, "info", "a process has no fdinfo image",
-          None, "Nothing if the process had no open files (CRIU then writes no image); "
-          "otherwise copy {image} from the original checkpoint.", graph=True),
+    Check("no-fdinfo", INTEGRITY, None,
+          "a process has no fdinfo image (error when files.img holds files nothing in the "
+          "checkpoint opens, which only the missing image can have opened; warning otherwise)",
+          "Empty list on file desc id ...",
+          "Copy {image} from the original checkpoint. CRIU writes no fdinfo image only for "
+          "a file table without fds: without it the restored process has no open files "
+          "(its stdin, stdout and stderr included), and CRIU 4.2.1 stops on a pipe only "
+          "that image opened (`BUG at criu/files.c`, the task killed by signal 11).",
+          graph=True),
     Check("unresolved-fd", INTEGRITY, "error", "an fd names a file id missing from files.img",
           "No file for fd {fd} id {id:#x}", _RECOPY, graph=True),
     Check("unresolved-file", INTEGRITY, "error",
@@ -89,7 +96,7 @@ CHECKS = {check.code: check for check in (
     Check("missing-ghost", INTEGRITY, "error",
           "a deleted file's contents (its ghost-file image) are missing",
           "Unexpected EOF on (empty-image)",
-          "Copy the ghost-file image from the original checkpoint; without it the deleted "
+          "Copy {image} from the original checkpoint; without it the deleted "
           "file cannot be recreated.", graph=True),
     Check("missing-memfd-inode", INTEGRITY, "error",
           "a memfd names an inode missing from memfd.img", None, _RECOPY, graph=True),
@@ -314,6 +321,84 @@ CHECKS = {check.code: check for check in (
 )}
 
 
+@dataclass(frozen=True)
+class Written:
+    """An image CRIU 4.2.1 writes in every dump, and what its restore does without it.
+
+    ``name`` is the file name, with ``{pid}``/``{tid}`` for per-process and per-thread
+    images; ``scope`` says which dumps write it; ``criu_says`` is what the restore prints
+    (None: no error of its own); ``lacks`` what the restore does or lacks without it.
+    Checked against real restores of zdtm programs with each image removed
+    (tests/test_live_zdtm_validate.py), except where ``lacks`` says otherwise.
+    """
+
+    name: str
+    scope: str
+    criu_says: str | None
+    lacks: str
+
+    @property
+    def kind(self):
+        """The name's stem (``core``, ``timens``...): how images are matched to the table."""
+        return self.name.split("-")[0].split(".")[0]
+
+
+_SEGV = "... killed by signal 11: Segmentation fault"
+
+#: Images CRIU 4.2.1 writes in every dump (criu/cr-dump.c; criu/image.c's lazy images are
+#: unlinked when nothing was written, so an image appears only when it has entries, and
+#: these always have), by kind.  ``pages-<id>.img`` (``missing-pages``), ``fdinfo-<id>.img``
+#: (``no-fdinfo``: not written for a file table without fds) and images whose need other
+#: images show (ghost files, tcp streams, memfd inodes, shared memory) have checks of their
+#: own.
+ALWAYS_WRITTEN = {written.kind: written for written in (
+    Written("inventory.img", "every checkpoint", "Unexpected EOF on (empty-image)",
+            "the restore stops at once."),
+    Written("pstree.img", "every checkpoint", None,
+            "CRIU 4.2.1 crashes (segmentation fault, exit code 139) before it logs an error."),
+    Written("files.img", "every checkpoint with a living process (its cwd, root and "
+            "executable are in it)",
+            "No entry for reg-file-ID ... / Remap for non existing file ... / No file for fd "
+            "...",
+            "no fd, cwd, root or executable can be opened: the restore stops."),
+    Written("seccomp.img", "every checkpoint with a living process (one empty entry "
+            "when no thread has seccomp filters)", _SEGV,
+            "threads that had seccomp filters crash the restore (CRIU reads their filters "
+            "from the missing image; not tried on a real restore); without filters the "
+            "restore works, but the copy is not the checkpoint CRIU wrote."),
+    Written("timens-0.img", "every checkpoint (CRIU 3.14 and later) of a tree without a "
+            "time namespace of its own (a tree with one gets timens-<its id>.img)",
+            "Clocks values have not been dumped",
+            "the restore goes on (that line is a warning) without a time namespace: the "
+            "restored processes see this host's CLOCK_MONOTONIC and CLOCK_BOOTTIME instead "
+            "of clocks that go on from the dump's, so times they saved jump and their "
+            "timeouts fire early or late."),
+    Written("core-{tid}.img", "each thread of a living process, and each zombie",
+            "Unexpected EOF on (empty-image)", "the restore stops."),
+    Written("ids-{pid}.img", "each living process", "No IDS for root task. / Empty list on "
+            "file desc id ...", "the root task stops the restore; another process loses "
+            "its file table and namespaces, and CRIU 4.2.1 stops on its files (`BUG at "
+            "criu/files.c`, the task killed by signal 11)."),
+    Written("mm-{pid}.img", "each living process", _SEGV,
+            "the task has no memory layout to restore and crashes."),
+    Written("fs-{pid}.img", "each living process", _SEGV,
+            "the task has no cwd and root to restore and crashes."),
+    Written("pagemap-{pid}.img", "each living process", None,
+            "the task cannot restore its memory and exits: CRIU logs only `Restoring "
+            "FAILED.`"),
+)}
+
+
+def always_written(name):
+    """The :class:`Written` entry for image ``name`` (``mm-42.img``), or None
+    (``pagemap-shmem-7.img`` is not ``pagemap-{pid}.img``)."""
+    written = ALWAYS_WRITTEN.get(name.split("-")[0].split(".")[0])
+    if written is None:
+        return None
+    pattern = re.escape(written.name).replace(r"\{pid\}", r"\d+").replace(r"\{tid\}", r"\d+")
+    return written if re.fullmatch(pattern, name) else None
+
+
 def check(code):
     """The :class:`Check` for ``code``; a graph code newer than this table gets a bare one
     (a test keeps the table complete for the graph of this version)."""
@@ -323,4 +408,15 @@ def check(code):
     return found
 
 
-__all__ = ["CHECKS", "Check", "INTEGRITY", "REQUIREMENTS", "STAGES", "TARGET", "check"]
+__all__ = [
+    "ALWAYS_WRITTEN",
+    "CHECKS",
+    "INTEGRITY",
+    "REQUIREMENTS",
+    "STAGES",
+    "TARGET",
+    "Check",
+    "Written",
+    "always_written",
+    "check",
+]

@@ -7,6 +7,11 @@ What CRIU's restore reads, checked before it reads it:
 - the graph's findings (:attr:`~crit_plus.graph.Checkpoint.findings`): missing
   per-process images, the process tree, fds and file mappings resolved in
   ``files.img``, ghost files, pagemaps against VMAs and pages files;
+- every image CRIU writes in every dump is there
+  (:data:`~.validate_catalog.ALWAYS_WRITTEN`: the graph reports the per-process
+  ones, ``files.img``, ``seccomp.img`` and ``timens-0.img`` are checked here),
+  each missing one with what CRIU's restore prints and does without it; a
+  missing fdinfo image is an error when files.img holds files nothing else opens;
 - ``inventory.img``: ``img_version`` 1 or 2, ``fdinfo_per_id``, ``root_cg_set``
   (``check_img_inventory``);
 - ``pstree.img`` order (a parent before its children, ``read_pstree_image``),
@@ -25,9 +30,9 @@ import re
 from decoders.errors import MissingImageError
 from decoders.kinds import expected_magic, raw_kind
 
-from ..files import IpProto, SockFamily
+from ..files import USK_EXTERN, IpProto, SockFamily
 from ..findings import ERROR, WARNING
-from .validate_catalog import check
+from .validate_catalog import always_written, check
 
 #: Images the graph decodes itself (its findings report them).
 _GRAPH_IMAGES = re.compile(
@@ -38,8 +43,6 @@ _PER_PROCESS = re.compile(r"^(core|ids|mm|fs|pagemap|fdinfo)-(\d+)\.img$")
 _PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
 #: Images a restore never reads: one that does not decode is only a warning.
 NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
-#: CRIU's ``USK_EXTERN``: the entry stands for a socket outside the checkpoint.
-USK_EXTERN = 1
 
 
 def run(facts, out):
@@ -48,6 +51,7 @@ def run(facts, out):
     _inventory(facts, out)
     _pstree(facts, out)
     _graph(facts, out)
+    _always_written(facts, out)
     _architectures(facts, out)
     _pid_namespace(facts, out)
     _unix_peers(facts, out)
@@ -115,6 +119,7 @@ def _graph_params(finding):
 
 
 def _graph(facts, out):
+    orphans = None
     for finding in facts.checkpoint.findings:
         spec = check(finding.code)
         params = _graph_params(finding)
@@ -122,9 +127,112 @@ def _graph(facts, out):
             finding.where == "stats-dump" else None
         if finding.code in PARENT_CODES:  # where is parent/parent...: the link itself
             params["path"] = os.path.join(facts.directory, finding.where)
-        out.add(finding.code, finding.message, finding.where,
-                severity=spec.severity or finding.severity, image=image,
-                criu_silent=_criu_silent(finding), **params)
+        severity, message, silent = spec.severity or finding.severity, finding.message, \
+            _criu_silent(finding)
+        if finding.code == "missing-image":
+            silent = _written_params(finding.where, params)
+        elif finding.code == "no-fdinfo":
+            orphans = _unopened_files(facts.checkpoint) if orphans is None else orphans
+            severity, message, silent = _no_fdinfo(finding, orphans)
+        out.add(finding.code, message, finding.where, severity=severity, image=image,
+                criu_silent=silent, **params)
+
+
+def _written_params(name, params):
+    """Fill ``params`` with what :data:`ALWAYS_WRITTEN` says of image ``name``; return True
+    when CRIU prints no error of its own without it."""
+    written = always_written(name)
+    if written is None:
+        params.update(says=None, scope="every dump that needs it",
+                      lacks="it fails on the first entry it needs.")
+        return False
+    params.update(says=written.criu_says, scope=written.scope, lacks=written.lacks)
+    return written.criu_says is None
+
+
+def _unopened_files(checkpoint):
+    """The files.img entries nothing in the checkpoint opens: no fd, mapping, cwd, root,
+    executable, link remap or fifo/tty path.  CRIU dumps a file only for one of these, so
+    such a file was opened by an fd of a missing fdinfo image (unix sockets outside the tree,
+    ``USK_EXTERN``, are dumped for their peers and left out)."""
+    used = set()
+    for process in checkpoint.processes:
+        used.update(file.id for file in (process.cwd, process.root, process.exe) if file)
+        used.update(mapping.file.id for mapping in process.vmas if mapping.file is not None)
+    for file in checkpoint.files:
+        used.update(file.details.get(key) for key in ("link_remap_id", "regf_id"))
+    return [file for file in checkpoint.files
+            if file.id not in used and not checkpoint.holders(file.id)
+            and not (file.kind == "unix" and file.external)]
+
+
+def _no_fdinfo(finding, orphans):
+    """``(severity, message, criu_silent)`` of the graph's ``no-fdinfo`` finding."""
+    message = finding.message.replace(" (no open files)", "")
+    if not orphans:
+        return WARNING, (message + ": CRIU writes none for a file table without fds; if "
+                         "the process had any, the restore gives it none"), True
+    names = ", ".join(file.name or f"id {file.id}" for file in orphans[:3])
+    more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
+    files = "1 file" if len(orphans) == 1 else f"{len(orphans)} files"
+    return ERROR, (f"{message}: files.img holds {files} nothing else in the checkpoint "
+                   f"opens ({names}{more}), so their fds were in it"), False
+
+
+def _always_written(facts, out):
+    """The images :data:`ALWAYS_WRITTEN` lists that the graph does not read itself:
+    ``files.img``, ``seccomp.img`` and the time namespace's ``timens-<id>.img``, each
+    written in every dump of a living process."""
+    checkpoint = facts.checkpoint
+    if not any(process.core is not None and not process.is_zombie
+               for process in checkpoint.processes):
+        return
+    names = ["files.img", "seccomp.img"]
+    timens = _timens_image(facts)
+    if timens is not None:
+        names.append(timens)
+    for name in names:
+        if facts.has_image(name):
+            continue
+        params = {}
+        silent = _written_params(name, params)
+        message = f"{name} is missing"
+        if name == "seccomp.img":
+            filtered = _seccomp_threads(checkpoint)
+            if filtered:
+                tids = ", ".join(map(str, filtered[:5]))
+                message += (f": thread {tids} has seccomp filters" if len(filtered) == 1
+                            else f": threads {tids} have seccomp filters")
+            else:
+                silent = True
+                message += ": no thread has seccomp filters, so the restore itself works"
+        out.add("missing-image", message, name, image=name, criu_silent=silent, **params)
+
+
+def _timens_image(facts):
+    """``timens-0.img``, or ``timens-<id>.img`` for a tree with its own time namespace; None
+    when unknown or when the dump's CRIU predates time namespaces (3.14)."""
+    namespaces = facts.new_namespaces
+    version = facts.dump_versions[0]
+    if namespaces is None or (version and _older(version, (3, 14))):
+        return None
+    if "time" in namespaces:
+        ns_id = facts.root.ids.namespace("time")
+        return f"timens-{ns_id}.img" if ns_id else None
+    return "timens-0.img"
+
+
+def _older(version, than):
+    try:
+        return tuple(int(part) for part in str(version).split(".")[:2]) < than
+    except ValueError:
+        return False
+
+
+def _seccomp_threads(checkpoint):
+    """Thread ids whose core says seccomp mode ``filter``."""
+    return [thread.tid for process in checkpoint.processes for thread in process.threads
+            if thread.core is not None and thread.core.seccomp_mode == "filter"]
 
 
 #: Graph findings about the ``parent/`` link (their ``where`` is the link's relative path).

@@ -5,7 +5,7 @@ the resolved source (kind, instance,        ``checkpoint/source.json``
 CRIU version, kernel, findings)
 the image files: names and sizes only       ``checkpoint/images.txt``
 CRIU's logs in the image directory          ``checkpoint/dump.log``, ``restore.log``, ...
-``backup.yaml`` beside ``state/``           ``instance/backup.yaml`` (environment redacted)
+``backup.yaml`` beside ``state/``           ``instance/backup.yaml`` (secrets redacted)
 ``crit-plus version|summarize|size|         ``crit-plus/NAME.json`` and ``NAME.txt`` (stderr,
 validate``, as JSON and as a table          when any, in ``NAME.json.stderr.txt`` ...)
 ``--include-images`` only: every file of    ``images/...``
@@ -137,11 +137,11 @@ def gather_self_runs(collection, spec, options, commands=SELF_COMMANDS):
                 continue
             member = f"crit-plus/{name}.{suffix}"
             collection.self_runs.append((run, member))
-            collection.add_stream(member, run.stdout, "crit-plus " + " ".join(run.argv),
-                                  redact=False)
+            # Redacted too: they quote command lines and log lines, which can hold secrets.
+            collection.add_stream(member, run.stdout, "crit-plus " + " ".join(run.argv))
             if run.stderr.seek(0, os.SEEK_END):
                 collection.add_stream(f"{member}.stderr.txt", run.stderr,
-                                      "stderr of crit-plus " + " ".join(run.argv), redact=False)
+                                      "stderr of crit-plus " + " ".join(run.argv))
             run.stdout.close()
             run.stderr.close()
 
@@ -167,7 +167,7 @@ def gather_checkpoint(collection, source, options, include_images=False):
                         f"the files of {images_dir} (names and sizes)", redact=False)
     _checkpoint_logs(collection, images_dir, files)
     if source.backup_path is not None:
-        collection.add_file("instance/backup.yaml", source.backup_path)
+        collection.add_yaml_file("instance/backup.yaml", source.backup_path)
     gather_self_runs(collection, self_run_spec(source), options)
     if include_images:
         _images(collection, images_dir, files)

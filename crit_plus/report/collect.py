@@ -4,9 +4,10 @@ Gathering and writing are apart because the index, the bundle's first member,
 lists everything gathered and skipped: so every member's bytes are copied once,
 while gathering, into one spool file (one file descriptor and bounded memory
 however many members there are) and the tar is written from the spool.  Text
-copied from the machine passes the environment :class:`~.redact.Redactor` on
-the way in.  Only checkpoint images (``--include-images``) are not spooled:
-they are streamed from their files at write time.
+copied from the machine is redacted on the way in (:mod:`.redact`): YAML
+documents parsed and written again, everything else by the shape of its
+secrets.  Only checkpoint images (``--include-images``) are not spooled: they
+are streamed from their files at write time.
 
 Member names are relative to the bundle's top directory, ``/``-separated.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ..files import open_in_tree
 from .model import Member, Skipped
-from .redact import redact_chunks
+from .redact import MAX_YAML, RedactionError, redact_chunks, redact_yaml
 
 #: Bytes kept of one copied file; of a longer file the last ones are kept (logs
 #: end with what went wrong), from the start of a line.
@@ -156,6 +157,34 @@ class Collection:
         offset, size, digest = self.spool.append(redact_chunks(chunks) if redact else chunks)
         self.members.append(Member(name, origin, size, info.st_mtime, offset=offset, scan=scan,
                                    digest=digest, cut=cut, run_id=run_id))
+
+    def add_yaml(self, name, data, origin, *, mtime=None, header=b""):
+        """Add the YAML document ``data`` (bytes) as member ``name``, its secrets
+        hidden by parsing (:func:`~.redact.redact_yaml`), after the comment lines
+        ``header``; a document that cannot be parsed is skipped, not copied.
+        Returns True if added."""
+        try:
+            redacted = redact_yaml(data, name)
+        except RedactionError as error:
+            self.skip(origin, f"not copied: its secrets cannot be found ({error})")
+            return False
+        self.add_bytes(name, header + redacted, origin, mtime=mtime)
+        return True
+
+    def add_yaml_file(self, name, path):
+        """:meth:`add_yaml` of the file at ``path`` (at most :data:`~.redact.MAX_YAML` bytes
+        read; never waits on a FIFO)."""
+        from decoders.framing import open_untrusted
+
+        path = os.path.abspath(path)
+        try:
+            fd, info = open_untrusted(path)
+            with open(fd, "rb") as stream:
+                data = stream.read(MAX_YAML + 1)
+        except OSError as error:
+            self.skip(path, f"cannot be read: {error.strerror or error}")
+            return False
+        return self.add_yaml(name, data, path, mtime=info.st_mtime)
 
     def add_streamed(self, name, path):
         """Add the file at ``path`` as member ``name``, copied as is when the bundle

@@ -19,6 +19,7 @@ and :data:`CPUINFO`; programs run through the given
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ..files import open_in_tree, resolve_in_root
@@ -57,16 +58,28 @@ def cpuinfo_text(text):
     return "\n".join(kept) + "\n" if kept else ""
 
 
-def record_program(collection, what, member, runner, argv, scan=None):
+def record_program(collection, what, member, runner, argv, scan=None, yaml=False):
     """Run ``argv`` with ``runner`` and keep its transcript as ``member``; a
-    program that did not run is recorded as skipped."""
+    program that did not run is recorded as skipped.  ``yaml``: its output is a
+    YAML document, kept (redacted by parsing, after comments naming the command)
+    only when the program succeeded and the document parses."""
     ran = runner.run(argv)
     if ran.error is not None:
         collection.skip(what, ran.error)
         collection.runs.append((what, ran, None))
         return ran
-    collection.add_bytes(member, ran.transcript(), ran.command_line, scan=scan)
-    collection.runs.append((what, ran, member))
+    added = True
+    if yaml and ran.ok and not ran.truncated:
+        command = ran.command_line.replace("\r", "\\r").replace("\n", "\\n")
+        added = collection.add_yaml(member, ran.stdout, ran.command_line,
+                                    header=f"# $ {command}\n# exit code 0\n".encode(
+                                        "utf-8", "backslashreplace"))
+    else:
+        shown = ran if not yaml else dataclasses.replace(
+            ran, stdout=b"# (output not copied: not a whole YAML document, so its secrets "
+                        b"cannot be found)\n")
+        collection.add_bytes(member, shown.transcript(), ran.command_line, scan=scan)
+    collection.runs.append((what, ran, member if added else None))
     return ran
 
 

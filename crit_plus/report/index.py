@@ -37,17 +37,17 @@ def privacy_statement(report):
             f"> **Warning: this bundle INCLUDES THE CHECKPOINT IMAGES** (`images/`, "
             f"{len(images)} files, {size}, added by `--include-images`). They hold the memory of "
             "every process: passwords, keys, tokens and environment variables may be in them. "
-            "Share it only with people you would trust with the container itself. Environment "
-            "values and cloud-init data in the configuration and logs are still replaced by "
-            f"`{redacted}`.")
+            "Share it only with people you would trust with the container itself. Secrets in "
+            "the configuration and logs (environment values, user and cloud-init data, "
+            f"passwords, tokens, private keys) are still replaced by `{redacted}`.")
     return (
         "> **Privacy:** this bundle holds no memory contents, no environment variables and no "
         "checkpoint images. No page data was read into it, crit-plus's commands ran without "
-        "their memory-reading options, and environment values and cloud-init data in "
-        f"configurations and logs are replaced by `{redacted}`. It does hold logs, the "
-        "instance's configuration, kernel messages and host facts (listed below): "
-        "read them before you share it. "
-        "(`--include-images` would add the images.)")
+        "their memory-reading options, and secrets in configurations and logs (environment "
+        "values, user and cloud-init data, passwords, tokens, private keys, found by parsing "
+        f"the YAML and by their shape in logs) are replaced by `{redacted}`. It does hold "
+        "logs, the instance's configuration, kernel messages and host facts (listed below): "
+        "read them before you share it. (`--include-images` would add the images.)")
 
 
 def _fence(lines):

@@ -5,7 +5,7 @@ With ``lxc`` (LXD) or ``incus`` present:
 ==============================================  ===========================================
 ``lxc info``                                    ``host/lxd-info.txt`` (``incus-info.txt``)
 ``lxc info NAME``                               ``instance/info.txt``
-``lxc config show --expanded NAME``             ``instance/config.yaml`` (environment redacted)
+``lxc config show --expanded NAME``             ``instance/config.yaml`` (secrets redacted)
 ``lxc exec NAME -- cat /proc/self/mountinfo``   ``instance/mountinfo.txt`` (running instances)
 ==============================================  ===========================================
 
@@ -95,7 +95,8 @@ def _client_commands(collection, runner, instance):
         collection.skip(what, runner.missing(instance.client))
         return
     for label, member, args in wanted:
-        record_program(collection, label, member, runner, [client, *instance.client_args(*args)])
+        record_program(collection, label, member, runner, [client, *instance.client_args(*args)],
+                       yaml=member.endswith(".yaml"))
 
 
 def _daemon_logs(collection, root, instance, lxd_dir):

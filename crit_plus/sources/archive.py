@@ -382,6 +382,17 @@ def _take(tar, member, dest, limits, found, archive):
         found.images_mtime = member.mtime
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value):
+    """``value`` (parsed JSON) with lone surrogates (``"\\ud800"``, which no UTF-8
+    output can hold) replaced by U+FFFD."""
+    text = json.dumps(value, ensure_ascii=False)
+    fixed = _SURROGATE.sub("\ufffd", text)
+    return value if fixed == text else json.loads(fixed)
+
+
 def _read_metadata(dest, found, findings):
     """Parse the extracted metadata files into a JSON-ready dict."""
     metadata = {"rootfs_diff_size": found.sizes.get("rootfs-diff.tar"),
@@ -398,7 +409,7 @@ def _read_metadata(dest, found, findings):
             continue
         if how == "json":
             try:
-                metadata[key] = json.loads(path.read_bytes())
+                metadata[key] = _without_surrogates(json.loads(path.read_bytes()))
             except (ValueError, OSError, RecursionError) as error:  # RecursionError: [[[[...
                 metadata[key] = None
                 findings.append(Finding(WARNING, "bad-metadata",

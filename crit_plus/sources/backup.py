@@ -19,8 +19,10 @@ from pathlib import Path
 
 from decoders.framing import open_untrusted
 
-#: A backup.yaml larger than this is not parsed (LXD's are a few KiB).
-MAX_BACKUP_BYTES = 16 << 20
+#: A backup.yaml larger than this is not parsed.  LXD writes about 2.5 KiB per
+#: snapshot (more with cloud-init data): 1 MiB holds hundreds of snapshots, and
+#: parsing a hostile 1 MiB of tiny nodes takes about 280 MB.
+MAX_BACKUP_BYTES = 1 << 20
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +39,28 @@ def _yaml():
 
     Loader.add_constructor("tag:yaml.org,2002:timestamp",
                            lambda loader, node: loader.construct_scalar(node))
+    Loader.add_constructor("tag:yaml.org,2002:int", _integer)
     return yaml, Loader
+
+
+#: Integers wider than this many bits (LXD writes 64-bit ones) are kept as their text.
+MAX_INT_BITS = 64
+
+
+def _integer(loader, node):
+    """An integer, or its text when it is wider than :data:`MAX_INT_BITS` bits (a
+    5,000-digit decimal fails Python's int-str limit; a base-60 ``59:59:...`` one
+    would fail later, wherever it is printed)."""
+    try:
+        value = loader.construct_yaml_int(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+    return value if value.bit_length() <= MAX_INT_BITS else loader.construct_scalar(node)
+
+
+def _first_line(error):
+    """The first line of an exception's message, at most 200 characters."""
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 class BackupError(Exception):
@@ -54,26 +77,41 @@ def load_backup(path):
     try:
         fd, info = open_untrusted(path)  # a FIFO is refused, not waited on
         with open(fd, "rb") as stream:
-            if info.st_size > MAX_BACKUP_BYTES:
-                raise BackupError(f"{path} is {info.st_size} bytes, more than "
-                                  f"{MAX_BACKUP_BYTES}; not parsed")
-            text = stream.read(MAX_BACKUP_BYTES + 1)
+            text = b"" if info.st_size > MAX_BACKUP_BYTES else stream.read(MAX_BACKUP_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as error:
         raise BackupError(f"cannot read {path}: {error.strerror or error}") from None
-    yaml, loader = _yaml()
-    try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise BackupError(f"{path} is not valid YAML{line}") from None
+    size = max(info.st_size, len(text))
+    if size > MAX_BACKUP_BYTES:
+        raise BackupError(f"{path} is {size} bytes, more than the {MAX_BACKUP_BYTES} "
+                          "a backup.yaml of LXD or Incus holds; not parsed")
+    data = parse_yaml(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise BackupError(f"{path} is not a YAML mapping")
     return data
+
+
+def parse_yaml(text, name):
+    """The one YAML document of ``text`` (bytes or str) as Python values, parsed
+    with PyYAML's safe loader (timestamps left as text).
+
+    Raises :class:`BackupError` (one line naming ``name``) if it is not YAML,
+    holds more than one document, or a value no Python object holds (an
+    integer of more than 4300 digits: Python's int-str limit).
+    """
+    yaml, loader = _yaml()
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise BackupError(f"{name} is not valid YAML{line}") from None
+    except (ValueError, OverflowError, RecursionError) as error:
+        reason = _first_line(error)
+        raise BackupError(f"{name} has a value PyYAML cannot hold: {reason}") from None
 
 
 def instance_record(backup):
@@ -88,7 +126,10 @@ def snapshot_record(backup, name):
     """The ``snapshots:`` entry named ``name`` in a parsed backup.yaml, or None."""
     if not isinstance(backup, dict):
         return None
-    for entry in backup.get("snapshots") or ():
+    entries = backup.get("snapshots")
+    if not isinstance(entries, list):  # absent, or not the list LXD writes
+        return None
+    for entry in entries:
         if isinstance(entry, dict) and str(entry.get("name")) == name:
             return entry
     return None

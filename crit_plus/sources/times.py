@@ -24,13 +24,14 @@ def parse_timestamp(text):
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     if int(year) <= 1:
         return None
-    zone_info = timezone.utc
-    if zone and zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        zone_info = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
+        zone_info = timezone.utc
+        if zone and zone != "Z":  # an offset of 24 hours or more is refused (ValueError)
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            zone_info = timezone(sign * timedelta(hours=int(digits[:2]),
+                                                  minutes=int(digits[2:])))
         return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
                         micro, tzinfo=zone_info)
     except ValueError:

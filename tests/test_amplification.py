@@ -1,0 +1,95 @@
+"""Small hostile input, bounded cost: a pstree.img of 100,000 pids (1.7 MB) without any
+other image makes five findings per pid; only the first MAX_PER_CODE of a code are kept
+(crit_plus.findings.FindingList, used by Checkpoint.findings), the rest are counted in one
+summary finding, so every command that lists findings stays within memory.
+
+The commands run in a subprocess under an address-space limit (RLIMIT_AS) the test sets;
+before the cap, ``validate --format json`` on this input needed about 2.8 GB.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from crit_plus.findings import (
+    ERROR,
+    MAX_PER_CODE,
+    Finding,
+    FindingList,
+    finding_count,
+    named,
+)
+
+from .synth import CheckpointBuilder, proc
+
+PIDS = 100_000
+#: Address space the command may use (the interpreter, the graph's 100,000 processes).
+LIMIT = 1536 << 20
+
+
+@pytest.fixture(scope="module")
+def many_pids(tmp_path_factory):
+    """A checkpoint of inventory.img and a pstree.img of :data:`PIDS` pids, nothing else."""
+    builder = CheckpointBuilder(tmp_path_factory.mktemp("many-pids"))
+    builder.inventory()
+    builder.pstree([proc(pid, ppid=1 if pid > 1 else 0, pgid=1, sid=1)
+                    for pid in range(1, PIDS + 1)])
+    return builder.directory
+
+
+def _limited(limit):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def _run_limited(*args):
+    return subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)],
+                          capture_output=True, text=True, preexec_fn=_limited(LIMIT),
+                          timeout=1200, check=False)
+
+
+def test_validate_of_100k_pids_without_images_stays_within_memory(many_pids):
+    outcome = _run_limited("validate", "--format", "json", many_pids)
+    assert outcome.returncode == 2, outcome.stderr[-2000:]  # FAIL: images are missing
+    report = json.loads(outcome.stdout)
+    missing = [f for f in report["findings"] if f["code"] == "missing-image"]
+    assert len(missing) == MAX_PER_CODE + 1
+    more = PIDS * 5 - MAX_PER_CODE
+    assert missing[-1]["message"].startswith(f"{more} more missing-image findings not listed")
+
+
+def test_finding_list_keeps_the_first_of_each_code_and_counts_the_rest():
+    found = FindingList(limit=2)
+    for pid in range(5):
+        found.add(Finding(ERROR, "missing-image", f"pid {pid}", f"core-{pid}.img", named(pid=pid)))
+    found.add(Finding("warning", "orphan", "pid 9", "pstree.img"))
+    result = found.result()
+    assert [f.where for f in result] == ["core-0.img", "core-1.img", "pstree.img", "checkpoint"]
+    summary = result[-1]
+    assert (summary.code, summary.severity, dict(summary.params)) == \
+        ("missing-image", ERROR, {"more": 3})
+    assert finding_count(result, ERROR) == 5 and finding_count(result) == 6
+
+
+def test_validate_s_own_checks_are_capped_too(tmp_path):
+    """Children listed before their parent: one pstree-order finding each (validate's own
+    check, not the graph's), 20 listed and one summary."""
+    from crit_plus.analysis.validate import validate
+    from crit_plus.graph import open_checkpoint
+
+    builder = CheckpointBuilder(tmp_path / "reversed")
+    builder.inventory()
+    children = [proc(pid, ppid=pid + 1, pgid=1, sid=1) for pid in range(2, 60)]
+    builder.pstree([proc(1, pgid=1, sid=1)] + children + [proc(60, ppid=1, pgid=1, sid=1)])
+    report = validate(open_checkpoint(builder.directory), stages=("integrity",))
+    order = [f for f in report.findings if f.code == "pstree-order"]
+    assert len(order) == MAX_PER_CODE + 1
+    assert order[-1].message.startswith(f"{58 - MAX_PER_CODE} more pstree-order findings")
+    missing = [f for f in report.findings if f.code == "missing-image"]
+    assert missing[-1].message.startswith(f"{60 * 5 - MAX_PER_CODE} more missing-image")
