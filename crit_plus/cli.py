@@ -1,16 +1,28 @@
 """The ``crit-plus`` command line: one click group and the error boundary.
 
-Exit codes (scripts can rely on them):
+Exit codes (scripts can rely on them; README "Exit codes", docs/commands.md):
 
 - 0: success;
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
-- 2: wrong usage (an ``-o`` that would replace an input included), or pycriu
-  (CRIU's Python library) is missing;
+- 2: wrong usage (one line: ``crit-plus: error: ... (see crit-plus CMD --help)``;
+  an ``-o`` that would replace an input included), or pycriu (CRIU's Python
+  library) is missing;
+- 3: ``mem read``/``mem dump``: the checkpoint holds no bytes at the address
+  asked (not mapped, or a mapping whose pages are not in the images);
 - 70: an internal error (a bug in crit-plus), said in one line too;
 - 130: interrupted (Ctrl-C);
 - 143: terminated (SIGTERM); like Ctrl-C, temporary files and directories
   are removed first (crit_plus/signals.py).
+
+Commands that answer a question keep the Unix convention of their model, and
+say "the command could not answer" with the code after their answers:
+``diff`` (as diff(1): 0 identical, 1 different, 2 trouble), ``mem grep`` (as
+grep(1): 0 a match, 1 no match, 2 trouble) and ``validate`` (0 clean, 1
+warnings with ``--strict``, 2 errors, 3 trouble: the input cannot be read or is
+not a checkpoint, or wrong usage).  Such a command declares its codes with
+:func:`crit_plus.commands.options.exit_codes`; the boundary here applies them to
+input and usage errors.
 
 ``--traceback`` shows the stack of an error instead of the one-line message.
 Output piped into a command that stops reading (``| head``) ends quietly.
@@ -30,7 +42,7 @@ from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
 from .boundary import error_text, quiet_broken_pipe
-from .commands.options import gc_paused
+from .commands.options import BAD_INPUT_EXIT, gc_paused
 from .output import OutputRefused
 from .signals import Terminated, sigterm_unwinds
 
@@ -38,6 +50,7 @@ from .signals import Terminated, sigterm_unwinds
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
+EXIT_NO_DATA = 3  # mem read/dump: no bytes at that address in the checkpoint
 EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -45,11 +58,13 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 class _Escaped(Exception):
     """Carries an error past click, which would turn EOFError into "Aborted!" and a
-    broken pipe into exit 1, to :func:`main`'s boundary."""
+    broken pipe into exit 1, to :func:`main`'s boundary, with the running command's exit
+    code for an input that cannot be read (:func:`~crit_plus.commands.options.exit_codes`)."""
 
-    def __init__(self, error):
+    def __init__(self, error, bad_input=EXIT_BAD_INPUT):
         super().__init__(error)
         self.error = error
+        self.bad_input = bad_input
 
 
 #: Command name → the module of crit_plus.commands that defines it.  Modules are
@@ -59,8 +74,9 @@ COMMAND_MODULES = {
     "decode": "decode", "show": "decode", "encode": "encode", "info": "info",
     "list": "list", "version": "version",
     "summarize": "summarize", "ps": "ps", "fds": "fds", "sk": "sk", "mems": "mems",
-    "rss": "rss", "mem": "mem",
+    "rss": "rss", "mem": "mem", "core": "core",
     "size": "size", "validate": "validate", "diff": "diff", "report": "report",
+    "host": "host",
 }
 
 
@@ -83,12 +99,8 @@ class _Boundary(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (DecodeError, PycriuNotFound, BrokenPipeError) as error:
-            raise _Escaped(error) from error
-        except OSError as error:
-            if error.errno == errno.EPIPE:
-                raise _Escaped(error) from error
-            raise
+        except (DecodeError, PycriuNotFound, OSError) as error:
+            raise _Escaped(error, ctx.meta.get(BAD_INPUT_EXIT, EXIT_BAD_INPUT)) from error
 
 
 @click.group(cls=_Boundary,
@@ -129,19 +141,26 @@ def main(argv=None):
     again and again (a quarter of ``summarize``'s time on 100 000 VMAs).
     """
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
+    bad_input = EXIT_BAD_INPUT
     try:
         try:
             # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
             with gc_paused(), sigterm_unwinds():
                 code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
+            bad_input = escaped.bad_input
             raise escaped.error from None
         return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.ClickException as error:
+    except click.exceptions.NoArgsIsHelpError as error:  # `crit-plus`, `crit-plus mem`: help
         error.show()
         return error.exit_code
+    except click.UsageError as error:
+        return _fail(usage_text(error), getattr(error.ctx and error.ctx.command,
+                                                 "usage_exit_code", error.exit_code))
+    except click.ClickException as error:
+        return _fail(f"error: {error.format_message()}", error.exit_code)
     except click.exceptions.Abort:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
@@ -154,18 +173,28 @@ def main(argv=None):
     except (PycriuNotFound, OutputRefused) as error:
         if show_traceback:
             raise
-        return _fail(str(error), EXIT_USAGE)
+        # 2, or a command's own "no answer" code (validate's 2 is a verdict: it says 3)
+        return _fail(str(error), EXIT_USAGE if bad_input == EXIT_BAD_INPUT else bad_input)
     except DecodeError as error:
         if show_traceback:
             raise
-        return _fail(error_text(error), EXIT_BAD_INPUT)
+        return _fail(error_text(error), bad_input)
     except OSError as error:
         if error.errno == errno.EPIPE:
             quiet_broken_pipe()
             return EXIT_OK
         if show_traceback:
             raise
-        return _fail(error_text(error), EXIT_BAD_INPUT)
+        return _fail(error_text(error), bad_input)
+
+
+def usage_text(error):
+    """A click usage error in one line, with where to read the usage: ``error: Missing
+    argument 'PATTERN' (see `crit-plus mem grep --help`)``."""
+    ctx = error.ctx
+    command = ctx.command_path if ctx is not None else "crit-plus"
+    message = " ".join(error.format_message().split()).rstrip(".")
+    return f"error: {message} (see `{command} --help`)"
 
 
 def run():

@@ -221,6 +221,28 @@ def netlink_state(number):
     return NETLINK_STATES.get(int(number), str(number))
 
 
+#: ``inventory.network_lock_method`` (CRIU's ``enum NETWORK_LOCK_METHOD``).
+NETWORK_LOCKS = {0: "iptables", 1: "nftables", 2: "skip"}
+#: ``inventory.lsmtype`` names as people write them.
+LSM_NAMES = {"NO_LSM": "none", "SELINUX": "SELinux", "APPARMOR": "AppArmor"}
+
+
+def network_lock_name(method):
+    """The inventory's network-lock method by name (``iptables``, ``nftables``, ``skip``);
+    None stays None, an unknown number stays as given."""
+    if method is None:
+        return None
+    text = str(method)
+    return NETWORK_LOCKS.get(int(text), text) if text.isdigit() else text
+
+
+def lsm_name(lsm_type):
+    """The inventory's LSM type as people write it (``NO_LSM`` → ``none``); None stays None."""
+    if lsm_type is None:
+        return None
+    return LSM_NAMES.get(lsm_type, lsm_type)
+
+
 def cmdline_text(argv, comm=None):
     """A command line as ``ps`` shows it; ``[comm]`` when it cannot be read."""
     if argv:
@@ -231,6 +253,11 @@ def cmdline_text(argv, comm=None):
 def address_range(start, end):
     """``/proc/PID/maps`` address text: ``00400000-0041f000``."""
     return f"{start:08x}-{end:08x}"
+
+
+def maps_offset(offset):
+    """``/proc/PID/maps`` file offset text: ``0001f000``."""
+    return f"{offset:08x}"
 
 
 # -- shares, rates and transfer times (size) -------------------------------------------------

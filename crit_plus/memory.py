@@ -1275,8 +1275,8 @@ def _file_backing(file, files, root):
     else:
         path = file.name
     if root is None:
-        return Backing.unavailable(f"{path} is not in the images; read it from a copy of "
-                                   "the file system with root= (the commands' --root)")
+        return Backing.unavailable(f"{path} is not in the images, and no root directory "
+                                   "(a copy of the processes' /) was given to read it from")
     host = resolve_in_root(root, path)
     if host is None or not os.path.isfile(host):
         return Backing.unavailable(f"{path} is not found under {root}")

@@ -25,7 +25,8 @@ _EXPORTS = {
     "read_dump_stats": "inventory", "read_inventory": "inventory",
     "read_mm": "mm", "read_pagemap": "pagemap", "read_pstree": "pstree",
     **dict.fromkeys(("Creds", "DumpStats", "FdInfo", "FileEntry", "Fs", "Ids", "Inventory", "Mm",
-                     "Pagemap", "PageRun", "PstreeEntry", "ThreadCore", "Vma"), "records"),
+                     "Pagemap", "PageRun", "PstreeEntry", "Registers", "ThreadCore", "Vma"),
+                    "records"),
     "PycriuNotFound": "schema", "get_schema": "schema",
 }
 
@@ -36,7 +37,8 @@ __all__ = [
     "BadMagicError", "Creds", "DecodeError", "DumpStats", "Entry", "EntryDecodeError", "FdInfo",
     "FdType", "FileEntry", "Fs", "Ids", "Image", "Inventory", "MapFlags", "MissingImageError", "Mm",
     "PAGE_SIZE", "PageFlags", "PageRun", "Pagemap", "Payload", "Prot", "PstreeEntry",
-    "PycriuNotFound", "SchemaError", "Source", "TaskState", "ThreadCore", "TruncatedError",
+    "PycriuNotFound", "Registers", "SchemaError", "Source", "TaskState", "ThreadCore",
+    "TruncatedError",
     "UnreadableImageError", "Vma", "VmaStatus", "get_schema", "image_from_bytes", "open_image",
     "read_core", "read_dump_stats", "read_fdinfo", "read_files", "read_fs", "read_ids",
     "read_inventory", "read_mm", "read_pagemap", "read_pstree",

@@ -6,8 +6,9 @@ from __future__ import annotations
 from .errors import EntryDecodeError, StrPath
 from .flags import TaskState
 from .image import open_image
-from .records import Creds, ThreadCore
+from .records import Creds, Registers, ThreadCore
 from .text import image_text
+
 
 def _creds(msg):
     if msg is None:
@@ -41,6 +42,45 @@ def _xsave_features(core):
     return _optional(xsave, "xstate_bv")
 
 
+def _fields(msg):
+    """``((name, value), ...)`` of the set fields of ``msg``, repeated ones as tuples."""
+    out = []
+    for desc, value in msg.ListFields():
+        if desc.message_type is not None:
+            value = tuple(_fields(v) for v in value) if _repeated(desc) else _fields(value)
+        elif _repeated(desc):
+            value = tuple(value)
+        out.append((desc.name, value))
+    return tuple(out)
+
+
+def _repeated(desc):
+    return desc.label == desc.LABEL_REPEATED
+
+
+def _registers(core, arch):
+    if arch == "X86_64":
+        info = _optional(core, "thread_info")
+        if info is None:
+            return None
+        fp = _optional(info, "fpregs")
+        xsave = _optional(fp, "xsave")
+        fp_fields = tuple(item for item in _fields(fp) if item[0] != "xsave") if fp else ()
+        return Registers(arch, _fields(info.gpregs), fp_fields,
+                         _fields(xsave) if xsave is not None else ())
+    if arch == "AARCH64":
+        info = _optional(core, "ti_aarch64")
+        if info is None:
+            return None
+        return Registers(arch, _fields(info.gpregs), _fields(info.fpsimd), (), info.tls)
+    return None
+
+
+def _signals(*queues):
+    return tuple(bytes(entry.siginfo) for queue in queues if queue is not None
+                 for entry in queue.signals)
+
+
 def read_core(path: StrPath, tid: int) -> ThreadCore:
     """Return the :class:`ThreadCore` of the core image at ``path``."""
     with open_image(path) as image:
@@ -53,12 +93,13 @@ def read_core(path: StrPath, tid: int) -> ThreadCore:
     task = _optional(core, "tc")
     thread = _optional(core, "thread_core")
     comm = image_text(_optional(thread, "comm") or _optional(task, "comm"))
+    arch = _enum_name(core, "mtype")
     seccomp = None
     if thread is not None and thread.HasField("seccomp_mode"):
         seccomp = _enum_name(thread, "seccomp_mode")
     return ThreadCore(
         tid=tid,
-        arch=_enum_name(core, "mtype"),
+        arch=arch,
         comm=comm,
         task_state=TaskState.of(task.task_state) if task is not None else None,
         exit_code=task.exit_code if task is not None else None,
@@ -68,9 +109,30 @@ def read_core(path: StrPath, tid: int) -> ThreadCore:
         blocked_signals=_optional(thread, "blk_sigset"),
         source=entry.source,
         raw=core,
+        registers=_registers(core, arch),
+        signals=_signals(_optional(thread, "signals_p"), _optional(task, "signals_s")),
+        task_flags=task.flags if task is not None else None,
+        nice=_optional(thread, "sched_nice"),
         task_comm=image_text(_optional(task, "comm")) or None,
         cg_set=_cg_set(thread, task),
+        compat=_compat(core),
+        rseq=_rseq(thread),
     )
+
+
+def _compat(core):
+    """True for an x86 thread in 32-bit compat mode (``user_x86_regs_mode`` COMPAT)."""
+    info = getattr(core, "thread_info", None)
+    gpregs = getattr(info, "gpregs", None)
+    return bool(getattr(gpregs, "mode", 1) == 2) if gpregs is not None else False
+
+
+def _rseq(thread):
+    """True when the thread had registered restartable sequences (``rseq_entry``)."""
+    if thread is None or "rseq_entry" not in thread.DESCRIPTOR.fields_by_name \
+            or not thread.HasField("rseq_entry"):
+        return False
+    return bool(thread.rseq_entry.rseq_abi_pointer)
 
 
 def _cg_set(thread, task):

@@ -8,8 +8,7 @@ Records hold facts from one image; linking images is ``crit_plus.graph``'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
-from typing import Any
+from typing import Any, NamedTuple
 
 from .flags import PAGE_SIZE, FdType, MapFlags, PageFlags, Prot, TaskState, VmaStatus
 from .image import Source
@@ -49,6 +48,32 @@ class Creds:
 
 
 @dataclass(frozen=True, slots=True)
+class Registers:
+    """A thread's saved registers, as its core image holds them (``thread_info`` on
+    x86_64, ``ti_aarch64`` on aarch64).
+
+    Each part is ``((name, value), ...)`` in the schema's field order, a repeated
+    field's value a tuple: ``gp`` the general registers (x86: ``user_x86_regs_entry``,
+    aarch64: ``regs``, ``sp``, ``pc``, ``pstate``), ``fp`` the floating-point state
+    (x86: the fxsave fields, aarch64: ``vregs``, ``fpsr``, ``fpcr``), ``xsave`` the
+    x86 XSAVE components (empty when the image has none); ``tls`` aarch64's TPIDR_EL0.
+    """
+
+    arch: str
+    gp: tuple
+    fp: tuple
+    xsave: tuple = ()
+    tls: int | None = None
+
+    def value(self, part: str, name: str, default: Any = None) -> Any:
+        """The value of field ``name`` of ``part`` (``gp``, ``fp``, ``xsave``)."""
+        for key, value in getattr(self, part):
+            if key == name:
+                return value
+        return default
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadCore:
     """One ``core-<tid>.img``: the thread's state; the leader's also the task's.
 
@@ -57,7 +82,11 @@ class ThreadCore:
     which only a group leader's core carries; for other threads they are None.
     ``cg_set`` is the id of the thread's set in ``cgroup.img``, or None.
     ``xsave_features`` is the x86 XSAVE feature mask the thread used (the
-    restore host's CPU must offer every bit), or None.
+    restore host's CPU must offer every bit), or None.  ``registers`` the
+    thread's :class:`Registers` (None for an architecture not read),
+    ``signals`` the raw ``siginfo_t`` bytes of its pending signals (the
+    thread's own, then for a leader the process's), ``task_flags`` the task's
+    ``PF_*`` flags (leader only), ``nice`` the thread's nice value.
     """
 
     tid: int
@@ -71,8 +100,16 @@ class ThreadCore:
     blocked_signals: int | None
     source: Source = field(compare=False)
     raw: object = field(default=None, repr=False, compare=False)
+    registers: Registers | None = field(default=None, compare=False)
+    signals: tuple = field(default=(), compare=False)
+    task_flags: int | None = field(default=None, compare=False)
+    nice: int | None = field(default=None, compare=False)
     task_comm: str | None = None
     cg_set: int | None = None
+    #: an x86 thread in 32-bit compat mode (``thread_info.gpregs.mode``)
+    compat: bool = False
+    #: the thread had registered restartable sequences (``thread_core.rseq_entry``)
+    rseq: bool = False
 
     @property
     def state_label(self) -> str | None:

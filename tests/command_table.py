@@ -11,7 +11,8 @@ The outcome every run must have (docs/robustness.md): no exception escapes
 ``crit_plus.cli.main``; the exit code is one of the command's ``results``
 (output; JSON output parses) or ``errors`` (stderr is one line starting
 ``crit-plus:`` that names the damaged file, and the offset for a decoding
-problem; or click's ``Error:`` line for a usage error); nothing says
+problem; or ``crit-plus: error: ... (see `crit-plus CMD --help`)`` for a usage
+error); nothing says
 ``Traceback``.  :func:`invoke` runs a command in-process under a memory and time
 limit; :func:`check` applies the rules.
 """
@@ -38,7 +39,7 @@ PID = "{pid}"                # the first pid of the undamaged checkpoint
 
 #: Exit codes of crit-plus (crit_plus/cli.py; docs/robustness.md).  70 (an
 #: internal error) is never allowed: it is a bug the fuzz suite has found.
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_NO_DATA = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Use:
     too; ``list`` searches below a directory instead).  ``gathers``: the
     command collects what it can (``report``): a damaged image is not an error
     for it, and its output holds host facts and times, so two runs differ.
+    ``judges``: a damaged checkpoint is a verdict with a report (``validate``'s 2,
+    "the restore will fail"), not an error line.
     """
 
     forms: tuple
@@ -63,6 +66,7 @@ class Use:
     errors: tuple = (EXIT_BAD_INPUT,)
     archives: bool = True
     gathers: bool = False
+    judges: bool = False
 
     @property
     def codes(self):
@@ -83,6 +87,10 @@ COMMANDS = {
     "show": Use((("show", IMAGE), ("show", IMAGE, "--nopl")), "image"),
     "info": Use((("info", IMAGE), ("info", IMAGE, "--format", "json")), "image"),
     "encode": Use((("encode", "-i", JSON_IN, "-o", OUTPUT),), "json"),
+    # host: this machine (no input); host compare: two fingerprints (a CRIT JSON document is
+    # not one: one line, exit 2); exit 0 compatible, 1 warnings, 2 incompatible
+    "host": Use((("host",), ("host", "--format", "json"), ("host", "compare", JSON_IN, JSON_IN)),
+                "json", results=(EXIT_OK, 1, 2), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     # checkpoint commands: run on the damaged directory
     "list": _checkpoint_command("list", archives=False),
     "version": _checkpoint_command("version"),
@@ -93,20 +101,26 @@ COMMANDS = {
     "sk": _checkpoint_command("sk"),
     "mems": _checkpoint_command("mems"),
     "rss": _checkpoint_command("rss", formats=("json", "tree")),
-    # mem read/grep: with a damaged pstree the pid may be gone (a usage error); grep exits 1
-    # when nothing matched (grep's convention; a note on stderr, no output)
+    # mem read/grep: with a damaged pstree the pid may be gone (a usage error); read exits 3
+    # when the checkpoint holds no bytes at the address (a damaged pagemap or mm); grep as
+    # grep(1): 1 when nothing matched (a note on stderr, no output), 2 for an unreadable input
     "mem": Use((("mem", "read", CHECKPOINT, PID, "0x400000", "64"),
                 ("mem", "read", CHECKPOINT, PID, "0x400000", "64", "--format", "json"),
                 ("mem", "grep", CHECKPOINT, "crit-plus-needle", "--max-count", "1"),
                 ("mem", "grep", CHECKPOINT, "BEGIN", "--max-count", "2", "--format", "json")),
-               "checkpoint", results=(EXIT_OK, 1), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
+               "checkpoint", results=(EXIT_OK, 1, EXIT_NO_DATA),
+               errors=(EXIT_BAD_INPUT, EXIT_USAGE, EXIT_NO_DATA)),
+    # core writes an ELF core (-o, never into the checkpoint; -o DIR without PID: test_core)
+    "core": Use((("core", CHECKPOINT, PID, "-o", OUTPUT),
+                 ("core", CHECKPOINT, PID, "-o", OUTPUT, "--format", "json")),
+                "checkpoint", errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     "size": Use((("size", CHECKPOINT), ("size", CHECKPOINT, "--format", "json"),
                  ("size", CHECKPOINT, "--content", "--top", "5")), "checkpoint"),
-    # validate: 0 no errors, 2 errors (a report either way); 1 not a checkpoint (--strict:
-    # also warnings), 2 also wrong usage (a stderr line)
+    # validate: 0 no errors, 1 warnings with --strict, 2 errors (a report each time); 3 no
+    # verdict: not a checkpoint, unreadable, wrong usage (a stderr line)
     "validate": Use((("validate", CHECKPOINT), ("validate", CHECKPOINT, "--format", "json"),
                      ("validate", CHECKPOINT, "--strict")),
-                    "checkpoint", results=(EXIT_OK, 1, 2), errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
+                    "checkpoint", results=(EXIT_OK, 1, 2), errors=(3,), judges=True),
     # diff: as diff(1), 0 identical, 1 different, 2 trouble: a stderr line alone (an input
     # that does not open), or with the report when a side's images have errors
     "diff": Use((("diff", CHECKPOINT, ORIGINAL), ("diff", ORIGINAL, CHECKPOINT, "--format", "json"),
@@ -276,9 +290,8 @@ def problems(outcome, use, names=(), offset_expected=False):
     if "Traceback" in text:
         found.append("a traceback was printed")
     is_error = outcome.code in use.errors
-    if is_error and outcome.code in use.results:  # validate's 2, mem grep's 1 (no match)
-        is_error = not outcome.out.strip() and \
-            outcome.err.lstrip().startswith(("crit-plus: ", "Usage:", "Error:"))
+    if is_error and outcome.code in use.results:  # diff's 2, mem read's 3 (a hex dump too)
+        is_error = not outcome.out.strip() and outcome.err.lstrip().startswith("crit-plus: ")
     if not is_error and "--format" in outcome.args:
         fmt = outcome.args[outcome.args.index("--format") + 1]
         if fmt == "json":
@@ -295,8 +308,9 @@ def problems(outcome, use, names=(), offset_expected=False):
 def _error_problems(err, names, offset_expected, usage=False):
     lines = err.strip("\n").split("\n")
     found = []
-    if usage and lines and lines[-1].startswith("Error:"):
-        return []  # click's usage error (a pid no longer in a damaged pstree)
+    if usage and len(lines) == 1 and lines[0].startswith("crit-plus: error: ") \
+            and "--help`)" in lines[0]:
+        return []  # a usage error (a pid no longer in a damaged pstree)
     if not lines or not lines[-1].startswith("crit-plus: "):
         return ["the error is not a line starting 'crit-plus: '"]
     if len(lines) != 1 and not all(line.startswith("crit-plus: ") for line in lines):

@@ -98,3 +98,23 @@ def criu():
             pytest.fail(f"live tests are required here (CRIT_PLUS_LIVE=required) but {reason}")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def zdtm_sample(criu):
+    """The zdtm sample's results (tests/test_zdtm.py's ``SAMPLE``, through the harness of
+    ``make zdtm``): name → :class:`~tests.workloads.zdtm.Result` (a cached result that did
+    not pass is run again: a failure must happen again to count)."""
+    from tests.test_zdtm import NAMES
+    from tests.workloads import zdtm
+
+    _, results = zdtm.run_all(criu, NAMES, retry=True)
+    return {r.test: r for r in results}
+
+
+@pytest.fixture(scope="session")
+def zdtm_dumps(zdtm_sample):
+    """name → :class:`~tests.zdtm_checks.Dump` for every sample program CRIU dumped."""
+    from tests import zdtm_checks
+
+    return {d.name: d for d in zdtm_checks.dumps(zdtm_sample.values())}

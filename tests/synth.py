@@ -283,8 +283,9 @@ class CheckpointBuilder:
         return self.write("pstree.img", "PSTREE",
                           [message("pstree_entry", **entry) for entry in entries])
 
-    def core(self, tid, comm="synth", task_state=1, leader=True, uid=0, exit_code=0):
-        """``core-<tid>.img``: x86_64; the task part (state, comm) only for a leader."""
+    def core(self, tid, comm="synth", task_state=1, leader=True, uid=0, exit_code=0, **extra):
+        """``core-<tid>.img``: x86_64; the task part (state, comm) only for a leader;
+        ``extra`` fields replace or add top-level ones (``mtype``, ``ti_aarch64``...)."""
         fields = {"mtype": 1,
                   "thread_core": {"futex_rla": 0, "futex_rla_len": 0, "comm": comm,
                                   "creds": {"uid": uid, "gid": uid, "euid": uid, "egid": uid,
@@ -293,6 +294,7 @@ class CheckpointBuilder:
         if leader:
             fields["tc"] = {"task_state": task_state, "exit_code": exit_code, "personality": 0,
                             "flags": 0, "blk_sigset": 0, "comm": comm}
+        fields.update(extra)
         return self.write(f"core-{tid}.img", "CORE", [message("core_entry", **fields)])
 
     def ids(self, pid, files_id=None, vm_id=None):

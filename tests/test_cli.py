@@ -287,3 +287,62 @@ def test_output_through_a_link_or_to_a_device(service_a, tmp_path):
     assert link.is_symlink() and json.loads(target.read_text())["magic"] == "PSTREE"
     assert run_cli("decode", "-i", service_a / "pstree.img", "-o", os.devnull).returncode == 0
     assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+
+
+def _leaf_commands():
+    """Every command as typed: ``ps``, and ``mem read``/``mem grep``/``mem dump``."""
+    import click
+
+    from crit_plus.cli import cli
+
+    ctx = click.Context(cli)
+    names = []
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            names += [(name, sub) for sub in command.list_commands(ctx)]
+        else:
+            names.append((name,))
+    return names
+
+
+@pytest.mark.parametrize("command", _leaf_commands(), ids=" ".join)
+def test_usage_errors_take_one_line_with_a_hint(command):
+    """click's four lines (Usage, Try, blank, Error) become one, for every command; the
+    exit code is 2, or validate's 3 (its 2 says "errors": the restore will fail)."""
+    result = run_cli(*command, "--no-such-option")
+    assert result.returncode == (3 if command == ("validate",) else 2), result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line == f"crit-plus: error: No such option '--no-such-option' " \
+                   f"(see `crit-plus {' '.join(command)} --help`)"
+
+
+def test_usage_errors_of_the_group_and_missing_arguments():
+    unknown = run_cli("no-such-command")
+    assert unknown.returncode == 2
+    assert unknown.stderr == "crit-plus: error: No such command 'no-such-command' " \
+                             "(see `crit-plus --help`)\n"
+    missing = run_cli("mem", "grep")
+    assert missing.returncode == 2
+    assert missing.stderr == "crit-plus: error: Missing argument 'PATH' " \
+                             "(see `crit-plus mem grep --help`)\n"
+    bare = run_cli("mem")  # a group alone shows its help, as click does
+    assert bare.returncode == 2 and bare.stderr.startswith("Usage: crit-plus mem")
+
+
+def test_exit_codes_are_documented():
+    """README's "Exit codes" paragraph and docs/commands.md give every code crit-plus uses."""
+    from crit_plus import cli
+    from crit_plus.commands import diff, mem, validate
+
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("Exit codes"):].split("\n\n")[0]
+    commands = (ROOT / "docs/commands.md").read_text()
+    for code in (cli.EXIT_BAD_INPUT, cli.EXIT_USAGE, cli.EXIT_NO_DATA, cli.EXIT_INTERNAL,
+                 cli.EXIT_INTERRUPTED, mem.EXIT_NO_MATCH, mem.EXIT_GREP_TROUBLE,
+                 mem.EXIT_NO_DATA, diff.EXIT_TROUBLE, validate.EXIT_TROUBLE):
+        assert f"{code} " in paragraph and f"{code} " in commands, code
+    assert mem.EXIT_NO_DATA == cli.EXIT_NO_DATA
+    for words in ("`mem grep`", "`mem read`", "`validate`", "`diff`"):
+        assert words in paragraph and words in commands

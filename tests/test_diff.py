@@ -17,6 +17,7 @@ import zlib
 import pytest
 
 from crit_plus.analysis.diff import SECTIONS, diff_checkpoints, report_json
+from crit_plus.analysis.explore import vma_table
 from crit_plus.memory import Unavailable, UnavailableError
 from crit_plus.opening import open_source
 from decoders import PAGE_SIZE
@@ -197,18 +198,32 @@ def test_new_random_memory_is_reported(service_ab, main_pid):
     assert (process.vma_changes.get("grown", 0) + process.vma_changes.get("added", 0)) >= 1
 
 
-def test_page_totals_add_up(service_ab):
+def held_pages(memory):
+    """Addresses of the pages a process's checkpoint holds: their bytes are in a pages
+    image (PE_PRESENT, PE_PARENT, shared memory inside the mapping), per the graph."""
+    held = set()
+    for mapping in memory.vmas:
+        for extent in memory.extents(mapping.start, mapping.size):
+            if extent.source == "pages":
+                held.update(range(extent.vaddr, extent.vaddr + extent.length, PAGE_SIZE))
+    return held
+
+
+def test_page_totals_add_up_to_the_pages_either_side_holds(service_ab):
     total = None
+    pairs = {pair.new.pid: pair for pair in service_ab.pairing.pairs}
     for process in service_ab.memory.processes:
         rows = [row.pages for row in process.vmas]
         summed = rows[0]
         for pages in rows[1:]:
             summed = summed + pages
         assert summed == process.pages
-        mapped = sum(row.new.size for row in process.vmas if row.new is not None
-                     and row.change not in ("merged",)) // PAGE_SIZE
+        pair = pairs[process.new_pid]
+        old, new = held_pages(pair.old.memory), held_pages(pair.new.memory)
         pages = process.pages
-        assert pages.changed + pages.unchanged + pages.unavailable + pages.added == mapped
+        # file-backed and untouched pages are mapped but not held: not counted
+        assert pages.changed + pages.unchanged + pages.unavailable + pages.added \
+            + pages.removed == len(old | new)
         total = process.pages if total is None else total + process.pages
     assert total == service_ab.memory.pages
     assert service_ab.differing == SECTIONS
@@ -309,9 +324,39 @@ def test_every_checkpoint_against_itself_is_identical(checkpoint_dirs):
         report = compare(directory, directory)
         assert report.identical, (key, report.differing)
         pages = report.memory.pages
-        assert (pages.changed, pages.added, pages.removed) == (0, 0, 0), key
-        assert pages.unchanged > 0
-        assert report.memory.bytes_read == 0  # the same bytes of the same files: not read
+        assert (pages.changed, pages.added, pages.removed, pages.unavailable) == (0, 0, 0, 0), key
+        assert report.memory.bytes_read == 0 == report.memory.file_bytes_read  # not read
+        # the pages counted are the checkpoint's own, per process as `mems` shows them
+        with open_source(directory) as opened:
+            own = {rows.pid: sum(row.pages["present"] + row.pages["parent"] + (row.shared or 0)
+                                 for row in rows.vmas)
+                   for rows in vma_table(opened.checkpoint)}
+        assert {p.old_pid: p.pages.unchanged for p in report.memory.processes} == own, key
+        assert pages.unchanged == sum(own.values()) > 0
+
+
+def test_headline_counts_held_pages_and_reads_only_page_data(fixture_root, facts):
+    """Two LXD snapshots of 408 KiB and 540 KiB of pages: what is read is page data of
+    the checkpoints (not the binaries under rootfs/), and the pages counted are
+    theirs (FACTS.json: PE_PRESENT pages, no shared memory)."""
+    report = compare(fixture_root / WEB / "before", fixture_root / WEB / "after",
+                     sections=("memory",))
+    pages_bytes = sum((fixture_root / WEB / side / "state" / name).stat().st_size
+                      for side in ("before", "after")
+                      for name in facts[f"{WEB}/{side}/state"]["pages_files"])
+    assert 0 < report.memory.bytes_read <= pages_bytes
+    assert report.memory.file_bytes_read == 0
+    pages = report.memory.pages
+    for process in report.memory.processes:
+        present = [sum(n for flags, n in facts_pids(facts, f"{WEB}/{side}/state")
+                       [process.old_pid]["pages_by_flags"].items() if int(flags) & 4)
+                   for side in ("before", "after")]
+        counted = process.pages.changed + process.pages.unchanged + process.pages.added
+        assert max(present) <= counted + process.pages.removed <= sum(present)
+    assert pages.unavailable == 0 and pages.changed > 0
+    text = run_cli("diff", fixture_root / WEB / "before", fixture_root / WEB / "after",
+                   "--only", "memory").stdout
+    assert "of page data read" in text and "files under the roots" not in text
 
 
 def test_a_copy_is_compared_byte_for_byte_and_identical(fixture_root, tmp_path):
@@ -480,3 +525,30 @@ def test_cli_unreadable_input_exits_2(fixture_root, tmp_path):
     result = run_cli("diff", fixture_root / "service-a", broken)
     assert result.returncode == 2
     assert "pstree.img" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_says_what_summarize_and_mems_say(fixture_root):
+    """One formatter for each fact: addresses and permissions as `mems` prints them, the
+    network-lock method and LSM as `summarize` names them, an exited process's state
+    as OLD recorded it."""
+    before, after = fixture_root / WEB / "before", fixture_root / WEB / "after"
+    text = run_cli("diff", before, after, "-v").stdout
+    mems = run_cli("mems", after).stdout
+    rows = [line.split() for line in text.splitlines()
+            if line.split()[:1] == ["same"] and "-" in line.split()[1]]
+    assert rows
+    for _change, address, perms, *_rest in rows:
+        assert f" {address} " in mems and perms in ("r--p", "r-xp", "rw-p", "--xp"), address
+    inventory = next(line for line in run_cli("summarize", before).stdout.splitlines()
+                     if line.startswith("inventory"))
+    assert "network lock iptables" in inventory and "LSM none" in inventory
+    lines = text.splitlines()
+    assert next(line for line in lines if line.startswith("network lock")).split()[2:] == \
+        ["iptables", "iptables"]
+    assert next(line for line in lines if line.startswith("LSM ")).split()[1:] == \
+        ["none", "none"]
+    (exited,) = [line for line in text.splitlines() if line.startswith("exited")]
+    assert exited.endswith("alive in OLD)")
+    data = json.loads(run_cli("diff", before, after, "--format", "json").stdout)
+    lock = next(row for row in data["images"]["facts"] if row["field"] == "network_lock_method")
+    assert lock["old"] == lock["new"] == "iptables"

@@ -186,7 +186,8 @@ def test_pages_moved_elsewhere(tmp_path):
                       [run(0x900000, 4, PRESENT, data)])
     (process,) = diff(old, new).memory.processes
     assert process.vma_changes == {"removed": 1, "added": 1}
-    assert (process.pages.removed, process.pages.added, process.pages.moved) == (5, 5, 4)
+    # the fifth page is held by neither side (unlisted anonymous memory): not counted
+    assert (process.pages.removed, process.pages.added, process.pages.moved) == (4, 4, 4)
     assert process.moved_complete
     no_content = diff(old, new, content=False).memory
     assert no_content.pages is None and no_content.bytes_read == 0
@@ -323,3 +324,40 @@ def test_moved_pages_beyond_the_digest_bound_are_a_lower_bound(tmp_path, monkeyp
     (process,) = diff(old, new).memory.processes
     assert not process.moved_complete
     assert process.pages.moved == 2 and (process.pages.added, process.pages.removed) == (4, 4)
+
+
+def _file_process(directory, root, runs):
+    """One process mapping /lib/libx.so (2 pages, under ``root``) privately at 0x700000."""
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(1)])
+    lib = builder.add_reg("/lib/libx.so", size=2 * P)
+    data = b"app\0"
+    builder.process(1, comm="app", arg=(ARGV, ARGV + len(data)),
+                    vmas=[vma(ARGV, ARGV + P), vma(0x700000, 0x702000, kind="file", shmid=lib)],
+                    runs=[run(ARGV, 1, PRESENT, data.ljust(P, b"\0"))] + runs)
+    builder.finish()
+    return crit_plus.open_checkpoint(directory, root=root)
+
+
+def test_only_held_pages_count_and_root_reads_are_apart(tmp_path):
+    """A private file mapping: OLD holds its second page (written to), NEW holds
+    neither (both clean again).  Counted is the one page a side holds, compared with
+    the file under NEW's root; the first page, held by neither, is not counted."""
+    root = tmp_path / "root"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib/libx.so").write_bytes(pages(50, 2))
+    old = _file_process(tmp_path / "old", root, [run(0x701000, 1, PRESENT, pages(99, 1))])
+    new = _file_process(tmp_path / "new", root, [])
+    report = diff(old, new)
+    (process,) = report.memory.processes
+    row = next(r for r in process.vmas if r.view.start == 0x700000)
+    assert (row.pages.changed, row.pages.unchanged, row.pages.unavailable) == (1, 0, 0)
+    assert process.pages.unchanged == 1  # the argv page
+    assert report.memory.file_bytes_read == P  # NEW's clean page, from the root
+    assert report.memory.bytes_read == 2 * P + P  # both argv pages and OLD's held page
+    bare = diff(_file_process(tmp_path / "old2", None, [run(0x701000, 1, PRESENT, pages(99, 1))]),
+                _file_process(tmp_path / "new2", None, []))
+    (process,) = bare.memory.processes
+    assert (process.pages.changed, process.pages.unavailable) == (0, 1)  # no root: not compared
+    assert bare.memory.file_bytes_read == 0

@@ -114,6 +114,26 @@ def test_grep_options(service_a):
     assert bad.returncode == 2 and "not a regular expression" in bad.stderr
 
 
+def test_grep_exit_codes_are_greps(service_a, tmp_path):
+    """0 a match, 1 no match, 2 trouble: an input that cannot be read (not 1, which
+    says "no match"), a pid not in the checkpoint, a missing pattern."""
+    assert run_cli("mem", "grep", service_a, "child-heartbeat!", "-m", "1").returncode == 0
+    assert run_cli("mem", "grep", service_a, "no such bytes \x02").returncode == 1
+    for args in ((tmp_path / "nowhere", "x"), (tmp_path, "x"), (service_a, "x", "--pid", "1"),
+                 (service_a,)):
+        result = run_cli("mem", "grep", *args)
+        assert result.returncode == 2 and result.stdout == "", args
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("crit-plus: ")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for image in service_a.iterdir():
+        (damaged / image.name).write_bytes(image.read_bytes())
+    (damaged / "pstree.img").write_bytes(b"\0" * 3)
+    result = run_cli("mem", "grep", damaged, "x")
+    assert result.returncode == 2 and "pstree.img" in result.stderr
+
+
 def test_grep_progress_on_a_terminal(service_a, monkeypatch):
     class Terminal(io.StringIO):
         def isatty(self):
@@ -156,18 +176,47 @@ def test_read_hexdump_raw_and_json(service_a, tmp_path):
     assert bytes.fromhex(pieces[0]["data"]) == data[:32]
 
 
+def file_mapping(process, dumped):
+    """A file mapping of ``process`` none of whose pages are in the images (``dumped``
+    False: without a root, the checkpoint holds none of its bytes), or one with some
+    pages in the images and some not (``dumped`` True)."""
+    for mapping in process.vmas:
+        held = mapping.pages.get("present", 0) + mapping.pages.get("parent", 0)
+        if mapping.kind == "file" and bool(held) == dumped and held * 4096 < mapping.size:
+            return mapping
+    raise AssertionError(f"no such file mapping in pid {process.pid}")
+
+
+def no_bytes_line(result, address):
+    """The one line of ``mem read``/``mem dump``'s exit 3, checked: it names the address,
+    says the checkpoint holds nothing there, blames no image, names no Python parameter."""
+    assert result.returncode == mem_command.EXIT_NO_DATA, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("crit-plus: error: ") and f"{address:#x}" in line
+    assert "holds no bytes" in line or "no mapping" in line
+    assert ".img" not in line and "pagemap" not in line and "root=" not in line
+    return line
+
+
 def test_read_what_cannot_be_read_says_why(service_a, tmp_path):
     checkpoint = crit_plus.open_checkpoint(service_a)
     process = checkpoint.processes[0]
-    text = next(m for m in process.vmas if m.kind == "file")  # no root: not in the images
+    text = file_mapping(process, dumped=False)  # no root: not in the images
     shown = run_cli("mem", "read", service_a, process.pid, hex(text.start), "32")
-    assert shown.returncode == 0 and "unavailable" in shown.stdout
+    assert "unavailable" in shown.stdout  # the hex dump says it too
+    line = no_bytes_line(shown, text.start)
+    assert f"{text.start:08x}-{text.end:08x}" in line and text.name in line
+    assert "--root" in line
     refused = run_cli("mem", "read", service_a, process.pid, hex(text.start), "32",
                       "-o", tmp_path / "x")
-    assert refused.returncode == 1
-    assert len(refused.stderr.splitlines()) == 1 and "unavailable" in refused.stderr
+    no_bytes_line(refused, text.start)
+    assert not (tmp_path / "x").exists()
     unmapped = run_cli("mem", "read", service_a, process.pid, "10", "4")
     assert "not mapped" in unmapped.stdout
+    assert "no mapping" in no_bytes_line(unmapped, 0x10)
+    partly = file_mapping(process, dumped=True)
+    some = run_cli("mem", "read", service_a, process.pid, hex(partly.start), hex(partly.size))
+    assert some.returncode == 0 and "unavailable" in some.stdout  # some bytes: a dump
     bad = run_cli("mem", "read", service_a, process.pid, "xyz")
     assert bad.returncode == 2 and "not a hex address" in bad.stderr
 
@@ -183,13 +232,18 @@ def test_dump_a_mapping(service_a, tmp_path):
     report = json.loads(result.stdout)
     assert report["vma"]["start"] == heap.start and report["unavailable"] == []
     assert out.read_bytes() == checkpoint.read(process.pid, heap.start, heap.size)
-    text = next(m for m in process.vmas if m.kind == "file")
+    text = file_mapping(process, dumped=True)
     holes = run_cli("mem", "dump", service_a, process.pid, "--vma", hex(text.start),
                     "-o", tmp_path / "text.bin")
     assert holes.returncode == 0 and "left as zeros" in holes.stderr
     assert (tmp_path / "text.bin").stat().st_size == text.size
+    nothing = file_mapping(process, dumped=False)
+    refused = run_cli("mem", "dump", service_a, process.pid, "--vma", hex(nothing.start + 5),
+                      "-o", tmp_path / "none.bin")
+    assert "--root" in no_bytes_line(refused, nothing.start)
+    assert not (tmp_path / "none.bin").exists()  # no file of zeros passed off as memory
     outside = run_cli("mem", "dump", service_a, process.pid, "--vma", "10", "-o", tmp_path / "n")
-    assert outside.returncode == 1 and "no mapping" in outside.stderr
+    assert "no mapping" in no_bytes_line(outside, 0x10)
 
 
 def test_dump_with_holes_into_a_pipe_or_device(service_a, tmp_path):
@@ -197,7 +251,7 @@ def test_dump_with_holes_into_a_pipe_or_device(service_a, tmp_path):
     pipe (-o /dev/stdout) or /dev/null cannot seek, so zeros are written there."""
     checkpoint = crit_plus.open_checkpoint(service_a)
     process = checkpoint.processes[0]
-    text = next(m for m in process.vmas if m.kind == "file")
+    text = file_mapping(process, dumped=True)
     args = ["mem", "dump", service_a, process.pid, "--vma", hex(text.start)]
     into_file = run_cli(*args, "-o", tmp_path / "text.bin")
     assert into_file.returncode == 0 and "left as zeros" in into_file.stderr
@@ -222,3 +276,17 @@ def test_dump_reads_file_mappings_from_a_snapshots_rootfs(fixture_root, tmp_path
     busybox = (snapshot / "rootfs/bin/busybox").read_bytes()
     expected = busybox[text.pgoff:text.pgoff + text.size]
     assert out.read_bytes()[:len(expected)] == expected
+
+
+def test_read_of_a_zombie_holds_no_bytes(tmp_path):
+    """CRIU keeps no memory of a zombie: exit 3 and why, not "damaged image" (exit 1)."""
+    builder = CheckpointBuilder(tmp_path / "ck")
+    builder.inventory()
+    builder.pstree([proc(1), proc(2, ppid=1)])
+    builder.process(1, vmas=[vma(0x10000, 0x11000)], runs=[run(0x10000, 1, PRESENT)])
+    builder.zombie(2)
+    builder.finish()
+    for args in (("read", "2", "10000", "16"), ("dump", "2", "--vma", "10000", "-o",
+                                                tmp_path / "z.bin")):
+        result = run_cli("mem", args[0], builder.directory, *args[1:])
+        assert "zombie" in no_bytes_line(result, 0x10000)

@@ -34,6 +34,7 @@ from crit_plus.opening import open_source
 from decoders.flags import VmaStatus
 from tests.cli import run_cli
 from tests.conftest import FIXTURES, ROOT
+from tests.test_host import SMALLER_HOSTS
 from tests.synth import image_bytes, message, read_messages, rewrite_image
 
 SA = "service-a"
@@ -769,7 +770,8 @@ def test_docs_table_matches_the_catalog():
 
 def test_every_check_has_a_firing_test():
     tested = {c for c, _k, _d in DAMAGES} | {c for c, _f, _q in PRESENT} | \
-        {c for c, _d in ROOTFS_DAMAGES} | {c[0] for c in HOST_CASES} | {"manager-restore-failed"}
+        {c for c, _d in ROOTFS_DAMAGES} | {c[0] for c in HOST_CASES} | {"manager-restore-failed"} \
+        | {c[2] for c in SMALLER_HOSTS}  # tests/test_host.py: the checks fingerprints answer
     assert tested == set(CHECKS)
     assert {check.stage for check in CHECKS.values()} == set(STAGES)
 
@@ -818,10 +820,20 @@ def test_cli_reports_an_undecodable_inventory_as_an_error(fixture_root, tmp_path
     assert data["findings"][0]["image"] == "inventory.img"
 
 
-def test_cli_not_a_checkpoint_is_one_line(tmp_path):
-    done = run_cli("validate", tmp_path)
-    assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.count("\n") == 1 and "not a checkpoint" in done.stderr
+def test_cli_no_verdict_exits_3_apart_from_the_verdicts(tmp_path, service_a):
+    """1 and 2 are verdicts (warnings with --strict, errors): an input that is not a
+    checkpoint, that does not exist, or wrong usage gives no verdict: 3, one line."""
+    for args, words in (((tmp_path,), "not a checkpoint"),
+                        ((tmp_path / "nowhere",), "no such file"),
+                        ((tmp_path, "--strict"), "not a checkpoint"),
+                        ((tmp_path, "--no-such-option"), "see `crit-plus validate --help`"),
+                        ((), "Missing argument 'PATH'")):
+        done = run_cli("validate", *args)
+        assert done.returncode == 3 and done.stdout == "", (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and words in done.stderr, args
+        assert done.stderr.startswith("crit-plus: ")
+    no_pycriu = run_cli("validate", service_a, env={"CRIT_PLUS_PYCRIU": str(tmp_path)})
+    assert no_pycriu.returncode == 3 and "pycriu" in no_pycriu.stderr.lower()
 
 
 def test_cli_target_root_and_help(web_tree, tmp_path):
@@ -928,7 +940,7 @@ def test_host_criu_is_the_one_named(checkpoint_dirs, tmp_path):
                                       env={"CRIT_PLUS_CRIU": str(older)}))
     assert [f["path"] for f in found] == [str(older)]
     missing = run_cli("validate", state, "--host", "--criu", tmp_path / "nothing")
-    assert missing.returncode == 2 and "--criu" in missing.stderr and missing.stdout == ""
+    assert missing.returncode == 3 and "--criu" in missing.stderr and missing.stdout == ""
 
 
 def test_table_gives_each_finding_its_own_advice_when_it_differs():

@@ -43,6 +43,7 @@ SAMPLE = {
     "vdso": ["vdso00", "vdso01"],
     "threads and stopped tasks": ["pthread00", "stopped"],
     "eventfd and epoll": ["eventfs00", "epoll"],
+    "FPU and extended CPU state": ["fpu01"],
     "ttys": ["pty00"],
 }
 NAMES = [name for names in SAMPLE.values() for name in names]
@@ -52,32 +53,18 @@ NAMES = [name for names in SAMPLE.values() for name in names]
 KNOWN: dict = {}
 
 
-@pytest.fixture(scope="session")
-def sample(criu):
-    """The sample's results: name → :class:`~tests.workloads.zdtm.Result` (a cached
-    result that did not pass is run again: a failure must happen again to count)."""
-    _, results = zdtm.run_all(criu, NAMES, retry=True)
-    return {r.test: r for r in results}
-
-
-@pytest.fixture(scope="session")
-def dumps(sample):
-    """name → :class:`~tests.zdtm_checks.Dump` for every sample program CRIU dumped."""
-    return {d.name: d for d in zdtm_checks.dumps(sample.values())}
-
-
-def test_sample_is_large_and_covers_every_family(sample):
+def test_sample_is_large_and_covers_every_family(zdtm_sample):
     assert len(NAMES) >= 40 and len(set(NAMES)) == len(NAMES)
-    not_run = {n: r.reason for n, r in sample.items() if not r.started}
+    not_run = {n: r.reason for n, r in zdtm_sample.items() if not r.started}
     assert not_run == {}, "sample programs that did not start here"
-    dumped = {n for n, r in sample.items() if r.dumped}
+    dumped = {n for n, r in zdtm_sample.items() if r.dumped}
     assert len(dumped) >= 40
     assert [f for f, names in SAMPLE.items() if not dumped & set(names)] == []
 
 
-def test_sample_restores_and_passes(sample):
+def test_sample_restores_and_passes(zdtm_sample):
     """The sample was chosen among programs CRIU 4.2.1 restores here and that pass."""
-    failed = {n: r.reason or r.verdict for n, r in sample.items() if not r.passed}
+    failed = {n: r.reason or r.verdict for n, r in zdtm_sample.items() if not r.passed}
     assert failed == {}
 
 
@@ -90,10 +77,10 @@ def _cases():
 
 
 @pytest.mark.parametrize("name,check", list(_cases()))
-def test_dump(dumps, sample, name, check):
-    if name not in dumps:
-        pytest.fail(f"{name} was not dumped: {sample[name].reason}")
-    assert check.run(dumps[name]) == []
+def test_dump(zdtm_dumps, zdtm_sample, name, check):
+    if name not in zdtm_dumps:
+        pytest.fail(f"{name} was not dumped: {zdtm_sample[name].reason}")
+    assert check.run(zdtm_dumps[name]) == []
 
 
 # -- the checks can fail -----------------------------------------------------------------

@@ -155,7 +155,7 @@ def _vma_json(row):
 def _memory_json(section):
     return {
         "content": section.content, "hash": section.hash, "bytes_read": section.bytes_read,
-        "pages": jsonable(section.pages),
+        "file_bytes_read": section.file_bytes_read, "pages": jsonable(section.pages),
         "processes": [{"old_pid": p.old_pid, "new_pid": p.new_pid, "comm": p.comm,
                        "pages": jsonable(p.pages), "moved_complete": p.moved_complete,
                        "vma_changes": p.vma_changes, "vmas": [_vma_json(row) for row in p.vmas]}

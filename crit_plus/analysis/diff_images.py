@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..describe import stat_label
+from ..describe import network_lock_name, stat_label
 
 #: Inventory fields compared: (field, label).
 _INVENTORY = (("img_version", "image version"), ("fdinfo_per_id", "fdinfo per id"),
@@ -56,6 +56,8 @@ def _inventory_value(inventory, name):
     if inventory is None:
         return None
     value = getattr(inventory, name, None)
+    if name == "network_lock_method":
+        return network_lock_name(value)  # by name, as summarize says it
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 

@@ -88,15 +88,19 @@ class ProcessMemoryDiff:
 class MemoryDiff:
     """The memory section: every paired process, page totals, what was read.
 
-    ``content`` says whether page contents were compared; ``bytes_read`` is
-    the page data read on both sides together; ``hash`` names the digest used
-    for moved pages.
+    ``content`` says whether page contents were compared; ``pages`` counts the
+    pages the checkpoints hold (see :mod:`.diff_pages`); ``bytes_read`` is the
+    page data read from the checkpoints' pages images, both sides together;
+    ``file_bytes_read`` what was read from files (under a root, ghost files) to
+    compare held pages with a file mapping's contents; ``hash`` names the digest
+    used for moved pages.
     """
 
     processes: tuple
     content: bool
     pages: PageCounts | None
     bytes_read: int
+    file_bytes_read: int = 0
     hash: str = HASH_NAME
 
     @property
@@ -172,8 +176,9 @@ def diff_memory(pairing, *, content=True, chunk_size=CHUNK_SIZE, progress=None):
         if reader is not None:
             reader.close()
     pages = sum((p.pages for p in results), PageCounts()) if content else None
-    return MemoryDiff(tuple(results), content, pages,
-                      reader.bytes_read if reader is not None else 0)
+    if reader is None:
+        return MemoryDiff(tuple(results), content, pages, 0)
+    return MemoryDiff(tuple(results), content, pages, reader.bytes_read, reader.file_bytes_read)
 
 
 class _NoBar:

@@ -1,17 +1,26 @@
 """Page contents of one process compared page by page, address by address.
 
-Over every page either side maps::
+Counted are the pages the checkpoints hold: a page address of the process
+counts when at least one side *holds* it, i.e. its bytes are in that
+checkpoint — PE_PRESENT pages in ``pages-<id>.img``, PE_PARENT pages through
+``parent/``, pages of shared memory (``pagemap-shmem-<shmid>.img``) inside
+the mapping (:func:`holds`).  Over those pages::
 
     page ::= changed | unchanged | unavailable   mapped on both sides
            | added                               mapped in NEW only
            | removed                             mapped in OLD only
 
+A checkpoint compared with itself thus counts its own pages, all unchanged.
+Pages neither side holds (untouched anonymous memory, clean file pages,
+lazy pages) are not counted and not compared.
+
 Each side's bytes come from :meth:`crit_plus.memory.AddressSpace.extents`,
-i.e. CRIU's restore rules: PE_PRESENT pages from ``pages-<id>.img``,
-PE_PARENT through ``parent/``, unlisted private anonymous pages are zero,
-shared memory from ``pagemap-shmem-<shmid>.img``, file pages from the file
-under ``root``.  A page either side cannot give (a file mapping without
-``root``, vvar, lazy pages) is ``unavailable``: not compared, not a difference.
+i.e. CRIU's restore rules: a page one side holds is compared with what the
+other side would restore there — its own page, zeros (unlisted private
+anonymous memory) or the file under ``root`` (read from the root, counted
+apart: :attr:`PageReader.file_bytes_read`).  A page the other side cannot give
+(a file mapping without ``root``, vvar, lazy pages, a pages file cut short) is
+``unavailable``: not compared, not a difference.
 
 Reading is streamed in ``chunk_size`` pieces into two reused buffers (memory is
 bounded by them): zero against zero, or the same bytes of the same file on
@@ -92,7 +101,9 @@ class PageReader:
     """Page data of both sides: files opened as needed (at most :data:`MAX_OPEN_FILES`),
     one reused page-aligned buffer per side, a chunk of zeros.
 
-    ``bytes_read`` counts what was read from files (both sides).
+    ``bytes_read`` counts the page data read from the checkpoints (pages images,
+    both sides); ``file_bytes_read`` what was read from files (under a root, ghost
+    files) to compare a page one side holds with the file the other side maps.
     """
 
     def __init__(self, chunk_size):
@@ -105,6 +116,7 @@ class PageReader:
             self._sides.append((buffer, offset, memoryview(buffer)[offset:offset + chunk_size]))
         self._fds = {}
         self.bytes_read = 0
+        self.file_bytes_read = 0
 
     def close(self):
         """Close the files and release the buffers."""
@@ -134,7 +146,10 @@ class PageReader:
         buffer, base, view = self._sides[side]
         if read_into(fd, view[:length], extent.offset + delta) < length:
             return None
-        self.bytes_read += length
+        if extent.source == "pages":
+            self.bytes_read += length
+        else:
+            self.file_bytes_read += length
         return buffer, base, view
 
 
@@ -276,22 +291,33 @@ def _paired_extents(olds, news):
             j += 1
 
 
+def holds(extent):
+    """True when ``extent``'s bytes are in the checkpoint: a pages image (PE_PRESENT,
+    PE_PARENT through ``parent/``, shared memory), not zeros, a file or nothing."""
+    return extent.source == "pages"
+
+
 def iter_tasks(old_memory, new_memory, olds, news, old_row, new_row):
     """The work of comparing one process's pages, in address order: ``(what, start,
-    end, row, old extent, new extent)`` (``what``: compare, added, removed)."""
+    end, row, old extent, new extent)`` (``what``: compare, added, removed).  Only
+    stretches at least one side :func:`holds` are work: the pages counted."""
     for start, end, i, j in _sweep(olds, news):
         if i is not None and j is not None:
             extents = _paired_extents(old_memory.extents(start, end - start),
                                       new_memory.extents(start, end - start))
             for s, e, old, new in extents:
-                yield _COMPARE, s, e, new_row[j], old, new
+                if holds(old) or holds(new):
+                    yield _COMPARE, s, e, new_row[j], old, new
         elif j is not None:
             for extent in new_memory.extents(start, end - start):
-                yield _ADDED, extent.vaddr, extent.vaddr + extent.length, new_row[j], None, extent
+                if holds(extent):
+                    yield (_ADDED, extent.vaddr, extent.vaddr + extent.length, new_row[j], None,
+                           extent)
         else:
             for extent in old_memory.extents(start, end - start):
-                yield _REMOVED, extent.vaddr, extent.vaddr + extent.length, old_row[i], extent, \
-                    None
+                if holds(extent):
+                    yield (_REMOVED, extent.vaddr, extent.vaddr + extent.length, old_row[i],
+                           extent, None)
 
 
 def task_bytes(locator, task):
@@ -299,8 +325,7 @@ def task_bytes(locator, task):
     what, start, end, _row, old, new = task
     if what == _COMPARE:
         return 2 * (end - start) if locator.needs_reading(old, new) else 0
-    extent = new if what == _ADDED else old
-    return end - start if extent.source == "pages" else 0
+    return end - start  # an added or removed page is held: read for moved pages
 
 
 def _compare(reader, locator, tally, row, start, end, old, new, update):
@@ -331,8 +356,6 @@ def _compare(reader, locator, tally, row, start, end, old, new, update):
 def _one_side(reader, tally, row, start, end, extent, side, update):
     """Count added (side 1) or removed (side 0) pages; hash their page data for moved pages."""
     tally.counts[row][3 - side] += (end - start) // PAGE_SIZE
-    if extent.source != "pages":
-        return
     if tally.full(side):  # no room for their digests: not read at all
         update(end - start)
         return

@@ -28,7 +28,7 @@ import heapq
 from dataclasses import dataclass
 
 
-from ..describe import count_text, netlink_state
+from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
 
@@ -37,8 +37,6 @@ TOP = 5
 #: Error lines of each log kept in the summary (``error_count`` counts them all).
 LOG_ERRORS = 5
 
-#: ``inventory.network_lock_method`` (CRIU's ``enum NETWORK_LOCK_METHOD``).
-NETWORK_LOCKS = {0: "iptables", 1: "nftables", 2: "skip"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,9 +320,7 @@ def _origin(source, logs):
 def _dump_info(source, checkpoint):
     inventory = checkpoint.inventory
     run_id = inventory.run_id if inventory is not None else None
-    lock = inventory.network_lock_method if inventory else None
-    if lock is not None and lock.isdigit():
-        lock = NETWORK_LOCKS.get(int(lock), lock)
+    lock = network_lock_name(inventory.network_lock_method) if inventory else None
     parent = checkpoint.parent
     pages_bytes = sum(pf.size or 0 for pf in checkpoint.pages_files)
     return DumpInfo(
@@ -481,5 +477,5 @@ def _notes(source, checkpoint, processes, logs, dump):
     return notes
 
 
-__all__ = ["DumpInfo", "LOG_ERRORS", "LogSummary", "MappingHolder", "NETWORK_LOCKS", "Note",
+__all__ = ["DumpInfo", "LOG_ERRORS", "LogSummary", "MappingHolder", "Note",
            "Origin", "ProcessSummary", "Summary", "TOP", "Totals", "summarize"]

@@ -295,6 +295,16 @@ CHECKS = {check.code: check for check in (
     Check("kernel-older", TARGET, "warning", "the host kernel is older than the dump's",
           None, "Restore on a kernel at least as new as {dumped}, or run `criu check --all` "
           "on the target to see which features are missing."),
+    Check("kernel-feature", TARGET, "error",
+          "the processes use a kernel feature the target kernel lacks (as `criu check "
+          "--feature NAME` answers there)",
+          None, "Restore on a kernel with {feature} (`criu check --feature {feature}` on the "
+          "target says whether it has it), or stop using it before the dump."),
+    Check("fs-missing", TARGET, "error",
+          "a mount of the dump has a file system type the target kernel cannot mount",
+          "Unable to mount {fstype} ...",
+          "Load or build the {fstype} file system on the target (`modprobe {fstype}`), or "
+          "restore on a host that has it."),
     Check("criu-older", TARGET, None,
           "the installed criu is older than the dump's (error when the image format changed "
           "in between, warning otherwise)",

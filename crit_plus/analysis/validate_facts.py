@@ -41,6 +41,7 @@ class Mount:
     source: str
     ext_key: str | None
     fstype: int
+    fsname: str | None = None  # the file system's name, for fstype AUTO (16) and others
 
 
 #: ``mnt_entry.ext_key`` of mounts CRIU found external by itself (``AUTODETECTED_MOUNT``).
@@ -130,7 +131,7 @@ class RestoreFacts:
             if ext_key is None and _optional(msg, "ext_mount"):
                 ext_key, root = root, ""  # pre-3.x form: the key was kept in root
             mounts.append(Mount(msg.mnt_id, msg.parent_mnt_id, msg.mountpoint, root,
-                                msg.source, ext_key, msg.fstype))
+                                msg.source, ext_key, msg.fstype, _optional(msg, "fsname")))
         return tuple(mounts)
 
     @functools.cached_property

@@ -29,6 +29,7 @@ from ..files import resolve_in_root
 from ..sources.logs import release_tuple
 from . import elf
 from .host import KNOWN_XSAVE, xsave_description
+from .kernel_needs import filesystems_needed, kernel_needs
 from .validate_facts import AUTODETECTED
 
 #: ``core_entry.mtype`` → the ``uname -m`` values that can run it.
@@ -58,9 +59,14 @@ def run(facts, out, target_root, host):
         out.skip("pids, CPU, architecture, kernel, criu, LSM, plugins, cgroups: no host "
                  "(give --host)")
         return
-    for check in (_pids, _architecture, _xsave, _cpuinfo, _kernel, _criu, _lsm, _plugins,
-                  _cgroups, _ext_mount_sources):
+    for check in (_pids, _architecture, _xsave, _cpuinfo, _kernel, _kernel_features,
+                  _filesystems, _criu, _lsm, _plugins, _cgroups, _ext_mount_sources):
         check(facts, out, host)
+
+
+#: Codes only a live host (``--host``) can give: a fingerprint (``--target``) cannot say
+#: which pids are in use, which cgroup directories or host paths exist now.
+LIVE_ONLY = frozenset({"pid-busy", "cgroup-path", "ext-mount-source"})
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -151,6 +157,10 @@ def _pids(facts, out, host):
         return
     if not facts.host_pid_namespace():
         return  # a new pid namespace: pids are free by construction
+    if not host.live:
+        out.skip("free pids: a fingerprint does not say which pids are in use (run validate "
+                 "--host on the target)")
+        return
     if not host.has_proc:
         out.skip(f"free pids: {host.path('proc')} is not there")
         return
@@ -198,12 +208,17 @@ def _xsave(facts, out, host):
 
 
 def _cpuinfo(facts, out, host):
-    mask = host.xsave_mask
+    """``cpuinfo.img`` against the host's XSAVE components: as CRIU sees them (``criu
+    cpuinfo dump``) when known, else as the CPU flags imply."""
+    exact = host.criu_xfeatures
+    mask = exact if exact is not None else host.xsave_mask
     for message in facts.messages("cpuinfo.img"):
         for entry in message.x86_entry:
-            missing = entry.xfeatures_mask & KNOWN_XSAVE & ~(mask or 0)
+            missing = entry.xfeatures_mask & ~(mask or 0)
+            if exact is None:
+                missing &= KNOWN_XSAVE
             if mask is not None and missing:
-                features = xsave_description(missing)
+                features = xsave_description(missing) or f"XSAVE bits {missing:#x}"
                 out.add("cpuinfo-xfeatures", f"cpuinfo.img needs {features}, which the host "
                         "CPU lacks", "cpuinfo.img", image="cpuinfo.img", bits=missing,
                         features=features)
@@ -217,6 +232,33 @@ def _kernel(facts, out, host):
     if (release_tuple(host.kernel) or ()) < (release_tuple(dumped) or ()):
         out.add("kernel-older", f"the host runs {host.kernel}, the dump ran on {dumped}",
                 "kernel", dumped=dumped)
+
+
+def _kernel_features(facts, out, host):
+    unknown = []
+    for need in kernel_needs(facts):
+        supported = host.feature(need.feature)
+        if supported is None:
+            unknown.append(need.feature)
+        elif not supported:
+            out.add("kernel-feature", f"{need.why}: the target kernel lacks CRIU's "
+                    f"{need.feature} (criu check --feature {need.feature})", need.image,
+                    image=need.image, feature=need.feature)
+    if unknown:
+        out.skip(f"kernel features {', '.join(unknown)}: not tested on the host (`criu check` "
+                 "needs root and a criu that runs there)")
+
+
+def _filesystems(facts, out, host):
+    wanted = filesystems_needed(facts)
+    if wanted and host.filesystems is None:
+        out.skip("file systems: the host's /proc/filesystems is unknown")
+        return
+    for fstype, mountpoint in sorted(wanted.items()):
+        if not host.can_mount(fstype):
+            out.add("fs-missing", f"{mountpoint} is a {fstype} mount, and the target kernel "
+                    f"neither has {fstype} nor a module for it", mountpoint,
+                    image=facts.mounts_image, path=mountpoint, fstype=fstype)
 
 
 def _criu(facts, out, host):
@@ -272,6 +314,8 @@ def _cgroups(facts, out, host):
         for cgset in message.sets:
             for ctl in cgset.ctls:
                 wanted.setdefault(ctl.name, set()).add(ctl.path)
+    if wanted and not host.live and not facts.manager:
+        out.skip("cgroup paths: a fingerprint does not list the host's cgroup directories")
     for name in sorted(wanted):
         available = host.has_controller(name)
         if available is None:
@@ -292,6 +336,10 @@ def _cgroups(facts, out, host):
 
 
 def _ext_mount_sources(facts, out, host):
+    if not host.live:
+        if any(mount.ext_key == AUTODETECTED for mount in facts.mounts):
+            out.skip("host paths of external mounts: a fingerprint does not list them")
+        return
     for mount in facts.mounts:
         if mount.ext_key != AUTODETECTED or not mount.source.startswith("/"):
             continue
@@ -301,4 +349,4 @@ def _ext_mount_sources(facts, out, host):
                     image=facts.mounts_image, path=mount.source, mount_source=mount.source)
 
 
-__all__ = ["FORMAT_CHANGES", "MACHINES", "run"]
+__all__ = ["FORMAT_CHANGES", "LIVE_ONLY", "MACHINES", "run"]

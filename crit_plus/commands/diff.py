@@ -7,21 +7,19 @@ code leaves through ``ctx.exit``, which crit-plus's main turns into the process'
 
 from __future__ import annotations
 
-import errno
 import sys
 
 import click
 
-from decoders.errors import DecodeError
 from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
-from ..boundary import error_text
-from ..describe import cmdline_text, count_text, human_bytes, stat_text
+from ..describe import (address_range, cmdline_text, count_text, human_bytes, lsm_name,
+                        maps_offset, maps_perms, stat_text)
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -45,6 +43,7 @@ class _Sections(click.ParamType):
         return names
 
 
+@exit_codes(bad_input=EXIT_TROUBLE)  # usage errors exit 2 already
 @click.command("diff")
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
@@ -90,21 +89,15 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff dump1 dump2 --no-content --format json | jq .memory
       crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
     """
-    try:
-        with open_source(old, lxd_dir=lxd_dir, project=project,
-                         root=old_root or root) as opened_old, \
-                open_source(new, lxd_dir=lxd_dir, project=project,
-                            root=new_root or root) as opened_new:
-            report = diff_checkpoints(
-                opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
-                new_source=opened_new.source, sections=only, content=not no_content,
-                match=match, progress=lambda total: progress(total, "comparing pages"))
-    except (DecodeError, OSError) as error:
-        if isinstance(error, BrokenPipeError) or getattr(error, "errno", None) == errno.EPIPE \
-                or (ctx.obj or {}).get("traceback"):
-            raise
-        click.echo(f"crit-plus: {error_text(error)}", err=True)
-        ctx.exit(EXIT_TROUBLE)
+    # an input that cannot be read: one line, exit 2 (exit_codes, at crit_plus.cli's boundary)
+    with open_source(old, lxd_dir=lxd_dir, project=project,
+                     root=old_root or root) as opened_old, \
+            open_source(new, lxd_dir=lxd_dir, project=project,
+                        root=new_root or root) as opened_new:
+        report = diff_checkpoints(
+            opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
+            new_source=opened_new.source, sections=only, content=not no_content,
+            match=match, progress=lambda total: progress(total, "comparing pages"))
     code = verdict(report)
     out = sys.stdout
     with verdict_kept(code):
@@ -154,7 +147,7 @@ def _field_value(field, value):
     if field in ("argv",):
         return cmdline_text(value) or "-"
     if isinstance(value, int) and field in ("pgoff",):
-        return hex(value)
+        return maps_offset(value)  # as mems shows it
     return _text(value)
 
 
@@ -212,6 +205,13 @@ def _change(word, color):
     return colored(word, _CHANGE_COLORS.get(word, "yellow"), color)
 
 
+def _state_text(state, word):
+    """A started process's state in NEW; an exited one's as OLD recorded it (``alive in
+    OLD``: it ran then and is not in NEW)."""
+    text = state or "state unknown"
+    return f"{text} in OLD" if word == "exited" else text
+
+
 def _write_processes(section, out, _verbose, color):
     _heading(out, f"Processes: {len(section.started)} started, {len(section.exited)} exited, "
                   f"{len(section.changed)} changed, {section.unchanged} unchanged")
@@ -225,7 +225,7 @@ def _write_processes(section, out, _verbose, color):
                          "what": f"{cmdline_text(info.argv, info.comm)} (ppid {info.ppid}, "
                                  f"{count_text(info.threads, 'thread')}, "
                                  f"{count_text(info.fds, 'fd')}, "
-                                 f"{info.state})"})
+                                 f"{_state_text(info.state, word)})"})
     for process in section.changed:
         what = _changes_text(process.changes)
         if process.threads_added:
@@ -304,18 +304,17 @@ def _size_text(row):
 
 
 def _perm_text(row):
-    old, new = row.old, row.new
-    if old is not None and new is not None and old.prot != new.prot:
-        return f"{Prot(old.prot).text()}->{Prot(new.prot).text()}"
-    return Prot(row.view.prot).text()
+    """Permissions as ``mems`` and /proc/PID/maps show them (``rw-p``)."""
+    texts = [maps_perms(view.prot, view.flags) for view in (row.old, row.new) if view]
+    return "->".join(texts) if len(set(texts)) == 2 else texts[-1]
 
 
 def _range_text(row):
     view = row.view
-    text = f"{view.start:x}-{view.end:x}"
+    text = address_range(view.start, view.end)
     old = row.old
     if row.new is not None and old is not None and (old.start, old.end) != (view.start, view.end):
-        text += f" (was {old.start:x}-{old.end:x})"
+        text += f" (was {address_range(old.start, old.end)})"
     return text
 
 
@@ -328,8 +327,10 @@ _PAGE_COLUMNS = (("changed", "CHANGED"), ("added", "ADDED"), ("removed", "REMOVE
 def _write_memory(section, out, verbose, color):
     summary = f"Memory: {count_text(len(section.processes), 'process', 'processes')} compared"
     if section.content:
-        summary += (f", {human_bytes(section.bytes_read)} of page data read; pages: "
-                    + _pages_text(section.pages))
+        summary += (f"; pages they hold: {_pages_text(section.pages)}; "
+                    f"{human_bytes(section.bytes_read)} of page data read")
+        if section.file_bytes_read:
+            summary += f" (and {human_bytes(section.file_bytes_read)} of files under the roots)"
     else:
         summary += " (VMAs only: --no-content)"
     _heading(out, summary)
@@ -356,8 +357,9 @@ def _write_memory(section, out, verbose, color):
             rows.append(item)
             if verbose and row.changed_ranges:
                 more = f" and {row.more_ranges} more" if row.more_ranges else ""
-                ranges.append(f"changed pages in {view.start:x}-{view.end:x}: " + " ".join(
-                    f"{start:x}-{end:x}" for start, end in row.changed_ranges) + more)
+                ranges.append(f"changed pages in {address_range(view.start, view.end)}: "
+                              + " ".join(address_range(start, end)
+                                         for start, end in row.changed_ranges) + more)
         columns = _MEMORY_COLUMNS + (_PAGE_COLUMNS if section.content else ())
         if rows:
             write_table(rows, columns, out)
@@ -374,6 +376,8 @@ def _fact_cells(row, formatter):
 def _fact_value(field, value):
     if field in ("image_bytes", "pages_bytes") and value is not None:
         return f"{value} ({human_bytes(value)})"
+    if field == "lsm_type" and value is not None:
+        return lsm_name(value)
     if field == "taken_at" and value is not None:
         return value.strftime("%Y-%m-%d %H:%M:%S %Z")
     return _text(value)

@@ -19,14 +19,19 @@ import click
 
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
-from ..memory import CHUNK_SIZE, Unavailable
+from ..memory import CHUNK_SIZE, Unavailable, UnavailableError
 from ..opening import input_paths
 from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
 from ..render import write_json
-from .options import format_option, open_checkpoint_source, source_options
+from .options import exit_codes, format_option, open_checkpoint_source, source_options
 from .selection import ADDRESS, SIZE, check_pid
+
+#: Exit codes: ``mem grep`` as grep(1) (0 a match, 1 none, 2 trouble: the checkpoint cannot
+#: be read, wrong usage); ``mem read``/``mem dump`` 3 when the checkpoint holds no bytes at the
+#: address asked (1 stays "an input could not be read or decoded": crit_plus/cli.py).
+EXIT_NO_MATCH, EXIT_GREP_TROUBLE, EXIT_NO_DATA = 1, 2, 3
 
 #: ``mem read`` without LEN.
 DEFAULT_LENGTH = 256
@@ -55,6 +60,59 @@ def _vma_text(mapping):
             f"{maps_perms(mapping.prot, mapping.flags)} {mapping.kind}{name}")
 
 
+class NoBytesError(click.ClickException):
+    """The checkpoint holds no bytes at the address asked: one line, exit 3."""
+
+    exit_code = EXIT_NO_DATA
+
+
+def _no_bytes(checkpoint, pid, vaddr, length, reason=None):
+    """The :class:`NoBytesError` for ``length`` bytes at ``vaddr`` of ``pid``: which
+    address, that the checkpoint holds nothing there, in which mapping and why."""
+    stretch = f"{vaddr:#x}" if length <= 1 else f"{vaddr:#x}-{vaddr + length:#x}"
+    process = checkpoint.process(pid)
+    if process.is_zombie:
+        return NoBytesError(f"pid {pid} holds no bytes at {stretch}: it is a zombie, and CRIU "
+                            "keeps no memory of a zombie")
+    memory = process.memory
+    mapping = memory.find(vaddr) if memory is not None else None
+    if mapping is None:
+        return NoBytesError(f"pid {pid} has no mapping at {stretch}: the checkpoint holds no "
+                            f"bytes there (`crit-plus mems PATH {pid}` lists its mappings)")
+    text = (f"the checkpoint holds no bytes of pid {pid} at {stretch}, in its mapping "
+            f"{_vma_text(mapping)}: {reason}")
+    if mapping.file is not None and mapping.backing.kind == "none" \
+            and checkpoint.root is None:
+        text += " (give --root DIR)"
+    return NoBytesError(safe_text(text))
+
+
+def _memory(checkpoint, pid, address, length):
+    """``pid``'s address space; :class:`NoBytesError` (about the ``length`` bytes at
+    ``address`` asked) for a zombie, of which CRIU dumps no memory."""
+    if checkpoint.process(pid).is_zombie:
+        raise _no_bytes(checkpoint, pid, address, length)
+    return explore.memory_of(checkpoint, pid)
+
+
+class _Seen:
+    """Passes pieces of :meth:`~crit_plus.memory.AddressSpace.stream` on; remembers
+    whether any held bytes and the first stretch that did not."""
+
+    def __init__(self, pieces):
+        self._pieces = pieces
+        self.any_data = False
+        self.first_hole = None
+
+    def __iter__(self):
+        for address, data in self._pieces:
+            if isinstance(data, Unavailable):
+                self.first_hole = self.first_hole or data
+            else:
+                self.any_data = True
+            yield address, data
+
+
 def _piece_json(address, data):
     if isinstance(data, Unavailable):
         return {"address": address, "length": data.length, "reason": data.reason}
@@ -73,7 +131,8 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
     """Show LEN bytes (default 256) at ADDR (hex) of process PID as a hex dump,
     or write them raw with -o.  Stretches the checkpoint cannot give (not
     mapped, lazy, a file mapping without --root) are marked in the dump and
-    refused with -o.
+    refused with -o.  Exit status 3 (one line on stderr) when the checkpoint
+    holds none of the bytes (with -o: not all of them).
 
     \b
     Examples:
@@ -82,21 +141,29 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
     """
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
-        memory = explore.memory_of(checkpoint, check_pid(checkpoint, pid))
+        memory = _memory(checkpoint, check_pid(checkpoint, pid), address, length)
         if output is not None:
-            data = memory.read(address, length)  # UnavailableError: one line, exit 1
+            try:
+                data = memory.read(address, length)
+            except UnavailableError as error:
+                raise _no_bytes(checkpoint, pid, error.vaddr, error.length, error.why) \
+                    from None
             with whole_file(output, inputs=input_paths(opened.source)) as handle:
                 handle.write(data)
             click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to {output}",
                        err=True)
             return
-        pieces = memory.stream(address, length)
+        pieces = _Seen(memory.stream(address, length))
         out = sys.stdout
         if fmt == "json":
             write_json({"pid": pid, "address": address, "length": length,
                         "pieces": [_piece_json(a, d) for a, d in pieces]}, out)
         else:
             write_hexdump(pieces, out)
+        if length and not pieces.any_data:
+            hole = pieces.first_hole
+            out.flush()
+            raise _no_bytes(checkpoint, pid, address, length, hole.reason if hole else None)
 
 
 def _hit_json(hit):
@@ -127,6 +194,7 @@ def _pattern_bytes(pattern, as_hex):
     return os.fsencode(pattern)
 
 
+@exit_codes(bad_input=EXIT_GREP_TROUBLE)  # as grep: 2, also for usage errors
 @mem_group.command("grep")
 @click.argument("path", metavar="PATH")
 @click.argument("pattern")
@@ -150,8 +218,9 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
     around it.  Pages are streamed in large chunks (memory stays bounded) and
     a progress bar shows on a terminal for long searches.  Shared memory is
     searched in each process that maps it; zero pages and file-backed pages
-    (not in the images) are not searched.  Exit status: 0 when something
-    matched, 1 when nothing did.
+    (not in the images) are not searched.  Exit status, as grep's: 0 when
+    something matched, 1 when nothing did, 2 when the checkpoint cannot be read
+    or on wrong usage.
 
     \b
     Examples:
@@ -175,7 +244,7 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
         found = _write_hits(search, fmt, max_count, sys.stdout)
     if not found:
         click.echo(f"no match in {human_bytes(search.total)} of dumped memory", err=True)
-        raise SystemExit(1)  # grep's status: nothing matched
+        click.get_current_context().exit(EXIT_NO_MATCH)  # grep's status: nothing matched
 
 
 def _write_hits(search, fmt, max_count, out):
@@ -212,7 +281,8 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
     """Write the whole mapping of PID that holds ADDR to a file, byte for byte as
     CRIU would restore it.  Stretches the checkpoint cannot give (lazy pages,
     a file mapping without --root, kernel-provided pages) are left as holes of
-    zeros and listed on stderr.
+    zeros and listed on stderr.  Exit status 3 (one line on stderr, no file)
+    when no mapping holds ADDR or the checkpoint holds none of its bytes.
 
     \b
     Examples:
@@ -221,8 +291,13 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
     """
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
-        mapping = explore.vma_at(checkpoint, check_pid(checkpoint, pid), address)
-        memory = explore.memory_of(checkpoint, pid)
+        memory = _memory(checkpoint, check_pid(checkpoint, pid), address, 1)
+        mapping = memory.find(address)
+        if mapping is None:
+            raise _no_bytes(checkpoint, pid, address, 1)
+        extents = memory.extents(mapping.start, mapping.size)
+        if all(extent.source == "unavailable" for extent in extents):
+            raise _no_bytes(checkpoint, pid, mapping.start, mapping.size, extents[0].reason)
         holes = _write_mapping(memory, mapping, output, input_paths(opened.source))
     report = {"pid": pid, "vma": {"start": mapping.start, "end": mapping.end,
                                   "perms": maps_perms(mapping.prot, mapping.flags),

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..analysis import explore
-from ..describe import address_range, human_bytes, maps_perms
+from ..describe import address_range, human_bytes, maps_offset, maps_perms
 from ..render import jsonable, write_json, write_table
 from .options import format_option, source_options
 from .selection import optional_pid, process_table
@@ -28,7 +28,7 @@ def vma_json(row):
 def _cells(pid, row):
     pages = row.pages
     return {"pid": pid, "range": address_range(row.start, row.end),
-            "perms": maps_perms(row.prot, row.flags), "offset": f"{row.pgoff:08x}",
+            "perms": maps_perms(row.prot, row.flags), "offset": maps_offset(row.pgoff),
             "size": human_bytes(row.size), "kind": row.kind, "present": pages["present"],
             "parent": pages["parent"], "lazy": pages["lazy"], "shared": row.shared,
             "name": row.name}

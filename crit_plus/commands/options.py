@@ -39,6 +39,31 @@ def source_options(func=None, *, path_required=True):
                           required=path_required)(func)
 
 
+#: ``ctx.meta`` key (shared by every context of a run) of the running command's exit
+#: code for an input that cannot be read (see :func:`exit_codes`).
+BAD_INPUT_EXIT = "crit_plus.bad_input_exit_code"
+
+
+def exit_codes(*, bad_input=None, usage=None):
+    """Decorator (above ``@click.command``) for a command that answers a question with its
+    exit code (diff, mem grep, validate), so that its 1 or 2 is an answer: ``bad_input``
+    replaces 1 (an input that cannot be read or decoded) and ``usage`` replaces 2 (wrong
+    usage) at crit_plus.cli's error boundary, which prints the one line."""
+    def declare(command):
+        if usage is not None:
+            command.usage_exit_code = usage  # read from the UsageError's context
+        if bad_input is not None:
+            invoke = command.invoke
+
+            def invoke_declared(ctx):
+                ctx.meta[BAD_INPUT_EXIT] = bad_input
+                return invoke(ctx)
+
+            command.invoke = invoke_declared
+        return command
+    return declare
+
+
 @contextlib.contextmanager
 def gc_paused():
     """Run a block without Python's cyclic garbage collector.

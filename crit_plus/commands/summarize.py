@@ -13,6 +13,7 @@ from ..describe import (
     count_text,
     human_bytes,
     human_seconds,
+    lsm_name,
     pages_text,
     stat_label,
     stat_text,
@@ -23,7 +24,6 @@ from .options import format_option, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
-LSM_NAMES = {"NO_LSM": "none", "SELINUX": "SELinux", "APPARMOR": "AppArmor"}
 STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
 KIND_TITLES = {
     "criu-dir": "CRIU image directory", "lxd-instance": "LXD stateful stop",
@@ -85,7 +85,7 @@ def _origin_fields(result):
         pairs.append(("CRIU", "version not recorded (no verbose dump log)"))
     if dump.run_id:
         pairs.append(("CRIU run id", dump.run_id))
-    lsm = LSM_NAMES.get(dump.lsm, dump.lsm or "?")
+    lsm = lsm_name(dump.lsm) or "?"
     inventory = [f"image version {dump.image_version}", f"LSM {lsm}",
                  f"network lock {dump.network_lock or '?'}"]
     if dump.tcp_close:

@@ -10,17 +10,19 @@ import click
 
 from decoders.errors import DecodeError, MissingImageError
 
+from ..analysis import fingerprint
 from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..describe import count_text
 from ..opening import open_graph, resolve_source
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
-#: Exit codes of ``validate`` (they differ from the other commands': see the help).
+#: Exit codes of ``validate``: its verdicts, then 3 when it cannot give one (see the help).
 EXIT_CLEAN = 0
 EXIT_WARNINGS = 1
 EXIT_ERRORS = 2
+EXIT_TROUBLE = 3
 
 VERDICT_COLORS = {"fail": "red", "risky": "yellow", "ok": "green"}
 REQUIREMENT_COLUMNS = (("option", "OPTION"), ("why", "WHY"), ("provided_by", "PASSED BY"))
@@ -31,6 +33,7 @@ GROUP_LINES = 5
 PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
 
 
+@exit_codes(bad_input=EXIT_TROUBLE, usage=EXIT_TROUBLE)  # 1 and 2 are verdicts
 @click.command("validate")
 @click.argument("path", metavar="PATH")
 @click.option("--target-root", type=click.Path(exists=True, file_okay=False),
@@ -38,8 +41,13 @@ PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
                    "or map must be there with the dump's size, mode and build-id.")
 @click.option("--host", "use_host", is_flag=True,
               help="Also compare with this machine: free pids, CPU features, architecture, "
-                   "kernel, installed criu, LSM, plugins, cgroups. The target root then "
+                   "kernel and its features (criu check, as root), file systems, installed "
+                   "criu, LSM, plugins, cgroups. The target root then "
                    "defaults to / (or to the container's rootfs/ beside its state).")
+@click.option("--target", "target_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Compare with another host instead: its fingerprint (`crit-plus host -o "
+                   "FILE` run there). Checks what --host checks except free pids, cgroup "
+                   "directories and host paths, which only the host itself can say.")
 @click.option("--criu", "criu_program", metavar="PROGRAM", envvar="CRIT_PLUS_CRIU",
               help="With --host: the criu that will restore (LXD's snap and Incus bring their "
                    "own), checked against the dump's version; default: criu on PATH, then "
@@ -49,7 +57,8 @@ PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
               help="LXD/Incus directory instead of the standard ones.")
 @click.option("--project", help="LXD/Incus project of a NAME.")
 @format_option()
-def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir, project, fmt):
+def validate_command(path, target_root, use_host, target_file, criu_program, strict, lxd_dir,
+                     project, fmt):
     """Predict whether a checkpoint will restore, and why not: every finding says
     what CRIU will print and what to do. The checkpoint is only read.
 
@@ -60,28 +69,31 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
       requirements  options and pieces the restore needs (--tcp-established,
                     --shell-job, --ext-unix-sk, external ttys and mounts, the
                     LXD console, plugins)
-      target        with --target-root and/or --host: files, pids, CPU, kernel,
-                    criu, LSM, cgroups of where it would be restored
+      target        with --target-root and/or --host (or --target FILE): files,
+                    pids, CPU, kernel and its features, file systems, criu,
+                    LSM, cgroups of where it would be restored
 
     \b
-    Exit codes (not the other commands' meanings):
+    Exit codes (a verdict, or 3: no verdict):
       0  no errors (warnings allowed unless --strict)
-      1  warnings and no errors, with --strict;
-         or the input is not a checkpoint at all (a message on stderr, no report)
+      1  warnings and no errors, with --strict
       2  errors: the restore will fail (a checkpoint whose inventory.img or
-         pstree.img does not decode is reported as such);
-         or wrong usage (a message on stderr, no report)
-    Scripts that must tell these apart read --format json ("verdict").
+         pstree.img does not decode is reported as such)
+      3  no verdict: the input cannot be read or is not a checkpoint, a
+         --target FILE that is not a host fingerprint, wrong usage, or no
+         pycriu (one line on stderr, no report)
 
     \b
     Examples:
       crit-plus validate /var/lib/criu/dump1
       crit-plus validate lxd:web --host
       crit-plus validate lxd:web --host --criu /snap/lxd/current/sbin/criu
+      crit-plus validate lxd:web --target b.json     (b.json: crit-plus host -o on B)
       crit-plus validate dump1 --target-root /srv/newroot --format json | jq .verdict
       crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
     """
     criu = _chosen_criu(criu_program) if use_host else None
+    fingerprint = _target_fingerprint(target_file, use_host)
     with resolve_source(path, lxd_dir=lxd_dir, project=project) as source:
         try:
             checkpoint = open_graph(source)
@@ -90,7 +102,7 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
         except DecodeError as error:
             report = unreadable_report(source, error)
         else:
-            host = probe_host("/", criu=criu) if use_host else None
+            host = probe_host("/", criu=criu) if use_host else fingerprint
             if target_root is None and use_host:
                 target_root = default_target_root(checkpoint, source)
             report = validate(checkpoint, source=source, target_root=target_root, host=host)
@@ -104,6 +116,22 @@ def validate_command(path, target_root, use_host, criu_program, strict, lxd_dir,
             out.flush()
     if code != EXIT_CLEAN:
         click.get_current_context().exit(code)
+
+
+def _target_fingerprint(target_file, use_host):
+    """The :class:`HostFacts` of ``--target FILE`` (None without it).  A file that is not
+    a fingerprint ends the command with one line and exit 3 (no verdict), as one that cannot
+    be read does (a bad input, at the CLI's boundary)."""
+    if target_file is None:
+        return None
+    if use_host:
+        raise click.UsageError("--host and --target exclude each other (--host is this "
+                               "machine, --target another one)")
+    try:
+        return fingerprint.load(target_file)
+    except fingerprint.FingerprintError as error:
+        click.echo(f"crit-plus: --target {safe_text(error)}", err=True)
+        click.get_current_context().exit(EXIT_TROUBLE)
 
 
 def _chosen_criu(program):

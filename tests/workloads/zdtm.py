@@ -10,21 +10,26 @@ Only the standard library.  The steps, each bounded in time:
 - :func:`run_program`: start it as zdtm's Makefile does (``make NAME.pid``), dump it
   (``criu dump -t PID``, :data:`OPTIONS` plus the ``.desc``'s own), restore it
   detached, send it SIGTERM and read its verdict (``PASS`` in ``NAME.out``), and
-  kill whatever is left; the images, CRIU's logs and the program's output are kept
-  under ``build/zdtm/<criu version>/<program>/`` with ``result.json``;
+  kill whatever is left; the images, CRIU's logs, the program's output and its files
+  as the dump left them are kept under ``build/zdtm/<criu version>/<program>/`` with
+  ``result.json``;
 - :func:`run_all`: every program, a result reused when its ``result.json`` exists
-  (results are cached per CRIU version), and the table ``results.tsv``/``.json``.
+  (results are cached per CRIU version), and the table ``results.tsv``/``.json``;
+- :func:`restore_copy`: restore a copy of a cached dump (damaged on purpose, say) the
+  way :func:`run_program` restores the dump, and ask the program for its verdict.
 
 Safety (docs/live.md): a program runs on this machine only if its ``.desc`` lists the
-host flavor ``h``; not one marked ``noauto`` or ``crfail``, or needing a hook, a
-CRIU feature ``criu check --feature`` denies, a host setup (cgroup yards, external
-mounts, network locks...) or listed in :data:`HOST_CHANGING`.  After every program
+host flavor ``h``; not one marked ``noauto`` or ``crfail``, or needing a hook (but
+:data:`FAULT_ONLY_HOOKS`), a CRIU feature ``criu check --feature`` denies, a host setup
+(cgroup yards, external mounts, network locks...) or listed in :data:`HOST_CHANGING`.  After
+every program
 the mount table must be what it was (else the run stops), CRIU's iptables lock
 rules it left are removed, and every process it started is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -76,6 +81,10 @@ CRFAIL_HARMLESS = frozenset({
     "file_locks00_fail", "ghost_holes_large01", "ptrace_sig", "sigtrap", "sk-unix-listen02",
     "sk-unix-listen03", "sk-unix-listen04", "socket_udp-corked", "timens_for_kids",
     "timens_nested"})
+
+#: Programs whose hook acts only in fault-injection runs (``--fault``, which this harness
+#: never makes): run without it.
+FAULT_ONLY_HOOKS = frozenset({"unlink_fstat00"})
 
 START_TIMEOUT = 30
 CRIU_TIMEOUT = 60
@@ -177,6 +186,11 @@ class Program:
     def flags(self):
         return self.desc.get("flags", "").split()
 
+    @property
+    def timeout(self):
+        """Seconds the program may take to start, and to stop after SIGTERM."""
+        return int(self.desc.get("timeout") or START_TIMEOUT)
+
     def options(self, which):
         """CRIU options for ``dump`` or ``restore``: :data:`OPTIONS`, then the .desc's
         ``opts`` and ``dopts``/``ropts`` (zdtm.py's getdopts/getropts)."""
@@ -247,7 +261,7 @@ def skip_reason(program, static, criu):
         return "skipped: noauto (manual run only)"
     if "crfail" in flags and program.name not in CRFAIL_HARMLESS:
         return "skipped: crfail (CRIU is expected to fail)"
-    if (static / f"{program.name}.hook").exists():
+    if (static / f"{program.name}.hook").exists() and program.name not in FAULT_ONLY_HOOKS:
         return "skipped: needs its hook (host set-up)"
     options = " ".join(desc.get(k, "") for k in ("opts", "dopts", "ropts"))
     needs = [o for o in HOST_SETUP_OPTIONS if o in options]
@@ -429,10 +443,36 @@ class Result:
     seconds: float = 0.0
     criu: str = ""
     flavor: str = "h"
+    #: the static directory the program ran in (its dump names files there)
+    static: str = ""
 
     @property
     def passed(self):
         return self.restored and self.verdict == "PASS"
+
+
+#: The program's own files (output, test files) as the dump left them, kept next to the
+#: images: a restore reopens them (:func:`as_dumped` puts them back).
+DUMPED_FILES = "dumped-files"
+#: The files of program NAME, as ``make NAME.cleanout`` removes them (zdtm's
+#: Makefile.inc), but its pid file.
+FILE_PATTERNS = ("{}.out*", "*{}.test*", "{}.*.test", "{}.*.state", "{}.state",
+                 "chew_{}.test*")
+
+
+def _program_files(name, static):
+    """Program ``name``'s files in ``static`` (:data:`FILE_PATTERNS`)."""
+    return sorted({p for pattern in FILE_PATTERNS for p in static.glob(pattern.format(name))})
+
+
+def _copy_files(paths, target):
+    """Copy files and directories ``paths`` (links as links) into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.copytree(path, target / path.name, symlinks=True)
+        else:
+            shutil.copy2(path, target / path.name, follow_symlinks=False)
 
 
 def _run(argv, log_path, timeout, cwd=None, env=None):
@@ -494,6 +534,13 @@ def _stop(pid, static, name, timeout):
     return f"no verdict (still running {timeout} s after SIGTERM)"
 
 
+def _criu_restore(criu, program, images, work, out):
+    """``criu restore -d`` of ``images`` (log and pidfile in ``work``); exit code or None."""
+    return _run([criu, "restore", "-d", "-D", str(images), "-W", str(work),
+                 "-o", "restore.log", "-v4", "--pidfile", str(work / "restored.pid"),
+                 *program.options("restore")], out, CRIU_TIMEOUT)
+
+
 def program_env(static):
     """The environment zdtm.py gives a program (host flavor), see docs/live.md:
     no ZDTM_UID/GID (this sandbox cannot dump a process of another user: CRIU's
@@ -514,8 +561,8 @@ def run_program(program, static, criu, out_dir, version):
     images, restore_dir = out_dir / "images", out_dir / "restore"
     images.mkdir(parents=True)
     restore_dir.mkdir()
-    result = Result(name, criu=version, flavor=program.flavor)
-    timeout = int(program.desc.get("timeout") or START_TIMEOUT)
+    result = Result(name, criu=version, flavor=program.flavor, static=str(static))
+    timeout = program.timeout
     env = program_env(static)
     make = ["make", "--no-print-directory", "-C", str(static)]
     mounts, rules = mount_table(), set(lock_rules())
@@ -547,9 +594,8 @@ def run_program(program, static, criu, out_dir, version):
         if left:
             result.reason = f"dumped tree still there: {left}"
             return result
-        code = _run([criu, "restore", "-d", "-D", str(images), "-W", str(restore_dir),
-                     "-o", "restore.log", "-v4", "--pidfile", str(restore_dir / "restored.pid"),
-                     *program.options("restore")], out_dir / "criu.out", CRIU_TIMEOUT)
+        _copy_files(_program_files(name, static), out_dir / DUMPED_FILES)
+        code = _criu_restore(criu, program, images, restore_dir, out_dir / "criu.out")
         if code != 0:
             result.reason = "restore " + ("timeout" if code is None else
                                           f"failed: {_criu_error(restore_dir / 'restore.log')}")
@@ -612,9 +658,10 @@ def cached_result(directory):
 
 
 def run_all(criu, names=None, build_root=BUILD, source=SOURCE, fresh=False, retry=False,
-            log=sys.stderr):
+            log=sys.stderr, reuse=None):
     """Build, plan and run ``names`` (default: every program); reuse cached results
-    unless ``fresh`` (or, with ``retry``, unless the cached one did not pass); write the
+    unless ``fresh`` (or, with ``retry``, unless the cached one did not pass; with a
+    ``reuse`` function, unless it says false of the cached one); write the
     table; return ``(version, [Result])``."""
     static = build(source, build_root, log=log)
     version = criu_version(criu)
@@ -628,7 +675,8 @@ def run_all(criu, names=None, build_root=BUILD, source=SOURCE, fresh=False, retr
                                   criu=version))
             continue
         cached = None if fresh else cached_result(top / program.name)
-        if cached is None or (retry and not cached.passed):
+        if cached is None or (retry and not cached.passed) or \
+                (reuse is not None and not reuse(cached)):
             cached = run_program(program, static, criu, top / program.name, version)
             print(f"zdtm: [{number}/{len(programs)}] {program.name}: {describe(cached)}",
                   file=log, flush=True)
@@ -636,6 +684,69 @@ def run_all(criu, names=None, build_root=BUILD, source=SOURCE, fresh=False, retr
     if names is None:
         write_table(results, top)
     return version, results
+
+
+def restorable(result, build_root=BUILD):
+    """True when ``result``'s dump can be restored again here (:func:`restore_copy`):
+    it was dumped from this build's static directory (a cache copied from another
+    checkout names that one's files) and the program's files as the dump left them
+    were kept."""
+    out_dir = results_dir(result.criu, build_root) / result.test
+    return (result.dumped and result.static == str(static_dir(build_root))
+            and (out_dir / DUMPED_FILES).is_dir())
+
+
+@contextlib.contextmanager
+def as_dumped(result, build_root=BUILD):
+    """The program's files put back as its dump left them (a restore reopens them, and
+    validate looks for them), for the ``with`` block; removed again after it with
+    whatever a restored program wrote (``make NAME.cleanout``).  The dump must be
+    :func:`restorable`; yields the static directory."""
+    if not restorable(result, build_root):
+        raise ValueError(f"{result.test}: its dump cannot be restored here (run it again)")
+    name, static = result.test, static_dir(build_root)
+    cleanout = ["make", "--no-print-directory", "-C", str(static), f"{name}.cleanout"]
+    _run(cleanout, os.devnull, 60, env=program_env(static))
+    _copy_files((results_dir(result.criu, build_root) / name / DUMPED_FILES).iterdir(), static)
+    try:
+        yield static
+    finally:
+        _run(cleanout, os.devnull, 60, env=program_env(static))
+
+
+@dataclass
+class Restore:
+    """One :func:`restore_copy`: CRIU's exit code (None: timeout), its log, the
+    program's verdict after SIGTERM (``""`` when nothing was restored) and the pids
+    still there after every process was killed."""
+
+    returncode: int | None
+    log: Path
+    verdict: str
+    left: list
+
+
+def restore_copy(result, images, criu, pids=(), build_root=BUILD):
+    """Restore ``images``, a copy of ``result``'s dump (maybe damaged), as :func:`run_program`
+    restores the dump, inside :func:`as_dumped`: ``criu restore -d`` (its log and output
+    written into ``images``), SIGTERM and the verdict, then the program's processes and
+    ``pids`` (the dump's, to reap a tree CRIU forked and gave up) killed and waited for.
+    The cached dump is not touched."""
+    name, images = result.test, Path(images)
+    with as_dumped(result, build_root) as static:
+        program = Program(name, read_desc(static / f"{name}.desc"))
+        subreaper(True)
+        pid, verdict = None, ""
+        try:
+            code = _criu_restore(criu, program, images, images, images / "criu.out")
+            if code == 0:
+                pid = _read_pid(images / "restored.pid")
+                verdict = (_stop(pid, static, name, program.timeout) if pid
+                           else "no verdict (no pid)")
+        finally:
+            left = kill_all(related_pids(pid or 0, static) | set(pids))
+            subreaper(False)
+    return Restore(code, images / "restore.log", verdict, left)
 
 
 def describe(result):

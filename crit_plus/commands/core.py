@@ -1,0 +1,93 @@
+"""``core``: an ELF core file of a checkpointed process, for gdb, lldb and readelf.
+
+The building is in :mod:`crit_plus.analysis.coredump`; this module has the options,
+where each core goes and what is said on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..analysis.coredump import CoreFile, write_core
+from ..describe import human_bytes
+from ..opening import input_paths
+from ..output import refuse_inputs, whole_file
+from ..render import safe_text, write_json
+from .options import format_option, open_checkpoint_source, source_options
+from .selection import check_pid
+
+
+@click.command("core")
+@source_options
+@click.argument("pid", type=int, required=False)
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="The core file; a directory (made if missing) gets core.PID for each "
+                   "process (every process when PID is not given).")
+@format_option(choices=("table", "json"))
+def core_command(path, lxd_dir, project, root, pid, output, fmt):
+    """Write an ELF core file of process PID (of every process without PID), for
+    gdb, lldb and readelf: threads with their registers, the auxiliary vector,
+    the mapped files and the memory CRIU would restore (pages, the parent/ chain,
+    shared memory, mapped files under --root).  Memory the checkpoint cannot give
+    is left out (gdb reads it from the mapped file when it has it).
+
+    \b
+    Examples:
+      crit-plus core dump1 12525 -o core.12525 && gdb ./prog core.12525
+      crit-plus core lxd:web/snap0 -o cores/ --root /srv/rootfs
+    """
+    if pid is None and os.path.exists(output) and not os.path.isdir(output):
+        raise click.BadParameter("without PID, -o names a directory (one core per process)",
+                                 param_hint="-o")
+    written = []
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        checkpoint = opened.checkpoint
+        inputs = input_paths(opened.source)
+        pids = [check_pid(checkpoint, pid)] if pid is not None else list(checkpoint.pids)
+        to_directory = pid is None or os.path.isdir(output)
+        if to_directory:
+            refuse_inputs(output, inputs)  # before making it: never a directory in an input
+            os.makedirs(output, exist_ok=True)
+        for number in pids:
+            process = checkpoint.process(number)
+            target = os.path.join(output, f"core.{number}") if to_directory else output
+            try:
+                with whole_file(target, inputs=inputs) as handle:
+                    result = write_core(process, handle)
+            except LookupError as error:  # CoreError, NoMemoryError: a zombie, no registers
+                if pid is not None:
+                    raise
+                click.echo(f"pid {number}: no core: {error}", err=True)
+                continue
+            written.append((target, result))
+            if fmt != "json":
+                _say(target, result)
+    if fmt == "json":
+        write_json([_json(target, result) for target, result in written], sys.stdout)
+
+
+def _json(target: str, result: CoreFile) -> dict:
+    return {"pid": result.pid, "file": target, "arch": result.arch, "size": result.size,
+            "data_bytes": result.data_bytes, "segments": result.segments,
+            "notes": result.notes, "absent_bytes": result.absent_bytes,
+            "unavailable": [{"address": h.vaddr, "length": h.length, "reason": h.reason}
+                            for h in result.unavailable]}
+
+
+def _say(target: str, result: CoreFile) -> None:
+    click.echo(f"wrote core of pid {result.pid} ({result.arch.lower()}, {result.segments} "
+               f"segments, {human_bytes(result.data_bytes)} of memory) to {safe_text(target)}")
+    if result.absent_bytes:
+        click.echo(f"  {human_bytes(result.absent_bytes)} mapped but not in the checkpoint "
+                   "(file pages without --root, kernel pages): left out")
+    for hole in result.unavailable:
+        click.echo(f"  {hole.length} bytes at {hole.vaddr:#x} unavailable, left as zeros: "
+                   f"{safe_text(hole.reason)}")
+
+
+def register(group: click.Group) -> None:
+    """Add ``core`` to the CLI group."""
+    group.add_command(core_command)
