@@ -6,7 +6,7 @@ DEMO   := build/demo
 DEMO_LXD := $(DEMO)/lxd-web/var/lib/lxd
 DEMO_SNAPSHOT := $(DEMO_LXD)/storage-pools/default/containers-snapshots/web/after/state
 
-.PHONY: setup schema criu zdtm zdtm-build demo test test-skew bench fuzz clean
+.PHONY: setup schema criu zdtm zdtm-build demo check test test-skew bench fuzz clean
 
 ## setup: system packages (criu → pycriu), the current CRIU schema, a venv with crit-plus
 setup: $(VENV)/.installed schema
@@ -58,10 +58,16 @@ demo: setup $(DEMO_SNAPSHOT)
 	$(BIN)/crit-plus info $(DEMO_SNAPSHOT)/pstree.img
 	$(BIN)/crit-plus show $(DEMO_SNAPSHOT)/pstree.img | head -n 12
 
-## test: the whole suite with the current schema (live CRIU tests included: they must run,
-##       not skip; a sample of 60 zdtm programs among them), then the version-skew suite
-##       under the distribution's older pycriu
-test: setup criu zdtm-build
+## check: ruff (the rule set in pyproject.toml) and mypy (type hints of the public API),
+##        over the whole tree, in seconds (docs/development.md)
+check: $(VENV)/.installed
+	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
+
+## test: `make check`, the whole suite with the current schema (live CRIU tests included: they
+##       must run, not skip; a sample of 60 zdtm programs among them), then the version-skew
+##       suite under the distribution's older pycriu
+test: setup criu zdtm-build check
 	CRIT_PLUS_LIVE=required CRIT_PLUS_CRIU="$${CRIT_PLUS_CRIU:-$$(scripts/install-criu)}" \
 	  $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-skew

@@ -14,8 +14,8 @@ from decoders.lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("Fd", "FileObject", "FileTable", "GhostContents"), "files"),
     **dict.fromkeys(("ERROR", "INFO", "WARNING", "Finding"), "findings"),
-    **dict.fromkeys(("Checkpoint", "PagesFile", "Process", "ProcessTree", "Thread",
-                     "open_checkpoint"), "graph"),
+    **dict.fromkeys(("Checkpoint", "PagesFile", "Process", "ProcessTree", "Thread"), "graph"),
+    "open_checkpoint": "opening",
     **dict.fromkeys(("CHUNK_SIZE", "AddressSpace", "Backing", "Extent", "Mapping", "PageStore",
                      "PageTable", "Run", "Unavailable", "UnavailableError", "page_state"),
                     "memory"),

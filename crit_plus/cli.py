@@ -41,6 +41,7 @@ from crit_plus import __version__
 from decoders.errors import DecodeError
 from decoders.schema import PycriuNotFound
 
+from .boundary import error_text, quiet_broken_pipe
 from .commands.options import BAD_INPUT_EXIT, gc_paused
 from .output import OutputRefused
 from .signals import Terminated, sigterm_unwinds
@@ -132,15 +133,6 @@ def _fail(message, code):
     return code
 
 
-def quiet_broken_pipe():
-    """Point stdout at /dev/null so Python's exit flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
 def main(argv=None):
     """Run one command (``argv``, default ``sys.argv``); return its exit code.
 
@@ -204,16 +196,6 @@ def usage_text(error):
     command = ctx.command_path if ctx is not None else "crit-plus"
     message = " ".join(error.format_message().split()).rstrip(".")
     return f"error: {message} (see `{command} --help`)"
-
-
-def error_text(error):
-    """The one line that says what went wrong with an input: a
-    :class:`~decoders.errors.DecodeError`'s file, entry and offset, or an OSError's
-    file and reason."""
-    if isinstance(error, DecodeError):
-        return str(error)
-    name = f"{error.filename}: " if getattr(error, "filename", None) else ""
-    return f"{name}{error.strerror or error}"
 
 
 def run():

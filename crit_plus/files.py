@@ -23,22 +23,27 @@ numbers, enums (``IntEnum``: both a number and a name) and resolved facts.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import posixpath
 import stat
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from decoders.errors import DecodeError
+from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.fdinfo import read_files
 from decoders.flags import FdType, NamedInt
 from decoders.framing import open_untrusted
-from decoders.image import open_image
+from decoders.image import Source, open_image, read_messages
 from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding, named
 
+#: CRIU's ``USK_EXTERN`` (``unix_sk_entry.uflags``): the socket is outside the checkpoint.
+USK_EXTERN = 1
 #: ``kind`` of a file, by fd type.
 KINDS = {
     FdType.UND: "unknown", FdType.REG: "file", FdType.PIPE: "pipe", FdType.FIFO: "fifo",
@@ -60,7 +65,7 @@ ANON_NAMES = {
 }
 
 
-def kind_of(fd_type):
+def kind_of(fd_type: int) -> str:
     """The ``kind`` word for an fd type (``unknown(N)`` for types newer than this table)."""
     try:
         return KINDS[FdType(fd_type)]
@@ -154,19 +159,41 @@ class FileObject:
     entry: object = field(default=None, repr=False, compare=False, hash=False)
 
     @property
-    def source(self):
+    def source(self) -> Source | None:
         """Where the entry was read (:class:`decoders.Source`), or None."""
         return getattr(self.entry, "source", None)
 
     @property
-    def path(self):
+    def path(self) -> str | None:
         """The path of a regular file, FIFO or bound unix socket, else None."""
         return self.details.get("path")
 
     @property
-    def deleted(self):
+    def deleted(self) -> bool:
         """True when the file was unlinked at dump time (a ghost or link-remapped file)."""
         return bool(self.details.get("deleted"))
+
+    @property
+    def external(self) -> bool:
+        """True when CRIU dumped the file as external, to be given back at restore: a
+        regular file's ``ext``, a unix socket whose ``uflags`` have ``USK_EXTERN``."""
+        detail = getattr(self.entry, "detail", None)
+        if detail is None:
+            return False
+        if self.kind == "file":
+            return bool(_get(detail, "ext", False))
+        if self.kind == "unix":
+            return bool(detail.uflags & USK_EXTERN)
+        return False
+
+    @property
+    def build_id(self) -> tuple[int, ...]:
+        """A regular file's GNU build-id as CRIU records it (``reg_file_entry.build_id``,
+        32-bit words), or ``()``."""
+        detail = getattr(self.entry, "detail", None)
+        if self.kind != "file" or detail is None:
+            return ()
+        return tuple(detail.build_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +212,17 @@ class Fd:
     source: object = field(default=None, repr=False, compare=False)
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         """The file's kind word (from fdinfo's type when the file is unresolved)."""
         return self.file.kind if self.file is not None else kind_of(self.type)
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         """What users recognise the file by, or None."""
         return self.file.name if self.file is not None else None
 
     @property
-    def cloexec(self):
+    def cloexec(self) -> bool:
         """True when the fd is closed on exec."""
         return bool(self.flags & 1)
 
@@ -233,7 +260,7 @@ def _get(msg, name, default=None):
     return image_text(value) if text else value
 
 
-def ip_text(family, words):
+def ip_text(family: int, words: Iterable[int]) -> str:
     """The text of an address stored as CRIU's ``repeated uint32`` (network bytes in host u32s)."""
     raw = b"".join(struct.pack("<I", w & 0xFFFFFFFF) for w in words)
     try:
@@ -244,7 +271,7 @@ def ip_text(family, words):
         return raw.hex()
 
 
-def endpoint_text(address, port):
+def endpoint_text(address: str | None, port: int) -> str | None:
     """``addr:port`` (``[addr]:port`` for IPv6)."""
     if address is None:
         return None
@@ -253,7 +280,7 @@ def endpoint_text(address, port):
     return f"{address}:{port}"
 
 
-def unix_name(raw):
+def unix_name(raw: bytes | None) -> str | None:
     """A unix socket name as text: a path, ``@abstract`` or None when unbound."""
     name = bytes(raw or b"")
     if not name:
@@ -263,14 +290,14 @@ def unix_name(raw):
     return undecodable_escaped(name.rstrip(b"\0"))
 
 
-def decode_dev(rdev):
+def decode_dev(rdev: int) -> tuple[int, int]:
     """(major, minor) of a Linux ``dev_t`` as CRIU stores it (new_encode_dev)."""
     major = (rdev & 0xFFF00) >> 8
     minor = (rdev & 0xFF) | ((rdev >> 12) & 0xFFF00)
     return major, minor
 
 
-def tty_path(info):
+def tty_path(info: Any) -> str | None:
     """The device path of a ``tty_info_entry``, or None when it cannot be told."""
     if info is None:
         return None
@@ -294,7 +321,7 @@ def tty_path(info):
     return None
 
 
-def resolve_in_root(root, path, max_links=40):
+def resolve_in_root(root: StrPath, path: str, max_links: int = 40) -> str | None:
     """The host path of ``path`` inside ``root``, as if ``root`` were ``/``.
 
     Symbolic links are followed inside the root (an absolute target restarts at
@@ -305,7 +332,7 @@ def resolve_in_root(root, path, max_links=40):
         return None
     root = os.path.realpath(root)
     pending = [part for part in path.split("/") if part not in ("", ".")]
-    done = []
+    done: list[str] = []
     hops = 0
     while pending:
         part = pending.pop(0)
@@ -331,7 +358,7 @@ def resolve_in_root(root, path, max_links=40):
     return os.path.join(root, *done)
 
 
-def open_in_tree(path, root=None):
+def open_in_tree(path: StrPath, root: StrPath | None = None) -> tuple[int, os.stat_result]:
     """Open a file that came from a checkpoint, a target root or a copied tree; return
     ``(fd, stat result)`` (the caller closes ``fd``).
 
@@ -367,24 +394,25 @@ class FileTable:
     images) and the images that complete its entries, once.
     """
 
-    def __init__(self, directory, objects, findings, remaps):
+    def __init__(self, directory: str, objects: dict[int, FileObject], findings: Iterable[Finding],
+                 remaps: dict[int, tuple[int, int]]) -> None:
         self.directory = directory
         self.objects = objects
         self.findings = tuple(findings)
         self._remaps = remaps
-        self._ghosts = {}
+        self._ghosts: dict[int, GhostContents | None] = {}
 
-    def get(self, file_id):
+    def get(self, file_id: int) -> FileObject | None:
         """The :class:`FileObject` with ``file_id``, or None."""
         return self.objects.get(file_id)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.objects)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[FileObject]:
         return iter(self.objects.values())
 
-    def ghost(self, file_id):
+    def ghost(self, file_id: int) -> GhostContents | None:
         """The :class:`GhostContents` of a deleted file, or None (not a ghost, or unreadable)."""
         remap = self._remaps.get(file_id)
         if remap is None or remap[1] != RemapType.GHOST:
@@ -398,58 +426,69 @@ class FileTable:
         return self._ghosts[file_id]
 
     @classmethod
-    def load(cls, directory):
-        """Read and resolve the files of the checkpoint in ``directory``."""
+    def load(cls, directory: str,
+             decoded: Callable[[str], tuple[tuple, DecodeError | None]] | None = None) -> FileTable:
+        """Read and resolve the files of the checkpoint in ``directory``.
+
+        ``decoded(name)`` → ``(messages, error)`` reads the images besides ``files.img``
+        (the graph's :meth:`~crit_plus.graph.Checkpoint.decoded`, so each is decoded
+        once per checkpoint); by default they are decoded here."""
+        if decoded is None:
+            decoded = functools.partial(_decode, directory)
         findings = []
         entries = {}
         try:
             entries = read_files(directory)
         except DecodeError as error:
             findings.append(error_finding(error))
-        memfds = _read_keyed(directory, "memfd.img", "inode_id", findings)
-        ttys = _read_keyed(directory, "tty-info.img", "id", findings)
+        memfds = _read_keyed(decoded, "memfd.img", "inode_id", findings)
+        ttys = _read_keyed(decoded, "tty-info.img", "id", findings)
         remaps = {}
-        for msg in _read_all(directory, "remap-fpath.img", findings):
+        for msg in _read_all(decoded, "remap-fpath.img", findings):
             remaps[msg.orig_id] = (msg.remap_id, RemapType.of(_get(msg, "remap_type", 0)))
-        legacy_tfds = _group(_read_all(directory, "eventpoll-tfd.img", findings))
-        legacy_wds = _group(_read_all(directory, "inotify-wd.img", findings))
+        legacy_tfds = _group(_read_all(decoded, "eventpoll-tfd.img", findings))
+        legacy_wds = _group(_read_all(decoded, "inotify-wd.img", findings))
         context = _Context(directory, entries, memfds, ttys, remaps, legacy_tfds, legacy_wds,
                            findings)
         objects = {file_id: context.build(entry) for file_id, entry in entries.items()}
         return cls(directory, objects, findings, remaps)
 
 
-def _read_all(directory, name, findings):
-    """Every message of an optional image (missing → empty, bad → finding)."""
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        return []
+def _decode(directory, name):
+    """``(messages, error)`` of image ``name`` in ``directory``, as
+    :meth:`crit_plus.graph.Checkpoint.decoded` gives them."""
     try:
-        with open_image(path) as image:
-            return [msg for _index, _offset, msg in image.iter_messages()]
+        return read_messages(os.path.join(directory, name)), None
     except DecodeError as error:
+        return (), error
+
+
+def _read_all(decoded, name, findings):
+    """Every message of an optional image (missing → empty, bad → finding)."""
+    messages, error = decoded(name)
+    if error is not None and not isinstance(error, MissingImageError):
         findings.append(error_finding(error))
-        return []
+    return messages
 
 
-def _read_keyed(directory, name, key, findings):
-    return {getattr(msg, key): msg for msg in _read_all(directory, name, findings)}
+def _read_keyed(decoded, name, key, findings):
+    return {getattr(msg, key): msg for msg in _read_all(decoded, name, findings)}
 
 
 def _group(messages):
-    grouped = {}
+    grouped: dict[int, list] = {}
     for msg in messages:
         grouped.setdefault(msg.id, []).append(msg)
     return grouped
 
 
-def ghost_image_name(remap_id):
+def ghost_image_name(remap_id: int) -> str:
     """The name of a deleted file's contents image: ``ghost-file-%x.img``, the remap id in
     hex as CRIU names it (``CR_FD_GHOST_FILE`` in criu/image-desc.c)."""
     return f"ghost-file-{remap_id:x}.img"
 
 
-def ghost_contents(path):
+def ghost_contents(path: str) -> GhostContents:
     """Read the layout of ``ghost-file-<id>.img`` at ``path`` (contents stay in the file)."""
     extents = []
     head = None
@@ -483,8 +522,8 @@ class _Context:
         self.tfds = tfds
         self.wds = wds
         self.findings = findings
-        self.unix_by_ino = {}
-        self.inet_by_ends = {}
+        self.unix_by_ino: dict[int, int] = {}
+        self.inet_by_ends: dict[tuple, int] = {}
         for file_id, entry in entries.items():
             detail = entry.detail
             if entry.type == FdType.UNIXSK and detail is not None:
@@ -591,7 +630,7 @@ class _Context:
         name = endpoint_text(src or ("::" if family == SockFamily.INET6 else "0.0.0.0"),
                              isk.src_port)
         if isk.dst_port:  # a peer port without its address (damaged): "?" for the address
-            name += "->" + endpoint_text(dst or "?", isk.dst_port)
+            name = f"{name}->{endpoint_text(dst or '?', isk.dst_port)}"
         return name, details
 
     def _netlink(self, entry, nlsk):

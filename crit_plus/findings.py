@@ -10,6 +10,7 @@ gathers them all.  Only input that makes the checkpoint unreadable as a whole
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 ERROR = "error"
@@ -38,7 +39,7 @@ class Finding:
     where: str
     params: tuple = field(default=(), compare=False, repr=False)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.severity}: {self.where}: {self.message}"
 
 
@@ -48,7 +49,7 @@ class Finding:
 PARAM_NAMES = ("pid", "tid", "fd", "id", "entry", "offset", "vaddr", "more")
 
 
-def named(**values):
+def named(**values: object) -> tuple[tuple[str, object], ...]:
     """:attr:`Finding.params` from keyword values (None values left out)."""
     unknown = set(values) - set(PARAM_NAMES)
     if unknown:
@@ -56,19 +57,20 @@ def named(**values):
     return tuple((name, value) for name, value in values.items() if value is not None)
 
 
-def error_finding(error, code="bad-image", severity=ERROR):
+def error_finding(error: object, code: str = "bad-image", severity: str = ERROR) -> Finding:
     """A :class:`Finding` for a :class:`~decoders.errors.DecodeError` that was caught."""
-    where = os.path.basename(error.path) if getattr(error, "path", None) else "checkpoint"
+    path = getattr(error, "path", None)
+    entry_index = getattr(error, "entry_index", None)
+    offset = getattr(error, "offset", None)
+    where = os.path.basename(path) if path else "checkpoint"
     reason = getattr(error, "reason", None) or str(error)
     position = []
-    if getattr(error, "entry_index", None) is not None:
-        position.append(f"entry {error.entry_index}")
-    if getattr(error, "offset", None) is not None:
-        position.append(f"at offset {error.offset:#x}")
+    if entry_index is not None:
+        position.append(f"entry {entry_index}")
+    if offset is not None:
+        position.append(f"at offset {offset:#x}")
     message = (" ".join(position) + ": " + reason) if position else reason
-    return Finding(severity, code, message, where,
-                   named(entry=getattr(error, "entry_index", None),
-                         offset=getattr(error, "offset", None)))
+    return Finding(severity, code, message, where, named(entry=entry_index, offset=offset))
 
 
 #: Findings of one code listed at most; the others are counted in one summary finding.
@@ -85,14 +87,15 @@ class FindingList:
     code that had more (its ``params`` say ``more=K``).
     """
 
-    def __init__(self, limit=MAX_PER_CODE, summary=None):
+    def __init__(self, limit: int = MAX_PER_CODE,
+                 summary: Callable[[str, str, int, int], Finding] | None = None) -> None:
         self.limit = limit
         self._summary = summary or _summary_finding
-        self._kept = []
-        self._seen = {}  # code -> findings of it seen
-        self._worst = {}  # code -> the most serious severity of the ones not kept
+        self._kept: list[Finding] = []
+        self._seen: dict[str, int] = {}  # code -> findings of it seen
+        self._worst: dict[str, str] = {}  # code -> the most serious severity of the ones not kept
 
-    def add(self, finding, more=None):
+    def add(self, finding: Finding, more: int | None = None) -> bool:
         """Keep ``finding`` if fewer than ``limit`` of its code are kept; True if kept.
 
         ``more`` (default: the finding's own ``more`` param) says ``finding`` is a
@@ -113,29 +116,29 @@ class FindingList:
         self._worst[code] = min(worst, finding.severity, key=SEVERITIES.index)
         return False
 
-    def extend(self, findings):
+    def extend(self, findings: Iterable[Finding]) -> None:
         """:meth:`add` each of ``findings``."""
         for finding in findings:
             self.add(finding)
 
-    def result(self):
+    def result(self) -> tuple[Finding, ...]:
         """The kept findings, then one summary per code that had more than ``limit``."""
         summaries = [self._summary(severity, code, self._seen[code] - self.limit, self.limit)
                      for code, severity in self._worst.items()]
         return tuple(self._kept + summaries)
 
 
-def summary_message(code, more, limit):
+def summary_message(code: str, more: int, limit: int) -> str:
     """The message of a summary finding standing for ``more`` findings of ``code``."""
     return f"{more} more {code} findings not listed (only the first {limit} of each kind are)"
 
 
-def _summary_finding(severity, code, more, limit):
+def _summary_finding(severity: str, code: str, more: int, limit: int) -> Finding:
     return Finding(severity, code, summary_message(code, more, limit), "checkpoint",
                    named(more=more))
 
 
-def finding_count(findings, severity=None):
+def finding_count(findings: Iterable[Finding], severity: str | None = None) -> int:
     """How many findings ``findings`` stand for (of ``severity``, if given): a summary
     of :class:`FindingList` counts for the findings it stands for."""
     return sum(dict(finding.params).get("more", 1) for finding in findings

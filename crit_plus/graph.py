@@ -23,23 +23,36 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from decoders.errors import DecodeError, MissingImageError
+from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
 from decoders.fdinfo import read_fdinfo
+from decoders.image import read_messages
 from decoders.core import read_core
 from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
-from decoders.records import ThreadCore
-from decoders.text import image_text
 
-from .files import Fd, FileTable
+from .files import Fd, FileObject, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, FindingList, error_finding, named
-from .memory import AddressSpace, PageStore, UnavailableError, backing_for
-from .pages import checkpoint_pages, process_pages
+from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_for
+from .pages import CheckpointPages, ProcessPages, checkpoint_pages, process_pages
+
+if TYPE_CHECKING:
+    from decoders.records import (
+        Creds,
+        DumpStats,
+        Fs,
+        Ids,
+        Mm,
+        Pagemap,
+        PstreeEntry,
+        ThreadCore,
+    )
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: Most bytes, and most strings, of a command line or environment read back from
@@ -52,15 +65,13 @@ MAX_TITLE = PAGE_SIZE
 _FILE_BACKED = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 
 
-def open_checkpoint(path, *, root=None):
-    """Open the checkpoint at ``path`` and return a :class:`Checkpoint`.
+def open_checkpoint(path: StrPath, *, root: StrPath | None = None) -> Checkpoint:
+    """Open the directory of CRIU images at ``path`` and return a :class:`Checkpoint`.
 
-    ``path`` is a directory of CRIU images, or a directory that holds one as
-    ``state/`` (LXD and Incus containers and snapshots) or ``checkpoint/``
-    (an unpacked Podman/CRI-O export).  ``root`` is a directory that stands for
-    ``/`` of the dumped processes, used to read clean pages of file mappings;
-    for an LXD snapshot opened by its directory, its ``rootfs/`` is used when
-    ``root`` is not given.
+    ``root`` is a directory that stands for ``/`` of the dumped processes, used to
+    read clean pages of file mappings.  Finding the images inside an instance,
+    snapshot or export directory (and its ``rootfs/``) is the job of
+    :func:`crit_plus.opening.open_checkpoint`, the public ``crit_plus.open_checkpoint``.
 
     Raises :class:`~decoders.errors.MissingImageError` when ``path`` holds no
     checkpoint, and a :class:`~decoders.errors.DecodeError` when
@@ -70,20 +81,11 @@ def open_checkpoint(path, *, root=None):
     if not os.path.isdir(directory):
         reason = "not a directory" if os.path.exists(directory) else "no such directory"
         raise MissingImageError(directory, f"{reason}: a checkpoint is a directory of images")
-    if not _holds_images(directory):
-        for sub in ("state", "checkpoint"):
-            candidate = os.path.join(directory, sub)
-            if _holds_images(candidate):
-                rootfs = os.path.join(directory, "rootfs")
-                if root is None and sub == "state" and os.path.isdir(rootfs):
-                    root = rootfs
-                directory = candidate
-                break
-        else:
-            raise MissingImageError(
-                os.path.join(directory, "inventory.img"),
-                "not a CRIU checkpoint: no inventory.img or pstree.img here "
-                "(nor under state/ or checkpoint/)")
+    if not any(os.path.exists(os.path.join(directory, name))
+               for name in ("inventory.img", "pstree.img")):
+        raise MissingImageError(
+            os.path.join(directory, "inventory.img"),
+            "not a CRIU checkpoint: no inventory.img or pstree.img here")
     return Checkpoint(directory, root=root)
 
 
@@ -95,10 +97,6 @@ def _split_strings(data):
         parts.pop()
     return tuple(part.decode("utf-8", "surrogateescape") for part in parts)
 
-
-def _holds_images(directory):
-    return any(os.path.exists(os.path.join(directory, name))
-               for name in ("inventory.img", "pstree.img"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +113,17 @@ class Thread:
     core: ThreadCore | None
 
     @property
-    def comm(self):
+    def comm(self) -> str | None:
         """The thread's name, or None."""
         return self.core.comm if self.core is not None else None
 
     @property
-    def state(self):
+    def state(self) -> TaskState | int | None:
         """The :class:`~decoders.flags.TaskState` this thread's core records, or None."""
         return self.core.task_state if self.core is not None else None
 
     @property
-    def creds(self):
+    def creds(self) -> Creds | None:
         """The thread's :class:`~decoders.records.Creds`, or None."""
         return self.core.creds if self.core is not None else None
 
@@ -141,7 +139,7 @@ class PagesFile:
     size: int | None
 
     @property
-    def expected_size(self):
+    def expected_size(self) -> int:
         """4096 × the PE_PRESENT pages its pagemaps list."""
         return self.present_pages * PAGE_SIZE
 
@@ -154,7 +152,7 @@ class ProcessTree:
     (a root, with a finding); more than one root is a finding.
     """
 
-    def __init__(self, entries):
+    def __init__(self, entries: Sequence[PstreeEntry]) -> None:
         self.order = [entry.pid for entry in entries]
         ppid = {entry.pid: entry.ppid for entry in entries}
         findings = []
@@ -177,7 +175,7 @@ class ProcessTree:
             else:
                 parent[entry.pid] = entry.ppid
         # cycles: walk parent links from every process; a walk that meets itself is a cycle
-        state = {}  # pid -> 1 visiting, 2 done
+        state: dict[int, int] = {}  # pid -> 1 visiting, 2 done
         for pid in self.order:
             path = []
             node = pid
@@ -203,7 +201,7 @@ class ProcessTree:
                 WARNING, "many-roots",
                 "more than one process has parent 0: " + ", ".join(str(p) for p in top),
                 "pstree.img", named(pid=top[1])))
-        children = {pid: [] for pid in self.order}
+        children: dict[int, list[int]] = {pid: [] for pid in self.order}
         for pid in self.order:
             if pid in parent:
                 children[parent[pid]].append(pid)
@@ -212,15 +210,15 @@ class ProcessTree:
         self._children = {pid: tuple(kids) for pid, kids in children.items()}
         self.findings = tuple(findings)
 
-    def parent(self, pid):
+    def parent(self, pid: int) -> int | None:
         """The pid of ``pid``'s parent in the tree, or None for a root."""
         return self._parent.get(pid)
 
-    def children(self, pid):
+    def children(self, pid: int) -> tuple[int, ...]:
         """The pids of ``pid``'s children, in pstree order."""
         return self._children.get(pid, ())
 
-    def walk(self):
+    def walk(self) -> Iterator[tuple[int, int]]:
         """Yield ``(depth, pid)`` depth-first from each root, children in pstree order."""
         stack = [(0, pid) for pid in reversed(self.roots)]
         while stack:
@@ -242,7 +240,7 @@ class _Loaded:
 class Process:
     """One process of the checkpoint.  Cheap to make; images are read on first use."""
 
-    def __init__(self, checkpoint, entry):
+    def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
         self.entry = entry
         self.pid = entry.pid
@@ -319,80 +317,77 @@ class Process:
 
     # -- identity and state ------------------------------------------------------------
     @property
-    def core(self):
+    def core(self) -> ThreadCore | None:
         """The leader's :class:`~decoders.records.ThreadCore`, or None."""
         return self._cores[self.pid].value
 
     @functools.cached_property
-    def threads(self):
+    def threads(self) -> tuple[Thread, ...]:
         """Every :class:`Thread`, leader first: the pstree entry's thread ids (the leader
         added when missing), a zombie's leader alone — the one thread list."""
         return tuple(Thread(tid, tid == self.pid, loaded.value)
                      for tid, loaded in self._cores.items())
 
     @property
-    def comm(self):
+    def comm(self) -> str | None:
         """The process name (the task's ``comm``), or None."""
         core = self.core
         if core is None:
             return None
-        raw = core.raw
-        if raw is not None and raw.HasField("tc") and raw.tc.comm:
-            return image_text(raw.tc.comm)
-        return core.comm
+        return core.task_comm or core.comm
 
     @property
-    def state(self):
+    def state(self) -> TaskState | int | None:
         """The :class:`~decoders.flags.TaskState` (ALIVE, DEAD = zombie, STOPPED), or None."""
         core = self.core
         return core.task_state if core is not None else None
 
     @property
-    def state_label(self):
+    def state_label(self) -> str | None:
         """``alive``, ``zombie``, ``stopped``, ``unknown(N)``, or None without a core."""
         core = self.core
         return core.state_label if core is not None else None
 
     @property
-    def is_zombie(self):
+    def is_zombie(self) -> bool:
         """True when CRIU dumped the process as a zombie (only its core exists)."""
         return self.state in _ZOMBIE_STATES
 
     @property
-    def creds(self):
+    def creds(self) -> Creds | None:
         """The leader's :class:`~decoders.records.Creds`, or None."""
         core = self.core
         return core.creds if core is not None else None
 
     @property
-    def ids(self):
+    def ids(self) -> Ids | None:
         """The :class:`~decoders.records.Ids` (files_id, namespaces...), or None."""
         return self._ids.value
 
     @property
-    def mm(self):
+    def mm(self) -> Mm | None:
         """The :class:`~decoders.records.Mm`, or None (zombies have none)."""
         return self._mm.value
 
     @property
-    def fs(self):
+    def fs(self) -> Fs | None:
         """The :class:`~decoders.records.Fs` (cwd and root ids), or None."""
         return self._fs.value
 
     @property
-    def pagemap(self):
+    def pagemap(self) -> Pagemap | None:
         """The :class:`~decoders.records.Pagemap` record, or None."""
         return self._pagemap.value
 
     # -- tree ---------------------------------------------------------------------------
     @property
-    def parent(self):
+    def parent(self) -> Process | None:
         """The parent :class:`Process` in the checked tree, or None for a root."""
         ppid = self.checkpoint.tree.parent(self.pid)
         return self.checkpoint.process(ppid) if ppid is not None else None
 
     @property
-    def children(self):
+    def children(self) -> tuple[Process, ...]:
         """The child processes, in pstree order."""
         tree = self.checkpoint.tree
         return tuple(self.checkpoint.process(pid) for pid in tree.children(self.pid))
@@ -426,18 +421,18 @@ class Process:
         return _Loaded(tuple(fds), findings)
 
     @property
-    def fds(self):
+    def fds(self) -> tuple[Fd, ...]:
         """Every open :class:`~crit_plus.files.Fd`, in fdinfo order."""
         return self._fds.value
 
-    def fd(self, number):
+    def fd(self, number: int) -> Fd | None:
         """The :class:`~crit_plus.files.Fd` numbered ``number``, or None."""
         for fd in self.fds:
             if fd.fd == number:
                 return fd
         return None
 
-    def epoll_targets(self, number):
+    def epoll_targets(self, number: int) -> tuple[tuple[int, int, Fd | None], ...]:
         """``(target fd number, events, Fd or None)`` for each file epoll fd ``number`` watches."""
         fd = self.fd(number)
         if fd is None or fd.file is None:
@@ -472,17 +467,17 @@ class Process:
         return self._file(mm.exe_file_id if mm else None, "executable", f"mm-{self.pid}.img")
 
     @property
-    def cwd(self):
+    def cwd(self) -> FileObject | None:
         """The working directory's :class:`~crit_plus.files.FileObject`, or None."""
         return self._cwd.value
 
     @property
-    def root(self):
+    def root(self) -> FileObject | None:
         """The root directory's :class:`~crit_plus.files.FileObject`, or None."""
         return self._root.value
 
     @property
-    def exe(self):
+    def exe(self) -> FileObject | None:
         """The executable's :class:`~crit_plus.files.FileObject`, or None."""
         return self._exe.value
 
@@ -511,24 +506,24 @@ class Process:
         table = checkpoint.page_store.table(name)
         problem = None
         if isinstance(table, str):
-            problem, table = f"no usable pagemap: {table}", None
-        space = AddressSpace(name, layout, table, checkpoint.page_store, problem,
-                             start_stack=mm.start_stack)
+            problem = f"no usable pagemap: {table}"
+        space = AddressSpace(name, layout, table if not isinstance(table, str) else None,
+                             checkpoint.page_store, problem, start_stack=mm.start_stack)
         return _Loaded(space, findings)
 
     @property
-    def memory(self):
+    def memory(self) -> AddressSpace | None:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
 
     @property
-    def vmas(self):
+    def vmas(self) -> tuple[Mapping, ...]:
         """The :class:`~crit_plus.memory.Mapping` of every VMA (empty without memory)."""
         memory = self.memory
         return memory.vmas if memory is not None else ()
 
     @functools.cached_property
-    def pages(self):
+    def pages(self) -> ProcessPages:
         """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
         shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
         table = self.checkpoint.page_store.table(f"pagemap-{self.pid}.img")
@@ -545,12 +540,12 @@ class Process:
         return _split_strings(data)
 
     @property
-    def argv(self):
+    def argv(self) -> tuple[str, ...] | None:
         """The same as :attr:`command_line` (one reader of the argument area)."""
         return self.command_line
 
     @functools.cached_property
-    def command_line(self):
+    def command_line(self) -> tuple[str, ...] | None:
         """The command line as ``/proc/PID/cmdline`` gives it and ``ps`` shows it, read back
         from memory; None for a zombie, an empty argument area or unreadable memory.
 
@@ -581,17 +576,17 @@ class Process:
         return (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),)
 
     @functools.cached_property
-    def environ(self):
+    def environ(self) -> tuple[str, ...] | None:
         """The environment (``NAME=value`` strings) read back from memory, or None."""
         mm = self.mm
         return self._strings(mm.env_start, mm.env_end) if mm is not None else None
 
     # -- findings -------------------------------------------------------------------------
     @functools.cached_property
-    def findings(self):
+    def findings(self) -> tuple[Finding, ...]:
         """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images)."""
         found = []
-        for tid, loaded in self._cores.items():
+        for loaded in self._cores.values():
             found.extend(loaded.findings)
         if self.core is not None and self.state is None:
             found.append(Finding(ERROR, "no-task-state",
@@ -622,11 +617,13 @@ class Checkpoint:
     memory are decoded on first use.  The checkpoint is never written.
     """
 
-    def __init__(self, directory, *, root=None, _seen=()):
+    def __init__(self, directory: StrPath, *, root: StrPath | None = None,
+                 _seen: Iterable[str] = ()) -> None:
         self.directory = os.fspath(directory)
         self.root = os.fspath(root) if root is not None else None
         self._seen = tuple(_seen) + (os.path.realpath(self.directory),)
-        self._open_findings = []
+        self._open_findings: list[Finding] = []
+        self._decoded: dict[str, tuple[tuple, DecodeError | None]] = {}
         self.inventory = self._read_inventory()
         self.pstree = self._read_pstree()
 
@@ -654,7 +651,8 @@ class Checkpoint:
     # -- processes ------------------------------------------------------------------------
     @functools.cached_property
     def _unique_entries(self):
-        first, entries, findings = {}, [], []
+        first: dict[int, int] = {}
+        entries, findings = [], []
         for index, entry in enumerate(self.pstree):
             if entry.pid in first:
                 findings.append(Finding(
@@ -670,7 +668,8 @@ class Checkpoint:
     @functools.cached_property
     def _thread_findings(self):
         """A thread id two processes claim (a zombie's unset ids are not threads)."""
-        findings, owner = [], {}
+        findings = []
+        owner: dict[int, int] = {}
         for process in self.processes:
             for thread in process.threads:
                 tid = thread.tid
@@ -683,7 +682,7 @@ class Checkpoint:
         return findings
 
     @functools.cached_property
-    def processes(self):
+    def processes(self) -> tuple[Process, ...]:
         """Every :class:`Process`, in pstree order (a duplicated pid only once)."""
         return tuple(Process(self, entry) for entry in self._unique_entries[0])
 
@@ -691,7 +690,7 @@ class Checkpoint:
     def _by_pid(self):
         return {process.pid: process for process in self.processes}
 
-    def process(self, pid):
+    def process(self, pid: int) -> Process:
         """The :class:`Process` with ``pid``; KeyError if there is none."""
         try:
             return self._by_pid[pid]
@@ -699,36 +698,36 @@ class Checkpoint:
             raise KeyError(f"no process {pid} in {self.directory}") from None
 
     @property
-    def pids(self):
+    def pids(self) -> tuple[int, ...]:
         """Every pid, in pstree order."""
         return tuple(process.pid for process in self.processes)
 
     @functools.cached_property
-    def tree(self):
+    def tree(self) -> ProcessTree:
         """The checked :class:`ProcessTree`."""
         return ProcessTree(self._unique_entries[0])
 
-    def walk(self):
+    def walk(self) -> Iterator[tuple[int, Process]]:
         """Yield ``(depth, Process)`` depth-first through the tree."""
         for depth, pid in self.tree.walk():
             yield depth, self.process(pid)
 
     # -- files ------------------------------------------------------------------------------
     @functools.cached_property
-    def files(self):
+    def files(self) -> FileTable:
         """The checkpoint's :class:`~crit_plus.files.FileTable` (``files.img`` resolved)."""
-        return FileTable.load(self.directory)
+        return FileTable.load(self.directory, self.decoded)
 
     @functools.cached_property
     def _holders(self):
-        holders = {}
+        holders: dict[int, list[tuple[int, int]]] = {}
         for process in self.processes:
             for fd in process.fds:
                 if fd.file is not None:
                     holders.setdefault(fd.file.id, []).append((process.pid, fd.fd))
         return {file_id: tuple(items) for file_id, items in holders.items()}
 
-    def holders(self, file_id):
+    def holders(self, file_id: int) -> tuple[tuple[int, int], ...]:
         """``((pid, fd), ...)`` of every fd open on file ``file_id``."""
         return self._holders.get(file_id, ())
 
@@ -739,11 +738,11 @@ class Checkpoint:
         return {}
 
     @functools.cached_property
-    def page_store(self):
+    def page_store(self) -> PageStore:
         """The :class:`~crit_plus.memory.PageStore` of this directory and its ``parent/`` chain."""
         return PageStore(self.directory)
 
-    def read(self, pid, vaddr, length):
+    def read(self, pid: int, vaddr: int, length: int) -> bytes:
         """The ``length`` bytes at ``vaddr`` of process ``pid`` as CRIU would restore them."""
         memory = self.process(pid).memory
         if memory is None:
@@ -752,9 +751,10 @@ class Checkpoint:
         return memory.read(vaddr, length)
 
     @functools.cached_property
-    def pages_files(self):
+    def pages_files(self) -> tuple[PagesFile, ...]:
         """Every ``pages-<id>.img`` (present or needed) as a :class:`PagesFile`, by id."""
-        users, present = {}, {}
+        users: dict[int, list[str]] = {}
+        present: dict[int, int] = {}
         for name in self.image_files:
             if not _PAGEMAP_NAME.match(name):
                 continue
@@ -781,13 +781,13 @@ class Checkpoint:
         return tuple(result)
 
     @functools.cached_property
-    def pages(self):
+    def pages(self) -> CheckpointPages:
         """The checkpoint's :class:`~crit_plus.pages.CheckpointPages`: every process's
         private pages, every shared-memory object's pages once, by VMA kind."""
         return checkpoint_pages(self)
 
     @functools.cached_property
-    def shmem_ids(self):
+    def shmem_ids(self) -> tuple[int, ...]:
         """The ids of every ``pagemap-shmem-<shmid>.img``."""
         ids = []
         for name in self.image_files:
@@ -796,9 +796,28 @@ class Checkpoint:
                 ids.append(int(match.group(1)))
         return tuple(sorted(ids))
 
+    # -- images no record reader covers -------------------------------------------------------
+    def decoded(self, name: str) -> tuple[tuple[Any, ...], DecodeError | None]:
+        """``(messages, error)`` of image ``name`` of this directory, decoded once per
+        checkpoint (:func:`decoders.image.read_messages`): the messages and None, or
+        ``((), DecodeError)`` — a :class:`~decoders.errors.MissingImageError` when the
+        image does not exist.  Every image a record reader does not cover (cgroups, pipe
+        data, ttys, mounts, ...) is read through here, by the graph and by analysis."""
+        if name not in self._decoded:
+            try:
+                self._decoded[name] = (read_messages(os.path.join(self.directory, name)), None)
+            except DecodeError as error:
+                self._decoded[name] = ((), error)
+        return self._decoded[name]
+
+    def messages(self, name: str) -> tuple[Any, ...]:
+        """The messages of optional image ``name``: empty when it is missing or does not
+        decode (:meth:`decoded` tells which)."""
+        return self.decoded(name)[0]
+
     # -- the directory ------------------------------------------------------------------------
     @functools.cached_property
-    def image_files(self):
+    def image_files(self) -> tuple[str, ...]:
         """Names of the regular files in the checkpoint directory, sorted."""
         names = []
         for entry in os.scandir(self.directory):
@@ -817,12 +836,12 @@ class Checkpoint:
             return _Loaded(None, [error_finding(error, severity=WARNING)])
 
     @property
-    def stats(self):
+    def stats(self) -> DumpStats | None:
         """The dump's :class:`~decoders.records.DumpStats` (``stats-dump``), or None."""
         return self._stats.value
 
     @functools.cached_property
-    def parent(self):
+    def parent(self) -> Checkpoint | None:
         """The :class:`Checkpoint` in ``parent/`` (a pre-dump this one builds on), or None."""
         path = os.path.join(self.directory, "parent")
         if not os.path.isdir(path) or os.path.realpath(path) in self._seen:
@@ -834,7 +853,7 @@ class Checkpoint:
 
     # -- findings -------------------------------------------------------------------------------
     @functools.cached_property
-    def findings(self):
+    def findings(self) -> tuple[Finding, ...]:
         """Every :class:`~crit_plus.findings.Finding`: the tree, the files, shared memory,
         then each process in pstree order, at most :data:`~crit_plus.findings.MAX_PER_CODE`
         of a code (:class:`~crit_plus.findings.FindingList`).  Decodes every image except

@@ -43,20 +43,27 @@ import operator
 import os
 import stat
 from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from decoders.errors import DecodeError, MissingImageError, TruncatedError
-from decoders.flags import PAGE_SIZE, MapFlags, PageFlags, VmaStatus
+from decoders.errors import DecodeError, MissingImageError, StrPath, TruncatedError
+from decoders.flags import PAGE_SIZE, MapFlags, PageFlags, Prot, VmaStatus
 from decoders.framing import open_untrusted
 from decoders.pagemap import read_pagemap
 
 from .findings import ERROR, WARNING, Finding, named
 
+if TYPE_CHECKING:
+    from decoders.records import Pagemap, Vma
+
+    from .files import FileObject, FileTable, GhostContents
+
 #: Default size of the pieces bulk readers read and yield.
 CHUNK_SIZE = 4 << 20
 
 
-def aligned_buffer(size):
+def aligned_buffer(size: int) -> tuple[bytearray, int]:
     """``(buffer, offset)``: a bytearray holding ``size`` bytes from ``offset`` on a page
     boundary, to read page data into.  The kernel copies into an unaligned destination
     several times slower (4.5x measured for a bytearray's own start, 16 bytes past a
@@ -68,7 +75,7 @@ def aligned_buffer(size):
     return buffer, -address % PAGE_SIZE
 
 
-def read_into(fd, view, offset):
+def read_into(fd: int, view: memoryview, offset: int) -> int:
     """Fill ``view`` from ``fd`` at ``offset``: the bytes read, fewer only at the end
     of the file."""
     got = 0
@@ -86,6 +93,8 @@ MAX_PARENT_DEPTH = 64
 
 # Span kinds: (start, end, kind, path, offset, reason)
 _PAGES, _FILE, _ZERO, _NONE = 0, 1, 2, 3
+#: Where a stretch of memory comes from: (start, end, kind, path, offset, reason).
+Span = tuple[int, int, int, Any, Any, Any]
 _SOURCE_NAMES = {_PAGES: "pages", _FILE: "file", _ZERO: "zero", _NONE: "unavailable"}
 
 _F_PARENT = int(PageFlags.PARENT)
@@ -105,7 +114,7 @@ class UnavailableError(DecodeError, LookupError):
     backing file not reachable, missing from the parent, ...).
     """
 
-    def __init__(self, path, vaddr, length, reason):
+    def __init__(self, path: StrPath, vaddr: int, length: int, reason: str) -> None:
         self.vaddr = vaddr
         self.length = length
         self.why = reason
@@ -136,22 +145,22 @@ class Run:
     file_offset: int | None
 
     @property
-    def end(self):
+    def end(self) -> int:
         """The address just past the run."""
         return self.vaddr + self.npages * PAGE_SIZE
 
     @property
-    def size(self):
+    def size(self) -> int:
         """Bytes the run covers."""
         return self.npages * PAGE_SIZE
 
     @property
-    def state(self):
+    def state(self) -> str:
         """``present``, ``parent``, ``lazy`` or ``none`` (see :func:`page_state`)."""
         return page_state(self.flags)
 
 
-def page_state(flags):
+def page_state(flags: int) -> str:
     """Where pages with pagemap ``flags`` come from on restore.
 
     ``parent`` (PE_PARENT: an earlier checkpoint; CRIU checks it first),
@@ -207,27 +216,27 @@ class Backing:
     reason: str | None = None
 
     @classmethod
-    def zero(cls):
+    def zero(cls) -> Backing:
         """Unlisted pages read as zeros."""
         return cls("zero")
 
     @classmethod
-    def unavailable(cls, reason):
+    def unavailable(cls, reason: str) -> Backing:
         """Unlisted pages cannot be read, because of ``reason``."""
         return cls("none", reason=reason)
 
     @classmethod
-    def shmem(cls, shmid, size=None):
+    def shmem(cls, shmid: int, size: int | None = None) -> Backing:
         """Unlisted pages come from shared-memory object ``shmid``."""
         return cls("shmem", shmid=shmid, size=size)
 
     @classmethod
-    def file(cls, path, size):
+    def file(cls, path: str, size: int) -> Backing:
         """Unlisted pages come from the host file ``path`` of ``size`` bytes."""
         return cls("file", path=path, size=size)
 
     @classmethod
-    def ghost(cls, contents):
+    def ghost(cls, contents: GhostContents) -> Backing:
         """Unlisted pages come from a ghost-file image (:class:`~crit_plus.files.GhostContents`)."""
         return cls("ghost", path=contents.image, size=contents.size,
                    extents=tuple(sorted(contents.extents)))
@@ -241,8 +250,8 @@ class Mapping:
     the VMA) and ``unlisted`` (pages no run lists: see ``backing``) to counts.
     """
 
-    vma: object
-    file: object
+    vma: Vma
+    file: FileObject | None
     backing: Backing
     pages: dict = field(default_factory=dict, compare=False, hash=False)
     #: What the mapping is (:func:`vma_kind`): heap, stack, vdso, file, memfd, shared, anon...
@@ -251,42 +260,42 @@ class Mapping:
     initial_stack: bool = False
 
     @property
-    def start(self):
+    def start(self) -> int:
         """First address."""
         return self.vma.start
 
     @property
-    def end(self):
+    def end(self) -> int:
         """Address just past the mapping."""
         return self.vma.end
 
     @property
-    def size(self):
+    def size(self) -> int:
         """Bytes mapped."""
         return self.vma.end - self.vma.start
 
     @property
-    def pgoff(self):
+    def pgoff(self) -> int:
         """Offset (bytes) in the file or shared object of the first byte."""
         return self.vma.pgoff
 
     @property
-    def prot(self):
+    def prot(self) -> Prot:
         """Protection (:class:`decoders.Prot`)."""
         return self.vma.prot
 
     @property
-    def flags(self):
+    def flags(self) -> MapFlags:
         """mmap flags (:class:`decoders.MapFlags`)."""
         return self.vma.flags
 
     @property
-    def status(self):
+    def status(self) -> VmaStatus:
         """CRIU's VMA status (:class:`decoders.VmaStatus`)."""
         return self.vma.status
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         """What ``/proc/PID/maps`` shows: the file's name, ``[heap]``, ``[stack]``... or None.
 
         ``[stack]`` is the VMA holding ``mm.start_stack`` (as the kernel names it);
@@ -324,13 +333,13 @@ VMA_KINDS = ("anon", "heap", "stack", "file", "file-shared", "memfd", "shared", 
              "vdso", "vvar", "vsyscall", "socket", "aio")
 
 
-def holds_start_stack(vma, start_stack: int | None) -> bool:
+def holds_start_stack(vma: Vma, start_stack: int | None) -> bool:
     """True for the VMA the kernel calls ``[stack]``: the one holding ``mm.start_stack``
     (``vma_is_initial_stack``: start <= start_stack <= end)."""
     return start_stack is not None and vma.start <= start_stack <= vma.end
 
 
-def vma_kind(vma, start_stack: int | None = None) -> str:
+def vma_kind(vma: Vma, start_stack: int | None = None) -> str:
     """What a VMA is — the one rule every command shows.
 
     ``heap``, ``vdso``, ``vvar``, ``vsyscall``, ``sysvipc``, ``socket``, ``aio``,
@@ -349,7 +358,7 @@ def vma_kind(vma, start_stack: int | None = None) -> str:
     return "anon"
 
 
-def round_up(value):
+def round_up(value: int) -> int:
     """``value`` rounded up to a whole page."""
     return (value + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
 
@@ -373,7 +382,7 @@ class PageTable:
     (both are findings).
     """
 
-    def __init__(self, pagemap, directory, name, label=""):
+    def __init__(self, pagemap: Pagemap, directory: str, name: str, label: str = "") -> None:
         self.name = name
         self.directory = directory
         self.pagemap = pagemap
@@ -381,7 +390,8 @@ class PageTable:
         self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
         self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
         findings = []
-        file_offsets = []  # per entry: where its data starts in the pages file, or None
+        # per entry: where its data starts in the pages file, or None
+        file_offsets: list[int | None] = []
         offset = 0
         for run in pagemap.runs:
             if int(run.flags) & _F_PRESENT:
@@ -393,7 +403,7 @@ class PageTable:
         self.present_bytes = offset
         self.pages_size, problem = _pages_file(self.pages_path)
         if self.pages_size is None:
-            self.missing_reason = f"{self.pages_name} {problem}"
+            self.missing_reason: str | None = f"{self.pages_name} {problem}"
             if offset:
                 findings.append(Finding(
                     ERROR, "missing-pages",
@@ -416,14 +426,14 @@ class PageTable:
         self.findings = tuple(findings)
 
     @functools.cached_property
-    def runs(self):
+    def runs(self) -> tuple[Run, ...]:
         """Every :class:`Run`, in image order (made on first use)."""
         path, offsets = self.pages_path, self._file_offsets
         return tuple(Run(run.vaddr, run.nr_pages, run.flags,
                          path if offset is not None else None, offset)
                      for run, offset in zip(self.pagemap.runs, offsets))
 
-    def pages_by_state(self):
+    def pages_by_state(self) -> dict[str, int]:
         """Pages of every entry by :func:`page_state`: ``{"present": n, "parent": n,
         "lazy": n}`` (and ``none`` for entries with no data flag, if any)."""
         counts = {"present": 0, "parent": 0, "lazy": 0}
@@ -435,7 +445,7 @@ class PageTable:
     def _sort(self, findings):
         runs = self.pagemap.runs
         file_offsets = self._file_offsets
-        order = range(len(runs))
+        order: range | list[int] = range(len(runs))
         if not _increasing([run.vaddr for run in runs]):
             order = sorted(order, key=lambda i: (runs[i].vaddr, i))
             if order != list(range(len(runs))):
@@ -458,7 +468,8 @@ class PageTable:
                 unaligned.append((f"entry {i + 1} starts at {run.vaddr:#x}, not on a page "
                                   "boundary", named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
             start, end = run.vaddr, run.vaddr + run.nr_pages * PAGE_SIZE
-            offset = file_offsets[i] if file_offsets[i] is not None else -1
+            file_offset = file_offsets[i]
+            offset = file_offset if file_offset is not None else -1
             if prev_end is not None and start < prev_end:
                 overlaps.append((
                     f"entry {i + 1} ({start:#x}-{end:#x}) overlaps an earlier entry up to "
@@ -479,7 +490,7 @@ class PageTable:
         _cap(findings, unaligned, ERROR, "pagemap-unaligned", self.name, "unaligned entries")
         self.starts, self.ends, self.flags, self.offsets = starts, ends, flags, offsets
 
-    def segments(self, start, end):
+    def segments(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """Yield ``(s, e, index)`` covering [start, end): ``index`` of the sorted run
         holding s..e, or -1 for a stretch no run lists."""
         starts, ends = self.starts, self.ends
@@ -505,7 +516,7 @@ class PageTable:
             pos = stop
             i += 1
 
-    def data_spans(self, i, start, end):
+    def data_spans(self, i: int, start: int, end: int) -> Iterator[Span]:
         """Spans of a PE_PRESENT run's bytes s..e: in the pages file up to its end."""
         offset = self.offsets[i] + (start - self.starts[i])
         available = self.data_end - offset
@@ -518,12 +529,12 @@ class PageTable:
         yield cut, end, _NONE, None, 0, self.unavailable_reason
 
     @property
-    def unavailable_reason(self):
+    def unavailable_reason(self) -> str:
         """Why present pages past the end of the pages file cannot be read."""
         return self.missing_reason or f"{self.pages_name} ends at {self.data_end:#x}, " \
                                       f"before the data of these pages"
 
-    def count_pages(self, start, end):
+    def count_pages(self, start: int, end: int) -> dict[str, int]:
         """Pages of [start, end) by state, and ``unlisted`` pages.
 
         The same counts as summing :meth:`segments`, without making them: runs
@@ -532,7 +543,7 @@ class PageTable:
         """
         return self._count(start, end, bisect_right(self.ends, start))
 
-    def count_ranges(self, ranges):
+    def count_ranges(self, ranges: Iterable[tuple[int, int]]) -> list[dict[str, int]]:
         """:meth:`count_pages` of each ``(start, end)`` of ``ranges`` (sorted by start),
         in one sweep over the runs."""
         ends = self.ends
@@ -552,7 +563,7 @@ class PageTable:
     def _count(self, start, end, i):
         """Counts of [start, end) from sorted run ``i``, the first that ends after ``start``."""
         starts, ends, flags = self.starts, self.ends, self.flags
-        counts = {}
+        counts: dict[str, int] = {}
         count = len(starts)
         pos = start
         while i < count and starts[i] < end:
@@ -603,12 +614,12 @@ class PageStore:
     chain is refused (``parent_problem`` says so).
     """
 
-    def __init__(self, directory, label="", seen=()):
+    def __init__(self, directory: str, label: str = "", seen: Iterable[str] = ()) -> None:
         self.directory = os.fspath(directory)
         self.label = label
         self.real = os.path.realpath(self.directory)
         self._seen = tuple(seen) + (self.real,)
-        self._tables = {}
+        self._tables: dict[str, tuple[PageTable | str, DecodeError | None]] = {}
         self._parent = None
         self._parent_known = False
         #: Why ``parent/`` is not followed, as ``(code, message)`` (``parent-link-broken``,
@@ -627,17 +638,17 @@ class PageStore:
                 self._tables[name] = (f"{self.label}{error}", error)
         return self._tables[name]
 
-    def table(self, name):
+    def table(self, name: str) -> PageTable | str:
         """The :class:`PageTable` of pagemap image ``name``, or a string saying why not."""
         return self._load(name)[0]
 
-    def error(self, name):
+    def error(self, name: str) -> DecodeError | None:
         """The :class:`~decoders.errors.DecodeError` that kept ``name`` from loading, or None
         (a :class:`~decoders.errors.MissingImageError` when it does not exist)."""
         return self._load(name)[1]
 
     @property
-    def parent(self):
+    def parent(self) -> PageStore | None:
         """The :class:`PageStore` of ``parent/``, or None (see :attr:`parent_problem`)."""
         if not self._parent_known:
             self._parent_known = True
@@ -663,7 +674,7 @@ class PageStore:
             return None, ("parent-loop", f"the parent/ chain is longer than {MAX_PARENT_DEPTH}")
         return PageStore(path, f"{name}/", self._seen), None
 
-    def chain_problem(self):
+    def chain_problem(self) -> tuple[str, str, str] | None:
         """``(code, message, where)`` of the first problem down the whole ``parent/``
         chain (a dangling link, a loop, too many generations), or None."""
         store = self
@@ -674,7 +685,7 @@ class PageStore:
         code, message = store.parent_problem
         return code, message, f"{store.label}parent"
 
-    def from_parent(self, name, start, end):
+    def from_parent(self, name: str, start: int, end: int) -> Iterator[Span]:
         """Spans for [start, end) that ``name`` marks PE_PARENT: resolved in the parent chain."""
         parent = self.parent
         if parent is None:
@@ -693,7 +704,8 @@ class PageStore:
         yield from resolve(parent, table, start, end, missing)
 
 
-def resolve(store, table, start, end, gap):
+def resolve(store: PageStore, table: PageTable, start: int, end: int,
+            gap: Callable[[int, int], Iterable[Span]]) -> Iterator[Span]:
     """Spans of [start, end) in ``table`` of ``store``; unlisted stretches go to ``gap(s, e)``."""
     for s, e, i in table.segments(start, end):
         if i < 0:
@@ -710,7 +722,7 @@ def resolve(store, table, start, end, gap):
             yield s, e, _NONE, None, 0, "the pagemap entry is neither present, in parent nor lazy"
 
 
-def coalesce(spans):
+def coalesce(spans: Iterable[Span]) -> Iterator[Span]:
     """Merge adjacent spans that read from the same place (or are both zero, or
     unavailable for the same reason)."""
     current = None
@@ -786,7 +798,9 @@ class AddressSpace:
     :class:`PageStore`; ``start_stack`` (``mm.start_stack``) names the main stack.
     """
 
-    def __init__(self, name, layout, table, store, problem=None, path=None, start_stack=None):
+    def __init__(self, name: str, layout: Sequence[tuple], table: PageTable | None,
+                 store: PageStore, problem: str | None = None, path: str | None = None,
+                 start_stack: int | None = None) -> None:
         self.name = name
         self.path = path or os.path.join(store.directory, name)
         self._table = table
@@ -828,49 +842,49 @@ class AddressSpace:
 
     # -- layout ------------------------------------------------------------------------
     @property
-    def vmas(self):
+    def vmas(self) -> tuple[Mapping, ...]:
         """The :class:`Mapping` of every VMA, by address."""
         return self.mappings
 
     @property
-    def runs(self):
+    def runs(self) -> tuple[Run, ...]:
         """The :class:`Run` of every pagemap entry, in image order."""
         return self._table.runs if self._table is not None else ()
 
     @property
-    def pages_id(self):
+    def pages_id(self) -> int | None:
         """The id of this process's ``pages-<id>.img``, or None."""
         return self._table.pages_id if self._table is not None else None
 
     @property
-    def pages_path(self):
+    def pages_path(self) -> str | None:
         """The path of this process's ``pages-<id>.img``, or None."""
         return self._table.pages_path if self._table is not None else None
 
-    def find(self, vaddr):
+    def find(self, vaddr: int) -> Mapping | None:
         """The :class:`Mapping` holding ``vaddr``, or None."""
         i = bisect_right(self._starts, vaddr) - 1
         if i >= 0 and vaddr < self._ends[i]:
             return self.mappings[i]
         return None
 
-    def pages_by_kind(self):
+    def pages_by_kind(self) -> dict[str, int]:
         """Pages of the pagemap by state: ``{"present": n, "parent": n, "lazy": n}``
         (and ``none`` for entries with no data flag, if any)."""
         if self._table is None:
             return {"present": 0, "parent": 0, "lazy": 0}
         return self._table.pages_by_state()
 
-    def pages_by_flags(self):
+    def pages_by_flags(self) -> dict[int, int]:
         """Pages of the pagemap by raw flags value (as ``FACTS.json`` counts them)."""
-        counts = {}
+        counts: dict[int, int] = {}
         for run in self.runs:
             counts[int(run.flags)] = counts.get(int(run.flags), 0) + run.npages
         return counts
 
     # -- findings ----------------------------------------------------------------------
     @functools.cached_property
-    def findings(self):
+    def findings(self) -> tuple[Finding, ...]:
         """Problems of the pagemap, the VMAs and the parent chain, as :class:`Finding`."""
         found = list(self._layout_findings)
         self._check_runs(found)
@@ -926,7 +940,7 @@ class AddressSpace:
         """Follow PE_PARENT runs into the parent chain and shared objects into their
         pagemaps; report what a restore could not find."""
         table = self._table
-        problems = {}
+        problems: dict[str, tuple[int, int]] = {}
         if table is not None:
             for i, flags in enumerate(table.flags):
                 if flags & _F_PARENT:
@@ -1022,14 +1036,14 @@ class AddressSpace:
                    "process would get SIGBUS")
 
     # -- reading -----------------------------------------------------------------------
-    def extents(self, vaddr, length):
+    def extents(self, vaddr: int, length: int) -> list[Extent]:
         """Where each stretch of [vaddr, vaddr+length) comes from, as :class:`Extent` s."""
         spans = coalesce(self._spans(vaddr, vaddr + length))
         return [Extent(s, e - s, _SOURCE_NAMES[kind], path,
                        offset if kind in (_PAGES, _FILE) else None, reason)
                 for s, e, kind, path, offset, reason in spans]
 
-    def shared_counts(self, mapping):
+    def shared_counts(self, mapping: Mapping) -> dict[str, int] | None:
         """The shared-memory object's pages inside ``mapping``'s window, by state, and
         ``unlisted`` (pages of the window its pagemap does not list); None when the
         mapping is not of a shared-memory object.  When the object's pagemap cannot be
@@ -1042,7 +1056,7 @@ class AddressSpace:
             return {"unlisted": mapping.size // PAGE_SIZE}
         return table.count_pages(mapping.pgoff, mapping.pgoff + mapping.size)
 
-    def read(self, vaddr, length):
+    def read(self, vaddr: int, length: int) -> bytes:
         """The ``length`` bytes at ``vaddr`` as CRIU would restore them.
 
         Raises :class:`UnavailableError` if any of them cannot be given (see
@@ -1063,7 +1077,8 @@ class AddressSpace:
             return pieces[0]
         return b"".join(pieces)
 
-    def stream(self, vaddr, length, chunk_size=CHUNK_SIZE):
+    def stream(self, vaddr: int, length: int,
+               chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, bytes | Unavailable]]:
         """Yield ``(address, bytes | Unavailable)`` covering [vaddr, vaddr+length) in order.
 
         Each data piece is at most ``chunk_size`` bytes; an unreadable stretch
@@ -1086,7 +1101,8 @@ class AddressSpace:
                     else:
                         yield pos, files.pread(path, n, offset + (pos - s))
 
-    def iter_present(self, chunk_size=CHUNK_SIZE):
+    def iter_present(self,
+                     chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, bytes | Unavailable]]:
         """Yield ``(vaddr, bytes)`` for every PE_PRESENT page of this checkpoint.
 
         Pieces follow the pages file's order, at most ``chunk_size`` bytes each
@@ -1097,9 +1113,13 @@ class AddressSpace:
         if table is None:
             return
         present = [run for run in table.runs if run.file is not None and run.npages > 0]
-        batch, batch_bytes = [], 0
+        batch: list[tuple[int, int, int]] = []  # (vaddr, file offset, size)
+        batch_bytes = 0
         with _Files() as files:
             for run in present:
+                offset = run.file_offset
+                if offset is None:  # not in the pages file (left out above)
+                    continue
                 size = run.size
                 if batch and batch_bytes + size > chunk_size:
                     yield from self._emit(files, table, batch)
@@ -1109,16 +1129,16 @@ class AddressSpace:
                         yield from self._emit(files, table, batch)
                         batch, batch_bytes = [], 0
                     # only what the pages file holds is read; the rest is one marker
-                    have = max(0, min(size, table.data_end - run.file_offset))
+                    have = max(0, min(size, table.data_end - offset))
                     for k in range(0, have, chunk_size):
                         n = min(chunk_size, have - k)
                         yield from self._emit(files, table,
-                                              [(run.vaddr + k, run.file_offset + k, n)])
+                                              [(run.vaddr + k, offset + k, n)])
                     if have < size:
                         yield run.vaddr + have, Unavailable(run.vaddr + have, size - have,
                                                             table.unavailable_reason)
                     continue
-                batch.append((run.vaddr, run.file_offset, size))
+                batch.append((run.vaddr, offset, size))
                 batch_bytes += size
             if batch:
                 yield from self._emit(files, table, batch)
@@ -1129,7 +1149,7 @@ class AddressSpace:
         data = files.pread_upto(table.pages_path, total, base) if table.pages_size is not None \
             else b""
         # merge runs contiguous in both address and file
-        groups = []
+        groups: list[list[int]] = []
         for vaddr, offset, size in batch:
             if groups and groups[-1][0] + groups[-1][2] == vaddr and \
                     groups[-1][1] + groups[-1][2] == offset:
@@ -1145,7 +1165,7 @@ class AddressSpace:
                 yield vaddr + have, Unavailable(vaddr + have, size - have,
                                                 table.unavailable_reason)
 
-    def search(self, needle, chunk_size=CHUNK_SIZE):
+    def search(self, needle: bytes, chunk_size: int = CHUNK_SIZE) -> Iterator[int]:
         """Yield every address where ``needle`` occurs in readable memory, by address.
 
         Reads VMA by VMA through :meth:`stream`; unavailable stretches are skipped.
@@ -1207,7 +1227,8 @@ _FILE_STATUS = int(VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED)
 _RECREATED = int(VmaStatus.AIORING | VmaStatus.SOCKET | VmaStatus.UPROBES | VmaStatus.SHSTK)
 
 
-def backing_for(vma, file, files, root, cache=None):
+def backing_for(vma: Vma, file: FileObject | None, files: FileTable | None, root: str | None,
+                cache: dict | None = None) -> Backing:
     """The :class:`Backing` of ``vma`` given the file it maps (or None).
 
     ``files`` is the checkpoint's :class:`~crit_plus.files.FileTable` (for

@@ -1,18 +1,26 @@
 """Open what a user named — a directory, ``lxd:NAME/SNAP``, an archive — as a
 checkpoint graph, with the source's context kept beside it.
 
-Every command that reads a checkpoint goes through :func:`open_source`, so
-every command accepts every kind of source (see docs/sources.md).
+Every command that reads a checkpoint goes through this module: :func:`open_source`
+(resolve and open), or :func:`resolve_source` and :func:`open_graph` for a command
+that needs the source before the images are opened (``validate`` reports an
+unreadable checkpoint; ``version`` reads only its logs).  So every command accepts
+every kind of source (see docs/sources.md), and only :mod:`crit_plus.sources` knows
+where managers keep images.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from .graph import Checkpoint, open_checkpoint
+from .graph import Checkpoint
+from .graph import open_checkpoint as open_images_dir
 from .sources import Source, resolve
+from .sources.layout import images_dir_in, rootfs_beside
 
 
 @dataclass(frozen=True)
@@ -23,14 +31,26 @@ class Opened:
     checkpoint: Checkpoint
 
 
-def default_root(source):
+def default_root(source: Source) -> Path | None:
     """The directory standing for ``/`` of the dumped processes, when the
     manager keeps it beside the state (an LXD/Incus snapshot's ``rootfs/``)."""
-    candidate = source.images_dir.parent / "rootfs"
-    return candidate if source.manager and candidate.is_dir() else None
+    return rootfs_beside(source.images_dir) if source.manager else None
 
 
-def input_paths(source):
+def resolve_source(spec: object, *, lxd_dir: str | None = None,
+                   project: str | None = None) -> contextlib.AbstractContextManager[Source]:
+    """:func:`crit_plus.sources.resolve` of what the user typed; archives are cleaned
+    up when the returned context ends."""
+    return resolve(str(spec), lxd_dir=lxd_dir, project=project)
+
+
+def open_graph(source: Source, *, root: str | os.PathLike[str] | None = None) -> Checkpoint:
+    """The checkpoint graph of a resolved ``source``; ``root`` overrides
+    :func:`default_root` for reading file-backed pages."""
+    return open_images_dir(source.images_dir, root=root or default_root(source))
+
+
+def input_paths(source: Source) -> list[str | os.PathLike[str]]:
     """What an output must not replace or land in, for a command reading ``source``
     (:func:`crit_plus.output.refuse_inputs`): the images directory and the
     directories of its ``parent/`` chain, a managed checkpoint's instance or
@@ -50,11 +70,33 @@ def input_paths(source):
 
 
 @contextlib.contextmanager
-def open_source(spec, *, lxd_dir=None, project=None, root=None):
+def open_source(spec: object, *, lxd_dir: str | None = None, project: str | None = None,
+                root: str | os.PathLike[str] | None = None) -> Iterator[Opened]:
     """Resolve ``spec`` and open its checkpoint; archives are cleaned up on exit.
 
     ``root`` overrides :func:`default_root` for reading file-backed pages.
     """
-    with resolve(str(spec), lxd_dir=lxd_dir, project=project) as source:
-        checkpoint = open_checkpoint(source.images_dir, root=root or default_root(source))
-        yield Opened(source, checkpoint)
+    with resolve_source(spec, lxd_dir=lxd_dir, project=project) as source:
+        yield Opened(source, open_graph(source, root=root))
+
+
+def open_checkpoint(path: str | os.PathLike[str], *,
+                    root: str | os.PathLike[str] | None = None) -> Checkpoint:
+    """Open the checkpoint at ``path`` and return a :class:`~crit_plus.graph.Checkpoint`
+    (the library's ``crit_plus.open_checkpoint``).
+
+    ``path`` is a directory of CRIU images, or a directory that holds one as
+    ``state/`` (LXD and Incus containers and snapshots) or ``checkpoint/``
+    (an unpacked Podman/CRI-O export).  ``root`` is a directory that stands for
+    ``/`` of the dumped processes, used to read clean pages of file mappings;
+    for an LXD snapshot opened by its directory (not by its ``state/``), its
+    ``rootfs/`` is used when ``root`` is not given.
+
+    Raises :class:`~decoders.errors.MissingImageError` when ``path`` holds no
+    checkpoint, and a :class:`~decoders.errors.DecodeError` when
+    ``inventory.img`` or ``pstree.img`` cannot be decoded.
+    """
+    images = images_dir_in(path) if os.path.isdir(path) else None
+    if images is None or os.path.samefile(images, path):
+        return open_images_dir(path, root=root)
+    return open_images_dir(images, root=root or rootfs_beside(images))

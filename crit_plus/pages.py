@@ -28,8 +28,13 @@ data.  The rule (docs/format.md, "Counting pages"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from decoders.flags import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from .graph import Checkpoint
+    from .memory import AddressSpace, Mapping, PageTable
 
 #: Kind of private pages that lie in no VMA of their process.
 OUTSIDE_VMAS = "outside-vmas"
@@ -135,7 +140,7 @@ class MappingPages:
     unlisted: int
 
 
-def mapping_pages(memory, mapping) -> MappingPages:
+def mapping_pages(memory: AddressSpace, mapping: Mapping) -> MappingPages:
     """The :class:`MappingPages` of ``mapping`` of ``memory`` (an
     :class:`~crit_plus.memory.AddressSpace`)."""
     own = mapping.pages
@@ -166,7 +171,7 @@ class ProcessPages:
         return next((k for k in self.kinds if k.kind == name), KindTally(name))
 
 
-def process_pages(memory, table=None) -> ProcessPages:
+def process_pages(memory: AddressSpace | None, table: PageTable | None = None) -> ProcessPages:
     """The :class:`ProcessPages` of a process: its
     :class:`~crit_plus.memory.AddressSpace` (None: no mm image, a zombie) and its
     pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable)."""
@@ -183,7 +188,7 @@ def process_pages(memory, table=None) -> ProcessPages:
         entry[3] += own.get("parent", 0)
         entry[4] += own.get("lazy", 0)
         entry[5] += own.get("none", 0)
-        if mapping.backing.kind == "shmem":
+        if mapping.backing.kind == "shmem" and memory is not None:
             counts = mapping_pages(memory, mapping)
             window = counts.shared or _ZERO
             entry[6] += window.present
@@ -233,7 +238,7 @@ class CheckpointPages:
         return self.private + self.shared
 
 
-def checkpoint_pages(checkpoint) -> CheckpointPages:
+def checkpoint_pages(checkpoint: Checkpoint) -> CheckpointPages:
     """The :class:`CheckpointPages` of a :class:`~crit_plus.graph.Checkpoint`."""
     kinds: dict[str, KindTally] = {}
     users: dict[int, list[int]] = {}
@@ -245,7 +250,7 @@ def checkpoint_pages(checkpoint) -> CheckpointPages:
         memory = process.memory
         for mapping in memory.vmas if memory is not None else ():
             backing = mapping.backing
-            if backing.kind == "shmem":
+            if backing.kind == "shmem" and backing.shmid is not None:
                 pids = users.setdefault(backing.shmid, [])
                 if process.pid not in pids:
                     pids.append(process.pid)

@@ -3,7 +3,7 @@ group leader, the task's state (``tc``: comm, task_state, exit code)."""
 
 from __future__ import annotations
 
-from .errors import EntryDecodeError
+from .errors import EntryDecodeError, StrPath
 from .flags import TaskState
 from .image import open_image
 from .records import Creds, Registers, ThreadCore
@@ -81,7 +81,7 @@ def _signals(*queues):
                  for entry in queue.signals)
 
 
-def read_core(path, tid):
+def read_core(path: StrPath, tid: int) -> ThreadCore:
     """Return the :class:`ThreadCore` of the core image at ``path``."""
     with open_image(path) as image:
         entries = iter(image.entries())
@@ -113,4 +113,32 @@ def read_core(path, tid):
         signals=_signals(_optional(thread, "signals_p"), _optional(task, "signals_s")),
         task_flags=task.flags if task is not None else None,
         nice=_optional(thread, "sched_nice"),
+        task_comm=image_text(_optional(task, "comm")) or None,
+        cg_set=_cg_set(thread, task),
+        compat=_compat(core),
+        rseq=_rseq(thread),
     )
+
+
+def _compat(core):
+    """True for an x86 thread in 32-bit compat mode (``user_x86_regs_mode`` COMPAT)."""
+    info = getattr(core, "thread_info", None)
+    gpregs = getattr(info, "gpregs", None)
+    return bool(getattr(gpregs, "mode", 1) == 2) if gpregs is not None else False
+
+
+def _rseq(thread):
+    """True when the thread had registered restartable sequences (``rseq_entry``)."""
+    if thread is None or "rseq_entry" not in thread.DESCRIPTOR.fields_by_name \
+            or not thread.HasField("rseq_entry"):
+        return False
+    return bool(thread.rseq_entry.rseq_abi_pointer)
+
+
+def _cg_set(thread, task):
+    """The thread's cgroup set id: ``thread_core.cg_set``, or ``tc.cg_set`` in old dumps."""
+    for part in (thread, task):
+        value = _optional(part, "cg_set")
+        if value is not None:
+            return value
+    return None

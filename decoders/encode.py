@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from typing import Any
 
 from google.protobuf.message import EncodeError as ProtobufEncodeError
 
@@ -44,7 +45,7 @@ def _pad(data, alignment):
 
 
 class _Encoder:
-    def __init__(self, source):
+    def __init__(self, source: str) -> None:
         self.source = source
         self.schema = get_schema()
         self.converter = Converter(self.schema)
@@ -87,7 +88,8 @@ class _Encoder:
             magic_name = document["magic"]
             entries = document["entries"]
         except (KeyError, TypeError):
-            raise EncodeError(self.source, "expected an object with 'magic' and 'entries'") from None
+            raise EncodeError(self.source,
+                              "expected an object with 'magic' and 'entries'") from None
         if magic_name == "RAW":
             raise EncodeError(self.source, "a raw image has no JSON form to encode")
         magic = self.schema.magic_by_name.get(magic_name)
@@ -118,6 +120,6 @@ class _Encoder:
         return bytes(out)
 
 
-def encode_image(document, source="<json>"):
+def encode_image(document: Any, source: str = "<json>") -> bytes:
     """Return the bytes of the image that ``document`` (crit's JSON form) describes."""
     return _Encoder(source).image(document)

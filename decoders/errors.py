@@ -11,6 +11,10 @@ either.
 from __future__ import annotations
 
 import os
+from typing import Union
+
+#: A path as the readers take it.
+StrPath = Union[str, "os.PathLike[str]"]
 
 
 class DecodeError(Exception):
@@ -20,14 +24,15 @@ class DecodeError(Exception):
     #: the archive it was extracted from), said first; None otherwise.
     container = None
 
-    def __init__(self, path, reason, offset=None, entry_index=None):
+    def __init__(self, path: StrPath | None, reason: str, offset: int | None = None,
+                 entry_index: int | None = None) -> None:
         self.path = os.fspath(path) if path is not None else None
         self.reason = reason
         self.offset = offset
         self.entry_index = entry_index
         super().__init__(self.describe())
 
-    def describe(self):
+    def describe(self) -> str:
         """Return the one-line message: file, entry, offset, reason."""
         where = [os.path.basename(self.path) if self.path else "<input>"]
         if self.container:
@@ -41,7 +46,7 @@ class DecodeError(Exception):
             where.append(" ".join(position))
         return ": ".join(where + [self.reason])
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.describe()
 
     def __reduce__(self):
@@ -58,7 +63,8 @@ def _rebuild(cls, state):
 class BadMagicError(DecodeError, ValueError):
     """The file's magic is not a CRIU magic, or not the one its name implies."""
 
-    def __init__(self, path, magic, expected=None, offset=0):
+    def __init__(self, path: StrPath | None, magic: int | str, expected: str | None = None,
+                 offset: int = 0) -> None:
         self.magic = magic
         self.expected = expected
         if expected is None:
@@ -71,7 +77,8 @@ class BadMagicError(DecodeError, ValueError):
 class TruncatedError(DecodeError, EOFError):
     """The file ends before the bytes the format promises."""
 
-    def __init__(self, path, what, needed, available, offset, entry_index=None):
+    def __init__(self, path: StrPath | None, what: str, needed: int, available: int, offset: int,
+                 entry_index: int | None = None) -> None:
         self.what = what
         self.needed = needed
         self.available = available
@@ -82,7 +89,8 @@ class TruncatedError(DecodeError, EOFError):
 class EntryDecodeError(DecodeError, ValueError):
     """An entry's bytes are not a valid message of the expected type."""
 
-    def __init__(self, path, message_type, detail, offset, entry_index):
+    def __init__(self, path: StrPath | None, message_type: str, detail: str, offset: int | None,
+                 entry_index: int | None) -> None:
         self.message_type = message_type
         self.detail = detail
         reason = f"cannot decode {message_type}: {detail}"
@@ -96,14 +104,14 @@ class SchemaError(DecodeError, LookupError):
 class MissingImageError(DecodeError, FileNotFoundError):
     """An image the checkpoint needs is not there."""
 
-    def __init__(self, path, reason="image is missing"):
+    def __init__(self, path: StrPath | None, reason: str = "image is missing") -> None:
         super().__init__(path, reason)
 
 
 class UnreadableImageError(DecodeError, OSError):
     """The image exists but cannot be read (permissions, a directory, I/O error)."""
 
-    def __init__(self, path, error):
+    def __init__(self, path: StrPath | None, error: BaseException | str) -> None:
         self.error = error
         detail = error.strerror or str(error) if isinstance(error, OSError) else str(error)
         super().__init__(path, f"cannot read: {detail}")

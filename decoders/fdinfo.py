@@ -10,7 +10,9 @@ reads those too when ``files.img`` is absent.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from .errors import StrPath
 from .flags import FdType
 from .image import Source, open_image
 from .records import FdInfo, FileEntry
@@ -38,16 +40,17 @@ LEGACY_IMAGES = {
 }
 
 
-def read_fdinfo(path):
+def read_fdinfo(path: StrPath) -> list[FdInfo]:
     """Return the :class:`FdInfo` list of a file table image."""
     with open_image(path) as image:
         return [
-            FdInfo(msg.fd, FdType.of(msg.type), msg.id, msg.flags, Source(image.path, offset, index))
+            FdInfo(msg.fd, FdType.of(msg.type), msg.id, msg.flags,
+                   Source(image.path, offset, index))
             for index, offset, msg in image.iter_messages()
         ]
 
 
-def file_name(fd_type, detail):
+def file_name(fd_type: int, detail: Any) -> str | None:
     """What users recognise a file by, from its sub-message, or None."""
     if detail is None:
         return None
@@ -63,7 +66,7 @@ def file_name(fd_type, detail):
     return None
 
 
-def read_files(directory):
+def read_files(directory: StrPath) -> dict[int, FileEntry]:
     """Return ``{id: FileEntry}`` from ``files.img`` in ``directory`` (or the
     legacy per-kind images when there is no ``files.img``)."""
     path = os.path.join(directory, "files.img")

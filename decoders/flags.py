@@ -9,6 +9,7 @@ never against bare numbers.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 PAGE_SIZE = 4096  # CRIU does not record it; 4 KiB on x86_64 (and most targets)
 
@@ -21,7 +22,7 @@ class Prot(enum.IntFlag):
     WRITE = 0x2
     EXEC = 0x4
 
-    def text(self):
+    def text(self) -> str:
         """``rwx``-style text as in ``/proc/PID/maps`` (without the sharing letter)."""
         return "".join(
             letter if self & bit else "-"
@@ -81,7 +82,7 @@ class NamedInt(enum.IntEnum):
     """An IntEnum whose :meth:`of` keeps values newer than the table as plain ints."""
 
     @classmethod
-    def of(cls, value):
+    def of(cls, value: int) -> Any:
         """The member for ``value``, or the int itself when this table lacks it."""
         try:
             return cls(value)
@@ -130,6 +131,6 @@ class TaskState(NamedInt):
     ZOMBIE_AT_SEIZE = 6
 
     @property
-    def label(self):
+    def label(self) -> str:
         """The word users expect: alive, zombie, stopped."""
         return {1: "alive", 2: "zombie", 3: "stopped", 6: "zombie"}[self.value]

@@ -25,9 +25,11 @@ import mmap
 import os
 import stat
 import struct
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Union
 
-from .errors import TruncatedError, UnreadableImageError
+from .errors import StrPath, TruncatedError, UnreadableImageError
 
 IMG_COMMON = 0x54564319
 IMG_SERVICE = 0x55105940
@@ -35,6 +37,8 @@ HEAD_MAGICS = (IMG_COMMON, IMG_SERVICE)
 INVENTORY_MAGIC = 0x58313116
 
 _U32 = struct.Struct("<I")
+#: The bytes of an image: held in memory, or mapped.
+Buffer = Union[bytes, mmap.mmap]
 
 #: Most bytes read from a pipe or standard input (they are held in memory; the
 #: largest metadata images, pagemaps of huge sparse processes, are tens of MiB).
@@ -45,7 +49,8 @@ _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                (stat.S_ISSOCK, "a socket"))
 
 
-def open_untrusted(path, *, pipes=False, nofollow=False):
+def open_untrusted(path: StrPath, *, pipes: bool = False,
+                   nofollow: bool = False) -> tuple[int, os.stat_result]:
     """Open ``path`` for reading, never blocking; return ``(fd, stat result)``.
 
     Checkpoints come from other hosts: where an image should be there may be a
@@ -100,20 +105,21 @@ def _check_kind(path, mode, pipes):
 class _FdReader:
     """``read(n)`` on a raw file descriptor (for :func:`read_stream`)."""
 
-    def __init__(self, fd):
+    def __init__(self, fd: int) -> None:
         self.fd = fd
 
     def read(self, size):
         return os.read(self.fd, size)
 
 
-def read_stream(stream, path, limit=STREAM_LIMIT):
+def read_stream(stream: Any, path: StrPath, limit: int = STREAM_LIMIT) -> bytes:
     """All bytes of a binary ``stream`` (a pipe, standard input), at most ``limit``.
 
     More than ``limit`` bytes is an :class:`~decoders.errors.UnreadableImageError`:
     what is read this way is held in memory.
     """
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     while True:
         block = stream.read(min(1 << 20, limit + 1 - total))
         if not block:
@@ -138,14 +144,15 @@ class ImageBytes:
     ``bytes``) are held in memory.
     """
 
-    def __init__(self, path, data, closer=None):
+    def __init__(self, path: StrPath, data: Buffer,
+                 closer: Callable[[], None] | None = None) -> None:
         self.path = path
         self._data = data
         self._closer = closer
         self.size = len(data)
 
     @classmethod
-    def open(cls, path):
+    def open(cls, path: StrPath) -> ImageBytes:
         """Map the regular file at ``path`` read-only (a pipe is read, up to
         :data:`STREAM_LIMIT` bytes); anything else is an
         :class:`~decoders.errors.UnreadableImageError`."""
@@ -163,11 +170,12 @@ class ImageBytes:
         return cls(path, mapped, closer=mapped.close)
 
     @classmethod
-    def from_bytes(cls, data, path="<input>"):
+    def from_bytes(cls, data: bytes | bytearray | memoryview,
+                   path: StrPath = "<input>") -> ImageBytes:
         """Wrap bytes already in memory (stdin, tests)."""
         return cls(path, bytes(data))
 
-    def close(self):
+    def close(self) -> None:
         """Release the mapping; later reads fail."""
         if self._closer is not None:
             self._closer()
@@ -179,24 +187,24 @@ class ImageBytes:
     def __exit__(self, *exc):
         self.close()
 
-    def u32(self, offset, what, entry_index=None):
+    def u32(self, offset: int, what: str, entry_index: int | None = None) -> int:
         """Return the u32 at ``offset``; raise if fewer than 4 bytes are left."""
         self.require(offset, 4, what, entry_index)
         return _U32.unpack_from(self._data, offset)[0]
 
-    def take(self, offset, length, what, entry_index=None):
+    def take(self, offset: int, length: int, what: str, entry_index: int | None = None) -> bytes:
         """Return ``length`` bytes at ``offset`` as ``bytes``, bounds-checked."""
         self.require(offset, length, what, entry_index)
         return self._data[offset : offset + length]
 
-    def require(self, offset, length, what, entry_index=None):
+    def require(self, offset: int, length: int, what: str, entry_index: int | None = None) -> None:
         """Raise :class:`TruncatedError` unless ``length`` bytes exist at ``offset``."""
         if length < 0 or offset + length > self.size:
             raise TruncatedError(
                 self.path, what, length, max(self.size - offset, 0), offset, entry_index
             )
 
-    def view(self):
+    def view(self) -> Buffer:
         """The underlying buffer, for tight loops that check bounds themselves."""
         return self._data
 
@@ -210,7 +218,7 @@ class Header:
     entries_offset: int
 
 
-def read_header(image):
+def read_header(image: ImageBytes) -> Header:
     """Read the magics at the start of ``image`` (an :class:`ImageBytes`)."""
     first = image.u32(0, "magic")
     if first in HEAD_MAGICS:
@@ -227,7 +235,7 @@ class Frame:
     data: bytes
 
     @property
-    def end(self):
+    def end(self) -> int:
         """Offset just past the message (where a payload would start)."""
         return self.offset + 4 + len(self.data)
 
@@ -235,17 +243,17 @@ class Frame:
 class Cursor:
     """Walks the entries of an image, handing out frames and payloads in order."""
 
-    def __init__(self, image, offset):
+    def __init__(self, image: ImageBytes, offset: int) -> None:
         self.image = image
         self.offset = offset
         self.index = 0
 
     @property
-    def at_end(self):
+    def at_end(self) -> bool:
         """True when no bytes are left."""
         return self.offset >= self.image.size
 
-    def next_frame(self):
+    def next_frame(self) -> Frame:
         """Read the next SIZE + MESSAGE; return a :class:`Frame`."""
         offset = self.offset
         size = self.image.u32(offset, "entry size", self.index)
@@ -257,7 +265,7 @@ class Cursor:
         self.index += 1
         return frame
 
-    def payload(self, length, what):
+    def payload(self, length: int, what: str) -> tuple[int, int]:
         """Return the (offset, length) of a payload after the current entry and skip it.
 
         The bytes are not read: callers read them with :meth:`read_payload` or
@@ -268,7 +276,7 @@ class Cursor:
         self.offset += length
         return offset, length
 
-    def read_payload(self, length, what):
+    def read_payload(self, length: int, what: str) -> bytes:
         """Read and return ``length`` payload bytes after the current entry."""
         offset, length = self.payload(length, what)
         return self.image.take(offset, length, what, self.index - 1)
@@ -281,7 +289,7 @@ def _cut_entry(image, offset, length, index):
                           image.size - offset - 4, offset, index)
 
 
-def count_frames(image, offset):
+def count_frames(image: ImageBytes, offset: int) -> int:
     """Count SIZE-prefixed entries from ``offset`` by seeking, without parsing."""
     count = 0
     size = image.size
@@ -297,7 +305,8 @@ def count_frames(image, offset):
     return count
 
 
-def frame_bounds(image, offset, limit, first_index=0):
+def frame_bounds(image: ImageBytes, offset: int, limit: int,
+                 first_index: int = 0) -> tuple[list[tuple[int, int, int]], int]:
     """Return up to ``limit`` entries' ``(offset, start, end)`` from ``offset``,
     bounds-checked, and the offset after the last one.
 
@@ -308,7 +317,7 @@ def frame_bounds(image, offset, limit, first_index=0):
     size = image.size
     data = image.view()
     unpack = _U32.unpack_from
-    bounds = []
+    bounds: list[tuple[int, int, int]] = []
     append = bounds.append
     while offset < size and len(bounds) < limit:
         start = offset + 4
@@ -327,7 +336,7 @@ def frame_bounds(image, offset, limit, first_index=0):
 REFRAME_MAX = (1 << 21) - 1
 
 
-def reframe(image, bounds):
+def reframe(image: ImageBytes, bounds: Sequence[tuple[int, int, int]]) -> bytes | None:
     """The entries of ``bounds`` as one protobuf message: ``repeated bytes e = 1``.
 
     Each entry's 4-byte SIZE becomes a 4-byte field header: the key of field 1
@@ -338,7 +347,7 @@ def reframe(image, bounds):
     first = bounds[0][0]
     data = image.view()
     out = bytearray(data[first : bounds[-1][2]])
-    headers = {}  # entries of one image have few distinct sizes
+    headers: dict[int, bytes] = {}  # entries of one image have few distinct sizes
     for offset, start, end in bounds:
         length = end - start
         header = headers.get(length)
@@ -353,7 +362,8 @@ def reframe(image, bounds):
     return bytes(out)
 
 
-def iter_frame_bounds(image, offset, batch=4096):
+def iter_frame_bounds(image: ImageBytes, offset: int,
+                      batch: int = 4096) -> Iterator[tuple[int, int, int]]:
     """Yield ``(offset, start, end)`` of each entry's message (see :func:`frame_bounds`)."""
     index = 0
     while True:

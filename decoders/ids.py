@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from .errors import EntryDecodeError
+from typing import Any
+
+from .errors import EntryDecodeError, StrPath
 from .image import Source, open_image
 from .records import Fs, Ids
 
 NAMESPACES = ("pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time")
 
 
-def ids_from_message(msg, source):
+def ids_from_message(msg: Any, source: Source) -> Ids:
     """An :class:`Ids` from a ``task_kobj_ids_entry`` (also used by inventory)."""
     namespaces = tuple(
         (name, getattr(msg, f"{name}_ns_id"))
@@ -27,13 +29,13 @@ def _single(path, type_name):
     raise EntryDecodeError(path, type_name, "the image has no entry", 8, 0)
 
 
-def read_ids(path):
+def read_ids(path: StrPath) -> Ids:
     """Return the :class:`Ids` of the ids image at ``path``."""
     msg, source = _single(path, "task_kobj_ids_entry")
     return ids_from_message(msg, source)
 
 
-def read_fs(path):
+def read_fs(path: StrPath) -> Fs:
     """Return the :class:`Fs` of the fs image at ``path``."""
     msg, source = _single(path, "fs_entry")
     return Fs(msg.cwd_id, msg.root_id, msg.umask if msg.HasField("umask") else None, source)

@@ -8,13 +8,23 @@ stay in the file as (offset, length) until someone asks for them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import EncodeError as ProtobufEncodeError
 
 from .errors import BadMagicError, EntryDecodeError, MissingImageError, TruncatedError
-from .framing import Cursor, ImageBytes, count_frames, frame_bounds, read_header, reframe
+from .framing import (
+    Cursor,
+    ImageBytes,
+    StrPath,
+    count_frames,
+    frame_bounds,
+    read_header,
+    reframe,
+)
 from .jsonform import Converter, encode_bytes
 from .kinds import LAYOUTS, Layout, expected_magic, raw_kind, round_up
 from .schema import get_schema
@@ -40,7 +50,7 @@ class Source:
     offset: int
     index: int
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{os.path.basename(self.path)}: entry {self.index} at offset {self.offset:#x}"
 
 
@@ -59,7 +69,7 @@ class Payload:
     messages: tuple = ()
 
     @property
-    def length(self):
+    def length(self) -> int:
         """Total payload bytes."""
         return sum(length for _name, _offset, length in self.parts)
 
@@ -77,7 +87,7 @@ class Entry:
     path: str
 
     @property
-    def source(self):
+    def source(self) -> Source:
         """The :class:`Source` of this entry."""
         return Source(self.path, self.offset, self.index)
 
@@ -96,20 +106,27 @@ def _has_unknown(batch):
         return True
 
 
+#: One batch of entries: the first's index, each one's ``(offset, start, end)``, the
+#: messages (None for a type the schema lacks).
+Batch = tuple[int, list[tuple[int, int, int]], Sequence[Any]]
+
+
 class Image:
     """An opened image file.  Use :func:`open_image`."""
 
-    def __init__(self, path, data, *, check_name=True, name=None):
+    def __init__(self, path: StrPath, data: ImageBytes, *, check_name: bool = True,
+                 name: str | None = None) -> None:
         self.path = os.fspath(path)
         self.name = name or os.path.basename(self.path)
         self._bytes = data
         self.size = data.size
         self.schema = get_schema()
         self.raw_kind = raw_kind(self.name)
-        self.head_magic = None
-        self.magic = None
+        self.head_magic: int | None = None
+        self.magic: int | None = None
         self.magic_name = "RAW" if self.raw_kind else None
-        self.layout = None
+        # a raw image (no magic) has no layout; nothing reads it for one
+        self.layout: Layout = None  # type: ignore[assignment]
         self._entries_offset = 0
         if self.raw_kind is None:
             self._read_magic(check_name)
@@ -129,7 +146,7 @@ class Image:
         self.layout = LAYOUTS.get(name) or Layout(message="")
 
     # -- context manager ---------------------------------------------------------
-    def close(self):
+    def close(self) -> None:
         """Release the file."""
         self._bytes.close()
 
@@ -140,16 +157,16 @@ class Image:
         self.close()
 
     @property
-    def is_raw(self):
+    def is_raw(self) -> bool:
         """True for images without magic or entries (pages, routes, tarballs)."""
         return self.raw_kind is not None
 
     # -- entries -----------------------------------------------------------------
-    def message_class(self, type_name):
+    def message_class(self, type_name: str | None) -> Any:
         """The message class for ``type_name`` in the loaded schema, or None."""
         return self.schema.message_class(type_name) if type_name else None
 
-    def parse(self, type_name, data, offset, index):
+    def parse(self, type_name: str, data: bytes, offset: int, index: int) -> Any:
         """Parse ``data`` as ``type_name``; wrap protobuf errors with the position."""
         cls = self.message_class(type_name)
         if cls is None:
@@ -162,7 +179,7 @@ class Image:
                                    offset, index) from None
         return message
 
-    def entries(self):
+    def entries(self) -> Iterator[Entry]:
         """Yield every :class:`Entry` in file order."""
         if self.is_raw:
             return
@@ -182,7 +199,7 @@ class Image:
             yield Entry(frame.index, frame.offset, type_name, message, frame.data, payload,
                         self.path)
 
-    def iter_messages(self, type_name=None):
+    def iter_messages(self, type_name: str | None = None) -> Iterator[tuple[int, int, Any]]:
         """Yield ``(index, offset, message)`` for images without payloads.
 
         ``type_name`` overrides the layout's message type for every entry.
@@ -193,7 +210,7 @@ class Image:
                 yield index, offset, message
                 index += 1
 
-    def message_batches(self, type_name=None):
+    def message_batches(self, type_name: str | None = None) -> Iterator[Batch]:
         """Yield ``(first index, bounds, messages)`` per batch of entries.
 
         Entries are parsed :data:`BATCH_ENTRIES` at a time in one protobuf call
@@ -246,7 +263,8 @@ class Image:
             name = cls.DESCRIPTOR.name
             for position, (offset, start, end) in enumerate(chunk):
                 self.parse(name, data[start:end], offset, first_index + position)
-            raise EntryDecodeError(self.path, name, "invalid message", chunk[0][0], first_index)
+            raise EntryDecodeError(self.path, name, "invalid message", chunk[0][0],
+                                   first_index) from None
         return batch
 
     def _read_payload(self, rule, message, cursor):
@@ -310,7 +328,7 @@ class Image:
             yield Entry(frame.index, frame.offset, "ghost_chunk_entry", chunk, frame.data,
                         Payload("blob", (("data", offset, length),), length), self.path)
 
-    def count(self):
+    def count(self) -> int:
         """Number of entries; seeks over sizes, parses only where payloads need it."""
         if self.is_raw:
             return 0
@@ -318,12 +336,13 @@ class Image:
             return count_frames(self._bytes, self._entries_offset)
         return sum(1 for _ in self.entries())
 
-    def read(self, offset, length):
+    def read(self, offset: int, length: int) -> bytes:
         """Read payload bytes (bounds-checked)."""
         return self._bytes.take(offset, length, "payload")
 
     # -- JSON --------------------------------------------------------------------
-    def json_entries(self, pretty=False, nopl=False, converter=None):
+    def json_entries(self, pretty: bool = False, nopl: bool = False,
+                     converter: Converter | None = None) -> Iterator[dict]:
         """Yield each entry as crit's JSON dictionary (with ``extra`` for payloads)."""
         converter = converter or Converter(self.schema)
         if self.magic_name in ("PAGEMAP",) or (self.layout and self.layout.payload is None
@@ -365,20 +384,21 @@ class Image:
                 extra.append(encode_bytes(self.read(offset, length)))
             item["extra"] = extra
 
-    def to_json(self, pretty=False, nopl=False, converter=None):
+    def to_json(self, pretty: bool = False, nopl: bool = False,
+                converter: Converter | None = None) -> dict:
         """The whole image as crit's ``{"magic": ..., "entries": [...]}``."""
         return {"magic": self.magic_name,
                 "entries": list(self.json_entries(pretty, nopl, converter))}
 
-    def raw_info(self):
+    def raw_info(self) -> dict:
         """What crit-plus says of a raw image: its kind and size."""
         from .kinds import RAW_STEMS
 
-        return {"magic": "RAW", "kind": self.raw_kind, "description": RAW_STEMS[self.raw_kind],
+        return {"magic": "RAW", "kind": self.raw_kind, "description": RAW_STEMS[str(self.raw_kind)],
                 "size": self.size}
 
 
-def human_size(num):
+def human_size(num: float) -> str:
     """crit's size text for ``--nopl``: 512B, 1.5KB, 4MB."""
     for unit in ("", "K", "M", "G", "T", "P", "E", "Z"):
         if num < 1024.0:
@@ -389,7 +409,7 @@ def human_size(num):
     return "%.1fYB" % num
 
 
-def open_image(path, *, check_name=True):
+def open_image(path: StrPath, *, check_name: bool = True) -> Image:
     """Open the image at ``path`` read-only and read its magic.
 
     Raises :class:`~decoders.errors.MissingImageError` if it does not exist,
@@ -407,6 +427,23 @@ def open_image(path, *, check_name=True):
         raise
 
 
-def image_from_bytes(data, name="<stdin>"):
+def read_messages(path: StrPath) -> tuple[Any, ...]:
+    """Every message of the image at ``path``, in file order, payloads left in the file:
+    batches parsed in C for a kind without payloads (:meth:`Image.iter_messages`), entry
+    by entry otherwise (pipe data, socket queues, ghost files).  A message of a type the
+    schema lacks, and a raw image, give nothing.
+
+    Raises :class:`~decoders.errors.DecodeError` (``MissingImageError`` when absent).
+    """
+    with open_image(path) as image:
+        if image.is_raw:
+            return ()
+        if image.layout.payload is None and image.magic_name != "GHOST_FILE":
+            return tuple(msg for _index, _offset, msg in image.iter_messages()
+                         if msg is not None)
+        return tuple(entry.message for entry in image.entries() if entry.message is not None)
+
+
+def image_from_bytes(data: bytes, name: str = "<stdin>") -> Image:
     """An :class:`Image` over bytes in memory (standard input, tests)."""
     return Image(name, ImageBytes.from_bytes(data, name), check_name=False, name=name)

@@ -3,7 +3,7 @@ timings and page counters for the dump)."""
 
 from __future__ import annotations
 
-from .errors import EntryDecodeError
+from .errors import EntryDecodeError, StrPath
 from .ids import ids_from_message
 from .image import Source, open_image
 from .jsonform import unknown_fields
@@ -38,10 +38,10 @@ def _get(msg, name):
     return None
 
 
-def read_inventory(path):
+def read_inventory(path: StrPath) -> Inventory:
     """Return the :class:`Inventory` of ``inventory.img`` at ``path``."""
     msg, source = _first(path, "inventory_entry")
-    plugins = ()
+    plugins: tuple = ()
     if _get(msg, "plugins_entry") is not None:
         plugins = tuple(image_text(name) for name in msg.plugins_entry.plugins)
     return Inventory(
@@ -60,6 +60,7 @@ def read_inventory(path):
         run_id=_run_id(msg),
         source=source,
         raw=msg,
+        allow_uprobes=bool(_get(msg, "allow_uprobes")),
     )
 
 
@@ -74,7 +75,7 @@ def _run_id(msg):
     return None
 
 
-def read_dump_stats(path):
+def read_dump_stats(path: StrPath) -> DumpStats:
     """Return the :class:`DumpStats` of ``stats-dump`` at ``path``."""
     msg, source = _first(path, "stats_entry")
     if not msg.HasField("dump"):

@@ -2,8 +2,8 @@
 
 The dictionary of a message has one key per set field, in field-number order:
 
-- integers as numbers; with ``pretty`` (names from pycriu's own tables), fields CRIU marks ``(criu).hex`` as
-  ``"0x1f"`` (and every integer inside a hex-marked sub-message), ``dev`` as
+- integers as numbers; with ``pretty`` (names from pycriu's own tables), fields CRIU marks
+  ``(criu).hex`` as ``"0x1f"`` (and every integer inside a hex-marked sub-message), ``dev`` as
   ``"major:minor"``, ``flags`` as ``"PROT_READ | PROT_WRITE"``, ``dict`` as
   names (socket family/type/state, task state), ``ipadd`` as one address;
 - enums by name, bytes base64-encoded (``unix_name`` quoted-printable),
@@ -28,11 +28,13 @@ of entries costs one dictionary lookup per field.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 import ipaddress
 import keyword
 import os
 import quopri
 import sys
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
@@ -41,7 +43,7 @@ try:
 except ImportError:  # protobuf < 4.24: messages have UnknownFields()
     _uf = None
 
-from .schema import get_schema
+from .schema import Schema, get_schema
 from .text import image_text
 
 UNKNOWN_KEY = "_unknown_fields"
@@ -73,7 +75,7 @@ _INT_TYPES = frozenset(
 )
 
 
-def flags_to_text(value, flag_map):
+def flags_to_text(value: int, flag_map: Sequence[tuple[str, int]]) -> str:
     """``5`` with the mmap.prot map → ``"PROT_READ | PROT_EXEC"`` (leftover bits in hex)."""
     names = [name for name, bit in flag_map if value & bit]
     rest = value & ~sum(bit for _, bit in flag_map)
@@ -82,7 +84,7 @@ def flags_to_text(value, flag_map):
     return " | ".join(names)
 
 
-def text_to_flags(text, flag_map):
+def text_to_flags(text: str, flag_map: Sequence[tuple[str, int]]) -> int:
     """The inverse of :func:`flags_to_text`; numbers are accepted for any part."""
     if text == "":
         return 0
@@ -93,7 +95,7 @@ def text_to_flags(text, flag_map):
     )
 
 
-def encode_bytes(value):
+def encode_bytes(value: bytes) -> str:
     """Bytes as crit shows them: base64 with a newline every 76 characters."""
     return base64.encodebytes(value).decode("ascii")
 
@@ -142,7 +144,7 @@ class _FieldPlan:
     __slots__ = ("name", "number", "type", "repeated", "hex", "dev", "odev", "flags",
                  "flags_unknown", "names", "ipadd", "conv", "message", "enum")
 
-    def __init__(self, field, options, flag_maps, dict_maps):
+    def __init__(self, field: Any, options: Any, flag_maps: dict, dict_maps: dict) -> None:
         self.name = field.name
         self.number = field.number
         self.type = field.type
@@ -174,7 +176,7 @@ class _FieldPlan:
         if self.dev:
             return lambda value: _dev_to_text(value, self.odev)
         if self.flags is not None:
-            texts = {}  # few distinct values per field: remember each one's text
+            texts: dict[int, str] = {}  # few distinct values per field: remember each one's text
 
             def flags(value, flag_map=self.flags):
                 text = texts.get(value)
@@ -228,15 +230,15 @@ class _FieldPlan:
 class Converter:
     """Message ⇄ JSON dictionary, with plans cached per message type."""
 
-    def __init__(self, schema=None):
+    def __init__(self, schema: Schema | None = None) -> None:
         self.schema = schema or get_schema()
-        self._plans = {}
+        self._plans: dict[str, dict] = {}
         # the generated functions depend on the schema only: made once per schema
         self._compiled = self.schema.json_functions
         self._flag_maps, self._dict_maps = _value_tables(self.schema)
-        self.unknown_seen = {}  # "message.number" -> count, for the stderr note
+        self.unknown_seen: dict[str, int] = {}  # "message.number" -> count, for the stderr note
 
-    def plan(self, descriptor):
+    def plan(self, descriptor: Any) -> dict:
         """The field plans of a message type, by field number."""
         plans = self._plans.get(descriptor.full_name)
         if plans is None:
@@ -249,7 +251,7 @@ class Converter:
         return plans
 
     # -- message → JSON ------------------------------------------------------------
-    def readers(self, descriptor, pretty, in_hex):
+    def readers(self, descriptor: Any, pretty: bool, in_hex: bool) -> Any:
         """``(name, repeated, convert, ipadd, nested_hex)`` per field in number order.
 
         ``convert`` is None where the value is its own JSON (plain integers,
@@ -264,7 +266,8 @@ class Converter:
                             pretty and plan.ipadd, nested))
         return tuple(readers)
 
-    def message(self, msg, pretty=False, in_hex=False, check_unknown=True):
+    def message(self, msg: Any, pretty: bool = False, in_hex: bool = False,
+                check_unknown: bool = True) -> dict:
         """Return the JSON dictionary of ``msg`` (set fields only, in number order).
 
         ``check_unknown=False`` skips looking for fields the schema does not know
@@ -341,7 +344,7 @@ class Converter:
             out[UNKNOWN_KEY] = rest
 
     # -- JSON → message ------------------------------------------------------------
-    def fill(self, msg, data):
+    def fill(self, msg: Any, data: dict) -> Any:
         """Set the fields of ``msg`` from its JSON dictionary ``data``."""
         descriptor = msg.DESCRIPTOR
         plans = self.plan(descriptor)
@@ -401,7 +404,7 @@ def _list_of(one):
     return "list(values)" if one == "{}" else f"[{one.format('value')} for value in values]"
 
 
-def unknown_fields(msg):
+def unknown_fields(msg: Any) -> tuple[tuple[int, int, Any], ...]:
     """Return the fields of ``msg`` its schema does not know: (number, wire type, value).
 
     Length-delimited values and groups (their content) come back as ``bytes``,
@@ -434,7 +437,7 @@ def _varint(value):
             return bytes(out)
 
 
-def wire_field(number, wire_type, value):
+def wire_field(number: int, wire_type: int, value: Any) -> bytes:
     """Encode one field in protobuf wire format."""
     key = _varint((number << 3) | wire_type)
     if wire_type == 0:
@@ -450,7 +453,7 @@ def wire_field(number, wire_type, value):
     raise ValueError(f"unsupported wire type {wire_type}")
 
 
-def overlay_value(msg, name):
+def overlay_value(msg: Any, name: str) -> Any:
     """The value of overlay field ``name`` in ``msg`` whether or not the schema knows it."""
     descriptor = msg.DESCRIPTOR
     field = descriptor.fields_by_name.get(name)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 
-def round_up(value, alignment):
+def round_up(value: int, alignment: int) -> int:
     """Round ``value`` up to a multiple of ``alignment`` (a power of two)."""
     return (value + alignment - 1) & ~(alignment - 1)
 
@@ -50,7 +50,7 @@ class Layout:
     first: str | None = None
     payload: PayloadRule | None = None
 
-    def message_for(self, index):
+    def message_for(self, index: int) -> str:
         """The message type name of entry ``index``."""
         if index == 0 and self.first is not None:
             return self.first
@@ -222,7 +222,7 @@ RAW_STEMS = {
 _NAME = re.compile(r"^(?P<stem>.+?)(?:-(?P<id>[0-9a-fA-F]+))?(?P<ext>\.tar\.gz\.img|\.img)?$")
 
 
-def split_name(filename):
+def split_name(filename: str) -> tuple[str, str | None]:
     """Split an image file name into (stem, id or None).
 
     ``core-42.img`` → ``("core", "42")``, ``pagemap-shmem-2161.img`` →
@@ -237,12 +237,12 @@ def split_name(filename):
     return stem, ident
 
 
-def expected_magic(filename):
+def expected_magic(filename: str) -> str | None:
     """The magic name a file of this name must carry, or None if unknown."""
     return STEMS.get(split_name(filename)[0])
 
 
-def raw_kind(filename):
+def raw_kind(filename: str) -> str | None:
     """The raw image kind this name implies (``pages``, ``route``, ...), or None."""
     stem, _ = split_name(filename)
     if stem in RAW_STEMS:

@@ -6,16 +6,19 @@ only for the modules it touches (``crit-plus --help`` never loads protobuf).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import importlib
 import sys
+from typing import Any
 
 
-def lazy_exports(package, exports):
+def lazy_exports(package: str,
+                 exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Return the ``__getattr__`` and ``__dir__`` of ``package`` whose public names,
     ``exports`` (name → submodule), are imported from their submodule when first
     asked for and then kept in the package."""
 
-    def __getattr__(name):
+    def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
@@ -23,7 +26,7 @@ def lazy_exports(package, exports):
         setattr(sys.modules[package], name, value)
         return value
 
-    def __dir__():
+    def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
     return __getattr__, __dir__

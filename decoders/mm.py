@@ -3,7 +3,9 @@ ranges and auxiliary vector."""
 
 from __future__ import annotations
 
-from .errors import EntryDecodeError
+import os
+
+from .errors import EntryDecodeError, StrPath
 from .flags import MapFlags, Prot, VmaStatus
 from .image import Source, open_image
 from .records import Mm, Vma
@@ -12,7 +14,7 @@ from .records import Mm, Vma
 class _Flags(dict):
     """value → flag set of one ``IntFlag`` type, made on first use (one per read)."""
 
-    def __init__(self, kind):
+    def __init__(self, kind: type) -> None:
         super().__init__()
         self.kind = kind
 
@@ -21,14 +23,14 @@ class _Flags(dict):
         return made
 
 
-def read_mm(path):
+def read_mm(path: StrPath) -> Mm:
     """Return the :class:`Mm` of the mm image at ``path``."""
     with open_image(path) as image:
         entries = list(image.iter_messages())
     if not entries:
         raise EntryDecodeError(path, "mm_entry", "the image has no entry", 8, 0)
     index, offset, msg = entries[0]
-    source = Source(path, offset, index)
+    source = Source(os.fspath(path), offset, index)
     # a process has few distinct prot/flags/status values: make each flag set once
     prots, flags, statuses = _Flags(Prot), _Flags(MapFlags), _Flags(VmaStatus)
     vmas = tuple(

@@ -14,7 +14,9 @@ Rules (see docs/format.md):
 
 from __future__ import annotations
 
-from .errors import EntryDecodeError
+from typing import Any
+
+from .errors import EntryDecodeError, StrPath
 from .flags import PageFlags
 from .image import Source, open_image
 from .jsonform import unknown_fields
@@ -23,7 +25,7 @@ from .records import Pagemap, PageRun
 NR_PAGES_FIELD = 5
 
 
-def page_count(msg, knows_nr_pages):
+def page_count(msg: Any, knows_nr_pages: bool) -> int:
     """The page count of a ``pagemap_entry``, from whichever field holds it.
 
     CRIU writes either field 5 or field 2, never a zero count, so a zero in
@@ -40,7 +42,7 @@ def page_count(msg, knows_nr_pages):
 _FLAGS = {value: PageFlags(value) for value in range(8)}
 
 
-def run_flags(msg):
+def run_flags(msg: Any) -> PageFlags:
     """The effective :class:`PageFlags` of a ``pagemap_entry``, as CRIU computes them
     (``init_compat_pagemap_entry``): ``in_parent`` adds PE_PARENT; an entry
     without a ``flags`` field is PE_PRESENT; an explicit 0 stays 0 (a hole)."""
@@ -52,7 +54,7 @@ def run_flags(msg):
     return _FLAGS.get(flags) or PageFlags(flags)
 
 
-def read_pagemap(path):
+def read_pagemap(path: StrPath) -> Pagemap:
     """Return the :class:`Pagemap` of the pagemap image at ``path``."""
     with open_image(path) as image:
         batches = image.message_batches()
@@ -63,7 +65,7 @@ def read_pagemap(path):
         source = Source(image.path, offset, 0)
         entry_class = image.message_class("pagemap_entry")
         knows = NR_PAGES_FIELD in entry_class.DESCRIPTOR.fields_by_number
-        runs = []
+        runs: list[PageRun] = []
         append = runs.append
         make = tuple.__new__  # PageRun(...) without the named tuple's extra call
         for index, _bounds, messages in batches:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from .errors import StrPath
 from .image import Source, open_image
 from .records import PstreeEntry
 
 
-def read_pstree(path):
+def read_pstree(path: StrPath) -> list[PstreeEntry]:
     """Return the :class:`PstreeEntry` list of the pstree image at ``path``."""
     with open_image(path) as image:
         return [

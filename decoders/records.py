@@ -8,7 +8,7 @@ Records hold facts from one image; linking images is ``crit_plus.graph``'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .flags import PAGE_SIZE, FdType, MapFlags, PageFlags, Prot, TaskState, VmaStatus
 from .image import Source
@@ -65,7 +65,7 @@ class Registers:
     xsave: tuple = ()
     tls: int | None = None
 
-    def value(self, part: str, name: str, default=None):
+    def value(self, part: str, name: str, default: Any = None) -> Any:
         """The value of field ``name`` of ``part`` (``gp``, ``fp``, ``xsave``)."""
         for key, value in getattr(self, part):
             if key == name:
@@ -77,8 +77,10 @@ class Registers:
 class ThreadCore:
     """One ``core-<tid>.img``: the thread's state; the leader's also the task's.
 
-    ``task_state`` and ``exit_code`` come from the task part (``tc``), which
-    only a group leader's core carries; for other threads they are None.
+    ``task_state``, ``exit_code`` and ``task_comm`` (the task's name, which
+    ``comm``, the thread's, may differ from) come from the task part (``tc``),
+    which only a group leader's core carries; for other threads they are None.
+    ``cg_set`` is the id of the thread's set in ``cgroup.img``, or None.
     ``xsave_features`` is the x86 XSAVE feature mask the thread used (the
     restore host's CPU must offer every bit), or None.  ``registers`` the
     thread's :class:`Registers` (None for an architecture not read),
@@ -102,9 +104,15 @@ class ThreadCore:
     signals: tuple = field(default=(), compare=False)
     task_flags: int | None = field(default=None, compare=False)
     nice: int | None = field(default=None, compare=False)
+    task_comm: str | None = None
+    cg_set: int | None = None
+    #: an x86 thread in 32-bit compat mode (``thread_info.gpregs.mode``)
+    compat: bool = False
+    #: the thread had registered restartable sequences (``thread_core.rseq_entry``)
+    rseq: bool = False
 
     @property
-    def state_label(self):
+    def state_label(self) -> str | None:
         """``alive``, ``zombie``, ``stopped`` (or ``unknown(N)``), None for non-leaders."""
         if self.task_state is None:
             return None
@@ -128,22 +136,22 @@ class Vma:
     source: Source = field(compare=False)
 
     @property
-    def size(self):
+    def size(self) -> int:
         """Bytes mapped."""
         return self.end - self.start
 
     @property
-    def pages(self):
+    def pages(self) -> int:
         """Pages mapped."""
         return (self.end - self.start) // PAGE_SIZE
 
     @property
-    def is_file_backed(self):
+    def is_file_backed(self) -> bool:
         """True when ``shmid`` names a file in files.img (file and memfd mappings)."""
         return bool(self.status & (VmaStatus.FILE_PRIVATE | VmaStatus.FILE_SHARED))
 
     @property
-    def is_shared_anon(self):
+    def is_shared_anon(self) -> bool:
         """True for ``MAP_SHARED|MAP_ANONYMOUS`` (contents in pagemap-shmem-<shmid>)."""
         return bool(self.status & VmaStatus.ANON_SHARED)
 
@@ -176,25 +184,25 @@ class PageRun(NamedTuple):
     vaddr: int
     nr_pages: int
     flags: PageFlags
-    index: int
+    index: int  # type: ignore[assignment]  # a field, as tuple.index is a method
 
     @property
-    def end(self):
+    def end(self) -> int:
         """The address just past the run."""
         return self.vaddr + self.nr_pages * PAGE_SIZE
 
     @property
-    def present(self):
+    def present(self) -> bool:
         """True when the pages are in this checkpoint's pages file."""
         return bool(self.flags & PageFlags.PRESENT)
 
     @property
-    def in_parent(self):
+    def in_parent(self) -> bool:
         """True when the pages are in the ``parent/`` checkpoint."""
         return bool(self.flags & PageFlags.PARENT)
 
     @property
-    def lazy(self):
+    def lazy(self) -> bool:
         """True when the pages are served later by a lazy-pages daemon."""
         return bool(self.flags & PageFlags.LAZY)
 
@@ -208,15 +216,15 @@ class Pagemap:
     runs: tuple
     source: Source = field(compare=False)
 
-    def pages_by_flags(self):
+    def pages_by_flags(self) -> dict[int, int]:
         """``{flags value: pages}`` as FACTS.json counts them."""
-        counts = {}
+        counts: dict[int, int] = {}
         for run in self.runs:
             counts[int(run.flags)] = counts.get(int(run.flags), 0) + run.nr_pages
         return counts
 
     @property
-    def present_pages(self):
+    def present_pages(self) -> int:
         """Pages whose data is in this checkpoint's pages file."""
         return sum(run.nr_pages for run in self.runs if run.present)
 
@@ -259,7 +267,7 @@ class Ids:
     namespaces: tuple  # ((name, id), ...) for pid, net, ipc, uts, mnt, user, cgroup, time
     source: Source = field(compare=False)
 
-    def namespace(self, name):
+    def namespace(self, name: str) -> int | None:
         """The id of namespace ``name`` (``"pid"``, ``"mnt"``, ...), or None."""
         return dict(self.namespaces).get(name)
 
@@ -292,6 +300,7 @@ class Inventory:
     run_id: str | None  # CRIU's run id of the dump (CRIU >= 3.16), matching its log's
     source: Source = field(compare=False)
     raw: object = field(default=None, repr=False, compare=False)
+    allow_uprobes: bool = False  # dumped with --allow-uprobes (CRIU >= 4.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +314,6 @@ class DumpStats:
     fields: tuple  # ((name, value), ...) in field order
     source: Source = field(compare=False)
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         """The value of counter ``name``."""
         return dict(self.fields).get(name, default)

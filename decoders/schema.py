@@ -29,6 +29,7 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 ENV_VAR = "CRIT_PLUS_PYCRIU"
 #: The CRIU whose schema ``make schema`` builds (scripts/build-pycriu).
@@ -89,7 +90,7 @@ def _distribution_dirs():
     return seen
 
 
-def own_schema_dir():
+def own_schema_dir() -> str:
     """Where ``make schema`` installs the current pycriu for crit-plus."""
     data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(data_home, "crit-plus", "schema")
@@ -130,15 +131,18 @@ def _load_package(package_dir):
     """
     existing = sys.modules.get("pycriu")
     if existing is not None:
-        if os.path.realpath(os.path.dirname(existing.__file__)) == os.path.realpath(package_dir):
+        loaded_from = os.path.dirname(existing.__file__ or "")
+        if os.path.realpath(loaded_from) == os.path.realpath(package_dir):
             return existing
         raise PycriuNotFound(
-            f"another pycriu is already loaded from {os.path.dirname(existing.__file__)}; "
+            f"another pycriu is already loaded from {loaded_from}; "
             f"cannot also load {package_dir} in one process"
         )
     spec = importlib.util.spec_from_file_location(
         "pycriu", os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
     )
+    if spec is None:
+        raise PycriuNotFound(f"{package_dir}: not an importable package")
     module = importlib.util.module_from_spec(spec)
     sys.modules["pycriu"] = module
     same_module = _SameModuleFinder(os.path.join(package_dir, "images"))
@@ -147,8 +151,8 @@ def _load_package(package_dir):
         # The package's __init__ is not run: it also loads the RPC client and its
         # messages (a fifth of the start-up time of every command), which crit-plus
         # never uses.  The images subpackage and the version are all it needs.
-        module.images = importlib.import_module("pycriu.images")
-        module.__version__ = _package_version(package_dir)
+        module.images = importlib.import_module("pycriu.images")  # type: ignore[attr-defined]
+        module.__version__ = _package_version(package_dir)  # type: ignore[attr-defined]
     except Exception:
         for name in [n for n in sys.modules if n == "pycriu" or n.startswith("pycriu.")]:
             del sys.modules[name]
@@ -170,26 +174,26 @@ class _SameModuleFinder:
     others import would run twice, as two modules (10 to 15 ms of every command).
     """
 
-    def __init__(self, images_dir):
+    def __init__(self, images_dir: str) -> None:
         self.images_dir = images_dir
-        self.aliased = []  # the top-level names given the package's modules
-        self._specs = {}
+        self.aliased: list[str] = []  # the top-level names given the package's modules
+        self._specs: dict[str, Any] = {}
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         """A spec whose module is the package's copy of ``name``, for a generated module."""
         if "." in name or not name.endswith("_pb2") or \
                 not os.path.isfile(os.path.join(self.images_dir, name + ".py")):
             return None
-        return importlib.util.spec_from_loader(name, self)
+        return importlib.util.spec_from_loader(name, self)  # type: ignore[arg-type]
 
-    def create_module(self, spec):
+    def create_module(self, spec: Any) -> Any:
         """The module, imported (once) as part of ``pycriu.images``."""
         module = importlib.import_module(f"pycriu.images.{spec.name}")
         self._specs[spec.name] = module.__spec__
         self.aliased.append(spec.name)
         return module
 
-    def exec_module(self, module):
+    def exec_module(self, module: Any) -> None:
         """Nothing to run (the module ran as part of the package); its own
         ``__spec__``, which the import machinery replaced, is put back."""
         module.__spec__ = self._specs.pop(module.__name__.rpartition(".")[2])
@@ -201,7 +205,7 @@ def _package_version(package_dir):
         return None
     try:
         return getattr(importlib.import_module("pycriu.version"), "__version__", None)
-    except Exception:  # a broken version.py does not make the schema unusable
+    except Exception:  # noqa: BLE001 - a broken version.py does not make the schema unusable
         return None
 
 
@@ -211,7 +215,7 @@ class Schema:
     Get the process-wide instance with :func:`get_schema`.
     """
 
-    def __init__(self, pycriu, origin, package_dir):
+    def __init__(self, pycriu: Any, origin: str, package_dir: str) -> None:
         self.pycriu = pycriu
         self.images = pycriu.images
         self.origin = origin
@@ -219,17 +223,17 @@ class Schema:
         self.magic_by_name = dict(self.images.magic.by_name)
         self.magic_by_value = dict(self.images.magic.by_val)
         self._pb = self.images.pb
-        self._opts = sys.modules.get("opts_pb2")
-        self._batch_classes = {}
+        self._opts: Any = sys.modules.get("opts_pb2")
+        self._batch_classes: dict[str, Any] = {}
         #: message → JSON functions generated by :class:`decoders.jsonform.Converter`,
         #: kept with the schema they were made for
-        self.json_functions = {}
+        self.json_functions: dict[Any, Any] = {}
 
-    def message_class(self, name):
+    def message_class(self, name: str) -> Any:
         """Return the message class called ``name`` (e.g. ``core_entry``), or None."""
         return getattr(self._pb, name, None)
 
-    def batch_class(self, message_class):
+    def batch_class(self, message_class: Any) -> Any:
         """A message type holding ``repeated <message_class> e = 1``.
 
         Entries of an image, re-framed as that repeated field, parse in one
@@ -256,12 +260,12 @@ class Schema:
             self._batch_classes[name] = batch
         return batch
 
-    def criu_options(self, field_descriptor):
+    def criu_options(self, field_descriptor: Any) -> Any:
         """Return the ``(criu)`` field options CRIU attaches to a field."""
         return field_descriptor.GetOptions().Extensions[self._opts.criu]
 
     @functools.cached_property
-    def criu_version(self):
+    def criu_version(self) -> str | None:
         """The CRIU version this schema comes from, or None if it cannot be told."""
         marker = os.path.join(self.package_dir, SCHEMA_MARKER)
         if os.path.isfile(marker):
@@ -272,12 +276,12 @@ class Schema:
             return str(version)
         return _package_manager_version(self.package_dir)
 
-    def overlays_for(self, message_name, descriptor):
+    def overlays_for(self, message_name: str, descriptor: Any) -> tuple[FieldOverlay, ...]:
         """Overlays of ``message_name`` whose field number the schema does not know."""
         known = descriptor.fields_by_number
         return tuple(o for o in FIELD_OVERLAYS.get(message_name, ()) if o.number not in known)
 
-    def describe(self):
+    def describe(self) -> str:
         """One line: where pycriu came from and which CRIU it speaks."""
         version = self.criu_version or "unknown version"
         return f"pycriu {version} ({self.origin}: {self.package_dir})"
@@ -308,7 +312,7 @@ def _package_manager_version(package_dir):
 
 
 @functools.lru_cache(maxsize=1)
-def get_schema():
+def get_schema() -> Schema:
     """Find, load and return the process-wide :class:`Schema`.
 
     Raises :class:`PycriuNotFound` with an install hint when none loads.  The
@@ -323,7 +327,7 @@ def get_schema():
             return Schema(_load_package(package_dir), origin, package_dir)
         except PycriuNotFound:
             raise
-        except Exception as error:  # a broken or incompatible pycriu: try the next
+        except Exception as error:  # noqa: BLE001 - a broken or incompatible pycriu: try the next
             failures.append(f"{package_dir}: {type(error).__name__}: {error}")
     detail = ("; tried " + "; ".join(failures)) if failures else ""
     raise PycriuNotFound(INSTALL_HINT + detail)

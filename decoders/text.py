@@ -14,12 +14,12 @@ same form crit-plus uses for unix socket names.  Valid UTF-8 is kept as it is.
 from __future__ import annotations
 
 
-def undecodable_escaped(data):
+def undecodable_escaped(data: bytes | bytearray | memoryview) -> str:
     """``data`` (bytes) as text, each byte that is not valid UTF-8 as ``\\xHH``."""
     return bytes(data).decode("utf-8", "backslashreplace")
 
 
-def image_text(value):
+def image_text(value: object) -> str | None:
     """The value of a protobuf ``string`` field as ``str`` (None stays None)."""
     if value is None or value.__class__ is str:
         return value

@@ -269,7 +269,7 @@ def invoke(args, *, memory=MEMORY_BUDGET, seconds=TIME_LIMIT, stdin=b""):
     except SystemExit as leaving:  # a command that ends itself (sys.exit) in the real process
         code = leaving.code if isinstance(leaving.code, int) else (0 if leaving.code is None
                                                                      else 1)
-    except (Exception, Hung) as error:  # anything else that escapes main() is a failure
+    except (Exception, Hung) as error:  # noqa: BLE001 - anything else that escapes main() is a failure
         escaped = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved

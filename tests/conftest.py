@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _make_read_only(top):
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, _dirnames, filenames in os.walk(top):
         for name in filenames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):

@@ -26,7 +26,7 @@ def walk_checkpoint(path, *, pages=True):
     checkpoint = open_checkpoint(path)
     repr(checkpoint)
     _ = checkpoint.inventory, checkpoint.pstree, checkpoint.pids, checkpoint.stats
-    for depth, process in checkpoint.walk():
+    for _depth, process in checkpoint.walk():
         _process(checkpoint, process, pages)
     for file in checkpoint.files:
         safe_text(file.name or "")

@@ -372,7 +372,7 @@ def test_mems_like_proc_maps(service_a, checkpoints):
     assert lines[2].split()[1:] == ["exe", "-", "-", "-", "-", "-", "-", "-", "-",
                                     process.exe.name]
     heap = next(m for m in process.vmas if m.kind == "heap")
-    line = next(l for l in lines if l.split()[1] == f"{heap.start:08x}-{heap.end:08x}")
+    line = next(ln for ln in lines if ln.split()[1] == f"{heap.start:08x}-{heap.end:08x}")
     assert "[heap]" in line and "rw-p" in line
     data = json.loads(run_cli("mems", service_a, str(process.pid), "-f", "json").stdout)
     vmas = data[0]["vmas"]
@@ -454,7 +454,7 @@ def test_control_characters_in_names_are_escaped(tmp_path):
             assert not set(result.stdout) & {"\x1b", "\x07", "\r"}, (command, fmt)
             assert "\\x1b" in result.stdout, (command, fmt)
     fds = run_cli("fds", builder.directory)
-    line = next(l for l in fds.stdout.splitlines() if l.split()[:2] == ["1", "3"])
+    line = next(ln for ln in fds.stdout.splitlines() if ln.split()[:2] == ["1", "3"])
     assert "/tmp/log\\n\\x1b[2Jfake prompt$" in line
     data = json.loads(run_cli("fds", builder.directory, "-f", "json").stdout)
     assert data[0]["fds"][0]["name"] == "/tmp/log\n\x1b[2Jfake prompt$ "  # JSON keeps the value

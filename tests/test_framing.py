@@ -118,7 +118,8 @@ def test_huge_length_is_an_error_not_an_allocation(service_a, tmp_path):
 def test_payload_longer_than_file(service_a, tmp_path):
     data = (service_a / "tcp-stream-2f479.img").read_bytes()  # 14 bytes queued
     path = _copy(None, tmp_path, "tcp-stream-2f479.img", data=data[:-1])
-    with open_image(path) as image, pytest.raises(TruncatedError, match="TCP input queue: needs 14 bytes, 13 left"):
+    with open_image(path) as image, pytest.raises(
+            TruncatedError, match="TCP input queue: needs 14 bytes, 13 left"):
         list(image.entries())
 
 

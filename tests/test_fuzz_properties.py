@@ -220,7 +220,7 @@ def pages_dir(tmp_path_factory):
     """A directory for pages files: ``pages-<n>.img`` holds ``n`` pages, each page
     filled with its own index (byte 1 + index), so a page's bytes say where they came from."""
     directory = tmp_path_factory.mktemp("pages")
-    for count in range(0, 40):
+    for count in range(40):
         (directory / f"pages-{count}.img").write_bytes(
             b"".join(bytes([1 + i]) * P for i in range(count)))
     return directory
@@ -242,7 +242,7 @@ def model(runs, pages_in_file):
         placed.append((page, index, npages, flags, offset))
         if flags & int(PageFlags.PRESENT):
             offset += npages
-    for page, index, npages, flags, file_page in sorted(placed):
+    for page, _index, npages, flags, file_page in sorted(placed):
         for k in range(npages):
             if page + k in owner:
                 continue
@@ -282,7 +282,7 @@ def test_page_counts_add_up(pages_dir, runs, start, length):
 def test_pages_file_offset_advances_over_present_runs_only(pages_dir, runs):
     table = table_of(pages_dir, runs, 5)
     offset = 0
-    for run, (page, npages, flags) in zip(table.runs, runs):
+    for run, (_page, npages, flags) in zip(table.runs, runs):
         if flags & int(PageFlags.PRESENT):
             assert run.file_offset == offset
             offset += npages * P

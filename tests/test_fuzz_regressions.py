@@ -252,11 +252,13 @@ def test_an_oversized_backup_yaml_is_not_parsed(tmp_path, monkeypatch):
     monkeypatch.setattr(backup, "MAX_BACKUP_BYTES", 64)
     big = tmp_path / "backup.yaml"
     big.write_text("container:\n" + "  key: value\n" * 10)
-    with pytest.raises(BackupError, match=r"backup.yaml is 141 bytes, more than the 64 a backup.yaml"):
+    with pytest.raises(BackupError,
+                       match=r"backup.yaml is 141 bytes, more than the 64 a backup.yaml"):
         load_backup(big)
     assert load_backup(tmp_path / "absent.yaml") is None
     (tmp_path / "dir.yaml").mkdir()
-    with pytest.raises(BackupError, match="cannot read .*dir.yaml: .*not a regular file but a directory"):
+    with pytest.raises(BackupError,
+                       match="cannot read .*dir.yaml: .*not a regular file but a directory"):
         load_backup(tmp_path / "dir.yaml")
 
 

@@ -181,7 +181,7 @@ def test_processes_match(dumped):
     _fail_on(problems, dumped)
 
 
-# -- files ------------------------------------------------------------------------------------------
+# -- files ----------------------------------------------------------------------------------------
 
 _SOCKET = re.compile(r"socket:\[(\d+)\]$")
 _PIPE = re.compile(r"pipe:\[(\d+)\]$")
@@ -225,7 +225,8 @@ def _check_fd(fd, facts, info, problems, where):
             if "flags" in facts:
                 for bit, name in ((O_ACCMODE, "access mode"), (O_APPEND, "O_APPEND")):
                     if (details["flags"] & bit) != (facts["flags"] & bit):
-                        problems.append(f"{where}: {name} {details['flags']:o} vs /proc {facts['flags']:o}")
+                        problems.append(f"{where}: {name} {details['flags']:o} "
+                                        f"vs /proc {facts['flags']:o}")
             if "pos" in facts and details.get("pos") != facts["pos"]:
                 problems.append(f"{where}: pos {details.get('pos')}, /proc says {facts['pos']}")
     else:
@@ -235,14 +236,17 @@ def _check_fd(fd, facts, info, problems, where):
     tcp = info["tcp"]
     if role == "tcp-listen":
         want = ("TCP", "LISTEN", tuple(tcp["listen"]))
-        got = (getattr(details.get("proto"), "name", None), getattr(details.get("state"), "name", None),
+        got = (getattr(details.get("proto"), "name", None),
+               getattr(details.get("state"), "name", None),
                (details.get("src_addr"), details.get("src_port")))
         if got != want:
             problems.append(f"{where} listener: {got} != {want}")
     elif role in ("tcp-client", "tcp-server"):
-        local, remote = (tcp["client"], tcp["listen"]) if role == "tcp-client" else (tcp["server"], tcp["client"])
+        local, remote = (tcp["client"], tcp["listen"]) if role == "tcp-client" \
+            else (tcp["server"], tcp["client"])
         want = ("TCP", "ESTABLISHED", tuple(local), tuple(remote))
-        got = (getattr(details.get("proto"), "name", None), getattr(details.get("state"), "name", None),
+        got = (getattr(details.get("proto"), "name", None),
+               getattr(details.get("state"), "name", None),
                (details.get("src_addr"), details.get("src_port")),
                (details.get("dst_addr"), details.get("dst_port")))
         if got != want:
@@ -250,7 +254,8 @@ def _check_fd(fd, facts, info, problems, where):
         if details.get("peer_id") is None:
             problems.append(f"{where} {role}: no peer_id (both ends were dumped)")
     elif role == "udp":
-        got = (getattr(details.get("proto"), "name", None), (details.get("src_addr"), details.get("src_port")))
+        got = (getattr(details.get("proto"), "name", None),
+               (details.get("src_addr"), details.get("src_port")))
         if got != ("UDP", tuple(info["udp"])):
             problems.append(f"{where} udp: {got} != {('UDP', tuple(info['udp']))}")
     elif role == "unix-listen":
@@ -307,11 +312,13 @@ def test_peers_are_linked(dumped):
     assert ours.file.details["peer_id"] == theirs.file.id
     assert theirs.file.details["peer_id"] == ours.file.id
     assert not ours.file.details["external_peer"]
-    assert fds[(main, "pipe-read")].file.details["pipe_id"] == fds[(worker, "pipe-write")].file.details["pipe_id"]
+    assert fds[(main, "pipe-read")].file.details["pipe_id"] \
+        == fds[(worker, "pipe-write")].file.details["pipe_id"]
     # one open file shared by both processes is one file id, held by both
     log = fds[(main, "log")].file.id
     assert fds[(worker, "log")].file.id == log
-    assert {(main, "log"), (worker, "log")} <= {(pid, role) for pid, role in _roles_of(checkpoint, info, log)}
+    assert {(main, "log"), (worker, "log")} \
+        <= {(pid, role) for pid, role in _roles_of(checkpoint, info, log)}
     epoll = fds[(main, "epoll")]
     watched = {target for target, _events, _fd in checkpoint.process(main).epoll_targets(epoll.fd)}
     assert watched == {fds[(main, "eventfd")].fd, ours.fd}
@@ -337,7 +344,7 @@ def test_deleted_file_contents_are_in_the_dump(dumped):
     assert bytes(data) == SCRATCH_TEXT
 
 
-# -- memory ----------------------------------------------------------------------------------------------
+# -- memory ---------------------------------------------------------------------------------------
 
 
 def test_memory_matches(dumped):
@@ -418,7 +425,7 @@ def test_stage_one_differs_from_stage_zero(running):
     assert not list(before.process(main).memory.search(stage["text"].encode()))
 
 
-# -- restore ------------------------------------------------------------------------------------------------------
+# -- restore --------------------------------------------------------------------------------------
 
 
 def test_restore_runs_the_tree_again(criu, final):

@@ -445,7 +445,7 @@ def test_a_later_failed_restore_is_not_a_snapshots(checkpoint_dirs, snapshot):
     assert "shows exactly this failure" in console.message
 
 
-# -- the target: a real rootfs and a fake host ------------------------------------------------------
+# -- the target: a real rootfs and a fake host ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -724,7 +724,7 @@ def test_xsave_flags_map_to_components():
     assert release_tuple("") is None and release_tuple("unknown") is None
 
 
-# -- ELF build-ids, as CRIU reads them ---------------------------------------------------------------
+# -- ELF build-ids, as CRIU reads them ------------------------------------------------------------
 
 
 def test_build_id_matches_what_criu_recorded(web_tree):

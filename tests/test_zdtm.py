@@ -79,7 +79,7 @@ def _cases():
 @pytest.mark.parametrize("name,check", list(_cases()))
 def test_dump(zdtm_dumps, zdtm_sample, name, check):
     if name not in zdtm_dumps:
-        pytest.fail(f"{name} was not dumped: {sample[name].reason}")
+        pytest.fail(f"{name} was not dumped: {zdtm_sample[name].reason}")
     assert check.run(zdtm_dumps[name]) == []
 
 

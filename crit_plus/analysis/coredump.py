@@ -260,7 +260,8 @@ def prpsinfo(process: Process) -> Note:
     """NT_PRPSINFO: state, ids, credentials, name and (the first 80 bytes of) the
     command line."""
     core = process.core
-    state, sname = _STATES.get(core.task_state, (0, b"R")) if core is not None else (0, b"R")
+    # an unknown or missing state takes the default
+    state, sname = _STATES.get(core.task_state, (0, b"R")) if core is not None else (0, b"R")  # type: ignore[arg-type]
     creds = process.creds
     uid, gid = (creds.uid, creds.gid) if creds is not None else (0, 0)
     nice = (core.nice or 0) if core is not None else 0
@@ -322,7 +323,9 @@ def process_notes(process: Process) -> list[Note]:
         if info is not None:
             notes.append(info)
         notes += fp_notes(thread)
-    notes += [note for note in (auxv(process), file_note(process.memory)) if note is not None]
+    # a process dumped as a core has memory (a zombie has none and is refused before)
+    notes += [note for note in (auxv(process), file_note(process.memory))  # type: ignore[arg-type]
+              if note is not None]
     return notes
 
 
@@ -463,12 +466,13 @@ def _write_segment(memory: AddressSpace, seg: Segment, at: int, copier: _Copier,
         if extent.source not in ("pages", "file"):
             continue
         position = at + extent.vaddr - seg.vaddr
-        done = copier.copy(extent.path, extent.offset, extent.length, position)
+        # pages and file extents always name their path and offset
+        done = copier.copy(extent.path, extent.offset, extent.length, position)  # type: ignore[arg-type]
         written += done
         if done == extent.length:
             continue
         out.seek(position + done)
-        for address, data in memory.stream(extent.vaddr + done, extent.length - done):
+        for _address, data in memory.stream(extent.vaddr + done, extent.length - done):
             if isinstance(data, Unavailable):
                 holes.append(data)
                 out.seek(at + data.vaddr + data.length - seg.vaddr)

@@ -45,7 +45,8 @@ class Side:
 
     @classmethod
     def of(cls, checkpoint, source=None):
-        """The side of ``checkpoint`` opened from ``source`` (a :class:`~crit_plus.sources.Source`)."""
+        """The side of ``checkpoint`` opened from ``source``
+        (a :class:`~crit_plus.sources.Source`)."""
         errors = finding_count(checkpoint.findings, ERROR)
         if source is None:
             directory = checkpoint.directory

@@ -16,8 +16,9 @@ socket.  Inode numbers are only comparable when the processes were paired by
 pid (one pid namespace: the same system dumped twice) and some pipe or socket
 inode is common to both (one kernel run); otherwise (another container, a
 restore, which makes new pipes and sockets) sockets are known by what they
-are (family, type, protocol, addresses or path) and pipes only as pipes.  Anonymous-inode files (eventfd, epoll, timerfd, signalfd, inotify)
-have no identity beyond their kind: they are compared fd by fd only.
+are (family, type, protocol, addresses or path) and pipes only as pipes.  Anonymous-inode
+files (eventfd, epoll, timerfd, signalfd, inotify) have no identity beyond their kind: they
+are compared fd by fd only.
 
 ``pipes-data.img`` / ``fifo-data.img`` ::= { pipe_data_entry(pipe_id, bytes) PAYLOAD }
 give the bytes queued in a pipe (read here through :mod:`decoders`; payloads stay
@@ -26,11 +27,8 @@ in the file).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from decoders.errors import DecodeError
-from decoders.image import open_image
 
 from ..files import kind_of
 from .diff_processes import PID, FieldChange
@@ -208,15 +206,8 @@ def pipe_queues(checkpoint):
     """``{pipe_id: queued bytes}`` from ``pipes-data.img`` and ``fifo-data.img``."""
     queued = {}
     for name in ("pipes-data.img", "fifo-data.img"):
-        path = os.path.join(checkpoint.directory, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            with open_image(path) as image:
-                for _index, _offset, msg in image.iter_messages():
-                    queued[msg.pipe_id] = queued.get(msg.pipe_id, 0) + msg.bytes
-        except DecodeError:
-            continue
+        for msg in checkpoint.messages(name):
+            queued[msg.pipe_id] = queued.get(msg.pipe_id, 0) + msg.bytes
     return queued
 
 

@@ -22,8 +22,6 @@ import functools
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
-from decoders.errors import DecodeError
-from decoders.image import open_image
 
 PID, TREE, COMMAND_LINE = "pid", "tree", "command line"
 
@@ -244,30 +242,19 @@ def cgroup_sets(checkpoint):
     thread's core names its set (``thread_core.cg_set``, or ``tc.cg_set`` in old
     dumps).  The unified hierarchy's controller name is empty: it is shown as ``""``.
     """
-    path = f"{checkpoint.directory}/cgroup.img"
     sets = {}
-    try:
-        with open_image(path) as image:
-            for _index, _offset, msg in image.iter_messages():
-                for cg_set in msg.sets:
-                    sets[cg_set.id] = {ctl.name: ctl.path for ctl in cg_set.ctls}
-    except (DecodeError, OSError):
-        return {}
+    for msg in checkpoint.messages("cgroup.img"):
+        for cg_set in msg.sets:
+            sets[cg_set.id] = {ctl.name: ctl.path for ctl in cg_set.ctls}
     return sets
 
 
 def cgroup_of(process, sets):
     """``{controller: path}`` of ``process``, or None when it cannot be told."""
     core = process.core
-    raw = getattr(core, "raw", None)
-    if raw is None or not sets:
+    if core is None or core.cg_set is None or not sets:
         return None
-    for part in ("thread_core", "tc"):
-        if raw.HasField(part):
-            msg = getattr(raw, part)
-            if "cg_set" in msg.DESCRIPTOR.fields_by_name and msg.HasField("cg_set"):
-                return sets.get(msg.cg_set)
-    return None
+    return sets.get(core.cg_set)
 
 
 _CREDS = ("uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid", "groups",

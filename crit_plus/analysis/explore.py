@@ -25,8 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from decoders.errors import DecodeError
-from decoders.image import open_image
+from decoders.errors import DecodeError, MissingImageError
 
 from ..files import SockFamily, endpoint_text
 from ..memory import CHUNK_SIZE, Unavailable
@@ -140,10 +139,11 @@ class ProcessFds:
 
 
 class Queues:
-    """Bytes queued in sockets and pipes, from the auxiliary images (read once)."""
+    """Bytes queued in sockets and pipes, from the auxiliary images (decoded once per
+    checkpoint: :meth:`~crit_plus.graph.Checkpoint.decoded`)."""
 
-    def __init__(self, directory):
-        self.directory = os.fspath(directory)
+    def __init__(self, checkpoint):
+        self.checkpoint = checkpoint
         self.socket_packets = {}  # socket file id -> (packets, bytes)
         self.pipe_bytes = {}  # pipe id -> bytes
         self.problems = []
@@ -156,15 +156,10 @@ class Queues:
         self._tcp = {}
 
     def _messages(self, name):
-        path = os.path.join(self.directory, name)
-        if not os.path.exists(path):
-            return []
-        try:
-            with open_image(path) as image:  # entries(): these images carry payloads
-                return [entry.message for entry in image.entries() if entry.message is not None]
-        except DecodeError as error:
+        messages, error = self.checkpoint.decoded(name)
+        if error is not None and not isinstance(error, MissingImageError):
             self.problems.append(str(error))
-            return []
+        return messages
 
     def tcp(self, ino):
         """``(inq_len, outq_len, unsq_len)`` of TCP socket ``ino``, or None."""
@@ -224,7 +219,7 @@ def _pipe_ends(checkpoint):
 
 def fd_table(checkpoint, pid=None):
     """The fds of every process (or of ``pid``), tree order (:class:`ProcessFds`)."""
-    queues = Queues(checkpoint.directory)
+    queues = Queues(checkpoint)
     pipes = _pipe_ends(checkpoint)
     result = []
     for depth, process in select(checkpoint, pid):
@@ -276,7 +271,7 @@ _SOCKET_KINDS = ("unix", "inet", "netlink", "packet")
 
 def socket_rows(checkpoint):
     """Every socket open in some process, by family then inode (:class:`SocketRow`)."""
-    queues = Queues(checkpoint.directory)
+    queues = Queues(checkpoint)
     files = checkpoint.files
     rows = []
     for file in files:

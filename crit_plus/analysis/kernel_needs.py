@@ -82,28 +82,15 @@ def _process_needs(process, need):
         image = f"core-{thread.tid}.img"
         if core.seccomp_mode == "filter":
             need("seccomp_filters", image, f"thread {thread.tid} has seccomp filters")
-        if core.arch == "IA32" or _compat(core.raw):
+        if core.arch == "IA32" or core.compat:
             need("compat_cr", image, f"thread {thread.tid} is a 32-bit task")
-        rseq = _rseq(core.raw)
+        rseq = core.rseq
         if rseq:
             need("get_rseq_conf", image, f"thread {thread.tid} registered rseq")
     if process.memory is not None and process.pages.private.lazy:
         need("uffd", f"pagemap-{process.pid}.img",
              f"pid {process.pid} has {process.pages.private.lazy} lazy pages "
              "(restore with --lazy-pages)")
-
-
-def _compat(raw):
-    info = getattr(raw, "thread_info", None)
-    gpregs = getattr(info, "gpregs", None)
-    return bool(getattr(gpregs, "mode", 1) == 2) if gpregs is not None else False
-
-
-def _rseq(raw):
-    thread = getattr(raw, "thread_core", None)
-    if thread is None or not thread.HasField("rseq_entry"):
-        return False
-    return bool(thread.rseq_entry.rseq_abi_pointer)
 
 
 def fs_name(mount) -> str | None:

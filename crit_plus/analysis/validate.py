@@ -33,6 +33,7 @@ import string
 from dataclasses import dataclass
 
 from ..findings import ERROR, INFO, SEVERITIES, WARNING, FindingList, summary_message
+from ..sources.layout import rootfs_beside
 from . import validate_integrity, validate_requirements, validate_target
 from .validate_catalog import STAGES, check
 from .validate_facts import RestoreFacts
@@ -298,9 +299,8 @@ def default_target_root(checkpoint, source=None):
         return None
     if "mnt" not in namespaces:
         return "/"
-    base = source.images_dir if source is not None else checkpoint.directory
-    rootfs = os.path.join(os.path.dirname(os.fspath(base)), "rootfs")
-    return rootfs if os.path.isdir(rootfs) else None
+    rootfs = rootfs_beside(source.images_dir if source is not None else checkpoint.directory)
+    return os.fspath(rootfs) if rootfs is not None else None
 
 
 __all__ = ["Collector", "Report", "Requirement", "SCHEMA_VERSION", "ValidationFinding",

@@ -7,10 +7,10 @@ ids against ``inventory.img``'s ``root_ids``, as CRIU's ``get_clone_mask``
 compares them), the mounts of the root mount namespace
 (``mountpoints-<mnt_ns_id>.img``), the console id liblxc keeps in ``tty.info``,
 the dump's CRIU and kernel versions (from its log), and the decoded messages
-of the small images the graph never reads (``cgroup.img``, ``cpuinfo.img``,
-``filelocks.img``...).  Each image is decoded at most once; one that does not
-decode is kept as its :class:`~decoders.errors.DecodeError` for the integrity
-stage to report.
+of the small images no record reader covers (``cgroup.img``, ``cpuinfo.img``,
+``filelocks.img``...), through the graph's :meth:`~crit_plus.graph.Checkpoint.decoded`:
+each image is decoded at most once per checkpoint; one that does not decode is
+kept as its :class:`~decoders.errors.DecodeError` for the integrity stage to report.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import functools
 import os
 from dataclasses import dataclass
 
-from decoders.errors import DecodeError, MissingImageError
-from decoders.image import open_image
+from decoders.errors import MissingImageError
 
 from ..files import open_in_tree
 from ..sources.logs import read_header
@@ -64,30 +63,17 @@ class RestoreFacts:
         self.checkpoint = checkpoint
         self.source = source
         self.directory = checkpoint.directory
-        self._messages = {}
 
     # -- images the graph does not read ------------------------------------------------------
     def decode(self, name):
         """``(messages, error)`` of image ``name``: a tuple of messages and None, or
-        ``(None, DecodeError)`` (a :class:`MissingImageError` when it does not exist)."""
-        if name not in self._messages:
-            path = os.path.join(self.directory, name)
-            try:
-                with open_image(path) as image:
-                    if image.layout is not None and image.layout.payload is None \
-                            and image.magic_name != "GHOST_FILE":
-                        messages = tuple(msg for _i, _o, msg in image.iter_messages())
-                    else:
-                        messages = tuple(entry.message for entry in image.entries())
-                self._messages[name] = (messages, None)
-            except DecodeError as error:
-                self._messages[name] = (None, error)
-        return self._messages[name]
+        ``((), DecodeError)`` (a :class:`MissingImageError` when it does not exist);
+        decoded once per checkpoint by the graph (:meth:`Checkpoint.decoded`)."""
+        return self.checkpoint.decoded(name)
 
     def messages(self, name):
         """The messages of an optional image: empty when it is missing or undecodable."""
-        messages, _error = self.decode(name)
-        return messages or ()
+        return self.checkpoint.messages(name)
 
     def has_image(self, name):
         """True when the checkpoint directory holds ``name``."""

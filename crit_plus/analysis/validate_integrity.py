@@ -30,7 +30,7 @@ import re
 from decoders.errors import MissingImageError
 from decoders.kinds import expected_magic, raw_kind
 
-from ..files import IpProto, SockFamily
+from ..files import USK_EXTERN, IpProto, SockFamily
 from ..findings import ERROR, WARNING
 from .validate_catalog import always_written, check
 
@@ -43,8 +43,6 @@ _PER_PROCESS = re.compile(r"^(core|ids|mm|fs|pagemap|fdinfo)-(\d+)\.img$")
 _PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
 #: Images a restore never reads: one that does not decode is only a warning.
 NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
-#: CRIU's ``USK_EXTERN``: the entry stands for a socket outside the checkpoint.
-USK_EXTERN = 1
 
 
 def run(facts, out):
@@ -165,8 +163,7 @@ def _unopened_files(checkpoint):
         used.update(file.details.get(key) for key in ("link_remap_id", "regf_id"))
     return [file for file in checkpoint.files
             if file.id not in used and not checkpoint.holders(file.id)
-            and not (file.kind == "unix" and file.entry.detail is not None
-                     and file.entry.detail.uflags & USK_EXTERN)]
+            and not (file.kind == "unix" and file.external)]
 
 
 def _no_fdinfo(finding, orphans):

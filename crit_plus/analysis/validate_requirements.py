@@ -25,7 +25,7 @@ from ..files import TtyType
 from .explain import decisive_first
 from .validate_catalog import match_failure
 from .validate_facts import AUTODETECTED, EXTERNAL_DEV
-from .validate_integrity import USK_EXTERN, connected_tcp
+from .validate_integrity import connected_tcp
 
 #: The name under which liblxc-based restores are credited with an option.
 LXC = "LXC"
@@ -65,9 +65,7 @@ def _inventory(facts, out):
         out.add("needs-tcp-close", "the dump was made with --tcp-close", "inventory.img",
                 source=inventory.source)
         out.require("--tcp-close", "the inventory says tcp_close")
-    raw = inventory.raw
-    if raw is not None and "allow_uprobes" in raw.DESCRIPTOR.fields_by_name \
-            and raw.allow_uprobes:
+    if inventory.allow_uprobes:
         out.add("needs-allow-uprobes", "the dump was made with --allow-uprobes",
                 "inventory.img", source=inventory.source)
         out.require("--allow-uprobes", "the inventory says allow_uprobes")
@@ -98,9 +96,7 @@ def _unix(facts, out):
     externals = 0
     for file in files:
         peer = files.get(file.details.get("peer_id")) if file.kind == "unix" else None
-        if peer is None or peer.entry is None or peer.entry.detail is None:
-            continue
-        if not peer.entry.detail.uflags & USK_EXTERN or not checkpoint.holders(file.id):
+        if peer is None or not peer.external or not checkpoint.holders(file.id):
             continue
         externals += 1
         where, pid, fd = facts.where(file)

@@ -73,19 +73,18 @@ LIVE_ONLY = frozenset({"pid-busy", "cgroup-path", "ext-mount-source"})
 
 
 def _regular_files(facts):
-    """``(FileObject, reg_file_entry)`` of every file CRIU reopens by path on the root fs."""
+    """Every regular :class:`~crit_plus.files.FileObject` CRIU reopens by path on the root fs."""
     for file in facts.checkpoint.files:
-        if file.kind != "file" or file.deleted or not file.path:
+        if file.kind != "file" or file.deleted or not file.path or file.entry is None:
             continue
-        reg = file.entry.detail if file.entry is not None else None
-        if reg is None or getattr(reg, "ext", False) or not facts.on_root_mount(file):
+        if file.external or not facts.on_root_mount(file):
             continue
-        yield file, reg
+        yield file
 
 
 def _files(facts, out, target_root):
     checkpoint = facts.checkpoint
-    for file, reg in _regular_files(facts):
+    for file in _regular_files(facts):
         path = file.path
         pid, fd = facts.holder(file)
         common = dict(source=file.source, pid=pid, fd=fd, path=path,
@@ -105,8 +104,8 @@ def _files(facts, out, target_root):
         if size is not None and stat.S_ISREG(info.st_mode) and info.st_size != size:
             out.add("file-size", f"{path} has {info.st_size} bytes, the dump recorded {size}",
                     path, actual=info.st_size, expected=size, **common)
-        elif size is not None and reg.build_id:
-            _build_id(out, path, host_path, tuple(reg.build_id), common)
+        elif size is not None and file.build_id:
+            _build_id(out, path, host_path, file.build_id, common)
         if mode is not None and info.st_mode != mode:
             out.add("file-mode", f"{path} has mode {info.st_mode:o}, the dump recorded "
                     f"{mode:o}", path, actual=info.st_mode, expected=mode,

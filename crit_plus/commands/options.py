@@ -118,7 +118,7 @@ def verdict_kept(code):
     except OSError as error:
         if not isinstance(error, BrokenPipeError) and error.errno != errno.EPIPE:
             raise
-        from ..cli import quiet_broken_pipe
+        from ..boundary import quiet_broken_pipe
 
         quiet_broken_pipe()
         click.get_current_context().exit(code)

@@ -14,9 +14,8 @@ from ..analysis import fingerprint
 from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..describe import count_text
-from ..graph import open_checkpoint
+from ..opening import open_graph, resolve_source
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
-from ..sources import resolve
 from .options import exit_codes, format_option, verdict_kept
 
 #: Exit codes of ``validate``: its verdicts, then 3 when it cannot give one (see the help).
@@ -95,9 +94,9 @@ def validate_command(path, target_root, use_host, target_file, criu_program, str
     """
     criu = _chosen_criu(criu_program) if use_host else None
     fingerprint = _target_fingerprint(target_file, use_host)
-    with resolve(path, lxd_dir=lxd_dir, project=project) as source:
+    with resolve_source(path, lxd_dir=lxd_dir, project=project) as source:
         try:
-            checkpoint = open_checkpoint(source.images_dir)
+            checkpoint = open_graph(source)
         except MissingImageError:
             raise
         except DecodeError as error:

@@ -13,7 +13,7 @@ from decoders.schema import get_schema, own_schema_dir
 from .. import __version__
 from ..render import write_fields, write_json
 from ..schema_check import check_checkpoint
-from ..sources import resolve
+from ..opening import resolve_source
 from .options import format_option
 
 
@@ -53,7 +53,7 @@ def version(checkpoint, lxd_dir, project, fmt):
     facts = version_facts()
     warning = None
     if checkpoint:
-        with resolve(checkpoint, lxd_dir=lxd_dir, project=project) as source:
+        with resolve_source(checkpoint, lxd_dir=lxd_dir, project=project) as source:
             currency = check_checkpoint(source.images_dir, source.criu_version)
         facts.update(
             checkpoint=checkpoint,

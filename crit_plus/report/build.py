@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .. import __version__
-from ..opening import input_paths
-from ..sources import ROOT_ENV, fake_root, parse_name, resolve
+from ..opening import input_paths, resolve_source
+from ..sources import ROOT_ENV, fake_root, parse_name
 from .bundle import check_output, top_directory, write_bundle
 from .checkpoint import gather_checkpoint, gather_self_runs
 from .collect import Collection
@@ -113,7 +113,7 @@ def _gather_host_only(request, host_root, runner):
 
 
 def _gather_checkpoint(request, host_root, runner):
-    with resolve(request.spec, lxd_dir=request.lxd_dir, project=request.project) as source:
+    with resolve_source(request.spec, lxd_dir=request.lxd_dir, project=request.project) as source:
         log_dirs = [d for d in source.log_dirs if os.fspath(d) != os.fspath(source.images_dir)]
         check_output(request.output, input_paths(source))
         collection = Collection()

@@ -124,8 +124,7 @@ class NoPrograms(Runner):
         self.reason = reason
 
     def which(self, program, fallbacks=()):
-        """Nothing is found."""
-        return None
+        """Nothing is found: None."""
 
     def missing(self, program, fallbacks=()):
         """``program`` was not run, for :attr:`reason`."""

@@ -233,7 +233,8 @@ def _open_tar(stream, archive):
     try:
         return tarfile.open(fileobj=stream, mode="r|*", tarinfo=bounded)
     except tarfile.TarError as error:
-        raise ArchiveError(archive, f"not a tar archive (plain, gzip, bzip2, xz or zstd): {error}")
+        raise ArchiveError(archive, "not a tar archive (plain, gzip, bzip2, xz or zstd): "
+                           f"{error}") from error
 
 
 def _clean_name(member, archive):

@@ -90,6 +90,35 @@ def state_dir_of(owner):
     return None
 
 
+#: Sub-directories that hold a checkpoint's images inside the directory a user named,
+#: besides a manager's ``state/`` (:func:`state_dir_of`): an unpacked Podman/CRI-O export.
+EXPORT_IMAGES_DIRS = ("checkpoint",)
+
+
+def images_dir_in(path):
+    """The image directory ``path`` is or holds, or None: ``path`` itself, an
+    instance's or snapshot's ``state/`` (:func:`state_dir_of`), or an unpacked
+    Podman/CRI-O export's ``checkpoint/``."""
+    path = Path(path)
+    if is_images_dir(path):
+        return path
+    state = state_dir_of(path)
+    if state is not None:
+        return state
+    for name in EXPORT_IMAGES_DIRS:
+        if is_images_dir(path / name):
+            return path / name
+    return None
+
+
+def rootfs_beside(images_dir):
+    """The directory standing for ``/`` of the dumped processes that LXD and Incus keep
+    beside an instance's or snapshot's ``state/`` (its ``rootfs/``), or None."""
+    images_dir = Path(images_dir)
+    candidate = images_dir.parent / "rootfs"
+    return candidate if images_dir.name == "state" and candidate.is_dir() else None
+
+
 def instance_dirname(name, project=None):
     """The directory name LXD gives instance ``name`` of ``project``."""
     if project in (None, "", DEFAULT_PROJECT):

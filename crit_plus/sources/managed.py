@@ -69,7 +69,7 @@ def _snapshot_facts(placement, own_backup, findings):
 
 def lxd_source(spec, state_dir, placement: Placement):
     """The :class:`Source` of an LXD/Incus ``state/`` directory placed by ``placement``."""
-    findings = []
+    findings: list[Finding] = []
     backup_path = placement.owner / "backup.yaml"
     backup = _load(backup_path, findings)
     if backup is None and not backup_path.exists():

@@ -25,6 +25,8 @@ from pathlib import Path
 from .archive import ArchiveLimits, looks_like_archive, open_archive
 from .errors import SourceError
 from .layout import (
+    EXPORT_IMAGES_DIRS,
+    images_dir_in,
     instance_candidates,
     instance_dirname,
     is_images_dir,
@@ -103,18 +105,17 @@ def _resolve_path(text, limits):
         raise SourceError(text, "not a directory of CRIU images nor a tar checkpoint archive")
     if not path.is_dir():
         raise SourceError(text, "not a regular file or directory")
-    if is_images_dir(path):
-        return source_for_images_dir(text, path)
-    state = state_dir_of(path)
-    if state is not None:
-        return source_for_images_dir(text, state)
+    images = images_dir_in(path)
+    if images is not None:
+        return source_for_images_dir(text, images)
     if _logs_in(path):
         raise SourceError(text, "not a checkpoint: no CRIU images here, but CRIU logs (a dump "
                           f"that failed?): `crit-plus explain {text}` says why",
                           tried=[path / "inventory.img"])
     raise SourceError(text, "not a checkpoint: no CRIU images here (use `crit-plus list DIR` "
                       "to search below it)",
-                      tried=[path / "inventory.img", path / "state", path / "rootfs" / "state"])
+                      tried=[path / "inventory.img", path / "state", path / "rootfs" / "state",
+                             *(path / name for name in EXPORT_IMAGES_DIRS)])
 
 
 def source_for_images_dir(spec, images_dir, manager=None):

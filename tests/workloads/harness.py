@@ -271,7 +271,8 @@ def _run_criu(argv, log, timeout):
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as error:
-        raise CriuError(f"{' '.join(argv)} did not finish in {timeout} s\n{_log_tail(log)}") from error
+        raise CriuError(f"{' '.join(argv)} did not finish in {timeout} s\n"
+                        f"{_log_tail(log)}") from error
     if out.returncode != 0:
         raise CriuError(f"{' '.join(argv)} exited {out.returncode}: {out.stderr.strip()}\n"
                         f"{_log_tail(log)}")

@@ -316,7 +316,8 @@ class Service:
         text = f"shared-region-{number:02d} written by worker {pid}"
         self.marker(pid, f"shared-worker-{number}", "shared", base + number * PAGE, text.encode())
         # the main process sees the worker's write to the shared region too
-        self.marker(self.pid, f"shared-worker-{number}", "shared", base + number * PAGE, text.encode())
+        self.marker(self.pid, f"shared-worker-{number}", "shared", base + number * PAGE,
+                    text.encode())
         text = f"own-page of worker {number} {pid}"
         self.marker(pid, "own-page", "private", _address(self.own_page), text.encode())
         roles = {fd: role for fd, role in self.roles.items()

@@ -21,7 +21,8 @@ Only the standard library.  The steps, each bounded in time:
 Safety (docs/live.md): a program runs on this machine only if its ``.desc`` lists the
 host flavor ``h``; not one marked ``noauto`` or ``crfail``, or needing a hook (but
 :data:`FAULT_ONLY_HOOKS`), a CRIU feature ``criu check --feature`` denies, a host setup
-(cgroup yards, external mounts, network locks...) or listed in :data:`HOST_CHANGING`.  After every program
+(cgroup yards, external mounts, network locks...) or listed in :data:`HOST_CHANGING`.  After
+every program
 the mount table must be what it was (else the run stops), CRIU's iptables lock
 rules it left are removed, and every process it started is killed.
 """
