@@ -129,7 +129,11 @@ def cli(ctx, traceback):
 
 
 def _fail(message, code):
-    click.echo(f"crit-plus: {message}", err=True)
+    """Say ``message`` in one line on stderr (control characters escaped: a newline in an
+    argument or a file name cannot make it two); return ``code``."""
+    from .render import safe_text  # imported only here: start-up stays short
+
+    click.echo(f"crit-plus: {safe_text(message)}", err=True)
     return code
 
 
@@ -210,9 +214,7 @@ def run():
     except Exception as error:  # noqa: BLE001 - the last boundary of the process
         if "--traceback" in sys.argv[1:]:
             raise
-        from .render import safe_text  # imported only here: start-up stays short
-
-        code = _fail(f"internal error: {type(error).__name__}: {safe_text(error)} (a bug "
+        code = _fail(f"internal error: {type(error).__name__}: {error} (a bug "
                      "in crit-plus: `crit-plus --traceback COMMAND ...` shows where)",
                      EXIT_INTERNAL)
     leave(code)

@@ -346,3 +346,16 @@ def test_exit_codes_are_documented():
     assert mem.EXIT_NO_DATA == cli.EXIT_NO_DATA
     for words in ("`mem grep`", "`mem read`", "`validate`", "`diff`"):
         assert words in paragraph and words in commands
+
+
+@pytest.mark.parametrize("args", [
+    ("summarize", "/nonexistent\nsecond line"),
+    ("mem", "read", "a\nb\x1b[31m", "1", "0x1000"),
+    ("diff", "old\nx", "new\ny"),
+])
+def test_a_newline_in_an_argument_is_still_one_line(args):
+    """Errors are one line whatever the argument holds: control characters are escaped."""
+    done = run_cli(*args)
+    assert done.returncode not in (0, 70), done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "\\n" in lines[0] and "\x1b" not in done.stderr, lines

@@ -114,10 +114,8 @@ def decisive_error(lines) -> LogLine | None:
     """The line that made a run fail, of its error ``lines`` (:class:`LogLine`, in log
     order): the first the catalog calls a cause, else the first that is neither a
     consequence nor harmless, else the first consequence."""
-    for wanted in (lambda l: l.role == CAUSE,
-                   lambda l: l.role is None,
-                   lambda l: l.role == CONSEQUENCE):
-        found = next((line for line in lines if wanted(line)), None)
+    for role in (CAUSE, None, CONSEQUENCE):
+        found = next((line for line in lines if line.role == role), None)
         if found is not None:
             return found
     return None
