@@ -593,13 +593,16 @@ def _file_size(path):
 
 
 def _pages_file(path):
-    """``(size, None)`` of a usable pages file, or ``(None, why not)``."""
+    """``(size, None)`` of a usable pages file, or ``(None, why not)``: a regular file,
+    never a symbolic link at the name itself (as :class:`_Files` opens it)."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)
     except FileNotFoundError:
         return None, "is missing"
     except OSError as error:
         return None, f"cannot be read: {error.strerror or error}"
+    if stat.S_ISLNK(info.st_mode):
+        return None, "is a symbolic link, not a regular file"
     if not stat.S_ISREG(info.st_mode):
         return None, "is not a regular file"
     return info.st_size, None
@@ -761,7 +764,10 @@ class _Files:
     def _fd(self, path):
         fd = self._fds.get(path)
         if fd is None:
-            fd, _info = open_untrusted(path)  # a regular file, or UnreadableImageError
+            # a regular file, never a link at the name itself (a pages-N.img linking to a
+            # host file would show that file's bytes as memory), or UnreadableImageError;
+            # links on the way (parent/, a root's files resolved inside it) are followed
+            fd, _info = open_untrusted(path, nofollow=True)
             self._fds[path] = fd
         return fd
 

@@ -203,3 +203,18 @@ def test_report_does_not_wait_on_fifos(web_root, tmp_path):
     os.mkfifo(web_root / WEB_STATE / "tty.info")
     members = _report(web_root, tmp_path / "out.tar.gz")
     assert "INDEX.md" in members
+
+
+def test_a_pages_image_linking_to_a_host_file_is_never_read(service_a, host_secret, tmp_path):
+    """A ``pages-N.img`` that is a link to a host file (``/etc/shadow``) would show that
+    file's bytes as process memory: it is refused like any file that is not regular."""
+    copy = tmp_path / "service-a"
+    shutil.copytree(service_a, copy)
+    pages = sorted(copy.glob("pages-*.img"), key=lambda p: p.stat().st_size)[-1]
+    pages.unlink()
+    pages.symlink_to(host_secret)
+    grep = _crit_plus("mem", "grep", copy, HOST_SECRET)
+    assert grep.returncode in (1, 2) and HOST_SECRET not in grep.stdout, grep.stdout
+    validate = _crit_plus("validate", copy, "--format", "json")
+    assert validate.returncode == 2 and HOST_SECRET not in validate.stdout
+    assert f"{pages.name} is a symbolic link, not a regular file" in validate.stdout
