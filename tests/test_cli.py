@@ -251,6 +251,10 @@ def test_a_verdict_survives_a_closed_pipe(fixture_root):
     assert (validate.returncode, validate.stderr) == (2, "")
     summary = _exit_code_into_a_closed_pipe("summarize", after)
     assert (summary.returncode, summary.stderr) == (0, "")
+    logs = fixture_root / "lxd-web/var/log/lxd/web"  # its failed restore: explain's 1
+    for form in ((), ("--format", "json")):
+        explain = _exit_code_into_a_closed_pipe("explain", logs, *form)
+        assert explain.returncode == 1, explain.stderr
 
 
 def test_decode_output_is_whole_or_not_there(tmp_path):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -322,3 +324,21 @@ def test_memfd_on_hugetlbfs_needs_memfd_hugetlb(fixture_root, own_fingerprint, t
     plain = message("memfd_inode_entry", name="memfd:plain", size=4096, inode_id=1)
     (copy / "memfd.img").write_bytes(image_bytes("MEMFD_INODE", [plain]))
     assert "kernel-feature" not in run(copy, host).codes()
+
+
+def test_compare_keeps_its_verdict_into_a_closed_pipe(own_fingerprint, tmp_path):
+    """``host compare A B | head`` still exits with the verdict (2: incompatible)."""
+    data = json.loads(own_fingerprint.read_text())
+    data["machine"] = "aarch64"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        for form in ((), ("--format", "json")):
+            done = subprocess.run([sys.executable, "-m", "crit_plus", "host", "compare",
+                                   str(own_fingerprint), str(other), *form], stdout=write_end,
+                                  stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+            assert done.returncode == 2, done.stderr
+    finally:
+        os.close(write_end)

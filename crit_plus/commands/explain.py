@@ -10,7 +10,7 @@ from ..analysis.explain import SCHEMA, exit_status, explain_files, issue_url
 from ..render import write_json
 from ..sources.errors import SourceError
 from ..sources.resolve import resolve_logs
-from .options import format_option
+from .options import format_option, verdict_kept
 
 
 def _when(run) -> str:
@@ -119,26 +119,28 @@ def explain(paths, lxd_dir, project, fmt):
             problems.append({"spec": spec, "problem": "no CRIU or liblxc log there"})
     status = exit_status(all_runs)
     out = sys.stdout
-    if fmt == "json":
-        write_json({"schema": SCHEMA, "exit": status,
-                    "runs": [run.to_dict() for run in all_runs],
-                    "files": [result.to_dict() for result in files],
-                    "problems": problems}, out)
-    elif all_runs:
-        out.write("\n\n".join("\n".join(_run_text(run)) for run in all_runs) + "\n")
-        for result in files:
-            if result.problem:
-                click.echo(f"crit-plus: {result.path}: {result.problem}", err=True)
-        for problem in problems:
-            click.echo(f"crit-plus: {problem['spec']}: {problem['problem']}", err=True)
-    else:
-        reasons = [(p["spec"], p["problem"]) for p in problems] + \
-            [(r.path, r.problem) for r in files if r.problem]
-        where = ", ".join(dict.fromkeys(str(spec) for spec in paths))
-        why = "; ".join(f"{name}: {reason}" if len(reasons) > 1 else reason
-                        for name, reason in reasons[:3])
-        click.echo(f"crit-plus: {where}: no CRIU run found" + (f" ({why})" if why else ""),
-                   err=True)
+    with verdict_kept(status):  # `explain ... | head` still exits with the verdict
+        if fmt == "json":
+            write_json({"schema": SCHEMA, "exit": status,
+                        "runs": [run.to_dict() for run in all_runs],
+                        "files": [result.to_dict() for result in files],
+                        "problems": problems}, out)
+        elif all_runs:
+            out.write("\n\n".join("\n".join(_run_text(run)) for run in all_runs) + "\n")
+            for result in files:
+                if result.problem:
+                    click.echo(f"crit-plus: {result.path}: {result.problem}", err=True)
+            for problem in problems:
+                click.echo(f"crit-plus: {problem['spec']}: {problem['problem']}", err=True)
+        else:
+            reasons = [(p["spec"], p["problem"]) for p in problems] + \
+                [(r.path, r.problem) for r in files if r.problem]
+            where = ", ".join(dict.fromkeys(str(spec) for spec in paths))
+            why = "; ".join(f"{name}: {reason}" if len(reasons) > 1 else reason
+                            for name, reason in reasons[:3])
+            click.echo(f"crit-plus: {where}: no CRIU run found" + (f" ({why})" if why else ""),
+                       err=True)
+        out.flush()
     sys.exit(status)
 
 

@@ -20,7 +20,7 @@ from ..render import (
     write_fields,
     write_json,
 )
-from .options import format_option
+from .options import format_option, verdict_kept
 
 #: Exit codes of ``host compare`` (as diff(1): 0 same enough, 1 warnings, 2 not compatible).
 EXIT_COMPATIBLE = 0
@@ -168,17 +168,18 @@ def compare_command(ctx, source_file, target_file, fmt):
     verdict = {EXIT_COMPATIBLE: "compatible", EXIT_WARNINGS: "warnings",
                EXIT_INCOMPATIBLE: "incompatible"}[code]
     out = sys.stdout
-    if fmt == "json":
-        write_json({"source": source_file, "target": target_file, "verdict": verdict,
-                    "differences": [d.to_dict() for d in differences]}, out)
-    else:
-        color = use_color(out)
-        out.write(f"{safe_text(source_file)} -> {safe_text(target_file)}: {verdict}\n")
-        for difference in differences:
-            severity = colored(f"{difference.severity:<8}",
-                               SEVERITY_COLORS.get(difference.severity), color)
-            out.write(f"{severity}{difference.code}  {safe_text(difference.message)}\n")
-    out.flush()
+    with verdict_kept(code):  # `host compare ... | head` still exits with the verdict
+        if fmt == "json":
+            write_json({"source": source_file, "target": target_file, "verdict": verdict,
+                        "differences": [d.to_dict() for d in differences]}, out)
+        else:
+            color = use_color(out)
+            out.write(f"{safe_text(source_file)} -> {safe_text(target_file)}: {verdict}\n")
+            for difference in differences:
+                severity = colored(f"{difference.severity:<8}",
+                                   SEVERITY_COLORS.get(difference.severity), color)
+                out.write(f"{severity}{difference.code}  {safe_text(difference.message)}\n")
+        out.flush()
     if code != EXIT_COMPATIBLE:
         ctx.exit(code)
 
