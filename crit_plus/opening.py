@@ -21,6 +21,7 @@ from .graph import Checkpoint
 from .graph import open_checkpoint as open_images_dir
 from .sources import Source, resolve
 from .sources.layout import images_dir_in, rootfs_beside
+from .sources.resolve import LogSet, resolve_logs
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ def resolve_source(spec: object, *, lxd_dir: str | None = None,
     """:func:`crit_plus.sources.resolve` of what the user typed; archives are cleaned
     up when the returned context ends."""
     return resolve(str(spec), lxd_dir=lxd_dir, project=project)
+
+
+def resolve_log_set(spec: object, *, lxd_dir: str | None = None,
+                    project: str | None = None) -> LogSet:
+    """:func:`crit_plus.sources.resolve.resolve_logs` of what the user typed (``explain``):
+    the logs it leads to, checkpoint or not; archives are cleaned up when the returned
+    context ends."""
+    return resolve_logs(str(spec), lxd_dir=lxd_dir, project=project)
 
 
 def open_graph(source: Source, *, root: str | os.PathLike[str] | None = None) -> Checkpoint:

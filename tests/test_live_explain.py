@@ -228,11 +228,12 @@ def test_restore_of_a_changed_file_then_a_good_restore(criu, tmp_path):
         if pidfile.exists():
             harness.kill_group(int(pidfile.read_text()))
     run = _explained(log.parent / "restore.log", "file-size")
-    # CRIU's chain: the child's error, then "Unable to open fd", (often "N exited"),
-    # "Restoring FAILED."
+    # CRIU's chain: the child's error, then "Unable to open fd", and "Restoring FAILED."
+    # with (often) "N exited" before or after it: the root task and its child log apart
     assert "has bad size 12 (expect 5)" in run.decisive.text
     codes = [line.failure.code for line in run.consequences]
-    assert codes[0] == "restore-open-fd" and codes[-1] == "restore-failed"
+    assert codes[0] == "restore-open-fd" and "restore-failed" in codes[1:], codes
+    assert set(codes[1:]) <= {"restore-failed", "restore-child-exited"}, codes
     assert good == 0, explain_criu_log(log.parent / "restore2.log").decisive
     # the whole directory through the CLI: a failed restore, so exit 1; both runs named
     result = run_cli("explain", log.parent, check=False)

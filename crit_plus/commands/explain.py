@@ -7,9 +7,9 @@ import sys
 import click
 
 from ..analysis.explain import SCHEMA, exit_status, explain_files, issue_url
+from ..opening import resolve_log_set
 from ..render import write_json
 from ..sources.errors import SourceError
-from ..sources.resolve import resolve_logs
 from .options import format_option, verdict_kept
 
 
@@ -108,7 +108,7 @@ def explain(paths, lxd_dir, project, fmt):
     all_runs, files, problems = [], [], []
     for spec in paths:
         try:
-            with resolve_logs(spec, lxd_dir=lxd_dir, project=project) as found:
+            with resolve_log_set(spec, lxd_dir=lxd_dir, project=project) as found:
                 runs, results = explain_files(found.logs, found.file_times)
         except SourceError as error:
             problems.append({"spec": spec, "problem": error.reason})

@@ -466,13 +466,23 @@ def _program_files(name, static):
 
 
 def _copy_files(paths, target):
-    """Copy files and directories ``paths`` (links as links) into ``target``."""
+    """Copy files and directories ``paths`` (links as links) into ``target``; sockets and
+    FIFOs a program bound or made cannot be copied (the program makes them again) and are
+    left out."""
     target.mkdir(parents=True, exist_ok=True)
     for path in paths:
         if path.is_dir() and not path.is_symlink():
-            shutil.copytree(path, target / path.name, symlinks=True)
-        else:
+            shutil.copytree(path, target / path.name, symlinks=True, ignore=_special_files)
+        elif path.is_symlink() or path.is_file():
             shutil.copy2(path, target / path.name, follow_symlinks=False)
+
+
+def _special_files(directory, names):
+    """The names in ``directory`` that are neither files, links nor directories."""
+    return [name for name in names
+            if not (os.path.islink(os.path.join(directory, name))
+                    or os.path.isfile(os.path.join(directory, name))
+                    or os.path.isdir(os.path.join(directory, name)))]
 
 
 def _run(argv, log_path, timeout, cwd=None, env=None):
