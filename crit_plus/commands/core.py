@@ -43,7 +43,7 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
         raise click.BadParameter("without PID, -o names a directory (one core per process)",
                                  param_hint="-o")
     written = []
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         inputs = input_paths(opened.source)
         pids = [check_pid(checkpoint, pid)] if pid is not None else list(checkpoint.pids)

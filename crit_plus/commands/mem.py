@@ -139,7 +139,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
       crit-plus mem read dump1 12525 7f954fcb7000
       crit-plus mem read lxd:web/snap0 8 0x7ffd3c5e1000 4k -o stack.bin
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         memory = _memory(checkpoint, check_pid(checkpoint, pid), address, length)
         if output is not None:
@@ -231,7 +231,7 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
     needle = _pattern_bytes(pattern, as_hex)
     if not needle:
         raise click.BadParameter("the pattern is empty", param_hint="PATTERN")
-    with open_checkpoint_source(path, lxd_dir, project) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         for pid in pids:
             check_pid(checkpoint, pid)
@@ -289,7 +289,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
       crit-plus mem dump dump1 12525 --vma 3c7b8000 -o heap.bin
       crit-plus mem dump lxd:web/snap0 1 --vma 400000 -o text.bin --root /srv/rootfs
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         memory = _memory(checkpoint, check_pid(checkpoint, pid), address, 1)
         mapping = memory.find(address)
