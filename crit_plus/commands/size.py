@@ -207,7 +207,8 @@ def _write_owners(report, out):
     _heading(out, "By process (pages by state; disk = its pages file + its own images)")
     rows = []
     for item in report.processes:
-        rows.append(dict(_page_cells(item.pages), owner=f"{item.pid} {safe_text(item.comm)}",
+        owner = f"{item.pid} {safe_text(item.comm or '?')}"
+        rows.append(dict(_page_cells(item.pages), owner=owner,
                          threads=item.threads, pages_file=item.pages_file,
                          pages_disk=human_bytes(item.pages_disk.apparent),
                          metadata=human_bytes(item.metadata_disk.apparent),
@@ -236,7 +237,7 @@ def _write_vma_kinds(report, out):
 
 def _write_top(report, out):
     _heading(out, f"Biggest {len(report.top_vmas)} VMAs")
-    rows = [dict(_page_cells(v.pages), pid=v.pid, comm=v.comm,
+    rows = [dict(_page_cells(v.pages), pid=v.pid, comm=v.comm or "?",
                  range=address_range(v.start, v.end), kind=v.kind, name=v.name,
                  mapped=human_bytes(v.mapped)) for v in report.top_vmas]
     write_table(rows, (("pid", "PID"), ("comm", "COMM"), ("range", "ADDRESS"), ("kind", "KIND"),
@@ -290,7 +291,7 @@ def _write_content(report, scan, elapsed, out):
     owners = []
     for item in scan.owners:
         if item.pid is not None:
-            owner = f"{item.pid} {safe_text(item.comm)}"
+            owner = f"{item.pid} {safe_text(item.comm or '?')}"
         else:
             name = names.get(item.shmid)
             owner = f"shmem {item.shmid}" + (f" {safe_text(name)}" if name else "")
