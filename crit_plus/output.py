@@ -78,10 +78,14 @@ def whole_file(path, binary=True, permissions=None, inputs=()):
         return
     import tempfile  # imported here: the CLI starts without it
 
-    path = os.path.realpath(os.fspath(path))
+    given = os.fspath(path)
+    path = os.path.realpath(given)
     directory, base = os.path.split(path)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.",
-                                             suffix=".partial")
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.",
+                                                 suffix=".partial")
+    except OSError as error:  # name the file asked for, not the temporary one
+        raise OSError(error.errno, error.strerror, given) from None
     try:
         with os.fdopen(descriptor, mode, encoding=encoding) as stream:
             os.fchmod(stream.fileno(),

@@ -27,6 +27,7 @@ import crit_plus
 from crit_plus.render import jsonable, safe_text, write_fields, write_json, write_table
 from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
+from tests.cli import run_cli
 
 from .command_table import COMMANDS, EXIT_OK, fill, invoke, problems, registered
 from .synth import HOSTILE, PRESENT, RunSpec, hostile_names, minimal, run, vma
@@ -228,3 +229,11 @@ def test_sigterm_leaves_no_partial_mem_dump(tmp_path):
         pytest.skip("the dump ended before SIGTERM came")
     assert process.returncode == 143 and err == "crit-plus: terminated\n", err
     assert list(out.parent.iterdir()) == []
+
+
+def test_an_output_in_a_missing_directory_names_the_file_asked_for(service_a, tmp_path):
+    """The temporary file a whole-or-nothing output starts as is never what an error names."""
+    wanted = tmp_path / "no-such-dir" / "out.json"
+    done = run_cli("decode", "-i", service_a / "pstree.img", "-o", wanted)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"crit-plus: {wanted}: No such file or directory\n"
