@@ -342,3 +342,19 @@ def test_compare_keeps_its_verdict_into_a_closed_pipe(own_fingerprint, tmp_path)
             assert done.returncode == 2, done.stderr
     finally:
         os.close(write_end)
+
+
+def test_compare_warns_of_features_the_target_never_tested(own_fingerprint, tmp_path):
+    """A target whose fingerprint was taken where ``criu check`` could not run knows none of
+    its kernel features: not "compatible", a warning (exit 1)."""
+    data = json.loads(own_fingerprint.read_text())
+    if not any(data["kernel_features"].values()):
+        pytest.skip("criu check could not run here: no feature of the source is known")
+    data["kernel_features"] = dict.fromkeys(data["kernel_features"])
+    untested = tmp_path / "untested.json"
+    untested.write_text(json.dumps(data))
+    done = run_cli("host", "compare", own_fingerprint, untested, "--format", "json")
+    assert done.returncode == 1, done.stderr
+    found = json.loads(done.stdout)["differences"]
+    assert [(d["code"], d["severity"]) for d in found] == [("kernel-feature", "warning")]
+    assert "not tested on the target" in found[0]["message"]

@@ -93,6 +93,13 @@ def _kernel(found, source, target):
     if lost:
         _add(found, "kernel-feature", "kernel features the target lacks (criu check "
              f"--feature): {', '.join(lost)} (an error for checkpoints that use them)")
+    untested = [name for name in FEATURES
+                if source.feature(name) is True and target.feature(name) is None]
+    if untested:
+        _add(found, "kernel-feature", f"{len(untested)} kernel features the source has were "
+             "not tested on the target (its fingerprint was taken where `criu check` could "
+             "not run): they may be missing; take it again with a criu that runs there",
+             "warning")
 
 
 def _filesystems(found, source, target):
