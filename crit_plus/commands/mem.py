@@ -231,7 +231,7 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
     needle = _pattern_bytes(pattern, as_hex)
     if not needle:
         raise click.BadParameter("the pattern is empty", param_hint="PATTERN")
-    with open_checkpoint_source(path, lxd_dir, project, note_errors=True) as opened:
+    with open_checkpoint_source(path, lxd_dir, project) as opened:
         checkpoint = opened.checkpoint
         for pid in pids:
             check_pid(checkpoint, pid)
