@@ -20,7 +20,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -28,6 +27,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 from decoders import PAGE_SIZE
+from tests.benchmarks.peak import MEASURED_COMMAND
 from tests.synth import PRESENT, CheckpointBuilder, RunSpec, proc, vma
 
 pytestmark = pytest.mark.benchmark
@@ -39,19 +39,6 @@ BASE = 0x7F0000000000
 VMAS = 64
 VMA_SIZE = 32 * MIB
 PID = 100
-
-_COMMAND = textwrap.dedent("""
-    import sys
-    from crit_plus.cli import main
-    try:
-        code = main(sys.argv[1:])
-    except SystemExit as done:
-        code = done.code
-    from tests.benchmarks.peak import peak_kib
-    print(f"VmHWM {peak_kib()}", file=sys.stderr)
-    sys.exit(code)
-""")
-
 
 @pytest.fixture(scope="module")
 def big_process(tmp_path_factory):
@@ -82,7 +69,7 @@ def test_core_of_2_gib(bench, capsys, big_process):
     def command():
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        child = subprocess.run([sys.executable, "-c", _COMMAND, "core", str(directory),
+        child = subprocess.run([sys.executable, "-c", MEASURED_COMMAND, "core", str(directory),
                                 str(PID), "-o", str(out)], capture_output=True, text=True,
                                cwd=ROOT, check=False)
         wall = time.perf_counter() - start

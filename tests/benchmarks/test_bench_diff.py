@@ -32,7 +32,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -42,6 +41,7 @@ pytest.importorskip("pytest_benchmark")
 import crit_plus  # noqa: E402
 from crit_plus.analysis.diff import diff_checkpoints  # noqa: E402
 from decoders import PAGE_SIZE  # noqa: E402
+from tests.benchmarks.peak import MEASURED_COMMAND  # noqa: E402
 from tests.synth import striped  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
@@ -114,19 +114,6 @@ def _record(bench, capsys, what, wall, cpu, extra=""):
                  f"CPU {cpu:.2f} s ({SIZE / cpu / GIB:.2f} GiB/s per side){extra}")
 
 
-_COMMAND = textwrap.dedent("""
-    import sys
-    from crit_plus.cli import main
-    try:
-        code = main(sys.argv[1:])
-    except SystemExit as done:
-        code = done.code
-    from tests.benchmarks.peak import peak_kib
-    print(f"VmHWM {peak_kib()}", file=sys.stderr)
-    sys.exit(code)
-""")
-
-
 def test_content_diff_in_process(bench, capsys, two_checkpoints):
     old_dir, new_dir, _old, _new, changed = two_checkpoints
 
@@ -157,7 +144,7 @@ def test_content_diff_command_fresh_interpreter(bench, capsys, two_checkpoints):
 
     def command():
         start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-c", _COMMAND, "diff", str(old_dir),
+        child = subprocess.Popen([sys.executable, "-c", MEASURED_COMMAND, "diff", str(old_dir),
                                   str(new_dir), "--only", "memory", "--format", "json"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         out, err = child.communicate()
