@@ -14,11 +14,9 @@ import io
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ import zstandard
 from crit_plus.sources import ArchiveError, ArchiveLimits, resolve
 
 from . import damage
+from .cli import start_cli, terminate_when
 from .command_table import COMMANDS, fill, invoke, problems, registered
 from .test_sources import _add_bytes, _hostile, _write_archive, scratch  # noqa: F401 (fixture)
 
@@ -310,21 +309,8 @@ def test_sigterm_during_extraction_removes_the_temporary_directory(service_a, tm
             _add_bytes(tar, f"checkpoint/extra/f{number}", b"x")
 
     archive = _write_archive(tmp_path / "slow.tar", service_a, extra=many)
-    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent)] + sys.path))
-    process = subprocess.Popen([sys.executable, "-m", "crit_plus", "summarize", str(archive)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not any(scratch.glob("*/checkpoint/extra/f1*")) and process.poll() is None:
-            assert time.monotonic() < deadline, "the extraction never started"
-            time.sleep(0.01)
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    process = start_cli("summarize", archive, env={"TMPDIR": str(scratch)},
+                        stdout=subprocess.DEVNULL)
+    err = terminate_when(process, lambda: any(scratch.glob("*/checkpoint/extra/f1*")))
     assert process.returncode == 143 and err == "crit-plus: terminated\n", err
     assert list(scratch.iterdir()) == []

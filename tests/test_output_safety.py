@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +22,7 @@ import crit_plus
 from crit_plus.render import jsonable, safe_text, write_fields, write_json, write_table
 from decoders.flags import PAGE_SIZE
 from decoders.image import open_image
-from tests.cli import run_cli
+from tests.cli import run_cli, start_cli, terminate_when
 
 from .command_table import COMMANDS, EXIT_OK, fill, invoke, problems, registered
 from .synth import HOSTILE, PRESENT, RunSpec, hostile_names, minimal, run, vma
@@ -149,16 +144,8 @@ def test_every_checkpoint_command_shows_hostile_names_safely(hostile, name, form
 HUGE_BASE = 0x10000000
 
 
-def _crit_plus_process(*args, **options):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent)] + sys.path))
-    return subprocess.Popen([sys.executable, "-m", "crit_plus", *map(str, args)], env=env,
-                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            **options)
-
-
 def _dump(*args, **options):
-    process = _crit_plus_process("mem", "dump", *args, stdout=subprocess.PIPE, **options)
+    process = start_cli("mem", "dump", *args, stdout=subprocess.PIPE, **options)
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
 
@@ -212,19 +199,9 @@ def test_sigterm_leaves_no_partial_mem_dump(tmp_path):
         pages_file.truncate(pages * PAGE_SIZE)  # data (read, then written), all zero
     out = tmp_path / "out" / "big.bin"
     out.parent.mkdir()
-    process = _crit_plus_process("mem", "dump", ck.directory, 1, "--vma", hex(HUGE_BASE),
-                                 "-o", out, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not list(out.parent.glob(".big.bin.*.partial")) and process.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    process = start_cli("mem", "dump", ck.directory, 1, "--vma", hex(HUGE_BASE), "-o", out,
+                        stdout=subprocess.DEVNULL)
+    err = terminate_when(process, lambda: list(out.parent.glob(".big.bin.*.partial")))
     if process.returncode == 0:
         pytest.skip("the dump ended before SIGTERM came")
     assert process.returncode == 143 and err == "crit-plus: terminated\n", err
