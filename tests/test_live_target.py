@@ -120,13 +120,18 @@ def test_clean_against_this_machine_and_restores(criu, own, tmp_path):
 # -- dumps that need a feature -----------------------------------------------------------------
 
 
-def _dump_timens(criu, directory):
-    popen = _start(["unshare", "--time", "--fork", "setsid", "sleep", "600"])
+def _dump_started(criu, directory, argv):
+    """Start ``argv``, dump the process it ends in (its leaf) into ``directory``, stop it."""
+    popen = _start(argv)
     leaf = _leaf(popen)
     try:
         harness.dump(criu, leaf, directory, leave_running=False, options=())
     finally:
         _stop(popen, leaf)
+
+
+def _dump_timens(criu, directory):
+    _dump_started(criu, directory, ["unshare", "--time", "--fork", "setsid", "sleep", "600"])
 
 
 def _dump_overlay(criu, directory):
@@ -136,13 +141,8 @@ def _dump_overlay(criu, directory):
     inner = (f"mount -t overlay overlay -o lowerdir={layers}/lower,upperdir={layers}/upper,"
              f"workdir={layers}/work {layers}/merged && cd {layers}/merged && "
              "exec setsid sleep 600 </dev/null >/dev/null 2>&1")
-    popen = _start(["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c",
-                    inner])
-    leaf = _leaf(popen)
-    try:
-        harness.dump(criu, leaf, directory, leave_running=False, options=())
-    finally:
-        _stop(popen, leaf)
+    _dump_started(criu, directory, ["unshare", "--mount", "--propagation", "private",
+                                    "--fork", "sh", "-c", inner])
 
 
 def _dump_lazy(criu, directory):
