@@ -155,6 +155,7 @@ class ProcessTree:
     def __init__(self, entries: Sequence[PstreeEntry]) -> None:
         self.order = [entry.pid for entry in entries]
         ppid = {entry.pid: entry.ppid for entry in entries}
+        position = {pid: index for index, pid in enumerate(self.order)}.__getitem__
         findings = []
         parent = {}
         roots = []
@@ -185,7 +186,7 @@ class ProcessTree:
                 node = parent[node]
             if node in parent and state.get(node) == 1:
                 cycle = path[path.index(node):]
-                first = min(cycle, key=self.order.index)
+                first = min(cycle, key=position)
                 findings.append(Finding(
                     ERROR, "pid-cycle",
                     "parent cycle: " + " -> ".join(str(p) for p in cycle + [cycle[0]]),
@@ -194,17 +195,17 @@ class ProcessTree:
                 roots.append(first)
             for visited in path:
                 state[visited] = 2
-        roots.sort(key=self.order.index)
+        roots.sort(key=position)
         top = [pid for pid in roots if ppid[pid] == 0]
         if len(top) > 1:  # CRIU takes the first for the root and stops at the second
             findings.append(Finding(
                 WARNING, "many-roots",
                 "more than one process has parent 0: " + ", ".join(str(p) for p in top),
                 "pstree.img", named(pid=top[1])))
-        children: dict[int, list[int]] = {pid: [] for pid in self.order}
+        children: dict[int, list[int]] = {}  # only processes with children: leaves cost nothing
         for pid in self.order:
             if pid in parent:
-                children[parent[pid]].append(pid)
+                children.setdefault(parent[pid], []).append(pid)
         self.roots = tuple(roots)
         self._parent = parent
         self._children = {pid: tuple(kids) for pid, kids in children.items()}
@@ -237,6 +238,16 @@ class _Loaded:
         self.findings = tuple(findings)
 
 
+#: Shared by every process: nothing loaded and nothing to say (an optional image that is
+#: missing, no file id), and a required image that is missing, whose finding
+#: (:meth:`Process._findings_of`) is made only when the findings are asked for.  A hostile
+#: ``pstree.img`` of a million pids without images costs no finding object per pid
+#: (docs/robustness.md).
+_NOTHING = _Loaded()
+_MISSING = _Loaded()
+_NO_FDS = _Loaded(())
+
+
 class Process:
     """One process of the checkpoint.  Cheap to make; images are read on first use."""
 
@@ -259,11 +270,7 @@ class Process:
         try:
             return _Loaded(reader(self._path(name), *args))
         except MissingImageError:
-            if not required:
-                return _Loaded()
-            return _Loaded(None, [Finding(ERROR, "missing-image",
-                                          f"pid {self.pid} needs {name}, which is missing", name,
-                                          named(pid=self.pid))])
+            return _MISSING if required else _NOTHING
         except DecodeError as error:
             return _Loaded(None, [error_finding(error)])
 
@@ -308,11 +315,7 @@ class Process:
             return _Loaded(table.pagemap)
         error = store.error(name)
         if isinstance(error, MissingImageError):
-            if not self._needs_images:
-                return _Loaded()
-            return _Loaded(None, [Finding(ERROR, "missing-image",
-                                          f"pid {self.pid} needs {name}, which is missing", name,
-                                          named(pid=self.pid))])
+            return _MISSING if self._needs_images else _NOTHING
         return _Loaded(None, [error_finding(error)])
 
     # -- identity and state ------------------------------------------------------------
@@ -397,7 +400,7 @@ class Process:
     def _fds(self):
         ids = self.ids
         if ids is None:
-            return _Loaded(())
+            return _NO_FDS
         name = f"fdinfo-{ids.files_id}.img"
         try:
             infos = read_fdinfo(self._path(name))
@@ -442,7 +445,7 @@ class Process:
 
     def _file(self, file_id, what, image):
         if file_id is None:
-            return _Loaded()
+            return _NOTHING
         file = self.checkpoint.files.get(file_id)
         if file is None:
             return _Loaded(None, [Finding(
@@ -486,7 +489,7 @@ class Process:
     def _memory(self):
         mm = self.mm
         if mm is None:
-            return _Loaded()
+            return _NOTHING
         checkpoint = self.checkpoint
         files = checkpoint.files
         layout, findings = [], []
@@ -582,18 +585,30 @@ class Process:
         return self._strings(mm.env_start, mm.env_end) if mm is not None else None
 
     # -- findings -------------------------------------------------------------------------
-    @functools.cached_property
+    def _findings_of(self, loaded, name):
+        """The findings of one loaded image ``name``: a missing one's made here."""
+        if loaded is _MISSING:
+            return (Finding(ERROR, "missing-image",
+                            f"pid {self.pid} needs {name}, which is missing", name,
+                            named(pid=self.pid)),)
+        return loaded.findings
+
+    @property
     def findings(self) -> tuple[Finding, ...]:
-        """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images)."""
+        """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images).
+        Made on each call, not kept: :attr:`Checkpoint.findings` keeps what it lists."""
         found = []
-        for loaded in self._cores.values():
-            found.extend(loaded.findings)
+        for tid, loaded in self._cores.items():
+            found.extend(self._findings_of(loaded, f"core-{tid}.img"))
         if self.core is not None and self.state is None:
             found.append(Finding(ERROR, "no-task-state",
                                  f"pid {self.pid}: the leader's core has no task state",
                                  f"core-{self.pid}.img", named(pid=self.pid)))
-        for part in (self._ids, self._mm, self._fs, self._pagemap, self._fds, self._cwd,
-                     self._root, self._exe, self._memory):
+        pid = self.pid
+        for part, name in ((self._ids, f"ids-{pid}.img"), (self._mm, f"mm-{pid}.img"),
+                           (self._fs, f"fs-{pid}.img"), (self._pagemap, f"pagemap-{pid}.img")):
+            found.extend(self._findings_of(part, name))
+        for part in (self._fds, self._cwd, self._root, self._exe, self._memory):
             found.extend(part.findings)
         if self.is_zombie:
             for name in (f"mm-{self.pid}.img", f"pagemap-{self.pid}.img"):
@@ -807,7 +822,7 @@ class Checkpoint:
             try:
                 self._decoded[name] = (read_messages(os.path.join(self.directory, name)), None)
             except DecodeError as error:
-                self._decoded[name] = ((), error)
+                self._decoded[name] = ((), error.detached())
         return self._decoded[name]
 
     def messages(self, name: str) -> tuple[Any, ...]:
