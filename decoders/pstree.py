@@ -13,9 +13,9 @@ def read_pstree(path: StrPath) -> list[PstreeEntry]:
     The entries keep no raw message (every field is a record field): a pstree.img of a
     million entries is a million records kept while the checkpoint is open."""
     with open_image(path) as image:
-        path = image.path
+        where = image.path
         return [
             PstreeEntry(msg.pid, msg.ppid, msg.pgid, msg.sid, tuple(msg.threads) or (),
-                        Source(path, offset, index))
+                        Source(where, offset, index))
             for index, offset, msg in image.iter_messages()
         ]
