@@ -310,10 +310,9 @@ class Process:
     def _pagemap(self):
         name = f"pagemap-{self.pid}.img"
         store = self.checkpoint.page_store
-        table = store.table(name)
+        table, error = store.loaded(name)
         if not isinstance(table, str):
             return _Loaded(table.pagemap)
-        error = store.error(name)
         if isinstance(error, MissingImageError):
             return _MISSING if self._needs_images else _NOTHING
         return _Loaded(None, [error_finding(error)])
@@ -882,9 +881,8 @@ class Checkpoint:
         found.extend(self._stats.findings)
         store = self.page_store
         for shmid in self.shmem_ids:
-            table = store.table(f"pagemap-shmem-{shmid}.img")
+            table, error = store.loaded(f"pagemap-shmem-{shmid}.img")
             if isinstance(table, str):
-                error = store.error(f"pagemap-shmem-{shmid}.img")
                 found.add(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img",
                                   named(entry=getattr(error, "entry_index", None),
                                         offset=getattr(error, "offset", None))))

@@ -645,6 +645,11 @@ class PageStore:
         self._tables[name] = loaded
         return loaded
 
+    def loaded(self, name: str) -> tuple[PageTable | str, DecodeError | None]:
+        """``(table, None)`` or ``(why not, error)`` of pagemap image ``name``: :meth:`table`
+        and :meth:`error` in one look (a missing image is looked for on each call)."""
+        return self._load(name)
+
     def table(self, name: str) -> PageTable | str:
         """The :class:`PageTable` of pagemap image ``name``, or a string saying why not."""
         return self._load(name)[0]
