@@ -23,9 +23,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
@@ -248,8 +248,47 @@ _MISSING = _Loaded()
 _NO_FDS = _Loaded(())
 
 
+_T = TypeVar("_T")
+
+
+class _kept(Generic[_T]):  # noqa: N801 (used as a decorator, like cached_property)
+    """:func:`functools.cached_property` for a class with ``__slots__``: the value is
+    computed on first use and kept in the slot ``_k_<name>`` the class declares."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+        self.slot: Any = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = owner.__dict__["_k_" + name]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _kept[_T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        try:
+            return self.slot.__get__(instance, owner)
+        except AttributeError:
+            value = self.func(instance)
+            self.slot.__set__(instance, value)
+            return value
+
+
 class Process:
     """One process of the checkpoint.  Cheap to make; images are read on first use."""
+
+    # slots, not a __dict__ (each ``@_kept`` value in its ``_k_`` slot): a hostile
+    # pstree.img lists a million processes
+    __slots__ = ("checkpoint", "entry", "pid", "ppid", "pgid", "sid", "_k__cores",
+                 "_k__needs_images", "_k__ids", "_k__mm", "_k__fs", "_k__pagemap", "_k_threads",
+                 "_k__fds", "_k__cwd", "_k__root", "_k__exe", "_k__memory", "_k_pages",
+                 "_k_command_line", "_k_environ")
 
     def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
@@ -274,7 +313,7 @@ class Process:
         except DecodeError as error:
             return _Loaded(None, [error_finding(error)])
 
-    @functools.cached_property
+    @_kept
     def _cores(self):
         """tid → loaded core, leader first.  A zombie has its leader alone: CRIU writes
         only ``core-<pid>.img`` for it and leaves its pstree thread ids unset
@@ -289,24 +328,24 @@ class Process:
                 cores[tid] = self._load(read_core, f"core-{tid}.img", tid)
         return cores
 
-    @functools.cached_property
+    @_kept
     def _needs_images(self):
         """True unless the process is a zombie (CRIU writes only its core)."""
         return not self.is_zombie
 
-    @functools.cached_property
+    @_kept
     def _ids(self):
         return self._load(read_ids, f"ids-{self.pid}.img", required=self._needs_images)
 
-    @functools.cached_property
+    @_kept
     def _mm(self):
         return self._load(read_mm, f"mm-{self.pid}.img", required=self._needs_images)
 
-    @functools.cached_property
+    @_kept
     def _fs(self):
         return self._load(read_fs, f"fs-{self.pid}.img", required=self._needs_images)
 
-    @functools.cached_property
+    @_kept
     def _pagemap(self):
         name = f"pagemap-{self.pid}.img"
         store = self.checkpoint.page_store
@@ -323,7 +362,7 @@ class Process:
         """The leader's :class:`~decoders.records.ThreadCore`, or None."""
         return self._cores[self.pid].value
 
-    @functools.cached_property
+    @_kept
     def threads(self) -> tuple[Thread, ...]:
         """Every :class:`Thread`, leader first: the pstree entry's thread ids (the leader
         added when missing), a zombie's leader alone — the one thread list."""
@@ -395,7 +434,7 @@ class Process:
         return tuple(self.checkpoint.process(pid) for pid in tree.children(self.pid))
 
     # -- files ----------------------------------------------------------------------------
-    @functools.cached_property
+    @_kept
     def _fds(self):
         ids = self.ids
         if ids is None:
@@ -453,17 +492,17 @@ class Process:
                 named(pid=self.pid, id=file_id))])
         return _Loaded(file)
 
-    @functools.cached_property
+    @_kept
     def _cwd(self):
         fs = self.fs
         return self._file(fs.cwd_id if fs else None, "cwd", f"fs-{self.pid}.img")
 
-    @functools.cached_property
+    @_kept
     def _root(self):
         fs = self.fs
         return self._file(fs.root_id if fs else None, "root", f"fs-{self.pid}.img")
 
-    @functools.cached_property
+    @_kept
     def _exe(self):
         mm = self.mm
         return self._file(mm.exe_file_id if mm else None, "executable", f"mm-{self.pid}.img")
@@ -484,7 +523,7 @@ class Process:
         return self._exe.value
 
     # -- memory ---------------------------------------------------------------------------
-    @functools.cached_property
+    @_kept
     def _memory(self):
         mm = self.mm
         if mm is None:
@@ -524,7 +563,7 @@ class Process:
         memory = self.memory
         return memory.vmas if memory is not None else ()
 
-    @functools.cached_property
+    @_kept
     def pages(self) -> ProcessPages:
         """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
         shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
@@ -546,7 +585,7 @@ class Process:
         """The same as :attr:`command_line` (one reader of the argument area)."""
         return self.command_line
 
-    @functools.cached_property
+    @_kept
     def command_line(self) -> tuple[str, ...] | None:
         """The command line as ``/proc/PID/cmdline`` gives it and ``ps`` shows it, read back
         from memory; None for a zombie, an empty argument area or unreadable memory.
@@ -577,7 +616,7 @@ class Process:
             return None
         return (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),)
 
-    @functools.cached_property
+    @_kept
     def environ(self) -> tuple[str, ...] | None:
         """The environment (``NAME=value`` strings) read back from memory, or None."""
         mm = self.mm

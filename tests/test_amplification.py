@@ -5,7 +5,7 @@ summary finding, so every command that lists findings stays within memory.
 
 The commands run in a subprocess under an address-space limit (RLIMIT_AS) the test sets;
 before the cap, ``validate --format json`` on this input needed about 2.8 GB, after it
-about 860 MB (~8 KB a pid); now a pid without images costs the graph about 1.5 KB
+about 860 MB (~8 KB a pid); now a pid without images costs the graph about 1.2 KB
 (:func:`test_a_pid_without_images_costs_little`; docs/robustness.md, "Many pids").
 """
 
@@ -38,7 +38,7 @@ PIDS = 100_000
 #: about 180 MiB).
 LIMIT = 512 << 20
 #: Most peak memory one more pid without images may add to ``validate``.
-PER_PID = 2048
+PER_PID = 1536
 
 
 @pytest.fixture(scope="module")
