@@ -417,7 +417,7 @@ class Process:
                     ERROR, "unresolved-fd",
                     f"pid {self.pid} fd {info.fd}: file id {info.id} is not in files.img", name,
                     named(pid=self.pid, fd=info.fd, id=info.id)))
-            fds.append(Fd(info.fd, info.type, file, info.flags, info.source))
+            fds.append(Fd(info.fd, info.type, file, info.flags, info.source, info.id))
         return _Loaded(tuple(fds), findings)
 
     @property
