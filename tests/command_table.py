@@ -100,6 +100,9 @@ COMMANDS = {
     "fds": _checkpoint_command("fds", formats=("json", "tree")),
     "sk": _checkpoint_command("sk"),
     "mems": _checkpoint_command("mems"),
+    # x: crit's explorers with crit's text; every explorer as text, one as JSON
+    "x": Use(tuple(("x", CHECKPOINT, what) for what in ("ps", "fds", "mems", "rss", "sk"))
+             + (("x", CHECKPOINT, "mems", "--format", "json"),), "checkpoint"),
     "rss": _checkpoint_command("rss", formats=("json", "tree")),
     # mem read/grep: with a damaged pstree the pid may be gone (a usage error); read exits 3
     # when the checkpoint holds no bytes at the address (a damaged pagemap or mm); grep as
