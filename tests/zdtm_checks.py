@@ -412,6 +412,10 @@ def markdown(results, report):
         f"{len(rows)} |"),
         (f"| dumps where every command shows the same facts of every process "
          f"(tests/consistency.py) | {clean('consistency')} of {len(rows)} |"),
+        (f"| dumps where `x ps\\|fds\\|mems\\|rss` prints crit's text, apart from the lines "
+         f"crit gets wrong (docs/commands/x.md) | {clean('x')} of {len(rows)} |"),
+        (f"| dumps where `info -f json` prints crit's `info` (the right count where crit's is "
+         f"wrong) and raw images are refused | {clean('info')} of {len(rows)} |"),
         (f"| validate: no error on a dump that restored and passed | "
         f"{passed - false_errors} of {passed} |"),
         (f"| validate: an error on a dump whose restore failed | "
