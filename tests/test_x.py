@@ -25,8 +25,8 @@ from decoders.kinds import raw_kind
 
 from . import crit_explorers
 from .oracle import crit_info, crit_json, is_metadata_image
-from .synth import PRESENT, CheckpointBuilder, hostile_names, proc, run, vma
-from .test_explorers import IDS, KEYS
+from .synth import CheckpointBuilder, hostile_names, proc, vma
+from .test_explorers import IDS, KEYS, with_zombie  # noqa: F401 (a fixture)
 from .zdtm_checks import run_command
 
 needs_crit = pytest.mark.skipif(crit_explorers.available() is not None,
@@ -96,19 +96,6 @@ def test_crit_calls_a_memfd_mapping_unknown_path(service_a):
     inodes = crit_json(service_a / "memfd.img")["entries"]
     assert any(i["name"] == "/dev/zero" and i["inode_id"] == entry["memfd"]["inode_id"]
                for i in inodes)
-
-
-@pytest.fixture
-def with_zombie(tmp_path):
-    """A checkpoint whose second process is a zombie: CRIU writes only its core."""
-    builder = CheckpointBuilder(tmp_path / "zombie")
-    builder.inventory()
-    builder.pstree([proc(1), proc(2, ppid=1)])
-    builder.process(1, vmas=[vma(0x10000, 0x14000)], runs=[run(0x10000, 2, PRESENT)],
-                    comm="parent")
-    builder.zombie(2, comm="defunct", exit_code=3)
-    builder.finish()
-    return builder.directory
 
 
 @needs_crit

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..memory import Mapping
 from .explore import ps_rows, socket_rows
 
 # -- files ---------------------------------------------------------------------------------
@@ -108,25 +107,20 @@ class XFds:
     root: XFile | None
 
 
-def _fs_file(checkpoint, obj, file_id):
-    if file_id is None:
-        return None
-    return x_file(checkpoint, "REG", file_id) if obj is None else XFile(
-        "REG", file_id, obj.kind, obj.name, path=obj.details.get("path"))
+def _reg(checkpoint, file_id):
+    """A file crit looks up as a regular one (cwd, root, exe, a file mapping)."""
+    return x_file(checkpoint, "REG", file_id) if file_id is not None else None
 
 
 def x_fds(checkpoint):
     """The :class:`XFds` of every process, in ``pstree.img`` order (crit's)."""
     result = []
     for process in checkpoint.processes:
-        fds = tuple(XFd(fd.fd, x_file(checkpoint, _type_name(fd.type), fd.file.id)
-                        if fd.file is not None else
-                        XFile(_type_name(fd.type), fd.file_id, None, None))
+        fds = tuple(XFd(fd.fd, x_file(checkpoint, _type_name(fd.type), fd.file_id))
                     for fd in process.fds)
         fs = process.fs
-        result.append(XFds(process.pid, fds,
-                           _fs_file(checkpoint, process.cwd, fs.cwd_id if fs else None),
-                           _fs_file(checkpoint, process.root, fs.root_id if fs else None)))
+        result.append(XFds(process.pid, fds, _reg(checkpoint, fs.cwd_id if fs else None),
+                           _reg(checkpoint, fs.root_id if fs else None)))
     return result
 
 
@@ -159,39 +153,32 @@ class XMems:
     vmas: tuple | None
 
 
-def _vma(checkpoint, mapping: Mapping):
-    vma = mapping.vma
-    file = None
-    if mapping.file is not None:
-        obj = mapping.file
-        file = XFile("REG", obj.id, obj.kind, obj.name,
-                     path=obj.details.get("path") if obj.kind == "file" else None)
-    elif int(vma.status) & _FILE_BACKED:
-        file = x_file(checkpoint, "REG", vma.shmid)
-    return XVma(vma.start, vma.end, int(vma.prot), int(vma.flags), int(vma.status), vma.pgoff,
-                vma.shmid, mapping.kind, file)
-
-
 _FILE_BACKED = (1 << 6) | (1 << 7)  # VMA_FILE_PRIVATE | VMA_FILE_SHARED
+
+
+def _vmas(checkpoint, process):
+    """The :class:`XVma` of every VMA of ``process`` (the graph's mappings: by address,
+    guard regions and empty VMAs left out), or None without memory."""
+    memory = process.memory
+    if memory is None:
+        return None
+    result = []
+    for mapping in memory.vmas:
+        vma = mapping.vma
+        file = _reg(checkpoint, vma.shmid) if int(vma.status) & _FILE_BACKED else None
+        result.append(XVma(vma.start, vma.end, int(vma.prot), int(vma.flags), int(vma.status),
+                           vma.pgoff, vma.shmid, mapping.kind, file))
+    return tuple(result)
 
 
 def x_mems(checkpoint):
     """The :class:`XMems` of every process, in ``pstree.img`` order."""
     result = []
     for process in checkpoint.processes:
-        memory = process.memory
-        if memory is None:
-            result.append(XMems(process.pid, None, None))
-            continue
+        vmas = _vmas(checkpoint, process)
         mm = process.mm
-        exe = None
-        if mm is not None and mm.exe_file_id is not None:
-            obj = process.exe
-            exe = x_file(checkpoint, "REG", mm.exe_file_id) if obj is None else XFile(
-                "REG", obj.id, obj.kind, obj.name,
-                path=obj.details.get("path") if obj.kind == "file" else None)
-        result.append(XMems(process.pid, exe,
-                            tuple(_vma(checkpoint, m) for m in memory.vmas)))
+        exe = _reg(checkpoint, mm.exe_file_id) if vmas is not None and mm else None
+        result.append(XMems(process.pid, exe, vmas))
     return result
 
 
@@ -250,12 +237,9 @@ def x_rss(checkpoint):
     """The :class:`XRss` of every process, in ``pstree.img`` order."""
     result = []
     for process in checkpoint.processes:
-        memory = process.memory
-        if memory is None:
-            result.append(XRss(process.pid, None, None))
-            continue
-        vmas = tuple(_vma(checkpoint, m) for m in memory.vmas)
-        result.append(XRss(process.pid, vmas, _rss_lines(vmas, memory.runs)))
+        vmas = _vmas(checkpoint, process)
+        lines = None if vmas is None else _rss_lines(vmas, process.memory.runs)
+        result.append(XRss(process.pid, vmas, lines))
     return result
 
 
