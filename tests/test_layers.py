@@ -29,7 +29,7 @@ GRAPH = ("crit_plus.findings", "crit_plus.files", "crit_plus.memory", "crit_plus
          "crit_plus.graph")
 #: Helpers beside it, that know no checkpoint: value → text, output, the error line.
 HELPERS = ("crit_plus.describe", "crit_plus.render", "crit_plus.jsontext", "crit_plus.progress",
-           "crit_plus.output", "crit_plus.boundary", "crit_plus.signals")
+           "crit_plus.output", "crit_plus.boundary", "crit_plus.signals", "crit_plus.crittext")
 #: (layer, the modules in it: a name stands for the module and everything below it, but
 #: ``crit_plus`` for its ``__init__.py`` alone, which loads its names lazily).
 LAYERS = (
