@@ -16,6 +16,7 @@ is the list every dump goes through; add a check by appending to it.
 - ``x``: ``crit-plus x`` prints crit's explorer text where crit is right
   (:func:`x_matches_crit`), ``info``: ``info -f json`` crit's info and raw images
   refused (:func:`info_matches_crit`);
+- ``encode``: decode then encode gives back every image's bytes (:func:`encode_round_trips`);
 - ``validate``: validate predicts the restore: no error on a dump that restored
   and passed its own check; an error on a dump whose restore failed.
 """
@@ -261,6 +262,27 @@ def info_matches_crit(dump):
     return problems
 
 
+def encode_round_trips(dump):
+    """Every image ``decode`` writes JSON for comes back from ``encode`` byte for byte
+    (plain and ``--pretty`` JSON): no JSON of crit-plus is one encode rejects."""
+    from decoders.encode import encode_image
+
+    problems = []
+    for path in sorted(dump.images.iterdir()):
+        if not path.is_file() or not is_metadata_image(path):
+            continue
+        for pretty in (False, True):
+            try:
+                again = encode_image(ours_json(path, pretty), str(path))
+            except Exception as error:  # noqa: BLE001 - the problem this check looks for
+                problems.append(f"{path.name}: encode fails: {type(error).__name__}: {error}")
+                break
+            if again != path.read_bytes():
+                problems.append(f"{path.name}{' --pretty' if pretty else ''}: encode gives "
+                                "other bytes")
+    return problems
+
+
 # -- validate ---------------------------------------------------------------------------
 
 
@@ -321,6 +343,7 @@ CHECKS = [
     Check("consistency", consistent),
     Check("x", x_matches_crit),
     Check("info", info_matches_crit),
+    Check("encode", encode_round_trips),
     Check("validate", validate_agrees),
 ]
 
@@ -416,6 +439,8 @@ def markdown(results, report):
          f"crit gets wrong (docs/commands/x.md) | {clean('x')} of {len(rows)} |"),
         (f"| dumps where `info -f json` prints crit's `info` (the right count where crit's is "
          f"wrong) and raw images are refused | {clean('info')} of {len(rows)} |"),
+        (f"| dumps where `decode` then `encode` gives back every image's bytes | "
+         f"{clean('encode')} of {len(rows)} |"),
         (f"| validate: no error on a dump that restored and passed | "
         f"{passed - false_errors} of {passed} |"),
         (f"| validate: an error on a dump whose restore failed | "
