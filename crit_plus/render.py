@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from tabulate import tabulate
+
+from decoders.lazy import LazyPattern
 
 #: Control characters (C0, DEL, C1), line and paragraph separators, bidirectional
 #: overrides (they reorder what a terminal shows), and the lone surrogates that
 #: stand for undecodable bytes (text read from memory with ``surrogateescape``).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = LazyPattern(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
                      r"\udc80-\udcff]")
 
 
@@ -45,7 +46,7 @@ def use_color(stream):
 
 #: Characters JSON may carry raw but a terminal would act on (DEL, C1 controls,
 #: separators, bidi overrides) or cannot encode (lone surrogates): written as \uXXXX.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_JSON_UNSAFE = LazyPattern(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def write_json(data, out, indent=2):
