@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import importlib
 import sys
+import types
 from typing import Any
 
 
@@ -29,7 +30,23 @@ def lazy_exports(package: str,
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
+    module = sys.modules[package]
+    module.__dict__["_lazy_exports"] = exports
+    module.__class__ = _LazyPackage
     return __getattr__, __dir__
+
+
+class _LazyPackage(types.ModuleType):
+    """A package with lazy exports.  Importing a submodule binds it as an attribute of
+    its package; where an export has the submodule's name (``crit_plus.sources.resolve``
+    is a function of ``sources/resolve.py``), the export keeps the name, as it did when
+    the package imported it eagerly."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in self.__dict__["_lazy_exports"] \
+                and value.__name__ == f"{self.__name__}.{name}":
+            return
+        super().__setattr__(name, value)
 
 
 class LazyPattern:
