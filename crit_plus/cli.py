@@ -38,8 +38,7 @@ import sys
 import click
 
 from crit_plus import __version__
-from decoders.errors import DecodeError
-from decoders.schema import PycriuNotFound
+from decoders.errors import DecodeError, PycriuNotFound
 
 from .boundary import error_text, quiet_broken_pipe
 from .commands.options import BAD_INPUT_EXIT, gc_paused

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import schema_index
+from .errors import PycriuNotFound
 
 ENV_VAR = "CRIT_PLUS_PYCRIU"
 #: The CRIU whose schema ``make schema`` builds (scripts/build-pycriu).
@@ -42,10 +43,6 @@ INSTALL_HINT = (
     "criu package (Debian/Ubuntu: apt-get install criu), or run `make schema` "
     f"to build a current one, or point ${ENV_VAR} at a directory holding pycriu"
 )
-
-
-class PycriuNotFound(ImportError):
-    """No usable pycriu could be loaded; the message says how to get one."""
 
 
 @dataclass(frozen=True)
