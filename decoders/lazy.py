@@ -67,7 +67,8 @@ class LazyPattern:
             raise AttributeError(name)
         import re  # re caches the compiled pattern: each name compiles it once in all
 
-        value = getattr(re.compile(*self._source), name)
+        pattern: Any = self._source[0]
+        value = getattr(re.compile(pattern, self._source[1]), name)
         setattr(self, name, value)
         return value
 

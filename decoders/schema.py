@@ -154,8 +154,8 @@ def _load_package(package_dir, lazy):
                 importlib.import_module("pycriu.images.opts_pb2")
             else:
                 images = importlib.import_module("pycriu.images")
-        module.images = images  # type: ignore[attr-defined]
-        module.__version__ = _package_version(package_dir)  # type: ignore[attr-defined]
+        module.images = images
+        module.__version__ = _package_version(package_dir)
     except Exception:
         for name in [n for n in sys.modules if n == "pycriu" or n.startswith("pycriu.")]:
             del sys.modules[name]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterator
 
 INDEX_FILE = "CRIT_PLUS_INDEX"
 HEADER = "crit-plus schema index 1"
@@ -75,7 +76,7 @@ def _message_names(data: bytes, path: str) -> list[str]:
     return names
 
 
-def _fields(data: bytes, path: str):
+def _fields(data: bytes, path: str) -> Iterator[tuple[int, bytes]]:
     """Yield (number, bytes) of the length-delimited fields of a message; skip the rest."""
     offset = 0
     while offset < len(data):
