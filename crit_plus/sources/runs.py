@@ -114,7 +114,7 @@ _NAMED = ((LazyPattern(r"pre-?dump"), "pre-dump"), (LazyPattern(r"lazy[-_]?pages
 _NAME_TIME = LazyPattern(r"_(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\.log$")
 #: liblxc's line: ``lxc NAME YYYYMMDDhhmmss.mmm LEVEL module - file:function:line - text``.
 _LXC_LINE = LazyPattern(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+\w+\s+(\S+)\s+-\s+\S*?"
-                       r"(\w+\.c):(\w+):\d+")
+                        r"(\w+\.c):(\w+):\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +401,7 @@ __all__ = ["AttributedLog", "HEAD_BYTES", "LogRun", "ManagerLine", "OPERATIONS",
 
 #: Any liblxc line: ``(time, millis, level, module, file, function, text)``.
 _LXC_FULL = LazyPattern(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+([A-Z]+)\s+(\S+)\s+-\s+\S*?"
-                       r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
+                        r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
 _LXC_COMMAND = LazyPattern(r"(?:Using command line|execing:?)\s+(.*\S)")
 _LXC_EXIT = LazyPattern(r"criu process exited (\d+)|exited with status (\d+)")
 _LXC_ERROR_LEVELS = ("ERROR", "CRIT", "ALERT", "FATAL")
