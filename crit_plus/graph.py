@@ -34,6 +34,7 @@ from decoders.image import read_messages
 from decoders.core import read_core
 from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
+from decoders.lazy import LazyPattern
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
 
@@ -606,8 +607,8 @@ class Process:
         return tuple(found)
 
 
-_PAGES_NAME = re.compile(r"^pages-(\d+)\.img$")
-_PAGEMAP_NAME = re.compile(r"^pagemap-(?:shmem-)?\d+\.img$")
+_PAGES_NAME = LazyPattern(r"^pages-(\d+)\.img$")
+_PAGEMAP_NAME = LazyPattern(r"^pagemap-(?:shmem-)?\d+\.img$")
 
 
 class Checkpoint:

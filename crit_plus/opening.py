@@ -19,9 +19,9 @@ from pathlib import Path
 
 from .graph import Checkpoint
 from .graph import open_checkpoint as open_images_dir
-from .sources import Source, resolve
 from .sources.layout import images_dir_in, rootfs_beside
-from .sources.resolve import LogSet, resolve_logs
+from .sources.model import Source
+from .sources.resolve import LogSet, resolve, resolve_logs
 
 
 @dataclass(frozen=True)

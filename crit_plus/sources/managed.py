@@ -14,7 +14,6 @@ from crit_plus.findings import INFO, WARNING, Finding
 
 from .backup import BackupError, instance_record, load_backup, snapshot_record
 from .layout import Placement, lxc_container_of
-from .logs import read_header
 from .model import Source, mtime_of, parse_timestamp
 
 
@@ -23,6 +22,8 @@ def _dump_log_facts(images_dir):
     path = Path(images_dir) / "dump.log"
     if not path.is_file():
         return None, None
+    from .logs import read_header  # only when there is a dump.log
+
     try:
         return path, read_header(path)
     except OSError:

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from decoders.framing import open_untrusted
+from decoders.lazy import LazyPattern
 
 from .times import mtime_of, parse_timestamp
 
@@ -102,18 +103,18 @@ _END_MARKS = (
     (b"Restoring FAILED.", "restore", "failed"),
     (b"Restore finished successfully", "restore", "succeeded"),
 )
-_DUMP_RUN_ID = re.compile(rb"Dump CRIU run id = ([0-9A-Za-z-]+)")
+_DUMP_RUN_ID = LazyPattern(rb"Dump CRIU run id = ([0-9A-Za-z-]+)")
 #: A verbose line starts with CRIU's timestamp, ``(SS.UUUUUU)``.
-_TIMESTAMPED = re.compile(rb"^\(\s*\d+\.\d+\)", re.MULTILINE)
+_TIMESTAMPED = LazyPattern(rb"^\(\s*\d+\.\d+\)", re.MULTILINE)
 #: Operations in file names, most specific first.
-_NAMED = ((re.compile(r"pre-?dump"), "pre-dump"), (re.compile(r"lazy[-_]?pages"), "lazy-pages"),
-          (re.compile(r"page[-_]?server"), "page-server"), (re.compile(r"restore"), "restore"),
-          (re.compile(r"dump"), "dump"), (re.compile(r"check"), "check"))
+_NAMED = ((LazyPattern(r"pre-?dump"), "pre-dump"), (LazyPattern(r"lazy[-_]?pages"), "lazy-pages"),
+          (LazyPattern(r"page[-_]?server"), "page-server"), (LazyPattern(r"restore"), "restore"),
+          (LazyPattern(r"dump"), "dump"), (LazyPattern(r"check"), "check"))
 #: LXD's and Incus's copies: FUNCTION_METHOD_TIME.log, TIME in RFC 3339 (whole seconds).
-_NAME_TIME = re.compile(r"_(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\.log$")
+_NAME_TIME = LazyPattern(r"_(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\.log$")
 #: liblxc's line: ``lxc NAME YYYYMMDDhhmmss.mmm LEVEL module - file:function:line - text``.
-_LXC_LINE = re.compile(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+\w+\s+(\S+)\s+-\s+\S*?"
-                       r"(\w+\.c):(\w+):\d+")
+_LXC_LINE = LazyPattern(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+\w+\s+(\S+)\s+-\s+\S*?"
+                        r"(\w+\.c):(\w+):\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,10 +400,10 @@ __all__ = ["AttributedLog", "HEAD_BYTES", "LogRun", "ManagerLine", "OPERATIONS",
 
 
 #: Any liblxc line: ``(time, millis, level, module, file, function, text)``.
-_LXC_FULL = re.compile(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+([A-Z]+)\s+(\S+)\s+-\s+\S*?"
-                       r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
-_LXC_COMMAND = re.compile(r"(?:Using command line|execing:?)\s+(.*\S)")
-_LXC_EXIT = re.compile(r"criu process exited (\d+)|exited with status (\d+)")
+_LXC_FULL = LazyPattern(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+([A-Z]+)\s+(\S+)\s+-\s+\S*?"
+                        r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
+_LXC_COMMAND = LazyPattern(r"(?:Using command line|execing:?)\s+(.*\S)")
+_LXC_EXIT = LazyPattern(r"criu process exited (\d+)|exited with status (\d+)")
 _LXC_ERROR_LEVELS = ("ERROR", "CRIT", "ALERT", "FATAL")
 
 
