@@ -126,3 +126,94 @@ def summary_page(result, *, title, origin, stats, totals, vmas, fds, validation=
                  validation=validation, validation_counts=counts, notes=result.notes,
                  sockets=sockets, socket_columns=socket_columns, mappings=mappings,
                  mapping_columns=mapping_columns, logs=logs)
+
+
+# -- size --------------------------------------------------------------------------------------
+
+
+class _Section:
+    """A heading, a stacked bar (:func:`~.layout.stacked_bar`) and a table."""
+
+    __slots__ = ("columns", "heading", "name", "note", "parts", "rows", "unit")
+
+    def __init__(self, name, heading, items, table=None, unit="bytes", note=None, numeric=()):
+        self.name, self.heading, self.unit, self.note = name, heading, unit, note
+        self.parts = layout.stacked_bar(items)
+        rows, cols = table if table is not None else ((), ())
+        self.rows, self.columns = rows, columns(cols, numeric)
+
+
+def size_page(report, *, title, fields, kinds, owners, owner_label, vma_kinds, scan=None,
+              content=None, content_heading=None, content_parts=(), transfer=None):
+    """The ``size`` page of :class:`~crit_plus.analysis.size.SizeReport` ``report``: a
+    stacked bar and the text form's table for each view.  ``fields`` are the text form's
+    first lines; ``kinds``, ``owners``, ``vma_kinds`` and ``content`` its tables as
+    ``(rows, columns)``; ``content_parts`` the ``(scan field, label)`` categories of
+    ``scan`` (:class:`~crit_plus.analysis.content.ContentReport`); ``transfer``
+    ``(heading, rows, columns)``."""
+    owner_items = [(owner_label(item), item.disk.apparent)
+                   for item in (*report.processes, *report.shared)]
+    owner_items.append(("checkpoint-wide images", report.common.apparent))
+    sections = [
+        _Section("kinds", "On disk, by image kind", [(k.kind, k.apparent) for k in report.kinds],
+                 kinds, numeric=("files",)),
+        _Section("owners", "On disk, by process (its pages file and its own images)",
+                 owner_items, owners, numeric=("threads", "files")),
+        _Section("vma-kinds", "Page data present, by VMA kind",
+                 [(v.kind, v.pages.present_bytes) for v in report.vma_kinds], vma_kinds,
+                 numeric=("vmas",)),
+    ]
+    if scan is not None:
+        sections.append(_Section(
+            "content", content_heading,
+            [(label, getattr(scan, name) * layout.PAGE_SIZE) for name, label in content_parts],
+            content, numeric=("pages",)))
+    moving = None
+    if transfer is not None:
+        heading, rows, cols = transfer
+        moving = (heading, rows, columns(cols))
+    return _page("size.html", title, "size", fields=fields, sections=sections,
+                 transfer=moving, notes=report.notes)
+
+
+# -- diff --------------------------------------------------------------------------------------
+
+
+class _VmaLine:
+    """A VMA row of a diff: its table cells and its page strip."""
+
+    __slots__ = ("cells", "change", "strip")
+
+    def __init__(self, row, cells):
+        self.change, self.cells, self.strip = row.change, cells, layout.page_strip(row)
+
+
+def diff_page(report, *, title, fields, verdict, processes=None, files=None, memory=None,
+              images=None):
+    """The ``diff`` page of :class:`~crit_plus.analysis.diff.DiffReport` ``report``.
+
+    ``fields`` and ``verdict`` are the text form's first and last lines; each section
+    the command's reading of it: ``processes`` ``(heading, rows, columns)``; ``files``
+    ``(heading, fd rows, fd columns, file rows, file columns)``; ``memory`` ``(heading,
+    columns, [(process line, [(VmaDiff, cells), ...]), ...])``, a strip drawn for each
+    VMA row (:func:`~.layout.page_strip`); ``images`` ``(heading, only in OLD, only in
+    NEW, fact rows, fact columns, stat rows, stat columns)``."""
+    if processes is not None:
+        heading, rows, cols = processes
+        processes = (heading, rows, columns(cols, ("old", "new")))
+    if files is not None:
+        heading, fds, fd_cols, objects, object_cols = files
+        files = (heading, fds, columns(fd_cols, ("fd",)), objects, columns(object_cols))
+    if memory is not None:
+        heading, cols, found = memory
+        numeric = ("changed", "added", "removed", "unchanged", "unavailable")
+        memory = (heading, columns(cols, numeric),
+                  [(text, [_VmaLine(row, cells) for row, cells in rows])
+                   for text, rows in found])
+    if images is not None:
+        heading, only_old, only_new, facts, fact_cols, stats, stat_cols = images
+        images = (heading, only_old, only_new, facts, columns(fact_cols), stats,
+                  columns(stat_cols))
+    return _page("diff.html", title, "diff", fields=fields, verdict=verdict,
+                 identical=report.identical, processes=processes, files=files, memory=memory,
+                 images=images)
