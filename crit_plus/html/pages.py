@@ -43,25 +43,40 @@ def columns(pairs, numeric=()):
 # -- summarize ---------------------------------------------------------------------------------
 
 
+#: How a VMA's tooltip names its page states (crit_plus.analysis.explore.VmaRow.pages).
+STATE_WORDS = (("present", "present"), ("parent", "in parent"), ("lazy", "lazy"),
+               ("unlisted", "unlisted"))
+
+
 def _vma_title(row):
     pages = row.pages
-    text = (f"{address_range(row.start, row.end)} {maps_perms(row.prot, row.flags)} {row.kind} "
-            f"{human_bytes(row.end - row.start)}: {pages.get('present', 0)} present, "
-            f"{pages.get('parent', 0)} in parent, {pages.get('lazy', 0)} lazy, "
-            f"{pages.get('unlisted', 0)} unlisted")
+    counts = [f"{pages[state]} {word}" for state, word in STATE_WORDS if pages.get(state)]
     if row.shared is not None:
-        text += f"; {row.shared} shared-memory pages"
+        counts.append(f"{row.shared} shared-memory")
+    text = (f"{address_range(row.start, row.end)} {maps_perms(row.prot, row.flags)} {row.kind} "
+            f"{human_bytes(row.end - row.start)}: {', '.join(counts) or 'no'} pages")
     return text + (f"; {row.name}" if row.name else "")
 
 
 class _Box:
     """A :class:`~.layout.VmaBox` with its tooltip."""
 
-    __slots__ = ("kind", "states", "title", "width", "x")
+    __slots__ = ("kind", "title", "width", "x")
 
     def __init__(self, box):
-        self.x, self.width, self.kind, self.states = box.x, box.width, box.kind, box.states
+        self.x, self.width, self.kind = box.x, box.width, box.kind
         self.title = _vma_title(box.row)
+
+
+def _marks(boxes, y=17, height=5):
+    """``(state, path data)``: every page-state segment of a map as one SVG path per
+    state (a rectangle each), which keeps a 300-process page small."""
+    paths = {}
+    for box in boxes:
+        for s in box.states:
+            paths.setdefault(s.css, []).append(f"M{s.x:.1f} {y}h{s.width:.1f}v{height}"
+                                               f"h{-s.width:.1f}z")
+    return [(state, "".join(parts)) for state, parts in paths.items()]
 
 
 def _process_facts(p):
@@ -83,7 +98,7 @@ def _fd_rows(table):
 
 
 class _TreeItem:
-    __slots__ = ("boxes", "closes", "command", "facts", "fds", "no_memory", "process")
+    __slots__ = ("boxes", "closes", "command", "facts", "fds", "marks", "no_memory", "process")
 
 
 def _tree(processes, vmas, fds):
@@ -100,7 +115,9 @@ def _tree(processes, vmas, fds):
         item.command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
         table = maps.get(p.pid)
         rows = table.vmas if table is not None else ()
-        item.boxes = [_Box(box) for box in layout.memory_map(rows)]
+        boxes = layout.memory_map(rows)
+        item.boxes = [_Box(box) for box in boxes]
+        item.marks = _marks(boxes)
         item.no_memory = "zombie: no memory" if p.state == "zombie" else "no memory image"
         item.fds = _fd_rows(files[p.pid]) if p.pid in files else []
         items.append(item)
