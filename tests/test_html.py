@@ -268,3 +268,21 @@ def test_hostile_names_show_as_text(browser, service_a, tmp_path):
     assert comm == SCRIPT_NAME
     assert "/srv/app/\\x1b[31mred\\x1b[0m\\x1b]0;owned\\x07.log" in dom["text"]
     assert "\x1b" not in dom["text"]
+
+
+# -- the report bundle ---------------------------------------------------------------------------
+
+
+def test_report_bundle_holds_the_summarize_page(service_a, tmp_path):
+    import tarfile
+
+    from crit_plus.cli import main
+
+    bundle = tmp_path / "report.tar.gz"
+    assert main(["report", str(service_a), "-o", str(bundle)]) == 0
+    with tarfile.open(bundle) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("/summarize.html"))
+        page = archive.extractfile(member).read().decode()
+    assert page.startswith("<!DOCTYPE html>")
+    processes = open_checkpoint(service_a).processes
+    assert page.count('<details class="proc"') == len(processes)
