@@ -24,6 +24,8 @@ GAP = 0.6
 MAX_PARTS = 8
 #: Page states of a VMA's strip, in drawing order (the rest of its pages are unlisted).
 PAGE_STATES = ("present", "parent", "lazy")
+#: The narrowest mark of a page strip (user units): one page of a big VMA stays visible.
+MIN_MARK = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ def page_strip(row, width=WIDTH):
     scale = width / max(high - low, PAGE_SIZE)
 
     def segment(start, end, css):
-        return Segment((start - low) * scale, max((end - start) * scale, 0.5), css)
+        return Segment((start - low) * scale, max((end - start) * scale, MIN_MARK), css)
 
     found = [segment(low, high, "mapped")]
     if old is None or new is None:

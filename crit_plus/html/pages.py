@@ -64,7 +64,7 @@ class _Box:
     __slots__ = ("kind", "title", "width", "x")
 
     def __init__(self, box):
-        self.x, self.width, self.kind = box.x, box.width, box.kind
+        self.x, self.width, self.kind = f"{box.x:.1f}", f"{box.width:.1f}", box.kind
         self.title = _vma_title(box.row)
 
 
