@@ -174,10 +174,19 @@ def test_summarize_page_of_every_fixture(browser, fixture_pages, fixture_root, k
     assert "Processes" in dom["text"] and "Findings" in dom["text"]
 
 
-def test_summarize_page_screenshot(browser, fixture_root, fixture_pages, tmp_path):
+def test_summarize_page_screenshot_light_and_dark(browser, fixture_pages, tmp_path):
     key = next(k for k in FIXTURE_KEYS if "web/after" in k)
+    background = "getComputedStyle(document.body).backgroundColor"
     loaded_cleanly(browser, fixture_pages[key])
     not_blank(browser, "summarize", tmp_path)
+    assert browser.query(background) == "rgb(255, 255, 255)"
+    scheme = [{"name": "prefers-color-scheme", "value": "dark"}]
+    browser.call("Emulation.setEmulatedMedia", features=scheme)
+    try:
+        loaded_cleanly(browser, fixture_pages[key])
+        assert browser.query(background) == "rgb(22, 22, 22)"
+    finally:
+        browser.call("Emulation.setEmulatedMedia", features=[])
 
 
 def test_300_processes(browser, tmp_path):

@@ -20,17 +20,10 @@ VMA_KINDS = ("anon", "heap", "stack", "file", "file-shared", "memfd", "shared", 
 SEVERITIES = ("error", "warning", "info")
 
 
-def _version():
-    from importlib import metadata
-
-    try:
-        return metadata.version("crit-plus")
-    except metadata.PackageNotFoundError:
-        return "(not installed)"
-
-
 def _page(template, title, page, **context):
-    text = render(template, title=title, page=page, version=_version(), **context)
+    from .. import __version__
+
+    text = render(template, title=title, page=page, version=__version__, **context)
     return text.encode("utf-8", "backslashreplace")
 
 
