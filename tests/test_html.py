@@ -26,7 +26,7 @@ from crit_plus import open_checkpoint
 from tests.browser import Browser, find_chromium, luminance_variance
 from tests.cli import run_cli
 from tests.damage import clone, replace
-from tests.synth import image_bytes, many_processes, read_messages
+from tests.synth import hostile_names, image_bytes, many_processes, read_messages
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_KEYS = sorted(json.loads((FIXTURES / "FACTS.json").read_text()))
@@ -279,6 +279,19 @@ def test_hostile_names_show_as_text(browser, service_a, tmp_path):
     assert "\x1b" not in dom["text"]
 
 
+def test_bytes_that_are_not_utf8_show_escaped(browser, tmp_path):
+    """tests/synth.py's hostile names: C0/C1 controls, bidi overrides, a line break and
+    bytes that are not UTF-8 in comm, a file path, a socket name, the command line."""
+    directory = hostile_names(tmp_path / "hostile").directory
+    page = render("summarize", directory, tmp_path / "hostile.html")
+    raw = page.read_bytes().decode("utf-8")  # valid UTF-8 whatever the names held
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e]", raw)
+    _loaded, dom = loaded_cleanly(browser, page)
+    check_summary_dom(dom, directory)
+    assert "\\x1b[31mev\\xff\\nl\\x85\\u202e" in dom["text"]  # comm, as text shows it
+    assert "/srv/\\x1b]0;owned\\x07\\xfe\\xfd/\\r\\x9bx.log" in dom["text"]
+
+
 # -- the report bundle ---------------------------------------------------------------------------
 
 
@@ -295,3 +308,17 @@ def test_report_bundle_holds_the_summarize_page(service_a, tmp_path):
     assert page.startswith("<!DOCTYPE html>")
     processes = open_checkpoint(service_a).processes
     assert page.count('<details class="proc"') == len(processes)
+
+
+def test_templates_ship_as_package_data():
+    """A non-editable install carries every template (pyproject.toml's package data)."""
+    import fnmatch
+    import tomllib
+
+    import crit_plus.html as package
+
+    project = tomllib.loads((FIXTURES.parent / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["crit_plus.html"]
+    templates = Path(package.__file__).parent / "templates"
+    files = [f"templates/{path.name}" for path in templates.iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files)
