@@ -113,7 +113,8 @@ class _WebSocket:
 class Loaded:
     """What loading one page gave: console ``errors`` (console.error, uncaught
     exceptions, the browser's own error log lines, a refused resource), ``dialogs``
-    (alert, confirm...), ``seconds`` from navigation start to the load event."""
+    (alert, confirm...), ``seconds`` from navigation start until the page, loaded and laid
+    out, has been painted."""
 
     def __init__(self):
         self.errors, self.dialogs, self.messages, self.seconds = [], [], [], None
@@ -201,9 +202,13 @@ class Browser:
         self.call("Page.navigate", url="file://" + os.path.abspath(path))
         self._wait_event("Page.loadEventFired")
         loaded = Loaded()
-        timing = self.query("(() => { const t = performance.getEntriesByType('navigation')[0];"
-                            " return t ? t.loadEventStart - t.startTime : null; })()")
-        loaded.seconds = None if timing is None else timing / 1000
+        # rendered: the load event, then a layout of the whole page and two animation
+        # frames (the first paint is done); performance.now() counts from navigation start
+        painted = self.call("Runtime.evaluate", awaitPromise=True, returnByValue=True,
+                            expression="new Promise(done => { document.body.offsetHeight; "
+                                       "requestAnimationFrame(() => requestAnimationFrame("
+                                       "() => done(performance.now()))); })")
+        loaded.seconds = painted["result"]["value"] / 1000
         for event in self.events:
             method, params = event["method"], event.get("params", {})
             if method == "Runtime.consoleAPICalled":

@@ -45,11 +45,11 @@ DOM_QUERY = """(() => {
   };
   const maps = {};
   for (const svg of document.querySelectorAll('svg.map'))
-    maps[svg.dataset.pid] = svg.querySelectorAll('rect.v').length;
+    maps[svg.dataset.pid] = svg.querySelectorAll('rect').length;
   const fds = {};
   for (const d of procs) {
     const table = d.querySelector(':scope > .body table.fd-table');
-    fds[d.dataset.pid] = table ? table.querySelectorAll('tr.fd').length : 0;
+    fds[d.dataset.pid] = table ? table.querySelectorAll('tr').length : 0;
   }
   return {
     procs: procs.map(d => [Number(d.dataset.pid), parentPid(d)]),
@@ -322,3 +322,41 @@ def test_templates_ship_as_package_data():
     templates = Path(package.__file__).parent / "templates"
     files = [f"templates/{path.name}" for path in templates.iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files)
+
+
+# -- a real dump of 300 processes ----------------------------------------------------------------
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return handle.read().split()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.live
+def test_300_sleeping_children_dumped_by_criu(criu, browser, tmp_path):
+    """A shell with 300 sleeping children, dumped by real CRIU: its page is under 2 MiB, and
+    holds every process and VMA the graph reads from the dump."""
+    import subprocess
+
+    from tests.workloads import harness
+
+    script = "for i in $(seq 300); do sleep 100000 & done; wait"
+    with open(os.devnull, "r+b") as null:
+        shell = subprocess.Popen(["sh", "-c", script], stdin=null, stdout=null, stderr=null,
+                                 start_new_session=True, cwd=tmp_path)
+    try:
+        assert harness.wait_until(lambda: len(_children(shell.pid)) == 300, 60)
+        harness.dump(criu, shell.pid, tmp_path / "images", leave_running=False, options=())
+    finally:
+        harness.kill_group(shell.pid, [int(pid) for pid in _children(shell.pid)])
+        shell.wait(10)
+    page = render("summarize", tmp_path / "images", tmp_path / "shell.html")
+    assert page.stat().st_size < MAX_PAGE_BYTES
+    loaded, dom = loaded_cleanly(browser, page)
+    check_summary_dom(dom, tmp_path / "images")
+    assert len(dom["procs"]) == 301
+    print(f"\n301 processes dumped by CRIU: page {page.stat().st_size} bytes, "
+          f"loaded in {loaded.seconds:.3f} s")

@@ -9,7 +9,7 @@ make the write fail.
 
 from __future__ import annotations
 
-from ..describe import address_range, cmdline_text, count_text, human_bytes, maps_perms
+from ..describe import cmdline_text, count_text, human_bytes, maps_perms
 from . import layout
 from .environment import render
 
@@ -42,13 +42,14 @@ STATE_WORDS = (("present", "present"), ("parent", "in parent"), ("lazy", "lazy")
 
 
 def _vma_title(row):
+    """A VMA's tooltip: start address, permissions, size, file or kind, pages by state
+    (terse: a 300-process page has ten thousand of them)."""
     pages = row.pages
     counts = [f"{pages[state]} {word}" for state, word in STATE_WORDS if pages.get(state)]
     if row.shared is not None:
         counts.append(f"{row.shared} shared-memory")
-    text = (f"{address_range(row.start, row.end)} {maps_perms(row.prot, row.flags)} {row.kind} "
-            f"{human_bytes(row.end - row.start)}: {', '.join(counts) or 'no'} pages")
-    return text + (f"; {row.name}" if row.name else "")
+    return (f"{row.start:x} {maps_perms(row.prot, row.flags)} {human_bytes(row.end - row.start)}"
+            f" {row.name or row.kind}: {', '.join(counts) or 'no pages'}")
 
 
 class _Box:
