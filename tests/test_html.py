@@ -335,28 +335,34 @@ def _children(pid):
         return []
 
 
-@pytest.mark.live
-def test_300_sleeping_children_dumped_by_criu(criu, browser, tmp_path):
-    """A shell with 300 sleeping children, dumped by real CRIU: its page is under 2 MiB, and
-    holds every process and VMA the graph reads from the dump."""
+def dump_sleeping_children(criu, directory, count=300):
+    """Dump (real CRIU, the tasks killed after) a shell with ``count`` sleeping children
+    into ``directory``."""
     import subprocess
 
     from tests.workloads import harness
 
-    script = "for i in $(seq 300); do sleep 100000 & done; wait"
+    script = f"for i in $(seq {count}); do sleep 100000 & done; wait"
     with open(os.devnull, "r+b") as null:
         shell = subprocess.Popen(["sh", "-c", script], stdin=null, stdout=null, stderr=null,
-                                 start_new_session=True, cwd=tmp_path)
+                                 start_new_session=True, cwd="/")
     try:
-        assert harness.wait_until(lambda: len(_children(shell.pid)) == 300, 60)
-        harness.dump(criu, shell.pid, tmp_path / "images", leave_running=False, options=())
+        assert harness.wait_until(lambda: len(_children(shell.pid)) == count, 60)
+        harness.dump(criu, shell.pid, directory, leave_running=False, options=())
     finally:
         harness.kill_group(shell.pid, [int(pid) for pid in _children(shell.pid)])
         shell.wait(10)
+
+
+@pytest.mark.live
+def test_300_sleeping_children_dumped_by_criu(criu, browser, tmp_path):
+    """A shell with 300 sleeping children, dumped by real CRIU: its page is under 2 MiB, and
+    holds every process and VMA the graph reads from the dump."""
+    dump_sleeping_children(criu, tmp_path / "images")
     page = render("summarize", tmp_path / "images", tmp_path / "shell.html")
     assert page.stat().st_size < MAX_PAGE_BYTES
     loaded, dom = loaded_cleanly(browser, page)
     check_summary_dom(dom, tmp_path / "images")
     assert len(dom["procs"]) == 301
     print(f"\n301 processes dumped by CRIU: page {page.stat().st_size} bytes, "
-          f"loaded in {loaded.seconds:.3f} s")
+          f"painted in {loaded.seconds:.3f} s")
