@@ -231,7 +231,8 @@ def html_page(result, opened):
     return pages.summary_page(
         result, title=f"crit-plus summarize {safe_text(result.origin.spec)}",
         origin=_origin_fields(result), stats=stats, totals=_totals_fields(result.totals),
-        vmas=explore.vma_table(checkpoint), fds=explore.fd_table(checkpoint),
+        processes=_process_rows(result, False), vmas=explore.vma_table(checkpoint),
+        fds=explore.fd_table(checkpoint),
         validation=validate(checkpoint, source=opened.source),
         sockets=[socket_cells(row) for row in explore.socket_rows(checkpoint)],
         socket_columns=pages.columns(SOCKET_COLUMNS, ("recv_queue", "send_queue")),
@@ -274,8 +275,7 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt, output):
     page = None
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         inputs = input_paths(opened.source)
-        if output is not None:
-            refuse_inputs(output, inputs)
+        refuse_inputs(output, inputs)  # before anything is read
         result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
         if fmt == "html":
             page = html_page(result, opened)

@@ -9,15 +9,11 @@ make the write fail.
 
 from __future__ import annotations
 
-from ..describe import cmdline_text, count_text, human_bytes, maps_perms
+from ..describe import count_text, human_bytes, maps_perms
+from ..findings import SEVERITIES
+from ..memory import VMA_KINDS  # the legend: every kind the one VMA-kind rule gives
 from . import layout
 from .environment import render
-
-#: VMA kinds in the legend's order (crit_plus.memory.VMA_KINDS; kept here, not imported,
-#: so that a page needs no graph module: an unknown kind is drawn in the default colour).
-VMA_KINDS = ("anon", "heap", "stack", "file", "file-shared", "memfd", "shared", "sysvipc",
-             "vdso", "vvar", "vsyscall", "socket", "aio")
-SEVERITIES = ("error", "warning", "info")
 
 
 def _page(template, title, page, **context):
@@ -73,11 +69,10 @@ def _marks(boxes, y=17, height=5):
     return [(state, "".join(parts)) for state, parts in paths.items()]
 
 
-def _process_facts(p):
-    size = human_bytes((p.pages + p.shared) * layout.PAGE_SIZE)
+def _process_facts(p, cells):
     return (f"{count_text(p.threads, 'thread')}, {count_text(p.vmas, 'VMA')}, "
             f"{p.present} pages present, {p.parent} in parent, {p.lazy} lazy, "
-            f"{p.shared} shared; {size}; {count_text(p.fds, 'fd')}")
+            f"{p.shared} shared; {cells['size']}; {count_text(p.fds, 'fd')}")
 
 
 def _fd_rows(table):
@@ -95,18 +90,18 @@ class _TreeItem:
     __slots__ = ("boxes", "closes", "command", "facts", "fds", "marks", "no_memory", "process")
 
 
-def _tree(processes, vmas, fds):
+def _tree(processes, rows, vmas, fds):
     """Tree-order items, each saying how many open ``<details>`` close before it."""
     maps = {item.pid: item for item in vmas}
     files = {item.pid: item for item in fds}
     items, open_depth = [], 0
-    for p in processes:
+    for p, cells in zip(processes, rows):
         item = _TreeItem()
         depth = min(p.depth, open_depth)  # an orphan's depth cannot skip a level
         item.closes, open_depth = open_depth - depth, depth + 1
         item.process = p
-        item.facts = _process_facts(p)
-        item.command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
+        item.facts = _process_facts(p, cells)
+        item.command = cells["command"]
         table = maps.get(p.pid)
         rows = table.vmas if table is not None else ()
         boxes = layout.memory_map(rows)
@@ -118,17 +113,19 @@ def _tree(processes, vmas, fds):
     return items, open_depth
 
 
-def summary_page(result, *, title, origin, stats, totals, vmas, fds, validation=None,
-                 sockets=(), socket_columns=(), mappings=(), mapping_columns=(), logs=()):
+def summary_page(result, *, title, origin, stats, totals, processes, vmas, fds,
+                 validation=None, sockets=(), socket_columns=(), mappings=(), mapping_columns=(),
+                 logs=()):
     """The ``summarize`` page of :class:`~crit_plus.analysis.summary.Summary` ``result``.
 
     ``origin``, ``stats`` and ``totals`` are the ``(label, text)`` pairs the text form
-    prints; ``vmas`` and ``fds`` the explorers' tables
+    prints, ``processes`` its process rows (``size``, ``command``: one per process of
+    ``result``, in its order); ``vmas`` and ``fds`` the explorers' tables
     (:func:`~crit_plus.analysis.explore.vma_table`, ``fd_table``); ``validation``
     validate's :class:`~crit_plus.analysis.validate.Report`; ``sockets`` and
     ``mappings`` rows with their :func:`columns`; ``logs`` ``(name, facts, error
     lines)``."""
-    tree, final = _tree(result.processes, vmas, fds)
+    tree, final = _tree(result.processes, processes, vmas, fds)
     counts = ()
     if validation is not None:
         counts = tuple((s, validation.count(s)) for s in SEVERITIES)
