@@ -90,15 +90,20 @@ def render(*args):
 
 
 def expected_tree(directory):
-    """``{pid: (parent pid on the page or None, VMAs, fd rows)}`` from the graph."""
+    """``{pid: (parent pid on the page or None, VMAs, fd rows)}`` from the graph: the
+    parent, or below :data:`~crit_plus.html.pages.MAX_NESTING` levels the ancestor there."""
+    from crit_plus.html.pages import MAX_NESTING
+
     checkpoint = open_checkpoint(directory)
-    pids = {process.pid for process in checkpoint.processes}
-    found = {}
-    for _depth, process in checkpoint.walk():
+    found, path = {}, []
+    for depth, process in checkpoint.walk():
+        del path[depth:]
         memory = process.memory
         vmas = len(memory.vmas) if memory is not None else 0
         rows = len(process.fds) + (process.cwd is not None) + (process.root is not None)
-        found[process.pid] = (process.ppid if process.ppid in pids else None, vmas, rows)
+        parent = path[min(depth, MAX_NESTING) - 1] if depth else None
+        found[process.pid] = (parent, vmas, rows)
+        path.append(process.pid)
     return found
 
 
@@ -199,6 +204,25 @@ def test_300_processes(browser, tmp_path):
     assert len(dom["procs"]) == 300 and sum(dom["maps"].values()) == 300 * 24
     assert loaded.seconds is not None
     not_blank(browser, "summarize-300", tmp_path)
+
+
+def test_a_deep_tree_stays_nested_as_far_as_a_browser_nests(browser, tmp_path):
+    """A chain of 300 processes, each the child of the one before: nested up to
+    MAX_NESTING levels (Chromium's parser flattens deeper elements), then side by side."""
+    from tests.synth import CheckpointBuilder, proc
+
+    directory = tmp_path / "chain"
+    builder = CheckpointBuilder(directory)
+    builder.inventory()
+    builder.pstree([proc(1)] + [proc(pid, ppid=pid - 1, pgid=1, sid=1) for pid in
+                                range(2, 301)])
+    for pid in range(1, 301):
+        builder.process(pid, comm=f"level-{pid}")
+    builder.finish()
+    page = render("summarize", directory, tmp_path / "chain.html")
+    _loaded, dom = loaded_cleanly(browser, page)
+    check_summary_dom(dom, directory)
+    assert "ppid 299" in dom["text"]
 
 
 def test_diff_page(browser, service_a, fixture_root, tmp_path):

@@ -70,7 +70,7 @@ def _marks(boxes, y=17, height=5):
 
 
 def _process_facts(p, cells):
-    return (f"{count_text(p.threads, 'thread')}, {count_text(p.vmas, 'VMA')}, "
+    return (f"ppid {p.ppid}; {count_text(p.threads, 'thread')}, {count_text(p.vmas, 'VMA')}, "
             f"{p.present} pages present, {p.parent} in parent, {p.lazy} lazy, "
             f"{p.shared} shared; {cells['size']}; {count_text(p.fds, 'fd')}")
 
@@ -86,6 +86,12 @@ def _fd_rows(table):
     return rows
 
 
+#: Processes nested deeper than this are drawn at this depth, their parent named (``ppid``):
+#: browsers' HTML parsers flatten elements nested deeper than 512 (Chromium's limit), and
+#: each level of the tree takes two (``<details>``, its children's ``<div>``).
+MAX_NESTING = 100
+
+
 class _TreeItem:
     __slots__ = ("boxes", "closes", "command", "facts", "fds", "marks", "no_memory", "process")
 
@@ -97,7 +103,7 @@ def _tree(processes, rows, vmas, fds):
     items, open_depth = [], 0
     for p, cells in zip(processes, rows):
         item = _TreeItem()
-        depth = min(p.depth, open_depth)  # an orphan's depth cannot skip a level
+        depth = min(p.depth, open_depth, MAX_NESTING)  # an orphan's cannot skip a level
         item.closes, open_depth = open_depth - depth, depth + 1
         item.process = p
         item.facts = _process_facts(p, cells)
