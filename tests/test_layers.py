@@ -8,6 +8,7 @@ Layers, bottom to top (a module may import its own layer and the ones below)::
     graph                 graph, memory, files, findings (+ text helpers, the error line)
     sources               what a user named → an image directory; where managers keep images
     analysis              pure functions over the graph (+ schema_check)
+    html                  the HTML pages, drawn from analysis results
     opening               the one path from what a user named to a graph
     report                the bug-report bundle
     commands              options, call analysis, render
@@ -37,6 +38,7 @@ LAYERS = (
     ("graph", GRAPH + HELPERS),
     ("sources", ("crit_plus.sources",)),
     ("analysis", ("crit_plus.analysis", "crit_plus.schema_check")),
+    ("html", ("crit_plus.html",)),
     ("opening", ("crit_plus.opening",)),
     ("report", ("crit_plus.report",)),
     ("commands", ("crit_plus.commands",)),

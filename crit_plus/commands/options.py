@@ -122,3 +122,13 @@ def verdict_kept(code):
 
         quiet_broken_pipe()
         click.get_current_context().exit(code)
+
+
+def output_option(func):
+    """``--output/-o FILE``: write the result (any ``--format``) to FILE, whole or not at
+    all, instead of standard output (:func:`crit_plus.output.output_stream`)."""
+    return click.option("--output", "-o", "output", type=click.Path(dir_okay=False),
+                        metavar="FILE",
+                        help="Write to FILE (whole or not at all) instead of standard "
+                             "output; never into the checkpoint.")(func)
+
