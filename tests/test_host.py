@@ -200,6 +200,23 @@ def test_kernel_feature_findings_name_the_image(checkpoint_dirs, own_fingerprint
     assert f"ids-{root}.img" in found and any(i.startswith("core-") for i in found)
 
 
+def test_a_skipped_version_check_says_which_version_is_unknown(checkpoint_dirs,
+                                                              own_fingerprint, tmp_path):
+    """service-a's dump log is not verbose (no CRIU version, no kernel): the skip says the
+    dump's is unknown, not the installed one; a fingerprint without criu's version, on a
+    dump whose log has it, says the installed one is unknown."""
+    host = edited(own_fingerprint, tmp_path, lambda d: d["criu"].update(version="4.2.1"))
+    report = run(checkpoint_dirs[SA], host)
+    assert "criu version: the dump's (from its log) is unknown" in report.skipped
+    assert "kernel: the dump's (from its log) is unknown" in report.skipped
+    host = edited(own_fingerprint, tmp_path, lambda d: d["criu"].update(version=None))
+    report = run(checkpoint_dirs[WEB], host)
+    assert "criu version: the installed one is unknown" in report.skipped
+    host = edited(own_fingerprint, tmp_path, lambda d: d["criu"].update(version=None))
+    assert "criu version: the dump's (from its log) and the installed one are unknown" in \
+        run(checkpoint_dirs[SA], host).skipped
+
+
 def test_untested_features_are_said_not_guessed(checkpoint_dirs, own_fingerprint, tmp_path):
     host = edited(own_fingerprint, tmp_path, lambda d: d.update(kernel_features=None))
     report = validate(crit_plus.open_checkpoint(checkpoint_dirs[WEB]), host=host)
