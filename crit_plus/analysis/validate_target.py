@@ -253,8 +253,9 @@ def _kernel_features(facts, out, host):
                     f"{need.feature} (criu check --feature {need.feature})", need.image,
                     image=need.image, feature=need.feature)
     if unknown:
-        out.skip(f"kernel features {', '.join(unknown)}: not tested on the host (`criu check` "
-                 "needs root and a criu that runs there)")
+        why = (f"`criu check` failed: {host.criu_check_error}" if host.criu_check_error
+               else "`criu check` needs root and a criu that runs there")
+        out.skip(f"kernel features {', '.join(unknown)}: not tested on the host ({why})")
 
 
 def _filesystems(facts, out, host):
