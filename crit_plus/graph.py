@@ -517,6 +517,18 @@ class Process:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
 
+    @functools.cached_property
+    def memory_damage(self) -> tuple[Finding, ...]:
+        """The errors of the images that hold this process's memory (its mm and pagemap,
+        the pages file, the ``parent/`` chain, the shared memory it maps): where there
+        is one, part or all of its memory cannot be read.  Empty when they are whole
+        (and for a zombie, of which CRIU keeps no memory)."""
+        parts = [self._mm, self._pagemap, self._memory]
+        found = [f for part in parts for f in part.findings]
+        if self.memory is not None:
+            found.extend(self.memory.findings)
+        return tuple(finding for finding in found if finding.severity == ERROR)
+
     @property
     def vmas(self) -> tuple[Mapping, ...]:
         """The :class:`~crit_plus.memory.Mapping` of every VMA (empty without memory)."""

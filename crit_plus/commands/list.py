@@ -30,7 +30,7 @@ def _row(source):
         "taken_at": taken.isoformat() if taken else None,
         "taken_at_source": source.taken_at_source,
         "taken_at_text": None if taken is None else taken.strftime("%Y-%m-%d %H:%M:%S")
-        + (" (mtime)" if source.taken_at_source == "mtime" else ""),
+        + (" (mtime)" if (source.taken_at_source or "").endswith("mtime") else ""),
         "size": source.size, "size_text": human_bytes(source.size),
         "criu_version": source.criu_version, "kernel": source.kernel,
         "images_dir": str(source.images_dir),

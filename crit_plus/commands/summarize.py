@@ -105,7 +105,9 @@ def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
         ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
-                   f"{totals.parent} in parent, {totals.lazy} lazy; shared memory "
+                   f"{totals.parent} in parent, {totals.lazy} lazy"
+                   + (f", {totals.none} with no data flag" if totals.none else "")
+                   + "; shared memory "
                    f"{pages_text(totals.shared)}, each object once"),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),

@@ -207,6 +207,17 @@ class AttributedLog:
             return tuple(self.log.errors)
         return ()
 
+    @property
+    def failed_restores(self) -> tuple:
+        """:attr:`failed_restore_lines` run by run: one tuple of lines per failed restore
+        of this checkpoint (a CRIU log is one run; liblxc's lines are split into its runs
+        as :func:`manager_runs` reads them)."""
+        lines = self.failed_restore_lines
+        if not lines or self.role != "manager":
+            return (lines,) if lines else ()
+        runs = tuple(run.lines for run in manager_runs(lines) if run.lines)
+        return runs if sum(map(len, runs)) == len(lines) else (lines,)
+
     def to_dict(self) -> dict:
         """A JSON-ready dict: the role, the run's facts, the copies, liblxc's lines."""
         return {"role": self.role, "reason": self.reason, "copies": list(self.copies),
@@ -412,7 +423,8 @@ class ManagerRun:
     """One CRIU run liblxc's ``lxc.log`` tells of: its operation, when it began, the
     criu command liblxc ran (only at liblxc's trace level), CRIU's exit status (None:
     not logged), whether liblxc says it failed, and the error lines about it, liblxc's
-    lines of other modules that followed included (``(time, module, text)``)."""
+    lines of other modules that followed included (``(time, module, text)``); ``lines``:
+    those error lines whole, as the log has them."""
 
     operation: str | None
     started: datetime | None
@@ -420,6 +432,7 @@ class ManagerRun:
     exit: int | None
     failed: bool
     errors: tuple
+    lines: tuple = ()
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -459,6 +472,7 @@ def manager_runs(lines) -> tuple:
         if file != "criu.c":
             if current is not None and error:
                 current["errors"].append((time, module, text))
+                current["lines"].append(line)
             continue
         operation = ("restore" if "restore" in function else
                      "dump" if "dump" in function else None)
@@ -469,8 +483,10 @@ def manager_runs(lines) -> tuple:
                 command and current["command"]) or (
                 operation and current["operation"] and operation != current["operation"]):
             current = {"operation": None, "started": time, "command": None, "exit": None,
-                       "failed": False, "errors": [], "ended": False}
+                       "failed": False, "errors": [], "ended": False, "lines": []}
             runs.append(current)
+        if error:
+            current["lines"].append(line)
         current["operation"] = current["operation"] or operation
         if command:
             current["command"] = command.group(1)
@@ -485,4 +501,5 @@ def manager_runs(lines) -> tuple:
         if reports_end:
             current["ended"] = True
     return tuple(ManagerRun(run["operation"], run["started"], run["command"], run["exit"],
-                            run["failed"], tuple(run["errors"])) for run in runs)
+                            run["failed"], tuple(run["errors"]), tuple(run["lines"]))
+                 for run in runs)
