@@ -78,6 +78,7 @@ COMMAND_MODULES = {
     "size": "size", "validate": "validate", "diff": "diff", "report": "report",
     "host": "host",
     "explain": "explain",
+    "ns": "ns", "mounts": "mounts", "net": "net",
 }
 
 

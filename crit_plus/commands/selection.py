@@ -70,3 +70,12 @@ SIZE = Size()
 
 #: ``[PID]``: one process of the checkpoint, or every process when left out.
 optional_pid = click.argument("pid", type=int, required=False)
+
+
+def note_findings(findings):
+    """Each finding met while reading a view's images, one line on stderr."""
+    from ..render import safe_text
+
+    for finding in findings:
+        click.echo(f"crit-plus: {finding.severity}: {safe_text(finding.where)}: "
+                   f"{safe_text(finding.message)}", err=True)
