@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DecodeError, EntryDecodeError, StrPath, TruncatedError
+from .errors import DecodeError, EntryDecodeError, MissingImageError, StrPath, TruncatedError
 from .framing import ImageBytes
 from .image import Source
 
@@ -113,7 +113,11 @@ def read_netlink_dump(path: StrPath) -> tuple[NetlinkMessage, ...]:
     if stem is None:
         raise DecodeError(path, "not an ifaddr, route, route6 or rule image")
     kind, magic, msg_type = KINDS[stem]
-    with ImageBytes.open(path) as image:
+    try:
+        opened = ImageBytes.open(path)
+    except FileNotFoundError:
+        raise MissingImageError(path) from None
+    with opened as image:
         data = image.view()
         size = image.size
         path = image.path
