@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from decoders.text import field_text
 from decoders.errors import MissingImageError
 
 from .findings import WARNING, Finding, error_finding, named
@@ -49,12 +50,6 @@ class SeccompFilter:
     instructions: int
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
 def read_cgroup_sets(checkpoint: Checkpoint) -> tuple[dict[int, tuple[CgroupMember, ...]],
                                                       tuple[Finding, ...]]:
     """cg_set id → its :class:`CgroupMember` s (``cgroup.img``), and findings."""
@@ -65,7 +60,7 @@ def read_cgroup_sets(checkpoint: Checkpoint) -> tuple[dict[int, tuple[CgroupMemb
     for entry in messages:
         for cg_set in entry.sets:
             sets[cg_set.id] = tuple(
-                CgroupMember(_text(ctl.name), _text(ctl.path),
+                CgroupMember(field_text(ctl.name), field_text(ctl.path),
                              ctl.cgns_prefix if ctl.HasField("cgns_prefix") else None)
                 for ctl in cg_set.ctls)
     return sets, ()
@@ -77,7 +72,7 @@ def read_seccomp_filters(checkpoint: Checkpoint) -> tuple[tuple[SeccompFilter, .
     messages, error = checkpoint.decoded("seccomp.img")
     if error is not None:
         return (), () if isinstance(error, MissingImageError) else (error_finding(error),)
-    filters = []
+    filters: list[SeccompFilter] = []
     for entry in messages:
         for item in entry.seccomp_filters:
             filters.append(SeccompFilter(

@@ -15,8 +15,9 @@ are bind mounts of one another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from decoders.text import field_text
 from decoders.errors import MissingImageError
 
 from .findings import WARNING, Finding, error_finding, named
@@ -134,25 +135,19 @@ class MountNamespace:
                      and other.fstype == mount.fstype)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
 def _optional(msg, name):
     return getattr(msg, name) if msg.HasField(name) else None
 
 
 def _mount(msg, where: str) -> Mount:
-    fsname = _text(msg.fsname) if msg.HasField("fsname") else ""
+    fsname = field_text(msg.fsname) if msg.HasField("fsname") else ""
     fstype = FSTYPES.get(msg.fstype) or fsname or f"unknown({msg.fstype})"
-    ext_key = _text(msg.ext_key) if msg.HasField("ext_key") else None
+    ext_key = field_text(msg.ext_key) if msg.HasField("ext_key") else None
     external = bool(msg.ext_mount) or ext_key is not None
     if msg.ext_mount and ext_key is None:  # older dumps kept the key in root
-        ext_key = _text(msg.root)
-    return Mount(msg.mnt_id, msg.parent_mnt_id, _text(msg.mountpoint), _text(msg.root),
-                 _text(msg.source), fstype, _text(msg.options), msg.flags,
+        ext_key = field_text(msg.root)
+    return Mount(msg.mnt_id, msg.parent_mnt_id, field_text(msg.mountpoint), field_text(msg.root),
+                 field_text(msg.source), fstype, field_text(msg.options), msg.flags,
                  _optional(msg, "sb_flags"), msg.root_dev, _optional(msg, "shared_id") or None,
                  _optional(msg, "master_id") or None, external, ext_key, bool(msg.deleted),
                  where)

@@ -18,8 +18,9 @@ namespace's its host and domain names (``utsns_entry``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from decoders.text import field_text
 from decoders.errors import MissingImageError
 from decoders.ids import NAMESPACES
 
@@ -69,12 +70,6 @@ class Namespace:
     gid_map: tuple[IdMap, ...] | None = None
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
 def _maps(extents) -> tuple[IdMap, ...]:
     return tuple(IdMap(e.first, e.lower_first, e.count) for e in extents)
 
@@ -104,7 +99,7 @@ def read_namespaces(checkpoint: Checkpoint) -> tuple[tuple[Namespace, ...], tupl
         if kind == "uts" and f"utsns-{ns_id}.img" in present:
             message = _first(checkpoint, f"utsns-{ns_id}.img", findings)
             if message is not None:
-                uts = (_text(message.nodename), _text(message.domainname))
+                uts = (field_text(message.nodename), field_text(message.domainname))
         if kind == "user" and f"userns-{ns_id}.img" in present:
             message = _first(checkpoint, f"userns-{ns_id}.img", findings)
             if message is not None:

@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from decoders.text import field_text
 from decoders.errors import DecodeError, MissingImageError
 from decoders.netlink import NetlinkMessage, read_netlink_dump
 
@@ -133,12 +134,6 @@ class NetNamespace:
         return None
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
 def _name(table: dict, value: Any) -> str:
     return table.get(value, str(value))
 
@@ -149,7 +144,7 @@ def _device(msg) -> NetDevice:
 
     kind = msg.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number.get(msg.type)
     address = optional("address")
-    return NetDevice(msg.ifindex, _text(msg.name), kind.name if kind else str(msg.type),
+    return NetDevice(msg.ifindex, field_text(msg.name), kind.name if kind else str(msg.type),
                      msg.mtu, msg.flags, ":".join(f"{b:02x}" for b in address)
                      if address else None, optional("peer_ifindex"), optional("peer_nsid"),
                      optional("master"))

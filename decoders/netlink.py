@@ -120,14 +120,14 @@ def read_netlink_dump(path: StrPath) -> tuple[NetlinkMessage, ...]:
     with opened as image:
         data = image.view()
         size = image.size
-        path = image.path
+        name = os.fspath(image.path)
         if size == 0:
             return ()
         found = image.u32(0, "iproute2's magic")
         if found != magic:
             raise DecodeError(path, f"not an `ip {kind} save` dump: magic {found:#010x}, "
                                     f"expected {magic:#010x}", offset=0)
-        messages = []
+        messages: list[NetlinkMessage] = []
         cls = None
         offset = 4
         while offset < size:
@@ -149,7 +149,7 @@ def read_netlink_dump(path: StrPath) -> tuple[NetlinkMessage, ...]:
                                         f"{msg_type} for {stem} images", offset, index)
             cls = cls or _classes()[kind]
             messages.append(_decode(cls, kind, bytes(data[offset:offset + length]),
-                                    Source(path, offset, index)))
+                                    Source(name, offset, index)))
             offset += (length + 3) & ~3
         return tuple(messages)
 
@@ -160,7 +160,7 @@ def _decode(cls, kind, data, source):
         msg.decode()
         fields = tuple((name, _plain(msg[name])) for name, _fmt in msg.fields)
         attrs = tuple((name, _plain(value)) for name, value in _pairs(msg["attrs"]))
-    except Exception as error:  # pyroute2 raises what it meets (struct.error, KeyError...)
+    except Exception as error:  # noqa: BLE001 - pyroute2 raises what it meets (struct.error...)
         raise EntryDecodeError(source.path, f"{kind} netlink message",
                                f"{type(error).__name__}: {error}", source.offset,
                                source.index) from None

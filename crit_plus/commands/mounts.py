@@ -7,9 +7,9 @@ import sys
 import click
 
 from ..analysis import views
-from ..render import jsonable, write_json, write_table, write_tree
-from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS, note_findings
+from ..render import jsonable, write_table, write_tree
+from .options import format_option, source_options
+from .selection import TREE_FORMATS, view_of, write_view
 
 COLUMNS = (("ns", "MNTNS"), ("id", "ID"), ("parent", "PARENT"), ("mountpoint", "MOUNTPOINT"),
            ("fstype", "FSTYPE"), ("source", "SOURCE"), ("root", "ROOT"),
@@ -61,18 +61,12 @@ def mounts_command(path, lxd_dir, project, root, fmt):
       crit-plus mounts lxd:web/snap0 -f tree
       crit-plus mounts dump1 -f json | jq '.namespaces[].mounts[] | select(.external)'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        checkpoint = opened.checkpoint
-        tables = views.mount_tables(checkpoint)
-        findings = checkpoint.view_findings
+    tables, findings = view_of(views.mount_tables, path, lxd_dir, project, root)
     out = sys.stdout
-    if fmt == "json":
-        write_json({"schema": views.MOUNTS_SCHEMA,
-                    "namespaces": [{"ns_id": t.ns_id, "pids": list(t.pids),
-                                    "mounts": [mount_json(r) for r in t.rows]} for t in tables],
-                    "findings": [jsonable(f) for f in findings]}, out)
+    if write_view(views.MOUNTS_SCHEMA, [{"ns_id": t.ns_id, "pids": list(t.pids),
+                                          "mounts": [mount_json(r) for r in t.rows]}
+                                         for t in tables], findings, fmt, out):
         return
-    note_findings(findings)
     if not tables:
         out.write("no mount namespace of its own: the processes are in the host's "
                   "(CRIU dumped no mountpoints image)\n")

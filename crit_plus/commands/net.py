@@ -7,9 +7,9 @@ import sys
 import click
 
 from ..analysis import views
-from ..render import jsonable, write_json, write_table
-from .options import format_option, open_checkpoint_source, source_options
-from .selection import note_findings
+from ..render import jsonable, write_table
+from .options import format_option, source_options
+from .selection import view_of, write_view
 
 LINK_COLUMNS = (("ns", "NETNS"), ("index", "IF"), ("name", "NAME"), ("kind", "KIND"),
                 ("mtu", "MTU"), ("flags", "FLAGS"), ("address", "ADDRESS"), ("peer", "PEER"))
@@ -89,16 +89,10 @@ def net_command(path, lxd_dir, project, root, fmt):
       crit-plus net lxd:web/snap0
       crit-plus net dump1 -f json | jq '.namespaces[].addresses[].address'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        checkpoint = opened.checkpoint
-        found = views.net_views(checkpoint)
-        findings = checkpoint.view_findings
+    found, findings = view_of(views.net_views, path, lxd_dir, project, root)
     out = sys.stdout
-    if fmt == "json":
-        write_json({"schema": views.NET_SCHEMA, "namespaces": [view_json(v) for v in found],
-                    "findings": [jsonable(f) for f in findings]}, out)
+    if write_view(views.NET_SCHEMA, [view_json(v) for v in found], findings, fmt, out):
         return
-    note_findings(findings)
     own = [view for view in found if view.net.devices is not None or view.own]
     if not own:
         out.write("no network namespace of its own: the processes are in the host's "

@@ -7,9 +7,9 @@ import sys
 import click
 
 from ..analysis import views
-from ..render import jsonable, safe_text, write_json, write_table
-from .options import format_option, open_checkpoint_source, source_options
-from .selection import note_findings
+from ..render import jsonable, safe_text, write_table
+from .options import format_option, source_options
+from .selection import view_of, write_view
 
 COLUMNS = (("kind", "KIND"), ("id", "ID"), ("owner", "OWNER"), ("pids", "PIDS"),
            ("detail", "DETAIL"))
@@ -60,17 +60,10 @@ def ns_command(path, lxd_dir, project, root, fmt):
       crit-plus ns lxd:web/snap0
       crit-plus ns dump1 -f json | jq '.namespaces[] | select(.kind == "user")'
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        checkpoint = opened.checkpoint
-        found = views.namespaces(checkpoint)
-        findings = checkpoint.view_findings
+    found, findings = view_of(views.namespaces, path, lxd_dir, project, root)
     out = sys.stdout
-    if fmt == "json":
-        write_json({"schema": views.NS_SCHEMA,
-                    "namespaces": [namespace_json(n) for n in found],
-                    "findings": [jsonable(f) for f in findings]}, out)
+    if write_view(views.NS_SCHEMA, [namespace_json(n) for n in found], findings, fmt, out):
         return
-    note_findings(findings)
     write_table([{"kind": n.kind, "id": n.id, "owner": _owner(n.own),
                   "pids": _pids_text(n.pids), "detail": safe_text(_detail(n))} for n in found],
                 COLUMNS, out)
