@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from decoders.text import field_text
 from decoders.errors import MissingImageError
+from decoders.fields import optional
 
 from .findings import WARNING, Finding, error_finding, named
 
@@ -61,7 +62,7 @@ def read_cgroup_sets(checkpoint: Checkpoint) -> tuple[dict[int, tuple[CgroupMemb
         for cg_set in entry.sets:
             sets[cg_set.id] = tuple(
                 CgroupMember(field_text(ctl.name), field_text(ctl.path),
-                             ctl.cgns_prefix if ctl.HasField("cgns_prefix") else None)
+                             optional(ctl, "cgns_prefix"))
                 for ctl in cg_set.ctls)
     return sets, ()
 
@@ -76,8 +77,7 @@ def read_seccomp_filters(checkpoint: Checkpoint) -> tuple[tuple[SeccompFilter, .
     for entry in messages:
         for item in entry.seccomp_filters:
             filters.append(SeccompFilter(
-                len(filters), item.prev if item.HasField("prev") else None,
-                item.flags if item.HasField("flags") else None,
+                len(filters), optional(item, "prev"), optional(item, "flags"),
                 len(item.filter) // BPF_INSN))
     return tuple(filters), ()
 

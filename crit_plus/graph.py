@@ -866,6 +866,11 @@ class Checkpoint:
     def _cgroup_sets(self):
         return _Loaded(*read_cgroup_sets(self))
 
+    @property
+    def cgroup_sets(self) -> dict[int, tuple[CgroupMember, ...]]:
+        """Every cgroup set of ``cgroup.img``: id → its cgroups (empty without the image)."""
+        return self._cgroup_sets.value
+
     def cgroups(self, cg_set: int | None) -> tuple[CgroupMember, ...] | None:
         """The cgroups of set ``cg_set`` (a thread's ``ThreadCore.cg_set``), or None."""
         return None if cg_set is None else self._cgroup_sets.value.get(cg_set)

@@ -19,18 +19,20 @@ from typing import TYPE_CHECKING
 
 from decoders.text import field_text
 from decoders.errors import MissingImageError
+from decoders.fields import optional
 
 from .findings import WARNING, Finding, error_finding, named
 
 if TYPE_CHECKING:
     from .graph import Checkpoint
 
-#: CRIU's ``fstype`` enum (images/mnt.proto) → the kernel's name of the file system.
+#: CRIU's ``fstype`` enum (images/mnt.proto) → the kernel's name of the file system
+#: (0 UNSUPPORTED: one CRIU does not mount itself, the root; 16 AUTO: named by ``fsname``).
 FSTYPES = {
-    0: "unsupported", 1: "proc", 2: "sysfs", 3: "devtmpfs", 4: "binfmt_misc", 5: "tmpfs",
-    6: "devpts", 7: "simfs", 8: "pstore", 9: "securityfs", 10: "fusectl", 11: "debugfs",
-    12: "cgroup", 13: "aufs", 14: "mqueue", 15: "fuse", 16: None, 17: "overlay",
-    18: "autofs", 19: "tracefs", 23: "cgroup2",
+    1: "proc", 2: "sysfs", 3: "devtmpfs", 4: "binfmt_misc", 5: "tmpfs", 6: "devpts",
+    7: "simfs", 8: "pstore", 9: "securityfs", 10: "fusectl", 11: "debugfs", 12: "cgroup",
+    13: "aufs", 14: "mqueue", 15: "fuse", 17: "overlay", 18: "autofs", 19: "tracefs",
+    23: "cgroup2",
 }
 #: Per-mount flags (``MS_*``, include/uapi/linux/mount.h) as mountinfo names them.
 MOUNT_FLAGS = ((0x1, "ro"), (0x2, "nosuid"), (0x4, "nodev"), (0x8, "noexec"),
@@ -51,11 +53,14 @@ class Mount:
     """One mount of a mount namespace (see the module's text for each fact)."""
 
     mnt_id: int
-    parent_id: int
+    parent_mnt_id: int
     mountpoint: str
     root: str
     source: str
-    fstype: str
+    #: the file system's kernel name: ``fsname`` when the image keeps one, else CRIU's
+    #: ``fstype`` by name; None for UNSUPPORTED (CRIU does not mount it) or an unknown code
+    fstype: str | None
+    fstype_code: int
     options: str
     flags: int
     sb_flags: int | None
@@ -66,6 +71,13 @@ class Mount:
     ext_key: str | None
     deleted: bool
     where: str  # image and entry
+
+    @property
+    def fstype_label(self) -> str:
+        """:attr:`fstype`, or ``unsupported`` (CRIU's code 0) / ``unknown(N)``."""
+        if self.fstype:
+            return self.fstype
+        return "unsupported" if self.fstype_code == 0 else f"unknown({self.fstype_code})"
 
     @property
     def device(self) -> str:
@@ -110,8 +122,8 @@ class MountNamespace:
         children: dict[int, list[Mount]] = {}
         roots = []
         for mount in self.mounts:
-            if mount.parent_id in ids and mount.parent_id != mount.mnt_id:
-                children.setdefault(mount.parent_id, []).append(mount)
+            if mount.parent_mnt_id in ids and mount.parent_mnt_id != mount.mnt_id:
+                children.setdefault(mount.parent_mnt_id, []).append(mount)
             else:
                 roots.append(mount)
         out: list[tuple[int, Mount]] = []
@@ -135,21 +147,18 @@ class MountNamespace:
                      and other.fstype == mount.fstype)
 
 
-def _optional(msg, name):
-    return getattr(msg, name) if msg.HasField(name) else None
-
-
 def _mount(msg, where: str) -> Mount:
-    fsname = field_text(msg.fsname) if msg.HasField("fsname") else ""
-    fstype = FSTYPES.get(msg.fstype) or fsname or f"unknown({msg.fstype})"
-    ext_key = field_text(msg.ext_key) if msg.HasField("ext_key") else None
-    external = bool(msg.ext_mount) or ext_key is not None
-    if msg.ext_mount and ext_key is None:  # older dumps kept the key in root
+    fstype = field_text(optional(msg, "fsname", "")) or FSTYPES.get(msg.fstype)
+    ext_key = optional(msg, "ext_key")
+    ext_key = field_text(ext_key) if ext_key is not None else None
+    ext_mount = bool(optional(msg, "ext_mount"))
+    if ext_mount and ext_key is None:  # older dumps kept the key in root
         ext_key = field_text(msg.root)
-    return Mount(msg.mnt_id, msg.parent_mnt_id, field_text(msg.mountpoint), field_text(msg.root),
-                 field_text(msg.source), fstype, field_text(msg.options), msg.flags,
-                 _optional(msg, "sb_flags"), msg.root_dev, _optional(msg, "shared_id") or None,
-                 _optional(msg, "master_id") or None, external, ext_key, bool(msg.deleted),
+    return Mount(msg.mnt_id, msg.parent_mnt_id, field_text(msg.mountpoint),
+                 field_text(msg.root), field_text(msg.source), fstype, msg.fstype,
+                 field_text(msg.options), msg.flags, optional(msg, "sb_flags"), msg.root_dev,
+                 optional(msg, "shared_id") or None, optional(msg, "master_id") or None,
+                 ext_mount or ext_key is not None, ext_key, bool(optional(msg, "deleted")),
                  where)
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from decoders.text import field_text
 from decoders.errors import DecodeError, MissingImageError
+from decoders.fields import optional
 from decoders.netlink import NetlinkMessage, read_netlink_dump
 
 from .findings import Finding, error_finding
@@ -139,15 +140,12 @@ def _name(table: dict, value: Any) -> str:
 
 
 def _device(msg) -> NetDevice:
-    def optional(name):
-        return getattr(msg, name) if msg.HasField(name) else None
-
     kind = msg.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number.get(msg.type)
-    address = optional("address")
+    address = optional(msg, "address")
     return NetDevice(msg.ifindex, field_text(msg.name), kind.name if kind else str(msg.type),
                      msg.mtu, msg.flags, ":".join(f"{b:02x}" for b in address)
-                     if address else None, optional("peer_ifindex"), optional("peer_nsid"),
-                     optional("master"))
+                     if address else None, optional(msg, "peer_ifindex"),
+                     optional(msg, "peer_nsid"), optional(msg, "master"))
 
 
 def _where(message: NetlinkMessage) -> str:

@@ -12,6 +12,8 @@ import shutil
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crit_plus.opening import open_source
 from decoders.errors import DecodeError
@@ -94,7 +96,7 @@ def test_mounts_are_every_mountpoints_entry_as_crit_decodes_it(fixture_root, key
     assert len(mounts) == len(entries) == len(space["mounts"])
     for entry in entries:
         mount = mounts[entry["mnt_id"]]
-        assert (mount["parent_id"], mount["mountpoint"], mount["root"], mount["source"],
+        assert (mount["parent_mnt_id"], mount["mountpoint"], mount["root"], mount["source"],
                 mount["options"], mount["device"]) == (
             entry["parent_mnt_id"], entry["mountpoint"], entry["root"], entry["source"],
             entry["options"], entry["root_dev"])
@@ -105,11 +107,11 @@ def test_mounts_are_every_mountpoints_entry_as_crit_decodes_it(fixture_root, key
         assert mount["external"] == ("ext_key" in entry or bool(entry.get("ext_mount")))
     # a tree: every mount but the root below its parent, depth one more than its parent's
     depth = {m["mnt_id"]: m["depth"] for m in space["mounts"]}
-    roots = [m for m in space["mounts"] if m["parent_id"] not in mounts]
+    roots = [m for m in space["mounts"] if m["parent_mnt_id"] not in mounts]
     assert [m["mountpoint"] for m in roots] == ["/"]
     for mount in space["mounts"]:
-        if mount["parent_id"] in mounts:
-            assert mount["depth"] == depth[mount["parent_id"]] + 1
+        if mount["parent_mnt_id"] in mounts:
+            assert mount["depth"] == depth[mount["parent_mnt_id"]] + 1
 
 
 def test_mount_options_propagation_and_binds(web):
@@ -199,6 +201,26 @@ def test_a_netlink_body_pyroute2_cannot_parse_is_a_decode_error(deb, tmp_path):
         assert "ifaddr-10.img" in str(error) and "offset 0x4" in str(error)
     else:  # pyroute2 stops at the attribute that does not fit: fewer attributes, no crash
         assert len(messages) == 1
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_damage_to_a_netlink_dump_is_records_or_one_decode_error(deb, tmp_path, data):
+    name = data.draw(st.sampled_from(["ifaddr-10.img", "rule-10.img"]))
+    original = (deb / name).read_bytes()
+    mutated = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 8))):
+        mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    path = tmp_path / name
+    path.write_bytes(bytes(mutated[:cut]) if data.draw(st.booleans()) else bytes(mutated))
+    try:
+        messages = read_netlink_dump(path)
+    except DecodeError as error:
+        assert name in str(error) and "\n" not in str(error)
+    else:
+        assert all(m.source.offset < path.stat().st_size for m in messages)
 
 
 # -- ps --long -----------------------------------------------------------------------------

@@ -35,9 +35,9 @@ def _cells(table, row):
     options = ",".join(mount.mount_options)
     if mount.options:
         options += f" ({mount.options})"
-    return {"ns": table.ns_id, "id": mount.mnt_id, "parent": mount.parent_id,
+    return {"ns": table.ns_id, "id": mount.mnt_id, "parent": mount.parent_mnt_id,
             "mountpoint": mount.mountpoint + (" (deleted)" if mount.deleted else ""),
-            "label": mount.mountpoint, "depth": row.depth, "fstype": mount.fstype,
+            "label": mount.mountpoint, "depth": row.depth, "fstype": mount.fstype_label,
             "source": mount.source, "root": mount.root, "options": options,
             "propagation": " ".join(mount.propagation),
             "external": mount.ext_key if mount.external else "",

@@ -10,7 +10,7 @@ from ..analysis import explore, views
 from ..describe import cmdline_text
 from ..render import colored, jsonable, safe_text, use_color, write_json, write_table, write_tree
 from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS
+from .selection import TREE_FORMATS, note_findings
 
 COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("pgid", "PGID"), ("sid", "SID"),
            ("state", "STATE"), ("threads", "THR"), ("comm", "COMM"), ("command", "COMMAND"))
@@ -78,6 +78,8 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         rows = explore.ps_rows(opened.checkpoint, env=env)
         details = {d.pid: d for d in views.process_details(opened.checkpoint)} if long_ else {}
+        if long_:
+            note_findings(views.seccomp_findings(opened.checkpoint))
     out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]
