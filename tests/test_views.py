@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crit_plus.confinement import SeccompFilter, filter_chain
 from crit_plus.opening import open_source
 from decoders.errors import DecodeError
 from decoders.netlink import read_netlink_dump
@@ -266,3 +267,20 @@ def test_the_graph_gives_the_views_typed_records(web):
         [net] = checkpoint.net_namespaces
         assert [d.name for d in net.devices] == ["lo"]
         assert checkpoint.view_findings == ()
+
+
+def test_a_seccomp_chain_that_loops_or_leaves_the_image_ends_with_a_finding():
+    # CRIU writes prev < index (criu/seccomp.c); only a damaged image loops or points out
+    filters = (SeccompFilter(0, None, None, 4), SeccompFilter(1, 0, None, 5),
+               SeccompFilter(2, 2, None, 6))
+    assert filter_chain(filters, 1, "core-1.img") == ((filters[1], filters[0]), ())
+    chain, findings = filter_chain(filters, 2, "core-1.img")
+    assert chain == (filters[2],) and "loops" in findings[0].message
+    chain, findings = filter_chain(filters, 7, "core-1.img")
+    assert chain == () and "names filter 7, seccomp.img has 3" in findings[0].message
+
+
+def test_ps_long_tree_has_the_long_columns(web):
+    header = run_cli("ps", web, "--long", "--format", "tree").stdout.splitlines()[0].split()
+    assert header == ["PROCESS", "STATE", "THR", "UID", "GID", "CAPEFF", "SECCOMP", "LSM",
+                      "CGROUP", "COMMAND"]

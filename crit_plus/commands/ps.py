@@ -21,6 +21,7 @@ LONG_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads"
                 ("lsm", "LSM"), ("cgroup", "CGROUP"), ("comm", "COMM"),
                 ("command", "COMMAND"))
 STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
+_LONG_KEYS = ("uid", "gid", "cap_eff", "seccomp", "lsm", "cgroup")
 
 
 def _ids_text(real, effective):
@@ -99,7 +100,8 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
         **(_long_cells(details[row.pid]) if long_ else {}),
     } for row in rows]
     if fmt == "tree":
-        write_tree(table, TREE_COLUMNS, out, "label")
+        extra = tuple(c for c in LONG_COLUMNS if c[0] in _LONG_KEYS) if long_ else ()
+        write_tree(table, TREE_COLUMNS[:-1] + extra + TREE_COLUMNS[-1:], out, "label")
     else:
         write_table(table, LONG_COLUMNS if long_ else COLUMNS, out)
     if env:
