@@ -125,8 +125,8 @@ def _caps(words) -> int | None:
 
 
 def process_details(checkpoint, pid=None) -> tuple[ProcessDetail, ...]:
-    """:class:`ProcessDetail` of every process in tree order (or of ``pid``), with the
-    findings of following seccomp chains gathered in the checkpoint's view findings."""
+    """:class:`ProcessDetail` of every process in tree order (or of ``pid``); the findings
+    of following their seccomp chains are :func:`seccomp_findings`'."""
     selected = [checkpoint.process(pid)] if pid is not None else \
         [process for _depth, process in checkpoint.walk()]
     details = []

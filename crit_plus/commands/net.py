@@ -23,22 +23,16 @@ RULE_COLUMNS = (("ns", "NETNS"), ("priority", "PRIO"), ("family", "FAMILY"),
 
 
 def view_json(view):
-    """One network namespace as JSON."""
+    """One network namespace as JSON (a device with its ``flag_names`` too)."""
     data = {"ns_id": view.ns_id, "pids": list(view.pids),
             "owner": {True: "checkpoint", False: "host", None: "unknown"}[view.own]}
     net = view.net
     for part in ("devices", "addresses", "routes", "rules"):
         items = getattr(net, part)
         data[part] = None if items is None else [jsonable(item) for item in items]
-    for device in data["devices"] or ():
-        device["flag_names"] = [name for bit, name in _iff() if device["flags"] & bit]
+    for device, item in zip(net.devices or (), data["devices"] or ()):
+        item["flag_names"] = list(device.flag_names)
     return data
-
-
-def _iff():
-    from ..netns import IFF_FLAGS
-
-    return IFF_FLAGS
 
 
 def _sections(view):
