@@ -126,6 +126,9 @@ class NetNamespace:
     addresses: tuple[Address, ...] | None
     routes: tuple[Route, ...] | None
     rules: tuple[Rule, ...] | None
+    #: the key of a namespace dumped as external (``netns-ID.img`` ``ext_key``: restored
+    #: with ``--external net[KEY]:PATH`` or ``--join-ns``, its links not dumped), or None
+    ext_key: str | None = None
 
     def device_name(self, ifindex: int | None) -> str | None:
         """The name of link ``ifindex`` (None when unknown)."""
@@ -220,4 +223,9 @@ def read_net_namespace(checkpoint: Checkpoint,
     routes6 = _dump(path, f"route6-{ns_id}.img", _route, findings)
     rules = _dump(path, f"rule-{ns_id}.img", _rule, findings)
     routes = None if routes4 is None and routes6 is None else (routes4 or ()) + (routes6 or ())
-    return NetNamespace(ns_id, devices, addresses, routes, rules), tuple(findings)
+    netns, error = checkpoint.decoded(f"netns-{ns_id}.img")
+    if error is not None and not isinstance(error, MissingImageError):
+        findings.append(error_finding(error))
+    ext_key = optional(netns[0], "ext_key") if netns else None
+    return NetNamespace(ns_id, devices, addresses, routes, rules,
+                        field_text(ext_key) if ext_key is not None else None), tuple(findings)

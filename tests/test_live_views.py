@@ -171,3 +171,26 @@ def test_ns_shows_the_own_ipc_namespace_of_zdtm_ipc_programs(zdtm_dumps, name, i
     assert f"{image}-{ipc['id']}.img" in ipc["images"]
     net = [n for n in _json("ns", images)["namespaces"] if n["kind"] == "net"]
     assert [n["owner"] for n in net] == ["host"]
+
+
+def test_an_external_network_namespace_shows_its_key(criu, tmp_path):
+    """``--external net[INODE]:KEY``: CRIU keeps only the key (``netns-ID.img``)."""
+    popen = subprocess.Popen(["unshare", "--net", "sleep", "600"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        assert harness.wait_until(
+            lambda: os.readlink(f"/proc/{popen.pid}/ns/net") !=
+            os.readlink("/proc/self/ns/net"), 15)
+        inode = os.stat(f"/proc/{popen.pid}/ns/net").st_ino
+        harness.dump(criu, popen.pid, tmp_path / "images", leave_running=False,
+                     options=("--external", f"net[{inode}]:views-key"))
+    finally:
+        popen.kill()
+        popen.wait(15)
+    [space] = _json("net", tmp_path / "images")["namespaces"]
+    assert (space["owner"], space["ext_key"], space["devices"]) == (
+        "checkpoint", "views-key", None)
+    netns = crit_json(tmp_path / "images" / f"netns-{space['ns_id']}.img")["entries"][0]
+    assert netns["ext_key"] == "views-key"
+    assert "external, key 'views-key'" in run_cli("net", tmp_path / "images").stdout

@@ -25,7 +25,8 @@ RULE_COLUMNS = (("ns", "NETNS"), ("priority", "PRIO"), ("family", "FAMILY"),
 def view_json(view):
     """One network namespace as JSON (a device with its ``flag_names`` too)."""
     data = {"ns_id": view.ns_id, "pids": list(view.pids),
-            "owner": {True: "checkpoint", False: "host", None: "unknown"}[view.own]}
+            "owner": {True: "checkpoint", False: "host", None: "unknown"}[view.own],
+            "ext_key": view.net.ext_key}
     net = view.net
     for part in ("devices", "addresses", "routes", "rules"):
         items = getattr(net, part)
@@ -92,6 +93,10 @@ def net_command(path, lxd_dir, project, root, fmt):
         out.write("no network namespace of its own: the processes are in the host's "
                   "(CRIU dumped no netdev image)\n")
         return
+    for view in own:
+        if view.net.ext_key is not None:
+            out.write(f"netns {view.ns_id}: external, key {view.net.ext_key!r} (restored with "
+                      "--external net[KEY]:PATH; its links were not dumped)\n\n")
     parts = list(zip(*(_sections(view) for view in own)))
     for index, (title, columns) in enumerate((("links", LINK_COLUMNS),
                                               ("addresses", ADDRESS_COLUMNS),
