@@ -14,6 +14,7 @@ are bind mounts of one another.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,8 @@ SB_FLAGS = ((0x1, "ro"), (0x10, "sync"), (0x40, "mand"), (0x80, "dirsync"),
 MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
 #: Most mounts read from one namespace's image (a host with 100,000 mounts is broken).
 MAX_MOUNTS = 1 << 17
+#: Most bind mounts of one superblock listed for a mount.
+MAX_BINDS = 32
 
 
 def _names(value: int, table) -> tuple[str, ...]:
@@ -110,11 +113,6 @@ class MountNamespace:
     ns_id: int
     mounts: tuple[Mount, ...]
 
-    @property
-    def by_id(self) -> dict[int, Mount]:
-        """mnt_id → :class:`Mount`."""
-        return {mount.mnt_id: mount for mount in self.mounts}
-
     def tree(self) -> list[tuple[int, Mount]]:
         """``(depth, Mount)`` depth-first from each mount whose parent is not in the
         namespace (its root), children in image order; a parent cycle is cut."""
@@ -139,12 +137,18 @@ class MountNamespace:
         out.extend((0, mount) for mount in self.mounts if mount.mnt_id not in seen)
         return out
 
-    def binds(self, mount: Mount) -> tuple[int, ...]:
-        """The other mounts of ``mount``'s superblock (same device and file system):
-        bind mounts of one another."""
-        return tuple(other.mnt_id for other in self.mounts
-                     if other.mnt_id != mount.mnt_id and other.root_dev == mount.root_dev
-                     and other.fstype == mount.fstype)
+    def binds(self) -> dict[int, tuple[int, ...]]:
+        """mnt_id → the other mounts of its superblock (same device and file system):
+        bind mounts of one another; at most :data:`MAX_BINDS` each (in image order)."""
+        groups: dict[tuple, list[int]] = {}
+        for mount in self.mounts:
+            groups.setdefault((mount.root_dev, mount.fstype), []).append(mount.mnt_id)
+        found = {}
+        for mount in self.mounts:
+            group = groups[(mount.root_dev, mount.fstype)]
+            others = (mnt_id for mnt_id in group if mnt_id != mount.mnt_id)
+            found[mount.mnt_id] = tuple(itertools.islice(others, MAX_BINDS))
+        return found
 
 
 def _mount(msg, where: str) -> Mount:

@@ -100,7 +100,8 @@ def mount_tables(checkpoint) -> tuple[MountTable, ...]:
     """The mount tree of every mount namespace with a ``mountpoints`` image."""
     tables = []
     for space in checkpoint.mount_namespaces:
-        rows = tuple(MountRow(depth, mount, space.binds(mount)) for depth, mount in space.tree())
+        binds = space.binds()
+        rows = tuple(MountRow(depth, mount, binds[mount.mnt_id]) for depth, mount in space.tree())
         tables.append(MountTable(space.ns_id, _pids(checkpoint, "mnt", space.ns_id)[0], rows))
     return tuple(tables)
 
