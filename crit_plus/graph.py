@@ -888,12 +888,14 @@ class Checkpoint:
     @property
     def view_findings(self) -> tuple[Finding, ...]:
         """The findings of reading namespace, mount, network, cgroup and seccomp images
-        (not part of :attr:`findings`, which validate and summarize report)."""
-        found = list(self._namespaces.findings)
+        (not part of :attr:`findings`, which validate and summarize report), at most
+        :data:`~crit_plus.findings.MAX_PER_CODE` of a code."""
+        found = FindingList()
+        found.extend(self._namespaces.findings)
         for part in (*self._mount_namespaces.values(), *self._net_namespaces.values(),
                      self._cgroup_sets, self._seccomp_filters):
             found.extend(part.findings)
-        return tuple(found)
+        return tuple(found.result())
 
     # -- the directory ------------------------------------------------------------------------
     @functools.cached_property

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..confinement import CgroupMember
+from ..findings import FindingList
 from ..mounts import Mount
 from ..namespaces import Namespace
 from ..netns import NetNamespace
@@ -154,9 +155,10 @@ def process_details(checkpoint, pid=None) -> tuple[ProcessDetail, ...]:
 
 
 def seccomp_findings(checkpoint) -> tuple:
-    """The findings of following every thread's seccomp chain."""
-    found = []
+    """The findings of following every thread's seccomp chain (at most
+    :data:`~crit_plus.findings.MAX_PER_CODE` of a code)."""
+    found = FindingList()
     for process in checkpoint.processes:
         for thread in process.threads:
             found.extend(checkpoint.seccomp_chain(thread)[1])
-    return tuple(found)
+    return tuple(found.result())
