@@ -78,6 +78,7 @@ COMMAND_MODULES = {
     "host": "host",
     "explain": "explain",
     "x": "x",
+    "ns": "ns", "mounts": "mounts", "net": "net",
 }
 
 
@@ -96,11 +97,17 @@ COMMAND_SUMMARIES = {
     "host": "This machine's migration fingerprint: what a checkpoint restored here would find.",
     "info": "Show an image's kind, entry count and size without decoding its entries.",
     "list": "List stateful checkpoints: LXD/Incus stateful snapshots and stateful stops, or...",
+    "mounts": "Show the mounts of each mount namespace the checkpoint holds "
+              "(mountpoints-ID.img):...",
     "mem": "Read, search and dump the memory of checkpointed processes.",
     "mems": "Show each process's mappings as /proc/PID/maps does (address range, "
             "permissions,...",
     "ps": "Show the process tree: pid, parent, group, session, state, threads and the "
           "command...",
+    "net": "Show each network namespace the checkpoint holds: its links (netdev-ID.img: "
+           "index,...",
+    "ns": "Show the namespaces of the checkpoint's processes: kind, CRIU's id, whose it "
+          "is...",
     "report": "Bundle the bug report LXD and CRIU maintainers ask for, in one .tar.gz.",
     "rss": "Show resident pages: for each process, the pages its pagemap lists (PRESENT in...",
     "show": "Show an image as pretty JSON (crit's `show`: decode --pretty).",

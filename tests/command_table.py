@@ -96,9 +96,13 @@ COMMANDS = {
     "version": _checkpoint_command("version"),
     "summarize": _checkpoint_command("summarize", formats=("json", "tree", "html")),
     "ps": Use((("ps", CHECKPOINT), ("ps", CHECKPOINT, "--format", "json"),
-               ("ps", CHECKPOINT, "--env", "--format", "tree")), "checkpoint"),
+               ("ps", CHECKPOINT, "--env", "--format", "tree"),
+               ("ps", CHECKPOINT, "--long", "--format", "json")), "checkpoint"),
     "fds": _checkpoint_command("fds", formats=("json", "tree")),
     "sk": _checkpoint_command("sk"),
+    "ns": _checkpoint_command("ns"),
+    "mounts": _checkpoint_command("mounts", formats=("json", "tree")),
+    "net": _checkpoint_command("net"),
     "mems": _checkpoint_command("mems"),
     # x: crit's explorers with crit's text; every explorer as text, one as JSON
     "x": Use(tuple(("x", CHECKPOINT, what) for what in ("ps", "fds", "mems", "rss", "sk"))

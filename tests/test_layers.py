@@ -27,7 +27,8 @@ PACKAGES = ("crit_plus", "decoders")
 
 #: The graph layer: the checkpoint as one object (docs/architecture.md).
 GRAPH = ("crit_plus.findings", "crit_plus.files", "crit_plus.memory", "crit_plus.pages",
-         "crit_plus.graph")
+         "crit_plus.graph", "crit_plus.namespaces", "crit_plus.mounts", "crit_plus.netns",
+         "crit_plus.confinement")
 #: Helpers beside it, that know no checkpoint: value → text, output, the error line.
 HELPERS = ("crit_plus.describe", "crit_plus.render", "crit_plus.jsontext", "crit_plus.progress",
            "crit_plus.output", "crit_plus.boundary", "crit_plus.signals", "crit_plus.crittext")

@@ -157,7 +157,7 @@ def run_command(argv):
 _TABLES = (
     ("summarize", "{}"), ("ps", "{}"), ("fds", "{}"), ("sk", "{}"), ("mems", "{}"),
     ("rss", "{}"), ("size", "{}"), ("size", "--content", "{}"), ("validate", "{}"),
-    ("diff", "{}", "{}"),
+    ("diff", "{}", "{}"), ("ns", "{}"), ("mounts", "{}"), ("net", "{}"), ("ps", "--long", "{}"),
 )
 #: The commands run on each dump (``{}`` is the images directory), as tables and as
 #: JSON (validate's JSON run is :func:`validate_report`'s).

@@ -315,14 +315,10 @@ def _plugins(facts, out, host):
 
 
 def _cgroups(facts, out, host):
-    messages = facts.messages("cgroup.img")
-    if not messages:
-        return
-    wanted = {}
-    for message in messages:
-        for cgset in message.sets:
-            for ctl in cgset.ctls:
-                wanted.setdefault(ctl.name, set()).add(ctl.path)
+    wanted: dict = {}
+    for members in facts.checkpoint.cgroup_sets.values():  # the graph's cgroup.img
+        for member in members:
+            wanted.setdefault(member.controller, set()).add(member.path)
     if wanted and not host.live and not facts.manager:
         out.skip("cgroup paths: a fingerprint does not list the host's cgroup directories")
     for name in sorted(wanted):
