@@ -149,7 +149,7 @@ def _blobs(images):
     """``(blobs {digest: bytes}, index manifests)`` of ``images``: (ref, annotations,
     layer bytes) each."""
     blobs, manifests = {}, []
-    for ref, annotations, layer in images:
+    for ref, notes, layer in images:
         layer_blob = gzip.compress(layer, compresslevel=1)
         config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                              "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]}}).encode()
@@ -159,7 +159,7 @@ def _blobs(images):
                        "digest": _digest(config), "size": len(config)},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                         "digest": _digest(layer_blob), "size": len(layer_blob)}],
-            "annotations": annotations}).encode()
+            "annotations": notes}).encode()
         for blob in (layer_blob, config, manifest):
             blobs[_digest(blob)] = blob
         manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -23,13 +23,13 @@ naming the member, if any member has an absolute path or a ``..`` component,
 is a symbolic or hard link (one exception: ``checkpoint/parent`` pointing at
 ``../pre-checkpoint``, which CRIU itself creates for pre-dumps; crit-plus
 recreates that link itself), a device node, a FIFO or another special file,
-appears twice, has a path more than :data:`MAX_DEPTH` components deep, or if
+appears twice, has a path more than :data:`~.tarsafe.MAX_DEPTH` components deep, or if
 the bytes or members to extract exceed :class:`ArchiveLimits`.  Files are
 created with ``O_EXCL | O_NOFOLLOW`` under the temporary directory only.
 
-Tar headers are bounded before :mod:`tarfile` reads them (:func:`_tarinfo_class`):
-a pax extended header or GNU long-name header over :data:`MAX_HEADER` bytes,
-more than :data:`MAX_HEADER_CHAIN` of them in a row, and GNU or pax sparse
+Tar headers are bounded before :mod:`tarfile` reads them (:mod:`.tarsafe`):
+a pax extended header or GNU long-name header over :data:`~.tarsafe.MAX_HEADER` bytes,
+more than :data:`~.tarsafe.MAX_HEADER_CHAIN` of them in a row, and GNU or pax sparse
 members (whose maps tarfile would read without bound) refuse the archive,
 naming the header's offset in the tar stream.  Any other failure while
 extracting (out of memory included) is an :class:`ArchiveError` naming the
@@ -54,6 +54,14 @@ from decoders.inventory import read_dump_stats
 
 from .errors import ArchiveError
 from .layout import is_images_dir
+from .tarsafe import (
+    COMPRESSED_MAGICS,
+    PARENT_LINK,
+    bounded_tarinfo,
+    check_type,
+    clean_name,
+    open_tar,
+)
 from .logs import read_header
 from .model import Source, parse_timestamp
 
@@ -70,19 +78,7 @@ METADATA_FILES = {
 }
 #: Members whose size is reported but which are never extracted.
 SIZE_ONLY = ("rootfs-diff.tar", "devshm-checkpoint.tar")
-#: The one link allowed, and the only target it may have.
-PARENT_LINK = ("checkpoint/parent", "../pre-checkpoint")
-#: Most bytes of one pax extended header or GNU long-name header (tarfile reads it whole),
-#: and of all pax global headers together (they accumulate).
-MAX_HEADER = 1 * MiB
-#: Most extended headers (pax, GNU long name/link) in a row before a member (tarfile
-#: reads them recursively).
-MAX_HEADER_CHAIN = 8
-#: Most components of a member's path (CRIU's image directories are flat).
-MAX_DEPTH = 32
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_COMPRESSED_MAGICS = (b"\x1f\x8b", _ZSTD_MAGIC, b"BZh", b"\xfd7zXZ")
 _CHUNK = 1 << 20
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -150,7 +146,7 @@ def looks_like_archive(path):
             head = stream.read(512)
     except OSError:
         return False
-    if head.startswith(_COMPRESSED_MAGICS):
+    if head.startswith(COMPRESSED_MAGICS):
         return True
     return len(head) >= 262 and head[257:262] == b"ustar"
 
@@ -186,116 +182,6 @@ class _Extraction:
     configs: dict = field(default_factory=dict)    # directory ("" top) -> config.dump bytes
     rootfs: dict = field(default_factory=dict)     # prefix -> list_rootfs_tar answer
     archive_label: str = ""                        # the archive, in messages
-
-
-def bounded_tarinfo(archive):
-    """A :class:`tarfile.TarInfo` that checks extended headers before tarfile reads them.
-
-    tarfile reads a pax or GNU long-name header whole into memory, follows a chain
-    of them by recursion and reads sparse maps without bound: a few MB of
-    compressed archive could take gigabytes.  Each is refused here first.
-    """
-    import tarfile  # archives only: every other source starts without it
-
-    def refuse(info, reason):
-        raise ArchiveError(archive, f"refused: the header at offset {info.offset:#x} of the "
-                                    f"tar stream: {reason}")
-
-    class Bounded(tarfile.TarInfo):
-        chain = 0          # extended headers being read, one inside the other
-        global_bytes = 0   # bytes of pax global headers so far
-
-        def _extended(self, tar, kind, read):
-            if self.size > MAX_HEADER:
-                refuse(self, f"a {kind} header of {self.size} bytes, over the limit of "
-                             f"{MAX_HEADER}")
-            if Bounded.chain >= MAX_HEADER_CHAIN:
-                refuse(self, f"more than {MAX_HEADER_CHAIN} extended headers in a row")
-            Bounded.chain += 1
-            try:
-                return read(tar)
-            finally:
-                Bounded.chain -= 1
-
-        def _proc_pax(self, tar):
-            if self.type == tarfile.XGLTYPE:
-                Bounded.global_bytes += self.size
-                if Bounded.global_bytes > MAX_HEADER:
-                    refuse(self, f"pax global headers of more than {MAX_HEADER} bytes")
-            return self._extended(tar, "pax extended", super()._proc_pax)
-
-        def _proc_gnulong(self, tar):
-            return self._extended(tar, "GNU long-name", super()._proc_gnulong)
-
-        def _proc_sparse(self, tar):
-            refuse(self, "a GNU sparse member")
-
-        def _proc_gnusparse_00(self, *args):
-            refuse(self, "a pax sparse member")
-
-        _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
-
-    return Bounded
-
-
-_tarinfo_class = bounded_tarinfo
-
-
-def _open_tar(stream, archive):
-    import tarfile  # archives only: every other source starts without it
-
-    bounded = bounded_tarinfo(archive)
-    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
-    if head == _ZSTD_MAGIC:
-        import zstandard  # imported here: only zstd archives need it
-
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        return tarfile.open(fileobj=reader, mode="r|", tarinfo=bounded)
-    try:
-        return tarfile.open(fileobj=stream, mode="r|*", tarinfo=bounded)
-    except tarfile.TarError as error:
-        raise ArchiveError(archive, "not a tar archive (plain, gzip, bzip2, xz or zstd): "
-                           f"{error}") from error
-
-
-def _clean_name(member, archive):
-    """The member's path as a relative POSIX path, or raise for a hostile one."""
-    name = member.name
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(archive, "refused: absolute path", member=name)
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(archive, "refused: its path leaves the archive ('..')", member=name)
-    if len(parts) > MAX_DEPTH:
-        raise ArchiveError(archive, f"refused: its path is {len(parts)} components deep, over "
-                                    f"the limit of {MAX_DEPTH}",
-                           member=name if len(name) <= 200 else name[:200] + "...")
-    return "/".join(parts)
-
-
-def _is_parent_link(name, linkname):
-    """CRIU's ``checkpoint/parent -> ../pre-checkpoint``, at the top or in a pod's
-    container directory."""
-    parts = name.split("/")
-    return (len(parts) <= 3 and parts[-2:] == PARENT_LINK[0].split("/")
-            and linkname.rstrip("/") == PARENT_LINK[1])
-
-
-def _check_type(member, name, archive):
-    """Raise for links and special files; True for an allowed ``checkpoint/parent`` link."""
-    if member.issym() or member.islnk():
-        if member.issym() and _is_parent_link(name, member.linkname):
-            return True
-        kind = "symbolic link" if member.issym() else "hard link"
-        raise ArchiveError(archive, f"refused: {kind} to {member.linkname!r}", member=member.name)
-    if member.ischr() or member.isblk():
-        raise ArchiveError(archive, "refused: device node", member=member.name)
-    if member.isfifo():
-        raise ArchiveError(archive, "refused: FIFO", member=member.name)
-    if not (member.isreg() or member.isdir()):
-        raise ArchiveError(archive, f"refused: unsupported member type {member.type!r}",
-                           member=member.name)
-    return False
 
 
 def _wanted(name):
@@ -349,7 +235,7 @@ def _extract(opener, archive, dest, limits, found, size=None):
 
     try:
         found.total_limit = limits.total_limit(size)
-        with opener() as raw, _open_tar(raw, archive) as tar:
+        with opener() as raw, open_tar(raw, archive) as tar:
             for member in tar:
                 found.offset = member.offset
                 _take(tar, member, dest, limits, found, archive)
@@ -404,8 +290,8 @@ def _listing(tar, member, found):
 
 
 def _take(tar, member, dest, limits, found, archive):
-    name = _clean_name(member, archive)
-    is_parent_link = _check_type(member, name, archive)
+    name = clean_name(member, archive)
+    is_parent_link = check_type(member, name, archive)
     if not name:
         return
     found.archive_label = archive
@@ -524,7 +410,7 @@ def _plain_tar_markers(path):
         return set()
     names = set()
     with open(open_untrusted(path)[0], "rb") as raw:
-        if raw.peek(512)[:512].startswith(_COMPRESSED_MAGICS):
+        if raw.peek(512)[:512].startswith(COMPRESSED_MAGICS):
             return set()
         try:
             with tarfile.open(fileobj=raw, mode="r:", tarinfo=bounded_tarinfo(path)) as tar:

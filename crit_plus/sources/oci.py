@@ -164,14 +164,14 @@ def _scan_tar(path, label, limits):
     checked as the archive reader checks them."""
     import tarfile
 
-    from .archive import _check_type, _clean_name, bounded_tarinfo
+    from .tarsafe import bounded_tarinfo, check_type, clean_name
 
     members = {}
     try:
         with tarfile.open(path, mode="r:", tarinfo=bounded_tarinfo(label)) as tar:
             for member in tar:
-                name = _clean_name(member, label)
-                if _check_type(member, name, label) or member.isdir() or not name:
+                name = clean_name(member, label)
+                if check_type(member, name, label) or member.isdir() or not name:
                     continue
                 if name in members:
                     raise ArchiveError(label, "refused: it appears twice", member=member.name)
@@ -255,21 +255,21 @@ def image_layers(path, label, limits):
         raise ArchiveError(label, "neither an OCI image layout (index.json) nor a "
                            "docker-archive (manifest.json)")
     layers = []
-    for ref, annotations, blobs in images:
+    for ref, notes, blobs in images:
         for blob in blobs:
             if not store.has(blob):
                 raise ArchiveError(label, f"the image lacks its layer {blob}")
-        layers.append((ref, annotations, blobs))
+        layers.append((ref, notes, blobs))
     marked = [item for item in layers if any(key.startswith(CHECKPOINT_PREFIXES)
                                              for key in item[1])]
     chosen = marked or [item for item in layers if len(item[2]) == 1]
     found = []
-    for ref, annotations, blobs in chosen:
+    for ref, notes, blobs in chosen:
         if len(blobs) != 1:
             raise ArchiveError(label, f"image {ref or '?'} has {len(blobs)} layers; a checkpoint "
                                "image has one")
         blob = blobs[0]
-        found.append(Layer(f"{label}: {blob}", ref, annotations, store.size(blob),
+        found.append(Layer(f"{label}: {blob}", ref, notes, store.size(blob),
                            lambda blob=blob: store.stream(blob)))
     if not found:
         raise ArchiveError(label, "no checkpoint image in it (no org.criu.checkpoint.* "

@@ -106,12 +106,12 @@ def list_rootfs_tar(stream, archive):
     bad input: a listing cut short says why in ``problem``."""
     import tarfile
 
-    from .archive import _tarinfo_class
+    from .tarsafe import bounded_tarinfo
     from .errors import ArchiveError
 
     entries, more = {}, 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_tarinfo_class(archive)) as tar:
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=bounded_tarinfo(archive)) as tar:
             for info in tar:
                 if info.name in ("", ".", "./"):
                     continue
