@@ -4,6 +4,7 @@ name to give other commands."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -26,15 +27,18 @@ COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),
            ("source", "SOURCE"))
 
 
-def _name_to_paste(source):
-    """What to give other commands for ``source``: ``lxd:NAME/SNAP`` for a managed
-    checkpoint (with ``--project``), the spec otherwise (a path, ``ARCHIVE:NAME``)."""
+def _name_to_paste(source, lxd_dir=None):
+    """What to give other commands for ``source``: ``lxd:NAME/SNAP`` for a checkpoint
+    found by its manager (with ``--project`` and ``--lxd-dir`` when they were needed),
+    the spec otherwise (a path, ``ARCHIVE:NAME``)."""
     if not source.manager or not source.instance:
         return source.spec
     name = f"{source.manager}:{source.instance}" + (f"/{source.snapshot}" if source.snapshot
                                                     else "")
     if source.project not in (None, "default"):
         name += f" --project {source.project}"
+    if lxd_dir:
+        name += f" --lxd-dir {lxd_dir}"
     return name
 
 
@@ -46,8 +50,9 @@ def _checkpoint_facts(source):
         processes = checkpoint.processes
         errors = [finding for finding in checkpoint.findings if finding.severity == ERROR]
     except DecodeError as error:
-        if hasattr(source, "name_archive"):
-            source.name_archive(error)
+        source.name_archive(error)
+        return None, None, error_text(error)
+    except OSError as error:
         return None, None, error_text(error)
     comm = processes[0].comm if processes else None
     damaged = None
@@ -65,8 +70,9 @@ def _facts_fields(processes, comm, damaged, source_name):
             "source": source_name}
 
 
-def _row(source):
-    """One checkpoint as a row: machine values plus the texts the table shows."""
+def _row(source, paste=None):
+    """One checkpoint as a row: machine values plus the texts the table shows; ``paste``
+    is the name to give other commands (default: the source's spec)."""
     taken = source.taken_at
     instance = source.instance
     if instance and source.project not in (None, "default"):
@@ -82,7 +88,7 @@ def _row(source):
         "criu_version": source.criu_version, "kernel": source.kernel,
         "images_dir": source.images_label,
         "findings": [str(finding) for finding in source.findings],
-        **_facts_fields(*_checkpoint_facts(source), _name_to_paste(source)),
+        **_facts_fields(*_checkpoint_facts(source), paste or source.spec),
     }
 
 
@@ -164,7 +170,9 @@ def list_command(where, lxd_dir, project, depth, fmt):
     Set CRIT_PLUS_ROOT to look at an LXD tree copied from another machine.
     """
     found = discover(where, lxd_dir=lxd_dir, project=project, max_depth=depth)
-    rows = [_row(source) for source in found.sources]
+    walked = where is not None and os.path.isdir(where)
+    rows = [_row(source, None if walked else _name_to_paste(source, lxd_dir))
+            for source in found.sources]
     rows += [_archive_row(entry) for entry in found.archives]
     out = sys.stdout
     failed = [_failed(entry) for entry in found.failed_dumps]
