@@ -78,7 +78,8 @@ def add_container(tar, prefix, images, name, container_id, *, files=None, delete
     add_bytes(tar, f"{prefix}deleted.files", json.dumps(list(deleted)).encode())
 
 
-def _write(path, data):
+def write_compressed(path, data):
+    """Write the tar ``data`` to ``path``, gzip- or zstd-compressed as its name ends."""
     name = str(path)
     if name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=1)
@@ -100,7 +101,7 @@ def podman_archive_bytes(images, name="service", **options):
 
 def podman_archive(path, images, name="service", **options):
     """A container archive file (``.tar``, ``.tar.gz``, ``.tar.zst``) of ``images``."""
-    return _write(path, podman_archive_bytes(images, name, **options))
+    return write_compressed(path, podman_archive_bytes(images, name, **options))
 
 
 def pod_options(containers):
@@ -138,7 +139,7 @@ def pod_archive_bytes(fixture_root, pod=None, with_dump=True, source_dir_entry=T
 
 def pod_archive(path, fixture_root, **options):
     """A pod checkpoint file (``.tar``: CRI-O and containerd write plain tars)."""
-    return _write(path, pod_archive_bytes(fixture_root, **options))
+    return write_compressed(path, pod_archive_bytes(fixture_root, **options))
 
 
 def _digest(data):

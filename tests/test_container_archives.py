@@ -393,3 +393,30 @@ def test_list_flags_a_damaged_directory(fixture_root, tmp_path):
 def test_unreadable_source_is_an_error_not_a_traceback(tmp_path):
     with pytest.raises(SourceError):
         resolve(tmp_path / "nothing.tar:app")
+
+
+def test_a_pod_of_too_many_containers_is_refused(tmp_path, scratch):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for number in range(1001):
+            info = tarfile.TarInfo(f"{number:04d}-c/checkpoint")
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+    archive = tmp_path / "crowd.tar"
+    archive.write_bytes(raw.getvalue())
+    outcome = invoke(["ps", str(archive)])
+    assert outcome.code == 1 and outcome.err == (
+        "crit-plus: crowd.tar: member '1000-c/checkpoint': refused: more than 1000 container "
+        "directories\n")
+    assert list(scratch.iterdir()) == []
+
+
+def test_rootfs_entries_kept_are_bounded_over_the_whole_archive(shelf, monkeypatch):
+    from crit_plus.sources import rootfs
+
+    monkeypatch.setattr(rootfs, "MAX_ENTRIES", 4)
+    with resolve(f"{shelf['pod']}:web") as source:
+        # counter's listing (first in the archive) keeps 3 entries, web's the one left
+        assert len(source.rootfs.entries) == 1 and source.rootfs.more == 2
+    text = invoke(["summarize", f"{shelf['pod']}:web"]).out.decode()
+    assert "2 more entries counted, not listed" in text

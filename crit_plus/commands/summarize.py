@@ -216,9 +216,12 @@ def _write_rootfs(rootfs, out):
              for entry in rootfs.entries if entry.kind != "dir"]
     if rows:
         write_table(rows[:ROOTFS_SHOWN], ROOTFS_COLUMNS, out)
-    hidden = len(rows) - min(len(rows), ROOTFS_SHOWN) + rootfs.more
+    hidden = len(rows) - min(len(rows), ROOTFS_SHOWN)
     if hidden:
-        out.write(f"  ... and {hidden} more (--format json lists them all)\n")
+        out.write(f"  ... and {hidden} more (--format json lists them)\n")
+    if rootfs.more:
+        out.write(f"  {count_text(rootfs.more, 'more entry', 'more entries')} counted, not "
+                  "listed (over the number of entries crit-plus keeps)\n")
     if rootfs.problem:
         out.write(f"  {safe_text(rootfs.problem)}\n")
 

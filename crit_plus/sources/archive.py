@@ -76,6 +76,8 @@ METADATA_FILES = {
     "config.dump": "json", "spec.dump": "json", "network.status": "json",
     "deleted.files": "json", "bind.mounts": "json", "stats-dump": "criu", "dump.log": "log",
 }
+#: Most container directories a pod checkpoint may hold.
+MAX_CONTAINERS = 1000
 #: Members whose size is reported but which are never extracted.
 SIZE_ONLY = ("rootfs-diff.tar", "devshm-checkpoint.tar")
 
@@ -182,6 +184,7 @@ class _Extraction:
     configs: dict = field(default_factory=dict)    # directory ("" top) -> config.dump bytes
     rootfs: dict = field(default_factory=dict)     # prefix -> list_rootfs_tar answer
     archive_label: str = ""                        # the archive, in messages
+    kept: int = 0                                  # bytes of survey files kept in memory
 
 
 def _wanted(name):
@@ -259,10 +262,12 @@ def _at(found):
     return "" if found.offset is None else f" (member at offset {found.offset:#x})"
 
 
-def _small(tar, member, limits):
-    """The bytes of a small regular member (None past ``max_metadata``)."""
-    if not member.isreg() or member.size > limits.max_metadata:
+def _small(tar, member, limits, found):
+    """The bytes of a small regular member; None past ``max_metadata`` bytes kept in all
+    (the survey keeps several: one per container directory)."""
+    if not member.isreg() or found.kept + member.size > limits.max_metadata:
         return None
+    found.kept += member.size
     return tar.extractfile(member).read()
 
 
@@ -274,19 +279,24 @@ def _survey(tar, member, name, limits, found):
     if len(parts) == 1 and name in LAYOUT_MARKERS:
         found.markers.add(name)
     elif len(parts) == 1 and name in ("pod.options", "pod.dump"):
-        found.pod_files[name] = _small(tar, member, limits)
-    elif len(parts) >= 2 and parts[1] == "checkpoint":
+        found.pod_files[name] = _small(tar, member, limits, found)
+    elif len(parts) >= 2 and parts[1] == "checkpoint" and parts[0] not in found.container_dirs:
+        if len(found.container_dirs) >= MAX_CONTAINERS:
+            raise ArchiveError(found.archive_label, f"refused: more than {MAX_CONTAINERS} "
+                               "container directories", member=member.name)
         found.container_dirs.add(parts[0])
     if parts[-1] == "config.dump" and (len(parts) == 2 or (len(parts) == 1 and not found.write)):
-        found.configs["" if len(parts) == 1 else parts[0]] = _small(tar, member, limits)
+        found.configs["" if len(parts) == 1 else parts[0]] = _small(tar, member, limits, found)
     if parts[-1] == "rootfs-diff.tar" and len(parts) == 2 and member.isreg():
         found.rootfs[parts[0] + "/"] = _listing(tar, member, found)
 
 
 def _listing(tar, member, found):
-    from .rootfs import list_rootfs_tar
+    """``rootfs-diff.tar``'s listing; the entries kept are bounded over the whole archive."""
+    from .rootfs import MAX_ENTRIES, list_rootfs_tar
 
-    return list_rootfs_tar(tar.extractfile(member), found.archive_label)
+    kept = sum(len(listing[0]) for listing in found.rootfs.values())
+    return list_rootfs_tar(tar.extractfile(member), found.archive_label, MAX_ENTRIES - kept)
 
 
 def _take(tar, member, dest, limits, found, archive):

@@ -13,7 +13,8 @@ Only the headers of ``rootfs-diff.tar`` are read, as the outer archive streams
 past (:func:`list_rootfs_tar`): nothing of it is extracted.  The nested tar is
 hostile input like the rest: its headers go through the same bounded
 :class:`tarfile.TarInfo` as the archive's, at most :data:`MAX_ENTRIES` entries
-are kept (the rest counted), a path longer than :data:`MAX_PATH` is cut, and a
+(and :data:`MAX_CHARS` characters of paths) are kept, the rest counted, a path
+longer than :data:`MAX_PATH` is cut, and a
 listing that cannot go on says why in ``problem`` (the checkpoint stays readable).
 
 :func:`diff_rootfs` compares two checkpoints' changes, file by file, from the
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 MAX_ENTRIES = 100_000
 #: Characters of a path kept.
 MAX_PATH = 4096
+#: Characters of paths kept in all (entries past it are counted only).
+MAX_CHARS = 16 << 20
 
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
           b"3": "char", b"4": "block", b"5": "dir", b"6": "fifo"}
@@ -100,25 +103,27 @@ def _entry(info):
                        _path(link) if kind == "hardlink" and link else link)
 
 
-def list_rootfs_tar(stream, archive):
+def list_rootfs_tar(stream, archive, keep=MAX_ENTRIES):
     """``(entries, more, problem)`` of the tar read from ``stream`` (headers only;
-    ``archive`` names the outer archive in a problem's text).  Never raises for
-    bad input: a listing cut short says why in ``problem``."""
+    ``archive`` names the outer archive in a problem's text; at most ``keep``
+    entries kept, the rest counted in ``more``).  Never raises for bad input: a
+    listing cut short says why in ``problem``."""
     import tarfile
 
     from .tarsafe import bounded_tarinfo
     from .errors import ArchiveError
 
-    entries, more = {}, 0
+    entries, more, chars = {}, 0, 0
     try:
         with tarfile.open(fileobj=stream, mode="r|*", tarinfo=bounded_tarinfo(archive)) as tar:
             for info in tar:
                 if info.name in ("", ".", "./"):
                     continue
-                if len(entries) >= MAX_ENTRIES:
+                entry = _entry(info) if len(entries) < keep and chars < MAX_CHARS else None
+                if entry is None:
                     more += 1
                     continue
-                entry = _entry(info)
+                chars += len(entry.path) + len(entry.link or "")
                 entries[entry.path] = entry
     except ArchiveError as error:
         return _sorted(entries), more, f"rootfs-diff.tar: {error.reason}"
