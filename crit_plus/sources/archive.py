@@ -1,4 +1,6 @@
-"""Podman and CRI-O checkpoint archives, read without unpacking them whole.
+"""Checkpoint archives, read without unpacking them whole: Podman/CRI-O container
+archives, Kubernetes pod checkpoints (:mod:`.pod`) and the layer of a checkpoint
+OCI image (:mod:`.oci`).
 
 ``podman container checkpoint --export`` (and the kubelet's CRI-O checkpoint)
 writes one tar archive, optionally gzip- or zstd-compressed::
@@ -11,12 +13,18 @@ writes one tar archive, optionally gzip- or zstd-compressed::
     network.status       its network set-up (JSON)
     stats-dump           CRIU's dump statistics (a CRIU image)
     deleted.files        paths deleted from the root file system (JSON list)
-    rootfs-diff.tar      changes to the root file system (a tar; only its size is read)
+    rootfs-diff.tar      changes to the root file system (a tar; only its headers are
+                         read, :mod:`.rootfs`)
     dump.log             CRIU's log (CRI-O; Podman keeps it in checkpoint/)
 
-The archive is read once, as a stream.  Only the image directories and the
-small metadata files above are written, into a private temporary directory
-(mode 0700) that :meth:`Source.close` removes.  Everything else is skipped.
+A pod checkpoint holds ``pod.options``, ``pod.dump`` and one such set of files per
+container, in a directory ``CONTAINERID-NAME/``.
+
+A container archive is read once, as a stream; a pod checkpoint twice (the first
+pass learns its containers, writing nothing; the second extracts the one chosen).
+Only the image directories and the small metadata files above are written, into a
+private temporary directory (mode 0700) that :meth:`Source.close` removes.
+Everything else is skipped.
 
 Safety: the whole archive is refused, with a one-line :class:`ArchiveError`
 naming the member, if any member has an absolute path or a ``..`` component,
