@@ -317,6 +317,16 @@ def test_hostile_image_layouts_are_refused(shelf, tmp_path, scratch):
          "digest": "sha256:../../../../etc/passwd", "size": 1}]}))
     with pytest.raises(ArchiveError, match="refused: not a digest"):
         resolve(layout)
+    linked_dir = tmp_path / "linked-layout"
+    ca.oci_layout(linked_dir, [("x", ca.container_annotations("x"), b"")])
+    blobs = linked_dir / "blobs/sha256"
+    index = json.loads((linked_dir / "index.json").read_text())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+    blob = blobs / manifest["layers"][0]["digest"][7:]
+    blob.unlink()
+    blob.symlink_to("/etc/passwd")  # the layer, replaced by a link out of the layout
+    with pytest.raises(ArchiveError, match="the image lacks its layer blobs/sha256/"):
+        resolve(linked_dir)
     linked = tmp_path / "linked.tar"
     with tarfile.open(linked, "w") as tar:
         ca.add_bytes(tar, "oci-layout", b"{}")

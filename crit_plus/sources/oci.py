@@ -135,10 +135,9 @@ class _Store:
     def stream(self, name):
         from decoders.framing import open_untrusted
 
-        if self.members is None:
-            descriptor = open_untrusted(self.path / name)[0]
-            with open(descriptor, "rb") as raw:
-                yield io.BufferedReader(raw) if not hasattr(raw, "peek") else raw
+        if self.members is None:  # a layout directory: its files, never a link out of it
+            with open(open_untrusted(self.path / name, nofollow=True)[0], "rb") as raw:
+                yield raw
             return
         offset, size = self.members[name]
         with open(open_untrusted(self.path)[0], "rb") as raw:
