@@ -541,9 +541,12 @@ def _open_image(path, label, dest, limits, select):
         else:
             picked = next((layer for layer in layers if layer.ref and select
                            and select.startswith(layer.ref + ":")), None)
-            if picked is None:
-                choose(label, names, select, what="checkpoint images")  # raises: none matches
-            inner, names_label = select[len(picked.ref) + 1:], f"{label}:{picked.ref}"
+            if picked is None:  # what matches no image is an error naming them
+                picked = layers[names.index(choose(label, names, select,
+                                                   what="checkpoint images"))]
+                inner, names_label = None, f"{label}:{select}"
+            else:
+                inner, names_label = select[len(picked.ref) + 1:], f"{label}:{picked.ref}"
         layers = [picked]
     layer = layers[0]
     opened = _open_stream(layer.open, layer.size, label, dest, limits, inner, names_label)
