@@ -430,3 +430,22 @@ def test_rootfs_entries_kept_are_bounded_over_the_whole_archive(shelf, monkeypat
         assert len(source.rootfs.entries) == 1 and source.rootfs.more == 2
     text = invoke(["summarize", f"{shelf['pod']}:web"]).out.decode()
     assert "2 more entries counted, not listed" in text
+
+
+def test_an_unpacked_archive_keeps_its_rootfs_changes(shelf, tmp_path):
+    with tarfile.open(shelf["pod"]) as tar:
+        tar.extractall(tmp_path / "pod", filter="data")
+    counter, web = (tmp_path / "pod" / POD_DIRS[name] for name in ("counter", "web"))
+    data = run_json("summarize", web, "--format", "json")
+    assert data["origin"]["kind"] == "criu-dir"
+    assert [entry["path"] for entry in data["rootfs"]["entries"]] == \
+        ["/etc", "/etc/motd", "/srv/web.conf"]
+    outcome = invoke(["diff", str(counter), str(web), "--only", "rootfs", "--format", "json"])
+    assert outcome.code == 1
+    assert [(c["path"], c["change"]) for c in json.loads(outcome.out)["rootfs"]["changes"]] == \
+        [("/etc/motd", "changed"), ("/srv/counter.conf", "removed"), ("/srv/web.conf", "added")]
+    (web / "rootfs-diff.tar").unlink()
+    (web / "rootfs-diff.tar").symlink_to("/etc/passwd")  # never followed
+    rootfs = run_json("summarize", web, "--format", "json")["rootfs"]
+    assert rootfs["entries"] == [] and rootfs["problem"].startswith("rootfs-diff.tar: ")
+    assert rootfs["deleted"] == ["/etc/issue"]

@@ -19,6 +19,7 @@ Anything else raises :class:`SourceError`, naming what was tried.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from .layout import (
 from .logs import LOG_PATTERNS, log_kind, sniff_kind
 from .managed import lxd_source, plain_source
 from .model import Source
+from .rootfs import changes_beside
 
 #: Name schemes and the manager each one means.
 SCHEMES = ("lxd", "incus", "lxc")
@@ -147,7 +149,9 @@ def source_for_images_dir(spec, images_dir, manager=None):
     placement = place_state_dir(images_dir, manager)
     if placement is not None:
         return lxd_source(spec, images_dir, placement)
-    return plain_source(spec, images_dir)
+    source = plain_source(spec, images_dir)
+    rootfs = changes_beside(images_dir)  # an unpacked Podman/CRI-O archive
+    return source if rootfs is None else dataclasses.replace(source, rootfs=rootfs)
 
 
 def _resolve_name(spec, scheme, instance, snapshot, *, lxd_dir, project):

@@ -149,6 +149,42 @@ def changes_of(listing, deleted_files, tar_size):
     return RootfsChanges(entries, deleted, tar_size, more, problem)
 
 
+def changes_beside(images_dir, max_metadata=64 << 20):
+    """The :class:`RootfsChanges` of an unpacked container archive: ``rootfs-diff.tar``
+    and ``deleted.files`` beside its ``checkpoint/`` (``images_dir``); None when
+    neither is there.  Read as an archive's are (headers only, links not followed,
+    ``deleted.files`` bounded by ``max_metadata`` bytes)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from decoders.errors import DecodeError
+    from decoders.framing import open_untrusted
+
+    images_dir = Path(images_dir)
+    tar, deleted = images_dir.parent / "rootfs-diff.tar", images_dir.parent / "deleted.files"
+    if images_dir.name != "checkpoint" or not (tar.exists() or deleted.exists()):
+        return None
+    listing, size, paths, problems = None, None, None, []
+    if tar.exists():
+        try:
+            with open(open_untrusted(tar, nofollow=True)[0], "rb") as stream:
+                size = os.fstat(stream.fileno()).st_size
+                listing = list_rootfs_tar(stream, str(tar))
+        except (OSError, DecodeError) as error:
+            problems.append(f"{tar.name}: {error}")
+    if deleted.exists():
+        try:
+            with open(open_untrusted(deleted, nofollow=True)[0], "rb") as stream:
+                paths = json.loads(stream.read(max_metadata + 1))
+        except (OSError, DecodeError, ValueError, RecursionError) as error:
+            problems.append(f"{deleted.name}: {error}")
+    if problems:
+        entries, more, problem = listing or ((), 0, None)
+        listing = (entries, more, "; ".join(([problem] if problem else []) + problems))
+    return changes_of(listing, paths, size)
+
+
 @dataclass(frozen=True, slots=True)
 class RootfsChange:
     """One path that differs between two checkpoints' root-filesystem changes:
@@ -214,4 +250,4 @@ def diff_rootfs(old, new):
 
 
 __all__ = ["MAX_ENTRIES", "RootfsChange", "RootfsChanges", "RootfsDiff", "RootfsEntry",
-           "changes_of", "diff_rootfs", "list_rootfs_tar"]
+           "changes_beside", "changes_of", "diff_rootfs", "list_rootfs_tar"]
