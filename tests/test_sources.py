@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from crit_plus.sources import (
     ArchiveError,
@@ -30,6 +29,8 @@ from crit_plus.sources import (
     resolve,
 )
 from crit_plus.sources.archive import parse_size
+
+from .container_archives import write_compressed
 from crit_plus.sources.logs import find_logs, log_kind
 from decoders import read_pstree
 
@@ -370,16 +371,7 @@ def _write_archive(path, service_a, extra=None, before=None, checkpoint_dir="che
         _add_bytes(tar, "volumes/data.tar", b"\0" * 1024)
         if extra:
             extra(tar)
-    data = raw.getvalue()
-    name = str(path)
-    if name.endswith(".gz"):
-        import gzip
-
-        data = gzip.compress(data, compresslevel=1)
-    elif name.endswith(".zst"):
-        data = zstandard.ZstdCompressor().compress(data)
-    Path(path).write_bytes(data)
-    return Path(path)
+    return write_compressed(path, raw.getvalue())
 
 
 @pytest.fixture

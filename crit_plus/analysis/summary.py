@@ -45,6 +45,8 @@ class Origin:
     """Where the checkpoint came from (see :class:`crit_plus.sources.Source`).
 
     ``stateful`` is what backup.yaml records (None: nothing recorded);
+    ``pod`` is the Kubernetes pod an archive's container belongs to
+    (``NAMESPACE/NAME``), ``image`` the checkpoint image's reference;
     ``criu_version``/``kernel``/``machine`` come from ``version_source`` (the
     checkpoint's ``dump.log``, or the manager's copy of it), None when no
     verbose log was kept.
@@ -67,6 +69,8 @@ class Origin:
     machine: str | None
     version_source: str | None
     criu_run_id: str | None
+    pod: str | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +242,8 @@ class Summary:
     top_mappings: tuple  # MappingHolder, most pages first
     logs: tuple  # LogSummary: the checkpoint's own first
     notes: tuple
+    # an archive's root-filesystem changes (crit_plus.sources.rootfs.RootfsChanges), else None
+    rootfs: object = None
 
 
 def summarize(source, checkpoint, *, argv=False, top=TOP):
@@ -267,7 +273,7 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
         tuple(p for p in by_size[:top] if p.pages + p.shared),
         tuple(_holder(process, mapping, -count) for count, _pid, _start, process, mapping
               in biggest), logs,
-        tuple(_notes(source, checkpoint, processes, logs, dump)))
+        tuple(_notes(source, checkpoint, processes, logs, dump)), source.rootfs)
 
 
 def _memory_facts(process, listed):
@@ -326,12 +332,16 @@ def _origin(source, logs):
         machine = machine or log.header.machine
         if version is None and log.header.criu_version:
             version, kernel, where = log.header.criu_version, log.header.kernel, log.name
+    metadata = source.metadata or {}
+    pod = metadata.get("pod") if isinstance(metadata.get("pod"), dict) else {}
+    image = metadata.get("image") if isinstance(metadata.get("image"), dict) else {}
+    pod_name = "/".join(part for part in (pod.get("namespace"), pod.get("name")) if part)
     return Origin(
         source.spec, source.kind, source.manager, source.project, source.instance,
         source.snapshot, source.images_label, str(source.archive) if source.archive else None,
         str(source.backup_path) if source.backup_path else None, source.stateful,
         source.taken_at, source.taken_at_source, version, kernel, machine, where,
-        source.criu_run_id)
+        source.criu_run_id, pod_name or None, image.get("ref"))
 
 
 def _dump_info(source, checkpoint):

@@ -71,7 +71,8 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
                  old_root, new_root, fmt, output):
     """Show what changed between two checkpoints OLD and NEW: processes started,
     exited or changed; fds and sockets opened, closed or changed; VMAs and memory
-    pages changed, added or removed; images and dump facts side by side.
+    pages changed, added or removed; images and dump facts side by side; the
+    files two container archives changed in their root file system.
 
     OLD and NEW are any sources: image directories, LXD/Incus snapshot directories,
     lxd:NAME/SNAP names, Podman/CRI-O archives.  Processes are paired by pid when
@@ -506,8 +507,34 @@ def _write_images(section, out, _verbose, _color):
         write_table(stats, STAT_COLUMNS, out)
 
 
+def _write_rootfs(section, out, _verbose, color):
+    if not section.compared:
+        _heading(out, f"Root file system: not compared: {section.reason}")
+        return
+    counts = ", ".join(f"{section.count(change)} {change}" for change in
+                       ("added", "removed", "changed", "deleted", "undeleted"))
+    _heading(out, f"Root file system (rootfs-diff.tar, deleted.files): {counts}")
+    rows = [{"change": _change(c.change, color), "path": c.path,
+             "fields": ", ".join(f"{name} {_text(getattr(c.old, name))} -> "
+                                 f"{_text(getattr(c.new, name))}" for name in c.fields)
+             if c.fields else _rootfs_entry(c.new or c.old)} for c in section.changes]
+    if rows:
+        write_table(rows, (("change", "CHANGE"), ("path", "PATH"), ("fields", "")), out)
+    for word, problem in (("OLD", section.old_problem), ("NEW", section.new_problem)):
+        if problem:
+            out.write(f"{word}: {safe_text(problem)}\n")
+
+
+def _rootfs_entry(entry):
+    if entry is None:
+        return ""
+    if entry.kind == "file":
+        return f"file, {human_bytes(entry.size)}"
+    return entry.kind + (f" -> {entry.link}" if entry.link else "")
+
+
 _WRITERS = {"processes": _write_processes, "files": _write_files, "memory": _write_memory,
-            "images": _write_images}
+            "images": _write_images, "rootfs": _write_rootfs}
 
 
 def register(group):

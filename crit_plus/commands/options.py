@@ -24,8 +24,9 @@ def source_options(func=None, *, path_required=True):
     """``PATH`` plus ``--lxd-dir``, ``--project``, ``--root``: where the checkpoint is.
 
     PATH is an image directory, an LXD/Incus instance or snapshot directory, a
-    name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``) or a Podman/CRI-O
-    checkpoint archive (see docs/sources.md).  Use as ``@source_options``, or
+    name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``), a Podman/CRI-O
+    checkpoint archive, a pod checkpoint or checkpoint image (``ARCHIVE:NAME`` for
+    one of its containers; see docs/sources.md).  Use as ``@source_options``, or
     ``@source_options(path_required=False)`` for a command that can do without.
     """
     if func is None:

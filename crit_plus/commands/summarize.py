@@ -30,7 +30,13 @@ KIND_TITLES = {
     "lxd-snapshot": "LXD stateful snapshot", "incus-instance": "Incus stateful stop",
     "incus-snapshot": "Incus stateful snapshot", "lxc": "LXC checkpoint",
     "podman-archive": "Podman/CRI-O checkpoint archive",
+    "pod-archive": "container of a Kubernetes pod checkpoint",
+    "oci-image": "checkpoint OCI image",
 }
+#: Root-filesystem changes listed in the table form (JSON has them all).
+ROOTFS_SHOWN = 40
+ROOTFS_COLUMNS = (("change", "CHANGE"), ("kind", "KIND"), ("size", "SIZE"), ("mode", "MODE"),
+                  ("mtime", "MODIFIED (UTC)"), ("path", "PATH"))
 
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads", "THR"),
                    ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("shared", "SHMEM"),
@@ -67,6 +73,10 @@ def _origin_fields(result):
     pairs = [("checkpoint", what)]
     if origin.archive:
         pairs.append(("archive", origin.archive))
+    if origin.pod:
+        pairs.append(("pod", origin.pod))
+    if origin.image:
+        pairs.append(("image", origin.image))
     sizes = f"{human_bytes(dump.image_bytes)}; pages {human_bytes(dump.pages_bytes)}"
     pairs.append(("images", f"{origin.images_dir} ({dump.image_files} files, {sizes})"))
     if origin.manager:
@@ -187,6 +197,37 @@ def _write_logs(result, out):
             out.write(f"      ... and {log.error_count - len(log.errors)} more\n")
 
 
+def _write_rootfs(rootfs, out):
+    """The archive's root-filesystem changes: counts, then the first
+    :data:`ROOTFS_SHOWN` paths."""
+    from datetime import datetime, timezone
+
+    size = "no rootfs-diff.tar" if rootfs.tar_size is None else \
+        f"rootfs-diff.tar {human_bytes(rootfs.tar_size)}"
+    out.write(f"  {count_text(rootfs.files + rootfs.more, 'file')} added or modified "
+              f"({human_bytes(rootfs.bytes)} of contents), "
+              f"{count_text(len(rootfs.deleted), 'path')} deleted ({size})\n")
+    rows = [{"change": "deleted", "kind": "", "size": "", "mode": "", "mtime": "",
+             "path": path} for path in rootfs.deleted]
+    rows += [{"change": "added/modified", "kind": entry.kind,
+              "size": human_bytes(entry.size) if entry.kind == "file" else "",
+              "mode": f"{entry.mode:04o}",
+              "mtime": datetime.fromtimestamp(entry.mtime, timezone.utc).strftime(
+                  "%Y-%m-%d %H:%M:%S"),
+              "path": entry.path + (f" -> {entry.link}" if entry.link else "")}
+             for entry in rootfs.entries if entry.kind != "dir"]
+    if rows:
+        write_table(rows[:ROOTFS_SHOWN], ROOTFS_COLUMNS, out)
+    hidden = len(rows) - min(len(rows), ROOTFS_SHOWN)
+    if hidden:
+        out.write(f"  ... and {hidden} more (--format json lists them)\n")
+    if rootfs.more:
+        out.write(f"  {count_text(rootfs.more, 'more entry', 'more entries')} counted, not "
+                  "listed (over the number of entries crit-plus keeps)\n")
+    if rootfs.problem:
+        out.write(f"  {safe_text(rootfs.problem)}\n")
+
+
 def write_summary(result, out, tree=False):
     """Write the summary for people: fields, tables, logs and notes."""
     color = use_color(out)
@@ -206,6 +247,9 @@ def write_summary(result, out, tree=False):
     if result.top_mappings:
         _heading(out, "BIGGEST MEMORY HOLDERS", color)
         write_table(_mapping_rows(result), MAPPING_COLUMNS, out)
+    if result.rootfs is not None:
+        _heading(out, "ROOT FILE SYSTEM CHANGES (rootfs-diff.tar, deleted.files)", color)
+        _write_rootfs(result.rootfs, out)
     if result.logs:
         _heading(out, "LOGS", color)
         _write_logs(result, out)

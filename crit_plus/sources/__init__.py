@@ -7,12 +7,16 @@
 Accepted: a directory of CRIU images; an LXD/Incus instance or snapshot
 directory (or its ``state/``); ``lxd:NAME[/SNAP]``, ``incus:NAME[/SNAP]``,
 ``lxc:NAME[/DIR]``; a Podman/CRI-O checkpoint archive (``.tar``, ``.tar.gz``,
-``.tar.zst``).  See docs/sources.md.
+``.tar.zst``), a Kubernetes pod checkpoint, a checkpoint OCI image (layout
+directory or image tar), ``ARCHIVE:NAME`` for one container of them.  See
+docs/sources.md.
 
 Modules, one job each: :mod:`.resolve` (dispatch on the spec), :mod:`.layout`
 (where managers keep things), :mod:`.backup` (backup.yaml), :mod:`.managed`
 (building a Source from a state directory), :mod:`.archive` (safe archive
-extraction), :mod:`.logs` (CRIU and LXC logs), :mod:`.runs` (which log belongs to
+extraction), :mod:`.tarsafe` (the checks every tar goes through), :mod:`.pod`
+(pod checkpoints), :mod:`.oci` (checkpoint images), :mod:`.rootfs` (root-filesystem
+changes), :mod:`.logs` (CRIU and LXC logs), :mod:`.runs` (which log belongs to
 which run, and to which checkpoint: the one attribution, ``Source.runs``),
 :mod:`.times` (managers' times), :mod:`.discover` (``list``), :mod:`.model`
 (the Source itself), :mod:`.errors`.

@@ -3,8 +3,10 @@
 Used by ``crit-plus list``.  A manager's data directory is enumerated by its
 layout (storage pools first, then the top-level ``containers/`` and
 ``snapshots/`` links, each ``state/`` once); a plain directory is walked to a
-bounded depth.  Podman archives are not searched for (that would mean
-decompressing every tar file met).
+bounded depth, for image directories and for checkpoint archives (Podman/CRI-O
+container archives, Kubernetes pod checkpoints, checkpoint OCI images): each
+file that starts like a tar is read once to name its containers
+(:func:`crit_plus.sources.archive.archive_containers`), nothing extracted.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ class Discovery:
     searched: tuple
     problems: tuple = ()
     failed_dumps: tuple = ()
+    archives: tuple = ()
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """A container found in an archive below a directory: what to type for it
+    (``spec``: the archive, or ``ARCHIVE:NAME``), the archive and the container's
+    name; ``problem`` says why the archive could not be read (spec is then the
+    archive alone)."""
+
+    spec: str
+    path: Path
+    name: str | None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,51 @@ def _walk_sources(top, max_depth, problems):
             problems.append(f"{images_dir}: {error}")
 
 
+def _walk_archive_files(top, max_depth):
+    """Files that start like a tar archive and OCI image layout directories below
+    ``top`` (links not followed, image directories not entered), sorted."""
+    from .archive import looks_like_archive
+    from .layout import is_images_dir
+    from .oci import is_layout_dir
+
+    found, pending = [], [(Path(top), 0)]
+    while pending:
+        directory, depth = pending.pop()
+        if is_layout_dir(directory):
+            found.append(directory)
+            continue
+        if is_images_dir(directory) or depth > max_depth:
+            continue
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((Path(entry.path), depth + 1))
+                elif entry.is_file(follow_symlinks=False) and looks_like_archive(entry.path):
+                    found.append(Path(entry.path))
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def _archive_entries(top, max_depth):
+    from .archive import archive_containers
+
+    entries = []
+    for path in _walk_archive_files(top, max_depth):
+        try:
+            entries += [ArchiveEntry(spec, path, name)
+                        for name, spec in archive_containers(path)]
+        except SourceError as error:
+            entries.append(ArchiveEntry(str(path), path, None, error.describe()))
+        except OSError as error:
+            entries.append(ArchiveEntry(str(path), path, None, f"{path}: {error}"))
+    return entries
+
+
 def _sort_key(source):
     taken = source.taken_at.timestamp() if source.taken_at else float("inf")
     stop_last = source.kind.endswith("-instance")  # a stateful stop is newer than its snapshots
@@ -167,7 +228,8 @@ def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH)
     problems = []
     if where is not None and os.path.isdir(where):
         sources = list(_walk_sources(Path(where), max_depth, problems))
-        return Discovery(tuple(sorted(sources, key=_sort_key)), (Path(where),), tuple(problems))
+        return Discovery(tuple(sorted(sources, key=_sort_key)), (Path(where),), tuple(problems),
+                         archives=tuple(_archive_entries(where, max_depth)))
     if where is None:
         instance = None
         managers = [guess_manager(lxd_dir)] if lxd_dir is not None else ["lxd", "incus"]

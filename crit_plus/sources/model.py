@@ -17,7 +17,7 @@ from .times import mtime_of, parse_timestamp
 
 #: Every ``Source.kind``.
 KINDS = ("criu-dir", "lxd-instance", "lxd-snapshot", "incus-instance", "incus-snapshot", "lxc",
-         "podman-archive")
+         "podman-archive", "pod-archive", "oci-image")
 
 @dataclass(frozen=True)
 class Source:
@@ -34,7 +34,9 @@ class Source:
     from the CRIU log in the images directory (``dump_log``); ``log_dirs`` are
     where :attr:`logs` are looked for.  ``metadata`` holds an archive's
     metadata files, ``archive`` its path.  ``findings`` are the disagreements
-    found (a tuple of :class:`crit_plus.findings.Finding`).
+    found (a tuple of :class:`crit_plus.findings.Finding`).  ``rootfs`` holds an
+    archive's root-filesystem changes (:class:`~crit_plus.sources.rootfs.RootfsChanges`:
+    ``rootfs-diff.tar``'s headers and ``deleted.files``), None for other sources.
 
     An archive's images live in a private temporary directory: use the source
     as a context manager (or call :meth:`close`) to remove it.
@@ -61,6 +63,7 @@ class Source:
     archive: Path | None = None
     findings: tuple = ()
     workdir: object = field(default=None, repr=False, compare=False)
+    rootfs: object = None
 
     # -- lifetime --------------------------------------------------------------------
     def close(self):
