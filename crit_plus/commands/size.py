@@ -15,7 +15,9 @@ from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
 from ..render import jsonable, safe_text, write_json, write_table
-from .options import format_option, open_checkpoint_source, source_options
+from ..opening import open_graph, resolve_source
+from . import many
+from .options import MANY_FORMATS, format_option, source_options
 
 
 class Rate(click.ParamType):
@@ -33,7 +35,7 @@ class Rate(click.ParamType):
 
 
 @click.command("size")
-@source_options
+@source_options(several=True)
 @click.option("--content", is_flag=True,
               help="Also read the page data once (streaming): zero pages, duplicates within "
                    "and across processes, the saving dedup would give, and a zstd estimate.")
@@ -42,13 +44,15 @@ class Rate(click.ParamType):
                    "B = bytes) of the whole and of the part a parent/ chain already holds.")
 @click.option("--top", type=click.IntRange(min=0), default=0, metavar="N",
               help="List the N biggest VMAs with their process and mapping.")
-@format_option()
-def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
+@format_option(MANY_FORMATS)
+def size_command(paths, lxd_dir, project, root, content, bandwidth, top, fmt):
     """Show where a checkpoint's bytes go: on disk (apparent and allocated), by image
     kind, by process and by VMA kind, with present, parent (pre-dump) and lazy pages
     apart.  Without --content no page data is read: the time does not depend on
     how many GiB of pages there are.  --content reads them once (a progress bar
-    shows on a terminal).
+    shows on a terminal).  Several PATHs, or a bare lxd: or incus: (every
+    checkpoint that manager keeps), give one section per checkpoint (--format
+    jsonl: one JSON document each, streamed); exit 1 if any could not be read.
 
     \b
     Examples:
@@ -56,25 +60,65 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
       crit-plus size lxd:web/snap0 --top 10
       crit-plus size dump1 --content --bandwidth 1Gbit/s
       crit-plus size dump1 --format json | jq .disk.apparent
+      crit-plus size lxd: -f jsonl | jq -c '[.source, .result.disk.apparent]'
     """
-    with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
-        checkpoint = opened.checkpoint
-        report = size_analysis.measure(checkpoint, top=top)
-        if opened.source.archive is not None:  # not its temporary copy, gone at exit
-            report = replace(report, directory=opened.source.images_label)
-        scan = elapsed = None
-        if content:
-            total = content_analysis.content_bytes(checkpoint)
-            started = time.perf_counter()
-            with progress(total, "reading pages") as bar:
-                scan = content_analysis.scan_content(checkpoint, progress=bar.update)
-            elapsed = time.perf_counter() - started
+    targets = many.targets_of(paths, lxd_dir, project)
+    several = targets.several or fmt == "jsonl"
+
+    def examine(source):
+        return _measured(source, root, content, top, bandwidth, bar=not several)
+
+    if not several:
+        with resolve_source(paths[0], lxd_dir=lxd_dir, project=project) as source:
+            measured = examine(source)
+        _write(measured, fmt, sys.stdout)
+        return
+    writer = many.Writer("size", fmt)
+
+    def report(outcome):
+        def text(out):
+            many.heading(outcome, out)
+            if outcome.result is not None:
+                _write(outcome.result, fmt, out)
+        return writer.add(outcome, lambda: report_json(*_parts(outcome.result)), text)
+
+    many.for_each(targets, examine, report, code_of=lambda _result: 0, bad_input=1,
+                  lxd_dir=lxd_dir, project=project)
+    writer.finish()
+    if not targets.items:
+        many.nothing_found(targets)
+    if writer.worst:
+        click.get_current_context().exit(writer.worst)
+
+
+def _measured(source, root, content, top, bandwidth, bar=True):
+    """``(report, scan, elapsed, moving)`` of one checkpoint; with ``bar``, a progress bar
+    while ``--content`` reads the pages (on a terminal)."""
+    checkpoint = open_graph(source, root=root)
+    report = size_analysis.measure(checkpoint, top=top)
+    if source.archive is not None:  # not its temporary copy, gone at exit
+        report = replace(report, directory=source.images_label)
+    scan = elapsed = None
+    if content:
+        total = content_analysis.content_bytes(checkpoint)
+        started = time.perf_counter()
+        with progress(total, "reading pages", enabled=None if bar else False) as shown:
+            scan = content_analysis.scan_content(checkpoint, progress=shown.update)
+        elapsed = time.perf_counter() - started
     moving = size_analysis.transfer(report, bandwidth, scan) if bandwidth else None
-    out = sys.stdout
+    return report, scan, elapsed, moving
+
+
+def _parts(measured):
+    report, scan, _elapsed, moving = measured
+    return report, scan, moving
+
+
+def _write(measured, fmt, out):
     if fmt == "json":
-        write_json(report_json(report, scan, moving), out)
+        write_json(report_json(*_parts(measured)), out)
     else:
-        write_report(report, scan, elapsed, moving, out)
+        write_report(*measured, out)
 
 
 # -- JSON ----------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ from ..describe import (
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
-from .options import format_option, open_checkpoint_source, source_options
+from . import many
+from ..opening import open_graph, resolve_source
+from .options import format_option, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
@@ -217,14 +219,14 @@ def write_summary(result, out, tree=False):
 
 
 @click.command("summarize")
-@source_options
+@source_options(several=True)
 @click.option("--top", type=click.IntRange(0, 1000), default=analysis.TOP, show_default=True,
               help="How many of the biggest memory holders to list.")
 @click.option("--cmdline", is_flag=True,
               help="Read each process's command line from its memory (a few bytes of page "
                    "data per process; without it no page data is read).")
-@format_option(TREE_FORMATS)
-def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
+@format_option((*TREE_FORMATS, "jsonl"))
+def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt):
     """Say what a checkpoint is, on one screen: where it came from (a CRIU
     directory, an LXD/Incus stateful stop or snapshot, an archive), the CRIU
     version and kernel, when it was taken, every dump statistic, the process
@@ -233,17 +235,46 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
     files, external sockets, a parent checkpoint, lazy pages...).
 
     Only metadata is read (no page data, unless --cmdline): fast on big
-    checkpoints.
+    checkpoints.  Several PATHs, or a bare lxd: or incus: (every checkpoint
+    that manager keeps), give one section per checkpoint (--format jsonl: one
+    JSON document each, streamed); exit 1 if any could not be read.
 
     \b
     Examples:
       crit-plus summarize /var/lib/criu/dump1
       crit-plus summarize lxd:web/snap0 --format tree
       crit-plus summarize checkpoint.tar.zst -f json | jq .totals
+      crit-plus summarize lxd: -f jsonl       every LXD checkpoint, one JSON line each
     """
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
-        result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
-    out = sys.stdout
+    targets = many.targets_of(paths, lxd_dir, project)
+
+    def examine(source):
+        return analysis.summarize(source, open_graph(source, root=root), argv=cmdline, top=top)
+
+    if not targets.several and fmt != "jsonl":
+        with resolve_source(paths[0], lxd_dir=lxd_dir, project=project) as source:
+            result = examine(source)
+        _write(result, fmt, sys.stdout)
+        return
+    writer = many.Writer("summarize", fmt)
+
+    def report(outcome):
+        def text(out):
+            many.heading(outcome, out)
+            if outcome.result is not None:
+                _write(outcome.result, fmt, out)
+        return writer.add(outcome, lambda: summary_json(outcome.result), text)
+
+    many.for_each(targets, examine, report, code_of=lambda _result: 0, bad_input=1,
+                  lxd_dir=lxd_dir, project=project)
+    writer.finish()
+    if not targets.items:
+        many.nothing_found(targets)
+    if writer.worst:
+        click.get_current_context().exit(writer.worst)
+
+
+def _write(result, fmt, out):
     if fmt == "json":
         write_json(summary_json(result), out)
     else:
