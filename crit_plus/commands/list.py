@@ -73,7 +73,7 @@ def _write_failed(failed, out):
 
 
 @click.command("list")
-@click.argument("wheres", nargs=-1, metavar="[lxd: | incus: | lxd:NAME | DIR]...")
+@click.argument("wheres", nargs=-1, metavar="[lxd: | incus: | lxd:NAME | DIR]")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
               help="The manager's data directory (default: /var/lib/lxd, "
                    "/var/snap/lxd/common/lxd, /var/lib/incus).")
