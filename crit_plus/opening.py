@@ -98,7 +98,7 @@ class Target:
     enumerated at all (a state directory the manager's tree holds but that cannot be read)."""
 
     label: str
-    spec: str | None = None
+    spec: str | None = None  # what to resolve
     source: Source | None = None
     problem: str | None = None
 
@@ -106,11 +106,20 @@ class Target:
 @dataclass(frozen=True)
 class Targets:
     """The checkpoints several sources name, in order, and where manager-wide names
-    searched (for "no checkpoints found")."""
+    searched (for "no checkpoints found").  Each is taken once (:meth:`take`), so that
+    memory holds the checkpoints not done yet, not those done."""
 
-    items: tuple[Target, ...]
+    items: list[Target | None]  # None: taken (:func:`take`)
     searched: tuple[Path, ...] = ()
     several: bool = False
+
+    def take(self, index: int) -> Target:
+        """Target ``index``, no longer held here: what reading it cached (its logs) goes
+        with it once it is done."""
+        target, self.items[index] = self.items[index], None
+        if target is None:
+            raise LookupError(f"target {index} was taken already")
+        return target
 
 
 #: Managers whose bare name (``lxd:``) means every checkpoint they keep.
@@ -160,13 +169,15 @@ def expand_targets(specs: tuple[str, ...] | list[str], *, lxd_dir: str | None = 
             items.append(Target(str(spec), spec=str(spec)))
             continue
         wide = True
-        found = discover(f"{manager}:", lxd_dir=lxd_dir, project=project)
+        # backup.yaml parsed is not kept (tens of KiB each; what these commands use of it is
+        # kept as the source's fields: stateful, taken_at, backup_path)
+        found = discover(f"{manager}:", lxd_dir=lxd_dir, project=project, keep_backup=False)
         searched += found.searched
         items += [Target(target_label(source), source=source) for source in found.sources]
         for problem in found.problems:
             place, _sep, why = problem.partition(": ")
             items.append(Target(place, problem=why or problem))
-    return Targets(tuple(items), tuple(searched), wide or len(specs) > 1)
+    return Targets(list(items), tuple(searched), wide or len(specs) > 1)
 
 
 @contextlib.contextmanager

@@ -64,9 +64,11 @@ def for_each(targets: Targets, examine: Callable, report: Callable[[Outcome], bo
     shown = _progress_wanted() and len(targets.items) > 1
     with progress(len(targets.items), f"{len(targets.items)} {label}",
                   enabled=shown) as bar:
-        for index, target in enumerate(targets.items):
+        for index in range(len(targets.items)):
+            target = targets.take(index)
             going = report(_examined(index, target, examine, code_of, bad_input,
                                      lxd_dir, project))
+            target = None
             gc.collect(0)  # the graph's cycles: the young generation holds only this one
             bar.update(1)
             if not going:

@@ -107,7 +107,7 @@ def validate_command(paths, target_root, use_host, target_file, criu_program, st
     if targets.several or fmt == "jsonl":
         code = _validate_each(targets, examine, strict, fmt, lxd_dir, project)
     else:
-        code = _validate_one(targets.items[0].spec, examine, strict, fmt, lxd_dir, project)
+        code = _validate_one(paths[0], examine, strict, fmt, lxd_dir, project)
     if code != EXIT_CLEAN:
         click.get_current_context().exit(code)
 
@@ -203,7 +203,7 @@ class _Table:
 
     def __init__(self, targets, color):
         self.color = color
-        self.width = min(max([len(safe_text(t.label)) for t in targets.items] + [10]), 60)
+        self.width = min(max([len(safe_text(t.label)) for t in targets.items if t] + [10]), 60)
 
     def row(self, outcome, out):
         """Write the header before the first row, then ``outcome``'s row."""
