@@ -96,5 +96,4 @@ def test_validate_1000_checkpoints(bench, capsys, many_tree):
         print(f"\nvalidate lxd: over {COUNT} checkpoints, one process: {wall:.2f} s wall, "
               f"{cpu:.2f} s CPU, {wall / COUNT * 1000:.1f} ms each; peak memory "
               f"{peak:.1f} MiB ({small_peak:.1f} MiB for 100)")
-    assert wall < 60
     assert peak < small_peak * 1.25  # memory does not grow with the number of checkpoints
