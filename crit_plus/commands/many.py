@@ -12,6 +12,7 @@ The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema versio
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import click
 
 from ..boundary import error_text, quiet_broken_pipe
-from ..opening import Targets, expand_targets, resolve_target
+from ..opening import Targets, expand_targets, resolve_source, resolve_target
 from ..render import safe_text, write_json
 
 #: Version of the ``--format jsonl`` envelope; the ``result`` inside keeps its command's own.
@@ -65,10 +66,8 @@ def for_each(targets: Targets, examine: Callable, report: Callable[[Outcome], bo
     with progress(len(targets.items), f"{len(targets.items)} {label}",
                   enabled=shown) as bar:
         for index in range(len(targets.items)):
-            target = targets.take(index)
-            going = report(_examined(index, target, examine, code_of, bad_input,
+            going = report(_examined(index, targets.take(index), examine, code_of, bad_input,
                                      lxd_dir, project))
-            target = None
             gc.collect(0)  # the graph's cycles: the young generation holds only this one
             bar.update(1)
             if not going:
@@ -168,6 +167,43 @@ class Writer:
 
 def _document(outcome, document):
     return None if outcome.result is None else document()
+
+
+def run_sections(command: str, paths: Iterable[str], examine: Callable,
+                 write: Callable[[object, object], None], document: Callable[[object], object],
+                 *, fmt: str, lxd_dir: str | None, project: str | None,
+                 several_aware: bool = False) -> None:
+    """A command that shows each checkpoint whole (``summarize``, ``size``): one PATH as it
+    always did (``write(result, out)``); several (or ``--format jsonl``) a section each, or
+    a JSON line each (``document(result)``), then exit 1 if one could not be read.
+    ``examine(source)`` gives a result (``examine(source, several)`` with
+    ``several_aware``)."""
+    paths = list(paths)
+    targets = targets_of(paths, lxd_dir, project)
+    several = targets.several or fmt == "jsonl"
+    if several_aware:
+        examine = functools.partial(examine, several=several)
+    if not several:
+        with resolve_source(paths[0], lxd_dir=lxd_dir, project=project) as source:
+            result = examine(source)
+        write(result, sys.stdout)
+        return
+    writer = Writer(command, fmt)
+
+    def report(outcome):
+        def text(out):
+            heading(outcome, out)
+            if outcome.result is not None:
+                write(outcome.result, out)
+        return writer.add(outcome, lambda: document(outcome.result), text)
+
+    for_each(targets, examine, report, code_of=lambda _result: 0, bad_input=1,
+             lxd_dir=lxd_dir, project=project)
+    writer.finish()
+    if not targets.items:
+        nothing_found(targets)
+    if writer.worst:
+        click.get_current_context().exit(writer.worst)
 
 
 def heading(outcome: Outcome, out) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 
@@ -15,7 +14,7 @@ from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
 from ..render import jsonable, safe_text, write_json, write_table
-from ..opening import open_graph, resolve_source
+from ..opening import open_graph
 from . import many
 from .options import MANY_FORMATS, format_option, source_options
 
@@ -62,33 +61,12 @@ def size_command(paths, lxd_dir, project, root, content, bandwidth, top, fmt):
       crit-plus size dump1 --format json | jq .disk.apparent
       crit-plus size lxd: -f jsonl | jq -c '[.source, .result.disk.apparent]'
     """
-    targets = many.targets_of(paths, lxd_dir, project)
-    several = targets.several or fmt == "jsonl"
-
-    def examine(source):
+    def examine(source, several):
         return _measured(source, root, content, top, bandwidth, bar=not several)
 
-    if not several:
-        with resolve_source(paths[0], lxd_dir=lxd_dir, project=project) as source:
-            measured = examine(source)
-        _write(measured, fmt, sys.stdout)
-        return
-    writer = many.Writer("size", fmt)
-
-    def report(outcome):
-        def text(out):
-            many.heading(outcome, out)
-            if outcome.result is not None:
-                _write(outcome.result, fmt, out)
-        return writer.add(outcome, lambda: report_json(*_parts(outcome.result)), text)
-
-    many.for_each(targets, examine, report, code_of=lambda _result: 0, bad_input=1,
-                  lxd_dir=lxd_dir, project=project)
-    writer.finish()
-    if not targets.items:
-        many.nothing_found(targets)
-    if writer.worst:
-        click.get_current_context().exit(writer.worst)
+    many.run_sections("size", paths, examine, lambda measured, out: _write(measured, fmt, out),
+                      lambda measured: report_json(*_parts(measured)), fmt=fmt,
+                      lxd_dir=lxd_dir, project=project, several_aware=True)
 
 
 def _measured(source, root, content, top, bandwidth, bar=True):

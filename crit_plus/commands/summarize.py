@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 import click
 
@@ -21,7 +20,7 @@ from ..describe import (
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
 from . import many
-from ..opening import open_graph, resolve_source
+from ..opening import open_graph
 from .options import format_option, source_options
 from .selection import TREE_FORMATS
 
@@ -246,32 +245,11 @@ def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt):
       crit-plus summarize checkpoint.tar.zst -f json | jq .totals
       crit-plus summarize lxd: -f jsonl       every LXD checkpoint, one JSON line each
     """
-    targets = many.targets_of(paths, lxd_dir, project)
-
     def examine(source):
         return analysis.summarize(source, open_graph(source, root=root), argv=cmdline, top=top)
 
-    if not targets.several and fmt != "jsonl":
-        with resolve_source(paths[0], lxd_dir=lxd_dir, project=project) as source:
-            result = examine(source)
-        _write(result, fmt, sys.stdout)
-        return
-    writer = many.Writer("summarize", fmt)
-
-    def report(outcome):
-        def text(out):
-            many.heading(outcome, out)
-            if outcome.result is not None:
-                _write(outcome.result, fmt, out)
-        return writer.add(outcome, lambda: summary_json(outcome.result), text)
-
-    many.for_each(targets, examine, report, code_of=lambda _result: 0, bad_input=1,
-                  lxd_dir=lxd_dir, project=project)
-    writer.finish()
-    if not targets.items:
-        many.nothing_found(targets)
-    if writer.worst:
-        click.get_current_context().exit(writer.worst)
+    many.run_sections("summarize", paths, examine, lambda result, out: _write(result, fmt, out),
+                      summary_json, fmt=fmt, lxd_dir=lxd_dir, project=project)
 
 
 def _write(result, fmt, out):
