@@ -14,7 +14,6 @@ from ..render import safe_text, write_json, write_table
 from ..sources import Discovery, discover
 from ..sources.discover import DEFAULT_DEPTH
 from ..boundary import error_text
-from ..opening import target_label
 from . import many
 from .options import MANY_FORMATS, format_option
 
@@ -155,6 +154,8 @@ def _list(found, fmt):
 
 
 def _label(source):
+    from ..opening import target_label
+
     return target_label(source) if source.manager else str(source.images_dir)
 
 

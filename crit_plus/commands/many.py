@@ -17,12 +17,15 @@ import gc
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from ..boundary import error_text, quiet_broken_pipe
-from ..opening import Targets, expand_targets, resolve_source, resolve_target
 from ..render import safe_text, write_json
+
+if TYPE_CHECKING:  # the graph and sources are imported when a command runs, not for --help
+    from ..opening import Targets
 
 #: Version of the ``--format jsonl`` envelope; the ``result`` inside keeps its command's own.
 JSONL_SCHEMA_VERSION = 1
@@ -45,6 +48,8 @@ class Outcome:
 
 def targets_of(specs: Iterable[str], lxd_dir: str | None, project: str | None) -> Targets:
     """:func:`crit_plus.opening.expand_targets` of a command's PATH arguments."""
+    from ..opening import expand_targets
+
     return expand_targets(list(specs), lxd_dir=lxd_dir, project=project)
 
 
@@ -76,6 +81,8 @@ def for_each(targets: Targets, examine: Callable, report: Callable[[Outcome], bo
 
 def _examined(index, target, examine, code_of, bad_input, lxd_dir, project):
     from decoders.errors import DecodeError
+
+    from ..opening import resolve_target
 
     try:
         with resolve_target(target, lxd_dir=lxd_dir, project=project) as source:
@@ -178,6 +185,8 @@ def run_sections(command: str, paths: Iterable[str], examine: Callable,
     a JSON line each (``document(result)``), then exit 1 if one could not be read.
     ``examine(source)`` gives a result (``examine(source, several)`` with
     ``several_aware``)."""
+    from ..opening import resolve_source
+
     paths = list(paths)
     targets = targets_of(paths, lxd_dir, project)
     several = targets.several or fmt == "jsonl"

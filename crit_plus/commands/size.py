@@ -14,7 +14,6 @@ from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
 from ..render import jsonable, safe_text, write_json, write_table
-from ..opening import open_graph
 from . import many
 from .options import MANY_FORMATS, format_option, source_options
 
@@ -72,6 +71,8 @@ def size_command(paths, lxd_dir, project, root, content, bandwidth, top, fmt):
 def _measured(source, root, content, top, bandwidth, bar=True):
     """``(report, scan, elapsed, moving)`` of one checkpoint; with ``bar``, a progress bar
     while ``--content`` reads the pages (on a terminal)."""
+    from ..opening import open_graph
+
     checkpoint = open_graph(source, root=root)
     report = size_analysis.measure(checkpoint, top=top)
     if source.archive is not None:  # not its temporary copy, gone at exit

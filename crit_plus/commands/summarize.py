@@ -20,7 +20,6 @@ from ..describe import (
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
 from . import many
-from ..opening import open_graph
 from .options import format_option, source_options
 from .selection import TREE_FORMATS
 
@@ -246,6 +245,8 @@ def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt):
       crit-plus summarize lxd: -f jsonl       every LXD checkpoint, one JSON line each
     """
     def examine(source):
+        from ..opening import open_graph
+
         return analysis.summarize(source, open_graph(source, root=root), argv=cmdline, top=top)
 
     many.run_sections("summarize", paths, examine, lambda result, out: _write(result, fmt, out),
