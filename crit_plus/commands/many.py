@@ -12,6 +12,7 @@ The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema versio
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import sys
@@ -155,7 +156,7 @@ class Writer:
                 text(self.out)
             self.out.flush()
         except OSError as error:
-            if not isinstance(error, BrokenPipeError) and error.errno != 32:  # EPIPE
+            if not isinstance(error, BrokenPipeError) and error.errno != errno.EPIPE:
                 raise
             quiet_broken_pipe()
             self.gone = True
