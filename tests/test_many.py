@@ -213,3 +213,24 @@ def test_progress_on_a_terminal_only(tree):
     assert b"2 checkpoints" in shown and len(process.stdout.splitlines()) == 2
     piped = run_cli("validate", *targets, "-f", "jsonl")
     assert piped.stderr == ""
+
+
+def test_a_bug_on_one_checkpoint_does_not_stop_the_others(service_a, tree, monkeypatch,
+                                                          capsys):
+    """A crit-plus bug met on one checkpoint is its line (exit 70), the next one still done."""
+    from crit_plus.analysis import size
+    from crit_plus.cli import main
+
+    measure = size.measure
+
+    def buggy(checkpoint, **options):
+        if "copy" in str(checkpoint.directory):
+            raise RuntimeError("boom")
+        return measure(checkpoint, **options)
+
+    monkeypatch.setattr(size, "measure", buggy)
+    code = main(["size", str(tree / SNAPSHOTS / "copy"), str(service_a), "-f", "jsonl"])
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 70 and [d["exit_code"] for d in documents] == [70, 0]
+    assert documents[0]["error"].startswith("internal error: RuntimeError: boom")
+    assert documents[1]["result"]["directory"] == str(service_a)
