@@ -34,6 +34,7 @@ from decoders.image import read_messages
 from decoders.core import read_core
 from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
+from decoders.lazy import LazyPattern
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
 
@@ -417,7 +418,7 @@ class Process:
                     ERROR, "unresolved-fd",
                     f"pid {self.pid} fd {info.fd}: file id {info.id} is not in files.img", name,
                     named(pid=self.pid, fd=info.fd, id=info.id)))
-            fds.append(Fd(info.fd, info.type, file, info.flags, info.source))
+            fds.append(Fd(info.fd, info.type, file, info.flags, info.source, info.id))
         return _Loaded(tuple(fds), findings)
 
     @property
@@ -516,6 +517,18 @@ class Process:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
 
+    @functools.cached_property
+    def memory_damage(self) -> tuple[Finding, ...]:
+        """The errors of the images that hold this process's memory (its mm and pagemap,
+        the pages file, the ``parent/`` chain, the shared memory it maps): where there
+        is one, part or all of its memory cannot be read.  Empty when they are whole
+        (and for a zombie, of which CRIU keeps no memory)."""
+        parts = [self._mm, self._pagemap, self._memory]
+        found = [f for part in parts for f in part.findings]
+        if self.memory is not None:
+            found.extend(self.memory.findings)
+        return tuple(finding for finding in found if finding.severity == ERROR)
+
     @property
     def vmas(self) -> tuple[Mapping, ...]:
         """The :class:`~crit_plus.memory.Mapping` of every VMA (empty without memory)."""
@@ -606,8 +619,8 @@ class Process:
         return tuple(found)
 
 
-_PAGES_NAME = re.compile(r"^pages-(\d+)\.img$")
-_PAGEMAP_NAME = re.compile(r"^pagemap-(?:shmem-)?\d+\.img$")
+_PAGES_NAME = LazyPattern(r"^pages-(\d+)\.img$")
+_PAGEMAP_NAME = LazyPattern(r"^pagemap-(?:shmem-)?\d+\.img$")
 
 
 class Checkpoint:

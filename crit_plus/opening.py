@@ -19,10 +19,10 @@ from pathlib import Path
 
 from .graph import Checkpoint
 from .graph import open_checkpoint as open_images_dir
-from .sources import Source, SourceError, resolve
+from .sources.errors import SourceError
 from .sources.layout import images_dir_in, rootfs_beside
-from .sources.resolve import parse_name
-from .sources.resolve import LogSet, resolve_logs
+from .sources.model import Source
+from .sources.resolve import LogSet, parse_name, resolve, resolve_logs
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def expand_targets(specs: tuple[str, ...] | list[str], *, lxd_dir: str | None = 
     (:func:`crit_plus.sources.discover`, sorted as ``crit-plus list`` shows them).
     Nothing is opened here.  ``several`` is true for more than one spec or any
     manager-wide one: the commands then give one result per checkpoint."""
-    from .sources import discover
+    from .sources.discover import discover
 
     items: list[Target] = []
     searched: list[Path] = []

@@ -19,14 +19,15 @@ from .cli import run_cli, start_cli
 
 POOL = "var/lib/lxd/storage-pools/default"
 SNAPSHOTS = f"{POOL}/containers-snapshots/web"
-#: The checkpoints of the fake tree, in list's order (the two new snapshots, which no
-#: backup.yaml records, by their directories' times: in either order).
-LABELS = ["lxd:web/before", "lxd:web/after", "lxd:web/broken", "lxd:web/copy", "lxd:web"]
+#: The checkpoints of the fake tree.
+LABELS = {"lxd:web/before", "lxd:web/after", "lxd:web/broken", "lxd:web/copy", "lxd:web"}
 
 
-def in_order(labels):
-    """``labels`` as list orders them, whichever of broken and copy is older."""
-    return labels[:2] + sorted(labels[2:4]) + labels[4:]
+def listed(tree):
+    """The checkpoints of the tree in ``crit-plus list``'s order (by instance and time)."""
+    done = run_cli("list", "lxd:", "--lxd-dir", lxd_dir(tree), "-f", "json")
+    rows = json.loads(done.stdout)
+    return [f"lxd:web/{row['snapshot']}" if row["snapshot"] else "lxd:web" for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def lines(result):
 def test_validate_every_checkpoint_of_the_manager(tree):
     done = run_cli("validate", "lxd:", "--lxd-dir", lxd_dir(tree), "-f", "jsonl")
     documents = lines(done)
-    assert in_order([d["source"] for d in documents]) == LABELS
+    assert [d["source"] for d in documents] == listed(tree)
+    assert set(listed(tree)) == LABELS
     assert {d["command"] for d in documents} == {"validate"}
     by_source = {d["source"]: d for d in documents}
     broken = by_source["lxd:web/broken"]
@@ -142,7 +144,7 @@ def test_summarize_sections_and_lines(tree, service_a):
 def test_size_over_the_manager(tree):
     done = run_cli("size", "lxd:", "--lxd-dir", lxd_dir(tree), "-f", "jsonl")
     documents = lines(done)
-    assert in_order([d["source"] for d in documents]) == LABELS and done.returncode == 1
+    assert [d["source"] for d in documents] == listed(tree) and done.returncode == 1
     good = [d for d in documents if d["error"] is None]
     assert len(good) == 4
     copy, before = (next(d for d in documents if d["source"] == label)
@@ -157,7 +159,7 @@ def test_list_several_places(tree, fixture_root):
                    lxd_dir(tree), "-f", "jsonl")
     documents = lines(done)
     sources = [d["source"] for d in documents]
-    assert in_order(sources[:-1]) == LABELS and sources[-1] == str(fixture_root / "service-a")
+    assert sources == listed(tree) + [str(fixture_root / "service-a")]
     assert documents[-1]["result"]["kind"] == "criu-dir"
     assert done.returncode == 1 and "lxc:" in done.stderr  # the place that cannot be listed
     table = run_cli("list", "lxd:", fixture_root / "service-a", "--lxd-dir", lxd_dir(tree))

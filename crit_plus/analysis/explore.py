@@ -408,21 +408,23 @@ class KindPages:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
 
     @property
     def total(self):
-        """Pages listed in the pagemap (present + parent + lazy)."""
-        return self.present + self.parent + self.lazy
+        """Pages listed in the pagemap: :attr:`crit_plus.pages.PageCounts.listed`."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessRss:
     """Resident pages of one process (:attr:`crit_plus.graph.Process.pages`).
 
-    ``present``/``parent``/``lazy`` count every pagemap entry (as crit's
-    ``x rss`` lists them); ``shared`` the pages of shared-memory objects
-    listed inside its shared mappings (counted in every process mapping them).
+    ``present``/``parent``/``lazy``/``none`` count every pagemap entry (as crit's
+    ``x rss`` lists them; :class:`~crit_plus.pages.PageCounts`); ``shared`` the pages
+    of shared-memory objects listed inside its shared mappings (counted in every
+    process mapping them).
     """
 
     depth: int
@@ -433,19 +435,20 @@ class ProcessRss:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
     by_kind: tuple
 
     @property
     def total(self):
-        """Pages the pagemap lists (present + parent + lazy)."""
-        return self.present + self.parent + self.lazy
+        """Pages the pagemap lists: :attr:`crit_plus.pages.PageCounts.listed`."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 def _kind_pages(tally):
     private = tally.private
     return KindPages(tally.kind, tally.vmas, private.present, private.parent, private.lazy,
-                     tally.shared.listed)
+                     private.none, tally.shared.listed)
 
 
 def process_rss(process, depth=0):
@@ -453,7 +456,8 @@ def process_rss(process, depth=0):
     pages = process.pages
     private = pages.private
     return ProcessRss(depth, process.pid, process.comm, process.state_label, pages.vmas,
-                      private.present, private.parent, private.lazy, pages.shared.listed,
+                      private.present, private.parent, private.lazy, private.none,
+                      pages.shared.listed,
                       tuple(_kind_pages(tally) for tally in pages.kinds))
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
+from ..pages import PageCounts
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 #: How many of the biggest memory holders are listed.
@@ -114,13 +115,14 @@ class ProcessSummary:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
     fds: int
 
     @property
     def pages(self):
-        """Pages its pagemap lists (present + parent + lazy)."""
-        return self.present + self.parent + self.lazy
+        """Pages its pagemap lists: :attr:`crit_plus.pages.PageCounts.listed`."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,7 @@ class Totals:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
     fds: int
     files: int
@@ -148,8 +151,8 @@ class Totals:
 
     @property
     def pages(self):
-        """Pages the processes' pagemaps list."""
-        return self.present + self.parent + self.lazy
+        """Pages the processes' pagemaps list (:attr:`~crit_plus.pages.PageCounts.listed`)."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,8 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
-            vmas, states.present, states.parent, states.lazy, shared, len(process.fds)))
+            vmas, states.present, states.parent, states.lazy, states.none, shared,
+            len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
     biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
@@ -273,8 +277,7 @@ def _memory_facts(process, listed):
     made for the biggest only)."""
     pid = process.pid
     for mapping in process.vmas:
-        pages = mapping.pages
-        count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
+        count = PageCounts.of(mapping.pages).listed
         if count:
             listed.append((-count, pid, mapping.start, process, mapping))
     pages = process.pages
@@ -380,7 +383,8 @@ def _totals(checkpoint, processes):
         len(processes), sum(p.threads for p in processes),
         sum(1 for p in processes if p.state == "zombie"), sum(p.vmas for p in processes),
         sum(p.present for p in processes), sum(p.parent for p in processes),
-        sum(p.lazy for p in processes), shared, sum(kinds.values()), len(files),
+        sum(p.lazy for p in processes), sum(p.none for p in processes), shared,
+        sum(kinds.values()), len(files),
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
               in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))))

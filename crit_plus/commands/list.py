@@ -9,11 +9,10 @@ import click
 from decoders.errors import DecodeError
 
 from ..analysis.explain import explain_criu_log
+from ..boundary import error_text
 from ..describe import human_bytes
 from ..render import safe_text, write_json, write_table
-from ..sources import Discovery, discover
-from ..sources.discover import DEFAULT_DEPTH
-from ..boundary import error_text
+from ..sources.discover import DEFAULT_DEPTH, Discovery, discover
 from . import many
 from .options import MANY_FORMATS, format_option
 
@@ -34,7 +33,7 @@ def _row(source):
         "taken_at": taken.isoformat() if taken else None,
         "taken_at_source": source.taken_at_source,
         "taken_at_text": None if taken is None else taken.strftime("%Y-%m-%d %H:%M:%S")
-        + (" (mtime)" if source.taken_at_source == "mtime" else ""),
+        + (" (mtime)" if (source.taken_at_source or "").endswith("mtime") else ""),
         "size": source.size, "size_text": human_bytes(source.size),
         "criu_version": source.criu_version, "kernel": source.kernel,
         "images_dir": str(source.images_dir),

@@ -13,7 +13,6 @@ The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema versio
 from __future__ import annotations
 
 import errno
-import functools
 import gc
 import sys
 from collections.abc import Callable, Iterable
@@ -179,25 +178,21 @@ def _document(outcome, document):
 
 def run_sections(command: str, paths: Iterable[str], examine: Callable,
                  write: Callable[[object, object], None], document: Callable[[object], object],
-                 *, fmt: str, lxd_dir: str | None, project: str | None,
-                 several_aware: bool = False) -> None:
-    """A command that shows each checkpoint whole (``summarize``, ``size``): one PATH as it
-    always did (``write(result, out)``); several (or ``--format jsonl``) a section each, or
-    a JSON line each (``document(result)``), then exit 1 if one could not be read.
-    ``examine(source)`` gives a result (``examine(source, several)`` with
-    ``several_aware``)."""
-    from ..opening import resolve_source
-
+                 *, single: Callable[[str], None], fmt: str, lxd_dir: str | None,
+                 project: str | None, one_only: str | None = None) -> None:
+    """A command that shows each checkpoint whole (``summarize``, ``size``): one PATH is
+    ``single(path)``, the command as it always was; several (or ``--format jsonl``) a
+    section each (``write(result, out)``) or a JSON line each (``document(result)``) of
+    ``examine(source)``, then exit 1 if one could not be read.  ``one_only`` names an
+    option given that only one checkpoint takes (``-o``, ``--format html``)."""
     paths = list(paths)
     targets = targets_of(paths, lxd_dir, project)
-    several = targets.several or fmt == "jsonl"
-    if several_aware:
-        examine = functools.partial(examine, several=several)
-    if not several:
-        with resolve_source(paths[0], lxd_dir=lxd_dir, project=project) as source:
-            result = examine(source)
-        write(result, sys.stdout)
+    if not (targets.several or fmt == "jsonl"):
+        single(paths[0])
         return
+    if one_only is not None:
+        raise click.UsageError(f"{one_only} takes one checkpoint (several give a section or "
+                               "a JSON line each on standard output)")
     writer = Writer(command, fmt)
 
     def report(outcome):
@@ -214,6 +209,14 @@ def run_sections(command: str, paths: Iterable[str], examine: Callable,
         nothing_found(targets)
     if writer.worst:
         click.get_current_context().exit(writer.worst)
+
+
+def one_only(fmt: str, output: str | None) -> str | None:
+    """What was given that only one checkpoint takes: ``--format html`` (a page), ``-o``
+    (one file); None when neither was."""
+    if fmt == "html":
+        return "--format html"
+    return None if output in (None, "-") else "-o"
 
 
 def heading(outcome: Outcome, out) -> None:

@@ -25,7 +25,8 @@ from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
 from ..render import write_json
-from .options import exit_codes, format_option, open_checkpoint_source, source_options
+from .options import damage_error, exit_codes, format_option, memory_damage
+from .options import open_checkpoint_source, pids_text, source_options
 from .selection import ADDRESS, SIZE, check_pid
 
 #: Exit codes: ``mem grep`` as grep(1) (0 a match, 1 none, 2 trouble: the checkpoint cannot
@@ -220,7 +221,8 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
     searched in each process that maps it; zero pages and file-backed pages
     (not in the images) are not searched.  Exit status, as grep's: 0 when
     something matched, 1 when nothing did, 2 when the checkpoint cannot be read
-    or on wrong usage.
+    (also when nothing matched but a process's memory images are damaged: a
+    match may hide there) or on wrong usage.
 
     \b
     Examples:
@@ -241,31 +243,39 @@ def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count
         except re.error as error:
             raise click.BadParameter(f"not a regular expression: {error}",
                                      param_hint="PATTERN") from None
-        found = _write_hits(search, fmt, max_count, sys.stdout)
+        damaged, first = memory_damage(search.processes)
+        found = _write_hits(search, fmt, max_count, sys.stdout, empty=not damaged)
+        if damaged and not found:  # not "no match": the damage may hide one (exit 2)
+            raise damage_error(checkpoint, first, (
+                f"the memory of {pids_text(damaged)} could not be searched in full; no match "
+                f"in the {human_bytes(search.total)} that could"))
+    if damaged:
+        click.echo(safe_text(
+            f"crit-plus: note: the memory of {pids_text(damaged)} could not be searched in "
+            f"full ({first.where}: {first.message}): matches there may be missing"), err=True)
     if not found:
         click.echo(f"no match in {human_bytes(search.total)} of dumped memory", err=True)
         click.get_current_context().exit(EXIT_NO_MATCH)  # grep's status: nothing matched
 
 
-def _write_hits(search, fmt, max_count, out):
-    """Print the hits to ``out`` as they are found; return how many there were."""
+def _write_hits(search, fmt, max_count, out, empty=True):
+    """Print the hits to ``out`` as they are found; return how many there were.  Without
+    ``empty``, no hit prints nothing (not an empty JSON list: an error follows)."""
     color = use_color(out)
     total = search.total
     count = 0
     with progress(total if total >= PROGRESS_MIN else 0, "searching") as bar:
-        if fmt == "json":
-            out.write("[")
         for hit in search.hits(bar.update):
             if fmt == "json":
-                out.write(",\n  " if count else "\n  ")
+                out.write(",\n  " if count else "[\n  ")
                 out.write(json.dumps(_hit_json(hit), ensure_ascii=False))
             else:
                 out.write(_hit_line(hit, color))
             count += 1
             if max_count and count >= max_count:
                 break
-        if fmt == "json":
-            out.write("\n]\n" if count else "]\n")
+        if fmt == "json" and (count or empty):
+            out.write("\n]\n" if count else "[]\n")
     return count
 
 

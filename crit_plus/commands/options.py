@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import os
 
 import click
 
@@ -116,6 +117,33 @@ def note_image_errors(opened):
                    "`crit-plus validate` says which", err=True)
 
 
+def memory_damage(processes):
+    """``(pids, first error)`` of the ``processes`` whose memory images have errors
+    (:attr:`crit_plus.graph.Process.memory_damage`): the pids, in order, and the first
+    such :class:`~crit_plus.findings.Finding`; ``((), None)`` when every one is whole."""
+    damaged = [process for process in processes if process.memory_damage]
+    if not damaged:
+        return (), None
+    return tuple(p.pid for p in damaged), damaged[0].memory_damage[0]
+
+
+def pids_text(pids, most=3):
+    """``pid 12528``, ``pids 12528, 12529``, ``pids 1, 2, 3 and 4 more``."""
+    shown = ", ".join(str(pid) for pid in pids[:most])
+    more = f" and {len(pids) - most} more" if len(pids) > most else ""
+    return f"pid{'s' if len(pids) > 1 else ''} {shown}{more}"
+
+
+def damage_error(checkpoint, finding, consequence):
+    """The one-line :class:`~decoders.errors.DecodeError` of a memory image's ``finding``
+    (its file, with the entry and offset its message holds) followed by ``consequence``:
+    raised inside the source's context, an archive's member is named after the archive."""
+    from decoders.errors import DecodeError
+
+    return DecodeError(os.path.join(checkpoint.directory, finding.where),
+                       f"{finding.message}: {consequence}")
+
+
 @contextlib.contextmanager
 def verdict_kept(code):
     """Output written inside ends with exit ``code`` even if the reader of stdout
@@ -130,3 +158,13 @@ def verdict_kept(code):
 
         quiet_broken_pipe()
         click.get_current_context().exit(code)
+
+
+def output_option(func):
+    """``--output/-o FILE``: write the result (any ``--format``) to FILE, whole or not at
+    all, instead of standard output (:func:`crit_plus.output.output_stream`)."""
+    return click.option("--output", "-o", "output", type=click.Path(dir_okay=False),
+                        metavar="FILE",
+                        help="Write to FILE (whole or not at all) instead of standard "
+                             "output; never into the checkpoint.")(func)
+

@@ -6,12 +6,14 @@ import re
 
 import click
 
+from decoders.lazy import LazyPattern
+
 from .options import open_checkpoint_source
 
 #: Output formats of the explorers.
 TREE_FORMATS = ("table", "json", "tree")
 
-_SIZE = re.compile(r"^(0x[0-9a-f]+|\d+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
+_SIZE = LazyPattern(r"^(0x[0-9a-f]+|\d+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 

@@ -19,8 +19,9 @@ from ..describe import (
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
+from ..output import refuse_inputs
 from . import many
-from .options import format_option, source_options
+from .options import format_option, open_checkpoint_source, output_option, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
@@ -105,7 +106,9 @@ def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
         ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
-                   f"{totals.parent} in parent, {totals.lazy} lazy; shared memory "
+                   f"{totals.parent} in parent, {totals.lazy} lazy"
+                   + (f", {totals.none} with no data flag" if totals.none else "")
+                   + "; shared memory "
                    f"{pages_text(totals.shared)}, each object once"),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
@@ -216,6 +219,30 @@ def write_summary(result, out, tree=False):
         out.write("  nothing odd\n")
 
 
+def html_page(result, opened):
+    """The HTML page of ``result`` (``--format html``): the summary, every process's
+    VMAs and fds, the sockets and validate's findings of the ``opened`` checkpoint."""
+    from ..analysis import explore
+    from ..analysis.validate import validate
+    from ..html import pages
+    from .sk import COLUMNS as SOCKET_COLUMNS
+    from .sk import socket_cells
+
+    checkpoint = opened.checkpoint
+    stats = [(stat_label(name), stat_text(name, value)) for name, value in result.stats]
+    logs = [(log.name, _log_facts(log), log.errors) for log in result.logs]
+    return pages.summary_page(
+        result, title=f"crit-plus summarize {safe_text(result.origin.spec)}",
+        origin=_origin_fields(result), stats=stats, totals=_totals_fields(result.totals),
+        processes=_process_rows(result, False), vmas=explore.vma_table(checkpoint),
+        fds=explore.fd_table(checkpoint),
+        validation=validate(checkpoint, source=opened.source),
+        sockets=[socket_cells(row) for row in explore.socket_rows(checkpoint)],
+        socket_columns=pages.columns(SOCKET_COLUMNS, ("recv_queue", "send_queue")),
+        mappings=_mapping_rows(result),
+        mapping_columns=pages.columns(MAPPING_COLUMNS, ("pid", "pages")), logs=logs)
+
+
 @click.command("summarize")
 @source_options(several=True)
 @click.option("--top", type=click.IntRange(0, 1000), default=analysis.TOP, show_default=True,
@@ -223,8 +250,9 @@ def write_summary(result, out, tree=False):
 @click.option("--cmdline", is_flag=True,
               help="Read each process's command line from its memory (a few bytes of page "
                    "data per process; without it no page data is read).")
-@format_option((*TREE_FORMATS, "jsonl"))
-def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt):
+@format_option(TREE_FORMATS + ("html", "jsonl"))
+@output_option
+def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt, output):
     """Say what a checkpoint is, on one screen: where it came from (a CRIU
     directory, an LXD/Incus stateful stop or snapshot, an archive), the CRIU
     version and kernel, when it was taken, every dump statistic, the process
@@ -233,15 +261,19 @@ def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt):
     files, external sockets, a parent checkpoint, lazy pages...).
 
     Only metadata is read (no page data, unless --cmdline): fast on big
-    checkpoints.  Several PATHs, or a bare lxd: or incus: (every checkpoint
-    that manager keeps), give one section per checkpoint (--format jsonl: one
-    JSON document each, streamed); exit 1 if any could not be read.
+    checkpoints.  --format html writes one self-contained page (no script, no
+    network): the process tree with a memory map per process, fds, sockets,
+    validate's findings (docs/commands/summarize.md).  Several PATHs, or a
+    bare lxd: or incus: (every checkpoint that manager keeps), give one
+    section per checkpoint (--format jsonl: one JSON document each,
+    streamed); exit 1 if any could not be read.
 
     \b
     Examples:
       crit-plus summarize /var/lib/criu/dump1
       crit-plus summarize lxd:web/snap0 --format tree
       crit-plus summarize checkpoint.tar.zst -f json | jq .totals
+      crit-plus summarize lxd:web/snap0 --format html -o web.html
       crit-plus summarize lxd: -f jsonl       every LXD checkpoint, one JSON line each
     """
     def examine(source):
@@ -249,8 +281,31 @@ def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt):
 
         return analysis.summarize(source, open_graph(source, root=root), argv=cmdline, top=top)
 
+    def single(path):
+        _summarize_one(path, lxd_dir, project, root, top, cmdline, fmt, output)
+
     many.run_sections("summarize", paths, examine, lambda result, out: _write(result, fmt, out),
-                      summary_json, fmt=fmt, lxd_dir=lxd_dir, project=project)
+                      summary_json, single=single, fmt=fmt, lxd_dir=lxd_dir, project=project,
+                      one_only=many.one_only(fmt, output))
+
+
+def _summarize_one(path, lxd_dir, project, root, top, cmdline, fmt, output):
+    """One checkpoint, as summarize always did: text, tree, JSON or HTML, maybe to ``-o``."""
+    from ..opening import input_paths
+    from ..output import output_stream
+
+    page = None
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        inputs = input_paths(opened.source)
+        refuse_inputs(output, inputs)  # before anything is read
+        result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
+        if fmt == "html":
+            page = html_page(result, opened)
+    with output_stream(output, binary=page is not None, inputs=inputs) as out:
+        if page is not None:
+            out.write(page)
+        else:
+            _write(result, fmt, out)
 
 
 def _write(result, fmt, out):

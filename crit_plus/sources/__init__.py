@@ -18,14 +18,22 @@ which run, and to which checkpoint: the one attribution, ``Source.runs``),
 (the Source itself), :mod:`.errors`.
 """
 
-from .archive import ArchiveLimits, open_archive
-from .discover import Discovery, discover
-from .errors import ArchiveError, SourceError
-from .layout import ROOT_ENV, fake_root, standard_roots
-from .logs import LogFile, LogHeader
-from .model import KINDS, Source, parse_timestamp
-from .runs import AttributedLog, LogRun
-from .resolve import parse_name, resolve, source_for_images_dir
+from decoders.lazy import lazy_exports
+
+#: Public name → the submodule defining it, imported on first use: opening a plain
+#: image directory loads neither the archive reader nor the log readers.
+_EXPORTS = {
+    "ArchiveLimits": "archive", "open_archive": "archive",
+    "Discovery": "discover", "discover": "discover",
+    "ArchiveError": "errors", "SourceError": "errors",
+    "ROOT_ENV": "layout", "fake_root": "layout", "standard_roots": "layout",
+    "LogFile": "logs", "LogHeader": "logs",
+    "KINDS": "model", "Source": "model", "parse_timestamp": "model",
+    "AttributedLog": "runs", "LogRun": "runs",
+    "parse_name": "resolve", "resolve": "resolve", "source_for_images_dir": "resolve",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ArchiveError", "ArchiveLimits", "AttributedLog", "Discovery", "KINDS", "LogFile",

@@ -51,6 +51,7 @@ from crit_plus.findings import INFO, WARNING, Finding
 from decoders.errors import DecodeError
 from decoders.framing import open_untrusted
 from decoders.inventory import read_dump_stats
+from decoders.lazy import LazyPattern
 
 from .errors import ArchiveError
 from .layout import is_images_dir
@@ -84,7 +85,7 @@ MAX_DEPTH = 32
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _COMPRESSED_MAGICS = (b"\x1f\x8b", _ZSTD_MAGIC, b"BZh", b"\xfd7zXZ")
 _CHUNK = 1 << 20
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = LazyPattern(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
 def parse_size(text):
@@ -382,7 +383,7 @@ def _take(tar, member, dest, limits, found, archive):
         found.images_mtime = member.mtime
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = LazyPattern("[\ud800-\udfff]")
 
 
 def _without_surrogates(value):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from decoders.errors import DecodeError
 
-from .logs import LOG_PATTERNS, LogFile, find_logs, read_log
-from .runs import Subject, attribute
+# .logs and .runs are imported where the logs are first read: opening a checkpoint
+# whose logs no command asks for does not load them (docs/architecture.md, start-up)
 from .times import mtime_of, parse_timestamp
 
 #: Every ``Source.kind``.
@@ -96,6 +96,8 @@ class Source:
         Read on first use: CRIU logs are megabytes.  Which of them belong to
         this checkpoint is :meth:`runs`'s answer.
         """
+        from .logs import find_logs, read_log
+
         logs = []
         for path, kind in find_logs(self.log_dirs).items():
             try:
@@ -112,6 +114,8 @@ class Source:
         ``inventory.img`` records (the graph's ``Inventory.run_id``); without it,
         that of the images directory's ``dump.log``.  Computed once per run id.
         """
+        from .runs import Subject, attribute
+
         run_id = run_id or self.criu_run_id
         cache = self._attributions
         if run_id not in cache:
@@ -191,4 +195,4 @@ class Source:
         return data
 
 
-__all__ = ["KINDS", "LOG_PATTERNS", "LogFile", "Source", "mtime_of", "parse_timestamp"]
+__all__ = ["KINDS", "Source", "mtime_of", "parse_timestamp"]

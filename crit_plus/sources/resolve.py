@@ -18,11 +18,11 @@ Anything else raises :class:`SourceError`, naming what was tried.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import ArchiveLimits, looks_like_archive, open_archive
+from decoders.lazy import LazyPattern
+
 from .errors import SourceError
 from .layout import (
     EXPORT_IMAGES_DIRS,
@@ -37,15 +37,14 @@ from .layout import (
     state_dir_of,
     walk_images_dirs,
 )
-from .logs import LOG_PATTERNS, log_kind, sniff_kind
 from .managed import lxd_source, plain_source
 from .model import Source
 
 #: Name schemes and the manager each one means.
 SCHEMES = ("lxd", "incus", "lxc")
 MANAGER_TITLES = {"lxd": "LXD", "incus": "Incus", "lxc": "LXC"}
-_SCHEME = re.compile(r"^(lxd|incus|lxc):(.*)$")
-_BAD_NAME = re.compile(r"(^\.|\.\.|[\x00/\\])")
+_SCHEME = LazyPattern(r"^(lxd|incus|lxc):(.*)$")
+_BAD_NAME = LazyPattern(r"(^\.|\.\.|[\x00/\\])")
 #: How deep below a directory without logs ``explain`` looks for them.
 LOG_SEARCH_DEPTH = 2
 #: How deep under an LXC container directory checkpoints are searched for.
@@ -97,6 +96,8 @@ def resolve(spec, *, lxd_dir=None, project=None, limits=None):
 def _resolve_path(text, limits):
     path = Path(text)
     if path.is_file():
+        from .archive import looks_like_archive, open_archive  # an archive: on first use
+
         if looks_like_archive(path):
             return open_archive(path, spec=text, limits=limits)
         if path.suffix == ".img":
@@ -219,6 +220,8 @@ def _logs_in(directory: Path) -> list:
     """``(path, kind)`` of the logs in ``directory``: the files :data:`LOG_PATTERNS`
     name, and any other ``*.log`` file whose content is CRIU's or liblxc's (``criu
     -o NAME``)."""
+    from .logs import LOG_PATTERNS, log_kind, sniff_kind
+
     found: list[tuple[Path, str]] = []
     try:
         entries = sorted(directory.iterdir())
@@ -265,6 +268,9 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
             raise SourceError(text, "no such file or directory, and not a name like lxd:NAME, "
                               "incus:NAME or lxc:NAME")
         return _named_logs(text, *named, lxd_dir=lxd_dir, project=project)
+    from .archive import looks_like_archive, open_archive
+    from .logs import sniff_kind
+
     path = Path(text)
     if path.is_file():
         if looks_like_archive(path):
@@ -341,7 +347,6 @@ def _named_logs(spec, scheme, instance, snapshot, *, lxd_dir, project) -> LogSet
 
 __all__ = [
     "SCHEMES",
-    "ArchiveLimits",
     "LogSet",
     "parse_name",
     "resolve",
