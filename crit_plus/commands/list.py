@@ -17,9 +17,9 @@ from ..describe import human_bytes
 from ..findings import ERROR
 from ..opening import open_graph, resolve_source
 from ..render import safe_text, write_json, write_table
-from ..sources import discover
-from ..sources.discover import DEFAULT_DEPTH
-from .options import format_option
+from ..sources.discover import DEFAULT_DEPTH, discover
+from . import many
+from .options import MANY_FORMATS, format_option
 
 COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),
            ("taken_at_text", "TAKEN AT (UTC)"), ("size_text", "SIZE"),
@@ -146,20 +146,23 @@ def _write_failed(failed, out):
 
 
 @click.command("list")
-@click.argument("where", required=False, metavar="[lxd: | incus: | lxd:NAME | DIR]")
+@click.argument("wheres", nargs=-1, metavar="[lxd: | incus: | lxd:NAME | DIR]")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
               help="The manager's data directory (default: /var/lib/lxd, "
                    "/var/snap/lxd/common/lxd, /var/lib/incus).")
 @click.option("--project", help="Only this LXD/Incus project (default: all).")
 @click.option("--depth", type=click.IntRange(0, 64), default=DEFAULT_DEPTH, show_default=True,
               help="How deep to search below DIR.")
-@format_option()
-def list_command(where, lxd_dir, project, depth, fmt):
+@format_option(MANY_FORMATS)
+def list_command(wheres, lxd_dir, project, depth, fmt):
     """List stateful checkpoints: LXD/Incus stateful snapshots and stateful
     stops, or every directory of CRIU images and every checkpoint archive
     (Podman/CRI-O/containerd container and pod archives, checkpoint OCI images)
     below DIR.  Each row shows its processes, whether it is damaged (it does not
     open, or its images have errors) and the name to give other commands.
+    Several places give one table (--format jsonl: one JSON document per
+    checkpoint); one that cannot be searched is said on stderr and makes the exit
+    code 1.
 
     \b
     Examples:
@@ -167,31 +170,74 @@ def list_command(where, lxd_dir, project, depth, fmt):
       crit-plus list lxd:web              the checkpoints of instance web
       crit-plus list --lxd-dir /srv/lxd   a data directory elsewhere
       crit-plus list /srv/checkpoints     image directories and archives below a path
+      crit-plus list lxd: /srv/checkpoints -f jsonl
     Set CRIT_PLUS_ROOT to look at an LXD tree copied from another machine.
     """
-    found = discover(where, lxd_dir=lxd_dir, project=project, max_depth=depth)
-    walked = where is not None and os.path.isdir(where)
-    rows = [_row(source, None if walked else _name_to_paste(source, lxd_dir))
-            for source in found.sources]
-    rows += [_archive_row(entry) for entry in found.archives]
-    out = sys.stdout
-    failed = [_failed(entry) for entry in found.failed_dumps]
-    if fmt == "json":
-        rows = [{k: v for k, v in row.items() if not k.endswith("_text")} for row in rows]
-        for row in rows:
-            row["last_dump_failed"] = next((f for f in failed if f["instance"] == row["instance"]
-                                            and f["manager"] == row["manager"]), None)
-        write_json(rows, out)
-    elif rows:
-        write_table(rows, COLUMNS, out)
-        _write_damaged(rows, out)
-    else:
-        places = ", ".join(str(place) for place in found.searched)
-        click.echo(f"no checkpoints found (searched {places})", err=True)
-    if fmt != "json":
-        _write_failed(failed, out)
-    for problem in found.problems:
-        click.echo(f"crit-plus: skipped {problem}", err=True)
+    code = 0
+    listing = _Listing()
+    for where in wheres or (None,):
+        try:
+            found = discover(where, lxd_dir=lxd_dir, project=project, max_depth=depth)
+        except DecodeError as error:  # SourceError: this place, not the others
+            if len(wheres) <= 1:
+                raise
+            click.echo(f"crit-plus: {safe_text(error_text(error))}", err=True)
+            code = 1
+            continue
+        listing.add(found, where, lxd_dir)
+    listing.write(fmt)
+    if code:
+        click.get_current_context().exit(code)
+
+
+class _Listing:
+    """The rows of one or more discoveries, each checkpoint once, and what was
+    searched, skipped and found failed."""
+
+    def __init__(self):
+        self.rows, self.searched, self.problems, self.failed_dumps = [], [], [], []
+        self._seen = set()
+
+    def add(self, found, where, lxd_dir):
+        """The rows of one place's :class:`~crit_plus.sources.discover.Discovery`."""
+        walked = where is not None and os.path.isdir(where)
+        for source in found.sources:
+            if source.images_dir in self._seen:
+                continue
+            self._seen.add(source.images_dir)
+            self.rows.append(_row(source, None if walked else _name_to_paste(source, lxd_dir)))
+        self.rows += [_archive_row(entry) for entry in found.archives]
+        self.searched += found.searched
+        self.problems += found.problems
+        self.failed_dumps += found.failed_dumps
+
+    def write(self, fmt):
+        """A table, a JSON array, or JSON lines (each row in the envelope of
+        crit_plus/commands/many.py)."""
+        rows, out = self.rows, sys.stdout
+        failed = [_failed(entry) for entry in self.failed_dumps]
+        if fmt in ("json", "jsonl"):
+            rows = [{k: v for k, v in row.items() if not k.endswith("_text")} for row in rows]
+            for row in rows:
+                row["last_dump_failed"] = next(
+                    (f for f in failed if f["instance"] == row["instance"]
+                     and f["manager"] == row["manager"]), None)
+            if fmt == "json":
+                write_json(rows, out)
+            else:
+                for index, row in enumerate(rows):
+                    outcome = many.Outcome(index, row["source"], row, None, 0)
+                    write_json(many.envelope("list", outcome, row), out, indent=None)
+        elif rows:
+            write_table(rows, COLUMNS, out)
+            _write_damaged(rows, out)
+        else:
+            places = ", ".join(str(place) for place in self.searched)
+            click.echo(f"no checkpoints found (searched {places})", err=True)
+        if fmt == "table":
+            _write_failed(failed, out)
+        for problem in self.problems:
+            click.echo(f"crit-plus: skipped {problem}", err=True)
 
 
 def register(group):

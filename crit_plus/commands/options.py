@@ -10,6 +10,9 @@ import os
 import click
 
 FORMATS = ("table", "json")
+#: The formats of a command that takes several checkpoints: ``jsonl`` is one JSON document
+#: per checkpoint, streamed (crit_plus/commands/many.py).
+MANY_FORMATS = (*FORMATS, "jsonl")
 
 
 def format_option(choices=FORMATS, default="table"):
@@ -20,23 +23,28 @@ def format_option(choices=FORMATS, default="table"):
     )
 
 
-def source_options(func=None, *, path_required=True):
+def source_options(func=None, *, path_required=True, several=False):
     """``PATH`` plus ``--lxd-dir``, ``--project``, ``--root``: where the checkpoint is.
 
     PATH is an image directory, an LXD/Incus instance or snapshot directory, a
     name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``), a Podman/CRI-O
     checkpoint archive, a pod checkpoint or checkpoint image (``ARCHIVE:NAME`` for
     one of its containers; see docs/sources.md).  Use as ``@source_options``, or
-    ``@source_options(path_required=False)`` for a command that can do without.
+    ``@source_options(path_required=False)`` for a command that can do without, or
+    ``@source_options(several=True)`` for one that takes several (``paths``, a tuple;
+    a bare ``lxd:`` among them: crit_plus/commands/many.py).
     """
     if func is None:
-        return lambda command: source_options(command, path_required=path_required)
+        return lambda command: source_options(command, path_required=path_required,
+                                              several=several)
     func = click.option("--root", type=click.Path(exists=True, file_okay=False),
                         help="Directory standing for / of the dumped processes "
                              "(default: a snapshot's rootfs/).")(func)
     func = click.option("--project", help="LXD/Incus project of a NAME.")(func)
     func = click.option("--lxd-dir", type=click.Path(file_okay=False),
                         help="LXD/Incus directory instead of the standard ones.")(func)
+    if several:
+        return click.argument("paths", metavar="PATH", nargs=-1, required=True)(func)
     return click.argument("path", metavar="PATH" if path_required else "[PATH]",
                           required=path_required)(func)
 

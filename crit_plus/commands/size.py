@@ -14,6 +14,7 @@ from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
 from ..render import jsonable, safe_text, write_json, write_table
+from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
 
 
@@ -32,7 +33,7 @@ class Rate(click.ParamType):
 
 
 @click.command("size")
-@source_options
+@source_options(several=True)
 @click.option("--content", is_flag=True,
               help="Also read the page data once (streaming): zero pages, duplicates within "
                    "and across processes, the saving dedup would give, and a zstd estimate.")
@@ -41,14 +42,16 @@ class Rate(click.ParamType):
                    "B = bytes) of the whole and of the part a parent/ chain already holds.")
 @click.option("--top", type=click.IntRange(min=0), default=0, metavar="N",
               help="List the N biggest VMAs with their process and mapping.")
-@format_option(("table", "json", "html"))
+@format_option(("table", "json", "html", "jsonl"))
 @output_option
-def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt, output):
+def size_command(paths, lxd_dir, project, root, content, bandwidth, top, fmt, output):
     """Show where a checkpoint's bytes go: on disk (apparent and allocated), by image
     kind, by process and by VMA kind, with present, parent (pre-dump) and lazy pages
     apart.  Without --content no page data is read: the time does not depend on
     how many GiB of pages there are.  --content reads them once (a progress bar
-    shows on a terminal).
+    shows on a terminal).  Several PATHs, or a bare lxd: or incus: (every
+    checkpoint that manager keeps), give one section per checkpoint (--format
+    jsonl: one JSON document each, streamed); exit 1 if any could not be read.
 
     \b
     Examples:
@@ -57,32 +60,61 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt, out
       crit-plus size dump1 --content --bandwidth 1Gbit/s
       crit-plus size dump1 --format json | jq .disk.apparent
       crit-plus size dump1 --content --bandwidth 1Gbit/s --format html -o size.html
+      crit-plus size lxd: -f jsonl | jq -c '[.source, .result.disk.apparent]'
     """
-    from ..opening import input_paths
-    from ..output import output_stream, refuse_inputs
+    def examine(source):
+        from ..opening import open_graph
 
-    with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
-        inputs = input_paths(opened.source)
-        refuse_inputs(output, inputs)
-        checkpoint = opened.checkpoint
-        report = size_analysis.measure(checkpoint, top=top)
-        if opened.source.archive is not None:  # not its temporary copy, gone at exit
-            report = replace(report, directory=opened.source.images_label)
-        scan = elapsed = None
-        if content:
-            total = content_analysis.content_bytes(checkpoint)
-            started = time.perf_counter()
-            with progress(total, "reading pages") as bar:
-                scan = content_analysis.scan_content(checkpoint, progress=bar.update)
-            elapsed = time.perf_counter() - started
+        return _measured(source, open_graph(source, root=root), content, top, bandwidth,
+                         bar=False)  # several: the bar counts checkpoints
+
+    def single(path):
+        from ..opening import input_paths
+        from ..output import output_stream, refuse_inputs
+
+        with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project,
+                                    root=root) as opened:
+            inputs = input_paths(opened.source)
+            refuse_inputs(output, inputs)
+            measured = _measured(opened.source, opened.checkpoint, content, top, bandwidth)
+        with output_stream(output, binary=fmt == "html", inputs=inputs) as out:
+            if fmt == "html":
+                out.write(html_page(*measured))
+            else:
+                _write(measured, fmt, out)
+
+    many.run_sections("size", paths, examine, lambda measured, out: _write(measured, fmt, out),
+                      lambda measured: report_json(*_parts(measured)), single=single, fmt=fmt,
+                      lxd_dir=lxd_dir, project=project, one_only=many.one_only(fmt, output))
+
+
+def _measured(source, checkpoint, content, top, bandwidth, bar=True):
+    """``(report, scan, elapsed, moving)`` of one checkpoint; with ``bar``, a progress bar
+    while ``--content`` reads the pages (on a terminal)."""
+    report = size_analysis.measure(checkpoint, top=top)
+    if source.archive is not None:  # not its temporary copy, gone at exit
+        report = replace(report, directory=source.images_label)
+    scan = elapsed = None
+    if content:
+        total = content_analysis.content_bytes(checkpoint)
+        started = time.perf_counter()
+        with progress(total, "reading pages", enabled=None if bar else False) as shown:
+            scan = content_analysis.scan_content(checkpoint, progress=shown.update)
+        elapsed = time.perf_counter() - started
     moving = size_analysis.transfer(report, bandwidth, scan) if bandwidth else None
-    with output_stream(output, binary=fmt == "html", inputs=inputs) as out:
-        if fmt == "html":
-            out.write(html_page(report, scan, elapsed, moving))
-        elif fmt == "json":
-            write_json(report_json(report, scan, moving), out)
-        else:
-            write_report(report, scan, elapsed, moving, out)
+    return report, scan, elapsed, moving
+
+
+def _parts(measured):
+    report, scan, _elapsed, moving = measured
+    return report, scan, moving
+
+
+def _write(measured, fmt, out):
+    if fmt == "json":
+        write_json(report_json(*_parts(measured)), out)
+    else:
+        write_report(*measured, out)
 
 
 def html_page(report, scan, elapsed, moving):

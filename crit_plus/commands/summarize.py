@@ -20,6 +20,7 @@ from ..describe import (
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
 from ..output import refuse_inputs
+from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
 from .selection import TREE_FORMATS
 
@@ -287,15 +288,15 @@ def html_page(result, opened):
 
 
 @click.command("summarize")
-@source_options
+@source_options(several=True)
 @click.option("--top", type=click.IntRange(0, 1000), default=analysis.TOP, show_default=True,
               help="How many of the biggest memory holders to list.")
 @click.option("--cmdline", is_flag=True,
               help="Read each process's command line from its memory (a few bytes of page "
                    "data per process; without it no page data is read).")
-@format_option(TREE_FORMATS + ("html",))
+@format_option(TREE_FORMATS + ("html", "jsonl"))
 @output_option
-def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt, output):
+def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt, output):
     """Say what a checkpoint is, on one screen: where it came from (a CRIU
     directory, an LXD/Incus stateful stop or snapshot, an archive), the CRIU
     version and kernel, when it was taken, every dump statistic, the process
@@ -306,7 +307,10 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt, output):
     Only metadata is read (no page data, unless --cmdline): fast on big
     checkpoints.  --format html writes one self-contained page (no script, no
     network): the process tree with a memory map per process, fds, sockets,
-    validate's findings (docs/commands/summarize.md).
+    validate's findings (docs/commands/summarize.md).  Several PATHs, or a
+    bare lxd: or incus: (every checkpoint that manager keeps), give one
+    section per checkpoint (--format jsonl: one JSON document each,
+    streamed); exit 1 if any could not be read.
 
     \b
     Examples:
@@ -314,7 +318,23 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt, output):
       crit-plus summarize lxd:web/snap0 --format tree
       crit-plus summarize checkpoint.tar.zst -f json | jq .totals
       crit-plus summarize lxd:web/snap0 --format html -o web.html
+      crit-plus summarize lxd: -f jsonl       every LXD checkpoint, one JSON line each
     """
+    def examine(source):
+        from ..opening import open_graph
+
+        return analysis.summarize(source, open_graph(source, root=root), argv=cmdline, top=top)
+
+    def single(path):
+        _summarize_one(path, lxd_dir, project, root, top, cmdline, fmt, output)
+
+    many.run_sections("summarize", paths, examine, lambda result, out: _write(result, fmt, out),
+                      summary_json, single=single, fmt=fmt, lxd_dir=lxd_dir, project=project,
+                      one_only=many.one_only(fmt, output))
+
+
+def _summarize_one(path, lxd_dir, project, root, top, cmdline, fmt, output):
+    """One checkpoint, as summarize always did: text, tree, JSON or HTML, maybe to ``-o``."""
     from ..opening import input_paths
     from ..output import output_stream
 
@@ -328,10 +348,15 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt, output):
     with output_stream(output, binary=page is not None, inputs=inputs) as out:
         if page is not None:
             out.write(page)
-        elif fmt == "json":
-            write_json(summary_json(result), out)
         else:
-            write_summary(result, out, tree=fmt == "tree")
+            _write(result, fmt, out)
+
+
+def _write(result, fmt, out):
+    if fmt == "json":
+        write_json(summary_json(result), out)
+    else:
+        write_summary(result, out, tree=fmt == "tree")
 
 
 def register(group):

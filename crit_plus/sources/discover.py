@@ -12,7 +12,7 @@ file that starts like a tar is read once to name its containers
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import SourceError
@@ -128,7 +128,7 @@ def _owner_dirs(root):
                 yield from _subdirs(instance_dir)
 
 
-def _manager_sources(manager, roots, instance, project, problems):
+def _manager_sources(manager, roots, instance, project, problems, keep_backup=True):
     seen = set()
     for root in roots:
         for owner in _owner_dirs(root):
@@ -147,9 +147,11 @@ def _manager_sources(manager, roots, instance, project, problems):
             if project is not None and placement.project != project:
                 continue
             try:
-                yield lxd_source(str(state), state, placement)
+                source = lxd_source(str(state), state, placement)
             except (SourceError, OSError) as error:
                 problems.append(f"{state}: {error}")
+                continue
+            yield source if keep_backup else replace(source, backup=None)
 
 
 def _walk_sources(top, max_depth, problems):
@@ -217,13 +219,16 @@ def _sort_key(source):
             source.snapshot or "", str(source.images_dir))
 
 
-def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH):
+def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH,
+             keep_backup=True):
     """Find checkpoints: under every manager (``where`` None), one manager
     (``lxd:``, ``incus:``), one instance (``lxd:NAME``) or a directory.
 
     Returns a :class:`Discovery`; sources are sorted by manager, project,
     instance and time.  ``lxc:`` is not enumerable (LXC checkpoints live
     wherever ``lxc-checkpoint -D`` put them): walk a directory instead.
+    ``keep_backup=False`` leaves each source's parsed ``backup`` out (None; its facts stay:
+    ``stateful``, ``taken_at``, ``backup_path``), so that thousands of them stay small.
     """
     problems = []
     if where is not None and os.path.isdir(where):
@@ -248,7 +253,7 @@ def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH)
     for manager in managers:
         roots = standard_roots(manager, lxd_dir)
         searched += roots
-        sources += _manager_sources(manager, roots, instance, project, problems)
+        sources += _manager_sources(manager, roots, instance, project, problems, keep_backup)
         failed += _failed_dumps(manager, roots, instance, project)
     return Discovery(tuple(sorted(sources, key=_sort_key)), tuple(searched), tuple(problems),
                      tuple(failed))
