@@ -38,8 +38,7 @@ import sys
 import click
 
 from crit_plus import __version__
-from decoders.errors import DecodeError
-from decoders.schema import PycriuNotFound
+from decoders.errors import DecodeError, PycriuNotFound
 
 from .boundary import error_text, quiet_broken_pipe
 from .commands.options import BAD_INPUT_EXIT, gc_paused
@@ -78,17 +77,78 @@ COMMAND_MODULES = {
     "size": "size", "validate": "validate", "diff": "diff", "report": "report",
     "host": "host",
     "explain": "explain",
+    "x": "x",
+    "ns": "ns", "mounts": "mounts", "net": "net",
+}
+
+
+#: What ``crit-plus --help`` says of each command, so that listing them imports none
+#: (each command's help as click shortens it at the widest listing, 85 characters;
+#: tests/test_startup.py holds it to the commands' own help).  A command missing here
+#: is imported for the listing.
+COMMAND_SUMMARIES = {
+    "core": "Write an ELF core file of process PID (of every process without PID), for gdb,...",
+    "decode": "Convert an image to JSON, exactly as CRIU's `crit decode` does.",
+    "diff": "Show what changed between two checkpoints OLD and NEW: processes started, "
+            "exited...",
+    "encode": "Convert crit's JSON form of an image back to the image (crit's `encode`).",
+    "explain": "Say why CRIU runs failed, from their logs: for every run, its operation, CRIU...",
+    "fds": "Show open files: every fd with its kind and what users recognise it by (a path,...",
+    "host": "This machine's migration fingerprint: what a checkpoint restored here would find.",
+    "info": "Show an image's kind, entry count and size without decoding its entries.",
+    "list": "List stateful checkpoints: LXD/Incus stateful snapshots and stateful stops, or...",
+    "mounts": "Show the mounts of each mount namespace the checkpoint holds "
+              "(mountpoints-ID.img):...",
+    "mem": "Read, search and dump the memory of checkpointed processes.",
+    "mems": "Show each process's mappings as /proc/PID/maps does (address range, "
+            "permissions,...",
+    "ps": "Show the process tree: pid, parent, group, session, state, threads and the "
+          "command...",
+    "net": "Show each network namespace the checkpoint holds: its links (netdev-ID.img: "
+           "index,...",
+    "ns": "Show the namespaces of the checkpoint's processes: kind, CRIU's id, whose it "
+          "is...",
+    "report": "Bundle the bug report LXD and CRIU maintainers ask for, in one .tar.gz.",
+    "rss": "Show resident pages: for each process, the pages its pagemap lists (PRESENT in...",
+    "show": "Show an image as pretty JSON (crit's `show`: decode --pretty).",
+    "size": "Show where a checkpoint's bytes go: on disk (apparent and allocated), by image...",
+    "sk": "Show sockets: family, type, state, local and peer addresses, bytes queued, and...",
+    "summarize": "Say what a checkpoint is, on one screen: where it came from (a CRIU "
+                 "directory, an...",
+    "validate": "Predict whether a checkpoint will restore, and why not: every finding says "
+                "what...",
+    "version": "Show crit-plus's version, the pycriu it loaded and where from; with a "
+               "checkpoint...",
+    "x": "Explore a checkpoint as CRIU's `crit x DIR WHAT` does, with crit's text.",
 }
 
 
 class _Boundary(click.Group):
     """The command group; errors of any command leave through :func:`main`.
 
-    Commands are loaded on first use from :data:`COMMAND_MODULES`.
+    Commands are loaded on first use from :data:`COMMAND_MODULES`; ``crit-plus --help``
+    lists them from :data:`COMMAND_SUMMARIES` without loading any.
     """
 
     def list_commands(self, ctx):
         return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def format_commands(self, ctx, formatter):
+        """The "Commands" section of ``--help``, as click writes it, with the summary of
+        a command not loaded yet taken from :data:`COMMAND_SUMMARIES`."""
+        from click.utils import make_default_short_help
+
+        names = [name for name in self.list_commands(ctx)
+                 if name in COMMAND_SUMMARIES and name not in self.commands
+                 or not getattr(self.get_command(ctx, name), "hidden", True)]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, make_default_short_help(COMMAND_SUMMARIES[name], limit)
+                 if name not in self.commands else self.commands[name].get_short_help_str(limit))
+                for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx, cmd_name):
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:

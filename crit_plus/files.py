@@ -210,6 +210,8 @@ class Fd:
     file: FileObject | None
     flags: int
     source: object = field(default=None, repr=False, compare=False)
+    #: The ``files.img`` id the fdinfo entry names (kept when ``file`` is None).
+    file_id: int | None = None
 
     @property
     def kind(self) -> str:
@@ -609,6 +611,7 @@ class _Context:
             "path": name, "peer_ino": peer_ino, "peer_id": peer_id,
             "external_peer": bool(peer_ino) and peer_id is None,
             "deleted": bool(_get(usk, "deleted", False)),
+            "name_bytes": bytes(usk.name),
         }
         return name or f"socket:[{usk.ino}]", details
 

@@ -34,12 +34,23 @@ from decoders.image import read_messages
 from decoders.core import read_core
 from decoders.ids import read_fs, read_ids
 from decoders.inventory import read_dump_stats, read_inventory
+from decoders.lazy import LazyPattern
 from decoders.mm import read_mm
 from decoders.pstree import read_pstree
 
+from .confinement import (
+    CgroupMember,
+    SeccompFilter,
+    filter_chain,
+    read_cgroup_sets,
+    read_seccomp_filters,
+)
 from .files import Fd, FileObject, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, FindingList, error_finding, named
 from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_for
+from .mounts import MountNamespace, read_mount_namespace
+from .namespaces import Namespace, read_namespaces
+from .netns import NetNamespace, read_net_namespace
 from .pages import CheckpointPages, ProcessPages, checkpoint_pages, process_pages
 
 if TYPE_CHECKING:
@@ -458,7 +469,7 @@ class Process:
                     ERROR, "unresolved-fd",
                     f"pid {self.pid} fd {info.fd}: file id {info.id} is not in files.img", name,
                     named(pid=self.pid, fd=info.fd, id=info.id)))
-            fds.append(Fd(info.fd, info.type, file, info.flags, info.source))
+            fds.append(Fd(info.fd, info.type, file, info.flags, info.source, info.id))
         return _Loaded(tuple(fds), findings)
 
     @property
@@ -556,6 +567,18 @@ class Process:
     def memory(self) -> AddressSpace | None:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
+
+    @functools.cached_property
+    def memory_damage(self) -> tuple[Finding, ...]:
+        """The errors of the images that hold this process's memory (its mm and pagemap,
+        the pages file, the ``parent/`` chain, the shared memory it maps): where there
+        is one, part or all of its memory cannot be read.  Empty when they are whole
+        (and for a zombie, of which CRIU keeps no memory)."""
+        parts = [self._mm, self._pagemap, self._memory]
+        found = [f for part in parts for f in part.findings]
+        if self.memory is not None:
+            found.extend(self.memory.findings)
+        return tuple(finding for finding in found if finding.severity == ERROR)
 
     @property
     def vmas(self) -> tuple[Mapping, ...]:
@@ -659,8 +682,8 @@ class Process:
         return tuple(found)
 
 
-_PAGES_NAME = re.compile(r"^pages-(\d+)\.img$")
-_PAGEMAP_NAME = re.compile(r"^pagemap-(?:shmem-)?\d+\.img$")
+_PAGES_NAME = LazyPattern(r"^pages-(\d+)\.img$")
+_PAGEMAP_NAME = LazyPattern(r"^pagemap-(?:shmem-)?\d+\.img$")
 
 
 class Checkpoint:
@@ -867,6 +890,78 @@ class Checkpoint:
         """The messages of optional image ``name``: empty when it is missing or does not
         decode (:meth:`decoded` tells which)."""
         return self.decoded(name)[0]
+
+    # -- namespaces, mounts, network, confinement ---------------------------------------------
+    @functools.cached_property
+    def _namespaces(self):
+        return _Loaded(*read_namespaces(self))
+
+    @property
+    def namespaces(self) -> tuple[Namespace, ...]:
+        """Every :class:`~crit_plus.namespaces.Namespace` of the processes, by kind then id:
+        who is in it, whether it is the checkpoint's own, its uts names and id maps."""
+        return self._namespaces.value
+
+    @functools.cached_property
+    def _mount_namespaces(self):
+        loaded = {}
+        for namespace in self.namespaces:
+            if namespace.kind == "mnt":
+                loaded[namespace.id] = _Loaded(*read_mount_namespace(self, namespace.id))
+        return loaded
+
+    @property
+    def mount_namespaces(self) -> tuple[MountNamespace, ...]:
+        """The :class:`~crit_plus.mounts.MountNamespace` of every mount namespace whose
+        ``mountpoints-ID.img`` is there, by id."""
+        return tuple(loaded.value for loaded in self._mount_namespaces.values()
+                     if loaded.value is not None)
+
+    @functools.cached_property
+    def _net_namespaces(self):
+        return {namespace.id: _Loaded(*read_net_namespace(self, namespace.id))
+                for namespace in self.namespaces if namespace.kind == "net"}
+
+    @property
+    def net_namespaces(self) -> tuple[NetNamespace, ...]:
+        """The :class:`~crit_plus.netns.NetNamespace` of every network namespace, by id
+        (the host's has no images: its parts are None)."""
+        return tuple(loaded.value for loaded in self._net_namespaces.values())
+
+    @functools.cached_property
+    def _cgroup_sets(self):
+        return _Loaded(*read_cgroup_sets(self))
+
+    @property
+    def cgroup_sets(self) -> dict[int, tuple[CgroupMember, ...]]:
+        """Every cgroup set of ``cgroup.img``: id → its cgroups (empty without the image)."""
+        return self._cgroup_sets.value
+
+    def cgroups(self, cg_set: int | None) -> tuple[CgroupMember, ...] | None:
+        """The cgroups of set ``cg_set`` (a thread's ``ThreadCore.cg_set``), or None."""
+        return None if cg_set is None else self._cgroup_sets.value.get(cg_set)
+
+    @functools.cached_property
+    def _seccomp_filters(self):
+        return _Loaded(*read_seccomp_filters(self))
+
+    def seccomp_chain(self, thread: Thread) -> tuple[tuple[SeccompFilter, ...],
+                                                     tuple[Finding, ...]]:
+        """The seccomp filters ``thread`` runs, newest first, and findings."""
+        last = thread.core.seccomp_filter if thread.core is not None else None
+        return filter_chain(self._seccomp_filters.value, last, f"core-{thread.tid}.img")
+
+    @property
+    def view_findings(self) -> tuple[Finding, ...]:
+        """The findings of reading namespace, mount, network, cgroup and seccomp images
+        (not part of :attr:`findings`, which validate and summarize report), at most
+        :data:`~crit_plus.findings.MAX_PER_CODE` of a code."""
+        found = FindingList()
+        found.extend(self._namespaces.findings)
+        for part in (*self._mount_namespaces.values(), *self._net_namespaces.values(),
+                     self._cgroup_sets, self._seccomp_filters):
+            found.extend(part.findings)
+        return tuple(found.result())
 
     # -- the directory ------------------------------------------------------------------------
     @functools.cached_property

@@ -326,6 +326,8 @@ _KIND_BITS = tuple((int(bit), name) for bit, name in (
     (VmaStatus.FILE_PRIVATE, "file"),
     (VmaStatus.ANON_SHARED, "shared"),
 ))
+#: Every VMA kind :func:`vma_kind` gives.
+VMA_KINDS = tuple(name for _bit, name in _KIND_BITS) + ("stack", "anon")
 _GROWSDOWN = int(MapFlags.GROWSDOWN)
 
 #: Every kind :func:`vma_kind` gives, in the order help texts list them.

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from .graph import Checkpoint
 from .graph import open_checkpoint as open_images_dir
-from .sources import Source, resolve
+from .sources.errors import SourceError
 from .sources.layout import images_dir_in, rootfs_beside
-from .sources.resolve import LogSet, resolve_logs
+from .sources.model import Source
+from .sources.resolve import LogSet, parse_name, resolve, resolve_logs
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,111 @@ def open_source(spec: object, *, lxd_dir: str | None = None, project: str | None
     """
     with resolve_source(spec, lxd_dir=lxd_dir, project=project) as source:
         yield Opened(source, open_graph(source, root=root))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One checkpoint of several named on a command line: ``label`` says which to people
+    and in each JSON line; ``source`` is set when a manager-wide name (``lxd:``) found it,
+    ``spec`` (what the user typed) otherwise; ``problem`` says why it could not be
+    enumerated at all (a state directory the manager's tree holds but that cannot be read)."""
+
+    label: str
+    spec: str | None = None  # what to resolve
+    source: Source | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The checkpoints several sources name, in order, and where manager-wide names
+    searched (for "no checkpoints found").  Each is taken once (:meth:`take`), so that
+    memory holds the checkpoints not done yet, not those done."""
+
+    items: list[Target | None]  # None: taken (:func:`take`)
+    searched: tuple[Path, ...] = ()
+    several: bool = False
+
+    def take(self, index: int) -> Target:
+        """Target ``index``, no longer held here: what reading it cached (its logs) goes
+        with it once it is done."""
+        target, self.items[index] = self.items[index], None
+        if target is None:
+            raise LookupError(f"target {index} was taken already")
+        return target
+
+
+#: Managers whose bare name (``lxd:``) means every checkpoint they keep.
+ENUMERABLE = ("lxd", "incus")
+
+
+def manager_wide(spec: object) -> str | None:
+    """``lxd`` or ``incus`` when ``spec`` is a bare ``lxd:``/``incus:`` (and no path of that
+    name exists): every checkpoint that manager keeps; None otherwise."""
+    text = os.fspath(spec)  # type: ignore[call-overload]
+    if os.path.lexists(text):
+        return None
+    try:
+        named = parse_name(text)
+    except SourceError:
+        return None
+    if named is None or named[0] not in ENUMERABLE or named[1] is not None:
+        return None
+    return named[0]
+
+
+def target_label(source: Source) -> str:
+    """How a checkpoint a manager keeps is named: ``lxd:web/snap0``, the project after."""
+    name = f"{source.manager}:{source.instance}"
+    if source.snapshot:
+        name += f"/{source.snapshot}"
+    if source.project not in (None, "default"):
+        name += f" (project {source.project})"
+    return name
+
+
+def expand_targets(specs: tuple[str, ...] | list[str], *, lxd_dir: str | None = None,
+                   project: str | None = None) -> Targets:
+    """The checkpoints ``specs`` name, in the order given: each spec is one checkpoint,
+    except a bare ``lxd:``/``incus:``, which is every checkpoint that manager keeps
+    (:func:`crit_plus.sources.discover`, sorted as ``crit-plus list`` shows them).
+    Nothing is opened here.  ``several`` is true for more than one spec or any
+    manager-wide one: the commands then give one result per checkpoint."""
+    from .sources.discover import discover
+
+    items: list[Target] = []
+    searched: list[Path] = []
+    wide = False
+    for spec in specs:
+        manager = manager_wide(spec)
+        if manager is None:
+            items.append(Target(str(spec), spec=str(spec)))
+            continue
+        wide = True
+        # backup.yaml parsed is not kept (tens of KiB each; what these commands use of it is
+        # kept as the source's fields: stateful, taken_at, backup_path)
+        found = discover(f"{manager}:", lxd_dir=lxd_dir, project=project, keep_backup=False)
+        searched += found.searched
+        items += [Target(target_label(source), source=source) for source in found.sources]
+        for problem in found.problems:
+            place, _sep, why = problem.partition(": ")
+            items.append(Target(place, problem=why or problem))
+    return Targets(list(items), tuple(searched), wide or len(specs) > 1)
+
+
+@contextlib.contextmanager
+def resolve_target(target: Target, *, lxd_dir: str | None = None,
+                   project: str | None = None) -> Iterator[Source]:
+    """The :class:`Source` of one :class:`Target` (an archive's extraction removed when the
+    context ends); a target that could not be enumerated raises its one-line
+    :class:`~crit_plus.sources.SourceError`."""
+    if target.problem is not None:
+        raise SourceError(target.label, target.problem)
+    if target.source is not None:
+        yield target.source
+        return
+    with resolve_source(target.spec, lxd_dir=lxd_dir, project=project) as source:
+        yield source
 
 
 def open_checkpoint(path: str | os.PathLike[str], *,

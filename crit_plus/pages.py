@@ -48,7 +48,11 @@ class PageCounts:
 
     ``present``: in this checkpoint's pages files; ``parent``: in the
     ``parent/`` chain (PE_PARENT); ``lazy``: PE_LAZY alone, served by a
-    lazy-pages daemon, not in any image; ``none``: entries with no data flag.
+    lazy-pages daemon, not in any image; ``none``: entries with no data flag
+    (an explicit ``flags`` of 0: CRIU never writes one, so a damaged or hand-made
+    pagemap), listed but with no data anywhere.  :attr:`listed` counts all four, as
+    crit's ``x rss`` does; every row that shows a total (summarize's ``pages``,
+    rss's ``total``, size's ``listed``) is this one.
     """
 
     present: int = 0

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
-from tabulate import tabulate
+from decoders.lazy import LazyPattern
 
 #: Control characters (C0, DEL, C1), line and paragraph separators, bidirectional
 #: overrides (they reorder what a terminal shows), and the lone surrogates that
 #: stand for undecodable bytes (text read from memory with ``surrogateescape``).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-                     r"\udc80-\udcff]")
+_UNSAFE = LazyPattern(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                      r"\udc80-\udcff]")
 
 
 #: Colours of finding severities in tables (when colour is on).
@@ -45,7 +44,7 @@ def use_color(stream):
 
 #: Characters JSON may carry raw but a terminal would act on (DEL, C1 controls,
 #: separators, bidi overrides) or cannot encode (lone surrogates): written as \uXXXX.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_JSON_UNSAFE = LazyPattern(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def write_json(data, out, indent=2):
@@ -68,7 +67,11 @@ def write_table(rows, columns, out):
 
 
 def _tabulate(body, headers):
-    """tabulate's simple format, leading spaces kept (tree prefixes are indented)."""
+    """tabulate's simple format, leading spaces kept (tree prefixes are indented).
+    tabulate (with ``html``, ``textwrap``, ``wcwidth``) is imported here: JSON output
+    does not load it."""
+    from tabulate import tabulate
+
     options = {"headers": headers, "tablefmt": "simple", "disable_numparse": True}
     try:
         return tabulate(body, preserve_whitespace=True, **options)

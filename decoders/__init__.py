@@ -27,7 +27,7 @@ _EXPORTS = {
     **dict.fromkeys(("Creds", "DumpStats", "FdInfo", "FileEntry", "Fs", "Ids", "Inventory", "Mm",
                      "Pagemap", "PageRun", "PstreeEntry", "Registers", "ThreadCore", "Vma"),
                     "records"),
-    "PycriuNotFound": "schema", "get_schema": "schema",
+    "PycriuNotFound": "errors", "get_schema": "schema",
 }
 
 

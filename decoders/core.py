@@ -97,6 +97,8 @@ def read_core(path: StrPath, tid: int) -> ThreadCore:
     seccomp = None
     if thread is not None and thread.HasField("seccomp_mode"):
         seccomp = _enum_name(thread, "seccomp_mode")
+    elif _optional(task, "old_seccomp_mode") is not None:  # dumps before CRIU 3.x kept it in tc
+        seccomp = _enum_name(task, "old_seccomp_mode")
     return ThreadCore(
         tid=tid,
         arch=arch,
@@ -117,7 +119,14 @@ def read_core(path: StrPath, tid: int) -> ThreadCore:
         cg_set=_cg_set(thread, task),
         compat=_compat(core),
         rseq=_rseq(thread),
+        seccomp_filter=_seccomp_filter(thread, task),
     )
+
+
+def _seccomp_filter(thread, task):
+    """``thread_core.seccomp_filter``, or ``tc.old_seccomp_filter`` in old dumps."""
+    value = _optional(thread, "seccomp_filter")
+    return value if value is not None else _optional(task, "old_seccomp_filter")
 
 
 def _compat(core):

@@ -125,3 +125,9 @@ class UnreadableImageError(DecodeError, OSError):
         self.error = error
         detail = error.strerror or str(error) if isinstance(error, OSError) else str(error)
         super().__init__(path, f"cannot read: {detail}")
+
+
+class PycriuNotFound(ImportError):
+    """No usable pycriu (CRIU's Python library, the schema) could be loaded; the message
+    says how to get one (:func:`decoders.schema.get_schema`).  Defined here so that the
+    command line's error boundary does not load the schema's module."""

@@ -63,7 +63,7 @@ TASK_STATE_NAMES = {1: "Alive", 2: "Zombie", 3: "Stopped"}
 
 def _value_tables(schema):
     """The flag and value-name tables of the loaded pycriu, task states corrected."""
-    pb2dict = schema.images.pb2dict
+    pb2dict = schema.pb2dict
     dict_maps = {name: maps[0] for name, maps in pb2dict.dict_maps.items()}
     dict_maps["gen"] = dict(dict_maps.get("gen", {}), task_state=TASK_STATE_NAMES)
     return dict(pb2dict.flags_maps), dict_maps

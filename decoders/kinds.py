@@ -15,8 +15,9 @@ An entry of most kinds is one message.  Some kinds differ:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from .lazy import LazyPattern
 
 
 def round_up(value: int, alignment: int) -> int:
@@ -219,7 +220,7 @@ RAW_STEMS = {
     "tmpfs": "tar.gz of a tmpfs mount",
 }
 
-_NAME = re.compile(r"^(?P<stem>.+?)(?:-(?P<id>[0-9a-fA-F]+))?(?P<ext>\.tar\.gz\.img|\.img)?$")
+_NAME = LazyPattern(r"^(?P<stem>.+?)(?:-(?P<id>[0-9a-fA-F]+))?(?P<ext>\.tar\.gz\.img|\.img)?$")
 
 
 def split_name(filename: str) -> tuple[str, str | None]:

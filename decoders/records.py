@@ -114,6 +114,9 @@ class ThreadCore:
     compat: bool = False
     #: the thread had registered restartable sequences (``thread_core.rseq_entry``)
     rseq: bool = False
+    #: the index in ``seccomp.img`` of the thread's last seccomp filter (its chain
+    #: goes on through each filter's ``prev``), or None without filters
+    seccomp_filter: int | None = None
 
     @property
     def state_label(self) -> str | None:

@@ -31,6 +31,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import schema_index
+from .errors import PycriuNotFound
+
 ENV_VAR = "CRIT_PLUS_PYCRIU"
 #: The CRIU whose schema ``make schema`` builds (scripts/build-pycriu).
 CURRENT_CRIU = "4.2.1"
@@ -40,10 +43,6 @@ INSTALL_HINT = (
     "criu package (Debian/Ubuntu: apt-get install criu), or run `make schema` "
     f"to build a current one, or point ${ENV_VAR} at a directory holding pycriu"
 )
-
-
-class PycriuNotFound(ImportError):
-    """No usable pycriu could be loaded; the message says how to get one."""
 
 
 @dataclass(frozen=True)
@@ -123,11 +122,17 @@ def _candidates():
             yield "distribution", package
 
 
-def _load_package(package_dir):
+def _load_package(package_dir, lazy):
     """Import the pycriu package at ``package_dir`` as ``pycriu``.
 
     Only that directory becomes importable; its parent (for instance the whole
-    system dist-packages) is never put on ``sys.path``.
+    system dist-packages) is never put on ``sys.path``.  The package's ``__init__``
+    is not run: it also loads the RPC client and its messages, which crit-plus
+    never uses.  With ``lazy`` (the schema has an index), ``pycriu.images`` is
+    created without running its ``__init__`` either, which builds every message
+    class of every ``.proto`` file: modules are imported when a message they
+    define is first asked for (:meth:`Schema.message_class`), and the whole
+    package when anything else of it is (:func:`_complete_on_use`).
     """
     existing = sys.modules.get("pycriu")
     if existing is not None:
@@ -138,30 +143,55 @@ def _load_package(package_dir):
             f"another pycriu is already loaded from {loaded_from}; "
             f"cannot also load {package_dir} in one process"
         )
-    spec = importlib.util.spec_from_file_location(
-        "pycriu", os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
-    )
-    if spec is None:
-        raise PycriuNotFound(f"{package_dir}: not an importable package")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pycriu"] = module
-    same_module = _SameModuleFinder(os.path.join(package_dir, "images"))
-    sys.meta_path.insert(0, same_module)
+    module = _package_module("pycriu", package_dir)
+    aliases = _SameModuleFinder(os.path.join(package_dir, "images"))
     try:
-        # The package's __init__ is not run: it also loads the RPC client and its
-        # messages (a fifth of the start-up time of every command), which crit-plus
-        # never uses.  The images subpackage and the version are all it needs.
-        module.images = importlib.import_module("pycriu.images")  # type: ignore[attr-defined]
-        module.__version__ = _package_version(package_dir)  # type: ignore[attr-defined]
+        with aliases:
+            if lazy:
+                images = _package_module("pycriu.images", os.path.join(package_dir, "images"))
+                _complete_on_use(images, aliases)
+                # a schema the installed protobuf cannot load fails here, not later
+                importlib.import_module("pycriu.images.opts_pb2")
+            else:
+                images = importlib.import_module("pycriu.images")
+        module.images = images
+        module.__version__ = _package_version(package_dir)
     except Exception:
         for name in [n for n in sys.modules if n == "pycriu" or n.startswith("pycriu.")]:
             del sys.modules[name]
-        for name in same_module.aliased:  # the next candidate must not find these
+        for name in aliases.aliased:  # the next candidate must not find these
             sys.modules.pop(name, None)
         raise
-    finally:
-        sys.meta_path.remove(same_module)
+    module.__dict__["_crit_plus_aliases"] = aliases
     return module
+
+
+def _package_module(name, directory):
+    """The package ``name`` at ``directory``, in ``sys.modules``, its ``__init__`` not run."""
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(directory, "__init__.py"), submodule_search_locations=[directory]
+    )
+    if spec is None:
+        raise PycriuNotFound(f"{directory}: not an importable package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    return module
+
+
+def _complete_on_use(images, aliases):
+    """Make the partly loaded ``pycriu.images`` run its own ``__init__`` (every message
+    class, ``load``, ``pb2dict``...) the first time a name it lacks is asked for, so
+    that code using pycriu itself (crit's, the tests' oracle) sees the whole package."""
+
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        del images.__getattr__
+        with aliases:
+            images.__spec__.loader.exec_module(images)
+        return getattr(images, name)
+
+    images.__getattr__ = __getattr__
 
 
 class _SameModuleFinder:
@@ -172,12 +202,27 @@ class _SameModuleFinder:
     ``__init__`` puts on ``sys.path``), while pycriu's ``pb.py`` imports them
     relative to the package: without this, each of the ~45 .proto files that
     others import would run twice, as two modules (10 to 15 ms of every command).
+
+    A context manager: it is on ``sys.meta_path`` only while crit-plus imports
+    generated modules (:func:`_load_package`, :meth:`Schema.message_class`).
     """
 
     def __init__(self, images_dir: str) -> None:
         self.images_dir = images_dir
         self.aliased: list[str] = []  # the top-level names given the package's modules
         self._specs: dict[str, Any] = {}
+        self._depth = 0  # nested uses: on sys.meta_path until the outermost ends
+
+    def __enter__(self) -> _SameModuleFinder:
+        if not self._depth:
+            sys.meta_path.insert(0, self)
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._depth -= 1
+        if not self._depth:
+            sys.meta_path.remove(self)
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         """A spec whose module is the package's copy of ``name``, for a generated module."""
@@ -215,23 +260,48 @@ class Schema:
     Get the process-wide instance with :func:`get_schema`.
     """
 
-    def __init__(self, pycriu: Any, origin: str, package_dir: str) -> None:
+    def __init__(self, pycriu: Any, origin: str, package_dir: str,
+                 index: dict[str, str] | None = None) -> None:
         self.pycriu = pycriu
+        #: pycriu's ``images`` package; with an index, its ``__init__`` runs (every
+        #: message class built) only when a name it lacks is asked for
         self.images = pycriu.images
         self.origin = origin
         self.package_dir = package_dir
-        self.magic_by_name = dict(self.images.magic.by_name)
-        self.magic_by_value = dict(self.images.magic.by_val)
-        self._pb = self.images.pb
-        self._opts: Any = sys.modules.get("opts_pb2")
+        self._index = index
+        self._aliases = pycriu.__dict__.get("_crit_plus_aliases") or \
+            _SameModuleFinder(os.path.join(package_dir, "images"))
+        magic = self._module("magic")
+        self.magic_by_name = dict(magic.by_name)
+        self.magic_by_value = dict(magic.by_val)
         self._batch_classes: dict[str, Any] = {}
         #: message → JSON functions generated by :class:`decoders.jsonform.Converter`,
         #: kept with the schema they were made for
         self.json_functions: dict[Any, Any] = {}
 
+    def _module(self, name: str) -> Any:
+        """pycriu's module ``pycriu.images.<name>``, imported on first use."""
+        module = sys.modules.get(f"pycriu.images.{name}")
+        if module is None:
+            with self._aliases:
+                module = importlib.import_module(f"pycriu.images.{name}")
+        return module
+
     def message_class(self, name: str) -> Any:
-        """Return the message class called ``name`` (e.g. ``core_entry``), or None."""
-        return getattr(self._pb, name, None)
+        """Return the message class called ``name`` (e.g. ``core_entry``), or None.
+
+        With the schema's index (``make schema``), only the generated module that
+        defines it is imported (with the modules it imports), the first time.
+        """
+        if self._index is None:
+            return getattr(self._module("pb"), name, None)
+        module = self._index.get(name)
+        return None if module is None else getattr(self._module(module), name, None)
+
+    @property
+    def pb2dict(self) -> Any:
+        """pycriu's ``pb2dict`` module: the value-name tables of crit's JSON."""
+        return self._module("pb2dict")
 
     def batch_class(self, message_class: Any) -> Any:
         """A message type holding ``repeated <message_class> e = 1``.
@@ -262,7 +332,7 @@ class Schema:
 
     def criu_options(self, field_descriptor: Any) -> Any:
         """Return the ``(criu)`` field options CRIU attaches to a field."""
-        return field_descriptor.GetOptions().Extensions[self._opts.criu]
+        return field_descriptor.GetOptions().Extensions[self._module("opts_pb2").criu]
 
     @functools.cached_property
     def criu_version(self) -> str | None:
@@ -323,8 +393,10 @@ def get_schema() -> Schema:
     for origin, package_dir in _candidates():
         if package_dir is None:
             continue
+        index = schema_index.read(package_dir)
         try:
-            return Schema(_load_package(package_dir), origin, package_dir)
+            return Schema(_load_package(package_dir, lazy=index is not None), origin,
+                          package_dir, index)
         except PycriuNotFound:
             raise
         except Exception as error:  # noqa: BLE001 - a broken or incompatible pycriu: try the next

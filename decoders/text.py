@@ -26,3 +26,8 @@ def image_text(value: object) -> str | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return undecodable_escaped(value)
     return str(value)
+
+
+def field_text(value: object) -> str:
+    """A protobuf ``string`` field that is always there (never None) as ``str``."""
+    return image_text(value) or ""

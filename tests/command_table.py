@@ -94,12 +94,19 @@ COMMANDS = {
     # checkpoint commands: run on the damaged directory
     "list": _checkpoint_command("list", archives=False),
     "version": _checkpoint_command("version"),
-    "summarize": _checkpoint_command("summarize", formats=("json", "tree")),
+    "summarize": _checkpoint_command("summarize", formats=("json", "tree", "html")),
     "ps": Use((("ps", CHECKPOINT), ("ps", CHECKPOINT, "--format", "json"),
-               ("ps", CHECKPOINT, "--env", "--format", "tree")), "checkpoint"),
+               ("ps", CHECKPOINT, "--env", "--format", "tree"),
+               ("ps", CHECKPOINT, "--long", "--format", "json")), "checkpoint"),
     "fds": _checkpoint_command("fds", formats=("json", "tree")),
     "sk": _checkpoint_command("sk"),
+    "ns": _checkpoint_command("ns"),
+    "mounts": _checkpoint_command("mounts", formats=("json", "tree")),
+    "net": _checkpoint_command("net"),
     "mems": _checkpoint_command("mems"),
+    # x: crit's explorers with crit's text; every explorer as text, one as JSON
+    "x": Use(tuple(("x", CHECKPOINT, what) for what in ("ps", "fds", "mems", "rss", "sk"))
+             + (("x", CHECKPOINT, "mems", "--format", "json"),), "checkpoint"),
     "rss": _checkpoint_command("rss", formats=("json", "tree")),
     # mem read/grep: with a damaged pstree the pid may be gone (a usage error); read exits 3
     # when the checkpoint holds no bytes at the address (a damaged pagemap or mm); grep as
@@ -115,7 +122,8 @@ COMMANDS = {
                  ("core", CHECKPOINT, PID, "-o", OUTPUT, "--format", "json")),
                 "checkpoint", errors=(EXIT_BAD_INPUT, EXIT_USAGE)),
     "size": Use((("size", CHECKPOINT), ("size", CHECKPOINT, "--format", "json"),
-                 ("size", CHECKPOINT, "--content", "--top", "5")), "checkpoint"),
+                 ("size", CHECKPOINT, "--content", "--top", "5"),
+                 ("size", CHECKPOINT, "--format", "html")), "checkpoint"),
     # validate: 0 no errors, 1 warnings with --strict, 2 errors (a report each time); 3 no
     # verdict: not a checkpoint, unreadable, wrong usage (a stderr line)
     "validate": Use((("validate", CHECKPOINT), ("validate", CHECKPOINT, "--format", "json"),
@@ -124,7 +132,8 @@ COMMANDS = {
     # diff: as diff(1), 0 identical, 1 different, 2 trouble: a stderr line alone (an input
     # that does not open), or with the report when a side's images have errors
     "diff": Use((("diff", CHECKPOINT, ORIGINAL), ("diff", ORIGINAL, CHECKPOINT, "--format", "json"),
-                 ("diff", CHECKPOINT, ORIGINAL, "--no-content", "-v")),
+                 ("diff", CHECKPOINT, ORIGINAL, "--no-content", "-v"),
+                 ("diff", ORIGINAL, CHECKPOINT, "--format", "html")),
                 "checkpoint", results=(EXIT_OK, 1, EXIT_USAGE), errors=(EXIT_USAGE,)),
     # explain reads the logs only (0 every run succeeded, 1 one failed, 2 no CRIU run found:
     # one stderr line, or the JSON document); it reads what it can of a damaged checkpoint

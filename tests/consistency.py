@@ -48,7 +48,9 @@ COMMANDS = {
     "fds": ("fds", "{dir}", "--format", "json"),
     "diff": ("diff", "{dir}", "{dir}", "--format", "json"),
 }
-STATES = ("present", "parent", "lazy")
+#: Private pages by state (:func:`crit_plus.memory.page_state`); each command's total of
+#: them (summarize's ``pages``, rss's ``total``, size's ``listed``) is compared too.
+STATES = ("present", "parent", "lazy", "none")
 
 
 @dataclass
@@ -143,6 +145,7 @@ def check_consistency(image_dir, facts=None):
         see("summarize", pid, "vmas", p["vmas"])
         for state in STATES:
             see("summarize", pid, state, p[state])
+        see("summarize", pid, "listed", p["pages"])
         see("summarize", pid, "shared", p["shared"])
         see("summarize", pid, "fds", p["fds"])
         see("summarize", pid, "threads", p["threads"])
@@ -155,6 +158,7 @@ def check_consistency(image_dir, facts=None):
         see("rss", pid, "vmas", p["vmas"])
         for state in STATES:
             see("rss", pid, state, p[state])
+        see("rss", pid, "listed", p["total"])
         see("rss", pid, "shared", p["shared"])
         kinds = _kinds_of_rss(p)
         outside = kinds.pop("outside-vmas", (0, 0, 0, 0, 0))
@@ -174,6 +178,7 @@ def check_consistency(image_dir, facts=None):
         pid = p["pid"]
         for state in STATES:
             see("size", pid, state, p["pages"][state])
+        see("size", pid, "listed", p["pages"]["listed"])
         see("size", pid, "threads", p["threads"])
     for p in out["fds"]:
         see("fds", p["pid"], "fds", sum(1 for fd in p["fds"] if isinstance(fd["fd"], int)))
@@ -270,6 +275,7 @@ def _check_facts(facts, seen):
         if "pages_by_flags" in process:
             for state, pages in _pages_by_flags(process["pages_by_flags"]).items():
                 seen.see("FACTS.json", pid, state, pages)
+            seen.see("FACTS.json", pid, "listed", sum(process["pages_by_flags"].values()))
         if "threads" in process:
             seen.see("FACTS.json", pid, "threads", len(process["threads"]))
         if "fds" in process:

@@ -145,3 +145,87 @@ def parse_rss(text):
                 runs.append((int(match.group(1), 16), int(match.group(2))))
         result[pid] = runs
     return result
+
+
+# -- crit's text against crit-plus x: each difference must be one crit gets wrong ----------------
+
+#: Why crit's text differs from ``crit-plus x`` where it does (docs/commands/x.md):
+#: the tag each :func:`differences` explanation carries.
+WRONG = {
+    "memfd": "a memfd (or shared anonymous) mapping: crit looks for a 'reg' entry behind "
+             "the VMA's shmid, finds a MEMFD one and says 'unknown path'",
+    "guard": "a MADV_GUARD_INSTALL region: CRIU appends it to mm.vmas with VMA_AREA_GUARD "
+             "(criu/mem.c collect_madv_guards); it is not a VMA and crit lists it as one",
+    "unix-wrap": "a unix socket name: pycriu's quopri breaks it over lines (at 76 characters, "
+                 "and at a newline in the name)",
+    "control": "a name with control characters: crit prints them raw, we escape them",
+}
+
+
+def _join_wrapped_unix(lines):
+    """crit's lines with a unix name quopri broke over lines put back into one (the soft
+    break ``=`` at the end taken out; a literal newline in the name becomes ``=0A``)."""
+    joined, reasons, index = [], set(), 0
+    while index < len(lines):
+        line = lines[index]
+        while (": unix[" in line and not line.endswith("]")
+               and index + 1 < len(lines)):
+            index += 1
+            reasons.add("unix-wrap")
+            line = (line[:-1] if line.endswith("=") else line + "=0A") + lines[index]
+        joined.append(line)
+        index += 1
+    return joined, reasons
+
+
+def _without_guards(lines, checkpoint):
+    """crit's ``x mems`` lines without the guard regions of each process."""
+    kept, reasons, guards = [], set(), set()
+    for line in lines:
+        if re.match(r"^\d+$", line):
+            memory = checkpoint.process(int(line)).memory
+            guards = {"%08x-%08x" % g for g in memory.guards} if memory is not None else set()
+        elif line.startswith("\t") and line[1:].split(" ", 1)[0] in guards:
+            reasons.add("guard")
+            continue
+        kept.append(line)
+    return kept, reasons
+
+
+def _names(checkpoint):
+    names = {p.comm for p in checkpoint.processes if p.comm}
+    for file in checkpoint.files:
+        names.update(n for n in (file.name, file.details.get("path")) if isinstance(n, str))
+    return names
+
+
+def differences(what, ours, theirs, checkpoint):
+    """``(problems, reasons)``: the lines where ``crit-plus x``'s text ``ours`` differs
+    from crit's ``theirs`` for no reason in :data:`WRONG` (one line each), and the
+    tags of the reasons met."""
+    from crit_plus.render import safe_text
+
+    reasons = set()
+    for name in sorted(_names(checkpoint), key=len, reverse=True):
+        shown = safe_text(name)
+        if shown != name and "\\x" not in shown and name in theirs:
+            theirs = theirs.replace(name, shown)
+            reasons.add("control")
+    crit_lines, found = _join_wrapped_unix(theirs.splitlines())
+    reasons |= found
+    if what == "mems":
+        crit_lines, found = _without_guards(crit_lines, checkpoint)
+        reasons |= found
+    ours_lines = ours.splitlines()
+    memfds = [f.name for f in checkpoint.files if f.kind == "memfd" and f.name]
+    problems = []
+    if len(ours_lines) != len(crit_lines):
+        problems.append(f"{len(ours_lines)} lines, crit {len(crit_lines)}")
+    for number, (mine, crits) in enumerate(zip(ours_lines, crit_lines), 1):
+        if mine == crits:
+            continue
+        if any(mine.replace(name, "unknown path") == crits for name in memfds):
+            reasons.add("memfd")
+            continue
+        problems.append(f"line {number}: {mine!r}, crit {crits!r}")
+    return problems[:5], reasons

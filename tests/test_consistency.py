@@ -101,7 +101,7 @@ def test_every_command_agrees_on_a_rich_synthetic_checkpoint(rich):
     kinds = found[1].kinds
     assert kinds["stack"] == (2, 2, 0, 0, 0)  # the growing-down VMA and start_stack's
     assert kinds["heap"] == (1, 1, 0, 1, 0) and kinds["shared"] == (1, 0, 0, 0, 2)
-    assert found[1].pages == {"present": 6, "parent": 0, "lazy": 1, "shared": 2}
+    assert found[1].pages == {"present": 6, "parent": 0, "lazy": 1, "none": 0, "shared": 2}
     assert found[2].pages["shared"] == 2 + 1  # the object's pages in each of its windows
 
 
@@ -138,7 +138,29 @@ def test_every_command_agrees_on_other_synthetic_checkpoints(tmp_path, build):
         directory = many_processes(tmp_path / "many", processes=4, vmas=8, fds=2).directory
     found = check_consistency(directory)
     if build == "chain":
-        assert found[1].pages == {"present": 1, "parent": 3, "lazy": 1, "shared": 0}
+        assert found[1].pages == {"present": 1, "parent": 3, "lazy": 1, "none": 0,
+                                  "shared": 0}
+
+
+def test_entries_without_a_data_flag_count_as_listed_everywhere(tmp_path):
+    """A pagemap entry with flags 0 (CRIU never writes one: damaged or hand-made) is a
+    ``none`` page: PageCounts.listed counts it, as crit's ``x rss`` does, and so does every
+    row's total (summarize's pages, rss's total, size's listed), not present + parent +
+    lazy alone."""
+    builder = CheckpointBuilder(tmp_path / "ck")
+    builder.inventory()
+    builder.pstree([proc(1)])
+    builder.process(1, vmas=[vma(BASE, BASE + 8 * P)], runs=[
+        run(BASE, 2, PRESENT), run(BASE + 2 * P, 1, LAZY), run(BASE + 4 * P, 3, 0)])
+    builder.finish()
+    found = check_consistency(builder.directory)
+    assert found[1].pages == {"present": 2, "parent": 0, "lazy": 1, "none": 3, "shared": 0}
+    listed = crit_plus.open_checkpoint(builder.directory).process(1).pages.private.listed
+    summary = run_json("summarize", builder.directory, "--format", "json")
+    rss = run_json("rss", builder.directory, "--format", "json")
+    assert listed == 6 == summary["processes"][0]["pages"] == summary["totals"]["pages"]
+    assert summary["top_mappings"][0]["pages"] == listed  # the one VMA holds them all
+    assert rss[0]["total"] == sum(kind["total"] for kind in rss[0]["by_kind"]) == listed
 
 
 @pytest.mark.parametrize("command, path, value", [

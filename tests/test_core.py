@@ -128,6 +128,31 @@ def test_every_process_into_a_directory(fixture_root, tmp_path):
     assert {path.name for path in out.iterdir()} == expected
 
 
+@pytest.mark.parametrize("damage", ["pagemap-12528.img", "mm-12528.img", "pages-4.img"])
+def test_no_core_of_damaged_memory(fixture_root, tmp_path, damage):
+    """A cut pagemap (or mm, or pages file) leaves memory out: no core that would show
+    gdb missing memory as if the process never had it, but one line naming the image
+    (and the offset where the decoder stopped), exit 1, and no file; with -o DIR the
+    other processes' cores are written, and the exit status is still 1."""
+    copy = tmp_path / "service-a"
+    shutil.copytree(fixture_root / "service-a", copy)
+    image = copy / damage
+    data = image.read_bytes()
+    image.unlink()
+    image.write_bytes(data[:100])
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_cli("core", str(copy), "12528", "-o", str(out / "core"))
+    assert result.returncode == 1 and list(out.iterdir()) == [], result
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"crit-plus: {damage if damage != 'pages-4.img' else 'pagemap'}")
+    assert "pid 12528" in line and ("offset 0x" in line or "pages-4.img holds" in line), line
+    result = run_cli("core", str(copy), "-o", str(out / "cores"))
+    assert result.returncode == 1, result
+    assert {path.name for path in (out / "cores").iterdir()} == {"core.12525"}
+    assert "pid 12528" in result.stderr.splitlines()[0]
+
+
 @pytest.mark.parametrize("with_pid", [True, False])
 def test_refuses_to_write_into_the_checkpoint(fixture_root, with_pid):
     images = fixture_root / "service-a"

@@ -226,7 +226,9 @@ def test_page_totals_add_up_to_the_pages_either_side_holds(service_ab):
             + pages.removed == len(old | new)
         total = process.pages if total is None else total + process.pages
     assert total == service_ab.memory.pages
-    assert service_ab.differing == SECTIONS
+    # two image directories record no root-filesystem changes: rootfs is not compared
+    assert service_ab.differing == tuple(name for name in SECTIONS if name != "rootfs")
+    assert not service_ab.rootfs.compared
 
 
 # -- LXD snapshots ---------------------------------------------------------------------------------
@@ -446,7 +448,8 @@ def test_cli_only_limits_sections_and_exit_status(fixture_root, one_byte_changed
     assert memory.returncode == 1
     assert f"{address:x}-{address + PAGE_SIZE:x}" in memory.stdout
     bad = run_cli("diff", fixture_root / "service-a", copy, "--only", "memory,stack")
-    assert bad.returncode == 2 and "sections are processes, files, memory, images" in bad.stderr
+    assert bad.returncode == 2 and "sections are processes, files, memory, images, rootfs" in \
+        bad.stderr
 
 
 def test_cli_json_schema(fixture_root):
@@ -455,9 +458,12 @@ def test_cli_json_schema(fixture_root):
     assert result.returncode == 1
     data = json.loads(result.stdout)
     assert set(data) == {"version", "identical", "differs", "sections", "old", "new", "pairing",
-                         "processes", "files", "memory", "images"}
+                         "processes", "files", "memory", "images", "rootfs"}
     assert data["version"] == 1 and data["identical"] is False
-    assert data["differs"] == list(SECTIONS) == data["sections"]
+    assert data["differs"] == list(SECTIONS[:-1]) and data["sections"] == list(SECTIONS)
+    assert data["rootfs"] == {"compared": False, "reason": "either side records no "
+                              "root-filesystem changes (only Podman/CRI-O/containerd archives "
+                              "do)", "old_problem": None, "new_problem": None, "changes": []}
     assert set(data["old"]) == {"spec", "kind", "name", "images_dir", "errors"}
     assert data["old"]["errors"] == 0 == data["new"]["errors"]
     assert data["pairing"]["method"] == "pid"

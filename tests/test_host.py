@@ -200,6 +200,59 @@ def test_kernel_feature_findings_name_the_image(checkpoint_dirs, own_fingerprint
     assert f"ids-{root}.img" in found and any(i.startswith("core-") for i in found)
 
 
+def test_a_skipped_version_check_says_which_version_is_unknown(checkpoint_dirs,
+                                                              own_fingerprint, tmp_path):
+    """service-a's dump log is not verbose (no CRIU version, no kernel): the skip says the
+    dump's is unknown, not the installed one; a fingerprint without criu's version, on a
+    dump whose log has it, says the installed one is unknown."""
+    host = edited(own_fingerprint, tmp_path, lambda d: d["criu"].update(version="4.2.1"))
+    report = run(checkpoint_dirs[SA], host)
+    assert "criu version: the dump's (from its log) is unknown" in report.skipped
+    assert "kernel: the dump's (from its log) is unknown" in report.skipped
+    host = edited(own_fingerprint, tmp_path, lambda d: d["criu"].update(version=None))
+    report = run(checkpoint_dirs[WEB], host)
+    assert "criu version: the installed one is unknown" in report.skipped
+    host = edited(own_fingerprint, tmp_path, lambda d: d["criu"].update(version=None))
+    assert "criu version: the dump's (from its log) and the installed one are unknown" in \
+        run(checkpoint_dirs[SA], host).skipped
+
+
+#: What Debian's criu 3.17.1 prints for any `criu check` on this machine's kernel.
+DEBIAN_CHECK = """Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds
+Error (criu/vdso.c:613): vdso: Failed to fill self vdso symtable
+Error (criu/kerndat.c:1615): kerndat_vdso_fill_symtable failed when initializing kerndat.
+Error (criu/crtools.c:260): Could not initialize kernel features detection.
+"""
+
+
+def test_a_failing_criu_check_says_why(tmp_path, checkpoint_dirs):
+    """A criu that cannot run `criu check` here (Debian's 3.17.1: its vDSO check fails on
+    this kernel): the features are untested, and the first error line says why, in the
+    fingerprint, in `host`'s table and in validate's skip."""
+    fake = tmp_path / "criu"
+    fake.write_text("#!/bin/sh\ncase \"$1\" in --version) echo 'Version: 3.17.1';;\n"
+                    f"*) cat >&2 <<'EOF'\n{DEBIAN_CHECK}EOF\nexit 1;; esac\n")
+    fake.chmod(0o755)
+    from crit_plus.analysis.host import HostFacts, LiveFeatures
+
+    features = LiveFeatures(str(fake))
+    assert features["userns"] is None
+    first = DEBIAN_CHECK.splitlines()[0]
+    host = HostFacts("/", criu_path=str(fake), criu_version="3.17.1", kernel_features=features)
+    data = fp.fingerprint(host)
+    assert data["criu"]["check_error"] == first
+    loaded = fp.from_dict(json.loads(json.dumps(data)), "fp.json")
+    assert loaded.criu_check_error == first
+    report = validate(crit_plus.open_checkpoint(checkpoint_dirs[WEB]), host=loaded)
+    assert any(s.startswith("kernel features ") and f"`criu check` failed: {first}" in s
+               for s in report.skipped), report.skipped
+    if os.geteuid() == 0:  # the command itself: one row, one line
+        done = run_cli("host", "--criu", fake)
+        assert done.returncode == 0, done.stderr
+        rows = [line for line in done.stdout.splitlines() if line.startswith("criu check")]
+        assert rows == [f"criu check       failed: {first}"]
+
+
 def test_untested_features_are_said_not_guessed(checkpoint_dirs, own_fingerprint, tmp_path):
     host = edited(own_fingerprint, tmp_path, lambda d: d.update(kernel_features=None))
     report = validate(crit_plus.open_checkpoint(checkpoint_dirs[WEB]), host=host)

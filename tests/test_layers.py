@@ -8,6 +8,7 @@ Layers, bottom to top (a module may import its own layer and the ones below)::
     graph                 graph, memory, files, findings (+ text helpers, the error line)
     sources               what a user named → an image directory; where managers keep images
     analysis              pure functions over the graph (+ schema_check)
+    html                  the HTML pages, drawn from analysis results
     opening               the one path from what a user named to a graph
     report                the bug-report bundle
     commands              options, call analysis, render
@@ -26,10 +27,11 @@ PACKAGES = ("crit_plus", "decoders")
 
 #: The graph layer: the checkpoint as one object (docs/architecture.md).
 GRAPH = ("crit_plus.findings", "crit_plus.files", "crit_plus.memory", "crit_plus.pages",
-         "crit_plus.graph")
+         "crit_plus.graph", "crit_plus.namespaces", "crit_plus.mounts", "crit_plus.netns",
+         "crit_plus.confinement")
 #: Helpers beside it, that know no checkpoint: value → text, output, the error line.
 HELPERS = ("crit_plus.describe", "crit_plus.render", "crit_plus.jsontext", "crit_plus.progress",
-           "crit_plus.output", "crit_plus.boundary", "crit_plus.signals")
+           "crit_plus.output", "crit_plus.boundary", "crit_plus.signals", "crit_plus.crittext")
 #: (layer, the modules in it: a name stands for the module and everything below it, but
 #: ``crit_plus`` for its ``__init__.py`` alone, which loads its names lazily).
 LAYERS = (
@@ -37,6 +39,7 @@ LAYERS = (
     ("graph", GRAPH + HELPERS),
     ("sources", ("crit_plus.sources",)),
     ("analysis", ("crit_plus.analysis", "crit_plus.schema_check")),
+    ("html", ("crit_plus.html",)),
     ("opening", ("crit_plus.opening",)),
     ("report", ("crit_plus.report",)),
     ("commands", ("crit_plus.commands",)),

@@ -25,7 +25,8 @@ def test_list_web_fake_root(fixture_root):
         assert row["criu_version"] == "4.2.1" and row["manager"] == "lxd"
         assert row["images_dir"].endswith("/state") and row["size"] > 500_000
         assert row["taken_at"].startswith("2026-11-25T17:40:4")
-    assert [r["taken_at_source"] for r in rows] == ["backup.yaml", "backup.yaml", "mtime"]
+    assert [r["taken_at_source"] for r in rows] == ["backup.yaml", "backup.yaml",
+                                                    "stats-dump mtime"]
     assert rows[2]["stateful"] is False and rows[2]["findings"]
 
     table = run_cli("list", env=env)

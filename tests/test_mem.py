@@ -294,19 +294,34 @@ def test_read_of_a_zombie_holds_no_bytes(tmp_path):
         assert "zombie" in no_bytes_line(result, 0x10000)
 
 
-@pytest.mark.parametrize("command", [("core", "{}", "12528", "-o", "{out}")])
-def test_memory_of_a_damaged_checkpoint_says_it_may_be_incomplete(service_a, tmp_path,
-                                                                  command):
-    """A cut pagemap leaves a process's memory out: core says so on stderr, as the
-    explorers do, instead of answering as if the checkpoint were whole."""
+def _cut(path, keep):
+    """Replace the file at ``path`` (a copy's) with its first ``keep`` bytes."""
+    data = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data[:keep])
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("pagemap-12528.img", ("pagemap-12528.img", "offset 0x")),
+    ("pages-4.img", ("pagemap-12528.img", "pages-4.img holds")),
+])
+def test_grep_of_damaged_memory_is_not_a_no_match(service_a, tmp_path, damage, named):
+    """Where a process's memory cannot be read in full, "no match" (1) would be a false
+    answer: one line naming the damaged image (exit 2); matches elsewhere are printed,
+    with one note saying which process could not be searched in full."""
     copy = tmp_path / "service-a"
     shutil.copytree(service_a, copy)
-    pagemap = copy / "pagemap-12528.img"
-    data = pagemap.read_bytes()
-    pagemap.unlink()
-    pagemap.write_bytes(data[:100])
-    args = [str(copy) if a == "{}" else str(tmp_path / "c.core") if a == "{out}" else a
-            for a in command]
-    done = run_cli(*args)
-    assert done.returncode != 70, done.stderr
-    assert "in the images of" in done.stderr and "may be incomplete" in done.stderr, done.stderr
+    _cut(copy / damage, 100)
+    for fmt in ("table", "json"):
+        result = run_cli("mem", "grep", copy, "no such bytes \x02", "--format", fmt)
+        assert result.returncode == 2 and result.stdout == "", result
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("crit-plus: ") and "pid 12528" in line, line
+        assert all(text in line for text in named), line
+    result = run_cli("mem", "grep", copy, "child-heartbeat!", "--format", "json")
+    assert result.returncode == 0 and json.loads(result.stdout), result
+    (note,) = result.stderr.splitlines()
+    assert note.startswith("crit-plus: note: ") and "pid 12528" in note and named[0] in note
+    # a process whose images are whole is searched as before
+    result = run_cli("mem", "grep", copy, "no such bytes \x02", "--pid", "12525")
+    assert result.returncode == 1 and "no match" in result.stderr

@@ -398,6 +398,7 @@ def _under(path, *tops):
 
 
 def test_reads_nothing_outside_the_fake_root(fake_root, web_fixture, tmp_path, monkeypatch):
+    import crit_plus.html as html_package
     from decoders.schema import get_schema
 
     spool = tmp_path / "spool"
@@ -408,8 +409,11 @@ def test_reads_nothing_outside_the_fake_root(fake_root, web_fixture, tmp_path, m
     _report, data, _names, _runner = _build(tmp_path)
     monkeypatch.undo()
     assert CONSOLE_ERROR in data["INDEX.md"].decode()
-    # The fake root (its var/lib/lxd links to the fixture), the spool and the output.
-    allowed = (fake_root, web_fixture, spool, tmp_path / "out", schema.package_dir)
+    # The fake root (its var/lib/lxd links to the fixture), the spool and the output;
+    # crit-plus's own files: the schema, the HTML page's templates (crit_plus/html/).
+    templates = Path(html_package.__file__).parent / "templates"
+    allowed = (fake_root, web_fixture, spool, tmp_path / "out", schema.package_dir,
+               templates)
     outside = sorted({path for path in seen if not _under(path, *allowed)})
     assert outside == []
     assert any(_under(path, fake_root / "var/log/lxd/web") for path in seen)

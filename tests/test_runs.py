@@ -164,6 +164,23 @@ def test_liblxc_restores_before_and_after_the_dump(tmp_path):
     assert all("20261125174050.694" in line for line in item.failed_restore_lines)
 
 
+def test_one_failed_restore_is_one_run_of_lines(tmp_path):
+    """liblxc logs one failed restore in several lines (the console line, "Failed to
+    execute criu", "criu process exited 1"): they are one restore, and a second restore
+    after it is another."""
+    exited = ("lxc web {t} ERROR    criu - ../src/lxc/criu.c:do_restore:1070 - criu process "
+              "exited 1, output:\n")
+    one = LXC_LINES + exited
+    text = one.format(t="20261125174050.694") + one.format(t="20261125174210.100")
+    lxc = write(tmp_path / "log/lxc.log", text)
+    item, = attribute(logs_of(lxc), Subject(DUMP_ID, tmp_path / "state", WRITTEN, True))
+    runs = item.failed_restores
+    assert [len(lines) for lines in runs] == [3, 3]
+    assert all("174050.694" in line for line in runs[0]) and "exited 1" in runs[0][-1]
+    assert all("174210.100" in line for line in runs[1])
+    assert sum(runs, ()) == item.failed_restore_lines
+
+
 def test_lxd_web_fixture(fixture_root):
     """The real lxd-web logs: the stop's failed restore is the instance's state/'s only."""
     lxd_dir = fixture_root / "lxd-web" / "var/lib/lxd"
@@ -172,6 +189,7 @@ def test_lxd_web_fixture(fixture_root):
     for source, mine in ((instance, True), (after, False)):
         items = {item.log.name: item for item in source.runs()}
         assert bool(items["lxc.log"].failed_restore_lines) is mine
+        assert len(items["lxc.log"].failed_restores) == (1 if mine else 0)
         assert items["dump.log"].role == "dump" and items["dump.log"].run.outcome == "succeeded"
     stop = {item.log.name: item for item in after.runs()}[
         "snapshot_dump_2026-11-25T17:40:46Z.log"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -18,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from crit_plus.sources import (
     ArchiveError,
@@ -29,6 +29,8 @@ from crit_plus.sources import (
     resolve,
 )
 from crit_plus.sources.archive import parse_size
+
+from .container_archives import write_compressed
 from crit_plus.sources.logs import find_logs, log_kind
 from decoders import read_pstree
 
@@ -80,6 +82,33 @@ def test_snapshot_times_come_from_backup_yaml(web_root):
     assert after.taken_at > before.taken_at
 
 
+def test_taken_at_is_the_dumps_not_a_later_restores(fixture_root, tmp_path):
+    """service-c was restored after its dump: restore.log (and so the directory's own
+    time) is 2 s later than the images.  "taken at" is the dump's end: stats-dump's time
+    (CRIU's last image), else inventory.img's, else the directory's, each said."""
+    real = resolve(str(fixture_root / "service-c"))
+    stats = (fixture_root / "service-c" / "stats-dump").stat().st_mtime
+    assert (fixture_root / "service-c" / "restore.log").stat().st_mtime > stats
+    assert real.taken_at == datetime.fromtimestamp(stats, timezone.utc)
+    assert real.taken_at_source == "stats-dump mtime"
+    copy = tmp_path / "service-c"
+    shutil.copytree(fixture_root / "service-c", copy)
+    later = stats + 3600
+    os.utime(copy / "restore.log", (later, later))
+    os.utime(copy, (later, later))
+    assert resolve(str(copy)).taken_at.timestamp() == stats
+    (copy / "stats-dump").unlink()
+    os.utime(copy / "inventory.img", (stats - 1, stats - 1))
+    os.utime(copy, (later, later))
+    source = resolve(str(copy))
+    assert (source.taken_at.timestamp(), source.taken_at_source) == (stats - 1,
+                                                                     "inventory.img mtime")
+    (copy / "inventory.img").unlink()
+    os.utime(copy, (later, later))
+    source = resolve(str(copy))
+    assert (source.taken_at.timestamp(), source.taken_at_source) == (later, "directory mtime")
+
+
 def test_stateful_stop_by_name(web_root):
     source = resolve("lxd:web", lxd_dir=web_root / "var/lib/lxd")
     assert source.kind == "lxd-instance" and source.snapshot is None
@@ -88,7 +117,7 @@ def test_stateful_stop_by_name(web_root):
     # LXD wrote backup.yaml before the stateful stop: it still says not stateful.
     assert source.stateful is False
     assert [f.code for f in source.findings] == ["stateful-mismatch"]
-    assert source.taken_at_source == "mtime" and source.taken_at is not None
+    assert source.taken_at_source == "stats-dump mtime" and source.taken_at is not None
 
 
 def test_web_logs_hold_the_console_restore_error(web_root):
@@ -131,7 +160,7 @@ def test_deb_snapshots(deb_root):
     assert dump.header.kernel == "6.18.44-fc-v669" and dump.header.machine == "x86_64"
     assert logs["snapshot_dump_2026-11-25T17:42:27Z.log"].header.criu_version == "4.2.1"
     s2 = resolve("lxd:deb/s2", lxd_dir=lxd_dir)
-    assert s2.stateful is None and s2.taken_at_source == "mtime"
+    assert s2.stateful is None and s2.taken_at_source == "stats-dump mtime"
     assert [f.code for f in s2.findings] == ["snapshot-unrecorded"]
 
 
@@ -342,16 +371,7 @@ def _write_archive(path, service_a, extra=None, before=None, checkpoint_dir="che
         _add_bytes(tar, "volumes/data.tar", b"\0" * 1024)
         if extra:
             extra(tar)
-    data = raw.getvalue()
-    name = str(path)
-    if name.endswith(".gz"):
-        import gzip
-
-        data = gzip.compress(data, compresslevel=1)
-    elif name.endswith(".zst"):
-        data = zstandard.ZstdCompressor().compress(data)
-    Path(path).write_bytes(data)
-    return Path(path)
+    return write_compressed(path, raw.getvalue())
 
 
 @pytest.fixture

@@ -404,6 +404,11 @@ def test_lxd_stateful_stop_names_the_console_requirement(checkpoint_dirs):
     # what LXD logged when the restore failed is quoted, and matches the prediction
     logged = [f for f in report.findings if f.code == "manager-restore-failed"]
     assert any(console.criu_says in f.message for f in logged)
+    # one failed restore (lxc.log's 4 ERROR lines of one run): one finding, its lines as
+    # evidence, the decisive one (the console) first
+    (restore,) = logged
+    assert restore.message.index(console.criu_says) < restore.message.index("exited 1")
+    assert "the same restore, 4 error lines" in restore.message
     tty = next(f for f in report.findings if f.code == "needs-inherit-tty")
     assert "tty[8800:4b]" in tty.message and tty.pid == 1
 

@@ -98,7 +98,9 @@ def test_commands_check_reports_a_traceback(service_a, monkeypatch):
     monkeypatch.setattr(explore, "ps_rows", broken)
     problems = zdtm_checks.commands_run(zdtm_checks.Dump(dump.result, service_a))
     assert problems == ["ps: traceback: KeyError: 'planted'",
-                        "ps --format json: traceback: KeyError: 'planted'"]
+                        "ps --long: traceback: KeyError: 'planted'",
+                        "ps --format json: traceback: KeyError: 'planted'",
+                        "ps --long --format json: traceback: KeyError: 'planted'"]
 
 
 def test_validate_check_reports_both_disagreements(service_a):

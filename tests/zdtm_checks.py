@@ -13,6 +13,10 @@ is the list every dump goes through; add a check by appending to it.
   through ``crit_plus.cli.main`` (an exception escaping it is the traceback);
 - ``consistency``: every command shows the same VMA count, pages by state and kind,
   fd count, thread count and command line of every process (tests/consistency.py);
+- ``x``: ``crit-plus x`` prints crit's explorer text where crit is right
+  (:func:`x_matches_crit`), ``info``: ``info -f json`` crit's info and raw images
+  refused (:func:`info_matches_crit`);
+- ``encode``: decode then encode gives back every image's bytes (:func:`encode_round_trips`);
 - ``validate``: validate predicts the restore: no error on a dump that restored
   and passed its own check; an error on a dump whose restore failed.
 """
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from tests.consistency import check_consistency
+from decoders.kinds import raw_kind
 from tests.oracle import crit_json, is_metadata_image, ours_json
 from tests.workloads import zdtm
 
@@ -152,7 +157,7 @@ def run_command(argv):
 _TABLES = (
     ("summarize", "{}"), ("ps", "{}"), ("fds", "{}"), ("sk", "{}"), ("mems", "{}"),
     ("rss", "{}"), ("size", "{}"), ("size", "--content", "{}"), ("validate", "{}"),
-    ("diff", "{}", "{}"),
+    ("diff", "{}", "{}"), ("ns", "{}"), ("mounts", "{}"), ("net", "{}"), ("ps", "--long", "{}"),
 )
 #: The commands run on each dump (``{}`` is the images directory), as tables and as
 #: JSON (validate's JSON run is :func:`validate_report`'s).
@@ -171,6 +176,110 @@ def commands_run(dump):
         if stack is not None or code == 70 or "Traceback" in stderr:
             last = (stack or stderr).strip().splitlines()[-1:] or ["?"]
             problems.append(f"{label}: traceback: {last[0]}")
+    return problems
+
+
+# -- crit's x and info ------------------------------------------------------------------
+
+X_EXPLORERS = ("ps", "fds", "mems", "rss")
+
+
+def x_matches_crit(dump):
+    """``crit-plus x DIR ps|fds|mems|rss`` prints crit's text byte for byte wherever crit
+    does not crash, apart from the lines crit gets wrong (tests/crit_explorers.py
+    ``WRONG``: each difference must be one of them); ``x sk`` and ``--format json`` run."""
+    from crit_plus import open_checkpoint
+    from tests import crit_explorers
+
+    why = crit_explorers.available()
+    if why is not None:
+        return [f"crit cannot run: {why}"]
+    checkpoint = open_checkpoint(dump.images)
+    problems = []
+    for what in X_EXPLORERS + ("sk",):
+        for fmt in ("text", "json"):
+            code, out, err, stack = run_command(["x", dump.images, what, "--format", fmt])
+            if code != 0 or stack is not None:
+                problems.append(f"x {what} --format {fmt}: exit {code}: "
+                                f"{(stack or err).strip().splitlines()[-1:]}")
+            if what == "sk" or fmt == "json" or code != 0:
+                continue
+            try:
+                theirs = crit_explorers.run(what, dump.images)
+            except Exception as error:  # noqa: BLE001 - crit crashes: ours must not
+                dump.cache.setdefault("crit_x_crashes", []).append(
+                    f"{what}: {type(error).__name__}")
+                continue
+            bad, reasons = crit_explorers.differences(what, out, theirs, checkpoint)
+            problems += [f"x {what}: {problem}" for problem in bad]
+            dump.cache.setdefault("crit_x_wrong", set()).update(reasons)
+            dump.cache.setdefault("crit_x_compared", []).append(what)
+    return problems
+
+
+def info_matches_crit(dump):
+    """``info -f json`` prints crit's ``info`` text on every image crit reads, except the
+    count crit gets wrong on images whose entries carry payloads (it hops over the
+    message only, reading payload bytes as sizes) or cannot give (ghost files): there
+    ours equals the entries crit's own ``decode`` finds.  Raw images are refused in one
+    line by ``decode`` and ``info`` (crit refuses them too), so no JSON of one exists
+    for ``encode`` to reject."""
+    from tests.oracle import crit_info
+
+    problems = []
+    for path in sorted(dump.images.iterdir()):
+        if not path.is_file():
+            continue
+        if raw_kind(path.name):
+            for argv in (["decode", "-i", path], ["info", "-f", "json", path]):
+                code, out, err, _ = run_command(argv)
+                if code != 1 or out or len(err.splitlines()) != 1 or "raw image" not in err:
+                    problems.append(f"{argv[0]} {path.name}: exit {code}, {err.strip()[:80]}")
+            continue
+        if not is_metadata_image(path):
+            continue
+        code, out, err, _ = run_command(["info", "-f", "json", path])
+        if code != 0:
+            problems.append(f"info {path.name}: exit {code}: {err.strip()[:80]}")
+            continue
+        try:
+            theirs = crit_info(path)
+        except Exception:  # noqa: BLE001 - crit crashes (ghost files): ours must not
+            theirs = None
+        if theirs is not None and out == json.dumps(theirs, indent=4) + "\n":
+            continue
+        try:
+            entries = len(crit_json(path, nopl=True)["entries"])
+        except Exception:  # noqa: BLE001 - crit cannot decode it either: not compared
+            continue
+        entries -= 1 if path.name.startswith("pagemap-") else 0
+        ours = json.loads(out)
+        if ours["count"] != entries or (theirs and ours["magic"] != theirs["magic"]):
+            problems.append(f"info {path.name}: {ours}, crit info {theirs}, "
+                            f"crit decode {entries} entries")
+        else:
+            dump.cache.setdefault("crit_info_wrong", []).append(path.name)
+    return problems
+
+
+def encode_round_trips(dump):
+    """Every image ``decode`` writes JSON for comes back from ``encode`` byte for byte
+    (plain and ``--pretty`` JSON): no JSON of crit-plus is one encode rejects."""
+    from decoders.encode import encode_image
+
+    problems = []
+    for path in sorted(dump.images.iterdir()):
+        if not path.is_file() or not is_metadata_image(path):
+            continue
+        for pretty in (False, True):
+            try:
+                again = encode_image(ours_json(path, pretty), str(path))
+            except Exception as error:  # noqa: BLE001 - the problem this check looks for
+                problems.append(f"{path.name}: encode fails: {type(error).__name__}: {error}")
+                break
+            if again != path.read_bytes():
+                problems.append(f"{path.name}{' --pretty' if pretty else ''}: encode gives "
+                                "other bytes")
     return problems
 
 
@@ -232,6 +341,9 @@ CHECKS = [
     Check("decode", decode_matches_crit),
     Check("commands", commands_run),
     Check("consistency", consistent),
+    Check("x", x_matches_crit),
+    Check("info", info_matches_crit),
+    Check("encode", encode_round_trips),
     Check("validate", validate_agrees),
 ]
 
@@ -260,6 +372,8 @@ def check_all(results, write_to=None, checks=None):
         row["validate_errors"] = sorted({code for code, _ in validate_errors(dump)})
         row["images_decoded"] = dump.cache.get("decoded", 0)
         row["crit_unreadable"] = dump.cache.get("crit_unreadable", [])
+        row["crit_x_crashes"] = dump.cache.get("crit_x_crashes", [])
+        row["crit_x_wrong"] = sorted(dump.cache.get("crit_x_wrong", ()))
         report["dumps"].append(row)
     if write_to is not None:
         (Path(write_to) / "checks.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -321,6 +435,12 @@ def markdown(results, report):
         f"{len(rows)} |"),
         (f"| dumps where every command shows the same facts of every process "
          f"(tests/consistency.py) | {clean('consistency')} of {len(rows)} |"),
+        (f"| dumps where `x ps\\|fds\\|mems\\|rss` prints crit's text, apart from the lines "
+         f"crit gets wrong (docs/commands/x.md) | {clean('x')} of {len(rows)} |"),
+        (f"| dumps where `info -f json` prints crit's `info` (the right count where crit's is "
+         f"wrong) and raw images are refused | {clean('info')} of {len(rows)} |"),
+        (f"| dumps where `decode` then `encode` gives back every image's bytes | "
+         f"{clean('encode')} of {len(rows)} |"),
         (f"| validate: no error on a dump that restored and passed | "
         f"{passed - false_errors} of {passed} |"),
         (f"| validate: an error on a dump whose restore failed | "

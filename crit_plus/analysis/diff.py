@@ -9,7 +9,10 @@
 - ``memory`` — VMAs and page contents (:mod:`.diff_memory`; the only section
   that reads page data, and only when ``content`` is true);
 - ``images`` — image files on one side only, the dump's facts side by side
-  (:mod:`.diff_images`).
+  (:mod:`.diff_images`);
+- ``rootfs`` — the root-filesystem changes two container archives record: files
+  added, removed or changed between their ``rootfs-diff.tar`` and
+  ``deleted.files`` (:func:`crit_plus.sources.rootfs.diff_rootfs`; headers only).
 
 :func:`report_json` is the stable JSON form (schema in docs/commands/diff.md).
 """
@@ -26,7 +29,7 @@ from .diff_memory import CHUNK_SIZE, diff_memory
 from .diff_processes import diff_processes, pair_processes
 
 #: Every section, in report order.
-SECTIONS = ("processes", "files", "memory", "images")
+SECTIONS = ("processes", "files", "memory", "images", "rootfs")
 
 #: Version of the JSON form; bumped when a key changes meaning or goes away.
 JSON_VERSION = 1
@@ -66,6 +69,7 @@ class DiffReport:
     files: object
     memory: object
     images: object
+    rootfs: object = None
 
     @property
     def differing(self):
@@ -100,7 +104,14 @@ def diff_checkpoints(old, new, *, old_source=None, new_source=None, sections=SEC
         diff_files(pairing, old, new) if "files" in chosen else None,
         diff_memory(pairing, content=content, chunk_size=chunk_size, progress=progress)
         if "memory" in chosen else None,
-        diff_images(old, new, old_source, new_source) if "images" in chosen else None)
+        diff_images(old, new, old_source, new_source) if "images" in chosen else None,
+        _rootfs(old_source, new_source) if "rootfs" in chosen else None)
+
+
+def _rootfs(old_source, new_source):
+    from ..sources.rootfs import diff_rootfs
+
+    return diff_rootfs(getattr(old_source, "rootfs", None), getattr(new_source, "rootfs", None))
 
 
 # -- JSON -------------------------------------------------------------------------------------
@@ -174,8 +185,16 @@ def _images_json(section):
             "stats": [_fact_json(row) for row in section.stats]}
 
 
+def _rootfs_json(section):
+    return {"compared": section.compared, "reason": section.reason,
+            "old_problem": section.old_problem, "new_problem": section.new_problem,
+            "changes": [{"path": c.path, "change": c.change, "old": jsonable(c.old),
+                         "new": jsonable(c.new), "fields": list(c.fields)}
+                        for c in section.changes]}
+
+
 _SECTION_JSON = {"processes": _processes_json, "files": _files_json, "memory": _memory_json,
-                 "images": _images_json}
+                 "images": _images_json, "rootfs": _rootfs_json}
 
 
 def report_json(report):

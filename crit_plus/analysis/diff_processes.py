@@ -236,17 +236,12 @@ def process_info(process):
 
 
 def cgroup_sets(checkpoint):
-    """``{cg_set id: {controller: path}}`` from ``cgroup.img`` (empty when absent).
-
-    ``cgroup.img`` ::= cgroup_entry { sets { id, ctls { name, path } } ... }; a
-    thread's core names its set (``thread_core.cg_set``, or ``tc.cg_set`` in old
-    dumps).  The unified hierarchy's controller name is empty: it is shown as ``""``.
+    """``{cg_set id: {controller: path}}`` from the graph's ``Checkpoint.cgroup_sets``
+    (``cgroup.img``; empty when absent).  A thread's core names its set
+    (``ThreadCore.cg_set``).  The unified hierarchy's controller name is ``""``.
     """
-    sets = {}
-    for msg in checkpoint.messages("cgroup.img"):
-        for cg_set in msg.sets:
-            sets[cg_set.id] = {ctl.name: ctl.path for ctl in cg_set.ctls}
-    return sets
+    return {set_id: {member.controller: member.path for member in members}
+            for set_id, members in checkpoint.cgroup_sets.items()}
 
 
 def cgroup_of(process, sets):

@@ -408,21 +408,23 @@ class KindPages:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
 
     @property
     def total(self):
-        """Pages listed in the pagemap (present + parent + lazy)."""
-        return self.present + self.parent + self.lazy
+        """Pages listed in the pagemap: :attr:`crit_plus.pages.PageCounts.listed`."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessRss:
     """Resident pages of one process (:attr:`crit_plus.graph.Process.pages`).
 
-    ``present``/``parent``/``lazy`` count every pagemap entry (as crit's
-    ``x rss`` lists them); ``shared`` the pages of shared-memory objects
-    listed inside its shared mappings (counted in every process mapping them).
+    ``present``/``parent``/``lazy``/``none`` count every pagemap entry (as crit's
+    ``x rss`` lists them; :class:`~crit_plus.pages.PageCounts`); ``shared`` the pages
+    of shared-memory objects listed inside its shared mappings (counted in every
+    process mapping them).
     """
 
     depth: int
@@ -433,19 +435,20 @@ class ProcessRss:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
     by_kind: tuple
 
     @property
     def total(self):
-        """Pages the pagemap lists (present + parent + lazy)."""
-        return self.present + self.parent + self.lazy
+        """Pages the pagemap lists: :attr:`crit_plus.pages.PageCounts.listed`."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 def _kind_pages(tally):
     private = tally.private
     return KindPages(tally.kind, tally.vmas, private.present, private.parent, private.lazy,
-                     tally.shared.listed)
+                     private.none, tally.shared.listed)
 
 
 def process_rss(process, depth=0):
@@ -453,7 +456,8 @@ def process_rss(process, depth=0):
     pages = process.pages
     private = pages.private
     return ProcessRss(depth, process.pid, process.comm, process.state_label, pages.vmas,
-                      private.present, private.parent, private.lazy, pages.shared.listed,
+                      private.present, private.parent, private.lazy, private.none,
+                      pages.shared.listed,
                       tuple(_kind_pages(tally) for tally in pages.kinds))
 
 
@@ -555,8 +559,17 @@ class MemoryGrep:
     """
 
     def __init__(self, checkpoint, pattern, *, pids=None, regex=False, ignore_case=False,
-                 context=16, chunk_size=CHUNK_SIZE):
+                 context=16, chunk_size=CHUNK_SIZE, kinds=None, perms=None, start=None,
+                 end=None, files=False):
         pattern = bytes(pattern)
+        #: only VMAs of these kinds (``Mapping.kind``), with at least these protections
+        #: (``Prot`` bits), overlapping [start, end); ``files``: file-backed pages read from
+        #: the checkpoint's root too (as ``mem read`` does), not only the pages images
+        self.kinds = frozenset(kinds) if kinds else None
+        self.perms = int(perms or 0)
+        self.start = start if start is not None else 0
+        self.end = end if end is not None else 1 << 64
+        self.sources = ("pages", "file") if files else ("pages",)
         if not pattern:
             raise ValueError("the pattern is empty")
         self.checkpoint = checkpoint
@@ -582,12 +595,23 @@ class MemoryGrep:
             if memory is None:
                 continue
             for mapping in memory.vmas:
-                spans = tuple((e.vaddr, e.length)
-                              for e in memory.extents(mapping.start, mapping.size)
-                              if e.source == "pages")
+                if not self._selected(mapping):
+                    continue
+                low = max(mapping.start, self.start)
+                high = min(mapping.start + mapping.size, self.end)
+                spans = tuple((e.vaddr, e.length) for e in memory.extents(low, high - low)
+                              if e.source in self.sources)
                 if spans:
                     plan.append((process, mapping, spans))
         return plan
+
+    def _selected(self, mapping):
+        """Whether ``mapping`` is of a kind, protection and place the search asks for."""
+        if self.kinds is not None and mapping.kind not in self.kinds:
+            return False
+        if int(mapping.vma.prot) & self.perms != self.perms:
+            return False
+        return mapping.start < self.end and mapping.start + mapping.size > self.start
 
     @property
     def total(self):

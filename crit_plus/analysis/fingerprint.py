@@ -31,6 +31,7 @@ def _sorted(values):
 def fingerprint(host: HostFacts) -> dict:
     """The JSON-ready fingerprint of ``host`` (every kernel feature is tested now)."""
     features = host.kernel_features
+    tested = None if features is None else {name: features.get(name) for name in FEATURES}
     return {
         "format": FORMAT, "version": VERSION, "taken_at": host.taken_at,
         "machine": host.machine, "page_size": host.page_size, "kernel": host.kernel,
@@ -38,15 +39,14 @@ def fingerprint(host: HostFacts) -> dict:
                 "flags": _sorted(host.cpu_flags), "xsave_mask": host.xsave_mask,
                 "criu_xfeatures_mask": host.criu_xfeatures,
                 "criu_xsave_size": host.criu_xsave_size},
-        "kernel_features": None if features is None else {
-            name: features.get(name) for name in FEATURES},
+        "kernel_features": tested,
         "filesystems": _sorted(host.filesystems), "fs_modules": _sorted(host.fs_modules),
         "cgroup": {"version": host.cgroup_version, "v1_controllers": _sorted(host.cgroup_v1),
                    "v2_controllers": _sorted(host.cgroup2_controllers),
                    "hierarchies": list(host.cgroup_dirs)},
         "lsm": host.lsm,
         "criu": {"version": host.criu_version, "path": host.criu_path,
-                 "plugins": _sorted(host.plugins)},
+                 "plugins": _sorted(host.plugins), "check_error": host.criu_check_error},
         "lxd_version": host.lxd_version, "incus_version": host.incus_version,
         "pid_max": host.pid_max, "needed_root": list(host.needed_root),
     }
@@ -124,6 +124,7 @@ def from_dict(data, name: str = "fingerprint") -> HostFacts:
         incus_version=_text(data.get("incus_version"), name, "incus_version"),
         taken_at=_text(data.get("taken_at"), name, "taken_at"),
         needed_root=tuple(_strings(data.get("needed_root", []), name, "needed_root") or ()),
+        recorded_check_error=_text(criu.get("check_error"), name, "criu.check_error"),
     )
 
 

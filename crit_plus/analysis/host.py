@@ -128,6 +128,14 @@ class HostFacts:
     incus_version: str | None = None
     taken_at: str | None = None  # ISO 8601, UTC
     needed_root: tuple = field(default=())  # facts not read because it needs root
+    #: a fingerprint's ``criu.check_error`` (live: :attr:`LiveFeatures.error`)
+    recorded_check_error: str | None = field(default=None, compare=False)
+
+    @property
+    def criu_check_error(self) -> str | None:
+        """Why ``criu check`` could not test a kernel feature: the first error line it
+        printed (live: once a feature it could not test was asked for), or None."""
+        return getattr(self.kernel_features, "error", None) or self.recorded_check_error
 
     @property
     def live(self):
@@ -246,12 +254,14 @@ _UNTESTED = ("Unknown feature", "Could not initialize", "CAP_SYS_ADMIN",
 class LiveFeatures(Mapping):
     """CRIU's kernel features on the running host, each tested with ``criu check --feature
     NAME`` the first time it is asked for (about 0.1 s each): True, False, or None when
-    criu does not know the name or could not run."""
+    criu does not know the name or could not run.  ``error`` is the first error line of
+    the first check that could not test its feature (criu failing on this kernel), or None."""
 
     def __init__(self, criu_path: str, timeout: float = 30) -> None:
         self.criu_path = criu_path
         self.timeout = timeout
         self._known: dict = {}
+        self.error: str | None = None
 
     def __getitem__(self, name: str) -> bool | None:
         if name not in FEATURES:
@@ -271,14 +281,24 @@ class LiveFeatures(Mapping):
             done = subprocess.run([self.criu_path, "check", "--feature", name],
                                   capture_output=True, text=True, timeout=self.timeout,
                                   check=False, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, subprocess.SubprocessError) as error:
+            self.error = self.error or f"{self.criu_path} could not run: {error}"
             return None
         said = (done.stdout or "") + (done.stderr or "")
         if done.returncode == 0 and "is supported" in said:
             return True
         if any(text in said for text in _UNTESTED):
+            self.error = self.error or _first_error(said)
             return None  # criu could not test it: the answer is unknown, not "no"
         return False
+
+
+def _first_error(said, most=300):
+    """The first ``Error`` line of criu's output (else its first line), at most ``most``
+    characters."""
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    line = next((line for line in lines if line.startswith("Error")), lines[0] if lines else "")
+    return line[:most] or None
 
 
 def _cgroups_v1(text):

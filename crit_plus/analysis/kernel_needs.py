@@ -11,13 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: ``mnt_entry.fstype`` (images/mnt.proto ``enum fstype``) → the kernel's name for it.
-FSTYPES = {
-    1: "proc", 2: "sysfs", 3: "devtmpfs", 4: "binfmt_misc", 5: "tmpfs", 6: "devpts",
-    7: "simfs", 8: "pstore", 9: "securityfs", 10: "fusectl", 11: "debugfs", 12: "cgroup",
-    13: "aufs", 14: "mqueue", 15: "fuse", 17: "overlay", 18: "autofs", 19: "tracefs",
-    23: "cgroup2",
-}
+from ..mounts import FSTYPES
+
 #: ``inventory.network_lock_method`` (criu/include/cr_options.h): 1 is nftables.
 NETWORK_LOCK_NFTABLES = 1
 #: MFD_HUGETLB (linux/memfd.h): a memfd on hugetlbfs.
@@ -69,7 +64,7 @@ def kernel_needs(facts) -> list:
             need("memfd_hugetlb", "memfd.img", f"memfd {message.name!r} is on hugetlbfs")
             break
     for mount in facts.mounts:
-        if FSTYPES.get(mount.fstype) == "autofs":
+        if mount.fstype == "autofs":
             need("autofs", facts.mounts_image, f"{mount.mountpoint} is an autofs mount")
     return list(needs.values())
 
@@ -94,10 +89,9 @@ def _process_needs(process, need):
 
 
 def fs_name(mount) -> str | None:
-    """The kernel's name of a mount's file system (``fsname`` when the image keeps one)."""
-    name = FSTYPES.get(mount.fstype)
-    if mount.fsname:
-        name = mount.fsname
+    """The kernel's name of a mount's file system (``Mount.fstype``: ``fsname`` when the
+    image keeps one), a FUSE subtype as ``fuse``."""
+    name = mount.fstype
     if name and name.startswith("fuse."):
         return "fuse"
     return name

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 
+from decoders.lazy import LazyPattern
 from decoders.flags import PAGE_SIZE
 from decoders.kinds import split_name
 
@@ -533,7 +533,7 @@ def parent_chain(checkpoint):
 # -- transfer ----------------------------------------------------------------------------------
 
 #: RATE ::= NUMBER [PREFIX UNIT [PER]];  a bare NUMBER is bytes per second.
-_RATE = re.compile(
+_RATE = LazyPattern(
     r"^\s*(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*"
     r"(?:(?P<prefix>[kKmMgGtTpP][iI]?)?(?P<unit>(?i:bits?|bytes?)|[bB])"
     r"(?P<per>\s*/\s*s(?:ec)?|ps)?)?\s*$")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
+from ..pages import PageCounts
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 #: How many of the biggest memory holders are listed.
@@ -44,6 +45,8 @@ class Origin:
     """Where the checkpoint came from (see :class:`crit_plus.sources.Source`).
 
     ``stateful`` is what backup.yaml records (None: nothing recorded);
+    ``pod`` is the Kubernetes pod an archive's container belongs to
+    (``NAMESPACE/NAME``), ``image`` the checkpoint image's reference;
     ``criu_version``/``kernel``/``machine`` come from ``version_source`` (the
     checkpoint's ``dump.log``, or the manager's copy of it), None when no
     verbose log was kept.
@@ -66,6 +69,8 @@ class Origin:
     machine: str | None
     version_source: str | None
     criu_run_id: str | None
+    pod: str | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +119,14 @@ class ProcessSummary:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
     fds: int
 
     @property
     def pages(self):
-        """Pages its pagemap lists (present + parent + lazy)."""
-        return self.present + self.parent + self.lazy
+        """Pages its pagemap lists: :attr:`crit_plus.pages.PageCounts.listed`."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,7 @@ class Totals:
     present: int
     parent: int
     lazy: int
+    none: int
     shared: int
     fds: int
     files: int
@@ -148,8 +155,8 @@ class Totals:
 
     @property
     def pages(self):
-        """Pages the processes' pagemaps list."""
-        return self.present + self.parent + self.lazy
+        """Pages the processes' pagemaps list (:attr:`~crit_plus.pages.PageCounts.listed`)."""
+        return self.present + self.parent + self.lazy + self.none
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,8 @@ class Summary:
     top_mappings: tuple  # MappingHolder, most pages first
     logs: tuple  # LogSummary: the checkpoint's own first
     notes: tuple
+    # an archive's root-filesystem changes (crit_plus.sources.rootfs.RootfsChanges), else None
+    rootfs: object = None
 
 
 def summarize(source, checkpoint, *, argv=False, top=TOP):
@@ -252,7 +261,8 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             core.exit_code if core is not None else None, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
-            vmas, states.present, states.parent, states.lazy, shared, len(process.fds)))
+            vmas, states.present, states.parent, states.lazy, states.none, shared,
+            len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
     biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
@@ -263,7 +273,7 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
         tuple(p for p in by_size[:top] if p.pages + p.shared),
         tuple(_holder(process, mapping, -count) for count, _pid, _start, process, mapping
               in biggest), logs,
-        tuple(_notes(source, checkpoint, processes, logs, dump)))
+        tuple(_notes(source, checkpoint, processes, logs, dump)), source.rootfs)
 
 
 def _memory_facts(process, listed):
@@ -273,8 +283,7 @@ def _memory_facts(process, listed):
     made for the biggest only)."""
     pid = process.pid
     for mapping in process.vmas:
-        pages = mapping.pages
-        count = pages.get("present", 0) + pages.get("parent", 0) + pages.get("lazy", 0)
+        count = PageCounts.of(mapping.pages).listed
         if count:
             listed.append((-count, pid, mapping.start, process, mapping))
     pages = process.pages
@@ -323,12 +332,16 @@ def _origin(source, logs):
         machine = machine or log.header.machine
         if version is None and log.header.criu_version:
             version, kernel, where = log.header.criu_version, log.header.kernel, log.name
+    metadata = source.metadata or {}
+    pod = metadata.get("pod") if isinstance(metadata.get("pod"), dict) else {}
+    image = metadata.get("image") if isinstance(metadata.get("image"), dict) else {}
+    pod_name = "/".join(part for part in (pod.get("namespace"), pod.get("name")) if part)
     return Origin(
         source.spec, source.kind, source.manager, source.project, source.instance,
         source.snapshot, source.images_label, str(source.archive) if source.archive else None,
         str(source.backup_path) if source.backup_path else None, source.stateful,
         source.taken_at, source.taken_at_source, version, kernel, machine, where,
-        source.criu_run_id)
+        source.criu_run_id, pod_name or None, image.get("ref"))
 
 
 def _dump_info(source, checkpoint):
@@ -380,7 +393,8 @@ def _totals(checkpoint, processes):
         len(processes), sum(p.threads for p in processes),
         sum(1 for p in processes if p.state == "zombie"), sum(p.vmas for p in processes),
         sum(p.present for p in processes), sum(p.parent for p in processes),
-        sum(p.lazy for p in processes), shared, sum(kinds.values()), len(files),
+        sum(p.lazy for p in processes), sum(p.none for p in processes), shared,
+        sum(kinds.values()), len(files),
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
               in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))))

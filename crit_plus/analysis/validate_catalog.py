@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from decoders.lazy import LazyPattern
+
 from ..sources.logs import HARMLESS
 
 INTEGRITY, REQUIREMENTS, TARGET = "integrity", "requirements", "target"
@@ -774,7 +776,7 @@ def _harmless_failures() -> tuple:
                  for code, pattern, why in HARMLESS)
 
 
-_FIELD = re.compile(r"\{(\w+)[^}]*\}")
+_FIELD = LazyPattern(r"\{(\w+)[^}]*\}")
 
 
 def _unformatted(text: str) -> str:
@@ -814,7 +816,7 @@ def _with_check_fixes(failures: tuple) -> tuple:
 
 FAILURES = (_with_check_fixes(_LOG_FAILURES) + _harmless_failures()
             + _check_failures(_LOG_FAILURES))
-_COMPILED = tuple((re.compile(failure.pattern), failure) for failure in FAILURES)
+_COMPILED = tuple((LazyPattern(failure.pattern), failure) for failure in FAILURES)
 
 
 def match_failure(line: str) -> Failure | None:

@@ -25,22 +25,22 @@ What CRIU's restore reads, checked before it reads it:
 from __future__ import annotations
 
 import os
-import re
 
 from decoders.errors import MissingImageError
 from decoders.kinds import expected_magic, raw_kind
+from decoders.lazy import LazyPattern
 
 from ..files import USK_EXTERN, IpProto, SockFamily
 from ..findings import ERROR, WARNING
 from .validate_catalog import always_written, check
 
 #: Images the graph decodes itself (its findings report them).
-_GRAPH_IMAGES = re.compile(
+_GRAPH_IMAGES = LazyPattern(
     r"^(?:(?:core|ids|mm|fs|pagemap|fdinfo)-\d+\.img|pagemap-shmem-\d+\.img|inventory\.img|"
     r"pstree\.img|files\.img|memfd\.img|tty-info\.img|remap-fpath\.img|eventpoll-tfd\.img|"
     r"inotify-wd\.img|stats-dump)$")
-_PER_PROCESS = re.compile(r"^(core|ids|mm|fs|pagemap|fdinfo)-(\d+)\.img$")
-_PID_IMAGE = re.compile(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
+_PER_PROCESS = LazyPattern(r"^(core|ids|mm|fs|pagemap|fdinfo)-(\d+)\.img$")
+_PID_IMAGE = LazyPattern(r"^(?:core|ids|mm|fs|pagemap)-(\d+)\.img$")
 #: Images a restore never reads: one that does not decode is only a warning.
 NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
 

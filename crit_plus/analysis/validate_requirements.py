@@ -21,6 +21,7 @@ as ``provided_by``.
 
 from __future__ import annotations
 
+from ..describe import count_text
 from ..files import TtyType
 from .explain import decisive_first
 from .validate_catalog import match_failure
@@ -29,7 +30,7 @@ from .validate_integrity import connected_tcp
 
 #: The name under which liblxc-based restores are credited with an option.
 LXC = "LXC"
-#: Most lines of one log quoted by ``manager-restore-failed``.
+#: Most lines of one failed restore quoted by ``manager-restore-failed``.
 LOG_LINES = 3
 #: Most mountpoints named in one mount finding.
 LISTED = 8
@@ -166,7 +167,7 @@ def _console(facts, out):
         return
     source = facts.source
     instance = source.instance if source is not None and source.instance else "NAME"
-    failed = [line for _log, line in _restore_failures(facts)
+    failed = [line for _log, lines in _restore_failures(facts) for line in lines
               if "console" in line and "not target" in line]
     evidence = " (the manager's log shows exactly this failure)" if failed else ""
     out.add("lxd-console", f"liblxc dumped the container's console {key} (tty.info); its "
@@ -206,29 +207,36 @@ def _mounts(facts, out, by_manager):
 
 
 def _restore_failures(facts):
-    """``(log, line)`` of lines in the logs where a restore of this checkpoint failed,
-    as the one attribution says (:meth:`crit_plus.sources.Source.runs`): a CRIU
-    restore log of this checkpoint that failed, liblxc's lines about its restore;
-    never a restore of another checkpoint (the instance's later stateful stop)."""
+    """``(log, lines)`` of each restore of this checkpoint that failed, the lines decisive
+    first (explain's reading), as the one attribution says
+    (:meth:`crit_plus.sources.Source.runs`): a CRIU restore log of this checkpoint that
+    failed, liblxc's lines about each of its restores; never a restore of another
+    checkpoint (the instance's later stateful stop)."""
     source = facts.source
     if source is None:
         return []
     inventory = facts.checkpoint.inventory
-    found = []
-    for item in source.runs(inventory.run_id if inventory is not None else None):
-        lines = decisive_first(item.failed_restore_lines)  # explain's reading: decisive first
-        found.extend((item.log, line) for line in lines[:LOG_LINES])
-    return found
+    return [(item.log, decisive_first(lines))
+            for item in source.runs(inventory.run_id if inventory is not None else None)
+            for lines in item.failed_restores]
 
 
 def _logs(facts, out):
+    """One ``manager-restore-failed`` per failed restore: its decisive line, then up to
+    :data:`LOG_LINES` of its lines as evidence."""
     source = facts.source
-    for log, line in _restore_failures(facts):
-        failure = match_failure(line)
+    for log, lines in _restore_failures(facts):
+        first = lines[0].strip()
+        failure = match_failure(first)
         why = f" (cause: {failure.cause})" if failure and failure.role == "cause" else ""
-        out.add("manager-restore-failed", f"{log.name}: {line.strip()}{why}", str(log.path),
-                path=str(log.path), line=line.strip(), log=log.name,
-                instance=source.instance, catalog=failure.code if failure else None)
+        message = f"{log.name}: {first}{why}"
+        if len(lines) > 1:
+            rest = " | ".join(line.strip() for line in lines[1:LOG_LINES])
+            more = " | ..." if len(lines) > LOG_LINES else ""
+            message += f" (the same restore, {count_text(len(lines), 'error line')}: {rest}{more})"
+        out.add("manager-restore-failed", message, str(log.path), path=str(log.path),
+                line=first, log=log.name, instance=source.instance,
+                catalog=failure.code if failure else None)
 
 
 __all__ = ["LXC", "run", "tty_key"]

@@ -224,10 +224,18 @@ def _cpuinfo(facts, out, host):
                         features=features)
 
 
+def _unknown(subject, dumped, here, here_side):
+    """The skip of a comparison of the dump's value with the host's: which one (or both)
+    is unknown, ``criu version: the dump's (from its log) is unknown``."""
+    sides = [side for side, value in (("the dump's (from its log)", dumped), (here_side, here))
+             if value is None]
+    return f"{subject}: {' and '.join(sides)} {'are' if len(sides) > 1 else 'is'} unknown"
+
+
 def _kernel(facts, out, host):
     _criu_dumped, dumped = facts.dump_versions
     if dumped is None or host.kernel is None:
-        out.skip("kernel: the dump's kernel (from its log) or the host's is unknown")
+        out.skip(_unknown("kernel", dumped, host.kernel, "the host's"))
         return
     if (release_tuple(host.kernel) or ()) < (release_tuple(dumped) or ()):
         out.add("kernel-older", f"the host runs {host.kernel}, the dump ran on {dumped}",
@@ -245,8 +253,9 @@ def _kernel_features(facts, out, host):
                     f"{need.feature} (criu check --feature {need.feature})", need.image,
                     image=need.image, feature=need.feature)
     if unknown:
-        out.skip(f"kernel features {', '.join(unknown)}: not tested on the host (`criu check` "
-                 "needs root and a criu that runs there)")
+        why = (f"`criu check` failed: {host.criu_check_error}" if host.criu_check_error
+               else "`criu check` needs root and a criu that runs there")
+        out.skip(f"kernel features {', '.join(unknown)}: not tested on the host ({why})")
 
 
 def _filesystems(facts, out, host):
@@ -268,7 +277,7 @@ def _criu(facts, out, host):
                 dumped=dumped or "of the dump's version")
         return
     if dumped is None or host.criu_version is None:
-        out.skip("criu version: the dump's (from its log) or the installed one is unknown")
+        out.skip(_unknown("criu version", dumped, host.criu_version, "the installed one"))
         return
     installed, wanted = release_tuple(host.criu_version), release_tuple(dumped)
     if installed is None or wanted is None or installed >= wanted:
@@ -306,14 +315,10 @@ def _plugins(facts, out, host):
 
 
 def _cgroups(facts, out, host):
-    messages = facts.messages("cgroup.img")
-    if not messages:
-        return
-    wanted = {}
-    for message in messages:
-        for cgset in message.sets:
-            for ctl in cgset.ctls:
-                wanted.setdefault(ctl.name, set()).add(ctl.path)
+    wanted: dict = {}
+    for members in facts.checkpoint.cgroup_sets.values():  # the graph's cgroup.img
+        for member in members:
+            wanted.setdefault(member.controller, set()).add(member.path)
     if wanted and not host.live and not facts.manager:
         out.skip("cgroup paths: a fingerprint does not list the host's cgroup directories")
     for name in sorted(wanted):

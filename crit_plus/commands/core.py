@@ -12,13 +12,17 @@ import sys
 import click
 
 from ..analysis.coredump import CoreFile, write_core
+from ..boundary import error_text
 from ..describe import human_bytes
 from ..opening import input_paths
 from ..output import refuse_inputs, whole_file
 from ..render import safe_text, write_json
-from .options import format_option, open_checkpoint_source, source_options
+from .options import damage_error, format_option, open_checkpoint_source, source_options
 from .selection import check_pid
 
+#: Exit status when a process's memory images have errors: no core for it (as for an input
+#: that cannot be read: crit_plus/cli.py); with -o DIR the other processes' cores are written.
+EXIT_DAMAGED = 1
 
 @click.command("core")
 @source_options
@@ -32,7 +36,9 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
     gdb, lldb and readelf: threads with their registers, the auxiliary vector,
     the mapped files and the memory CRIU would restore (pages, the parent/ chain,
     shared memory, mapped files under --root).  Memory the checkpoint cannot give
-    is left out (gdb reads it from the mapped file when it has it).
+    is left out (gdb reads it from the mapped file when it has it).  A process
+    whose memory images are damaged (a cut pagemap) gets no core: one line
+    naming the image, exit 1 (with -o DIR the others' cores are written).
 
     \b
     Examples:
@@ -42,7 +48,7 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
     if pid is None and os.path.exists(output) and not os.path.isdir(output):
         raise click.BadParameter("without PID, -o names a directory (one core per process)",
                                  param_hint="-o")
-    written = []
+    written, damaged = [], False
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         inputs = input_paths(opened.source)
@@ -54,6 +60,15 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
         for number in pids:
             process = checkpoint.process(number)
             target = os.path.join(output, f"core.{number}") if to_directory else output
+            if process.memory_damage:  # a core without that memory would mislead gdb
+                error = damage_error(checkpoint, process.memory_damage[0],
+                                     f"the core of pid {number} would miss memory; none written")
+                if pid is not None:
+                    raise error
+                opened.source.name_archive(error)
+                click.echo(f"crit-plus: {safe_text(error_text(error))}", err=True)
+                damaged = True
+                continue
             try:
                 with whole_file(target, inputs=inputs) as handle:
                     result = write_core(process, handle)
@@ -67,6 +82,8 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
                 _say(target, result)
     if fmt == "json":
         write_json([_json(target, result) for target, result in written], sys.stdout)
+    if damaged:
+        click.get_current_context().exit(EXIT_DAMAGED)
 
 
 def _json(target: str, result: CoreFile) -> dict:

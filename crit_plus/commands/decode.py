@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import os
+import re
 import sys
 
 import click
 
-from decoders.framing import read_stream
+from decoders.errors import BadMagicError, DecodeError
+from decoders.framing import open_untrusted, read_stream
 from decoders.image import image_from_bytes, open_image
 from decoders.jsonform import Converter
 from decoders.schema import CURRENT_CRIU
@@ -19,11 +21,70 @@ from ..output import output_stream
 INDENT = 4  # crit's indent for --pretty and show
 
 
+class NotAnImageError(DecodeError, ValueError):
+    """The file is not an image crit decodes: a raw image, or a text file CRIU or
+    liblxc writes beside the images (its one line says which)."""
+
+
+#: liblxc's ``tty.info`` (``lxc/criu.c``): the container console's ``tty[rdev:dev]``,
+#: handed to ``criu restore --inherit-fd``.
+_TTY_INFO = re.compile(rb"^tty\[[0-9a-f]+:[0-9a-f]+\]\s*$")
+_SNIFF = 4096
+
+
+def text_file_kind(path):
+    """What a file without a magic is, in words, when it is text CRIU or liblxc writes
+    (or any text); None for anything else."""
+    from ..sources.logs import sniff_kind
+
+    try:
+        with open(open_untrusted(path)[0], "rb") as stream:
+            head = stream.read(_SNIFF)
+        kind = sniff_kind(path)
+    except OSError:
+        return None
+    if kind == "criu":
+        return "CRIU's log of a run (text), not an image: `crit-plus explain` reads it"
+    if kind == "lxc":
+        return "liblxc's log (text), not an image: `crit-plus explain` reads it"
+    if _TTY_INFO.match(head):
+        return ("liblxc's tty.info (text: the console's tty[rdev:dev], handed to "
+                "criu restore --inherit-fd), not an image")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if head and b"\0" not in head:
+        return "a text file, not a CRIU image (no magic)"
+    return None
+
+
+def refuse_raw(image):
+    """Raise :class:`NotAnImageError` for a raw image: crit refuses one too (``Unknown
+    magic``): it has no magic and no entries, so no JSON form ``encode`` takes back."""
+    if image.is_raw:
+        from decoders.kinds import RAW_STEMS
+
+        path = image.path
+        image.close()
+        raise NotAnImageError(path, (
+            f"a raw image ({RAW_STEMS[str(image.raw_kind)]}, {image.size} bytes): no magic "
+            "and no entries, so nothing to decode (crit refuses it too)"))
+    return image
+
+
 def load_image(path):
-    """Open ``path`` (``-`` or None: standard input) as an image."""
+    """Open ``path`` (``-`` or None: standard input) as an image crit decodes; a raw
+    image or a text file (a log, ``tty.info``) is a :class:`NotAnImageError`."""
     if path in (None, "-"):
-        return image_from_bytes(read_stream(sys.stdin.buffer, "<stdin>"))
-    return open_image(path)
+        return refuse_raw(image_from_bytes(read_stream(sys.stdin.buffer, "<stdin>")))
+    try:
+        return refuse_raw(open_image(path))
+    except BadMagicError as error:
+        what = text_file_kind(path) if error.expected is None else None
+        if what is None:
+            raise
+        raise NotAnImageError(os.fspath(path), what) from None
 
 
 def write_image_json(image, out, pretty=False, nopl=False, converter=None):
@@ -32,9 +93,6 @@ def write_image_json(image, out, pretty=False, nopl=False, converter=None):
     Entries are converted and written a batch at a time, so memory stays
     bounded whatever the image size; the text is the same as crit's.
     """
-    if image.is_raw:
-        json.dump(image.raw_info(), out, indent=INDENT if pretty else None)
-        return
     converter = converter or Converter(image.schema)
     entries = image.json_entries(pretty=pretty, nopl=nopl, converter=converter)
     write_document(image.magic_name, entries, out, pretty)
@@ -76,7 +134,8 @@ def decode(in_path, out_path, pretty, nopl):
     """Convert an image to JSON, exactly as CRIU's `crit decode` does.
 
     Every image kind CRIU writes is understood; raw images (pages-*.img,
-    route-*, *.tar.gz.img) are reported with their kind and size.  Fields the
+    route-*, *.tar.gz.img), which crit refuses, are refused with their kind and
+    size, and a text file (dump.log, tty.info) is named in one line.  Fields the
     loaded CRIU schema does not know are kept under "_unknown_fields".
 
     \b

@@ -7,8 +7,6 @@ code leaves through ``ctx.exit``, which crit-plus's main turns into the process'
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from decoders.flags import MapFlags, Prot
@@ -19,7 +17,7 @@ from ..describe import (address_range, cmdline_text, count_text, human_bytes, ls
 from ..opening import open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
-from .options import exit_codes, format_option, verdict_kept
+from .options import exit_codes, format_option, output_option, verdict_kept
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -66,13 +64,15 @@ class _Sections(click.ParamType):
               help="The same for OLD only (default: --root, or a snapshot's rootfs/).")
 @click.option("--new-root", type=click.Path(exists=True, file_okay=False),
               help="The same for NEW only.")
-@format_option()
+@format_option(("table", "json", "html"))
+@output_option
 @click.pass_context
 def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, project, root,
-                 old_root, new_root, fmt):
+                 old_root, new_root, fmt, output):
     """Show what changed between two checkpoints OLD and NEW: processes started,
     exited or changed; fds and sockets opened, closed or changed; VMAs and memory
-    pages changed, added or removed; images and dump facts side by side.
+    pages changed, added or removed; images and dump facts side by side; the
+    files two container archives changed in their root file system.
 
     OLD and NEW are any sources: image directories, LXD/Incus snapshot directories,
     lxd:NAME/SNAP names, Podman/CRI-O archives.  Processes are paired by pid when
@@ -88,20 +88,27 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff lxd:web/before lxd:web/after --only processes,files
       crit-plus diff dump1 dump2 --no-content --format json | jq .memory
       crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
+      crit-plus diff dump1 dump2 --format html -o changes.html
     """
+    from ..opening import input_paths
+    from ..output import output_stream, refuse_inputs
+
     # an input that cannot be read: one line, exit 2 (exit_codes, at crit_plus.cli's boundary)
     with open_source(old, lxd_dir=lxd_dir, project=project,
                      root=old_root or root) as opened_old, \
             open_source(new, lxd_dir=lxd_dir, project=project,
                         root=new_root or root) as opened_new:
+        inputs = input_paths(opened_old.source) + input_paths(opened_new.source)
+        refuse_inputs(output, inputs)
         report = diff_checkpoints(
             opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
             new_source=opened_new.source, sections=only, content=not no_content,
             match=match, progress=lambda total: progress(total, "comparing pages"))
     code = verdict(report)
-    out = sys.stdout
-    with verdict_kept(code):
-        if fmt == "json":
+    with verdict_kept(code), output_stream(output, binary=fmt == "html", inputs=inputs) as out:
+        if fmt == "html":
+            out.write(html_page(report, verbose))
+        elif fmt == "json":
             write_json(report_json(report), out)
         else:
             write_report(report, out, verbose=verbose, color=use_color(out))
@@ -179,18 +186,55 @@ def _heading(out, text):
     out.write(f"\n{text}\n")
 
 
+def _verdict_text(report):
+    return "identical" if report.identical else f"different: {', '.join(report.differing)}"
+
+
+def _pairing_text(pairing):
+    return f"processes paired by {pairing.method}: {pairing.reason}"
+
+
 def write_report(report, out, *, verbose=False, color=False):
     """Write a :class:`~crit_plus.analysis.diff.DiffReport` as text tables."""
     write_fields([("OLD", _side_text(report.old)), ("NEW", _side_text(report.new))], out)
     if report.pairing is not None:
-        pairing = report.pairing
-        out.write(f"processes paired by {pairing.method}: {pairing.reason}\n")
+        out.write(_pairing_text(report.pairing) + "\n")
     for name in report.sections:
         _WRITERS[name](getattr(report, name), out, verbose, color)
-    if report.identical:
-        out.write("\nidentical\n")
-    else:
-        out.write(f"\ndifferent: {', '.join(report.differing)}\n")
+    out.write(f"\n{_verdict_text(report)}\n")
+
+
+def html_page(report, verbose=False):
+    """The ``--format html`` page: this command's tables, a page strip per VMA row
+    (every VMA of a differing process with ``verbose``, else those that differ)."""
+    from ..html import pages
+
+    fields = [("OLD", _side_text(report.old)), ("NEW", _side_text(report.new))]
+    if report.pairing is not None:
+        fields.append(("pairing", _pairing_text(report.pairing)))
+    sections = {}
+    if report.processes is not None:
+        section = report.processes
+        sections["processes"] = (_processes_heading(section), process_rows(section),
+                                 PROCESS_COLUMNS)
+    if report.files is not None:
+        section = report.files
+        sections["files"] = (_files_heading(section), fd_rows(section), FD_COLUMNS,
+                             object_rows(section), OBJECT_COLUMNS)
+    if report.memory is not None:
+        section = report.memory
+        found = [(memory_process_text(process),
+                  [(row, vma_cells(row)) for row in process.vmas if verbose or row.differs])
+                 for process in section.processes if verbose or process.differs]
+        sections["memory"] = (_memory_heading(section), memory_columns(section), found)
+    if report.images is not None:
+        section = report.images
+        facts, stats = fact_rows(section)
+        sections["images"] = (_images_heading(section), section.only_old, section.only_new,
+                              facts, FACT_COLUMNS, stats, STAT_COLUMNS)
+    return pages.diff_page(
+        report, title=f"crit-plus diff {safe_text(report.old.name)} {safe_text(report.new.name)}",
+        fields=fields, verdict=_verdict_text(report), **sections)
 
 
 def _side_text(side):
@@ -212,9 +256,17 @@ def _state_text(state, word):
     return f"{text} in OLD" if word == "exited" else text
 
 
-def _write_processes(section, out, _verbose, color):
-    _heading(out, f"Processes: {len(section.started)} started, {len(section.exited)} exited, "
-                  f"{len(section.changed)} changed, {section.unchanged} unchanged")
+PROCESS_COLUMNS = (("change", "CHANGE"), ("old", "OLD PID"), ("new", "NEW PID"),
+                   ("comm", "COMM"), ("what", "WHAT"))
+
+
+def _processes_heading(section):
+    return (f"Processes: {len(section.started)} started, {len(section.exited)} exited, "
+            f"{len(section.changed)} changed, {section.unchanged} unchanged")
+
+
+def process_rows(section, color=False):
+    """Rows (:data:`PROCESS_COLUMNS`) of the processes started, exited and changed."""
     rows = []
     for word, infos in (("started", section.started), ("exited", section.exited)):
         for info in infos:
@@ -236,9 +288,14 @@ def _write_processes(section, out, _verbose, color):
                 ",".join(str(tid) for tid in process.threads_gone)
         rows.append({"change": _change("changed", color), "old": process.old_pid,
                      "new": process.new_pid, "comm": process.comm, "what": what})
+    return rows
+
+
+def _write_processes(section, out, _verbose, color):
+    _heading(out, _processes_heading(section))
+    rows = process_rows(section, color)
     if rows:
-        write_table(rows, (("change", "CHANGE"), ("old", "OLD PID"), ("new", "NEW PID"),
-                           ("comm", "COMM"), ("what", "WHAT")), out)
+        write_table(rows, PROCESS_COLUMNS, out)
 
 
 def _view_text(view):
@@ -260,11 +317,21 @@ def _view_text(view):
     return name
 
 
-def _write_files(section, out, _verbose, color):
-    _heading(out, f"Files: {count_text(len(section.fds), 'fd change')}, "
-                  f"{count_text(len(section.objects), 'file')} appeared, disappeared or changed"
-                  + ("" if section.inodes_compared else
-                     " (inode numbers not comparable: sockets and pipes matched by what they are)"))
+FD_COLUMNS = (("pid", "PID"), ("fd", "FD"), ("change", "CHANGE"), ("old", "OLD"),
+              ("new", "NEW"))
+OBJECT_COLUMNS = (("change", "CHANGE"), ("kind", "KIND"), ("what", "FILE"),
+                  ("fields", "WHAT CHANGED"), ("holders", "HELD BY"))
+
+
+def _files_heading(section):
+    return (f"Files: {count_text(len(section.fds), 'fd change')}, "
+            f"{count_text(len(section.objects), 'file')} appeared, disappeared or changed"
+            + ("" if section.inodes_compared else
+               " (inode numbers not comparable: sockets and pipes matched by what they are)"))
+
+
+def fd_rows(section, color=False):
+    """Rows (:data:`FD_COLUMNS`) of the fds opened, closed, re-pointed or changed."""
     rows = []
     for change in section.fds:
         old, new = _view_text(change.old), _view_text(change.new)
@@ -272,9 +339,11 @@ def _write_files(section, out, _verbose, color):
             new = _changes_text(change.fields)
         rows.append({"pid": _pids(change.old_pid, change.new_pid), "fd": change.fd,
                      "change": _change(change.change, color), "old": old, "new": new})
-    if rows:
-        write_table(rows, (("pid", "PID"), ("fd", "FD"), ("change", "CHANGE"), ("old", "OLD"),
-                           ("new", "NEW")), out)
+    return rows
+
+
+def object_rows(section, color=False):
+    """Rows (:data:`OBJECT_COLUMNS`) of the files that appeared, disappeared or changed."""
     rows = []
     for change in section.objects:
         holders = ", ".join(f"{pid}:{fd}" for pid, fd in
@@ -282,10 +351,18 @@ def _write_files(section, out, _verbose, color):
         rows.append({"change": _change(change.change, color), "kind": change.kind,
                      "what": _view_text(change.new or change.old),
                      "fields": _changes_text(change.fields) or None, "holders": holders})
+    return rows
+
+
+def _write_files(section, out, _verbose, color):
+    _heading(out, _files_heading(section))
+    rows = fd_rows(section, color)
+    if rows:
+        write_table(rows, FD_COLUMNS, out)
+    rows = object_rows(section, color)
     if rows:
         out.write("\n")
-        write_table(rows, (("change", "CHANGE"), ("kind", "KIND"), ("what", "FILE"),
-                           ("fields", "WHAT CHANGED"), ("holders", "HELD BY")), out)
+        write_table(rows, OBJECT_COLUMNS, out)
 
 
 def _pages_text(pages):
@@ -324,7 +401,7 @@ _PAGE_COLUMNS = (("changed", "CHANGED"), ("added", "ADDED"), ("removed", "REMOVE
                  ("unchanged", "SAME"), ("unavailable", "N/A"))
 
 
-def _write_memory(section, out, verbose, color):
+def _memory_heading(section):
     summary = f"Memory: {count_text(len(section.processes), 'process', 'processes')} compared"
     if section.content:
         summary += (f"; pages they hold: {_pages_text(section.pages)}; "
@@ -333,36 +410,55 @@ def _write_memory(section, out, verbose, color):
             summary += f" (and {human_bytes(section.file_bytes_read)} of files under the roots)"
     else:
         summary += " (VMAs only: --no-content)"
-    _heading(out, summary)
+    return summary
+
+
+def memory_process_text(process):
+    """A paired process's line: pids, comm, VMA changes and page counts."""
+    changes = ", ".join(f"{count} {change}" for change, count in
+                        sorted(process.vma_changes.items())) or "none"
+    line = f"pid {_pids(process.old_pid, process.new_pid)} " \
+           f"({safe_text(process.comm or '?')}): VMA changes: {changes}"
+    if process.pages is not None:
+        line += "; pages: " + _pages_text(process.pages)
+    return line
+
+
+def memory_columns(section):
+    """The columns of a process's VMA table (page counts when contents were compared)."""
+    return _MEMORY_COLUMNS + (_PAGE_COLUMNS if section.content else ())
+
+
+def vma_cells(row, color=False):
+    """One VMA row of the memory section as table cells."""
+    view = row.view
+    item = {"change": _change(row.change, color), "range": _range_text(row),
+            "perm": _perm_text(row), "size": _size_text(row),
+            "mapping": view.name or view.kind}
+    if row.pages is not None:
+        item.update({key: getattr(row.pages, key) for key, _ in _PAGE_COLUMNS})
+    return item
+
+
+def _write_memory(section, out, verbose, color):
+    _heading(out, _memory_heading(section))
     for process in section.processes:
         if not process.differs and not verbose:
             continue
-        changes = ", ".join(f"{count} {change}" for change, count in
-                            sorted(process.vma_changes.items())) or "none"
-        line = f"\npid {_pids(process.old_pid, process.new_pid)} " \
-               f"({safe_text(process.comm or '?')}): VMA changes: {changes}"
-        if process.pages is not None:
-            line += "; pages: " + _pages_text(process.pages)
-        out.write(line + "\n")
+        out.write(f"\n{memory_process_text(process)}\n")
         rows, ranges = [], []
         for row in process.vmas:
             if not (verbose or row.differs):
                 continue
+            rows.append(vma_cells(row, color))
             view = row.view
-            item = {"change": _change(row.change, color), "range": _range_text(row),
-                    "perm": _perm_text(row), "size": _size_text(row),
-                    "mapping": view.name or view.kind}
-            if row.pages is not None:
-                item.update({key: getattr(row.pages, key) for key, _ in _PAGE_COLUMNS})
-            rows.append(item)
             if verbose and row.changed_ranges:
                 more = f" and {row.more_ranges} more" if row.more_ranges else ""
                 ranges.append(f"changed pages in {address_range(view.start, view.end)}: "
                               + " ".join(address_range(start, end)
                                          for start, end in row.changed_ranges) + more)
-        columns = _MEMORY_COLUMNS + (_PAGE_COLUMNS if section.content else ())
         if rows:
-            write_table(rows, columns, out)
+            write_table(rows, memory_columns(section), out)
         for line in ranges:
             out.write(line + "\n")
 
@@ -383,22 +479,62 @@ def _fact_value(field, value):
     return _text(value)
 
 
+def _images_heading(section):
+    return (f"Images: {len(section.only_old)} only in OLD, {len(section.only_new)} "
+            "only in NEW")
+
+
+FACT_COLUMNS = (("label", ""), ("old", "OLD"), ("new", "NEW"), ("mark", "DIFFERS"))
+STAT_COLUMNS = (("label", "stats-dump"), ("old", "OLD"), ("new", "NEW"))
+
+
+def fact_rows(section):
+    """``(facts, stats)``: rows (:data:`FACT_COLUMNS`, :data:`STAT_COLUMNS`) of the dump
+    facts and of ``stats-dump`` side by side."""
+    return ([_fact_cells(row, _fact_value) for row in section.facts],
+            [_fact_cells(row, stat_text) for row in section.stats])
+
+
 def _write_images(section, out, _verbose, _color):
-    _heading(out, f"Images: {len(section.only_old)} only in OLD, {len(section.only_new)} "
-                  "only in NEW")
+    _heading(out, _images_heading(section))
     for label, names in (("only in OLD", section.only_old), ("only in NEW", section.only_new)):
         if names:
             out.write(f"{label}: {', '.join(safe_text(name) for name in names)}\n")
-    columns = (("label", ""), ("old", "OLD"), ("new", "NEW"), ("mark", "DIFFERS"))
-    write_table([_fact_cells(row, _fact_value) for row in section.facts], columns, out)
-    if section.stats:
+    facts, stats = fact_rows(section)
+    write_table(facts, FACT_COLUMNS, out)
+    if stats:
         out.write("\n")
-        write_table([_fact_cells(row, stat_text) for row in section.stats],
-                    (("label", "stats-dump"), ("old", "OLD"), ("new", "NEW")), out)
+        write_table(stats, STAT_COLUMNS, out)
+
+
+def _write_rootfs(section, out, _verbose, color):
+    if not section.compared:
+        _heading(out, f"Root file system: not compared: {section.reason}")
+        return
+    counts = ", ".join(f"{section.count(change)} {change}" for change in
+                       ("added", "removed", "changed", "deleted", "undeleted"))
+    _heading(out, f"Root file system (rootfs-diff.tar, deleted.files): {counts}")
+    rows = [{"change": _change(c.change, color), "path": c.path,
+             "fields": ", ".join(f"{name} {_text(getattr(c.old, name))} -> "
+                                 f"{_text(getattr(c.new, name))}" for name in c.fields)
+             if c.fields else _rootfs_entry(c.new or c.old)} for c in section.changes]
+    if rows:
+        write_table(rows, (("change", "CHANGE"), ("path", "PATH"), ("fields", "")), out)
+    for word, problem in (("OLD", section.old_problem), ("NEW", section.new_problem)):
+        if problem:
+            out.write(f"{word}: {safe_text(problem)}\n")
+
+
+def _rootfs_entry(entry):
+    if entry is None:
+        return ""
+    if entry.kind == "file":
+        return f"file, {human_bytes(entry.size)}"
+    return entry.kind + (f" -> {entry.link}" if entry.link else "")
 
 
 _WRITERS = {"processes": _write_processes, "files": _write_files, "memory": _write_memory,
-            "images": _write_images}
+            "images": _write_images, "rootfs": _write_rootfs}
 
 
 def register(group):

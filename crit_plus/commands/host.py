@@ -71,6 +71,8 @@ def write_fingerprint(data: dict, out) -> None:
         ("XSAVE features", _xsave_text(cpu)),
         ("CPU flags", _listed(cpu["flags"], 12)),
         ("kernel features", _features_text(data["kernel_features"])),
+        *([("criu check", f"failed: {criu['check_error']}")] if criu.get("check_error")
+          else []),
         ("file systems", _listed(data["filesystems"])),
         ("fs modules", "none found (no /lib/modules/RELEASE/kernel/fs)"
          if data["fs_modules"] is None else _listed(data["fs_modules"])),

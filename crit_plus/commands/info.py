@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import click
 
 from decoders.framing import IMG_COMMON, IMG_SERVICE
-from decoders.image import open_image
 
-from ..render import write_fields, write_json
+from ..render import write_fields
+from .decode import INDENT, load_image
 from .options import format_option
 
 HEAD_MAGIC_NAMES = {IMG_COMMON: "IMG_COMMON", IMG_SERVICE: "IMG_SERVICE", None: "none"}
 
 
 def image_info(path):
-    """Facts about one image; ``magic`` and ``count`` are crit's `info` keys."""
-    with open_image(path) as image:
-        if image.is_raw:
-            return dict(image.raw_info(), count=0, file=os.fspath(path))
+    """Facts about one image; ``magic`` and ``count`` are crit's `info` keys.  A raw
+    image or a text file is a :class:`~crit_plus.commands.decode.NotAnImageError`."""
+    with load_image(path) as image:
         entries = image.count()
         if image.magic_name == "PAGEMAP" and entries:
             entries -= 1  # crit counts a pagemap's entries after its head (pagemap_handler)
@@ -42,7 +42,10 @@ def info(image, fmt):
     """Show an image's kind, entry count and size without decoding its entries.
 
     Entries are counted by hopping over their size prefixes; only images whose
-    entries carry payloads are parsed, to find where each entry ends.
+    entries carry payloads are parsed, to find where each entry ends.  The JSON
+    is crit's `info`, byte for byte: {"magic": ..., "count": ...} (a count crit
+    gets wrong, for images whose entries carry payloads, is right here).  A raw
+    image or a text file (dump.log, tty.info) is said in one line, exit 1.
 
     \b
     Example:
@@ -50,8 +53,9 @@ def info(image, fmt):
     """
     facts = image_info(image)
     out = sys.stdout
-    if fmt == "json":
-        write_json(facts, out)
+    if fmt == "json":  # crit: json.dump(infs, sys.stdout, indent=4); print()
+        out.write(json.dumps({"magic": facts["magic"], "count": facts["count"]},
+                             indent=INDENT) + "\n")
     else:
         write_fields([(key, value) for key, value in facts.items()], out)
 

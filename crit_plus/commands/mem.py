@@ -19,13 +19,14 @@ import click
 
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
-from ..memory import CHUNK_SIZE, Unavailable, UnavailableError
+from ..memory import CHUNK_SIZE, VMA_KINDS, Unavailable, UnavailableError
 from ..opening import input_paths
 from ..output import whole_file
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
 from ..render import write_json
-from .options import exit_codes, format_option, open_checkpoint_source, source_options
+from .options import damage_error, exit_codes, format_option, memory_damage
+from .options import open_checkpoint_source, pids_text, source_options
 from .selection import ADDRESS, SIZE, check_pid
 
 #: Exit codes: ``mem grep`` as grep(1) (0 a match, 1 none, 2 trouble: the checkpoint cannot
@@ -207,65 +208,116 @@ def _pattern_bytes(pattern, as_hex):
 @click.option("--context", "-C", type=click.IntRange(0, 4096), default=16, show_default=True,
               help="Bytes shown on each side of a match.")
 @click.option("--max-count", "-m", type=click.IntRange(1), help="Stop after this many matches.")
+@click.option("--kind", "kinds", type=click.Choice(VMA_KINDS), multiple=True,
+              help="Only mappings of this kind, as mems shows it (repeatable).")
+@click.option("--perms", help="Only mappings with at least these permissions: r, w, x "
+                              "(e.g. rw).")
+@click.option("--range", "span", metavar="START-END",
+              help="Only addresses in [START, END) (hex, as /proc/PID/maps prints them).")
+@click.option("--root", type=click.Path(exists=True, file_okay=False),
+              help="Also search the clean pages of file mappings, read from the files "
+                   "under this directory (standing for / of the processes), as mem read does.")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
               help="LXD/Incus directory instead of the standard ones.")
 @click.option("--project", help="LXD/Incus project of a NAME.")
 @format_option()
-def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count, lxd_dir,
-             project, fmt):
+def mem_grep(path, pattern, pids, regex, ignore_case, as_hex, context, max_count, kinds,
+             perms, span, root, lxd_dir, project, fmt):
     """Search every page the checkpoint holds, in every process (or --pid), for
     PATTERN; print each match with its process, address, mapping and the bytes
     around it.  Pages are streamed in large chunks (memory stays bounded) and
     a progress bar shows on a terminal for long searches.  Shared memory is
-    searched in each process that maps it; zero pages and file-backed pages
-    (not in the images) are not searched.  Exit status, as grep's: 0 when
+    searched in each process that maps it; zero pages are not searched, nor
+    file-backed pages (not in the images) unless --root names the files.
+    --kind, --perms and --range narrow the search to some mappings.  Exit status, as grep's: 0 when
     something matched, 1 when nothing did, 2 when the checkpoint cannot be read
-    or on wrong usage.
+    (also when nothing matched but a process's memory images are damaged: a
+    match may hide there) or on wrong usage.
 
     \b
     Examples:
       crit-plus mem grep dump1 'password='
       crit-plus mem grep lxd:web 'Authorization: [A-Za-z]+ \\S+' --regex
       crit-plus mem grep dump1 --hex '7f 45 4c 46' --pid 12525 -f json
+      crit-plus mem grep dump1 'secret' --kind heap --kind anon --perms rw
+      crit-plus mem grep dump1 'GLIBC' --kind file --root /srv/rootfs
     """
     needle = _pattern_bytes(pattern, as_hex)
     if not needle:
         raise click.BadParameter("the pattern is empty", param_hint="PATTERN")
-    with open_checkpoint_source(path, lxd_dir, project) as opened:
+    start, end = _span(span)
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         checkpoint = opened.checkpoint
         for pid in pids:
             check_pid(checkpoint, pid)
         try:
             search = explore.MemoryGrep(checkpoint, needle, pids=pids or None, regex=regex,
-                                        ignore_case=ignore_case, context=context)
+                                        ignore_case=ignore_case, context=context,
+                                        kinds=kinds or None, perms=_perms(perms), start=start,
+                                        end=end, files=root is not None)
         except re.error as error:
             raise click.BadParameter(f"not a regular expression: {error}",
                                      param_hint="PATTERN") from None
-        found = _write_hits(search, fmt, max_count, sys.stdout)
+        damaged, first = memory_damage(search.processes)
+        found = _write_hits(search, fmt, max_count, sys.stdout, empty=not damaged)
+        if damaged and not found:  # not "no match": the damage may hide one (exit 2)
+            raise damage_error(checkpoint, first, (
+                f"the memory of {pids_text(damaged)} could not be searched in full; no match "
+                f"in the {human_bytes(search.total)} that could"))
+    if damaged:
+        click.echo(safe_text(
+            f"crit-plus: note: the memory of {pids_text(damaged)} could not be searched in "
+            f"full ({first.where}: {first.message}): matches there may be missing"), err=True)
     if not found:
         click.echo(f"no match in {human_bytes(search.total)} of dumped memory", err=True)
         click.get_current_context().exit(EXIT_NO_MATCH)  # grep's status: nothing matched
 
 
-def _write_hits(search, fmt, max_count, out):
-    """Print the hits to ``out`` as they are found; return how many there were."""
+def _perms(text):
+    """``rw``, ``r-x``... → the ``PROT_*`` bits they name (``-`` and order ignored)."""
+    if not text:
+        return 0
+    bits = {"r": 1, "w": 2, "x": 4}
+    unknown = set(text.lower()) - set(bits) - {"-"}
+    if unknown:
+        raise click.BadParameter(f"{text!r}: permissions are letters r, w, x (like rw)",
+                                 param_hint="--perms")
+    return sum(bits[letter] for letter in set(text.lower()) - {"-"})
+
+
+def _span(text):
+    """``START-END`` (hex addresses) → ``(start, end)``, or ``(None, None)``."""
+    if not text:
+        return None, None
+    low, sep, high = text.partition("-")
+    try:
+        start, end = ADDRESS.convert(low, None, None), ADDRESS.convert(high, None, None)
+    except click.BadParameter:
+        start = end = None
+    if not sep or start is None or end is None or end <= start:
+        raise click.BadParameter(f"{text!r} is not START-END with START < END "
+                                 "(hex, like 7f0000000000-7fffffffffff)", param_hint="--range")
+    return start, end
+
+
+def _write_hits(search, fmt, max_count, out, empty=True):
+    """Print the hits to ``out`` as they are found; return how many there were.  Without
+    ``empty``, no hit prints nothing (not an empty JSON list: an error follows)."""
     color = use_color(out)
     total = search.total
     count = 0
     with progress(total if total >= PROGRESS_MIN else 0, "searching") as bar:
-        if fmt == "json":
-            out.write("[")
         for hit in search.hits(bar.update):
             if fmt == "json":
-                out.write(",\n  " if count else "\n  ")
+                out.write(",\n  " if count else "[\n  ")
                 out.write(json.dumps(_hit_json(hit), ensure_ascii=False))
             else:
                 out.write(_hit_line(hit, color))
             count += 1
             if max_count and count >= max_count:
                 break
-        if fmt == "json":
-            out.write("\n]\n" if count else "]\n")
+        if fmt == "json" and (count or empty):
+            out.write("\n]\n" if count else "[]\n")
     return count
 
 

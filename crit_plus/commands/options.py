@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import os
 
 import click
 
 FORMATS = ("table", "json")
+#: The formats of a command that takes several checkpoints: ``jsonl`` is one JSON document
+#: per checkpoint, streamed (crit_plus/commands/many.py).
+MANY_FORMATS = (*FORMATS, "jsonl")
 
 
 def format_option(choices=FORMATS, default="table"):
@@ -19,22 +23,28 @@ def format_option(choices=FORMATS, default="table"):
     )
 
 
-def source_options(func=None, *, path_required=True):
+def source_options(func=None, *, path_required=True, several=False):
     """``PATH`` plus ``--lxd-dir``, ``--project``, ``--root``: where the checkpoint is.
 
     PATH is an image directory, an LXD/Incus instance or snapshot directory, a
-    name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``) or a Podman/CRI-O
-    checkpoint archive (see docs/sources.md).  Use as ``@source_options``, or
-    ``@source_options(path_required=False)`` for a command that can do without.
+    name (``lxd:NAME``, ``lxd:NAME/SNAP``, ``incus:NAME/SNAP``), a Podman/CRI-O
+    checkpoint archive, a pod checkpoint or checkpoint image (``ARCHIVE:NAME`` for
+    one of its containers; see docs/sources.md).  Use as ``@source_options``, or
+    ``@source_options(path_required=False)`` for a command that can do without, or
+    ``@source_options(several=True)`` for one that takes several (``paths``, a tuple;
+    a bare ``lxd:`` among them: crit_plus/commands/many.py).
     """
     if func is None:
-        return lambda command: source_options(command, path_required=path_required)
+        return lambda command: source_options(command, path_required=path_required,
+                                              several=several)
     func = click.option("--root", type=click.Path(exists=True, file_okay=False),
                         help="Directory standing for / of the dumped processes "
                              "(default: a snapshot's rootfs/).")(func)
     func = click.option("--project", help="LXD/Incus project of a NAME.")(func)
     func = click.option("--lxd-dir", type=click.Path(file_okay=False),
                         help="LXD/Incus directory instead of the standard ones.")(func)
+    if several:
+        return click.argument("paths", metavar="PATH", nargs=-1, required=True)(func)
     return click.argument("path", metavar="PATH" if path_required else "[PATH]",
                           required=path_required)(func)
 
@@ -108,6 +118,33 @@ def note_image_errors(opened):
                    "`crit-plus validate` says which", err=True)
 
 
+def memory_damage(processes):
+    """``(pids, first error)`` of the ``processes`` whose memory images have errors
+    (:attr:`crit_plus.graph.Process.memory_damage`): the pids, in order, and the first
+    such :class:`~crit_plus.findings.Finding`; ``((), None)`` when every one is whole."""
+    damaged = [process for process in processes if process.memory_damage]
+    if not damaged:
+        return (), None
+    return tuple(p.pid for p in damaged), damaged[0].memory_damage[0]
+
+
+def pids_text(pids, most=3):
+    """``pid 12528``, ``pids 12528, 12529``, ``pids 1, 2, 3 and 4 more``."""
+    shown = ", ".join(str(pid) for pid in pids[:most])
+    more = f" and {len(pids) - most} more" if len(pids) > most else ""
+    return f"pid{'s' if len(pids) > 1 else ''} {shown}{more}"
+
+
+def damage_error(checkpoint, finding, consequence):
+    """The one-line :class:`~decoders.errors.DecodeError` of a memory image's ``finding``
+    (its file, with the entry and offset its message holds) followed by ``consequence``:
+    raised inside the source's context, an archive's member is named after the archive."""
+    from decoders.errors import DecodeError
+
+    return DecodeError(os.path.join(checkpoint.directory, finding.where),
+                       f"{finding.message}: {consequence}")
+
+
 @contextlib.contextmanager
 def verdict_kept(code):
     """Output written inside ends with exit ``code`` even if the reader of stdout
@@ -122,3 +159,13 @@ def verdict_kept(code):
 
         quiet_broken_pipe()
         click.get_current_context().exit(code)
+
+
+def output_option(func):
+    """``--output/-o FILE``: write the result (any ``--format``) to FILE, whole or not at
+    all, instead of standard output (:func:`crit_plus.output.output_stream`)."""
+    return click.option("--output", "-o", "output", type=click.Path(dir_okay=False),
+                        metavar="FILE",
+                        help="Write to FILE (whole or not at all) instead of standard "
+                             "output; never into the checkpoint.")(func)
+

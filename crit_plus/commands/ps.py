@@ -6,17 +6,54 @@ import sys
 
 import click
 
-from ..analysis import explore
+from ..analysis import explore, views
 from ..describe import cmdline_text
 from ..render import colored, jsonable, safe_text, use_color, write_json, write_table, write_tree
 from .options import format_option, open_checkpoint_source, source_options
-from .selection import TREE_FORMATS
+from .selection import TREE_FORMATS, note_findings
 
 COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("pgid", "PGID"), ("sid", "SID"),
            ("state", "STATE"), ("threads", "THR"), ("comm", "COMM"), ("command", "COMMAND"))
 TREE_COLUMNS = (("label", "PROCESS"), ("state", "STATE"), ("threads", "THR"),
                 ("command", "COMMAND"))
+LONG_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads", "THR"),
+                ("uid", "UID"), ("gid", "GID"), ("cap_eff", "CAPEFF"), ("seccomp", "SECCOMP"),
+                ("lsm", "LSM"), ("cgroup", "CGROUP"), ("comm", "COMM"),
+                ("command", "COMMAND"))
 STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
+_LONG_KEYS = ("uid", "gid", "cap_eff", "seccomp", "lsm", "cgroup")
+
+
+def _ids_text(real, effective):
+    if real is None:
+        return "?"
+    return str(real) if real == effective else f"{real}/{effective}"
+
+
+def _seccomp_text(thread):
+    if thread.seccomp_mode in (None, "disabled"):
+        return "-"
+    if thread.seccomp_filters:
+        return f"filter({len(thread.seccomp_filters)}:{thread.seccomp_instructions})"
+    return thread.seccomp_mode
+
+
+def _cgroup_text(thread):
+    if not thread.cgroups:
+        return "-"
+    unified = [m.path for m in thread.cgroups if m.controller == ""]
+    return unified[0] if unified else thread.cgroups[0].path
+
+
+def _long_cells(detail):
+    """The --long columns of one process (its leader's values; threads differ rarely)."""
+    thread = detail.leader
+    if thread is None:
+        return {}
+    return {"uid": _ids_text(thread.uid, thread.euid), "gid": _ids_text(thread.gid, thread.egid),
+            "cap_eff": "-" if thread.cap_eff is None else f"{thread.cap_eff:016x}",
+            "seccomp": _seccomp_text(thread), "lsm": thread.lsm_profile or "-",
+            "cgroup": _cgroup_text(thread)}
 
 
 @click.command("ps")
@@ -24,8 +61,11 @@ STATE_COLORS = {"zombie": "red", "stopped": "yellow"}
 @click.option("--env", is_flag=True,
               help="Also show each process's environment, read from its memory "
                    "(off by default: environments often hold secrets).")
+@click.option("--long", "-l", "long_", is_flag=True,
+              help="Also show uid/gid, effective capabilities, seccomp, LSM label and "
+                   "cgroup (JSON: per thread, under \"detail\").")
 @format_option(TREE_FORMATS)
-def ps_command(path, lxd_dir, project, root, env, fmt):
+def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     """Show the process tree: pid, parent, group, session, state, threads and the
     command line (read back from each process's memory; [comm] when it cannot be).
 
@@ -34,15 +74,21 @@ def ps_command(path, lxd_dir, project, root, env, fmt):
       crit-plus ps /var/lib/criu/dump1
       crit-plus ps lxd:web/snap0 --format tree
       crit-plus ps dump1 --env --format json | jq '.[0].environ'
+      crit-plus ps lxd:web --long
     """
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         rows = explore.ps_rows(opened.checkpoint, env=env)
+        details = {d.pid: d for d in views.process_details(opened.checkpoint)} if long_ else {}
+        if long_:
+            note_findings(views.seccomp_findings(opened.checkpoint))
     out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]
-        if not env:
-            for item in data:
+        for item in data:
+            if not env:
                 del item["environ"]
+            if long_:
+                item["detail"] = [jsonable(t) for t in details[item["pid"]].threads]
         write_json(data, out)
         return
     color = use_color(out)
@@ -51,11 +97,13 @@ def ps_command(path, lxd_dir, project, root, env, fmt):
         "state": colored(row.state, STATE_COLORS.get(row.state), color), "threads": row.threads,
         "comm": row.comm, "command": cmdline_text(row.argv, row.comm), "depth": row.depth,
         "label": f"{row.pid} {safe_text(row.comm or '?')}",
+        **(_long_cells(details[row.pid]) if long_ else {}),
     } for row in rows]
     if fmt == "tree":
-        write_tree(table, TREE_COLUMNS, out, "label")
+        extra = tuple(c for c in LONG_COLUMNS if c[0] in _LONG_KEYS) if long_ else ()
+        write_tree(table, TREE_COLUMNS[:-1] + extra + TREE_COLUMNS[-1:], out, "label")
     else:
-        write_table(table, COLUMNS, out)
+        write_table(table, LONG_COLUMNS if long_ else COLUMNS, out)
     if env:
         for row in rows:
             out.write(f"\nenvironment of {row.pid} ({safe_text(row.comm or '?')}):\n")

@@ -21,7 +21,7 @@ PAGE_SIZE = 4096
 
 
 def _counts(item):
-    pages = item.present + item.parent + item.lazy + item.shared
+    pages = item.total + item.shared
     return {"vmas": item.vmas, "present": item.present, "parent": item.parent,
             "lazy": item.lazy, "shared": item.shared, "size": human_bytes(pages * PAGE_SIZE)}
 

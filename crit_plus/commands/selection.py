@@ -6,12 +6,14 @@ import re
 
 import click
 
+from decoders.lazy import LazyPattern
+
 from .options import open_checkpoint_source
 
 #: Output formats of the explorers.
 TREE_FORMATS = ("table", "json", "tree")
 
-_SIZE = re.compile(r"^(0x[0-9a-f]+|\d+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
+_SIZE = LazyPattern(r"^(0x[0-9a-f]+|\d+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
@@ -70,3 +72,34 @@ SIZE = Size()
 
 #: ``[PID]``: one process of the checkpoint, or every process when left out.
 optional_pid = click.argument("pid", type=int, required=False)
+
+
+def view_of(gather, path, lxd_dir, project, root):
+    """``(gather(checkpoint), the checkpoint's view findings)`` for the views of
+    namespaces, mounts and networks (ns, mounts, net)."""
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        checkpoint = opened.checkpoint
+        return gather(checkpoint), checkpoint.view_findings
+
+
+def write_view(schema, namespaces, findings, fmt, out):
+    """For ``--format json``, write the view's document (``schema``, ``namespaces``,
+    ``findings``) and return True; otherwise say the findings on stderr and return False
+    (the caller writes its tables)."""
+    if fmt == "json":
+        from ..render import jsonable, write_json
+
+        write_json({"schema": schema, "namespaces": namespaces,
+                    "findings": [jsonable(f) for f in findings]}, out)
+        return True
+    note_findings(findings)
+    return False
+
+
+def note_findings(findings):
+    """Each finding met while reading a view's images, one line on stderr."""
+    from ..render import safe_text
+
+    for finding in findings:
+        click.echo(f"crit-plus: {finding.severity}: {safe_text(finding.where)}: "
+                   f"{safe_text(finding.message)}", err=True)

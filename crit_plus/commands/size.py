@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 
@@ -15,7 +14,8 @@ from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
 from ..render import jsonable, safe_text, write_json, write_table
-from .options import format_option, open_checkpoint_source, source_options
+from . import many
+from .options import format_option, open_checkpoint_source, output_option, source_options
 
 
 class Rate(click.ParamType):
@@ -33,7 +33,7 @@ class Rate(click.ParamType):
 
 
 @click.command("size")
-@source_options
+@source_options(several=True)
 @click.option("--content", is_flag=True,
               help="Also read the page data once (streaming): zero pages, duplicates within "
                    "and across processes, the saving dedup would give, and a zstd estimate.")
@@ -42,13 +42,16 @@ class Rate(click.ParamType):
                    "B = bytes) of the whole and of the part a parent/ chain already holds.")
 @click.option("--top", type=click.IntRange(min=0), default=0, metavar="N",
               help="List the N biggest VMAs with their process and mapping.")
-@format_option()
-def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
+@format_option(("table", "json", "html", "jsonl"))
+@output_option
+def size_command(paths, lxd_dir, project, root, content, bandwidth, top, fmt, output):
     """Show where a checkpoint's bytes go: on disk (apparent and allocated), by image
     kind, by process and by VMA kind, with present, parent (pre-dump) and lazy pages
     apart.  Without --content no page data is read: the time does not depend on
     how many GiB of pages there are.  --content reads them once (a progress bar
-    shows on a terminal).
+    shows on a terminal).  Several PATHs, or a bare lxd: or incus: (every
+    checkpoint that manager keeps), give one section per checkpoint (--format
+    jsonl: one JSON document each, streamed); exit 1 if any could not be read.
 
     \b
     Examples:
@@ -56,25 +59,75 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
       crit-plus size lxd:web/snap0 --top 10
       crit-plus size dump1 --content --bandwidth 1Gbit/s
       crit-plus size dump1 --format json | jq .disk.apparent
+      crit-plus size dump1 --content --bandwidth 1Gbit/s --format html -o size.html
+      crit-plus size lxd: -f jsonl | jq -c '[.source, .result.disk.apparent]'
     """
-    with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project, root=root) as opened:
-        checkpoint = opened.checkpoint
-        report = size_analysis.measure(checkpoint, top=top)
-        if opened.source.archive is not None:  # not its temporary copy, gone at exit
-            report = replace(report, directory=opened.source.images_label)
-        scan = elapsed = None
-        if content:
-            total = content_analysis.content_bytes(checkpoint)
-            started = time.perf_counter()
-            with progress(total, "reading pages") as bar:
-                scan = content_analysis.scan_content(checkpoint, progress=bar.update)
-            elapsed = time.perf_counter() - started
+    def examine(source):
+        from ..opening import open_graph
+
+        return _measured(source, open_graph(source, root=root), content, top, bandwidth,
+                         bar=False)  # several: the bar counts checkpoints
+
+    def single(path):
+        from ..opening import input_paths
+        from ..output import output_stream, refuse_inputs
+
+        with open_checkpoint_source(path, lxd_dir=lxd_dir, project=project,
+                                    root=root) as opened:
+            inputs = input_paths(opened.source)
+            refuse_inputs(output, inputs)
+            measured = _measured(opened.source, opened.checkpoint, content, top, bandwidth)
+        with output_stream(output, binary=fmt == "html", inputs=inputs) as out:
+            if fmt == "html":
+                out.write(html_page(*measured))
+            else:
+                _write(measured, fmt, out)
+
+    many.run_sections("size", paths, examine, lambda measured, out: _write(measured, fmt, out),
+                      lambda measured: report_json(*_parts(measured)), single=single, fmt=fmt,
+                      lxd_dir=lxd_dir, project=project, one_only=many.one_only(fmt, output))
+
+
+def _measured(source, checkpoint, content, top, bandwidth, bar=True):
+    """``(report, scan, elapsed, moving)`` of one checkpoint; with ``bar``, a progress bar
+    while ``--content`` reads the pages (on a terminal)."""
+    report = size_analysis.measure(checkpoint, top=top)
+    if source.archive is not None:  # not its temporary copy, gone at exit
+        report = replace(report, directory=source.images_label)
+    scan = elapsed = None
+    if content:
+        total = content_analysis.content_bytes(checkpoint)
+        started = time.perf_counter()
+        with progress(total, "reading pages", enabled=None if bar else False) as shown:
+            scan = content_analysis.scan_content(checkpoint, progress=shown.update)
+        elapsed = time.perf_counter() - started
     moving = size_analysis.transfer(report, bandwidth, scan) if bandwidth else None
-    out = sys.stdout
+    return report, scan, elapsed, moving
+
+
+def _parts(measured):
+    report, scan, _elapsed, moving = measured
+    return report, scan, moving
+
+
+def _write(measured, fmt, out):
     if fmt == "json":
-        write_json(report_json(report, scan, moving), out)
+        write_json(report_json(*_parts(measured)), out)
     else:
-        write_report(report, scan, elapsed, moving, out)
+        write_report(*measured, out)
+
+
+def html_page(report, scan, elapsed, moving):
+    """The ``--format html`` page: a stacked bar and this command's table per view."""
+    from ..html import pages
+
+    return pages.size_page(
+        report, title=f"crit-plus size {safe_text(report.directory)}",
+        fields=summary_fields(report), kinds=kinds_table(report), owners=owners_table(report),
+        owner_label=owner_label, vma_kinds=vma_kinds_table(report), scan=scan,
+        content=content_table(scan) if scan is not None else None,
+        content_heading=content_heading(scan, elapsed) if scan is not None else None,
+        content_parts=CONTENT_PARTS, transfer=transfer_table(moving) if moving else None)
 
 
 # -- JSON ----------------------------------------------------------------------------------------
@@ -158,21 +211,28 @@ def _heading(out, text):
     out.write(f"\n{text}\n")
 
 
-def write_report(report, scan, elapsed, moving, out):
-    """The table form: a summary, then one table per view."""
+def summary_fields(report):
+    """``(label, text)`` of the first lines: the directory, disk, pages, CRIU's stats."""
     disk, pages = report.disk, report.pages
-    out.write(f"checkpoint  {safe_text(report.directory)}\n")
-    out.write(f"on disk     {human_bytes(disk.apparent)} apparent ({disk.apparent} bytes), "
-              f"{human_bytes(disk.allocated)} allocated, {disk.files} files\n")
-    out.write(f"pages       {pages.present} present ({human_bytes(pages.present_bytes)}), "
-              f"{pages.parent} in parent/ ({human_bytes(pages.parent_bytes)}), "
-              f"{pages.lazy} lazy\n")
+    fields = [("checkpoint", safe_text(report.directory)),
+              ("on disk", f"{human_bytes(disk.apparent)} apparent ({disk.apparent} bytes), "
+                          f"{human_bytes(disk.allocated)} allocated, {disk.files} files"),
+              ("pages", f"{pages.present} present ({human_bytes(pages.present_bytes)}), "
+                        f"{pages.parent} in parent/ ({human_bytes(pages.parent_bytes)}), "
+                        f"{pages.lazy} lazy")]
     stats = report.dump_stats
     if stats:
-        out.write(f"CRIU stats  {stats.get('pages_written', '-')} pages written, "
-                  f"{stats.get('pages_skipped_parent', '-')} skipped (in parent), "
-                  f"{stats.get('pages_lazy', '-')} lazy; shared memory "
-                  f"{stats.get('shpages_written', '-')} written\n")
+        fields.append(("CRIU stats", f"{stats.get('pages_written', '-')} pages written, "
+                                     f"{stats.get('pages_skipped_parent', '-')} skipped (in "
+                                     f"parent), {stats.get('pages_lazy', '-')} lazy; shared "
+                                     f"memory {stats.get('shpages_written', '-')} written"))
+    return fields
+
+
+def write_report(report, scan, elapsed, moving, out):
+    """The table form: a summary, then one table per view."""
+    for label, text in summary_fields(report):
+        out.write(f"{label:<12}{text}\n")
     _write_kinds(report, out)
     _write_owners(report, out)
     _write_vma_kinds(report, out)
@@ -188,8 +248,8 @@ def write_report(report, scan, elapsed, moving, out):
         out.write(f"note: {safe_text(note)}\n")
 
 
-def _write_kinds(report, out):
-    _heading(out, "By image kind")
+def kinds_table(report):
+    """``(rows, columns)`` of the image kinds."""
     whole = report.apparent
     rows = [{"kind": k.kind, "files": k.files, "apparent": human_bytes(k.apparent),
              "allocated": human_bytes(k.allocated), "share": percent(k.apparent, whole),
@@ -198,41 +258,60 @@ def _write_kinds(report, out):
     rows.append({"kind": "total", "files": report.disk.files,
                  "apparent": human_bytes(whole), "allocated": human_bytes(report.allocated),
                  "share": percent(whole, whole), "largest": ""})
-    write_table(rows, (("kind", "KIND"), ("files", "FILES"), ("apparent", "APPARENT"),
-                       ("allocated", "ALLOCATED"), ("share", "SHARE"), ("largest", "LARGEST")),
-                out)
+    return rows, (("kind", "KIND"), ("files", "FILES"), ("apparent", "APPARENT"),
+                  ("allocated", "ALLOCATED"), ("share", "SHARE"), ("largest", "LARGEST"))
 
 
-def _write_owners(report, out):
-    _heading(out, "By process (pages by state; disk = its pages file + its own images)")
+def _write_kinds(report, out):
+    _heading(out, "By image kind")
+    write_table(*kinds_table(report), out)
+
+
+def owner_label(item):
+    """A process as ``PID COMM``, a shared-memory object as ``shmem ID NAME``."""
+    if hasattr(item, "pid"):
+        return f"{item.pid} {safe_text(item.comm or '?')}"
+    return f"shmem {item.shmid}" + (f" {safe_text(item.name)}" if item.name else "")
+
+
+def owners_table(report):
+    """``(rows, columns)`` of the processes and shared objects and what they hold."""
     rows = []
     for item in report.processes:
-        owner = f"{item.pid} {safe_text(item.comm or '?')}"
-        rows.append(dict(_page_cells(item.pages), owner=owner,
+        rows.append(dict(_page_cells(item.pages), owner=owner_label(item),
                          threads=item.threads, pages_file=item.pages_file,
                          pages_disk=human_bytes(item.pages_disk.apparent),
                          metadata=human_bytes(item.metadata_disk.apparent),
                          files=item.disk.files))
     for item in report.shared:
-        name = f" {safe_text(item.name)}" if item.name else ""
-        rows.append(dict(_page_cells(item.pages), owner=f"shmem {item.shmid}{name}",
+        rows.append(dict(_page_cells(item.pages), owner=owner_label(item),
                          pages_file=item.pages_file,
                          pages_disk=human_bytes(item.pages_disk.apparent),
                          metadata=human_bytes(item.metadata_disk.apparent),
                          files=item.disk.files))
     rows.append({"owner": "checkpoint-wide images", "metadata": human_bytes(
         report.common.apparent), "files": report.common.files})
-    write_table(rows, (("owner", "OWNER"), ("threads", "THR")) + _SIZE_COLUMNS +
-                (("pages_file", "PAGES FILE"), ("pages_disk", "PAGE DATA"),
-                 ("metadata", "METADATA"), ("files", "FILES")), out)
+    return rows, ((("owner", "OWNER"), ("threads", "THR")) + _SIZE_COLUMNS +
+                  (("pages_file", "PAGES FILE"), ("pages_disk", "PAGE DATA"),
+                   ("metadata", "METADATA"), ("files", "FILES")))
+
+
+def _write_owners(report, out):
+    _heading(out, "By process (pages by state; disk = its pages file + its own images)")
+    write_table(*owners_table(report), out)
+
+
+def vma_kinds_table(report):
+    """``(rows, columns)`` of the VMA kinds."""
+    rows = [dict(_page_cells(v.pages), kind=v.kind, vmas=v.vmas, mapped=human_bytes(v.mapped),
+                 unlisted=human_bytes(v.unlisted * PAGE_SIZE)) for v in report.vma_kinds]
+    return rows, ((("kind", "KIND"), ("vmas", "VMAS"), ("mapped", "MAPPED")) +
+                  _SIZE_COLUMNS + (("unlisted", "UNLISTED"),))
 
 
 def _write_vma_kinds(report, out):
     _heading(out, "By VMA kind (unlisted: mapped, not in any pagemap entry)")
-    rows = [dict(_page_cells(v.pages), kind=v.kind, vmas=v.vmas, mapped=human_bytes(v.mapped),
-                 unlisted=human_bytes(v.unlisted * PAGE_SIZE)) for v in report.vma_kinds]
-    write_table(rows, (("kind", "KIND"), ("vmas", "VMAS"), ("mapped", "MAPPED")) +
-                _SIZE_COLUMNS + (("unlisted", "UNLISTED"),), out)
+    write_table(*vma_kinds_table(report), out)
 
 
 def _write_top(report, out):
@@ -259,20 +338,26 @@ def _content_line(label, pages, whole):
             "share": percent(pages, whole)}
 
 
-def _write_content(report, scan, elapsed, out):
+def content_heading(scan, elapsed):
+    """The line above the page-contents table: what was read, how fast, how exact."""
     rate = f", {human_bytes(scan.bytes_read / elapsed)}/s" if elapsed else ""
     exact = "exact" if scan.exact else \
         f"duplicates scaled from a 1/{round(1 / scan.sample_rate)} content sample"
-    _heading(out, f"Page contents (read {human_bytes(scan.bytes_read)} in "
-                  f"{human_seconds(elapsed)}{rate}; {scan.hash_name} digests, {exact})")
+    return (f"Page contents (read {human_bytes(scan.bytes_read)} in "
+            f"{human_seconds(elapsed)}{rate}; {scan.hash_name} digests, {exact})")
+
+
+#: The page-content categories of ``size --content``: (field of the scan, label).
+CONTENT_PARTS = (("zero", "zero pages"), ("dup_within", "duplicates within a process"),
+                 ("dup_across", "duplicates across processes"), ("unique", "unique"),
+                 ("unreadable", "unreadable (missing from the pages file)"))
+
+
+def content_table(scan):
+    """``(rows, columns)`` of the page contents: categories, dedup and zstd estimates."""
     whole = scan.pages
-    rows = [_content_line("zero pages", scan.zero, whole),
-            _content_line("duplicates within a process", scan.dup_within, whole),
-            _content_line("duplicates across processes", scan.dup_across, whole),
-            _content_line("unique", scan.unique, whole)]
-    if scan.unreadable:
-        rows.append(_content_line("unreadable (missing from the pages file)",
-                                  scan.unreadable, whole))
+    rows = [_content_line(label, getattr(scan, name), whole) for name, label in CONTENT_PARTS
+            if name != "unreadable" or scan.unreadable]
     rows.append({"what": "dedup would save", "bytes": human_bytes(scan.dedup_saving),
                  "share": percent(scan.dedup_saving, scan.pages * PAGE_SIZE)})
     if scan.compressed_estimate is not None:
@@ -285,8 +370,13 @@ def _write_content(report, scan, elapsed, out):
         rows.append({"what": "dedup + zstd estimate",
                      "bytes": human_bytes(scan.dedup_compressed_estimate),
                      "share": percent(scan.dedup_compressed_estimate, scan.bytes_read)})
-    write_table(rows, (("what", "PAGE DATA"), ("pages", "PAGES"), ("bytes", "BYTES"),
-                       ("share", "SHARE")), out)
+    return rows, (("what", "PAGE DATA"), ("pages", "PAGES"), ("bytes", "BYTES"),
+                  ("share", "SHARE"))
+
+
+def _write_content(report, scan, elapsed, out):
+    _heading(out, content_heading(scan, elapsed))
+    write_table(*content_table(scan), out)
     names = {s.shmid: s.name for s in report.shared}
     owners = []
     for item in scan.owners:
@@ -313,11 +403,18 @@ _TRANSFER_LABELS = {
 }
 
 
-def _write_transfer(moving, out):
-    _heading(out, f"Transfer at {human_rate(moving.rate)}")
+def transfer_table(moving):
+    """``(heading, rows, columns)`` of the transfer estimate."""
     rows = [{"what": _TRANSFER_LABELS.get(i.what, i.what), "bytes": human_bytes(i.nbytes),
              "time": human_seconds(i.seconds)} for i in moving.items]
-    write_table(rows, (("what", "WHAT"), ("bytes", "BYTES"), ("time", "TIME")), out)
+    return (f"Transfer at {human_rate(moving.rate)}", rows,
+            (("what", "WHAT"), ("bytes", "BYTES"), ("time", "TIME")))
+
+
+def _write_transfer(moving, out):
+    heading, rows, columns = transfer_table(moving)
+    _heading(out, heading)
+    write_table(rows, columns, out)
 
 
 def register(group):

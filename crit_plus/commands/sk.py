@@ -17,7 +17,7 @@ COLUMNS = (("family", "FAMILY"), ("type", "TYPE"), ("state", "STATE"), ("local",
            ("holders", "HELD BY (PID:FD)"), ("peer_holders", "PEER HELD BY"))
 
 
-def _cells(row):
+def socket_cells(row):
     """A socket row as table cells: words for enums, ``pid:fd`` lists."""
     if row.family == SockFamily.NETLINK:
         kind, state = netlink_protocol(row.proto), netlink_state(row.state)
@@ -62,7 +62,7 @@ def sk_command(path, lxd_dir, project, root, families, fmt):
     if fmt == "json":
         write_json([jsonable(row) for row in rows], out)
     elif rows:
-        write_table([_cells(row) for row in rows], COLUMNS, out)
+        write_table([socket_cells(row) for row in rows], COLUMNS, out)
     else:
         click.echo("no sockets", err=True)
 

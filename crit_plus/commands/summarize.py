@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 import click
 
@@ -20,7 +19,9 @@ from ..describe import (
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
-from .options import format_option, open_checkpoint_source, source_options
+from ..output import refuse_inputs
+from . import many
+from .options import format_option, open_checkpoint_source, output_option, source_options
 from .selection import TREE_FORMATS
 
 PAGE_SIZE = 4096
@@ -30,7 +31,13 @@ KIND_TITLES = {
     "lxd-snapshot": "LXD stateful snapshot", "incus-instance": "Incus stateful stop",
     "incus-snapshot": "Incus stateful snapshot", "lxc": "LXC checkpoint",
     "podman-archive": "Podman/CRI-O checkpoint archive",
+    "pod-archive": "container of a Kubernetes pod checkpoint",
+    "oci-image": "checkpoint OCI image",
 }
+#: Root-filesystem changes listed in the table form (JSON has them all).
+ROOTFS_SHOWN = 40
+ROOTFS_COLUMNS = (("change", "CHANGE"), ("kind", "KIND"), ("size", "SIZE"), ("mode", "MODE"),
+                  ("mtime", "MODIFIED (UTC)"), ("path", "PATH"))
 
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("state", "STATE"), ("threads", "THR"),
                    ("comm", "COMM"), ("vmas", "VMAS"), ("pages", "PAGES"), ("shared", "SHMEM"),
@@ -67,6 +74,10 @@ def _origin_fields(result):
     pairs = [("checkpoint", what)]
     if origin.archive:
         pairs.append(("archive", origin.archive))
+    if origin.pod:
+        pairs.append(("pod", origin.pod))
+    if origin.image:
+        pairs.append(("image", origin.image))
     sizes = f"{human_bytes(dump.image_bytes)}; pages {human_bytes(dump.pages_bytes)}"
     pairs.append(("images", f"{origin.images_dir} ({dump.image_files} files, {sizes})"))
     if origin.manager:
@@ -105,7 +116,9 @@ def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
         ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
-                   f"{totals.parent} in parent, {totals.lazy} lazy; shared memory "
+                   f"{totals.parent} in parent, {totals.lazy} lazy"
+                   + (f", {totals.none} with no data flag" if totals.none else "")
+                   + "; shared memory "
                    f"{pages_text(totals.shared)}, each object once"),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
@@ -185,6 +198,37 @@ def _write_logs(result, out):
             out.write(f"      ... and {log.error_count - len(log.errors)} more\n")
 
 
+def _write_rootfs(rootfs, out):
+    """The archive's root-filesystem changes: counts, then the first
+    :data:`ROOTFS_SHOWN` paths."""
+    from datetime import datetime, timezone
+
+    size = "no rootfs-diff.tar" if rootfs.tar_size is None else \
+        f"rootfs-diff.tar {human_bytes(rootfs.tar_size)}"
+    out.write(f"  {count_text(rootfs.files + rootfs.more, 'file')} added or modified "
+              f"({human_bytes(rootfs.bytes)} of contents), "
+              f"{count_text(len(rootfs.deleted), 'path')} deleted ({size})\n")
+    rows = [{"change": "deleted", "kind": "", "size": "", "mode": "", "mtime": "",
+             "path": path} for path in rootfs.deleted]
+    rows += [{"change": "added/modified", "kind": entry.kind,
+              "size": human_bytes(entry.size) if entry.kind == "file" else "",
+              "mode": f"{entry.mode:04o}",
+              "mtime": datetime.fromtimestamp(entry.mtime, timezone.utc).strftime(
+                  "%Y-%m-%d %H:%M:%S"),
+              "path": entry.path + (f" -> {entry.link}" if entry.link else "")}
+             for entry in rootfs.entries if entry.kind != "dir"]
+    if rows:
+        write_table(rows[:ROOTFS_SHOWN], ROOTFS_COLUMNS, out)
+    hidden = len(rows) - min(len(rows), ROOTFS_SHOWN)
+    if hidden:
+        out.write(f"  ... and {hidden} more (--format json lists them)\n")
+    if rootfs.more:
+        out.write(f"  {count_text(rootfs.more, 'more entry', 'more entries')} counted, not "
+                  "listed (over the number of entries crit-plus keeps)\n")
+    if rootfs.problem:
+        out.write(f"  {safe_text(rootfs.problem)}\n")
+
+
 def write_summary(result, out, tree=False):
     """Write the summary for people: fields, tables, logs and notes."""
     color = use_color(out)
@@ -204,6 +248,9 @@ def write_summary(result, out, tree=False):
     if result.top_mappings:
         _heading(out, "BIGGEST MEMORY HOLDERS", color)
         write_table(_mapping_rows(result), MAPPING_COLUMNS, out)
+    if result.rootfs is not None:
+        _heading(out, "ROOT FILE SYSTEM CHANGES (rootfs-diff.tar, deleted.files)", color)
+        _write_rootfs(result.rootfs, out)
     if result.logs:
         _heading(out, "LOGS", color)
         _write_logs(result, out)
@@ -216,15 +263,40 @@ def write_summary(result, out, tree=False):
         out.write("  nothing odd\n")
 
 
+def html_page(result, opened):
+    """The HTML page of ``result`` (``--format html``): the summary, every process's
+    VMAs and fds, the sockets and validate's findings of the ``opened`` checkpoint."""
+    from ..analysis import explore
+    from ..analysis.validate import validate
+    from ..html import pages
+    from .sk import COLUMNS as SOCKET_COLUMNS
+    from .sk import socket_cells
+
+    checkpoint = opened.checkpoint
+    stats = [(stat_label(name), stat_text(name, value)) for name, value in result.stats]
+    logs = [(log.name, _log_facts(log), log.errors) for log in result.logs]
+    return pages.summary_page(
+        result, title=f"crit-plus summarize {safe_text(result.origin.spec)}",
+        origin=_origin_fields(result), stats=stats, totals=_totals_fields(result.totals),
+        processes=_process_rows(result, False), vmas=explore.vma_table(checkpoint),
+        fds=explore.fd_table(checkpoint),
+        validation=validate(checkpoint, source=opened.source),
+        sockets=[socket_cells(row) for row in explore.socket_rows(checkpoint)],
+        socket_columns=pages.columns(SOCKET_COLUMNS, ("recv_queue", "send_queue")),
+        mappings=_mapping_rows(result),
+        mapping_columns=pages.columns(MAPPING_COLUMNS, ("pid", "pages")), logs=logs)
+
+
 @click.command("summarize")
-@source_options
+@source_options(several=True)
 @click.option("--top", type=click.IntRange(0, 1000), default=analysis.TOP, show_default=True,
               help="How many of the biggest memory holders to list.")
 @click.option("--cmdline", is_flag=True,
               help="Read each process's command line from its memory (a few bytes of page "
                    "data per process; without it no page data is read).")
-@format_option(TREE_FORMATS)
-def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
+@format_option(TREE_FORMATS + ("html", "jsonl"))
+@output_option
+def summarize_command(paths, lxd_dir, project, root, top, cmdline, fmt, output):
     """Say what a checkpoint is, on one screen: where it came from (a CRIU
     directory, an LXD/Incus stateful stop or snapshot, an archive), the CRIU
     version and kernel, when it was taken, every dump statistic, the process
@@ -233,17 +305,54 @@ def summarize_command(path, lxd_dir, project, root, top, cmdline, fmt):
     files, external sockets, a parent checkpoint, lazy pages...).
 
     Only metadata is read (no page data, unless --cmdline): fast on big
-    checkpoints.
+    checkpoints.  --format html writes one self-contained page (no script, no
+    network): the process tree with a memory map per process, fds, sockets,
+    validate's findings (docs/commands/summarize.md).  Several PATHs, or a
+    bare lxd: or incus: (every checkpoint that manager keeps), give one
+    section per checkpoint (--format jsonl: one JSON document each,
+    streamed); exit 1 if any could not be read.
 
     \b
     Examples:
       crit-plus summarize /var/lib/criu/dump1
       crit-plus summarize lxd:web/snap0 --format tree
       crit-plus summarize checkpoint.tar.zst -f json | jq .totals
+      crit-plus summarize lxd:web/snap0 --format html -o web.html
+      crit-plus summarize lxd: -f jsonl       every LXD checkpoint, one JSON line each
     """
+    def examine(source):
+        from ..opening import open_graph
+
+        return analysis.summarize(source, open_graph(source, root=root), argv=cmdline, top=top)
+
+    def single(path):
+        _summarize_one(path, lxd_dir, project, root, top, cmdline, fmt, output)
+
+    many.run_sections("summarize", paths, examine, lambda result, out: _write(result, fmt, out),
+                      summary_json, single=single, fmt=fmt, lxd_dir=lxd_dir, project=project,
+                      one_only=many.one_only(fmt, output))
+
+
+def _summarize_one(path, lxd_dir, project, root, top, cmdline, fmt, output):
+    """One checkpoint, as summarize always did: text, tree, JSON or HTML, maybe to ``-o``."""
+    from ..opening import input_paths
+    from ..output import output_stream
+
+    page = None
     with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+        inputs = input_paths(opened.source)
+        refuse_inputs(output, inputs)  # before anything is read
         result = analysis.summarize(opened.source, opened.checkpoint, argv=cmdline, top=top)
-    out = sys.stdout
+        if fmt == "html":
+            page = html_page(result, opened)
+    with output_stream(output, binary=page is not None, inputs=inputs) as out:
+        if page is not None:
+            out.write(page)
+        else:
+            _write(result, fmt, out)
+
+
+def _write(result, fmt, out):
     if fmt == "json":
         write_json(summary_json(result), out)
     else:

@@ -16,7 +16,8 @@ from ..analysis.validate import default_target_root, unreadable_report, validate
 from ..describe import count_text
 from ..opening import open_graph, resolve_source
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
-from .options import exit_codes, format_option, verdict_kept
+from . import many
+from .options import MANY_FORMATS, exit_codes, format_option, verdict_kept
 
 #: Exit codes of ``validate``: its verdicts, then 3 when it cannot give one (see the help).
 EXIT_CLEAN = 0
@@ -35,7 +36,7 @@ PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
 
 @exit_codes(bad_input=EXIT_TROUBLE, usage=EXIT_TROUBLE)  # 1 and 2 are verdicts
 @click.command("validate")
-@click.argument("path", metavar="PATH")
+@click.argument("paths", metavar="PATH", nargs=-1, required=True)
 @click.option("--target-root", type=click.Path(exists=True, file_okay=False),
               help="Directory that will be / of the restored processes: the files they hold "
                    "or map must be there with the dump's size, mode and build-id.")
@@ -56,11 +57,15 @@ PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
               help="LXD/Incus directory instead of the standard ones.")
 @click.option("--project", help="LXD/Incus project of a NAME.")
-@format_option()
-def validate_command(path, target_root, use_host, target_file, criu_program, strict, lxd_dir,
+@format_option(MANY_FORMATS)
+def validate_command(paths, target_root, use_host, target_file, criu_program, strict, lxd_dir,
                      project, fmt):
     """Predict whether a checkpoint will restore, and why not: every finding says
     what CRIU will print and what to do. The checkpoint is only read.
+
+    Several PATHs, or a bare lxd: or incus: (every checkpoint that manager
+    keeps), give one row per checkpoint (--format jsonl: one JSON document
+    each, streamed) and a tally; the exit code is the worst checkpoint's.
 
     \b
     Stages:
@@ -91,21 +96,59 @@ def validate_command(path, target_root, use_host, target_file, criu_program, str
       crit-plus validate lxd:web --target b.json     (b.json: crit-plus host -o on B)
       crit-plus validate dump1 --target-root /srv/newroot --format json | jq .verdict
       crit-plus validate lxd:web/snap0 --strict || echo "do not restore"
+      crit-plus validate lxd: --host            every LXD checkpoint, before a kernel upgrade
+      crit-plus validate lxd: incus: -f jsonl | jq -c '[.source, .result.verdict]'
     """
     criu = _chosen_criu(criu_program) if use_host else None
     fingerprint = _target_fingerprint(target_file, use_host)
-    with resolve_source(path, lxd_dir=lxd_dir, project=project) as source:
+    targets = many.targets_of(paths, lxd_dir, project)
+    host = _Host(use_host, criu, fingerprint)
+    examine = _examiner(host, target_root)
+    if targets.several or fmt == "jsonl":
+        code = _validate_each(targets, examine, strict, fmt, lxd_dir, project)
+    else:
+        code = _validate_one(paths[0], examine, strict, fmt, lxd_dir, project)
+    if code != EXIT_CLEAN:
+        click.get_current_context().exit(code)
+
+
+class _Host:
+    """The host to compare with: probed once, when the first checkpoint needs it."""
+
+    def __init__(self, use_host, criu, fingerprint):
+        self.use_host, self.criu, self.fingerprint = use_host, criu, fingerprint
+        self._facts = None
+
+    def facts(self):
+        """This machine's :class:`HostFacts` (``--host``), the fingerprint, or None."""
+        if not self.use_host:
+            return self.fingerprint
+        if self._facts is None:
+            self._facts = probe_host("/", criu=self.criu)
+        return self._facts
+
+
+def _examiner(host, target_root):
+    """``examine(source)`` → the :class:`Report` of one checkpoint; one whose inventory or
+    pstree does not decode is reported as such, one that is no checkpoint raises."""
+    def examine(source):
         try:
             checkpoint = open_graph(source)
         except MissingImageError:
             raise
         except DecodeError as error:
-            report = unreadable_report(source, error)
-        else:
-            host = probe_host("/", criu=criu) if use_host else fingerprint
-            if target_root is None and use_host:
-                target_root = default_target_root(checkpoint, source)
-            report = validate(checkpoint, source=source, target_root=target_root, host=host)
+            return unreadable_report(source, error)
+        root = target_root
+        if root is None and host.use_host:
+            root = default_target_root(checkpoint, source)
+        return validate(checkpoint, source=source, target_root=root, host=host.facts())
+    return examine
+
+
+def _validate_one(path, examine, strict, fmt, lxd_dir, project):
+    """One checkpoint, as validate always said it: the report, or its JSON document."""
+    with resolve_source(path, lxd_dir=lxd_dir, project=project) as source:
+        report = examine(source)
         code = exit_code(report, strict)
         out = sys.stdout
         with verdict_kept(code):
@@ -114,8 +157,79 @@ def validate_command(path, target_root, use_host, target_file, criu_program, str
             else:
                 write_report(report, out, use_color(out))
             out.flush()
-    if code != EXIT_CLEAN:
-        click.get_current_context().exit(code)
+    return code
+
+
+def _validate_each(targets, examine, strict, fmt, lxd_dir, project):
+    """Several checkpoints: a row (or JSON line) each as it is validated, then the tally;
+    the exit code is the worst of their codes (3, no verdict, above 2)."""
+    out = sys.stdout
+    writer = many.Writer("validate", fmt, keep_going=True, out=out)
+    tally = dict.fromkeys(TALLY, 0)
+    table = _Table(targets, use_color(out))
+
+    def report(outcome):
+        tally[_verdict(outcome)] += 1
+        return writer.add(outcome, lambda: outcome.result.to_dict(),
+                          lambda stream: table.row(outcome, stream))
+
+    many.for_each(targets, examine, report, code_of=lambda result: exit_code(result, strict),
+                  bad_input=EXIT_TROUBLE, lxd_dir=lxd_dir, project=project)
+    writer.finish()
+    if not targets.items:
+        many.nothing_found(targets)
+    elif fmt == "table" and not writer.gone:
+        out.write(_tally_text(tally, writer.worst) + "\n")
+        out.flush()
+    return writer.worst
+
+
+#: The verdicts of several checkpoints, in the tally's order.
+TALLY = ("ok", "risky", "fail", "no verdict")
+
+
+def _verdict(outcome):
+    return "no verdict" if outcome.result is None else outcome.result.verdict
+
+
+def _tally_text(tally, code):
+    counts = ", ".join(f"{tally[verdict]} {verdict}" for verdict in TALLY)
+    return f"\n{sum(tally.values())} checkpoints: {counts} (exit {code})"
+
+
+class _Table:
+    """The compact table of several checkpoints, one row written as each is validated
+    (widths fixed from the labels, known before the first is opened)."""
+
+    def __init__(self, targets, color):
+        self.color = color
+        self.width = min(max([len(safe_text(t.label)) for t in targets.items if t] + [10]), 60)
+
+    def row(self, outcome, out):
+        """Write the header before the first row, then ``outcome``'s row."""
+        if outcome.index == 0:
+            out.write(f"{'VERDICT':<10}  {'ERR':>4}  {'WARN':>4}  {'CHECKPOINT':<{self.width}}"
+                      "  FIRST PROBLEM\n")
+        verdict = _verdict(outcome)
+        shown = colored(f"{verdict.upper():<10}", VERDICT_COLORS.get(verdict, "red"),
+                        self.color)
+        report = outcome.result
+        errors = "-" if report is None else str(report.count("error"))
+        warnings = "-" if report is None else str(report.count("warning"))
+        out.write(f"{shown}  {errors:>4}  {warnings:>4}  "
+                  f"{safe_text(outcome.label):<{self.width}}  {_first_problem(outcome)}\n")
+
+
+def _first_problem(outcome):
+    """Why a checkpoint is not clean, in a few words: the first error (else warning)
+    finding's code and place, or why it could not be read."""
+    if outcome.result is None:
+        return safe_text(outcome.error)
+    for severity in ("error", "warning"):
+        for finding in outcome.result.findings:
+            if finding.severity == severity:
+                return safe_text(f"{finding.code}: {finding.where}")
+    return ""
 
 
 def _target_fingerprint(target_file, use_host):

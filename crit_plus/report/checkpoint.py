@@ -8,6 +8,7 @@ CRIU's logs in the image directory          ``checkpoint/dump.log``, ``restore.l
 ``backup.yaml`` beside ``state/``           ``instance/backup.yaml`` (secrets redacted)
 ``crit-plus version|summarize|size|         ``crit-plus/NAME.json`` and ``NAME.txt`` (stderr,
 validate``, as JSON and as a table          when any, in ``NAME.json.stderr.txt`` ...)
+``crit-plus summarize --format html``       ``crit-plus/summarize.html`` (one page, no script)
 ``--include-images`` only: every file of    ``images/...``
 the image directory, as is
 ==========================================  ===============================================
@@ -36,6 +37,8 @@ SELF_COMMANDS = ("version", "summarize", "size", "validate")
 #: Output formats each command is run with: ``json`` (``--format json``) and
 #: ``table`` (the default format).
 SELF_FORMATS = (("json", "json"), ("table", "txt"))
+#: Pages of crit-plus's commands in a report: ``(command, format, suffix)``.
+SELF_PAGES = (("summarize", "html", "html"),)
 
 
 def source_facts(source):
@@ -126,24 +129,26 @@ def _images(collection, images_dir, files):
             collection.skip(path, "not a regular file (links are not followed)")
 
 
-def gather_self_runs(collection, spec, options, commands=SELF_COMMANDS):
+def gather_self_runs(collection, spec, options, commands=SELF_COMMANDS, pages=()):
     """Run crit-plus's ``commands`` on ``spec`` (None: no checkpoint) in both formats,
-    and keep their output as ``crit-plus/NAME.json`` and ``crit-plus/NAME.txt``."""
-    for name in commands:
-        for output_format, suffix in SELF_FORMATS:
-            run = run_command(name, spec, options, output_format)
-            if run.stdout is None:
-                collection.self_runs.append((run, None))
-                continue
-            member = f"crit-plus/{name}.{suffix}"
-            collection.self_runs.append((run, member))
-            # Redacted too: they quote command lines and log lines, which can hold secrets.
-            collection.add_stream(member, run.stdout, "crit-plus " + " ".join(run.argv))
-            if run.stderr.seek(0, os.SEEK_END):
-                collection.add_stream(f"{member}.stderr.txt", run.stderr,
-                                      "stderr of crit-plus " + " ".join(run.argv))
-            run.stdout.close()
-            run.stderr.close()
+    and keep their output as ``crit-plus/NAME.json`` and ``crit-plus/NAME.txt``; then
+    ``pages`` (:data:`SELF_PAGES`) as ``crit-plus/NAME.SUFFIX``."""
+    runs = [(name, output_format, suffix) for name in commands
+            for output_format, suffix in SELF_FORMATS]
+    for name, output_format, suffix in (*runs, *pages):
+        run = run_command(name, spec, options, output_format)
+        if run.stdout is None:
+            collection.self_runs.append((run, None))
+            continue
+        member = f"crit-plus/{name}.{suffix}"
+        collection.self_runs.append((run, member))
+        # Redacted too: they quote command lines and log lines, which can hold secrets.
+        collection.add_stream(member, run.stdout, "crit-plus " + " ".join(run.argv))
+        if run.stderr.seek(0, os.SEEK_END):
+            collection.add_stream(f"{member}.stderr.txt", run.stderr,
+                                  "stderr of crit-plus " + " ".join(run.argv))
+        run.stdout.close()
+        run.stderr.close()
 
 
 def self_run_spec(source):
@@ -168,11 +173,11 @@ def gather_checkpoint(collection, source, options, include_images=False):
     _checkpoint_logs(collection, images_dir, files)
     if source.backup_path is not None:
         collection.add_yaml_file("instance/backup.yaml", source.backup_path)
-    gather_self_runs(collection, self_run_spec(source), options)
+    gather_self_runs(collection, self_run_spec(source), options, pages=SELF_PAGES)
     if include_images:
         _images(collection, images_dir, files)
     return facts
 
 
-__all__ = ["SELF_COMMANDS", "SELF_FORMATS", "gather_checkpoint", "gather_self_runs",
+__all__ = ["SELF_COMMANDS", "SELF_FORMATS", "SELF_PAGES", "gather_checkpoint", "gather_self_runs",
            "images_listing", "log_runs", "self_run_spec", "source_facts"]

@@ -8,7 +8,8 @@ declared parameters to pass what the command accepts:
 
 - the checkpoint as the first argument, and ``--lxd-dir``, ``--project``,
   ``--root`` when the command has them and the user gave them;
-- ``--format json`` for the JSON run (the table run passes no ``--format``);
+- ``--format json`` for the JSON run, ``--format html`` for a page (the table run passes
+  no ``--format``);
 - nothing else: options left at their defaults, so no command is asked to read
   memory contents (``summarize --env``, ``size --content``).  A command whose
   memory-reading option is *on* by default (:data:`MEMORY_OPTIONS`) is not run.
@@ -74,7 +75,7 @@ def command_args(command, spec, options, output_format):
     """The arguments to give ``command`` (after its name) for checkpoint ``spec``.
 
     ``options`` maps :data:`SOURCE_OPTIONS` names to values (None: not given);
-    ``output_format`` is ``json`` or ``table``; ``spec`` None gives no argument.
+    ``output_format`` is ``json``, ``html`` or ``table``; ``spec`` None gives no argument.
     """
     args = []
     arguments = [p for p in command.params if isinstance(p, click.Argument)]
@@ -85,14 +86,15 @@ def command_args(command, spec, options, output_format):
         value = options.get(name)
         if value is not None and name in declared:
             args += [declared[name].opts[0], str(value)]
-    if output_format == "json":
-        args += ["--format", "json"]
+    if output_format != "table":
+        args += ["--format", output_format]
     return args
 
 
-def _has_json(command):
+def _has_format(command, output_format):
     return any(isinstance(p, click.Option) and "--format" in p.opts
-               and "json" in getattr(p.type, "choices", ("json",)) for p in command.params)
+               and output_format in getattr(p.type, "choices", (output_format,))
+               for p in command.params)
 
 
 def _memory_option_on(command):
@@ -109,9 +111,9 @@ def run_command(name, spec=None, options=None, output_format="table"):
     command = registered(name)
     if command is None:
         return SelfRun(name, output_format, (), "not-available", message=NOT_AVAILABLE)
-    if output_format == "json" and not _has_json(command):
+    if output_format != "table" and not _has_format(command, output_format):
         return SelfRun(name, output_format, (), "not-available",
-                       message=f"`crit-plus {name}` has no --format json")
+                       message=f"`crit-plus {name}` has no --format {output_format}")
     flag = _memory_option_on(command)
     if flag is not None:
         return SelfRun(name, output_format, (), "refused",

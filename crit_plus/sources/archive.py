@@ -1,4 +1,6 @@
-"""Podman and CRI-O checkpoint archives, read without unpacking them whole.
+"""Checkpoint archives, read without unpacking them whole: Podman/CRI-O container
+archives, Kubernetes pod checkpoints (:mod:`.pod`) and the layer of a checkpoint
+OCI image (:mod:`.oci`).
 
 ``podman container checkpoint --export`` (and the kubelet's CRI-O checkpoint)
 writes one tar archive, optionally gzip- or zstd-compressed::
@@ -11,25 +13,31 @@ writes one tar archive, optionally gzip- or zstd-compressed::
     network.status       its network set-up (JSON)
     stats-dump           CRIU's dump statistics (a CRIU image)
     deleted.files        paths deleted from the root file system (JSON list)
-    rootfs-diff.tar      changes to the root file system (a tar; only its size is read)
+    rootfs-diff.tar      changes to the root file system (a tar; only its headers are
+                         read, :mod:`.rootfs`)
     dump.log             CRIU's log (CRI-O; Podman keeps it in checkpoint/)
 
-The archive is read once, as a stream.  Only the image directories and the
-small metadata files above are written, into a private temporary directory
-(mode 0700) that :meth:`Source.close` removes.  Everything else is skipped.
+A pod checkpoint holds ``pod.options``, ``pod.dump`` and one such set of files per
+container, in a directory ``CONTAINERID-NAME/``.
+
+A container archive is read once, as a stream; a pod checkpoint twice (the first
+pass learns its containers, writing nothing; the second extracts the one chosen).
+Only the image directories and the small metadata files above are written, into a
+private temporary directory (mode 0700) that :meth:`Source.close` removes.
+Everything else is skipped.
 
 Safety: the whole archive is refused, with a one-line :class:`ArchiveError`
 naming the member, if any member has an absolute path or a ``..`` component,
 is a symbolic or hard link (one exception: ``checkpoint/parent`` pointing at
 ``../pre-checkpoint``, which CRIU itself creates for pre-dumps; crit-plus
 recreates that link itself), a device node, a FIFO or another special file,
-appears twice, has a path more than :data:`MAX_DEPTH` components deep, or if
+appears twice, has a path more than :data:`~.tarsafe.MAX_DEPTH` components deep, or if
 the bytes or members to extract exceed :class:`ArchiveLimits`.  Files are
 created with ``O_EXCL | O_NOFOLLOW`` under the temporary directory only.
 
-Tar headers are bounded before :mod:`tarfile` reads them (:func:`_tarinfo_class`):
-a pax extended header or GNU long-name header over :data:`MAX_HEADER` bytes,
-more than :data:`MAX_HEADER_CHAIN` of them in a row, and GNU or pax sparse
+Tar headers are bounded before :mod:`tarfile` reads them (:mod:`.tarsafe`):
+a pax extended header or GNU long-name header over :data:`~.tarsafe.MAX_HEADER` bytes,
+more than :data:`~.tarsafe.MAX_HEADER_CHAIN` of them in a row, and GNU or pax sparse
 members (whose maps tarfile would read without bound) refuse the archive,
 naming the header's offset in the tar stream.  Any other failure while
 extracting (out of memory included) is an :class:`ArchiveError` naming the
@@ -51,9 +59,18 @@ from crit_plus.findings import INFO, WARNING, Finding
 from decoders.errors import DecodeError
 from decoders.framing import open_untrusted
 from decoders.inventory import read_dump_stats
+from decoders.lazy import LazyPattern
 
 from .errors import ArchiveError
 from .layout import is_images_dir
+from .tarsafe import (
+    COMPRESSED_MAGICS,
+    PARENT_LINK,
+    bounded_tarinfo,
+    check_type,
+    clean_name,
+    open_tar,
+)
 from .logs import read_header
 from .model import Source, parse_timestamp
 
@@ -68,23 +85,13 @@ METADATA_FILES = {
     "config.dump": "json", "spec.dump": "json", "network.status": "json",
     "deleted.files": "json", "bind.mounts": "json", "stats-dump": "criu", "dump.log": "log",
 }
+#: Most container directories a pod checkpoint may hold.
+MAX_CONTAINERS = 1000
 #: Members whose size is reported but which are never extracted.
 SIZE_ONLY = ("rootfs-diff.tar", "devshm-checkpoint.tar")
-#: The one link allowed, and the only target it may have.
-PARENT_LINK = ("checkpoint/parent", "../pre-checkpoint")
-#: Most bytes of one pax extended header or GNU long-name header (tarfile reads it whole),
-#: and of all pax global headers together (they accumulate).
-MAX_HEADER = 1 * MiB
-#: Most extended headers (pax, GNU long name/link) in a row before a member (tarfile
-#: reads them recursively).
-MAX_HEADER_CHAIN = 8
-#: Most components of a member's path (CRIU's image directories are flat).
-MAX_DEPTH = 32
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_COMPRESSED_MAGICS = (b"\x1f\x8b", _ZSTD_MAGIC, b"BZh", b"\xfd7zXZ")
 _CHUNK = 1 << 20
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = LazyPattern(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
 def parse_size(text):
@@ -150,15 +157,25 @@ def looks_like_archive(path):
             head = stream.read(512)
     except OSError:
         return False
-    if head.startswith(_COMPRESSED_MAGICS):
+    if head.startswith(COMPRESSED_MAGICS):
         return True
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
 @dataclass
 class _Extraction:
-    """What one pass over the archive found."""
+    """What one pass over the archive found.
 
+    Names in ``extracted`` and ``sizes`` are relative to ``prefix`` (the container's
+    directory of a pod checkpoint, else empty).  A ``survey`` pass (the first)
+    also notes what the archive is: layout markers of an image tar, ``pod.options``
+    and ``pod.dump``, the top-level directories holding a ``checkpoint/`` and their
+    ``config.dump``; ``rootfs`` maps a prefix to its ``rootfs-diff.tar`` listing.
+    """
+
+    prefix: str = ""
+    survey: bool = True
+    write: bool = True
     extracted: dict = field(default_factory=dict)  # member name -> size
     sizes: dict = field(default_factory=dict)      # SIZE_ONLY name -> size
     skipped: int = 0
@@ -168,105 +185,15 @@ class _Extraction:
     offset: int | None = None                      # where the member being read starts
     parent_link: bool = False
     images_mtime: float | None = None
-
-
-def _tarinfo_class(archive):
-    """A :class:`tarfile.TarInfo` that checks extended headers before tarfile reads them.
-
-    tarfile reads a pax or GNU long-name header whole into memory, follows a chain
-    of them by recursion and reads sparse maps without bound: a few MB of
-    compressed archive could take gigabytes.  Each is refused here first.
-    """
-    import tarfile  # archives only: every other source starts without it
-
-    def refuse(info, reason):
-        raise ArchiveError(archive, f"refused: the header at offset {info.offset:#x} of the "
-                                    f"tar stream: {reason}")
-
-    class Bounded(tarfile.TarInfo):
-        chain = 0          # extended headers being read, one inside the other
-        global_bytes = 0   # bytes of pax global headers so far
-
-        def _extended(self, tar, kind, read):
-            if self.size > MAX_HEADER:
-                refuse(self, f"a {kind} header of {self.size} bytes, over the limit of "
-                             f"{MAX_HEADER}")
-            if Bounded.chain >= MAX_HEADER_CHAIN:
-                refuse(self, f"more than {MAX_HEADER_CHAIN} extended headers in a row")
-            Bounded.chain += 1
-            try:
-                return read(tar)
-            finally:
-                Bounded.chain -= 1
-
-        def _proc_pax(self, tar):
-            if self.type == tarfile.XGLTYPE:
-                Bounded.global_bytes += self.size
-                if Bounded.global_bytes > MAX_HEADER:
-                    refuse(self, f"pax global headers of more than {MAX_HEADER} bytes")
-            return self._extended(tar, "pax extended", super()._proc_pax)
-
-        def _proc_gnulong(self, tar):
-            return self._extended(tar, "GNU long-name", super()._proc_gnulong)
-
-        def _proc_sparse(self, tar):
-            refuse(self, "a GNU sparse member")
-
-        def _proc_gnusparse_00(self, *args):
-            refuse(self, "a pax sparse member")
-
-        _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
-
-    return Bounded
-
-
-def _open_tar(stream, archive):
-    import tarfile  # archives only: every other source starts without it
-
-    bounded = _tarinfo_class(archive)
-    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
-    if head == _ZSTD_MAGIC:
-        import zstandard  # imported here: only zstd archives need it
-
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        return tarfile.open(fileobj=reader, mode="r|", tarinfo=bounded)
-    try:
-        return tarfile.open(fileobj=stream, mode="r|*", tarinfo=bounded)
-    except tarfile.TarError as error:
-        raise ArchiveError(archive, "not a tar archive (plain, gzip, bzip2, xz or zstd): "
-                           f"{error}") from error
-
-
-def _clean_name(member, archive):
-    """The member's path as a relative POSIX path, or raise for a hostile one."""
-    name = member.name
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(archive, "refused: absolute path", member=name)
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(archive, "refused: its path leaves the archive ('..')", member=name)
-    if len(parts) > MAX_DEPTH:
-        raise ArchiveError(archive, f"refused: its path is {len(parts)} components deep, over "
-                                    f"the limit of {MAX_DEPTH}",
-                           member=name if len(name) <= 200 else name[:200] + "...")
-    return "/".join(parts)
-
-
-def _check_type(member, name, archive):
-    """Raise for links and special files; True for the allowed ``checkpoint/parent`` link."""
-    if member.issym() or member.islnk():
-        if member.issym() and (name, member.linkname.rstrip("/")) == PARENT_LINK:
-            return True
-        kind = "symbolic link" if member.issym() else "hard link"
-        raise ArchiveError(archive, f"refused: {kind} to {member.linkname!r}", member=member.name)
-    if member.ischr() or member.isblk():
-        raise ArchiveError(archive, "refused: device node", member=member.name)
-    if member.isfifo():
-        raise ArchiveError(archive, "refused: FIFO", member=member.name)
-    if not (member.isreg() or member.isdir()):
-        raise ArchiveError(archive, f"refused: unsupported member type {member.type!r}",
-                           member=member.name)
-    return False
+    image_dir_seen: bool = False                   # PREFIX/checkpoint/ is in the archive
+    image_files: int = 0                           # regular files below it
+    markers: set = field(default_factory=set)      # top-level image-layout files
+    pod_files: dict = field(default_factory=dict)  # pod.options / pod.dump -> bytes
+    container_dirs: set = field(default_factory=set)
+    configs: dict = field(default_factory=dict)    # directory ("" top) -> config.dump bytes
+    rootfs: dict = field(default_factory=dict)     # prefix -> list_rootfs_tar answer
+    archive_label: str = ""                        # the archive, in messages
+    kept: int = 0                                  # bytes of survey files kept in memory
 
 
 def _wanted(name):
@@ -305,21 +232,25 @@ def _write_member(tar, member, target, archive):
             out.write(block)
 
 
-def _extract(path, dest, limits):
-    """Stream the archive once, extracting what crit-plus reads into ``dest``."""
+def _file_stream(path):
+    """``(opener, size)`` of an archive file: size None when it is not a regular file."""
+    info = os.stat(path)
+    size = info.st_size if stat.S_ISREG(info.st_mode) else None
+    return (lambda: open(path, "rb")), size
+
+
+def _extract(opener, archive, dest, limits, found, size=None):
+    """Stream the archive once (``opener()`` gives its bytes), extracting what
+    crit-plus reads of ``found.prefix`` into ``dest`` and noting what ``found``
+    asks for."""
     import tarfile
 
-    archive = os.fspath(path)
-    found = _Extraction()
     try:
-        with open(path, "rb") as raw:
-            info = os.fstat(raw.fileno())
-            found.total_limit = limits.total_limit(
-                info.st_size if stat.S_ISREG(info.st_mode) else None)
-            with _open_tar(raw, archive) as tar:
-                for member in tar:
-                    found.offset = member.offset
-                    _take(tar, member, dest, limits, found, archive)
+        found.total_limit = limits.total_limit(size)
+        with opener() as raw, open_tar(raw, archive) as tar:
+            for member in tar:
+                found.offset = member.offset
+                _take(tar, member, dest, limits, found, archive)
     except ArchiveError:
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
@@ -340,20 +271,73 @@ def _at(found):
     return "" if found.offset is None else f" (member at offset {found.offset:#x})"
 
 
+def _small(tar, member, limits, found):
+    """The bytes of a small regular member; None past ``max_metadata`` bytes kept in all
+    (the survey keeps several: one per container directory)."""
+    if not member.isreg() or found.kept + member.size > limits.max_metadata:
+        return None
+    found.kept += member.size
+    return tar.extractfile(member).read()
+
+
+def _survey(tar, member, name, limits, found):
+    """Note what the archive is, from a member outside the extracted directory."""
+    from .oci import LAYOUT_MARKERS
+
+    parts = name.split("/")
+    if len(parts) == 1 and name in LAYOUT_MARKERS:
+        found.markers.add(name)
+    elif len(parts) == 1 and name in ("pod.options", "pod.dump"):
+        found.pod_files[name] = _small(tar, member, limits, found)
+    elif len(parts) >= 2 and parts[1] == "checkpoint" and parts[0] not in found.container_dirs:
+        if len(found.container_dirs) >= MAX_CONTAINERS:
+            raise ArchiveError(found.archive_label, f"refused: more than {MAX_CONTAINERS} "
+                               "container directories", member=member.name)
+        found.container_dirs.add(parts[0])
+    if parts[-1] == "config.dump" and (len(parts) == 2 or (len(parts) == 1 and not found.write)):
+        found.configs["" if len(parts) == 1 else parts[0]] = _small(tar, member, limits, found)
+    if parts[-1] == "rootfs-diff.tar" and len(parts) == 2 and member.isreg():
+        found.rootfs[parts[0] + "/"] = _listing(tar, member, found)
+
+
+def _listing(tar, member, found):
+    """``rootfs-diff.tar``'s listing; the entries kept are bounded over the whole archive."""
+    from .rootfs import MAX_ENTRIES, list_rootfs_tar
+
+    kept = sum(len(listing[0]) for listing in found.rootfs.values())
+    return list_rootfs_tar(tar.extractfile(member), found.archive_label, MAX_ENTRIES - kept)
+
+
 def _take(tar, member, dest, limits, found, archive):
-    name = _clean_name(member, archive)
-    is_parent_link = _check_type(member, name, archive)
+    name = clean_name(member, archive)
+    is_parent_link = check_type(member, name, archive)
     if not name:
         return
-    if name in SIZE_ONLY and member.isreg():
-        found.sizes[name] = member.size
+    found.archive_label = archive
+    if found.survey:
+        _survey(tar, member, name, limits, found)
+    prefix = found.prefix
+    if not name.startswith(prefix):
+        found.skipped += 1
         return
-    role = _wanted(name)
+    rel = name[len(prefix):]
+    if rel == "checkpoint":
+        found.image_dir_seen = True
+    if rel in SIZE_ONLY and member.isreg():
+        found.sizes[rel] = member.size
+        if rel == "rootfs-diff.tar" and prefix not in found.rootfs:
+            found.rootfs[prefix] = _listing(tar, member, found)
+        return
+    role = _wanted(rel)
     if role is None:
         found.skipped += 1
         return
+    if role == "image" and member.isreg() and rel.startswith("checkpoint/"):
+        found.image_files += 1
+    if not found.write:
+        return
     if is_parent_link:
-        found.parent_link = True
+        found.parent_link = rel == PARENT_LINK[0]
         return
     if len(found.extracted) + found.directories >= limits.max_members:
         raise ArchiveError(archive, f"refused: more than {limits.max_members} members to extract",
@@ -377,12 +361,12 @@ def _take(tar, member, dest, limits, found, archive):
                            member=member.name)
     _write_member(tar, member, target, archive)
     found.total += member.size
-    found.extracted[name] = member.size
-    if name == "checkpoint/inventory.img":
+    found.extracted[rel] = member.size
+    if rel == "checkpoint/inventory.img":
         found.images_mtime = member.mtime
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = LazyPattern("[\ud800-\udfff]")
 
 
 def _without_surrogates(value):
@@ -423,33 +407,228 @@ def _read_metadata(dest, found, findings):
     return metadata
 
 
-def open_archive(path, spec=None, limits=None):
-    """Open a Podman/CRI-O checkpoint archive as a :class:`Source`.
+@dataclass
+class _Opened:
+    """What the passes over one archive stream found, for :func:`_source`."""
+
+    kind: str
+    base: Path                 # the container's directory in the extraction directory
+    found: _Extraction
+    container: str | None = None
+    extra: dict = field(default_factory=dict)  # metadata: pod, image
+
+
+def _plain_tar_markers(path):
+    """The image-layout files at the top of an uncompressed tar (headers only, seeking
+    past the data; empty for anything else)."""
+    import tarfile
+
+    from .oci import LAYOUT_MARKERS
+
+    if not looks_like_archive(path):
+        return set()
+    names = set()
+    with open(open_untrusted(path)[0], "rb") as raw:
+        if raw.peek(512)[:512].startswith(COMPRESSED_MAGICS):
+            return set()
+        try:
+            with tarfile.open(fileobj=raw, mode="r:", tarinfo=bounded_tarinfo(path)) as tar:
+                for member in tar:
+                    names.add(member.name.removeprefix("./").rstrip("/"))
+                    if len(names) >= ArchiveLimits.max_members:
+                        break
+        except (tarfile.TarError, OSError, EOFError, ValueError, ArchiveError):
+            return set()
+    if "checkpoint" in names or "pod.options" in names:
+        return set()
+    return names & set(LAYOUT_MARKERS)
+
+
+def is_image(path):
+    """True when ``path`` is a checkpoint image's OCI layout directory or image tar."""
+    from .oci import is_layout_dir
+
+    path = Path(path)
+    return is_layout_dir(path) if path.is_dir() else bool(_plain_tar_markers(path))
+
+
+def _no_images(label, base, found, where):
+    """The one-line error of an archive without CRIU images in ``where``."""
+    images = base / "checkpoint"
+    if found.image_dir_seen and images.is_dir() and not any(images.iterdir()):
+        return ArchiveError(label, f"{where}checkpoint/ is empty: CRIU wrote its images "
+                            "elsewhere (an images-dir set in /etc/criu/runc.conf overrides the "
+                            "directory runc gives it), so the archive holds no checkpoint")
+    return ArchiveError(label, f"no {where}checkpoint/ directory with CRIU images "
+                        "(inventory.img) — not a Podman, CRI-O or containerd checkpoint")
+
+
+def _pod_choice(label, names_label, found, select):
+    """``(container name, directory, pod facts)`` of a pod archive's pass-1 findings."""
+    from .pod import choose, parse_json, pod_containers, pod_facts
+
+    options = parse_json(found.pod_files.get("pod.options"))
+    configs = {d: parse_json(data) for d, data in found.configs.items() if d}
+    containers = pod_containers(options, found.container_dirs, configs)
+    if not containers:
+        raise ArchiveError(label, "a pod checkpoint (pod.options) without a container "
+                           "directory holding checkpoint/")
+    name = choose(names_label, list(containers), select)
+    facts = pod_facts(options, parse_json(found.pod_files.get("pod.dump")))
+    facts["containers"] = containers
+    return name, containers[name], facts
+
+
+def _open_stream(opener, size, label, dest, limits, select, names_label=None):
+    """Read one archive stream (a file, or an image's layer): a container archive in
+    one pass, a pod archive in two (the second extracts the chosen container).
+    ``names_label`` is what the names to choose from are pasted after (``label``)."""
+    names_label = names_label or label
+    found = _extract(opener, label, dest, limits, _Extraction(), size)
+    if found.extracted or found.image_dir_seen or not (found.pod_files or found.container_dirs):
+        base = Path(dest)
+        config = _config_name(base / "config.dump") if "config.dump" in found.extracted else None
+        name = config if isinstance(config, str) and config else None
+        if select is not None and select != name:
+            from .pod import choose
+
+            choose(names_label, [name] if name else [], select)
+        if not is_images_dir(base / "checkpoint"):
+            if found.markers:
+                raise ArchiveError(label, "an image archive that is compressed: decompress it "
+                                   "first (crit-plus reads an image tar in place)")
+            raise _no_images(label, base, found, "")
+        return _Opened("podman-archive", base, found, name)
+    name, directory, facts = _pod_choice(label, names_label, found, select)
+    second = _Extraction(prefix=directory + "/", survey=False, rootfs=found.rootfs)
+    second = _extract(opener, label, dest, limits, second, size)
+    base = Path(dest, directory)
+    if not is_images_dir(base / "checkpoint"):
+        raise _no_images(label, base, second, f"{directory}/")
+    return _Opened("pod-archive", base, second, name, {"pod": facts, "container_dir": directory})
+
+
+def _parse_small(data):
+    from .pod import parse_json
+
+    return parse_json(data)
+
+
+def _config_name(path):
+    """The container name an extracted ``config.dump`` records (None if unreadable)."""
+    try:
+        config = _parse_small(path.read_bytes())
+    except OSError:
+        return None
+    return config.get("name") if isinstance(config, dict) else None
+
+
+def _open_image(path, label, dest, limits, select):
+    """A checkpoint image: pick its layer (by container or reference name when the
+    layout holds several: ``REF``, or ``REF:NAME`` for a container of a pod image),
+    then read the layer as an archive."""
+    from .oci import image_layers
+    from .pod import choose
+
+    layers = image_layers(path, label, limits)
+    inner, names_label = select, label
+    if len(layers) > 1:
+        names = [layer.container or layer.ref or layer.label for layer in layers]
+        picked = next((layer for layer in layers
+                       if select is not None and select in (layer.container, layer.ref)), None)
+        if picked is not None:
+            inner = select if picked.container == select else None
+            names_label = f"{label}:{select}"
+        else:
+            picked = next((layer for layer in layers if layer.ref and select
+                           and select.startswith(layer.ref + ":")), None)
+            if picked is None:  # what matches no image is an error naming them
+                picked = layers[names.index(choose(label, names, select,
+                                                   what="checkpoint images"))]
+                inner, names_label = None, f"{label}:{select}"
+            else:
+                inner, names_label = select[len(picked.ref) + 1:], f"{label}:{picked.ref}"
+        layers = [picked]
+    layer = layers[0]
+    opened = _open_stream(layer.open, layer.size, label, dest, limits, inner, names_label)
+    opened.kind = "oci-image"
+    opened.container = opened.container or layer.container
+    opened.extra["image"] = {"ref": layer.ref, "layer": layer.label, "layer_size": layer.size,
+                             "annotations": layer.annotations}
+    return opened
+
+
+def open_archive(path, spec=None, limits=None, select=None):
+    """Open a checkpoint archive as a :class:`Source`: a Podman/CRI-O container
+    archive, a Kubernetes pod checkpoint (one container of it: ``select`` names
+    it, needed when it holds several), or a checkpoint OCI image (a layout
+    directory or an image tar).
 
     The images go to a private temporary directory; close the source (or use
-    it in a ``with`` block) to remove it.  Raises :class:`ArchiveError`.
+    it in a ``with`` block) to remove it.  Raises :class:`ArchiveError`, or
+    :class:`SourceError` naming the containers to choose from.
     """
     import tempfile
 
     limits = limits or ArchiveLimits.from_env()
     path = Path(path)
+    label = os.fspath(path)
     workdir = tempfile.TemporaryDirectory(prefix="crit-plus-archive-")
     try:
         dest = workdir.name
         os.chmod(dest, 0o700)
-        found = _extract(path, dest, limits)
-        images = Path(dest, "checkpoint")
-        if not is_images_dir(images):
-            raise ArchiveError(path, "no checkpoint/ directory with CRIU images (inventory.img) "
-                               "— not a Podman or CRI-O checkpoint archive")
+        if is_image(path):
+            opened = _open_image(path, label, dest, limits, select)
+        else:
+            opener, size = _file_stream(path)
+            opened = _open_stream(opener, size, label, dest, limits, select)
+        images = opened.base / "checkpoint"
         findings = []
-        if found.parent_link:
+        if opened.found.parent_link:
             _link_parent(path, images, findings)
-        metadata = _read_metadata(dest, found, findings)
-        return _source(spec or os.fspath(path), path, images, metadata, found, findings, workdir)
+        metadata = _read_metadata(opened.base, opened.found, findings)
+        metadata.update(opened.extra)
+        return _source(spec or label, path, images, metadata, opened, findings, workdir)
     except BaseException:
         _discard(workdir)
         raise
+
+
+def archive_containers(path, limits=None):
+    """The names of the containers a checkpoint archive or image holds, each with
+    what to type for it (``ARCHIVE:NAME``, or the archive alone when it holds one):
+    ``[(name, spec)]``.  Reads the archive once per image without extracting."""
+    from .pod import pod_containers
+
+    limits = limits or ArchiveLimits.from_env()
+    path = Path(path)
+    label = os.fspath(path)
+    if is_image(path):
+        from .oci import image_layers
+
+        streams = [(layer.open, layer.size, layer) for layer in image_layers(path, label, limits)]
+    else:
+        opener, size = _file_stream(path)
+        streams = [(opener, size, None)]
+    several = len(streams) > 1
+    entries = []  # (name, what selects it after ARCHIVE:)
+    for opener, size, layer in streams:
+        found = _extract(opener, label, None, limits, _Extraction(write=False), size)
+        if found.pod_files or (found.container_dirs and not found.image_dir_seen):
+            configs = {d: _parse_small(data) for d, data in found.configs.items() if d}
+            before = f"{layer.ref}:" if several and layer is not None and layer.ref else ""
+            entries += [(name, before + name) for name in pod_containers(
+                _parse_small(found.pod_files.get("pod.options")), found.container_dirs, configs)]
+        elif found.image_dir_seen or found.image_files or layer is not None:
+            config = _parse_small(found.configs.get(""))
+            name = config.get("name") if isinstance(config, dict) else None
+            name = name or (layer.container or layer.ref if layer else None) \
+                or os.path.basename(label)
+            entries.append((name, (layer.container or layer.ref or name)
+                            if several and layer is not None else name))
+    if len(entries) == 1:
+        return [(entries[0][0], label)]
+    return [(name, f"{label}:{selected}") for name, selected in entries]
 
 
 def _discard(workdir):
@@ -477,7 +656,10 @@ def _link_parent(path, images, findings):
         raise ArchiveError(path, "refused: it appears twice", member=PARENT_LINK[0]) from None
 
 
-def _source(spec, path, images, metadata, found, findings, workdir):
+def _source(spec, path, images, metadata, opened, findings, workdir):
+    from .rootfs import changes_of
+
+    found = opened.found
     config = metadata.get("config_dump") if isinstance(metadata.get("config_dump"), dict) else {}
     if "config.dump" not in found.extracted:
         findings.append(Finding(INFO, "no-config", "the archive has no config.dump", str(path)))
@@ -485,15 +667,20 @@ def _source(spec, path, images, metadata, found, findings, workdir):
     if taken_at is None and found.images_mtime is not None:
         taken_at = datetime.fromtimestamp(found.images_mtime, timezone.utc)
         taken_from = "mtime"
-    dump_log = next((p for p in (images / "dump.log", Path(workdir.name, "dump.log"))
+    dump_log = next((p for p in (images / "dump.log", opened.base / "dump.log")
                      if p.is_file()), None)
     header = read_header(dump_log) if dump_log else None
+    rootfs = changes_of(found.rootfs.get(found.prefix), metadata.get("deleted_files"),
+                        found.sizes.get("rootfs-diff.tar"))
+    if rootfs.problem:
+        findings.append(Finding(WARNING, "bad-rootfs-diff", rootfs.problem, "rootfs-diff.tar"))
     return Source(
-        spec=spec, images_dir=images, kind="podman-archive", manager=None,
-        instance=config.get("name") or None, taken_at=taken_at,
+        spec=spec, images_dir=images, kind=opened.kind, manager=None,
+        instance=config.get("name") or opened.container or None, taken_at=taken_at,
         taken_at_source=taken_from if taken_at else None,
         criu_version=header.criu_version if header else None,
         kernel=header.kernel if header else None,
         criu_run_id=header.run_id if header else None, dump_log=dump_log, log_dirs=(images,),
         metadata=metadata, archive=path, findings=tuple(findings), workdir=workdir,
+        rootfs=rootfs,
     )

@@ -3,14 +3,16 @@
 Used by ``crit-plus list``.  A manager's data directory is enumerated by its
 layout (storage pools first, then the top-level ``containers/`` and
 ``snapshots/`` links, each ``state/`` once); a plain directory is walked to a
-bounded depth.  Podman archives are not searched for (that would mean
-decompressing every tar file met).
+bounded depth, for image directories and for checkpoint archives (Podman/CRI-O
+container archives, Kubernetes pod checkpoints, checkpoint OCI images): each
+file that starts like a tar is read once to name its containers
+(:func:`crit_plus.sources.archive.archive_containers`), nothing extracted.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import SourceError
@@ -40,6 +42,20 @@ class Discovery:
     searched: tuple
     problems: tuple = ()
     failed_dumps: tuple = ()
+    archives: tuple = ()
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """A container found in an archive below a directory: what to type for it
+    (``spec``: the archive, or ``ARCHIVE:NAME``), the archive and the container's
+    name; ``problem`` says why the archive could not be read (spec is then the
+    archive alone)."""
+
+    spec: str
+    path: Path
+    name: str | None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ def _owner_dirs(root):
                 yield from _subdirs(instance_dir)
 
 
-def _manager_sources(manager, roots, instance, project, problems):
+def _manager_sources(manager, roots, instance, project, problems, keep_backup=True):
     seen = set()
     for root in roots:
         for owner in _owner_dirs(root):
@@ -131,9 +147,11 @@ def _manager_sources(manager, roots, instance, project, problems):
             if project is not None and placement.project != project:
                 continue
             try:
-                yield lxd_source(str(state), state, placement)
+                source = lxd_source(str(state), state, placement)
             except (SourceError, OSError) as error:
                 problems.append(f"{state}: {error}")
+                continue
+            yield source if keep_backup else replace(source, backup=None)
 
 
 def _walk_sources(top, max_depth, problems):
@@ -149,6 +167,51 @@ def _walk_sources(top, max_depth, problems):
             problems.append(f"{images_dir}: {error}")
 
 
+def _walk_archive_files(top, max_depth):
+    """Files that start like a tar archive and OCI image layout directories below
+    ``top`` (links not followed, image directories not entered), sorted."""
+    from .archive import looks_like_archive
+    from .layout import is_images_dir
+    from .oci import is_layout_dir
+
+    found, pending = [], [(Path(top), 0)]
+    while pending:
+        directory, depth = pending.pop()
+        if is_layout_dir(directory):
+            found.append(directory)
+            continue
+        if is_images_dir(directory) or depth > max_depth:
+            continue
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((Path(entry.path), depth + 1))
+                elif entry.is_file(follow_symlinks=False) and looks_like_archive(entry.path):
+                    found.append(Path(entry.path))
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def _archive_entries(top, max_depth):
+    from .archive import archive_containers
+
+    entries = []
+    for path in _walk_archive_files(top, max_depth):
+        try:
+            entries += [ArchiveEntry(spec, path, name)
+                        for name, spec in archive_containers(path)]
+        except SourceError as error:
+            entries.append(ArchiveEntry(str(path), path, None, error.describe()))
+        except OSError as error:
+            entries.append(ArchiveEntry(str(path), path, None, f"{path}: {error}"))
+    return entries
+
+
 def _sort_key(source):
     taken = source.taken_at.timestamp() if source.taken_at else float("inf")
     stop_last = source.kind.endswith("-instance")  # a stateful stop is newer than its snapshots
@@ -156,18 +219,22 @@ def _sort_key(source):
             source.snapshot or "", str(source.images_dir))
 
 
-def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH):
+def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH,
+             keep_backup=True):
     """Find checkpoints: under every manager (``where`` None), one manager
     (``lxd:``, ``incus:``), one instance (``lxd:NAME``) or a directory.
 
     Returns a :class:`Discovery`; sources are sorted by manager, project,
     instance and time.  ``lxc:`` is not enumerable (LXC checkpoints live
     wherever ``lxc-checkpoint -D`` put them): walk a directory instead.
+    ``keep_backup=False`` leaves each source's parsed ``backup`` out (None; its facts stay:
+    ``stateful``, ``taken_at``, ``backup_path``), so that thousands of them stay small.
     """
     problems = []
     if where is not None and os.path.isdir(where):
         sources = list(_walk_sources(Path(where), max_depth, problems))
-        return Discovery(tuple(sorted(sources, key=_sort_key)), (Path(where),), tuple(problems))
+        return Discovery(tuple(sorted(sources, key=_sort_key)), (Path(where),), tuple(problems),
+                         archives=tuple(_archive_entries(where, max_depth)))
     if where is None:
         instance = None
         managers = [guess_manager(lxd_dir)] if lxd_dir is not None else ["lxd", "incus"]
@@ -186,7 +253,7 @@ def discover(where=None, *, lxd_dir=None, project=None, max_depth=DEFAULT_DEPTH)
     for manager in managers:
         roots = standard_roots(manager, lxd_dir)
         searched += roots
-        sources += _manager_sources(manager, roots, instance, project, problems)
+        sources += _manager_sources(manager, roots, instance, project, problems, keep_backup)
         failed += _failed_dumps(manager, roots, instance, project)
     return Discovery(tuple(sorted(sources, key=_sort_key)), tuple(searched), tuple(problems),
                      tuple(failed))

@@ -25,10 +25,13 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from decoders.framing import open_untrusted
+from decoders.lazy import LazyPattern
 
-from .runs import LogRun, run_of_stream
+if TYPE_CHECKING:  # .runs is loaded when a whole log is read (read_log), not for a header
+    from .runs import LogRun
 
 #: Lines of a CRIU log searched for the version and uname lines.
 HEADER_LINES = 50
@@ -43,9 +46,9 @@ MAX_LINE = 8192
 LOG_PATTERNS = (("lxc.log", "lxc"), ("lxc.log.old", "lxc"), ("*dump*.log", "criu"),
                 ("*restore*.log", "criu"), ("migration_*", "criu"))
 
-_RUN_ID = re.compile(r"^\(\s*[\d.]+\)\s+CRIU run id = (\S+)")
-_VERSION = re.compile(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)\))?")
-_UNAME = re.compile(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s+(\S+)\s*$")
+_RUN_ID = LazyPattern(r"^\(\s*[\d.]+\)\s+CRIU run id = (\S+)")
+_VERSION = LazyPattern(r"^\(\s*[\d.]+\)\s+Version:\s+(\S+)(?:\s+\(gitid\s+([^)]*)\))?")
+_UNAME = LazyPattern(r"^\(\s*[\d.]+\)\s+Running on\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s+(\S+)\s*$")
 #: An error line, as one pattern that works line by line and on a block of lines
 #: (MULTILINE; ``[^\S\n]`` is whitespace that never crosses a line end): CRIU's
 #: ``Error (file:line)`` (also from its parasite, ``pie: N: Error (``, and from a
@@ -55,8 +58,8 @@ _ERROR_PATTERN = (
     r"^(?:\([^\S\n]*[\d.]+\)[^\S\n]+)?(?:[^\S\n]*\d+:[^\S\n]+)?(?:pie: \d+: )?Error \("
     r"|^lxc[^\S\n].*?[^\S\n](?:ERROR|CRIT|ALERT|FATAL)[^\S\n]"
     r"|(?:^|[^\S\n])(?:level=(?:error|fatal|panic)|lvl=(?:eror|crit))(?:[^\S\n]|$)")
-_ERROR_LINE = re.compile(_ERROR_PATTERN, re.MULTILINE)
-_ERROR_LINE_BYTES = re.compile(_ERROR_PATTERN.encode(), re.MULTILINE)
+_ERROR_LINE = LazyPattern(_ERROR_PATTERN, re.MULTILINE)
+_ERROR_LINE_BYTES = LazyPattern(_ERROR_PATTERN.encode(), re.MULTILINE)
 #: CRIU ``Error`` lines that are known noise, not failures: ``(code, pattern, why)``.
 #: They are no error lines for :func:`is_error_line` and :func:`error_contexts`
 #: (``harmless=True`` keeps them); the failure catalog
@@ -68,8 +71,9 @@ HARMLESS = (
      "(no CAP_SYS_RESOURCE, e.g. in a container or under a hard limit); it goes on with the "
      "limit it has. Every run on such a host logs it, the runs that succeed too.")),
 )
-_HARMLESS = re.compile("|".join(f"(?:{pattern})" for _code, pattern, _why in HARMLESS))
-_HARMLESS_BYTES = re.compile(_HARMLESS.pattern.encode())
+_HARMLESS_SOURCE = "|".join(f"(?:{pattern})" for _code, pattern, _why in HARMLESS)
+_HARMLESS = LazyPattern(_HARMLESS_SOURCE)
+_HARMLESS_BYTES = LazyPattern(_HARMLESS_SOURCE.encode())
 #: Bytes one of which every error line holds: blocks of a log are searched for
 #: them (``bytes.find`` is fast), and only the lines holding one are matched.
 _ERROR_MARKS = (b"Error (", b"ERROR", b"CRIT", b"ALERT", b"FATAL", b"level=", b"lvl=")
@@ -443,6 +447,8 @@ def error_contexts(stream, before=3, after=2, limit=MAX_ERRORS, chunk=SCAN_CHUNK
 def read_log(path, kind):
     """Read the log at ``path`` into a :class:`LogFile`, a CRIU log's run facts
     included; raises OSError if unreadable."""
+    from .runs import run_of_stream
+
     path = Path(path)
     with open(open_untrusted(path)[0], "rb") as stream:  # a regular file: it can seek
         header = _header_of(stream) if kind == "criu" else LogHeader()
@@ -456,12 +462,12 @@ def read_log(path, kind):
 
 #: A line only CRIU writes: its header, its ``Error``/``Warn`` lines (``criu/`` or
 #: ``compel/`` sources), the lines a run ends with.
-_CRIU_LINE = re.compile(
+_CRIU_LINE = LazyPattern(
     rb"^(?:\(\s*[\d.]+\)\s+)?(?:\s*\d+: )?(?:pie: \d+: )?(?:CRIU run id = |Version: \d"
     rb"|Running on |(?:Error|Warn) +\((?:criu|compel|soccr)/|Dumping finished successfully"
     rb"|Restore finished successfully|(?:Pre-d|D)umping FAILED|Restoring FAILED)", re.MULTILINE)
 #: A liblxc log line (``lxc NAME TIME LEVEL module - file:function:line - text``).
-_LXC_ANY = re.compile(rb"^lxc(?: \S+)? \d{14}\.\d{3} +[A-Z]+ ", re.MULTILINE)
+_LXC_ANY = LazyPattern(rb"^lxc(?: \S+)? \d{14}\.\d{3} +[A-Z]+ ", re.MULTILINE)
 
 
 def sniff_kind(path) -> str | None:

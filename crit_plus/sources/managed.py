@@ -14,8 +14,8 @@ from crit_plus.findings import INFO, WARNING, Finding
 
 from .backup import BackupError, instance_record, load_backup, snapshot_record
 from .layout import Placement, lxc_container_of
-from .logs import read_header
-from .model import Source, mtime_of, parse_timestamp
+from .model import Source, parse_timestamp
+from .times import dump_time
 
 
 def _dump_log_facts(images_dir):
@@ -23,6 +23,8 @@ def _dump_log_facts(images_dir):
     path = Path(images_dir) / "dump.log"
     if not path.is_file():
         return None, None
+    from .logs import read_header  # only when there is a dump.log
+
     try:
         return path, read_header(path)
     except OSError:
@@ -97,7 +99,7 @@ def lxd_source(spec, state_dir, placement: Placement):
             f"backup.yaml says {what} is not stateful, but state/ holds a checkpoint "
             "(backup.yaml may predate it)", str(state_dir)))
     if taken_at is None:
-        taken_at, taken_from = mtime_of(state_dir), "mtime"
+        taken_at, taken_from = dump_time(state_dir)
     dump_log, header = _dump_log_facts(state_dir)
     project = placement.project
     recorded_project = record_of_instance.get("project")
@@ -134,11 +136,10 @@ def plain_source(spec, images_dir, lxc_name=None):
     if not (images_dir / "inventory.img").is_file():
         findings.append(Finding(WARNING, "no-inventory", "inventory.img is missing",
                                 str(images_dir)))
-    taken_at = mtime_of(images_dir)
+    taken_at, taken_from = dump_time(images_dir)
     return Source(
         spec=spec, images_dir=images_dir, kind="lxc" if name else "criu-dir",
-        instance=name,
-        taken_at=taken_at, taken_at_source="mtime" if taken_at else None,
+        instance=name, taken_at=taken_at, taken_at_source=taken_from,
         criu_version=header.criu_version if header else None,
         kernel=header.kernel if header else None,
         criu_run_id=header.run_id if header else None, dump_log=dump_log,

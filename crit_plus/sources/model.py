@@ -11,13 +11,13 @@ from pathlib import Path
 
 from decoders.errors import DecodeError
 
-from .logs import LOG_PATTERNS, LogFile, find_logs, read_log
-from .runs import Subject, attribute
+# .logs and .runs are imported where the logs are first read: opening a checkpoint
+# whose logs no command asks for does not load them (docs/architecture.md, start-up)
 from .times import mtime_of, parse_timestamp
 
 #: Every ``Source.kind``.
 KINDS = ("criu-dir", "lxd-instance", "lxd-snapshot", "incus-instance", "incus-snapshot", "lxc",
-         "podman-archive")
+         "podman-archive", "pod-archive", "oci-image")
 
 @dataclass(frozen=True)
 class Source:
@@ -34,7 +34,9 @@ class Source:
     from the CRIU log in the images directory (``dump_log``); ``log_dirs`` are
     where :attr:`logs` are looked for.  ``metadata`` holds an archive's
     metadata files, ``archive`` its path.  ``findings`` are the disagreements
-    found (a tuple of :class:`crit_plus.findings.Finding`).
+    found (a tuple of :class:`crit_plus.findings.Finding`).  ``rootfs`` holds an
+    archive's root-filesystem changes (:class:`~crit_plus.sources.rootfs.RootfsChanges`:
+    ``rootfs-diff.tar``'s headers and ``deleted.files``), None for other sources.
 
     An archive's images live in a private temporary directory: use the source
     as a context manager (or call :meth:`close`) to remove it.
@@ -61,6 +63,7 @@ class Source:
     archive: Path | None = None
     findings: tuple = ()
     workdir: object = field(default=None, repr=False, compare=False)
+    rootfs: object = None
 
     # -- lifetime --------------------------------------------------------------------
     def close(self):
@@ -96,6 +99,8 @@ class Source:
         Read on first use: CRIU logs are megabytes.  Which of them belong to
         this checkpoint is :meth:`runs`'s answer.
         """
+        from .logs import find_logs, read_log
+
         logs = []
         for path, kind in find_logs(self.log_dirs).items():
             try:
@@ -112,6 +117,8 @@ class Source:
         ``inventory.img`` records (the graph's ``Inventory.run_id``); without it,
         that of the images directory's ``dump.log``.  Computed once per run id.
         """
+        from .runs import Subject, attribute
+
         run_id = run_id or self.criu_run_id
         cache = self._attributions
         if run_id not in cache:
@@ -191,4 +198,4 @@ class Source:
         return data
 
 
-__all__ = ["KINDS", "LOG_PATTERNS", "LogFile", "Source", "mtime_of", "parse_timestamp"]
+__all__ = ["KINDS", "Source", "mtime_of", "parse_timestamp"]

@@ -3,7 +3,9 @@
 Accepted specs, tried in this order:
 
 1. an existing path:
-   - a file that starts like a tar archive → a Podman/CRI-O checkpoint archive;
+   - a file that starts like a tar archive → a Podman/CRI-O checkpoint archive, a
+     Kubernetes pod checkpoint or a checkpoint image tar; an OCI image layout
+     directory; ``ARCHIVE:NAME`` picks container NAME of one that holds several;
    - a directory of CRIU images (``inventory.img``); when it is an LXD/Incus
      ``state/`` directory, its backup.yaml and logs come along;
    - an instance or snapshot directory holding ``state/`` (or LXD 2.0's
@@ -17,12 +19,13 @@ Anything else raises :class:`SourceError`, naming what was tried.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import ArchiveLimits, looks_like_archive, open_archive
+from decoders.lazy import LazyPattern
+
 from .errors import SourceError
 from .layout import (
     EXPORT_IMAGES_DIRS,
@@ -37,15 +40,15 @@ from .layout import (
     state_dir_of,
     walk_images_dirs,
 )
-from .logs import LOG_PATTERNS, log_kind, sniff_kind
 from .managed import lxd_source, plain_source
 from .model import Source
+from .rootfs import changes_beside
 
 #: Name schemes and the manager each one means.
 SCHEMES = ("lxd", "incus", "lxc")
 MANAGER_TITLES = {"lxd": "LXD", "incus": "Incus", "lxc": "LXC"}
-_SCHEME = re.compile(r"^(lxd|incus|lxc):(.*)$")
-_BAD_NAME = re.compile(r"(^\.|\.\.|[\x00/\\])")
+_SCHEME = LazyPattern(r"^(lxd|incus|lxc):(.*)$")
+_BAD_NAME = LazyPattern(r"(^\.|\.\.|[\x00/\\])")
 #: How deep below a directory without logs ``explain`` looks for them.
 LOG_SEARCH_DEPTH = 2
 #: How deep under an LXC container directory checkpoints are searched for.
@@ -82,6 +85,11 @@ def resolve(spec, *, lxd_dir=None, project=None, limits=None):
     text = os.fspath(spec)
     try:
         if not os.path.lexists(text):
+            selected = split_selector(text)
+            if selected is not None:
+                from .archive import open_archive  # an archive: on first use
+
+                return open_archive(selected[0], spec=text, limits=limits, select=selected[1])
             named = parse_name(text)
             if named is not None:
                 return _resolve_name(text, *named, lxd_dir=lxd_dir, project=project)
@@ -94,8 +102,32 @@ def resolve(spec, *, lxd_dir=None, project=None, limits=None):
                           "checkpoints readable by root only)", path=where) from None
 
 
+def split_selector(text):
+    """``(archive, container)`` of ``ARCHIVE:NAME`` text whose ARCHIVE is an existing
+    archive file or image layout directory, else None (a path that exists wins).  The
+    first colon after which such an archive ends splits: NAME may hold colons (an image
+    reference, ``localhost/app:latest``)."""
+    from .archive import is_image, looks_like_archive  # on first use: start-up stays short
+
+    text = os.fspath(text)
+    at = text.find(":")
+    while at > 0:
+        head, name = text[:at], text[at + 1:]
+        if name and os.path.lexists(head):
+            path = Path(head)
+            if (path.is_file() and looks_like_archive(path)) or (path.is_dir() and is_image(path)):
+                return head, name
+        at = text.find(":", at + 1)
+    return None
+
+
 def _resolve_path(text, limits):
     path = Path(text)
+    if path.is_dir() and (path / "oci-layout").is_file() or path.is_file():
+        from .archive import is_image, looks_like_archive, open_archive  # on first use
+
+        if path.is_dir() and is_image(path):
+            return open_archive(path, spec=text, limits=limits)
     if path.is_file():
         if looks_like_archive(path):
             return open_archive(path, spec=text, limits=limits)
@@ -123,7 +155,9 @@ def source_for_images_dir(spec, images_dir, manager=None):
     placement = place_state_dir(images_dir, manager)
     if placement is not None:
         return lxd_source(spec, images_dir, placement)
-    return plain_source(spec, images_dir)
+    source = plain_source(spec, images_dir)
+    rootfs = changes_beside(images_dir)  # an unpacked Podman/CRI-O archive
+    return source if rootfs is None else dataclasses.replace(source, rootfs=rootfs)
 
 
 def _resolve_name(spec, scheme, instance, snapshot, *, lxd_dir, project):
@@ -219,6 +253,8 @@ def _logs_in(directory: Path) -> list:
     """``(path, kind)`` of the logs in ``directory``: the files :data:`LOG_PATTERNS`
     name, and any other ``*.log`` file whose content is CRIU's or liblxc's (``criu
     -o NAME``)."""
+    from .logs import LOG_PATTERNS, log_kind, sniff_kind
+
     found: list[tuple[Path, str]] = []
     try:
         entries = sorted(directory.iterdir())
@@ -258,7 +294,15 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
     Podman/CRI-O archive; ``lxd:NAME[/SNAP]``, ``incus:NAME[/SNAP]`` (the instance's
     log directory and its ``state/``), ``lxc:NAME``.  Raises :class:`SourceError`
     when the spec leads nowhere."""
+    from .archive import is_image, looks_like_archive, open_archive
+    from .logs import sniff_kind
+
     text = os.fspath(spec)
+    selected = None if os.path.lexists(text) else split_selector(text)
+    if selected is not None or (os.path.isdir(text) and is_image(text)):
+        archive, name = selected or (text, None)
+        source = open_archive(archive, spec=text, limits=limits, select=name)
+        return _archive_logs(text, source)
     if not os.path.lexists(text):
         named = parse_name(text)
         if named is None:
@@ -268,14 +312,7 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
     path = Path(text)
     if path.is_file():
         if looks_like_archive(path):
-            source = open_archive(path, spec=text, limits=limits)
-            work = Path(source.workdir.name) if source.workdir is not None else None
-            dirs = list(source.log_dirs) + ([work] if work else [])  # CRI-O's dump.log
-
-            def member(found):
-                inside = found.relative_to(work) if work and found.is_relative_to(work) else found
-                return f"{text}:{inside}"
-            return _collect(text, dirs, source, member, file_times=False)
+            return _archive_logs(text, open_archive(path, spec=text, limits=limits))
         try:
             kind = sniff_kind(path)
         except OSError as error:
@@ -291,6 +328,18 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
     if found.logs:
         return found
     return _collect(text, _subdirs(path, LOG_SEARCH_DEPTH))
+
+
+def _archive_logs(text, source) -> LogSet:
+    """The logs of an archive's container: its images directory's and the ones beside
+    it (CRI-O keeps ``dump.log`` beside ``checkpoint/``), named after the archive."""
+    work = Path(source.workdir.name) if source.workdir is not None else None
+    dirs = list(source.log_dirs) + [source.images_dir.parent]
+
+    def member(found):
+        inside = found.relative_to(work) if work and found.is_relative_to(work) else found
+        return f"{text}:{inside}"
+    return _collect(text, dirs, source, member, file_times=False)
 
 
 def _subdirs(top: Path, depth: int) -> list:
@@ -341,10 +390,10 @@ def _named_logs(spec, scheme, instance, snapshot, *, lxd_dir, project) -> LogSet
 
 __all__ = [
     "SCHEMES",
-    "ArchiveLimits",
     "LogSet",
     "parse_name",
     "resolve",
     "resolve_logs",
     "source_for_images_dir",
+    "split_selector",
 ]

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from decoders.framing import open_untrusted
+from decoders.lazy import LazyPattern
 
 from .times import mtime_of, parse_timestamp
 
@@ -102,18 +103,18 @@ _END_MARKS = (
     (b"Restoring FAILED.", "restore", "failed"),
     (b"Restore finished successfully", "restore", "succeeded"),
 )
-_DUMP_RUN_ID = re.compile(rb"Dump CRIU run id = ([0-9A-Za-z-]+)")
+_DUMP_RUN_ID = LazyPattern(rb"Dump CRIU run id = ([0-9A-Za-z-]+)")
 #: A verbose line starts with CRIU's timestamp, ``(SS.UUUUUU)``.
-_TIMESTAMPED = re.compile(rb"^\(\s*\d+\.\d+\)", re.MULTILINE)
+_TIMESTAMPED = LazyPattern(rb"^\(\s*\d+\.\d+\)", re.MULTILINE)
 #: Operations in file names, most specific first.
-_NAMED = ((re.compile(r"pre-?dump"), "pre-dump"), (re.compile(r"lazy[-_]?pages"), "lazy-pages"),
-          (re.compile(r"page[-_]?server"), "page-server"), (re.compile(r"restore"), "restore"),
-          (re.compile(r"dump"), "dump"), (re.compile(r"check"), "check"))
+_NAMED = ((LazyPattern(r"pre-?dump"), "pre-dump"), (LazyPattern(r"lazy[-_]?pages"), "lazy-pages"),
+          (LazyPattern(r"page[-_]?server"), "page-server"), (LazyPattern(r"restore"), "restore"),
+          (LazyPattern(r"dump"), "dump"), (LazyPattern(r"check"), "check"))
 #: LXD's and Incus's copies: FUNCTION_METHOD_TIME.log, TIME in RFC 3339 (whole seconds).
-_NAME_TIME = re.compile(r"_(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\.log$")
+_NAME_TIME = LazyPattern(r"_(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\.log$")
 #: liblxc's line: ``lxc NAME YYYYMMDDhhmmss.mmm LEVEL module - file:function:line - text``.
-_LXC_LINE = re.compile(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+\w+\s+(\S+)\s+-\s+\S*?"
-                       r"(\w+\.c):(\w+):\d+")
+_LXC_LINE = LazyPattern(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+\w+\s+(\S+)\s+-\s+\S*?"
+                        r"(\w+\.c):(\w+):\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,17 @@ class AttributedLog:
         if self.role == "restore" and run is not None and run.outcome == "failed":
             return tuple(self.log.errors)
         return ()
+
+    @property
+    def failed_restores(self) -> tuple:
+        """:attr:`failed_restore_lines` run by run: one tuple of lines per failed restore
+        of this checkpoint (a CRIU log is one run; liblxc's lines are split into its runs
+        as :func:`manager_runs` reads them)."""
+        lines = self.failed_restore_lines
+        if not lines or self.role != "manager":
+            return (lines,) if lines else ()
+        runs = tuple(run.lines for run in manager_runs(lines) if run.lines)
+        return runs if sum(map(len, runs)) == len(lines) else (lines,)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: the role, the run's facts, the copies, liblxc's lines."""
@@ -399,10 +411,10 @@ __all__ = ["AttributedLog", "HEAD_BYTES", "LogRun", "ManagerLine", "OPERATIONS",
 
 
 #: Any liblxc line: ``(time, millis, level, module, file, function, text)``.
-_LXC_FULL = re.compile(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+([A-Z]+)\s+(\S+)\s+-\s+\S*?"
-                       r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
-_LXC_COMMAND = re.compile(r"(?:Using command line|execing:?)\s+(.*\S)")
-_LXC_EXIT = re.compile(r"criu process exited (\d+)|exited with status (\d+)")
+_LXC_FULL = LazyPattern(r"^lxc(?:\s+\S+)?\s+(\d{14})\.(\d{3})\s+([A-Z]+)\s+(\S+)\s+-\s+\S*?"
+                        r"(\w+\.c):(\w+):\d+\s+-\s+(.*)$")
+_LXC_COMMAND = LazyPattern(r"(?:Using command line|execing:?)\s+(.*\S)")
+_LXC_EXIT = LazyPattern(r"criu process exited (\d+)|exited with status (\d+)")
 _LXC_ERROR_LEVELS = ("ERROR", "CRIT", "ALERT", "FATAL")
 
 
@@ -411,7 +423,8 @@ class ManagerRun:
     """One CRIU run liblxc's ``lxc.log`` tells of: its operation, when it began, the
     criu command liblxc ran (only at liblxc's trace level), CRIU's exit status (None:
     not logged), whether liblxc says it failed, and the error lines about it, liblxc's
-    lines of other modules that followed included (``(time, module, text)``)."""
+    lines of other modules that followed included (``(time, module, text)``); ``lines``:
+    those error lines whole, as the log has them."""
 
     operation: str | None
     started: datetime | None
@@ -419,6 +432,7 @@ class ManagerRun:
     exit: int | None
     failed: bool
     errors: tuple
+    lines: tuple = ()
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -458,6 +472,7 @@ def manager_runs(lines) -> tuple:
         if file != "criu.c":
             if current is not None and error:
                 current["errors"].append((time, module, text))
+                current["lines"].append(line)
             continue
         operation = ("restore" if "restore" in function else
                      "dump" if "dump" in function else None)
@@ -468,8 +483,10 @@ def manager_runs(lines) -> tuple:
                 command and current["command"]) or (
                 operation and current["operation"] and operation != current["operation"]):
             current = {"operation": None, "started": time, "command": None, "exit": None,
-                       "failed": False, "errors": [], "ended": False}
+                       "failed": False, "errors": [], "ended": False, "lines": []}
             runs.append(current)
+        if error:
+            current["lines"].append(line)
         current["operation"] = current["operation"] or operation
         if command:
             current["command"] = command.group(1)
@@ -484,4 +501,5 @@ def manager_runs(lines) -> tuple:
         if reports_end:
             current["ended"] = True
     return tuple(ManagerRun(run["operation"], run["started"], run["command"], run["exit"],
-                            run["failed"], tuple(run["errors"])) for run in runs)
+                            run["failed"], tuple(run["errors"]), tuple(run["lines"]))
+                 for run in runs)

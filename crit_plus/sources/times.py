@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-_TIMESTAMP = re.compile(
+from decoders.lazy import LazyPattern
+
+_TIMESTAMP = LazyPattern(
     r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$")
 
 
@@ -46,4 +47,23 @@ def mtime_of(path):
         return None
 
 
-__all__ = ["mtime_of", "parse_timestamp"]
+#: What a dump writes last into its images directory, in order of preference: CRIU writes
+#: ``stats-dump`` as it finishes (``cr_dump_finish``) and ``inventory.img`` just before.  The
+#: directory's own time is no dump's: a later restore's ``restore.log`` moves it.
+DUMP_WRITES = ("stats-dump", "inventory.img")
+
+
+def dump_time(images_dir):
+    """``(time, source)``: when the dump in ``images_dir`` ended, as the modification time
+    of the last image CRIU wrote (:data:`DUMP_WRITES`), ``source`` saying which
+    (``stats-dump mtime``); the directory's own time (``directory mtime``) when neither
+    is there; ``(None, None)`` when nothing can be read."""
+    for name in DUMP_WRITES:
+        when = mtime_of(Path(images_dir, name))
+        if when is not None:
+            return when, f"{name} mtime"
+    when = mtime_of(images_dir)
+    return (when, "directory mtime") if when is not None else (None, None)
+
+
+__all__ = ["DUMP_WRITES", "dump_time", "mtime_of", "parse_timestamp"]
