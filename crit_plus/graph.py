@@ -299,7 +299,7 @@ class Process:
     __slots__ = ("checkpoint", "entry", "pid", "ppid", "pgid", "sid", "_k__cores",
                  "_k__needs_images", "_k__ids", "_k__mm", "_k__fs", "_k__pagemap", "_k_threads",
                  "_k__fds", "_k__cwd", "_k__root", "_k__exe", "_k__memory", "_k_pages",
-                 "_k_command_line", "_k_environ")
+                 "_k_command_line", "_k_environ", "_k_memory_damage")
 
     def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
@@ -568,7 +568,7 @@ class Process:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
 
-    @functools.cached_property
+    @_kept
     def memory_damage(self) -> tuple[Finding, ...]:
         """The errors of the images that hold this process's memory (its mm and pagemap,
         the pages file, the ``parent/`` chain, the shared memory it maps): where there
