@@ -163,7 +163,9 @@ def test_list_several_places(tree, fixture_root):
     assert documents[-1]["result"]["kind"] == "criu-dir"
     assert done.returncode == 1 and "lxc:" in done.stderr  # the place that cannot be listed
     table = run_cli("list", "lxd:", fixture_root / "service-a", "--lxd-dir", lxd_dir(tree))
-    assert table.returncode == 0 and len(table.stdout.splitlines()) == 2 + len(LABELS) + 1
+    rows = table.stdout.split("\n\n")[0].splitlines()  # the table; why damaged follows
+    assert table.returncode == 0 and len(rows) == 2 + len(LABELS) + 1
+    assert sum(" DAMAGED " in row for row in rows) == 1 and ": damaged: pstree.img" in table.stdout
 
 
 def test_nothing_found(tmp_path):

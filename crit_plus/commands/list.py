@@ -15,7 +15,7 @@ from ..analysis.explain import explain_criu_log
 from ..boundary import error_text
 from ..describe import human_bytes
 from ..findings import ERROR
-from ..opening import open_graph, resolve_source
+from ..opening import open_graph, resolve_source, target_label
 from ..render import safe_text, write_json, write_table
 from ..sources.discover import DEFAULT_DEPTH, discover
 from . import many
@@ -196,6 +196,7 @@ class _Listing:
 
     def __init__(self):
         self.rows, self.searched, self.problems, self.failed_dumps = [], [], [], []
+        self.labels = []  # each row's checkpoint as JSON lines name it (opening.target_label)
         self._seen = set()
 
     def add(self, found, where, lxd_dir):
@@ -206,7 +207,11 @@ class _Listing:
                 continue
             self._seen.add(source.images_dir)
             self.rows.append(_row(source, None if walked else _name_to_paste(source, lxd_dir)))
-        self.rows += [_archive_row(entry) for entry in found.archives]
+            self.labels.append(target_label(source) if source.manager
+                               else str(source.images_dir))
+        for entry in found.archives:
+            self.rows.append(_archive_row(entry))
+            self.labels.append(entry.spec)
         self.searched += found.searched
         self.problems += found.problems
         self.failed_dumps += found.failed_dumps
@@ -225,8 +230,8 @@ class _Listing:
             if fmt == "json":
                 write_json(rows, out)
             else:
-                for index, row in enumerate(rows):
-                    outcome = many.Outcome(index, row["source"], row, None, 0)
+                for index, (label, row) in enumerate(zip(self.labels, rows)):
+                    outcome = many.Outcome(index, label, row, None, 0)
                     write_json(many.envelope("list", outcome, row), out, indent=None)
         elif rows:
             write_table(rows, COLUMNS, out)
