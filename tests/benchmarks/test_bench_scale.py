@@ -13,7 +13,10 @@ Run with ``make bench``, or alone::
   commands on the 10,000-process checkpoint, in the same run: CPU, wall, peak memory
   (crit's: the highest of its four);
 - ``validate`` of a hostile ``pstree.img`` of 1,000,000 pids and nothing else, under an
-  address-space limit of 2 GiB (RLIMIT_AS): time and peak memory.
+  address-space limit of 2 GiB (RLIMIT_AS): time and peak memory;
+- where CRIU works here, ``summarize`` against crit's four explorers on a real dump of a
+  shell with 300 sleeping children (``tests/test_html.py`` ``dump_sleeping_children``),
+  in process and as commands, the sides taking turns (``test_bench_summarize.compare``).
 
 Numbers are printed and kept in ``extra_info`` (docs/performance.md,
 docs/robustness.md); the hard bounds are tests/test_scale.py's and
@@ -34,7 +37,10 @@ pytest.importorskip("pytest_benchmark")
 
 from tests import crit_explorers  # noqa: E402
 from tests.benchmarks.peak import MEASURED_COMMAND  # noqa: E402
+from tests.benchmarks.test_bench_summarize import compare  # noqa: E402
 from tests.synth import CheckpointBuilder, many_processes  # noqa: E402
+from tests.test_html import dump_sleeping_children  # noqa: E402
+from tests.workloads import harness  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
 
@@ -152,3 +158,15 @@ def test_validate_a_million_pids_without_images(bench, capsys, tmp_path):
               f"{HOSTILE_LIMIT >> 20} MiB: exit {code}, {wall:.0f} s wall, {cpu:.0f} s CPU, "
               f"peak {peak / 1024:.0f} MiB ({peak * 1024 / HOSTILE_PIDS:.0f} bytes a pid)")
     assert code == 2  # FAIL: the images are missing; not an internal error, not killed
+
+
+def test_summarize_300_sleeping_children_against_crit(bench, capsys, tmp_path):
+    if crit_explorers.available():
+        pytest.skip(crit_explorers.available())
+    criu, reason = harness.find_criu()
+    if criu is None:
+        pytest.skip(reason)
+    images = tmp_path / "images"
+    dump_sleeping_children(criu, images, 300)
+    compare(bench, capsys, "CRIU dump of a shell and 300 sleeping children", images,
+            rounds=5, command_rounds=5)
