@@ -112,6 +112,7 @@ COMMAND_SUMMARIES = {
                 "what...",
     "version": "Show crit-plus's version, the pycriu it loaded and where from; with a "
                "checkpoint...",
+    "x": "Explore a checkpoint as CRIU's `crit x DIR WHAT` does, with crit's text.",
 }
 
 
