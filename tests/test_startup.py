@@ -183,19 +183,19 @@ def test_lazy_pattern_compiles_on_first_use():
 #: The explorers' modules and what else each metadata command leaves alone: a command
 #: creates the record classes of what it shows, not every explorer's.
 EXPLORER_PARTS = ("crit_plus.analysis.explore_fds", "crit_plus.analysis.explore_pages",
-                  "crit_plus.analysis.explore_memory")
+                  "crit_plus.analysis.explore_memory", "crit_plus.pages")
 
 
 @pytest.mark.parametrize("command, needs", [
     ("ps", ()),
     ("fds", ("crit_plus.analysis.explore_fds",)),
     ("sk", ("crit_plus.analysis.explore_fds",)),
-    ("mems", ("crit_plus.analysis.explore_pages",)),
-    ("rss", ("crit_plus.analysis.explore_pages",)),
+    ("mems", ("crit_plus.analysis.explore_pages", "crit_plus.pages")),
+    ("rss", ("crit_plus.analysis.explore_pages", "crit_plus.pages")),
 ])
 def test_an_explorer_loads_only_its_own_records(service_a, command, needs):
     """``ps`` creates one explorer record class (``PsRow``), not the fds', mappings' or
-    memory search's; reading images does not load crit's JSON form (decoders.jsonform),
+    memory search's, nor the page counts by VMA kind (crit_plus.pages); reading images does not load crit's JSON form (decoders.jsonform),
     and a checkpoint's dump.log header does not load the log scanner (sources.logs)."""
     code, modules = _loaded([command, str(service_a)])
     assert code == 0
