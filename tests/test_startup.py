@@ -195,8 +195,9 @@ EXPLORER_PARTS = ("crit_plus.analysis.explore_fds", "crit_plus.analysis.explore_
 ])
 def test_an_explorer_loads_only_its_own_records(service_a, command, needs):
     """``ps`` creates one explorer record class (``PsRow``), not the fds', mappings' or
-    memory search's, nor the page counts by VMA kind (crit_plus.pages); reading images does not load crit's JSON form (decoders.jsonform),
-    and a checkpoint's dump.log header does not load the log scanner (sources.logs)."""
+    memory search's, nor the page counts by VMA kind (crit_plus.pages); reading images
+    does not load crit's JSON form (decoders.jsonform), and a checkpoint's dump.log
+    header does not load the log scanner (sources.logs)."""
     code, modules = _loaded([command, str(service_a)])
     assert code == 0
     assert "crit_plus.analysis.explore" in modules
@@ -241,3 +242,13 @@ def test_log_names_are_the_header_modules():
 
     for name in logheader.__all__:
         assert getattr(logs, name) is getattr(logheader, name)
+
+
+def test_size_reads_page_contents_only_with_content(service_a):
+    """``size`` loads the page-content scan (digests, compression samples) only for
+    ``--content``."""
+    code, modules = _loaded(["size", str(service_a)])
+    assert code == 0 and "crit_plus.analysis.size" in modules
+    assert "crit_plus.analysis.content" not in modules
+    code, modules = _loaded(["size", str(service_a), "--content"])
+    assert code == 0 and "crit_plus.analysis.content" in modules

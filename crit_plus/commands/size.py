@@ -10,7 +10,6 @@ import click
 
 from decoders.flags import PAGE_SIZE
 
-from ..analysis import content as content_analysis
 from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
@@ -64,6 +63,8 @@ def size_command(path, lxd_dir, project, root, content, bandwidth, top, fmt):
             report = replace(report, directory=opened.source.images_label)
         scan = elapsed = None
         if content:
+            from ..analysis import content as content_analysis  # --content only: page digests
+
             total = content_analysis.content_bytes(checkpoint)
             started = time.perf_counter()
             with progress(total, "reading pages") as bar:
