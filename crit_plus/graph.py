@@ -51,7 +51,6 @@ from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_
 from .mounts import MountNamespace, read_mount_namespace
 from .namespaces import Namespace, read_namespaces
 from .netns import NetNamespace, read_net_namespace
-from .pages import CheckpointPages, ProcessPages, checkpoint_pages, process_pages
 
 if TYPE_CHECKING:
     from decoders.records import (
@@ -64,6 +63,8 @@ if TYPE_CHECKING:
         PstreeEntry,
         ThreadCore,
     )
+
+    from .pages import CheckpointPages, ProcessPages  # loaded when .pages is first read
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: Most bytes, and most strings, of a command line or environment read back from
@@ -590,6 +591,8 @@ class Process:
     def pages(self) -> ProcessPages:
         """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
         shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
+        from .pages import process_pages
+
         table = self.checkpoint.page_store.table(f"pagemap-{self.pid}.img")
         return process_pages(self.memory, None if isinstance(table, str) else table)
 
@@ -860,6 +863,8 @@ class Checkpoint:
     def pages(self) -> CheckpointPages:
         """The checkpoint's :class:`~crit_plus.pages.CheckpointPages`: every process's
         private pages, every shared-memory object's pages once, by VMA kind."""
+        from .pages import checkpoint_pages
+
         return checkpoint_pages(self)
 
     @functools.cached_property
