@@ -232,6 +232,9 @@ def html_page(report, verbose=False):
         facts, stats = fact_rows(section)
         sections["images"] = (_images_heading(section), section.only_old, section.only_new,
                               facts, FACT_COLUMNS, stats, STAT_COLUMNS)
+    if report.rootfs is not None:
+        heading, rows, problems = rootfs_view(report.rootfs)
+        sections["rootfs"] = (heading, rows, pages.columns(ROOTFS_COLUMNS), problems)
     return pages.diff_page(
         report, title=f"crit-plus diff {safe_text(report.old.name)} {safe_text(report.new.name)}",
         fields=fields, verdict=_verdict_text(report), **sections)
@@ -507,22 +510,32 @@ def _write_images(section, out, _verbose, _color):
         write_table(stats, STAT_COLUMNS, out)
 
 
-def _write_rootfs(section, out, _verbose, color):
+ROOTFS_COLUMNS = (("change", "CHANGE"), ("path", "PATH"), ("fields", ""))
+
+
+def rootfs_view(section, color=False):
+    """``(heading, rows, problem lines)`` of the rootfs section, as the text and HTML
+    forms show it (rows :data:`ROOTFS_COLUMNS`; none when it was not compared)."""
     if not section.compared:
-        _heading(out, f"Root file system: not compared: {section.reason}")
-        return
+        return f"Root file system: not compared: {section.reason}", [], []
     counts = ", ".join(f"{section.count(change)} {change}" for change in
                        ("added", "removed", "changed", "deleted", "undeleted"))
-    _heading(out, f"Root file system (rootfs-diff.tar, deleted.files): {counts}")
     rows = [{"change": _change(c.change, color), "path": c.path,
              "fields": ", ".join(f"{name} {_text(getattr(c.old, name))} -> "
                                  f"{_text(getattr(c.new, name))}" for name in c.fields)
              if c.fields else _rootfs_entry(c.new or c.old)} for c in section.changes]
+    problems = [f"{word}: {safe_text(problem)}" for word, problem in
+                (("OLD", section.old_problem), ("NEW", section.new_problem)) if problem]
+    return f"Root file system (rootfs-diff.tar, deleted.files): {counts}", rows, problems
+
+
+def _write_rootfs(section, out, _verbose, color):
+    heading, rows, problems = rootfs_view(section, color)
+    _heading(out, heading)
     if rows:
-        write_table(rows, (("change", "CHANGE"), ("path", "PATH"), ("fields", "")), out)
-    for word, problem in (("OLD", section.old_problem), ("NEW", section.new_problem)):
-        if problem:
-            out.write(f"{word}: {safe_text(problem)}\n")
+        write_table(rows, ROOTFS_COLUMNS, out)
+    for line in problems:
+        out.write(line + "\n")
 
 
 def _rootfs_entry(entry):
