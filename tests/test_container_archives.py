@@ -219,6 +219,22 @@ def test_diff_compares_two_containers_rootfs_changes(shelf):
     assert same.code == 0 and "identical" in same.out.decode()
 
 
+def test_diff_only_rootfs_of_a_directory_is_not_called_identical(shelf, fixture_root):
+    """Nothing asked for could be compared: neither 0 (identical) nor 1 can be trusted."""
+    directory = fixture_root / "service-a"
+    outcome = invoke(["diff", str(directory), str(shelf["podman"]), "--only", "rootfs"])
+    text, err = outcome.out.decode(), outcome.err
+    assert outcome.code == 2, outcome.describe()
+    assert "identical" not in text and "not compared: rootfs" in text
+    assert err.count("\n") == 1 and err.startswith("crit-plus: nothing compared: rootfs: OLD ")
+    data = json.loads(invoke(["diff", str(directory), str(shelf["podman"]), "--only", "rootfs",
+                              "--format", "json"]).out)
+    assert data["identical"] is False and data["not_compared"] == ["rootfs"]
+    # another section compared: the verdict stands on it, rootfs said not compared
+    both = invoke(["diff", str(directory), str(shelf["podman"]), "--only", "rootfs,images"])
+    assert both.code == 0 and "Root file system: not compared" in both.out.decode()
+
+
 def _pod_with(fixture_root, path, rootfs=None, deleted=None, config=True, images=True):
     """A one-container pod archive of service-a with its rootfs-diff.tar replaced."""
     raw = io.BytesIO()
