@@ -69,6 +69,10 @@ CASES = [
     ("pod-containerd", "web", "pod-archive", "web", "service-b"),
     ("layout", None, "oci-image", "counter", "service-a"),
     ("layout", "counter", "oci-image", "counter", "service-a"),
+    # the one image's own reference, alone or before its container's name
+    ("layout", "localhost/counter-checkpoint:latest", "oci-image", "counter", "service-a"),
+    ("layout", "localhost/counter-checkpoint:latest:counter", "oci-image", "counter",
+     "service-a"),
     ("layouts", "counter", "oci-image", "counter", "service-a"),
     ("layouts", "localhost/counter-checkpoint:latest", "oci-image", "counter", "service-a"),
     ("layouts", "localhost/shop-checkpoint:latest:web", "oci-image", "web", "service-b"),
@@ -113,6 +117,12 @@ def test_the_pod_facts_come_from_pod_options_and_pod_dump(shelf):
     ("{pod}", "{pod}: holds 2 containers; pick one: {pod}:counter, {pod}:web"),
     ("{pod}:db", "{pod}:db: no container 'db' in it; it holds: {pod}:counter, {pod}:web"),
     ("{podman}:web", "{podman}:web: no container 'web' in it; it holds: {podman}:service"),
+    ("{pod}:", "{pod}:: the container name after ':' is empty; it holds: {pod}:counter, "
+               "{pod}:web"),
+    ("{podman}:", "{podman}:: the container name after ':' is empty; it holds: "
+                  "{podman}:service"),
+    ("{layout}:", "{layout}:: the container name after ':' is empty; it holds: "
+                  "{layout}:counter"),
     ("{layouts}", "{layouts}: holds 2 checkpoint images; pick one: {layouts}:counter, "
                   "{layouts}:localhost/shop-checkpoint:latest"),
     ("{layouts}:localhost/shop-checkpoint:latest",
