@@ -5,8 +5,9 @@ Exit codes (scripts can rely on them; README "Exit codes", docs/commands.md):
 - 0: success;
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
-- 2: wrong usage (one line: ``crit-plus: error: ... (see crit-plus CMD --help)``;
-  an ``-o`` that would replace an input included), or pycriu (CRIU's Python
+- 2: wrong usage (one line: ``crit-plus: error: ... (see `crit-plus CMD --help`)``;
+  every refused ``-o``, one that would replace an input or land inside a checkpoint,
+  included), or pycriu (CRIU's Python
   library) is missing;
 - 3: ``mem read``/``mem dump``: the checkpoint holds no bytes at the address
   asked (not mapped, or a mapping whose pages are not in the images);
@@ -239,7 +240,10 @@ def main(argv=None):
         if show_traceback:
             raise
         # 2, or a command's own "no answer" code (validate's 2 is a verdict: it says 3)
-        return _fail(str(error), EXIT_USAGE if bad_input == EXIT_BAD_INPUT else bad_input)
+        code = EXIT_USAGE if bad_input == EXIT_BAD_INPUT else bad_input
+        if isinstance(error, OutputRefused):  # a usage error: said in the same form
+            return _fail(f"error: {error} (see `{error.command or 'crit-plus'} --help`)", code)
+        return _fail(str(error), code)
     except DecodeError as error:
         if show_traceback:
             raise
