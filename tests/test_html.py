@@ -194,6 +194,23 @@ def test_summarize_page_screenshot_light_and_dark(browser, fixture_pages, tmp_pa
         browser.call("Emulation.setEmulatedMedia", features=[])
 
 
+def test_validate_badges_count_in_words(browser, fixture_pages, fixture_root):
+    """The badges say ``0 errors``, ``1 warning``, ``3 info``: validate's counts of the
+    checkpoint, each noun as a count of it reads."""
+    from crit_plus.analysis.validate import validate
+    from crit_plus.opening import open_source
+
+    plural = {"error": "errors", "warning": "warnings", "info": "info"}
+    for key in FIXTURE_KEYS:
+        loaded_cleanly(browser, fixture_pages[key])
+        badges = browser.query("[...document.querySelectorAll('.badges .sev')]"
+                               ".map(e => e.textContent)")
+        with open_source(fixture_root / key) as opened:
+            report = validate(opened.checkpoint, source=opened.source)
+        assert badges == [f"{n} {s if n == 1 else plural[s]}" for s, n in
+                          ((s, report.count(s)) for s in plural)]
+
+
 def test_300_processes(browser, tmp_path):
     directory = tmp_path / "many"
     many_processes(directory, processes=300, vmas=24, fds=4)

@@ -114,7 +114,8 @@ def _origin_fields(result):
 
 def _totals_fields(totals):
     pairs = [
-        ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
+        ("processes", f"{totals.processes} ({count_text(totals.threads, 'thread')}, "
+                      f"{count_text(totals.zombies, 'zombie')})"),
         ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
                    f"{totals.parent} in parent, {totals.lazy} lazy"
                    + (f", {totals.none} with no data flag" if totals.none else "")

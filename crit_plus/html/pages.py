@@ -10,7 +10,7 @@ make the write fail.
 from __future__ import annotations
 
 from ..describe import count_text, human_bytes, maps_perms
-from ..findings import SEVERITIES
+from ..findings import SEVERITIES, severity_count
 from ..memory import VMA_KINDS  # the legend: every kind the one VMA-kind rule gives
 from . import layout
 from .environment import render
@@ -135,7 +135,7 @@ def summary_page(result, *, title, origin, stats, totals, processes, vmas, fds,
     tree, final = _tree(result.processes, processes, vmas, fds)
     counts = ()
     if validation is not None:
-        counts = tuple((s, validation.count(s)) for s in SEVERITIES)
+        counts = tuple((s, severity_count(validation.count(s), s)) for s in SEVERITIES)
     return _page("summarize.html", title, "summarize", origin=origin, stats=stats,
                  totals=totals, tree=tree, final_closes=final, kinds=VMA_KINDS,
                  validation=validation, validation_counts=counts, notes=result.notes,
