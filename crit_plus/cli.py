@@ -5,8 +5,9 @@ Exit codes (scripts can rely on them; README "Exit codes", docs/commands.md):
 - 0: success;
 - 1: an input could not be read or decoded (the message names file, entry
   and offset);
-- 2: wrong usage (one line: ``crit-plus: error: ... (see crit-plus CMD --help)``;
-  an ``-o`` that would replace an input included), or pycriu (CRIU's Python
+- 2: wrong usage (one line: ``crit-plus: error: ... (see `crit-plus CMD --help`)``;
+  every refused ``-o``, one that would replace an input or land inside a checkpoint,
+  included), or pycriu (CRIU's Python
   library) is missing;
 - 3: ``mem read``/``mem dump``: the checkpoint holds no bytes at the address
   asked (not mapped, or a mapping whose pages are not in the images);
@@ -174,6 +175,17 @@ def cli(ctx, traceback):
     they will restore, and what changed between two of them.
 
     \b
+    A checkpoint is an image directory, an LXD/Incus snapshot or instance
+    (lxd:NAME/SNAP, incus:NAME, or its directory), a Podman/CRI-O archive or
+    ARCHIVE:NAME (a container of a pod checkpoint or checkpoint image):
+      crit-plus list                              the LXD/Incus checkpoints here
+      crit-plus summarize lxd:web/snap0           what is in it, on one screen
+      crit-plus summarize /var/lib/criu/dump1     the same, from a directory
+      crit-plus validate lxd:web/snap0            will it restore? if not, why
+      crit-plus diff lxd:web/snap0 lxd:web/snap1  what changed between two
+      crit-plus explain lxd:web                   why the last dump failed
+
+    \b
     Image commands (the ones CRIU's crit has, same JSON):
       crit-plus decode -i core-1.img --pretty   one image as JSON
       crit-plus show pstree.img                 the same, pretty, to the terminal
@@ -181,6 +193,14 @@ def cli(ctx, traceback):
       crit-plus encode -i core.json -o core-1.img
     Every other command takes --format json for machine-readable output
     (decode and show write JSON already; encode writes an image).
+
+    \b
+    Exit codes: 0 success, 1 an input cannot be read, 2 wrong usage (one
+    line: crit-plus: error: ... (see `crit-plus CMD --help`)), 3 mem read/dump:
+    no bytes there, 70 a bug, 130 interrupted.  Commands that answer: diff 0
+    identical, 1 different, 2 trouble; validate 0 clean, 1 warnings with
+    --strict, 2 errors, 3 no verdict; mem grep 0 match, 1 none, 2 trouble;
+    explain 0 runs succeeded, 1 a run failed, 2 no CRIU run found.
     """
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback
@@ -239,7 +259,10 @@ def main(argv=None):
         if show_traceback:
             raise
         # 2, or a command's own "no answer" code (validate's 2 is a verdict: it says 3)
-        return _fail(str(error), EXIT_USAGE if bad_input == EXIT_BAD_INPUT else bad_input)
+        code = EXIT_USAGE if bad_input == EXIT_BAD_INPUT else bad_input
+        if isinstance(error, OutputRefused):  # a usage error: said in the same form
+            return _fail(f"error: {error} (see `{error.command or 'crit-plus'} --help`)", code)
+        return _fail(str(error), code)
     except DecodeError as error:
         if show_traceback:
             raise

@@ -19,6 +19,13 @@ INFO = "info"
 
 #: Severities, most serious first.
 SEVERITIES = (ERROR, WARNING, INFO)
+#: Each severity's noun for a count other than one (``2 warnings``, ``3 info``).
+SEVERITY_PLURALS = {ERROR: "errors", WARNING: "warnings", INFO: "info"}
+
+
+def severity_count(count: int, severity: str) -> str:
+    """``1 error``, ``0 errors``, ``3 info``: a count of findings of ``severity``."""
+    return f"{count} {severity if count == 1 else SEVERITY_PLURALS[severity]}"
 
 
 @dataclass(frozen=True, slots=True)

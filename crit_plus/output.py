@@ -21,7 +21,17 @@ import sys
 
 
 class OutputRefused(ValueError):
-    """An output that must not be written: one of the inputs, inside a checkpoint, ..."""
+    """An output that must not be written: one of the inputs, inside a checkpoint, ...
+
+    ``command`` is the command line's command path when it was raised under one
+    (``crit-plus core``; None otherwise): the CLI says the refusal as a usage error,
+    ``crit-plus: error: ... (see `crit-plus core --help`)``."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        click = sys.modules.get("click")  # never imported here: a library caller has none
+        context = click.get_current_context(silent=True) if click is not None else None
+        self.command = context.command_path if context is not None else None
 
 
 def _inside(path, directory):

@@ -336,6 +336,38 @@ def test_usage_errors_of_the_group_and_missing_arguments():
     assert bare.returncode == 2 and bare.stderr.startswith("Usage: crit-plus mem")
 
 
+#: Every way of giving -o that refuses to write (inside the checkpoint, over an input):
+#: (command words, arguments with {d} the checkpoint, {o} the output).
+REFUSED_OUTPUTS = [
+    (("core",), ["{d}", "12525", "-o", "{d}/x.core"]),
+    (("core",), ["{d}", "-o", "{d}/cores"]),
+    (("summarize",), ["{d}", "-f", "html", "-o", "{d}/page.html"]),
+    (("summarize",), ["{d}", "-o", "{d}/summary.txt"]),
+    (("size",), ["{d}", "-o", "{d}/size.txt"]),
+    (("diff",), ["{d}", "{d}", "-o", "{d}/diff.txt"]),
+    (("decode",), ["-i", "{d}/pstree.img", "-o", "{d}/pstree.img"]),
+    (("encode",), ["-i", "{d}/pstree.img", "-o", "{d}/pstree.img"]),
+    (("mem", "dump"), ["{d}", "12525", "--vma", "7f954f9c4000", "-o", "{d}/m.bin"]),
+    (("report",), ["{d}", "-o", "{d}/report.tar.gz"]),
+]
+
+
+@pytest.mark.parametrize(("command", "args"), REFUSED_OUTPUTS,
+                         ids=[" ".join(c + (a[-1].split("/")[-1],)) for c, a in REFUSED_OUTPUTS])
+def test_every_refused_output_is_a_usage_error_in_the_documented_form(service_a, tmp_path,
+                                                                      command, args):
+    from tests.damage import clone
+
+    directory = clone(service_a, tmp_path / "ck")
+    before = sorted(path.name for path in directory.iterdir())
+    result = run_cli(*command, *(arg.format(d=directory) for arg in args))
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("crit-plus: error: ") and "write it elsewhere" in line
+    assert line.endswith(f" (see `crit-plus {' '.join(command)} --help`)"), line
+    assert sorted(path.name for path in directory.iterdir()) == before
+
+
 def test_exit_codes_are_documented():
     """README's "Exit codes" paragraph and docs/commands.md give every code crit-plus uses."""
     from crit_plus import cli
@@ -349,8 +381,16 @@ def test_exit_codes_are_documented():
                  mem.EXIT_NO_DATA, diff.EXIT_TROUBLE, validate.EXIT_TROUBLE):
         assert f"{code} " in paragraph and f"{code} " in commands, code
     assert mem.EXIT_NO_DATA == cli.EXIT_NO_DATA
-    for words in ("`mem grep`", "`mem read`", "`validate`", "`diff`"):
+    for words in ("`mem grep`", "`mem read`", "`validate`", "`diff`", "`explain`"):
         assert words in paragraph and words in commands
+    # explain's codes, as its own page gives them (crit_plus.analysis.explain.exit_status)
+    from crit_plus.analysis.explain import exit_status
+
+    assert exit_status([]) == 2
+    for text in (" ".join(paragraph.split()), " ".join(commands.split())):
+        assert "`explain` (0 every run succeeded" in text or "`explain` 0 every run" in text
+        assert "2 no CRIU run found" in text
+    assert "**2** no CRIU run could be read" in (ROOT / "docs/commands/explain.md").read_text()
 
 
 @pytest.mark.parametrize("args", [

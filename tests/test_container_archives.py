@@ -69,6 +69,10 @@ CASES = [
     ("pod-containerd", "web", "pod-archive", "web", "service-b"),
     ("layout", None, "oci-image", "counter", "service-a"),
     ("layout", "counter", "oci-image", "counter", "service-a"),
+    # the one image's own reference, alone or before its container's name
+    ("layout", "localhost/counter-checkpoint:latest", "oci-image", "counter", "service-a"),
+    ("layout", "localhost/counter-checkpoint:latest:counter", "oci-image", "counter",
+     "service-a"),
     ("layouts", "counter", "oci-image", "counter", "service-a"),
     ("layouts", "localhost/counter-checkpoint:latest", "oci-image", "counter", "service-a"),
     ("layouts", "localhost/shop-checkpoint:latest:web", "oci-image", "web", "service-b"),
@@ -113,6 +117,12 @@ def test_the_pod_facts_come_from_pod_options_and_pod_dump(shelf):
     ("{pod}", "{pod}: holds 2 containers; pick one: {pod}:counter, {pod}:web"),
     ("{pod}:db", "{pod}:db: no container 'db' in it; it holds: {pod}:counter, {pod}:web"),
     ("{podman}:web", "{podman}:web: no container 'web' in it; it holds: {podman}:service"),
+    ("{pod}:", "{pod}:: the container name after ':' is empty; it holds: {pod}:counter, "
+               "{pod}:web"),
+    ("{podman}:", "{podman}:: the container name after ':' is empty; it holds: "
+                  "{podman}:service"),
+    ("{layout}:", "{layout}:: the container name after ':' is empty; it holds: "
+                  "{layout}:counter"),
     ("{layouts}", "{layouts}: holds 2 checkpoint images; pick one: {layouts}:counter, "
                   "{layouts}:localhost/shop-checkpoint:latest"),
     ("{layouts}:localhost/shop-checkpoint:latest",
@@ -217,6 +227,22 @@ def test_diff_compares_two_containers_rootfs_changes(shelf):
     assert "size 8 -> 4" in text
     same = invoke(["diff", f"{pod}:web", f"{pod}:web", "--only", "rootfs"])
     assert same.code == 0 and "identical" in same.out.decode()
+
+
+def test_diff_only_rootfs_of_a_directory_is_not_called_identical(shelf, fixture_root):
+    """Nothing asked for could be compared: neither 0 (identical) nor 1 can be trusted."""
+    directory = fixture_root / "service-a"
+    outcome = invoke(["diff", str(directory), str(shelf["podman"]), "--only", "rootfs"])
+    text, err = outcome.out.decode(), outcome.err
+    assert outcome.code == 2, outcome.describe()
+    assert "identical" not in text and "not compared: rootfs" in text
+    assert err.count("\n") == 1 and err.startswith("crit-plus: nothing compared: rootfs: OLD ")
+    data = json.loads(invoke(["diff", str(directory), str(shelf["podman"]), "--only", "rootfs",
+                              "--format", "json"]).out)
+    assert data["identical"] is False and data["not_compared"] == ["rootfs"]
+    # another section compared: the verdict stands on it, rootfs said not compared
+    both = invoke(["diff", str(directory), str(shelf["podman"]), "--only", "rootfs,images"])
+    assert both.code == 0 and "Root file system: not compared" in both.out.decode()
 
 
 def _pod_with(fixture_root, path, rootfs=None, deleted=None, config=True, images=True):

@@ -284,3 +284,19 @@ def test_pages_of_the_parent_chain_and_lazy_holes(tmp_path):
     assert first[3 * page:] == tagged(CHAIN_BASE, 4, b"g0")[3 * page:]
     assert data[loads[2][2]:loads[2][2] + 3 * page] == bytes(3 * page)
     assert result.absent_bytes == page
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_what_is_left_out_names_the_root_used(fixture_root, tmp_path, given):
+    """An LXD snapshot's file pages are read under its rootfs/ (or --root): the line on
+    what was left out names that root, never "without --root"."""
+    snapshot = fixture_root / "lxd-web/var/lib/lxd/storage-pools/default/containers-snapshots" \
+                              "/web/after"
+    root = ["--root", str(snapshot / "rootfs")] if given else []
+    result = run_cli("core", snapshot, "1", "-o", tmp_path / "core.1", *root)
+    assert result.returncode == 0, result.stderr
+    left_out = [line for line in result.stdout.splitlines() if "left out" in line]
+    assert len(left_out) == 1, result.stdout
+    assert f"file pages not found under the root {snapshot / 'rootfs'}," in left_out[0]
+    bare = run_cli("core", fixture_root / "service-a", "12525", "-o", tmp_path / "core.a")
+    assert "(file pages without --root, kernel pages)" in bare.stdout

@@ -194,6 +194,23 @@ def test_summarize_page_screenshot_light_and_dark(browser, fixture_pages, tmp_pa
         browser.call("Emulation.setEmulatedMedia", features=[])
 
 
+def test_validate_badges_count_in_words(browser, fixture_pages, fixture_root):
+    """The badges say ``0 errors``, ``1 warning``, ``3 info``: validate's counts of the
+    checkpoint, each noun as a count of it reads."""
+    from crit_plus.analysis.validate import validate
+    from crit_plus.opening import open_source
+
+    plural = {"error": "errors", "warning": "warnings", "info": "info"}
+    for key in FIXTURE_KEYS:
+        loaded_cleanly(browser, fixture_pages[key])
+        badges = browser.query("[...document.querySelectorAll('.badges .sev')]"
+                               ".map(e => e.textContent)")
+        with open_source(fixture_root / key) as opened:
+            report = validate(opened.checkpoint, source=opened.source)
+        assert badges == [f"{n} {s if n == 1 else plural[s]}" for s, n in
+                          ((s, report.count(s)) for s in plural)]
+
+
 def test_300_processes(browser, tmp_path):
     directory = tmp_path / "many"
     many_processes(directory, processes=300, vmas=24, fds=4)
@@ -259,6 +276,67 @@ def test_size_page(browser, service_a, tmp_path):
     assert dom["bars"][1] == min(8, sum(1 for n in owners if n))
     assert "Transfer at" in dom["text"]
     not_blank(browser, "size", tmp_path)
+
+
+# -- container archives: root-filesystem changes ---------------------------------------------
+
+ROOTFS_QUERY = """(() => {
+  const section = document.querySelector('section#rootfs');
+  if (!section) return null;
+  return {
+    heading: section.querySelector('h2').textContent,
+    rows: [...section.querySelectorAll('table.rootfs-changes tbody tr')].map(
+      tr => [...tr.querySelectorAll('td')].map(td => td.textContent)),
+  };
+})()"""
+
+
+@pytest.fixture(scope="module")
+def pod(fixture_root, tmp_path_factory):
+    """A pod archive (tests/container_archives.py) whose two containers record
+    root-filesystem changes (rootfs-diff.tar, deleted.files)."""
+    from tests import container_archives as ca
+
+    return ca.pod_archive(tmp_path_factory.mktemp("pod") / "pod.tar", fixture_root)
+
+
+def test_summarize_page_lists_a_containers_rootfs_changes(browser, pod, tmp_path):
+    from crit_plus.sources import resolve
+
+    page = render("summarize", f"{pod}:counter", tmp_path / "counter.html")
+    _loaded, dom = loaded_cleanly(browser, page)
+    with resolve(f"{pod}:counter") as source:
+        rootfs = source.rootfs
+    found = browser.query(ROOTFS_QUERY)
+    assert found is not None and "Root file system changes" in found["heading"]
+    expected = [("deleted", path) for path in rootfs.deleted]
+    expected += [("added/modified", entry.path) for entry in rootfs.entries
+                 if entry.kind != "dir"]
+    assert expected and [(row[0], row[-1]) for row in found["rows"]] == expected
+    files = sum(1 for entry in rootfs.entries if entry.kind != "dir")
+    assert f"{files} files added or modified" in dom["text"]
+
+
+def test_summarize_page_of_a_directory_has_no_rootfs_section(browser, fixture_pages):
+    loaded_cleanly(browser, fixture_pages[FIXTURE_KEYS[0]])
+    assert browser.query(ROOTFS_QUERY) is None
+
+
+def test_diff_page_lists_the_rootfs_changes(browser, pod, tmp_path):
+    from crit_plus.sources import resolve
+    from crit_plus.sources.rootfs import diff_rootfs
+
+    page = render("diff", f"{pod}:counter", f"{pod}:web", "--only", "rootfs",
+                  tmp_path / "rootfs.html")
+    loaded_cleanly(browser, page)
+    with resolve(f"{pod}:counter") as old, resolve(f"{pod}:web") as new:
+        section = diff_rootfs(old.rootfs, new.rootfs)
+    found = browser.query(ROOTFS_QUERY)
+    assert found is not None and found["heading"].startswith("Root file system (")
+    assert f"{section.count('added')} added" in found["heading"]
+    assert [(row[0], row[1]) for row in found["rows"]] == \
+        [(change.change, change.path) for change in section.changes]
+    assert section.changes
 
 
 # -- hostile names -------------------------------------------------------------------------------

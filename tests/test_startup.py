@@ -78,6 +78,31 @@ def test_help_lists_what_click_lists_with_every_command_loaded(columns):
     assert lazy.stdout == eager.stdout
 
 
+def test_help_gives_real_examples_and_the_exit_codes():
+    """``crit-plus --help`` shows how a user starts (summarize an LXD snapshot, validate,
+    diff, a directory path) with commands that exist, and the exit codes the CLI uses."""
+    from crit_plus import cli
+    from crit_plus.commands import diff, mem, validate
+
+    env = dict(os.environ, PYTHONPATH=ROOT, COLUMNS="100")
+    text = subprocess.run([sys.executable, "-m", "crit_plus", "--help"], capture_output=True,
+                          text=True, timeout=120, env=env, check=True).stdout
+    examples = [line.split()[1:] for line in text.splitlines()
+                if line.strip().startswith("crit-plus ")]
+    assert {words[0] for words in examples} <= set(COMMAND_MODULES)
+    for command, form in (("summarize", "lxd:"), ("validate", ""), ("diff", ""),
+                          ("summarize", "/")):
+        assert any(words[0] == command and words[1].startswith(form) for words in examples)
+    codes = " ".join(text[text.index("Exit codes:"):].split("Options:")[0].split())
+    for code in (cli.EXIT_OK, cli.EXIT_BAD_INPUT, cli.EXIT_USAGE, cli.EXIT_NO_DATA,
+                 cli.EXIT_INTERNAL, cli.EXIT_INTERRUPTED):
+        assert f"{code} " in codes, code
+    for words in (f"diff {diff.EXIT_IDENTICAL} identical", f"{diff.EXIT_TROUBLE} trouble",
+                  f"{validate.EXIT_TROUBLE} no verdict", f"{mem.EXIT_NO_MATCH} none",
+                  "explain 0", "2 no CRIU run found"):
+        assert words in codes, words
+
+
 def _lazy_schema():
     loaded = schema.get_schema()
     if schema_index.read(loaded.package_dir) is None:

@@ -289,6 +289,10 @@ def test_odd_things_are_noted(odd_checkpoint):
     text = run_cli("summarize", odd_checkpoint, "-f", "tree")
     assert text.returncode == 0, text.stderr
     assert "\x1b" not in text.stdout and "reaped\\x1b[2J" in text.stdout
+    # counts say their noun in the singular for one
+    assert "1 zombie)" in text.stdout and "1 zombies" not in text.stdout
+    assert f"({result.totals.threads} thread{'s' * (result.totals.threads != 1)}, " \
+        in text.stdout
 
 
 def test_archive_source(service_a, tmp_path):

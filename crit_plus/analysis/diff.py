@@ -77,9 +77,22 @@ class DiffReport:
         return tuple(name for name in self.sections if getattr(self, name).differs)
 
     @property
+    def not_compared(self):
+        """The sections asked for that could not be compared (``rootfs`` when a side
+        records no root-filesystem changes), in report order."""
+        return tuple(name for name in self.sections
+                     if not getattr(getattr(self, name), "compared", True))
+
+    @property
+    def compared(self):
+        """True when at least one section asked for was compared: when none was,
+        nothing can be said identical."""
+        return len(self.not_compared) < len(self.sections)
+
+    @property
     def identical(self):
-        """True when no section asked for differs."""
-        return not self.differing
+        """True when something was compared and no section asked for differs."""
+        return self.compared and not self.differing
 
 
 def diff_checkpoints(old, new, *, old_source=None, new_source=None, sections=SECTIONS,
@@ -201,6 +214,7 @@ def report_json(report):
     """The JSON form of a :class:`DiffReport` (plain dicts and lists)."""
     data = {"version": JSON_VERSION, "identical": report.identical,
             "differs": list(report.differing), "sections": list(report.sections),
+            "not_compared": list(report.not_compared),
             "old": jsonable(report.old), "new": jsonable(report.new),
             "pairing": _pairing_json(report.pairing) if report.pairing is not None else None}
     for name in SECTIONS:

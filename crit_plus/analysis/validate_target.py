@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import stat
 
+from ..describe import count_text
 from ..files import resolve_in_root
 from ..sources.logs import release_tuple
 from . import elf
@@ -202,7 +203,9 @@ def _xsave(facts, out, host):
     for missing, threads in missing_by_mask.items():
         pids = sorted({pid for pid, _tid in threads})
         features = xsave_description(missing)
-        out.add("cpu-xsave", f"{len(threads)} threads of pids {', '.join(map(str, pids))} used "
+        which = "pid" if len(pids) == 1 else "pids"
+        out.add("cpu-xsave", f"{count_text(len(threads), 'thread')} of {which} "
+                f"{', '.join(map(str, pids))} used "
                 f"{features}, which the host CPU lacks", f"pid {pids[0]}",
                 image=f"core-{threads[0][1]}.img", pid=pids[0], features=features)
 

@@ -79,7 +79,7 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
                 continue
             written.append((target, result))
             if fmt != "json":
-                _say(target, result)
+                _say(target, result, checkpoint.root)
     if fmt == "json":
         write_json([_json(target, result) for target, result in written], sys.stdout)
     if damaged:
@@ -94,12 +94,16 @@ def _json(target: str, result: CoreFile) -> dict:
                             for h in result.unavailable]}
 
 
-def _say(target: str, result: CoreFile) -> None:
+def _say(target: str, result: CoreFile, root: str | None) -> None:
+    """The core written, and what was left out: ``root`` is the directory file pages were
+    read under (--root, or an LXD/Incus snapshot's rootfs/), None without one."""
     click.echo(f"wrote core of pid {result.pid} ({result.arch.lower()}, {result.segments} "
                f"segments, {human_bytes(result.data_bytes)} of memory) to {safe_text(target)}")
     if result.absent_bytes:
+        files = "file pages without --root" if root is None else \
+            f"file pages not found under the root {safe_text(root)}"
         click.echo(f"  {human_bytes(result.absent_bytes)} mapped but not in the checkpoint "
-                   "(file pages without --root, kernel pages): left out")
+                   f"({files}, kernel pages): left out")
     for hole in result.unavailable:
         click.echo(f"  {hole.length} bytes at {hole.vaddr:#x} unavailable, left as zeros: "
                    f"{safe_text(hole.reason)}")

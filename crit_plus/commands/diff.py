@@ -80,7 +80,8 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
     output says which).  Exit status: 0 identical, 1 different, 2 trouble
     (also when a side's images have errors: what cannot be compared is not
     counted as a difference, so the verdict cannot be trusted; the report is
-    still printed).
+    still printed; and when none of the sections asked for could be compared,
+    as --only rootfs of a side that is not a container archive).
 
     \b
     Examples:
@@ -113,6 +114,8 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
         else:
             write_report(report, out, verbose=verbose, color=use_color(out))
         out.flush()
+    if not report.compared:
+        click.echo(f"crit-plus: nothing compared: {_not_compared_reason(report)}", err=True)
     for side, word in ((report.old, "OLD"), (report.new, "NEW")):
         if side.errors:
             click.echo(f"crit-plus: {word} {safe_text(side.name)}: "
@@ -124,8 +127,9 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
 def verdict(report):
     """The exit code: 0 identical, 1 different, 2 when a side's images have errors (a
     pages file missing or cut short, an image that does not decode): what could not be
-    compared counts as no difference, so neither 0 nor 1 could be trusted."""
-    if report.old.errors or report.new.errors:
+    compared counts as no difference, so neither 0 nor 1 could be trusted; 2 also when
+    none of the sections asked for could be compared (``--only rootfs`` of a directory)."""
+    if report.old.errors or report.new.errors or not report.compared:
         return EXIT_TROUBLE
     return EXIT_IDENTICAL if report.identical else EXIT_DIFFERENT
 
@@ -187,6 +191,9 @@ def _heading(out, text):
 
 
 def _verdict_text(report):
+    if not report.compared:
+        return f"not compared: {', '.join(report.not_compared)} (nothing asked for could be " \
+               "compared)"
     return "identical" if report.identical else f"different: {', '.join(report.differing)}"
 
 
@@ -232,9 +239,17 @@ def html_page(report, verbose=False):
         facts, stats = fact_rows(section)
         sections["images"] = (_images_heading(section), section.only_old, section.only_new,
                               facts, FACT_COLUMNS, stats, STAT_COLUMNS)
+    if report.rootfs is not None:
+        heading, rows, problems = rootfs_view(report.rootfs)
+        sections["rootfs"] = (heading, rows, pages.columns(ROOTFS_COLUMNS), problems)
     return pages.diff_page(
         report, title=f"crit-plus diff {safe_text(report.old.name)} {safe_text(report.new.name)}",
         fields=fields, verdict=_verdict_text(report), **sections)
+
+
+def _not_compared_reason(report):
+    """Why the sections asked for were not compared, on one line."""
+    return "; ".join(f"{name}: {getattr(report, name).reason}" for name in report.not_compared)
 
 
 def _side_text(side):
@@ -507,22 +522,32 @@ def _write_images(section, out, _verbose, _color):
         write_table(stats, STAT_COLUMNS, out)
 
 
-def _write_rootfs(section, out, _verbose, color):
+ROOTFS_COLUMNS = (("change", "CHANGE"), ("path", "PATH"), ("fields", ""))
+
+
+def rootfs_view(section, color=False):
+    """``(heading, rows, problem lines)`` of the rootfs section, as the text and HTML
+    forms show it (rows :data:`ROOTFS_COLUMNS`; none when it was not compared)."""
     if not section.compared:
-        _heading(out, f"Root file system: not compared: {section.reason}")
-        return
+        return f"Root file system: not compared: {section.reason}", [], []
     counts = ", ".join(f"{section.count(change)} {change}" for change in
                        ("added", "removed", "changed", "deleted", "undeleted"))
-    _heading(out, f"Root file system (rootfs-diff.tar, deleted.files): {counts}")
     rows = [{"change": _change(c.change, color), "path": c.path,
              "fields": ", ".join(f"{name} {_text(getattr(c.old, name))} -> "
                                  f"{_text(getattr(c.new, name))}" for name in c.fields)
              if c.fields else _rootfs_entry(c.new or c.old)} for c in section.changes]
+    problems = [f"{word}: {safe_text(problem)}" for word, problem in
+                (("OLD", section.old_problem), ("NEW", section.new_problem)) if problem]
+    return f"Root file system (rootfs-diff.tar, deleted.files): {counts}", rows, problems
+
+
+def _write_rootfs(section, out, _verbose, color):
+    heading, rows, problems = rootfs_view(section, color)
+    _heading(out, heading)
     if rows:
-        write_table(rows, (("change", "CHANGE"), ("path", "PATH"), ("fields", "")), out)
-    for word, problem in (("OLD", section.old_problem), ("NEW", section.new_problem)):
-        if problem:
-            out.write(f"{word}: {safe_text(problem)}\n")
+        write_table(rows, ROOTFS_COLUMNS, out)
+    for line in problems:
+        out.write(line + "\n")
 
 
 def _rootfs_entry(entry):

@@ -114,7 +114,8 @@ def _origin_fields(result):
 
 def _totals_fields(totals):
     pairs = [
-        ("processes", f"{totals.processes} ({totals.threads} threads, {totals.zombies} zombies)"),
+        ("processes", f"{totals.processes} ({count_text(totals.threads, 'thread')}, "
+                      f"{count_text(totals.zombies, 'zombie')})"),
         ("memory", f"{totals.vmas} VMAs; private pages {pages_text(totals.present)} present, "
                    f"{totals.parent} in parent, {totals.lazy} lazy"
                    + (f", {totals.none} with no data flag" if totals.none else "")
@@ -198,16 +199,17 @@ def _write_logs(result, out):
             out.write(f"      ... and {log.error_count - len(log.errors)} more\n")
 
 
-def _write_rootfs(rootfs, out):
-    """The archive's root-filesystem changes: counts, then the first
-    :data:`ROOTFS_SHOWN` paths."""
+def rootfs_view(rootfs):
+    """``(summary, rows, notes)`` of an archive's root-filesystem changes, as the text
+    and HTML forms show them: a count line, the first :data:`ROOTFS_SHOWN` paths
+    (:data:`ROOTFS_COLUMNS`), then lines on what is not listed and why."""
     from datetime import datetime, timezone
 
     size = "no rootfs-diff.tar" if rootfs.tar_size is None else \
         f"rootfs-diff.tar {human_bytes(rootfs.tar_size)}"
-    out.write(f"  {count_text(rootfs.files + rootfs.more, 'file')} added or modified "
-              f"({human_bytes(rootfs.bytes)} of contents), "
-              f"{count_text(len(rootfs.deleted), 'path')} deleted ({size})\n")
+    summary = (f"{count_text(rootfs.files + rootfs.more, 'file')} added or modified "
+               f"({human_bytes(rootfs.bytes)} of contents), "
+               f"{count_text(len(rootfs.deleted), 'path')} deleted ({size})")
     rows = [{"change": "deleted", "kind": "", "size": "", "mode": "", "mtime": "",
              "path": path} for path in rootfs.deleted]
     rows += [{"change": "added/modified", "kind": entry.kind,
@@ -217,16 +219,26 @@ def _write_rootfs(rootfs, out):
                   "%Y-%m-%d %H:%M:%S"),
               "path": entry.path + (f" -> {entry.link}" if entry.link else "")}
              for entry in rootfs.entries if entry.kind != "dir"]
-    if rows:
-        write_table(rows[:ROOTFS_SHOWN], ROOTFS_COLUMNS, out)
+    notes = []
     hidden = len(rows) - min(len(rows), ROOTFS_SHOWN)
     if hidden:
-        out.write(f"  ... and {hidden} more (--format json lists them)\n")
+        notes.append(f"... and {hidden} more (--format json lists them)")
     if rootfs.more:
-        out.write(f"  {count_text(rootfs.more, 'more entry', 'more entries')} counted, not "
-                  "listed (over the number of entries crit-plus keeps)\n")
+        notes.append(f"{count_text(rootfs.more, 'more entry', 'more entries')} counted, not "
+                     "listed (over the number of entries crit-plus keeps)")
     if rootfs.problem:
-        out.write(f"  {safe_text(rootfs.problem)}\n")
+        notes.append(safe_text(rootfs.problem))
+    return summary, rows[:ROOTFS_SHOWN], notes
+
+
+def _write_rootfs(rootfs, out):
+    """The archive's root-filesystem changes (:func:`rootfs_view`)."""
+    summary, rows, notes = rootfs_view(rootfs)
+    out.write(f"  {summary}\n")
+    if rows:
+        write_table(rows, ROOTFS_COLUMNS, out)
+    for line in notes:
+        out.write(f"  {line}\n")
 
 
 def write_summary(result, out, tree=False):
@@ -284,7 +296,17 @@ def html_page(result, opened):
         sockets=[socket_cells(row) for row in explore.socket_rows(checkpoint)],
         socket_columns=pages.columns(SOCKET_COLUMNS, ("recv_queue", "send_queue")),
         mappings=_mapping_rows(result),
-        mapping_columns=pages.columns(MAPPING_COLUMNS, ("pid", "pages")), logs=logs)
+        mapping_columns=pages.columns(MAPPING_COLUMNS, ("pid", "pages")), logs=logs,
+        rootfs=_rootfs_html(result.rootfs, pages))
+
+
+def _rootfs_html(rootfs, pages):
+    """The page's root-filesystem section: ``(summary, rows, columns, notes)``, or None
+    when the checkpoint records none (not a container archive)."""
+    if rootfs is None:
+        return None
+    summary, rows, notes = rootfs_view(rootfs)
+    return summary, rows, pages.columns(ROOTFS_COLUMNS), notes
 
 
 @click.command("summarize")

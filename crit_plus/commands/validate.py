@@ -13,7 +13,7 @@ from decoders.errors import DecodeError, MissingImageError
 from ..analysis import fingerprint
 from ..analysis.host import criu_version, probe_host
 from ..analysis.validate import default_target_root, unreadable_report, validate
-from ..describe import count_text
+from ..findings import SEVERITIES, severity_count
 from ..opening import open_graph, resolve_source
 from ..render import SEVERITY_COLORS, colored, safe_text, use_color, write_json, write_table
 from . import many
@@ -31,7 +31,6 @@ WIDTH = 96
 INDENT = " " * 8
 #: Findings of one code shown in the text form (all of them are in the JSON).
 GROUP_LINES = 5
-PLURALS = {"error": "errors", "warning": "warnings", "info": "info"}
 
 
 @exit_codes(bad_input=EXIT_TROUBLE, usage=EXIT_TROUBLE)  # 1 and 2 are verdicts
@@ -271,8 +270,8 @@ def write_report(report, out, color=False):
     """Write ``report`` for people: the verdict, the findings grouped by code (each group
     with what CRIU will say and what to do), the options the restore needs, what was not
     checked."""
-    counts = ", ".join(count_text(report.count(severity), severity, plural)
-                       for severity, plural in PLURALS.items())
+    counts = ", ".join(severity_count(report.count(severity), severity)
+                       for severity in SEVERITIES)
     kind = f" ({report.source_kind})" if report.source_kind else ""
     verdict = colored(report.verdict.upper(), VERDICT_COLORS[report.verdict], color)
     out.write(f"{safe_text(report.checkpoint)}{kind}\nverdict: {verdict} ({counts})\n")

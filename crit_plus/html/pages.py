@@ -10,7 +10,7 @@ make the write fail.
 from __future__ import annotations
 
 from ..describe import count_text, human_bytes, maps_perms
-from ..findings import SEVERITIES
+from ..findings import SEVERITIES, severity_count
 from ..memory import VMA_KINDS  # the legend: every kind the one VMA-kind rule gives
 from . import layout
 from .environment import render
@@ -121,7 +121,7 @@ def _tree(processes, rows, vmas, fds):
 
 def summary_page(result, *, title, origin, stats, totals, processes, vmas, fds,
                  validation=None, sockets=(), socket_columns=(), mappings=(), mapping_columns=(),
-                 logs=()):
+                 logs=(), rootfs=None):
     """The ``summarize`` page of :class:`~crit_plus.analysis.summary.Summary` ``result``.
 
     ``origin``, ``stats`` and ``totals`` are the ``(label, text)`` pairs the text form
@@ -130,16 +130,17 @@ def summary_page(result, *, title, origin, stats, totals, processes, vmas, fds,
     (:func:`~crit_plus.analysis.explore.vma_table`, ``fd_table``); ``validation``
     validate's :class:`~crit_plus.analysis.validate.Report`; ``sockets`` and
     ``mappings`` rows with their :func:`columns`; ``logs`` ``(name, facts, error
-    lines)``."""
+    lines)``; ``rootfs`` a container archive's root-filesystem changes as the text
+    form shows them, ``(count line, rows, columns, notes)``, or None."""
     tree, final = _tree(result.processes, processes, vmas, fds)
     counts = ()
     if validation is not None:
-        counts = tuple((s, validation.count(s)) for s in SEVERITIES)
+        counts = tuple((s, severity_count(validation.count(s), s)) for s in SEVERITIES)
     return _page("summarize.html", title, "summarize", origin=origin, stats=stats,
                  totals=totals, tree=tree, final_closes=final, kinds=VMA_KINDS,
                  validation=validation, validation_counts=counts, notes=result.notes,
                  sockets=sockets, socket_columns=socket_columns, mappings=mappings,
-                 mapping_columns=mapping_columns, logs=logs)
+                 mapping_columns=mapping_columns, logs=logs, rootfs=rootfs)
 
 
 # -- size --------------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ class _VmaLine:
 
 
 def diff_page(report, *, title, fields, verdict, processes=None, files=None, memory=None,
-              images=None):
+              images=None, rootfs=None):
     """The ``diff`` page of :class:`~crit_plus.analysis.diff.DiffReport` ``report``.
 
     ``fields`` and ``verdict`` are the text form's first and last lines; each section
@@ -211,7 +212,8 @@ def diff_page(report, *, title, fields, verdict, processes=None, files=None, mem
     ``(heading, fd rows, fd columns, file rows, file columns)``; ``memory`` ``(heading,
     columns, [(process line, [(VmaDiff, cells), ...]), ...])``, a strip drawn for each
     VMA row (:func:`~.layout.page_strip`); ``images`` ``(heading, only in OLD, only in
-    NEW, fact rows, fact columns, stat rows, stat columns)``."""
+    NEW, fact rows, fact columns, stat rows, stat columns)``; ``rootfs`` ``(heading,
+    rows, columns, problem lines)``."""
     if processes is not None:
         heading, rows, cols = processes
         processes = (heading, rows, columns(cols, ("old", "new")))
@@ -230,4 +232,4 @@ def diff_page(report, *, title, fields, verdict, processes=None, files=None, mem
                   columns(stat_cols))
     return _page("diff.html", title, "diff", fields=fields, verdict=verdict,
                  identical=report.identical, processes=processes, files=files, memory=memory,
-                 images=images)
+                 images=images, rootfs=rootfs)

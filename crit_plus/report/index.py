@@ -62,7 +62,8 @@ def _context_block(context):
             for number, line, error in shown]
     if len(lines) > len(shown):
         more = sum(error for _n, _t, error in lines[len(shown):])
-        text.append(f"{'':>7}   ... {len(lines) - len(shown)} more lines ({more} errors)")
+        text.append(f"{'':>7}   ... {count_text(len(lines) - len(shown), 'more line')} "
+                    f"({count_text(more, 'error')})")
     fence = _fence(text)
     return [fence + "text", *text, fence, ""]
 

@@ -523,33 +523,39 @@ def _config_name(path):
     return config.get("name") if isinstance(config, dict) else None
 
 
-def _open_image(path, label, dest, limits, select):
-    """A checkpoint image: pick its layer (by container or reference name when the
-    layout holds several: ``REF``, or ``REF:NAME`` for a container of a pod image),
-    then read the layer as an archive."""
-    from .oci import image_layers
+def _pick_layer(layers, label, select):
+    """``(layer, what selects inside it, label the names are pasted after)``: the image
+    whose reference is ``select`` (``REF``; its pod's containers then listed after
+    ``label:REF``), or ``REF:NAME`` (a container of that image), or, when the layout
+    holds several, the one whose container is ``select``; the only image otherwise
+    (``select`` then names a container in it)."""
     from .pod import choose
 
-    layers = image_layers(path, label, limits)
-    inner, names_label = select, label
-    if len(layers) > 1:
-        names = [layer.container or layer.ref or layer.label for layer in layers]
-        picked = next((layer for layer in layers
-                       if select is not None and select in (layer.container, layer.ref)), None)
-        if picked is not None:
-            inner = select if picked.container == select else None
-            names_label = f"{label}:{select}"
-        else:
-            picked = next((layer for layer in layers if layer.ref and select
-                           and select.startswith(layer.ref + ":")), None)
-            if picked is None:  # what matches no image is an error naming them
-                picked = layers[names.index(choose(label, names, select,
-                                                   what="checkpoint images"))]
-                inner, names_label = None, f"{label}:{select}"
-            else:
-                inner, names_label = select[len(picked.ref) + 1:], f"{label}:{picked.ref}"
-        layers = [picked]
-    layer = layers[0]
+    if select is not None:
+        for layer in layers:
+            if layer.ref and select == layer.ref:
+                return layer, None, f"{label}:{select}"
+        if len(layers) > 1:
+            for layer in layers:
+                if layer.container and select == layer.container:
+                    return layer, select, f"{label}:{select}"
+        for layer in layers:
+            if layer.ref and select.startswith(layer.ref + ":"):
+                return layer, select[len(layer.ref) + 1:], f"{label}:{layer.ref}"
+    if len(layers) == 1:
+        return layers[0], select, label
+    names = [layer.container or layer.ref or layer.label for layer in layers]
+    picked = layers[names.index(choose(label, names, select, what="checkpoint images"))]
+    return picked, None, f"{label}:{select}"
+
+
+def _open_image(path, label, dest, limits, select):
+    """A checkpoint image: pick its layer (:func:`_pick_layer`: ``REF``, ``REF:NAME``
+    for a container of a pod image, or a container's name), then read the layer as an
+    archive."""
+    from .oci import image_layers
+
+    layer, inner, names_label = _pick_layer(image_layers(path, label, limits), label, select)
     opened = _open_stream(layer.open, layer.size, label, dest, limits, inner, names_label)
     opened.kind = "oci-image"
     opened.container = opened.container or layer.container

@@ -107,6 +107,9 @@ def choose(archive, names, wanted, what="containers"):
         if wanted in names:
             return wanted
         listed = ", ".join(f"{archive}:{name}" for name in names) or "none"
+        if not wanted:
+            raise SourceError(f"{archive}:", f"the container name after ':' is empty; it holds: "
+                              f"{listed}")
         raise SourceError(f"{archive}:{wanted}", f"no container {wanted!r} in it; it holds: "
                           f"{listed}")
     if len(names) == 1:

@@ -106,14 +106,15 @@ def split_selector(text):
     """``(archive, container)`` of ``ARCHIVE:NAME`` text whose ARCHIVE is an existing
     archive file or image layout directory, else None (a path that exists wins).  The
     first colon after which such an archive ends splits: NAME may hold colons (an image
-    reference, ``localhost/app:latest``)."""
+    reference, ``localhost/app:latest``).  An empty NAME (``shop.tar:``) is kept as
+    ``""``: opening it says the name is empty and lists the names."""
     from .archive import is_image, looks_like_archive  # on first use: start-up stays short
 
     text = os.fspath(text)
     at = text.find(":")
     while at > 0:
         head, name = text[:at], text[at + 1:]
-        if name and os.path.lexists(head):
+        if os.path.lexists(head):
             path = Path(head)
             if (path.is_file() and looks_like_archive(path)) or (path.is_dir() and is_image(path)):
                 return head, name
