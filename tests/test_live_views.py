@@ -168,7 +168,7 @@ def test_ns_shows_the_own_ipc_namespace_of_zdtm_ipc_programs(zdtm_dumps, name, i
     images = Path(_images(zdtm_dumps, name))
     [ipc] = [n for n in _json("ns", images)["namespaces"] if n["kind"] == "ipc"]
     assert ipc["owner"] == "checkpoint"
-    assert f"{image}-{ipc['id']}.img" in ipc["images"]
+    assert f"{image}-{ipc['ns_id']}.img" in ipc["images"]
     net = [n for n in _json("ns", images)["namespaces"] if n["kind"] == "net"]
     assert [n["owner"] for n in net] == ["host"]
 
