@@ -427,4 +427,4 @@ def test_mounts_table_fits_120_columns_and_wide_shows_everything(deb):
     document = _json("mounts", deb)
     ids = {str(m["mnt_id"]) for m in document["namespaces"][0]["mounts"]}
     assert ids <= {line.split()[0] for line in compact.splitlines()[3:] if line[:1] != " "}
-    assert re.search(r"/var/lib/lxd/ *\n +shmounts/deb", compact)
+    assert re.search(r"/var/lib/lxd/ .*\n +shmounts/deb", compact)
