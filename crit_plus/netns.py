@@ -243,7 +243,8 @@ def read_net_namespace(checkpoint: Checkpoint,
     if error is not None and not isinstance(error, MissingImageError):
         findings.append(error_finding(error))
     ext_key = optional(netns[0], "ext_key") if netns else None
-    damaged = tuple((part, f"{finding.where}: {finding.message}") for part, stems in PARTS for finding in findings
+    damaged = tuple((part, f"{finding.where}: {finding.message}")
+                    for part, stems in PARTS for finding in findings
                     if finding.where in {f"{stem}-{ns_id}.img" for stem in stems})
     return NetNamespace(ns_id, devices, addresses, routes, rules,
                         field_text(ext_key) if ext_key is not None else None,
