@@ -23,9 +23,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.flags import PAGE_SIZE, TaskState, VmaStatus
@@ -51,7 +51,6 @@ from .memory import AddressSpace, Mapping, PageStore, UnavailableError, backing_
 from .mounts import MountNamespace, read_mount_namespace
 from .namespaces import Namespace, read_namespaces
 from .netns import NetNamespace, read_net_namespace
-from .pages import CheckpointPages, ProcessPages, checkpoint_pages, process_pages
 
 if TYPE_CHECKING:
     from decoders.records import (
@@ -64,6 +63,8 @@ if TYPE_CHECKING:
         PstreeEntry,
         ThreadCore,
     )
+
+    from .pages import CheckpointPages, ProcessPages  # loaded when .pages is first read
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: Most bytes, and most strings, of a command line or environment read back from
@@ -166,6 +167,7 @@ class ProcessTree:
     def __init__(self, entries: Sequence[PstreeEntry]) -> None:
         self.order = [entry.pid for entry in entries]
         ppid = {entry.pid: entry.ppid for entry in entries}
+        position = {pid: index for index, pid in enumerate(self.order)}.__getitem__
         findings = []
         parent = {}
         roots = []
@@ -196,7 +198,7 @@ class ProcessTree:
                 node = parent[node]
             if node in parent and state.get(node) == 1:
                 cycle = path[path.index(node):]
-                first = min(cycle, key=self.order.index)
+                first = min(cycle, key=position)
                 findings.append(Finding(
                     ERROR, "pid-cycle",
                     "parent cycle: " + " -> ".join(str(p) for p in cycle + [cycle[0]]),
@@ -205,17 +207,17 @@ class ProcessTree:
                 roots.append(first)
             for visited in path:
                 state[visited] = 2
-        roots.sort(key=self.order.index)
+        roots.sort(key=position)
         top = [pid for pid in roots if ppid[pid] == 0]
         if len(top) > 1:  # CRIU takes the first for the root and stops at the second
             findings.append(Finding(
                 WARNING, "many-roots",
                 "more than one process has parent 0: " + ", ".join(str(p) for p in top),
                 "pstree.img", named(pid=top[1])))
-        children: dict[int, list[int]] = {pid: [] for pid in self.order}
+        children: dict[int, list[int]] = {}  # only processes with children: leaves cost nothing
         for pid in self.order:
             if pid in parent:
-                children[parent[pid]].append(pid)
+                children.setdefault(parent[pid], []).append(pid)
         self.roots = tuple(roots)
         self._parent = parent
         self._children = {pid: tuple(kids) for pid, kids in children.items()}
@@ -248,8 +250,57 @@ class _Loaded:
         self.findings = tuple(findings)
 
 
+#: Shared by every process: nothing loaded and nothing to say (an optional image that is
+#: missing, no file id), and a required image that is missing, whose finding
+#: (:meth:`Process._findings_of`) is made only when the findings are asked for.  A hostile
+#: ``pstree.img`` of a million pids without images costs no finding object per pid
+#: (docs/robustness.md).
+_NOTHING = _Loaded()
+_MISSING = _Loaded()
+_NO_FDS = _Loaded(())
+
+
+_T = TypeVar("_T")
+
+
+class _kept(Generic[_T]):  # noqa: N801 (used as a decorator, like cached_property)
+    """:func:`functools.cached_property` for a class with ``__slots__``: the value is
+    computed on first use and kept in the slot ``_k_<name>`` the class declares."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+        self.slot: Any = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = owner.__dict__["_k_" + name]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _kept[_T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        try:
+            return self.slot.__get__(instance, owner)
+        except AttributeError:
+            value = self.func(instance)
+            self.slot.__set__(instance, value)
+            return value
+
+
 class Process:
     """One process of the checkpoint.  Cheap to make; images are read on first use."""
+
+    # slots, not a __dict__ (each ``@_kept`` value in its ``_k_`` slot): a hostile
+    # pstree.img lists a million processes
+    __slots__ = ("checkpoint", "entry", "pid", "ppid", "pgid", "sid", "_k__cores",
+                 "_k__needs_images", "_k__ids", "_k__mm", "_k__fs", "_k__pagemap", "_k_threads",
+                 "_k__fds", "_k__cwd", "_k__root", "_k__exe", "_k__memory", "_k_pages",
+                 "_k_command_line", "_k_environ", "_k_memory_damage")
 
     def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
@@ -270,15 +321,11 @@ class Process:
         try:
             return _Loaded(reader(self._path(name), *args))
         except MissingImageError:
-            if not required:
-                return _Loaded()
-            return _Loaded(None, [Finding(ERROR, "missing-image",
-                                          f"pid {self.pid} needs {name}, which is missing", name,
-                                          named(pid=self.pid))])
+            return _MISSING if required else _NOTHING
         except DecodeError as error:
             return _Loaded(None, [error_finding(error)])
 
-    @functools.cached_property
+    @_kept
     def _cores(self):
         """tid → loaded core, leader first.  A zombie has its leader alone: CRIU writes
         only ``core-<pid>.img`` for it and leaves its pstree thread ids unset
@@ -293,37 +340,32 @@ class Process:
                 cores[tid] = self._load(read_core, f"core-{tid}.img", tid)
         return cores
 
-    @functools.cached_property
+    @_kept
     def _needs_images(self):
         """True unless the process is a zombie (CRIU writes only its core)."""
         return not self.is_zombie
 
-    @functools.cached_property
+    @_kept
     def _ids(self):
         return self._load(read_ids, f"ids-{self.pid}.img", required=self._needs_images)
 
-    @functools.cached_property
+    @_kept
     def _mm(self):
         return self._load(read_mm, f"mm-{self.pid}.img", required=self._needs_images)
 
-    @functools.cached_property
+    @_kept
     def _fs(self):
         return self._load(read_fs, f"fs-{self.pid}.img", required=self._needs_images)
 
-    @functools.cached_property
+    @_kept
     def _pagemap(self):
         name = f"pagemap-{self.pid}.img"
         store = self.checkpoint.page_store
-        table = store.table(name)
+        table, error = store.loaded(name)
         if not isinstance(table, str):
             return _Loaded(table.pagemap)
-        error = store.error(name)
         if isinstance(error, MissingImageError):
-            if not self._needs_images:
-                return _Loaded()
-            return _Loaded(None, [Finding(ERROR, "missing-image",
-                                          f"pid {self.pid} needs {name}, which is missing", name,
-                                          named(pid=self.pid))])
+            return _MISSING if self._needs_images else _NOTHING
         return _Loaded(None, [error_finding(error)])
 
     # -- identity and state ------------------------------------------------------------
@@ -332,7 +374,7 @@ class Process:
         """The leader's :class:`~decoders.records.ThreadCore`, or None."""
         return self._cores[self.pid].value
 
-    @functools.cached_property
+    @_kept
     def threads(self) -> tuple[Thread, ...]:
         """Every :class:`Thread`, leader first: the pstree entry's thread ids (the leader
         added when missing), a zombie's leader alone — the one thread list."""
@@ -409,11 +451,11 @@ class Process:
         return tuple(self.checkpoint.process(pid) for pid in tree.children(self.pid))
 
     # -- files ----------------------------------------------------------------------------
-    @functools.cached_property
+    @_kept
     def _fds(self):
         ids = self.ids
         if ids is None:
-            return _Loaded(())
+            return _NO_FDS
         name = f"fdinfo-{ids.files_id}.img"
         try:
             infos = read_fdinfo(self._path(name))
@@ -458,7 +500,7 @@ class Process:
 
     def _file(self, file_id, what, image):
         if file_id is None:
-            return _Loaded()
+            return _NOTHING
         file = self.checkpoint.files.get(file_id)
         if file is None:
             return _Loaded(None, [Finding(
@@ -467,17 +509,17 @@ class Process:
                 named(pid=self.pid, id=file_id))])
         return _Loaded(file)
 
-    @functools.cached_property
+    @_kept
     def _cwd(self):
         fs = self.fs
         return self._file(fs.cwd_id if fs else None, "cwd", f"fs-{self.pid}.img")
 
-    @functools.cached_property
+    @_kept
     def _root(self):
         fs = self.fs
         return self._file(fs.root_id if fs else None, "root", f"fs-{self.pid}.img")
 
-    @functools.cached_property
+    @_kept
     def _exe(self):
         mm = self.mm
         return self._file(mm.exe_file_id if mm else None, "executable", f"mm-{self.pid}.img")
@@ -498,11 +540,11 @@ class Process:
         return self._exe.value
 
     # -- memory ---------------------------------------------------------------------------
-    @functools.cached_property
+    @_kept
     def _memory(self):
         mm = self.mm
         if mm is None:
-            return _Loaded()
+            return _NOTHING
         checkpoint = self.checkpoint
         files = checkpoint.files
         layout, findings = [], []
@@ -532,7 +574,7 @@ class Process:
         """The :class:`~crit_plus.memory.AddressSpace`, or None without an mm image (zombies)."""
         return self._memory.value
 
-    @functools.cached_property
+    @_kept
     def memory_damage(self) -> tuple[Finding, ...]:
         """The errors of the images that hold this process's memory (its mm and pagemap,
         the pages file, the ``parent/`` chain, the shared memory it maps): where there
@@ -550,10 +592,12 @@ class Process:
         memory = self.memory
         return memory.vmas if memory is not None else ()
 
-    @functools.cached_property
+    @_kept
     def pages(self) -> ProcessPages:
         """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
         shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
+        from .pages import process_pages
+
         table = self.checkpoint.page_store.table(f"pagemap-{self.pid}.img")
         return process_pages(self.memory, None if isinstance(table, str) else table)
 
@@ -572,7 +616,7 @@ class Process:
         """The same as :attr:`command_line` (one reader of the argument area)."""
         return self.command_line
 
-    @functools.cached_property
+    @_kept
     def command_line(self) -> tuple[str, ...] | None:
         """The command line as ``/proc/PID/cmdline`` gives it and ``ps`` shows it, read back
         from memory; None for a zombie, an empty argument area or unreadable memory.
@@ -603,25 +647,37 @@ class Process:
             return None
         return (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),)
 
-    @functools.cached_property
+    @_kept
     def environ(self) -> tuple[str, ...] | None:
         """The environment (``NAME=value`` strings) read back from memory, or None."""
         mm = self.mm
         return self._strings(mm.env_start, mm.env_end) if mm is not None else None
 
     # -- findings -------------------------------------------------------------------------
-    @functools.cached_property
+    def _findings_of(self, loaded, name):
+        """The findings of one loaded image ``name``: a missing one's made here."""
+        if loaded is _MISSING:
+            return (Finding(ERROR, "missing-image",
+                            f"pid {self.pid} needs {name}, which is missing", name,
+                            named(pid=self.pid)),)
+        return loaded.findings
+
+    @property
     def findings(self) -> tuple[Finding, ...]:
-        """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images)."""
+        """Every :class:`~crit_plus.findings.Finding` about this process (decodes its images).
+        Made on each call, not kept: :attr:`Checkpoint.findings` keeps what it lists."""
         found = []
-        for loaded in self._cores.values():
-            found.extend(loaded.findings)
+        for tid, loaded in self._cores.items():
+            found.extend(self._findings_of(loaded, f"core-{tid}.img"))
         if self.core is not None and self.state is None:
             found.append(Finding(ERROR, "no-task-state",
                                  f"pid {self.pid}: the leader's core has no task state",
                                  f"core-{self.pid}.img", named(pid=self.pid)))
-        for part in (self._ids, self._mm, self._fs, self._pagemap, self._fds, self._cwd,
-                     self._root, self._exe, self._memory):
+        pid = self.pid
+        for part, name in ((self._ids, f"ids-{pid}.img"), (self._mm, f"mm-{pid}.img"),
+                           (self._fs, f"fs-{pid}.img"), (self._pagemap, f"pagemap-{pid}.img")):
+            found.extend(self._findings_of(part, name))
+        for part in (self._fds, self._cwd, self._root, self._exe, self._memory):
             found.extend(part.findings)
         if self.is_zombie:
             for name in (f"mm-{self.pid}.img", f"pagemap-{self.pid}.img"):
@@ -812,6 +868,8 @@ class Checkpoint:
     def pages(self) -> CheckpointPages:
         """The checkpoint's :class:`~crit_plus.pages.CheckpointPages`: every process's
         private pages, every shared-memory object's pages once, by VMA kind."""
+        from .pages import checkpoint_pages
+
         return checkpoint_pages(self)
 
     @functools.cached_property
@@ -835,7 +893,7 @@ class Checkpoint:
             try:
                 self._decoded[name] = (read_messages(os.path.join(self.directory, name)), None)
             except DecodeError as error:
-                self._decoded[name] = ((), error)
+                self._decoded[name] = ((), error.detached())
         return self._decoded[name]
 
     def messages(self, name: str) -> tuple[Any, ...]:
@@ -995,9 +1053,8 @@ class Checkpoint:
         found.extend(self._stats.findings)
         store = self.page_store
         for shmid in self.shmem_ids:
-            table = store.table(f"pagemap-shmem-{shmid}.img")
+            table, error = store.loaded(f"pagemap-shmem-{shmid}.img")
             if isinstance(table, str):
-                error = store.error(f"pagemap-shmem-{shmid}.img")
                 found.add(Finding(ERROR, "bad-image", table, f"pagemap-shmem-{shmid}.img",
                                   named(entry=getattr(error, "entry_index", None),
                                         offset=getattr(error, "offset", None))))

@@ -632,16 +632,25 @@ class PageStore:
         self.parent_problem = None
 
     def _load(self, name):
-        if name not in self._tables:
-            path = os.path.join(self.directory, name)
-            try:
-                self._tables[name] = (PageTable(read_pagemap(path), self.directory, name,
-                                                self.label), None)
-            except MissingImageError as error:
-                self._tables[name] = (f"{self.label}{name} is missing", error)
-            except DecodeError as error:
-                self._tables[name] = (f"{self.label}{error}", error)
-        return self._tables[name]
+        loaded = self._tables.get(name)
+        if loaded is not None:
+            return loaded
+        path = os.path.join(self.directory, name)
+        try:
+            loaded = (PageTable(read_pagemap(path), self.directory, name, self.label), None)
+        except MissingImageError as error:
+            # not kept: asking again costs one stat, keeping costs memory per name (a
+            # hostile pstree.img names a million pids without images)
+            return (f"{self.label}{name} is missing", error.detached())
+        except DecodeError as error:
+            loaded = (f"{self.label}{error}", error.detached())
+        self._tables[name] = loaded
+        return loaded
+
+    def loaded(self, name: str) -> tuple[PageTable | str, DecodeError | None]:
+        """``(table, None)`` or ``(why not, error)`` of pagemap image ``name``: :meth:`table`
+        and :meth:`error` in one look (a missing image is looked for on each call)."""
+        return self._load(name)
 
     def table(self, name: str) -> PageTable | str:
         """The :class:`PageTable` of pagemap image ``name``, or a string saying why not."""

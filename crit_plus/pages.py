@@ -175,10 +175,16 @@ class ProcessPages:
         return next((k for k in self.kinds if k.kind == name), KindTally(name))
 
 
+#: The pages of a process without memory or pagemap images (a zombie, a missing image).
+_NO_PAGES = ProcessPages(0, _ZERO, _ZERO, ())
+
+
 def process_pages(memory: AddressSpace | None, table: PageTable | None = None) -> ProcessPages:
     """The :class:`ProcessPages` of a process: its
     :class:`~crit_plus.memory.AddressSpace` (None: no mm image, a zombie) and its
     pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable)."""
+    if memory is None and table is None:
+        return _NO_PAGES  # one object for every process without images
     private = PageCounts.of(table.pages_by_state()) if table is not None else _ZERO
     sums: dict[str, list[int]] = {}  # kind -> [vmas, mapped, 4 private, 4 shared, unlisted]
     for mapping in memory.vmas if memory is not None else ():
@@ -245,7 +251,7 @@ class CheckpointPages:
 def checkpoint_pages(checkpoint: Checkpoint) -> CheckpointPages:
     """The :class:`CheckpointPages` of a :class:`~crit_plus.graph.Checkpoint`."""
     kinds: dict[str, KindTally] = {}
-    users: dict[int, list[int]] = {}
+    users: dict[int, dict[int, None]] = {}  # shmid -> pids in order, each once
     first_kind: dict[int, str] = {}
     private = _ZERO
     for process in checkpoint.processes:
@@ -255,9 +261,7 @@ def checkpoint_pages(checkpoint: Checkpoint) -> CheckpointPages:
         for mapping in memory.vmas if memory is not None else ():
             backing = mapping.backing
             if backing.kind == "shmem" and backing.shmid is not None:
-                pids = users.setdefault(backing.shmid, [])
-                if process.pid not in pids:
-                    pids.append(process.pid)
+                users.setdefault(backing.shmid, {})[process.pid] = None
                 first_kind.setdefault(backing.shmid, mapping.kind)
         for tally in pages.kinds:  # objects' pages are added once, below
             tally = KindTally(tally.kind, tally.vmas, tally.mapped, tally.private, _ZERO,

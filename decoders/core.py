@@ -110,7 +110,7 @@ def read_core(path: StrPath, tid: int) -> ThreadCore:
         xsave_features=_xsave_features(core),
         blocked_signals=_optional(thread, "blk_sigset"),
         source=entry.source,
-        raw=core,
+        raw=None,
         registers=_registers(core, arch),
         signals=_signals(_optional(thread, "signals_p"), _optional(task, "signals_s")),
         task_flags=task.flags if task is not None else None,

@@ -52,6 +52,16 @@ class DecodeError(Exception):
     def __reduce__(self):
         return (_rebuild, (type(self), self.__dict__.copy()))
 
+    def detached(self) -> DecodeError:
+        """This error without its traceback and the exceptions it was raised from, to be
+        kept: a kept traceback keeps its frames, and their callers' frames, whose locals
+        hold the error (a reference cycle that only the cyclic collector frees, which
+        crit-plus pauses while a command runs)."""
+        self.__traceback__ = None
+        self.__context__ = None
+        self.__cause__ = None
+        return self
+
 
 def _rebuild(cls, state):
     error = cls.__new__(cls)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import EncodeError as ProtobufEncodeError
@@ -25,9 +25,11 @@ from .framing import (
     read_header,
     reframe,
 )
-from .jsonform import Converter, encode_bytes
 from .kinds import LAYOUTS, Layout, expected_magic, raw_kind, round_up
 from .schema import get_schema
+
+if TYPE_CHECKING:  # JSON (decode, show) loads it; reading records does not
+    from .jsonform import Converter
 
 _U16_MAX_ITEMS = 1 << 16  # SysV semaphore sets hold at most 32000 semaphores
 BATCH_ENTRIES = 4096  # entries parsed per protobuf call by Image.iter_messages
@@ -344,6 +346,8 @@ class Image:
     def json_entries(self, pretty: bool = False, nopl: bool = False,
                      converter: Converter | None = None) -> Iterator[dict]:
         """Yield each entry as crit's JSON dictionary (with ``extra`` for payloads)."""
+        from .jsonform import Converter
+
         converter = converter or Converter(self.schema)
         if self.magic_name in ("PAGEMAP",) or (self.layout and self.layout.payload is None
                                                and self.magic_name != "GHOST_FILE"):
@@ -362,6 +366,8 @@ class Image:
             yield item
 
     def _add_extra(self, item, payload, pretty, nopl, converter):
+        from .jsonform import encode_bytes
+
         if nopl:
             if self.magic_name != "GHOST_FILE":
                 item["extra"] = f"... <{human_size(payload.size)}>"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from .errors import EntryDecodeError, StrPath
 from .ids import ids_from_message
 from .image import Source, open_image
-from .jsonform import unknown_fields
 from .records import DumpStats, Inventory
 from .text import image_text
 
@@ -69,6 +68,8 @@ def _run_id(msg):
     keeps it as an unknown field (as :func:`decoders.pagemap.page_count` does)."""
     if "dump_criu_run_id" in msg.DESCRIPTOR.fields_by_name:
         return image_text(msg.dump_criu_run_id) if msg.HasField("dump_criu_run_id") else None
+    from .jsonform import unknown_fields  # an older schema only: loaded then
+
     for number, _wire, value in unknown_fields(msg):
         if number == RUN_ID_FIELD and isinstance(value, bytes):
             return value.decode("utf-8", "replace")

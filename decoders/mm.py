@@ -50,5 +50,5 @@ def read_mm(path: StrPath) -> Mm:
         auxv=tuple(msg.mm_saved_auxv),
         vmas=vmas,
         source=source,
-        raw=msg,
+        raw=None,
     )

@@ -19,7 +19,6 @@ from typing import Any
 from .errors import EntryDecodeError, StrPath
 from .flags import PageFlags
 from .image import Source, open_image
-from .jsonform import unknown_fields
 from .records import Pagemap, PageRun
 
 NR_PAGES_FIELD = 5
@@ -33,6 +32,8 @@ def page_count(msg: Any, knows_nr_pages: bool) -> int:
     """
     if knows_nr_pages:
         return msg.nr_pages or msg.compat_nr_pages
+    from .jsonform import unknown_fields  # an older schema only: loaded then
+
     for number, _wire, value in unknown_fields(msg):
         if number == NR_PAGES_FIELD:
             return value

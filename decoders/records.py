@@ -1,7 +1,11 @@
 """Typed, frozen records the decoders return.
 
 Every record keeps ``source`` (file, offset, entry index) and ``raw``: the
-protobuf message it came from, an escape hatch for fields not lifted here.
+protobuf message it came from, an escape hatch for fields not lifted here —
+except the records a checkpoint keeps one or more of per process
+(:class:`PstreeEntry`, :class:`ThreadCore`, :class:`Mm`), whose ``raw`` is None: a
+core message with its registers and an mm message with every VMA held about 12 KB
+a process, and a hostile ``pstree.img`` lists a million pids.
 Records hold facts from one image; linking images is ``crit_plus.graph``'s job.
 """
 

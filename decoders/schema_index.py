@@ -25,12 +25,14 @@ import re
 import sys
 from collections.abc import Iterator
 
+from .lazy import LazyPattern
+
 INDEX_FILE = "CRIT_PLUS_INDEX"
 HEADER = "crit-plus schema index 1"
 
 #: The serialized descriptor in a generated module: ``AddSerializedFile(b'...')``
 #: (protoc 3.20 and later) or ``serialized_pb=b'...'`` / ``_b('...')`` (older).
-_SERIALIZED = re.compile(
+_SERIALIZED = LazyPattern(  # only when an index is made (make schema)
     rb"""(?:AddSerializedFile\(|serialized_pb=(?:_b\()?)(b?'(?:[^'\\]|\\.)*')""", re.DOTALL)
 #: FileDescriptorProto's ``message_type`` field; DescriptorProto's ``name``.
 _MESSAGE_TYPE = 4

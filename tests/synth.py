@@ -283,6 +283,22 @@ class CheckpointBuilder:
         return self.write("pstree.img", "PSTREE",
                           [message("pstree_entry", **entry) for entry in entries])
 
+    def flat_pstree(self, count):
+        """``pstree.img`` of pids 1..``count``, every one a child of pid 1 in its session
+        and group, with no other image: a hostile checkpoint, written fast (one message
+        class instance reused: a million entries in seconds)."""
+        cls = message_class("pstree_entry")
+        entry = cls(ppid=0, pgid=1, sid=1)
+        with open(self.path("pstree.img"), "wb") as handle:
+            handle.write(_U32.pack(IMG_COMMON) + _U32.pack(magic("PSTREE")))
+            for pid in range(1, count + 1):
+                entry.pid = pid
+                entry.ppid = 1 if pid > 1 else 0
+                del entry.threads[:]
+                entry.threads.append(pid)
+                handle.write(entry_bytes(entry))
+        return self.path("pstree.img")
+
     def core(self, tid, comm="synth", task_state=1, leader=True, uid=0, exit_code=0, **extra):
         """``core-<tid>.img``: x86_64; the task part (state, comm) only for a leader;
         ``extra`` fields replace or add top-level ones (``mtype``, ``ti_aarch64``...)."""

@@ -4,12 +4,15 @@ other image makes five findings per pid; only the first MAX_PER_CODE of a code a
 summary finding, so every command that lists findings stays within memory.
 
 The commands run in a subprocess under an address-space limit (RLIMIT_AS) the test sets;
-before the cap, ``validate --format json`` on this input needed about 2.8 GB.
+before the cap, ``validate --format json`` on this input needed about 2.8 GB, after it
+about 860 MB (~8 KB a pid); now a pid without images costs the graph about 1.2 KB
+(:func:`test_a_pid_without_images_costs_little`; docs/robustness.md, "Many pids").
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -25,20 +28,29 @@ from crit_plus.findings import (
     named,
 )
 
+from .benchmarks.peak import MEASURED_COMMAND
 from .synth import CheckpointBuilder, proc
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 PIDS = 100_000
-#: Address space the command may use (the interpreter, the graph's 100,000 processes).
-LIMIT = 1536 << 20
+#: Address space the command may use (the interpreter, the graph's 100,000 processes:
+#: about 180 MiB).
+LIMIT = 512 << 20
+#: Most peak memory one more pid without images may add to ``validate``.
+PER_PID = 1536
 
 
 @pytest.fixture(scope="module")
 def many_pids(tmp_path_factory):
     """A checkpoint of inventory.img and a pstree.img of :data:`PIDS` pids, nothing else."""
-    builder = CheckpointBuilder(tmp_path_factory.mktemp("many-pids"))
+    return _flat(tmp_path_factory.mktemp("many-pids"), PIDS)
+
+
+def _flat(directory, pids):
+    builder = CheckpointBuilder(directory)
     builder.inventory()
-    builder.pstree([proc(pid, ppid=1 if pid > 1 else 0, pgid=1, sid=1)
-                    for pid in range(1, PIDS + 1)])
+    builder.flat_pstree(pids)  # pid 1 and its children, in one session and group
     return builder.directory
 
 
@@ -62,6 +74,20 @@ def test_validate_of_100k_pids_without_images_stays_within_memory(many_pids):
     assert len(missing) == MAX_PER_CODE + 1
     more = PIDS * 5 - MAX_PER_CODE
     assert missing[-1]["message"].startswith(f"{more} more missing-image findings not listed")
+
+
+def test_a_pid_without_images_costs_little(tmp_path, many_pids):
+    """Counted, not timed: what 75,000 more pids add to validate's peak memory (VmHWM)."""
+    def peak(directory):
+        done = subprocess.run([sys.executable, "-c", MEASURED_COMMAND, "validate", "--format",
+                               "json", str(directory)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=1200, check=False)
+        assert done.returncode == 2, done.stderr[-2000:]
+        return int(done.stderr.split("VmHWM ")[-1].split()[0]) * 1024
+
+    few = _flat(tmp_path / "few", PIDS // 4)
+    per_pid = (peak(many_pids) - peak(few)) / (PIDS - PIDS // 4)
+    assert per_pid <= PER_PID, per_pid
 
 
 def test_finding_list_keeps_the_first_of_each_code_and_counts_the_rest():

@@ -178,3 +178,77 @@ def test_lazy_pattern_compiles_on_first_use():
     assert "match" in vars(pattern)  # kept: later calls cost what a compiled pattern's do
     assert pattern.pattern == r"(\d+)-(\w+)" and pattern.groups == 2
     assert LazyPattern(rb"x+", 2).search(b"aXXb").group() == b"XX"  # re.IGNORECASE == 2
+
+
+#: The explorers' modules and what else each metadata command leaves alone: a command
+#: creates the record classes of what it shows, not every explorer's.
+EXPLORER_PARTS = ("crit_plus.analysis.explore_fds", "crit_plus.analysis.explore_pages",
+                  "crit_plus.analysis.explore_memory", "crit_plus.pages")
+
+
+@pytest.mark.parametrize("command, needs", [
+    ("ps", ()),
+    ("fds", ("crit_plus.analysis.explore_fds",)),
+    ("sk", ("crit_plus.analysis.explore_fds",)),
+    ("mems", ("crit_plus.analysis.explore_pages", "crit_plus.pages")),
+    ("rss", ("crit_plus.analysis.explore_pages", "crit_plus.pages")),
+])
+def test_an_explorer_loads_only_its_own_records(service_a, command, needs):
+    """``ps`` creates one explorer record class (``PsRow``), not the fds', mappings' or
+    memory search's, nor the page counts by VMA kind (crit_plus.pages); reading images
+    does not load crit's JSON form (decoders.jsonform), and a checkpoint's dump.log
+    header does not load the log scanner (sources.logs)."""
+    code, modules = _loaded([command, str(service_a)])
+    assert code == 0
+    assert "crit_plus.analysis.explore" in modules
+    assert sorted(m for m in EXPLORER_PARTS if m in modules) == sorted(needs)
+    assert "decoders.jsonform" not in modules
+    assert "crit_plus.sources.logheader" in modules  # service-a has a dump.log: it is read
+    assert "crit_plus.sources.logs" not in modules
+
+
+def test_decode_loads_the_json_form(service_a):
+    """The other side of the test above: the JSON form is loaded where it is used."""
+    code, modules = _loaded(["decode", "-i", str(service_a / "inventory.img")])
+    assert code == 0 and "decoders.jsonform" in modules
+
+
+def test_explore_names_are_the_parts_names():
+    """Every name of :mod:`crit_plus.analysis.explore` (``__all__``) imports from it, and
+    is the object its part defines: one class, wherever it is imported from."""
+    code = ("import json\n"
+            "from crit_plus.analysis import explore\n"
+            "import crit_plus.analysis.explore_fds as fds\n"
+            "import crit_plus.analysis.explore_memory as memory\n"
+            "import crit_plus.analysis.explore_pages as pages\n"
+            "parts = {**vars(fds), **vars(pages), **vars(memory)}\n"
+            "ok = {n: getattr(explore, n) is parts.get(n, getattr(explore, n))\n"
+            "      for n in explore.__all__}\n"
+            "print(json.dumps({'ok': ok, 'dir': dir(explore)}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    facts = json.loads(result.stdout)
+    assert facts["ok"] and all(facts["ok"].values())
+    assert {"FdRow", "MemoryGrep", "VmaRow", "ps_rows", "rss_table"} <= set(facts["ok"])
+    assert set(facts["ok"]) <= set(facts["dir"])
+    with pytest.raises(AttributeError):
+        from crit_plus.analysis import explore
+        explore.no_such_name  # noqa: B018
+
+
+def test_log_names_are_the_header_modules():
+    """``sources.logs`` still exports the header reader (one object, two modules)."""
+    from crit_plus.sources import logheader, logs
+
+    for name in logheader.__all__:
+        assert getattr(logs, name) is getattr(logheader, name)
+
+
+def test_size_reads_page_contents_only_with_content(service_a):
+    """``size`` loads the page-content scan (digests, compression samples) only for
+    ``--content``."""
+    code, modules = _loaded(["size", str(service_a)])
+    assert code == 0 and "crit_plus.analysis.size" in modules
+    assert "crit_plus.analysis.content" not in modules
+    code, modules = _loaded(["size", str(service_a), "--content"])
+    assert code == 0 and "crit_plus.analysis.content" in modules

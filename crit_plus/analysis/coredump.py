@@ -31,7 +31,7 @@ from decoders.flags import PAGE_SIZE, Prot, TaskState
 from decoders.framing import open_untrusted
 
 from ..memory import AddressSpace, Unavailable
-from .explore import memory_of
+from .explore_memory import memory_of
 
 if TYPE_CHECKING:
     from decoders.records import Registers

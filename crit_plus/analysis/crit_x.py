@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .explore import ps_rows, socket_rows
+from .explore import ps_rows
+from .explore_fds import socket_rows
 
 # -- files ---------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import click
 
 from decoders.flags import PAGE_SIZE
 
-from ..analysis import content as content_analysis
 from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
@@ -96,6 +95,8 @@ def _measured(source, checkpoint, content, top, bandwidth, bar=True):
         report = replace(report, directory=source.images_label)
     scan = elapsed = None
     if content:
+        from ..analysis import content as content_analysis  # --content only: page digests
+
         total = content_analysis.content_bytes(checkpoint)
         started = time.perf_counter()
         with progress(total, "reading pages", enabled=None if bar else False) as shown:

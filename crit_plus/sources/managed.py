@@ -23,7 +23,7 @@ def _dump_log_facts(images_dir):
     path = Path(images_dir) / "dump.log"
     if not path.is_file():
         return None, None
-    from .logs import read_header  # only when there is a dump.log
+    from .logheader import read_header  # only when there is a dump.log
 
     try:
         return path, read_header(path)
