@@ -177,9 +177,11 @@ def read_mount_namespace(checkpoint: Checkpoint,
     missing; when it is damaged, the mounts before the damage, its ``damage`` and a
     finding."""
     name = f"mountpoints-{ns_id}.img"
-    messages, error = read_messages_until_damage(os.path.join(checkpoint.directory, name))
+    messages, error = checkpoint.decoded(name)
     if isinstance(error, MissingImageError):
         return None, ()
+    if error is not None:  # read again entry by entry, keeping those before the damage
+        messages, error = read_messages_until_damage(os.path.join(checkpoint.directory, name))
     findings = [] if error is None else [error_finding(error)]
     if len(messages) > MAX_MOUNTS:
         findings.append(Finding(WARNING, "many-mounts",
