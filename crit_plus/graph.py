@@ -418,6 +418,11 @@ class Process:
         return self._ids.value
 
     @property
+    def ids_findings(self) -> tuple[Finding, ...]:
+        """Why :attr:`ids` is None (``ids-PID.img`` missing or damaged), or ()."""
+        return tuple(self._ids.findings)
+
+    @property
     def mm(self) -> Mm | None:
         """The :class:`~decoders.records.Mm`, or None (zombies have none)."""
         return self._mm.value
@@ -918,7 +923,8 @@ class Checkpoint:
     @property
     def mount_namespaces(self) -> tuple[MountNamespace, ...]:
         """The :class:`~crit_plus.mounts.MountNamespace` of every mount namespace whose
-        ``mountpoints-ID.img`` is there, by id."""
+        ``mountpoints-ID.img`` is there (a damaged one with the mounts read before the
+        damage), by id."""
         return tuple(loaded.value for loaded in self._mount_namespaces.values()
                      if loaded.value is not None)
 
@@ -943,18 +949,46 @@ class Checkpoint:
         return self._cgroup_sets.value
 
     def cgroups(self, cg_set: int | None) -> tuple[CgroupMember, ...] | None:
-        """The cgroups of set ``cg_set`` (a thread's ``ThreadCore.cg_set``), or None."""
-        return None if cg_set is None else self._cgroup_sets.value.get(cg_set)
+        """The cgroups of set ``cg_set`` (a thread's ``ThreadCore.cg_set``): () when the
+        images name none (no ``cgroup.img``, or no such set in it), None when unknown
+        (no ``cg_set``, or ``cgroup.img`` damaged)."""
+        if cg_set is None or self._cgroup_sets.findings:
+            return None
+        return self._cgroup_sets.value.get(cg_set, ())
 
     @functools.cached_property
     def _seccomp_filters(self):
         return _Loaded(*read_seccomp_filters(self))
 
-    def seccomp_chain(self, thread: Thread) -> tuple[tuple[SeccompFilter, ...],
+    def seccomp_chain(self, thread: Thread) -> tuple[tuple[SeccompFilter, ...] | None,
                                                      tuple[Finding, ...]]:
-        """The seccomp filters ``thread`` runs, newest first, and findings."""
+        """The seccomp filters ``thread`` runs, newest first, and findings; None (and no
+        findings: the image's own finding says it) when the thread has a filter and
+        ``seccomp.img`` is damaged."""
         last = thread.core.seccomp_filter if thread.core is not None else None
+        if last is not None and self._seccomp_filters.findings:
+            return None, ()
         return filter_chain(self._seccomp_filters.value, last, f"core-{thread.tid}.img")
+
+    @property
+    def namespace_findings(self) -> tuple[Finding, ...]:
+        """The findings of reading the namespaces' uts and user images."""
+        return tuple(self._namespaces.findings)
+
+    @property
+    def mount_findings(self) -> tuple[Finding, ...]:
+        """The findings of reading the ``mountpoints-ID.img`` images."""
+        return tuple(f for part in self._mount_namespaces.values() for f in part.findings)
+
+    @property
+    def net_findings(self) -> tuple[Finding, ...]:
+        """The findings of reading the network namespaces' images."""
+        return tuple(f for part in self._net_namespaces.values() for f in part.findings)
+
+    @property
+    def confinement_findings(self) -> tuple[Finding, ...]:
+        """The findings of reading ``cgroup.img`` and ``seccomp.img``."""
+        return (*self._cgroup_sets.findings, *self._seccomp_filters.findings)
 
     @property
     def view_findings(self) -> tuple[Finding, ...]:
@@ -962,10 +996,9 @@ class Checkpoint:
         (not part of :attr:`findings`, which validate and summarize report), at most
         :data:`~crit_plus.findings.MAX_PER_CODE` of a code."""
         found = FindingList()
-        found.extend(self._namespaces.findings)
-        for part in (*self._mount_namespaces.values(), *self._net_namespaces.values(),
-                     self._cgroup_sets, self._seccomp_filters):
-            found.extend(part.findings)
+        for part in (self.namespace_findings, self.mount_findings, self.net_findings,
+                     self.confinement_findings):
+            found.extend(part)
         return tuple(found.result())
 
     # -- the directory ------------------------------------------------------------------------

@@ -15,12 +15,14 @@ are bind mounts of one another.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from decoders.text import field_text
 from decoders.errors import MissingImageError
 from decoders.fields import optional
+from decoders.image import read_messages_until_damage
 
 from .findings import WARNING, Finding, error_finding, named
 
@@ -112,6 +114,9 @@ class MountNamespace:
 
     ns_id: int
     mounts: tuple[Mount, ...]
+    #: why the image ends early (``mountpoints-ID.img`` damaged: :attr:`mounts` are
+    #: the entries before the damage), or None
+    damage: str | None = None
 
     def tree(self) -> list[tuple[int, Mount]]:
         """``(depth, Mount)`` depth-first from each mount whose parent is not in the
@@ -168,19 +173,21 @@ def _mount(msg, where: str) -> Mount:
 
 def read_mount_namespace(checkpoint: Checkpoint,
                          ns_id: int) -> tuple[MountNamespace | None, tuple[Finding, ...]]:
-    """The :class:`MountNamespace` of ``mountpoints-<ns_id>.img`` (None when the image is
-    missing or does not decode: a finding says which)."""
+    """The :class:`MountNamespace` of ``mountpoints-<ns_id>.img``: None when the image is
+    missing; when it is damaged, the mounts before the damage, its ``damage`` and a
+    finding."""
     name = f"mountpoints-{ns_id}.img"
     messages, error = checkpoint.decoded(name)
-    if error is not None:
-        if isinstance(error, MissingImageError):
-            return None, ()
-        return None, (error_finding(error),)
-    findings = []
+    if isinstance(error, MissingImageError):
+        return None, ()
+    if error is not None:  # read again entry by entry, keeping those before the damage
+        messages, error = read_messages_until_damage(os.path.join(checkpoint.directory, name))
+    findings = [] if error is None else [error_finding(error)]
     if len(messages) > MAX_MOUNTS:
         findings.append(Finding(WARNING, "many-mounts",
                                 f"{len(messages)} mounts; the first {MAX_MOUNTS} are shown",
                                 name, named(id=ns_id)))
     mounts = tuple(_mount(msg, f"{name}: entry {index}")
                    for index, msg in enumerate(messages[:MAX_MOUNTS]))
-    return MountNamespace(ns_id, mounts), tuple(findings)
+    return MountNamespace(ns_id, mounts, str(error) if error is not None else None), \
+        tuple(findings)

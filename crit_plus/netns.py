@@ -42,6 +42,12 @@ TABLES = {253: "default", 254: "main", 255: "local"}
 PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 16: "dhcp",
              186: "bgp", 187: "isis", 188: "ospf", 189: "rip"}
 FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+#: The link kinds whose ``peer_ifindex``/``peer_nsid`` name another link: only a veth's
+#: restore reads them (``criu/net.c``: veth_link_info, veth_peer_info).
+PAIRED_KINDS = frozenset({"veth"})
+#: The parts of a network namespace and the image stems they come from.
+PARTS = (("devices", ("netdev",)), ("addresses", ("ifaddr",)), ("routes", ("route", "route6")),
+         ("rules", ("rule",)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +56,13 @@ class NetDevice:
 
     ifindex: int
     name: str
-    kind: str  # CRIU's nd_type: LOOPBACK, VETH, TUN, EXTLINK, VENET, BRIDGE, MACVLAN, SIT
+    kind: str  # CRIU's nd_type in lower case: loopback, veth, tun, extlink, bridge...
     mtu: int
     flags: int
     address: str | None  # the hardware address, aa:bb:...
+    #: a paired link's (:data:`PAIRED_KINDS`) other end: its index and the netns id it is
+    #: in; None for other kinds (CRIU stores ``peer_ifindex`` for every link: IFLA_LINK,
+    #: or the link's own index)
     peer_ifindex: int | None
     peer_nsid: int | None
     master: int | None
@@ -119,7 +128,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class NetNamespace:
-    """What CRIU kept of one network namespace; ``None`` lists for a missing image."""
+    """What CRIU kept of one network namespace; ``None`` lists for a missing image (or a
+    damaged one: :attr:`damaged` says which)."""
 
     ns_id: int
     devices: tuple[NetDevice, ...] | None
@@ -129,6 +139,9 @@ class NetNamespace:
     #: the key of a namespace dumped as external (``netns-ID.img`` ``ext_key``: restored
     #: with ``--external net[KEY]:PATH`` or ``--join-ns``, its links not dumped), or None
     ext_key: str | None = None
+    #: (part, why) of each part (``devices``, ``addresses``, ``routes``, ``rules``) whose
+    #: image did not decode: the error's one line
+    damaged: tuple[tuple[str, str], ...] = ()
 
     def device_name(self, ifindex: int | None) -> str | None:
         """The name of link ``ifindex`` (None when unknown)."""
@@ -144,11 +157,13 @@ def _name(table: dict, value: Any) -> str:
 
 def _device(msg) -> NetDevice:
     kind = msg.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number.get(msg.type)
+    name = kind.name.lower() if kind else str(msg.type)
     address = optional(msg, "address")
-    return NetDevice(msg.ifindex, field_text(msg.name), kind.name if kind else str(msg.type),
+    paired = name in PAIRED_KINDS
+    return NetDevice(msg.ifindex, field_text(msg.name), name,
                      msg.mtu, msg.flags, ":".join(f"{b:02x}" for b in address)
-                     if address else None, optional(msg, "peer_ifindex"),
-                     optional(msg, "peer_nsid"), optional(msg, "master"))
+                     if address else None, optional(msg, "peer_ifindex") if paired else None,
+                     optional(msg, "peer_nsid") if paired else None, optional(msg, "master"))
 
 
 def _where(message: NetlinkMessage) -> str:
@@ -206,7 +221,8 @@ def read_net_namespace(checkpoint: Checkpoint,
                        ns_id: int) -> tuple[NetNamespace, tuple[Finding, ...]]:
     """The :class:`NetNamespace` ``ns_id`` of the checkpoint and the findings of reading
     its images (a missing image is an empty part, not a finding: CRIU deletes an
-    image it wrote nothing to, and skips ``route6`` without IPv6)."""
+    image it wrote nothing to, and skips ``route6`` without IPv6; a damaged one is a
+    finding and a ``damaged`` part)."""
     findings: list[Finding] = []
     messages, error = checkpoint.decoded(f"netdev-{ns_id}.img")
     devices = None
@@ -227,5 +243,9 @@ def read_net_namespace(checkpoint: Checkpoint,
     if error is not None and not isinstance(error, MissingImageError):
         findings.append(error_finding(error))
     ext_key = optional(netns[0], "ext_key") if netns else None
+    damaged = tuple((part, f"{finding.where}: {finding.message}")
+                    for part, stems in PARTS for finding in findings
+                    if finding.where in {f"{stem}-{ns_id}.img" for stem in stems})
     return NetNamespace(ns_id, devices, addresses, routes, rules,
-                        field_text(ext_key) if ext_key is not None else None), tuple(findings)
+                        field_text(ext_key) if ext_key is not None else None,
+                        damaged), tuple(findings)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import EncodeError as ProtobufEncodeError
 
-from .errors import BadMagicError, EntryDecodeError, MissingImageError, TruncatedError
+from .errors import BadMagicError, DecodeError, EntryDecodeError, MissingImageError, TruncatedError
 from .framing import (
     Cursor,
     ImageBytes,
@@ -448,6 +448,22 @@ def read_messages(path: StrPath) -> tuple[Any, ...]:
             return tuple(msg for _index, _offset, msg in image.iter_messages()
                          if msg is not None)
         return tuple(entry.message for entry in image.entries() if entry.message is not None)
+
+
+def read_messages_until_damage(path: StrPath) -> tuple[tuple[Any, ...], DecodeError | None]:
+    """The messages of the image at ``path`` entry by entry (for an image without
+    payloads), up to the first one that does not decode: ``(messages, None)``, or the
+    messages before the damage and its :class:`~decoders.errors.DecodeError` (a
+    ``MissingImageError``, with no messages, when the image is absent)."""
+    messages: list[Any] = []
+    try:
+        with open_image(path) as image:
+            for entry in image.entries():
+                if entry.message is not None:
+                    messages.append(entry.message)
+    except DecodeError as error:
+        return tuple(messages), error
+    return tuple(messages), None
 
 
 def image_from_bytes(data: bytes, name: str = "<stdin>") -> Image:

@@ -470,7 +470,8 @@ def test_explorers_say_when_the_images_have_errors(command, fixture_root, tmp_pa
     (copy / "core-12528.img").unlink()
     damaged = run_cli(command, copy)
     assert damaged.returncode == 0 and damaged.stdout
-    assert damaged.stderr == (f"crit-plus: note: 1 error in the images of {copy}, so this may "
-                              "be incomplete: `crit-plus validate` says which\n")
+    assert damaged.stderr == (f"crit-plus: note: 1 error in the images of {copy} "
+                              "(core-12528.img), so this may be incomplete: `crit-plus "
+                              "validate` says which\n")
     whole = run_cli(command, fixture_root / "service-a")
     assert whole.returncode == 0 and whole.stderr == ""

@@ -31,12 +31,16 @@ ip addr add 10.77.0.1/24 dev lo
 ip -6 addr add fd00:77::1/64 dev lo nodad
 ip route add 10.78.0.0/16 via 10.77.0.2 dev lo
 ip rule add from 10.77.0.0/24 table 100 priority 1000
+ip link add br0 type bridge
+ip link add v0 type veth peer name v1
+ip link set v0 master br0
 hostname views-ns
 mount -t tmpfs -o size=1m views-tmp /mnt
 ip -j addr > {out}/addr.json
 ip -j route > {out}/route.json
 ip -j -6 route > {out}/route6.json
 ip -j rule > {out}/rule.json
+ip -j link > {out}/link.json
 exec setsid sleep 600 </dev/null >/dev/null 2>&1
 """
 
@@ -61,7 +65,7 @@ def netns_dump(criu, tmp_path_factory):
     leaf = None
     try:
         found = harness.wait_until(
-            lambda: (top / "rule.json").exists() and _children(popen.pid), 15)
+            lambda: (top / "link.json").exists() and _children(popen.pid), 15)
         assert found, "the namespace set-up did not finish (unshare and ip -j needed)"
         leaf = found[0]
         assert harness.wait_until(
@@ -76,7 +80,7 @@ def netns_dump(criu, tmp_path_factory):
                     pass
         popen.wait(15)
     shown = {name: json.loads((top / f"{name}.json").read_text())
-             for name in ("addr", "route", "route6", "rule")}
+             for name in ("addr", "route", "route6", "rule", "link")}
     return top / "images", shown
 
 
@@ -109,6 +113,27 @@ def test_net_shows_what_ip_showed(netns_dump):
     assert {(r["priority"], r["source"], r["table"]) for r in space["rules"]} == rules
     text = run_cli("net", images).stdout
     assert "10.77.0.1/24" in text and "10.77.0.2" in text and "from 10.77.0.0/24" in text
+
+
+def test_net_shows_a_peer_for_a_veth_only(netns_dump):
+    # CRIU stores peer_ifindex for every link (a bridge's is its own index); only a
+    # veth's restore reads it (criu/net.c)
+    images, shown = netns_dump
+    [space] = _json("net", images)["namespaces"]
+    index = {link["ifname"]: link["ifindex"] for link in shown["link"]}
+    netdev = {d["name"]: d for d in crit_json(images / f"netdev-{space['ns_id']}.img")
+              ["entries"]}
+    assert netdev["br0"]["peer_ifindex"] == index["br0"]
+    devices = {d["name"]: d for d in space["devices"]}
+    assert (devices["br0"]["kind"], devices["br0"]["peer_ifindex"]) == ("bridge", None)
+    assert (devices["v0"]["kind"], devices["v0"]["peer_ifindex"]) == ("veth", index["v1"])
+    assert devices["v0"]["master"] == index["br0"]
+    rows = {line.split()[2]: line.split() for line in run_cli("net", images).stdout.split(
+        "\n\n")[0].splitlines()[3:]}
+    assert rows["br0"][3] == "bridge" and "if" not in rows["br0"][6:]
+    assert devices["v0"]["peer_nsid"] == space["ns_id"]  # CRIU's id of the peer's netns
+    assert rows["v0"][3] == "veth" and rows["v0"][-5:] == [
+        "if", str(index["v1"]), "in", "netns", str(space["ns_id"])]
 
 
 def test_ns_and_mounts_of_the_unshared_process(netns_dump):
@@ -168,7 +193,7 @@ def test_ns_shows_the_own_ipc_namespace_of_zdtm_ipc_programs(zdtm_dumps, name, i
     images = Path(_images(zdtm_dumps, name))
     [ipc] = [n for n in _json("ns", images)["namespaces"] if n["kind"] == "ipc"]
     assert ipc["owner"] == "checkpoint"
-    assert f"{image}-{ipc['id']}.img" in ipc["images"]
+    assert f"{image}-{ipc['ns_id']}.img" in ipc["images"]
     net = [n for n in _json("ns", images)["namespaces"] if n["kind"] == "net"]
     assert [n["owner"] for n in net] == ["host"]
 

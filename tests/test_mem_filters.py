@@ -61,6 +61,19 @@ def test_range_keeps_the_matches_inside_it(service_a, every_hit):
     assert bad.returncode == 2 and "--perms" in bad.stderr
 
 
+def test_range_counts_a_match_that_starts_inside_and_ends_past_it(service_a, every_hit):
+    # as grep on a region: a match counts when it starts in [START, END), wherever it ends
+    address = every_hit[0]["address"]
+    for start, end in ((address, address + 1), (address - 4, address + len(NEEDLE) - 1)):
+        shown = _hits(service_a, NEEDLE, "--range", f"{start:x}-{end:x}")
+        assert [_key(h) for h in shown] == [
+            _key(h) for h in every_hit if start <= h["address"] < end]
+        assert shown[0]["address"] == address
+    # one that starts before START does not, even when it ends inside the range
+    assert address not in {h["address"] for h in _hits(
+        service_a, NEEDLE, "--range", f"{address + 1:x}-{address + len(NEEDLE) + 8:x}")}
+
+
 def test_root_searches_file_mappings_as_mem_read_reads_them(fixture_root):
     state, rootfs = fixture_root / WEB / "state", fixture_root / WEB / "rootfs"
     assert _hits(state, "BusyBox v", "--kind", "file") == []  # clean pages: not dumped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import struct
 
@@ -49,7 +50,7 @@ def _json(*args):
 def test_ns_groups_every_process_by_its_ids_image(fixture_root, key):
     directory = fixture_root / key
     document = _json("ns", directory)
-    assert document["schema"] == "crit-plus/ns/1"
+    assert document["schema"] == "crit-plus/ns/2"
     host = {k[:-6]: v for k, v in crit_json(directory / "inventory.img")["entries"][0]
             ["root_ids"].items() if k.endswith("_ns_id")}
     expected = {}
@@ -58,10 +59,10 @@ def test_ns_groups_every_process_by_its_ids_image(fixture_root, key):
         for field, value in crit_json(image)["entries"][0].items():
             if field.endswith("_ns_id"):
                 expected.setdefault((field[:-6], value), set()).add(pid)
-    shown = {(n["kind"], n["id"]): set(n["pids"]) for n in document["namespaces"]}
+    shown = {(n["kind"], n["ns_id"]): set(n["pids"]) for n in document["namespaces"]}
     assert shown == expected
     for item in document["namespaces"]:
-        assert item["owner"] == ("host" if host[item["kind"]] == item["id"] else "checkpoint")
+        assert item["owner"] == ("host" if host[item["kind"]] == item["ns_id"] else "checkpoint")
     # a container: its own namespaces but the time namespace, the host's
     owners = {n["kind"]: n["owner"] for n in document["namespaces"]}
     assert owners == {"pid": "checkpoint", "net": "checkpoint", "ipc": "checkpoint",
@@ -72,9 +73,9 @@ def test_ns_groups_every_process_by_its_ids_image(fixture_root, key):
 def test_ns_shows_uts_names_and_user_maps_as_crit_decodes_them(web):
     document = _json("ns", web)
     by_kind = {n["kind"]: n for n in document["namespaces"]}
-    uts = crit_json(web / f"utsns-{by_kind['uts']['id']}.img")["entries"][0]
+    uts = crit_json(web / f"utsns-{by_kind['uts']['ns_id']}.img")["entries"][0]
     assert by_kind["uts"]["uts"] == [uts["nodename"], uts["domainname"]] == ["web", "(none)"]
-    userns = crit_json(web / f"userns-{by_kind['user']['id']}.img")["entries"][0]
+    userns = crit_json(web / f"userns-{by_kind['user']['ns_id']}.img")["entries"][0]
     assert by_kind["user"]["uid_map"] == userns["uid_map"]
     assert by_kind["user"]["gid_map"] == userns["gid_map"]
     assert by_kind["user"]["uid_map"][0]["lower_first"] == 100000
@@ -89,7 +90,7 @@ def test_ns_shows_uts_names_and_user_maps_as_crit_decodes_them(web):
 def test_mounts_are_every_mountpoints_entry_as_crit_decodes_it(fixture_root, key):
     directory = fixture_root / key
     document = _json("mounts", directory)
-    assert document["schema"] == "crit-plus/mounts/1"
+    assert document["schema"] == "crit-plus/mounts/2"
     [space] = document["namespaces"]
     image = directory / f"mountpoints-{space['ns_id']}.img"
     entries = crit_json(image, pretty=True)["entries"]
@@ -98,9 +99,9 @@ def test_mounts_are_every_mountpoints_entry_as_crit_decodes_it(fixture_root, key
     for entry in entries:
         mount = mounts[entry["mnt_id"]]
         assert (mount["parent_mnt_id"], mount["mountpoint"], mount["root"], mount["source"],
-                mount["options"], mount["device"]) == (
+                mount["options"], mount["device"], mount["root_dev"]) == (
             entry["parent_mnt_id"], entry["mountpoint"], entry["root"], entry["source"],
-            entry["options"], entry["root_dev"])
+            entry["options"], entry["root_dev"], entry["root_dev"])
         assert mount["flags"] == int(entry["flags"], 16)
         assert mount["shared_id"] == (entry.get("shared_id") or None)
         assert mount["master_id"] == (entry.get("master_id") or None)
@@ -138,7 +139,7 @@ def test_mount_options_propagation_and_binds(web):
 
 def test_net_shows_links_addresses_and_rules_of_the_container(deb):
     document = _json("net", deb)
-    assert document["schema"] == "crit-plus/net/1"
+    assert document["schema"] == "crit-plus/net/2"
     [space] = document["namespaces"]
     netdev = crit_json(deb / f"netdev-{space['ns_id']}.img")["entries"]
     assert [(d["name"], d["ifindex"], d["mtu"]) for d in space["devices"]] == [
@@ -184,7 +185,9 @@ def test_damaged_netlink_dump_is_one_line_with_file_and_offset(deb, tmp_path, ch
     assert reason in str(caught.value) and "rule-10.img" in str(caught.value)
     done = run_cli("net", copy)
     assert done.returncode == 0 and "Traceback" not in done.stderr
-    [line] = done.stderr.splitlines()
+    [note] = done.stderr.splitlines()
+    assert note.startswith("crit-plus: note: 1 error") and "(rule-10.img)" in note
+    [line] = [ln for ln in done.stdout.splitlines() if "damaged" in ln]
     assert "rule-10.img" in line and "offset" in line and reason in line
     assert "lookup main" not in done.stdout  # the rules are not shown, the rest is
     assert "127.0.0.1/8" in done.stdout
@@ -286,3 +289,142 @@ def test_ps_long_tree_has_the_long_columns(web):
     header = run_cli("ps", web, "--long", "--format", "tree").stdout.splitlines()[0].split()
     assert header == ["PROCESS", "STATE", "THR", "UID", "GID", "CAPEFF", "SECCOMP", "LSM",
                       "CGROUP", "COMMAND"]
+
+
+# -- damaged images: what could be read, one note, never "none" ----------------------------
+
+
+def _cut(directory, tmp_path, name, size):
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy, symlinks=True)
+    path = copy / name
+    path.chmod(0o644)
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+    return copy
+
+
+def _note(copy, image):
+    return (f"crit-plus: note: 1 error in the images of {copy} ({image}), so this may be "
+            "incomplete: `crit-plus validate` says which\n")
+
+
+def test_mounts_of_a_damaged_image_are_the_ones_before_the_damage(deb, tmp_path):
+    copy = _cut(deb, tmp_path, "mountpoints-13.img", 500)
+    entries = crit_json(deb / "mountpoints-13.img")["entries"]
+    document = _json("mounts", copy)
+    [space] = document["namespaces"]
+    assert [m["mnt_id"] for m in space["mounts"]] == [e["mnt_id"] for e in entries[:7]]
+    assert space["damage"].startswith("mountpoints-13.img: entry 7 at offset 0x1d2: truncated")
+    assert [f["where"] for f in document["findings"]] == ["mountpoints-13.img"]
+    done = run_cli("mounts", copy)
+    assert done.returncode == 0 and done.stderr == _note(copy, "mountpoints-13.img")
+    assert "host's" not in done.stdout
+    assert done.stdout.startswith("mount namespace 13 (pids 1 25 40 41 43 45 49 50 81):")
+    assert "only the 7 mounts before the damage are shown (mountpoints-13.img: entry 7" \
+        in done.stdout
+    # a whole image says nothing of damage
+    whole = run_cli("mounts", deb)
+    assert whole.stderr == "" and "damage" not in whole.stdout
+    assert _json("mounts", deb)["namespaces"][0]["damage"] is None
+
+
+def test_ns_shows_a_process_whose_ids_image_is_damaged_as_unknown(deb, tmp_path):
+    copy = _cut(deb, tmp_path, "ids-1.img", 10)
+    document = _json("ns", copy)
+    assert document["unknown_pids"] == [1]
+    assert [f["where"] for f in document["findings"]] == ["ids-1.img"]
+    assert all(1 not in n["pids"] for n in document["namespaces"])
+    done = run_cli("ns", copy)
+    assert done.returncode == 0
+    last = done.stdout.splitlines()[-1].split()
+    assert last[:4] == ["?", "?", "?", "1"] and "ids-PID.img" in done.stdout
+    # the note ps and mems print, once, and every view prints the same
+    for command in ("ps", "mems", "ns", "net", "mounts"):
+        other = run_cli(command, copy)
+        assert other.returncode == 0 and other.stderr == _note(copy, "ids-1.img"), command
+    assert _json("ns", deb)["unknown_pids"] == []
+
+
+def test_a_view_says_nothing_of_damage_in_images_it_does_not_read(deb, tmp_path):
+    copy = _cut(deb, tmp_path, "mountpoints-13.img", 500)
+    for command in ("ns", "net"):
+        done = run_cli(command, copy)
+        assert done.returncode == 0 and done.stderr == "", command
+        assert _json(command, copy)["findings"] == []
+
+
+@pytest.mark.parametrize("image,part,title", [("ifaddr-10.img", "addresses", "addresses"),
+                                              ("rule-10.img", "rules", "rules")])
+def test_net_tells_a_damaged_image_from_a_missing_one(deb, tmp_path, image, part, title):
+    copy = _cut(deb, tmp_path, image, 50)
+    [space] = _json("net", copy)["namespaces"]
+    assert space[part] is None and list(space["damaged"]) == [part]
+    assert space["damaged"][part].startswith(f"{image}: entry 0 at offset 0x4: truncated")
+    text = run_cli("net", copy).stdout
+    section = text.split(f"{title}:\n")[1].split("\n\n")[0]
+    assert section.startswith(f"  (damaged, not shown: netns 10: {image}: entry 0")
+    assert "(none)" not in section
+    (copy / image).unlink()
+    [space] = _json("net", copy)["namespaces"]
+    assert space[part] is None and space["damaged"] == {}
+    assert run_cli("net", copy).stdout.split(f"{title}:\n")[1].startswith("  (none)")
+
+
+def test_net_kinds_are_lower_case_in_json_and_table(deb):
+    [space] = _json("net", deb)["namespaces"]
+    netdev = crit_json(deb / f"netdev-{space['ns_id']}.img")["entries"]
+    assert [d["kind"] for d in space["devices"]] == [d["type"].lower() for d in netdev]
+    assert [d["kind"] for d in space["devices"]] == ["loopback"]
+    # CRIU stores a peer_ifindex for every link; only a veth's names another link
+    assert [d.get("peer_ifindex") for d in netdev] != [None]
+    assert [(d["peer_ifindex"], d["peer_nsid"]) for d in space["devices"]] == [(None, None)]
+    assert "loopback" in run_cli("net", deb).stdout
+
+
+def test_ps_long_says_unknown_for_a_damaged_cgroup_image(deb, tmp_path):
+    copy = _cut(deb, tmp_path, "cgroup.img", 100)
+    done = run_cli("ps", copy, "--long")
+    assert done.returncode == 0 and done.stderr == _note(copy, "cgroup.img")
+    column = done.stdout.splitlines()[0].split().index("CGROUP")
+    cells = {line.split()[column] for line in done.stdout.splitlines()[2:]}
+    assert cells == {"?"}
+    assert all(t["cgroups"] is None for row in _json("ps", copy, "--long")
+               for t in row["detail"])
+    assert "?" not in {line.split()[column]
+                       for line in run_cli("ps", deb, "--long").stdout.splitlines()[2:]}
+
+
+def test_ps_long_names_a_cut_seccomp_image_once(deb, tmp_path):
+    copy = _cut(deb, tmp_path, "seccomp.img", 60)
+    done = run_cli("ps", copy, "--long")
+    assert done.returncode == 0 and done.stderr == _note(copy, "seccomp.img")
+    column = done.stdout.splitlines()[0].split().index("SECCOMP")
+    cells = {line.split()[column] for line in done.stdout.splitlines()[2:]}
+    assert cells == {"filter(?)"}
+    leaders = [row["detail"][0] for row in _json("ps", copy, "--long")]
+    assert {(t["seccomp_mode"], t["seccomp_filters"], t["seccomp_instructions"])
+            for t in leaders} == {("filter", None, None)}
+
+
+@pytest.mark.parametrize("command", ["ns", "net", "mounts"])
+def test_views_take_no_root_option(command, deb):
+    assert "--root" not in run_cli(command, "--help").stdout
+    done = run_cli(command, deb, "--root", str(deb))
+    assert done.returncode == 2 and "--root" in done.stderr
+    assert "--root" in run_cli("ps", "--help").stdout
+
+
+def test_mounts_table_fits_120_columns_and_wide_shows_everything(deb):
+    compact = run_cli("mounts", deb).stdout
+    assert max(len(line) for line in compact.splitlines()) <= 120
+    wide = run_cli("mounts", deb, "--wide").stdout
+    header = wide.splitlines()[0].split()
+    assert header == ["MNTNS", "ID", "PARENT", "MOUNTPOINT", "FSTYPE", "SOURCE", "ROOT",
+                      "OPTIONS", "PROPAGATION", "EXTERNAL", "BINDS"]
+    assert "(size=" in wide and "(size=" not in compact
+    # every mount in both, folded cells joined back
+    document = _json("mounts", deb)
+    ids = {str(m["mnt_id"]) for m in document["namespaces"][0]["mounts"]}
+    assert ids <= {line.split()[0] for line in compact.splitlines()[3:] if line[:1] != " "}
+    assert re.search(r"/var/lib/lxd/ .*\n +shmounts/deb", compact)

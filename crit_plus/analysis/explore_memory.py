@@ -112,7 +112,8 @@ class MemoryGrep:
                  end=None, files=False):
         pattern = bytes(pattern)
         #: only VMAs of these kinds (``Mapping.kind``), with at least these protections
-        #: (``Prot`` bits), overlapping [start, end); ``files``: file-backed pages read from
+        #: (``Prot`` bits), overlapping [start, end), matches starting in it (a match
+        #: may end past end, as grep's on a region); ``files``: file-backed pages read from
         #: the checkpoint's root too (as ``mem read`` does), not only the pages images
         self.kinds = frozenset(kinds) if kinds else None
         self.perms = int(perms or 0)
@@ -146,8 +147,10 @@ class MemoryGrep:
             for mapping in memory.vmas:
                 if not self._selected(mapping):
                     continue
+                # a match that starts before end counts whole: read on past end by
+                # the pattern's window (hits() drops the matches that start past it)
                 low = max(mapping.start, self.start)
-                high = min(mapping.start + mapping.size, self.end)
+                high = min(mapping.start + mapping.size, self.end + self.window)
                 spans = tuple((e.vaddr, e.length) for e in memory.extents(low, high - low)
                               if e.source in self.sources)
                 if spans:
@@ -179,7 +182,9 @@ class MemoryGrep:
                         continue
                     if prev_end != addr:
                         prev = b""
-                    yield from self._scan(process, mapping, prev, data, addr)
+                    for hit in self._scan(process, mapping, prev, data, addr):
+                        if hit.address < self.end:
+                            yield hit
                     if progress is not None:
                         progress(len(data))
                     prev, prev_end = data, addr + len(data)

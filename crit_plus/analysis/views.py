@@ -15,9 +15,9 @@ from ..netns import NetNamespace
 
 #: JSON schemas of the views (docs/commands/ns.md, mounts.md, net.md): a change of a
 #: field's meaning bumps the number.
-NS_SCHEMA = "crit-plus/ns/1"
-MOUNTS_SCHEMA = "crit-plus/mounts/1"
-NET_SCHEMA = "crit-plus/net/1"
+NS_SCHEMA = "crit-plus/ns/2"
+MOUNTS_SCHEMA = "crit-plus/mounts/2"
+NET_SCHEMA = "crit-plus/net/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,8 @@ class MountTable:
     ns_id: int
     pids: tuple[int, ...]
     rows: tuple[MountRow, ...]
+    #: why ``mountpoints-ID.img`` ends early (the rows are the mounts before), or None
+    damage: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +67,12 @@ class ThreadDetail:
     cap_bnd: int | None
     no_new_privs: int | None
     seccomp_mode: str | None
-    seccomp_filters: tuple[int, ...]  # filter indexes in seccomp.img, newest first
-    seccomp_instructions: int  # BPF instructions of those filters
+    #: filter indexes in seccomp.img, newest first (None: unknown, seccomp.img damaged)
+    seccomp_filters: tuple[int, ...] | None
+    seccomp_instructions: int | None  # BPF instructions of those filters
     lsm_profile: str | None
     cg_set: int | None
+    #: () when the images name none, None when unknown (no cg_set, cgroup.img damaged)
     cgroups: tuple[CgroupMember, ...] | None
 
 
@@ -90,6 +94,30 @@ def namespaces(checkpoint) -> tuple[Namespace, ...]:
     return checkpoint.namespaces
 
 
+def unknown_namespace_pids(checkpoint) -> tuple[int, ...]:
+    """The processes whose namespaces are unknown (``ids-PID.img`` missing or damaged:
+    a zombie has none and is in no list), in pstree order."""
+    return tuple(process.pid for process in checkpoint.processes
+                 if process.ids is None and process.ids_findings)
+
+
+def namespace_findings(checkpoint) -> tuple:
+    """The findings of ``ns``: why a process's ids are unknown, then those of reading
+    the uts and user images."""
+    return (*(finding for process in checkpoint.processes if process.ids is None
+              for finding in process.ids_findings), *checkpoint.namespace_findings)
+
+
+def mount_findings(checkpoint) -> tuple:
+    """The findings of reading the mountpoints images."""
+    return checkpoint.mount_findings
+
+
+def net_findings(checkpoint) -> tuple:
+    """The findings of reading the network namespaces' images."""
+    return checkpoint.net_findings
+
+
 def _pids(checkpoint, kind, ns_id):
     for namespace in checkpoint.namespaces:
         if namespace.kind == kind and namespace.id == ns_id:
@@ -103,7 +131,8 @@ def mount_tables(checkpoint) -> tuple[MountTable, ...]:
     for space in checkpoint.mount_namespaces:
         binds = space.binds()
         rows = tuple(MountRow(depth, mount, binds[mount.mnt_id]) for depth, mount in space.tree())
-        tables.append(MountTable(space.ns_id, _pids(checkpoint, "mnt", space.ns_id)[0], rows))
+        tables.append(MountTable(space.ns_id, _pids(checkpoint, "mnt", space.ns_id)[0], rows,
+                                 space.damage))
     return tuple(tables)
 
 
@@ -147,7 +176,8 @@ def process_details(checkpoint, pid=None) -> tuple[ProcessDetail, ...]:
                 _caps(creds.cap_bnd) if creds else None,
                 creds.no_new_privs if creds else None,
                 core.seccomp_mode if core is not None else None,
-                tuple(f.index for f in chain), sum(f.instructions for f in chain),
+                None if chain is None else tuple(f.index for f in chain),
+                None if chain is None else sum(f.instructions for f in chain),
                 creds.lsm_profile if creds else None,
                 cg_set, checkpoint.cgroups(cg_set)))
         details.append(ProcessDetail(process.pid, tuple(threads)))

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..analysis import views
-from ..render import jsonable, write_table
+from ..render import jsonable, safe_text, write_table
 from .options import format_option, source_options
 from .selection import view_of, write_view
 
@@ -33,14 +33,15 @@ def view_json(view):
         data[part] = None if items is None else [jsonable(item) for item in items]
     for device, item in zip(net.devices or (), data["devices"] or ()):
         item["flag_names"] = list(device.flag_names)
+    data["damaged"] = dict(net.damaged)
     return data
 
 
 def _sections(view):
     net, ns = view.net, view.ns_id
-    links = [{"ns": ns, "index": d.ifindex, "name": d.name, "kind": d.kind.lower(),
+    links = [{"ns": ns, "index": d.ifindex, "name": d.name, "kind": d.kind,
               "mtu": d.mtu, "flags": ",".join(d.flag_names), "address": d.address or "",
-              "peer": "" if d.peer_ifindex is None or d.kind == "LOOPBACK"
+              "peer": "" if d.peer_ifindex is None
               else f"if {d.peer_ifindex}" + (f" in netns {d.peer_nsid}"
                                              if d.peer_nsid is not None else "")}
              for d in net.devices or ()]
@@ -69,9 +70,9 @@ def _sections(view):
 
 
 @click.command("net")
-@source_options
+@source_options(root=False)
 @format_option()
-def net_command(path, lxd_dir, project, root, fmt):
+def net_command(path, lxd_dir, project, fmt):
     """Show each network namespace the checkpoint holds: its links (netdev-ID.img:
     index, name, kind, MTU, flags, hardware address, a veth's peer), addresses
     (ifaddr-ID), routes (route-ID, route6-ID: the main table, as `ip route save`
@@ -84,7 +85,7 @@ def net_command(path, lxd_dir, project, root, fmt):
       crit-plus net lxd:web/snap0
       crit-plus net dump1 -f json | jq '.namespaces[].addresses[].address'
     """
-    found, findings = view_of(views.net_views, path, lxd_dir, project, root)
+    found, findings = view_of(views.net_views, views.net_findings, path, lxd_dir, project)
     out = sys.stdout
     if write_view(views.NET_SCHEMA, [view_json(v) for v in found], findings, fmt, out):
         return
@@ -98,15 +99,19 @@ def net_command(path, lxd_dir, project, root, fmt):
             out.write(f"netns {view.ns_id}: external, key {view.net.ext_key!r} (restored with "
                       "--external net[KEY]:PATH; its links were not dumped)\n\n")
     parts = list(zip(*(_sections(view) for view in own)))
-    for index, (title, columns) in enumerate((("links", LINK_COLUMNS),
-                                              ("addresses", ADDRESS_COLUMNS),
-                                              ("routes", ROUTE_COLUMNS),
-                                              ("rules", RULE_COLUMNS))):
+    for index, (title, part, columns) in enumerate((("links", "devices", LINK_COLUMNS),
+                                                    ("addresses", "addresses", ADDRESS_COLUMNS),
+                                                    ("routes", "routes", ROUTE_COLUMNS),
+                                                    ("rules", "rules", RULE_COLUMNS))):
         rows = [row for rows in parts[index] for row in rows]
         out.write(("\n" if index else "") + f"{title}:\n")
         if rows:
             write_table(rows, columns, out)
-        else:
+        damaged = [f"netns {view.ns_id}: {why}" for view in own
+                   for name, why in view.net.damaged if name == part]
+        for line in damaged:
+            out.write(f"  (damaged, not shown: {safe_text(line)})\n")
+        if not rows and not damaged:
             out.write("  (none)\n")
 
 

@@ -38,35 +38,48 @@ def _owner(own):
 
 
 def namespace_json(namespace):
-    """A namespace as JSON: its fields, ``owner`` (checkpoint, host, unknown)."""
+    """A namespace as JSON: ``kind``, ``ns_id``, its other fields, ``owner`` (checkpoint,
+    host, unknown)."""
     data = jsonable(namespace)
+    data = {"kind": data.pop("kind"), "ns_id": data.pop("id"), **data}
     data["owner"] = {True: "checkpoint", False: "host", None: "unknown"}[namespace.own]
     del data["own"]
     return data
 
 
+def _gather(checkpoint):
+    return views.namespaces(checkpoint), views.unknown_namespace_pids(checkpoint)
+
+
 @click.command("ns")
-@source_options
+@source_options(root=False)
 @format_option()
-def ns_command(path, lxd_dir, project, root, fmt):
+def ns_command(path, lxd_dir, project, fmt):
     """Show the namespaces of the checkpoint's processes: kind, CRIU's id, whose it is
     (OWNER checkpoint: dumped with the processes and restored from the images; host:
     the namespace CRIU ran in, not dumped: the restore uses the target's), the pids in
     it, and what the images hold (a UTS namespace's names, a user namespace's uid and
-    gid maps as INSIDE->OUTSIDE+COUNT, the images of the others).
+    gid maps as INSIDE->OUTSIDE+COUNT, the images of the others).  A process whose
+    ids-PID.img cannot be read is shown on a last row of kind ?: its namespaces are
+    unknown.
 
     \b
     Examples:
       crit-plus ns lxd:web/snap0
       crit-plus ns dump1 -f json | jq '.namespaces[] | select(.kind == "user")'
     """
-    found, findings = view_of(views.namespaces, path, lxd_dir, project, root)
+    (found, unknown), findings = view_of(_gather, views.namespace_findings, path, lxd_dir,
+                                         project)
     out = sys.stdout
-    if write_view(views.NS_SCHEMA, [namespace_json(n) for n in found], findings, fmt, out):
+    if write_view(views.NS_SCHEMA, [namespace_json(n) for n in found], findings, fmt, out,
+                  unknown_pids=list(unknown)):
         return
-    write_table([{"kind": n.kind, "id": n.id, "owner": _owner(n.own),
-                  "pids": _pids_text(n.pids), "detail": safe_text(_detail(n))} for n in found],
-                COLUMNS, out)
+    rows = [{"kind": n.kind, "id": n.id, "owner": _owner(n.own), "pids": _pids_text(n.pids),
+             "detail": safe_text(_detail(n))} for n in found]
+    if unknown:
+        rows.append({"kind": "?", "id": "?", "owner": "?", "pids": _pids_text(unknown),
+                     "detail": "namespaces unknown: ids-PID.img missing or damaged"})
+    write_table(rows, COLUMNS, out)
 
 
 def register(group):

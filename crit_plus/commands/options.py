@@ -23,7 +23,7 @@ def format_option(choices=FORMATS, default="table"):
     )
 
 
-def source_options(func=None, *, path_required=True, several=False):
+def source_options(func=None, *, path_required=True, several=False, root=True):
     """``PATH`` plus ``--lxd-dir``, ``--project``, ``--root``: where the checkpoint is.
 
     PATH is an image directory, an LXD/Incus instance or snapshot directory, a
@@ -32,14 +32,17 @@ def source_options(func=None, *, path_required=True, several=False):
     one of its containers; see docs/sources.md).  Use as ``@source_options``, or
     ``@source_options(path_required=False)`` for a command that can do without, or
     ``@source_options(several=True)`` for one that takes several (``paths``, a tuple;
-    a bare ``lxd:`` among them: crit_plus/commands/many.py).
+    a bare ``lxd:`` among them: crit_plus/commands/many.py).  ``root=False`` leaves
+    ``--root`` out, for a command that reads nothing of the dumped file system (its
+    function then takes no ``root``).
     """
     if func is None:
         return lambda command: source_options(command, path_required=path_required,
-                                              several=several)
-    func = click.option("--root", type=click.Path(exists=True, file_okay=False),
-                        help="Directory standing for / of the dumped processes "
-                             "(default: a snapshot's rootfs/).")(func)
+                                              several=several, root=root)
+    if root:
+        func = click.option("--root", type=click.Path(exists=True, file_okay=False),
+                            help="Directory standing for / of the dumped processes "
+                                 "(default: a snapshot's rootfs/).")(func)
     func = click.option("--project", help="LXD/Incus project of a NAME.")(func)
     func = click.option("--lxd-dir", type=click.Path(file_okay=False),
                         help="LXD/Incus directory instead of the standard ones.")(func)
@@ -106,15 +109,23 @@ def open_checkpoint_source(path, lxd_dir=None, project=None, root=None, note_err
             note_image_errors(opened)
 
 
-def note_image_errors(opened):
-    """Say on stderr how many errors the images of ``opened`` have, if any."""
+def note_image_errors(opened, extra=()):
+    """Say on stderr, in one note, how many errors the images of ``opened`` have (its
+    checkpoint's findings and the ``extra`` findings a view met reading images the
+    graph's findings leave out: mounts, network, cgroups, seccomp), naming the images
+    when they are at most three; nothing when there are none."""
     from ..describe import count_text
     from ..findings import ERROR
+    from ..render import safe_text
 
-    errors = sum(1 for finding in opened.checkpoint.findings if finding.severity == ERROR)
+    errors = [finding for finding in opened.checkpoint.findings if finding.severity == ERROR]
+    errors += [finding for finding in extra
+               if finding.severity == ERROR and finding not in errors]
     if errors:
-        click.echo(f"crit-plus: note: {count_text(errors, 'error')} in the images of "
-                   f"{opened.source.images_label}, so this may be incomplete: "
+        names = list(dict.fromkeys(finding.where for finding in errors))
+        which = f" ({safe_text(', '.join(names))})" if len(names) <= 3 else ""
+        click.echo(f"crit-plus: note: {count_text(len(errors), 'error')} in the images of "
+                   f"{opened.source.images_label}{which}, so this may be incomplete: "
                    "`crit-plus validate` says which", err=True)
 
 

@@ -9,7 +9,7 @@ import click
 from ..analysis import explore, views
 from ..describe import cmdline_text
 from ..render import colored, jsonable, safe_text, use_color, write_json, write_table, write_tree
-from .options import format_option, open_checkpoint_source, source_options
+from .options import format_option, note_image_errors, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS, note_findings
 
 COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("pgid", "PGID"), ("sid", "SID"),
@@ -33,12 +33,16 @@ def _ids_text(real, effective):
 def _seccomp_text(thread):
     if thread.seccomp_mode in (None, "disabled"):
         return "-"
+    if thread.seccomp_filters is None:
+        return f"{thread.seccomp_mode}(?)"
     if thread.seccomp_filters:
         return f"filter({len(thread.seccomp_filters)}:{thread.seccomp_instructions})"
     return thread.seccomp_mode
 
 
 def _cgroup_text(thread):
+    if thread.cgroups is None:
+        return "?"
     if not thread.cgroups:
         return "-"
     unified = [m.path for m in thread.cgroups if m.controller == ""]
@@ -76,11 +80,12 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
       crit-plus ps dump1 --env --format json | jq '.[0].environ'
       crit-plus ps lxd:web --long
     """
-    with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
+    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
         rows = explore.ps_rows(opened.checkpoint, env=env)
         details = {d.pid: d for d in views.process_details(opened.checkpoint)} if long_ else {}
         if long_:
             note_findings(views.seccomp_findings(opened.checkpoint))
+        note_image_errors(opened, opened.checkpoint.confinement_findings if long_ else ())
     out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]

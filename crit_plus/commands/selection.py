@@ -74,25 +74,30 @@ SIZE = Size()
 optional_pid = click.argument("pid", type=int, required=False)
 
 
-def view_of(gather, path, lxd_dir, project, root):
-    """``(gather(checkpoint), the checkpoint's view findings)`` for the views of
-    namespaces, mounts and networks (ns, mounts, net)."""
-    with open_checkpoint_source(path, lxd_dir, project, root) as opened:
+def view_of(gather, findings_of, path, lxd_dir, project):
+    """``(gather(checkpoint), findings_of(checkpoint))`` for the views of namespaces,
+    mounts and networks (ns, mounts, net): the view and the findings of the images it
+    read.  Like the explorers, a checkpoint whose images have errors (the graph's, or
+    those findings') gets one note on stderr: the view may be incomplete."""
+    from .options import note_image_errors
+
+    with open_checkpoint_source(path, lxd_dir, project) as opened:
         checkpoint = opened.checkpoint
-        return gather(checkpoint), checkpoint.view_findings
+        found, findings = gather(checkpoint), findings_of(checkpoint)
+        note_image_errors(opened, findings)
+        return found, findings
 
 
-def write_view(schema, namespaces, findings, fmt, out):
+def write_view(schema, namespaces, findings, fmt, out, **extra):
     """For ``--format json``, write the view's document (``schema``, ``namespaces``,
-    ``findings``) and return True; otherwise say the findings on stderr and return False
-    (the caller writes its tables)."""
+    the ``extra`` fields, ``findings``) and return True; otherwise return False (the
+    caller writes its tables)."""
     if fmt == "json":
         from ..render import jsonable, write_json
 
-        write_json({"schema": schema, "namespaces": namespaces,
+        write_json({"schema": schema, "namespaces": namespaces, **extra,
                     "findings": [jsonable(f) for f in findings]}, out)
         return True
-    note_findings(findings)
     return False
 
 
