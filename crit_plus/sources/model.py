@@ -168,6 +168,14 @@ class Source:
         return f"{self.archive}: {os.path.relpath(path, self.workdir.name)}"
 
     @property
+    def catalog_fields(self) -> dict:
+        """What the failure catalog's fixes name, known for this source (manager,
+        instance, console key): :func:`crit_plus.sources.managed.catalog_fields`."""
+        from .managed import catalog_fields
+
+        return catalog_fields(self.manager, self.instance, (self.images_dir,))
+
+    @property
     def name(self):
         """A short display name: ``instance/snapshot``, ``instance`` or the directory."""
         if self.instance and self.snapshot:
