@@ -232,7 +232,8 @@ class FileResult:
 def explain_files(logs, fields: dict | None = None) -> tuple:
     """``(runs, files)`` for ``logs`` (``(path, kind, label)``, as
     :class:`crit_plus.sources.resolve.LogSet` gives them): every run found, copies
-    merged, and a :class:`FileResult` per file.  ``fields`` fill the catalog's fixes (:attr:`crit_plus.sources.resolve.LogSet.fields`)."""
+    merged, and a :class:`FileResult` per file.  ``fields`` fill the catalog's fixes
+    (:attr:`crit_plus.sources.resolve.LogSet.fields`)."""
     runs: list[RunExplanation] = []
     files: list[FileResult] = []
     for path, kind, label in logs:

@@ -867,8 +867,10 @@ def _check_failures(explicit: tuple) -> tuple:
     covered = {failure.check for failure in explicit}
     found = []
     for check in CHECKS.values():
-        pattern = _check_pattern(check.criu_says) if check.criu_says else None
-        if pattern is not None and check.code not in covered:
+        if not check.criu_says or check.code in covered:
+            continue
+        pattern = _check_pattern(check.criu_says)
+        if pattern is not None:
             found.append(Failure(check.code, pattern, check.criu_says, "criu/*.c", "restore",
                                  check.what, check.fix, check=check.code))
     return tuple(found)
