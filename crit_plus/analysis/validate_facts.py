@@ -21,7 +21,7 @@ import os
 from decoders.errors import MissingImageError
 
 from ..sources.logs import read_header
-from ..sources.managed import console_key
+from ..sources.fields import console_key
 
 
 #: ``mnt_entry.ext_key`` of mounts CRIU found external by itself (``AUTODETECTED_MOUNT``).

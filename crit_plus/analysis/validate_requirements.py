@@ -24,7 +24,7 @@ from __future__ import annotations
 from ..describe import count_text
 from ..files import TtyType
 from .explain import decisive_first
-from ..sources.managed import MANAGER_CLI
+from ..sources.fields import catalog_fields
 from .validate_catalog import match_failure
 from .validate_facts import AUTODETECTED, EXTERNAL_DEV
 from .validate_integrity import connected_tcp
@@ -166,14 +166,14 @@ def _console(facts, out):
     if key is None:
         return
     source = facts.source
-    instance = source.instance if source is not None and source.instance else "NAME"
+    # what explain and summarize fill the same fix with; an unknown one shows in capitals
+    fields = catalog_fields(facts.manager, source.instance if source is not None else None, ())
     failed = [line for _log, lines in _restore_failures(facts) for line in lines
               if "console" in line and "not target" in line]
     evidence = " (the manager's log shows exactly this failure)" if failed else ""
     out.add("lxd-console", f"liblxc dumped the container's console {key} (tty.info); its "
             f"restore needs the new container's console, which LXD and Incus do not "
-            f"provide{evidence}", "tty.info", path="tty.info", key=key, instance=instance,
-            manager=MANAGER_CLI.get(facts.manager, "lxc"))
+            f"provide{evidence}", "tty.info", path="tty.info", **{**fields, "key": key})
     out.require(f"--inherit-fd fd[N]:{key}", "the container's console (tty.info)")
 
 

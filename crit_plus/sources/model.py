@@ -13,6 +13,7 @@ from decoders.errors import DecodeError
 
 # .logs and .runs are imported where the logs are first read: opening a checkpoint
 # whose logs no command asks for does not load them (docs/architecture.md, start-up)
+from .fields import catalog_fields
 from .times import mtime_of, parse_timestamp
 
 #: Every ``Source.kind``.
@@ -170,9 +171,7 @@ class Source:
     @property
     def catalog_fields(self) -> dict:
         """What the failure catalog's fixes name, known for this source (manager,
-        instance, console key): :func:`crit_plus.sources.managed.catalog_fields`."""
-        from .managed import catalog_fields
-
+        instance, console key): :func:`crit_plus.sources.fields.catalog_fields`."""
         return catalog_fields(self.manager, self.instance, (self.images_dir,))
 
     @property

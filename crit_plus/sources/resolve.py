@@ -40,7 +40,8 @@ from .layout import (
     state_dir_of,
     walk_images_dirs,
 )
-from .managed import catalog_fields, lxd_source, plain_source
+from .fields import catalog_fields
+from .managed import lxd_source, plain_source
 from .model import Source
 from .rootfs import changes_beside
 
@@ -235,7 +236,7 @@ class LogSet:
     archive's :class:`Source` (its temporary directory, whose files keep their
     members' modification times): use the set as a context manager.  ``fields`` are
     what the failure catalog's fixes name, as far as the spec tells
-    (:func:`crit_plus.sources.managed.catalog_fields`)."""
+    (:func:`crit_plus.sources.fields.catalog_fields`)."""
 
     spec: str
     logs: tuple
