@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tarfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from crit_plus.analysis.validate_catalog import (
     CHECKS,
     FAILURES,
     ROLES,
+    fill,
     match_failure,
 )
 from crit_plus.sources.logs import HARMLESS, is_error_line, sniff_kind
@@ -35,6 +38,8 @@ CRIU_SRC = Path("/var/cache/crit-plus/criu-4.2.1/src")
 WEB_LOGS = "lxd-web/var/log/lxd/web"
 STOP_LOG = "snapshot_dump_2026-11-25T17:40:46Z.log"
 CONSOLE = "lxc.console.path configured on source host but not target"
+#: A placeholder left in catalog text (``<manager>``, ``<key>``).
+PLACEHOLDER = re.compile(r"<[a-z_]+>")
 
 
 # -- the catalog ---------------------------------------------------------------------------------
@@ -50,7 +55,57 @@ def test_catalog_has_thirty_causes_each_with_cause_and_fix():
         assert failure.role in ROLES and failure.cause and failure.fix, failure.code
         assert failure.check is None or failure.check in CHECKS, failure.code
         assert failure.issue is None or re.fullmatch(r"[\w.-]+/[\w.-]+#\d+", failure.issue)
-        assert "{" not in failure.fix  # validate's {fields} are shown as <field>
+        # validate's {fields} in a fix are filled (missing ones in capitals), never shown raw
+        assert "{" not in fill(failure.fix), failure.code
+        assert not PLACEHOLDER.search(failure.fix), failure.code
+
+
+#: Lines no catalog entry may claim: text that is no CRIU message, and CRIU's own info lines.
+ARBITRARY = ("hello world", "", "x", "Error (criu/foo.c:1): something nobody knows",
+             "(00.086789) Error (criu/brand-new.c:7): a failure from a future CRIU",
+             "(00.086745) Dumping path for -3 fd via self 16 [/]",
+             "(00.086788) ----------------------------------------")
+
+
+@pytest.mark.parametrize("operation", [None, "dump", "pre-dump", "restore", "check"])
+def test_no_catalog_entry_matches_arbitrary_text(operation):
+    """A message made only of placeholders (missing-image's ``{says}``) once became a
+    pattern matching any line: every unknown error got that cause."""
+    for line in ARBITRARY:
+        assert match_failure(line, operation) is None, (line, match_failure(line, operation))
+    for failure in FAILURES:
+        assert not re.search(failure.pattern, "hello world"), failure.code
+
+
+def test_an_entry_explains_its_own_side_only():
+    restore_side = "Error (criu/cr-restore.c:1237): Can't fork for 19693: File exists"
+    assert match_failure(restore_side).code == "pid-busy"
+    assert match_failure(restore_side, "restore").code == "pid-busy"
+    assert match_failure(restore_side, "dump") is None
+    dump_side = "inet: Connected TCP socket, consider using --tcp-established option."
+    assert match_failure(dump_side, "dump").code == "tcp-established"
+    assert match_failure(dump_side, "restore") is None
+
+
+def test_unknown_error_is_reported_unknown(tmp_path):
+    """A failed dump whose error the catalog does not know: the decisive line is shown,
+    no cause is made up, in explain's text and JSON and in summarize's LOGS."""
+    text = ("(00.000001) Version: 4.2.1 (gitid 0)\n"
+            "(00.000002) Dumping processes (pid: 42)\n"
+            "(00.000003) Error (criu/brand-new.c:7): a failure from a future CRIU\n"
+            "(00.000004) Error (criu/cr-dump.c:1975): Dumping FAILED.\n")
+    log = tmp_path / "dump.log"
+    log.write_text(text)
+    run = explain_criu_log(log)
+    assert (run.operation, run.outcome) == ("dump", "failed")
+    assert run.decisive.text.endswith("a failure from a future CRIU")
+    assert run.decisive.failure is None
+    result = run_cli("explain", log, check=False)
+    assert result.returncode == 1
+    assert "cause:    not in crit-plus's catalog" in result.stdout
+    assert "fix:" not in result.stdout and "<" not in result.stdout
+    doc = json.loads(run_cli("explain", "--format", "json", log, check=False).stdout)
+    assert doc["runs"][0]["decisive"]["catalog"] is None
 
 
 def _sample(message):
@@ -142,6 +197,55 @@ def test_lxd_name_merges_the_state_copy(fixture_root):
     assert [Path(c).name for c in stop["copies"]] == ["dump.log"]  # state/'s copy, same run
     assert stop["decisive"] is None and stop["harmless"][0]["catalog"]["code"] == "rlimit-nofile"
     assert runs["lxc.log"]["decisive"]["catalog"]["check"] == "lxd-console"
+
+
+def test_console_fix_is_filled_as_validate_fills_it(fixture_root):
+    """lxd:web: the manager, the instance and the console key are known, so no
+    placeholder survives in explain's, summarize's or validate's fix, and the three say the
+    same; explain's fix does not repeat the cause it shows above it."""
+    lxd = fixture_root / "lxd-web/var/lib/lxd"
+    state = lxd / "storage-pools/default/containers/web/state"
+    key = (state / "tty.info").read_text().strip()
+    wanted = f"(lxc start --stateless web), or restore it by hand with criu restore " \
+        f"--inherit-fd fd[N]:{key}."
+    text = run_cli("explain", "--lxd-dir", lxd, "lxd:web", check=False).stdout
+    fix, = [line for line in text.splitlines() if line.startswith("  fix:")]
+    assert wanted in fix and not PLACEHOLDER.search(text)
+    cause, = [line for line in text.splitlines() if line.startswith("  cause:")]
+    assert "liblxc restores" in cause and "liblxc restores" not in fix
+    runs = json.loads(run_cli("explain", "-f", "json", "--lxd-dir", lxd, "lxd:web",
+                              check=False).stdout)["runs"]
+    explained, = [run["decisive"]["catalog"]["fix"] for run in runs if run["decisive"]]
+    summary = run_cli("summarize", "--lxd-dir", lxd, "lxd:web")
+    assert explained in summary.stdout and not PLACEHOLDER.search(summary.stdout)
+    logs = json.loads(run_cli("summarize", "-f", "json", "--lxd-dir", lxd, "lxd:web").stdout)
+    assert [log["fix"] for log in logs["logs"] if log["fix"]] == [explained]
+    validated = json.loads(run_cli("validate", "-f", "json", "--lxd-dir", lxd, "lxd:web",
+                                   check=False).stdout)
+    console, = [f["fix"] for f in validated["findings"] if f["code"] == "lxd-console"]
+    assert console.endswith(explained)  # one filling: validate's fix adds the why first
+    # a bare log names neither: the unknown fields are shown in capitals, never as <field>
+    bare, = explain_lxc_log(fixture_root / WEB_LOGS / "lxc.log")
+    assert "(MANAGER start --stateless INSTANCE)" in bare.decisive.failure.fix
+
+
+def test_archive_logs_keep_their_member_times(fixture_root, tmp_path):
+    """A Podman archive's dump.log ended when its tar member says, in summarize and
+    explain alike (not when crit-plus unpacked it)."""
+    from tests.container_archives import podman_archive
+
+    archive = podman_archive(tmp_path / "ckpt.tar.gz", fixture_root / "service-a")
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("checkpoint/dump.log")
+    ended = datetime.fromtimestamp(member.mtime, timezone.utc)
+    assert ended < datetime.now(timezone.utc) - timedelta(minutes=5)  # not "now"
+    logs = json.loads(run_cli("summarize", "-f", "json", archive).stdout)["logs"]
+    log, = [log for log in logs if log["name"] == "dump.log"]
+    assert datetime.fromisoformat(log["ended"]) == ended and log["role"] == "dump"
+    assert f"ended {ended:%Y-%m-%d %H:%M:%S}" in run_cli("summarize", archive).stdout
+    run, = json.loads(run_cli("explain", "-f", "json", archive).stdout)["runs"]
+    assert datetime.fromisoformat(run["when"]) == ended and run["when_from"] == "mtime"
+    assert f"when:     {ended:%Y-%m-%d %H:%M:%S} UTC" in run_cli("explain", archive).stdout
 
 
 def test_default_level_logs_no_failure_logged(fixture_root):

@@ -79,6 +79,23 @@ def test_list_errors_are_one_line(tmp_path):
         assert result.stderr.startswith("crit-plus: ")
 
 
+def test_a_mistyped_lxd_dir_is_an_error(tmp_path):
+    """--lxd-dir names a directory the user typed: when it is not there, that is an error
+    (as `list DIR` is), never "no checkpoints found"; the other commands say the same."""
+    missing = tmp_path / "nonexistent"
+    for args in (("list",), ("list", "lxd:"), ("list", "lxd:web"), ("summarize", "lxd:web"),
+                 ("validate", "lxd:web")):
+        result = run_cli(*args, "--lxd-dir", missing, env={"CRIT_PLUS_ROOT": str(tmp_path)})
+        assert result.returncode == (3 if args[0] == "validate" else 1), (args, result)
+        assert f"{missing}: --lxd-dir: no such directory" in result.stderr + result.stdout
+        if args[0] != "validate":  # validate's table names it in its row
+            assert result.stderr.count("\n") == 1 and result.stdout == "", args
+    explained = run_cli("explain", "lxd:web", "--lxd-dir", missing)
+    assert explained.returncode == 2 and "--lxd-dir: no such directory" in explained.stderr
+    # an existing but empty data directory is still "nothing found"
+    assert run_cli("list", "--lxd-dir", tmp_path).returncode == 0
+
+
 def test_help_mentions_list():
     result = run_cli("--help")
     assert "list" in result.stdout

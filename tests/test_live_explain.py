@@ -7,8 +7,10 @@ The whole module takes a few seconds (each CRIU run well under a second here).""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -29,16 +31,20 @@ TIMEOUT = 30
 
 
 class Holder:
-    """One holder.py process in its own session (its pgid is its pid)."""
+    """One holder.py process in its own process group (its pgid is its pid)."""
 
-    def __init__(self, kind, work, *args):
+    def __init__(self, kind, work, *args, prefix=(), session=True):
+        """``prefix``: a command the holder runs under (``unshare -m``); without
+        ``session`` it stays in this test's session, in a process group of its own (as a
+        shell starts a job)."""
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         with open(os.devnull, "rb") as stdin, open(self.work / "out", "wb") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, str(HOLDER), kind, str(self.work), *map(str, args)],
+                [*prefix, sys.executable, str(HOLDER), kind, str(self.work), *map(str, args)],
                 stdin=stdin, stdout=out, stderr=out, cwd=str(self.work),
-                start_new_session=True, close_fds=True)
+                start_new_session=session, process_group=None if session else 0,
+                close_fds=True)
         self.pid = self.popen.pid
         if not harness.wait_until(lambda: (self.work / "ready").exists(), TIMEOUT):
             self.kill()
@@ -241,3 +247,60 @@ def test_restore_of_a_changed_file_then_a_good_restore(criu, tmp_path):
     assert result.stdout.count("outcome:  succeeded") == 2  # the dump and the second restore
     assert result.stdout.count("outcome:  failed") == 1
     assert "cause:    a file the processes hold changed size since the dump" in result.stdout
+
+
+def test_a_shell_job_without_shell_job(criu, tmp_path):
+    """A process started as a shell starts a job (in the shell's session): CRIU refuses
+    to dump it without --shell-job; explain says so (the catalog once answered any
+    unknown line with missing-image's cause and unfilled placeholders)."""
+    holder = Holder("plain", tmp_path / "job", session=False)
+    try:
+        status, log = _dump(criu, holder)
+        with_option, good = _dump(criu, holder, "again", "--shell-job", "--leave-running")
+    finally:
+        holder.kill()
+    assert status != 0 and with_option == 0
+    run = _explained(log, "not-session-leader")
+    assert run.operation == "dump" and run.decisive.failure.operation == "dump"
+    assert "is not a session leader" in run.decisive.text
+    assert "--shell-job" in run.decisive.failure.fix
+    text = run_cli("explain", log, check=False).stdout
+    assert "cause:    the tree's root process shares its session" in text
+    assert not re.search(r"<[a-z_]+>", text)
+    assert explain_criu_log(good).outcome == "succeeded"
+
+
+def _file_key(pid, fd):
+    """``file[MNT:INODE]`` (hex, as CRIU names an external file) of a file or device
+    ``fd`` of ``pid`` holds; None for a pipe or socket."""
+    try:
+        info = os.stat(f"/proc/{pid}/fd/{fd}")
+        fdinfo = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+    except OSError:
+        return None
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+        return None
+    mnt_id = int(re.search(r"mnt_id:\s*(\d+)", fdinfo).group(1))
+    return f"file[{mnt_id:x}:{info.st_ino:x}]"
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare(1)")
+def test_a_host_file_held_in_a_mount_namespace(criu, tmp_path):
+    """``unshare -m``: the holder's stdin, stdout and stderr are the host's /dev/null, on a
+    mount its own namespace does not have; --external file[MNT:INODE] lets the dump
+    through, as the catalog's fix says."""
+    holder = Holder("plain", tmp_path / "mntns", prefix=("unshare", "-m", "--propagation",
+                                                         "private"))
+    try:
+        status, log = _dump(criu, holder)
+        keys = sorted({_file_key(holder.pid, fd) for fd in os.listdir(f"/proc/{holder.pid}/fd")
+                       if _file_key(holder.pid, fd)})
+        external, again = _dump(criu, holder, "external", "--leave-running",
+                                *(arg for key in keys for arg in ("--external", key)))
+    finally:
+        holder.kill()
+    assert status != 0
+    run = _explained(log, "mount-not-in-tree")
+    assert re.search(r"Can't lookup mount=\d+ for fd=\d+ path=/dev/null", run.decisive.text)
+    assert "--external file[MNT:INODE]" in run.decisive.failure.fix
+    assert external == 0, explain_criu_log(again).decisive

@@ -121,42 +121,50 @@ def decisive_error(lines) -> LogLine | None:
     return None
 
 
-def diagnose(lines) -> LogLine | None:
+def diagnose(lines, operation: str | None = None,
+             fields: dict | None = None) -> LogLine | None:
     """The decisive error of one run's error ``lines`` (texts, in log order, as
-    :attr:`crit_plus.sources.logs.LogFile.errors` keeps them): what summarize, validate
-    and report put first."""
-    return decisive_error(tuple(LogLine(None, text, match_failure(text)) for text in lines))
+    :attr:`crit_plus.sources.logs.LogFile.errors` keeps them) of a run of ``operation``
+    (None: unknown), catalog fixes filled with ``fields``
+    (:func:`~crit_plus.analysis.validate_catalog.match_failure`): what summarize,
+    validate and report put first."""
+    return decisive_error(tuple(LogLine(None, text, match_failure(text, operation, fields))
+                                for text in lines))
 
 
-def decisive_first(lines) -> tuple:
+def decisive_first(lines, operation: str | None = None) -> tuple:
     """``lines`` (error line texts of one run) with :func:`diagnose`'s line first."""
     lines = tuple(lines)
-    found = diagnose(lines)
+    found = diagnose(lines, operation)
     if found is None:
         return lines
     index = lines.index(found.text)
     return (lines[index],) + lines[:index] + lines[index + 1:]
 
 
-def _error_lines(contexts, before=BEFORE) -> tuple:
-    """:class:`LogLine` of every error line of ``contexts`` (ErrorContext), each with the
-    lines before it in its context."""
+def _error_lines(contexts, operation, fields, before=BEFORE) -> tuple:
+    """:class:`LogLine` of every error line of ``contexts`` (ErrorContext) of a run of
+    ``operation``, each with the lines before it in its context."""
     lines = []
     for context in contexts:
         shown = context.lines
         for index, (number, text, error) in enumerate(shown):
             if error:
                 previous = tuple((n, t) for n, t, _e in shown[max(0, index - before):index])
-                lines.append(LogLine(number, text, match_failure(text), previous))
+                lines.append(LogLine(number, text, match_failure(text, operation, fields),
+                                     previous))
     return tuple(lines)
 
 
-def explain_criu_log(path, label: str | None = None) -> RunExplanation:
-    """The :class:`RunExplanation` of the CRIU log at ``path``.  Raises OSError."""
+def explain_criu_log(path, label: str | None = None,
+                     fields: dict | None = None) -> RunExplanation:
+    """The :class:`RunExplanation` of the CRIU log at ``path``; ``fields`` (``manager``,
+    ``instance``, ``key``: :attr:`crit_plus.sources.resolve.LogSet.fields`) fill the
+    catalog's fixes.  Raises OSError."""
     log = read_log(path, "criu")
     contexts, count = read_error_contexts(path, "criu", before=BEFORE)
-    errors = _error_lines(contexts)
     run = log.run
+    errors = _error_lines(contexts, run.operation if run else None, fields)
     outcome = run.outcome if run else None
     decisive = decisive_error(errors) if outcome in FAILED_OUTCOMES else None
     return RunExplanation(
@@ -167,12 +175,13 @@ def explain_criu_log(path, label: str | None = None) -> RunExplanation:
         decisive=decisive, errors=errors, error_count=count)
 
 
-def explain_lxc_log(path, label: str | None = None) -> tuple:
-    """The :class:`RunExplanation` of every CRIU run liblxc's log at ``path`` tells of.
-    Raises OSError."""
+def explain_lxc_log(path, label: str | None = None, fields: dict | None = None) -> tuple:
+    """The :class:`RunExplanation` of every CRIU run liblxc's log at ``path`` tells of
+    (``fields`` as :func:`explain_criu_log`'s).  Raises OSError."""
     found = []
     for run in manager_runs(read_lines(path)):
-        errors = tuple(LogLine(None, f"{module}: {text}", match_failure(text))
+        errors = tuple(LogLine(None, f"{module}: {text}",
+                               match_failure(text, run.operation, fields))
                        for _time, module, text in run.errors)
         outcome = "failed" if run.failed else "no failure logged"
         found.append(RunExplanation(
@@ -220,19 +229,19 @@ class FileResult:
                 "problem": self.problem}
 
 
-def explain_files(logs, file_times: bool = True) -> tuple:
+def explain_files(logs, fields: dict | None = None) -> tuple:
     """``(runs, files)`` for ``logs`` (``(path, kind, label)``, as
     :class:`crit_plus.sources.resolve.LogSet` gives them): every run found, copies
-    merged, and a :class:`FileResult` per file.  Without ``file_times`` (an archive's
-    members, extracted now) a time from a file's modification time is dropped."""
+    merged, and a :class:`FileResult` per file.  ``fields`` fill the catalog's fixes
+    (:attr:`crit_plus.sources.resolve.LogSet.fields`)."""
     runs: list[RunExplanation] = []
     files: list[FileResult] = []
     for path, kind, label in logs:
         try:
             if kind == "criu":
-                found: tuple = (explain_criu_log(path, label),)
+                found: tuple = (explain_criu_log(path, label, fields),)
             elif kind == "lxc":
-                found = explain_lxc_log(path, label)
+                found = explain_lxc_log(path, label, fields)
             else:
                 files.append(FileResult(label, None, (), "not a CRIU or liblxc log"))
                 continue
@@ -240,9 +249,6 @@ def explain_files(logs, file_times: bool = True) -> tuple:
             files.append(FileResult(label, kind, (), f"cannot read it: "
                                     f"{error.strerror or error}"))
             continue
-        if not file_times:
-            found = tuple(replace(run, when=None, when_from=None)
-                          if run.when_from == "mtime" else run for run in found)
         problem = None if found else "liblxc's log tells of no CRIU run"
         files.append(FileResult(label, kind, found, problem))
         runs.extend(found)

@@ -300,10 +300,12 @@ def _logs(source, run_id):
     <crit_plus.sources.Source.runs>`) says: copies folded, this checkpoint's
     dump first, then its restores."""
     found = []
+    fields = source.catalog_fields
     for item in source.runs(run_id):
         log, run = item.log, item.run
         failed = log.kind == "lxc" or (run is not None and run.outcome in FAILED_OUTCOMES)
-        decisive = diagnose(log.errors) if failed else None
+        operation = run.operation if run else None
+        decisive = diagnose(log.errors, operation, fields) if failed else None
         failure = decisive.failure if decisive is not None else None
         known = failure is not None and failure.role == "cause"
         found.append(LogSummary(
@@ -311,8 +313,8 @@ def _logs(source, run_id):
             item.copies, log.header.criu_version, log.header.run_id,
             run.operation if run else None, run.outcome if run else None,
             run.dump_run_id if run else None, run.ended if run else None,
-            log.error_count, decisive_first(log.errors)[:LOG_ERRORS],
-            decisive_first(item.failed_restore_lines)[:LOG_ERRORS],
+            log.error_count, decisive_first(log.errors, operation)[:LOG_ERRORS],
+            decisive_first(item.failed_restore_lines, "restore")[:LOG_ERRORS],
             decisive.text if decisive else None, failure.cause if known else None,
             failure.fix if known else None, failure.code if known else None))
     order = {"dump": 0, "restore": 1}

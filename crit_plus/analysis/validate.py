@@ -29,13 +29,12 @@ docs/validate.md).
 from __future__ import annotations
 
 import os
-import string
 from dataclasses import dataclass
 
 from ..findings import ERROR, INFO, SEVERITIES, WARNING, FindingList, summary_message
 from ..sources.layout import rootfs_beside
 from . import validate_integrity, validate_requirements, validate_target
-from .validate_catalog import STAGES, check
+from .validate_catalog import STAGES, check, fill
 from .validate_facts import RestoreFacts
 
 #: Version of the JSON form of a :class:`Report` (bumped on incompatible changes).
@@ -140,40 +139,6 @@ class Report:
             "requirements": [requirement.to_dict() for requirement in self.requirements],
             "skipped": list(self.skipped),
         }
-
-
-class _Missing:
-    """A template field a finding did not fill: shown as its name in capitals."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __format__(self, spec):
-        return self.name.upper()
-
-
-class _Template(string.Formatter):
-    def get_value(self, key, args, kwargs):
-        if isinstance(key, str):
-            value = kwargs.get(key)
-            return _Missing(key) if value is None else value
-        return super().get_value(key, args, kwargs)
-
-    def format_field(self, value, spec):
-        try:
-            return super().format_field(value, spec)
-        except (ValueError, TypeError):
-            return str(value)
-
-
-_TEMPLATE = _Template()
-
-
-def fill(template, **params):
-    """``template`` with ``{name}`` fields from ``params`` (missing ones as NAME)."""
-    if template is None:
-        return None
-    return _TEMPLATE.vformat(template, (), params)
 
 
 def _summary(severity, code, more, limit):

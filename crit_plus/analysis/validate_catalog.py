@@ -24,6 +24,7 @@ Codes are stable: programs (and issue 10's restore comparisons) key on them.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, replace
 
 from decoders.lazy import LazyPattern
@@ -47,9 +48,51 @@ class Check:
     graph: bool = False
 
 
+class _Missing:
+    """A template field a finding did not fill: shown as its name in capitals."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __format__(self, spec):
+        return self.name.upper()
+
+
+class _Template(string.Formatter):
+    def get_value(self, key, args, kwargs):
+        if isinstance(key, str):
+            value = kwargs.get(key)
+            return _Missing(key) if value is None else value
+        return super().get_value(key, args, kwargs)
+
+    def format_field(self, value, spec):
+        try:
+            return super().format_field(value, spec)
+        except (ValueError, TypeError):
+            return str(value)
+
+
+_TEMPLATE = _Template()
+
+
+def fill(template: str | None, **params) -> str | None:
+    """``template`` (a check's CRIU message or fix, a log entry's fix) with its ``{name}``
+    fields from ``params``, missing ones shown as NAME: the one filling of catalog text,
+    for validate, explain, summarize and report."""
+    if template is None:
+        return None
+    return _TEMPLATE.vformat(template, (), params)
+
+
 _RECOPY = ("Copy the checkpoint again from the machine that made it: the images are "
            "incomplete or damaged.")
 _LXC = "LXD, Incus and lxc-checkpoint pass it themselves."
+#: What to do about a container dumped with its console (the lxd-console check's fix and
+#: the log entry's, which does not repeat the cause explain shows beside it).
+_CONSOLE_FIX = ("Start the container without its state ({manager} start --stateless "
+                "{instance}), or restore it by hand with criu restore --inherit-fd "
+                "fd[N]:{key}. For future checkpoints set raw.lxc 'lxc.console.path = none' "
+                "before dumping.")
 
 CHECKS = {check.code: check for check in (
     # -- integrity: reported by the graph, reused --------------------------------------------
@@ -223,10 +266,7 @@ CHECKS = {check.code: check for check in (
           "lxc.console.path configured on source host but not target",
           "liblxc restores the console only from a console fd of the new container, which "
           "LXD and Incus never set up (canonical/lxd#9396, lxc/incus#2186): this checkpoint "
-          "will not restore through them. Start the container without its state "
-          "({manager} start --stateless {instance}), or restore it by hand with criu "
-          "restore --inherit-fd fd[N]:{key}. For future checkpoints set raw.lxc "
-          "'lxc.console.path = none' before dumping."),
+          "will not restore through them. " + _CONSOLE_FIX),
     Check("needs-root", REQUIREMENTS, "info", "the tree has its own mount namespace",
           "The --root option is required to restore a mount namespace",
           "Restore with --root DIR, DIR being the container's root file system (mounted). "
@@ -433,6 +473,7 @@ __all__ = [
     "Written",
     "always_written",
     "check",
+    "fill",
 ]
 
 
@@ -509,6 +550,28 @@ _LOG_FAILURES = (
             "(socketpair), which CRIU cannot connect again",
             "Mark it --external unix[INO] and give it back with --inherit-fd at restore.",
             check="needs-ext-unix-sk", issue=f"{_CRIU}#1200"),
+    Failure("not-session-leader", r"is not a session leader\. Consider using --shell-job",
+            "The root process %d is not a session leader. Consider using --shell-job option",
+            "criu/pstree.c", "dump",
+            "the tree's root process shares its session with a process outside the tree (it "
+            "was started from a shell, a terminal or a service manager without setsid): "
+            "CRIU dumps a session only from its leader",
+            "Dump with --shell-job (-j), and restore with --shell-job from a shell (the "
+            "restored tree joins that shell's session and terminal); or start the program "
+            "as a session leader (`setsid PROGRAM`) and dump it without the option.",
+            example="Error (criu/pstree.c:304): The root process 19344 is not a session "
+            "leader. Consider using --shell-job option"),
+    Failure("mount-not-in-tree", r"Can't lookup mount=\d+ for fd=\d+ path=",
+            "Can't lookup mount=%d for fd=%d path=%s", "criu/files-reg.c", "dump",
+            "a process holds a file opened on a mount its own mount namespace does not have: "
+            "it was opened before the process entered its namespace (`unshare -m` keeps the "
+            "host's /dev/null as stdin, stdout, stderr) or was passed in over a unix socket",
+            "Open the file inside the namespace (start the program there with its own "
+            "stdin, stdout and stderr: `unshare -m sh -c 'exec PROGRAM </dev/null "
+            ">/dev/null 2>&1'`), or dump with --external file[MNT:INODE] (the mount id and "
+            "inode in hex) and restore with --inherit-fd fd[N]:file[MNT:INODE].",
+            example="Error (criu/files-reg.c:1790): Can't lookup mount=24 for fd=0 "
+            "path=/dev/null"),
     Failure("tcp-established", r"Connected TCP socket, consider using --tcp-established",
             "Connected TCP socket, consider using --%s option.", "criu/sk-inet.c", "dump",
             "a process holds an established TCP connection and the dump was not allowed to "
@@ -700,7 +763,7 @@ _LOG_FAILURES = (
     Failure("lxd-console", r"lxc\.console\.path configured on source host but not target",
             "lxc.console.path configured on source host but not target", "liblxc src/lxc/criu.c",
             "restore", "liblxc restores a container dumped with its console only from a "
-            "console fd LXD and Incus never set up", "See validate's fix.",
+            "console fd LXD and Incus never set up", _CONSOLE_FIX,
             check="lxd-console", issue="canonical/lxd#9396"),
     Failure("lxc-criu-version", r"must have criu .* or greater to checkpoint/restore",
             "must have criu %s or greater to checkpoint/restore", "liblxc src/lxc/criu.c", None,
@@ -777,48 +840,74 @@ def _harmless_failures() -> tuple:
 
 
 _FIELD = LazyPattern(r"\{(\w+)[^}]*\}")
+#: The words of literal text a CRIU message needs to become a pattern: a message made of
+#: ``{fields}`` and ``...`` alone (``missing-image``'s ``{says}``) would match any line.
+_MIN_WORDS = 2
+_WORD = LazyPattern(r"[A-Za-z]{2,}")
 
 
-def _unformatted(text: str) -> str:
-    """A check's text with its ``{field}`` holes shown as ``<field>``."""
-    return _FIELD.sub(lambda match: f"<{match.group(1)}>", text)
-
-
-def _check_pattern(criu_says: str) -> str:
+def _check_pattern(criu_says: str) -> str | None:
     """A regex for a check's ``criu_says`` (`` / `` alternatives, ``...`` and ``{field}``
-    stand for anything)."""
+    stand for anything); an alternative with fewer than :data:`_MIN_WORDS` words of its
+    own is left out (None when none is left): it would explain any line."""
     alternatives = []
     for alternative in criu_says.split(" / "):
-        parts = [re.escape(part) for part in _FIELD.sub("\0", alternative).split("...")]
+        literal = _FIELD.sub("\0", alternative)
+        if len(_WORD.findall(literal)) < _MIN_WORDS:
+            continue
+        parts = [re.escape(part) for part in literal.split("...")]
         alternatives.append(".*".join(part.replace("\0", ".*?") for part in parts))
-    return "|".join(f"(?:{alternative})" for alternative in alternatives)
+    return "|".join(f"(?:{alternative})" for alternative in alternatives) or None
 
 
 def _check_failures(explicit: tuple) -> tuple:
     """validate's checks whose CRIU message no explicit entry covers, as catalog entries
-    (restore-side: a check predicts what CRIU says when the restore hits it)."""
+    (restore-side: a check predicts what CRIU says when the restore hits it); a check
+    whose message is too vague to find in a log (:func:`_check_pattern`) has none."""
     covered = {failure.check for failure in explicit}
-    return tuple(Failure(check.code, _check_pattern(check.criu_says), check.criu_says,
-                         "criu/*.c", "restore", check.what, _unformatted(check.fix),
-                         check=check.code)
-                 for check in CHECKS.values()
-                 if check.criu_says and check.code not in covered)
+    found = []
+    for check in CHECKS.values():
+        if not check.criu_says or check.code in covered:
+            continue
+        pattern = _check_pattern(check.criu_says)
+        if pattern is not None:
+            found.append(Failure(check.code, pattern, check.criu_says, "criu/*.c", "restore",
+                                 check.what, check.fix, check=check.code))
+    return tuple(found)
 
 
-#: Every log message the catalog knows: the entries above, the harmless noise, and validate's
-#: checks by the message CRIU prints for them; matched in this order.
 def _with_check_fixes(failures: tuple) -> tuple:
     """Entries whose fix is validate's (:data:`_SEE_CHECK`) get their check's fix."""
-    return tuple(replace(failure, fix=_unformatted(CHECKS[failure.check].fix))
+    return tuple(replace(failure, fix=CHECKS[failure.check].fix)
                  if failure.fix == _SEE_CHECK and failure.check in CHECKS else failure
                  for failure in failures)
 
 
+#: Every log message the catalog knows: the entries above, the harmless noise, and validate's
+#: checks by the message CRIU prints for them; matched in this order.  A ``fix`` may hold
+#: validate's ``{fields}``: :func:`match_failure` fills them.
 FAILURES = (_with_check_fixes(_LOG_FAILURES) + _harmless_failures()
             + _check_failures(_LOG_FAILURES))
 _COMPILED = tuple((LazyPattern(failure.pattern), failure) for failure in FAILURES)
+#: The operations whose logs a dump-side or restore-side entry cannot explain.
+_OTHER_SIDE = {"restore": ("dump", "pre-dump"), "dump": ("restore",),
+               "pre-dump": ("restore",)}
 
 
-def match_failure(line: str) -> Failure | None:
-    """The first :data:`FAILURES` entry whose pattern is found in the log ``line``, or None."""
-    return next((failure for pattern, failure in _COMPILED if pattern.search(line)), None)
+def applies_to(failure: Failure, operation: str | None) -> bool:
+    """Whether ``failure`` can explain a line of a run of ``operation`` (None: unknown):
+    a restore's message never explains a dump's log, nor a dump's a restore's."""
+    return operation not in _OTHER_SIDE.get(failure.operation or "", ())
+
+
+def match_failure(line: str, operation: str | None = None,
+                  fields: dict | None = None) -> Failure | None:
+    """The first :data:`FAILURES` entry whose pattern is found in the log ``line`` and that
+    applies to a run of ``operation`` (:func:`applies_to`), its fix filled with ``fields``
+    (:func:`fill`: ``manager``, ``instance``, ``key``... missing ones as NAME); or None
+    (an error the catalog does not know: no cause is made up for it)."""
+    found = next((failure for pattern, failure in _COMPILED
+                  if applies_to(failure, operation) and pattern.search(line)), None)
+    if found is None or "{" not in found.fix:
+        return found
+    return replace(found, fix=fill(found.fix, **(fields or {})) or found.fix)

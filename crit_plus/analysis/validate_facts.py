@@ -20,8 +20,8 @@ import os
 
 from decoders.errors import MissingImageError
 
-from ..files import open_in_tree
 from ..sources.logs import read_header
+from ..sources.fields import console_key
 
 
 #: ``mnt_entry.ext_key`` of mounts CRIU found external by itself (``AUTODETECTED_MOUNT``).
@@ -141,13 +141,7 @@ class RestoreFacts:
     @functools.cached_property
     def console_key(self):
         """The console's tty id liblxc wrote to ``tty.info`` (``tty[8800:4b]``), or None."""
-        path = os.path.join(self.directory, "tty.info")
-        try:
-            with open(open_in_tree(path)[0], encoding="ascii", errors="replace") as stream:
-                text = stream.readline(64).strip()  # a FIFO or a device is never opened
-        except OSError:
-            return None
-        return text or None
+        return console_key(self.directory)
 
     @functools.cached_property
     def dump_versions(self):

@@ -24,6 +24,7 @@ from __future__ import annotations
 from ..describe import count_text
 from ..files import TtyType
 from .explain import decisive_first
+from ..sources.fields import catalog_fields
 from .validate_catalog import match_failure
 from .validate_facts import AUTODETECTED, EXTERNAL_DEV
 from .validate_integrity import connected_tcp
@@ -34,7 +35,6 @@ LXC = "LXC"
 LOG_LINES = 3
 #: Most mountpoints named in one mount finding.
 LISTED = 8
-_MANAGER_CLI = {"lxd": "lxc", "incus": "incus"}
 
 
 def run(facts, out):
@@ -166,14 +166,14 @@ def _console(facts, out):
     if key is None:
         return
     source = facts.source
-    instance = source.instance if source is not None and source.instance else "NAME"
+    # what explain and summarize fill the same fix with; an unknown one shows in capitals
+    fields = catalog_fields(facts.manager, source.instance if source is not None else None, ())
     failed = [line for _log, lines in _restore_failures(facts) for line in lines
               if "console" in line and "not target" in line]
     evidence = " (the manager's log shows exactly this failure)" if failed else ""
     out.add("lxd-console", f"liblxc dumped the container's console {key} (tty.info); its "
             f"restore needs the new container's console, which LXD and Incus do not "
-            f"provide{evidence}", "tty.info", path="tty.info", key=key, instance=instance,
-            manager=_MANAGER_CLI.get(facts.manager, "lxc"))
+            f"provide{evidence}", "tty.info", path="tty.info", **{**fields, "key": key})
     out.require(f"--inherit-fd fd[N]:{key}", "the container's console (tty.info)")
 
 
@@ -216,7 +216,7 @@ def _restore_failures(facts):
     if source is None:
         return []
     inventory = facts.checkpoint.inventory
-    return [(item.log, decisive_first(lines))
+    return [(item.log, decisive_first(lines, "restore"))
             for item in source.runs(inventory.run_id if inventory is not None else None)
             for lines in item.failed_restores]
 
@@ -227,7 +227,7 @@ def _logs(facts, out):
     source = facts.source
     for log, lines in _restore_failures(facts):
         first = lines[0].strip()
-        failure = match_failure(first)
+        failure = match_failure(first, "restore")
         why = f" (cause: {failure.cause})" if failure and failure.role == "cause" else ""
         message = f"{log.name}: {first}{why}"
         if len(lines) > 1:

@@ -109,7 +109,7 @@ def explain(paths, lxd_dir, project, fmt):
     for spec in paths:
         try:
             with resolve_log_set(spec, lxd_dir=lxd_dir, project=project) as found:
-                runs, results = explain_files(found.logs, found.file_times)
+                runs, results = explain_files(found.logs, found.fields)
         except SourceError as error:
             problems.append({"spec": spec, "problem": error.reason})
             continue

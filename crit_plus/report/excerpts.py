@@ -99,10 +99,10 @@ _RUN_FAILED = ("dump-failed", "restore-failed")
 def _diagnosis(kind, contexts):
     """``(decisive, diagnosis)`` of a failed run's error lines (see :class:`Excerpt`)."""
     texts = [text for context in contexts for _number, text in context.errors]
-    failed = kind == "lxc" or any(
-        (failure := match_failure(text)) is not None and failure.code in _RUN_FAILED
-        for text in texts)
-    found = diagnose(texts) if failed else None
+    ends = [failure.operation for text in texts
+            if (failure := match_failure(text)) is not None and failure.code in _RUN_FAILED]
+    failed = kind == "lxc" or bool(ends)
+    found = diagnose(texts, ends[0] if ends else None) if failed else None
     if found is None:
         return None, None
     failure = found.failure

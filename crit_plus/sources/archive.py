@@ -230,6 +230,18 @@ def _write_member(tar, member, target, archive):
             if not block:
                 break
             out.write(block)
+        out.flush()
+        _keep_mtime(out.fileno(), member.mtime)
+
+
+def _keep_mtime(descriptor, mtime):
+    """Give an extracted file its member's modification time: a log's time is when its
+    run ended (:func:`crit_plus.sources.times.mtime_of`), not when it was unpacked.  A time
+    the system cannot set (out of range) leaves the file's own."""
+    try:
+        os.utime(descriptor, (mtime, mtime))
+    except (OverflowError, OSError, ValueError, TypeError):
+        pass
 
 
 def _file_stream(path):

@@ -50,9 +50,15 @@ def standard_roots(manager, lxd_dir=None, root=None):
     """Data directories to search for ``manager``, in order.
 
     ``lxd_dir`` wins; then ``$LXD_DIR`` / ``$INCUS_DIR``; then the standard
-    directories under ``root`` (default: :func:`fake_root`).
+    directories under ``root`` (default: :func:`fake_root`).  Raises
+    :class:`~crit_plus.sources.errors.SourceError` when ``lxd_dir`` (``--lxd-dir``, a
+    directory the user typed) is not a directory: a mistyped one is not "nothing there".
     """
     if lxd_dir is not None:
+        if not os.path.isdir(lxd_dir):
+            from .errors import SourceError
+
+            raise SourceError(str(lxd_dir), "--lxd-dir: no such directory")
         return [Path(lxd_dir)]
     variable = MANAGER_DIR_ENV.get(manager)
     if variable and os.environ.get(variable):

@@ -13,6 +13,7 @@ from decoders.errors import DecodeError
 
 # .logs and .runs are imported where the logs are first read: opening a checkpoint
 # whose logs no command asks for does not load them (docs/architecture.md, start-up)
+from .fields import catalog_fields
 from .times import mtime_of, parse_timestamp
 
 #: Every ``Source.kind``.
@@ -166,6 +167,12 @@ class Source:
         if self.archive is None or self.workdir is None:
             return str(path)
         return f"{self.archive}: {os.path.relpath(path, self.workdir.name)}"
+
+    @property
+    def catalog_fields(self) -> dict:
+        """What the failure catalog's fixes name, known for this source (manager,
+        instance, console key): :func:`crit_plus.sources.fields.catalog_fields`."""
+        return catalog_fields(self.manager, self.instance, (self.images_dir,))
 
     @property
     def name(self):

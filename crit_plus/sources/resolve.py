@@ -40,6 +40,7 @@ from .layout import (
     state_dir_of,
     walk_images_dirs,
 )
+from .fields import catalog_fields
 from .managed import lxd_source, plain_source
 from .model import Source
 from .rootfs import changes_beside
@@ -233,14 +234,15 @@ class LogSet:
     """The log files a spec leads to: ``logs`` are ``(path, kind, label)`` with ``kind``
     ``criu``, ``lxc`` or None (a file that is neither), ``label`` the path as users
     know it (an archive's member is named after the archive).  ``source`` is an
-    archive's :class:`Source` (its temporary directory): use the set as a context
-    manager.  ``file_times`` is False when the files' modification times say nothing
-    of the runs (an archive's members are extracted now)."""
+    archive's :class:`Source` (its temporary directory, whose files keep their
+    members' modification times): use the set as a context manager.  ``fields`` are
+    what the failure catalog's fixes name, as far as the spec tells
+    (:func:`crit_plus.sources.fields.catalog_fields`)."""
 
     spec: str
     logs: tuple
     source: Source | None = None
-    file_times: bool = True
+    fields: dict = dataclasses.field(default_factory=dict)
 
     def __enter__(self):
         return self
@@ -277,7 +279,7 @@ def _logs_in(directory: Path) -> list:
     return found
 
 
-def _collect(spec, directories, source=None, label=None, file_times=True) -> LogSet:
+def _collect(spec, directories, source=None, label=None) -> LogSet:
     seen, logs = set(), []
     for directory in directories:
         for path, kind in _logs_in(Path(directory)):
@@ -285,7 +287,7 @@ def _collect(spec, directories, source=None, label=None, file_times=True) -> Log
                 continue
             seen.add(path.resolve())
             logs.append((path, kind, label(path) if label else str(path)))
-    return LogSet(spec, tuple(logs), source, file_times)
+    return LogSet(spec, tuple(logs), source)
 
 
 def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
@@ -323,11 +325,14 @@ def resolve_logs(spec, *, lxd_dir=None, project=None, limits=None) -> LogSet:
         raise SourceError(text, "not a regular file or directory")
     dirs = [path]
     state = path if is_images_dir(path) else state_dir_of(path)
+    fields: dict = {}
     if state is not None:
-        dirs += [state, *source_for_images_dir(text, state).log_dirs]
+        source = source_for_images_dir(text, state)
+        dirs += [state, *source.log_dirs]
+        fields = source.catalog_fields
     found = _collect(text, dirs)
     if found.logs:
-        return found
+        return dataclasses.replace(found, fields=fields)
     return _collect(text, _subdirs(path, LOG_SEARCH_DEPTH))
 
 
@@ -340,7 +345,8 @@ def _archive_logs(text, source) -> LogSet:
     def member(found):
         inside = found.relative_to(work) if work and found.is_relative_to(work) else found
         return f"{text}:{inside}"
-    return _collect(text, dirs, source, member, file_times=False)
+    found = _collect(text, dirs, source, member)
+    return dataclasses.replace(found, fields=source.catalog_fields)
 
 
 def _subdirs(top: Path, depth: int) -> list:
@@ -386,7 +392,9 @@ def _named_logs(spec, scheme, instance, snapshot, *, lxd_dir, project) -> LogSet
     if not dirs:
         raise SourceError(spec, f"no log directory nor state/ of {MANAGER_TITLES[scheme]} "
                           f"instance {instance!r}", tried=tried)
-    return _collect(spec, dirs)
+    states = [directory for directory in dirs if directory.name == "state"]
+    return dataclasses.replace(_collect(spec, dirs),
+                               fields=catalog_fields(scheme, instance, states))
 
 
 __all__ = [
