@@ -534,3 +534,45 @@ def test_log_kind_names_what_find_logs_finds(fixture_root, tmp_path):
         named = {path.name: log_kind(path.name) for path in directory.iterdir()}
         assert found == {name: kind for name, kind in named.items() if kind}, directory
     assert log_kind("lxc.log") == "lxc" and log_kind("snapshot_dump_1.log") == "criu"
+
+
+def test_unrecorded_snapshots_cost_linear_parses(deb_root, web_root, tmp_path, monkeypatch):
+    """Listing an instance with n snapshots no backup.yaml records parses O(n) backup.yaml
+    files, not each sibling's copy once per snapshot (n²); what is found is unchanged."""
+    from crit_plus.sources import discover, managed
+
+    from . import damage
+
+    parses = []
+    load = managed.load_backup
+
+    def counted(path):
+        parses.append(Path(path))
+        return load(path)
+
+    monkeypatch.setattr(managed, "load_backup", counted)
+
+    def listing(count):
+        top = tmp_path / f"n{count}"
+        damage.clone(web_root / "var/lib/lxd", top)
+        snapshots = top / "storage-pools/default/containers-snapshots/web"
+        for index in range(count):  # copies of before: no backup.yaml records them
+            damage.clone(snapshots / "before", snapshots / f"u{index:03d}")
+        parses.clear()
+        found = discover("lxd:", lxd_dir=top)
+        shutil.rmtree(top)
+        return found, len(parses)
+
+    few, few_parses = listing(4)
+    many, many_parses = listing(24)
+    unrecorded = [s for s in many.sources if (s.snapshot or "").startswith("u")]
+    assert len(unrecorded) == 24 and all(s.stateful is None for s in unrecorded)
+    assert all("snapshot-unrecorded" in [f.code for f in s.findings] for s in unrecorded)
+    recorded = {s.snapshot: (s.stateful, s.taken_at_source) for s in many.sources}
+    assert recorded["before"] == recorded["after"] == (True, "backup.yaml")
+    # the old lookup parsed about n² files here (24 x 27 = 648)
+    assert many_parses - few_parses <= 3 * (24 - 4) and many_parses <= 3 * 24 + 10
+    # a snapshot only a sibling's copy records is still found (lxd-deb: s1 by s2's)
+    deb = discover("lxd:", lxd_dir=deb_root / "var/lib/lxd")
+    assert {s.snapshot: s.stateful for s in deb.sources if s.snapshot} == \
+        {"s1": True, "s2": None}

@@ -26,7 +26,7 @@ from .layout import (
     walk_images_dirs,
 )
 from .logs import find_logs
-from .managed import lxd_source
+from .managed import BackupCache, lxd_source
 from .resolve import parse_name, source_for_images_dir
 from .runs import LogRun, read_run
 
@@ -130,6 +130,7 @@ def _owner_dirs(root):
 
 def _manager_sources(manager, roots, instance, project, problems, keep_backup=True):
     seen = set()
+    backups = BackupCache()  # each backup.yaml parsed once, not once per snapshot
     for root in roots:
         for owner in _owner_dirs(root):
             state = state_dir_of(owner)
@@ -147,7 +148,7 @@ def _manager_sources(manager, roots, instance, project, problems, keep_backup=Tr
             if project is not None and placement.project != project:
                 continue
             try:
-                source = lxd_source(str(state), state, placement)
+                source = lxd_source(str(state), state, placement, backups)
             except (SourceError, OSError) as error:
                 problems.append(f"{state}: {error}")
                 continue

@@ -39,29 +39,84 @@ def _load(path, findings):
         return None
 
 
-def _snapshot_facts(placement, own_backup, findings):
+class BackupCache:
+    """The backup.yaml files an instance's snapshots are looked up in, parsed once for all
+    the sources of one discovery (``list``, ``validate lxd:``), not once per snapshot.
+
+    Holds one instance at a time (the sources of a discovery come instance by instance):
+    its own backup.yaml files (each at most :data:`~crit_plus.sources.backup.MAX_BACKUP_BYTES`)
+    and, once a snapshot they do not record is met, an index of the snapshot records its
+    sibling snapshots' copies hold (the first of each name, siblings in name order), each
+    copy parsed once: n unrecorded snapshots cost n parses, not n².  The parsed sibling
+    files themselves are not kept, only the records.
+    """
+
+    def __init__(self) -> None:
+        self._instance: tuple | None = None
+        self._files: dict[Path, dict | None] = {}
+        self._siblings: dict[Path, dict[str, tuple[dict, Path]]] = {}
+
+    def _switch(self, placement: Placement) -> None:
+        key = tuple(placement.instance_dirs())
+        if key != self._instance:
+            self._instance, self._files, self._siblings = key, {}, {}
+
+    def instance_backup(self, placement: Placement, path: Path) -> dict | None:
+        """The parsed backup.yaml of the instance at ``path`` (None: absent or unusable)."""
+        self._switch(placement)
+        if path not in self._files:
+            self._files[path] = _load(path, [])
+        return self._files[path]
+
+    def sibling_record(self, placement: Placement) -> tuple[dict | None, Path | None]:
+        """``(record, path)`` of the snapshot ``placement`` names, from the first sibling
+        snapshot's backup.yaml (in name order) that records it; ``(None, None)``."""
+        self._switch(placement)
+        snapshots = placement.owner.parent
+        index = self._siblings.get(snapshots)
+        if index is None:
+            index = self._siblings[snapshots] = _records_of_siblings(snapshots)
+        return index.get(str(placement.snapshot), (None, None))
+
+
+def _records_of_siblings(snapshots: Path) -> dict[str, tuple[dict, Path]]:
+    """Snapshot name -> (record, backup.yaml path): the first record of each name in the
+    backup.yaml copies of the snapshot directories under ``snapshots``, in name order."""
+    index: dict[str, tuple[dict, Path]] = {}
+    try:
+        siblings = sorted(snapshots.iterdir())
+    except OSError:
+        return index
+    for sibling in siblings:
+        path = sibling / "backup.yaml"
+        entries = (_load(path, []) or {}).get("snapshots")
+        if not isinstance(entries, list):  # absent, or not the list LXD writes
+            continue
+        for entry in entries:
+            if isinstance(entry, dict):
+                index.setdefault(str(entry.get("name")), (entry, path))
+    return index
+
+
+def _snapshot_facts(placement, own_backup, findings, backups):
     """``(record, where)``: the backup.yaml entry of the snapshot and the file it came from.
 
     Looked up in the instance's backup.yaml, then the snapshot's own copy, then
-    the copies kept by its sibling snapshots.
+    the copies kept by its sibling snapshots (through ``backups``, a :class:`BackupCache`).
     """
     name = placement.snapshot
-    places = [directory / "backup.yaml" for directory in placement.instance_dirs()]
-    places.append(placement.owner / "backup.yaml")
-    try:
-        siblings = sorted(p for p in placement.owner.parent.iterdir() if p != placement.owner)
-    except OSError:
-        siblings = []
-    places += [sibling / "backup.yaml" for sibling in siblings]
-    seen = set()
-    for path in places:
-        if path in seen:
-            continue
-        seen.add(path)
-        backup = own_backup if path == placement.owner / "backup.yaml" else _load(path, [])
-        record = snapshot_record(backup, name)
-        if record is not None:
-            return record, path
+    own = placement.owner / "backup.yaml"
+    for path in dict.fromkeys(directory / "backup.yaml" for directory in placement.instance_dirs()):
+        if path != own:
+            record = snapshot_record(backups.instance_backup(placement, path), name)
+            if record is not None:
+                return record, path
+    record = snapshot_record(own_backup, name)
+    if record is not None:
+        return record, own
+    record, where = backups.sibling_record(placement)
+    if record is not None:
+        return record, where
     findings.append(Finding(
         INFO, "snapshot-unrecorded",
         f"no backup.yaml records snapshot {name!r}: its stateful flag and creation time "
@@ -69,8 +124,9 @@ def _snapshot_facts(placement, own_backup, findings):
     return None, None
 
 
-def lxd_source(spec, state_dir, placement: Placement):
-    """The :class:`Source` of an LXD/Incus ``state/`` directory placed by ``placement``."""
+def lxd_source(spec, state_dir, placement: Placement, backups: BackupCache | None = None):
+    """The :class:`Source` of an LXD/Incus ``state/`` directory placed by ``placement``;
+    ``backups`` shares the parsed backup.yaml files between the sources of one discovery."""
     findings: list[Finding] = []
     backup_path = placement.owner / "backup.yaml"
     backup = _load(backup_path, findings)
@@ -86,7 +142,8 @@ def lxd_source(spec, state_dir, placement: Placement):
             f"{placement.instance!r}", str(backup_path)))
     taken_at = taken_from = None
     if placement.role == "snapshot":
-        record, _where = _snapshot_facts(placement, backup, findings)
+        record, _where = _snapshot_facts(placement, backup, findings,
+                                         backups or BackupCache())
         stateful = record.get("stateful") if record else None
         taken_at = parse_timestamp(record.get("created_at")) if record else None
         taken_from = "backup.yaml" if taken_at else None
