@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .graph import Checkpoint
@@ -141,11 +141,16 @@ def manager_wide(spec: object) -> str | None:
     return named[0]
 
 
+def managed_name(source: Source) -> str:
+    """What to type for a checkpoint a manager keeps: ``lxd:web/snap0`` (its project is
+    given by ``--project``)."""
+    name = f"{source.manager}:{source.instance}"
+    return name + f"/{source.snapshot}" if source.snapshot else name
+
+
 def target_label(source: Source) -> str:
     """How a checkpoint a manager keeps is named: ``lxd:web/snap0``, the project after."""
-    name = f"{source.manager}:{source.instance}"
-    if source.snapshot:
-        name += f"/{source.snapshot}"
+    name = managed_name(source)
     if source.project not in (None, "default"):
         name += f" (project {source.project})"
     return name
@@ -173,7 +178,9 @@ def expand_targets(specs: tuple[str, ...] | list[str], *, lxd_dir: str | None = 
         # kept as the source's fields: stateful, taken_at, backup_path)
         found = discover(f"{manager}:", lxd_dir=lxd_dir, project=project, keep_backup=False)
         searched += found.searched
-        items += [Target(target_label(source), source=source) for source in found.sources]
+        # each source's spec is its name, as if typed (summarize's origin says which)
+        items += [Target(target_label(source), source=replace(source, spec=managed_name(source)))
+                  for source in found.sources]
         for problem in found.problems:
             place, _sep, why = problem.partition(": ")
             items.append(Target(place, problem=why or problem))

@@ -238,3 +238,77 @@ def test_a_bug_on_one_checkpoint_does_not_stop_the_others(service_a, tree, monke
     assert code == 70 and [d["exit_code"] for d in documents] == [70, 0]
     assert documents[0]["error"].startswith("internal error: RuntimeError: boom")
     assert documents[1]["result"]["directory"] == str(service_a)
+
+
+def _without_live_pids(document):
+    """A validate document with its pid-busy findings left out: which pids are in use on
+    this machine can change between two runs (other processes come and go)."""
+    kept = [f for f in document["findings"] if f["code"] != "pid-busy"]
+    return {**document, "findings": kept, "counts": None, "verdict": None}
+
+
+def test_validate_several_against_this_host(tree, service_a, monkeypatch, capsys):
+    """``--host`` with several checkpoints: this machine is probed once, and each line's
+    result is what ``validate X --host -f json`` gives for that checkpoint alone."""
+    from crit_plus.cli import main
+    from crit_plus.commands import validate
+
+    probes = []
+    probe = validate.probe_host
+
+    def counted(*args, **kwargs):
+        probes.append(args)
+        return probe(*args, **kwargs)
+
+    monkeypatch.setattr(validate, "probe_host", counted)
+    specs = [str(service_a), str(tree / SNAPSHOTS / "before"), "lxd:web"]
+    code = main(["validate", *specs, "--lxd-dir", lxd_dir(tree), "--host", "-f", "jsonl"])
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(probes) == 1 and [d["source"] for d in documents] == specs
+    for spec, document in zip(specs, documents):
+        alone = run_cli("validate", spec, "--lxd-dir", lxd_dir(tree), "--host", "-f", "json")
+        single = json.loads(alone.stdout)
+        assert single["host_root"] == "/" and document["result"]["host_root"] == "/"
+        if [f for f in single["findings"] if f["code"] == "pid-busy"] == \
+                [f for f in document["result"]["findings"] if f["code"] == "pid-busy"]:
+            assert document["result"] == single and document["exit_code"] == alone.returncode
+        else:  # a pid taken or freed between the two runs
+            assert _without_live_pids(document["result"]) == _without_live_pids(single)
+    assert code == max(d["exit_code"] for d in documents)
+
+
+@pytest.fixture(scope="module")
+def incus_tree(fixture_root, tmp_path_factory):
+    """lxd-web's data directory hard-linked as an Incus one (/var/lib/incus): a stateful
+    stop of ``web`` and its two stateful snapshots, ``before`` and ``after``."""
+    top = tmp_path_factory.mktemp("incus") / "var/lib/incus"
+    damage.clone(fixture_root / "lxd-web/var/lib/lxd", top)
+    yield top
+    shutil.rmtree(top)
+
+
+def test_every_checkpoint_incus_keeps(incus_tree):
+    """A bare ``incus:``: validate, list and summarize each give every checkpoint, in the
+    order list shows them, each result that of the checkpoint alone."""
+    where = ["--lxd-dir", str(incus_tree)]
+    rows = json.loads(run_cli("list", "incus:", *where, "-f", "json").stdout)
+    order = [f"incus:web/{row['snapshot']}" if row["snapshot"] else "incus:web"
+             for row in rows]
+    assert sorted(order) == ["incus:web", "incus:web/after", "incus:web/before"]
+    assert order[-1] == "incus:web"  # the stateful stop is newer than its snapshots
+    assert {row["kind"] for row in rows} == {"incus-instance", "incus-snapshot"}
+    listed_lines = lines(run_cli("list", "incus:", *where, "-f", "jsonl"))
+    assert [d["result"] for d in listed_lines] == rows
+    for command in ("validate", "summarize"):
+        done = run_cli(command, "incus:", *where, "-f", "jsonl")
+        documents = lines(done)
+        assert [d["source"] for d in documents] == order, done.stderr
+        for document in documents:
+            alone = run_cli(command, document["source"], *where, "-f", "json")
+            assert document["error"] is None
+            assert document["result"] == json.loads(alone.stdout), document["source"]
+            assert document["exit_code"] == alone.returncode
+        assert done.returncode == max(d["exit_code"] for d in documents)
+    kinds = [d["result"]["source_kind"] for d in lines(run_cli("validate", "incus:", *where,
+                                                                "-f", "jsonl"))]
+    assert kinds == ["incus-snapshot", "incus-snapshot", "incus-instance"]
