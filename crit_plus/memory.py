@@ -892,6 +892,29 @@ class AddressSpace:
             return {"present": 0, "parent": 0, "lazy": 0}
         return self._table.pages_by_state()
 
+    def unavailable_pages(self, mapping: Mapping) -> int:
+        """Pages of ``mapping`` the pagemap lists as present or in parent whose data
+        cannot be found (a pages file missing or short, a parent missing or without
+        them): the pages a restore would fail on.  Lazy pages are not counted."""
+        table = self._table
+        if table is None:
+            return 0
+        missing = 0
+        for s, e, i in table.segments(mapping.start, mapping.end):
+            if i < 0:
+                continue
+            flags = table.flags[i]
+            if flags & _F_PARENT:
+                spans = self._store.from_parent(table.name, s, e)
+            elif flags & _F_PRESENT:
+                spans = table.data_spans(i, s, e)
+            else:
+                continue
+            missing += sum(-((start - stop) // PAGE_SIZE)  # a partly missing page counts
+                           for start, stop, kind, _path, _offset, _reason in spans
+                           if kind == _NONE)
+        return missing
+
     def pages_by_flags(self) -> dict[int, int]:
         """Pages of the pagemap by raw flags value (as ``FACTS.json`` counts them)."""
         counts: dict[int, int] = {}

@@ -46,6 +46,9 @@ DOM_QUERY = """(() => {
   const maps = {};
   for (const svg of document.querySelectorAll('svg.map'))
     maps[svg.dataset.pid] = svg.querySelectorAll('rect').length;
+  const marks = {};
+  for (const svg of document.querySelectorAll('svg.map'))
+    marks[svg.dataset.pid] = [...svg.querySelectorAll('path.s')].map(p => p.classList[1]);
   const fds = {};
   for (const d of procs) {
     const table = d.querySelector(':scope > .body table.fd-table');
@@ -53,11 +56,17 @@ DOM_QUERY = """(() => {
   }
   return {
     procs: procs.map(d => [Number(d.dataset.pid), parentPid(d)]),
-    maps, fds,
+    maps, marks, fds,
     scripts: document.scripts.length,
     external: [...document.querySelectorAll('[src], link[href]')].length,
-    findings: document.querySelectorAll('tr.finding').length,
+    findings: [...document.querySelectorAll('tr.finding')].map(tr => [
+      tr.querySelector('.sev').textContent, tr.querySelector('td.mono').textContent]),
+    sockets: document.querySelectorAll('table.sockets tbody tr').length,
+    stats: [...document.querySelectorAll('#stats + dl.fields dt')].map(dt => [
+      dt.textContent, dt.nextElementSibling.textContent]),
     bars: [...document.querySelectorAll('svg.bar')].map(s => s.querySelectorAll('rect').length),
+    barTitles: Object.fromEntries([...document.querySelectorAll('section.view')].map(s => [
+      s.id, [...s.querySelectorAll('svg.bar rect title')].map(t => t.textContent)])),
     strips: document.querySelectorAll('tr.vma-diff svg.strip').length,
     text: document.body.textContent,
   };
@@ -116,6 +125,28 @@ def check_summary_dom(dom, directory):
         {pid: vmas for pid, (_p, vmas, _f) in tree.items() if vmas}
     assert {int(pid): n for pid, n in dom["fds"].items()} == \
         {pid: fds for pid, (_p, _v, fds) in tree.items()}
+    assert {int(pid): marks for pid, marks in dom["marks"].items()} == \
+        expected_marks(directory)
+
+
+def expected_marks(directory):
+    """``{pid: page states its map marks}`` from the graph: a state is marked when one of
+    the process's VMAs has pages in it (pagemap state counts, and the listed pages whose
+    data is unavailable), in the legend's order."""
+    from crit_plus.html.layout import STRIP_STATES
+
+    found = {}
+    for process in open_checkpoint(directory).processes:
+        memory = process.memory
+        if memory is None or not memory.vmas:
+            continue
+        states = set()
+        for mapping in memory.vmas:
+            states |= {state for state, n in mapping.pages.items() if n}
+            if memory.unavailable_pages(mapping):
+                states.add("unavailable")
+        found[process.pid] = [state for state in STRIP_STATES if state in states]
+    return found
 
 
 def loaded_cleanly(browser, path):
@@ -211,6 +242,65 @@ def test_validate_badges_count_in_words(browser, fixture_pages, fixture_root):
                           ((s, report.count(s)) for s in plural)]
 
 
+def page_facts(directory):
+    """What a summarize page is built from, computed here from the checkpoint: validate's
+    findings ``[(severity, code)]``, the socket rows, the stats-dump ``(label, text)``."""
+    from crit_plus.analysis import explore
+    from crit_plus.analysis.summary import summarize
+    from crit_plus.analysis.validate import validate
+    from crit_plus.commands.summarize import stat_label, stat_text
+    from crit_plus.opening import open_source
+
+    with open_source(directory) as opened:
+        report = validate(opened.checkpoint, source=opened.source)
+        result = summarize(opened.source, opened.checkpoint)
+        sockets = explore.socket_rows(opened.checkpoint)
+    findings = [[f.severity, f.code] for f in report.findings]
+    stats = [[stat_label(name), stat_text(name, value)] for name, value in result.stats]
+    return findings, len(sockets), stats
+
+
+@pytest.mark.parametrize("key", FIXTURE_KEYS)
+def test_summarize_page_findings_sockets_and_stats(browser, fixture_pages, fixture_root, key):
+    """One ``tr.finding`` row per validate finding, with its severity; one socket row per
+    socket the checkpoint holds; the stats-dump fields the analysis read."""
+    _loaded, dom = loaded_cleanly(browser, fixture_pages[key])
+    findings, sockets, stats = page_facts(fixture_root / key)
+    assert dom["findings"] == findings
+    assert sockets and dom["sockets"] == sockets  # every fixture has sockets
+    assert stats and dom["stats"] == stats  # and a stats-dump
+
+
+def test_missing_pages_are_marked_unavailable(browser, fixture_root, tmp_path):
+    """A copy of service-a whose pages-N.img of one process is removed: that process's
+    map marks its present pages unavailable (the graph's count), the legend names the
+    state, and validate's missing-pages finding is a row of the findings table."""
+    source = fixture_root / "service-a"
+    directory = clone(source, tmp_path / "damaged")
+    process = open_checkpoint(directory).processes[0]
+    memory = process.memory
+    removed = Path(memory.pages_path)
+    assert removed.parent == directory
+    removed.unlink()
+    damaged = open_checkpoint(directory).process(process.pid).memory
+    missing = sum(damaged.unavailable_pages(m) for m in damaged.vmas)
+    assert missing == sum(m.pages.get("present", 0) for m in damaged.vmas) > 0
+    page = render("summarize", directory, tmp_path / "damaged.html")
+    _loaded, dom = loaded_cleanly(browser, page)
+    check_summary_dom(dom, directory)
+    assert "unavailable" in dom["marks"][str(process.pid)]
+    assert all("unavailable" not in marks for pid, marks in dom["marks"].items()
+               if int(pid) != process.pid)
+    legend = browser.query("[...document.querySelectorAll('.legend rect')]"
+                           ".map(r => r.getAttribute('class'))")
+    assert {"present", "parent", "lazy", "unavailable"} <= set(legend)
+    findings, _sockets, _stats = page_facts(directory)
+    assert ["error", "missing-pages"] in findings and dom["findings"] == findings
+    titles = browser.query(f"[...document.querySelectorAll('svg.map[data-pid=\"{process.pid}\"]"
+                           f" rect title')].map(t => t.textContent)")
+    assert any(" unavailable" in title for title in titles)
+
+
 def test_300_processes(browser, tmp_path):
     directory = tmp_path / "many"
     many_processes(directory, processes=300, vmas=24, fds=4)
@@ -261,10 +351,21 @@ def test_diff_page(browser, service_a, fixture_root, tmp_path):
     not_blank(browser, "diff", tmp_path)
 
 
+def bar_titles(items):
+    """The tooltips of a size page bar of ``(label, bytes)`` items: the non-zero ones,
+    biggest first (at most 8, so none folded into "others")."""
+    from crit_plus.describe import human_bytes
+
+    shown = sorted(((label, n) for label, n in items if n), key=lambda item: -item[1])
+    assert 0 < len(shown) <= 8
+    return [f"{label}: {human_bytes(n)}" for label, n in shown]
+
+
 def test_size_page(browser, service_a, tmp_path):
     page = render("size", service_a, "--content", "--bandwidth", "1Gbit/s",
                   tmp_path / "size.html")
     _loaded, dom = loaded_cleanly(browser, page)
+    from crit_plus.analysis.content import scan_content
     from crit_plus.analysis.size import measure
 
     report = measure(open_checkpoint(service_a))
@@ -274,6 +375,15 @@ def test_size_page(browser, service_a, tmp_path):
     assert len(dom["bars"]) == 4  # image kinds, owners, VMA kinds, page contents
     assert dom["bars"][0] == min(8, sum(1 for n in kinds if n))
     assert dom["bars"][1] == min(8, sum(1 for n in owners if n))
+    vma_kinds = [(v.kind, v.pages.present_bytes) for v in report.vma_kinds]
+    assert dom["barTitles"]["vma-kinds"] == bar_titles(vma_kinds)
+    scan = scan_content(open_checkpoint(service_a))
+    assert scan.zero or scan.dup_within or scan.dup_across
+    contents = [("zero pages", scan.zero), ("duplicates within a process", scan.dup_within),
+                ("duplicates across processes", scan.dup_across), ("unique", scan.unique),
+                ("unreadable (missing from the pages file)", scan.unreadable)]
+    assert dom["barTitles"]["content"] == \
+        bar_titles([(label, n * 4096) for label, n in contents])
     assert "Transfer at" in dom["text"]
     not_blank(browser, "size", tmp_path)
 

@@ -428,3 +428,38 @@ def test_mounts_table_fits_120_columns_and_wide_shows_everything(deb):
     ids = {str(m["mnt_id"]) for m in document["namespaces"][0]["mounts"]}
     assert ids <= {line.split()[0] for line in compact.splitlines()[3:] if line[:1] != " "}
     assert re.search(r"/var/lib/lxd/ .*\n +shmounts/deb", compact)
+
+
+def test_ps_long_shows_each_threads_lsm_profile(service_a, tmp_path):
+    """A copy of service-a whose inventory says AppArmor and whose leader and one other
+    thread carry profiles in their creds (synthetic: this machine dumps no LSM label):
+    the LSM column shows the leader's, the JSON each thread's own, the rest ``-``/null."""
+    from tests.synth import rewrite_image
+
+    copy = tmp_path / "lsm"
+    shutil.copytree(service_a, copy, symlinks=True)
+    profiles = {12525: "crit-plus-leader", 12529: "crit-plus-thread"}
+
+    def set_profile(profile):
+        def change(messages):
+            messages[0].thread_core.creds.lsm_profile = profile
+        return change
+
+    def apparmor(messages):
+        messages[0].lsmtype = 2  # APPARMOR (images/inventory.proto)
+
+    rewrite_image(copy / "inventory.img", apparmor)
+    for tid, profile in profiles.items():
+        rewrite_image(copy / f"core-{tid}.img", set_profile(profile))
+    rows = {row["pid"]: row for row in _json("ps", copy, "--long")}
+    threads = {t["tid"]: t["lsm_profile"] for row in rows.values() for t in row["detail"]}
+    assert {tid: p for tid, p in threads.items() if p is not None} == profiles
+    assert len(rows[12525]["detail"]) == 4  # the other threads keep no profile
+    lines = run_cli("ps", copy, "--long").stdout.splitlines()
+    column = lines[0].split().index("LSM")
+    cells = {int(line.split()[0]): line.split()[column] for line in lines[1:]
+             if line.split() and line.split()[0].isdigit()}
+    assert cells[12525] == "crit-plus-leader"
+    assert {cell for pid, cell in cells.items() if pid != 12525} == {"-"}
+    tree = run_cli("ps", copy, "--long", "--format", "tree").stdout
+    assert "crit-plus-leader" in tree

@@ -19,7 +19,9 @@ class VmaRow:
     """One VMA: the ``/proc/PID/maps`` facts plus its pages.
 
     ``pages`` counts pagemap pages by state (``present``, ``parent``, ``lazy``)
-    and ``unlisted``; ``shared`` counts the pages of a shared-memory object
+    and ``unlisted``, and ``unavailable``: the present or in-parent pages among them
+    whose data cannot be found (:meth:`crit_plus.memory.Memory.unavailable_pages`);
+    ``shared`` counts the pages of a shared-memory object
     (``pagemap-shmem-<shmid>.img``) dumped inside this VMA's window (None for
     private mappings); ``backing`` says what unlisted pages hold.
     """
@@ -60,6 +62,7 @@ def _vma_row(memory, mapping):
     vma = mapping.vma
     counts = {"present": 0, "parent": 0, "lazy": 0, "unlisted": 0}
     counts.update(mapping.pages)
+    counts["unavailable"] = memory.unavailable_pages(mapping)
     pages = mapping_pages(memory, mapping)
     shared = pages.shared.listed if pages.shared is not None else None
     shmid = mapping.backing.shmid if pages.shared is not None else None

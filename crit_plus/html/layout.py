@@ -4,7 +4,8 @@ units: no fact is computed here, only where to draw what the analysis counted.
 - :func:`memory_map`: a process's VMAs in address order on a compressed axis: each
   VMA's width grows with the logarithm of its size (a 4 KiB page and a 1 GiB heap
   both visible), holes between VMAs are drawn as one fixed gap; under each VMA a
-  strip gives the share of its pages present, in parent, lazy (the rest unlisted).
+  strip gives the share of its pages present, in parent, lazy (the rest unlisted), and
+  over the present and in-parent share, those whose data is unavailable.
 - :func:`stacked_bar`: parts of a whole as one bar, the smallest parts beyond
   :data:`MAX_PARTS` folded into "other".
 - :func:`page_strip`: one VMA of a diff to scale: the pages changed, added, removed.
@@ -24,6 +25,11 @@ GAP = 0.6
 MAX_PARTS = 8
 #: Page states of a VMA's strip, in drawing order (the rest of its pages are unlisted).
 PAGE_STATES = ("present", "parent", "lazy")
+#: The state drawn over the end of the present and in-parent share: listed pages whose
+#: data cannot be found (``VmaRow.pages["unavailable"]``, counted by the graph).
+UNAVAILABLE = "unavailable"
+#: Every state a strip can mark, for the legend and the tests.
+STRIP_STATES = (*PAGE_STATES, UNAVAILABLE)
 #: The narrowest mark of a page strip (user units): one page of a big VMA stays visible.
 MIN_MARK = 3.0
 
@@ -72,13 +78,19 @@ def memory_map(rows, width=WIDTH):
 
 def _state_segments(row, x, span):
     total = max((row.end - row.start) // PAGE_SIZE, 1)
-    segments, at = [], x
+    segments, at, listed_end = [], x, x
     for state in PAGE_STATES:
         count = row.pages.get(state, 0)
         if count:
             part = span * min(count, total) / total
             segments.append(Segment(at, part, state))
             at += part
+        if state == "parent":
+            listed_end = at
+    missing = row.pages.get(UNAVAILABLE, 0)
+    if missing:
+        part = max(min(span * min(missing, total) / total, listed_end - x), MIN_MARK)
+        segments.append(Segment(max(listed_end - part, x), part, UNAVAILABLE))
     return tuple(segments)
 
 

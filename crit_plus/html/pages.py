@@ -34,7 +34,7 @@ def columns(pairs, numeric=()):
 
 #: How a VMA's tooltip names its page states (crit_plus.analysis.explore.VmaRow.pages).
 STATE_WORDS = (("present", "present"), ("parent", "in parent"), ("lazy", "lazy"),
-               ("unlisted", "unlisted"))
+               ("unavailable", "unavailable"), ("unlisted", "unlisted"))
 
 
 def _vma_title(row):
@@ -66,7 +66,7 @@ def _marks(boxes, y=17, height=5):
         for s in box.states:
             paths.setdefault(s.css, []).append(f"M{s.x:.1f} {y}h{s.width:.1f}v{height}"
                                                f"h{-s.width:.1f}z")
-    return [(state, "".join(parts)) for state, parts in paths.items()]
+    return [(state, "".join(paths[state])) for state in layout.STRIP_STATES if state in paths]
 
 
 def _process_facts(p, cells):
