@@ -412,7 +412,9 @@ def test_podman_archive(service_a, tmp_path, scratch, suffix):
 
 def test_archive_with_pre_checkpoint_parent_link(service_a, tmp_path, scratch):
     def extra(tar):
-        tar.add(service_a / "inventory.img", arcname="pre-checkpoint/inventory.img")
+        # its own bytes, not tar.add: once another test has hard-linked the fixture's
+        # inventory.img (nlink > 1), tarfile would write a hard link to checkpoint/'s copy
+        _add_bytes(tar, "pre-checkpoint/inventory.img", (service_a / "inventory.img").read_bytes())
         link = tarfile.TarInfo("checkpoint/parent")
         link.type, link.linkname = tarfile.SYMTYPE, "../pre-checkpoint"
         tar.addfile(link)
