@@ -162,13 +162,16 @@ def test_a_pipe_is_read_up_to_a_limit():
 
 
 def test_an_image_given_as_a_pipe_is_still_read(service_a):
-    """``decode -i <(zcat pstree.img.gz)`` keeps working: the shell's pipe is read."""
+    """``decode -i <(zcat pstree.img.gz)`` keeps working: the shell's pipe is read (when
+    asked: ``pipes=True``, what ``decode``/``show``/``info`` pass)."""
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, (service_a / "pstree.img").read_bytes())
         os.close(write_end)
         with bounded(seconds=20):
-            with open_image(f"/dev/fd/{read_end}", check_name=False) as image:
+            with pytest.raises(UnreadableImageError, match="not a regular file but a FIFO"):
+                open_image(f"/dev/fd/{read_end}", check_name=False)
+            with open_image(f"/dev/fd/{read_end}", check_name=False, pipes=True) as image:
                 assert image.magic_name == "PSTREE" and image.count() == 2
     finally:
         os.close(read_end)
