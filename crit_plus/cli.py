@@ -13,8 +13,8 @@ Exit codes (scripts can rely on them; README "Exit codes", docs/commands.md):
   asked (not mapped, or a mapping whose pages are not in the images);
 - 70: an internal error (a bug in crit-plus), said in one line too;
 - 130: interrupted (Ctrl-C);
-- 143: terminated (SIGTERM); like Ctrl-C, temporary files and directories
-  are removed first (crit_plus/signals.py).
+- 143: terminated (SIGTERM), 129: hangup (SIGHUP), 131: quit (SIGQUIT); like
+  Ctrl-C, temporary files and directories are removed first (crit_plus/signals.py).
 
 Commands that answer a question keep the Unix convention of their model, and
 say "the command could not answer" with the code after their answers:
@@ -44,7 +44,7 @@ from decoders.errors import DecodeError, PycriuNotFound
 from .boundary import error_text, quiet_broken_pipe
 from .commands.options import BAD_INPUT_EXIT, gc_paused
 from .output import OutputRefused
-from .signals import Terminated, sigterm_unwinds
+from .signals import Terminated, signals_unwind
 
 
 EXIT_OK = 0
@@ -53,7 +53,7 @@ EXIT_USAGE = 2
 EXIT_NO_DATA = 3  # mem read/dump: no bytes at that address in the checkpoint
 EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_TERMINATED = 143  # 128 + SIGTERM (SIGHUP: 129, SIGQUIT: 131)
 
 
 class _Escaped(Exception):
@@ -230,7 +230,7 @@ def main(argv=None):
     try:
         try:
             # a command that leaves with ctx.exit(code) (diff, validate) comes back as code
-            with gc_paused(), sigterm_unwinds():
+            with gc_paused(), signals_unwind():
                 code = cli.main(args=argv, prog_name="crit-plus", standalone_mode=False)
         except _Escaped as escaped:
             bad_input = escaped.bad_input
@@ -250,8 +250,8 @@ def main(argv=None):
         return _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
-    except Terminated:
-        return _fail("terminated", EXIT_TERMINATED)
+    except Terminated as terminated:
+        return _fail(str(terminated), terminated.exit_code)
     except BrokenPipeError:
         quiet_broken_pipe()
         return EXIT_OK

@@ -152,11 +152,13 @@ class ImageBytes:
         self.size = len(data)
 
     @classmethod
-    def open(cls, path: StrPath) -> ImageBytes:
-        """Map the regular file at ``path`` read-only (a pipe is read, up to
-        :data:`STREAM_LIMIT` bytes); anything else is an
-        :class:`~decoders.errors.UnreadableImageError`."""
-        fd, info = open_untrusted(path, pipes=True)
+    def open(cls, path: StrPath, *, pipes: bool = False) -> ImageBytes:
+        """Map the regular file at ``path`` read-only; anything else is an
+        :class:`~decoders.errors.UnreadableImageError`.  With ``pipes`` (an image the
+        user named, ``decode -i <(zcat core.img.gz)``), a FIFO or pipe is read too, up to
+        :data:`STREAM_LIMIT` bytes: a writer that never writes would make that wait, so an
+        image found in a checkpoint directory is never opened so."""
+        fd, info = open_untrusted(path, pipes=pipes)
         try:
             if stat.S_ISFIFO(info.st_mode):
                 return cls(path, read_stream(_FdReader(fd), path))

@@ -415,15 +415,16 @@ def human_size(num: float) -> str:
     return "%.1fYB" % num
 
 
-def open_image(path: StrPath, *, check_name: bool = True) -> Image:
-    """Open the image at ``path`` read-only and read its magic.
+def open_image(path: StrPath, *, check_name: bool = True, pipes: bool = False) -> Image:
+    """Open the image at ``path`` read-only and read its magic.  ``pipes``: a FIFO is
+    read too (only for an image the user named: :meth:`ImageBytes.open`).
 
     Raises :class:`~decoders.errors.MissingImageError` if it does not exist,
     :class:`~decoders.errors.BadMagicError` if the magic is unknown or does not
     match the file name (``check_name=False`` skips the name check).
     """
     try:
-        data = ImageBytes.open(path)
+        data = ImageBytes.open(path, pipes=pipes)
     except FileNotFoundError:
         raise MissingImageError(path) from None
     try:

@@ -31,15 +31,15 @@ def start_cli(*args, env=None, **options):
                             stderr=subprocess.PIPE, text=True, **options)
 
 
-def terminate_when(process, ready, timeout=60):
-    """SIGTERM ``process`` once ``ready()`` is true (or it ended), wait for it; return its
-    stderr.  It is killed if it still runs when this ends."""
+def terminate_when(process, ready, timeout=60, signum=signal.SIGTERM):
+    """Send ``signum`` (SIGTERM) to ``process`` once ``ready()`` is true (or it ended), wait
+    for it; return its stderr.  It is killed if it still runs when this ends."""
     try:
         deadline = time.monotonic() + timeout
         while not ready() and process.poll() is None:
             assert time.monotonic() < deadline, "the command never got under way"
             time.sleep(0.005)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         _out, err = process.communicate(timeout=timeout)
     finally:
         if process.poll() is None:

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tarfile
@@ -301,9 +302,14 @@ def test_extraction_is_bounded_by_the_compression_ratio(service_a, tmp_path, scr
     assert list(scratch.iterdir()) == []
 
 
-def test_sigterm_during_extraction_removes_the_temporary_directory(service_a, tmp_path, scratch):
-    """SIGTERM's default action left the temporary directory (with process memory) behind:
-    now the command unwinds like on Ctrl-C and exits 143."""
+@pytest.mark.parametrize("signum, code, word", [
+    (signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "hangup"),
+    (signal.SIGQUIT, 131, "quit")], ids=["SIGTERM", "SIGHUP", "SIGQUIT"])
+def test_sigterm_during_extraction_removes_the_temporary_directory(service_a, tmp_path, scratch,
+                                                                   signum, code, word):
+    """SIGTERM's default action left the temporary directory (with process memory) behind,
+    and so did SIGHUP's (the terminal closed) and SIGQUIT's: now the command unwinds like on
+    Ctrl-C and exits 128 + the signal's number."""
     def many(tar):
         for number in range(30_000):
             _add_bytes(tar, f"checkpoint/extra/f{number}", b"x")
@@ -311,6 +317,7 @@ def test_sigterm_during_extraction_removes_the_temporary_directory(service_a, tm
     archive = _write_archive(tmp_path / "slow.tar", service_a, extra=many)
     process = start_cli("summarize", archive, env={"TMPDIR": str(scratch)},
                         stdout=subprocess.DEVNULL)
-    err = terminate_when(process, lambda: any(scratch.glob("*/checkpoint/extra/f1*")))
-    assert process.returncode == 143 and err == "crit-plus: terminated\n", err
+    err = terminate_when(process, lambda: any(scratch.glob("*/checkpoint/extra/f1*")),
+                         signum=signum)
+    assert process.returncode == code and err == f"crit-plus: {word}\n", err
     assert list(scratch.iterdir()) == []

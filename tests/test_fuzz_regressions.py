@@ -130,16 +130,20 @@ def _fifo(path):
     return path
 
 
-@pytest.mark.parametrize("make, error, words", [
+@pytest.mark.parametrize("make, error, words, decoded", [
     (lambda path: os.symlink("/dev/zero", path), UnreadableImageError,
-     "core-1.img: cannot read: not a regular file but a character device"),
-    (os.mkdir, UnreadableImageError, "core-1.img: cannot read: not a regular file but a directory"),
-    (os.mkfifo, DecodeError, "core-1.img: at offset 0x0: truncated magic: needs 4 bytes, 0 left"),
+     "core-1.img: cannot read: not a regular file but a character device", None),
+    (os.mkdir, UnreadableImageError, "core-1.img: cannot read: not a regular file but a directory",
+     None),
+    (os.mkfifo, UnreadableImageError, "core-1.img: cannot read: not a regular file but a FIFO",
+     "core-1.img: at offset 0x0: truncated magic: needs 4 bytes, 0 left"),
 ], ids=["devzero", "directory", "fifo"])
-def test_an_image_that_is_not_a_regular_file_is_refused_at_once(tmp_path, make, error, words):
+def test_an_image_that_is_not_a_regular_file_is_refused_at_once(tmp_path, make, error, words,
+                                                                 decoded):
     """/dev/zero was read into memory without end; a FIFO made open() wait for a writer
-    forever (a FIFO is still read, as ``decode -i <(...)`` needs: without a writer it is
-    empty)."""
+    forever.  A FIFO the user names is still read by ``decode -i`` (as ``decode -i
+    <(...)`` needs: without a writer it is empty); ``open_image`` refuses it unless told
+    (an image found in a directory: a silent writer would make it wait)."""
     path = tmp_path / "core-1.img"
     make(path)
     with bounded(seconds=20):
@@ -147,6 +151,7 @@ def test_an_image_that_is_not_a_regular_file_is_refused_at_once(tmp_path, make, 
             open_image(path)
         outcome = invoke(["decode", "-i", str(path)])
     assert str(caught.value) == words
+    words = decoded or words
     assert outcome.code == EXIT_BAD_INPUT and outcome.err == f"crit-plus: {words}\n"
 
 
@@ -157,13 +162,16 @@ def test_a_pipe_is_read_up_to_a_limit():
 
 
 def test_an_image_given_as_a_pipe_is_still_read(service_a):
-    """``decode -i <(zcat pstree.img.gz)`` keeps working: the shell's pipe is read."""
+    """``decode -i <(zcat pstree.img.gz)`` keeps working: the shell's pipe is read (when
+    asked: ``pipes=True``, what ``decode``/``show``/``info`` pass)."""
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, (service_a / "pstree.img").read_bytes())
         os.close(write_end)
         with bounded(seconds=20):
-            with open_image(f"/dev/fd/{read_end}", check_name=False) as image:
+            with pytest.raises(UnreadableImageError, match="not a regular file but a FIFO"):
+                open_image(f"/dev/fd/{read_end}", check_name=False)
+            with open_image(f"/dev/fd/{read_end}", check_name=False, pipes=True) as image:
                 assert image.magic_name == "PSTREE" and image.count() == 2
     finally:
         os.close(read_end)

@@ -30,12 +30,12 @@ HOST_SECRET = "host-secret-b1c2d3"
 TIMEOUT = 120
 
 
-def _crit_plus(*args, env=None):
+def _crit_plus(*args, env=None, timeout=TIMEOUT):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parent.parent)] + sys.path))
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)],
-                          capture_output=True, text=True, env=environment, timeout=TIMEOUT,
+                          capture_output=True, text=True, env=environment, timeout=timeout,
                           check=False, stdin=subprocess.DEVNULL)
 
 
@@ -218,3 +218,43 @@ def test_a_pages_image_linking_to_a_host_file_is_never_read(service_a, host_secr
     validate = _crit_plus("validate", copy, "--format", "json")
     assert validate.returncode == 2 and HOST_SECRET not in validate.stdout
     assert f"{pages.name} is a symbolic link, not a regular file" in validate.stdout
+
+
+# -- an image of a checkpoint directory that is a FIFO with a silent writer ---------------------
+
+@pytest.fixture
+def fifo_core(service_a, tmp_path):
+    """A copy of service-a whose first ``core-N.img`` is a FIFO held open for writing by a
+    background process that never writes: ``(directory, the FIFO)``."""
+    copy = tmp_path / "service-a"
+    shutil.copytree(service_a, copy, symlinks=True)
+    core = sorted(copy.glob("core-*.img"))[0]
+    core.unlink()
+    os.mkfifo(core)
+    writer = subprocess.Popen(["sh", "-c", 'exec 3<>"$0"; exec sleep 600', str(core)])
+    try:
+        yield copy, core
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+@pytest.mark.parametrize("command", ["summarize", "ps", "validate"])
+def test_a_fifo_image_in_a_checkpoint_directory_is_refused_not_waited_for(fifo_core, command):
+    """Images of a checkpoint directory were opened like ``decode -i`` opens a pipe: a FIFO
+    whose writer never writes hung every command.  Only an image the user names (``decode``,
+    ``show``, ``info``) may be a pipe; in a directory a FIFO is an unreadable image, as a
+    directory there is: the same exit code and output, the file named in one line."""
+    directory, core = fifo_core
+    done = _crit_plus(command, directory, timeout=60)
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said and core.name in said
+    if command != "ps":  # ps only notes that an image is unreadable (validate says which)
+        assert [line for line in said.splitlines()
+                if "cannot read: not a regular file but a FIFO" in line]
+    core.unlink()
+    core.mkdir()  # what any other unreadable image gives
+    other = _crit_plus(command, directory, timeout=60)
+    assert done.returncode == other.returncode
+    assert (done.stdout, done.stderr) == (other.stdout.replace("a directory", "a FIFO"),
+                                          other.stderr.replace("a directory", "a FIFO"))

@@ -79,7 +79,7 @@ def load_image(path):
     if path in (None, "-"):
         return refuse_raw(image_from_bytes(read_stream(sys.stdin.buffer, "<stdin>")))
     try:
-        return refuse_raw(open_image(path))
+        return refuse_raw(open_image(path, pipes=True))  # named by the user: a FIFO too
     except BadMagicError as error:
         what = text_file_kind(path) if error.expected is None else None
         if what is None:
