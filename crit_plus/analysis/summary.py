@@ -283,7 +283,7 @@ def _memory_facts(process, listed):
     made for the biggest only)."""
     pid = process.pid
     for mapping in process.vmas:
-        count = PageCounts.of(mapping.pages).listed
+        count = PageCounts.listed_in(mapping.pages)
         if count:
             listed.append((-count, pid, mapping.start, process, mapping))
     pages = process.pages
