@@ -96,6 +96,22 @@ def test_a_mistyped_lxd_dir_is_an_error(tmp_path):
     assert run_cli("list", "--lxd-dir", tmp_path).returncode == 0
 
 
+def test_a_missing_lxd_dir_variable_is_an_error(tmp_path):
+    """$LXD_DIR / $INCUS_DIR name a directory the user chose, as --lxd-dir does: when it is
+    not there, one line naming the variable and the path, the exit codes of --lxd-dir."""
+    missing = tmp_path / "nonexistent"
+    for variable, where in (("LXD_DIR", "lxd:web"), ("INCUS_DIR", "incus:web")):
+        for args in (("list",), ("list", where), ("summarize", where)):
+            env = {"CRIT_PLUS_ROOT": str(tmp_path), "LXD_DIR": "", "INCUS_DIR": "",
+                   variable: str(missing)}
+            result = run_cli(*args, env=env)
+            assert result.returncode == 1, (variable, args, result)
+            assert result.stderr == f"crit-plus: {missing}: ${variable}: no such directory\n"
+            assert result.stdout == "", (variable, args)
+    # an existing but empty data directory is still "nothing found"
+    assert run_cli("list", env={"LXD_DIR": str(tmp_path)}).returncode == 0
+
+
 def test_help_mentions_list():
     result = run_cli("--help")
     assert "list" in result.stdout

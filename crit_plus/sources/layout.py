@@ -46,23 +46,30 @@ def fake_root():
     return Path(os.environ.get(ROOT_ENV) or "/")
 
 
+def _chosen_dir(path, given_by):
+    """``path`` (a data directory the user named with ``given_by``) as a Path; a
+    :class:`~crit_plus.sources.errors.SourceError` naming both when it is not a directory."""
+    if not os.path.isdir(path):
+        from .errors import SourceError
+
+        raise SourceError(str(path), f"{given_by}: no such directory")
+    return Path(path)
+
+
 def standard_roots(manager, lxd_dir=None, root=None):
     """Data directories to search for ``manager``, in order.
 
     ``lxd_dir`` wins; then ``$LXD_DIR`` / ``$INCUS_DIR``; then the standard
     directories under ``root`` (default: :func:`fake_root`).  Raises
-    :class:`~crit_plus.sources.errors.SourceError` when ``lxd_dir`` (``--lxd-dir``, a
-    directory the user typed) is not a directory: a mistyped one is not "nothing there".
+    :class:`~crit_plus.sources.errors.SourceError` when ``lxd_dir`` (``--lxd-dir``) or the
+    environment variable (``$LXD_DIR``, ``$INCUS_DIR``), a directory the user chose, is not a
+    directory: a mistyped one is not "nothing there".
     """
     if lxd_dir is not None:
-        if not os.path.isdir(lxd_dir):
-            from .errors import SourceError
-
-            raise SourceError(str(lxd_dir), "--lxd-dir: no such directory")
-        return [Path(lxd_dir)]
+        return [_chosen_dir(lxd_dir, "--lxd-dir")]
     variable = MANAGER_DIR_ENV.get(manager)
     if variable and os.environ.get(variable):
-        return [Path(os.environ[variable])]
+        return [_chosen_dir(os.environ[variable], f"${variable}")]
     root = fake_root() if root is None else Path(root)
     return [root / relative for relative in STANDARD_ROOTS[manager]]
 
