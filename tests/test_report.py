@@ -222,6 +222,22 @@ def test_bundle_holds_what_maintainers_ask_for(fake_root, web_fixture, tmp_path)
     assert all(path.name in listing for path in images_dir.iterdir())
 
 
+def test_catalog_fix_is_filled_as_explain_fills_it(fake_root, tmp_path):
+    """The decisive error's fix names the manager's command, the instance and the console
+    key (tty.info), filled as validate, explain and summarize fill it: no KEY, INSTANCE."""
+    from crit_plus.analysis.explain import diagnose
+    from crit_plus.opening import resolve_source
+
+    _report, data, _names, _runner = _build(tmp_path)
+    with resolve_source("lxd:web") as source:
+        explained = diagnose([CONSOLE_ERROR], None, source.catalog_fields).failure.fix
+    fix = json.loads(data["report.json"])["errors"][0]["diagnosis"]["fix"]
+    assert fix == explained
+    for filled in ("lxc start --stateless web", "fd[N]:tty[8800:4b]"):
+        assert filled in fix and filled in data["INDEX.md"].decode()
+    assert "INSTANCE" not in fix and "KEY" not in fix
+
+
 def test_report_json_matches_the_bundle(fake_root, tmp_path):
     report, data, names, _runner = _build(tmp_path)
     summary = json.loads(data["report.json"])

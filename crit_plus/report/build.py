@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..opening import input_paths, resolve_source
 from ..sources import ROOT_ENV, fake_root, parse_name
+from ..sources.fields import catalog_fields
 from .bundle import check_output, top_directory, write_bundle
 from .checkpoint import gather_checkpoint, gather_self_runs
 from .collect import Collection
@@ -85,13 +86,13 @@ def _host_only_instances(request, host_root):
     return [instance], instance_log_dirs(instance, request.lxd_dir, host_root)
 
 
-def _finish(request, collection, source):
+def _finish(request, collection, source, fields=None):
     created = datetime.now(timezone.utc)
     top = top_directory(request.output)
     report = Report(spec=request.spec, source=source, host_only=request.host_only,
                     include_images=request.include_images, note=request.note,
                     created=created.replace(microsecond=0), top=top, collection=collection,
-                    excerpts=tuple(find_excerpts(collection)), crit_plus_version=__version__)
+                    excerpts=tuple(find_excerpts(collection, fields)), crit_plus_version=__version__)
     heads = [("INDEX.md", render_index(report).encode("utf-8")),
              ("report.json", (json.dumps(report_data(report), indent=2, ensure_ascii=False)
                               + "\n").encode("utf-8"))]
@@ -107,7 +108,9 @@ def _gather_host_only(request, host_root, runner):
         for instance in instances:
             gather_manager(collection, host_root, runner, instance, log_dirs, request.lxd_dir)
         gather_self_runs(collection, None, {}, HOST_ONLY_COMMANDS)
-        return _finish(request, collection, None)
+        named = [i for i in instances if i.name is not None]
+        fields = catalog_fields(named[0].manager, named[0].name, ()) if named else None
+        return _finish(request, collection, None, fields)
     finally:
         collection.close()
 
@@ -128,7 +131,7 @@ def _gather_checkpoint(request, host_root, runner):
                                 f"not an LXD or Incus checkpoint ({source.kind})")
             facts = gather_checkpoint(collection, source, request.source_options,
                                       request.include_images)
-            return _finish(request, collection, facts)
+            return _finish(request, collection, facts, source.catalog_fields)
         finally:
             collection.close()
 

@@ -96,13 +96,14 @@ def _copy_key(member):
 _RUN_FAILED = ("dump-failed", "restore-failed")
 
 
-def _diagnosis(kind, contexts):
-    """``(decisive, diagnosis)`` of a failed run's error lines (see :class:`Excerpt`)."""
+def _diagnosis(kind, contexts, fields):
+    """``(decisive, diagnosis)`` of a failed run's error lines (see :class:`Excerpt`), the
+    fix filled with ``fields`` as explain fills it."""
     texts = [text for context in contexts for _number, text in context.errors]
     ends = [failure.operation for text in texts
             if (failure := match_failure(text)) is not None and failure.code in _RUN_FAILED]
     failed = kind == "lxc" or bool(ends)
-    found = diagnose(texts, ends[0] if ends else None) if failed else None
+    found = diagnose(texts, ends[0] if ends else None, fields) if failed else None
     if found is None:
         return None, None
     failure = found.failure
@@ -112,10 +113,12 @@ def _diagnosis(kind, contexts):
                         "check": failure.check, "issue": issue_url(failure.issue)}
 
 
-def find_excerpts(collection):
+def find_excerpts(collection, fields: dict | None = None):
     """The :class:`Excerpt` of every scanned member of ``collection`` that has
     error lines, most telling first (see :data:`SCAN_ORDER`; newest first within
-    a kind)."""
+    a kind).  ``fields`` fill the catalog's fixes (``manager``, ``instance``, ``key``:
+    :func:`crit_plus.sources.fields.catalog_fields`), as validate, explain and
+    summarize fill them; missing ones show as NAME."""
     excerpts, first_with = [], {}
     for member in sorted((m for m in collection.members if m.scan), key=_rank):
         same = first_with.get(_copy_key(member))
@@ -125,7 +128,7 @@ def find_excerpts(collection):
                                         same.error_count, same_as=same.member, cut=member.cut))
             continue
         contexts, count = error_contexts(collection.spool.reader(member), BEFORE, AFTER)
-        decisive, diagnosis = _diagnosis(member.scan, contexts)
+        decisive, diagnosis = _diagnosis(member.scan, contexts, fields)
         excerpt = Excerpt(member.name, member.origin, member.scan, tuple(contexts), count,
                           cut=member.cut, decisive=decisive, diagnosis=diagnosis)
         first_with[_copy_key(member)] = excerpt
