@@ -86,3 +86,22 @@ def test_root_searches_file_mappings_as_mem_read_reads_them(fixture_root):
         pieces = json.loads(read.stdout)
         pieces = pieces["pieces"] if isinstance(pieces, dict) else pieces
         assert "".join(p.get("data", "") for p in pieces) == b"BusyBox v".hex()
+
+
+def test_file_pages_are_searched_only_with_root_given(fixture_root):
+    """mem grep lxd:web searches no file-backed page by default (docs/commands/mem.md), though
+    mem read reads them from the snapshot's rootfs/ by default; its help says exactly that."""
+    source = ("lxd:web", "--lxd-dir", fixture_root / "lxd-web/var/lib/lxd")
+    rootfs = fixture_root / WEB / "rootfs"
+    assert _hits(*source[:1], "BusyBox v", *source[1:], "--kind", "file") == []
+    hit = _hits(*source[:1], "BusyBox v", *source[1:], "--kind", "file", "--root", rootfs,
+                "-m", "1")[0]
+    read = run_cli("mem", "read", *source, hit["pid"], hex(hit["address"]), "9",
+                   "--format", "json")
+    assert read.returncode == 0, read.stderr
+    pieces = json.loads(read.stdout)
+    pieces = pieces["pieces"] if isinstance(pieces, dict) else pieces
+    assert "".join(p.get("data", "") for p in pieces) == b"BusyBox v".hex()  # rootfs/: default
+    help_text = " ".join(run_cli("mem", "grep", "--help").stdout.split())
+    assert "Only when given: unlike mem read, mem grep does not search a snapshot's rootfs/ " \
+        "by default." in help_text

@@ -216,7 +216,9 @@ def _pattern_bytes(pattern, as_hex):
               help="Only addresses in [START, END) (hex, as /proc/PID/maps prints them).")
 @click.option("--root", type=click.Path(exists=True, file_okay=False),
               help="Also search the clean pages of file mappings, read from the files "
-                   "under this directory (standing for / of the processes), as mem read does.")
+                   "under this directory (standing for / of the processes) as mem read "
+                   "reads them. Only when given: unlike mem read, mem grep does not search "
+                   "a snapshot's rootfs/ by default.")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
               help="LXD/Incus directory instead of the standard ones.")
 @click.option("--project", help="LXD/Incus project of a NAME.")
