@@ -92,7 +92,8 @@ def _finish(request, collection, source, fields=None):
     report = Report(spec=request.spec, source=source, host_only=request.host_only,
                     include_images=request.include_images, note=request.note,
                     created=created.replace(microsecond=0), top=top, collection=collection,
-                    excerpts=tuple(find_excerpts(collection, fields)), crit_plus_version=__version__)
+                    excerpts=tuple(find_excerpts(collection, fields)),
+                    crit_plus_version=__version__)
     heads = [("INDEX.md", render_index(report).encode("utf-8")),
              ("report.json", (json.dumps(report_data(report), indent=2, ensure_ascii=False)
                               + "\n").encode("utf-8"))]

@@ -119,7 +119,8 @@ def find_excerpts(collection, fields: dict | None = None):
     a kind).  ``fields`` fill the catalog's fixes (``manager``, ``instance``, ``key``:
     :func:`crit_plus.sources.fields.catalog_fields`), as validate, explain and
     summarize fill them; missing ones show as NAME."""
-    excerpts, first_with = [], {}
+    excerpts: list = []
+    first_with: dict = {}
     for member in sorted((m for m in collection.members if m.scan), key=_rank):
         same = first_with.get(_copy_key(member))
         if same is not None:
