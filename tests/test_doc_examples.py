@@ -117,23 +117,9 @@ def test_the_failed_last_dump_example_of_list(criu, fixture_root, tmp_path):
     """docs/commands/list.md's second example: the lxd-web fixture with a real CRIU
     4.2.1 log of a snapshot that failed on an established TCP connection (made here, as
     tests/test_live_explain.py makes it; its timestamps are not compared)."""
-    import socket
+    from tests.test_live_explain import failed_tcp_dump
 
-    from tests.test_live_explain import Holder, _dump
-    from tests.workloads import harness
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    holder = Holder("tcp", tmp_path / "tcp", port)
-    accepted, _addr = listener.accept()
-    try:
-        status, log = _dump(criu, holder)
-    finally:
-        holder.kill()
-        accepted.close()
-        listener.close()
-        harness.unlock_network([port])
-    assert status != 0
+    log = failed_tcp_dump(criu, tmp_path)
     shutil.copytree(fixture_root / "lxd-web", tmp_path / "lxd-web", symlinks=True)
     logs = tmp_path / "lxd-web/var/log/lxd/web"
     logs.chmod(0o755)

@@ -106,7 +106,9 @@ def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
     _explained(stream, "ext-unix-stream")
 
 
-def test_established_tcp_without_tcp_established(criu, tmp_path):
+def failed_tcp_dump(criu, tmp_path):
+    """The log of a real CRIU dump that failed: a process holding an established TCP
+    connection, dumped without --tcp-established."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     holder = Holder("tcp", tmp_path / "tcp", port)
@@ -119,6 +121,11 @@ def test_established_tcp_without_tcp_established(criu, tmp_path):
         listener.close()
         harness.unlock_network([port])
     assert status != 0
+    return log
+
+
+def test_established_tcp_without_tcp_established(criu, tmp_path):
+    log = failed_tcp_dump(criu, tmp_path)
     run = _explained(log, "tcp-established")
     # `list` names an LXD instance whose last dump failed so, with the decisive error
     root = tmp_path / "root"
