@@ -302,16 +302,21 @@ def run():
     graph after it (``gc.collect`` runs with the collector off:
     crit_plus/commands/many.py).
     """
+    collecting = gc.isenabled()
     gc.disable()
     try:
-        code = main()
-    except Exception as error:  # noqa: BLE001 - the last boundary of the process
-        if "--traceback" in sys.argv[1:]:
-            raise
-        code = _fail(f"internal error: {type(error).__name__}: {error} (a bug "
-                     "in crit-plus: `crit-plus --traceback COMMAND ...` shows where)",
-                     EXIT_INTERNAL)
-    leave(code)
+        try:
+            code = main()
+        except Exception as error:  # noqa: BLE001 - the last boundary of the process
+            if "--traceback" in sys.argv[1:]:
+                raise
+            code = _fail(f"internal error: {type(error).__name__}: {error} (a bug "
+                         "in crit-plus: `crit-plus --traceback COMMAND ...` shows where)",
+                         EXIT_INTERNAL)
+        leave(code)  # os._exit: the process ends here, collector still off
+    finally:  # only where leave() returns or raises (a caller in the same process)
+        if collecting:
+            gc.enable()
 
 
 def leave(code):

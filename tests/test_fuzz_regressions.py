@@ -309,7 +309,7 @@ def test_a_bug_is_still_one_line_with_its_own_exit_code(service_a, monkeypatch, 
     monkeypatch.setattr(sys, "argv", ["crit-plus", "info", str(service_a / "pstree.img")])
     with pytest.raises(SystemExit) as leaving:
         run()
-    assert gc.isenabled()  # run() pauses the collector for its command only
+    assert gc.isenabled()  # run() leaves the collector as it found it when leave() returns
     err = capsys.readouterr().err
     assert leaving.value.code == EXIT_INTERNAL and err.count("\n") == 1, err
     assert err.startswith(f"crit-plus: internal error: {type(error).__name__}")
