@@ -266,6 +266,29 @@ def test_a_deep_member_path_is_refused_and_nothing_stays(service_a, tmp_path, sc
     assert list(scratch.iterdir()) == []
 
 
+def test_out_of_memory_during_clean_up_still_removes_everything(service_a, tmp_path, scratch,
+                                                              monkeypatch):
+    """The clean-up after a refused archive can itself run out of memory (the failed read
+    still held it): it is tried once more, and the archive's own error is what is raised."""
+    import tempfile
+
+    deep = "checkpoint/" + "d/" * 40 + "f"
+    archive = _write_archive(tmp_path / "deep.tar", service_a,
+                             extra=lambda tar: _add_bytes(tar, deep, b"x"))
+    cleanup, calls = tempfile.TemporaryDirectory.cleanup, []
+
+    def short_of_memory(self):
+        calls.append(self.name)
+        if len(calls) == 1:
+            raise MemoryError
+        cleanup(self)
+
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "cleanup", short_of_memory)
+    with pytest.raises(ArchiveError, match="over the limit of 32"):
+        resolve(archive)
+    assert len(calls) == 2 and list(scratch.iterdir()) == []
+
+
 def test_directory_members_count_against_the_member_limit(service_a, tmp_path, scratch):
     def directories(tar):
         for number in range(50):
