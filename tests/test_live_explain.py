@@ -30,28 +30,41 @@ HOLDER = Path(__file__).resolve().parent / "workloads" / "holder.py"
 TIMEOUT = 30
 
 
+# A shell's stand-in: a session leader that starts one job in a process group of its own
+# (as `sh -m` does) and waits for it.  The job's session leader is then a process of this
+# machine's pid namespace, wherever the tests run (CI runs them in session 0, whose leader
+# is outside the namespace, which CRIU refuses for another reason: session-outside-pidns).
+_SHELL = "import subprocess, sys; sys.exit(subprocess.Popen(sys.argv[1:], process_group=0).wait())"
+
+
 class Holder:
-    """One holder.py process in its own process group (its pgid is its pid)."""
+    """One holder.py process, the leader of its process group (killed by that group)."""
 
     def __init__(self, kind, work, *args, prefix=(), session=True):
         """``prefix``: a command the holder runs under (``unshare -m``); without
-        ``session`` it stays in this test's session, in a process group of its own (as a
-        shell starts a job)."""
+        ``session`` it is a job of a shell's session (a process group of its own under a
+        session leader that is not in the tree)."""
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
+        command = [*prefix, sys.executable, str(HOLDER), kind, str(self.work), *map(str, args)]
+        if not session:
+            command = [sys.executable, "-c", _SHELL, *command]
         with open(os.devnull, "rb") as stdin, open(self.work / "out", "wb") as out:
             self.popen = subprocess.Popen(
-                [*prefix, sys.executable, str(HOLDER), kind, str(self.work), *map(str, args)],
-                stdin=stdin, stdout=out, stderr=out, cwd=str(self.work),
-                start_new_session=session, process_group=None if session else 0,
-                close_fds=True)
-        self.pid = self.popen.pid
-        if not harness.wait_until(lambda: (self.work / "ready").exists(), TIMEOUT):
+                command, stdin=stdin, stdout=out, stderr=out, cwd=str(self.work),
+                start_new_session=True, close_fds=True)
+        ready = self.work / "ready"
+        if not harness.wait_until(lambda: ready.exists() and ready.read_text(), TIMEOUT):
             self.kill()
             raise RuntimeError(f"holder {kind} did not start: {(self.work / 'out').read_text()}")
+        # a job's pid is its own (written in its namespace: a job never gets a prefix)
+        self.pid = self.popen.pid if session else int(ready.read_text())
 
     def kill(self):
-        harness.kill_group(self.pid)
+        """SIGKILL the holder's group and (for a job) its shell's; wait, bounded."""
+        harness.kill_group(self.popen.pid)
+        if getattr(self, "pid", self.popen.pid) != self.popen.pid:
+            harness.kill_group(self.pid)
         try:
             self.popen.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -275,6 +288,30 @@ def test_a_shell_job_without_shell_job(criu, tmp_path):
     assert "cause:    the tree's root process shares its session" in text
     assert not re.search(r"<[a-z_]+>", text)
     assert explain_criu_log(good).outcome == "succeeded"
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare(1)")
+def test_a_session_leader_outside_the_pid_namespace(criu, tmp_path):
+    """``unshare -pf PROGRAM`` (no setsid): the program is its pid namespace's init, in
+    the session of `unshare`, which is outside the namespace (session 0 there).  CRIU
+    refuses the dump with or without --shell-job; explain names the cause (this is how
+    CI's session 0 once failed the --shell-job test above)."""
+    holder = Holder("plain", tmp_path / "pidns", prefix=("unshare", "--pid", "--fork"))
+    try:
+        children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split()
+        assert len(children) == 1, children  # unshare waits for its one child
+        holder.pid = int(children[0])
+        assert (tmp_path / "pidns" / "ready").read_text() == "1"  # init of its namespace
+        status, log = _dump(criu, holder)
+        with_option, _log = _dump(criu, holder, "again", "--shell-job")
+    finally:
+        holder.kill()
+    assert status != 0 and with_option != 0
+    run = _explained(log, "session-outside-pidns")
+    assert f"A session leader of {holder.pid}(1) is outside" in run.decisive.text
+    text = run_cli("explain", log, check=False).stdout
+    assert "cause:    a process of the tree belongs to a session whose leader" in text
+    assert "setsid PROGRAM" in text and not re.search(r"<[a-z_]+>", text)
 
 
 def _file_key(pid, fd):

@@ -561,6 +561,20 @@ _LOG_FAILURES = (
             "as a session leader (`setsid PROGRAM`) and dump it without the option.",
             example="Error (criu/pstree.c:304): The root process 19344 is not a session "
             "leader. Consider using --shell-job option"),
+    Failure("session-outside-pidns",
+            r"A session leader of (?:zombie process )?\d+\(\d+\) is outside of its pid "
+            r"namespace",
+            "A session leader of %d(%d) is outside of its pid namespace", "criu/cr-dump.c",
+            "dump",
+            "a process of the tree belongs to a session whose leader is outside the tree's pid "
+            "namespace (session 0 there): it was started into the namespace by `unshare -p`, "
+            "`nsenter`, `lxc exec` or a runtime's exec without setsid, so CRIU cannot recreate "
+            "its session; --shell-job does not help",
+            "Start the program as a session leader inside the namespace (`setsid PROGRAM`, "
+            "`unshare -pf setsid PROGRAM`) and dump it again, or dump the namespace's whole "
+            "tree from its init (`lxc stop --stateful`, `criu dump -t INIT_PID`).",
+            example="Error (criu/cr-dump.c:1528): A session leader of 4740(1) is outside of "
+            "its pid namespace"),
     Failure("mount-not-in-tree", r"Can't lookup mount=\d+ for fd=\d+ path=",
             "Can't lookup mount=%d for fd=%d path=%s", "criu/files-reg.c", "dump",
             "a process holds a file opened on a mount its own mount namespace does not have: "

@@ -3,8 +3,8 @@
 ``holder.py KIND WORKDIR [ARG]``: KIND ``unix`` (a stream unix socket connected to
 ARG, a listener outside the tree), ``tcp`` (an established loopback connection to
 port ARG), ``lock`` (an flock on WORKDIR/locked), ``ghost`` (a deleted 64 KiB file),
-``file`` (WORKDIR/data open for reading), ``plain`` (nothing).  Writes WORKDIR/ready
-when it holds it, then sleeps until killed.  Standard library only.
+``file`` (WORKDIR/data open for reading), ``plain`` (nothing).  Writes its pid to
+WORKDIR/ready when it holds it, then sleeps until killed.  Standard library only.
 """
 
 import fcntl
@@ -34,6 +34,7 @@ elif kind == "ghost":
     held.append(ghost)
 elif kind == "file":
     held.append(open(os.path.join(work, "data"), "rb"))  # noqa: SIM115
-open(os.path.join(work, "ready"), "w").close()
+with open(os.path.join(work, "ready"), "w") as ready:
+    ready.write(str(os.getpid()))
 while True:
     time.sleep(1)
