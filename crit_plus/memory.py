@@ -42,6 +42,7 @@ import itertools
 import operator
 import os
 import stat
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -247,13 +248,14 @@ class Mapping:
     """One VMA of a process, with the file behind it, its kind and its pages by state.
 
     ``pages`` maps ``present``/``parent``/``lazy``/``none`` (pagemap runs inside
-    the VMA) and ``unlisted`` (pages no run lists: see ``backing``) to counts.
+    the VMA) and ``unlisted`` (pages no run lists: see ``backing``) to counts: a
+    read-only :class:`PageCountMap`, one object for all mappings with equal counts.
     """
 
     vma: Vma
     file: FileObject | None
     backing: Backing
-    pages: dict = field(default_factory=dict, compare=False, hash=False)
+    pages: dict = field(default_factory=dict, compare=False, hash=False)  # PageCountMap
     #: What the mapping is (:func:`vma_kind`): heap, stack, vdso, file, memfd, shared, anon...
     kind: str = "anon"
     #: True for the VMA holding ``mm.start_stack`` (``/proc/PID/maps``' ``[stack]``).
@@ -392,16 +394,16 @@ class PageTable:
         self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
         self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
         findings = []
-        # per entry: where its data starts in the pages file, or None
-        file_offsets: list[int | None] = []
+        # per entry: where its data starts in the pages file, or -1 (not PE_PRESENT)
+        file_offsets: list[int] = []
         offset = 0
         for run in pagemap.runs:
             if int(run.flags) & _F_PRESENT:
                 file_offsets.append(offset)
                 offset += run.nr_pages * PAGE_SIZE
             else:
-                file_offsets.append(None)
-        self._file_offsets = file_offsets
+                file_offsets.append(-1)
+        self._file_offsets = _packed(file_offsets)
         self.present_bytes = offset
         self.pages_size, problem = _pages_file(self.pages_path)
         if self.pages_size is None:
@@ -432,7 +434,7 @@ class PageTable:
         """Every :class:`Run`, in image order (made on first use)."""
         path, offsets = self.pages_path, self._file_offsets
         return tuple(Run(run.vaddr, run.nr_pages, run.flags,
-                         path if offset is not None else None, offset)
+                         path if offset >= 0 else None, offset if offset >= 0 else None)
                      for run, offset in zip(self.pagemap.runs, offsets))
 
     def pages_by_state(self) -> dict[str, int]:
@@ -470,8 +472,7 @@ class PageTable:
                 unaligned.append((f"entry {i + 1} starts at {run.vaddr:#x}, not on a page "
                                   "boundary", named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
             start, end = run.vaddr, run.vaddr + run.nr_pages * PAGE_SIZE
-            file_offset = file_offsets[i]
-            offset = file_offset if file_offset is not None else -1
+            offset = file_offsets[i]
             if prev_end is not None and start < prev_end:
                 overlaps.append((
                     f"entry {i + 1} ({start:#x}-{end:#x}) overlaps an earlier entry up to "
@@ -490,7 +491,9 @@ class PageTable:
         _cap(findings, overlaps, ERROR, "pagemap-overlap", self.name, "overlapping entries")
         _cap(findings, empty, WARNING, "pagemap-empty-entry", self.name, "empty entries")
         _cap(findings, unaligned, ERROR, "pagemap-unaligned", self.name, "unaligned entries")
-        self.starts, self.ends, self.flags, self.offsets = starts, ends, flags, offsets
+        # machine integers, not a Python int each: 8 bytes an entry instead of 40
+        self.starts, self.ends = _packed(starts, "Q"), _packed(ends, "Q")
+        self.flags, self.offsets = _packed(flags), _packed(offsets)
 
     def segments(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """Yield ``(s, e, index)`` covering [start, end): ``index`` of the sorted run
@@ -545,21 +548,31 @@ class PageTable:
         """
         return self._count(start, end, bisect_right(self.ends, start))
 
-    def count_ranges(self, ranges: Iterable[tuple[int, int]]) -> list[dict[str, int]]:
+    def count_ranges(self, ranges: Iterable[tuple[int, int]],
+                     shared: dict[tuple, PageCountMap] | None = None) -> list[PageCountMap]:
         """:meth:`count_pages` of each ``(start, end)`` of ``ranges`` (sorted by start),
-        in one sweep over the runs."""
+        in one sweep over the runs, as read-only :class:`PageCountMap` s: equal counts
+        are one object, kept in ``shared`` (a :class:`PageStore`'s, so that the whole
+        checkpoint's VMAs share a few)."""
+        if shared is None:
+            shared = {}
         ends = self.ends
         count = len(ends)
         result = []
         i, prev_end = 0, None
         for start, end in ranges:
             if prev_end is not None and start < prev_end:  # overlapping ranges: look it up
-                result.append(self.count_pages(start, end))
-                continue
-            while i < count and ends[i] <= start:
-                i += 1
-            result.append(self._count(start, end, i))
-            prev_end = end
+                counts = self.count_pages(start, end)
+            else:
+                while i < count and ends[i] <= start:
+                    i += 1
+                counts = self._count(start, end, i)
+                prev_end = end
+            key = tuple(counts.items())  # in order: the counts' JSON keeps it
+            made = shared.get(key)
+            if made is None:
+                made = shared[key] = PageCountMap(counts)
+            result.append(made)
         return result
 
     def _count(self, start, end, i):
@@ -580,6 +593,44 @@ class PageTable:
         if pos < end:
             counts["unlisted"] = counts.get("unlisted", 0) + (end - pos) // PAGE_SIZE
         return counts
+
+
+class PageCountMap(dict):
+    """Pages by state (``{"present": n, "unlisted": n, ...}``, a :class:`Mapping`'s
+    ``pages``), read-only: equal counts are one object shared by every mapping that
+    has them (a checkpoint of 500,000 VMAs has a few distinct ones), so changing one
+    raises TypeError; ``dict(counts)`` is a copy to change."""
+
+    __slots__ = ()
+
+    def _read_only(self, *_args, **_kwargs):
+        raise TypeError("page counts are shared between mappings: change a dict() copy")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    setdefault = pop = popitem = clear = update = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (PageCountMap, (dict(self),))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, _memo):
+        return self
+
+
+#: The counts of a mapping without a pagemap.
+_NO_COUNTS = PageCountMap()
+
+
+def _packed(values: list[int], typecode: str = "q") -> array | list[int]:
+    """``values`` as an array of 64-bit integers (``typecode`` ``q``: signed, ``Q``:
+    unsigned; 8 bytes each instead of a list's pointer to an int object, 40 bytes),
+    or the list itself when one does not fit (a hostile pagemap's end past 2**64)."""
+    try:
+        return array(typecode, values)
+    except OverflowError:
+        return values
 
 
 def _increasing(values):
@@ -625,6 +676,8 @@ class PageStore:
         self.real = os.path.realpath(self.directory)
         self._seen = tuple(seen) + (self.real,)
         self._tables: dict[str, tuple[PageTable | str, DecodeError | None]] = {}
+        #: The distinct :class:`PageCountMap` s of the mappings, by their items.
+        self.count_maps: dict[tuple, PageCountMap] = {}
         self._parent = None
         self._parent_known = False
         #: Why ``parent/`` is not followed, as ``(code, message)`` (``parent-link-broken``,
@@ -846,9 +899,9 @@ class AddressSpace:
             starts = [item[0].start for item in ordered]
         ends = [item[0].end for item in ordered]
         if table is not None:
-            counts = table.count_ranges(zip(starts, ends))
+            counts = table.count_ranges(zip(starts, ends), store.count_maps)
         else:
-            counts = [{} for _item in ordered]
+            counts = [_NO_COUNTS] * len(ordered)
         self.mappings = tuple(Mapping(vma, file, backing, pages, vma_kind(vma, start_stack),
                                       holds_start_stack(vma, start_stack))
                               for (vma, file, backing), pages in zip(ordered, counts))
