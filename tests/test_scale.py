@@ -142,3 +142,17 @@ def test_memory_grows_linearly_with_the_processes(sizes, command):
     base, small, large = peak(1), peak(200), peak(400)
     assert small > base, (base, small, large)
     assert (large - base) / (small - base) <= GROWTH, (base, small, large)
+
+
+#: Most peak memory (KiB) one more process of 50 VMAs (a pagemap entry each) and 20 fds may
+#: add to each command: the graph's records of it (its 50 VMAs, mappings and pagemap
+#: entries, 20 fds, its core).  Measured 31 / 39 / 33 KiB; 44 / 53 / 45 KiB before a
+#: mapping's page counts were shared and pagemap lookups packed in arrays (docs/performance.md,
+#: "Scale").
+PER_PROCESS_KIB = {"ps": 38, "summarize": 46, "validate": 38}
+
+
+@pytest.mark.parametrize("command", sorted(PER_PROCESS_KIB))
+def test_a_process_costs_a_bounded_amount_of_memory(sizes, command):
+    per_process = (_peak_kib(command, sizes[400]) - _peak_kib(command, sizes[1])) / 399
+    assert per_process <= PER_PROCESS_KIB[command], per_process
