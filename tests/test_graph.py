@@ -372,3 +372,24 @@ def test_readme_python_example_runs(fixture_root, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["12525 python3 alive 23", "12528 python3 alive 21"]
     assert len(eval(lines[2])) == 16  # noqa: S307 (the bytes the example printed)
+
+
+def test_equal_page_counts_of_mappings_are_one_read_only_object(checkpoints, key):
+    """A mapping's ``pages`` is shared by every mapping of the checkpoint with equal counts
+    (in the same order), and cannot be changed; the counts are the pagemap's."""
+    checkpoint = checkpoints[key]
+    seen: dict[tuple, object] = {}
+    for process in checkpoint.processes:
+        memory = process.memory
+        for mapping in process.vmas:
+            counts = mapping.pages
+            assert seen.setdefault(tuple(counts.items()), counts) is counts
+            table = memory._table
+            if table is not None:
+                assert counts == table.count_pages(mapping.start, mapping.end)
+            with pytest.raises(TypeError):
+                counts["present"] = 1
+            with pytest.raises(TypeError):
+                counts.update(present=1)
+            assert dict(counts) == counts
+    assert seen
