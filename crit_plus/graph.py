@@ -363,7 +363,7 @@ class Process:
         store = self.checkpoint.page_store
         table, error = store.loaded(name)
         if not isinstance(table, str):
-            return _Loaded(table.pagemap)
+            return _Loaded(table)  # its Pagemap record is made only when asked for
         if isinstance(error, MissingImageError):
             return _MISSING if self._needs_images else _NOTHING
         return _Loaded(None, [error_finding(error)])
@@ -435,7 +435,8 @@ class Process:
     @property
     def pagemap(self) -> Pagemap | None:
         """The :class:`~decoders.records.Pagemap` record, or None."""
-        return self._pagemap.value
+        table = self._pagemap.value
+        return table.pagemap if table is not None else None
 
     # -- tree ---------------------------------------------------------------------------
     @property

@@ -381,16 +381,18 @@ class PageTable:
     """One pagemap image, located and sorted for lookup.
 
     ``runs`` are in image order with their pages-file offsets; lookups use
-    parallel sorted lists (starts, ends, flags, offsets) and bisect.  Entries
+    parallel sorted arrays (starts, ends, flags, offsets) and bisect.  Entries
     out of order are sorted; pages listed twice keep their first listing
-    (both are findings).
+    (both are findings).  The entries are kept in arrays of machine integers,
+    not as the decoded :class:`~decoders.records.PageRun` s (a tenth of the
+    memory): :attr:`pagemap` makes them again when asked for.
     """
 
     def __init__(self, pagemap: Pagemap, directory: str, name: str, label: str = "") -> None:
         self.name = name
         self.directory = directory
-        self.pagemap = pagemap
         self.pages_id = pagemap.pages_id
+        self._source = pagemap.source
         self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
         self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
         findings = []
@@ -426,28 +428,45 @@ class PageTable:
                     f"{self.pages_name} holds {self.pages_size} bytes, more than the {offset} "
                     "its pagemap lists", name))
         self.data_end = self.pages_size or 0
-        self._sort(findings)
+        self._sort(pagemap.runs, findings)
         self.findings = tuple(findings)
+
+    @functools.cached_property
+    def pagemap(self) -> Pagemap:
+        """The :class:`~decoders.records.Pagemap` read from the image (made again from
+        the arrays on first use, equal to what :func:`~decoders.pagemap.read_pagemap`
+        read)."""
+        from decoders.records import Pagemap, PageRun
+
+        make, flags = tuple.__new__, _page_flags
+        return Pagemap(self.pages_id, tuple(
+            make(PageRun, (vaddr, pages, flags(value), index))
+            for vaddr, pages, value, index in zip(self._vaddrs, self._nr_pages,
+                                                  self._run_flags, self._indexes)),
+            self._source)
 
     @functools.cached_property
     def runs(self) -> tuple[Run, ...]:
         """Every :class:`Run`, in image order (made on first use)."""
-        path, offsets = self.pages_path, self._file_offsets
-        return tuple(Run(run.vaddr, run.nr_pages, run.flags,
+        path = self.pages_path
+        return tuple(Run(vaddr, pages, _page_flags(value),
                          path if offset >= 0 else None, offset if offset >= 0 else None)
-                     for run, offset in zip(self.pagemap.runs, offsets))
+                     for vaddr, pages, value, offset in zip(self._vaddrs, self._nr_pages,
+                                                            self._run_flags,
+                                                            self._file_offsets))
 
     def pages_by_state(self) -> dict[str, int]:
         """Pages of every entry by :func:`page_state`: ``{"present": n, "parent": n,
         "lazy": n}`` (and ``none`` for entries with no data flag, if any)."""
         counts = {"present": 0, "parent": 0, "lazy": 0}
-        for run in self.pagemap.runs:
-            state = _STATES[int(run.flags) & 7]
-            counts[state] = counts.get(state, 0) + run.nr_pages
+        for value, pages in zip(self._run_flags, self._nr_pages):
+            state = _STATES[value & 7]
+            counts[state] = counts.get(state, 0) + pages
         return counts
 
-    def _sort(self, findings):
-        runs = self.pagemap.runs
+    def _sort(self, runs, findings):
+        """Set the sorted arrays (``starts``, ``ends``, ``flags``, ``offsets``) and the
+        image-order ones of ``runs``; add the findings of the entries."""
         file_offsets = self._file_offsets
         order: range | list[int] = range(len(runs))
         if not _increasing([run.vaddr for run in runs]):
@@ -491,9 +510,18 @@ class PageTable:
         _cap(findings, overlaps, ERROR, "pagemap-overlap", self.name, "overlapping entries")
         _cap(findings, empty, WARNING, "pagemap-empty-entry", self.name, "empty entries")
         _cap(findings, unaligned, ERROR, "pagemap-unaligned", self.name, "unaligned entries")
-        # machine integers, not a Python int each: 8 bytes an entry instead of 40
+        # machine integers, not a Python int each: 8 bytes an entry instead of 40; in image
+        # order too, the same arrays when sorting changed nothing (CRIU writes them sorted)
         self.starts, self.ends = _packed(starts, "Q"), _packed(ends, "Q")
         self.flags, self.offsets = _packed(flags), _packed(offsets)
+        vaddrs = [run.vaddr for run in runs]
+        run_flags = [int(run.flags) for run in runs]
+        self._vaddrs = self.starts if vaddrs == starts else _packed(vaddrs, "Q")
+        self._run_flags = self.flags if run_flags == flags else _packed(run_flags)
+        if offsets == list(file_offsets):
+            self._file_offsets = self.offsets
+        self._nr_pages = _packed([run.nr_pages for run in runs])
+        self._indexes = _packed([run.index for run in runs])
 
     def segments(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """Yield ``(s, e, index)`` covering [start, end): ``index`` of the sorted run
@@ -618,6 +646,13 @@ class PageCountMap(dict):
     def __deepcopy__(self, _memo):
         return self
 
+
+def _page_flags(value: int) -> PageFlags:
+    """The :class:`~decoders.flags.PageFlags` of a flags value."""
+    return _FLAG_SETS.get(value) or PageFlags(value)
+
+
+_FLAG_SETS = {value: PageFlags(value) for value in range(8)}
 
 #: The counts of a mapping without a pagemap.
 _NO_COUNTS = PageCountMap()

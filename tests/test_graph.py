@@ -393,3 +393,22 @@ def test_equal_page_counts_of_mappings_are_one_read_only_object(checkpoints, key
                 counts.update(present=1)
             assert dict(counts) == counts
     assert seen
+
+
+def test_a_process_pagemap_is_the_image_s_records(checkpoints, checkpoint_dirs, key):
+    """The graph keeps pagemap entries in arrays; the :class:`Pagemap` it gives back is
+    what :func:`read_pagemap` reads, flag sets included."""
+    from decoders import read_pagemap
+
+    checkpoint = checkpoints[key]
+    for process in checkpoint.processes:
+        path = checkpoint_dirs[key] / f"pagemap-{process.pid}.img"
+        if not path.exists():
+            assert process.pagemap is None
+            continue
+        read = read_pagemap(path)
+        assert process.pagemap == read and process.pagemap.source == read.source
+        assert [type(run.flags) for run in process.pagemap.runs] == \
+            [type(run.flags) for run in read.runs]
+        assert [(run.vaddr, run.npages, run.flags) for run in process.memory.runs] == \
+            [(run.vaddr, run.nr_pages, run.flags) for run in read.runs]
