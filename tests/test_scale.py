@@ -146,10 +146,10 @@ def test_memory_grows_linearly_with_the_processes(sizes, command):
 
 #: Most peak memory (KiB) one more process of 50 VMAs (a pagemap entry each) and 20 fds may
 #: add to each command: the graph's records of it (its 50 VMAs, mappings and pagemap
-#: entries, 20 fds, its core).  Measured 31 / 39 / 33 KiB; 44 / 53 / 45 KiB before a
-#: mapping's page counts were shared and pagemap lookups packed in arrays (docs/performance.md,
+#: entries, 20 fds, its core).  Measured 25 / 33 / 26 KiB; 44 / 53 / 45 KiB before a
+#: mapping's page counts were shared and pagemap entries kept in arrays (docs/performance.md,
 #: "Scale").
-PER_PROCESS_KIB = {"ps": 38, "summarize": 46, "validate": 38}
+PER_PROCESS_KIB = {"ps": 32, "summarize": 40, "validate": 33}
 
 
 @pytest.mark.parametrize("command", sorted(PER_PROCESS_KIB))
