@@ -634,8 +634,8 @@ class PageCountMap(dict):
     def _read_only(self, *_args, **_kwargs):
         raise TypeError("page counts are shared between mappings: change a dict() copy")
 
-    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
-    setdefault = pop = popitem = clear = update = _read_only  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    setdefault = pop = popitem = clear = update = _read_only
 
     def __reduce__(self):
         return (PageCountMap, (dict(self),))
