@@ -396,16 +396,21 @@ class PageTable:
         self.pages_name = f"{label}pages-{pagemap.pages_id}.img"
         self.pages_path = os.path.join(directory, f"pages-{pagemap.pages_id}.img")
         findings = []
+        # the entries' fields in image order, as lists of ints (packed into arrays in _sort)
+        runs = pagemap.runs
+        vaddrs = [run[0] for run in runs]
+        nr_pages = [run[1] for run in runs]
+        values = [int(run[2]) for run in runs]
+        indexes = [run[3] for run in runs]
         # per entry: where its data starts in the pages file, or -1 (not PE_PRESENT)
         file_offsets: list[int] = []
         offset = 0
-        for run in pagemap.runs:
-            if int(run.flags) & _F_PRESENT:
+        for value, pages in zip(values, nr_pages):
+            if value & _F_PRESENT:
                 file_offsets.append(offset)
-                offset += run.nr_pages * PAGE_SIZE
+                offset += pages * PAGE_SIZE
             else:
                 file_offsets.append(-1)
-        self._file_offsets = _packed(file_offsets)
         self.present_bytes = offset
         self.pages_size, problem = _pages_file(self.pages_path)
         if self.pages_size is None:
@@ -428,7 +433,8 @@ class PageTable:
                     f"{self.pages_name} holds {self.pages_size} bytes, more than the {offset} "
                     "its pagemap lists", name))
         self.data_end = self.pages_size or 0
-        self._sort(pagemap.runs, findings)
+        self._sort(vaddrs, nr_pages, values, file_offsets, findings)
+        self._indexes = _packed(indexes)
         self.findings = tuple(findings)
 
     @functools.cached_property
@@ -464,33 +470,32 @@ class PageTable:
             counts[state] = counts.get(state, 0) + pages
         return counts
 
-    def _sort(self, runs, findings):
+    def _sort(self, vaddrs, nr_pages, values, file_offsets, findings):
         """Set the sorted arrays (``starts``, ``ends``, ``flags``, ``offsets``) and the
-        image-order ones of ``runs``; add the findings of the entries."""
-        file_offsets = self._file_offsets
-        order: range | list[int] = range(len(runs))
-        if not _increasing([run.vaddr for run in runs]):
-            order = sorted(order, key=lambda i: (runs[i].vaddr, i))
-            if order != list(range(len(runs))):
-                i = next(i for i in range(1, len(runs)) if runs[i].vaddr < runs[i - 1].vaddr)
+        image-order ones from the entries' fields; add the findings of the entries."""
+        order: range | list[int] = range(len(vaddrs))
+        if not _increasing(vaddrs):
+            order = sorted(order, key=lambda i: (vaddrs[i], i))
+            if order != list(range(len(vaddrs))):
+                i = next(i for i in range(1, len(vaddrs)) if vaddrs[i] < vaddrs[i - 1])
                 findings.append(Finding(
                     WARNING, "pagemap-unsorted",
                     f"pagemap entries are not sorted by address: entry {i + 1} at "
-                    f"{runs[i].vaddr:#x} comes after {runs[i - 1].vaddr:#x}", self.name,
-                    named(entry=i + 1, vaddr=f"{runs[i].vaddr:#x}")))
+                    f"{vaddrs[i]:#x} comes after {vaddrs[i - 1]:#x}", self.name,
+                    named(entry=i + 1, vaddr=f"{vaddrs[i]:#x}")))
         starts, ends, flags, offsets = [], [], [], []
         overlaps, empty, unaligned = [], [], []
         prev_end = None
         for i in order:
-            run = runs[i]
-            if run.nr_pages <= 0:
-                empty.append((f"entry {i + 1} at {run.vaddr:#x} lists no pages",
-                              named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
+            start, pages = vaddrs[i], nr_pages[i]
+            if pages <= 0:
+                empty.append((f"entry {i + 1} at {start:#x} lists no pages",
+                              named(entry=i + 1, vaddr=f"{start:#x}")))
                 continue
-            if run.vaddr % PAGE_SIZE:
-                unaligned.append((f"entry {i + 1} starts at {run.vaddr:#x}, not on a page "
-                                  "boundary", named(entry=i + 1, vaddr=f"{run.vaddr:#x}")))
-            start, end = run.vaddr, run.vaddr + run.nr_pages * PAGE_SIZE
+            if start % PAGE_SIZE:
+                unaligned.append((f"entry {i + 1} starts at {start:#x}, not on a page "
+                                  "boundary", named(entry=i + 1, vaddr=f"{start:#x}")))
+            end = start + pages * PAGE_SIZE
             offset = file_offsets[i]
             if prev_end is not None and start < prev_end:
                 overlaps.append((
@@ -504,7 +509,7 @@ class PageTable:
                 start = prev_end
             starts.append(start)
             ends.append(end)
-            flags.append(int(run.flags))
+            flags.append(values[i])
             offsets.append(offset)
             prev_end = end
         _cap(findings, overlaps, ERROR, "pagemap-overlap", self.name, "overlapping entries")
@@ -514,14 +519,10 @@ class PageTable:
         # order too, the same arrays when sorting changed nothing (CRIU writes them sorted)
         self.starts, self.ends = _packed(starts, "Q"), _packed(ends, "Q")
         self.flags, self.offsets = _packed(flags), _packed(offsets)
-        vaddrs = [run.vaddr for run in runs]
-        run_flags = [int(run.flags) for run in runs]
         self._vaddrs = self.starts if vaddrs == starts else _packed(vaddrs, "Q")
-        self._run_flags = self.flags if run_flags == flags else _packed(run_flags)
-        if offsets == list(file_offsets):
-            self._file_offsets = self.offsets
-        self._nr_pages = _packed([run.nr_pages for run in runs])
-        self._indexes = _packed([run.index for run in runs])
+        self._run_flags = self.flags if values == flags else _packed(values)
+        self._file_offsets = self.offsets if offsets == file_offsets else _packed(file_offsets)
+        self._nr_pages = _packed(nr_pages)
 
     def segments(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """Yield ``(s, e, index)`` covering [start, end): ``index`` of the sorted run
