@@ -17,7 +17,9 @@ reads its messages; analysis and the commands read the records (``tests/test_lay
   the bytes queued in pipes and sockets, as :class:`Queues` → ``Checkpoint.queues``.
 
 A missing image is no finding (CRIU writes these only when there is something to keep);
-one that does not decode gives its finding and no records.
+one that does not decode gives no records and a finding: the file table's findings for
+``tty-info.img`` and ``memfd.img`` (in ``Checkpoint.findings``), ``Queues.findings``; for
+all of them validate's integrity stage reports the image (``bad-image``).
 """
 
 from __future__ import annotations
