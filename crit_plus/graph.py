@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     )
 
     from .pages import CheckpointPages, ProcessPages  # loaded when .pages is first read
+    from .resources import CpuX86, FileLock, MemfdInode, Queues, TtyInfo  # on first use
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
 #: Most bytes, and most strings, of a command line or environment read back from
@@ -888,7 +889,8 @@ class Checkpoint:
         checkpoint (:func:`decoders.image.read_messages`): the messages and None, or
         ``((), DecodeError)`` — a :class:`~decoders.errors.MissingImageError` when the
         image does not exist.  Every image a record reader does not cover (cgroups, pipe
-        data, ttys, mounts, ...) is read through here, by the graph and by analysis."""
+        data, ttys, mounts, ...) is read through here by the graph layer, which turns the
+        messages into records; above it nothing reads them (``tests/test_layers.py``)."""
         if name not in self._decoded:
             try:
                 self._decoded[name] = (read_messages(os.path.join(self.directory, name)), None)
@@ -896,10 +898,55 @@ class Checkpoint:
                 self._decoded[name] = ((), error.detached())
         return self._decoded[name]
 
-    def messages(self, name: str) -> tuple[Any, ...]:
-        """The messages of optional image ``name``: empty when it is missing or does not
-        decode (:meth:`decoded` tells which)."""
-        return self.decoded(name)[0]
+    def image_error(self, name: str) -> DecodeError | None:
+        """Why image ``name`` of this directory does not decode (a
+        :class:`~decoders.errors.MissingImageError` when it does not exist), or None: the
+        integrity check of the images no record reader covers, without their messages."""
+        return self.decoded(name)[1]
+
+    # -- what the dump kept beside processes and files (crit_plus/resources.py) -------------
+    @functools.cached_property
+    def _cpuinfo(self):
+        from .resources import read_cpuinfo
+
+        return _Loaded(*read_cpuinfo(self.decoded))
+
+    @property
+    def cpuinfo(self) -> tuple[CpuX86, ...]:
+        """The dumping CPU as ``cpuinfo.img`` records it (a
+        :class:`~crit_plus.resources.CpuX86` per CPU; empty without the image)."""
+        return self._cpuinfo.value
+
+    @functools.cached_property
+    def _file_locks(self):
+        from .resources import read_file_locks
+
+        return _Loaded(*read_file_locks(self.decoded))
+
+    @property
+    def file_locks(self) -> tuple[FileLock, ...]:
+        """Every :class:`~crit_plus.resources.FileLock` of ``filelocks.img`` (empty
+        without the image)."""
+        return self._file_locks.value
+
+    @property
+    def ttys(self) -> dict[int, TtyInfo]:
+        """id → :class:`~crit_plus.resources.TtyInfo` of ``tty-info.img`` (the file
+        table's: :attr:`files`)."""
+        return self.files.ttys
+
+    @property
+    def memfds(self) -> dict[int, MemfdInode]:
+        """inode id → :class:`~crit_plus.resources.MemfdInode` of ``memfd.img`` (the file
+        table's: :attr:`files`)."""
+        return self.files.memfds
+
+    @functools.cached_property
+    def queues(self) -> Queues:
+        """The bytes queued in pipes and sockets (:class:`~crit_plus.resources.Queues`)."""
+        from .resources import Queues
+
+        return Queues(self.decoded)
 
     # -- namespaces, mounts, network, confinement ---------------------------------------------
     @functools.cached_property

@@ -29,7 +29,6 @@ from crit_plus.analysis.host import XSAVE_FLAGS, probe_host, xsave_mask_from_fla
 from crit_plus.sources.logs import release_tuple
 from crit_plus.analysis.validate import default_target_root, validate
 from crit_plus.analysis.validate_catalog import CHECKS, STAGES
-from crit_plus.analysis.validate_facts import RestoreFacts
 from crit_plus.opening import open_source
 from decoders.flags import VmaStatus
 from tests.cli import run_cli
@@ -479,9 +478,9 @@ def web_rootfs(web_tree, tmp_path):
 
 
 def cgroup_controllers(state):
-    facts = RestoreFacts(crit_plus.open_checkpoint(state))
     wanted = {}
-    for msg in facts.messages("cgroup.img"):
+    _magic, _head, messages = read_messages(os.path.join(state, "cgroup.img"))
+    for msg in messages:  # the image itself, not the graph
         for cgset in msg.sets:
             for ctl in cgset.ctls:
                 wanted.setdefault(ctl.name, set()).add(ctl.path)

@@ -10,12 +10,10 @@ A zombie (CRIU writes only its core) has no fds, mappings or pages: it gets an
 empty row, never an exception.  Only :func:`ps_rows` with ``env`` and the
 memory functions read page data; the others read metadata images only.
 
-Auxiliary images read here, through :mod:`decoders` (message headers only; the
-payload bytes stay in the file)::
-
-    sk-queues.img           { sk_packet_entry(id_for = socket file id, length) PAYLOAD }
-    tcp-stream-<ino:x>.img  tcp_stream_entry(inq_len, outq_len, unsq_len) PAYLOAD
-    pipes-data.img, fifo-data.img   { pipe_data_entry(pipe_id, bytes) PAYLOAD }
+The bytes queued in pipes and sockets (``pipes-data.img``, ``fifo-data.img``,
+``sk-queues.img``, ``tcp-stream-<ino:x>.img``) are the graph's
+(:attr:`Checkpoint.queues <crit_plus.graph.Checkpoint.queues>`,
+:class:`crit_plus.resources.Queues`).
 """
 
 from __future__ import annotations
@@ -75,7 +73,7 @@ def select(checkpoint, pid=None):
 #: (``ps`` then creates one record class, not twelve); importing a name from here
 #: works as if it were defined here.
 _PARTS = {
-    **dict.fromkeys(("Endpoint", "EpollTarget", "FdRow", "ProcessFds", "Queues", "SocketRow",
+    **dict.fromkeys(("Endpoint", "EpollTarget", "FdRow", "ProcessFds", "SocketRow",
                      "fd_table", "socket_rows"), "explore_fds"),
     **dict.fromkeys(("KindPages", "ProcessRss", "ProcessVmas", "VmaRow", "process_rss",
                      "rss_table", "vma_table"), "explore_pages"),

@@ -342,20 +342,19 @@ def criu_cpuinfo(criu_path: str, timeout: float = 30) -> tuple:
     import tempfile
 
     from decoders.errors import DecodeError
-    from decoders.image import open_image
+
+    from ..resources import read_cpuinfo_file
 
     with tempfile.TemporaryDirectory(prefix="crit-plus-cpuinfo-") as directory:
         try:
             subprocess.run([criu_path, "cpuinfo", "dump", "-D", directory], timeout=timeout,
                            capture_output=True, check=False, stdin=subprocess.DEVNULL)
-            with open_image(os.path.join(directory, "cpuinfo.img")) as image:
-                entry = next(iter(image.entries()), None)
+            cpus = read_cpuinfo_file(os.path.join(directory, "cpuinfo.img"))
         except (OSError, subprocess.SubprocessError, DecodeError):
             return None, None
-    x86 = entry.message.x86_entry if entry is not None else ()
-    if not x86:
+    if not cpus:
         return None, None
-    return x86[0].xfeatures_mask, x86[0].xsave_size
+    return cpus[0].xfeatures_mask, cpus[0].xsave_size
 
 
 def _filesystems(text):

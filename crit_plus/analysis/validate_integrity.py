@@ -71,7 +71,7 @@ def _images(facts, out):
     for name in facts.checkpoint.image_files:
         if _GRAPH_IMAGES.match(name) or raw_kind(name) or expected_magic(name) is None:
             continue
-        _messages, error = facts.decode(name)
+        error = facts.image_error(name)
         if error is not None and not isinstance(error, MissingImageError):
             report_decode_error(out, error, name)
 

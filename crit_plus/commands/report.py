@@ -15,7 +15,8 @@ from ..render import safe_text, write_json
 from ..report import OutputRefused, ReportError, ReportRequest, build_report
 from ..report.index import report_data
 from ..report.programs import CRIU_ENV
-from .options import format_option, source_options
+from ..report.selfrun import Commands
+from .options import CLI_MAIN, format_option, source_options
 
 #: First error lines printed after the table summary.
 SHOWN_ERRORS = 3
@@ -104,8 +105,12 @@ def report_command(path, lxd_dir, project, root, output, host_only, include_imag
     request = ReportRequest(output=output, spec=path, lxd_dir=lxd_dir, project=project,
                             root=root, host_only=host_only, include_images=include_images,
                             note=note, criu=criu)
+    ctx = click.get_current_context()
+    # crit-plus's own commands, as the CLI runs this one: its group and its entry point
+    main = ctx.meta.get(CLI_MAIN)
+    own = Commands(ctx.find_root().command, main) if main is not None else None
     try:
-        report, size = build_report(request)
+        report, size = build_report(request, commands=own)
     except (ReportError, OutputRefused) as error:
         raise click.UsageError(str(error)) from None
     out = sys.stdout
