@@ -7,7 +7,6 @@ line.  On the real fixtures."""
 from __future__ import annotations
 
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import crit_plus
+from tests.cli import run_on_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 PID = 12525
@@ -34,29 +34,9 @@ def _run(args, cwd, stdin=None):
 
 def _on_terminal(args, cwd):
     """``(exit code, what reached the terminal, stderr)`` of the CLI with standard output a
-    terminal (a pseudo-terminal's follower side)."""
-    leader, follower = pty.openpty()
-    try:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        done = subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)], cwd=cwd,
-                              env=env, stdout=follower, stderr=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, timeout=120)
-        os.close(follower)
-        follower = None
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the follower side is closed
-                break
-            if not chunk:
-                break
-            shown += chunk
-        return done.returncode, shown, done.stderr.decode()
-    finally:
-        os.close(leader)
-        if follower is not None:
-            os.close(follower)
+    terminal."""
+    done, shown = run_on_terminal(*args, cwd=cwd)
+    return done.returncode, shown, done.stderr.decode()
 
 
 def test_mem_read_dash_writes_the_bytes_to_stdout(service_a, tmp_path):
