@@ -81,7 +81,8 @@ def _long_cells(detail):
                    "(off by default: environments often hold secrets).")
 @click.option("--long", "-l", "long_", is_flag=True,
               help="Also show uid/gid, effective capabilities, seccomp, LSM label and "
-                   "cgroup (JSON: per thread, under \"detail\").")
+                   "cgroup: the leader's, with (N of M threads) when only some threads "
+                   "have it (JSON: per thread, under \"detail\").")
 @format_option(TREE_FORMATS)
 def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     """Show the process tree: pid, parent, group, session, state, threads and the
