@@ -41,9 +41,11 @@ from decoders.pstree import read_pstree
 from .confinement import (
     CgroupMember,
     SeccompFilter,
+    ThreadSeccomp,
     filter_chain,
     read_cgroup_sets,
     read_seccomp_filters,
+    restored_seccomp,
 )
 from .files import Fd, FileObject, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, FindingList, error_finding, named
@@ -1016,6 +1018,23 @@ class Checkpoint:
         if last is not None and self._seccomp_filters.findings:
             return None, ()
         return filter_chain(self._seccomp_filters.value, last, f"core-{thread.tid}.img")
+
+    def thread_seccomp(self, process: Process, thread: Thread) -> ThreadSeccomp:
+        """The seccomp ``thread`` (one of ``process``'s) runs once restored: its own, or,
+        when its core holds none, the leader's if CRIU gives it to every thread (TSYNC),
+        else none (:func:`~crit_plus.confinement.restored_seccomp`, the one rule)."""
+        own = self._own_seccomp(thread)
+        if thread.is_leader:
+            return own
+        leader = next((t for t in process.threads if t.is_leader), None)
+        if leader is None or leader.core is None:
+            return restored_seccomp(own.mode, own.chain)
+        return restored_seccomp(own.mode, own.chain, self._own_seccomp(leader),
+                                leader.core.seccomp_per_process)
+
+    def _own_seccomp(self, thread: Thread) -> ThreadSeccomp:
+        mode = thread.core.seccomp_mode if thread.core is not None else None
+        return restored_seccomp(mode, self.seccomp_chain(thread)[0])
 
     @property
     def namespace_findings(self) -> tuple[Finding, ...]:

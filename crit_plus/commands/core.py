@@ -15,7 +15,7 @@ from ..analysis.coredump import CoreFile, write_core
 from ..boundary import error_text
 from ..describe import human_bytes
 from ..opening import input_paths
-from ..output import refuse_inputs, whole_file
+from ..output import OutputRefused, refuse_inputs, whole_file
 from ..render import safe_text, write_json
 from .options import damage_error, format_option, open_checkpoint_source, source_options
 from .selection import check_pid
@@ -45,6 +45,9 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
       crit-plus core dump1 12525 -o core.12525 && gdb ./prog core.12525
       crit-plus core lxd:web/snap0 -o cores/ --root /srv/rootfs
     """
+    if output == "-":  # write_core seeks over the memory's holes: a file, not a stream
+        raise OutputRefused("a core is written to a file (it seeks over the holes of the "
+                            "memory), not to standard output: give -o FILE")
     if pid is None and os.path.exists(output) and not os.path.isdir(output):
         raise click.BadParameter("without PID, -o names a directory (one core per process)",
                                  param_hint="-o")

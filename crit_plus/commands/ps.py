@@ -49,15 +49,29 @@ def _cgroup_text(thread):
     return unified[0] if unified else thread.cgroups[0].path
 
 
+#: Under a --long table whose cells say that threads differ.
+SHARED_NOTE = ("(N of M threads): the leader's value, which N of the process's M threads "
+               "have; `--format json` shows each thread's")
+
+
 def _long_cells(detail):
-    """The --long columns of one process (its leader's values; threads differ rarely)."""
+    """The --long columns of one process: its leader's values, each followed by
+    ``(N of M threads)`` when only N of its M threads have it (``ProcessDetail.shared_by``:
+    the seccomp as restored, so threads CRIU gives the leader's filters share them)."""
     thread = detail.leader
     if thread is None:
         return {}
-    return {"uid": _ids_text(thread.uid, thread.euid), "gid": _ids_text(thread.gid, thread.egid),
-            "cap_eff": "-" if thread.cap_eff is None else f"{thread.cap_eff:016x}",
-            "seccomp": _seccomp_text(thread), "lsm": thread.lsm_profile or "-",
-            "cgroup": _cgroup_text(thread)}
+    cells = {"uid": _ids_text(thread.uid, thread.euid),
+             "gid": _ids_text(thread.gid, thread.egid),
+             "cap_eff": "-" if thread.cap_eff is None else f"{thread.cap_eff:016x}",
+             "seccomp": _seccomp_text(thread), "lsm": thread.lsm_profile or "-",
+             "cgroup": _cgroup_text(thread)}
+    total = len(detail.threads)
+    for aspect in views.ASPECTS:
+        shared = detail.shared_by(aspect)
+        if shared < total:
+            cells[aspect] += f" ({shared} of {total} threads)"
+    return cells
 
 
 @click.command("ps")
@@ -67,7 +81,8 @@ def _long_cells(detail):
                    "(off by default: environments often hold secrets).")
 @click.option("--long", "-l", "long_", is_flag=True,
               help="Also show uid/gid, effective capabilities, seccomp, LSM label and "
-                   "cgroup (JSON: per thread, under \"detail\").")
+                   "cgroup: the leader's, with (N of M threads) when only some threads "
+                   "have it (JSON: per thread, under \"detail\").")
 @format_option(TREE_FORMATS)
 def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     """Show the process tree: pid, parent, group, session, state, threads and the
@@ -109,6 +124,9 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
         write_tree(table, TREE_COLUMNS[:-1] + extra + TREE_COLUMNS[-1:], out, "label")
     else:
         write_table(table, LONG_COLUMNS if long_ else COLUMNS, out)
+    if long_ and any(d.shared_by(a) < len(d.threads) for d in details.values()
+                     for a in views.ASPECTS):
+        out.write(f"\n{SHARED_NOTE}\n")
     if env:
         for row in rows:
             out.write(f"\nenvironment of {row.pid} ({safe_text(row.comm or '?')}):\n")
