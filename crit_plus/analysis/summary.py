@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
 from ..pages import PageCounts
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
+
+if TYPE_CHECKING:
+    from ..graph import ExitStatus
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
@@ -110,7 +114,7 @@ class ProcessSummary:
     pgid: int
     sid: int
     state: str | None
-    exit_code: int | None
+    exit: ExitStatus | None
     threads: int
     comm: str | None
     exe: str | None
@@ -255,11 +259,10 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
     processes, mappings = [], []
     for depth, process in checkpoint.walk():
         vmas, states, shared = _memory_facts(process, mappings)
-        core = process.core
         exe = process.exe
         processes.append(ProcessSummary(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
-            core.exit_code if core is not None else None, len(process.threads), process.comm,
+            process.exit_status, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
             vmas, states.present, states.parent, states.lazy, states.none, shared,
             len(process.fds)))
@@ -475,8 +478,9 @@ def _notes(source, checkpoint, processes, logs, dump):
 
     for p in processes:
         if p.state == "zombie":
-            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie (exit code "
-                 f"{p.exit_code}): CRIU restores it as one", f"core-{p.pid}.img")
+            ended = f" ({p.exit.text})" if p.exit is not None else ""
+            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie{ended}: CRIU restores "
+                 "it as one", f"core-{p.pid}.img")
         elif p.state == "stopped":
             note(INFO, "stopped", f"pid {p.pid} ({p.comm}) was stopped", f"core-{p.pid}.img")
     for item in _file_notes(checkpoint):
