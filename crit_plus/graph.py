@@ -77,27 +77,27 @@ class ExitStatus:
 
     CRIU's ``restore_one_zombie`` (criu/cr-restore.c) reads it the same way: a
     signal in the low 7 bits kills the restored zombie (0x80: a core was dumped),
-    otherwise it exits with ``(raw >> 8) & 0x7f``.  ``status`` is the byte the
-    process passed to exit (``raw >> 8 & 0xff``); ``restored_status`` what CRIU
-    exits with on restore (differs above 127).  ``raw`` is the undecoded value.
+    otherwise it exits with ``(wait_status >> 8) & 0x7f``.  ``status`` is the byte the
+    process passed to exit (``wait_status >> 8 & 0xff``); ``restored_status`` what
+    CRIU exits with on restore (differs above 127); ``wait_status`` the undecoded value.
     """
 
-    raw: int
+    wait_status: int
     status: int | None
     signal: int | None
     core_dumped: bool
 
     @classmethod
-    def decode(cls, raw: int) -> ExitStatus:
-        """The :class:`ExitStatus` of wait status ``raw``."""
-        signal = raw & 0x7F
+    def decode(cls, wait_status: int) -> ExitStatus:
+        """The :class:`ExitStatus` of ``wait_status``."""
+        signal = wait_status & 0x7F
         if signal:
-            return cls(raw, None, signal, bool(raw & 0x80))
-        return cls(raw, (raw >> 8) & 0xFF, None, False)
+            return cls(wait_status, None, signal, bool(wait_status & 0x80))
+        return cls(wait_status, (wait_status >> 8) & 0xFF, None, False)
 
     @property
     def restored_status(self) -> int | None:
-        """The status CRIU's restored zombie exits with (``(raw >> 8) & 0x7f``)."""
+        """The status CRIU's restored zombie exits with (``status & 0x7f``)."""
         return None if self.status is None else self.status & 0x7F
 
     @property
@@ -135,7 +135,7 @@ class ExitStatus:
         """The decoded keys: ``status``, ``signal``, ``signal_name``, ``core_dumped``,
         ``text`` and the undecoded ``wait_status``."""
         return {"status": self.status, "signal": self.signal, "signal_name": self.signal_name,
-                "core_dumped": self.core_dumped, "text": self.text, "wait_status": self.raw}
+                "core_dumped": self.core_dumped, "text": self.text, "wait_status": self.wait_status}
 
 
 #: Most bytes, and most strings, of a command line or environment read back from

@@ -328,7 +328,9 @@ def biggest_mappings(checkpoint: Checkpoint, top: int) -> tuple[RankedMapping, .
     ranked = []
     for process in checkpoint.processes:
         memory = process.memory
-        for mapping in memory.vmas if memory is not None else ():
+        if memory is None:
+            continue
+        for mapping in memory.vmas:
             item = RankedMapping(process, mapping, mapping_pages(memory, mapping))
             if item.size:
                 ranked.append(item)
