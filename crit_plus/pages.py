@@ -27,6 +27,7 @@ data.  The rule (docs/format.md, "Counting pages"):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -323,8 +324,6 @@ def biggest_mappings(checkpoint: Checkpoint, top: int) -> tuple[RankedMapping, .
     shared mapping counts its object's pages in its window, so several processes can
     show the same pages), in :func:`ranking_key` order; mappings holding no page are
     not ranked.  What ``summarize`` and ``size --top`` both list."""
-    import heapq
-
     ranked = []
     for process in checkpoint.processes:
         memory = process.memory
