@@ -310,3 +310,9 @@ def human_seconds(seconds):
 def count_text(count, singular, plural=None):
     """``1 log``, ``3 logs``: a count with its noun (``plural`` for irregular nouns)."""
     return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def state_text(state, ended):
+    """A STATE cell: ``zombie (exit 7)`` for a zombie whose end is known
+    (:class:`~crit_plus.graph.ExitStatus`), else the state itself."""
+    return f"{state} ({ended.short})" if ended is not None else state

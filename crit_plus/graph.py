@@ -70,6 +70,76 @@ if TYPE_CHECKING:
     from .resources import CpuX86, FileLock, MemfdInode, Queues, TtyInfo  # on first use
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a zombie ended, decoded from the wait status CRIU keeps in its core
+    (``TaskCoreEntry.exit_code``, the ``exit_code`` field of ``/proc/PID/stat``).
+
+    CRIU's ``restore_one_zombie`` (criu/cr-restore.c) reads it the same way: a
+    signal in the low 7 bits kills the restored zombie (0x80: a core was dumped),
+    otherwise it exits with ``(wait_status >> 8) & 0x7f``.  ``status`` is the byte the
+    process passed to exit (``wait_status >> 8 & 0xff``); ``restored_status`` what
+    CRIU exits with on restore (differs above 127); ``wait_status`` the undecoded value.
+    """
+
+    wait_status: int
+    status: int | None
+    signal: int | None
+    core_dumped: bool
+
+    @classmethod
+    def decode(cls, wait_status: int) -> ExitStatus:
+        """The :class:`ExitStatus` of ``wait_status``."""
+        signal = wait_status & 0x7F
+        if signal:
+            return cls(wait_status, None, signal, bool(wait_status & 0x80))
+        return cls(wait_status, (wait_status >> 8) & 0xFF, None, False)
+
+    @property
+    def restored_status(self) -> int | None:
+        """The status CRIU's restored zombie exits with (``status & 0x7f``)."""
+        return None if self.status is None else self.status & 0x7F
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGKILL``..., or None (no signal, or one Python does not name)."""
+        import signal as signals
+        if self.signal is None:
+            return None
+        try:
+            return signals.Signals(self.signal).name
+        except ValueError:
+            return None
+
+    @property
+    def text(self) -> str:
+        """``exited with status 7`` or ``killed by signal 9 (SIGKILL), core dumped``."""
+        if self.signal is None:
+            restored = self.restored_status
+            again = "" if restored == self.status else f", restored as {restored} by CRIU"
+            return f"exited with status {self.status}{again}"
+        name = self.signal_name
+        named_as = f" ({name})" if name else ""
+        return f"killed by signal {self.signal}{named_as}" + (
+            ", core dumped" if self.core_dumped else "")
+
+    @property
+    def short(self) -> str:
+        """``exit 7``, ``SIGKILL`` or ``SIGABRT, core`` (for a table cell)."""
+        if self.signal is None:
+            return f"exit {self.status}"
+        return (self.signal_name or f"signal {self.signal}") + (
+            ", core" if self.core_dumped else "")
+
+    def as_json(self) -> dict:
+        """The decoded keys: ``status``, ``signal``, ``signal_name``, ``core_dumped``,
+        ``text`` and the undecoded ``wait_status``."""
+        return {"status": self.status, "signal": self.signal, "signal_name": self.signal_name,
+                "core_dumped": self.core_dumped, "text": self.text, "wait_status": self.wait_status}
+
+
 #: Most bytes, and most strings, of a command line or environment read back from
 #: memory (Linux's ARG_MAX is 2 MiB with the usual 8 MiB stack; a damaged mm
 #: image can name terabytes, or megabytes of NULs that would be millions of "").
@@ -410,6 +480,15 @@ class Process:
         return self.state in _ZOMBIE_STATES
 
     @property
+    def exit_status(self) -> ExitStatus | None:
+        """How a zombie ended (:class:`ExitStatus`), or None for a living process or a
+        zombie whose core holds no exit code."""
+        core = self.core
+        if not self.is_zombie or core is None or core.exit_code is None:
+            return None
+        return ExitStatus.decode(core.exit_code)
+
+    @property
     def creds(self) -> Creds | None:
         """The leader's :class:`~decoders.records.Creds`, or None."""
         core = self.core
@@ -683,10 +762,12 @@ class Process:
         for part in (self._fds, self._cwd, self._root, self._exe, self._memory):
             found.extend(part.findings)
         if self.is_zombie:
+            ended = self.exit_status
+            how = f" ({ended.text})" if ended is not None else ""
             for name in (f"mm-{self.pid}.img", f"pagemap-{self.pid}.img"):
                 if os.path.exists(self._path(name)):
                     found.append(Finding(WARNING, "zombie-images",
-                                         f"zombie pid {self.pid} has {name}", name,
+                                         f"zombie pid {self.pid}{how} has {name}", name,
                                          named(pid=self.pid)))
         if self.memory is not None:
             found.extend(self.memory.findings)

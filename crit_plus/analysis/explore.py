@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..graph import ExitStatus
 
 # -- processes -------------------------------------------------------------------------
 
@@ -30,7 +33,8 @@ class PsRow:
     """One process, in tree order (``depth`` 0 for a root).
 
     ``argv``/``environ`` are read back from the process's memory (None when it
-    cannot be read, e.g. a zombie); ``environ`` only when asked for.
+    cannot be read, e.g. a zombie); ``environ`` only when asked for; ``exit`` how a
+    zombie ended (:class:`~crit_plus.graph.ExitStatus`, None for the living).
     """
 
     depth: int
@@ -43,6 +47,7 @@ class PsRow:
     comm: str | None
     argv: tuple | None
     environ: tuple | None = None
+    exit: ExitStatus | None = None
 
 
 def ps_rows(checkpoint, *, argv=True, env=False):
@@ -58,7 +63,7 @@ def ps_rows(checkpoint, *, argv=True, env=False):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
             process.command_line if argv else None,
-            process.environ if env else None))
+            process.environ if env else None, process.exit_status))
     return rows
 
 

@@ -257,11 +257,13 @@ class LiveFeatures(Mapping):
     criu does not know the name or could not run.  ``error`` is the first error line of
     the first check that could not test its feature (criu failing on this kernel), or None."""
 
-    def __init__(self, criu_path: str, timeout: float = 30) -> None:
+    def __init__(self, criu_path: str, timeout: float = 30, error: str | None = None) -> None:
         self.criu_path = criu_path
         self.timeout = timeout
         self._known: dict = {}
-        self.error: str | None = None
+        #: preset (``error``): criu cannot run at all, and no feature is tested
+        self._broken = error
+        self.error: str | None = error
 
     def __getitem__(self, name: str) -> bool | None:
         if name not in FEATURES:
@@ -277,6 +279,8 @@ class LiveFeatures(Mapping):
         return len(FEATURES)
 
     def _check(self, name):
+        if self._broken is not None:
+            return None
         try:
             done = subprocess.run([self.criu_path, "check", "--feature", name],
                                   capture_output=True, text=True, timeout=self.timeout,
@@ -443,7 +447,9 @@ def probe_host(root="/", criu=None):
     xfeatures = xsave_size = None
     if real_root and path is not None:
         if os.geteuid() == 0:
-            features = LiveFeatures(path)
+            broken = None if version is not None else \
+                f"`{path} --version` gave no version (it cannot run here)"
+            features = LiveFeatures(path, error=broken)
             xfeatures, xsave_size = criu_cpuinfo(path)
         else:
             needed_root.append("kernel features (criu check runs as root)")

@@ -24,14 +24,17 @@ by default a process is named by its ``comm`` and its executable's path.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import INFO, WARNING
-from ..pages import PageCounts
+from ..pages import biggest_mappings
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
+
+if TYPE_CHECKING:
+    from ..graph import ExitStatus
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
@@ -110,7 +113,7 @@ class ProcessSummary:
     pgid: int
     sid: int
     state: str | None
-    exit_code: int | None
+    exit: ExitStatus | None
     threads: int
     comm: str | None
     exe: str | None
@@ -161,7 +164,9 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class MappingHolder:
-    """One of the biggest mappings: ``pages`` listed (private) or dumped (shared)."""
+    """One of the biggest mappings (:func:`crit_plus.pages.biggest_mappings`, the ranking
+    ``size --top`` shows too): ``pages`` listed (private) or, for a shared mapping, the
+    object's pages in its window."""
 
     pid: int
     comm: str | None
@@ -252,47 +257,38 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
     Reads every metadata image (as ``checkpoint.findings`` does) and the
     logs, never page data unless ``argv`` asks for the command lines.
     """
-    processes, mappings = [], []
+    processes = []
     for depth, process in checkpoint.walk():
-        vmas, states, shared = _memory_facts(process, mappings)
-        core = process.core
+        vmas, states, shared = _memory_facts(process)
         exe = process.exe
         processes.append(ProcessSummary(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
-            core.exit_code if core is not None else None, len(process.threads), process.comm,
+            process.exit_status, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
             vmas, states.present, states.parent, states.lazy, states.none, shared,
             len(process.fds)))
     by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
-    biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
     logs = _logs(source, dump.run_id)
     return Summary(
         _origin(source, logs), dump, _stats(source, checkpoint),
         tuple(processes), _totals(checkpoint, processes),
         tuple(p for p in by_size[:top] if p.pages + p.shared),
-        tuple(_holder(process, mapping, -count) for count, _pid, _start, process, mapping
-              in biggest), logs,
+        tuple(_holder(item) for item in biggest_mappings(checkpoint, top)), logs,
         tuple(_notes(source, checkpoint, processes, logs, dump)), source.rootfs)
 
 
-def _memory_facts(process, listed):
+def _memory_facts(process):
     """``(VMAs, private pages by state, shared-memory pages)`` of ``process``
-    (:attr:`~crit_plus.graph.Process.pages`); appends ``(-pages, pid, start, process,
-    mapping)`` to ``listed`` for each mapping with private pages listed (records are
-    made for the biggest only)."""
-    pid = process.pid
-    for mapping in process.vmas:
-        count = PageCounts.listed_in(mapping.pages)
-        if count:
-            listed.append((-count, pid, mapping.start, process, mapping))
+    (:attr:`~crit_plus.graph.Process.pages`)."""
     pages = process.pages
     return pages.vmas, pages.private, pages.shared.listed
 
 
-def _holder(process, mapping, pages):
+def _holder(item):
+    process, mapping = item.process, item.mapping
     return MappingHolder(process.pid, process.comm, mapping.start, mapping.end, mapping.kind,
-                         mapping.name, pages)
+                         mapping.name, item.size)
 
 
 def _logs(source, run_id):
@@ -475,8 +471,9 @@ def _notes(source, checkpoint, processes, logs, dump):
 
     for p in processes:
         if p.state == "zombie":
-            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie (exit code "
-                 f"{p.exit_code}): CRIU restores it as one", f"core-{p.pid}.img")
+            ended = f" ({p.exit.text})" if p.exit is not None else ""
+            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie{ended}: CRIU restores "
+                 "it as one", f"core-{p.pid}.img")
         elif p.state == "stopped":
             note(INFO, "stopped", f"pid {p.pid} ({p.comm}) was stopped", f"core-{p.pid}.img")
     for item in _file_notes(checkpoint):

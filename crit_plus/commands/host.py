@@ -37,9 +37,15 @@ def _listed(values, limit=None):
     return " ".join(values) or "none"
 
 
-def _features_text(features):
+def _none_tested(features):
+    return bool(features) and all(ok is None for ok in features.values())
+
+
+def _features_text(features, note):
     if features is None:
         return "not tested (criu check needs root and a criu)"
+    if _none_tested(features):
+        return note
     missing = [name for name, ok in features.items() if ok is False]
     unknown = [name for name, ok in features.items() if ok is None]
     text = f"{sum(1 for ok in features.values() if ok)} of {len(features)} supported"
@@ -61,6 +67,7 @@ def _xsave_text(cpu):
 def write_fingerprint(data: dict, out) -> None:
     """A fingerprint dict as an aligned block for people."""
     cpu, cgroup, criu = data["cpu"], data["cgroup"], data["criu"]
+    note = fp.features_note(data)
     controllers = (cgroup["v2_controllers"] if cgroup["version"] == 2
                    else cgroup["v1_controllers"])
     pairs = [
@@ -70,9 +77,9 @@ def write_fingerprint(data: dict, out) -> None:
         ("CPU", f"{cpu['vendor']} {cpu['model'] or ''}".strip()),
         ("XSAVE features", _xsave_text(cpu)),
         ("CPU flags", _listed(cpu["flags"], 12)),
-        ("kernel features", _features_text(data["kernel_features"])),
+        ("kernel features", _features_text(data["kernel_features"], note)),
         *([("criu check", f"failed: {criu['check_error']}")] if criu.get("check_error")
-          else []),
+          and not _none_tested(data["kernel_features"]) else []),
         ("file systems", _listed(data["filesystems"])),
         ("fs modules", "none found (no /lib/modules/RELEASE/kernel/fs)"
          if data["fs_modules"] is None else _listed(data["fs_modules"])),

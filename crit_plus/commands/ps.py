@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..analysis import explore, views
-from ..describe import cmdline_text
+from ..describe import cmdline_text, state_text
 from ..render import colored, jsonable, safe_text, use_color, write_json, write_table, write_tree
 from .options import format_option, note_image_errors, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS, note_findings
@@ -104,7 +104,8 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]
-        for item in data:
+        for item, row in zip(data, rows):
+            item["exit"] = row.exit.as_json() if row.exit is not None else None
             if not env:
                 del item["environ"]
             if long_:
@@ -114,7 +115,8 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     color = use_color(out)
     table = [{
         "pid": row.pid, "ppid": row.ppid, "pgid": row.pgid, "sid": row.sid,
-        "state": colored(row.state, STATE_COLORS.get(row.state), color), "threads": row.threads,
+        "state": colored(state_text(row.state, row.exit), STATE_COLORS.get(row.state), color),
+        "threads": row.threads,
         "comm": row.comm, "command": cmdline_text(row.argv, row.comm), "depth": row.depth,
         "label": f"{row.pid} {safe_text(row.comm or '?')}",
         **(_long_cells(details[row.pid]) if long_ else {}),

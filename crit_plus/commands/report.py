@@ -13,7 +13,7 @@ import click
 from ..describe import count_text, human_bytes
 from ..render import safe_text, write_json
 from ..report import OutputRefused, ReportError, ReportRequest, build_report
-from ..report.index import report_data
+from ..report.index import host_criu, is_host_check, report_data
 from ..report.programs import CRIU_ENV
 from ..report.selfrun import Commands
 from .options import CLI_MAIN, format_option, source_options
@@ -56,10 +56,11 @@ def _write_text(report, output, size, out):
     total = sum(e.error_count for e in originals)
     out.write(f"{count_text(total, 'error line')} in {count_text(len(originals), 'log')}; "
               "the first:\n")
-    shown = [(e.member, number, text) for e in originals for c in e.contexts
+    shown = [(e, number, text) for e in originals for c in e.contexts
              for number, text in c.errors][:SHOWN_ERRORS]
-    for member, number, text in shown:
-        out.write(f"  {member}:{number}: {safe_text(text)}\n")
+    for excerpt, number, text in shown:
+        whose = f" (the host's {host_criu(report)})" if is_host_check(excerpt) else ""
+        out.write(f"  {excerpt.member}:{number}{whose}: {safe_text(text)}\n")
 
 
 @click.command("report")

@@ -16,6 +16,7 @@ from ..describe import (
     pages_text,
     stat_label,
     stat_text,
+    state_text,
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import write_json, write_table, write_tree
@@ -57,6 +58,7 @@ def summary_json(result):
     for key in ("processes", "top_processes"):
         for item, process in zip(data[key], getattr(result, key)):
             item["pages"] = process.pages
+            item["exit"] = process.exit.as_json() if process.exit is not None else None
     return data
 
 
@@ -138,7 +140,7 @@ def _process_rows(result, color):
         command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
         rows.append({
             "pid": p.pid, "ppid": p.ppid,
-            "state": colored(p.state, STATE_COLORS.get(p.state), color),
+            "state": colored(state_text(p.state, p.exit), STATE_COLORS.get(p.state), color),
             "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": p.pages,
             "shared": p.shared, "size": human_bytes((p.pages + p.shared) * PAGE_SIZE),
             "fds": p.fds, "command": command,
