@@ -85,7 +85,9 @@ def test_every_command_shows_the_decoded_end(zombies, tmp_path):
                             "core_dumped": False, "text": "exited with status 7",
                             "wait_status": 1792}
     assert ended[term]["signal"] == 15 and ended[term]["status"] is None
-    assert "exit_code" not in data["processes"][0]
+    # the deprecated alias keeps scripts working: the raw wait status, as before
+    codes = {p["pid"]: p["exit_code"] for p in data["processes"]}
+    assert codes[seven] == 1792 and codes[data["processes"][0]["pid"]] is None
     ps = run_cli("ps", images, check=True).stdout
     assert "zombie (exit 7)" in ps and "zombie (SIGTERM)" in ps
     rows = {row["pid"]: row for row in json.loads(run_cli("ps", images, "-f", "json",

@@ -59,6 +59,8 @@ def summary_json(result):
         for item, process in zip(data[key], getattr(result, key)):
             item["pages"] = process.pages
             item["exit"] = process.exit.as_json() if process.exit is not None else None
+            # deprecated alias, kept for scripts: the raw wait status (exit.wait_status)
+            item["exit_code"] = process.exit.wait_status if process.exit is not None else None
     return data
 
 
