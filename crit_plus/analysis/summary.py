@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
-from ..findings import INFO, WARNING
+from ..findings import ERROR, INFO, WARNING
 from ..pages import PageCounts
+from .dump_failure import PARTIAL, dump_failure
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 #: How many of the biggest memory holders are listed.
@@ -495,6 +496,10 @@ def _notes(source, checkpoint, processes, logs, dump):
     if stats.get("pages_lazy"):
         note(INFO, "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
              "stats-dump")
+    failure = dump_failure(source, checkpoint)
+    if failure is not None:
+        note(ERROR, "dump-failed", f"{failure.sentence}; {PARTIAL} (`crit-plus explain` "
+             "says why)", failure.log)
     own = source.label_of(source.dump_log) if source.dump_log is not None else None
     for item in _log_notes(logs, dump, own):
         note(*item)

@@ -96,6 +96,13 @@ _CONSOLE_FIX = ("Start the container without its state ({manager} start --statel
 
 CHECKS = {check.code: check for check in (
     # -- integrity: reported by the graph, reused --------------------------------------------
+    # -- integrity: the dump itself --------------------------------------------------------------
+    Check("dump-failed", INTEGRITY, "error",
+          "the CRIU dump that wrote these images failed (its log, as `crit-plus explain` reads "
+          "it): the images are partial; the findings that follow from it are marked as its "
+          "consequences", None,
+          "Nothing to copy: the dump never finished. Run `crit-plus explain {target}` for why "
+          "({log}); fix that and dump again."),
     Check("missing-image", INTEGRITY, "error",
           "an image CRIU writes in every dump is missing", "{says}",
           "Copy {image} from the original checkpoint: CRIU writes it for {scope}. Its restore "

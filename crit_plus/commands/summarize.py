@@ -97,7 +97,8 @@ def _origin_fields(result):
     if dump.run_id:
         pairs.append(("CRIU run id", dump.run_id))
     lsm = lsm_name(dump.lsm) or "?"
-    inventory = [f"image version {dump.image_version}", f"LSM {lsm}",
+    version = "?" if dump.image_version is None else dump.image_version
+    inventory = [f"image version {version}", f"LSM {lsm}",
                  f"network lock {dump.network_lock or '?'}"]
     if dump.tcp_close:
         inventory.append("TCP closed (--tcp-close)")
