@@ -69,12 +69,13 @@ def dump_failure(source, checkpoint) -> DumpFailure | None:
         if run.outcome == "failed" or (run.outcome == "cut short" and inventory is None):
             decisive = diagnose(item.log.errors, "dump", source.catalog_fields)
             failure = decisive.failure if decisive is not None else None
-            known = failure is not None and failure.role == "cause"
+            if failure is not None and failure.role != "cause":
+                failure = None
             return DumpFailure(item.log.name, source.label_of(item.log.path), run.outcome,
                                item.log.header.run_id,
                                decisive.text if decisive is not None else None,
-                               failure.cause if known else None,
-                               failure.code if known else None)
+                               failure.cause if failure is not None else None,
+                               failure.code if failure is not None else None)
     return None
 
 
