@@ -30,7 +30,9 @@ class PsRow:
     """One process, in tree order (``depth`` 0 for a root).
 
     ``argv``/``environ`` are read back from the process's memory (None when it
-    cannot be read, e.g. a zombie); ``environ`` only when asked for.
+    cannot be read, e.g. a zombie); ``environ`` only when asked for;
+    ``argv_unknown`` says why a command line that exists cannot be read (a cut or
+    missing pagemap: the file and offset), None otherwise.
     """
 
     depth: int
@@ -43,6 +45,7 @@ class PsRow:
     comm: str | None
     argv: tuple | None
     environ: tuple | None = None
+    argv_unknown: str | None = None
 
 
 def ps_rows(checkpoint, *, argv=True, env=False):
@@ -58,7 +61,8 @@ def ps_rows(checkpoint, *, argv=True, env=False):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
             process.command_line if argv else None,
-            process.environ if env else None))
+            process.environ if env else None,
+            process.command_line_unknown if argv else None))
     return rows
 
 

@@ -102,7 +102,10 @@ class ProcessSummary:
 
     ``present``/``parent``/``lazy`` count its pagemap pages; ``shared`` the
     pages of shared-memory objects listed inside its mappings (the rule:
-    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.
+    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.  ``pages_unknown``
+    says why its private pages are not known (the graph's
+    :attr:`~crit_plus.pages.ProcessPages.unknown`: a missing or cut pagemap, its file
+    and offset); they are 0 here then, shown as ``?`` (null in JSON).
     """
 
     depth: int
@@ -123,6 +126,7 @@ class ProcessSummary:
     none: int
     shared: int
     fds: int
+    pages_unknown: str | None = None
 
     @property
     def pages(self):
@@ -137,7 +141,8 @@ class Totals:
     ``fds_by_kind`` counts fds (an fd shared by two processes counts twice),
     ``files`` distinct open files; ``sockets`` is ``((family, state, n), ...)``
     over distinct sockets; ``shared`` the pages of shared-memory objects
-    (counted once).
+    (counted once); ``pages_unknown`` the pids whose private pages are not known (not
+    in the page sums: those are then a lower bound).
     """
 
     processes: int
@@ -153,6 +158,7 @@ class Totals:
     files: int
     fds_by_kind: tuple
     sockets: tuple
+    pages_unknown: tuple = ()
 
     @property
     def pages(self):
@@ -263,8 +269,9 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
             core.exit_code if core is not None else None, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
             vmas, states.present, states.parent, states.lazy, states.none, shared,
-            len(process.fds)))
-    by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
+            len(process.fds), process.pages.unknown))
+    by_size = sorted((p for p in processes if p.pages_unknown is None),
+                     key=lambda p: (-(p.pages + p.shared), p.pid))
     biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
     dump = _dump_info(source, checkpoint)
     logs = _logs(source, dump.run_id)
@@ -400,7 +407,8 @@ def _totals(checkpoint, processes):
         sum(kinds.values()), len(files),
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
-              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))))
+              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))),
+        tuple(p.pid for p in processes if p.pages_unknown is not None))
 
 
 def _name(value):
