@@ -88,11 +88,20 @@ def test_summarize_rss_mems_ps_show_unknown(cut):
 def test_diff_does_not_count_what_cannot_be_read(cut, service_a):
     directory, pid, _entry = cut
     with open_source(str(service_a)) as old, open_source(str(directory)) as new:
-        result = compare(old, new, content=False)
-    changed = [c for c in result.processes.changes if c.old_pid == pid or c.new_pid == pid]
-    assert all("argv" not in (c.what or "") for c in changed), changed
+        report = diff_checkpoints(old.checkpoint, new.checkpoint, old_source=old.source,
+                                  new_source=new.source, content=False)
+    section = report.processes
+    assert not section.differs and "processes" not in report.differing
+    assert [(o, n, item.field) for o, n, item in section.not_compared] == [(pid, pid, "argv")]
+    assert f"NEW pagemap-{pid}.img" in section.not_compared[0][2].reason
+    assert report.pairing.method == "pid"
     done = run_cli("diff", service_a, directory, "--no-content")
-    assert "different: processes" not in done.stdout
-    assert "argv" not in done.stdout.split("Files:")[0].split("CHANGE")[-1]
-    assert "not compared" in done.stdout and f"pagemap-{pid}.img" in done.stdout
-    assert done.returncode == 2  # damaged input (docs/commands/diff.md)
+    assert done.returncode == 2  # a side's images have errors (docs/commands/diff.md)
+    assert "different: processes" not in done.stdout and "-> -" not in done.stdout
+    assert f"not compared: {pid} argv: NEW pagemap-{pid}.img" in done.stdout
+    assert "identical where compared (1 value not compared)" in done.stdout
+    data = json.loads(run_cli("diff", service_a, directory, "--no-content",
+                              "--format", "json").stdout)
+    assert data["processes"]["changed"] == []
+    assert [(c["new_pid"], c["field"]) for c in data["processes"]["not_compared"]] == [
+        (pid, "argv")]
