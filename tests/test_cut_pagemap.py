@@ -78,6 +78,13 @@ def test_summarize_rss_mems_ps_show_unknown(cut):
     assert mems[0]["pages_unknown"]
     assert all(set(v["pages"].values()) == {None} for v in mems[0]["vmas"])
 
+    size = json.loads(run_cli("size", directory, "-f", "json").stdout)
+    row = next(p for p in size["processes"] if p["pid"] == pid)
+    assert row["pages"]["present"] is None and row["pages_unknown"]
+    owner = next(li for li in run_cli("size", directory).stdout.splitlines()
+                 if li.startswith(f"{pid} python3"))
+    assert owner.split()[3:6] == ["?", "?", "?"]
+
     ps = json.loads(run_cli("ps", directory, "-f", "json").stdout)
     row = next(p for p in ps if p["pid"] == pid)
     assert row["argv"] is None and f"pagemap-{pid}.img" in row["argv_unknown"]
