@@ -5,10 +5,12 @@ The log comes from the one attribution (:meth:`crit_plus.sources.Source.runs`, w
 ``dump`` role is the run that wrote the images); the decisive line and its catalog
 cause are ``crit-plus explain``'s reading (:func:`crit_plus.analysis.explain.diagnose`).
 A dump failed when its log ends with ``Dumping FAILED.`` (CRIU removes nothing it
-wrote: the images are partial), or when a verbose log ends before CRIU said how the
-dump ended and ``inventory.img``, which CRIU writes last (``cr_dump_tasks``), is
-missing: CRIU was killed mid-dump.  A log that is cut short beside a complete
-checkpoint is a cut copy of the log, not a failed dump.
+wrote), or when a verbose log ends before CRIU said how the dump ended and
+``inventory.img`` is missing: CRIU was killed mid-dump.  A log that is cut short beside
+a complete checkpoint is a cut copy of the log, not a failed dump.  CRIU writes
+``inventory.img`` last (``cr_dump_tasks``; a pre-dump writes it even when it fails):
+without it the images are *partial*; with it the dump failed in its last steps
+(``cr_dump_finish``) or was a pre-dump, and the images may be whole.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from .explain import diagnose
 #: What a failed dump means for its images, said the same way everywhere.
 PARTIAL = ("the images are what it wrote before it stopped: partial, they cannot be "
            "restored")
+#: The same, when the dump failed after writing inventory.img (its last image).
+LATE = ("it failed after writing inventory.img, its last image: the images may be whole, "
+        "but CRIU did not finish the dump")
 
 
 @dataclass(frozen=True)
 class DumpFailure:
     """The failed dump that wrote a checkpoint: its log (``log`` the file name, ``path``
     as the user can find it), ``outcome`` (``failed`` or ``cut short``), its run id,
-    the decisive error line and, when the failure catalog knows it, its cause and code.
+    the decisive error line and, when the failure catalog knows it, its cause and code;
+    ``partial``: no ``inventory.img`` (CRIU stopped before its last image).
     """
 
     log: str
@@ -36,6 +42,12 @@ class DumpFailure:
     decisive: str | None
     cause: str | None
     catalog: str | None
+    partial: bool = True
+
+    @property
+    def consequence(self) -> str:
+        """What it means for the images: :data:`PARTIAL` or :data:`LATE`."""
+        return PARTIAL if self.partial else LATE
 
     @property
     def sentence(self) -> str:
@@ -52,7 +64,7 @@ class DumpFailure:
         """A JSON-ready dict."""
         return {"log": self.log, "path": self.path, "outcome": self.outcome,
                 "run_id": self.run_id, "decisive": self.decisive, "cause": self.cause,
-                "catalog": self.catalog}
+                "catalog": self.catalog, "partial": self.partial}
 
 
 def dump_failure(source, checkpoint) -> DumpFailure | None:
@@ -75,8 +87,9 @@ def dump_failure(source, checkpoint) -> DumpFailure | None:
                                item.log.header.run_id,
                                decisive.text if decisive is not None else None,
                                failure.cause if failure is not None else None,
-                               failure.code if failure is not None else None)
+                               failure.code if failure is not None else None,
+                               inventory is None)
     return None
 
 
-__all__ = ["PARTIAL", "DumpFailure", "dump_failure"]
+__all__ = ["LATE", "PARTIAL", "DumpFailure", "dump_failure"]

@@ -31,7 +31,7 @@ from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
 from ..findings import ERROR, INFO, WARNING
 from ..pages import PageCounts
-from .dump_failure import PARTIAL, dump_failure
+from .dump_failure import dump_failure
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 #: How many of the biggest memory holders are listed.
@@ -506,8 +506,9 @@ def _notes(source, checkpoint, processes, logs, dump):
              "stats-dump")
     failure = dump_failure(source, checkpoint)
     if failure is not None:
-        note(ERROR, "dump-failed", f"{failure.sentence}; {PARTIAL} (`crit-plus explain` "
-             "says why)", failure.log)
+        note(ERROR if failure.partial else WARNING, "dump-failed",
+             f"{failure.sentence}; {failure.consequence} (`crit-plus explain` says why)",
+             failure.log)
     own = source.label_of(source.dump_log) if source.dump_log is not None else None
     for item in _log_notes(logs, dump, own):
         note(*item)

@@ -247,8 +247,9 @@ CONSEQUENCE_FIX = ("None of its own: a consequence of dump-failed (CRIU stopped 
 
 def _consequences(findings, facts):
     """``findings`` with the integrity ones marked as consequences of ``dump-failed`` when
-    the dump that wrote the images failed: partial images, nothing to copy again."""
-    if facts.dump_failure is None:
+    the dump that wrote the images failed before its last image: partial images, nothing
+    to copy again."""
+    if facts.dump_failure is None or not facts.dump_failure.partial:
         return findings
     return [replace(finding, fix=CONSEQUENCE_FIX, consequence_of="dump-failed")
             if finding.stage == INTEGRITY and finding.code != "dump-failed" else finding

@@ -32,7 +32,6 @@ from decoders.lazy import LazyPattern
 
 from ..files import USK_EXTERN, IpProto, SockFamily
 from ..findings import ERROR, WARNING
-from .dump_failure import PARTIAL
 from .validate_catalog import always_written, check
 
 #: Images the graph decodes itself (its findings report them).
@@ -68,7 +67,8 @@ def _dump_failed(facts, out):
     if failure is None:
         return
     source = facts.source
-    out.add("dump-failed", f"{failure.sentence}; {PARTIAL}", failure.log, path=failure.path,
+    out.add("dump-failed", f"{failure.sentence}; {failure.consequence}", failure.log,
+            severity=ERROR if failure.partial else WARNING, path=failure.path,
             target=source.spec, log=failure.path, catalog=failure.catalog)
 
 
