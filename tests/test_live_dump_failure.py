@@ -9,13 +9,12 @@ were damaged in a copy."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
 from crit_plus.analysis.explain import explain_criu_log
 from tests.cli import run_cli
-from tests.test_live_explain import Holder, _dump
+from tests.test_live_explain import _dump, outside_unix_peer
 
 pytestmark = pytest.mark.live
 
@@ -23,19 +22,8 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def failed_dump(criu, tmp_path_factory):
     """``(images directory, dump.log)`` of a real dump that failed, images left behind."""
-    tmp_path = tmp_path_factory.mktemp("dumpfail")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    path = tmp_path / "outside.sock"
-    listener.bind(str(path))
-    listener.listen()
-    holder = Holder("unix", tmp_path / "unix", path)
-    accepted, _addr = listener.accept()  # the peer lives in this test: outside the tree
-    try:
+    with outside_unix_peer(tmp_path_factory.mktemp("dumpfail")) as holder:
         status, log = _dump(criu, holder, "d6")
-    finally:
-        holder.kill()
-        accepted.close()
-        listener.close()
     images = log.parent
     assert status != 0
     assert not (images / "inventory.img").exists()
