@@ -243,10 +243,14 @@ def lsm_name(lsm_type):
     return LSM_NAMES.get(lsm_type, lsm_type)
 
 
-def cmdline_text(argv, comm=None):
-    """A command line as ``ps`` shows it; ``[comm]`` when it cannot be read."""
+def cmdline_text(argv, comm=None, unknown=None):
+    """A command line as ``ps`` shows it; ``[comm]`` when there is none to read (a
+    zombie, a kernel thread, an empty argument area); ``? (why)`` when there is one the
+    images cannot give (``unknown``: a cut pagemap, its file and offset)."""
     if argv:
         return " ".join(argv)
+    if unknown:
+        return f"? (unreadable: {unknown})"
     return f"[{comm}]" if comm is not None else None
 
 

@@ -373,7 +373,7 @@ class Process:
     __slots__ = ("checkpoint", "entry", "pid", "ppid", "pgid", "sid", "_k__cores",
                  "_k__needs_images", "_k__ids", "_k__mm", "_k__fs", "_k__pagemap", "_k_threads",
                  "_k__fds", "_k__cwd", "_k__root", "_k__exe", "_k__memory", "_k_pages",
-                 "_k_command_line", "_k_environ", "_k_memory_damage")
+                 "_k__command_line", "_k_environ", "_k_memory_damage")
 
     def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
@@ -677,11 +677,17 @@ class Process:
     @_kept
     def pages(self) -> ProcessPages:
         """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
-        shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
+        shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`).
+        A process with memory whose pagemap is missing or does not decode (cut mid-entry)
+        has private pages *unknown* (:attr:`~crit_plus.pages.ProcessPages.unknown`: the
+        reason, naming the file and offset), never 0: the one place that decides it."""
         from .pages import process_pages
 
         table = self.checkpoint.page_store.table(f"pagemap-{self.pid}.img")
-        return process_pages(self.memory, None if isinstance(table, str) else table)
+        if isinstance(table, str):
+            return process_pages(self.memory, None,
+                                 table if self.memory is not None else None)
+        return process_pages(self.memory, table)
 
     def _strings(self, start, end):
         memory = self.memory
@@ -698,7 +704,7 @@ class Process:
         """The same as :attr:`command_line` (one reader of the argument area)."""
         return self.command_line
 
-    @_kept
+    @property
     def command_line(self) -> tuple[str, ...] | None:
         """The command line as ``/proc/PID/cmdline`` gives it and ``ps`` shows it, read back
         from memory; None for a zombie, an empty argument area or unreadable memory.
@@ -711,22 +717,38 @@ class Process:
         title is the one string from arg_start to the first NUL, read on into the
         environment area when that follows (at most one page, :data:`MAX_TITLE`).
         At most :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings.
+        When it cannot be read, :attr:`command_line_unknown` says why.
         """
+        return self._command_line[0]
+
+    @property
+    def command_line_unknown(self) -> str | None:
+        """Why the command line of a process with memory and an argument area cannot be
+        read (its pagemap cut or missing, the pages unavailable: the file and offset
+        when a decode error is the cause), or None (read, or there is none to read)."""
+        return self._command_line[1]
+
+    @_kept
+    def _command_line(self) -> tuple[tuple[str, ...] | None, str | None]:
         mm, memory = self.mm, self.memory
         if mm is None or memory is None or mm.arg_end <= mm.arg_start:
-            return None
+            return None, None
+        try:
+            return self._read_command_line(mm, memory), None
+        except UnavailableError as error:
+            unknown = self.pages.unknown
+            return None, unknown or error.why
+
+    def _read_command_line(self, mm, memory):
         start, end = mm.arg_start, mm.arg_end
         env_end = mm.env_end if mm.env_start == end and mm.env_end >= end else end
+        if memory.read(end - 1, 1) == b"\0":
+            data = memory.read(start, min(end - start, STRINGS_LIMIT)).rstrip(b"\0")
+            return _split_strings(data + b"\0") if data else ()
         try:
-            if memory.read(end - 1, 1) == b"\0":
-                data = memory.read(start, min(end - start, STRINGS_LIMIT)).rstrip(b"\0")
-                return _split_strings(data + b"\0") if data else ()
-            try:
-                data = memory.read(start, min(env_end - start, MAX_TITLE))
-            except UnavailableError:  # the kernel, too, gives what it can read
-                data = memory.read(start, min(end - start, MAX_TITLE))
-        except UnavailableError:
-            return None
+            data = memory.read(start, min(env_end - start, MAX_TITLE))
+        except UnavailableError:  # the kernel, too, gives what it can read
+            data = memory.read(start, min(end - start, MAX_TITLE))
         return (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),)
 
     @_kept

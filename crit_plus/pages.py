@@ -168,12 +168,20 @@ def mapping_pages(memory: AddressSpace, mapping: Mapping) -> MappingPages:
 class ProcessPages:
     """A process's pages: ``private`` (its whole pagemap), ``shared`` (objects' pages in
     its VMAs' windows), ``kinds`` (:class:`KindTally` by VMA kind, most pages first;
-    they add up to ``private`` and ``shared``)."""
+    they add up to ``private`` and ``shared``).  ``unknown`` says why the private pages
+    are not known (a process with memory whose pagemap is missing or cut: the message
+    names the file and offset); they are then 0 here and must be shown as unknown."""
 
     vmas: int
     private: PageCounts
     shared: PageCounts
     kinds: tuple
+    unknown: str | None = None
+
+    @property
+    def known(self) -> bool:
+        """True when the private pages are known (:attr:`unknown` is None)."""
+        return self.unknown is None
 
     @property
     def total(self) -> int:
@@ -189,10 +197,12 @@ class ProcessPages:
 _NO_PAGES = ProcessPages(0, _ZERO, _ZERO, ())
 
 
-def process_pages(memory: AddressSpace | None, table: PageTable | None = None) -> ProcessPages:
+def process_pages(memory: AddressSpace | None, table: PageTable | None = None,
+                  unknown: str | None = None) -> ProcessPages:
     """The :class:`ProcessPages` of a process: its
     :class:`~crit_plus.memory.AddressSpace` (None: no mm image, a zombie) and its
-    pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable)."""
+    pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable, with
+    ``unknown`` saying why the private pages are then not known)."""
     if memory is None and table is None:
         return _NO_PAGES  # one object for every process without images
     private = PageCounts.of(table.pages_by_state()) if table is not None else _ZERO
@@ -226,7 +236,7 @@ def process_pages(memory: AddressSpace | None, table: PageTable | None = None) -
     if outside != _ZERO:
         kinds[OUTSIDE_VMAS] = KindTally(OUTSIDE_VMAS, private=outside)
     vmas = len(memory.vmas) if memory is not None else 0
-    return ProcessPages(vmas, private, shared, _sorted(kinds))
+    return ProcessPages(vmas, private, shared, _sorted(kinds), unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ The whole module takes a few seconds (each CRIU run well under a second here).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -97,7 +98,10 @@ def _explained(log, code):
     return run
 
 
-def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
+@contextlib.contextmanager
+def outside_unix_peer(tmp_path):
+    """A holder connected to a unix stream socket whose listener is this test: a peer
+    outside the tree (CRIU: ``External socket is used``).  Killed and closed on exit."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = tmp_path / "outside.sock"
     listener.bind(str(path))
@@ -105,12 +109,17 @@ def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
     holder = Holder("unix", tmp_path / "unix", path)
     accepted, _addr = listener.accept()  # the peer lives in this test: outside the tree
     try:
-        status, log = _dump(criu, holder)
-        with_option, stream = _dump(criu, holder, "again", "--ext-unix-sk")
+        yield holder
     finally:
         holder.kill()
         accepted.close()
         listener.close()
+
+
+def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
+    with outside_unix_peer(tmp_path) as holder:
+        status, log = _dump(criu, holder)
+        with_option, stream = _dump(criu, holder, "again", "--ext-unix-sk")
     assert status != 0 and with_option != 0
     run = _explained(log, "ext-unix-sk")
     assert run.decisive.failure.check == "needs-ext-unix-sk"

@@ -778,6 +778,7 @@ def test_every_check_has_a_firing_test():
     tested = {c for c, _k, _d in DAMAGES} | {c for c, _f, _q in PRESENT} | \
         {c for c, _d in ROOTFS_DAMAGES} | {c[0] for c in HOST_CASES} | {"manager-restore-failed"} \
         | {c[2] for c in SMALLER_HOSTS}  # tests/test_host.py: the checks fingerprints answer
+    tested |= {"dump-failed"}  # tests/test_live_dump_failure.py: a real failed CRIU dump
     assert tested == set(CHECKS)
     assert {check.stage for check in CHECKS.values()} == set(STAGES)
 
@@ -805,7 +806,7 @@ def test_cli_exit_codes_and_json(checkpoint_dirs, fixture_root, tmp_path):
     assert {f["code"] for f in data["findings"]} == {"needs-tcp-established"}
     assert set(data["findings"][0]) == {"severity", "code", "stage", "message", "where",
                                         "image", "offset", "entry", "pid", "fd", "path",
-                                        "criu_says", "fix"}
+                                        "criu_says", "fix", "consequence_of"}
     done = run_cli("validate", checkpoint_dirs[WEB].parent)
     assert done.returncode == 2 and "lxd-console" in done.stdout and "FAIL" in done.stdout
     ck = copy_of(fixture_root, SA, tmp_path)

@@ -151,6 +151,9 @@ def _processes_json(section):
                      "threads_added": list(p.threads_added), "threads_gone": list(p.threads_gone)}
                     for p in section.changed],
         "unchanged": section.unchanged,
+        "not_compared": [{"old_pid": old_pid, "new_pid": new_pid, "field": item.field,
+                          "reason": item.reason}
+                         for old_pid, new_pid, item in section.not_compared],
     }
 
 

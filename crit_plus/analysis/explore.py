@@ -34,7 +34,9 @@ class PsRow:
 
     ``argv``/``environ`` are read back from the process's memory (None when it
     cannot be read, e.g. a zombie); ``environ`` only when asked for; ``exit`` how a
-    zombie ended (:class:`~crit_plus.graph.ExitStatus`, None for the living).
+    zombie ended (:class:`~crit_plus.graph.ExitStatus`, None for the living);
+    ``argv_unknown`` says why a command line that exists cannot be read (a cut or
+    missing pagemap: the file and offset), None otherwise.
     """
 
     depth: int
@@ -48,6 +50,7 @@ class PsRow:
     argv: tuple | None
     environ: tuple | None = None
     exit: ExitStatus | None = None
+    argv_unknown: str | None = None
 
 
 def ps_rows(checkpoint, *, argv=True, env=False):
@@ -63,7 +66,8 @@ def ps_rows(checkpoint, *, argv=True, env=False):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
             process.command_line if argv else None,
-            process.environ if env else None, process.exit_status))
+            process.environ if env else None, process.exit_status,
+            process.command_line_unknown if argv else None))
     return rows
 
 

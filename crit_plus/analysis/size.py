@@ -173,12 +173,15 @@ class OwnerSize:
 
 @dataclass(frozen=True, slots=True)
 class ProcessSize(OwnerSize):
-    """One process; ``metadata_files`` are its own images (see the module docstring)."""
+    """One process; ``metadata_files`` are its own images (see the module docstring);
+    ``pages_unknown`` why its pages are not known (the graph's
+    :attr:`~crit_plus.pages.ProcessPages.unknown`: a missing or cut pagemap), else None."""
 
     pid: int
     comm: str | None
     threads: int
     metadata_files: tuple
+    pages_unknown: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,7 +476,8 @@ def measure(checkpoint, *, top=0):
         processes.append(ProcessSize(
             pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
             metadata_disk=DiskUsage.of(meta), pid=process.pid, comm=process.comm,
-            threads=len(process.threads), metadata_files=tuple(f.name for f in meta)))
+            threads=len(process.threads), metadata_files=tuple(f.name for f in meta),
+            pages_unknown=process.pages.unknown))
 
     shared = []
     names = _shared_names(checkpoint)

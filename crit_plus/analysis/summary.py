@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
-from ..findings import INFO, WARNING
+from ..findings import ERROR, INFO, WARNING
 from ..pages import biggest_mappings
+from .dump_failure import dump_failure
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
 
 if TYPE_CHECKING:
@@ -104,7 +105,10 @@ class ProcessSummary:
 
     ``present``/``parent``/``lazy`` count its pagemap pages; ``shared`` the
     pages of shared-memory objects listed inside its mappings (the rule:
-    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.
+    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.  ``pages_unknown``
+    says why its private pages are not known (the graph's
+    :attr:`~crit_plus.pages.ProcessPages.unknown`: a missing or cut pagemap, its file
+    and offset); they are 0 here then, shown as ``?`` (null in JSON).
     """
 
     depth: int
@@ -125,6 +129,7 @@ class ProcessSummary:
     none: int
     shared: int
     fds: int
+    pages_unknown: str | None = None
 
     @property
     def pages(self):
@@ -139,7 +144,8 @@ class Totals:
     ``fds_by_kind`` counts fds (an fd shared by two processes counts twice),
     ``files`` distinct open files; ``sockets`` is ``((family, state, n), ...)``
     over distinct sockets; ``shared`` the pages of shared-memory objects
-    (counted once).
+    (counted once); ``pages_unknown`` the pids whose private pages are not known (not
+    in the page sums: those are then a lower bound).
     """
 
     processes: int
@@ -155,6 +161,7 @@ class Totals:
     files: int
     fds_by_kind: tuple
     sockets: tuple
+    pages_unknown: tuple = ()
 
     @property
     def pages(self):
@@ -266,8 +273,9 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
             process.exit_status, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
             vmas, states.present, states.parent, states.lazy, states.none, shared,
-            len(process.fds)))
-    by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
+            len(process.fds), process.pages.unknown))
+    by_size = sorted((p for p in processes if p.pages_unknown is None),
+                     key=lambda p: (-(p.pages + p.shared), p.pid))
     dump = _dump_info(source, checkpoint)
     logs = _logs(source, dump.run_id)
     return Summary(
@@ -395,7 +403,8 @@ def _totals(checkpoint, processes):
         sum(kinds.values()), len(files),
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
-              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))))
+              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))),
+        tuple(p.pid for p in processes if p.pages_unknown is not None))
 
 
 def _name(value):
@@ -492,6 +501,11 @@ def _notes(source, checkpoint, processes, logs, dump):
     if stats.get("pages_lazy"):
         note(INFO, "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
              "stats-dump")
+    failure = dump_failure(source, checkpoint)
+    if failure is not None:
+        note(ERROR if failure.partial else WARNING, "dump-failed",
+             f"{failure.sentence}; {failure.consequence} (`crit-plus explain` says why)",
+             failure.log)
     own = source.label_of(source.dump_log) if source.dump_log is not None else None
     for item in _log_notes(logs, dump, own):
         note(*item)

@@ -96,6 +96,14 @@ _CONSOLE_FIX = ("Start the container without its state ({manager} start --statel
 
 CHECKS = {check.code: check for check in (
     # -- integrity: reported by the graph, reused --------------------------------------------
+    # -- integrity: the dump itself --------------------------------------------------------------
+    Check("dump-failed", INTEGRITY, None,
+          "the CRIU dump that wrote these images failed (its log, as `crit-plus explain` reads "
+          "it): without inventory.img, which CRIU writes last, the images are partial (error) "
+          "and the findings that follow from it are marked as its consequences; with it, the "
+          "dump failed in its last steps (warning)", None,
+          "Nothing to copy: the dump never finished. Run `crit-plus explain {target}` for why "
+          "({log}); fix that and dump again."),
     Check("missing-image", INTEGRITY, "error",
           "an image CRIU writes in every dump is missing", "{says}",
           "Copy {image} from the original checkpoint: CRIU writes it for {scope}. Its restore "

@@ -53,6 +53,14 @@ class RestoreFacts:
     def _image_names(self):
         return frozenset(self.checkpoint.image_files)
 
+    @functools.cached_property
+    def dump_failure(self):
+        """The :class:`~.dump_failure.DumpFailure` of the dump that wrote the images (its
+        log says it failed: they are partial), or None."""
+        from .dump_failure import dump_failure
+
+        return dump_failure(self.source, self.checkpoint)
+
     # -- the tree and its namespaces ---------------------------------------------------------
     @functools.cached_property
     def root(self):

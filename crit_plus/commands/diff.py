@@ -223,7 +223,11 @@ def _verdict_text(report):
     if not report.compared:
         return f"not compared: {', '.join(report.not_compared)} (nothing asked for could be " \
                "compared)"
-    return "identical" if report.identical else f"different: {', '.join(report.differing)}"
+    if not report.identical:
+        return f"different: {', '.join(report.differing)}"
+    unread = len(report.processes.not_compared) if report.processes is not None else 0
+    return f"identical where compared ({count_text(unread, 'value')} not compared)" \
+        if unread else "identical"
 
 
 def _pairing_text(pairing):
@@ -305,8 +309,16 @@ PROCESS_COLUMNS = (("change", "CHANGE"), ("old", "OLD PID"), ("new", "NEW PID"),
 
 
 def _processes_heading(section):
+    unread = len(section.not_compared)
     return (f"Processes: {len(section.started)} started, {len(section.exited)} exited, "
-            f"{len(section.changed)} changed, {section.unchanged} unchanged")
+            f"{len(section.changed)} changed, {section.unchanged} unchanged"
+            + (f"; {count_text(unread, 'value')} not compared" if unread else ""))
+
+
+def not_compared_lines(section):
+    """One line per value of a paired process a side cannot give (not a change)."""
+    return [f"not compared: {_pids(old_pid, new_pid)} {item.field}: {safe_text(item.reason)}"
+            for old_pid, new_pid, item in section.not_compared]
 
 
 def process_rows(section, color=False):
@@ -340,6 +352,8 @@ def _write_processes(section, out, _verbose, color):
     rows = process_rows(section, color)
     if rows:
         write_table(rows, PROCESS_COLUMNS, out)
+    for line in not_compared_lines(section):
+        out.write(line + "\n")
 
 
 def _view_text(view):

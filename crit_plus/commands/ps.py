@@ -117,7 +117,8 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
         "pid": row.pid, "ppid": row.ppid, "pgid": row.pgid, "sid": row.sid,
         "state": colored(state_text(row.state, row.exit), STATE_COLORS.get(row.state), color),
         "threads": row.threads,
-        "comm": row.comm, "command": cmdline_text(row.argv, row.comm), "depth": row.depth,
+        "comm": row.comm, "command": cmdline_text(row.argv, row.comm, row.argv_unknown),
+        "depth": row.depth,
         "label": f"{row.pid} {safe_text(row.comm or '?')}",
         **(_long_cells(details[row.pid]) if long_ else {}),
     } for row in rows]

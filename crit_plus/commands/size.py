@@ -146,8 +146,11 @@ def _owner(item, **identity):
 
 
 def _process(item):
-    return _owner(item, pid=item.pid, comm=jsonable(item.comm), threads=item.threads,
-                  metadata_files=list(item.metadata_files))
+    data = _owner(item, pid=item.pid, comm=jsonable(item.comm), threads=item.threads,
+                  metadata_files=list(item.metadata_files), pages_unknown=item.pages_unknown)
+    if item.pages_unknown:  # a cut pagemap: unknown, not 0
+        data["pages"] = {name: None for name in data["pages"]}
+    return data
 
 
 def _shared(item):
@@ -279,7 +282,10 @@ def owners_table(report):
     """``(rows, columns)`` of the processes and shared objects and what they hold."""
     rows = []
     for item in report.processes:
-        rows.append(dict(_page_cells(item.pages), owner=owner_label(item),
+        cells = _page_cells(item.pages)
+        if item.pages_unknown:
+            cells = {name: "?" for name in cells}
+        rows.append(dict(cells, owner=owner_label(item),
                          threads=item.threads, pages_file=item.pages_file,
                          pages_disk=human_bytes(item.pages_disk.apparent),
                          metadata=human_bytes(item.metadata_disk.apparent),

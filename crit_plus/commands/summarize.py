@@ -61,6 +61,9 @@ def summary_json(result):
             item["exit"] = process.exit.as_json() if process.exit is not None else None
             # deprecated alias, kept for scripts: the raw wait status (exit.wait_status)
             item["exit_code"] = process.exit.wait_status if process.exit is not None else None
+            if process.pages_unknown:  # a cut pagemap: unknown, not 0
+                for name in ("pages", "present", "parent", "lazy", "none"):
+                    item[name] = None
     return data
 
 
@@ -101,7 +104,8 @@ def _origin_fields(result):
     if dump.run_id:
         pairs.append(("CRIU run id", dump.run_id))
     lsm = lsm_name(dump.lsm) or "?"
-    inventory = [f"image version {dump.image_version}", f"LSM {lsm}",
+    version = "?" if dump.image_version is None else dump.image_version
+    inventory = [f"image version {version}", f"LSM {lsm}",
                  f"network lock {dump.network_lock or '?'}"]
     if dump.tcp_close:
         inventory.append("TCP closed (--tcp-close)")
@@ -116,6 +120,14 @@ def _origin_fields(result):
     return pairs
 
 
+def _unknown_text(pids):
+    """What the private page sums leave out: the pids whose pagemap cannot be read."""
+    if not pids:
+        return ""
+    named = ", ".join(str(pid) for pid in pids[:5]) + (" ..." if len(pids) > 5 else "")
+    return f"; private pages of pid {named} unknown (?: pagemap unreadable, see NOTES)"
+
+
 def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({count_text(totals.threads, 'thread')}, "
@@ -124,7 +136,8 @@ def _totals_fields(totals):
                    f"{totals.parent} in parent, {totals.lazy} lazy"
                    + (f", {totals.none} with no data flag" if totals.none else "")
                    + "; shared memory "
-                   f"{pages_text(totals.shared)}, each object once"),
+                   f"{pages_text(totals.shared)}, each object once"
+                   + _unknown_text(totals.pages_unknown)),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
     ]
@@ -143,8 +156,9 @@ def _process_rows(result, color):
         rows.append({
             "pid": p.pid, "ppid": p.ppid,
             "state": colored(state_text(p.state, p.exit), STATE_COLORS.get(p.state), color),
-            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": p.pages,
-            "shared": p.shared, "size": human_bytes((p.pages + p.shared) * PAGE_SIZE),
+            "threads": p.threads, "comm": p.comm, "vmas": p.vmas,
+            "pages": "?" if p.pages_unknown else p.pages, "shared": p.shared,
+            "size": "?" if p.pages_unknown else human_bytes((p.pages + p.shared) * PAGE_SIZE),
             "fds": p.fds, "command": command,
             "depth": p.depth, "label": f"{p.pid} {safe_text(p.comm or '?')}",
         })
