@@ -118,7 +118,7 @@ def report_unknown_fields(converter, schema):
 def _checkpoint_of(in_path):
     """The directory of CRIU images ``in_path`` is in (None: standard input, or an image
     on its own): the JSON never lands there, as no crit-plus output lands in a checkpoint."""
-    from ..sources.layout import is_images_dir
+    from ..sources import is_images_dir
 
     if in_path in (None, "-"):
         return None
