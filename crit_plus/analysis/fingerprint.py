@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from ..render import stamped
 from .host import FEATURES, HostFacts
 
 #: ``"format"`` of every fingerprint.
@@ -32,7 +33,7 @@ def fingerprint(host: HostFacts) -> dict:
     """The JSON-ready fingerprint of ``host`` (every kernel feature is tested now)."""
     features = host.kernel_features
     tested = None if features is None else {name: features.get(name) for name in FEATURES}
-    return {
+    return stamped("host", {
         "format": FORMAT, "version": VERSION, "taken_at": host.taken_at,
         "machine": host.machine, "page_size": host.page_size, "kernel": host.kernel,
         "cpu": {"vendor": host.cpu_vendor, "model": host.cpu_model,
@@ -49,7 +50,7 @@ def fingerprint(host: HostFacts) -> dict:
                  "plugins": _sorted(host.plugins), "check_error": host.criu_check_error},
         "lxd_version": host.lxd_version, "incus_version": host.incus_version,
         "pid_max": host.pid_max, "needed_root": list(host.needed_root),
-    }
+    })
 
 
 def _check(condition, name, what):

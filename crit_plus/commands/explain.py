@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from ..analysis.explain import SCHEMA, exit_status, explain_files, issue_url
+from ..analysis.explain import exit_status, explain_files, issue_url
 from ..opening import resolve_log_set
-from ..render import write_json
+from ..render import stamped, write_json
 from ..sources.errors import SourceError
 from .options import format_option, verdict_kept
 
@@ -121,10 +121,10 @@ def explain(paths, lxd_dir, project, fmt):
     out = sys.stdout
     with verdict_kept(status):  # `explain ... | head` still exits with the verdict
         if fmt == "json":
-            write_json({"schema": SCHEMA, "exit": status,
-                        "runs": [run.to_dict() for run in all_runs],
-                        "files": [result.to_dict() for result in files],
-                        "problems": problems}, out)
+            write_json(stamped("explain", {"exit": status,
+                                            "runs": [run.to_dict() for run in all_runs],
+                                            "files": [result.to_dict() for result in files],
+                                            "problems": problems}), out)
         elif all_runs:
             out.write("\n\n".join("\n".join(_run_text(run)) for run in all_runs) + "\n")
             for result in files:

@@ -17,6 +17,7 @@ from ..render import (
     colored,
     safe_text,
     use_color,
+    stamped,
     write_fields,
     write_json,
 )
@@ -172,8 +173,9 @@ def compare_command(ctx, source_file, target_file, fmt):
     out = sys.stdout
     with verdict_kept(code):  # `host compare ... | head` still exits with the verdict
         if fmt == "json":
-            write_json({"source": source_file, "target": target_file, "verdict": verdict,
-                        "differences": [d.to_dict() for d in differences]}, out)
+            write_json(stamped("host-compare", {
+                "source": source_file, "target": target_file, "verdict": verdict,
+                "differences": [d.to_dict() for d in differences]}), out)
         else:
             color = use_color(out)
             out.write(f"{safe_text(source_file)} -> {safe_text(target_file)}: {verdict}\n")

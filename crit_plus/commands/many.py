@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..boundary import error_text, quiet_broken_pipe
-from ..render import safe_text, write_json
+from ..render import safe_text, stamped, write_json
 
 if TYPE_CHECKING:  # the graph and sources are imported when a command runs, not for --help
     from ..opening import Targets
@@ -115,9 +115,10 @@ def _traceback_asked():
 
 def envelope(command: str, outcome: Outcome, document: object | None) -> dict:
     """One checkpoint's JSON-lines document (the schema in the module's docstring)."""
-    return {"schema_version": JSONL_SCHEMA_VERSION, "command": command,
-            "index": outcome.index, "source": outcome.label, "exit_code": outcome.code,
-            "error": outcome.error, "result": document}
+    return stamped("envelope", {"schema_version": JSONL_SCHEMA_VERSION, "command": command,
+                                "index": outcome.index, "source": outcome.label,
+                                "exit_code": outcome.code, "error": outcome.error,
+                                "result": document})
 
 
 class Writer:

@@ -18,7 +18,7 @@ from ..describe import (
     stat_text,
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
-from ..render import write_json, write_table, write_tree
+from ..render import stamped, write_json, write_table, write_tree
 from ..output import refuse_inputs
 from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
@@ -57,7 +57,7 @@ def summary_json(result):
     for key in ("processes", "top_processes"):
         for item, process in zip(data[key], getattr(result, key)):
             item["pages"] = process.pages
-    return data
+    return stamped("summarize", data)
 
 
 def _heading(out, text, color):
