@@ -10,7 +10,7 @@ from ..analysis.explain import exit_status, explain_files, issue_url
 from ..opening import resolve_log_set
 from ..render import stamped, write_json
 from ..sources.errors import SourceError
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 
 def _when(run) -> str:
@@ -78,6 +78,7 @@ def _run_text(run) -> list:
     return lines
 
 
+@exit_codes(bad_input=2)  # 1 is "a run failed": an unreadable input is no answer, as usage
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),

@@ -21,7 +21,7 @@ from ..render import (
     write_fields,
     write_json,
 )
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 #: Exit codes of ``host compare`` (as diff(1): 0 same enough, 1 warnings, 2 not compatible).
 EXIT_COMPATIBLE = 0
@@ -144,6 +144,7 @@ def host_command(ctx, output, criu_program, fmt):
         write_fingerprint(data, sys.stdout)
 
 
+@exit_codes(bad_input=EXIT_INCOMPATIBLE)  # 1 is "warnings": an unreadable file is no answer
 @host_command.command("compare")
 @click.argument("source_file", metavar="SOURCE.json", type=click.Path(dir_okay=False))
 @click.argument("target_file", metavar="TARGET.json", type=click.Path(dir_okay=False))
