@@ -458,7 +458,8 @@ def test_cli_json_schema(fixture_root):
     assert result.returncode == 1
     data = json.loads(result.stdout)
     assert set(data) == {"schema", "version", "identical", "differs", "sections", "not_compared",
-                         "old", "new", "pairing", "processes", "files", "memory", "images", "rootfs"}
+                         "old", "new", "pairing", "processes", "files", "memory", "images",
+                         "rootfs"}
     assert data["schema"] == "crit-plus/diff/1" and data["version"] == 1
     assert data["identical"] is False
     assert data["not_compared"] == ["rootfs"]  # the others were, so the verdict stands
