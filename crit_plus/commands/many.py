@@ -3,11 +3,13 @@
 line per checkpoint (``--format jsonl``), tagged with its source; a heading per checkpoint in
 text; progress on a terminal; the exit code of the worst.
 
-The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema version
-:data:`JSONL_SCHEMA_VERSION`::
+The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema
+``crit-plus/envelope/1`` (docs/json.md; ``schema_version``, :data:`JSONL_SCHEMA_VERSION`, is
+its deprecated alias)::
 
-    {"schema_version": 1, "command": "validate", "index": 0, "source": "lxd:web/snap0",
-     "exit_code": 0, "error": null, "result": {... the command's --format json document ...}}
+    {"schema": "crit-plus/envelope/1", "schema_version": 1, "command": "validate",
+     "index": 0, "source": "lxd:web/snap0", "exit_code": 0, "error": null,
+     "result": {... the command's --format json document ...}}
 """
 
 from __future__ import annotations
