@@ -47,6 +47,29 @@ def use_color(stream):
 _JSON_UNSAFE = LazyPattern(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+#: The version of each command's ``--format json`` document whose top level is an object
+#: (docs/json.md; a hyphen joins a subcommand: ``host-compare``).  :func:`stamped` alone
+#: writes the ``"schema"`` key from it; a version goes up when a key is removed or renamed,
+#: or its meaning or type changes (a new key is no bump).
+JSON_SCHEMAS = {
+    "summarize": 1, "size": 1, "validate": 1, "diff": 1, "explain": 1, "version": 1,
+    "ns": 2, "mounts": 2, "net": 2, "host": 1, "host-compare": 1, "mem-read": 1,
+    "mem-dump": 1, "report": 1,
+    "envelope": 1,  # each document of --format jsonl (and the array of --format json)
+}
+
+
+def schema_id(command):
+    """``crit-plus/COMMAND/N``: the ``"schema"`` of ``command``'s JSON (:data:`JSON_SCHEMAS`)."""
+    return f"crit-plus/{command}/{JSON_SCHEMAS[command]}"
+
+
+def stamped(command, data):
+    """``data`` (a dict) with ``"schema": "crit-plus/COMMAND/N"`` as its first key: the one
+    way a command's JSON document gets its schema id (docs/json.md)."""
+    return {"schema": schema_id(command), **data}
+
+
 def write_json(data, out, indent=2):
     """Write ``data`` as JSON followed by a newline.
 

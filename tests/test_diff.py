@@ -457,9 +457,11 @@ def test_cli_json_schema(fixture_root):
                      "--format", "json")
     assert result.returncode == 1
     data = json.loads(result.stdout)
-    assert set(data) == {"version", "identical", "differs", "sections", "not_compared", "old",
-                         "new", "pairing", "processes", "files", "memory", "images", "rootfs"}
-    assert data["version"] == 1 and data["identical"] is False
+    assert set(data) == {"schema", "version", "identical", "differs", "sections", "not_compared",
+                         "old", "new", "pairing", "processes", "files", "memory", "images",
+                         "rootfs"}
+    assert data["schema"] == "crit-plus/diff/1" and data["version"] == 1
+    assert data["identical"] is False
     assert data["not_compared"] == ["rootfs"]  # the others were, so the verdict stands
     assert data["differs"] == list(SECTIONS[:-1]) and data["sections"] == list(SECTIONS)
     assert data["rootfs"] == {"compared": False, "reason": "either side records no "

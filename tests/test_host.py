@@ -317,6 +317,11 @@ def test_unreadable_fingerprint_is_a_bad_input(checkpoint_dirs, tmp_path):
     done = run_cli("validate", checkpoint_dirs[SA], "--target", tmp_path / "none.json")
     assert done.returncode == 3 and len(done.stderr.splitlines()) == 1, done.stderr
     assert "none.json" in done.stderr
+    # host compare: 1 is "warnings", so a file that cannot be read is 2, as one that is not
+    # a fingerprint (README's exit codes)
+    done = run_cli("host", "compare", tmp_path / "none.json", tmp_path / "none.json")
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert len(done.stderr.splitlines()) == 1 and "none.json" in done.stderr, done.stderr
 
 
 # -- host and host compare ---------------------------------------------------------------------

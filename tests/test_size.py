@@ -536,8 +536,8 @@ def test_transfer_with_content_estimates(tmp_path):
 
 # -- the command -----------------------------------------------------------------------------------
 
-TOP_KEYS = {"directory", "disk", "files", "pages", "kinds", "pages_files", "processes", "shared",
-            "common", "vma_kinds", "top_vmas", "parent_chain", "dump_stats", "notes",
+TOP_KEYS = {"schema", "directory", "disk", "files", "pages", "kinds", "pages_files", "processes",
+            "shared", "common", "vma_kinds", "top_vmas", "parent_chain", "dump_stats", "notes",
             "content", "transfer"}
 
 

@@ -834,7 +834,7 @@ def test_cli_no_verdict_exits_3_apart_from_the_verdicts(tmp_path, service_a):
                         ((tmp_path / "nowhere",), "no such file"),
                         ((tmp_path, "--strict"), "not a checkpoint"),
                         ((tmp_path, "--no-such-option"), "see `crit-plus validate --help`"),
-                        ((), "Missing argument 'PATH'")):
+                        ((), "Missing argument 'PATH...'")):
         done = run_cli("validate", *args)
         assert done.returncode == 3 and done.stdout == "", (args, done.stderr)
         assert done.stderr.count("\n") == 1 and words in done.stderr, args

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..findings import ERROR, finding_count
-from ..render import jsonable
+from ..render import jsonable, stamped
 from .diff_files import diff_files
 from .diff_images import diff_images
 from .diff_memory import CHUNK_SIZE, diff_memory
@@ -223,4 +223,4 @@ def report_json(report):
     for name in SECTIONS:
         section = getattr(report, name)
         data[name] = _SECTION_JSON[name](section) if section is not None else None
-    return data
+    return stamped("diff", data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from ..render import stamped
 from .host import FEATURES, HostFacts
 
 #: ``"format"`` of every fingerprint.
@@ -68,7 +69,7 @@ def fingerprint(host: HostFacts) -> dict:
         "pid_max": host.pid_max, "needed_root": list(host.needed_root),
     }
     data["kernel_features_note"] = features_note(data)
-    return data
+    return stamped("host", data)
 
 
 def _check(condition, name, what):

@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, replace
 
 from ..findings import ERROR, INFO, SEVERITIES, WARNING, FindingList, summary_message
+from ..render import stamped
 from ..sources.layout import rootfs_beside
 from . import validate_integrity, validate_requirements, validate_target
 from .validate_catalog import INTEGRITY, STAGES, check, fill
@@ -133,7 +134,7 @@ class Report:
 
     def to_dict(self):
         """A JSON-ready dict (schema in docs/validate.md)."""
-        return {
+        return stamped("validate", {
             "schema_version": SCHEMA_VERSION,
             "checkpoint": self.checkpoint, "source_kind": self.source_kind,
             "target_root": self.target_root, "host_root": self.host_root,
@@ -142,7 +143,7 @@ class Report:
             "findings": [finding.to_dict() for finding in self.findings],
             "requirements": [requirement.to_dict() for requirement in self.requirements],
             "skipped": list(self.skipped),
-        }
+        })
 
 
 def _summary(severity, code, more, limit):

@@ -12,12 +12,13 @@ from ..findings import FindingList
 from ..mounts import Mount
 from ..namespaces import Namespace
 from ..netns import NetNamespace
+from ..render import schema_id
 
 #: JSON schemas of the views (docs/commands/ns.md, mounts.md, net.md): a change of a
 #: field's meaning bumps the number.
-NS_SCHEMA = "crit-plus/ns/2"
-MOUNTS_SCHEMA = "crit-plus/mounts/2"
-NET_SCHEMA = "crit-plus/net/2"
+NS_SCHEMA = schema_id("ns")
+MOUNTS_SCHEMA = schema_id("mounts")
+NET_SCHEMA = schema_id("net")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ from ..render import (
     colored,
     safe_text,
     use_color,
+    stamped,
     write_fields,
     write_json,
 )
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 #: Exit codes of ``host compare`` (as diff(1): 0 same enough, 1 warnings, 2 not compatible).
 EXIT_COMPATIBLE = 0
@@ -150,6 +151,7 @@ def host_command(ctx, output, criu_program, fmt):
         write_fingerprint(data, sys.stdout)
 
 
+@exit_codes(bad_input=EXIT_INCOMPATIBLE)  # 1 is "warnings": an unreadable file is no answer
 @host_command.command("compare")
 @click.argument("source_file", metavar="SOURCE.json", type=click.Path(dir_okay=False))
 @click.argument("target_file", metavar="TARGET.json", type=click.Path(dir_okay=False))
@@ -179,8 +181,9 @@ def compare_command(ctx, source_file, target_file, fmt):
     out = sys.stdout
     with verdict_kept(code):  # `host compare ... | head` still exits with the verdict
         if fmt == "json":
-            write_json({"source": source_file, "target": target_file, "verdict": verdict,
-                        "differences": [d.to_dict() for d in differences]}, out)
+            write_json(stamped("host-compare", {
+                "source": source_file, "target": target_file, "verdict": verdict,
+                "differences": [d.to_dict() for d in differences]}), out)
         else:
             color = use_color(out)
             out.write(f"{safe_text(source_file)} -> {safe_text(target_file)}: {verdict}\n")

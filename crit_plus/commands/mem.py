@@ -24,7 +24,7 @@ from ..opening import input_paths
 from ..output import output_stream, refuse_terminal, to_stdout
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
-from ..render import write_json
+from ..render import stamped, write_json
 from .options import damage_error, exit_codes, format_option, memory_damage
 from .options import open_checkpoint_source, pids_text, source_options
 from .selection import ADDRESS, SIZE, check_pid
@@ -162,8 +162,9 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
         pieces = _Seen(memory.stream(address, length))
         out = sys.stdout
         if fmt == "json":
-            write_json({"pid": pid, "address": address, "length": length,
-                        "pieces": [_piece_json(a, d) for a, d in pieces]}, out)
+            write_json(stamped("mem-read", {"pid": pid, "address": address, "length": length,
+                                            "pieces": [_piece_json(a, d) for a, d in pieces]}),
+                       out)
         else:
             write_hexdump(pieces, out)
         if length and not pieces.any_data:
@@ -378,7 +379,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
               "unavailable": [{"address": h.vaddr, "length": h.length, "reason": h.reason}
                               for h in holes]}
     if fmt == "json":
-        write_json(report, sys.stdout)
+        write_json(stamped("mem-dump", report), sys.stdout)
         return
     click.echo(f"wrote {mapping.size} bytes of pid {pid} {safe_text(_vma_text(mapping))} "
                f"to {_output_name(output)}", err=True)

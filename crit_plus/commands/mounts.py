@@ -181,7 +181,7 @@ def mounts_command(path, lxd_dir, project, wide, fmt):
     tables, findings = view_of(views.mount_tables, views.mount_findings, path, lxd_dir,
                                project)
     out = sys.stdout
-    if write_view(views.MOUNTS_SCHEMA, [{"ns_id": t.ns_id, "pids": list(t.pids),
+    if write_view("mounts", [{"ns_id": t.ns_id, "pids": list(t.pids),
                                           "damage": t.damage,
                                           "mounts": [mount_json(r) for r in t.rows]}
                                          for t in tables], findings, fmt, out):

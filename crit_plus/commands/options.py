@@ -47,7 +47,7 @@ def source_options(func=None, *, path_required=True, several=False, root=True):
     func = click.option("--lxd-dir", type=click.Path(file_okay=False),
                         help="LXD/Incus directory instead of the standard ones.")(func)
     if several:
-        return click.argument("paths", metavar="PATH", nargs=-1, required=True)(func)
+        return click.argument("paths", metavar="PATH...", nargs=-1, required=True)(func)
     return click.argument("path", metavar="PATH" if path_required else "[PATH]",
                           required=path_required)(func)
 

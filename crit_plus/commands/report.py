@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..describe import count_text, human_bytes
-from ..render import safe_text, write_json
+from ..render import safe_text, stamped, write_json
 from ..report import OutputRefused, ReportError, ReportRequest, build_report
 from ..report.index import host_criu, is_host_check, report_data
 from ..report.programs import CRIU_ENV
@@ -32,14 +32,14 @@ def default_output(spec, now=None):
 def summary(report, output, size):
     """The ``--format json`` summary of a written bundle."""
     data = report_data(report)
-    return {
+    return stamped("report", {
         "output": os.path.abspath(output), "bytes": size, "top": report.top,
         "host_only": report.host_only,
         "include_images": report.include_images,
         "members": ["INDEX.md", "report.json"] + [member["name"] for member in data["members"]],
         "skipped": data["skipped"], "error_count": data["error_count"],
         "errors": data["errors"], "crit_plus_commands": data["crit_plus_commands"],
-    }
+    })
 
 
 def _write_text(report, output, size, out):

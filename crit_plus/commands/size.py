@@ -12,7 +12,7 @@ from decoders.flags import PAGE_SIZE
 from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
-from ..render import jsonable, safe_text, write_json, write_table
+from ..render import jsonable, safe_text, stamped, write_json, write_table
 from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
 
@@ -175,7 +175,7 @@ def _content(scan):
 
 def report_json(report, scan=None, moving=None):
     """The ``--format json`` document (schema in docs/commands/size.md)."""
-    return {
+    return stamped("size", {
         "directory": report.directory,
         "disk": jsonable(report.disk),
         "files": jsonable(report.files),
@@ -197,7 +197,7 @@ def report_json(report, scan=None, moving=None):
             "rate": moving.rate,
             "items": [{"what": i.what, "bytes": i.nbytes, "seconds": i.seconds}
                       for i in moving.items]},
-    }
+    })
 
 
 # -- tables --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ..describe import (
     state_text,
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
-from ..render import write_json, write_table, write_tree
+from ..render import stamped, write_json, write_table, write_tree
 from ..output import refuse_inputs
 from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
@@ -64,7 +64,7 @@ def summary_json(result):
             if process.pages_unknown:  # a cut pagemap: unknown, not 0
                 for name in ("pages", "present", "parent", "lazy", "none"):
                     item[name] = None
-    return data
+    return stamped("summarize", data)
 
 
 def _heading(out, text, color):
