@@ -43,7 +43,7 @@ from crit_plus import __version__
 from decoders.errors import DecodeError, PycriuNotFound
 
 from .boundary import error_text, quiet_broken_pipe
-from .commands.options import BAD_INPUT_EXIT, gc_paused
+from .commands.options import BAD_INPUT_EXIT, CLI_MAIN, gc_paused
 from .output import OutputRefused
 from .signals import Terminated, signals_unwind
 
@@ -205,6 +205,7 @@ def cli(ctx, traceback):
     """
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback
+    ctx.meta[CLI_MAIN] = main  # what `report` runs crit-plus's own commands through
 
 
 

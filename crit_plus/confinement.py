@@ -7,14 +7,19 @@
 - ``seccomp.img`` holds every seccomp filter once (``seccomp_filter``: the classic BPF
   program, ``prev`` the index of the filter installed before it); a thread's core names
   its last filter (``seccomp_filter``) and its mode (``seccomp_mode``: disabled, strict,
-  filter) — the chain is followed back through ``prev`` (``criu/seccomp.c``).
+  filter) — the chain is followed back through ``prev`` (``criu/seccomp.c``).  CRIU
+  writes a mode only when it is not ``disabled`` (``seccomp_dump_thread``), so a thread
+  without one is either disabled or, when every thread of the process ran the same chain
+  as the leader, one whose chain CRIU dropped: it marks the leader's filters
+  ``SECCOMP_FILTER_FLAG_TSYNC`` instead (``try_use_tsync``), and the restore, installing
+  them in the leader, gives them to every thread (:func:`restored_seccomp`).
 - The LSM label of a thread is its creds' ``lsm_profile`` (AppArmor profile or SELinux
   context), beside ``no_new_privs``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from decoders.text import field_text
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
 
 #: A classic BPF instruction (``struct sock_filter``) is 8 bytes.
 BPF_INSN = 8
+#: ``SECCOMP_FILTER_FLAG_TSYNC`` (<linux/seccomp.h>): installing the filter gives it to
+#: every thread of the process.
+SECCOMP_FILTER_FLAG_TSYNC = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +51,38 @@ class CgroupMember:
 @dataclass(frozen=True, slots=True)
 class SeccompFilter:
     """One filter of ``seccomp.img``: its ``index``, the filter before it (``prev``),
-    its ``flags`` (``SECCOMP_FILTER_FLAG_*``) and its length in BPF instructions."""
+    its ``flags`` (``SECCOMP_FILTER_FLAG_*``), its length in BPF instructions and its
+    ``program`` (the instructions' bytes)."""
 
     index: int
     prev: int | None
     flags: int | None
     instructions: int
+    program: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSeccomp:
+    """The seccomp a thread runs once restored: ``mode`` (``strict``, ``filter``, or None:
+    disabled or unknown), its ``chain`` (newest first; None when unknown: ``seccomp.img``
+    damaged) and where it comes from, ``source``:
+
+    - ``own``: the thread's core holds it;
+    - ``leader``: its core holds none, and the leader's filters carry
+      ``SECCOMP_FILTER_FLAG_TSYNC`` (or are an older CRIU's one per process): CRIU found
+      every thread's chain the same as the leader's and restores them from the leader;
+    - ``none``: its core holds none and nothing gives it one: disabled;
+    - ``unknown``: its core holds none and the leader's filters cannot be read."""
+
+    mode: str | None
+    chain: tuple[SeccompFilter, ...] | None
+    source: str
+
+    @property
+    def programs(self) -> tuple[bytes, ...] | None:
+        """The chain's programs, newest first (None when unknown): two threads whose
+        programs are the same run the same filters, whatever their indexes."""
+        return None if self.chain is None else tuple(f.program for f in self.chain)
 
 
 def read_cgroup_sets(checkpoint: Checkpoint) -> tuple[dict[int, tuple[CgroupMember, ...]],
@@ -78,7 +112,7 @@ def read_seccomp_filters(checkpoint: Checkpoint) -> tuple[tuple[SeccompFilter, .
         for item in entry.seccomp_filters:
             filters.append(SeccompFilter(
                 len(filters), optional(item, "prev"), optional(item, "flags"),
-                len(item.filter) // BPF_INSN))
+                len(item.filter) // BPF_INSN, bytes(item.filter)))
     return tuple(filters), ()
 
 
@@ -100,3 +134,25 @@ def filter_chain(filters: tuple[SeccompFilter, ...], last: int | None,
         chain.append(filters[index])
         index = filters[index].prev
     return tuple(chain), ()
+
+
+def restored_seccomp(mode: str | None, chain: tuple[SeccompFilter, ...] | None,
+                     leader: ThreadSeccomp | None = None,
+                     per_process: bool = False) -> ThreadSeccomp:
+    """What a thread runs once CRIU restores it, from its core's ``mode`` and ``chain``
+    (:func:`filter_chain`) and, for a thread other than the leader, the ``leader``'s own
+    :class:`ThreadSeccomp`; ``per_process``: the leader's filter is an older CRIU's one
+    per process (``ThreadCore.seccomp_per_process``), restored with TSYNC too
+    (``criu/cr-restore.c``: ``seccomp_force_tsync``)."""
+    if mode not in (None, "disabled"):
+        return ThreadSeccomp(mode, chain, "own")
+    if leader is None or leader.mode != "filter" or leader.source != "own":
+        return ThreadSeccomp(None, (), "none")
+    if per_process:
+        return ThreadSeccomp(leader.mode, leader.chain, "leader")
+    if leader.chain is None:  # seccomp.img damaged: the flags are unknown
+        return ThreadSeccomp(None, None, "unknown")
+    synced = bool(leader.chain) and bool((leader.chain[0].flags or 0)
+                                         & SECCOMP_FILTER_FLAG_TSYNC)
+    return ThreadSeccomp(leader.mode, leader.chain, "leader") if synced else \
+        ThreadSeccomp(None, (), "none")

@@ -243,10 +243,14 @@ def lsm_name(lsm_type):
     return LSM_NAMES.get(lsm_type, lsm_type)
 
 
-def cmdline_text(argv, comm=None):
-    """A command line as ``ps`` shows it; ``[comm]`` when it cannot be read."""
+def cmdline_text(argv, comm=None, unknown=None):
+    """A command line as ``ps`` shows it; ``[comm]`` when there is none to read (a
+    zombie, a kernel thread, an empty argument area); ``? (why)`` when there is one the
+    images cannot give (``unknown``: a cut pagemap, its file and offset)."""
     if argv:
         return " ".join(argv)
+    if unknown:
+        return f"? (unreadable: {unknown})"
     return f"[{comm}]" if comm is not None else None
 
 
@@ -310,3 +314,9 @@ def human_seconds(seconds):
 def count_text(count, singular, plural=None):
     """``1 log``, ``3 logs``: a count with its noun (``plural`` for irregular nouns)."""
     return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def state_text(state, ended):
+    """A STATE cell: ``zombie (exit 7)`` for a zombie whose end is known
+    (:class:`~crit_plus.graph.ExitStatus`), else the state itself."""
+    return f"{state} ({ended.short})" if ended is not None else state

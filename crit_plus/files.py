@@ -8,9 +8,11 @@ machine values — using the images that complete an entry:
 - ``remap-fpath.img``: a file id → a remap id; ``GHOST`` means the file was
   deleted and its contents are in ``ghost-file-<remap id in hex>.img``, ``LINKED``
   that it survives as another (link-remap) file;
-- ``memfd.img``: ``memfd_inode_entry`` by ``inode_id`` (name, size, and the
+- ``memfd.img``: the memfd inode by ``inode_id`` (name, size, and the
   ``shmid`` whose ``pagemap-shmem-<shmid>.img`` holds the contents);
-- ``tty-info.img``: the tty behind a ``tty_file_entry``;
+- ``tty-info.img``: the tty behind a ``tty_file_entry``
+  (both read as records by :mod:`crit_plus.resources`, kept as ``FileTable.memfds`` and
+  ``FileTable.ttys``);
 - unix sockets are paired across processes by inode (``peer`` is the peer's
   ``ino``); TCP connections whose both ends were dumped are paired by address;
 - ``eventpoll-tfd.img`` / ``inotify-wd.img`` of dumps older than CRIU 3.4
@@ -31,7 +33,7 @@ import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from decoders.errors import DecodeError, MissingImageError, StrPath
 from decoders.fdinfo import read_files
@@ -41,6 +43,9 @@ from decoders.image import Source, open_image, read_messages
 from decoders.text import image_text, undecodable_escaped
 
 from .findings import ERROR, WARNING, Finding, error_finding, named
+
+if TYPE_CHECKING:
+    from .resources import MemfdInode, TtyInfo
 
 #: CRIU's ``USK_EXTERN`` (``unix_sk_entry.uflags``): the socket is outside the checkpoint.
 USK_EXTERN = 1
@@ -128,18 +133,6 @@ class RemapType(NamedInt):
     LINKED = 0
     GHOST = 1
     PROCFS = 2
-
-
-class TtyType(NamedInt):
-    """``tty_info_entry.type``."""
-
-    UNKNOWN = 0
-    PTY = 1
-    CONSOLE = 2
-    VT = 3
-    CTTY = 4
-    EXT_TTY = 5
-    SERIAL = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,37 +285,6 @@ def unix_name(raw: bytes | None) -> str | None:
     return undecodable_escaped(name.rstrip(b"\0"))
 
 
-def decode_dev(rdev: int) -> tuple[int, int]:
-    """(major, minor) of a Linux ``dev_t`` as CRIU stores it (new_encode_dev)."""
-    major = (rdev & 0xFFF00) >> 8
-    minor = (rdev & 0xFF) | ((rdev >> 12) & 0xFFF00)
-    return major, minor
-
-
-def tty_path(info: Any) -> str | None:
-    """The device path of a ``tty_info_entry``, or None when it cannot be told."""
-    if info is None:
-        return None
-    kind = TtyType.of(info.type)
-    major, minor = decode_dev(info.rdev)
-    pty = _get(info, "pty")
-    if kind == TtyType.CONSOLE:
-        return "/dev/console"
-    if kind == TtyType.CTTY:
-        return "/dev/tty"
-    if 136 <= major <= 143:
-        return f"/dev/pts/{(major - 136) * 256 + minor}"
-    if major == 5 and minor == 2:
-        return "/dev/ptmx"
-    if kind == TtyType.PTY and pty is not None:
-        return f"/dev/pts/{pty.index}"
-    if major == 4 and minor < 64:
-        return f"/dev/tty{minor}"
-    if major == 4:
-        return f"/dev/ttyS{minor - 64}"
-    return None
-
-
 def resolve_in_root(root: StrPath, path: str, max_links: int = 40) -> str | None:
     """The host path of ``path`` inside ``root``, as if ``root`` were ``/``.
 
@@ -393,15 +355,21 @@ class FileTable:
     """Every file of one checkpoint, resolved: ``{id: FileObject}`` plus findings.
 
     Build it with :meth:`load`; it reads ``files.img`` (or the pre-3.4 per-kind
-    images) and the images that complete its entries, once.
+    images) and the images that complete its entries, once: ``memfds`` (inode id →
+    :class:`~crit_plus.resources.MemfdInode`) and ``ttys`` (id →
+    :class:`~crit_plus.resources.TtyInfo`) are those records, the graph's
+    ``Checkpoint.memfds`` and ``Checkpoint.ttys``.
     """
 
     def __init__(self, directory: str, objects: dict[int, FileObject], findings: Iterable[Finding],
-                 remaps: dict[int, tuple[int, int]]) -> None:
+                 remaps: dict[int, tuple[int, int]], memfds: dict[int, MemfdInode] | None = None,
+                 ttys: dict[int, TtyInfo] | None = None) -> None:
         self.directory = directory
         self.objects = objects
         self.findings = tuple(findings)
         self._remaps = remaps
+        self.memfds = memfds if memfds is not None else {}
+        self.ttys = ttys if ttys is not None else {}
         self._ghosts: dict[int, GhostContents | None] = {}
 
     def get(self, file_id: int) -> FileObject | None:
@@ -443,8 +411,12 @@ class FileTable:
             entries = read_files(directory)
         except DecodeError as error:
             findings.append(error_finding(error))
-        memfds = _read_keyed(decoded, "memfd.img", "inode_id", findings)
-        ttys = _read_keyed(decoded, "tty-info.img", "id", findings)
+        from .resources import read_memfds, read_ttys
+
+        memfds, found = read_memfds(decoded)
+        findings.extend(found)
+        ttys, found = read_ttys(decoded)
+        findings.extend(found)
         remaps = {}
         for msg in _read_all(decoded, "remap-fpath.img", findings):
             remaps[msg.orig_id] = (msg.remap_id, RemapType.of(_get(msg, "remap_type", 0)))
@@ -453,7 +425,7 @@ class FileTable:
         context = _Context(directory, entries, memfds, ttys, remaps, legacy_tfds, legacy_wds,
                            findings)
         objects = {file_id: context.build(entry) for file_id, entry in entries.items()}
-        return cls(directory, objects, findings, remaps)
+        return cls(directory, objects, findings, remaps, memfds, ttys)
 
 
 def _decode(directory, name):
@@ -471,10 +443,6 @@ def _read_all(decoded, name, findings):
     if error is not None and not isinstance(error, MissingImageError):
         findings.append(error_finding(error))
     return messages
-
-
-def _read_keyed(decoded, name, key, findings):
-    return {getattr(msg, key): msg for msg in _read_all(decoded, name, findings)}
 
 
 def _group(messages):
@@ -693,7 +661,7 @@ class _Context:
                 f"memfd file id {entry.id} names inode {memfd.inode_id}, not in memfd.img",
                 _where(entry), named(id=entry.id)))
             return f"memfd:[{memfd.inode_id}]", details
-        name = image_text(inode.name)
+        name = inode.name
         details.update(name=name, size=inode.size, shmid=inode.shmid, seals=inode.seals)
         return f"/memfd:{name}", details
 
@@ -701,10 +669,10 @@ class _Context:
         info = self.ttys.get(tty.tty_info_id)
         regf_id = _get(tty, "regf_id")
         reg = self.entries.get(regf_id) if regf_id is not None else None
-        path = reg.name if reg is not None else tty_path(info)
+        path = reg.name if reg is not None else info.path if info is not None else None
         details = {"tty_info_id": tty.tty_info_id, "flags": tty.flags, "path": path,
-                   "tty_type": TtyType.of(info.type) if info is not None else None,
-                   "rdev": decode_dev(info.rdev) if info is not None else None,
+                   "tty_type": info.type if info is not None else None,
+                   "rdev": info.device if info is not None else None,
                    "sid": info.sid if info is not None else None,
                    "pgrp": info.pgrp if info is not None else None}
         if info is None:
@@ -738,7 +706,7 @@ def _where(entry):
 
 __all__ = [
     "ANON_NAMES", "Fd", "FileObject", "FileTable", "GhostContents", "IpProto", "KINDS",
-    "RemapType", "SockFamily", "SockState", "SockType", "TtyType",
-    "decode_dev", "endpoint_text", "ghost_contents", "ghost_image_name", "ip_text", "kind_of",
-    "resolve_in_root", "tty_path", "unix_name",
+    "RemapType", "SockFamily", "SockState", "SockType",
+    "endpoint_text", "ghost_contents", "ghost_image_name", "ip_text", "kind_of",
+    "resolve_in_root", "unix_name",
 ]

@@ -41,9 +41,11 @@ from decoders.pstree import read_pstree
 from .confinement import (
     CgroupMember,
     SeccompFilter,
+    ThreadSeccomp,
     filter_chain,
     read_cgroup_sets,
     read_seccomp_filters,
+    restored_seccomp,
 )
 from .files import Fd, FileObject, FileTable
 from .findings import ERROR, INFO, WARNING, Finding, FindingList, error_finding, named
@@ -65,8 +67,79 @@ if TYPE_CHECKING:
     )
 
     from .pages import CheckpointPages, ProcessPages  # loaded when .pages is first read
+    from .resources import CpuX86, FileLock, MemfdInode, Queues, TtyInfo  # on first use
 
 _ZOMBIE_STATES = (TaskState.DEAD, TaskState.ZOMBIE_AT_SEIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a zombie ended, decoded from the wait status CRIU keeps in its core
+    (``TaskCoreEntry.exit_code``, the ``exit_code`` field of ``/proc/PID/stat``).
+
+    CRIU's ``restore_one_zombie`` (criu/cr-restore.c) reads it the same way: a
+    signal in the low 7 bits kills the restored zombie (0x80: a core was dumped),
+    otherwise it exits with ``(wait_status >> 8) & 0x7f``.  ``status`` is the byte the
+    process passed to exit (``wait_status >> 8 & 0xff``); ``restored_status`` what
+    CRIU exits with on restore (differs above 127); ``wait_status`` the undecoded value.
+    """
+
+    wait_status: int
+    status: int | None
+    signal: int | None
+    core_dumped: bool
+
+    @classmethod
+    def decode(cls, wait_status: int) -> ExitStatus:
+        """The :class:`ExitStatus` of ``wait_status``."""
+        signal = wait_status & 0x7F
+        if signal:
+            return cls(wait_status, None, signal, bool(wait_status & 0x80))
+        return cls(wait_status, (wait_status >> 8) & 0xFF, None, False)
+
+    @property
+    def restored_status(self) -> int | None:
+        """The status CRIU's restored zombie exits with (``status & 0x7f``)."""
+        return None if self.status is None else self.status & 0x7F
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGKILL``..., or None (no signal, or one Python does not name)."""
+        import signal as signals
+        if self.signal is None:
+            return None
+        try:
+            return signals.Signals(self.signal).name
+        except ValueError:
+            return None
+
+    @property
+    def text(self) -> str:
+        """``exited with status 7`` or ``killed by signal 9 (SIGKILL), core dumped``."""
+        if self.signal is None:
+            restored = self.restored_status
+            again = "" if restored == self.status else f", restored as {restored} by CRIU"
+            return f"exited with status {self.status}{again}"
+        name = self.signal_name
+        named_as = f" ({name})" if name else ""
+        return f"killed by signal {self.signal}{named_as}" + (
+            ", core dumped" if self.core_dumped else "")
+
+    @property
+    def short(self) -> str:
+        """``exit 7``, ``SIGKILL`` or ``SIGABRT, core`` (for a table cell)."""
+        if self.signal is None:
+            return f"exit {self.status}"
+        return (self.signal_name or f"signal {self.signal}") + (
+            ", core" if self.core_dumped else "")
+
+    def as_json(self) -> dict:
+        """The decoded keys: ``status``, ``signal``, ``signal_name``, ``core_dumped``,
+        ``text`` and the undecoded ``wait_status``."""
+        return {"status": self.status, "signal": self.signal, "signal_name": self.signal_name,
+                "core_dumped": self.core_dumped, "text": self.text, "wait_status": self.wait_status}
+
+
 #: Most bytes, and most strings, of a command line or environment read back from
 #: memory (Linux's ARG_MAX is 2 MiB with the usual 8 MiB stack; a damaged mm
 #: image can name terabytes, or megabytes of NULs that would be millions of "").
@@ -300,7 +373,7 @@ class Process:
     __slots__ = ("checkpoint", "entry", "pid", "ppid", "pgid", "sid", "_k__cores",
                  "_k__needs_images", "_k__ids", "_k__mm", "_k__fs", "_k__pagemap", "_k_threads",
                  "_k__fds", "_k__cwd", "_k__root", "_k__exe", "_k__memory", "_k_pages",
-                 "_k_command_line", "_k_environ", "_k_memory_damage")
+                 "_k__command_line", "_k_environ", "_k_memory_damage")
 
     def __init__(self, checkpoint: Checkpoint, entry: PstreeEntry) -> None:
         self.checkpoint = checkpoint
@@ -405,6 +478,15 @@ class Process:
     def is_zombie(self) -> bool:
         """True when CRIU dumped the process as a zombie (only its core exists)."""
         return self.state in _ZOMBIE_STATES
+
+    @property
+    def exit_status(self) -> ExitStatus | None:
+        """How a zombie ended (:class:`ExitStatus`), or None for a living process or a
+        zombie whose core holds no exit code."""
+        core = self.core
+        if not self.is_zombie or core is None or core.exit_code is None:
+            return None
+        return ExitStatus.decode(core.exit_code)
 
     @property
     def creds(self) -> Creds | None:
@@ -596,11 +678,17 @@ class Process:
     @_kept
     def pages(self) -> ProcessPages:
         """The process's :class:`~crit_plus.pages.ProcessPages`: private pages by state,
-        shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`)."""
+        shared-memory pages it maps, both by VMA kind (the rule: :mod:`crit_plus.pages`).
+        A process with memory whose pagemap is missing or does not decode (cut mid-entry)
+        has private pages *unknown* (:attr:`~crit_plus.pages.ProcessPages.unknown`: the
+        reason, naming the file and offset), never 0: the one place that decides it."""
         from .pages import process_pages
 
         table = self.checkpoint.page_store.table(f"pagemap-{self.pid}.img")
-        return process_pages(self.memory, None if isinstance(table, str) else table)
+        if isinstance(table, str):
+            return process_pages(self.memory, None,
+                                 table if self.memory is not None else None)
+        return process_pages(self.memory, table)
 
     def _strings(self, start, end):
         memory = self.memory
@@ -617,7 +705,7 @@ class Process:
         """The same as :attr:`command_line` (one reader of the argument area)."""
         return self.command_line
 
-    @_kept
+    @property
     def command_line(self) -> tuple[str, ...] | None:
         """The command line as ``/proc/PID/cmdline`` gives it and ``ps`` shows it, read back
         from memory; None for a zombie, an empty argument area or unreadable memory.
@@ -630,22 +718,38 @@ class Process:
         title is the one string from arg_start to the first NUL, read on into the
         environment area when that follows (at most one page, :data:`MAX_TITLE`).
         At most :data:`STRINGS_LIMIT` bytes and :data:`STRINGS_COUNT_LIMIT` strings.
+        When it cannot be read, :attr:`command_line_unknown` says why.
         """
+        return self._command_line[0]
+
+    @property
+    def command_line_unknown(self) -> str | None:
+        """Why the command line of a process with memory and an argument area cannot be
+        read (its pagemap cut or missing, the pages unavailable: the file and offset
+        when a decode error is the cause), or None (read, or there is none to read)."""
+        return self._command_line[1]
+
+    @_kept
+    def _command_line(self) -> tuple[tuple[str, ...] | None, str | None]:
         mm, memory = self.mm, self.memory
         if mm is None or memory is None or mm.arg_end <= mm.arg_start:
-            return None
+            return None, None
+        try:
+            return self._read_command_line(mm, memory), None
+        except UnavailableError as error:
+            unknown = self.pages.unknown
+            return None, unknown or error.why
+
+    def _read_command_line(self, mm, memory):
         start, end = mm.arg_start, mm.arg_end
         env_end = mm.env_end if mm.env_start == end and mm.env_end >= end else end
+        if memory.read(end - 1, 1) == b"\0":
+            data = memory.read(start, min(end - start, STRINGS_LIMIT)).rstrip(b"\0")
+            return _split_strings(data + b"\0") if data else ()
         try:
-            if memory.read(end - 1, 1) == b"\0":
-                data = memory.read(start, min(end - start, STRINGS_LIMIT)).rstrip(b"\0")
-                return _split_strings(data + b"\0") if data else ()
-            try:
-                data = memory.read(start, min(env_end - start, MAX_TITLE))
-            except UnavailableError:  # the kernel, too, gives what it can read
-                data = memory.read(start, min(end - start, MAX_TITLE))
-        except UnavailableError:
-            return None
+            data = memory.read(start, min(env_end - start, MAX_TITLE))
+        except UnavailableError:  # the kernel, too, gives what it can read
+            data = memory.read(start, min(end - start, MAX_TITLE))
         return (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),)
 
     @_kept
@@ -681,10 +785,12 @@ class Process:
         for part in (self._fds, self._cwd, self._root, self._exe, self._memory):
             found.extend(part.findings)
         if self.is_zombie:
+            ended = self.exit_status
+            how = f" ({ended.text})" if ended is not None else ""
             for name in (f"mm-{self.pid}.img", f"pagemap-{self.pid}.img"):
                 if os.path.exists(self._path(name)):
                     found.append(Finding(WARNING, "zombie-images",
-                                         f"zombie pid {self.pid} has {name}", name,
+                                         f"zombie pid {self.pid}{how} has {name}", name,
                                          named(pid=self.pid)))
         if self.memory is not None:
             found.extend(self.memory.findings)
@@ -889,7 +995,8 @@ class Checkpoint:
         checkpoint (:func:`decoders.image.read_messages`): the messages and None, or
         ``((), DecodeError)`` — a :class:`~decoders.errors.MissingImageError` when the
         image does not exist.  Every image a record reader does not cover (cgroups, pipe
-        data, ttys, mounts, ...) is read through here, by the graph and by analysis."""
+        data, ttys, mounts, ...) is read through here by the graph layer, which turns the
+        messages into records; above it nothing reads them (``tests/test_layers.py``)."""
         if name not in self._decoded:
             try:
                 self._decoded[name] = (read_messages(os.path.join(self.directory, name)), None)
@@ -897,10 +1004,55 @@ class Checkpoint:
                 self._decoded[name] = ((), error.detached())
         return self._decoded[name]
 
-    def messages(self, name: str) -> tuple[Any, ...]:
-        """The messages of optional image ``name``: empty when it is missing or does not
-        decode (:meth:`decoded` tells which)."""
-        return self.decoded(name)[0]
+    def image_error(self, name: str) -> DecodeError | None:
+        """Why image ``name`` of this directory does not decode (a
+        :class:`~decoders.errors.MissingImageError` when it does not exist), or None: the
+        integrity check of the images no record reader covers, without their messages."""
+        return self.decoded(name)[1]
+
+    # -- what the dump kept beside processes and files (crit_plus/resources.py) -------------
+    @functools.cached_property
+    def _cpuinfo(self):
+        from .resources import read_cpuinfo
+
+        return _Loaded(*read_cpuinfo(self.decoded))
+
+    @property
+    def cpuinfo(self) -> tuple[CpuX86, ...]:
+        """The dumping CPU as ``cpuinfo.img`` records it (a
+        :class:`~crit_plus.resources.CpuX86` per CPU; empty without the image)."""
+        return self._cpuinfo.value
+
+    @functools.cached_property
+    def _file_locks(self):
+        from .resources import read_file_locks
+
+        return _Loaded(*read_file_locks(self.decoded))
+
+    @property
+    def file_locks(self) -> tuple[FileLock, ...]:
+        """Every :class:`~crit_plus.resources.FileLock` of ``filelocks.img`` (empty
+        without the image)."""
+        return self._file_locks.value
+
+    @property
+    def ttys(self) -> dict[int, TtyInfo]:
+        """id → :class:`~crit_plus.resources.TtyInfo` of ``tty-info.img`` (the file
+        table's: :attr:`files`)."""
+        return self.files.ttys
+
+    @property
+    def memfds(self) -> dict[int, MemfdInode]:
+        """inode id → :class:`~crit_plus.resources.MemfdInode` of ``memfd.img`` (the file
+        table's: :attr:`files`)."""
+        return self.files.memfds
+
+    @functools.cached_property
+    def queues(self) -> Queues:
+        """The bytes queued in pipes and sockets (:class:`~crit_plus.resources.Queues`)."""
+        from .resources import Queues
+
+        return Queues(self.decoded)
 
     # -- namespaces, mounts, network, confinement ---------------------------------------------
     @functools.cached_property
@@ -970,6 +1122,23 @@ class Checkpoint:
         if last is not None and self._seccomp_filters.findings:
             return None, ()
         return filter_chain(self._seccomp_filters.value, last, f"core-{thread.tid}.img")
+
+    def thread_seccomp(self, process: Process, thread: Thread) -> ThreadSeccomp:
+        """The seccomp ``thread`` (one of ``process``'s) runs once restored: its own, or,
+        when its core holds none, the leader's if CRIU gives it to every thread (TSYNC),
+        else none (:func:`~crit_plus.confinement.restored_seccomp`, the one rule)."""
+        own = self._own_seccomp(thread)
+        if thread.is_leader:
+            return own
+        leader = next((t for t in process.threads if t.is_leader), None)
+        if leader is None or leader.core is None:
+            return restored_seccomp(own.mode, own.chain)
+        return restored_seccomp(own.mode, own.chain, self._own_seccomp(leader),
+                                leader.core.seccomp_per_process)
+
+    def _own_seccomp(self, thread: Thread) -> ThreadSeccomp:
+        mode = thread.core.seccomp_mode if thread.core is not None else None
+        return restored_seccomp(mode, self.seccomp_chain(thread)[0])
 
     @property
     def namespace_findings(self) -> tuple[Finding, ...]:

@@ -7,9 +7,11 @@ disk and renamed over it only when complete; on failure (SIGTERM included:
 crit_plus/signals.py) the temporary file is removed and the target is left as it
 was.
 
-An output never replaces or lands among the command's inputs
-(:func:`refuse_inputs`): ``decode -i D/pstree.img -o D/pstree.img`` or ``mem dump
--o D/pages-3.img`` is refused before anything is read or written.
+``-o -`` is standard output (:func:`output_stream`); raw bytes are never written to
+a terminal (:func:`refuse_terminal`).  An output never replaces or lands among the
+command's inputs (:func:`refuse_inputs`): ``decode -i D/pstree.img -o
+D/pstree.img`` or ``mem dump -o D/pages-3.img`` is refused before anything is read or
+written.
 """
 
 from __future__ import annotations
@@ -110,14 +112,55 @@ def whole_file(path, binary=True, permissions=None, inputs=()):
         raise
 
 
+def to_stdout(path) -> bool:
+    """Whether an ``-o`` value names standard output: ``-`` (the Unix convention) or
+    None (no ``-o``: a command whose result goes to standard output by default)."""
+    return path is None or os.fspath(path) == "-"
+
+
+def refuse_terminal(path, what):
+    """Raise :class:`OutputRefused` when ``path`` names standard output
+    (:func:`to_stdout`) and standard output is a terminal: ``what`` (raw bytes: memory, an
+    image) would garble the screen.  Call it before anything is read."""
+    if not to_stdout(path):
+        return
+    try:
+        terminal = sys.stdout is not None and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced by a caller, or closed
+        terminal = False
+    if terminal:
+        raise OutputRefused(f"{what} not written to a terminal: redirect standard output "
+                            "(> FILE, | xxd) or give -o FILE")
+
+
 @contextlib.contextmanager
 def output_stream(path, binary=False, inputs=()):
     """``-o PATH`` of a command: a :func:`whole_file` stream, or standard output when
     ``path`` is None or ``-`` (left open); ``path`` must not be one of ``inputs``."""
     if path in (None, "-"):
-        yield sys.stdout.buffer if binary else sys.stdout
+        if binary:
+            with _stdout_bytes() as stream:
+                yield stream
+        else:
+            yield sys.stdout
         return
     with whole_file(path, binary=binary, inputs=inputs) as stream:
+        yield stream
+
+
+@contextlib.contextmanager
+def _stdout_bytes():
+    """Standard output for bytes, every byte written or an error: under ``python -u`` or
+    ``PYTHONUNBUFFERED`` ``sys.stdout.buffer`` is the raw file, whose ``write`` may write
+    part of a buffer (a pipe whose reader went away) and say nothing; a buffered writer on
+    the same descriptor (left open) writes all or raises (``BrokenPipeError``)."""
+    sys.stdout.flush()  # text written before goes first
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a caller's stream (tests): no descriptor
+        yield sys.stdout.buffer
+        return
+    with open(descriptor, "wb", closefd=False) as stream:
         yield stream
 
 

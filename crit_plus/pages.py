@@ -27,13 +27,14 @@ data.  The rule (docs/format.md, "Counting pages"):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from decoders.flags import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from .graph import Checkpoint
+    from .graph import Checkpoint, Process
     from .memory import AddressSpace, Mapping, PageTable
 
 #: Kind of private pages that lie in no VMA of their process.
@@ -167,12 +168,20 @@ def mapping_pages(memory: AddressSpace, mapping: Mapping) -> MappingPages:
 class ProcessPages:
     """A process's pages: ``private`` (its whole pagemap), ``shared`` (objects' pages in
     its VMAs' windows), ``kinds`` (:class:`KindTally` by VMA kind, most pages first;
-    they add up to ``private`` and ``shared``)."""
+    they add up to ``private`` and ``shared``).  ``unknown`` says why the private pages
+    are not known (a process with memory whose pagemap is missing or cut: the message
+    names the file and offset); they are then 0 here and must be shown as unknown."""
 
     vmas: int
     private: PageCounts
     shared: PageCounts
     kinds: tuple
+    unknown: str | None = None
+
+    @property
+    def known(self) -> bool:
+        """True when the private pages are known (:attr:`unknown` is None)."""
+        return self.unknown is None
 
     @property
     def total(self) -> int:
@@ -188,10 +197,12 @@ class ProcessPages:
 _NO_PAGES = ProcessPages(0, _ZERO, _ZERO, ())
 
 
-def process_pages(memory: AddressSpace | None, table: PageTable | None = None) -> ProcessPages:
+def process_pages(memory: AddressSpace | None, table: PageTable | None = None,
+                  unknown: str | None = None) -> ProcessPages:
     """The :class:`ProcessPages` of a process: its
     :class:`~crit_plus.memory.AddressSpace` (None: no mm image, a zombie) and its
-    pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable)."""
+    pagemap's :class:`~crit_plus.memory.PageTable` (None: none, or unreadable, with
+    ``unknown`` saying why the private pages are then not known)."""
     if memory is None and table is None:
         return _NO_PAGES  # one object for every process without images
     private = PageCounts.of(table.pages_by_state()) if table is not None else _ZERO
@@ -225,7 +236,7 @@ def process_pages(memory: AddressSpace | None, table: PageTable | None = None) -
     if outside != _ZERO:
         kinds[OUTSIDE_VMAS] = KindTally(OUTSIDE_VMAS, private=outside)
     vmas = len(memory.vmas) if memory is not None else 0
-    return ProcessPages(vmas, private, shared, _sorted(kinds))
+    return ProcessPages(vmas, private, shared, _sorted(kinds), unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,3 +300,48 @@ def checkpoint_pages(checkpoint: Checkpoint) -> CheckpointPages:
             tally = KindTally(kind, shared=counts)
             kinds[kind] = kinds[kind] + tally if kind in kinds else tally
     return CheckpointPages(private, shared, _sorted(kinds), tuple(objects))
+
+
+@dataclass(frozen=True, slots=True)
+class RankedMapping:
+    """One mapping of the one biggest-mappings ranking (:func:`biggest_mappings`):
+    ``process`` (a :class:`~crit_plus.graph.Process`), ``mapping`` and its ``pages``."""
+
+    process: Process
+    mapping: Mapping
+    pages: MappingPages
+
+    @property
+    def counted(self) -> PageCounts:
+        """The pages it holds: the object's in its window for a shared mapping, else
+        its own (private) pages."""
+        return self.pages.shared if self.pages.shared is not None else self.pages.private
+
+    @property
+    def size(self) -> int:
+        """The pages it is ranked by: :attr:`counted`'s listed pages."""
+        return self.counted.listed
+
+
+def ranking_key(size: int, pid: int, start: int) -> tuple[int, int, int]:
+    """The one order of "biggest" mappings: most pages first, then the lower pid, then
+    the lower start address (docs/format.md, "Counting pages")."""
+    return (-size, pid, start)
+
+
+def biggest_mappings(checkpoint: Checkpoint, top: int) -> tuple[RankedMapping, ...]:
+    """The ``top`` mappings holding the most pages (:attr:`RankedMapping.size`; a
+    shared mapping counts its object's pages in its window, so several processes can
+    show the same pages), in :func:`ranking_key` order; mappings holding no page are
+    not ranked.  What ``summarize`` and ``size --top`` both list."""
+    ranked = []
+    for process in checkpoint.processes:
+        memory = process.memory
+        if memory is None:
+            continue
+        for mapping in memory.vmas:
+            item = RankedMapping(process, mapping, mapping_pages(memory, mapping))
+            if item.size:
+                ranked.append(item)
+    return tuple(heapq.nsmallest(top, ranked, key=lambda item: ranking_key(
+        item.size, item.process.pid, item.mapping.start)))

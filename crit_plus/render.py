@@ -47,6 +47,29 @@ def use_color(stream):
 _JSON_UNSAFE = LazyPattern(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+#: The version of each command's ``--format json`` document whose top level is an object
+#: (docs/json.md; a hyphen joins a subcommand: ``host-compare``).  :func:`stamped` alone
+#: writes the ``"schema"`` key from it; a version goes up when a key is removed or renamed,
+#: or its meaning or type changes (a new key is no bump).
+JSON_SCHEMAS = {
+    "summarize": 1, "size": 1, "validate": 1, "diff": 1, "explain": 1, "version": 1,
+    "ns": 2, "mounts": 2, "net": 2, "host": 1, "host-compare": 1, "mem-read": 1,
+    "mem-dump": 1, "report": 1,
+    "envelope": 1,  # each document of --format jsonl (and the array of --format json)
+}
+
+
+def schema_id(command):
+    """``crit-plus/COMMAND/N``: the ``"schema"`` of ``command``'s JSON (:data:`JSON_SCHEMAS`)."""
+    return f"crit-plus/{command}/{JSON_SCHEMAS[command]}"
+
+
+def stamped(command, data):
+    """``data`` (a dict) with ``"schema": "crit-plus/COMMAND/N"`` as its first key: the one
+    way a command's JSON document gets its schema id (docs/json.md)."""
+    return {"schema": schema_id(command), **data}
+
+
 def write_json(data, out, indent=2):
     """Write ``data`` as JSON followed by a newline.
 
@@ -178,14 +201,52 @@ def _ascii_only(out):
     return False
 
 
+def tree_continuations(depths, ascii_only=False):
+    """What goes before the second and later lines of each row's label (a row made
+    taller by a cell folded onto more lines): the lines of :func:`tree_prefixes` carried
+    down, 3 columns a level (the row's own, when a sibling follows), then, for a row with
+    rows below it, the line going down to them (3 more)."""
+    tee, _elbow, pipe, blank = _TREE_ASCII if ascii_only else _TREE_UTF8
+    depths = [max(0, depth) for depth in depths]
+    prefixes = tree_prefixes(depths, ascii_only)
+    carried = []
+    for index, (depth, prefix) in enumerate(zip(depths, prefixes)):
+        above = prefix[:-3] + (pipe if prefix[-3:] == tee else blank) if depth else ""
+        children = index + 1 < len(depths) and depths[index + 1] > depth
+        carried.append(above + (pipe if children else ""))
+    return carried
+
+
 def write_tree(rows, columns, out, label, depth="depth"):
-    """Write ``rows`` as a table whose ``label`` column is drawn as a tree by ``depth``."""
-    prefixes = tree_prefixes((row.get(depth) or 0 for row in rows), _ascii_only(out))
+    """Write ``rows`` as a table whose ``label`` column is drawn as a tree by ``depth``.
+
+    A label may be a :class:`Styled` text of several lines (escaped already); a row made
+    taller by it or by another cell of several lines keeps the tree's lines drawn down
+    beside it (:func:`tree_continuations`)."""
+    depths = [row.get(depth) or 0 for row in rows]
+    ascii_only = _ascii_only(out)
+    prefixes = tree_prefixes(depths, ascii_only)
+    continuations = None
     drawn = []
-    for prefix, row in zip(prefixes, rows):
+    for index, (prefix, row) in enumerate(zip(prefixes, rows)):
         row = dict(row)
         value = row.get(label)
-        row[label] = prefix + ("-" if value is None else safe_text(value))
+        lines = ["-"] if value is None else \
+            (value.split("\n") if isinstance(value, Styled) else [safe_text(value)])
+        height = max([len(lines)] + [str(cell).count("\n") + 1
+                                     for cell in row.values() if isinstance(cell, str)])
+        if height == 1:
+            row[label] = prefix + lines[0]
+            if isinstance(value, Styled):
+                row[label] = Styled(row[label])
+        else:
+            if continuations is None:
+                continuations = tree_continuations(depths, ascii_only)
+            lines += [""] * (height - len(lines))
+            text = "\n".join([prefix + lines[0]]
+                             + [(continuations[index] + line).rstrip() or " "
+                                for line in lines[1:]])
+            row[label] = Styled(text)
         drawn.append(row)
     write_table(drawn, columns, out)
 

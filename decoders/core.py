@@ -120,6 +120,7 @@ def read_core(path: StrPath, tid: int) -> ThreadCore:
         compat=_compat(core),
         rseq=_rseq(thread),
         seccomp_filter=_seccomp_filter(thread, task),
+        seccomp_per_process=_optional(task, "old_seccomp_filter") is not None,
     )
 
 

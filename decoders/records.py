@@ -117,6 +117,9 @@ class ThreadCore:
     #: the index in ``seccomp.img`` of the thread's last seccomp filter (its chain
     #: goes on through each filter's ``prev``), or None without filters
     seccomp_filter: int | None = None
+    #: the filter came from the task part (``tc.old_seccomp_filter``, dumps of older CRIU,
+    #: one per process): CRIU restores it with ``SECCOMP_FILTER_FLAG_TSYNC``, for every thread
+    seccomp_per_process: bool = False
 
     @property
     def state_label(self) -> str | None:

@@ -31,6 +31,36 @@ def start_cli(*args, env=None, **options):
                             stderr=subprocess.PIPE, text=True, **options)
 
 
+def run_on_terminal(*args, stream="stdout", cwd=None, timeout=120):
+    """Run ``python -m crit_plus ARGS`` (the project on its path, no stdin) with ``stream``
+    (``stdout`` or ``stderr``) a terminal, a pseudo-terminal's follower side, and the other
+    a pipe; return ``(CompletedProcess (bytes), what reached the terminal)``."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: follower}
+        done = subprocess.run([sys.executable, "-m", "crit_plus", *map(str, args)], cwd=cwd,
+                              env=env, stdin=subprocess.DEVNULL, timeout=timeout, **pipes)
+        os.close(follower)
+        follower = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the follower side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return done, shown
+    finally:
+        os.close(leader)
+        if follower is not None:
+            os.close(follower)
+
+
 def terminate_when(process, ready, timeout=60, signum=signal.SIGTERM):
     """Send ``signum`` (SIGTERM) to ``process`` once ``ready()`` is true (or it ended), wait
     for it; return its stderr.  It is killed if it still runs when this ends."""

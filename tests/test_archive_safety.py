@@ -344,3 +344,41 @@ def test_sigterm_during_extraction_removes_the_temporary_directory(service_a, tm
                          signum=signum)
     assert process.returncode == code and err == f"crit-plus: {word}\n", err
     assert list(scratch.iterdir()) == []
+
+
+def _unrelated_links(tar):
+    """Members crit-plus never extracts: a rootfs's usual links, a link out, a FIFO."""
+    for name, kind, target in (("rootfs/bin/cat", tarfile.SYMTYPE, "busybox"),
+                               ("volumes/secret", tarfile.SYMTYPE, "/etc/shadow"),
+                               ("volumes/hard", tarfile.LNKTYPE, "config.dump"),
+                               ("volumes/pipe", tarfile.FIFOTYPE, "")):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, target
+        tar.addfile(info)
+
+
+def test_links_outside_what_is_extracted_are_skipped_not_refused(service_a, scratch, shelf):
+    """A link or FIFO in a member crit-plus never writes (a rootfs, volumes) is skipped
+    and counted; the archive reads as the checkpoint it is, and nothing is written for
+    it (links in checkpoint/ or metadata stay refused: test_hostile_archives_...)."""
+    archive = _write_archive(shelf / "links.tar", service_a, extra=_unrelated_links)
+    _run_all(archive, service_a, scratch, shelf, "results")
+    with resolve(archive) as source:
+        assert source.metadata["skipped_members"] >= 4
+        top = source.images_dir.parent
+        written = {path.relative_to(top).parts[0] for path in top.rglob("*")}
+        assert written and "rootfs" not in written and "volumes" not in written
+
+
+def test_a_tarball_that_is_no_checkpoint_is_not_called_damaged(tmp_path, shelf):
+    """A backup of an LXD tree (a rootfs with links) beside real archives: `list` does not
+    flag it, and a command on it says it is not a checkpoint, not "refused: link"."""
+    tree = shelf / "lxd-tree.tar.gz"
+    with tarfile.open(tree, "w:gz") as tar:
+        _add_bytes(tar, "var/lib/lxd/containers/web/backup.yaml", b"name: web\n")
+        _unrelated_links(tar)
+    listed = invoke(["list", str(shelf), "--format", "json"])
+    assert listed.code == 0 and b"damaged" not in listed.out.lower(), listed.describe()
+    summarized = invoke(["summarize", str(tree)])
+    assert summarized.code == 1 and "no checkpoint/ directory" in summarized.err
+    assert "refused" not in summarized.err

@@ -262,3 +262,21 @@ def test_a_real_zombie_has_one_thread_and_every_command_agrees(criu, tmp_path):
     assert checkpoint.process(zombie).is_zombie
     assert [f for f in checkpoint.findings if f.severity == "error"] == []
     assert os.path.exists(tmp_path / "img" / f"core-{zombie}.img")
+
+
+@pytest.mark.parametrize("key", KEYS, ids=lambda key: key.split("/")[0] + (
+    "/" + key.split("/")[-2] if "/" in key else ""))
+def test_summarize_and_size_rank_the_biggest_mappings_alike(checkpoint_dirs, key):
+    """One ranking (crit_plus.pages.biggest_mappings): summarize's biggest memory holders
+    and ``size --top`` list the same mappings in the same order, ties (equal pages, as
+    lxd-web/after's 4-page mappings) broken by pid, then address."""
+    directory = checkpoint_dirs[key]
+    for top in (3, 1000):
+        summary = run_json("summarize", directory, "-f", "json", "--top", top)
+        size = run_json("size", directory, "-f", "json", "--top", top)
+        held = [(m["pid"], m["start"], m["end"], m["pages"]) for m in summary["top_mappings"]]
+        ranked = [(v["pid"], v["start"], v["end"], sum(v["pages"][state] for state in
+                                                       ("present", "parent", "lazy", "none")))
+                  for v in size["top_vmas"]]
+        assert held == ranked and held
+        assert held == sorted(held, key=lambda m: (-m[3], m[0], m[1]))

@@ -7,6 +7,8 @@ against :meth:`AddressSpace.read`, NT_FILE against the VMAs.
 
 from __future__ import annotations
 
+import os
+
 import shutil
 import struct
 import subprocess
@@ -300,3 +302,16 @@ def test_what_is_left_out_names_the_root_used(fixture_root, tmp_path, given):
     assert f"file pages not found under the root {snapshot / 'rootfs'}," in left_out[0]
     bare = run_cli("core", fixture_root / "service-a", "12525", "-o", tmp_path / "core.a")
     assert "(file pages without --root, kernel pages)" in bare.stdout
+
+
+def test_an_output_that_cannot_seek_is_refused_in_one_line(fixture_root, tmp_path):
+    """``-o /dev/null`` or a FIFO: the core is written with seeks, so crit-plus says so
+    (it printed "Invalid argument" and "File or stream is not seekable", exit 1)."""
+    images = fixture_root / "service-a"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (os.devnull, str(fifo)):
+        result = run_cli("core", str(images), "12525", "-o", target, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert f"{target} is not a regular file: a core is written with seeks" in result.stderr

@@ -457,9 +457,11 @@ def test_cli_json_schema(fixture_root):
                      "--format", "json")
     assert result.returncode == 1
     data = json.loads(result.stdout)
-    assert set(data) == {"version", "identical", "differs", "sections", "not_compared", "old",
-                         "new", "pairing", "processes", "files", "memory", "images", "rootfs"}
-    assert data["version"] == 1 and data["identical"] is False
+    assert set(data) == {"schema", "version", "identical", "differs", "sections", "not_compared",
+                         "old", "new", "pairing", "processes", "files", "memory", "images",
+                         "rootfs"}
+    assert data["schema"] == "crit-plus/diff/1" and data["version"] == 1
+    assert data["identical"] is False
     assert data["not_compared"] == ["rootfs"]  # the others were, so the verdict stands
     assert data["differs"] == list(SECTIONS[:-1]) and data["sections"] == list(SECTIONS)
     assert data["rootfs"] == {"compared": False, "reason": "either side records no "
@@ -559,3 +561,16 @@ def test_cli_says_what_summarize_and_mems_say(fixture_root):
     data = json.loads(run_cli("diff", before, after, "--format", "json").stdout)
     lock = next(row for row in data["images"]["facts"] if row["field"] == "network_lock_method")
     assert lock["old"] == lock["new"] == "iptables"
+
+
+@pytest.mark.parametrize("broken_side", ["old", "new"])
+def test_an_unreadable_side_is_named(service_a, tmp_path, broken_side):
+    """Both sides have a pstree.img: the one-line error says which checkpoint's is cut."""
+    broken = tmp_path / "cut"
+    shutil.copytree(service_a, broken)
+    (broken / "pstree.img").write_bytes((service_a / "pstree.img").read_bytes()[:10])
+    sides = (broken, service_a) if broken_side == "old" else (service_a, broken)
+    result = run_cli("diff", *sides, check=False)
+    assert result.returncode == 2
+    assert result.stderr == f"crit-plus: {broken}: pstree.img: entry 0 at offset 0x8: " \
+                            "truncated entry size: needs 4 bytes, 2 left\n"

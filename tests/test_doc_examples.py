@@ -132,3 +132,52 @@ def test_the_failed_last_dump_example_of_list(criu, fixture_root, tmp_path):
                          tmp_path / "lxd-web")
     assert [stamp.sub("(T)", line) for line in examples[1]] == \
         [stamp.sub("(T)", line) for line in actual], "\n".join(actual)
+
+
+def _first_look_exports():
+    """``{NAME: value}`` of README's "A first look" ``$ export NAME=value`` lines."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## A first look", 1)[1].split("```console", 1)[1].split("```", 1)[0]
+    exports = {}
+    for line in block.splitlines():
+        if line.startswith("$ export "):
+            name, _, value = shlex.split(line[len("$ export "):], comments=True)[0].partition("=")
+            exports[name] = value
+    return exports
+
+
+def test_readme_first_look_works_as_written_after_make_demo(tmp_path):
+    """README's first example, in a checkout where `make demo` unpacked its snapshot
+    (the Makefile's recipe: the lxd-web fixture under $(DEMO)), with the environment
+    README sets and nothing else: no --lxd-dir, no CRIT_PLUS_ROOT of the tests."""
+    makefile = (ROOT / "Makefile").read_text()
+    demo = re.search(r"^DEMO\s*:=\s*(\S+)", makefile, re.M).group(1)
+    assert "tar -xzf fixtures/lxd-web.tar.gz -C $(DEMO)" in makefile
+    (tmp_path / demo).mkdir(parents=True)
+    import tarfile
+
+    with tarfile.open(ROOT / "fixtures/lxd-web.tar.gz") as archive:
+        archive.extractall(tmp_path / demo, filter="data")
+    exports = _first_look_exports()
+    assert exports, "README's first look sets no variable: lxd:web/after is not found"
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("CRIT_PLUS_ROOT", "LXD_DIR", "INCUS_DIR")}
+    environment.update({name: value.replace("$PWD", str(tmp_path))
+                        for name, value in exports.items()})
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), *sys.path])
+    argv, expected = example("README.md", "summarize lxd:web/after")
+    result = subprocess.run([sys.executable, "-m", "crit_plus", *argv], cwd=tmp_path,
+                            capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    actual = result.stdout.replace(str(tmp_path / demo / "lxd-web"), "").splitlines()
+    assert matches(expected, actual), "\n".join(actual)
+
+
+def test_a_json_example_shows_the_whole_head_of_its_output(fixture_root):
+    """A JSON example cut with ``...`` shows its output's first lines whole, every key in
+    order (an in-order match would not see a key the docs leave out)."""
+    argv, expected = example("docs/commands/summarize.md", "summarize service-a -f json")
+    head = expected[:expected.index("...")]
+    actual = run_example(argv, fixture_root, fixture_root / "lxd-web")
+    assert head and [line.rstrip() for line in actual[:len(head)]] == head, \
+        "\n".join(actual[:len(head) + 2])

@@ -14,6 +14,7 @@ import pytest
 
 import crit_plus
 from crit_plus import graph as graph_module
+from crit_plus.resources import TtyType
 from crit_plus.sources.logs import read_header
 from decoders import PAGE_SIZE, FdType, MissingImageError, TaskState, read_fdinfo, read_files
 
@@ -247,6 +248,66 @@ def test_lxd_files(checkpoints):
     assert ttys and all(f.name and f.name.startswith("/dev/") for f in ttys)
     listeners = [f for f in files if f.kind == "inet" and f.details["src_port"] == 8000]
     assert listeners  # the webapp unit's python3 -m http.server 8000 (s2 only)
+
+
+# -- what a dump keeps beside processes and files (crit_plus/resources.py) -----------------------
+
+
+def test_lxd_external_tty_key_is_the_one_liblxc_kept(checkpoints, checkpoint_dirs):
+    """The container's console: liblxc wrote its CRIU key to ``tty.info`` at dump time
+    (``tty[RDEV:DEV]``); the graph's TtyInfo of the external tty gives the same key, and
+    the tty files' details are those of their TtyInfo."""
+    keys = [k for k in checkpoints if k.startswith("lxd-")]
+    assert keys
+    for key in keys:
+        checkpoint = checkpoints[key]
+        kept = (checkpoint_dirs[key] / "tty.info").read_text().strip()
+        external = [t for t in checkpoint.ttys.values() if t.type == TtyType.EXT_TTY]
+        assert [t.key for t in external] == [kept], key
+        for file in checkpoint.files:
+            if file.kind == "tty":
+                info = checkpoint.ttys[file.details["tty_info_id"]]
+                assert (file.details["tty_type"], file.details["sid"], file.details["rdev"]) \
+                    == (info.type, info.sid, info.device)
+
+
+def test_file_locks_are_held_by_dumped_fds(checkpoints):
+    """filelocks.img (the LXD Debian snapshots'): each lock's pid and fd are an fd the
+    graph knows; a checkpoint without the image has none."""
+    with_locks = [k for k in checkpoints if k.startswith("lxd-deb")]
+    assert with_locks
+    for key in with_locks:
+        checkpoint = checkpoints[key]
+        assert checkpoint.file_locks
+        for lock in checkpoint.file_locks:
+            assert lock.fd in [fd.fd for fd in checkpoint.process(lock.pid).fds]
+    assert checkpoints["service-a"].file_locks == ()
+
+
+def test_memfd_inodes(checkpoints):
+    """The service's memfd (``memfd_create("fixture-memfd")``, 1500 bytes written): one
+    inode, the one its fd's file names, its contents in its shmem pagemap."""
+    checkpoint = checkpoints["service-a"]
+    named = [m for m in checkpoint.memfds.values() if m.name == "fixture-memfd"]
+    assert len(named) == 1 and named[0].size >= 1500 and not named[0].hugetlb
+    memfd = next(fd.file for p in checkpoint.processes for fd in p.fds if fd.kind == "memfd")
+    assert memfd.details["inode_id"] == named[0].inode_id
+    assert f"pagemap-shmem-{named[0].shmid}.img" in checkpoint.image_files
+
+
+def test_queues_name_dumped_pipes_and_sockets(checkpoints):
+    """pipes-data/fifo-data name the service's pipe and FIFO; the connected TCP sockets
+    have their tcp-stream images, the listener none."""
+    checkpoint = checkpoints["service-a"]
+    pipe_ids = {f.details["pipe_id"] for f in checkpoint.files if f.kind in ("pipe", "fifo")}
+    assert checkpoint.queues.pipe_bytes and set(checkpoint.queues.pipe_bytes) <= pipe_ids
+    for file in checkpoint.files:
+        if file.kind == "inet":
+            connected = file.details.get("dst_port") not in (None, 0)
+            has_stream = f"tcp-stream-{file.details['ino']:x}.img" in checkpoint.image_files
+            assert (checkpoint.queues.tcp(file.details["ino"]) is not None) == has_stream
+            assert has_stream == connected, file.name
+    assert checkpoint.queues.findings == []
 
 
 # -- how the graph is built ------------------------------------------------------------------------

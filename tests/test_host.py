@@ -249,8 +249,32 @@ def test_a_failing_criu_check_says_why(tmp_path, checkpoint_dirs):
     if os.geteuid() == 0:  # the command itself: one row, one line
         done = run_cli("host", "--criu", fake)
         assert done.returncode == 0, done.stderr
-        rows = [line for line in done.stdout.splitlines() if line.startswith("criu check")]
-        assert rows == [f"criu check       failed: {first}"]
+        rows = [line for line in done.stdout.splitlines()
+                if line.startswith(("criu check", "kernel features"))]
+        assert rows == [f"kernel features  none of the 45 tested, criu 3.17.1 at {fake} "
+                        f"cannot check them: {first}"]
+    assert data["kernel_features_note"] == (f"none of the {len(FEATURES)} tested, criu 3.17.1 "
+                                            f"at {fake} cannot check them: {first}")
+
+
+def test_a_criu_that_cannot_run_tests_nothing(tmp_path):
+    """A criu that fails whatever it is asked (exit 1): no feature is said to be missing;
+    host says in one line that none was tested and why, in its table and its JSON."""
+    fake = tmp_path / "criu"
+    fake.write_text("#!/bin/sh\necho 'Error (criu/crtools.c:260): cannot start' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    if os.geteuid() != 0:
+        pytest.skip("criu check runs as root only")
+    said = f"none of the {len(FEATURES)} tested, criu (version unknown) at {fake} cannot " \
+        f"check them: `{fake} --version` gave no version (it cannot run here)"
+    done = run_cli("host", "--criu", fake)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines()
+            if line.startswith(("criu check", "kernel features"))]
+    assert rows == [f"kernel features  {said}"]
+    data = json.loads(run_cli("host", "--criu", fake, "-f", "json", check=True).stdout)
+    assert set(data["kernel_features"].values()) == {None}
+    assert data["kernel_features_note"] == said
 
 
 def test_untested_features_are_said_not_guessed(checkpoint_dirs, own_fingerprint, tmp_path):
@@ -293,6 +317,11 @@ def test_unreadable_fingerprint_is_a_bad_input(checkpoint_dirs, tmp_path):
     done = run_cli("validate", checkpoint_dirs[SA], "--target", tmp_path / "none.json")
     assert done.returncode == 3 and len(done.stderr.splitlines()) == 1, done.stderr
     assert "none.json" in done.stderr
+    # host compare: 1 is "warnings", so a file that cannot be read is 2, as one that is not
+    # a fingerprint (README's exit codes)
+    done = run_cli("host", "compare", tmp_path / "none.json", tmp_path / "none.json")
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert len(done.stderr.splitlines()) == 1 and "none.json" in done.stderr, done.stderr
 
 
 # -- host and host compare ---------------------------------------------------------------------

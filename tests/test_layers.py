@@ -28,7 +28,7 @@ PACKAGES = ("crit_plus", "decoders")
 #: The graph layer: the checkpoint as one object (docs/architecture.md).
 GRAPH = ("crit_plus.findings", "crit_plus.files", "crit_plus.memory", "crit_plus.pages",
          "crit_plus.graph", "crit_plus.namespaces", "crit_plus.mounts", "crit_plus.netns",
-         "crit_plus.confinement")
+         "crit_plus.confinement", "crit_plus.resources")
 #: Helpers beside it, that know no checkpoint: value → text, output, the error line.
 HELPERS = ("crit_plus.describe", "crit_plus.render", "crit_plus.jsontext", "crit_plus.progress",
            "crit_plus.output", "crit_plus.boundary", "crit_plus.signals", "crit_plus.crittext")
@@ -56,12 +56,14 @@ FORBIDDEN = (
     ("crit_plus.commands", "crit_plus.sources.layout", "only sources/ knows layouts"),
     ("crit_plus.analysis", "crit_plus.sources.resolve", "analysis is given its source"),
     ("crit_plus.report", "crit_plus.sources.resolve", "reports open through opening.py"),
+    ("crit_plus.report", "crit_plus.cli",
+     "the report runs crit-plus's commands through the CLI's group and entry point, which "
+     "the report command hands down (report/selfrun.py Commands), never imported"),
 )
-#: The one import that points up, and why (docs/architecture.md, report/).
-UPWARD = {
-    ("crit_plus.report.selfrun", "crit_plus.cli"):
-        "the report runs crit-plus's own commands in-process, through the CLI group",
-}
+#: Imports that point up, and why: none (report/selfrun.py's import of the CLI is gone:
+#: the CLI hands its commands down).  An entry here needs its reason in
+#: docs/architecture.md and docs/development.md.
+UPWARD: dict[tuple[str, str], str] = {}
 
 
 def _modules():
@@ -166,7 +168,7 @@ def test_every_module_has_a_layer_and_the_import_table_is_read():
     assert "crit_plus.opening" in EDGES["crit_plus.commands.options"]
     assert "crit_plus.commands.summarize" in EDGES["crit_plus.cli"]
     # an import inside a function counts
-    assert "crit_plus.cli" in EDGES["crit_plus.report.selfrun"]
+    assert "crit_plus.resources" in RUNTIME_EDGES["crit_plus.graph"]
 
 
 def test_no_module_imports_a_layer_above_its_own():
@@ -292,3 +294,105 @@ def test_file_entries_sub_messages_stay_in_the_graph():
             if isinstance(node, ast.Attribute) and node.attr == "detail":
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, "FileEntry.detail read above the graph: " + ", ".join(found)
+
+
+#: Where what a checkpoint holds is the graph's records: these layers read no image
+#: message (``schema_check`` and the crit commands ``decode``/``show``/``encode``/``info``/
+#: ``version`` do, for crit's own JSON form and the schema: docs/architecture.md).
+RECORDS_ONLY = ("crit_plus.analysis", "crit_plus.html", "crit_plus.report")
+#: What those may take from decoders/: errors, flag and enum tables, image names, the record
+#: types, untrusted byte reads (page data, logs) — no module that parses or holds messages.
+DECODERS_ALLOWED = ("decoders.errors", "decoders.flags", "decoders.framing", "decoders.kinds",
+                    "decoders.lazy", "decoders.records")
+#: Calls that hand out an image's messages (the graph's ``Checkpoint.decoded`` and the
+#: decoders' readers): above the graph layer only crit's commands make them.
+MESSAGE_CALLS = frozenset({"messages", "decoded", "read_messages", "iter_messages",
+                           "message_batches", "json_entries"})
+
+
+def _raw_imports(path):
+    """Every module name an ``import`` in ``path`` names (relative ones resolved to ours
+    are left out: the layer tests read those), with its line."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module, node.lineno
+            for alias in node.names:
+                yield f"{node.module}.{alias.name}", node.lineno
+
+
+def _message_imports(module, path):
+    found = []
+    for name, line in _raw_imports(path):
+        top = name.split(".")[0]
+        ours = _known(name)
+        if top in ("google", "pycriu", "images") or name.endswith("_pb2") \
+                or (ours is not None and ours.startswith("decoders")
+                    and not any(_under(ours, allowed) for allowed in DECODERS_ALLOWED)
+                    and ours != "decoders"):
+            found.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    return found
+
+
+def test_analysis_html_and_report_import_no_message_types():
+    """What analysis computes, html draws and report gathers come from the graph's typed
+    records: no protobuf, no pycriu, no decoders module that parses or holds messages."""
+    found = [hit for module, (path, _pkg) in MODULES.items()
+             if any(_under(module, layer) for layer in RECORDS_ONLY)
+             for hit in _message_imports(module, path)]
+    assert not found, "message types above the graph: " + "; ".join(found)
+
+
+def _message_calls(path):
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else \
+                func.id if isinstance(func, ast.Name) else None
+            if name in MESSAGE_CALLS:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name}()")
+    return found
+
+
+def test_nothing_above_the_graph_reads_an_images_messages():
+    """CPU info, ttys, file locks, memfds, queued bytes, cgroups...: the graph reads the
+    images (``Checkpoint.decoded``, kept for the graph layer) and hands out records; above
+    it no module but crit's image commands asks for messages (``Checkpoint.messages`` is
+    gone)."""
+    crit_commands = ("crit_plus.commands.decode", "crit_plus.commands.encode",
+                     "crit_plus.commands.info", "crit_plus.schema_check")
+    found = [hit for module, (path, _pkg) in MODULES.items()
+             if module.startswith("crit_plus") and _layer(module) > _layer("crit_plus.graph")
+             and module not in crit_commands
+             for hit in _message_calls(path)]
+    assert not found, "image messages read above the graph: " + "; ".join(found)
+
+
+def test_the_message_checks_can_fail(tmp_path):
+    """The two checks above find what they forbid: a module that reads cpuinfo.img's
+    messages through the graph, and one that imports a message reader."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from decoders.image import read_messages\nimport google.protobuf\n"
+                   "def f(checkpoint):\n    return checkpoint.messages('cpuinfo.img')\n")
+    original = ROOT
+    try:
+        globals()["ROOT"] = tmp_path
+        assert [hit.split(" ", 1)[1] for hit in _message_imports("crit_plus.analysis.bad", bad)] \
+            == ["imports decoders.image", "imports decoders.image.read_messages",
+                "imports google.protobuf"]
+        assert [hit.split(" ", 1)[1] for hit in _message_calls(bad)] == ["calls messages()"]
+    finally:
+        globals()["ROOT"] = original
+
+
+def test_the_graph_has_no_messages_method():
+    """``Checkpoint.messages`` handed raw messages to analysis; the graph's records took
+    its place (``cpuinfo``, ``ttys``, ``file_locks``, ``memfds``, ``queues``)."""
+    from crit_plus.graph import Checkpoint
+
+    assert not hasattr(Checkpoint, "messages")
+    for name in ("cpuinfo", "ttys", "file_locks", "memfds", "queues", "image_error"):
+        assert hasattr(Checkpoint, name)

@@ -6,6 +6,7 @@ The whole module takes a few seconds (each CRIU run well under a second here).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -97,7 +98,10 @@ def _explained(log, code):
     return run
 
 
-def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
+@contextlib.contextmanager
+def outside_unix_peer(tmp_path):
+    """A holder connected to a unix stream socket whose listener is this test: a peer
+    outside the tree (CRIU: ``External socket is used``).  Killed and closed on exit."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = tmp_path / "outside.sock"
     listener.bind(str(path))
@@ -105,12 +109,17 @@ def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
     holder = Holder("unix", tmp_path / "unix", path)
     accepted, _addr = listener.accept()  # the peer lives in this test: outside the tree
     try:
-        status, log = _dump(criu, holder)
-        with_option, stream = _dump(criu, holder, "again", "--ext-unix-sk")
+        yield holder
     finally:
         holder.kill()
         accepted.close()
         listener.close()
+
+
+def test_unix_socket_to_outside_without_ext_unix_sk(criu, tmp_path):
+    with outside_unix_peer(tmp_path) as holder:
+        status, log = _dump(criu, holder)
+        with_option, stream = _dump(criu, holder, "again", "--ext-unix-sk")
     assert status != 0 and with_option != 0
     run = _explained(log, "ext-unix-sk")
     assert run.decisive.failure.check == "needs-ext-unix-sk"
@@ -330,21 +339,56 @@ def _file_key(pid, fd):
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare(1)")
 def test_a_host_file_held_in_a_mount_namespace(criu, tmp_path):
-    """``unshare -m``: the holder's stdin, stdout and stderr are the host's /dev/null, on a
-    mount its own namespace does not have; --external file[MNT:INODE] lets the dump
-    through, as the catalog's fix says."""
-    holder = Holder("plain", tmp_path / "mntns", prefix=("unshare", "-m", "--propagation",
-                                                         "private"))
+    """``unshare -m``: the holder's stdin, stdout and stderr are the host's /dev/null and a
+    file, on mounts its own namespace does not have; --external file[MNT:INODE] lets the
+    dump through, as the catalog's fix says.  The restore half of the fix: without --root
+    CRIU 4.2.1 crashes (mntns-no-root; compat mode says so: mntns-root-required); with
+    --root / and --inherit-fd fd[N]:file[MNT:INODE] the tree comes back holding the files
+    given to it."""
+    work = tmp_path / "mntns"
+    holder = Holder("plain", work, prefix=("unshare", "-m", "--propagation", "private"))
+    restored = held = None
     try:
         status, log = _dump(criu, holder)
-        keys = sorted({_file_key(holder.pid, fd) for fd in os.listdir(f"/proc/{holder.pid}/fd")
-                       if _file_key(holder.pid, fd)})
-        external, again = _dump(criu, holder, "external", "--leave-running",
+        fds = {fd: _file_key(holder.pid, fd) for fd in os.listdir(f"/proc/{holder.pid}/fd")}
+        keys = sorted({key for key in fds.values() if key})
+        external, again = _dump(criu, holder, "external",
                                 *(arg for key in keys for arg in ("--external", key)))
+        assert external == 0, explain_criu_log(again).decisive
+        assert harness.wait_gone([holder.pid], TIMEOUT) == []
+        images = again.parent
+        given = work / "given"
+        with open(os.devnull, "rb") as null, open(given, "wb") as out:
+            inherit = {key: (null if key == fds["0"] else out).fileno() for key in keys}
+            options = [arg for key, fd in inherit.items()
+                       for arg in ("--inherit-fd", f"fd[{fd}]:{key}")]
+
+            def restore(log_name, *extra):
+                return subprocess.run(
+                    [criu, "restore", "-D", str(images), "-d", "-v4", "-o", log_name, *extra,
+                     *options], pass_fds=sorted(set(inherit.values())), capture_output=True,
+                    timeout=TIMEOUT, check=False).returncode
+
+            no_root = restore("restore.log")
+            assert harness.wait_gone([holder.pid], TIMEOUT) == []
+            compat = restore("restore-compat.log", "--mntns-compat-mode")
+            assert harness.wait_gone([holder.pid], TIMEOUT) == []
+            good = restore("restore-root.log", "--root", "/", "--pidfile", str(work / "pid"))
+        if good == 0:
+            restored = int((work / "pid").read_text())
+            held = {fd: os.readlink(f"/proc/{restored}/fd/{fd}") for fd in ("0", "1", "2")}
     finally:
         holder.kill()
+        if restored:
+            harness.kill_group(restored, [restored])
     assert status != 0
     run = _explained(log, "mount-not-in-tree")
     assert re.search(r"Can't lookup mount=\d+ for fd=\d+ path=/dev/null", run.decisive.text)
     assert "--external file[MNT:INODE]" in run.decisive.failure.fix
-    assert external == 0, explain_criu_log(again).decisive
+    assert "--root" in run.decisive.failure.fix
+    assert no_root != 0 and compat != 0
+    fix = _explained(images / "restore.log", "mntns-no-root").decisive.failure.fix
+    assert "--root DIR" in fix
+    _explained(images / "restore-compat.log", "mntns-root-required")
+    assert good == 0, explain_criu_log(images / "restore-root.log").decisive
+    assert held == {"0": os.devnull, "1": str(given), "2": str(given)}

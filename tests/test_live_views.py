@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -185,6 +186,23 @@ def test_ps_long_seccomp_of_zdtm_programs(zdtm_dumps, name, modes):
             seen.add(detail["seccomp_mode"])
     assert modes <= seen
     assert any(m in run_cli("ps", images, "--long").stdout for m in ("strict", "filter("))
+
+
+def test_ps_long_threads_criu_gives_the_leaders_filters(zdtm_dumps):
+    """zdtm's seccomp_filter_tsync: a child whose two threads run the same filter.  CRIU's
+    log says it dropped the second thread's ("Disable filter on tid_rea N, will be
+    propagated": the leader's gets TSYNC); ``ps --long`` says that thread runs the leader's
+    filter (``seccomp_source`` ``leader``), and the row shows no difference."""
+    images = Path(_images(zdtm_dumps, "seccomp_filter_tsync"))
+    log = (images / "dump.log").read_text(errors="replace")
+    dropped = {int(tid) for tid in re.findall(r"Disable filter on tid_rea (\d+), will be "
+                                              r"propagated", log)}
+    assert dropped, "CRIU dropped no thread's filter: the program changed?"
+    sources = {t["tid"]: (t["seccomp_mode"], t["seccomp_source"])
+               for row in _json("ps", images, "--long") for t in row["detail"]}
+    assert {tid: sources[tid] for tid in dropped} == {tid: (None, "leader") for tid in dropped}
+    text = run_cli("ps", images, "--long").stdout
+    assert "filter(1:" in text and "threads)" not in text
 
 
 @pytest.mark.parametrize("name,image", [("msgque", "ipcns-msg"), ("sem", "ipcns-sem"),

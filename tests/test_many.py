@@ -6,16 +6,13 @@ more snapshots, one of them damaged."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from . import damage
-from .cli import run_cli, start_cli
+from .cli import run_cli, run_on_terminal, start_cli
 
 POOL = "var/lib/lxd/storage-pools/default"
 SNAPSHOTS = f"{POOL}/containers-snapshots/web"
@@ -190,30 +187,8 @@ def test_head_ends_quietly(tree, command, code):
 
 def test_progress_on_a_terminal_only(tree):
     """stderr a terminal, stdout a pipe: a progress bar; stderr a pipe: nothing."""
-    import pty
-
     targets = [tree / SNAPSHOTS / "before", tree / SNAPSHOTS / "copy"]
-    leader, follower = pty.openpty()
-    try:
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-        process = subprocess.run([sys.executable, "-m", "crit_plus", "validate", *map(
-            str, targets), "-f", "jsonl"], stdout=subprocess.PIPE, stderr=follower,
-            env=env, timeout=120)
-        os.close(follower)
-        follower = None
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(leader)
-        if follower is not None:
-            os.close(follower)
+    process, shown = run_on_terminal("validate", *targets, "-f", "jsonl", stream="stderr")
     assert b"2 checkpoints" in shown and len(process.stdout.splitlines()) == 2
     piped = run_cli("validate", *targets, "-f", "jsonl")
     assert piped.stderr == ""

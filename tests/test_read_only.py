@@ -155,6 +155,7 @@ def _refusals(ck, archive):
     return [
         ["decode", "-i", ck / "pstree.img", "-o", ck / "pstree.img"],
         ["decode", "-i", ck / "pstree.img", "-o", ck / "link-to-pstree"],  # a link to it
+        ["decode", "-i", ck / "core-12525.img", "-o", ck / "core.json"],  # beside it, new
         ["encode", "-i", ck.parent / "pstree.json", "-o", ck.parent / "pstree.json"],
         ["mem", "read", ck, "12525", heap, "64", "-o", ck / "pages-3.img"],
         ["mem", "read", ck, "12525", heap, "64", "-o", ck / "new.bin"],  # inside, new

@@ -41,13 +41,18 @@ from crit_plus.report.host import CPUINFO, HOST_FILES, cpuinfo_text, gather_host
 from crit_plus.report.instance import Instance, add_log_dir
 from crit_plus.report.programs import CRIU_ENV, find_criu
 from crit_plus.report.redact import MARK, redact, redact_chunks
-from crit_plus.report.selfrun import NOT_AVAILABLE, command_args, run_command
+from crit_plus.report.selfrun import (
+    NO_COMMANDS, NOT_AVAILABLE, Commands, command_args, run_command,
+)
 from crit_plus.sources.logs import (MARKS_BY_KIND, MAX_LINE, error_contexts, is_error_line,
                                     text_lines)
 from decoders.errors import DecodeError
 
 from .cli import run_cli
 from .workloads import harness
+
+#: crit-plus's commands as the CLI hands them to the report (commands/report.py).
+OWN = Commands(cli_module.cli, cli_module.main)
 
 POOL = "var/lib/lxd/storage-pools/default"
 CONSOLE_ERROR = "lxc.console.path configured on source host but not target"
@@ -154,7 +159,7 @@ def _build(tmp_path, spec="lxd:web", runner=None, **request):
     output.parent.mkdir(exist_ok=True)
     runner = FakeRunner() if runner is None else runner
     report, size = build_report(ReportRequest(output=str(output), spec=spec, **request),
-                                runner=runner)
+                                runner=runner, commands=OWN)
     data, names = _members(output)
     return report, data, names, runner
 
@@ -536,7 +541,7 @@ def test_command_reading_memory_by_default_is_refused(monkeypatch):
     calls = []
     monkeypatch.setitem(cli_module.cli.commands, "summarize",
                         _fake_command("summarize", calls, _prints, memory_default=True))
-    run = run_command("summarize", "lxd:web", {}, "json")
+    run = run_command(OWN, "summarize", "lxd:web", {}, "json")
     assert run.status == "refused" and "--env" in run.message
     assert calls == []
 
@@ -544,8 +549,33 @@ def test_command_reading_memory_by_default_is_refused(monkeypatch):
 def test_unregistered_command_is_not_available(monkeypatch):
     monkeypatch.delitem(cli_module.COMMAND_MODULES, "version")
     monkeypatch.delitem(cli_module.cli.commands, "version", raising=False)
-    run = run_command("version", None, {}, "json")
+    run = run_command(OWN, "version", None, {}, "json")
     assert (run.status, run.message, run.stdout) == ("not-available", NOT_AVAILABLE, None)
+
+
+def test_no_commands_given_runs_none(fake_root, tmp_path):
+    """A library caller of build_report that gives no commands gets the bundle, with
+    crit-plus's commands listed as not run (report/ cannot find them: it is below the CLI)."""
+    output = tmp_path / "out" / "bare.tar.gz"
+    output.parent.mkdir()
+    build_report(ReportRequest(output=str(output), spec="lxd:web"), runner=FakeRunner())
+    data, _names = _members(output)
+    runs = json.loads(data["report.json"])["crit_plus_commands"]
+    assert runs and {(run["status"], run["message"]) for run in runs} == \
+        {("not-available", NO_COMMANDS)}
+    assert not [name for name in data if name.startswith("crit-plus/")]
+
+
+def test_the_report_command_runs_the_commands_it_is_given(fake_root, tmp_path):
+    """`crit-plus report` hands the CLI's group and entry point down to the report: its
+    bundle holds their output (what the in-process tests pass as OWN)."""
+    output = tmp_path / "cli.tar.gz"
+    done = run_cli("report", "lxd:web", "-o", str(output), "--format", "json",
+                   env={"CRIT_PLUS_ROOT": str(fake_root)})
+    assert done.returncode == 0, done.stderr
+    statuses = {run["command"]: run["status"]
+                for run in json.loads(done.stdout)["crit_plus_commands"]}
+    assert statuses["version"] == "ok" and "not-available" not in statuses.values()
 
 
 def test_real_version_output_is_the_command_line_output(fake_root, tmp_path):

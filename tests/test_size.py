@@ -536,8 +536,8 @@ def test_transfer_with_content_estimates(tmp_path):
 
 # -- the command -----------------------------------------------------------------------------------
 
-TOP_KEYS = {"directory", "disk", "files", "pages", "kinds", "pages_files", "processes", "shared",
-            "common", "vma_kinds", "top_vmas", "parent_chain", "dump_stats", "notes",
+TOP_KEYS = {"schema", "directory", "disk", "files", "pages", "kinds", "pages_files", "processes",
+            "shared", "common", "vma_kinds", "top_vmas", "parent_chain", "dump_stats", "notes",
             "content", "transfer"}
 
 
@@ -564,7 +564,7 @@ def test_json_schema_and_numbers(checkpoint_dirs):
                                            "apparent", "allocated", "expected", "holes"}
     assert set(data["processes"][0]) == {"pid", "comm", "threads", "pages", "pages_file",
                                          "pages_disk", "metadata_files", "metadata_disk",
-                                         "disk"}
+                                         "disk", "pages_unknown"}
     assert [p["pid"] for p in data["processes"]] == [p.pid for p in report.processes]
     assert set(data["shared"][0]) == {"shmid", "kind", "name", "mapped_by", "pages",
                                       "pages_file", "pages_disk", "metadata_disk", "disk"}

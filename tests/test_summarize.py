@@ -270,7 +270,7 @@ def odd_checkpoint(tmp_path):
                   runs=[run(base, 2, PARENT), run(base + 0x2000, 2, PRESENT),
                         run(base + 0x4000, 3, LAZY)],
                   fds=[(3, sock, FdType.UNIXSK)], comm="server")
-    child.zombie(2, comm="reaped\x1b[2J", exit_code=7)
+    child.zombie(2, comm="reaped\x1b[2J", exit_code=7 << 8)  # the wait status of exit(7)
     child.parent(parent.directory)
     child.finish()
     return Path(child.directory)
@@ -279,7 +279,7 @@ def odd_checkpoint(tmp_path):
 def test_odd_things_are_noted(odd_checkpoint):
     result = summarize(odd_checkpoint)
     codes = {note.code: note for note in result.notes}
-    assert "7" in codes["zombie"].message
+    assert "(exited with status 7)" in codes["zombie"].message
     assert "2 pages are taken from it" in codes["parent"].message
     assert codes["lazy-pages"].message.startswith("3 pages are lazy")
     assert "--ext-unix-sk" in codes["external-socket"].message
@@ -323,7 +323,7 @@ def test_colour_on_a_terminal_unless_no_color(odd_checkpoint, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     coloured = Terminal()
     write_summary(result, coloured, tree=True)
-    assert "\x1b[31mzombie\x1b[0m" in coloured.getvalue()
+    assert "\x1b[31mzombie (exit 7)\x1b[0m" in coloured.getvalue()
     assert "reaped\\x1b[2J" in coloured.getvalue()  # names escaped, colours kept
     monkeypatch.setenv("NO_COLOR", "1")
     plain = Terminal()

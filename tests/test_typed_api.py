@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TYPED = sorted([*(ROOT / "decoders").glob("*.py"),
                 *(ROOT / "crit_plus" / f"{name}.py"
                   for name in ("graph", "memory", "pages", "files", "findings", "opening",
-                               "boundary"))])
+                               "boundary", "resources"))])
 
 
 def _public_functions(tree):

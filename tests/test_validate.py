@@ -29,7 +29,6 @@ from crit_plus.analysis.host import XSAVE_FLAGS, probe_host, xsave_mask_from_fla
 from crit_plus.sources.logs import release_tuple
 from crit_plus.analysis.validate import default_target_root, validate
 from crit_plus.analysis.validate_catalog import CHECKS, STAGES
-from crit_plus.analysis.validate_facts import RestoreFacts
 from crit_plus.opening import open_source
 from decoders.flags import VmaStatus
 from tests.cli import run_cli
@@ -479,9 +478,9 @@ def web_rootfs(web_tree, tmp_path):
 
 
 def cgroup_controllers(state):
-    facts = RestoreFacts(crit_plus.open_checkpoint(state))
     wanted = {}
-    for msg in facts.messages("cgroup.img"):
+    _magic, _head, messages = read_messages(os.path.join(state, "cgroup.img"))
+    for msg in messages:  # the image itself, not the graph
         for cgset in msg.sets:
             for ctl in cgset.ctls:
                 wanted.setdefault(ctl.name, set()).add(ctl.path)
@@ -779,6 +778,7 @@ def test_every_check_has_a_firing_test():
     tested = {c for c, _k, _d in DAMAGES} | {c for c, _f, _q in PRESENT} | \
         {c for c, _d in ROOTFS_DAMAGES} | {c[0] for c in HOST_CASES} | {"manager-restore-failed"} \
         | {c[2] for c in SMALLER_HOSTS}  # tests/test_host.py: the checks fingerprints answer
+    tested |= {"dump-failed"}  # tests/test_live_dump_failure.py: a real failed CRIU dump
     assert tested == set(CHECKS)
     assert {check.stage for check in CHECKS.values()} == set(STAGES)
 
@@ -806,7 +806,7 @@ def test_cli_exit_codes_and_json(checkpoint_dirs, fixture_root, tmp_path):
     assert {f["code"] for f in data["findings"]} == {"needs-tcp-established"}
     assert set(data["findings"][0]) == {"severity", "code", "stage", "message", "where",
                                         "image", "offset", "entry", "pid", "fd", "path",
-                                        "criu_says", "fix"}
+                                        "criu_says", "fix", "consequence_of"}
     done = run_cli("validate", checkpoint_dirs[WEB].parent)
     assert done.returncode == 2 and "lxd-console" in done.stdout and "FAIL" in done.stdout
     ck = copy_of(fixture_root, SA, tmp_path)
@@ -834,7 +834,7 @@ def test_cli_no_verdict_exits_3_apart_from_the_verdicts(tmp_path, service_a):
                         ((tmp_path / "nowhere",), "no such file"),
                         ((tmp_path, "--strict"), "not a checkpoint"),
                         ((tmp_path, "--no-such-option"), "see `crit-plus validate --help`"),
-                        ((), "Missing argument 'PATH'")):
+                        ((), "Missing argument 'PATH...'")):
         done = run_cli("validate", *args)
         assert done.returncode == 3 and done.stdout == "", (args, done.stderr)
         assert done.stderr.count("\n") == 1 and words in done.stderr, args

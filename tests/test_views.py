@@ -427,7 +427,7 @@ def test_mounts_table_fits_120_columns_and_wide_shows_everything(deb):
     document = _json("mounts", deb)
     ids = {str(m["mnt_id"]) for m in document["namespaces"][0]["mounts"]}
     assert ids <= {line.split()[0] for line in compact.splitlines()[3:] if line[:1] != " "}
-    assert re.search(r"/var/lib/lxd/ .*\n +shmounts/deb", compact)
+    assert re.search(r"/var/lib/lxd/ .*\n.* shmounts/deb", compact)
 
 
 def test_ps_long_shows_each_threads_lsm_profile(service_a, tmp_path):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..findings import ERROR, finding_count
-from ..render import jsonable
+from ..render import jsonable, stamped
 from .diff_files import diff_files
 from .diff_images import diff_images
 from .diff_memory import CHUNK_SIZE, diff_memory
@@ -151,6 +151,9 @@ def _processes_json(section):
                      "threads_added": list(p.threads_added), "threads_gone": list(p.threads_gone)}
                     for p in section.changed],
         "unchanged": section.unchanged,
+        "not_compared": [{"old_pid": old_pid, "new_pid": new_pid, "field": item.field,
+                          "reason": item.reason}
+                         for old_pid, new_pid, item in section.not_compared],
     }
 
 
@@ -220,4 +223,4 @@ def report_json(report):
     for name in SECTIONS:
         section = getattr(report, name)
         data[name] = _SECTION_JSON[name](section) if section is not None else None
-    return data
+    return stamped("diff", data)

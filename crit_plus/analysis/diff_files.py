@@ -20,9 +20,8 @@ are (family, type, protocol, addresses or path) and pipes only as pipes.  Anonym
 files (eventfd, epoll, timerfd, signalfd, inotify) have no identity beyond their kind: they
 are compared fd by fd only.
 
-``pipes-data.img`` / ``fifo-data.img`` ::= { pipe_data_entry(pipe_id, bytes) PAYLOAD }
-give the bytes queued in a pipe (read here through :mod:`decoders`; payloads stay
-in the file).
+The bytes queued in a pipe are the graph's (``Checkpoint.queues.pipe_bytes``, from
+``pipes-data.img`` and ``fifo-data.img``).
 """
 
 from __future__ import annotations
@@ -202,15 +201,6 @@ def _changes(old, new, names=None):
 # -- checkpoint-wide helpers ---------------------------------------------------------------
 
 
-def pipe_queues(checkpoint):
-    """``{pipe_id: queued bytes}`` from ``pipes-data.img`` and ``fifo-data.img``."""
-    queued = {}
-    for name in ("pipes-data.img", "fifo-data.img"):
-        for msg in checkpoint.messages(name):
-            queued[msg.pipe_id] = queued.get(msg.pipe_id, 0) + msg.bytes
-    return queued
-
-
 def _inodes(checkpoint):
     found = set()
     for process in checkpoint.processes:
@@ -275,8 +265,8 @@ def diff_files(pairing, old, new):
     fds = []
     for pair in pairing.pairs:
         fds.extend(diff_fds(pair, inodes))
-    old_objects = _objects(old, inodes, pipe_queues(old))
-    new_objects = _objects(new, inodes, pipe_queues(new))
+    old_objects = _objects(old, inodes, old.queues.pipe_bytes)
+    new_objects = _objects(new, inodes, new.queues.pipe_bytes)
     objects = []
     for key, (new_view, holders) in new_objects.items():
         found = old_objects.get(key)

@@ -70,6 +70,16 @@ class FieldChange:
 
 
 @dataclass(frozen=True, slots=True)
+class NotCompared:
+    """A value of a paired process one side cannot give (its command line, when its
+    pagemap is cut): not compared, never counted as a change; ``reason`` says which
+    side and why (the file and offset)."""
+
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessInfo:
     """A process as one side shows it (for started and exited processes)."""
 
@@ -91,7 +101,8 @@ class ProcessDiff:
     ``exe``, ``cwd``, ``root``, ``parent``, ``pgid``, ``sid``, ``threads``,
     ``creds.<field>``, ``cgroup.<controller>``); ``threads_added`` and
     ``threads_gone`` are tids (pid pairing) — with tree pairing tids are not
-    comparable and only the count is (``threads`` change).
+    comparable and only the count is (``threads`` change); ``not_compared`` are
+    :class:`NotCompared` s, values a side cannot give (not changes).
     """
 
     old_pid: int
@@ -101,6 +112,7 @@ class ProcessDiff:
     changes: tuple
     threads_added: tuple
     threads_gone: tuple
+    not_compared: tuple = ()
 
     @property
     def changed(self):
@@ -110,13 +122,16 @@ class ProcessDiff:
 
 @dataclass(frozen=True)
 class ProcessesDiff:
-    """The processes section: the pairing, started, exited and changed processes."""
+    """The processes section: the pairing, started, exited and changed processes;
+    ``not_compared`` the ``(old_pid, new_pid, NotCompared)`` of every paired process
+    (changed or not) with a value a side cannot give."""
 
     pairing: Pairing
     started: tuple
     exited: tuple
     changed: tuple
     unchanged: int
+    not_compared: tuple = ()
 
     @property
     def differs(self):
@@ -144,17 +159,21 @@ def pair_processes(old, new, match="auto"):
         raise ValueError(f"unknown match {match!r}")
     new_pids = set(new.pids)
     shared = [pid for pid in old.pids if pid in new_pids]
+    # a command line a side cannot read (a cut pagemap) neither agrees nor disagrees
+    unreadable = sum(1 for pid in shared if _unreadable(old.process(pid), new.process(pid)))
     agreeing = sum(1 for pid in shared
-                   if command_key(old.process(pid)) == command_key(new.process(pid)))
-    smaller = min(len(old.processes), len(new.processes))
+                   if not _unreadable(old.process(pid), new.process(pid))
+                   and command_key(old.process(pid)) == command_key(new.process(pid)))
+    smaller = min(len(old.processes), len(new.processes)) - unreadable
     if match == PID:
         method, reason = PID, "asked for (--match pid)"
     elif match == TREE:
         method, reason = TREE, "asked for (--match tree)"
     elif shared and agreeing * 2 >= smaller:
         method = PID
-        reason = (f"{agreeing} of {len(shared)} shared pids run the same command line: "
-                  "one pid namespace")
+        unread = f" ({unreadable} unreadable, not compared)" if unreadable else ""
+        reason = (f"{agreeing} of {len(shared)} shared pids run the same command line"
+                  f"{unread}: one pid namespace")
     else:
         method = TREE
         reason = (f"{len(shared)} shared pids, {agreeing} with the same command line: "
@@ -168,6 +187,11 @@ def pair_processes(old, new, match="auto"):
     order = {pid: i for i, (_d, pid) in enumerate(new.tree.walk())}
     pairs = tuple(sorted(pairs, key=lambda pair: order.get(pair.new.pid, 0)))
     return Pairing(method, reason, pairs, exited, started, len(shared), agreeing)
+
+
+def _unreadable(old_process, new_process):
+    """True when either side cannot read the process's command line."""
+    return bool(old_process.command_line_unknown or new_process.command_line_unknown)
 
 
 def _pair_by_pid(old, new, shared):
@@ -275,7 +299,13 @@ def diff_process(pair, pairing_method, old_sets, new_sets, parent_of):
 
     check("comm", o.comm, n.comm)
     check("state", o.state_label, n.state_label)
-    check("argv", o.argv, n.argv)
+    not_compared = []
+    unknown = [f"{side} {why}" for side, why in (("OLD", o.command_line_unknown),
+                                                  ("NEW", n.command_line_unknown)) if why]
+    if unknown:
+        not_compared.append(NotCompared("argv", "; ".join(unknown)))
+    else:
+        check("argv", o.argv, n.argv)
     check("exe", _file_name(o.exe), _file_name(n.exe))
     check("cwd", _file_name(o.cwd), _file_name(n.cwd))
     check("root", _file_name(o.root), _file_name(n.root))
@@ -306,22 +336,25 @@ def diff_process(pair, pairing_method, old_sets, new_sets, parent_of):
     if old_cg is not None and new_cg is not None:
         for controller in sorted(set(old_cg) | set(new_cg)):
             check(f"cgroup.{controller}", old_cg.get(controller), new_cg.get(controller))
-    return ProcessDiff(o.pid, n.pid, n.comm, pair.method, tuple(changes), added, gone)
+    return ProcessDiff(o.pid, n.pid, n.comm, pair.method, tuple(changes), added, gone,
+                       tuple(not_compared))
 
 
 def diff_processes(pairing):
     """The :class:`ProcessesDiff` of a :class:`Pairing`."""
     old_sets = new_sets = None
-    changed, unchanged = [], 0
+    changed, unchanged, not_compared = [], 0, []
     if pairing.pairs:
         old_sets = cgroup_sets(pairing.pairs[0].old.checkpoint)
         new_sets = cgroup_sets(pairing.pairs[0].new.checkpoint)
     for pair in pairing.pairs:
         result = diff_process(pair, pairing.method, old_sets, new_sets, pairing.new_pid_of)
+        not_compared.extend((result.old_pid, result.new_pid, item)
+                            for item in result.not_compared)
         if result.changed:
             changed.append(result)
         else:
             unchanged += 1
     return ProcessesDiff(pairing, tuple(process_info(p) for p in pairing.started),
                          tuple(process_info(p) for p in pairing.exited), tuple(changed),
-                         unchanged)
+                         unchanged, tuple(not_compared))

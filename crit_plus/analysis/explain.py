@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from ..render import schema_id
 from ..sources.logs import read_error_contexts, read_lines, read_log
 from ..sources.runs import manager_runs
 from .validate_catalog import CAUSE, CONSEQUENCE, HARMLESS_ROLE, Failure, match_failure
 
 #: The version of ``explain --format json``'s document (docs/commands/explain.md).
-SCHEMA = "crit-plus/explain/1"
+SCHEMA = schema_id("explain")
 #: Lines shown before the decisive error.
 BEFORE = 6
 #: Outcomes that make ``explain`` exit 1.

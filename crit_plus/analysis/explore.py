@@ -10,19 +10,20 @@ A zombie (CRIU writes only its core) has no fds, mappings or pages: it gets an
 empty row, never an exception.  Only :func:`ps_rows` with ``env`` and the
 memory functions read page data; the others read metadata images only.
 
-Auxiliary images read here, through :mod:`decoders` (message headers only; the
-payload bytes stay in the file)::
-
-    sk-queues.img           { sk_packet_entry(id_for = socket file id, length) PAYLOAD }
-    tcp-stream-<ino:x>.img  tcp_stream_entry(inq_len, outq_len, unsq_len) PAYLOAD
-    pipes-data.img, fifo-data.img   { pipe_data_entry(pipe_id, bytes) PAYLOAD }
+The bytes queued in pipes and sockets (``pipes-data.img``, ``fifo-data.img``,
+``sk-queues.img``, ``tcp-stream-<ino:x>.img``) are the graph's
+(:attr:`Checkpoint.queues <crit_plus.graph.Checkpoint.queues>`,
+:class:`crit_plus.resources.Queues`).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..graph import ExitStatus
 
 # -- processes -------------------------------------------------------------------------
 
@@ -32,7 +33,10 @@ class PsRow:
     """One process, in tree order (``depth`` 0 for a root).
 
     ``argv``/``environ`` are read back from the process's memory (None when it
-    cannot be read, e.g. a zombie); ``environ`` only when asked for.
+    cannot be read, e.g. a zombie); ``environ`` only when asked for; ``exit`` how a
+    zombie ended (:class:`~crit_plus.graph.ExitStatus`, None for the living);
+    ``argv_unknown`` says why a command line that exists cannot be read (a cut or
+    missing pagemap: the file and offset), None otherwise.
     """
 
     depth: int
@@ -45,6 +49,8 @@ class PsRow:
     comm: str | None
     argv: tuple | None
     environ: tuple | None = None
+    exit: ExitStatus | None = None
+    argv_unknown: str | None = None
 
 
 def ps_rows(checkpoint, *, argv=True, env=False):
@@ -60,7 +66,8 @@ def ps_rows(checkpoint, *, argv=True, env=False):
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
             len(process.threads), process.comm,
             process.command_line if argv else None,
-            process.environ if env else None))
+            process.environ if env else None, process.exit_status,
+            process.command_line_unknown if argv else None))
     return rows
 
 
@@ -75,7 +82,7 @@ def select(checkpoint, pid=None):
 #: (``ps`` then creates one record class, not twelve); importing a name from here
 #: works as if it were defined here.
 _PARTS = {
-    **dict.fromkeys(("Endpoint", "EpollTarget", "FdRow", "ProcessFds", "Queues", "SocketRow",
+    **dict.fromkeys(("Endpoint", "EpollTarget", "FdRow", "ProcessFds", "SocketRow",
                      "fd_table", "socket_rows"), "explore_fds"),
     **dict.fromkeys(("KindPages", "ProcessRss", "ProcessVmas", "VmaRow", "process_rss",
                      "rss_table", "vma_table"), "explore_pages"),

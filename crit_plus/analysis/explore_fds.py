@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from decoders.errors import MissingImageError
-
 from ..files import SockFamily, endpoint_text
 from .explore import select
 
@@ -72,39 +70,6 @@ class ProcessFds:
     root: FdRow | None
 
 
-class Queues:
-    """Bytes queued in sockets and pipes, from the auxiliary images (decoded once per
-    checkpoint: :meth:`~crit_plus.graph.Checkpoint.decoded`)."""
-
-    def __init__(self, checkpoint):
-        self.checkpoint = checkpoint
-        self.socket_packets = {}  # socket file id -> (packets, bytes)
-        self.pipe_bytes = {}  # pipe id -> bytes
-        self.problems = []
-        for msg in self._messages("sk-queues.img"):
-            packets, size = self.socket_packets.get(msg.id_for, (0, 0))
-            self.socket_packets[msg.id_for] = (packets + 1, size + msg.length)
-        for name in ("pipes-data.img", "fifo-data.img"):
-            for msg in self._messages(name):
-                self.pipe_bytes[msg.pipe_id] = self.pipe_bytes.get(msg.pipe_id, 0) + msg.bytes
-        self._tcp = {}
-
-    def _messages(self, name):
-        messages, error = self.checkpoint.decoded(name)
-        if error is not None and not isinstance(error, MissingImageError):
-            self.problems.append(str(error))
-        return messages
-
-    def tcp(self, ino):
-        """``(inq_len, outq_len, unsq_len)`` of TCP socket ``ino``, or None."""
-        if ino not in self._tcp:
-            messages = self._messages(f"tcp-stream-{ino:x}.img")
-            msg = messages[0] if messages else None
-            self._tcp[ino] = None if msg is None else (
-                msg.inq_len, msg.outq_len, getattr(msg, "unsq_len", 0))
-        return self._tcp[ino]
-
-
 def _file_row(fd, file, flags_fd=None, holders=None, pipes=None, queues=None, process=None):
     """An :class:`FdRow` for ``file`` at ``fd`` (a number, ``cwd`` or ``root``)."""
     if file is None:
@@ -153,7 +118,7 @@ def _pipe_ends(checkpoint):
 
 def fd_table(checkpoint, pid=None):
     """The fds of every process (or of ``pid``), tree order (:class:`ProcessFds`)."""
-    queues = Queues(checkpoint)
+    queues = checkpoint.queues
     pipes = _pipe_ends(checkpoint)
     result = []
     for depth, process in select(checkpoint, pid):
@@ -205,7 +170,7 @@ _SOCKET_KINDS = ("unix", "inet", "netlink", "packet")
 
 def socket_rows(checkpoint):
     """Every socket open in some process, by family then inode (:class:`SocketRow`)."""
-    queues = Queues(checkpoint)
+    queues = checkpoint.queues
     files = checkpoint.files
     rows = []
     for file in files:
@@ -265,7 +230,6 @@ __all__ = [
     "EpollTarget",
     "FdRow",
     "ProcessFds",
-    "Queues",
     "SocketRow",
     "fd_table",
     "socket_rows",

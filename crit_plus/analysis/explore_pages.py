@@ -48,7 +48,9 @@ class VmaRow:
 
 @dataclass(frozen=True, slots=True)
 class ProcessVmas:
-    """The mappings of one process."""
+    """The mappings of one process; ``pages_unknown`` says why their private page counts
+    are not known (the graph's :attr:`~crit_plus.pages.ProcessPages.unknown`: a missing
+    or cut pagemap): they are 0 in ``vmas`` then, and shown as unknown."""
 
     depth: int
     pid: int
@@ -56,6 +58,7 @@ class ProcessVmas:
     state: str | None
     exe: str | None
     vmas: tuple
+    pages_unknown: str | None = None
 
 
 def _vma_row(memory, mapping):
@@ -79,7 +82,8 @@ def vma_table(checkpoint, pid=None):
         rows = tuple(_vma_row(memory, m) for m in memory.vmas) if memory is not None else ()
         exe = process.exe
         result.append(ProcessVmas(depth, process.pid, process.comm, process.state_label,
-                                  exe.name if exe is not None else None, rows))
+                                  exe.name if exe is not None else None, rows,
+                                  process.pages.unknown))
     return result
 
 
@@ -112,7 +116,10 @@ class ProcessRss:
     ``present``/``parent``/``lazy``/``none`` count every pagemap entry (as crit's
     ``x rss`` lists them; :class:`~crit_plus.pages.PageCounts`); ``shared`` the pages
     of shared-memory objects listed inside its shared mappings (counted in every
-    process mapping them).
+    process mapping them).  ``pages_unknown`` says why its private pages are not known
+    (a missing or cut pagemap: the file and offset; the graph's
+    :attr:`~crit_plus.pages.ProcessPages.unknown`): they are then 0 here, and shown
+    as unknown (``?``, null in JSON).
     """
 
     depth: int
@@ -126,6 +133,7 @@ class ProcessRss:
     none: int
     shared: int
     by_kind: tuple
+    pages_unknown: str | None = None
 
     @property
     def total(self):
@@ -146,7 +154,7 @@ def process_rss(process, depth=0):
     return ProcessRss(depth, process.pid, process.comm, process.state_label, pages.vmas,
                       private.present, private.parent, private.lazy, private.none,
                       pages.shared.listed,
-                      tuple(_kind_pages(tally) for tally in pages.kinds))
+                      tuple(_kind_pages(tally) for tally in pages.kinds), pages.unknown)
 
 
 def rss_table(checkpoint, pid=None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from ..render import stamped
 from .host import FEATURES, HostFacts
 
 #: ``"format"`` of every fingerprint.
@@ -28,11 +29,28 @@ def _sorted(values):
     return None if values is None else sorted(values)
 
 
+def features_note(data: dict) -> str | None:
+    """One line saying which kernel features a fingerprint's ``criu check`` did not test
+    and why (None when it tested them all, or was not run: ``kernel_features`` null)."""
+    features = data.get("kernel_features")
+    if not features:
+        return None
+    untested = [name for name, ok in features.items() if ok is None]
+    if not untested:
+        return None
+    criu = data.get("criu") or {}
+    which = f"criu {criu.get('version') or '(version unknown)'} at {criu.get('path')}"
+    why = criu.get("check_error") or "criu check gave no answer"
+    if len(untested) == len(features):
+        return f"none of the {len(features)} tested, {which} cannot check them: {why}"
+    return f"{len(untested)} not tested ({which}: {why})"
+
+
 def fingerprint(host: HostFacts) -> dict:
     """The JSON-ready fingerprint of ``host`` (every kernel feature is tested now)."""
     features = host.kernel_features
     tested = None if features is None else {name: features.get(name) for name in FEATURES}
-    return {
+    data = {
         "format": FORMAT, "version": VERSION, "taken_at": host.taken_at,
         "machine": host.machine, "page_size": host.page_size, "kernel": host.kernel,
         "cpu": {"vendor": host.cpu_vendor, "model": host.cpu_model,
@@ -50,6 +68,8 @@ def fingerprint(host: HostFacts) -> dict:
         "lxd_version": host.lxd_version, "incus_version": host.incus_version,
         "pid_max": host.pid_max, "needed_root": list(host.needed_root),
     }
+    data["kernel_features_note"] = features_note(data)
+    return stamped("host", data)
 
 
 def _check(condition, name, what):

@@ -257,11 +257,13 @@ class LiveFeatures(Mapping):
     criu does not know the name or could not run.  ``error`` is the first error line of
     the first check that could not test its feature (criu failing on this kernel), or None."""
 
-    def __init__(self, criu_path: str, timeout: float = 30) -> None:
+    def __init__(self, criu_path: str, timeout: float = 30, error: str | None = None) -> None:
         self.criu_path = criu_path
         self.timeout = timeout
         self._known: dict = {}
-        self.error: str | None = None
+        #: preset (``error``): criu cannot run at all, and no feature is tested
+        self._broken = error
+        self.error: str | None = error
 
     def __getitem__(self, name: str) -> bool | None:
         if name not in FEATURES:
@@ -277,6 +279,8 @@ class LiveFeatures(Mapping):
         return len(FEATURES)
 
     def _check(self, name):
+        if self._broken is not None:
+            return None
         try:
             done = subprocess.run([self.criu_path, "check", "--feature", name],
                                   capture_output=True, text=True, timeout=self.timeout,
@@ -342,20 +346,19 @@ def criu_cpuinfo(criu_path: str, timeout: float = 30) -> tuple:
     import tempfile
 
     from decoders.errors import DecodeError
-    from decoders.image import open_image
+
+    from ..resources import read_cpuinfo_file
 
     with tempfile.TemporaryDirectory(prefix="crit-plus-cpuinfo-") as directory:
         try:
             subprocess.run([criu_path, "cpuinfo", "dump", "-D", directory], timeout=timeout,
                            capture_output=True, check=False, stdin=subprocess.DEVNULL)
-            with open_image(os.path.join(directory, "cpuinfo.img")) as image:
-                entry = next(iter(image.entries()), None)
+            cpus = read_cpuinfo_file(os.path.join(directory, "cpuinfo.img"))
         except (OSError, subprocess.SubprocessError, DecodeError):
             return None, None
-    x86 = entry.message.x86_entry if entry is not None else ()
-    if not x86:
+    if not cpus:
         return None, None
-    return x86[0].xfeatures_mask, x86[0].xsave_size
+    return cpus[0].xfeatures_mask, cpus[0].xsave_size
 
 
 def _filesystems(text):
@@ -444,7 +447,9 @@ def probe_host(root="/", criu=None):
     xfeatures = xsave_size = None
     if real_root and path is not None:
         if os.geteuid() == 0:
-            features = LiveFeatures(path)
+            broken = None if version is not None else \
+                f"`{path} --version` gave no version (it cannot run here)"
+            features = LiveFeatures(path, error=broken)
             xfeatures, xsave_size = criu_cpuinfo(path)
         else:
             needed_root.append("kernel features (criu check runs as root)")

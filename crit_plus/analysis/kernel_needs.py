@@ -15,8 +15,6 @@ from ..mounts import FSTYPES
 
 #: ``inventory.network_lock_method`` (criu/include/cr_options.h): 1 is nftables.
 NETWORK_LOCK_NFTABLES = 1
-#: MFD_HUGETLB (linux/memfd.h): a memfd on hugetlbfs.
-MFD_HUGETLB = 4
 #: TCP states CRIU restores only with ``tcp_half_closed`` (criu/sk-tcp.c).
 HALF_CLOSED = {"FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING"}
 #: Namespaces the restore creates → the feature CRIU tests for them.
@@ -59,9 +57,9 @@ def kernel_needs(facts) -> list:
             need("timerfd", "timerfd.img", "a process holds a timerfd")
         elif state in HALF_CLOSED:
             need("tcp_half_closed", "files.img", f"a TCP connection is in state {state}")
-    for message in facts.messages("memfd.img"):
-        if getattr(message, "hugetlb_flag", 0) & MFD_HUGETLB:
-            need("memfd_hugetlb", "memfd.img", f"memfd {message.name!r} is on hugetlbfs")
+    for memfd in facts.checkpoint.memfds.values():
+        if memfd.hugetlb:
+            need("memfd_hugetlb", "memfd.img", f"memfd {memfd.name!r} is on hugetlbfs")
             break
     for mount in facts.mounts:
         if mount.fstype == "autofs":

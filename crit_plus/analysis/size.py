@@ -37,7 +37,7 @@ from decoders.flags import PAGE_SIZE
 from decoders.kinds import split_name
 
 from ..findings import ERROR
-from ..pages import PageCounts, mapping_pages
+from ..pages import PageCounts, biggest_mappings
 
 # -- image kinds -------------------------------------------------------------------------
 
@@ -173,12 +173,15 @@ class OwnerSize:
 
 @dataclass(frozen=True, slots=True)
 class ProcessSize(OwnerSize):
-    """One process; ``metadata_files`` are its own images (see the module docstring)."""
+    """One process; ``metadata_files`` are its own images (see the module docstring);
+    ``pages_unknown`` why its pages are not known (the graph's
+    :attr:`~crit_plus.pages.ProcessPages.unknown`: a missing or cut pagemap), else None."""
 
     pid: int
     comm: str | None
     threads: int
     metadata_files: tuple
+    pages_unknown: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,21 +421,16 @@ def _vma_kinds(checkpoint):
 
 
 def _top_vmas(checkpoint, top):
-    """The ``top`` biggest VMAs: most present pages, then parent + lazy, then mapped
-    (a shared mapping counts its object's pages in its window)."""
+    """The ``top`` biggest VMAs: :func:`crit_plus.pages.biggest_mappings`, the one
+    ranking (``summarize`` lists the same)."""
     vmas = []
-    for process in checkpoint.processes:
-        memory = process.memory
-        for mapping in memory.vmas if memory is not None else ():
-            counts = mapping_pages(memory, mapping)
-            shared = counts.shared is not None
-            vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
-                                mapping.kind, mapping.name,
-                                counts.shared if shared else counts.private, counts.unlisted,
-                                mapping.backing.shmid if shared else None))
-    vmas.sort(key=lambda v: (-v.pages.present, -(v.pages.parent + v.pages.lazy),
-                             -v.mapped, v.pid, v.start))
-    return tuple(vmas[:top])
+    for item in biggest_mappings(checkpoint, top):
+        process, mapping, counts = item.process, item.mapping, item.pages
+        shared = counts.shared is not None
+        vmas.append(VmaSize(process.pid, process.comm, mapping.start, mapping.end,
+                            mapping.kind, mapping.name, item.counted, counts.unlisted,
+                            mapping.backing.shmid if shared else None))
+    return tuple(vmas)
 
 
 def _shared_names(checkpoint):
@@ -452,8 +450,8 @@ def _disk(file):
 def measure(checkpoint, *, top=0):
     """Measure ``checkpoint`` (a :class:`~crit_plus.Checkpoint`) without reading page data.
 
-    ``top`` > 0 also lists that many of the biggest VMAs (by present pages, then
-    pages from the parent and lazy pages, then mapped size).
+    ``top`` > 0 also lists that many of the biggest VMAs
+    (:func:`crit_plus.pages.biggest_mappings`: most pages, then pid, then address).
     """
     files = directory_files(checkpoint)
     by_name = {file.name: file for file in files}
@@ -478,7 +476,8 @@ def measure(checkpoint, *, top=0):
         processes.append(ProcessSize(
             pages=counts, pages_file=pages_name, pages_disk=_disk(claim(pages_name)),
             metadata_disk=DiskUsage.of(meta), pid=process.pid, comm=process.comm,
-            threads=len(process.threads), metadata_files=tuple(f.name for f in meta)))
+            threads=len(process.threads), metadata_files=tuple(f.name for f in meta),
+            pages_unknown=process.pages.unknown))
 
     shared = []
     names = _shared_names(checkpoint)

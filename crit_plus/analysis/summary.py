@@ -24,14 +24,18 @@ by default a process is named by its ``comm`` and its executable's path.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..describe import count_text, netlink_state, network_lock_name
 from ..files import IpProto, SockFamily, SockState
-from ..findings import INFO, WARNING
-from ..pages import PageCounts
+from ..findings import ERROR, INFO, WARNING
+from ..pages import biggest_mappings
+from .dump_failure import dump_failure
 from .explain import FAILED_OUTCOMES, decisive_first, diagnose
+
+if TYPE_CHECKING:
+    from ..graph import ExitStatus
 
 #: How many of the biggest memory holders are listed.
 TOP = 5
@@ -101,7 +105,10 @@ class ProcessSummary:
 
     ``present``/``parent``/``lazy`` count its pagemap pages; ``shared`` the
     pages of shared-memory objects listed inside its mappings (the rule:
-    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.
+    :mod:`crit_plus.pages`); ``argv`` is None unless asked for.  ``pages_unknown``
+    says why its private pages are not known (the graph's
+    :attr:`~crit_plus.pages.ProcessPages.unknown`: a missing or cut pagemap, its file
+    and offset); they are 0 here then, shown as ``?`` (null in JSON).
     """
 
     depth: int
@@ -110,7 +117,7 @@ class ProcessSummary:
     pgid: int
     sid: int
     state: str | None
-    exit_code: int | None
+    exit: ExitStatus | None
     threads: int
     comm: str | None
     exe: str | None
@@ -122,6 +129,7 @@ class ProcessSummary:
     none: int
     shared: int
     fds: int
+    pages_unknown: str | None = None
 
     @property
     def pages(self):
@@ -136,7 +144,8 @@ class Totals:
     ``fds_by_kind`` counts fds (an fd shared by two processes counts twice),
     ``files`` distinct open files; ``sockets`` is ``((family, state, n), ...)``
     over distinct sockets; ``shared`` the pages of shared-memory objects
-    (counted once).
+    (counted once); ``pages_unknown`` the pids whose private pages are not known (not
+    in the page sums: those are then a lower bound).
     """
 
     processes: int
@@ -152,6 +161,7 @@ class Totals:
     files: int
     fds_by_kind: tuple
     sockets: tuple
+    pages_unknown: tuple = ()
 
     @property
     def pages(self):
@@ -161,7 +171,9 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class MappingHolder:
-    """One of the biggest mappings: ``pages`` listed (private) or dumped (shared)."""
+    """One of the biggest mappings (:func:`crit_plus.pages.biggest_mappings`, the ranking
+    ``size --top`` shows too): ``pages`` listed (private) or, for a shared mapping, the
+    object's pages in its window."""
 
     pid: int
     comm: str | None
@@ -252,47 +264,39 @@ def summarize(source, checkpoint, *, argv=False, top=TOP):
     Reads every metadata image (as ``checkpoint.findings`` does) and the
     logs, never page data unless ``argv`` asks for the command lines.
     """
-    processes, mappings = [], []
+    processes = []
     for depth, process in checkpoint.walk():
-        vmas, states, shared = _memory_facts(process, mappings)
-        core = process.core
+        vmas, states, shared = _memory_facts(process)
         exe = process.exe
         processes.append(ProcessSummary(
             depth, process.pid, process.ppid, process.pgid, process.sid, process.state_label,
-            core.exit_code if core is not None else None, len(process.threads), process.comm,
+            process.exit_status, len(process.threads), process.comm,
             exe.name if exe is not None else None, process.command_line if argv else None,
             vmas, states.present, states.parent, states.lazy, states.none, shared,
-            len(process.fds)))
-    by_size = sorted(processes, key=lambda p: (-(p.pages + p.shared), p.pid))
-    biggest = heapq.nsmallest(top, mappings, key=lambda item: item[:3])
+            len(process.fds), process.pages.unknown))
+    by_size = sorted((p for p in processes if p.pages_unknown is None),
+                     key=lambda p: (-(p.pages + p.shared), p.pid))
     dump = _dump_info(source, checkpoint)
     logs = _logs(source, dump.run_id)
     return Summary(
         _origin(source, logs), dump, _stats(source, checkpoint),
         tuple(processes), _totals(checkpoint, processes),
         tuple(p for p in by_size[:top] if p.pages + p.shared),
-        tuple(_holder(process, mapping, -count) for count, _pid, _start, process, mapping
-              in biggest), logs,
+        tuple(_holder(item) for item in biggest_mappings(checkpoint, top)), logs,
         tuple(_notes(source, checkpoint, processes, logs, dump)), source.rootfs)
 
 
-def _memory_facts(process, listed):
+def _memory_facts(process):
     """``(VMAs, private pages by state, shared-memory pages)`` of ``process``
-    (:attr:`~crit_plus.graph.Process.pages`); appends ``(-pages, pid, start, process,
-    mapping)`` to ``listed`` for each mapping with private pages listed (records are
-    made for the biggest only)."""
-    pid = process.pid
-    for mapping in process.vmas:
-        count = PageCounts.listed_in(mapping.pages)
-        if count:
-            listed.append((-count, pid, mapping.start, process, mapping))
+    (:attr:`~crit_plus.graph.Process.pages`)."""
     pages = process.pages
     return pages.vmas, pages.private, pages.shared.listed
 
 
-def _holder(process, mapping, pages):
+def _holder(item):
+    process, mapping = item.process, item.mapping
     return MappingHolder(process.pid, process.comm, mapping.start, mapping.end, mapping.kind,
-                         mapping.name, pages)
+                         mapping.name, item.size)
 
 
 def _logs(source, run_id):
@@ -399,7 +403,8 @@ def _totals(checkpoint, processes):
         sum(kinds.values()), len(files),
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
-              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))))
+              in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))),
+        tuple(p.pid for p in processes if p.pages_unknown is not None))
 
 
 def _name(value):
@@ -475,8 +480,9 @@ def _notes(source, checkpoint, processes, logs, dump):
 
     for p in processes:
         if p.state == "zombie":
-            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie (exit code "
-                 f"{p.exit_code}): CRIU restores it as one", f"core-{p.pid}.img")
+            ended = f" ({p.exit.text})" if p.exit is not None else ""
+            note(INFO, "zombie", f"pid {p.pid} ({p.comm}) is a zombie{ended}: CRIU restores "
+                 "it as one", f"core-{p.pid}.img")
         elif p.state == "stopped":
             note(INFO, "stopped", f"pid {p.pid} ({p.comm}) was stopped", f"core-{p.pid}.img")
     for item in _file_notes(checkpoint):
@@ -495,6 +501,11 @@ def _notes(source, checkpoint, processes, logs, dump):
     if stats.get("pages_lazy"):
         note(INFO, "lazy-dump", f"the dump left {stats['pages_lazy']} pages for lazy restore",
              "stats-dump")
+    failure = dump_failure(source, checkpoint)
+    if failure is not None:
+        note(ERROR if failure.partial else WARNING, "dump-failed",
+             f"{failure.sentence}; {failure.consequence} (`crit-plus explain` says why)",
+             failure.log)
     own = source.label_of(source.dump_log) if source.dump_log is not None else None
     for item in _log_notes(logs, dump, own):
         note(*item)

@@ -29,12 +29,13 @@ docs/validate.md).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..findings import ERROR, INFO, SEVERITIES, WARNING, FindingList, summary_message
+from ..render import stamped
 from ..sources.layout import rootfs_beside
 from . import validate_integrity, validate_requirements, validate_target
-from .validate_catalog import STAGES, check, fill
+from .validate_catalog import INTEGRITY, STAGES, check, fill
 from .validate_facts import RestoreFacts
 
 #: Version of the JSON form of a :class:`Report` (bumped on incompatible changes).
@@ -50,6 +51,8 @@ class ValidationFinding:
     locate it in the images when it comes from one; ``pid``, ``fd`` and
     ``path`` name the object when there is one.  ``criu_says`` is the message
     CRIU will print (None when it prints nothing specific), ``fix`` what to do.
+    ``consequence_of`` names the finding this one follows from (``dump-failed``: the
+    images are what a failed dump left, nothing to copy), None when it stands alone.
     """
 
     severity: str
@@ -65,13 +68,15 @@ class ValidationFinding:
     pid: int | None = None
     fd: int | None = None
     path: str | None = None
+    consequence_of: str | None = None
 
     def to_dict(self):
         """A JSON-ready dict of machine values (see docs/validate.md for the schema)."""
         return {"severity": self.severity, "code": self.code, "stage": self.stage,
                 "message": self.message, "where": self.where, "image": self.image,
                 "offset": self.offset, "entry": self.entry, "pid": self.pid, "fd": self.fd,
-                "path": self.path, "criu_says": self.criu_says, "fix": self.fix}
+                "path": self.path, "criu_says": self.criu_says, "fix": self.fix,
+                "consequence_of": self.consequence_of}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,7 @@ class Report:
 
     def to_dict(self):
         """A JSON-ready dict (schema in docs/validate.md)."""
-        return {
+        return stamped("validate", {
             "schema_version": SCHEMA_VERSION,
             "checkpoint": self.checkpoint, "source_kind": self.source_kind,
             "target_root": self.target_root, "host_root": self.host_root,
@@ -138,7 +143,7 @@ class Report:
             "findings": [finding.to_dict() for finding in self.findings],
             "requirements": [requirement.to_dict() for requirement in self.requirements],
             "skipped": list(self.skipped),
-        }
+        })
 
 
 def _summary(severity, code, more, limit):
@@ -224,8 +229,8 @@ def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STA
         validate_target.run(facts, out, target_root, host)
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
     stage_order = {stage: i for i, stage in enumerate(STAGES)}
-    findings = sorted(out.findings, key=lambda f: (order.get(f.severity, 9),
-                                                   stage_order.get(f.stage, 9)))
+    findings = sorted(_consequences(out.findings, facts),
+                      key=lambda f: (order.get(f.severity, 9), stage_order.get(f.stage, 9)))
     return Report(
         checkpoint=_where(source, checkpoint.directory),
         findings=tuple(findings), requirements=tuple(out.requirements),
@@ -234,6 +239,22 @@ def validate(checkpoint, *, source=None, target_root=None, host=None, stages=STA
         host_root=None if host is None else host.root,
         source_kind=None if source is None else source.kind,
     )
+
+
+#: The fix of an integrity finding that follows from a failed dump.
+CONSEQUENCE_FIX = ("None of its own: a consequence of dump-failed (CRIU stopped before it "
+                   "wrote the rest). Fix the dump's failure and dump again.")
+
+
+def _consequences(findings, facts):
+    """``findings`` with the integrity ones marked as consequences of ``dump-failed`` when
+    the dump that wrote the images failed before its last image: partial images, nothing
+    to copy again."""
+    if facts.dump_failure is None or not facts.dump_failure.partial:
+        return findings
+    return [replace(finding, fix=CONSEQUENCE_FIX, consequence_of="dump-failed")
+            if finding.stage == INTEGRITY and finding.code != "dump-failed" else finding
+            for finding in findings]
 
 
 def unreadable_report(source, error):

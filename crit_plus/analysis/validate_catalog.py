@@ -96,6 +96,14 @@ _CONSOLE_FIX = ("Start the container without its state ({manager} start --statel
 
 CHECKS = {check.code: check for check in (
     # -- integrity: reported by the graph, reused --------------------------------------------
+    # -- integrity: the dump itself --------------------------------------------------------------
+    Check("dump-failed", INTEGRITY, None,
+          "the CRIU dump that wrote these images failed (its log, as `crit-plus explain` reads "
+          "it): without inventory.img, which CRIU writes last, the images are partial (error) "
+          "and the findings that follow from it are marked as its consequences; with it, the "
+          "dump failed in its last steps (warning)", None,
+          "Nothing to copy: the dump never finished. Run `crit-plus explain {target}` for why "
+          "({log}); fix that and dump again."),
     Check("missing-image", INTEGRITY, "error",
           "an image CRIU writes in every dump is missing", "{says}",
           "Copy {image} from the original checkpoint: CRIU writes it for {scope}. Its restore "
@@ -517,6 +525,12 @@ class Failure:
 _CRIU = "checkpoint-restore/criu"
 #: An entry whose fix is its validate check's.
 _SEE_CHECK = "See validate's fix."
+#: A tree with its own mount namespace restored without --root (mount-v2 and compat mode).
+_MNTNS_NO_ROOT = ("the tree has a mount namespace of its own and the restore was run without "
+                  "--root, which CRIU needs to build that namespace's mounts on")
+_MNTNS_NO_ROOT_FIX = ("Restore with --root DIR: the directory the tree's / is mounted from "
+                      "(the container's rootfs; `/` for a process that ran in an `unshare -m` "
+                      "copy of the host's mounts).")
 _LOG_FAILURES = (
     # -- dump: what the processes hold -----------------------------------------------------------
     Failure("unsupported-socket-proto", r"Unsupported proto \d+ for socket",
@@ -583,9 +597,19 @@ _LOG_FAILURES = (
             "Open the file inside the namespace (start the program there with its own "
             "stdin, stdout and stderr: `unshare -m sh -c 'exec PROGRAM </dev/null "
             ">/dev/null 2>&1'`), or dump with --external file[MNT:INODE] (the mount id and "
-            "inode in hex) and restore with --inherit-fd fd[N]:file[MNT:INODE].",
+            "inode in hex) and restore with --inherit-fd fd[N]:file[MNT:INODE] (and --root "
+            "DIR, as the tree has its own mount namespace).",
             example="Error (criu/files-reg.c:1790): Can't lookup mount=24 for fd=0 "
             "path=/dev/null"),
+    Failure("mntns-no-root", r"BUG at criu/mount\.c:4\d",
+            "BUG at %s:%d", "include/common/bug.h", "restore",
+            _MNTNS_NO_ROOT + ": CRIU 4.2.1 crashes on it (BUG_ON(!mi->plain_mountpoint) in "
+            "service_mountpoint(), while it unmounts the copied mounts) instead of saying so",
+            _MNTNS_NO_ROOT_FIX,
+            example="Error (criu/mount.c:48): mnt: BUG at criu/mount.c:48"),
+    Failure("mntns-root-required", r"The --root option is required to restore a mount namespace",
+            "The --root option is required to restore a mount namespace", "criu/mount.c",
+            "restore", _MNTNS_NO_ROOT, _MNTNS_NO_ROOT_FIX),
     Failure("tcp-established", r"Connected TCP socket, consider using --tcp-established",
             "Connected TCP socket, consider using --%s option.", "criu/sk-inet.c", "dump",
             "a process holds an established TCP connection and the dump was not allowed to "

@@ -6,11 +6,11 @@ does not model: the namespaces the restore will create (the root process's
 ids against ``inventory.img``'s ``root_ids``, as CRIU's ``get_clone_mask``
 compares them), the mounts of the root mount namespace
 (``mountpoints-<mnt_ns_id>.img``, the graph's records), the console id liblxc keeps in ``tty.info``,
-the dump's CRIU and kernel versions (from its log), and the decoded messages
-of the small images no record reader covers (``cgroup.img``, ``cpuinfo.img``,
-``filelocks.img``...), through the graph's :meth:`~crit_plus.graph.Checkpoint.decoded`:
-each image is decoded at most once per checkpoint; one that does not decode is
-kept as its :class:`~decoders.errors.DecodeError` for the integrity stage to report.
+the dump's CRIU and kernel versions (from its log), and whether an image decodes
+(the graph's :meth:`~crit_plus.graph.Checkpoint.image_error`: each image is decoded at
+most once per checkpoint, its :class:`~decoders.errors.DecodeError` kept for the
+integrity stage to report).  What the images hold (CPU, ttys, file locks, memfds,
+cgroups...) is the graph's records, never their messages.
 """
 
 from __future__ import annotations
@@ -38,16 +38,12 @@ class RestoreFacts:
         self.source = source
         self.directory = checkpoint.directory
 
-    # -- images the graph does not read ------------------------------------------------------
-    def decode(self, name):
-        """``(messages, error)`` of image ``name``: a tuple of messages and None, or
-        ``((), DecodeError)`` (a :class:`MissingImageError` when it does not exist);
-        decoded once per checkpoint by the graph (:meth:`Checkpoint.decoded`)."""
-        return self.checkpoint.decoded(name)
-
-    def messages(self, name):
-        """The messages of an optional image: empty when it is missing or undecodable."""
-        return self.checkpoint.messages(name)
+    # -- the images ---------------------------------------------------------------------------
+    def image_error(self, name):
+        """Why image ``name`` does not decode (a :class:`MissingImageError` when it does not
+        exist), or None; decoded once per checkpoint by the graph
+        (:meth:`Checkpoint.image_error`)."""
+        return self.checkpoint.image_error(name)
 
     def has_image(self, name):
         """True when the checkpoint directory holds ``name``."""
@@ -56,6 +52,14 @@ class RestoreFacts:
     @functools.cached_property
     def _image_names(self):
         return frozenset(self.checkpoint.image_files)
+
+    @functools.cached_property
+    def dump_failure(self):
+        """The :class:`~.dump_failure.DumpFailure` of the dump that wrote the images (its
+        log says it failed: they are partial), or None."""
+        from .dump_failure import dump_failure
+
+        return dump_failure(self.source, self.checkpoint)
 
     # -- the tree and its namespaces ---------------------------------------------------------
     @functools.cached_property
@@ -167,8 +171,7 @@ class RestoreFacts:
 
     def is_missing(self, name):
         """True when image ``name`` does not exist (as opposed to not decoding)."""
-        _messages, error = self.decode(name)
-        return isinstance(error, MissingImageError)
+        return isinstance(self.image_error(name), MissingImageError)
 
 
 __all__ = ["AUTODETECTED", "EXTERNAL_DEV", "RestoreFacts"]

@@ -47,6 +47,7 @@ NOT_RESTORED = frozenset({"stats-dump", "stats-restore", "irmap-cache.img"})
 
 def run(facts, out):
     """Add the integrity findings of ``facts``' checkpoint to ``out``."""
+    _dump_failed(facts, out)
     _images(facts, out)
     _inventory(facts, out)
     _pstree(facts, out)
@@ -57,6 +58,18 @@ def run(facts, out):
     _unix_peers(facts, out)
     _tcp_streams(facts, out)
     _strays(facts, out)
+
+
+def _dump_failed(facts, out):
+    """``dump-failed`` when the log of the dump that wrote the images says it failed
+    (:func:`~.dump_failure.dump_failure`, the one answer)."""
+    failure = facts.dump_failure
+    if failure is None:
+        return
+    source = facts.source
+    out.add("dump-failed", f"{failure.sentence}; {failure.consequence}", failure.log,
+            severity=ERROR if failure.partial else WARNING, path=failure.path,
+            target=source.spec, log=failure.path, catalog=failure.catalog)
 
 
 def report_decode_error(out, error, name=None):
@@ -71,7 +84,7 @@ def _images(facts, out):
     for name in facts.checkpoint.image_files:
         if _GRAPH_IMAGES.match(name) or raw_kind(name) or expected_magic(name) is None:
             continue
-        _messages, error = facts.decode(name)
+        error = facts.image_error(name)
         if error is not None and not isinstance(error, MissingImageError):
             report_decode_error(out, error, name)
 

@@ -22,7 +22,7 @@ as ``provided_by``.
 from __future__ import annotations
 
 from ..describe import count_text
-from ..files import TtyType
+from ..resources import TtyType
 from .explain import decisive_first
 from ..sources.fields import catalog_fields
 from .validate_catalog import match_failure
@@ -47,8 +47,8 @@ def run(facts, out):
     _ttys(facts, out)
     _console(facts, out)
     _mounts(facts, out, by_manager)
-    if facts.messages("filelocks.img"):
-        count = len(facts.messages("filelocks.img"))
+    if facts.checkpoint.file_locks:
+        count = len(facts.checkpoint.file_locks)
         locks = f"{count} file lock{'' if count == 1 else 's'}"
         out.add("needs-file-locks", f"{locks} dumped", "filelocks.img", image="filelocks.img")
         out.require("--file-locks", locks, by_manager)
@@ -132,14 +132,9 @@ def _session(facts, out):
             out.require("--shell-job", f"terminal {file.name} of session {sid}")
 
 
-def tty_key(info):
-    """CRIU's external id of a terminal: ``tty[RDEV:DEV]`` in hex (``tty_d_name``)."""
-    return f"tty[{info.rdev:x}:{info.dev:x}]"
-
-
 def _ttys(facts, out):
     checkpoint = facts.checkpoint
-    infos = {info.id: info for info in facts.messages("tty-info.img")}
+    infos = checkpoint.ttys
     users = {}
     for file in checkpoint.files:
         if file.kind == "tty" and file.details.get("tty_type") == TtyType.EXT_TTY:
@@ -149,7 +144,7 @@ def _ttys(facts, out):
         info = infos.get(info_id)
         if info is None:
             continue  # missing-tty-info says so
-        key = tty_key(info)
+        key = info.key
         (pid, fd), file = holders[0]
         pids = sorted({holder[0] for holder, _file in holders})
         out.add("needs-inherit-tty", f"{len(holders)} fds of pids "
@@ -239,4 +234,4 @@ def _logs(facts, out):
                 catalog=failure.code if failure else None)
 
 
-__all__ = ["LXC", "run", "tty_key"]
+__all__ = ["LXC", "run"]

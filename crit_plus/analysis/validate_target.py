@@ -215,16 +215,15 @@ def _cpuinfo(facts, out, host):
     cpuinfo dump``) when known, else as the CPU flags imply."""
     exact = host.criu_xfeatures
     mask = exact if exact is not None else host.xsave_mask
-    for message in facts.messages("cpuinfo.img"):
-        for entry in message.x86_entry:
-            missing = entry.xfeatures_mask & ~(mask or 0)
-            if exact is None:
-                missing &= KNOWN_XSAVE
-            if mask is not None and missing:
-                features = xsave_description(missing) or f"XSAVE bits {missing:#x}"
-                out.add("cpuinfo-xfeatures", f"cpuinfo.img needs {features}, which the host "
-                        "CPU lacks", "cpuinfo.img", image="cpuinfo.img", bits=missing,
-                        features=features)
+    for cpu in facts.checkpoint.cpuinfo:
+        missing = cpu.xfeatures_mask & ~(mask or 0)
+        if exact is None:
+            missing &= KNOWN_XSAVE
+        if mask is not None and missing:
+            features = xsave_description(missing) or f"XSAVE bits {missing:#x}"
+            out.add("cpuinfo-xfeatures", f"cpuinfo.img needs {features}, which the host "
+                    "CPU lacks", "cpuinfo.img", image="cpuinfo.img", bits=missing,
+                    features=features)
 
 
 def _unknown(subject, dumped, here, here_side):

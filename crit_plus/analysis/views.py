@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..confinement import CgroupMember
+from ..confinement import CgroupMember, ThreadSeccomp
 from ..findings import FindingList
 from ..mounts import Mount
 from ..namespaces import Namespace
 from ..netns import NetNamespace
+from ..render import schema_id
 
 #: JSON schemas of the views (docs/commands/ns.md, mounts.md, net.md): a change of a
 #: field's meaning bumps the number.
-NS_SCHEMA = "crit-plus/ns/2"
-MOUNTS_SCHEMA = "crit-plus/mounts/2"
-NET_SCHEMA = "crit-plus/net/2"
+NS_SCHEMA = schema_id("ns")
+MOUNTS_SCHEMA = schema_id("mounts")
+NET_SCHEMA = schema_id("net")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +75,29 @@ class ThreadDetail:
     cg_set: int | None
     #: () when the images name none, None when unknown (no cg_set, cgroup.img damaged)
     cgroups: tuple[CgroupMember, ...] | None
+    #: where the seccomp the thread runs once restored comes from (``own``: the fields
+    #: above; ``leader``: none above, the leader's filters given to every thread by TSYNC;
+    #: ``none``: disabled; ``unknown``): :class:`~crit_plus.confinement.ThreadSeccomp`
+    seccomp_source: str = "none"
+
+
+#: The confinement a ``ps --long`` row shows, each compared across a process's threads.
+ASPECTS = ("uid", "gid", "cap_eff", "seccomp", "lsm", "cgroup")
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessDetail:
-    """The :class:`ThreadDetail` of every thread of one process, leader first."""
+    """The :class:`ThreadDetail` of every thread of one process, leader first, and, per
+    aspect of :data:`ASPECTS`, how many threads share the leader's (``sharing``)."""
 
     pid: int
     threads: tuple[ThreadDetail, ...]
+    sharing: tuple[tuple[str, int], ...] = ()
+
+    def shared_by(self, aspect: str) -> int:
+        """How many threads (the leader included) have the leader's ``aspect`` (one of
+        :data:`ASPECTS`; the seccomp compared as restored: mode and filter programs)."""
+        return dict(self.sharing).get(aspect, len(self.threads))
 
     @property
     def leader(self) -> ThreadDetail | None:
@@ -162,11 +178,12 @@ def process_details(checkpoint, pid=None) -> tuple[ProcessDetail, ...]:
         [process for _depth, process in checkpoint.walk()]
     details = []
     for process in selected:
-        threads = []
+        threads, keys = [], []
         for thread in process.threads:
             core, creds = thread.core, thread.creds
             chain, _findings = checkpoint.seccomp_chain(thread)
             cg_set = core.cg_set if core is not None else None
+            restored = checkpoint.thread_seccomp(process, thread)
             threads.append(ThreadDetail(
                 thread.tid,
                 creds.uid if creds else None, creds.euid if creds else None,
@@ -179,9 +196,28 @@ def process_details(checkpoint, pid=None) -> tuple[ProcessDetail, ...]:
                 None if chain is None else tuple(f.index for f in chain),
                 None if chain is None else sum(f.instructions for f in chain),
                 creds.lsm_profile if creds else None,
-                cg_set, checkpoint.cgroups(cg_set)))
-        details.append(ProcessDetail(process.pid, tuple(threads)))
+                cg_set, checkpoint.cgroups(cg_set), restored.source))
+            keys.append(_aspect_keys(threads[-1], restored))
+        sharing = tuple((aspect, sum(key[aspect] in (keys[0][aspect], _UNKNOWN)
+                                     for key in keys))
+                        for aspect in ASPECTS) if keys else ()
+        details.append(ProcessDetail(process.pid, tuple(threads), sharing))
     return tuple(details)
+
+
+#: An aspect whose value cannot be known (a thread without filters of its own whose
+#: leader's filters are unreadable): never counted as a difference.
+_UNKNOWN = object()
+
+
+def _aspect_keys(detail: ThreadDetail, seccomp: ThreadSeccomp) -> dict[str, object]:
+    """What two threads must share to show the same ``ps --long`` cell, per aspect: the
+    seccomp as restored (a thread given the leader's filters by TSYNC shares them), the
+    cgroups by their paths (CRIU gives threads of the same cgroups sets of their own)."""
+    restored = _UNKNOWN if seccomp.source == "unknown" else (seccomp.mode, seccomp.programs)
+    return {"uid": (detail.uid, detail.euid), "gid": (detail.gid, detail.egid),
+            "cap_eff": detail.cap_eff, "seccomp": restored,
+            "lsm": detail.lsm_profile, "cgroup": detail.cgroups}
 
 
 def seccomp_findings(checkpoint) -> tuple:

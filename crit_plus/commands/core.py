@@ -7,6 +7,7 @@ where each core goes and what is said on stderr.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 import click
@@ -15,7 +16,7 @@ from ..analysis.coredump import CoreFile, write_core
 from ..boundary import error_text
 from ..describe import human_bytes
 from ..opening import input_paths
-from ..output import refuse_inputs, whole_file
+from ..output import OutputRefused, refuse_inputs, whole_file
 from ..render import safe_text, write_json
 from .options import damage_error, format_option, open_checkpoint_source, source_options
 from .selection import check_pid
@@ -45,6 +46,9 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
       crit-plus core dump1 12525 -o core.12525 && gdb ./prog core.12525
       crit-plus core lxd:web/snap0 -o cores/ --root /srv/rootfs
     """
+    if output == "-":  # write_core seeks over the memory's holes: a file, not a stream
+        raise OutputRefused("a core is written to a file (it seeks over the holes of the "
+                            "memory), not to standard output: give -o FILE")
     if pid is None and os.path.exists(output) and not os.path.isdir(output):
         raise click.BadParameter("without PID, -o names a directory (one core per process)",
                                  param_hint="-o")
@@ -69,6 +73,7 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
                 click.echo(f"crit-plus: {safe_text(error_text(error))}", err=True)
                 damaged = True
                 continue
+            _refuse_unseekable(target)
             try:
                 with whole_file(target, inputs=inputs) as handle:
                     result = write_core(process, handle)
@@ -84,6 +89,18 @@ def core_command(path, lxd_dir, project, root, pid, output, fmt):
         write_json([_json(target, result) for target, result in written], sys.stdout)
     if damaged:
         click.get_current_context().exit(EXIT_DAMAGED)
+
+
+def _refuse_unseekable(target: str) -> None:
+    """Refuse an output that exists and is not a regular file (``/dev/null``, a FIFO,
+    ``/dev/stdout`` on a pipe): write_core seeks over the memory's holes."""
+    try:
+        mode = os.stat(target).st_mode  # follows links: /dev/stdout
+    except OSError:
+        return  # a new file (or an error open will name)
+    if not stat.S_ISREG(mode):
+        raise OutputRefused(f"{target} is not a regular file: a core is written with seeks "
+                            "over the holes of the memory; give -o FILE")
 
 
 def _json(target: str, result: CoreFile) -> dict:

@@ -115,10 +115,21 @@ def report_unknown_fields(converter, schema):
     )
 
 
+def _checkpoint_of(in_path):
+    """The directory of CRIU images ``in_path`` is in (None: standard input, or an image
+    on its own): the JSON never lands there, as no crit-plus output lands in a checkpoint."""
+    from ..sources import is_images_dir
+
+    if in_path in (None, "-"):
+        return None
+    directory = os.path.dirname(os.path.abspath(in_path))
+    return directory if is_images_dir(directory) else None
+
+
 def _decode(in_path, out_path, pretty, nopl):
     with load_image(in_path) as image:
         converter = Converter(image.schema)
-        with output_stream(out_path, inputs=[in_path]) as out:
+        with output_stream(out_path, inputs=[in_path, _checkpoint_of(in_path)]) as out:
             write_image_json(image, out, pretty=pretty, nopl=nopl, converter=converter)
             out.write("\n")
             out.flush()

@@ -7,14 +7,17 @@ code leaves through ``ctx.exit``, which crit-plus's main turns into the process'
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from decoders.errors import DecodeError
 from decoders.flags import MapFlags, Prot
 
 from ..analysis.diff import SECTIONS, diff_checkpoints, report_json
 from ..describe import (address_range, cmdline_text, count_text, human_bytes, lsm_name,
                         maps_offset, maps_perms, stat_text)
-from ..opening import open_source
+from ..opening import input_paths, open_source
 from ..progress import progress
 from ..render import colored, safe_text, use_color, write_fields, write_json, write_table
 from .options import exit_codes, format_option, output_option, verdict_kept
@@ -91,20 +94,30 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
       crit-plus diff ck.tar.zst /var/lib/criu/ck >/dev/null && echo same
       crit-plus diff dump1 dump2 --format html -o changes.html
     """
-    from ..opening import input_paths
     from ..output import output_stream, refuse_inputs
 
     # an input that cannot be read: one line, exit 2 (exit_codes, at crit_plus.cli's boundary)
-    with open_source(old, lxd_dir=lxd_dir, project=project,
-                     root=old_root or root) as opened_old, \
-            open_source(new, lxd_dir=lxd_dir, project=project,
-                        root=new_root or root) as opened_new:
-        inputs = input_paths(opened_old.source) + input_paths(opened_new.source)
-        refuse_inputs(output, inputs)
-        report = diff_checkpoints(
-            opened_old.checkpoint, opened_new.checkpoint, old_source=opened_old.source,
-            new_source=opened_new.source, sections=only, content=not no_content,
-            match=match, progress=lambda total: progress(total, "comparing pages"))
+    sides: list[tuple[str, object]] = []  # (argument, its source), for naming a broken side
+    opening = old
+    try:
+        with open_source(old, lxd_dir=lxd_dir, project=project,
+                         root=old_root or root) as opened_old:
+            sides.append((old, opened_old.source))
+            opening = new
+            with open_source(new, lxd_dir=lxd_dir, project=project,
+                             root=new_root or root) as opened_new:
+                sides.append((new, opened_new.source))
+                opening = None
+                inputs = input_paths(opened_old.source) + input_paths(opened_new.source)
+                refuse_inputs(output, inputs)
+                report = diff_checkpoints(
+                    opened_old.checkpoint, opened_new.checkpoint,
+                    old_source=opened_old.source, new_source=opened_new.source, sections=only,
+                    content=not no_content, match=match,
+                    progress=lambda total: progress(total, "comparing pages"))
+    except DecodeError as error:
+        _name_side(error, sides, opening)
+        raise
     code = verdict(report)
     with verdict_kept(code), output_stream(output, binary=fmt == "html", inputs=inputs) as out:
         if fmt == "html":
@@ -122,6 +135,22 @@ def diff_command(ctx, old, new, only, no_content, match, verbose, lxd_dir, proje
                        f"{count_text(side.errors, 'error')} in its images, the comparison is "
                        "incomplete (crit-plus validate says which)", err=True)
     ctx.exit(code)
+
+
+def _name_side(error, sides, opening):
+    """Make an image error say which checkpoint it is in (``dump2: pstree.img: entry 0
+    ...``): both sides have a pstree.img.  ``opening`` is the argument being opened when
+    the error came (None: both were open).  An archive's error names its archive already."""
+    if error.container or not error.path:
+        return
+    where = os.path.realpath(error.path)
+    for argument, source in sides:
+        for directory in input_paths(source):
+            if directory and where.startswith(os.path.realpath(directory) + os.sep):
+                error.container = str(argument)
+                return
+    if opening is not None:
+        error.container = str(opening)
 
 
 def verdict(report):
@@ -194,7 +223,11 @@ def _verdict_text(report):
     if not report.compared:
         return f"not compared: {', '.join(report.not_compared)} (nothing asked for could be " \
                "compared)"
-    return "identical" if report.identical else f"different: {', '.join(report.differing)}"
+    if not report.identical:
+        return f"different: {', '.join(report.differing)}"
+    unread = len(report.processes.not_compared) if report.processes is not None else 0
+    return f"identical where compared ({count_text(unread, 'value')} not compared)" \
+        if unread else "identical"
 
 
 def _pairing_text(pairing):
@@ -276,8 +309,16 @@ PROCESS_COLUMNS = (("change", "CHANGE"), ("old", "OLD PID"), ("new", "NEW PID"),
 
 
 def _processes_heading(section):
+    unread = len(section.not_compared)
     return (f"Processes: {len(section.started)} started, {len(section.exited)} exited, "
-            f"{len(section.changed)} changed, {section.unchanged} unchanged")
+            f"{len(section.changed)} changed, {section.unchanged} unchanged"
+            + (f"; {count_text(unread, 'value')} not compared" if unread else ""))
+
+
+def not_compared_lines(section):
+    """One line per value of a paired process a side cannot give (not a change)."""
+    return [f"not compared: {_pids(old_pid, new_pid)} {item.field}: {safe_text(item.reason)}"
+            for old_pid, new_pid, item in section.not_compared]
 
 
 def process_rows(section, color=False):
@@ -311,6 +352,8 @@ def _write_processes(section, out, _verbose, color):
     rows = process_rows(section, color)
     if rows:
         write_table(rows, PROCESS_COLUMNS, out)
+    for line in not_compared_lines(section):
+        out.write(line + "\n")
 
 
 def _view_text(view):

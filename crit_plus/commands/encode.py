@@ -9,17 +9,19 @@ import click
 
 from decoders.encode import EncodeError, encode_image
 
-from ..output import output_stream, refuse_inputs
+from ..output import output_stream, refuse_inputs, refuse_terminal
 
 
 @click.command()
 @click.option("-i", "--in", "in_path", metavar="JSON", help="JSON to read (default: stdin).")
-@click.option("-o", "--out", "out_path", metavar="IMG", help="Image to write (default: stdout).")
+@click.option("-o", "--out", "out_path", metavar="IMG",
+              help="Image to write (default, or -: stdout, never a terminal).")
 def encode(in_path, out_path):
     """Convert crit's JSON form of an image back to the image (crit's `encode`).
 
     Accepts both plain and --pretty JSON.  `decode` then `encode` gives back
-    the same bytes.  Never writes into a checkpoint unless you name the file.
+    the same bytes.  Never writes into a checkpoint unless you name the file,
+    nor an image's bytes to a terminal.
 
     \b
     Example:
@@ -27,7 +29,8 @@ def encode(in_path, out_path):
       crit-plus encode -i core.json -o /tmp/core-1.img
     """
     source = in_path or "<stdin>"
-    refuse_inputs(out_path, [in_path])  # before reading: -o never replaces the input
+    refuse_terminal(out_path, "an image's bytes")  # before reading, as the next
+    refuse_inputs(out_path, [in_path])  # -o never replaces the input
     try:
         if in_path in (None, "-"):
             document = json.load(sys.stdin)

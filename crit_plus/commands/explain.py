@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from ..analysis.explain import SCHEMA, exit_status, explain_files, issue_url
+from ..analysis.explain import exit_status, explain_files, issue_url
 from ..opening import resolve_log_set
-from ..render import write_json
+from ..render import stamped, write_json
 from ..sources.errors import SourceError
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 
 def _when(run) -> str:
@@ -78,6 +78,7 @@ def _run_text(run) -> list:
     return lines
 
 
+@exit_codes(bad_input=2)  # 1 is "a run failed": an unreadable input is no answer, as usage
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--lxd-dir", type=click.Path(file_okay=False),
@@ -121,10 +122,10 @@ def explain(paths, lxd_dir, project, fmt):
     out = sys.stdout
     with verdict_kept(status):  # `explain ... | head` still exits with the verdict
         if fmt == "json":
-            write_json({"schema": SCHEMA, "exit": status,
-                        "runs": [run.to_dict() for run in all_runs],
-                        "files": [result.to_dict() for result in files],
-                        "problems": problems}, out)
+            write_json(stamped("explain", {"exit": status,
+                                            "runs": [run.to_dict() for run in all_runs],
+                                            "files": [result.to_dict() for result in files],
+                                            "problems": problems}), out)
         elif all_runs:
             out.write("\n\n".join("\n".join(_run_text(run)) for run in all_runs) + "\n")
             for result in files:

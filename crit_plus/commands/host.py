@@ -17,10 +17,11 @@ from ..render import (
     colored,
     safe_text,
     use_color,
+    stamped,
     write_fields,
     write_json,
 )
-from .options import format_option, verdict_kept
+from .options import exit_codes, format_option, verdict_kept
 
 #: Exit codes of ``host compare`` (as diff(1): 0 same enough, 1 warnings, 2 not compatible).
 EXIT_COMPATIBLE = 0
@@ -37,9 +38,15 @@ def _listed(values, limit=None):
     return " ".join(values) or "none"
 
 
-def _features_text(features):
+def _none_tested(features):
+    return bool(features) and all(ok is None for ok in features.values())
+
+
+def _features_text(features, note):
     if features is None:
         return "not tested (criu check needs root and a criu)"
+    if _none_tested(features):
+        return note
     missing = [name for name, ok in features.items() if ok is False]
     unknown = [name for name, ok in features.items() if ok is None]
     text = f"{sum(1 for ok in features.values() if ok)} of {len(features)} supported"
@@ -61,6 +68,7 @@ def _xsave_text(cpu):
 def write_fingerprint(data: dict, out) -> None:
     """A fingerprint dict as an aligned block for people."""
     cpu, cgroup, criu = data["cpu"], data["cgroup"], data["criu"]
+    note = fp.features_note(data)
     controllers = (cgroup["v2_controllers"] if cgroup["version"] == 2
                    else cgroup["v1_controllers"])
     pairs = [
@@ -70,9 +78,9 @@ def write_fingerprint(data: dict, out) -> None:
         ("CPU", f"{cpu['vendor']} {cpu['model'] or ''}".strip()),
         ("XSAVE features", _xsave_text(cpu)),
         ("CPU flags", _listed(cpu["flags"], 12)),
-        ("kernel features", _features_text(data["kernel_features"])),
+        ("kernel features", _features_text(data["kernel_features"], note)),
         *([("criu check", f"failed: {criu['check_error']}")] if criu.get("check_error")
-          else []),
+          and not _none_tested(data["kernel_features"]) else []),
         ("file systems", _listed(data["filesystems"])),
         ("fs modules", "none found (no /lib/modules/RELEASE/kernel/fs)"
          if data["fs_modules"] is None else _listed(data["fs_modules"])),
@@ -143,6 +151,7 @@ def host_command(ctx, output, criu_program, fmt):
         write_fingerprint(data, sys.stdout)
 
 
+@exit_codes(bad_input=EXIT_INCOMPATIBLE)  # 1 is "warnings": an unreadable file is no answer
 @host_command.command("compare")
 @click.argument("source_file", metavar="SOURCE.json", type=click.Path(dir_okay=False))
 @click.argument("target_file", metavar="TARGET.json", type=click.Path(dir_okay=False))
@@ -172,8 +181,9 @@ def compare_command(ctx, source_file, target_file, fmt):
     out = sys.stdout
     with verdict_kept(code):  # `host compare ... | head` still exits with the verdict
         if fmt == "json":
-            write_json({"source": source_file, "target": target_file, "verdict": verdict,
-                        "differences": [d.to_dict() for d in differences]}, out)
+            write_json(stamped("host-compare", {
+                "source": source_file, "target": target_file, "verdict": verdict,
+                "differences": [d.to_dict() for d in differences]}), out)
         else:
             color = use_color(out)
             out.write(f"{safe_text(source_file)} -> {safe_text(target_file)}: {verdict}\n")

@@ -11,6 +11,7 @@ import click
 
 from decoders.errors import DecodeError
 
+from ..analysis.dump_failure import dump_failure
 from ..analysis.explain import explain_criu_log
 from ..boundary import error_text
 from ..describe import human_bytes
@@ -21,6 +22,8 @@ from ..sources.discover import DEFAULT_DEPTH, discover
 from . import many
 from .options import MANY_FORMATS, format_option
 
+#: How ``damaged`` starts for images a failed dump left (status ``DUMP FAILED``).
+DUMP_FAILED = "dump failed"
 COLUMNS = (("instance", "INSTANCE"), ("snapshot", "SNAPSHOT"), ("kind", "KIND"),
            ("taken_at_text", "TAKEN AT (UTC)"), ("size_text", "SIZE"),
            ("criu_version", "CRIU"), ("processes_text", "PROCS"), ("status", "STATUS"),
@@ -56,6 +59,9 @@ def _checkpoint_facts(source):
         return None, None, error_text(error)
     comm = processes[0].comm if processes else None
     damaged = None
+    failure = dump_failure(source, checkpoint)
+    if failure is not None:
+        return len(processes), comm, f"{DUMP_FAILED}: {failure.sentence}"
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
@@ -65,8 +71,11 @@ def _checkpoint_facts(source):
 
 def _facts_fields(processes, comm, damaged, source_name):
     text = "-" if processes is None else f"{processes}" + (f" ({comm})" if comm else "")
+    status = "ok"
+    if damaged:
+        status = "DUMP FAILED" if damaged.startswith(DUMP_FAILED) else "DAMAGED"
     return {"processes": processes, "process": comm, "damaged": damaged,
-            "processes_text": text, "status": "DAMAGED" if damaged else "ok",
+            "processes_text": text, "status": status,
             "source": source_name}
 
 
@@ -113,7 +122,12 @@ def _write_damaged(rows, out):
     """Why each damaged checkpoint is, after the table."""
     for row in rows:
         if row["damaged"]:
-            out.write(f"\n{safe_text(row['source'])}: damaged: {safe_text(row['damaged'])}\n")
+            damaged = safe_text(row["damaged"])
+            if not damaged.startswith(DUMP_FAILED):
+                damaged = f"damaged: {damaged}"
+            out.write(f"\n{safe_text(row['source'])}: {damaged}\n")
+            if row["status"] == "DUMP FAILED":
+                out.write(f"  see: crit-plus explain {safe_text(row['source'])}\n")
 
 
 def _failed(entry):

@@ -3,11 +3,13 @@
 line per checkpoint (``--format jsonl``), tagged with its source; a heading per checkpoint in
 text; progress on a terminal; the exit code of the worst.
 
-The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema version
-:data:`JSONL_SCHEMA_VERSION`::
+The JSON-lines envelope (docs/commands.md, "Several checkpoints"), schema
+``crit-plus/envelope/1`` (docs/json.md; ``schema_version``, :data:`JSONL_SCHEMA_VERSION`, is
+its deprecated alias)::
 
-    {"schema_version": 1, "command": "validate", "index": 0, "source": "lxd:web/snap0",
-     "exit_code": 0, "error": null, "result": {... the command's --format json document ...}}
+    {"schema": "crit-plus/envelope/1", "schema_version": 1, "command": "validate",
+     "index": 0, "source": "lxd:web/snap0", "exit_code": 0, "error": null,
+     "result": {... the command's --format json document ...}}
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..boundary import error_text, quiet_broken_pipe
-from ..render import safe_text, write_json
+from ..render import safe_text, stamped, write_json
 
 if TYPE_CHECKING:  # the graph and sources are imported when a command runs, not for --help
     from ..opening import Targets
@@ -115,9 +117,10 @@ def _traceback_asked():
 
 def envelope(command: str, outcome: Outcome, document: object | None) -> dict:
     """One checkpoint's JSON-lines document (the schema in the module's docstring)."""
-    return {"schema_version": JSONL_SCHEMA_VERSION, "command": command,
-            "index": outcome.index, "source": outcome.label, "exit_code": outcome.code,
-            "error": outcome.error, "result": document}
+    return stamped("envelope", {"schema_version": JSONL_SCHEMA_VERSION, "command": command,
+                                "index": outcome.index, "source": outcome.label,
+                                "exit_code": outcome.code, "error": outcome.error,
+                                "result": document})
 
 
 class Writer:

@@ -21,10 +21,10 @@ from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_perms
 from ..memory import CHUNK_SIZE, VMA_KINDS, Unavailable, UnavailableError
 from ..opening import input_paths
-from ..output import whole_file
+from ..output import output_stream, refuse_terminal, to_stdout
 from ..progress import progress
 from ..render import colored, jsonable, printable_bytes, safe_text, use_color, write_hexdump
-from ..render import write_json
+from ..render import stamped, write_json
 from .options import damage_error, exit_codes, format_option, memory_damage
 from .options import open_checkpoint_source, pids_text, source_options
 from .selection import ADDRESS, SIZE, check_pid
@@ -125,12 +125,13 @@ def _piece_json(address, data):
 @click.argument("pid", type=int)
 @click.argument("address", type=ADDRESS)
 @click.argument("length", type=SIZE, required=False, default=DEFAULT_LENGTH)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
-              help="Write the raw bytes to this file instead of a hex dump.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+              help="Write the raw bytes to this file (- for standard output, never a "
+                   "terminal) instead of a hex dump.")
 @format_option()
 def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
     """Show LEN bytes (default 256) at ADDR (hex) of process PID as a hex dump,
-    or write them raw with -o.  Stretches the checkpoint cannot give (not
+    or write them raw with -o (-o - to standard output).  Stretches the checkpoint cannot give (not
     mapped, lazy, a file mapping without --root) are marked in the dump and
     refused with -o.  Exit status 3 (one line on stderr) when the checkpoint
     holds none of the bytes (with -o: not all of them).
@@ -139,7 +140,10 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
     Examples:
       crit-plus mem read dump1 12525 7f954fcb7000
       crit-plus mem read lxd:web/snap0 8 0x7ffd3c5e1000 4k -o stack.bin
+      crit-plus mem read dump1 12525 7f954fcb7000 4k -o - | strings
     """
+    if output is not None:
+        refuse_terminal(output, "raw memory bytes")  # before anything is read
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         memory = _memory(checkpoint, check_pid(checkpoint, pid), address, length)
@@ -149,22 +153,29 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
             except UnavailableError as error:
                 raise _no_bytes(checkpoint, pid, error.vaddr, error.length, error.why) \
                     from None
-            with whole_file(output, inputs=input_paths(opened.source)) as handle:
+            with output_stream(output, binary=True, inputs=input_paths(opened.source)) \
+                    as handle:
                 handle.write(data)
-            click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to {output}",
-                       err=True)
+            click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to "
+                       f"{_output_name(output)}", err=True)
             return
         pieces = _Seen(memory.stream(address, length))
         out = sys.stdout
         if fmt == "json":
-            write_json({"pid": pid, "address": address, "length": length,
-                        "pieces": [_piece_json(a, d) for a, d in pieces]}, out)
+            write_json(stamped("mem-read", {"pid": pid, "address": address, "length": length,
+                                            "pieces": [_piece_json(a, d) for a, d in pieces]}),
+                       out)
         else:
             write_hexdump(pieces, out)
         if length and not pieces.any_data:
             hole = pieces.first_hole
             out.flush()
             raise _no_bytes(checkpoint, pid, address, length, hole.reason if hole else None)
+
+
+def _output_name(output):
+    """How the stderr lines name ``-o``'s target."""
+    return "standard output" if to_stdout(output) else safe_text(output)
 
 
 def _hit_json(hit):
@@ -328,21 +339,29 @@ def _write_hits(search, fmt, max_count, out, empty=True):
 @click.argument("pid", type=int)
 @click.option("--vma", "address", type=ADDRESS, required=True,
               help="Any address inside the mapping to dump (hex).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="File to write the mapping's bytes to.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+              required=True,
+              help="File to write the mapping's bytes to (- for standard output, never a "
+                   "terminal).")
 @format_option()
 def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
-    """Write the whole mapping of PID that holds ADDR to a file, byte for byte as
-    CRIU would restore it.  Stretches the checkpoint cannot give (lazy pages,
-    a file mapping without --root, kernel-provided pages) are left as holes of
-    zeros and listed on stderr.  Exit status 3 (one line on stderr, no file)
-    when no mapping holds ADDR or the checkpoint holds none of its bytes.
+    """Write the whole mapping of PID that holds ADDR to a file (-o - : standard
+    output), byte for byte as CRIU would restore it.  Stretches the checkpoint
+    cannot give (lazy pages, a file mapping without --root, kernel-provided
+    pages) are left as holes of zeros and listed on stderr.  Exit status 3 (one
+    line on stderr, no file) when no mapping holds ADDR or the checkpoint holds
+    none of its bytes.
 
     \b
     Examples:
       crit-plus mem dump dump1 12525 --vma 3c7b8000 -o heap.bin
       crit-plus mem dump lxd:web/snap0 1 --vma 400000 -o text.bin --root /srv/rootfs
+      crit-plus mem dump dump1 12525 --vma 3c7b8000 -o - | xxd | less
     """
+    if to_stdout(output) and fmt == "json":
+        raise click.BadParameter("-o - writes the bytes to standard output, where --format "
+                                 "json would go too: give -o FILE", param_hint="-o")
+    refuse_terminal(output, "raw memory bytes")  # before anything is read
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
         memory = _memory(checkpoint, check_pid(checkpoint, pid), address, 1)
@@ -360,10 +379,10 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
               "unavailable": [{"address": h.vaddr, "length": h.length, "reason": h.reason}
                               for h in holes]}
     if fmt == "json":
-        write_json(report, sys.stdout)
+        write_json(stamped("mem-dump", report), sys.stdout)
         return
     click.echo(f"wrote {mapping.size} bytes of pid {pid} {safe_text(_vma_text(mapping))} "
-               f"to {output}", err=True)
+               f"to {_output_name(output)}", err=True)
     for hole in holes:
         click.echo(f"  {hole.length} bytes at {hole.vaddr:#x} unavailable, left as zeros: "
                    f"{safe_text(hole.reason)}", err=True)
@@ -374,17 +393,19 @@ def _write_mapping(memory, mapping, output, inputs=()):
 
     Zero pages and unavailable stretches are holes of a regular file (seeked over,
     never written: a hostile 64 TiB mapping costs no disk); to an output that
-    cannot seek they are written as zeros, up to :data:`UNSEEKABLE_LIMIT` bytes in
-    all.  A write the file system refuses (past its largest file) is one error
-    naming the output and the offset.
+    cannot seek, and to standard output (``-``: where it starts is not ours to seek
+    from), they are written as zeros, up to :data:`UNSEEKABLE_LIMIT` bytes in all.  A
+    write the file system refuses (past its largest file) is one error naming the
+    output and the offset.
     """
     holes = []
-    with whole_file(output, inputs=inputs) as handle:
-        sparse = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    name = "standard output" if to_stdout(output) else output
+    with output_stream(output, binary=True, inputs=inputs) as handle:
+        sparse = not to_stdout(output) and stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
         if not sparse and mapping.size > UNSEEKABLE_LIMIT:
             raise OSError(errno.EFBIG, f"the mapping has {mapping.size} bytes, more than the "
                           f"{human_bytes(UNSEEKABLE_LIMIT)} written to an output that cannot "
-                          "seek (a pipe, a device): give a regular file", output)
+                          "seek (-, a pipe, a device): give a regular file", name)
         position = 0
         try:
             for extent in memory.extents(mapping.start, mapping.size):
@@ -399,11 +420,11 @@ def _write_mapping(memory, mapping, output, inputs=()):
             if sparse:
                 handle.truncate(mapping.size)
         except OSError as error:
-            if error.filename is not None:
-                raise
+            if error.filename is not None or error.errno == errno.EPIPE:
+                raise  # named already, or the reader went away (| head): quiet
             raise OSError(error.errno, f"{error.strerror or error} (writing at offset "
                           f"{position:#x} of the {mapping.size} bytes of the mapping)",
-                          output) from None
+                          name) from None
     return holes
 
 

@@ -8,7 +8,7 @@ import click
 
 from ..analysis import explore
 from ..describe import address_range, human_bytes, maps_offset, maps_perms
-from ..render import jsonable, write_json, write_table
+from ..render import jsonable, safe_text, write_json, write_table
 from .options import format_option, source_options
 from .selection import optional_pid, process_table
 
@@ -25,13 +25,23 @@ def vma_json(row):
     return data
 
 
-def _cells(pid, row):
+def _cells(pid, row, unknown=False):
     pages = row.pages
     return {"pid": pid, "range": address_range(row.start, row.end),
             "perms": maps_perms(row.prot, row.flags), "offset": maps_offset(row.pgoff),
-            "size": human_bytes(row.size), "kind": row.kind, "present": pages["present"],
-            "parent": pages["parent"], "lazy": pages["lazy"], "shared": row.shared,
-            "name": row.name}
+            "size": human_bytes(row.size), "kind": row.kind,
+            **{state: "?" if unknown else pages[state]
+               for state in ("present", "parent", "lazy")},
+            "shared": row.shared, "name": row.name}
+
+
+def _process_json(item):
+    vmas = [vma_json(row) for row in item.vmas]
+    if item.pages_unknown:  # a cut pagemap: the private counts are unknown, not 0
+        for vma in vmas:
+            vma["pages"] = {state: None for state in vma["pages"]}
+    return {"depth": item.depth, "pid": item.pid, "comm": item.comm, "state": item.state,
+            "exe": item.exe, "pages_unknown": item.pages_unknown, "vmas": vmas}
 
 
 @click.command("mems")
@@ -55,9 +65,7 @@ def mems_command(path, lxd_dir, project, root, pid, fmt):
     table = process_table(explore.vma_table, path, lxd_dir, project, root, pid)
     out = sys.stdout
     if fmt == "json":
-        write_json([{"depth": item.depth, "pid": item.pid, "comm": item.comm,
-                     "state": item.state, "exe": item.exe,
-                     "vmas": [vma_json(row) for row in item.vmas]} for item in table], out)
+        write_json([_process_json(item) for item in table], out)
         return
     rows = []
     for item in table:
@@ -66,8 +74,11 @@ def mems_command(path, lxd_dir, project, root, pid, fmt):
             rows.append({"pid": item.pid, "name": f"({why})"})
             continue
         rows.append({"pid": item.pid, "range": "exe", "name": item.exe})
-        rows += [_cells(item.pid, row) for row in item.vmas]
+        rows += [_cells(item.pid, row, bool(item.pages_unknown)) for row in item.vmas]
     write_table(rows, COLUMNS, out)
+    for item in table:
+        if item.pages_unknown:
+            out.write(f"\npid {item.pid}: pages unknown (?): {safe_text(item.pages_unknown)}\n")
 
 
 def register(group):

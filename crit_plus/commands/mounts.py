@@ -21,8 +21,14 @@ TREE_COLUMNS = (("label", "MOUNTPOINT"), ("id", "ID"), ("fstype", "FSTYPE"),
                 ("propagation", "PROPAGATION"), ("external", "EXTERNAL"))
 #: Left out of the table and the tree without --wide (the file system's options go too).
 WIDE_ONLY = ("ns", "root", "binds")
-#: Without --wide, a longer cell is folded onto more lines (after a ``/`` or ``,``).
-FOLD = 18
+#: Without --wide, the table and the tree fit in this many columns where they can: the
+#: widest foldable cells are folded onto more lines (after a ``/``, ``,``, ``:`` or space).
+WIDTH = 100
+#: The cells folded to fit, and the narrowest each gets (a longer piece keeps its line).
+FOLDABLE = {"mountpoint": 14, "label": 14, "source": 13, "options": 16, "propagation": 9,
+            "external": 13}
+#: Columns between two cells of a table (render.write_table's).
+GAP = 2
 
 
 def mount_json(row):
@@ -40,35 +46,110 @@ def _columns(columns, wide):
     return columns if wide else tuple(c for c in columns if c[0] not in WIDE_ONLY)
 
 
-def fold(text, width=FOLD):
-    """``text`` (escaped) on lines of at most ``width`` characters, broken after a ``/``
-    ``,`` or space (a longer piece keeps its own line): a cell of the compact table."""
-    pieces = re.findall(r"[^/, ]*[/, ]|[^/, ]+$", safe_text(text)) or [""]
+def fold(text, width, first=None):
+    """``text`` (escaped) on lines of at most ``width`` characters (the first ``first``,
+    when given), broken after a ``/``, ``,``, ``:`` or space (a longer piece keeps its own
+    line): a cell of the compact table."""
+    pieces = re.findall(r"[^/,: ]*[/,: ]|[^/,: ]+$", safe_text(text)) or [""]
     lines = [""]
     for piece in pieces:
-        if lines[-1] and len(lines[-1]) + len(piece) > width:
+        room = first if first is not None and len(lines) == 1 else width
+        if lines[-1] and len(lines[-1]) + len(piece) > room:
             lines.append("")
         lines[-1] += piece
     return Styled("\n".join(line.rstrip() for line in lines))
 
 
-def _compact(cells, wide):
-    if wide:
-        return cells
-    return {key: fold(value) if key in ("mountpoint", "source", "options", "propagation",
-                                        "external")
-            and isinstance(value, str) and len(value) > FOLD else value
-            for key, value in cells.items()}
+def _indents(rows, key):
+    """Per row, the columns the tree draws before the second and later lines of a folded
+    ``label`` (render.tree_continuations: 3 per level, 3 more for a mount with mounts
+    below it, whose line goes down beside); 0 for any other column."""
+    if key != "label":
+        return [0] * len(rows)
+    depths = [row.get("depth") or 0 for row in rows]
+    return [3 * depth + (3 if index + 1 < len(depths) and depths[index + 1] > depth else 0)
+            for index, depth in enumerate(depths)]
 
 
-def _cells(table, row, wide):
+def _folded(row, key, limit, indent):
+    """The cell ``key`` of ``row`` as it is shown: escaped, folded at ``limit`` (a label's
+    first line after its tree prefix, the later ones after ``indent`` columns) when given."""
+    value = row.get(key)
+    if not isinstance(value, str):
+        return value
+    if limit is None:
+        return safe_text(value)
+    start = 3 * (row.get("depth") or 0) if key == "label" else 0
+    return fold(value, max(1, limit - indent), max(1, limit - start))
+
+
+def _width(rows, key, header, limit=None):
+    """The width of column ``key`` with its cells folded at ``limit`` (None: not folded):
+    its widest line, the tree's prefixes counted, and at least its header's plus 2, as
+    render.write_table and write_tree lay it out."""
+    widest = len(header) + 2
+    for row, indent in zip(rows, _indents(rows, key)):
+        text = _folded(row, key, limit, indent)
+        if not isinstance(text, str):
+            widest = max(widest, len(str(text)) if text is not None else 1)
+            continue
+        first, *rest = text.split("\n")
+        start = 3 * (row.get("depth") or 0) if key == "label" else 0
+        widest = max([widest, start + len(first)] + [indent + len(line) for line in rest])
+    return widest
+
+
+def fit(rows, columns, width=WIDTH):
+    """``rows`` with their :data:`FOLDABLE` cells folded so that the table of ``columns``
+    is at most ``width`` columns wide where it can be: the widest foldable column is
+    narrowed first, none below its :data:`FOLDABLE` width or its header.  Values are only
+    folded, never cut: ``--wide`` and the JSON have them on one line."""
+    headers = dict(columns)
+    widths = {key: _width(rows, key, header) for key, header in columns}
+    limits: dict[str, int] = {}
+    narrowable = {key for key in headers if key in FOLDABLE}
+    while narrowable:
+        excess = sum(widths.values()) + GAP * (len(widths) - 1) - width
+        if excess <= 0:
+            break
+        ordered = sorted(narrowable, key=lambda k: widths[k], reverse=True)
+        key = ordered[0]
+        floor = max(FOLDABLE[key], len(headers[key]) + 2)
+        others = widths[ordered[1]] if len(ordered) > 1 else floor
+        target = max(floor, widths[key] - max(1, min(excess, widths[key] - others)))
+        narrower = _width(rows, key, headers[key], target)
+        if narrower >= widths[key] or target == floor:
+            narrowable.discard(key)
+        if narrower < widths[key]:
+            widths[key], limits[key] = narrower, target
+    indents = {key: _indents(rows, key) for key in limits}
+    return [{key: _folded(row, key, limits[key], indents[key][index])
+             if key in limits and isinstance(value, str) else value
+             for key, value in row.items()} for index, row in enumerate(rows)]
+
+
+def tree_label(mountpoint, parent):
+    """A mount point as the tree names it: below its parent mount's ``parent`` (None for a
+    root), the rest of the path (``fs/cgroup`` under ``/sys``), as the tree already shows
+    the parent; the whole path for a root, or one not below its parent's."""
+    if parent is None or mountpoint == parent:
+        return mountpoint
+    base = parent.rstrip("/") + "/"
+    return mountpoint[len(base):] if mountpoint.startswith(base) else mountpoint
+
+
+def _cells(table, row, wide, points=None):
+    """A mount's cells; ``points`` (mount id → mount point, of the rows shown) names the
+    tree's label relative to the parent's."""
     mount = row.mount
+    parent = (points or {}).get(mount.parent_mnt_id) if row.depth else None
     options = ",".join(mount.mount_options)
     if mount.options and wide:
         options += f" ({mount.options})"
     return {"ns": table.ns_id, "id": mount.mnt_id, "parent": mount.parent_mnt_id,
             "mountpoint": mount.mountpoint + (" (deleted)" if mount.deleted else ""),
-            "label": mount.mountpoint, "depth": row.depth, "fstype": mount.fstype_label,
+            "label": tree_label(mount.mountpoint, parent), "depth": row.depth,
+            "fstype": mount.fstype_label,
             "source": mount.source, "root": mount.root, "options": options,
             "propagation": " ".join(mount.propagation),
             "external": mount.ext_key if mount.external else "",
@@ -100,7 +181,7 @@ def mounts_command(path, lxd_dir, project, wide, fmt):
     tables, findings = view_of(views.mount_tables, views.mount_findings, path, lxd_dir,
                                project)
     out = sys.stdout
-    if write_view(views.MOUNTS_SCHEMA, [{"ns_id": t.ns_id, "pids": list(t.pids),
+    if write_view("mounts", [{"ns_id": t.ns_id, "pids": list(t.pids),
                                           "damage": t.damage,
                                           "mounts": [mount_json(r) for r in t.rows]}
                                          for t in tables], findings, fmt, out):
@@ -116,11 +197,15 @@ def mounts_command(path, lxd_dir, project, wide, fmt):
             out.write("\n")
         pids = " ".join(str(p) for p in table.pids)
         out.write(f"mount namespace {table.ns_id} (pids {pids or '-'}):\n")
-        rows = [_compact(_cells(table, row, wide), wide) for row in table.rows]
+        points = {row.mount.mnt_id: row.mount.mountpoint for row in table.rows}
+        rows = [_cells(table, row, wide, points) for row in table.rows]
+        columns = _columns(TREE_COLUMNS if fmt == "tree" else COLUMNS, wide)
+        if not wide:
+            rows = fit(rows, columns)
         if fmt == "tree":
-            write_tree(rows, _columns(TREE_COLUMNS, wide), out, "label")
+            write_tree(rows, columns, out, "label")
         else:
-            write_table(rows, _columns(COLUMNS, wide), out)
+            write_table(rows, columns, out)
     for table in tables:
         if table.damage is not None:
             out.write(f"mount namespace {table.ns_id}: only the {len(table.rows)} mounts "

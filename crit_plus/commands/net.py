@@ -87,7 +87,7 @@ def net_command(path, lxd_dir, project, fmt):
     """
     found, findings = view_of(views.net_views, views.net_findings, path, lxd_dir, project)
     out = sys.stdout
-    if write_view(views.NET_SCHEMA, [view_json(v) for v in found], findings, fmt, out):
+    if write_view("net", [view_json(v) for v in found], findings, fmt, out):
         return
     own = [view for view in found if view.net.devices is not None or view.own]
     if not own:

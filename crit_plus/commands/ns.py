@@ -71,7 +71,7 @@ def ns_command(path, lxd_dir, project, fmt):
     (found, unknown), findings = view_of(_gather, views.namespace_findings, path, lxd_dir,
                                          project)
     out = sys.stdout
-    if write_view(views.NS_SCHEMA, [namespace_json(n) for n in found], findings, fmt, out,
+    if write_view("ns", [namespace_json(n) for n in found], findings, fmt, out,
                   unknown_pids=list(unknown)):
         return
     rows = [{"kind": n.kind, "id": n.id, "owner": _owner(n.own), "pids": _pids_text(n.pids),

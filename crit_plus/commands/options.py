@@ -47,7 +47,7 @@ def source_options(func=None, *, path_required=True, several=False, root=True):
     func = click.option("--lxd-dir", type=click.Path(file_okay=False),
                         help="LXD/Incus directory instead of the standard ones.")(func)
     if several:
-        return click.argument("paths", metavar="PATH", nargs=-1, required=True)(func)
+        return click.argument("paths", metavar="PATH...", nargs=-1, required=True)(func)
     return click.argument("path", metavar="PATH" if path_required else "[PATH]",
                           required=path_required)(func)
 
@@ -55,6 +55,10 @@ def source_options(func=None, *, path_required=True, several=False, root=True):
 #: ``ctx.meta`` key (shared by every context of a run) of the running command's exit
 #: code for an input that cannot be read (see :func:`exit_codes`).
 BAD_INPUT_EXIT = "crit_plus.bad_input_exit_code"
+#: ``ctx.meta`` key of the CLI's entry point (``crit_plus.cli.main``: argv → exit code),
+#: set by the CLI group for its commands: ``report`` runs crit-plus's own commands through
+#: it without importing the CLI (report/ and commands/ are below it).
+CLI_MAIN = "crit_plus.cli_main"
 
 
 def exit_codes(*, bad_input=None, usage=None):

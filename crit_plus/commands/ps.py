@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..analysis import explore, views
-from ..describe import cmdline_text
+from ..describe import cmdline_text, state_text
 from ..render import colored, jsonable, safe_text, use_color, write_json, write_table, write_tree
 from .options import format_option, note_image_errors, open_checkpoint_source, source_options
 from .selection import TREE_FORMATS, note_findings
@@ -49,15 +49,29 @@ def _cgroup_text(thread):
     return unified[0] if unified else thread.cgroups[0].path
 
 
+#: Under a --long table whose cells say that threads differ.
+SHARED_NOTE = ("(N of M threads): the leader's value, which N of the process's M threads "
+               "have; `--format json` shows each thread's")
+
+
 def _long_cells(detail):
-    """The --long columns of one process (its leader's values; threads differ rarely)."""
+    """The --long columns of one process: its leader's values, each followed by
+    ``(N of M threads)`` when only N of its M threads have it (``ProcessDetail.shared_by``:
+    the seccomp as restored, so threads CRIU gives the leader's filters share them)."""
     thread = detail.leader
     if thread is None:
         return {}
-    return {"uid": _ids_text(thread.uid, thread.euid), "gid": _ids_text(thread.gid, thread.egid),
-            "cap_eff": "-" if thread.cap_eff is None else f"{thread.cap_eff:016x}",
-            "seccomp": _seccomp_text(thread), "lsm": thread.lsm_profile or "-",
-            "cgroup": _cgroup_text(thread)}
+    cells = {"uid": _ids_text(thread.uid, thread.euid),
+             "gid": _ids_text(thread.gid, thread.egid),
+             "cap_eff": "-" if thread.cap_eff is None else f"{thread.cap_eff:016x}",
+             "seccomp": _seccomp_text(thread), "lsm": thread.lsm_profile or "-",
+             "cgroup": _cgroup_text(thread)}
+    total = len(detail.threads)
+    for aspect in views.ASPECTS:
+        shared = detail.shared_by(aspect)
+        if shared < total:
+            cells[aspect] += f" ({shared} of {total} threads)"
+    return cells
 
 
 @click.command("ps")
@@ -67,7 +81,8 @@ def _long_cells(detail):
                    "(off by default: environments often hold secrets).")
 @click.option("--long", "-l", "long_", is_flag=True,
               help="Also show uid/gid, effective capabilities, seccomp, LSM label and "
-                   "cgroup (JSON: per thread, under \"detail\").")
+                   "cgroup: the leader's, with (N of M threads) when only some threads "
+                   "have it (JSON: per thread, under \"detail\").")
 @format_option(TREE_FORMATS)
 def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     """Show the process tree: pid, parent, group, session, state, threads and the
@@ -89,7 +104,8 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     out = sys.stdout
     if fmt == "json":
         data = [jsonable(row) for row in rows]
-        for item in data:
+        for item, row in zip(data, rows):
+            item["exit"] = row.exit.as_json() if row.exit is not None else None
             if not env:
                 del item["environ"]
             if long_:
@@ -99,8 +115,10 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
     color = use_color(out)
     table = [{
         "pid": row.pid, "ppid": row.ppid, "pgid": row.pgid, "sid": row.sid,
-        "state": colored(row.state, STATE_COLORS.get(row.state), color), "threads": row.threads,
-        "comm": row.comm, "command": cmdline_text(row.argv, row.comm), "depth": row.depth,
+        "state": colored(state_text(row.state, row.exit), STATE_COLORS.get(row.state), color),
+        "threads": row.threads,
+        "comm": row.comm, "command": cmdline_text(row.argv, row.comm, row.argv_unknown),
+        "depth": row.depth,
         "label": f"{row.pid} {safe_text(row.comm or '?')}",
         **(_long_cells(details[row.pid]) if long_ else {}),
     } for row in rows]
@@ -109,6 +127,9 @@ def ps_command(path, lxd_dir, project, root, env, long_, fmt):
         write_tree(table, TREE_COLUMNS[:-1] + extra + TREE_COLUMNS[-1:], out, "label")
     else:
         write_table(table, LONG_COLUMNS if long_ else COLUMNS, out)
+    if long_ and any(d.shared_by(a) < len(d.threads) for d in details.values()
+                     for a in views.ASPECTS):
+        out.write(f"\n{SHARED_NOTE}\n")
     if env:
         for row in rows:
             out.write(f"\nenvironment of {row.pid} ({safe_text(row.comm or '?')}):\n")

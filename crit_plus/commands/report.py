@@ -11,11 +11,12 @@ import sys
 import click
 
 from ..describe import count_text, human_bytes
-from ..render import safe_text, write_json
+from ..render import safe_text, stamped, write_json
 from ..report import OutputRefused, ReportError, ReportRequest, build_report
-from ..report.index import report_data
+from ..report.index import host_criu, is_host_check, report_data
 from ..report.programs import CRIU_ENV
-from .options import format_option, source_options
+from ..report.selfrun import Commands
+from .options import CLI_MAIN, format_option, source_options
 
 #: First error lines printed after the table summary.
 SHOWN_ERRORS = 3
@@ -31,14 +32,14 @@ def default_output(spec, now=None):
 def summary(report, output, size):
     """The ``--format json`` summary of a written bundle."""
     data = report_data(report)
-    return {
+    return stamped("report", {
         "output": os.path.abspath(output), "bytes": size, "top": report.top,
         "host_only": report.host_only,
         "include_images": report.include_images,
         "members": ["INDEX.md", "report.json"] + [member["name"] for member in data["members"]],
         "skipped": data["skipped"], "error_count": data["error_count"],
         "errors": data["errors"], "crit_plus_commands": data["crit_plus_commands"],
-    }
+    })
 
 
 def _write_text(report, output, size, out):
@@ -55,10 +56,11 @@ def _write_text(report, output, size, out):
     total = sum(e.error_count for e in originals)
     out.write(f"{count_text(total, 'error line')} in {count_text(len(originals), 'log')}; "
               "the first:\n")
-    shown = [(e.member, number, text) for e in originals for c in e.contexts
+    shown = [(e, number, text) for e in originals for c in e.contexts
              for number, text in c.errors][:SHOWN_ERRORS]
-    for member, number, text in shown:
-        out.write(f"  {member}:{number}: {safe_text(text)}\n")
+    for excerpt, number, text in shown:
+        whose = f" (the host's {host_criu(report)})" if is_host_check(excerpt) else ""
+        out.write(f"  {excerpt.member}:{number}{whose}: {safe_text(text)}\n")
 
 
 @click.command("report")
@@ -104,8 +106,12 @@ def report_command(path, lxd_dir, project, root, output, host_only, include_imag
     request = ReportRequest(output=output, spec=path, lxd_dir=lxd_dir, project=project,
                             root=root, host_only=host_only, include_images=include_images,
                             note=note, criu=criu)
+    ctx = click.get_current_context()
+    # crit-plus's own commands, as the CLI runs this one: its group and its entry point
+    main = ctx.meta.get(CLI_MAIN)
+    own = Commands(ctx.find_root().command, main) if main is not None else None
     try:
-        report, size = build_report(request)
+        report, size = build_report(request, commands=own)
     except (ReportError, OutputRefused) as error:
         raise click.UsageError(str(error)) from None
     out = sys.stdout

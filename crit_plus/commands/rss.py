@@ -20,18 +20,35 @@ TREE_COLUMNS = (("label", "PROCESS / KIND"),) + _PAGE_COLUMNS
 PAGE_SIZE = 4096
 
 
-def _counts(item):
+#: The private page counts a pagemap gives: unknown (``?``, null) when it cannot be read.
+_PRIVATE = ("present", "parent", "lazy", "none", "total")
+
+
+def _counts(item, unknown=False):
     pages = item.total + item.shared
+    if unknown:
+        return {"vmas": item.vmas, "present": "?", "parent": "?", "lazy": "?",
+                "shared": item.shared, "size": "?"}
     return {"vmas": item.vmas, "present": item.present, "parent": item.parent,
             "lazy": item.lazy, "shared": item.shared, "size": human_bytes(pages * PAGE_SIZE)}
 
 
+def _unknown_private(data):
+    for key in _PRIVATE:
+        data[key] = None
+
+
 def rss_json(item):
-    """A process's pages as JSON: the :class:`ProcessRss` fields plus ``total``."""
+    """A process's pages as JSON: the :class:`ProcessRss` fields plus ``total``; the
+    private counts null when its pagemap cannot be read (``pages_unknown`` says why)."""
     data = jsonable(item)
     data["total"] = item.total
     for kind, source in zip(data["by_kind"], item.by_kind):
         kind["total"] = source.total
+        if item.pages_unknown:
+            _unknown_private(kind)
+    if item.pages_unknown:
+        _unknown_private(data)
     return data
 
 
@@ -61,15 +78,19 @@ def rss_command(path, lxd_dir, project, root, pid, fmt):
     rows = []
     for item in table:
         name = safe_text(item.comm or "?")
-        rows.append(dict(_counts(item), pid=item.pid, comm=name, kind="all",
+        unknown = bool(item.pages_unknown)
+        rows.append(dict(_counts(item, unknown), pid=item.pid, comm=name, kind="all",
                          depth=item.depth, label=f"{item.pid} {name}"))
         for kind in item.by_kind:
-            rows.append(dict(_counts(kind), pid=item.pid, comm=name, kind=kind.kind,
+            rows.append(dict(_counts(kind, unknown), pid=item.pid, comm=name, kind=kind.kind,
                              depth=item.depth + 1, label=kind.kind))
     if fmt == "tree":
         write_tree(rows, TREE_COLUMNS, out, "label")  # kinds first, then child processes
     else:
         write_table(rows, COLUMNS, out)
+    for item in table:
+        if item.pages_unknown:
+            out.write(f"\npid {item.pid}: pages unknown (?): {safe_text(item.pages_unknown)}\n")
 
 
 def register(group):

@@ -88,15 +88,15 @@ def view_of(gather, findings_of, path, lxd_dir, project):
         return found, findings
 
 
-def write_view(schema, namespaces, findings, fmt, out, **extra):
-    """For ``--format json``, write the view's document (``schema``, ``namespaces``,
+def write_view(command, namespaces, findings, fmt, out, **extra):
+    """For ``--format json``, write ``command``'s view document (``schema``, ``namespaces``,
     the ``extra`` fields, ``findings``) and return True; otherwise return False (the
     caller writes its tables)."""
     if fmt == "json":
-        from ..render import jsonable, write_json
+        from ..render import jsonable, stamped, write_json
 
-        write_json({"schema": schema, "namespaces": namespaces, **extra,
-                    "findings": [jsonable(f) for f in findings]}, out)
+        write_json(stamped(command, {"namespaces": namespaces, **extra,
+                                     "findings": [jsonable(f) for f in findings]}), out)
         return True
     return False
 

@@ -12,7 +12,7 @@ from decoders.flags import PAGE_SIZE
 from ..analysis import size as size_analysis
 from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
 from ..progress import progress
-from ..render import jsonable, safe_text, write_json, write_table
+from ..render import jsonable, safe_text, stamped, write_json, write_table
 from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
 
@@ -146,8 +146,11 @@ def _owner(item, **identity):
 
 
 def _process(item):
-    return _owner(item, pid=item.pid, comm=jsonable(item.comm), threads=item.threads,
-                  metadata_files=list(item.metadata_files))
+    data = _owner(item, pid=item.pid, comm=jsonable(item.comm), threads=item.threads,
+                  metadata_files=list(item.metadata_files), pages_unknown=item.pages_unknown)
+    if item.pages_unknown:  # a cut pagemap: unknown, not 0
+        data["pages"] = {name: None for name in data["pages"]}
+    return data
 
 
 def _shared(item):
@@ -172,7 +175,7 @@ def _content(scan):
 
 def report_json(report, scan=None, moving=None):
     """The ``--format json`` document (schema in docs/commands/size.md)."""
-    return {
+    return stamped("size", {
         "directory": report.directory,
         "disk": jsonable(report.disk),
         "files": jsonable(report.files),
@@ -194,7 +197,7 @@ def report_json(report, scan=None, moving=None):
             "rate": moving.rate,
             "items": [{"what": i.what, "bytes": i.nbytes, "seconds": i.seconds}
                       for i in moving.items]},
-    }
+    })
 
 
 # -- tables --------------------------------------------------------------------------------------
@@ -279,7 +282,10 @@ def owners_table(report):
     """``(rows, columns)`` of the processes and shared objects and what they hold."""
     rows = []
     for item in report.processes:
-        rows.append(dict(_page_cells(item.pages), owner=owner_label(item),
+        cells = _page_cells(item.pages)
+        if item.pages_unknown:
+            cells = {name: "?" for name in cells}
+        rows.append(dict(cells, owner=owner_label(item),
                          threads=item.threads, pages_file=item.pages_file,
                          pages_disk=human_bytes(item.pages_disk.apparent),
                          metadata=human_bytes(item.metadata_disk.apparent),

@@ -16,9 +16,10 @@ from ..describe import (
     pages_text,
     stat_label,
     stat_text,
+    state_text,
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
-from ..render import write_json, write_table, write_tree
+from ..render import stamped, write_json, write_table, write_tree
 from ..output import refuse_inputs
 from . import many
 from .options import format_option, open_checkpoint_source, output_option, source_options
@@ -57,7 +58,13 @@ def summary_json(result):
     for key in ("processes", "top_processes"):
         for item, process in zip(data[key], getattr(result, key)):
             item["pages"] = process.pages
-    return data
+            item["exit"] = process.exit.as_json() if process.exit is not None else None
+            # deprecated alias, kept for scripts: the raw wait status (exit.wait_status)
+            item["exit_code"] = process.exit.wait_status if process.exit is not None else None
+            if process.pages_unknown:  # a cut pagemap: unknown, not 0
+                for name in ("pages", "present", "parent", "lazy", "none"):
+                    item[name] = None
+    return stamped("summarize", data)
 
 
 def _heading(out, text, color):
@@ -97,7 +104,8 @@ def _origin_fields(result):
     if dump.run_id:
         pairs.append(("CRIU run id", dump.run_id))
     lsm = lsm_name(dump.lsm) or "?"
-    inventory = [f"image version {dump.image_version}", f"LSM {lsm}",
+    version = "?" if dump.image_version is None else dump.image_version
+    inventory = [f"image version {version}", f"LSM {lsm}",
                  f"network lock {dump.network_lock or '?'}"]
     if dump.tcp_close:
         inventory.append("TCP closed (--tcp-close)")
@@ -112,6 +120,14 @@ def _origin_fields(result):
     return pairs
 
 
+def _unknown_text(pids):
+    """What the private page sums leave out: the pids whose pagemap cannot be read."""
+    if not pids:
+        return ""
+    named = ", ".join(str(pid) for pid in pids[:5]) + (" ..." if len(pids) > 5 else "")
+    return f"; private pages of pid {named} unknown (?: pagemap unreadable, see NOTES)"
+
+
 def _totals_fields(totals):
     pairs = [
         ("processes", f"{totals.processes} ({count_text(totals.threads, 'thread')}, "
@@ -120,7 +136,8 @@ def _totals_fields(totals):
                    f"{totals.parent} in parent, {totals.lazy} lazy"
                    + (f", {totals.none} with no data flag" if totals.none else "")
                    + "; shared memory "
-                   f"{pages_text(totals.shared)}, each object once"),
+                   f"{pages_text(totals.shared)}, each object once"
+                   + _unknown_text(totals.pages_unknown)),
         ("fds", f"{totals.fds} ({totals.files} distinct files): "
                 + (", ".join(f"{n} {kind}" for kind, n in totals.fds_by_kind) or "none")),
     ]
@@ -138,9 +155,10 @@ def _process_rows(result, color):
         command = cmdline_text(p.argv, p.comm) if p.argv is not None else p.exe
         rows.append({
             "pid": p.pid, "ppid": p.ppid,
-            "state": colored(p.state, STATE_COLORS.get(p.state), color),
-            "threads": p.threads, "comm": p.comm, "vmas": p.vmas, "pages": p.pages,
-            "shared": p.shared, "size": human_bytes((p.pages + p.shared) * PAGE_SIZE),
+            "state": colored(state_text(p.state, p.exit), STATE_COLORS.get(p.state), color),
+            "threads": p.threads, "comm": p.comm, "vmas": p.vmas,
+            "pages": "?" if p.pages_unknown else p.pages, "shared": p.shared,
+            "size": "?" if p.pages_unknown else human_bytes((p.pages + p.shared) * PAGE_SIZE),
             "fds": p.fds, "command": command,
             "depth": p.depth, "label": f"{p.pid} {safe_text(p.comm or '?')}",
         })

@@ -35,7 +35,7 @@ GROUP_LINES = 5
 
 @exit_codes(bad_input=EXIT_TROUBLE, usage=EXIT_TROUBLE)  # 1 and 2 are verdicts
 @click.command("validate")
-@click.argument("paths", metavar="PATH", nargs=-1, required=True)
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
 @click.option("--target-root", type=click.Path(exists=True, file_okay=False),
               help="Directory that will be / of the restored processes: the files they hold "
                    "or map must be there with the dump's size, mode and build-id.")

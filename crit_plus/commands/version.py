@@ -11,7 +11,7 @@ import google.protobuf
 from decoders.schema import get_schema, own_schema_dir
 
 from .. import __version__
-from ..render import write_fields, write_json
+from ..render import stamped, write_fields, write_json
 from ..schema_check import check_checkpoint
 from ..opening import resolve_source
 from .options import format_option
@@ -64,7 +64,7 @@ def version(checkpoint, lxd_dir, project, fmt):
         warning = currency.warning()
     out = sys.stdout
     if fmt == "json":
-        write_json(facts, out)
+        write_json(stamped("version", facts), out)
     else:
         write_fields([(k, v if not isinstance(v, dict) else sum(v.values()))
                       for k, v in facts.items()], out)

@@ -113,7 +113,9 @@ def _tree(processes, rows, vmas, fds):
         boxes = layout.memory_map(rows)
         item.boxes = [_Box(box) for box in boxes]
         item.marks = _marks(boxes)
-        item.no_memory = "zombie: no memory" if p.state == "zombie" else "no memory image"
+        item.no_memory = "no memory image"
+        if p.state == "zombie":
+            item.no_memory = f"zombie ({p.exit.text}): no memory" if p.exit else "zombie: no memory"
         item.fds = _fd_rows(files[p.pid]) if p.pid in files else []
         items.append(item)
     return items, open_depth

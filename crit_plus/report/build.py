@@ -100,7 +100,7 @@ def _finish(request, collection, source, fields=None):
     return report, write_bundle(request.output, top, heads, collection)
 
 
-def _gather_host_only(request, host_root, runner):
+def _gather_host_only(request, host_root, runner, commands):
     instances, log_dirs = _host_only_instances(request, host_root)
     check_output(request.output, log_dirs)
     collection = Collection()
@@ -108,7 +108,7 @@ def _gather_host_only(request, host_root, runner):
         gather_host(collection, host_root, runner, request.criu)
         for instance in instances:
             gather_manager(collection, host_root, runner, instance, log_dirs, request.lxd_dir)
-        gather_self_runs(collection, None, {}, HOST_ONLY_COMMANDS)
+        gather_self_runs(collection, commands, None, {}, HOST_ONLY_COMMANDS)
         named = [i for i in instances if i.name is not None]
         fields = catalog_fields(named[0].manager, named[0].name, ()) if named else None
         return _finish(request, collection, None, fields)
@@ -116,7 +116,7 @@ def _gather_host_only(request, host_root, runner):
         collection.close()
 
 
-def _gather_checkpoint(request, host_root, runner):
+def _gather_checkpoint(request, host_root, runner, commands):
     with resolve_source(request.spec, lxd_dir=request.lxd_dir, project=request.project) as source:
         log_dirs = [d for d in source.log_dirs if os.fspath(d) != os.fspath(source.images_dir)]
         check_output(request.output, input_paths(source))
@@ -131,14 +131,18 @@ def _gather_checkpoint(request, host_root, runner):
                 collection.skip("LXD/Incus facts (lxc info, the instance's config and logs)",
                                 f"not an LXD or Incus checkpoint ({source.kind})")
             facts = gather_checkpoint(collection, source, request.source_options,
-                                      request.include_images)
+                                      request.include_images, commands)
             return _finish(request, collection, facts, source.catalog_fields)
         finally:
             collection.close()
 
 
-def build_report(request, host_root=None, runner=None):
+def build_report(request, host_root=None, runner=None, commands=None):
     """Gather and write the bundle ``request`` asks for → ``(Report, bundle bytes)``.
+
+    ``commands`` (:class:`~crit_plus.report.selfrun.Commands`) are crit-plus's own
+    commands, as the CLI hands them down (the ``report`` command passes them); without
+    them no crit-plus command runs and each is listed as not available.
 
     Raises :class:`ReportError` for a request that cannot be carried out,
     :class:`~crit_plus.report.bundle.OutputRefused` for an output inside the
@@ -149,11 +153,11 @@ def build_report(request, host_root=None, runner=None):
     host_root = fake_root() if host_root is None else host_root
     runner = default_runner(host_root) if runner is None else runner
     if request.host_only:
-        return _gather_host_only(request, host_root, runner)
+        return _gather_host_only(request, host_root, runner, commands)
     if request.spec is None:
         raise ReportError("name the checkpoint (PATH, lxd:NAME[/SNAP], incus:NAME[/SNAP]), "
                           "or give --host-only")
-    return _gather_checkpoint(request, host_root, runner)
+    return _gather_checkpoint(request, host_root, runner, commands)
 
 
 __all__ = ["HOST_ONLY_COMMANDS", "ReportError", "ReportRequest", "build_report",

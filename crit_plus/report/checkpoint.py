@@ -129,14 +129,16 @@ def _images(collection, images_dir, files):
             collection.skip(path, "not a regular file (links are not followed)")
 
 
-def gather_self_runs(collection, spec, options, commands=SELF_COMMANDS, pages=()):
-    """Run crit-plus's ``commands`` on ``spec`` (None: no checkpoint) in both formats,
-    and keep their output as ``crit-plus/NAME.json`` and ``crit-plus/NAME.txt``; then
-    ``pages`` (:data:`SELF_PAGES`) as ``crit-plus/NAME.SUFFIX``."""
+def gather_self_runs(collection, own_commands, spec, options, commands=SELF_COMMANDS, pages=()):
+    """Run crit-plus's ``commands`` (names, found in ``own_commands``: a
+    :class:`~crit_plus.report.selfrun.Commands`, or None) on ``spec`` (None: no
+    checkpoint) in both formats, and keep their output as ``crit-plus/NAME.json`` and
+    ``crit-plus/NAME.txt``; then ``pages`` (:data:`SELF_PAGES`) as
+    ``crit-plus/NAME.SUFFIX``."""
     runs = [(name, output_format, suffix) for name in commands
             for output_format, suffix in SELF_FORMATS]
     for name, output_format, suffix in (*runs, *pages):
-        run = run_command(name, spec, options, output_format)
+        run = run_command(own_commands, name, spec, options, output_format)
         if run.stdout is None:
             collection.self_runs.append((run, None))
             continue
@@ -157,10 +159,12 @@ def self_run_spec(source):
     return str(source.images_dir) if source.archive is not None else source.spec
 
 
-def gather_checkpoint(collection, source, options, include_images=False):
+def gather_checkpoint(collection, source, options, include_images=False, own_commands=None):
     """Add what crit-plus knows of ``source`` (a resolved
     :class:`~crit_plus.sources.Source`) to ``collection``; ``options`` are the
-    source options (``lxd_dir``, ``project``, ``root``) for crit-plus's commands.
+    source options (``lxd_dir``, ``project``, ``root``) for crit-plus's commands,
+    ``own_commands`` those commands (:class:`~crit_plus.report.selfrun.Commands`; None:
+    none run).
     Returns the source's facts (:func:`source_facts`), for the report's index."""
     images_dir = os.fspath(source.images_dir)
     facts = source_facts(source)
@@ -173,7 +177,7 @@ def gather_checkpoint(collection, source, options, include_images=False):
     _checkpoint_logs(collection, images_dir, files)
     if source.backup_path is not None:
         collection.add_yaml_file("instance/backup.yaml", source.backup_path)
-    gather_self_runs(collection, self_run_spec(source), options, pages=SELF_PAGES)
+    gather_self_runs(collection, own_commands, self_run_spec(source), options, pages=SELF_PAGES)
     if include_images:
         _images(collection, images_dir, files)
     return facts

@@ -20,9 +20,10 @@ from ..sources.logs import error_contexts, read_header
 from ..sources.runs import operation_of_name, read_run
 
 #: Kinds of scanned text, most telling first: liblxc's log says why LXD's
-#: restore failed, then CRIU's restore logs, the daemon's log, ``criu check``,
-#: CRIU's dump logs.
-SCAN_ORDER = ("lxc", "restore", "daemon", "check", "dump")
+#: restore failed, then CRIU's restore logs, the daemon's log, CRIU's dump logs, and
+#: last ``criu check`` (the host's criu, which may not be the one that made the dump).
+#: A log with a decisive error (a failed run's) comes before every log without one.
+SCAN_ORDER = ("lxc", "restore", "daemon", "dump", "check")
 #: Lines shown before and after each error line.
 BEFORE, AFTER = 3, 2
 
@@ -115,8 +116,9 @@ def _diagnosis(kind, contexts, fields):
 
 def find_excerpts(collection, fields: dict | None = None):
     """The :class:`Excerpt` of every scanned member of ``collection`` that has
-    error lines, most telling first (see :data:`SCAN_ORDER`; newest first within
-    a kind).  ``fields`` fill the catalog's fixes (``manager``, ``instance``, ``key``:
+    error lines, most telling first: those with a decisive error first, then by
+    :data:`SCAN_ORDER` (newest first within a kind).  ``fields`` fill the catalog's
+    fixes (``manager``, ``instance``, ``key``:
     :func:`crit_plus.sources.fields.catalog_fields`), as validate, explain and
     summarize fill them; missing ones show as NAME."""
     excerpts: list = []
@@ -135,6 +137,9 @@ def find_excerpts(collection, fields: dict | None = None):
         first_with[_copy_key(member)] = excerpt
         if count:
             excerpts.append(excerpt)
+    decisive = {excerpt.member for excerpt in excerpts
+                if excerpt.decisive is not None and excerpt.kind != "check"}
+    excerpts.sort(key=lambda e: (e.same_as or e.member) not in decisive)  # stable
     return excerpts
 
 

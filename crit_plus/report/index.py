@@ -68,8 +68,42 @@ def _context_block(context):
     return [fence + "text", *text, fence, ""]
 
 
-def _excerpt_section(excerpt, belongs=None):
+def host_criu(report):
+    """``criu VERSION`` of the host's criu as ``criu --version`` told the report (the
+    criu of ``host/criu-check.txt``), or ``criu`` alone when it gave no version."""
+    for what, ran, _member in report.collection.runs:
+        if what == "criu --version" and ran.stdout:
+            found = re.search(rb"Version:\s*(\S+)", ran.stdout)
+            if found:
+                return f"criu {found.group(1).decode('ascii', 'replace')}"
+    return "criu"
+
+
+def _check_title(report, excerpt):
+    """The title of the host's ``criu check`` errors: whose criu it is, and that it is
+    not the checkpoint's (the dump's CRIU version from its dump.log, when known)."""
+    made_by = ((report.source or {}).get("criu_version"))
+    title = f"the host's {host_criu(report)}, `{excerpt.origin}`"
+    return title + (f"; the checkpoint was made by CRIU {made_by}" if made_by else
+                    "; not the checkpoint's own logs")
+
+
+def is_host_check(excerpt) -> bool:
+    """True for the errors of the host's ``criu check --all`` (``host/criu-check.txt``),
+    which are not the checkpoint's."""
+    return excerpt.kind == "check" and excerpt.member.startswith("host/")
+
+
+def _error_dict(report, excerpt):
+    data = excerpt.to_dict()
+    data["host_criu"] = host_criu(report) if is_host_check(excerpt) else None
+    return data
+
+
+def _excerpt_section(excerpt, belongs=None, report=None):
     title = KIND_TITLES.get(excerpt.kind, excerpt.kind)
+    if is_host_check(excerpt) and report is not None:
+        title = _check_title(report, excerpt)
     if belongs:
         title += f"; {belongs}"
     if excerpt.same_as:
@@ -108,7 +142,8 @@ def _errors(report):
              f"{count_text(logs, 'log')}, most telling first)",
              "", "Lines marked `>` are the errors; the others are their context.", ""]
     belongs = _belongs_by_file(report)
-    sections = [_excerpt_section(e, belongs.get(e.origin)) for e in excerpts if not e.same_as]
+    sections = [_excerpt_section(e, belongs.get(e.origin), report) for e in excerpts
+                if not e.same_as]
     copies = [_excerpt_section(e) for e in excerpts if e.same_as]
     for section in sections + copies:
         lines += section
@@ -263,7 +298,7 @@ def report_data(report):
                                 "member": member}
                                for run, member in report.collection.self_runs],
         "error_count": sum(e.error_count for e in report.excerpts if not e.same_as),
-        "errors": [excerpt.to_dict() for excerpt in report.excerpts],
+        "errors": [_error_dict(report, excerpt) for excerpt in report.excerpts],
     }
 
 

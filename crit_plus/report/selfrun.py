@@ -1,10 +1,13 @@
 """crit-plus's own commands, run in-process for a report, output captured.
 
-Each command is looked up in the click group (:data:`crit_plus.cli.cli`) and
-run through :func:`crit_plus.cli.main`, exactly as ``crit-plus NAME ...`` on
-the command line would: same options, same one-line errors, same exit codes.
-Nothing here knows how a command works inside; it only reads the command's
-declared parameters to pass what the command accepts:
+The commands come from above, as :class:`Commands`: the click group and the CLI's entry
+point, which the ``report`` command takes from the click context the CLI runs it in
+(``ctx.find_root().command`` and ``ctx.meta[CLI_MAIN]``).  ``report/`` is below the CLI
+in the layers (docs/architecture.md) and never imports it.  Each command is looked up in
+the group and run through that entry point, exactly as ``crit-plus NAME ...`` on the
+command line would: same options, same one-line errors, same exit codes.  Nothing here
+knows how a command works inside; it only reads the command's declared parameters to pass
+what the command accepts:
 
 - the checkpoint as the first argument, and ``--lxd-dir``, ``--project``,
   ``--root`` when the command has them and the user gave them;
@@ -14,7 +17,8 @@ declared parameters to pass what the command accepts:
   memory contents (``summarize --env``, ``size --content``).  A command whose
   memory-reading option is *on* by default (:data:`MEMORY_OPTIONS`) is not run.
 
-A command that is not registered (another part of crit-plus not installed)
+A command that is not registered (another part of crit-plus not installed), or any
+command when no :class:`Commands` were given (a library caller of ``build_report``),
 is recorded as not available; one that fails or crashes is recorded with its
 exit code and stderr, and the report goes on.
 """
@@ -25,6 +29,7 @@ import contextlib
 import io
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
@@ -36,6 +41,22 @@ MEMORY_OPTIONS = frozenset({"env", "environ", "argv", "cmdline", "content"})
 SOURCE_OPTIONS = ("lxd_dir", "project", "root")
 
 NOT_AVAILABLE = "not available in this crit-plus"
+#: Why no command runs when the report was given no :class:`Commands`.
+NO_COMMANDS = "crit-plus's commands were not given to the report"
+
+
+@dataclass(frozen=True)
+class Commands:
+    """crit-plus's commands as the CLI hands them down: ``group``, the click group (a
+    command looked up by name, its module loaded on first use), and ``main``, the CLI's
+    entry point (argv → exit code, through its error boundary)."""
+
+    group: click.Group
+    main: Callable[[list[str]], int]
+
+    def command(self, name: str) -> click.Command | None:
+        """The click command ``name``, or None when it is not registered."""
+        return self.group.get_command(click.Context(self.group), name)
 
 
 @dataclass(frozen=True)
@@ -58,17 +79,6 @@ class SelfRun:
     stdout: object = None
     stderr: object = None
     message: str | None = None
-
-
-def _group():
-    from .. import cli  # the CLI imports this package's command: import it late
-
-    return cli
-
-
-def registered(name):
-    """The click command ``name`` of crit-plus's CLI group, or None."""
-    return _group().cli.get_command(None, name)
 
 
 def command_args(command, spec, options, output_format):
@@ -106,9 +116,12 @@ def _memory_option_on(command):
     return None
 
 
-def run_command(name, spec=None, options=None, output_format="table"):
-    """Run crit-plus command ``name`` on ``spec`` in-process → :class:`SelfRun`."""
-    command = registered(name)
+def run_command(commands, name, spec=None, options=None, output_format="table"):
+    """Run crit-plus command ``name`` of ``commands`` (:class:`Commands`, or None: none
+    given) on ``spec`` in-process → :class:`SelfRun`."""
+    if commands is None:
+        return SelfRun(name, output_format, (), "not-available", message=NO_COMMANDS)
+    command = commands.command(name)
     if command is None:
         return SelfRun(name, output_format, (), "not-available", message=NOT_AVAILABLE)
     if output_format != "table" and not _has_format(command, output_format):
@@ -120,7 +133,7 @@ def run_command(name, spec=None, options=None, output_format="table"):
                        message=f"`crit-plus {name}` reads memory contents by default ({flag})")
     argv = (name, *command_args(command, spec, options or {}, output_format))
     stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    code, crash = _invoke(argv, stdout, stderr)
+    code, crash = _invoke(commands.main, argv, stdout, stderr)
     if crash is not None:
         stderr.write(crash.encode("utf-8", "backslashreplace"))
         first = crash.strip().splitlines()[-1]
@@ -146,16 +159,16 @@ def _last_line(stream):
     return lines[-1].strip() if lines else None
 
 
-def _invoke(argv, stdout, stderr):
-    """``(exit code, traceback text or None)`` of ``crit-plus ARGV`` with its output
-    going to the binary files ``stdout`` and ``stderr``."""
+def _invoke(main, argv, stdout, stderr):
+    """``(exit code, traceback text or None)`` of ``main(ARGV)`` (``crit-plus ARGV``) with
+    its output going to the binary files ``stdout`` and ``stderr``."""
     out = io.TextIOWrapper(stdout, encoding="utf-8", errors="backslashreplace",
                            write_through=True)
     err = io.TextIOWrapper(stderr, encoding="utf-8", errors="backslashreplace",
                            write_through=True)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = _group().main(list(argv))
+            code = main(list(argv))
         return code, None
     except (Exception, SystemExit):  # noqa: BLE001 (a broken command must not stop a report)
         return None, traceback.format_exc()
@@ -166,5 +179,5 @@ def _invoke(argv, stdout, stderr):
             stream.detach()
 
 
-__all__ = ["MEMORY_OPTIONS", "NOT_AVAILABLE", "SOURCE_OPTIONS", "SelfRun", "command_args",
-           "registered", "run_command"]
+__all__ = ["MEMORY_OPTIONS", "NOT_AVAILABLE", "NO_COMMANDS", "SOURCE_OPTIONS", "Commands",
+           "SelfRun", "command_args", "run_command"]

@@ -320,8 +320,17 @@ def _listing(tar, member, found):
     return list_rootfs_tar(tar.extractfile(member), found.archive_label, MAX_ENTRIES - kept)
 
 
+def _written_here(name, found):
+    """True if a member named ``name`` is one this pass would extract (an image or
+    metadata file of the container at ``found.prefix``)."""
+    return name.startswith(found.prefix) and _wanted(name[len(found.prefix):]) is not None
+
+
 def _take(tar, member, dest, limits, found, archive):
     name = clean_name(member, archive)
+    if not (member.isreg() or member.isdir()) and not _written_here(name, found):
+        found.skipped += 1  # a link or special file crit-plus never writes nor reads
+        return
     is_parent_link = check_type(member, name, archive)
     if not name:
         return

@@ -116,17 +116,22 @@ class Source:
         :attr:`logs`) by :func:`crit_plus.sources.runs.attribute`, the one rule
         every command uses.  ``run_id`` is the run id the checkpoint's
         ``inventory.img`` records (the graph's ``Inventory.run_id``); without it,
-        that of the images directory's ``dump.log``.  Computed once per run id.
+        that of the images directory's ``dump.log`` (and the reasons say so: no
+        ``inventory.img`` confirms it).  Computed once per run id.
         """
         from .runs import Subject, attribute
 
-        run_id = run_id or self.criu_run_id
-        cache = self._attributions
-        if run_id not in cache:
+        origin = "inventory.img"
+        if not run_id and self.criu_run_id:
+            run_id = self.criu_run_id
+            origin = (f"the run id of {self.dump_log.name}; no inventory.img records one"
+                      if self.dump_log is not None else "no inventory.img records one")
+        cache, key = self._attributions, (run_id, origin)
+        if key not in cache:
             subject = Subject(run_id, self.images_dir, self.taken_at,
-                              not (self.kind or "").endswith("-snapshot"))
-            cache[run_id] = attribute(self.logs, subject)
-        return cache[run_id]
+                              not (self.kind or "").endswith("-snapshot"), origin)
+            cache[key] = attribute(self.logs, subject)
+        return cache[key]
 
     @cached_property
     def _attributions(self):

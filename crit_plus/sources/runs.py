@@ -169,12 +169,15 @@ class ManagerLine:
 class Subject:
     """The checkpoint logs are attributed to: the run id its ``inventory.img``
     records, its images directory, when it was written, and whether its manager
-    restores this directory itself (``in_place``: not a snapshot)."""
+    restores this directory itself (``in_place``: not a snapshot); ``run_id_from``
+    names where the run id was read (``inventory.img``, or the images directory's
+    ``dump.log`` when the inventory records none or is missing)."""
 
     run_id: str | None
     images_dir: Path
     written: datetime | None
     in_place: bool
+    run_id_from: str = "inventory.img"
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,10 +337,10 @@ def _criu_role(log, subject):
     run, mine = log.run, subject.run_id
     in_dir = Path(log.path).parent == Path(subject.images_dir)
     if run.run_id and mine and run.run_id == mine:
-        return "dump", f"CRIU run {mine} wrote these images (inventory.img)"
+        return "dump", f"CRIU run {mine} wrote these images ({subject.run_id_from})"
     if run.operation == "restore" and run.dump_run_id and mine:
         if run.dump_run_id == mine:
-            return "restore", f"restores the images of run {mine} (inventory.img)"
+            return "restore", f"restores the images of run {mine} ({subject.run_id_from})"
         return "other", f"restores the images of another dump, run {run.dump_run_id}"
     if run.run_id and mine:
         return "other", f"CRIU run {run.run_id}; these images were written by run {mine}"

@@ -16,8 +16,10 @@ import pytest
 
 pytest.importorskip("pytest_benchmark")
 
+from crit_plus import cli  # noqa: E402
 from crit_plus.report import NoPrograms, ReportRequest, build_report  # noqa: E402
 from crit_plus.report.collect import Collection  # noqa: E402
+from crit_plus.report.selfrun import Commands  # noqa: E402
 from crit_plus.sources.logs import error_contexts  # noqa: E402
 
 from .test_bench_graph import report as print_mean  # noqa: E402
@@ -98,7 +100,7 @@ def test_whole_report_lxd_web(bench, capsys, fixture_root, tmp_path, monkeypatch
 
     def build():
         return build_report(ReportRequest(output=str(output), spec="lxd:web"),
-                            runner=NoPrograms("benchmark"))
+                            runner=NoPrograms("benchmark"), commands=Commands(cli.cli, cli.main))
 
     bench.pedantic(build, rounds=5, iterations=1)
     print_mean(bench, capsys, "report lxd:web (no programs), whole bundle")

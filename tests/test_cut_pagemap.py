@@ -1,0 +1,114 @@
+"""A pagemap cut mid-entry: the process's page counts are unknown, not 0.
+
+A copy of service-a whose ``pagemap-<root>.img`` ends 5 bytes into an entry (inside its
+message): the graph decides once that the root's private pages are unknown
+(:attr:`crit_plus.pages.ProcessPages.unknown`, naming the file and offset) and
+summarize, rss, mems and ps show ``?`` (null in JSON) where they would count them;
+diff does not count what cannot be read as a change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crit_plus.analysis.diff import diff_checkpoints
+from crit_plus.opening import open_source
+from tests.cli import run_cli
+from tests.damage import clone, entry_offsets, replace, workspace  # noqa: F401 (fixture)
+
+
+def _root_pid(facts):
+    return next(p["pid"] for p in facts["service-a"]["processes"] if p["ppid"] == 0)
+
+
+@pytest.fixture
+def cut(service_a, facts, workspace):  # noqa: F811 (the fixture imported above)
+    """``(directory, pid, offset)``: service-a with the root's pagemap cut mid-entry."""
+    pid = _root_pid(facts)
+    directory = clone(service_a, workspace / "cut")
+    name = directory / f"pagemap-{pid}.img"
+    offsets, _size = entry_offsets(name)
+    entry = offsets[len(offsets) // 2]
+    replace(name, name.read_bytes()[:entry + 5])
+    return directory, pid, entry
+
+
+def test_the_graph_says_the_pages_are_unknown(cut, service_a):
+    directory, pid, entry = cut
+    with open_source(str(directory)) as opened:
+        process = opened.checkpoint.process(pid)
+        unknown = process.pages.unknown
+        assert unknown and f"pagemap-{pid}.img" in unknown and f"{entry:#x}" in unknown
+        assert not process.pages.known
+        assert process.command_line is None
+        assert process.command_line_unknown == unknown
+        others = [p for p in opened.checkpoint.processes if p.pid != pid]
+        assert others and all(p.pages.known and p.pages.private.listed for p in others)
+    with open_source(str(service_a)) as opened:  # an intact checkpoint: everything known
+        assert all(p.pages.known and p.command_line_unknown is None
+                   for p in opened.checkpoint.processes)
+
+
+def test_summarize_rss_mems_ps_show_unknown(cut):
+    directory, pid, _entry = cut
+    data = json.loads(run_cli("summarize", directory, "-f", "json").stdout)
+    row = next(p for p in data["processes"] if p["pid"] == pid)
+    assert row["pages"] is None and row["present"] is None and row["pages_unknown"]
+    assert pid in data["totals"]["pages_unknown"]
+    assert all(p["pid"] != pid for p in data["top_processes"])
+    text = run_cli("summarize", directory).stdout
+    line = next(li for li in text.splitlines() if li.startswith(f"{pid} "))
+    assert line.split()[6:9] == ["?", "1", "?"]  # PAGES, SHMEM, SIZE
+    assert f"private pages of pid {pid} unknown" in text
+
+    rss = json.loads(run_cli("rss", directory, "-f", "json").stdout)
+    row = next(p for p in rss if p["pid"] == pid)
+    assert (row["present"], row["total"]) == (None, None) and row["pages_unknown"]
+    assert all(kind["present"] is None for kind in row["by_kind"])
+    other = next(p for p in rss if p["pid"] != pid)
+    assert other["present"] > 0 and other["pages_unknown"] is None
+    text = run_cli("rss", directory).stdout
+    assert f"{pid}  python3  all" in text.replace("   ", "  ")
+    all_row = next(li for li in text.splitlines() if li.startswith(str(pid)) and " all " in li)
+    assert all_row.split()[4:7] == ["?", "?", "?"]
+    assert f"pid {pid}: pages unknown (?): pagemap-{pid}.img" in text
+
+    mems = json.loads(run_cli("mems", directory, pid, "-f", "json").stdout)
+    assert mems[0]["pages_unknown"]
+    assert all(set(v["pages"].values()) == {None} for v in mems[0]["vmas"])
+
+    size = json.loads(run_cli("size", directory, "-f", "json").stdout)
+    row = next(p for p in size["processes"] if p["pid"] == pid)
+    assert row["pages"]["present"] is None and row["pages_unknown"]
+    owner = next(li for li in run_cli("size", directory).stdout.splitlines()
+                 if li.startswith(f"{pid} python3"))
+    assert owner.split()[3:6] == ["?", "?", "?"]
+
+    ps = json.loads(run_cli("ps", directory, "-f", "json").stdout)
+    row = next(p for p in ps if p["pid"] == pid)
+    assert row["argv"] is None and f"pagemap-{pid}.img" in row["argv_unknown"]
+    text = run_cli("ps", directory).stdout
+    assert f"? (unreadable: pagemap-{pid}.img" in text and "[python3]" not in text
+
+
+def test_diff_does_not_count_what_cannot_be_read(cut, service_a):
+    directory, pid, _entry = cut
+    with open_source(str(service_a)) as old, open_source(str(directory)) as new:
+        report = diff_checkpoints(old.checkpoint, new.checkpoint, old_source=old.source,
+                                  new_source=new.source, content=False)
+    section = report.processes
+    assert not section.differs and "processes" not in report.differing
+    assert [(o, n, item.field) for o, n, item in section.not_compared] == [(pid, pid, "argv")]
+    assert f"NEW pagemap-{pid}.img" in section.not_compared[0][2].reason
+    assert report.pairing.method == "pid"
+    done = run_cli("diff", service_a, directory, "--no-content")
+    assert done.returncode == 2  # a side's images have errors (docs/commands/diff.md)
+    assert "different: processes" not in done.stdout and "-> -" not in done.stdout
+    assert f"not compared: {pid} argv: NEW pagemap-{pid}.img" in done.stdout
+    assert "identical where compared (1 value not compared)" in done.stdout
+    data = json.loads(run_cli("diff", service_a, directory, "--no-content",
+                              "--format", "json").stdout)
+    assert data["processes"]["changed"] == []
+    assert [(c["new_pid"], c["field"]) for c in data["processes"]["not_compared"]] == [
+        (pid, "argv")]
