@@ -77,8 +77,8 @@ def test_validate_of_100k_pids_without_images_stays_within_memory(many_pids):
 
 
 #: Address space for the other commands that walk every pid, set from their measured peak
-#: resident memory on this input (``sk`` 139 MiB as ``validate``; ``ps`` 330 MiB and
-#: ``summarize`` 422 MiB: their tables hold a row per pid), with margin.
+#: resident memory on this input (``sk`` 139 MiB as ``validate``; ``ps`` 300 MiB and
+#: ``summarize`` 380 MiB: their tables hold a row per pid), with margin.
 COMMAND_LIMITS = {"sk": LIMIT, "ps": 768 << 20, "summarize": 1 << 30}
 
 
