@@ -254,6 +254,15 @@ def cmdline_text(argv, comm=None, unknown=None):
     return f"[{comm}]" if comm is not None else None
 
 
+def unknown_pages_text(pids):
+    """``private pages of pid 7, 9 unknown``: the pids whose pagemap cannot be read (the
+    graph's :attr:`~crit_plus.pages.CheckpointPages.unknown`), five at most; "" for none."""
+    if not pids:
+        return ""
+    named = ", ".join(str(pid) for pid in pids[:5]) + (" ..." if len(pids) > 5 else "")
+    return f"private pages of pid {named} unknown"
+
+
 def address_range(start, end):
     """``/proc/PID/maps`` address text: ``00400000-0041f000``."""
     return f"{start:08x}-{end:08x}"

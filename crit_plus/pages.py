@@ -255,12 +255,15 @@ class SharedObject:
 class CheckpointPages:
     """The checkpoint's pages: every process's ``private`` pages, every object's pages
     once (``shared``), ``kinds`` (:class:`KindTally`, objects counted once) and
-    ``objects`` (:class:`SharedObject`, by shmid)."""
+    ``objects`` (:class:`SharedObject`, by shmid).  ``unknown`` names the pids whose
+    private pages are not known (:attr:`ProcessPages.unknown`: a missing or cut
+    pagemap): they count 0 here, so ``private`` and ``total`` are then a lower bound."""
 
     private: PageCounts
     shared: PageCounts
     kinds: tuple
     objects: tuple
+    unknown: tuple = ()
 
     @property
     def total(self) -> PageCounts:
@@ -274,9 +277,12 @@ def checkpoint_pages(checkpoint: Checkpoint) -> CheckpointPages:
     users: dict[int, dict[int, None]] = {}  # shmid -> pids in order, each once
     first_kind: dict[int, str] = {}
     private = _ZERO
+    unknown = []
     for process in checkpoint.processes:
         pages = process.pages
         private += pages.private
+        if pages.unknown is not None:
+            unknown.append(process.pid)
         memory = process.memory
         for mapping in memory.vmas if memory is not None else ():
             backing = mapping.backing
@@ -299,7 +305,7 @@ def checkpoint_pages(checkpoint: Checkpoint) -> CheckpointPages:
             shared += counts
             tally = KindTally(kind, shared=counts)
             kinds[kind] = kinds[kind] + tally if kind in kinds else tally
-    return CheckpointPages(private, shared, _sorted(kinds), tuple(objects))
+    return CheckpointPages(private, shared, _sorted(kinds), tuple(objects), tuple(unknown))
 
 
 @dataclass(frozen=True, slots=True)

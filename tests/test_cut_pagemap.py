@@ -112,3 +112,21 @@ def test_diff_does_not_count_what_cannot_be_read(cut, service_a):
     assert data["processes"]["changed"] == []
     assert [(c["new_pid"], c["field"]) for c in data["processes"]["not_compared"]] == [
         (pid, "argv")]
+
+
+def test_size_totals_say_at_least_and_name_the_pid(cut, service_a):
+    directory, pid, _entry = cut
+    with open_source(str(directory)) as opened:
+        assert opened.checkpoint.pages.unknown == (pid,)  # decided once, in the graph
+    size = json.loads(run_cli("size", directory, "-f", "json").stdout)
+    assert size["pages_unknown_pids"] == [pid]
+    summary = json.loads(run_cli("summarize", directory, "-f", "json").stdout)
+    assert summary["totals"]["pages_unknown"] == size["pages_unknown_pids"]
+    line = next(li for li in run_cli("size", directory).stdout.splitlines()
+                if li.startswith("pages "))
+    assert "at least " in line and f"private pages of pid {pid} unknown" in line
+    intact = json.loads(run_cli("size", service_a, "-f", "json").stdout)
+    assert intact["pages_unknown_pids"] == []
+    line = next(li for li in run_cli("size", service_a).stdout.splitlines()
+                if li.startswith("pages "))
+    assert "at least" not in line and "unknown" not in line

@@ -255,6 +255,8 @@ class SizeReport:
     ``files`` lists every regular file and ``disk`` sums them; ``kinds`` sums
     them by :data:`KINDS` (all kinds, zeros included); ``processes``,
     ``shared`` and ``common`` (the checkpoint-wide images) partition them too.
+    ``pages_unknown`` names the pids whose private pages are not known (the graph's
+    :attr:`~crit_plus.pages.CheckpointPages.unknown`): ``pages`` is then a lower bound.
     """
 
     directory: str
@@ -271,6 +273,7 @@ class SizeReport:
     parent_chain: tuple
     dump_stats: dict
     notes: tuple
+    pages_unknown: tuple = ()
 
     @property
     def apparent(self):
@@ -510,6 +513,7 @@ def measure(checkpoint, *, top=0):
         parent_chain=parent_chain(checkpoint),
         dump_stats=dump_stats,
         notes=tuple(notes + _finding_notes(checkpoint)),
+        pages_unknown=checkpoint.pages.unknown,
     )
 
 

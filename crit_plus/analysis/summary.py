@@ -404,7 +404,7 @@ def _totals(checkpoint, processes):
         tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         tuple((family, state, n) for (family, state), n
               in sorted(sockets.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))),
-        tuple(p.pid for p in processes if p.pages_unknown is not None))
+        checkpoint.pages.unknown)  # the graph's one list of pids with unknown pages
 
 
 def _name(value):

@@ -10,7 +10,8 @@ import click
 from decoders.flags import PAGE_SIZE
 
 from ..analysis import size as size_analysis
-from ..describe import address_range, human_bytes, human_rate, human_seconds, percent
+from ..describe import (address_range, human_bytes, human_rate, human_seconds, percent,
+                        unknown_pages_text)
 from ..progress import progress
 from ..render import jsonable, safe_text, stamped, write_json, write_table
 from . import many
@@ -180,6 +181,7 @@ def report_json(report, scan=None, moving=None):
         "disk": jsonable(report.disk),
         "files": jsonable(report.files),
         "pages": _pages(report.pages),
+        "pages_unknown_pids": list(report.pages_unknown),
         "kinds": jsonable(report.kinds),
         "pages_files": [dict(jsonable(p), expected=p.expected, holes=p.holes)
                         for p in report.pages_files],
@@ -215,15 +217,28 @@ def _heading(out, text):
     out.write(f"\n{text}\n")
 
 
+def _at_least(report):
+    """``at least `` when some process's pages are unknown: the totals leave them out."""
+    return "at least " if report.pages_unknown else ""
+
+
+def _unknown_text(report):
+    """The pids the page totals leave out (their pagemap missing or cut)."""
+    if not report.pages_unknown:
+        return ""
+    return f"; {unknown_pages_text(report.pages_unknown)} (?: pagemap unreadable)"
+
+
 def summary_fields(report):
     """``(label, text)`` of the first lines: the directory, disk, pages, CRIU's stats."""
     disk, pages = report.disk, report.pages
     fields = [("checkpoint", safe_text(report.directory)),
               ("on disk", f"{human_bytes(disk.apparent)} apparent ({disk.apparent} bytes), "
                           f"{human_bytes(disk.allocated)} allocated, {disk.files} files"),
-              ("pages", f"{pages.present} present ({human_bytes(pages.present_bytes)}), "
+              ("pages", _at_least(report) +
+                        f"{pages.present} present ({human_bytes(pages.present_bytes)}), "
                         f"{pages.parent} in parent/ ({human_bytes(pages.parent_bytes)}), "
-                        f"{pages.lazy} lazy")]
+                        f"{pages.lazy} lazy" + _unknown_text(report))]
     stats = report.dump_stats
     if stats:
         fields.append(("CRIU stats", f"{stats.get('pages_written', '-')} pages written, "

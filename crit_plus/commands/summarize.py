@@ -17,6 +17,7 @@ from ..describe import (
     stat_label,
     stat_text,
     state_text,
+    unknown_pages_text,
 )
 from ..render import SEVERITY_COLORS, colored, jsonable, safe_text, use_color, write_fields
 from ..render import stamped, write_json, write_table, write_tree
@@ -124,8 +125,7 @@ def _unknown_text(pids):
     """What the private page sums leave out: the pids whose pagemap cannot be read."""
     if not pids:
         return ""
-    named = ", ".join(str(pid) for pid in pids[:5]) + (" ..." if len(pids) > 5 else "")
-    return f"; private pages of pid {named} unknown (?: pagemap unreadable, see NOTES)"
+    return f"; {unknown_pages_text(pids)} (?: pagemap unreadable, see NOTES)"
 
 
 def _totals_fields(totals):
