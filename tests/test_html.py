@@ -25,7 +25,7 @@ import pytest
 from crit_plus import open_checkpoint
 from tests.browser import Browser, find_chromium, luminance_variance
 from tests.cli import run_cli
-from tests.damage import clone, replace
+from tests.damage import clone, entry_offsets, replace
 from tests.synth import hostile_names, image_bytes, many_processes, read_messages
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -299,6 +299,42 @@ def test_missing_pages_are_marked_unavailable(browser, fixture_root, tmp_path):
     titles = browser.query(f"[...document.querySelectorAll('svg.map[data-pid=\"{process.pid}\"]"
                            f" rect title')].map(t => t.textContent)")
     assert any(" unavailable" in title for title in titles)
+
+
+def test_unknown_pages_are_drawn_unknown(browser, fixture_root, facts, tmp_path):
+    """A copy of service-a whose root's pagemap is cut mid-entry: its pages are unknown
+    (the graph's :attr:`~crit_plus.pages.ProcessPages.unknown`), so its map carries one
+    ``unknown`` strip and no page-state marks, its facts and tooltips say unknown instead
+    of 0 pages, the page names the file and offset, and the other process is drawn as
+    before."""
+    pid = next(p["pid"] for p in facts["service-a"]["processes"] if p["ppid"] == 0)
+    directory = clone(fixture_root / "service-a", tmp_path / "cut")
+    name = directory / f"pagemap-{pid}.img"
+    offsets, _size = entry_offsets(name)
+    entry = offsets[len(offsets) // 2]
+    replace(name, name.read_bytes()[:entry + 5])
+    unknown = open_checkpoint(directory).process(pid).pages.unknown
+    assert unknown and f"{entry:#x}" in unknown
+    page = render("summarize", directory, tmp_path / "cut.html")
+    _loaded, dom = loaded_cleanly(browser, page)
+    expected = expected_marks(directory)
+    assert dom["marks"][str(pid)] == ["unknown"]
+    assert {int(p): m for p, m in dom["marks"].items() if int(p) != pid} == \
+        {p: m for p, m in expected.items() if p != pid} and len(expected) > 1
+    found = browser.query(f"""(() => {{
+      const d = document.querySelector('details.proc[data-pid="{pid}"]');
+      return {{facts: d.querySelector(':scope > summary').textContent,
+               note: d.querySelector(':scope > .body > p.pages-unknown').textContent,
+               titles: [...d.querySelectorAll(':scope > .body svg.map rect title')]
+                 .map(t => t.textContent),
+               legend: [...document.querySelectorAll('.legend rect')]
+                 .map(r => r.getAttribute('class'))}};
+    }})()""")
+    assert "private pages unknown" in found["facts"] and "pages present" not in found["facts"]
+    assert found["note"] == f"pages unknown: {unknown}"
+    assert found["titles"] and not any(t.endswith("no pages") for t in found["titles"])
+    assert "unknown" in found["legend"]
+    assert f"private pages of pid {pid} unknown" in dom["text"]  # the totals' memory line
 
 
 def test_300_processes(browser, tmp_path):

@@ -37,15 +37,18 @@ STATE_WORDS = (("present", "present"), ("parent", "in parent"), ("lazy", "lazy")
                ("unavailable", "unavailable"), ("unlisted", "unlisted"))
 
 
-def _vma_title(row):
+def _vma_title(row, unknown=False):
     """A VMA's tooltip: start address, permissions, size, file or kind, pages by state
-    (terse: a 300-process page has ten thousand of them)."""
+    (terse: a 300-process page has ten thousand of them); ``unknown``: its process's
+    private pages are not known (a cut or missing pagemap), so none are counted."""
     pages = row.pages
-    counts = [f"{pages[state]} {word}" for state, word in STATE_WORDS if pages.get(state)]
+    counts = [] if unknown else \
+        [f"{pages[state]} {word}" for state, word in STATE_WORDS if pages.get(state)]
     if row.shared is not None:
         counts.append(f"{row.shared} shared-memory")
+    empty = "private pages unknown" if unknown else "no pages"
     return (f"{row.start:x} {maps_perms(row.prot, row.flags)} {human_bytes(row.end - row.start)}"
-            f" {row.name or row.kind}: {', '.join(counts) or 'no pages'}")
+            f" {row.name or row.kind}: {', '.join(counts) or empty}")
 
 
 class _Box:
@@ -53,9 +56,9 @@ class _Box:
 
     __slots__ = ("kind", "title", "width", "x")
 
-    def __init__(self, box):
+    def __init__(self, box, unknown=False):
         self.x, self.width, self.kind = f"{box.x:.1f}", f"{box.width:.1f}", box.kind
-        self.title = _vma_title(box.row)
+        self.title = _vma_title(box.row, unknown)
 
 
 def _marks(boxes, y=17, height=5):
@@ -69,10 +72,24 @@ def _marks(boxes, y=17, height=5):
     return [(state, "".join(paths[state])) for state in layout.STRIP_STATES if state in paths]
 
 
+#: The strip's mark of a process whose private pages are unknown (its pagemap cut or missing).
+UNKNOWN = "unknown"
+
+
+def _unknown_marks(boxes, y=17, height=5):
+    """The marks of a map whose pages are unknown: one grey ``unknown`` strip under every
+    VMA instead of page states (which would read as "no pages")."""
+    if not boxes:
+        return []
+    start, end = boxes[0].x, boxes[-1].x + boxes[-1].width
+    return [(UNKNOWN, f"M{start:.1f} {y}h{end - start:.1f}v{height}h{start - end:.1f}z")]
+
+
 def _process_facts(p, cells):
+    pages = "private pages unknown" if p.pages_unknown else \
+        f"{p.present} pages present, {p.parent} in parent, {p.lazy} lazy"
     return (f"ppid {p.ppid}; {count_text(p.threads, 'thread')}, {count_text(p.vmas, 'VMA')}, "
-            f"{p.present} pages present, {p.parent} in parent, {p.lazy} lazy, "
-            f"{p.shared} shared; {cells['size']}; {count_text(p.fds, 'fd')}")
+            f"{pages}, {p.shared} shared; {cells['size']}; {count_text(p.fds, 'fd')}")
 
 
 def _fd_rows(table):
@@ -93,7 +110,8 @@ MAX_NESTING = 100
 
 
 class _TreeItem:
-    __slots__ = ("boxes", "closes", "command", "facts", "fds", "marks", "no_memory", "process")
+    __slots__ = ("boxes", "closes", "command", "facts", "fds", "marks", "no_memory",
+                 "pages_unknown", "process")
 
 
 def _tree(processes, rows, vmas, fds):
@@ -111,8 +129,9 @@ def _tree(processes, rows, vmas, fds):
         table = maps.get(p.pid)
         rows = table.vmas if table is not None else ()
         boxes = layout.memory_map(rows)
-        item.boxes = [_Box(box) for box in boxes]
-        item.marks = _marks(boxes)
+        item.pages_unknown = p.pages_unknown  # the graph's reason: file and offset
+        item.boxes = [_Box(box, bool(p.pages_unknown)) for box in boxes]
+        item.marks = _unknown_marks(boxes) if p.pages_unknown else _marks(boxes)
         item.no_memory = "no memory image"
         if p.state == "zombie":
             item.no_memory = f"zombie ({p.exit.text}): no memory" if p.exit else "zombie: no memory"
@@ -135,11 +154,13 @@ def summary_page(result, *, title, origin, stats, totals, processes, vmas, fds,
     lines)``; ``rootfs`` a container archive's root-filesystem changes as the text
     form shows them, ``(count line, rows, columns, notes)``, or None."""
     tree, final = _tree(result.processes, processes, vmas, fds)
+    unknown = any(item.pages_unknown for item in tree)
     counts = ()
     if validation is not None:
         counts = tuple((s, severity_count(validation.count(s), s)) for s in SEVERITIES)
     return _page("summarize.html", title, "summarize", origin=origin, stats=stats,
                  totals=totals, tree=tree, final_closes=final, kinds=VMA_KINDS,
+                 pages_unknown=unknown,
                  validation=validation, validation_counts=counts, notes=result.notes,
                  sockets=sockets, socket_columns=socket_columns, mappings=mappings,
                  mapping_columns=mapping_columns, logs=logs, rootfs=rootfs)
