@@ -8,7 +8,9 @@ diff does not count what cannot be read as a change."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import pytest
 
@@ -130,3 +132,20 @@ def test_size_totals_say_at_least_and_name_the_pid(cut, service_a):
     line = next(li for li in run_cli("size", service_a).stdout.splitlines()
                 if li.startswith("pages "))
     assert "at least" not in line and "unknown" not in line
+
+
+def test_diff_html_lists_what_it_could_not_compare(cut, service_a, tmp_path):
+    directory, pid, _entry = cut
+    page = tmp_path / "diff.html"
+    done = run_cli("diff", service_a, directory, "--no-content", "--format", "html", "-o", page)
+    assert done.returncode == 2
+    text = page.read_text(encoding="utf-8")
+    listed = re.search(r'<ul class="not-compared">(.*?)</ul>', text, re.S)
+    assert listed, "the processes section lists no value it could not compare"
+    items = [html.unescape(li) for li in re.findall(r"<li[^>]*>(.*?)</li>", listed.group(1))]
+    lines = [li for li in run_cli("diff", service_a, directory, "--no-content").stdout
+             .splitlines() if li.startswith("not compared: ")]
+    assert items == lines and len(items) == 1 and f"{pid} argv: NEW pagemap-{pid}.img" in items[0]
+    intact = tmp_path / "same.html"
+    run_cli("diff", service_a, service_a, "--no-content", "--format", "html", "-o", intact)
+    assert "not-compared" not in intact.read_text(encoding="utf-8")

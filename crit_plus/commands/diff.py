@@ -256,7 +256,7 @@ def html_page(report, verbose=False):
     if report.processes is not None:
         section = report.processes
         sections["processes"] = (_processes_heading(section), process_rows(section),
-                                 PROCESS_COLUMNS)
+                                 PROCESS_COLUMNS, not_compared_lines(section))
     if report.files is not None:
         section = report.files
         sections["files"] = (_files_heading(section), fd_rows(section), FD_COLUMNS,

@@ -231,15 +231,16 @@ def diff_page(report, *, title, fields, verdict, processes=None, files=None, mem
     """The ``diff`` page of :class:`~crit_plus.analysis.diff.DiffReport` ``report``.
 
     ``fields`` and ``verdict`` are the text form's first and last lines; each section
-    the command's reading of it: ``processes`` ``(heading, rows, columns)``; ``files``
+    the command's reading of it: ``processes`` ``(heading, rows, columns, not-compared
+    lines)`` (the values a side cannot give, as the text form lists them); ``files``
     ``(heading, fd rows, fd columns, file rows, file columns)``; ``memory`` ``(heading,
     columns, [(process line, [(VmaDiff, cells), ...]), ...])``, a strip drawn for each
     VMA row (:func:`~.layout.page_strip`); ``images`` ``(heading, only in OLD, only in
     NEW, fact rows, fact columns, stat rows, stat columns)``; ``rootfs`` ``(heading,
     rows, columns, problem lines)``."""
     if processes is not None:
-        heading, rows, cols = processes
-        processes = (heading, rows, columns(cols, ("old", "new")))
+        heading, rows, cols, unread = processes
+        processes = (heading, rows, columns(cols, ("old", "new")), unread)
     if files is not None:
         heading, fds, fd_cols, objects, object_cols = files
         files = (heading, fds, columns(fd_cols, ("fd",)), objects, columns(object_cols))
