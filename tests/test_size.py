@@ -538,7 +538,7 @@ def test_transfer_with_content_estimates(tmp_path):
 
 TOP_KEYS = {"schema", "directory", "disk", "files", "pages", "kinds", "pages_files", "processes",
             "shared", "common", "vma_kinds", "top_vmas", "parent_chain", "dump_stats", "notes",
-            "content", "transfer"}
+            "pages_unknown_pids", "content", "transfer"}
 
 
 def test_json_schema_and_numbers(checkpoint_dirs):
