@@ -9,12 +9,13 @@ were damaged in a copy."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from crit_plus.analysis.explain import explain_criu_log
 from tests.cli import run_cli
-from tests.test_live_explain import _dump, outside_unix_peer
+from tests.test_live_explain import Holder, _criu, _dump, outside_unix_peer
 
 pytestmark = pytest.mark.live
 
@@ -76,3 +77,30 @@ def test_list_shows_a_failed_dump_not_damage(failed_dump):
     rows = json.loads(run_cli("list", images.parent, "--format", "json").stdout)
     assert [row["status"] for row in rows] == ["DUMP FAILED"]
     assert rows[0]["damaged"].startswith("dump failed: ")
+
+
+def test_a_failed_retry_into_an_earlier_dumps_directory(criu, tmp_path):
+    """A good dump, then a dump of another process into the same directory that fails:
+    CRIU writes inventory.img last, so the earlier run's inventory stays beside the
+    failed run's pstree and cores.  validate and list say the dump failed (not "an fd
+    is not in files.img", copy again), and that the directory mixes the two runs."""
+    plain = Holder("plain", tmp_path / "plain")
+    try:
+        first, images_log = _dump(criu, plain, "mix")
+    finally:
+        plain.kill()
+    assert first == 0, explain_criu_log(images_log).decisive
+    images = images_log.parent
+    time.sleep(0.05)  # the failed run's log ends after the earlier inventory.img
+    with outside_unix_peer(tmp_path) as holder:
+        status = _criu(criu, "dump", "-t", str(holder.pid), "-D", str(images), log="dump.log")
+    assert status != 0
+    report = json.loads(run_cli("validate", images, "--format", "json").stdout)
+    first_finding = report["findings"][0]
+    assert first_finding["code"] == "dump-failed", report["findings"]
+    assert "mixes the two" in first_finding["message"]
+    for finding in report["findings"][1:]:
+        if finding["stage"] == "integrity":
+            assert finding["consequence_of"] == "dump-failed", finding
+    rows = json.loads(run_cli("list", images.parent, "--format", "json").stdout)
+    assert [row["status"] for row in rows] == ["DUMP FAILED"]

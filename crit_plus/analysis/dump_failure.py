@@ -16,6 +16,7 @@ without it the images are *partial*; with it the dump failed in its last steps
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .explain import diagnose
 
@@ -32,7 +33,9 @@ class DumpFailure:
     """The failed dump that wrote a checkpoint: its log (``log`` the file name, ``path``
     as the user can find it), ``outcome`` (``failed`` or ``cut short``), its run id,
     the decisive error line and, when the failure catalog knows it, its cause and code;
-    ``partial``: no ``inventory.img`` (CRIU stopped before its last image).
+    ``partial``: no ``inventory.img`` (CRIU stopped before its last image), or
+    ``over_earlier``: the ``inventory.img`` there is an earlier dump's, the failed run
+    having written its other images over that dump's.
     """
 
     log: str
@@ -43,6 +46,7 @@ class DumpFailure:
     cause: str | None
     catalog: str | None
     partial: bool = True
+    over_earlier: bool = False  # a retry into an earlier dump's directory (inventory.img its)
 
     @property
     def consequence(self) -> str:
@@ -58,13 +62,17 @@ class DumpFailure:
             text += f": {self.decisive.strip()}"
         if self.cause:
             text += f" (cause: {self.cause})"
+        if self.over_earlier:
+            text += ("; it was written over an earlier dump, whose inventory.img is still "
+                     "there: the directory mixes the two")
         return text
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
         return {"log": self.log, "path": self.path, "outcome": self.outcome,
                 "run_id": self.run_id, "decisive": self.decisive, "cause": self.cause,
-                "catalog": self.catalog, "partial": self.partial}
+                "catalog": self.catalog, "partial": self.partial,
+                "over_earlier": self.over_earlier}
 
 
 def dump_failure(source, checkpoint) -> DumpFailure | None:
@@ -76,7 +84,10 @@ def dump_failure(source, checkpoint) -> DumpFailure | None:
     inventory = checkpoint.inventory
     for item in source.runs(inventory.run_id if inventory is not None else None):
         run = item.run
-        if item.role != "dump" or run is None:
+        if run is None:
+            continue
+        overwritten = item.role != "dump" and _failed_over(source, item, inventory)
+        if item.role != "dump" and not overwritten:
             continue
         if run.outcome == "failed" or (run.outcome == "cut short" and inventory is None):
             decisive = diagnose(item.log.errors, "dump", source.catalog_fields)
@@ -88,8 +99,26 @@ def dump_failure(source, checkpoint) -> DumpFailure | None:
                                decisive.text if decisive is not None else None,
                                failure.cause if failure is not None else None,
                                failure.code if failure is not None else None,
-                               inventory is None)
+                               inventory is None or overwritten, overwritten)
     return None
+
+
+def _failed_over(source, item, inventory) -> bool:
+    """True if ``item`` is the log of a failed dump into this images directory, of
+    another run than ``inventory.img``'s and written after it: a retry into the
+    directory of an earlier dump.  CRIU writes inventory.img last, so the failed run
+    left the earlier run's inventory beside the images it did write: a mix."""
+    run = item.run
+    if (inventory is None or run.operation != "dump" or run.outcome != "failed"
+            or not run.run_id or run.run_id == inventory.run_id):
+        return False
+    log = Path(item.log.path)
+    if log.parent != Path(source.images_dir):
+        return False
+    try:
+        return log.stat().st_mtime > (Path(source.images_dir) / "inventory.img").stat().st_mtime
+    except OSError:
+        return False
 
 
 __all__ = ["LATE", "PARTIAL", "DumpFailure", "dump_failure"]
