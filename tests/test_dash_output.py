@@ -6,6 +6,7 @@ line.  On the real fixtures."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,22 @@ def test_summarize_html_dash_is_stdout_and_report_refuses_it(service_a, tmp_path
     assert report.returncode == 2 and report.stdout == b"", report.stderr
     assert report.stderr.decode().count("\n") == 1 and b"give -o FILE" in report.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mem_read_json_with_o_says_what_it_wrote(service_a, tmp_path):
+    """``mem read ... -o FILE -f json`` printed nothing (the report went to stderr as
+    text); ``-o - -f json`` was taken and mixed JSON-less bytes into stdout.  Now as
+    ``mem dump``: a JSON report of the file written; ``-o -`` with JSON refused."""
+    heap = _heap(service_a)
+    target = tmp_path / "piece.bin"
+    done = _run(["mem", "read", service_a, PID, heap, "64", "-o", target, "-f", "json"],
+                tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["schema"] == "crit-plus/mem-read/1"
+    assert (report["file"], report["bytes"], report["length"]) == (str(target), 64, 64)
+    assert target.stat().st_size == 64
+    json_too = _run(["mem", "read", service_a, PID, heap, "64", "-o", "-", "-f", "json"],
+                    tmp_path)
+    assert json_too.returncode == 2 and json_too.stdout == b""
+    assert "--format json would go too" in json_too.stderr.decode()

@@ -143,6 +143,7 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
       crit-plus mem read dump1 12525 7f954fcb7000 4k -o - | strings
     """
     if output is not None:
+        _refuse_json_beside_bytes(output, fmt)
         refuse_terminal(output, "raw memory bytes")  # before anything is read
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
@@ -156,6 +157,11 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
             with output_stream(output, binary=True, inputs=input_paths(opened.source)) \
                     as handle:
                 handle.write(data)
+            if fmt == "json":  # what was written where, as mem dump says it
+                write_json(stamped("mem-read", {"pid": pid, "address": address,
+                                                "length": length, "file": output,
+                                                "bytes": len(data)}), sys.stdout)
+                return
             click.echo(f"wrote {len(data)} bytes at {address:#x} of pid {pid} to "
                        f"{_output_name(output)}", err=True)
             return
@@ -171,6 +177,13 @@ def mem_read(path, lxd_dir, project, root, pid, address, length, output, fmt):
             hole = pieces.first_hole
             out.flush()
             raise _no_bytes(checkpoint, pid, address, length, hole.reason if hole else None)
+
+
+def _refuse_json_beside_bytes(output, fmt):
+    """``-o -`` and ``--format json`` would both write standard output: refused."""
+    if to_stdout(output) and fmt == "json":
+        raise click.BadParameter("-o - writes the bytes to standard output, where --format "
+                                 "json would go too: give -o FILE", param_hint="-o")
 
 
 def _output_name(output):
@@ -358,9 +371,7 @@ def mem_dump(path, lxd_dir, project, root, pid, address, output, fmt):
       crit-plus mem dump lxd:web/snap0 1 --vma 400000 -o text.bin --root /srv/rootfs
       crit-plus mem dump dump1 12525 --vma 3c7b8000 -o - | xxd | less
     """
-    if to_stdout(output) and fmt == "json":
-        raise click.BadParameter("-o - writes the bytes to standard output, where --format "
-                                 "json would go too: give -o FILE", param_hint="-o")
+    _refuse_json_beside_bytes(output, fmt)
     refuse_terminal(output, "raw memory bytes")  # before anything is read
     with open_checkpoint_source(path, lxd_dir, project, root, note_errors=True) as opened:
         checkpoint = opened.checkpoint
