@@ -156,6 +156,7 @@ def _refusals(ck, archive):
         ["decode", "-i", ck / "pstree.img", "-o", ck / "pstree.img"],
         ["decode", "-i", ck / "pstree.img", "-o", ck / "link-to-pstree"],  # a link to it
         ["decode", "-i", ck / "core-12525.img", "-o", ck / "core.json"],  # beside it, new
+        ["decode", "-i", ck / "core-12525.img", "-o", ck.parent / "c.json"],  # by backup.yaml
         ["encode", "-i", ck.parent / "pstree.json", "-o", ck.parent / "pstree.json"],
         ["mem", "read", ck, "12525", heap, "64", "-o", ck / "pages-3.img"],
         ["mem", "read", ck, "12525", heap, "64", "-o", ck / "new.bin"],  # inside, new
@@ -173,6 +174,7 @@ def test_an_output_never_replaces_an_input(fixture_root, tmp_path):
     ck = area / "ck"
     shutil.copytree(fixture_root / "service-a", ck, symlinks=True)
     shutil.copytree(fixture_root / "service-a", area / "older", symlinks=True)
+    (area / "backup.yaml").write_text("name: ck\n")  # area is ck's owner, as in LXD
     (ck / "parent").symlink_to("../older")
     (ck / "link-to-pstree").symlink_to("pstree.img")
     (area / "pstree.json").write_text(invoke(["decode", "-i", str(ck / "pstree.img")]).out
