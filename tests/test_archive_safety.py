@@ -382,3 +382,15 @@ def test_a_tarball_that_is_no_checkpoint_is_not_called_damaged(tmp_path, shelf):
     summarized = invoke(["summarize", str(tree)])
     assert summarized.code == 1 and "no checkpoint/ directory" in summarized.err
     assert "refused" not in summarized.err
+
+
+def test_a_report_bundle_is_not_listed_as_a_damaged_checkpoint(service_a, shelf):
+    """``crit-plus report`` writes NAME/checkpoint/dump.log (the dump's log, no image):
+    `list` beside it must not take the bundle for a pod whose container lost its images."""
+    bundle = shelf / "bug.tar.gz"
+    made = invoke(["report", str(service_a), "-o", str(bundle)])
+    assert made.code == 0, made.describe()
+    with tarfile.open(bundle) as tar:
+        assert any(name.endswith("/checkpoint/dump.log") for name in tar.getnames())
+    listed = invoke(["list", str(shelf), "--format", "json"])
+    assert listed.code == 0 and json.loads(listed.out) == [], listed.describe()

@@ -190,6 +190,7 @@ class _Extraction:
     markers: set = field(default_factory=set)      # top-level image-layout files
     pod_files: dict = field(default_factory=dict)  # pod.options / pod.dump -> bytes
     container_dirs: set = field(default_factory=set)
+    container_images: set = field(default_factory=set)  # container_dirs with a CRIU image
     configs: dict = field(default_factory=dict)    # directory ("" top) -> config.dump bytes
     rootfs: dict = field(default_factory=dict)     # prefix -> list_rootfs_tar answer
     archive_label: str = ""                        # the archive, in messages
@@ -306,6 +307,9 @@ def _survey(tar, member, name, limits, found):
             raise ArchiveError(found.archive_label, f"refused: more than {MAX_CONTAINERS} "
                                "container directories", member=member.name)
         found.container_dirs.add(parts[0])
+    if len(parts) >= 3 and parts[1] == "checkpoint" and parts[-1].endswith(".img") \
+            and member.isreg():
+        found.container_images.add(parts[0])
     if parts[-1] == "config.dump" and (len(parts) == 2 or (len(parts) == 1 and not found.write)):
         found.configs["" if len(parts) == 1 else parts[0]] = _small(tar, member, limits, found)
     if parts[-1] == "rootfs-diff.tar" and len(parts) == 2 and member.isreg():
@@ -641,7 +645,9 @@ def archive_containers(path, limits=None):
     entries = []  # (name, what selects it after ARCHIVE:)
     for opener, size, layer in streams:
         found = _extract(opener, label, None, limits, _Extraction(write=False), size)
-        if found.pod_files or (found.container_dirs and not found.image_dir_seen):
+        # a NAME/checkpoint/ without images and no pod.options: not a pod (a crit-plus
+        # report bundle keeps NAME/checkpoint/dump.log)
+        if found.pod_files or (found.container_images and not found.image_dir_seen):
             configs = {d: _parse_small(data) for d, data in found.configs.items() if d}
             before = f"{layer.ref}:" if several and layer is not None and layer.ref else ""
             entries += [(name, before + name) for name in pod_containers(
