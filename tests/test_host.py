@@ -266,7 +266,7 @@ def test_a_criu_that_cannot_run_tests_nothing(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("criu check runs as root only")
     said = f"none of the {len(FEATURES)} tested, criu (version unknown) at {fake} cannot " \
-        f"check them: `{fake} --version` gave no version (it cannot run here)"
+        f"check them: `{fake} --version` gave no version (not a criu that runs here)"
     done = run_cli("host", "--criu", fake)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines()

@@ -448,7 +448,7 @@ def probe_host(root="/", criu=None):
     if real_root and path is not None:
         if os.geteuid() == 0:
             broken = None if version is not None else \
-                f"`{path} --version` gave no version (it cannot run here)"
+                f"`{path} --version` gave no version (not a criu that runs here)"
             features = LiveFeatures(path, error=broken)
             xfeatures, xsave_size = criu_cpuinfo(path)
         else:
