@@ -116,19 +116,11 @@ def report_unknown_fields(converter, schema):
 
 
 def _checkpoint_of(in_path):
-    """The checkpoint ``in_path`` is in: its directory of CRIU images, or the LXD/Incus
-    instance or snapshot directory holding it (beside backup.yaml), as ``core`` and
-    ``report`` guard it; None for standard input or an image on its own.  The JSON never
-    lands there, as no crit-plus output lands in a checkpoint."""
-    from ..sources import is_images_dir
+    """The checkpoint the image ``in_path`` is in (:func:`crit_plus.sources.checkpoint_of`);
+    None for standard input.  The JSON never lands there."""
+    from ..sources import checkpoint_of
 
-    if in_path in (None, "-"):
-        return None
-    directory = os.path.dirname(os.path.abspath(in_path))
-    if not is_images_dir(directory):
-        return None
-    owner = os.path.dirname(directory)  # an LXD/Incus instance or snapshot: state/'s owner
-    return owner if os.path.isfile(os.path.join(owner, "backup.yaml")) else directory
+    return None if in_path in (None, "-") else checkpoint_of(in_path)
 
 
 def _decode(in_path, out_path, pretty, nopl):

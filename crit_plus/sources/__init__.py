@@ -30,7 +30,7 @@ _EXPORTS = {
     "ArchiveLimits": "archive", "open_archive": "archive",
     "Discovery": "discover", "discover": "discover",
     "ArchiveError": "errors", "SourceError": "errors",
-    "ROOT_ENV": "layout", "fake_root": "layout", "is_images_dir": "layout",
+    "ROOT_ENV": "layout", "checkpoint_of": "layout", "fake_root": "layout",
     "standard_roots": "layout",
     "LogFile": "logs", "LogHeader": "logs",
     "KINDS": "model", "Source": "model", "parse_timestamp": "model",
@@ -43,7 +43,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "ArchiveError", "ArchiveLimits", "AttributedLog", "Discovery", "KINDS", "LogFile",
     "LogHeader", "LogRun", "ROOT_ENV",
-    "Source", "SourceError", "discover", "fake_root", "is_images_dir", "open_archive",
+    "Source", "SourceError", "checkpoint_of", "discover", "fake_root", "open_archive",
     "parse_name",
     "parse_timestamp", "resolve", "source_for_images_dir", "standard_roots",
 ]

@@ -92,6 +92,19 @@ def is_images_dir(path):
     return any((path / marker).is_file() for marker in IMAGE_MARKERS)
 
 
+def checkpoint_of(image):
+    """The checkpoint the image file ``image`` is in, as an output must not land in it:
+    the LXD/Incus instance or snapshot directory holding its ``state/`` (beside
+    ``backup.yaml``, as ``input_paths`` guards a managed source), else its directory of
+    CRIU images; None for an image on its own (no ``inventory.img`` or ``pstree.img``
+    beside it)."""
+    directory = Path(os.path.abspath(image)).parent
+    if not is_images_dir(directory):
+        return None
+    owner = directory.parent
+    return owner if (owner / "backup.yaml").is_file() else directory
+
+
 def state_dir_of(owner):
     """The image directory of an instance or snapshot directory, or None.
 
