@@ -382,26 +382,27 @@ def test_net_kinds_are_lower_case_in_json_and_table(deb):
     assert "loopback" in run_cli("net", deb).stdout
 
 
+def _long_column(directory, header, damaged=None):
+    """The cells of ``ps --long``'s column ``header`` on ``directory``; with ``damaged``
+    (an image cut in it), the one note naming that image is checked too."""
+    done = run_cli("ps", directory, "--long")
+    assert done.returncode == 0
+    assert done.stderr == (_note(directory, damaged) if damaged else ""), done.stderr
+    column = done.stdout.splitlines()[0].split().index(header)
+    return {line.split()[column] for line in done.stdout.splitlines()[2:]}
+
+
 def test_ps_long_says_unknown_for_a_damaged_cgroup_image(deb, tmp_path):
     copy = _cut(deb, tmp_path, "cgroup.img", 100)
-    done = run_cli("ps", copy, "--long")
-    assert done.returncode == 0 and done.stderr == _note(copy, "cgroup.img")
-    column = done.stdout.splitlines()[0].split().index("CGROUP")
-    cells = {line.split()[column] for line in done.stdout.splitlines()[2:]}
-    assert cells == {"?"}
+    assert _long_column(copy, "CGROUP", "cgroup.img") == {"?"}
     assert all(t["cgroups"] is None for row in _json("ps", copy, "--long")
                for t in row["detail"])
-    assert "?" not in {line.split()[column]
-                       for line in run_cli("ps", deb, "--long").stdout.splitlines()[2:]}
+    assert "?" not in _long_column(deb, "CGROUP")
 
 
 def test_ps_long_names_a_cut_seccomp_image_once(deb, tmp_path):
     copy = _cut(deb, tmp_path, "seccomp.img", 60)
-    done = run_cli("ps", copy, "--long")
-    assert done.returncode == 0 and done.stderr == _note(copy, "seccomp.img")
-    column = done.stdout.splitlines()[0].split().index("SECCOMP")
-    cells = {line.split()[column] for line in done.stdout.splitlines()[2:]}
-    assert cells == {"filter(?)"}
+    assert _long_column(copy, "SECCOMP", "seccomp.img") == {"filter(?)"}
     leaders = [row["detail"][0] for row in _json("ps", copy, "--long")]
     assert {(t["seccomp_mode"], t["seccomp_filters"], t["seccomp_instructions"])
             for t in leaders} == {("filter", None, None)}
