@@ -45,7 +45,7 @@ def refuse_inputs(output, inputs):
     """Raise :class:`OutputRefused` if ``output`` is one of ``inputs`` (the same file,
     links followed) or lies inside one that is a directory (a checkpoint, the logs
     being read).  ``None`` and ``-`` (standard input or output) are never refused."""
-    if output in (None, "-"):
+    if to_stdout(output):
         return
     from .render import safe_text  # imported here: the CLI starts without it
 
@@ -137,7 +137,7 @@ def refuse_terminal(path, what):
 def output_stream(path, binary=False, inputs=()):
     """``-o PATH`` of a command: a :func:`whole_file` stream, or standard output when
     ``path`` is None or ``-`` (left open); ``path`` must not be one of ``inputs``."""
-    if path in (None, "-"):
+    if to_stdout(path):
         if binary:
             with _stdout_bytes() as stream:
                 yield stream

@@ -217,9 +217,11 @@ def run_sections(command: str, paths: Iterable[str], examine: Callable,
 def one_only(fmt: str, output: str | None) -> str | None:
     """What was given that only one checkpoint takes: ``--format html`` (a page), ``-o``
     (one file); None when neither was."""
+    from ..output import to_stdout
+
     if fmt == "html":
         return "--format html"
-    return None if output in (None, "-") else "-o"
+    return None if to_stdout(output) else "-o"
 
 
 def heading(outcome: Outcome, out) -> None:
